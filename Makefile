@@ -1,0 +1,34 @@
+# The two commands of the README:
+#   make run    set up .venv, train default models on the shipped samples if none exist, serve on :8080
+#   make test   set up .venv (with test tools) and run the test suite
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+
+.PHONY: run test setup setup-dev bench clean
+
+$(VENV)/.runtime: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	bash scripts/install_test_tools.sh
+	touch $@
+
+setup: $(VENV)/.runtime
+setup-dev: $(VENV)/.dev
+
+run: setup
+	$(VENV)/bin/vigil serve --train-missing
+
+test: setup-dev
+	$(PY) -m pytest -q
+
+bench: setup-dev
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) runs

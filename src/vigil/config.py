@@ -1,0 +1,75 @@
+"""Settings, read from environment variables in this one place.
+
+Every knob has a default that works on a fresh clone; the environment variable
+named in each field's comment overrides it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env_path(name: str, default: Path) -> Path:
+    return Path(os.environ.get(name, default)).expanduser()
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+def _env_str(name: str) -> str | None:
+    raw = os.environ.get(name)
+    return raw if raw else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    models_dir: Path = PROJECT_ROOT / "models"  # VIGIL_MODELS_DIR
+    data_dir: Path = PROJECT_ROOT / "data"  # VIGIL_DATA_DIR
+    work_dir: Path = PROJECT_ROOT / "runs"  # VIGIL_WORK_DIR: reports, plots, experiment folders
+    bucket_root: Path = PROJECT_ROOT / "runs" / "bucket"  # VIGIL_BUCKET_ROOT: Alectio bucket as a local folder
+    max_body_bytes: int = 64 * 1024 * 1024  # VIGIL_MAX_BODY_BYTES
+    max_rows: int = 100_000  # VIGIL_MAX_ROWS per prediction request
+    predict_timeout_s: float = 60.0  # VIGIL_PREDICT_TIMEOUT_S
+    api_token: str | None = None  # VIGIL_API_TOKEN: guards training and admin endpoints
+    predict_token: str | None = None  # VIGIL_PREDICT_TOKEN: guards /predict
+    model_key: str | None = None  # VIGIL_MODEL_KEY: HMAC key the manifest must be signed with
+    alectio_callback_url: str | None = None  # VIGIL_ALECTIO_CALLBACK_URL
+    kafka_bootstrap_servers: str | None = None  # VIGIL_KAFKA_BOOTSTRAP_SERVERS
+    host: str = "127.0.0.1"  # VIGIL_HOST
+    port: int = 8080  # VIGIL_PORT
+    workers: int = 2  # VIGIL_WORKERS
+    threads: int = 2  # VIGIL_THREADS
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        settings = cls(
+            models_dir=_env_path("VIGIL_MODELS_DIR", cls.models_dir),
+            data_dir=_env_path("VIGIL_DATA_DIR", cls.data_dir),
+            work_dir=_env_path("VIGIL_WORK_DIR", cls.work_dir),
+            bucket_root=_env_path("VIGIL_BUCKET_ROOT", cls.bucket_root),
+            max_body_bytes=_env_int("VIGIL_MAX_BODY_BYTES", cls.max_body_bytes),
+            max_rows=_env_int("VIGIL_MAX_ROWS", cls.max_rows),
+            predict_timeout_s=_env_float("VIGIL_PREDICT_TIMEOUT_S", cls.predict_timeout_s),
+            api_token=_env_str("VIGIL_API_TOKEN"),
+            predict_token=_env_str("VIGIL_PREDICT_TOKEN"),
+            model_key=_env_str("VIGIL_MODEL_KEY"),
+            alectio_callback_url=_env_str("VIGIL_ALECTIO_CALLBACK_URL"),
+            kafka_bootstrap_servers=_env_str("VIGIL_KAFKA_BOOTSTRAP_SERVERS"),
+            host=os.environ.get("VIGIL_HOST", cls.host),
+            port=_env_int("VIGIL_PORT", cls.port),
+            workers=_env_int("VIGIL_WORKERS", cls.workers),
+            threads=_env_int("VIGIL_THREADS", cls.threads),
+        )
+        return replace(settings, **overrides) if overrides else settings

@@ -1,0 +1,45 @@
+"""Errors that carry an HTTP status and a message a client can act on.
+
+Task code raises these for bad input; the service turns them into JSON
+``{"error": ..., "detail": ...}`` and the CLI into a one-line message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class VigilError(Exception):
+    status = 400
+
+    def __init__(self, error: str, detail: Any = None, status: int | None = None):
+        super().__init__(error)
+        self.error = error
+        self.detail = detail
+        if status is not None:
+            self.status = status
+
+    def to_json(self) -> dict:
+        return {"error": self.error, "detail": self.detail}
+
+
+class InvalidInput(VigilError):
+    """The request or file is malformed: names the record and field at fault."""
+
+    status = 400
+
+
+class UnprocessableInput(VigilError):
+    """Well-formed but semantically wrong input (wrong vector length, non-finite values...)."""
+
+    status = 422
+
+
+class ModelNotAvailable(VigilError):
+    status = 503
+
+
+class ArtifactIntegrityError(VigilError):
+    """A model file does not match its manifest, or the manifest is not signed as required."""
+
+    status = 500

@@ -1,0 +1,51 @@
+"""The Flask app, built by a factory with one blueprint per concern.
+
+``gunicorn vigil.service:app`` imports the module-level ``app`` (created on first access);
+tests call :func:`create_app` with their own settings.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from vigil.artifacts import ArtifactStore
+from vigil.config import Settings
+from vigil.service.errors import register_error_handlers
+from vigil.service.registry import ModelRegistry
+
+# Blueprint modules, in registration order; each exposes ``bp``.
+BLUEPRINTS = [
+    "vigil.service.health",
+    "vigil.service.models",
+    "vigil.service.predict",
+]
+
+
+def create_app(settings: Settings | None = None, store: ArtifactStore | None = None) -> Flask:
+    import importlib
+
+    settings = settings or Settings.from_env()
+    store = store or ArtifactStore(settings.models_dir, model_key=settings.model_key)
+    app = Flask("vigil", template_folder="../web/templates", static_folder="../web/static")
+    app.config["VIGIL_SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    registry = ModelRegistry(store)
+    registry.reload()
+    app.extensions["vigil.registry"] = registry
+    app.extensions["vigil.store"] = store
+    register_error_handlers(app)
+    for module_name in BLUEPRINTS:
+        app.register_blueprint(importlib.import_module(module_name).bp)
+    logging.getLogger("vigil").setLevel(logging.INFO)
+    return app
+
+
+def __getattr__(name: str):
+    # PEP 562: build the gunicorn app lazily, so importing this package has no side effects.
+    if name == "app":
+        globals()["app"] = application = create_app()
+        return application
+    raise AttributeError(name)

@@ -1,0 +1,28 @@
+"""JSON error handlers: no HTML error page and no traceback ever reaches a client."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from vigil.errors import VigilError
+
+log = logging.getLogger("vigil.service")
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(VigilError)
+    def _vigil_error(exc: VigilError):
+        status = exc.status if exc.status != 500 else 503
+        return jsonify(exc.to_json()), status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        return jsonify({"error": exc.name.lower(), "detail": exc.description}), exc.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return jsonify({"error": "internal error", "detail": type(exc).__name__}), 500
