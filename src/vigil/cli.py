@@ -48,6 +48,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.train_missing:
         cmd_bootstrap(argparse.Namespace(models_dir=args.models_dir, force=False))
     env = dict(os.environ)
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(variable, "1")  # one numeric thread per worker; workers x threads use the cores
     env["VIGIL_MODELS_DIR"] = str(settings.models_dir)
     env["VIGIL_BIND"] = args.bind or f"{args.host or settings.host}:{args.port or settings.port}"
     if args.workers:

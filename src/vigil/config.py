@@ -50,6 +50,9 @@ class Settings:
     port: int = 8080  # VIGIL_PORT
     workers: int = 2  # VIGIL_WORKERS
     threads: int = 2  # VIGIL_THREADS
+    # VIGIL_RUNTIME_DIR: scratch folder shared by one server's gunicorn workers (Prometheus
+    # multiprocess files, reload generation); gunicorn_conf creates one per server start.
+    runtime_dir: Path | None = None
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -71,5 +74,6 @@ class Settings:
             port=_env_int("VIGIL_PORT", cls.port),
             workers=_env_int("VIGIL_WORKERS", cls.workers),
             threads=_env_int("VIGIL_THREADS", cls.threads),
+            runtime_dir=Path(os.environ["VIGIL_RUNTIME_DIR"]) if os.environ.get("VIGIL_RUNTIME_DIR") else None,
         )
         return replace(settings, **overrides) if overrides else settings

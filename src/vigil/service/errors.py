@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask, current_app, jsonify
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from vigil.errors import VigilError
 
@@ -17,6 +17,12 @@ def register_error_handlers(app: Flask) -> None:
     def _vigil_error(exc: VigilError):
         status = exc.status if exc.status != 500 else 503
         return jsonify(exc.to_json()), status
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge):
+        limit = current_app.config["VIGIL_SETTINGS"].max_body_bytes
+        detail = {"max_body_bytes": limit, "hint": "send smaller requests, or raise VIGIL_MAX_BODY_BYTES"}
+        return jsonify({"error": "request body too large", "detail": detail}), 413
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

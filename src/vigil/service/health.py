@@ -1,18 +1,45 @@
-"""Liveness and readiness."""
+"""Liveness and readiness, in Vigil's shape and in the KServe V2 protocol's."""
 
 from flask import Blueprint, current_app, jsonify
+
+from vigil.service.api import spec
 
 bp = Blueprint("health", __name__)
 
 
+def _readiness() -> tuple[bool, dict]:
+    registry = current_app.extensions["vigil.registry"]
+    body = {
+        "ready": registry.ready,
+        "models": {name: m.version for name, m in registry.models.items()},
+        "missing": {name: reason for name, reason in registry.errors.items() if name not in registry.models},
+        # a new version that was refused while the previous one keeps serving
+        "errors": registry.errors,
+    }
+    return registry.ready, body
+
+
 @bp.get("/health")
+@spec(summary="Liveness: the process answers", tags=["health"])
 def health():
     return jsonify({"status": "ok"})
 
 
 @bp.get("/ready")
+@spec(summary="Readiness: every configured model is loaded and warmed (503 otherwise)", tags=["health"])
 def ready():
-    registry = current_app.extensions["vigil.registry"]
-    loaded = {name: m.version for name, m in registry.models.items()}
-    body = {"ready": not registry.errors, "models": loaded, "missing": registry.errors}
-    return jsonify(body), 200 if not registry.errors else 503
+    is_ready, body = _readiness()
+    return jsonify(body), 200 if is_ready else 503
+
+
+@bp.get("/v2/health/live")
+@spec(summary="KServe V2 liveness", tags=["health"])
+def v2_live():
+    return jsonify({"live": True})
+
+
+@bp.get("/v2/health/ready")
+@spec(summary="KServe V2 readiness (503 when not ready)", tags=["health"])
+def v2_ready():
+    is_ready, _ = _readiness()
+    return jsonify({"ready": is_ready}), 200 if is_ready else 503

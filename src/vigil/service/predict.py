@@ -1,27 +1,42 @@
-"""``POST /predict/<slug>`` for every task, through the task interface."""
+"""``POST /predict/<slug>`` for every task, through the task interface.
+
+Other blueprints that answer predictions in another shape (ML-PT's root ``/predict``) call
+:func:`run_prediction` too, so they get the same limits, time limit, metrics and model version.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+import concurrent.futures
+import contextvars
+import threading
 
-from vigil.errors import InvalidInput
-from vigil.tasks import PredictInput, get_task
+from flask import Blueprint, current_app, g, jsonify, request
+
+from vigil.errors import VigilError
+from vigil.service import metrics
+from vigil.service.api import spec
+from vigil.service.validation import count_rows
+from vigil.tasks import PredictInput, all_tasks, get_task
 
 bp = Blueprint("predict", __name__)
+
+PREDICT_CONTENT_TYPES = (
+    "application/json",
+    "application/octet-stream",
+    "multipart/form-data",
+    "text/csv",
+    "text/plain",
+)
+
+_executor_lock = threading.Lock()
 
 
 def predict_input_from_request() -> PredictInput:
     settings = current_app.config["VIGIL_SETTINGS"]
     body = request.get_data(cache=True)
-    parsed = None
-    if request.mimetype == "application/json" or (body[:1] in (b"[", b"{") and not request.files):
-        try:
-            parsed = request.get_json(force=True, silent=False)
-        except Exception as exc:  # werkzeug raises BadRequest with an HTML-ish description
-            raise InvalidInput("request body is not valid JSON", str(getattr(exc, "description", exc))) from exc
     files = {name: storage.read() for name, storage in request.files.items()}
     return PredictInput(
-        json=parsed,
+        json=g.get("vigil_json"),  # parsed and validated by the middleware when the body is JSON
         body=body,
         content_type=request.mimetype or "",
         files=files,
@@ -30,13 +45,72 @@ def predict_input_from_request() -> PredictInput:
     )
 
 
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
+    executor = current_app.extensions.get("vigil.predict_executor")
+    if executor is None:
+        with _executor_lock:
+            executor = current_app.extensions.get("vigil.predict_executor")
+            if executor is None:
+                settings = current_app.config["VIGIL_SETTINGS"]
+                executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=max(4, 2 * settings.threads), thread_name_prefix="vigil-predict"
+                )
+                current_app.extensions["vigil.predict_executor"] = executor
+    return executor
+
+
+def _call_with_time_limit(function, *args):
+    """Run ``function`` with the per-request time limit (VIGIL_PREDICT_TIMEOUT_S; 0 = none).
+
+    Python cannot stop a running thread: past the limit the client gets 503 at once and the
+    prediction's result is dropped when it finishes.
+    """
+    limit = current_app.config["VIGIL_SETTINGS"].predict_timeout_s
+    if not limit or limit <= 0:
+        return function(*args)
+    context = contextvars.copy_context()  # keeps the request id in the task's log lines
+    future = _executor().submit(context.run, function, *args)
+    try:
+        return future.result(timeout=limit)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise VigilError(
+            f"prediction took longer than {limit:g} s",
+            {"predict_timeout_s": limit, "hint": "send fewer rows per request, or raise VIGIL_PREDICT_TIMEOUT_S"},
+            status=503,
+        ) from None
+
+
 def run_prediction(task_slug: str):
     task = get_task(task_slug)
     registry = current_app.extensions["vigil.registry"]
-    loaded = registry.get(task.name)
-    return task.predict(loaded, predict_input_from_request())
+    loaded = registry.get(task.name)  # this request keeps this model even if a reload swaps it
+    g.vigil_task, g.vigil_model_version = task.name, loaded.version
+    predict_input = predict_input_from_request()
+    rows = g.get("vigil_rows")
+    if rows is None:
+        rows = count_rows(predict_input.json) if predict_input.json is not None else 1
+        g.vigil_rows = rows
+    result = _call_with_time_limit(task.predict, loaded, predict_input)
+    metrics.observe_prediction(task.name, loaded.version, rows, result)
+    if isinstance(result, dict):
+        result.setdefault("model_version", loaded.version)
+    return result
+
+
+def _task_slugs() -> list[str]:
+    return [task.slug for task in all_tasks()]
 
 
 @bp.post("/predict/<task_slug>")
+@spec(
+    summary="Predict with one task's current model",
+    description="The response carries the model version (field `model_version` in objects, header X-Model-Version).",
+    body=lambda task_slug: get_task(task_slug).request_schema(),
+    example=lambda task_slug: get_task(task_slug).example_request(),
+    content_types=PREDICT_CONTENT_TYPES,
+    expand={"task_slug": _task_slugs},
+    tags=["predict"],
+)
 def predict(task_slug: str):
     return jsonify(run_prediction(task_slug))

@@ -2,40 +2,126 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
+import time
+from pathlib import Path
 
 from vigil.artifacts import ArtifactStore, LoadedModel
 from vigil.errors import ModelNotAvailable, VigilError
-from vigil.tasks import all_tasks
+from vigil.tasks import PredictInput, all_tasks
+
+log = logging.getLogger("vigil.service")
 
 
 class ModelRegistry:
-    """One verified :class:`LoadedModel` per task.
+    """One verified, warmed :class:`LoadedModel` per task.
 
     ``reload()`` builds a complete new mapping first and then replaces the reference in one
     assignment, so a request that already fetched a model keeps using it until it finishes.
+    A model whose new version fails to load or to answer its example keeps serving the previous
+    version; the failure is reported in ``errors`` (and in ``/ready``).
+
+    Gunicorn workers are separate processes: ``request_reload()`` bumps a generation file in the
+    server's runtime folder and every worker picks it up on its next request (``sync()``).
     """
 
-    def __init__(self, store: ArtifactStore):
+    def __init__(self, store: ArtifactStore, generation_file: Path | None = None, max_rows: int = 100_000):
         self.store = store
+        self.generation_file = generation_file
+        self.max_rows = max_rows
         self._models: dict[str, LoadedModel] = {}
         self._errors: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._seen_generation = self._generation_stamp()
+        self.loaded_at: float | None = None
 
+    # -- loading ----------------------------------------------------------------------------
     def reload(self) -> dict[str, str]:
+        with self._reload_lock:
+            return self._reload()
+
+    def _reload(self) -> dict[str, str]:
+        current = self._models
         models, errors = {}, {}
+        try:
+            manifest = {task.name: self.store.latest_entry(task.name) for task in all_tasks()}
+        except VigilError as exc:  # unreadable or unsigned manifest: keep serving what we have
+            log.error("model manifest refused", extra={"fields": {"reason": exc.error}})
+            manifest = {task.name: None for task in all_tasks()}
+            errors = {name: exc.error for name in manifest}
         for task in all_tasks():
-            if not self.store.entries(task.name):
-                errors[task.name] = "no trained model"
+            entry = manifest[task.name]
+            previous = current.get(task.name)
+            if entry is None:
+                errors.setdefault(task.name, "no trained model")
+            elif previous is not None and previous.entry == entry:
+                models[task.name] = previous  # unchanged: no need to unpickle again
                 continue
-            try:
-                models[task.name] = self.store.load(task.name)
-            except VigilError as exc:
-                errors[task.name] = exc.error
+            else:
+                try:
+                    loaded = self.store.load(task.name, entry["version"])
+                    self._warm(task, loaded)
+                    models[task.name] = loaded
+                    continue
+                except VigilError as exc:
+                    errors[task.name] = exc.error
+                except Exception as exc:  # a broken artifact must not take the service down
+                    errors[task.name] = f"{type(exc).__name__}: {exc}"
+                log.error("model not loaded", extra={"fields": {"task": task.name, "reason": errors[task.name]}})
+            if previous is not None:
+                models[task.name] = previous
         with self._lock:
             self._models, self._errors = models, errors
+        self.loaded_at = time.time()
         return {name: loaded.version for name, loaded in models.items()}
 
+    def _warm(self, task, loaded: LoadedModel) -> None:
+        """Answer the task's own example once, so the first client does not pay for lazy setup."""
+        example = task.example_request()
+        if example is None:
+            return
+        try:
+            task.predict(loaded, PredictInput(json=example, content_type="application/json", max_rows=self.max_rows))
+        except Exception as exc:
+            raise VigilError(f"model v{loaded.version} failed its warm-up prediction: {exc}") from exc
+
+    # -- across workers ---------------------------------------------------------------------
+    def _generation_stamp(self) -> int | None:
+        if self.generation_file is None:
+            return None
+        try:
+            return os.stat(self.generation_file).st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def request_reload(self) -> dict[str, str]:
+        """Reload here, and tell the other workers to reload on their next request."""
+        if self.generation_file is not None:
+            self.generation_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.generation_file.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(f"{time.time_ns()} {os.getpid()}\n")
+            os.replace(tmp, self.generation_file)
+        with self._reload_lock:
+            self._seen_generation = self._generation_stamp()
+            return self._reload()
+
+    def sync(self) -> None:
+        """Reload if another worker asked for it; one thread reloads, the others go on serving."""
+        stamp = self._generation_stamp()
+        if stamp == self._seen_generation or not self._reload_lock.acquire(blocking=False):
+            return
+        try:
+            stamp = self._generation_stamp()
+            if stamp != self._seen_generation:
+                self._seen_generation = stamp
+                self._reload()
+        finally:
+            self._reload_lock.release()
+
+    # -- access -----------------------------------------------------------------------------
     def get(self, task_name: str) -> LoadedModel:
         loaded = self._models.get(task_name)
         if loaded is None:
@@ -60,3 +146,7 @@ class ModelRegistry:
     @property
     def errors(self) -> dict[str, str]:
         return self._errors
+
+    @property
+    def ready(self) -> bool:
+        return all(task.name in self._models for task in all_tasks())

@@ -1,0 +1,110 @@
+"""What each route accepts, declared next to the view: the one source for validation and OpenAPI.
+
+A blueprint marks a view with :func:`spec`::
+
+    class OneLoop(pydantic.BaseModel):
+        experiment_id: str
+        cur_loop: int
+
+    @bp.post("/one_loop")
+    @spec(body=OneLoop, summary="Run one active-learning loop", tags=["active learning"])
+    def one_loop(): ...
+
+The service's ``before_request`` hook then checks the token, the content type, the body size, the
+row count and the body against the schema before the view runs (the view reads ``request.get_json()``
+as usual), and ``/openapi.json`` documents the route from the same declaration.
+Views without ``spec`` still get auth, limits, metrics and an OpenAPI entry without a body.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+JSON_TYPES = ("application/json",)
+
+@dataclass
+class RouteSpec:
+    summary: str = ""
+    description: str = ""
+    # A JSON schema dict, a pydantic model class, or a callable taking the view's path
+    # parameters (e.g. task_slug) and returning a schema dict or None.
+    body: Any = None
+    example: Any = None  # a request body that works, or a callable(**path_params) returning one
+    tags: list[str] = field(default_factory=list)
+    # Content types the route accepts; JSON bodies are validated, others pass through to the view.
+    content_types: tuple[str, ...] = JSON_TYPES
+    body_required: bool = True
+    # Path parameters to enumerate in OpenAPI, e.g. {"task_slug": lambda: ["iot-anomaly", ...]}.
+    expand: dict[str, Callable[[], list[str]]] = field(default_factory=dict)
+    # Whether the request carries rows that count against VIGIL_MAX_ROWS.
+    counts_rows: bool = True
+    responses: dict[str, Any] = field(default_factory=dict)
+    # Which token guards the route: "api", "predict", None, or "auto" (decided by path, see middleware).
+    auth: str | None = "auto"
+
+    def body_schema(self, **path_params) -> dict | None:
+        return schema_dict(self.body, **path_params)
+
+    def example_body(self, **path_params) -> Any:
+        return self.example(**path_params) if callable(self.example) else self.example
+
+
+def spec(**kwargs) -> Callable:
+    """Decorator: attach a :class:`RouteSpec` to a view function."""
+
+    def decorate(view: Callable) -> Callable:
+        view.vigil_spec = RouteSpec(**kwargs)
+        return view
+
+    return decorate
+
+
+def spec_of(view: Callable | None) -> RouteSpec | None:
+    return getattr(view, "vigil_spec", None)
+
+
+def schema_dict(body: Any, **path_params) -> dict | None:
+    if body is None:
+        return None
+    if isinstance(body, dict):
+        return body
+    if isinstance(body, type) and hasattr(body, "model_json_schema"):
+        return body.model_json_schema()
+    if callable(body):
+        return body(**path_params)
+    raise TypeError(f"unsupported body schema {body!r}")
+
+
+def hoist_definitions(schema: dict, prefix: str) -> tuple[dict, dict]:
+    """Move ``$defs`` / ``definitions`` out of ``schema`` for OpenAPI's ``components/schemas``.
+
+    Returns ``(schema_without_defs, {component_name: schema})`` with every local ``$ref``
+    rewritten to ``#/components/schemas/<prefix><Name>``, since an embedded schema's
+    ``#/$defs/...`` would otherwise resolve against the OpenAPI document root.
+    """
+    schema = copy.deepcopy(schema)
+    schema.pop("$schema", None)
+    schema.pop("$id", None)
+    definitions = {**schema.pop("$defs", {}), **schema.pop("definitions", {})}
+
+    def rewrite(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                for local in ("#/$defs/", "#/definitions/"):
+                    if ref.startswith(local):
+                        node["$ref"] = "#/components/schemas/" + prefix + ref[len(local):]
+            for value in node.values():
+                rewrite(value)
+        elif isinstance(node, list):
+            for value in node:
+                rewrite(value)
+
+    rewrite(schema)
+    components = {}
+    for name, definition in definitions.items():
+        rewrite(definition)
+        components[prefix + name] = definition
+    return schema, components
