@@ -131,6 +131,7 @@ def register_middleware(app: Flask) -> None:
         metrics.observe_request(endpoint, request.method, response.status_code, task, version or "", seconds)
         level = logging.WARNING if response.status_code >= 500 else logging.INFO
         log.log(level, "request", extra={"fields": {
+            "request_id": g.get("request_id"),
             "method": request.method,
             "path": request.path,
             "status": response.status_code,
