@@ -17,6 +17,8 @@ from vigil.service.api import hoist_definitions, spec
 from vigil.service.validation import count_rows, validate_body
 from vigil.errors import UnprocessableInput
 
+from service_support import metric_samples, sum_samples
+
 
 class LoopRequest(pydantic.BaseModel):
     experiment_id: str
@@ -195,15 +197,6 @@ def test_metrics_count_requests_per_endpoint(client):
     assert sum_samples(samples, "vigil_request_errors_total", endpoint="<unmatched>", status="404") >= 1
     assert sum_samples(samples, "vigil_request_duration_seconds_count", endpoint="/v2/health/live") >= 3
 
-
-def metric_samples(text: str) -> list:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
-
-
-def sum_samples(samples, name: str, **labels) -> float:
-    return sum(s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
 def test_validation_helpers():

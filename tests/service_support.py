@@ -1,0 +1,65 @@
+"""Helpers shared by the service tests: a real task with a model trained once, gunicorn pids, metrics."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from vigil.artifacts import ArtifactStore
+from vigil.config import Settings
+from vigil.tasks import all_tasks
+
+# Cheapest tasks first: the service tests only need one real model, whichever has landed.
+PREFERRED = ("iot_anomaly", "dns_exfil", "web_sessions", "web_events", "ember")
+
+
+def first_task():
+    tasks = sorted(all_tasks(), key=lambda t: PREFERRED.index(t.name) if t.name in PREFERRED else len(PREFERRED))
+    if not tasks:
+        pytest.skip("no task is registered in vigil.tasks.TASKS yet")
+    return tasks[0]
+
+
+def train_one(models_dir: Path, work_dir: Path):
+    """Train the first task's default model into ``models_dir``; return (task, store)."""
+    task = first_task()
+    settings = Settings.from_env(models_dir=models_dir, work_dir=work_dir, bucket_root=work_dir / "bucket")
+    store = ArtifactStore(models_dir)
+    task.train_default(store, settings)
+    return task, store
+
+
+def copy_store(source: Path, target: Path, model_key: str | None = None) -> ArtifactStore:
+    shutil.copytree(source, target)
+    return ArtifactStore(target, model_key=model_key)
+
+
+def gunicorn_workers(server) -> list[int]:
+    """Pids of the worker processes under the `vigil serve` process of ``server``."""
+    def children(pid: int) -> list[int]:
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+        return found
+
+    masters = children(server.process.pid)
+    return sorted(pid for master in masters for pid in children(master))
+
+
+def metric_samples(text: str) -> list:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
+def sum_samples(samples, name: str, **labels) -> float:
+    return sum(s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))

@@ -1,0 +1,129 @@
+"""/predict/<task> and the model registry view through the test client, with a real task's
+default model (whichever task is registered; see service_support.first_task)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from vigil.config import Settings
+from vigil.service import create_app
+from vigil.tasks import all_tasks
+
+from service_support import metric_samples, sum_samples, train_one
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("service-predict")
+    task, store = train_one(root / "models", root / "runs")
+    settings = Settings.from_env(models_dir=root / "models", work_dir=root / "runs", bucket_root=root / "bucket")
+    return task, store, settings
+
+
+def client_for(trained, **overrides):
+    task, store, settings = trained
+    app = create_app(replace(settings, **overrides), store)
+    app.config["TESTING"] = True
+    return app.test_client()
+
+
+def as_rows(example):
+    return example if isinstance(example, list) else [example]
+
+
+def test_prediction_carries_the_model_version(trained):
+    task, store, _ = trained
+    client = client_for(trained)
+    version = store.latest_entry(task.name)["version"]
+    response = client.post(f"/predict/{task.slug}", json=task.example_request())
+    assert response.status_code == 200, response.get_json()
+    assert response.headers["X-Model-Version"] == version
+    body = response.get_json()
+    if isinstance(body, dict):
+        assert body["model_version"] == version
+
+
+def test_models_view_lists_and_shows_each_model(trained):
+    task, store, _ = trained
+    client = client_for(trained)
+    listed = {m["task"]: m for m in client.get("/models").get_json()["models"]}
+    entry = store.latest_entry(task.name)
+    assert listed[task.name]["version"] == entry["version"]
+    one = client.get(f"/models/{task.name}").get_json()
+    for key in ("version", "created_at", "metrics", "feature_version", "threshold"):
+        assert key in one and one[key] == entry.get(key)
+    assert client.get(f"/models/{task.slug}").get_json()["version"] == entry["version"]
+
+
+def test_schema_violation_names_record_and_field(trained):
+    task, _, _ = trained
+    if task.request_schema() is None:
+        pytest.skip(f"{task.name} declares no JSON schema")
+    rows = as_rows(task.example_request())
+    broken = [dict(rows[0]), {"unexpected": object.__name__}]
+    response = client_for(trained).post(f"/predict/{task.slug}", json=broken)
+    assert response.status_code == 422, response.get_json()
+    body = response.get_json()
+    assert set(body) == {"error", "detail"}
+    assert body["detail"][0]["index"] == 1 and body["detail"][0]["field"]
+
+
+def test_rows_over_the_limit_are_413(trained):
+    task, _, _ = trained
+    rows = as_rows(task.example_request())
+    client = client_for(trained, max_rows=len(rows) * 2)
+    assert client.post(f"/predict/{task.slug}", json=rows * 2).status_code == 200
+    response = client.post(f"/predict/{task.slug}", json=rows * 3)
+    assert response.status_code == 413
+    assert response.get_json()["detail"]["max_rows"] == len(rows) * 2
+
+
+def test_prediction_over_the_time_limit_is_503_and_the_worker_goes_on(trained):
+    task, _, _ = trained
+    rows = as_rows(task.example_request())
+    client = client_for(trained, predict_timeout_s=1e-6, max_rows=200_000)
+    response = client.post(f"/predict/{task.slug}", json=rows * 5_000)
+    assert response.status_code == 503
+    assert "longer than" in response.get_json()["error"]
+    assert client_for(trained).post(f"/predict/{task.slug}", json=rows).status_code == 200
+
+
+def test_prediction_metrics_rows_and_scores(trained):
+    task, store, _ = trained
+    client = client_for(trained)
+    rows = as_rows(task.example_request())
+    client.post(f"/predict/{task.slug}", json=rows * 3)
+    version = store.latest_entry(task.name)["version"]
+    samples = metric_samples(client.get("/metrics").get_data(as_text=True))
+    assert sum_samples(samples, "vigil_prediction_rows_count", task=task.name, model_version=version) >= 1
+    assert sum_samples(samples, "vigil_prediction_rows_sum", task=task.name, model_version=version) >= len(rows) * 3
+    assert sum_samples(samples, "vigil_requests_total", endpoint="/predict/<task_slug>", task=task.name,
+                       model_version=version, status="200") >= 1
+    from vigil.service.metrics import extract_scores
+
+    response = client.post(f"/predict/{task.slug}", json=rows).get_json()
+    if extract_scores(response):  # the task exposes scores: they are in the histogram
+        assert sum_samples(metric_samples(client.get("/metrics").get_data(as_text=True)),
+                           "vigil_prediction_score_count", task=task.name, model_version=version) >= len(rows)
+
+
+def test_openapi_lists_every_task_with_its_schema_and_example(trained):
+    document = client_for(trained).get("/openapi.json").get_json()
+    for task in all_tasks():
+        operation = document["paths"][f"/predict/{task.slug}"]["post"]
+        assert operation["security"] == [{"predictToken": []}]
+        content = operation["requestBody"]["content"]["application/json"]
+        if task.request_schema() is not None:
+            assert content["schema"]
+        if task.example_request() is not None:
+            assert content["example"] == task.example_request()
+
+
+def test_ready_when_every_configured_model_is_loaded(trained):
+    task, _, _ = trained
+    body = client_for(trained).get("/ready").get_json()
+    assert task.name in body["models"]
+    missing = {t.name for t in all_tasks()} - {task.name}
+    assert set(body["missing"]) == missing and body["ready"] == (not missing)
