@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -52,26 +53,38 @@ class LiveServer:
         command = [sys.executable, "-m", "vigil", "serve", "--port", str(self.port), *(args or [])]
         self.process = subprocess.Popen(command, env=environment, cwd=REPO_ROOT,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # Drain the server's output as it comes: a full pipe would block the server's logging.
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=lambda: self._lines.extend(self.process.stdout), daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.process.stdout.read()}")
+                self._reader.join(timeout=5)
+                raise RuntimeError(f"server exited early:\n{self.output}")
             try:
                 if requests.get(self.url + "/health", timeout=1).ok:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # workers still importing
                 time.sleep(0.2)
         self.stop()
         raise RuntimeError("server did not become healthy in 60 s")
 
+    @property
+    def output(self) -> str:
+        """Everything the server printed so far."""
+        return "".join(self._lines)
+
     def stop(self) -> str:
-        self.process.terminate()
-        try:
-            output, _ = self.process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            output, _ = self.process.communicate()
-        return output or ""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(timeout=5)
+        return self.output
 
 
 @pytest.fixture

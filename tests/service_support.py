@@ -38,7 +38,7 @@ def copy_store(source: Path, target: Path, model_key: str | None = None) -> Arti
 
 
 def gunicorn_workers(server) -> list[int]:
-    """Pids of the worker processes under the `vigil serve` process of ``server``."""
+    """Pids of the gunicorn workers of ``server`` (`vigil serve` execs gunicorn's master)."""
     def children(pid: int) -> list[int]:
         found = []
         for entry in os.listdir("/proc"):
@@ -51,8 +51,7 @@ def gunicorn_workers(server) -> list[int]:
                     found.append(int(entry))
         return found
 
-    masters = children(server.process.pid)
-    return sorted(pid for master in masters for pid in children(master))
+    return sorted(children(server.process.pid))
 
 
 def metric_samples(text: str) -> list:

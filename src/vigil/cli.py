@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 from vigil.artifacts import ArtifactStore
@@ -58,7 +57,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env["VIGIL_THREADS"] = str(args.threads)
     command = [sys.executable, "-m", "gunicorn", "-c", "python:vigil.service.gunicorn_conf", "vigil.service:app"]
     print(f"serving on http://{env['VIGIL_BIND']}", flush=True)
-    return subprocess.call(command, env=env)
+    # exec, not a child process: signals (SIGTERM from a supervisor or a test, SIGHUP) reach
+    # gunicorn's master directly, and no orphaned server outlives `vigil serve`.
+    os.execve(sys.executable, command, env)
+    return 0  # not reached
 
 
 def build_parser() -> argparse.ArgumentParser:

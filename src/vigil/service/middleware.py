@@ -70,6 +70,11 @@ def _check_body() -> None:
     length = request.content_length
     if length is not None and length > settings.max_body_bytes:
         raise RequestEntityTooLarge()  # before reading a byte of it
+    if length is None and request.method in BODY_METHODS and request.environ.get("wsgi.input_terminated"):
+        # Chunked body: werkzeug silently stops reading at MAX_CONTENT_LENGTH; one byte more is a 413.
+        data = request.get_data(cache=True)
+        if len(data) >= settings.max_body_bytes and request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
     view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
     route = spec_of(view)
     if route is None or request.method not in BODY_METHODS:
