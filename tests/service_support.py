@@ -32,6 +32,14 @@ def train_one(models_dir: Path, work_dir: Path):
     return task, store
 
 
+@pytest.fixture(scope="session")
+def service_trained(tmp_path_factory):
+    """(task, store) with the first task's default model, trained once per test session.
+    Import it into a test module to use it; tests that change the store work on a copy_store()."""
+    root = tmp_path_factory.mktemp("service-trained")
+    return train_one(root / "models", root / "runs")
+
+
 def copy_store(source: Path, target: Path, model_key: str | None = None) -> ArtifactStore:
     shutil.copytree(source, target)
     return ArtifactStore(target, model_key=model_key)

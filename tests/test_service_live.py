@@ -15,14 +15,12 @@ from vigil.artifacts import ArtifactStore
 from vigil.config import Settings
 from vigil.service import create_app
 
-from service_support import copy_store, gunicorn_workers, metric_samples, sum_samples, train_one
+from service_support import copy_store, gunicorn_workers, metric_samples, service_trained, sum_samples  # noqa: F401
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("service-live")
-    task, store = train_one(root / "models", root / "runs")
-    return task, store
+def trained(service_trained):
+    return service_trained
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,14 @@ from vigil.config import Settings
 from vigil.service import create_app
 from vigil.tasks import all_tasks
 
-from service_support import metric_samples, sum_samples, train_one
+from service_support import metric_samples, service_trained, sum_samples  # noqa: F401
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("service-predict")
-    task, store = train_one(root / "models", root / "runs")
-    settings = Settings.from_env(models_dir=root / "models", work_dir=root / "runs", bucket_root=root / "bucket")
+def trained(service_trained):
+    task, store = service_trained
+    settings = Settings.from_env(models_dir=store.root, work_dir=store.root.parent / "runs",
+                                 bucket_root=store.root.parent / "bucket")
     return task, store, settings
 
 

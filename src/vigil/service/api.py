@@ -38,6 +38,8 @@ class RouteSpec:
     body_required: bool = True
     # Path parameters to enumerate in OpenAPI, e.g. {"task_slug": lambda: ["iot-anomaly", ...]}.
     expand: dict[str, Callable[[], list[str]]] = field(default_factory=dict)
+    # Known values of a path parameter, documented as an enum (other values still reach the view).
+    path_values: dict[str, Callable[[], list[str]]] = field(default_factory=dict)
     # Whether the request carries rows that count against VIGIL_MAX_ROWS.
     counts_rows: bool = True
     responses: dict[str, Any] = field(default_factory=dict)

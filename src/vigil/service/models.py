@@ -2,7 +2,9 @@
 
 from flask import Blueprint, current_app, jsonify
 
-from vigil.tasks import get_task
+from vigil.errors import VigilError
+from vigil.service.api import spec
+from vigil.tasks import all_tasks, get_task
 
 bp = Blueprint("models", __name__)
 
@@ -14,13 +16,21 @@ def _describe(loaded) -> dict:
 
 
 @bp.get("/models")
+@spec(summary="Every loaded model: task, version, metrics, feature version, created-at, threshold", tags=["models"])
 def list_models():
     registry = current_app.extensions["vigil.registry"]
     return jsonify({"models": [_describe(m) for m in registry.models.values()], "missing": registry.errors})
 
 
 @bp.get("/models/<task_name>")
+@spec(summary="One task's loaded model (by task name or slug)", tags=["models"],
+      path_values={"task_name": lambda: [t.name for t in all_tasks()]})
 def show_model(task_name: str):
     task = get_task(task_name)
     registry = current_app.extensions["vigil.registry"]
-    return jsonify(_describe(registry.get(task.name)))
+    loaded = registry.models.get(task.name)
+    if loaded is None:  # a registry view: no model is "not found", not "unavailable"
+        reason = registry.errors.get(task.name, "not loaded")
+        raise VigilError(f"no model loaded for task '{task.name}': {reason}",
+                         f"train it with `vigil {task.slug} train`, then POST /admin/reload", status=404)
+    return jsonify(_describe(loaded))

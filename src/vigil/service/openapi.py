@@ -52,11 +52,15 @@ def _expansions(rule_text: str, route: RouteSpec):
             for value in values()
         ]
     for path, params in expanded:
-        parameters = [
-            {"name": name, "in": "path", "required": True, "schema": _CONVERTER_TYPES.get(conv, {"type": "string"})}
-            for name, conv in converters.items()
-            if name not in params
-        ]
+        parameters = []
+        for name, conv in converters.items():
+            if name in params:
+                continue
+            schema = dict(_CONVERTER_TYPES.get(conv, {"type": "string"}))
+            values = list(route.path_values[name]()) if name in route.path_values else []
+            if values:
+                schema["enum"] = values
+            parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
         yield _PARAM.sub(lambda m: "{" + m.group(2) + "}", path), params, parameters
 
 
