@@ -12,3 +12,13 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
 else
   echo "warning: chromium is not installed; the browser tests need it (apt-get install chromium)" >&2
 fi
+# Debian's wrk drives the load benchmark (bench/load.py, `make bench`).
+if ! command -v wrk >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's wrk for the load benchmark ..."
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  else
+    echo "warning: wrk is not installed; bench/load.py needs it (apt-get install wrk)" >&2
+  fi
+fi
