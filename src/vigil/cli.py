@@ -57,10 +57,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env["VIGIL_THREADS"] = str(args.threads)
     command = [sys.executable, "-m", "gunicorn", "-c", "python:vigil.service.gunicorn_conf", "vigil.service:app"]
     print(f"serving on http://{env['VIGIL_BIND']}", flush=True)
-    # exec, not a child process: signals (SIGTERM from a supervisor or a test, SIGHUP) reach
-    # gunicorn's master directly, and no orphaned server outlives `vigil serve`.
+    # exec, not a child process: signals sent to `vigil serve` then reach gunicorn's master directly,
+    # so stopping it never leaves orphaned workers behind.
     os.execve(sys.executable, command, env)
-    return 0  # not reached
 
 
 def build_parser() -> argparse.ArgumentParser:
