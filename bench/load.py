@@ -168,11 +168,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"gunicorn {runtime['workers']} workers x {runtime['threads']} threads, wrk on 127.0.0.1, "
                   f"{args.seconds} s per level")
             print(f"bare Task.predict in-process, 1 thread: {bare:,.0f} requests/s (baseline)")
-            print(f"{'clients':>8} {'requests/s':>11} {'x bare':>7} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'errors':>7}")
             failed = False
             http = run_wrk_get(server.url + "/v2/health/live", 10, args.seconds)
             print(f"HTTP ceiling, GET /v2/health/live at 10 clients: {http['rps']:,.0f} requests/s, "
                   f"p50 {http['p50_ms']:.2f} ms (the service's own per-request cost)")
+            print(f"{'clients':>8} {'requests/s':>11} {'x bare':>7} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'errors':>7}")
             for level in (int(x) for x in args.levels.split(",")):
                 result = run_wrk(url, body_file, level, args.seconds, scratch)
                 failed |= result["errors"] > 0
