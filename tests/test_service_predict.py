@@ -127,3 +127,22 @@ def test_ready_when_every_configured_model_is_loaded(trained):
     assert task.name in body["models"]
     missing = {t.name for t in all_tasks()} - {task.name}
     assert set(body["missing"]) == missing and body["ready"] == (not missing)
+
+
+def test_a_blueprint_without_a_spec_still_gets_json_parsing_limits_and_version(trained):
+    """Like ML-PT's root /predict: a view that only calls run_prediction()."""
+    from flask import Blueprint, jsonify
+
+    from vigil.service.predict import run_prediction
+
+    task, store, settings = trained
+    bp = Blueprint("plain", __name__)
+    bp.add_url_rule("/plain_predict", "plain", lambda: jsonify(run_prediction(task.slug)), methods=["POST"])
+    rows = as_rows(task.example_request())
+    app = create_app(replace(settings, max_rows=len(rows)), store)
+    app.register_blueprint(bp)
+    client = app.test_client()
+    response = client.post("/plain_predict", json=rows)
+    assert response.status_code == 200 and response.headers["X-Model-Version"]
+    assert client.post("/plain_predict", data=b"[{", content_type="application/json").status_code == 400
+    assert client.post("/plain_predict", json=rows * 2).status_code == 413

@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from vigil.errors import VigilError
 from vigil.service import metrics
 from vigil.service.api import spec
-from vigil.service.validation import count_rows
+from vigil.service.validation import check_rows, count_rows, is_json_mimetype, parse_json
 from vigil.tasks import PredictInput, all_tasks, get_task
 
 bp = Blueprint("predict", __name__)
@@ -35,8 +35,15 @@ def predict_input_from_request() -> PredictInput:
     settings = current_app.config["VIGIL_SETTINGS"]
     body = request.get_data(cache=True)
     files = {name: storage.read() for name, storage in request.files.items()}
+    parsed = g.get("vigil_json")  # parsed and validated by the middleware when the route has a spec
+    if parsed is None and body and not files:
+        mimetype = request.mimetype or ""
+        if is_json_mimetype(mimetype) or (mimetype in ("", "text/plain") and body.lstrip()[:1] in (b"[", b"{")):
+            parsed = parse_json(body)  # a blueprint without a spec: still JSON errors, still the row limit
+            g.vigil_json = parsed
+            g.vigil_rows = check_rows(parsed, settings.max_rows)
     return PredictInput(
-        json=g.get("vigil_json"),  # parsed and validated by the middleware when the body is JSON
+        json=parsed,
         body=body,
         content_type=request.mimetype or "",
         files=files,
