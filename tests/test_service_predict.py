@@ -146,3 +146,22 @@ def test_a_blueprint_without_a_spec_still_gets_json_parsing_limits_and_version(t
     assert response.status_code == 200 and response.headers["X-Model-Version"]
     assert client.post("/plain_predict", data=b"[{", content_type="application/json").status_code == 400
     assert client.post("/plain_predict", json=rows * 2).status_code == 413
+
+
+def test_a_specific_route_overriding_predict_slug_keeps_the_documented_schema(trained):
+    """Like /predict/web-sessions, a spec-less rule that wins over /predict/<task_slug>."""
+    from flask import Blueprint, jsonify
+
+    from vigil.service.predict import run_prediction
+
+    task, store, settings = trained
+    bp = Blueprint("specific", __name__)
+    bp.add_url_rule(f"/predict/{task.slug}", "specific", lambda: jsonify({"wrapped": run_prediction(task.slug)}),
+                    methods=["POST"])
+    app = create_app(settings, store)
+    app.register_blueprint(bp)
+    client = app.test_client()
+    assert "wrapped" in client.post(f"/predict/{task.slug}", json=task.example_request()).get_json()
+    operation = client.get("/openapi.json").get_json()["paths"][f"/predict/{task.slug}"]["post"]
+    if task.request_schema() is not None:
+        assert operation["requestBody"]["content"]["application/json"]["schema"]

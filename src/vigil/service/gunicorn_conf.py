@@ -29,7 +29,8 @@ _runtime_dir = Path(tempfile.mkdtemp(prefix="vigil-runtime-"))
 os.environ["VIGIL_RUNTIME_DIR"] = str(_runtime_dir)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_runtime_dir / "prometheus")
 
-bind = os.environ.get("VIGIL_BIND", f"{_settings.host}:{_settings.port}")
+# comma-separated: `vigil serve --ui-port` adds the browser UI's address to the API's
+bind = os.environ.get("VIGIL_BIND", f"{_settings.host}:{_settings.port}").split(",")
 workers = _settings.workers
 threads = _settings.threads
 worker_class = "gthread"

@@ -88,10 +88,13 @@ def _call_with_time_limit(function, *args):
         ) from None
 
 
-def run_prediction(task_slug: str):
+def run_prediction(task_slug: str, loaded=None):
+    """Answer with ``loaded`` (default: the registry's current model of the task), under the
+    time limit, with the model version on the response and the prediction metrics recorded."""
     task = get_task(task_slug)
-    registry = current_app.extensions["vigil.registry"]
-    loaded = registry.get(task.name)  # this request keeps this model even if a reload swaps it
+    if loaded is None:
+        # this request keeps this model even if a reload swaps it meanwhile
+        loaded = current_app.extensions["vigil.registry"].get(task.name)
     g.vigil_task, g.vigil_model_version = task.name, loaded.version
     predict_input = predict_input_from_request()
     rows = g.get("vigil_rows")
