@@ -165,3 +165,13 @@ def test_a_specific_route_overriding_predict_slug_keeps_the_documented_schema(tr
     operation = client.get("/openapi.json").get_json()["paths"][f"/predict/{task.slug}"]["post"]
     if task.request_schema() is not None:
         assert operation["requestBody"]["content"]["application/json"]["schema"]
+
+
+def test_a_model_that_fails_its_warm_up_is_served_but_not_ready(trained, monkeypatch):
+    task, _, _ = trained
+    monkeypatch.setattr(task, "example_request", lambda: {"not": "what this task takes"})
+    client = client_for(trained)
+    ready = client.get("/ready")
+    assert ready.status_code == 503 and "warm-up" in ready.get_json()["errors"][task.name]
+    monkeypatch.undo()
+    assert client.post(f"/predict/{task.slug}", json=task.example_request()).status_code == 200

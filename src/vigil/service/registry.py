@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -33,6 +34,7 @@ class ModelRegistry:
         self.max_rows = max_rows
         self._models: dict[str, LoadedModel] = {}
         self._errors: dict[str, str] = {}
+        self._unwarmed: set[str] = set()
         self._lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._seen_generation = self._generation_stamp()
@@ -44,8 +46,8 @@ class ModelRegistry:
             return self._reload()
 
     def _reload(self) -> dict[str, str]:
-        current = self._models
-        models, errors = {}, {}
+        current, unwarmed_before = self._models, self._unwarmed
+        models, errors, unwarmed = {}, {}, set()
         try:
             manifest = {task.name: self.store.latest_entry(task.name) for task in all_tasks()}
         except VigilError as exc:  # unreadable or unsigned manifest: keep serving what we have
@@ -59,34 +61,46 @@ class ModelRegistry:
                 errors.setdefault(task.name, "no trained model")
             elif previous is not None and previous.entry == entry:
                 models[task.name] = previous  # unchanged: no need to unpickle again
+                if task.name in unwarmed_before:
+                    unwarmed.add(task.name)
+                    errors[task.name] = self._errors.get(task.name, "warm-up failed")
                 continue
             else:
                 try:
                     loaded = self.store.load(task.name, entry["version"])
-                    self._warm(task, loaded)
-                    models[task.name] = loaded
-                    continue
                 except VigilError as exc:
                     errors[task.name] = exc.error
                 except Exception as exc:  # a broken artifact must not take the service down
                     errors[task.name] = f"{type(exc).__name__}: {exc}"
+                else:
+                    models[task.name] = loaded
+                    warm_error = self._warm(task, loaded)
+                    if warm_error:
+                        # served all the same (real requests may differ from the example), but not ready
+                        errors[task.name] = warm_error
+                        unwarmed.add(task.name)
+                        log.error("model warm-up failed", extra={"fields": {"task": task.name, "reason": warm_error}})
+                    continue
                 log.error("model not loaded", extra={"fields": {"task": task.name, "reason": errors[task.name]}})
             if previous is not None:
                 models[task.name] = previous
         with self._lock:
-            self._models, self._errors = models, errors
+            self._models, self._errors, self._unwarmed = models, errors, unwarmed
         self.loaded_at = time.time()
         return {name: loaded.version for name, loaded in models.items()}
 
-    def _warm(self, task, loaded: LoadedModel) -> None:
-        """Answer the task's own example once, so the first client does not pay for lazy setup."""
-        example = task.example_request()
-        if example is None:
-            return
+    def _warm(self, task, loaded: LoadedModel) -> str | None:
+        """Answer the task's own example once, so the first client does not pay for lazy setup;
+        return why it failed, if it did."""
         try:
-            task.predict(loaded, PredictInput(json=example, content_type="application/json", max_rows=self.max_rows))
+            example = task.example_request()
+            if example is not None:
+                body = json.dumps(example).encode()
+                task.predict(loaded, PredictInput(json=example, body=body, content_type="application/json",
+                                                  max_rows=self.max_rows))
         except Exception as exc:
-            raise VigilError(f"model v{loaded.version} failed its warm-up prediction: {exc}") from exc
+            return f"model v{loaded.version} failed its warm-up prediction: {type(exc).__name__}: {exc}"
+        return None
 
     # -- across workers ---------------------------------------------------------------------
     def _generation_stamp(self) -> int | None:
@@ -149,4 +163,7 @@ class ModelRegistry:
 
     @property
     def ready(self) -> bool:
-        return all(task.name in self._models for task in all_tasks())
+        """Every registered task has a model that answered its warm-up example (a refused new
+        version, with the previous one still serving, counts as ready)."""
+        models, unwarmed = self._models, self._unwarmed
+        return all(task.name in models and task.name not in unwarmed for task in all_tasks())
