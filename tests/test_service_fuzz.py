@@ -11,7 +11,7 @@ from vigil.tasks import all_tasks
 
 from service_support import copy_store, service_trained  # noqa: F401
 
-FUZZ_SECONDS = 35
+FUZZ_SECONDS = 25
 
 
 def test_no_generated_request_gets_a_server_error(service_trained, tmp_path, live_server):
@@ -25,7 +25,7 @@ def test_no_generated_request_gets_a_server_error(service_trained, tmp_path, liv
     command = [
         sys.executable, "-m", "schemathesis.cli", "run", server.url + "/openapi.json",
         "--checks", "not_a_server_error",
-        "--max-examples", "20",
+        "--max-examples", "15",
         "--seed", "7",
         "--workers", "2",
         "--request-timeout", "30",
