@@ -1,8 +1,7 @@
 """Read ember's vectorized memmaps (X_train.dat, y_train.dat, X_test.dat, y_test.dat).
 
 Layout (ember's ``create_vectorized_features``): raw float32, X of shape (rows, dim), y of shape
-(rows,), no header. The row count comes from y's size and the dimension from X's size, so the same
-reader serves feature version 1 (2351) and 2 (2381) and the small generated sets the tests use.
+(rows,), no header; the ember task's ``read_vectorized`` maps them.
 
 Nothing here loads a whole X: arrays stay memory-mapped and callers take the rows they need in chunks
 (:func:`iter_rows`), so a 100 000-row pool (about 1 GB) never has to fit in memory at once.
@@ -39,21 +38,28 @@ class VectorizedSplit:
 
 
 def open_vectorized_split(data_dir: str | Path, subset: str) -> VectorizedSplit:
-    """Memory-map ``X_{subset}.dat`` and ``y_{subset}.dat`` from ``data_dir`` (read-only)."""
+    """Memory-map ``X_{subset}.dat`` and ``y_{subset}.dat`` with the ember task's reader.
+
+    Alectio's config.yaml has no feature version, so it is read off the file sizes (2351 or 2381 floats
+    a row); anything else is not an ember vectorization and is refused with the sizes found.
+    """
+    from vigil.tasks.ember import DIMS, read_vectorized
+
     data_dir = Path(data_dir)
     x_path, y_path = data_dir / f"X_{subset}.dat", data_dir / f"y_{subset}.dat"
     for path in (x_path, y_path):
         if not path.is_file():
-            raise UnprocessableInput(f"vectorized data file {path.name} not found", {"DATA_DIR": str(data_dir)})
-    y_bytes, x_bytes = y_path.stat().st_size, x_path.stat().st_size
-    rows = y_bytes // 4
-    if rows == 0 or y_bytes % 4 or x_bytes % (4 * rows):
+            raise UnprocessableInput(f"vectorized data file {path.name} not found (run `vigil ember vectorize` "
+                                     "first)", {"field": "DATA_DIR", "value": str(data_dir)})
+    rows = y_path.stat().st_size // 4
+    x_bytes = x_path.stat().st_size
+    versions = [v for v, dim in DIMS.items() if rows and x_bytes == 4 * rows * dim]
+    if not versions:
         raise UnprocessableInput(
-            f"X_{subset}.dat ({x_bytes} bytes) and y_{subset}.dat ({y_bytes} bytes) do not fit the float32 "
-            "memmap layout (X rows x dim, y rows)", {"DATA_DIR": str(data_dir)})
-    dim = x_bytes // (4 * rows)
-    y = np.memmap(y_path, dtype=np.float32, mode="r", shape=(rows,))
-    X = np.memmap(x_path, dtype=np.float32, mode="r", shape=(rows, dim))
+            f"X_{subset}.dat ({x_bytes} bytes) and y_{subset}.dat ({rows} rows) are not an ember vectorization "
+            f"(float32 rows of {' or '.join(str(d) for d in DIMS.values())} values)",
+            {"field": "DATA_DIR", "value": str(data_dir)})
+    X, y = read_vectorized(data_dir, subset, feature_version=versions[0])
     return VectorizedSplit(X=X, y=y, path=data_dir)
 
 

@@ -115,6 +115,8 @@ def validate_indices(indices: Iterable, size: int, field: str, allow_empty: bool
     """Indices as a sorted int64 array; out-of-range, non-integer or duplicated ones are refused."""
     if isinstance(indices, range):
         values = np.arange(indices.start, indices.stop, indices.step, dtype=np.int64)
+    elif isinstance(indices, np.ndarray) and np.issubdtype(indices.dtype, np.integer):
+        values = indices.astype(np.int64).ravel()
     else:
         values = list(indices) if not isinstance(indices, np.ndarray) else indices.tolist()
         for position, value in enumerate(values):
@@ -155,19 +157,14 @@ def pool_size(args: dict) -> int:
 
 
 def make_model(args: dict):
-    """A fresh classifier for loop 0 (the ember task's ``alectio`` preset once it is available)."""
-    try:
-        from vigil.tasks.ember.presets import make_classifier  # provided by the ember task
-    except ImportError:
-        make_classifier = None
-    if make_classifier is not None:
-        return make_classifier("alectio", n_jobs=int(args.get("N_JOBS", 1)))
-    from lightgbm import LGBMClassifier
+    """A fresh classifier for loop 0: the ember task's LightGBM preset named by the optional config key
+    ``PRESET`` (default ``alectio``: ``LGBMClassifier()`` with library defaults, as Alectio's example)."""
+    from vigil.tasks.ember import make_estimator
 
-    # Small labelled sets (tens of records) must still split, hence min_child_samples=5.
-    return LGBMClassifier(objective="binary", n_estimators=100, learning_rate=0.1, num_leaves=31,
-                          min_child_samples=5, colsample_bytree=0.5, n_jobs=int(args.get("N_JOBS", 1)),
-                          random_state=0, verbose=-1)
+    try:
+        return make_estimator(str(args.get("PRESET", "alectio")), n_jobs=int(args.get("N_JOBS", 1)))
+    except (ValueError, FileNotFoundError) as exc:
+        raise InvalidInput(f"PRESET: {exc}", {"field": "PRESET"}) from None
 
 
 def _dump_atomically(obj: Any, path: Path) -> None:
