@@ -227,9 +227,9 @@ def test(args: dict, ckpt_file) -> dict:
 
 def infer(args: dict, unlabeled, ckpt_file) -> dict:
     """Class probabilities of the unlabelled pool indices, keys in ascending index order."""
-    model = joblib.load(checkpoint_path(args, ckpt_file, "ckpt_file", must_exist=True))
     split, rows = train_pool(args)
     indices = validate_indices(unlabeled, len(rows), "unlabeled", allow_empty=True)
+    model = joblib.load(checkpoint_path(args, ckpt_file, "ckpt_file", must_exist=True))
     proba = _predict_proba(model, split.X, rows[indices])
     outputs = {int(index): {"softmax": [float(p[0]), float(p[1])], "prediction": int(p[1] > p[0])}
                for index, p in zip(indices, proba)}
