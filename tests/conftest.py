@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -50,27 +52,33 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         environment = dict(os.environ, VIGIL_MODELS_DIR=str(models_dir), **(env or {}))
         command = [sys.executable, "-m", "vigil", "serve", "--port", str(self.port), *(args or [])]
-        self.process = subprocess.Popen(command, env=environment, cwd=REPO_ROOT,
+        # Own session: `vigil serve` runs gunicorn as a child, and stop() must reach the whole group
+        # (terminating only `vigil serve` orphans gunicorn, which keeps the output pipe open forever).
+        self.process = subprocess.Popen(command, env=environment, cwd=REPO_ROOT, start_new_session=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.process.stdout.read()}")
+                raise RuntimeError(f"server exited early:\n{self.stop()}")
             try:
-                if requests.get(self.url + "/health", timeout=1).ok:
+                if requests.get(self.url + "/health", timeout=5).ok:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or workers still importing
                 time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("server did not become healthy in 60 s")
+        output = self.stop()
+        raise RuntimeError(f"server did not become healthy in 60 s:\n{output}")
 
     def stop(self) -> str:
-        self.process.terminate()
         try:
-            output, _ = self.process.communicate(timeout=20)
+            os.killpg(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            output, _ = self.process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            output, _ = self.process.communicate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            output, _ = self.process.communicate(timeout=30)
         return output or ""
 
 

@@ -269,13 +269,14 @@ def test_uncertainty_sampling_beats_random_where_it_should(tmp_path):
     """A diagonal boundary drawn by trees: points near it are worth far more than points away from it."""
     from vigil.active_learning.experiment import run_experiment
 
-    data = write_synthetic_vectorized(tmp_path / "data", train_rows=1500, test_rows=500, seed=3)
+    data = write_synthetic_vectorized(tmp_path / "data", train_rows=2000, test_rows=500, seed=3)
     args = processes.normalise_args({"DATA_DIR": str(data), "EXPT_DIR": str(tmp_path / "expt"), "TRAIN_SIZE": None,
                                      "TEST_SIZE": None})
-    curve = run_experiment(args, tmp_path / "bucket", ["margin", "random"], loops=5, n_rec=40, initial=60, seed=0)
-    assert list(curve.groupby("strategy")["labelled"].max()) == [220, 220]
+    curve = run_experiment(args, tmp_path / "bucket", ["margin", "random"], loops=6, n_rec=40, initial=60, seed=0)
+    assert list(curve.groupby("strategy")["labelled"].max()) == [260, 260]
     after_first = curve[curve["loop"] > 0].groupby("strategy")[["accuracy", "roc_auc"]].mean()
-    assert after_first.loc["margin", "accuracy"] > after_first.loc["random", "accuracy"] + 0.01
+    error = 1 - after_first["accuracy"]
+    assert error["margin"] < 0.8 * error["random"], after_first  # measured: about half the errors
     assert after_first.loc["margin", "roc_auc"] > after_first.loc["random", "roc_auc"]
 
 

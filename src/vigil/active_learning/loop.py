@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
 from vigil.active_learning import processes
 from vigil.active_learning.storage import BucketStore, read_json, read_pickle, safe_name, write_pickle
@@ -86,6 +85,10 @@ def experiment_args(base_args: dict, payload: dict) -> dict:
 
 def classification_metrics(predictions, labels, scores=None) -> dict:
     """The metric keys the Alectio platform reads for classification, plus roc_auc when scores exist."""
+    # Imported here: scikit-learn takes seconds to import, and every gunicorn worker imports this module.
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    from vigil.metrics import roc_auc
     predictions, labels = np.asarray(predictions).astype(int), np.asarray(labels).astype(int)
     classes = [0, 1]
     matrix = confusion_matrix(labels, predictions, labels=classes)
@@ -110,7 +113,7 @@ def classification_metrics(predictions, labels, scores=None) -> dict:
         "label_disagreement": {k: round(float(v), 3) for k, v in enumerate(disagreement)},
     }
     if scores is not None and np.unique(labels).size == 2:
-        metrics["roc_auc"] = float(roc_auc_score(labels, np.asarray(scores)))
+        metrics["roc_auc"] = roc_auc(labels, scores)
     return metrics
 
 

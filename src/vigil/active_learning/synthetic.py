@@ -17,12 +17,19 @@ from vigil.active_learning.data import write_vectorized_split
 DIM = 2381  # ember feature version 2
 SIGNAL_COLUMNS = (616, 617)  # the general block's first columns; any would do
 NOISE_COLUMNS = (0, 255, 512, 620, 700, 1000)
+EASY_SHARE = 0.7
 
 
 def _split(rng: np.random.Generator, rows: int, unlabelled_share: float) -> tuple[np.ndarray, np.ndarray]:
     X = np.zeros((rows, DIM), dtype=np.float32)
     for column in SIGNAL_COLUMNS + NOISE_COLUMNS:
         X[:, column] = rng.normal(size=rows)
+    # Most records are easy: pushed far from the boundary along its normal. Random picking spends most
+    # of its labels on them; uncertainty sampling spends them on the few records near the boundary.
+    easy = rng.random(rows) < EASY_SHARE
+    push = np.where(rng.random(rows) < 0.5, -1.0, 1.0) * 2.5 * easy
+    for column in SIGNAL_COLUMNS:
+        X[:, column] += push
     y = (X[:, SIGNAL_COLUMNS[0]] + X[:, SIGNAL_COLUMNS[1]] > 0).astype(np.float32)
     y[rng.random(rows) < unlabelled_share] = -1
     return X, y
