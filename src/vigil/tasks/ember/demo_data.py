@@ -7,8 +7,8 @@ records that do ship are all benign or unlabelled. So the demo set is built, ope
   launchers (benign, unlabelled in the file);
 * label 0 ("benign-like"): a base record with mild jitter (byte counts scaled by +-10 %, sizes and
   timestamp moved a little);
-* label 1 ("packed-looking"): a base record with the same jitter plus a random subset of four
-  perturbations that imitate what packers and droppers do to a PE, at a random strength s in
+* label 1 ("packed-looking"): a base record with the same jitter plus a random subset (each with
+  probability 0.7) of four perturbations that imitate what packers and droppers do to a PE, at a random strength s in
   [0.3, 1]: (entropy) byte and byte-entropy histograms pushed toward high entropy; (sections) the
   first sections renamed UPX0/UPX1 with write+execute rights and entropy near 8; (imports) the import
   table cut toward a loader stub (LoadLibraryA, GetProcAddress, VirtualAlloc, VirtualProtect), no
@@ -126,7 +126,7 @@ def _synthetic(base: dict, label: int, rng: np.random.Generator) -> dict:
     record = copy.deepcopy(base)
     _jitter(record, rng)
     if label == 1:  # a random subset of the packer traits, at a random strength
-        groups = {g for g in PERTURBATIONS if rng.random() < 0.5} or {str(rng.choice(PERTURBATIONS))}
+        groups = {g for g in PERTURBATIONS if rng.random() < 0.7} or {str(rng.choice(PERTURBATIONS))}
         _pack(record, rng, float(rng.uniform(0.3, 1.0)), groups)
     elif rng.random() < 0.25:  # benign installers and archives are high-entropy too
         _pack(record, rng, float(rng.uniform(0.1, 0.8)), {"entropy"})

@@ -129,6 +129,8 @@ def cmd_train(args) -> int:
     entry = train_and_save(store, args.data_dir, feature_version=args.feature_version, preset=args.params,
                            n_jobs=args.n_jobs, **overrides)
     print(f"saved ember v{entry['version']} ({entry['file']}), threshold at 1% FPR = {entry['threshold']:.6f}")
+    if entry["extra"]["metrics_on"] != "test":
+        print("note: no labelled test rows of both classes, so metrics and threshold come from the TRAIN rows")
     print(json.dumps(_headline(entry["metrics"]), indent=2))
     return 0
 
