@@ -143,3 +143,45 @@ def booster_of(classifier):
     if isinstance(classifier, Pipeline):
         classifier = classifier[-1]
     return getattr(classifier, "booster_", None)
+
+
+def train_and_save(store, data_dir: Path | str, feature_version: int = 2, preset: str = "ember",
+                   n_jobs: int | None = 2, extra: dict | None = None, **overrides) -> dict:
+    """Fit LightGBM on the labelled train rows of a vectorized data dir, evaluate on its test rows,
+    and save the pipeline to ``store`` (task ``ember``) with the threshold at 1 % FPR.
+
+    Returns the manifest entry. Without a labelled test set of both classes the metrics and the
+    threshold come from the training rows, and the entry says so (``extra.metrics_on``).
+    """
+    from vigil.artifacts import data_fingerprint
+    from vigil.tasks.ember.vectorize import read_vectorized
+
+    data_dir = Path(data_dir)
+    X_train, y_train = read_vectorized(data_dir, "train", feature_version)
+    X, y = load_labelled(X_train, y_train)
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"the labelled train rows of {data_dir} hold only class(es) {sorted(set(y))}; "
+                         "LightGBM needs both 0 and 1")
+    classifier = make_estimator(preset, n_jobs=n_jobs, **overrides).fit(X, y)
+
+    metrics_on = "test"
+    try:
+        X_test, y_test = read_vectorized(data_dir, "test", feature_version)
+        report, _ = evaluate_classifier(classifier, X_test, y_test)
+        if "threshold_at_1pct_fpr" not in report:
+            raise ValueError("test set has one class only")
+    except (FileNotFoundError, ValueError):
+        metrics_on = "train"
+        report = binary_detection_report(y, classifier.predict_proba(X)[:, 1])
+    fingerprint = data_fingerprint(*(data_dir / f"{kind}_train.dat" for kind in ("X", "y")))
+    return store.save(
+        "ember",
+        build_pipeline(classifier, feature_version),
+        metrics=report,
+        threshold=report["threshold_at_1pct_fpr"],
+        feature_version=feature_version,
+        data_fingerprint=fingerprint,
+        lightgbm_booster=classifier.booster_,
+        extra={"preset": preset, "params": classifier.get_params(), "metrics_on": metrics_on,
+               "train_rows": int(len(y)), "data_dir": str(data_dir), **(extra or {})},
+    )
