@@ -339,3 +339,27 @@ def test_bad_requests_are_4xx_naming_the_field(alectio_client, path, body, statu
 def test_unknown_jobs_are_404(alectio_client):
     assert alectio_client.get("/jobs/" + "a" * 32).status_code == 404
     assert alectio_client.get("/jobs/nope").status_code == 400
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def test_cli_runs_an_experiment_and_writes_the_learning_curve(tmp_path, monkeypatch, capsys):
+    import pandas as pd
+
+    from vigil.cli import main
+
+    monkeypatch.setenv("VIGIL_WORK_DIR", str(tmp_path / "runs"))
+    code = main(["ember", "active-learning", "--synthetic", "--strategy", "entropy,random", "--loops", "3",
+                 "--n-rec", "30", "--out", str(tmp_path / "al")])
+    assert code == 0
+    curve = pd.read_csv(tmp_path / "al" / "learning_curve.csv")
+    assert list(curve.columns[:5]) == ["strategy", "loop", "labelled", "roc_auc", "accuracy"]
+    assert curve.groupby("strategy")["labelled"].apply(list).to_dict() == {"entropy": [30, 60, 90],
+                                                                          "random": [30, 60, 90]}
+    png = (tmp_path / "al" / "learning_curve.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert "learning_curve.png" in capsys.readouterr().out
+    # the loops went through the platform's files: the local bucket holds them
+    bucket = tmp_path / "al" / "bucket" / "local" / "vigil-local" / "local-entropy"
+    assert {p.name for p in bucket.glob("metrics_*.pkl")} == {"metrics_0.pkl", "metrics_1.pkl", "metrics_2.pkl"}
+    assert main(["ember", "active-learning", "--synthetic", "--strategy", "smartest", "--out", str(tmp_path / "x")]) == 2

@@ -23,8 +23,12 @@ def add_active_learning_cli(verbs) -> argparse.ArgumentParser:
     parser.add_argument("--initial", type=int, help="records labelled before loop 0 (default: --n-rec)")
     parser.add_argument("--config", type=Path, help="Alectio config.yaml (default: VIGIL_ALECTIO_CONFIG or ./config.yaml)")
     parser.add_argument("--data-dir", type=Path, help="vectorized ember folder (X_train.dat ...), overrides DATA_DIR")
-    parser.add_argument("--synthetic", action="store_true",
-                        help="generate a small data set in ember's layout (not malware data) into OUT/synthetic-data")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--demo", action="store_true",
+                        help="the ember task's demo set (synthetic records derived from the shipped real ones), "
+                             "vectorized into OUT/demo-data")
+    source.add_argument("--synthetic", action="store_true",
+                        help="generated vectors in ember's layout (not malware data) in OUT/synthetic-data")
     parser.add_argument("--out", type=Path, help="output folder (default: runs/active-learning)")
     parser.add_argument("--bucket-root", type=Path, help="local bucket folder (default: OUT/bucket)")
     parser.add_argument("--seed", type=int, default=0)
@@ -45,7 +49,16 @@ def cmd_active_learning(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     out = args.out or settings.work_dir / "active-learning"
     config = dict(processes.load_config(args.config) if args.config else default_args(settings))
-    if args.synthetic:
+    if args.demo or args.synthetic or args.data_dir:
+        config.update(TRAIN_SIZE=None, TEST_SIZE=None)  # the config's sizes describe its own DATA_DIR
+    if args.demo:
+        from vigil.tasks.ember.demo_data import write_demo_data
+        from vigil.tasks.ember.vectorize import create_vectorized_features
+
+        write_demo_data(out / "demo-data", seed=args.seed)
+        create_vectorized_features(out / "demo-data", feature_version=2, processes=1, progress=False)
+        config["DATA_DIR"] = str(out / "demo-data")
+    elif args.synthetic:
         config["DATA_DIR"] = str(write_synthetic_vectorized(out / "synthetic-data", seed=args.seed))
     elif args.data_dir:
         config["DATA_DIR"] = str(args.data_dir)
