@@ -24,6 +24,8 @@ from vigil.errors import InvalidInput, VigilError
 
 LOCAL_BUCKET = "local"
 LOCAL_PROJECT = "vigil-local"
+STYLES = ("-", "--", ":", "-.", "-", "--")
+MARKERS = ("o", "s", "^", "x", "d", "v")
 
 
 def run_strategy(args: dict, bucket_root: Path, strategy: str, loops: int, n_rec: int, initial: list[int],
@@ -97,8 +99,10 @@ def plot_learning_curve(curve: pd.DataFrame, path: Path, title: str = "") -> Pat
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for axis, metric, label in ((axes[0], "roc_auc", "ROC AUC"), (axes[1], "accuracy", "accuracy")):
-        for strategy, rows in curve.groupby("strategy", sort=False):
-            axis.plot(rows["labelled"], rows[metric], marker="o", label=strategy)
+        # With two classes, least confidence, margin and entropy rank records identically, so their
+        # lines coincide: distinct dashes and markers keep each one visible.
+        for (strategy, rows), style, marker in zip(curve.groupby("strategy", sort=False), STYLES, MARKERS):
+            axis.plot(rows["labelled"], rows[metric], linestyle=style, marker=marker, label=strategy, alpha=0.85)
         axis.set_xlabel("labelled records")
         axis.set_ylabel(f"test {label}")
         axis.grid(alpha=0.3)
