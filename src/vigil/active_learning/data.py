@@ -17,7 +17,7 @@ import numpy as np
 
 from vigil.errors import UnprocessableInput
 
-ROW_CHUNK = 8192  # rows per chunk when streaming a memmap (about 78 MB at 2381 floats)
+ROW_CHUNK = 2048  # rows per chunk when streaming a memmap: about 20 MB at 2381 floats
 
 
 @dataclass
