@@ -228,12 +228,28 @@ def test_a_crash_mid_loop_leaves_the_previous_checkpoint_and_records_the_reason(
     assert pipeline.start_loop({**GOOD_PAYLOAD, "cur_loop": 1}, background=False)["job"]["status"] == "succeeded"
 
 
-@pytest.mark.parametrize("selected, field", [
-    ({0: [1, 2, 700]}, "selected_indices_0.pkl"), ({}, "selected_indices_0.pkl"), ({0: ["a"]}, "selected_indices_0.pkl")])
-def test_bad_bucket_contents_fail_the_job_naming_the_file(args, tmp_path, selected, field):
+@pytest.mark.parametrize("selected", [{0: [1, 2, 700]}, {0: ["a"]}, {0: []}])
+def test_bad_bucket_contents_fail_the_job_naming_the_file(args, tmp_path, selected):
     pipeline, _ = _platform_experiment(args, tmp_path, selected)
     job = pipeline.start_loop(GOOD_PAYLOAD, background=False)["job"]
-    assert job["status"] == "failed" and job["error"]["detail"]["field"] == field
+    assert job["status"] == "failed" and job["error"]["detail"]["field"] == "selected_indices_0.pkl"
+
+
+def test_missing_bucket_files_and_checkpoints_are_refused_before_a_job_starts(args, tmp_path):
+    pipeline, store = _platform_experiment(args, tmp_path, {})
+    with pytest.raises(UnprocessableInput) as caught:
+        pipeline.start_loop(GOOD_PAYLOAD)
+    assert caught.value.detail["field"] == "selected_indices_0.pkl"
+    write_pickle(store, "b1", "p1/e1/selected_indices_0.pkl", list(range(60)))
+    write_pickle(store, "b1", "p1/e1/selected_indices_1.pkl", list(range(60, 70)))
+    with pytest.raises(VigilError) as caught:  # loop 1 before loop 0 ran: no ckpt_0 to resume from
+        pipeline.start_loop({**GOOD_PAYLOAD, "cur_loop": 1})
+    assert caught.value.status == 404 and caught.value.detail["field"] == "cur_loop"
+    store.root.joinpath("b1", "p1", "meta.json").unlink()
+    with pytest.raises(UnprocessableInput) as caught:
+        pipeline.start_loop(GOOD_PAYLOAD)
+    assert caught.value.detail["field"] == "meta.json"
+    assert not list((Path(args["EXPT_DIR"]) / "jobs").glob("*.json"))  # no job was announced
 
 
 def test_hostile_pickles_in_the_bucket_are_not_executed(args, tmp_path):

@@ -131,12 +131,19 @@ def test_three_loops_through_one_loop_on_gunicorn(tmp_path, live_server, callbac
     bad = requests.post(f"{server.url}/one_loop", json={**PAYLOAD, "cur_loop": -1}, timeout=30)
     assert bad.status_code == 400 and bad.json()["detail"]["field"] == "cur_loop"
     missing = requests.post(f"{server.url}/one_loop", json={**PAYLOAD, "cur_loop": 5}, timeout=30)
-    job = wait_for_job(server.url, missing.json()["job_id"])
+    assert missing.status_code == 422 and missing.json()["detail"]["field"] == "selected_indices_4.pkl"
+    (folder / "selected_indices_4.pkl").write_bytes(pickle.dumps([1, 2, 10_000]))  # 10 000 >= train_size
+    (folder / "selected_indices_5.pkl").write_bytes(pickle.dumps([]))
+    (expt / "ckpt_4.pkl").write_bytes((expt / "ckpt_2.pkl").read_bytes())
+    failing = requests.post(f"{server.url}/one_loop", json={**PAYLOAD, "cur_loop": 5}, timeout=30)
+    job = wait_for_job(server.url, failing.json()["job_id"])
     assert job["status"] == "failed" and job["error"]["detail"]["field"] == "selected_indices_4.pkl"
+    assert "outside" in job["error"]["reason"]
 
     # /end_exp closes the experiment and the server keeps serving
     ended = requests.post(f"{server.url}/end_exp", json=PAYLOAD, timeout=30)
-    assert ended.status_code == 200 and ended.json()["checkpoints"] == ["ckpt_0.pkl", "ckpt_1.pkl", "ckpt_2.pkl"]
+    assert ended.status_code == 200
+    assert ended.json()["checkpoints"] == ["ckpt_0.pkl", "ckpt_1.pkl", "ckpt_2.pkl", "ckpt_4.pkl"]
     assert requests.get(f"{server.url}/health", timeout=10).json() == {"status": "ok"}
     closed = requests.post(f"{server.url}/one_loop", json={**PAYLOAD, "cur_loop": 3}, timeout=30)
     assert closed.status_code == 409 and "ended" in closed.json()["error"]

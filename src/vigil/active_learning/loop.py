@@ -141,6 +141,22 @@ def labelled_indices(store: BucketStore, payload: dict, train_size: int) -> np.n
     return np.array(sorted(chosen), dtype=np.int64)
 
 
+def preflight(payload: dict, base_args: dict, store: BucketStore) -> None:
+    """Cheap checks worth a synchronous 4xx before a job starts: the bucket files and the checkpoint
+    the loop needs exist (their contents are checked by the loop itself)."""
+    bucket, folder, loop = payload["bucket_name"], experiment_key(payload), payload["cur_loop"]
+    if not store.exists(bucket, f"{payload['project_id']}/meta.json"):
+        raise UnprocessableInput(f"{payload['project_id']}/meta.json is missing from bucket {bucket}",
+                                 {"field": "meta.json"})
+    for i in range(loop + 1):
+        if not store.exists(bucket, f"{folder}/selected_indices_{i}.pkl"):
+            raise UnprocessableInput(f"{folder}/selected_indices_{i}.pkl is missing from bucket {bucket}",
+                                     {"field": f"selected_indices_{i}.pkl", "cur_loop": loop})
+    if loop > 0:
+        args = experiment_args(base_args, payload)
+        processes.checkpoint_path(args, f"ckpt_{loop - 1}{args['CKPT_EXT']}", "cur_loop", must_exist=True)
+
+
 def run_one_loop(payload: dict, base_args: dict, store: BucketStore, progress: Progress | None = None) -> dict:
     """Run train, test and infer for ``payload['cur_loop']`` and write the loop's files to the bucket.
 

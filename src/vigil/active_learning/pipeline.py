@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 from vigil.active_learning import processes
 from vigil.active_learning.jobs import JobStore, LoopAlreadyRunning, _now, _write_json_atomically
-from vigil.active_learning.loop import LOOP_MESSAGE, experiment_args, run_one_loop, validate_payload
+from vigil.active_learning.loop import LOOP_MESSAGE, experiment_args, preflight, run_one_loop, validate_payload
 from vigil.active_learning.storage import BucketStore, LocalBucketStore
 from vigil.config import PROJECT_ROOT, Settings
 
@@ -53,6 +54,7 @@ class AlectioPipeline:
         if closed.is_file():
             raise LoopAlreadyRunning("this experiment was ended with /end_exp",
                                      {"field": "experiment_id", "closed": json.loads(closed.read_text())})
+        preflight(payload, self.args, self.store)
         description = {"kind": "one_loop", "project_id": payload["project_id"],
                        "experiment_id": payload["experiment_id"], "cur_loop": payload["cur_loop"]}
 
@@ -91,5 +93,7 @@ class AlectioPipeline:
         record = {"experiment_id": payload["experiment_id"], "project_id": payload["project_id"],
                   "closed_at": _now(), "running_job": running}
         _write_json_atomically(folder / "closed.json", record)
-        checkpoints = sorted(p.name for p in folder.glob(f"ckpt_*{self.args['CKPT_EXT']}"))
+        checkpoints = sorted((p.name for p in folder.glob(f"ckpt_*{self.args['CKPT_EXT']}")
+                              if re.fullmatch(r"ckpt_\d+" + re.escape(self.args["CKPT_EXT"]), p.name)),
+                             key=processes.checkpoint_loop)
         return {"Message": "Experiment complete", **record, "checkpoints": checkpoints}
