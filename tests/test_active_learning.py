@@ -19,7 +19,7 @@ from vigil.active_learning import processes
 from vigil.active_learning.jobs import ExperimentLock, JobStore, LoopAlreadyRunning
 from vigil.active_learning.loop import classification_metrics, validate_payload
 from vigil.active_learning.pipeline import AlectioPipeline
-from vigil.active_learning.storage import LocalBucketStore, read_pickle, write_json, write_pickle
+from vigil.active_learning.storage import LocalBucketStore, write_json, write_pickle
 from vigil.active_learning.strategies import select
 from vigil.active_learning.synthetic import write_synthetic_vectorized
 from vigil.errors import InvalidInput, UnprocessableInput, VigilError

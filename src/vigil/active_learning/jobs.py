@@ -27,7 +27,7 @@ import threading
 import traceback
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from vigil.errors import InvalidInput, VigilError
 

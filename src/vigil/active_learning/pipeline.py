@@ -13,12 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from vigil.active_learning import processes
-from vigil.active_learning.jobs import JobStore, LoopAlreadyRunning, _now, _write_json_atomically
+from vigil.active_learning.jobs import JobStore, _now, _write_json_atomically
 from vigil.active_learning.loop import LOOP_MESSAGE, experiment_args, preflight, run_one_loop, validate_payload
 from vigil.active_learning.storage import BucketStore, LocalBucketStore
 from vigil.config import PROJECT_ROOT, Settings
+from vigil.errors import VigilError
 
 log = logging.getLogger("vigil.active_learning")
+
+
+class ExperimentClosed(VigilError):
+    status = 409
 
 
 def default_args(settings: Settings) -> dict:
@@ -52,7 +57,7 @@ class AlectioPipeline:
         folder = self.experiment_dir(payload)
         closed = folder / "closed.json"
         if closed.is_file():
-            raise LoopAlreadyRunning("this experiment was ended with /end_exp",
+            raise ExperimentClosed("this experiment was ended with /end_exp",
                                      {"field": "experiment_id", "closed": json.loads(closed.read_text())})
         preflight(payload, self.args, self.store)
         description = {"kind": "one_loop", "project_id": payload["project_id"],
