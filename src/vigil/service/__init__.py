@@ -21,6 +21,7 @@ BLUEPRINTS = [
     "vigil.service.admin",
     "vigil.service.metrics",
     "vigil.service.openapi",
+    "vigil.service.alectio",
 ]
 
 
