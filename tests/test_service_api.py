@@ -28,9 +28,9 @@ class LoopRequest(pydantic.BaseModel):
 def _blueprint_like_other_helpers() -> Blueprint:
     bp = Blueprint("loopdemo", __name__)
 
-    @bp.post("/one_loop")
-    @spec(body=LoopRequest, summary="demo loop", tags=["demo"])
-    def one_loop():
+    @bp.post("/demo_loop")
+    @spec(body=LoopRequest, summary="demo loop", tags=["demo"], auth="api")
+    def demo_loop():
         return jsonify({"Message": f"loop {request.get_json()['cur_loop']} started"})
 
     @bp.post("/rows")
@@ -65,17 +65,17 @@ def assert_json_error(response, status):
 
 def test_tokens_guard_training_admin_and_predict_routes(api):
     auth = {"Authorization": "Bearer s3cret-api"}
-    for path in ("/one_loop", "/admin/reload", "/train", "/end_exp"):
+    for path in ("/demo_loop", "/one_loop", "/admin/reload", "/train", "/end_exp"):
         body = assert_json_error(api.post(path, json={"experiment_id": "e", "cur_loop": 0}), 401)
         assert "VIGIL_API_TOKEN" in body["detail"]
-    response = api.post("/one_loop", json={"experiment_id": "e", "cur_loop": 0},
+    response = api.post("/demo_loop", json={"experiment_id": "e", "cur_loop": 0},
                         headers={"Authorization": "Bearer wrong"})
     assert_json_error(response, 401)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     # the predict token does not open training routes, nor the reverse
     assert_json_error(api.post("/admin/reload", headers={"Authorization": "Bearer s3cret-predict"}), 401)
     assert_json_error(api.post("/predict/anything", json=[], headers=auth), 401)
-    assert api.post("/one_loop", json={"experiment_id": "e", "cur_loop": 2}, headers=auth).get_json() == {
+    assert api.post("/demo_loop", json={"experiment_id": "e", "cur_loop": 2}, headers=auth).get_json() == {
         "Message": "loop 2 started"
     }
     assert api.post("/admin/reload", headers=auth).status_code == 200
@@ -93,9 +93,9 @@ def test_no_tokens_configured_means_open(client):
 
 def test_declared_schema_is_enforced_with_record_and_field(api):
     auth = {"Authorization": "Bearer s3cret-api"}
-    body = assert_json_error(api.post("/one_loop", json={"experiment_id": "e", "cur_loop": -1}, headers=auth), 422)
+    body = assert_json_error(api.post("/demo_loop", json={"experiment_id": "e", "cur_loop": -1}, headers=auth), 422)
     assert body["detail"][0]["field"] == "cur_loop"
-    body = assert_json_error(api.post("/one_loop", json={"cur_loop": 1}, headers=auth), 422)
+    body = assert_json_error(api.post("/demo_loop", json={"cur_loop": 1}, headers=auth), 422)
     assert body["detail"][0]["field"] == "experiment_id"
     body = assert_json_error(api.post("/rows", json=[{"x": 1}, {"x": "two"}, {}]), 422)
     assert [(d["index"], d["field"]) for d in body["detail"]] == [(1, "x"), (2, "x")]
@@ -103,13 +103,13 @@ def test_declared_schema_is_enforced_with_record_and_field(api):
 
 def test_malformed_bodies_get_400_413_415(api):
     auth = {"Authorization": "Bearer s3cret-api"}
-    body = assert_json_error(api.post("/one_loop", data=b"{not json", content_type="application/json",
+    body = assert_json_error(api.post("/demo_loop", data=b"{not json", content_type="application/json",
                                       headers=auth), 400)
     assert "not valid JSON" in body["error"]
-    assert_json_error(api.post("/one_loop", data=b"", content_type="application/json", headers=auth), 400)
-    assert_json_error(api.post("/one_loop", data=b"<html>", content_type="text/html", headers=auth), 415)
-    assert_json_error(api.post("/one_loop", data=b"\xff\xfe{", content_type="application/json", headers=auth), 400)
-    assert_json_error(api.post("/one_loop", data=b"[" * 100_000, content_type="application/json", headers=auth), 413)
+    assert_json_error(api.post("/demo_loop", data=b"", content_type="application/json", headers=auth), 400)
+    assert_json_error(api.post("/demo_loop", data=b"<html>", content_type="text/html", headers=auth), 415)
+    assert_json_error(api.post("/demo_loop", data=b"\xff\xfe{", content_type="application/json", headers=auth), 400)
+    assert_json_error(api.post("/demo_loop", data=b"[" * 100_000, content_type="application/json", headers=auth), 413)
     body = assert_json_error(api.post("/rows", json=[{"x": i} for i in range(6)]), 413)
     assert body["detail"]["max_rows"] == 5 and body["detail"]["rows"] == 6
     body = assert_json_error(api.post("/rows", data=b"[" + b" " * 5000 + b"]", content_type="application/json"), 413)
@@ -154,9 +154,9 @@ def test_openapi_documents_every_route_with_schemas_and_security(api):
     assert document["openapi"].startswith("3.1")
     paths = document["paths"]
     for path in ("/health", "/ready", "/v2/health/live", "/v2/health/ready", "/models", "/models/{task_name}",
-                 "/admin/reload", "/metrics", "/one_loop"):
+                 "/admin/reload", "/metrics", "/demo_loop"):
         assert path in paths, path
-    loop = paths["/one_loop"]["post"]
+    loop = paths["/demo_loop"]["post"]
     assert loop["security"] == [{"apiToken": []}]
     schema = loop["requestBody"]["content"]["application/json"]["schema"]
     assert set(schema["required"]) == {"experiment_id", "cur_loop"} and schema["properties"]["cur_loop"]["minimum"] == 0

@@ -16,7 +16,7 @@ import uuid
 from flask import Flask, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from vigil.errors import InvalidInput, VigilError
+from vigil.errors import InvalidInput, UnprocessableInput, VigilError
 from vigil.jsonlog import REQUEST_ID
 from vigil.service import metrics
 from vigil.service.api import spec_of
@@ -106,7 +106,13 @@ def _check_body() -> None:
     if route.counts_rows:
         g.vigil_rows = check_rows(body, settings.max_rows)
     if schema is not None:
-        validate_body(schema, body)
+        g.vigil_validated = True
+        try:
+            validate_body(schema, body)
+        except UnprocessableInput as exc:
+            if not route.task_explains_errors:
+                raise
+            g.vigil_schema_error = exc  # the view's task may name the fault better (see predict.py)
 
 
 def register_middleware(app: Flask) -> None:

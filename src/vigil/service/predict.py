@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextvars
+import logging
 import threading
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from vigil.errors import VigilError
+from vigil.errors import UnprocessableInput, VigilError
 from vigil.service import metrics
 from vigil.service.api import spec
-from vigil.service.validation import check_rows, count_rows, is_json_mimetype, parse_json
+from vigil.service.validation import check_rows, count_rows, is_json_mimetype, parse_json, validate_body
 from vigil.tasks import PredictInput, all_tasks, get_task
 
 bp = Blueprint("predict", __name__)
+log = logging.getLogger("vigil.service")
 
 PREDICT_CONTENT_TYPES = (
     "application/json",
@@ -101,11 +103,34 @@ def run_prediction(task_slug: str, loaded=None):
     if rows is None:
         rows = count_rows(predict_input.json) if predict_input.json is not None else 1
         g.vigil_rows = rows
+    schema_error = g.pop("vigil_schema_error", None)
+    schema = task.request_schema() if not g.get("vigil_validated") and predict_input.json is not None else None
+    if schema is not None:  # a route without a spec (e.g. /predict/dns): same schema, same rule
+        try:
+            validate_body(schema, predict_input.json)
+        except UnprocessableInput as exc:
+            schema_error = exc
+    if schema_error is not None:
+        _explain_schema_error(task, loaded, predict_input, schema_error)
     result = _call_with_time_limit(task.predict, loaded, predict_input)
     metrics.observe_prediction(task.name, loaded.version, rows, result)
     if isinstance(result, dict):
         result.setdefault("model_version", loaded.version)
     return result
+
+
+def _explain_schema_error(task, loaded, predict_input: PredictInput, schema_error: UnprocessableInput):
+    """The body failed the task's schema: answer with the task's own 4xx when it raises one
+    (its detail names the record and field in the task's terms and may carry the good records'
+    results), else with the schema's 422 -- whatever the task does with it, never a 200 or a 5xx."""
+    try:
+        _call_with_time_limit(task.predict, loaded, predict_input)
+    except VigilError as exc:
+        if 400 <= exc.status < 500:
+            raise
+    except Exception:
+        log.info("task failed on a body its schema refuses", exc_info=True)
+    raise schema_error
 
 
 def _task_slugs() -> list[str]:
@@ -119,6 +144,7 @@ def _task_slugs() -> list[str]:
     body=lambda task_slug: get_task(task_slug).request_schema(),
     example=lambda task_slug: get_task(task_slug).example_request(),
     content_types=PREDICT_CONTENT_TYPES,
+    task_explains_errors=True,
     expand={"task_slug": _task_slugs},
     tags=["predict"],
 )
