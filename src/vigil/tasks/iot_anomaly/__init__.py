@@ -1,0 +1,13 @@
+"""IoT / physical anomaly detection after ychalier/anomaly: is a sensor's (class, length, width) odd?
+
+Modules: ``data`` (readers of the original file formats, random odd points), ``detector``
+(``Detector``, ``confusion_ratios``, estimators and grids), ``tuning`` (score files and plots),
+``plots`` (decision boundaries), ``task`` (CLI verbs and ``/predict/iot-anomaly``).
+"""
+
+from vigil.tasks.iot_anomaly.data import OddPointBox, load_objects
+from vigil.tasks.iot_anomaly.detector import ESTIMATORS, Detector, confusion_ratios, make_estimator
+from vigil.tasks.iot_anomaly.task import IotAnomalyTask
+
+__all__ = ["IotAnomalyTask", "Detector", "confusion_ratios", "make_estimator", "ESTIMATORS", "OddPointBox",
+           "load_objects"]
