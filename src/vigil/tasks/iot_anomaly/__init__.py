@@ -6,8 +6,18 @@ Modules: ``data`` (readers of the original file formats, random odd points), ``d
 """
 
 from vigil.tasks.iot_anomaly.data import OddPointBox, load_objects
-from vigil.tasks.iot_anomaly.detector import ESTIMATORS, Detector, confusion_ratios, make_estimator
 from vigil.tasks.iot_anomaly.task import IotAnomalyTask
+
+_DETECTOR_NAMES = ("ESTIMATORS", "Detector", "confusion_ratios", "make_estimator")
+
+
+def __getattr__(name: str):
+    # PEP 562: the detector (and scikit-learn with it) loads on first use, not on `vigil --help`.
+    if name in _DETECTOR_NAMES:
+        from vigil.tasks.iot_anomaly import detector
+
+        return getattr(detector, name)
+    raise AttributeError(name)
 
 __all__ = ["IotAnomalyTask", "Detector", "confusion_ratios", "make_estimator", "ESTIMATORS", "OddPointBox",
            "load_objects"]

@@ -15,14 +15,10 @@ from vigil.config import Settings
 from vigil.errors import InvalidInput, UnprocessableInput
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.iot_anomaly.data import DEFAULT_FILES, OddPointBox
-from vigil.tasks.iot_anomaly.detector import (
-    ESTIMATORS,
-    Detector,
-    confusion_ratios,
-    estimator_spec,
-    make_estimator,
-)
 from vigil.tasks.iot_anomaly.plots import odd_scores, plot_decision_boundaries
+
+# scikit-learn is imported on first use (detector.py), so `vigil --help` and the service start fast.
+ESTIMATOR_KEYS = ("mlp", "adaboost", "forest", "svc")
 
 FEATURE_VERSION = "class-onehot+length+width-mm/v1"
 MALICIOUS, NON_MALICIOUS = "malicious", "non-malicious"
@@ -79,11 +75,15 @@ class IotAnomalyTask(Task):
         return Path(override) if override else settings.data_dir / "iot_anomaly"
 
     def detector(self, settings: Settings, data: str | None = None, odd_points: int = 1000, seed: int = 0):
+        from vigil.tasks.iot_anomaly.detector import Detector
+
         return Detector.from_folder(self.data_folder(settings, data), odd_points=odd_points, seed=seed)
 
     # -- training ---------------------------------------------------------------------------
-    def fit_and_save(self, store: ArtifactStore, detector: Detector, estimator_key: str,
+    def fit_and_save(self, store: ArtifactStore, detector, estimator_key: str,
                      params: dict | None = None, seed: int = 0) -> tuple[dict, object]:
+        from vigil.tasks.iot_anomaly.detector import confusion_ratios, estimator_spec, make_estimator
+
         spec = estimator_spec(estimator_key)
         chosen = spec.best if params is None else params
         estimator = make_estimator(estimator_key, seed=seed, params=chosen)
@@ -182,7 +182,7 @@ class IotAnomalyTask(Task):
         tune = verbs.add_parser("tune", help="cross-validated grid search; writes params-<timestamp> score files and plots")
         common(tune)
         tune.add_argument("--estimators", default="mlp,adaboost,forest,svc",
-                          help=f"comma-separated, among {','.join(ESTIMATORS)}")
+                          help=f"comma-separated, among {','.join(ESTIMATOR_KEYS)}")
         tune.add_argument("--n-jobs", type=int, default=1, help="parallel parameter combinations (default 1)")
         tune.add_argument("--cv", type=int, default=5, help="cross-validation folds (default 5)")
         tune.add_argument("--grid", help='JSON replacing default grids, e.g. \'{"svc": {"C": [0.1, 1]}}\'')
@@ -192,7 +192,7 @@ class IotAnomalyTask(Task):
 
         train = verbs.add_parser("train", help="fit the detector and save it (default: the tuned AdaBoost)")
         common(train)
-        train.add_argument("--estimator", default="adaboost", choices=list(ESTIMATORS))
+        train.add_argument("--estimator", default="adaboost", choices=ESTIMATOR_KEYS)
         train.add_argument("--params", help='JSON estimator parameters, e.g. \'{"n_estimators": 46}\'')
         train.add_argument("--plots", help="folder for the decision-boundary PNGs (default: runs/iot_anomaly)")
         train.add_argument("--no-plots", action="store_true")
@@ -225,6 +225,7 @@ class IotAnomalyTask(Task):
         from tqdm import tqdm
         from sklearn.model_selection import ParameterGrid
 
+        from vigil.tasks.iot_anomaly.detector import estimator_spec
         from vigil.tasks.iot_anomaly.tuning import ScoreFiles, plot_scores
 
         settings, store = self._settings_store(args)
@@ -339,6 +340,8 @@ def comparison_table(task: IotAnomalyTask, settings: Settings, data: str | None 
                      seed: int = 0, seeds: int = 1) -> str:
     """Markdown: the original's published ratios next to ours on one split (and a mean over seeds)."""
     import numpy as np
+
+    from vigil.tasks.iot_anomaly.detector import confusion_ratios, make_estimator
 
     names = {"adaboost": "AdaBoost (depth-3 trees, 46 estimators, lr 0.3)", "forest": "random forest (defaults)",
              "mlp": "MLP (defaults, max_iter 500)", "svc": "LinearSVC (defaults)"}
