@@ -213,8 +213,8 @@ def test_train_classify_and_boundary_plots(tmp_path, capsys):
     assert vigil_main(["--models-dir", models, "iot-anomaly", "train", "--plots", str(tmp_path / "plots")]) == 0
     out = capsys.readouterr().out
     assert "saved iot_anomaly v1" in out and "F1" in out
-    for label in ("human", "moto", "car"):
-        assert (tmp_path / "plots" / f"boundary-{label}.png").read_bytes()[:8] == PNG_MAGIC
+    for name in ("dataset", "boundary-human", "boundary-moto", "boundary-car"):
+        assert (tmp_path / "plots" / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
 
     assert vigil_main(["--models-dir", models, "iot-anomaly", "classify", "human", "5000", "100"]) == 0
     assert capsys.readouterr().out.startswith("malicious (probability")

@@ -57,3 +57,32 @@ def plot_decision_boundaries(model, classes, box: OddPointBox, folder: Path, poi
         plt.close(fig)
         written.append(path)
     return written
+
+
+def plot_dataset(frame: pd.DataFrame, path: Path, title: str = "Input data set") -> Path:
+    """Every row, one colour per class: real unique (triangles), real duplicates (circles), odd (squares)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 8))
+    for number, (label, rows) in enumerate(frame.groupby("class", sort=False)):
+        color = f"C{number}"
+        real, odd = rows[rows["odd"] == 0], rows[rows["odd"] == 1]
+        duplicate = real["duplicate"].astype(bool) if "duplicate" in real else pd.Series(False, index=real.index)
+        ax.scatter(real.loc[~duplicate, "width"], real.loc[~duplicate, "length"], marker="^", s=14, color=color,
+                   label=f"{label} unique")
+        ax.scatter(real.loc[duplicate, "width"], real.loc[duplicate, "length"], marker="o", s=14, color=color,
+                   label=f"{label} duplicate")
+        ax.scatter(odd["width"], odd["length"], marker="s", s=8, color=color, alpha=0.35, label=f"{label} odd")
+    ax.set_xlabel("width (mm)")
+    ax.set_ylabel("length (mm)")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8, ncol=3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
