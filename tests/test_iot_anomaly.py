@@ -278,3 +278,17 @@ def test_predict_rejects_non_list_bodies(trained):
     assert response.status_code == 400 and "item 0" in response.get_json()["error"]
     response = client.post("/predict/iot-anomaly", json=42)
     assert response.status_code == 400 and "JSON list" in response.get_json()["error"]
+
+
+def test_comparison_table_puts_published_numbers_next_to_ours():
+    from vigil.tasks.iot_anomaly.task import comparison_table
+
+    settings = Settings.from_env(data_dir=REPO / "data")
+    table = comparison_table(get_task("iot-anomaly"), settings, models=("adaboost", "svc"))
+    lines = table.splitlines()
+    assert lines[0].startswith("| model | published TPR") and len(lines) == 2 + 4
+    assert "| AdaBoost | 0.9354 | 0.0103 | 0.9382 | as published: max_depth=3, n_estimators=46, learning_rate=0.3 |" \
+        in table
+    assert "| LinearSVC | – | – | 0.2515 |" in table
+    ours_f1 = [float(line.rstrip(" |").rsplit("|", 1)[1]) for line in lines[2:]]
+    assert all(0.5 < f1 <= 1 for f1 in ours_f1)
