@@ -292,3 +292,15 @@ def test_comparison_table_puts_published_numbers_next_to_ours():
     assert "| LinearSVC | – | – | 0.2515 |" in table
     ours_f1 = [float(line.rstrip(" |").rsplit("|", 1)[1]) for line in lines[2:]]
     assert all(0.5 < f1 <= 1 for f1 in ours_f1)
+
+
+def test_example_request_works_and_row_limit_applies(trained):
+    from dataclasses import replace
+
+    settings, store, _, client = trained
+    task = get_task("iot-anomaly")
+    response = client.post("/predict/iot-anomaly", json=task.example_request())
+    assert response.status_code == 200 and [r["label"] for r in response.get_json()] == ["non-malicious", "malicious"]
+    limited = create_app(replace(settings, max_rows=2), store).test_client()
+    response = limited.post("/predict/iot-anomaly", json=task.example_request() * 2)
+    assert response.status_code == 422 and "too many items" in response.get_json()["error"]
