@@ -106,7 +106,7 @@ def test_detector_cleans_and_splits_without_a_shared_row(detector):
     assert not frame.duplicated(subset=["class", "length", "width"]).any()
     real = frame[frame["odd"] == 0]
     assert set(detector.classes) == {"human", "moto", "car"}
-    assert 900 < frame["odd"].sum() <= 1000  # coincidences with real objects are dropped
+    assert frame["odd"].sum() == 1000 and len(frame) == 1670
     train = set(map(tuple, detector.xtrain.itertuples(index=False)))
     test = set(map(tuple, detector.xtest.itertuples(index=False)))
     assert not train & test
@@ -304,3 +304,11 @@ def test_example_request_works_and_row_limit_applies(trained):
     limited = create_app(replace(settings, max_rows=2), store).test_client()
     response = limited.post("/predict/iot-anomaly", json=task.example_request() * 2)
     assert response.status_code == 422 and "too many items" in response.get_json()["error"]
+
+
+def test_odd_point_on_a_real_object_is_not_added_twice_with_two_labels():
+    fresh = Detector(load_objects(DATA))
+    real = fresh.df.iloc[0]
+    kept = fresh.append_odd_points([[real["class"], real["length"], real["width"]], ["car", 10, 10], ["car", 10, 10]])
+    assert kept == 1 and fresh.df["odd"].sum() == 1
+    assert not fresh.df.duplicated(subset=["class", "length", "width"]).any()

@@ -310,7 +310,7 @@ class IotAnomalyTask(Task):
         item = {"class": args.object_class, "length": args.length, "width": args.width}
         problems = validate_item(item, classes, strings_are_numbers=True)
         if problems:
-            raise InvalidInput(f"{problems[0]['field']}: {problems[0]['message']}", {"known classes": classes})
+            raise InvalidInput(f"{problems[0]['field']}: {problems[0]['message']}")
         answer = self.score_rows(loaded.model, [normalise_item(item, classes)])[0]
         if args.json:
             print(json.dumps({**answer, "model_version": loaded.version}))
