@@ -156,7 +156,7 @@ def _env():
 def test_tune_command_writes_the_original_score_files_and_plots(tmp_path, capsys):
     grid = {"svc": {"C": [0.1, 1.0]}, "adaboost": {"n_estimators": [5, 10], "learning_rate": [0.3]}}
     code = vigil_main(["--models-dir", str(tmp_path / "m"), "iot-anomaly", "tune", "--estimators", "svc,adaboost",
-                       "--grid", json.dumps(grid), "--cv", "3", "--out", str(tmp_path), "--save"])
+                       "--grid", json.dumps(grid), "--cv", "3", "--out", str(tmp_path), "--save", "--n-jobs", "2"])
     assert code == 0
     scores_files = list(tmp_path.glob("params-*.scores.csv"))
     assert len(scores_files) == 1
@@ -312,3 +312,17 @@ def test_odd_point_on_a_real_object_is_not_added_twice_with_two_labels():
     kept = fresh.append_odd_points([[real["class"], real["length"], real["width"]], ["car", 10, 10], ["car", 10, 10]])
     assert kept == 1 and fresh.df["odd"].sum() == 1
     assert not fresh.df.duplicated(subset=["class", "length", "width"]).any()
+
+
+def test_gunicorn_serves_the_saved_model(trained, live_server):
+    import requests
+
+    settings = trained[0]
+    server = live_server(settings.models_dir)
+    response = requests.post(server.url + "/predict/iot-anomaly", timeout=30,
+                             json=[{"class": "car", "length": 4600, "width": 1750},
+                                   {"class": "car", "length": 300, "width": 1750}])
+    assert response.status_code == 200
+    assert [r["label"] for r in response.json()] == ["non-malicious", "malicious"]
+    response = requests.post(server.url + "/predict/iot-anomaly", json=[{"class": "car", "length": "x"}], timeout=30)
+    assert response.status_code == 400 and response.json()["detail"]["errors"][0]["index"] == 0
