@@ -74,6 +74,7 @@ class WindowedConsumer:
         self.stats = StreamStats()
         self.assigned: list[int] = []
         self._stop = False
+        self._callback_error: Exception | None = None
         self._reset_window()
 
     def _reset_window(self) -> None:
@@ -86,18 +87,32 @@ class WindowedConsumer:
 
     # -- rebalance callbacks -----------------------------------------------------------------------
     def _on_assign(self, consumer, partitions) -> None:
+        try:
+            self._assign(consumer, partitions)
+        except Exception as exc:  # librdkafka would swallow it into an opaque SystemError
+            self._callback_error = exc
+            raise
+
+    def _assign(self, consumer, partitions) -> None:
         recorded = self.results.positions(self.run_key)
         committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=30)}
         for tp in partitions:
             # The results file is written before Kafka's commit: when it is ahead, Kafka missed the
             # commit of a window that is already recorded, and re-reading it would count it twice.
-            if recorded.get(tp.partition, -1) > committed.get(tp.partition, -1):
+            if tp.partition in recorded and recorded[tp.partition] > committed.get(tp.partition, -1):
                 tp.offset = recorded[tp.partition]
         consumer.assign(partitions)
         self.assigned = sorted(tp.partition for tp in partitions)
         self.processor.heartbeat("running", assigned=self.assigned)
 
     def _on_revoke(self, consumer, partitions) -> None:
+        try:
+            self._revoke(consumer, partitions)
+        except Exception as exc:
+            self._callback_error = exc
+            raise
+
+    def _revoke(self, consumer, partitions) -> None:
         # Eager rebalancing revokes everything: the partial window was never committed, so the next
         # owner of each partition re-reads it from the last window boundary.
         self._reset_window()
@@ -123,7 +138,12 @@ class WindowedConsumer:
         try:
             while not self._stop:
                 wanted = max(1, self.window_size - len(self.rows))
-                messages = consumer.consume(num_messages=min(wanted, 1000), timeout=0.5)
+                try:
+                    messages = consumer.consume(num_messages=min(wanted, 1000), timeout=0.5)
+                except SystemError:
+                    if self._callback_error is not None:
+                        raise self._callback_error
+                    raise
                 now = time.monotonic()
                 if now - last_heartbeat > 2:
                     self.processor.heartbeat("running", assigned=self.assigned, windows=self.stats.windows)
