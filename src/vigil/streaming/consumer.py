@@ -148,6 +148,8 @@ class WindowedConsumer:
                 if now - last_heartbeat > 2:
                     self.processor.heartbeat("running", assigned=self.assigned, windows=self.stats.windows)
                     last_heartbeat = now
+                if not self.assigned:
+                    last_message_at = now  # joining the group is not idleness
                 if not messages:
                     if self.idle_timeout_s is not None and now - last_message_at > self.idle_timeout_s:
                         break
