@@ -137,7 +137,7 @@ def plot_windows(rows: list[dict], path: Path, title: str = "Static vs dynamic m
         ax.plot(x, [r[f"dynamic_{metric}"] for r in rows], "-o", ms=3, color="#dd8452", label=f"dynamic {metric}")
         retrains = [r["window_index"] for r in rows if r["retrained"]]
         for i, w in enumerate(retrains):
-            ax.axvline(w, color="#c44e52", ls="--", lw=0.9, label="retrain" if i == 0 else None)
+            ax.axvline(w, color="#c44e52", ls="--", lw=0.9, label="retrained after this window" if i == 0 else None)
         for phase in phases or []:
             ax.axvspan(phase["first_window"] - 0.5, phase["last_window"] + 0.5, alpha=0.06,
                        color="grey" if phase["phase"] in ("base",) else "#8172b2")

@@ -48,6 +48,12 @@ def plot_distributions(X: pd.DataFrame, y: np.ndarray, path: Path) -> None:
     plt = _plt()
     fig, axes = plt.subplots(4, 4, figsize=(13, 10))
     for ax, column in zip(axes.ravel(), FEATURE_COLUMNS):
+        ax.set_title(column, fontsize=9)
+        if X[column].nunique() <= 1:  # a histogram of one value only confuses the log axis
+            ax.text(0.5, 0.5, f"constant: {X[column].iloc[0]:g}", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
         bins = np.histogram_bin_edges(X[column], bins=40)
         for label, color in ((0, "#4c72b0"), (1, "#c44e52")):
             ax.hist(X.loc[y == label, column], bins=bins, alpha=0.55, color=color, label=str(label))
