@@ -196,3 +196,28 @@ def test_two_consumers_of_one_group_share_a_two_partition_topic(broker, models, 
         (partition,) = {p for p, _ in spans}
         assert partition == partitions[name][0]
         assert sorted(span for _, span in spans) == [(0, 999), (1000, 1999)]
+
+
+def test_crash_between_the_results_commit_and_the_kafka_commit_counts_no_window_twice(broker, models, stream_csv,
+                                                                                       tmp_path):
+    topic = "dns-crash"
+    ensure_topic(broker.bootstrap_servers, topic, 1)
+    produce(broker.bootstrap_servers, topic, _values(stream_csv, 0, 2000))
+    store = ArtifactStore(models)
+
+    class CrashBeforeKafkaCommit(WindowedConsumer):
+        def _commit(self, consumer, offsets):
+            raise RuntimeError("simulated crash after the window was recorded")
+
+    def consumer(cls):
+        processor = DnsWindowProcessor(store, store.load("dns_exfil"), "crash.main", RetrainPolicy())
+        return cls(broker.bootstrap_servers, topic, "crash", processor, ResultsStore(tmp_path / "r.sqlite"),
+                   idle_timeout_s=3)
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        consumer(CrashBeforeKafkaCommit).run()
+    restarted = consumer(WindowedConsumer)
+    stats = restarted.run()
+    windows = restarted.results.windows(restarted.run_key)
+    assert stats.windows == 1  # window 0 is not read again: the results file was ahead of Kafka
+    assert [parse_offsets(w["offsets"])[0] for w in windows] == [(0, 999), (1000, 1999)]

@@ -100,3 +100,22 @@ def test_service_prefers_the_dynamic_model_of_a_live_stream(trained, dns_client)
     finally:
         write_stream_status(store, "vigil-dns.main", "stopped")
     assert ask()["task"] == "dns_exfil"
+
+
+def test_demo_runs_the_whole_story(tmp_path, capsys):
+    from vigil.cli import main
+
+    code = main(["--models-dir", str(tmp_path / "models"), "dns", "demo", "--out", str(tmp_path / "demo"),
+                 "--static-rows", "3000", "--windows-per-phase", "1", "--idle-timeout", "2"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    demo = tmp_path / "demo"
+    for name in ("class_balance.png", "distributions.png", "skew.png", "comparison.png", "report.md"):
+        assert (demo / "train" / name).stat().st_size > 1000, name
+    report = (demo / "train" / "report.md").read_text()
+    assert "mutual_info_k8" in report and "tree_importance" in report and "random_forest" in report
+    summary = json.loads((demo / "stream" / "summary.json").read_text())
+    assert summary["windows"] == 4 and summary["this_consumer"]["left_in_partial_window"] == 0
+    assert f"plot:    {demo / 'stream' / 'windows.png'}" in printed
+    store = ArtifactStore(tmp_path / "models")
+    assert store.latest_entry("dns_exfil") and store.latest_entry(DYNAMIC_TASK)

@@ -199,8 +199,7 @@ class WindowedConsumer:
                        "n_rejected": len(self.rejected), "seconds": time.perf_counter() - started})
         next_offsets = {p: span[1] + 1 for p, span in self.span.items()}
         index = self.results.record_window(self.run_key, self.consumer_name, record, self.rejected, next_offsets, state)
-        consumer.commit(offsets=[TopicPartition(self.topic, p, o) for p, o in next_offsets.items()],
-                        asynchronous=False)
+        self._commit(consumer, [TopicPartition(self.topic, p, o) for p, o in next_offsets.items()])
         self.stats.windows += 1
         self.stats.messages += len(self.rows)
         self.stats.rejected += len(self.rejected)
@@ -210,6 +209,10 @@ class WindowedConsumer:
         self.processor.heartbeat("running", assigned=self.assigned, windows=self.stats.windows)
         if self.on_window:
             self.on_window(record)
+
+
+    def _commit(self, consumer, offsets) -> None:
+        consumer.commit(offsets=offsets, asynchronous=False)
 
 
 def _offsets_text(offsets: dict[str, list[int]]) -> str:

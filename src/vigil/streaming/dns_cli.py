@@ -55,6 +55,7 @@ def add_cli(parser: argparse.ArgumentParser) -> None:
     demo.add_argument("--windows-per-phase", type=int, default=10)
     demo.add_argument("--static-rows", type=int, default=20_000)
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--idle-timeout", type=float, default=5.0, help="end of stream after this many idle seconds")
     demo.set_defaults(handler=cmd_demo)
 
 
@@ -190,7 +191,7 @@ def cmd_demo(args) -> int:
         ensure_topic(broker.bootstrap_servers, DEFAULT_TOPIC, 1)
         csv = out / "data" / "stream_dataset.csv"
         produce(broker.bootstrap_servers, DEFAULT_TOPIC, csv_messages(csv), progress=True, total=count_csv_rows(csv))
-        run_stream(stream_args, broker.bootstrap_servers, store, out / "stream", idle_timeout=5.0)
+        run_stream(stream_args, broker.bootstrap_servers, store, out / "stream", idle_timeout=args.idle_timeout)
     print(f"\ndemo finished in {time.monotonic() - started:.0f} s")
     print(f"plot:    {out / 'stream' / 'windows.png'}")
     print(f"summary: {out / 'stream' / 'summary.json'}")

@@ -175,7 +175,7 @@ class QueryFeatureExtractor:
 
     def __init__(self, blocks: list[FeatureBlock] | None = None):
         self.blocks = blocks or [CharacterClasses(), LabelShape(), LongestWord(), RegisteredDomain()]
-        self._order = [column for column in FEATURE_COLUMNS]
+        self._order = list(FEATURE_COLUMNS)
 
     @property
     def dim(self) -> int:
