@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def _consume(servers: str, topic: str, store, static, windows: int) -> tuple[float, int]:
     from vigil.streaming.consumer import WindowedConsumer

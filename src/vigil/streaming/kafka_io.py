@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -104,9 +103,3 @@ def count_csv_rows(path: Path) -> int:
     with open(path, "rb") as handle:
         return max(0, sum(1 for _ in handle) - 1)
 
-
-def parse_raw_line(line: str, header: list[str]) -> dict:
-    cells = next(csv.reader(io.StringIO(line)))
-    if len(cells) != len(header):
-        raise ValueError(f"CSV line has {len(cells)} cells, the header {len(header)}")
-    return dict(zip(header, cells))

@@ -27,7 +27,7 @@ from vigil.config import Settings
 from vigil.errors import InvalidInput, UnprocessableInput
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.dns_exfil.features import (
-    FEATURE_COLUMNS, FEATURE_VERSION, LABEL_COLUMN, QueryFeatureExtractor, coerce_csv_value,
+    FEATURE_COLUMNS, FEATURE_VERSION, QueryFeatureExtractor, coerce_csv_value,
 )
 from vigil.tasks.dns_exfil.model import predict_proba
 
