@@ -31,6 +31,9 @@ from vigil.tasks.dns_exfil import STREAMS_FOLDER
 from vigil.tasks.dns_exfil.generate import QueryGenerator, cic_rows, stream_phases
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Tansu answers a group join after half the session timeout, and a killed member keeps its partitions
+# for the whole of it: 2 s instead of the stock-Kafka minimum of 6 s keeps these tests short.
+SESSION = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +72,7 @@ def _values(csv: Path, start: int = 0, stop: int | None = None) -> list[bytes]:
 def _stream_process(models: Path, servers: str, topic: str, results: Path, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, VIGIL_MODELS_DIR=str(models), PYTHONPATH=str(REPO_ROOT / "src"))
     command = [sys.executable, "-m", "vigil", "dns", "stream", "--bootstrap-servers", servers, "--topic", topic,
-               "--results", str(results), "--quiet", *extra]
+               "--results", str(results), "--quiet", "--session-timeout-ms", "2000", *extra]
     return subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -119,7 +122,7 @@ def test_consumer_killed_mid_window_resumes_without_loss_or_repeat(broker, model
     assert first.returncode == -signal.SIGKILL
 
     produce(broker.bootstrap_servers, topic, values[2500:])
-    output = _finish(_stream_process(models, broker.bootstrap_servers, topic, results, "--idle-timeout", "4"))
+    output = _finish(_stream_process(models, broker.bootstrap_servers, topic, results, "--idle-timeout", "3"))
 
     windows = _windows(results)
     assert [w["index"] for w in windows] == [0, 1, 2, 3, 4], output
@@ -146,7 +149,8 @@ def test_malformed_messages_are_recorded_with_offsets(broker, models, stream_csv
     store = ArtifactStore(models)
     results = ResultsStore(tmp_path / "results.sqlite")
     processor = DnsWindowProcessor(store, store.load("dns_exfil"), "raw.main", RetrainPolicy())
-    consumer = WindowedConsumer(broker.bootstrap_servers, topic, "raw", processor, results, idle_timeout_s=3)
+    consumer = WindowedConsumer(broker.bootstrap_servers, topic, "raw", processor, results, idle_timeout_s=3,
+                                config_overrides=SESSION)
     stats = consumer.run()
 
     windows = results.windows(consumer.run_key)
@@ -164,7 +168,7 @@ def test_two_consumers_of_one_group_share_a_two_partition_topic(broker, models, 
     topic, results = "dns-group", tmp_path / "results"
     ensure_topic(broker.bootstrap_servers, topic, 2)
     members = [_stream_process(models, broker.bootstrap_servers, topic, results, "--group", "pair",
-                               "--consumer-name", name, "--idle-timeout", "6") for name in ("a", "b")]
+                               "--consumer-name", name, "--idle-timeout", "4") for name in ("a", "b")]
     try:
         def assigned():
             found = {}
@@ -212,7 +216,7 @@ def test_crash_between_the_results_commit_and_the_kafka_commit_counts_no_window_
     def consumer(cls):
         processor = DnsWindowProcessor(store, store.load("dns_exfil"), "crash.main", RetrainPolicy())
         return cls(broker.bootstrap_servers, topic, "crash", processor, ResultsStore(tmp_path / "r.sqlite"),
-                   idle_timeout_s=3)
+                   idle_timeout_s=3, config_overrides=SESSION)
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         consumer(CrashBeforeKafkaCommit).run()

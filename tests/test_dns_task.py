@@ -106,7 +106,8 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
     from vigil.cli import main
 
     code = main(["--models-dir", str(tmp_path / "models"), "dns", "demo", "--out", str(tmp_path / "demo"),
-                 "--static-rows", "3000", "--windows-per-phase", "1", "--idle-timeout", "2"])
+                 "--static-rows", "1500", "--windows-per-phase", "1", "--idle-timeout", "2",
+                 "--session-timeout-ms", "2000"])
     printed = capsys.readouterr().out
     assert code == 0, printed
     demo = tmp_path / "demo"

@@ -15,11 +15,8 @@ from vigil.artifacts import ArtifactStore
 from vigil.config import Settings
 from vigil.errors import InvalidInput
 from vigil.streaming.broker import EmbeddedBroker
-from vigil.streaming.consumer import WindowedConsumer, safe_name
-from vigil.streaming.decision import RetrainPolicy
-from vigil.streaming.dns_stream import DnsWindowProcessor
+from vigil.streaming.consumer import safe_name
 from vigil.streaming.kafka_io import count_csv_rows, csv_messages, ensure_topic, produce
-from vigil.streaming.results import ResultsStore, plot_windows, summarize, write_summary
 
 DEFAULT_TOPIC = "ml-raw-dns"
 
@@ -56,6 +53,7 @@ def add_cli(parser: argparse.ArgumentParser) -> None:
     demo.add_argument("--static-rows", type=int, default=20_000)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--idle-timeout", type=float, default=5.0, help="end of stream after this many idle seconds")
+    demo.add_argument("--session-timeout-ms", type=int, default=6000)
     demo.set_defaults(handler=cmd_demo)
 
 
@@ -77,6 +75,9 @@ def _stream_arguments(stream: argparse.ArgumentParser) -> None:
     stream.add_argument("--format", choices=("json", "raw-lines"), default="json", help="embedded broker: how to produce")
     stream.add_argument("--partitions", type=int, default=1, help="embedded broker: partitions of the topic")
     stream.add_argument("--schedule", type=Path, help="drift_schedule.json to shade the phases in the plot")
+    stream.add_argument("--session-timeout-ms", type=int, default=6000,
+                        help="consumer group session timeout: how long a dead consumer keeps its partitions "
+                             "(6000 is the smallest a stock Kafka accepts; the embedded broker takes less)")
     stream.add_argument("--quiet", action="store_true")
 
 
@@ -98,6 +99,11 @@ def cmd_produce(args) -> int:
 
 
 def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle_timeout: float | None) -> dict:
+    # Imported here so that `vigil --help` and the service need not load pandas and scikit-learn.
+    from vigil.streaming.consumer import WindowedConsumer
+    from vigil.streaming.decision import RetrainPolicy
+    from vigil.streaming.dns_stream import DnsWindowProcessor
+    from vigil.streaming.results import ResultsStore, plot_windows, summarize, write_summary
     from vigil.tasks.dns_exfil import TASK_NAME
 
     static = store.load(TASK_NAME)
@@ -119,7 +125,8 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
 
     consumer = WindowedConsumer(servers, args.topic, args.group, processor, results, consumer_name=args.consumer_name,
                                 window_size=args.window_size, idle_timeout_s=idle_timeout,
-                                max_windows=args.max_windows, on_window=report)
+                                max_windows=args.max_windows, on_window=report,
+                                config_overrides=_session_overrides(getattr(args, "session_timeout_ms", 6000)))
     stats = consumer.run()
     rows = results.windows(consumer.run_key)
     results.export_csv(csv_path, consumer.run_key)
@@ -142,6 +149,11 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
     print(f"results: {results_dir / 'results.sqlite'}, {csv_path}, {results_dir / 'summary.json'}"
           + (f", plot {plot}" if plot else ""))
     return summary
+
+
+def _session_overrides(session_timeout_ms: int) -> dict:
+    return {"session.timeout.ms": session_timeout_ms,
+            "heartbeat.interval.ms": max(100, min(1000, session_timeout_ms // 4))}
 
 
 def cmd_stream(args) -> int:
@@ -185,7 +197,8 @@ def cmd_demo(args) -> int:
     print("3/3 streaming through the embedded Kafka broker", flush=True)
     stream_args = argparse.Namespace(
         topic=DEFAULT_TOPIC, group="vigil-dns-demo", consumer_name="main", window_size=1000, max_windows=None,
-        f1_floor=0.90, min_gap=2, retrain_windows=3, quiet=False, schedule=out / "data" / "drift_schedule.json")
+        f1_floor=0.90, min_gap=2, retrain_windows=3, quiet=False, schedule=out / "data" / "drift_schedule.json",
+        session_timeout_ms=args.session_timeout_ms)
     with EmbeddedBroker(log_path=out / "tansu.log") as broker:
         print(f"    embedded Tansu broker on {broker.bootstrap_servers} (memory only)", flush=True)
         ensure_topic(broker.bootstrap_servers, DEFAULT_TOPIC, 1)

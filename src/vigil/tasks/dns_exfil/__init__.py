@@ -20,8 +20,6 @@ import socket
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from vigil.artifacts import ArtifactStore, LoadedModel, data_fingerprint
 from vigil.config import Settings
 from vigil.errors import InvalidInput, UnprocessableInput
@@ -29,7 +27,6 @@ from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.dns_exfil.features import (
     FEATURE_COLUMNS, FEATURE_VERSION, QueryFeatureExtractor, coerce_csv_value,
 )
-from vigil.tasks.dns_exfil.model import predict_proba
 
 TASK_NAME = "dns_exfil"
 DYNAMIC_TASK = "dns_exfil_dynamic"
@@ -130,6 +127,8 @@ def featurize_items(items: list, extractor: QueryFeatureExtractor | None = None)
         rows.append(row)
         indexes.append(index)
         queries.append(query)
+    import pandas as pd
+
     frame = pd.DataFrame(rows, columns=FEATURE_COLUMNS, dtype=float)
     return frame, indexes, queries, errors
 
@@ -164,7 +163,9 @@ class DnsExfilTask(Task):
     # -- training ----------------------------------------------------------------------------------
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:
         from vigil.tasks.dns_exfil.generate import STATIC_PHASE, QueryGenerator, cic_rows
-        from vigil.tasks.dns_exfil.model import cic_frame_to_features, make_bundle, make_pipeline, scores
+        from vigil.tasks.dns_exfil.model import (
+            cic_frame_to_features, make_bundle, make_pipeline, predict_proba, scores,
+        )
         from sklearn.model_selection import train_test_split
 
         generator = QueryGenerator(seed=7, data_dir=settings.data_dir / "dns_exfil")
@@ -183,6 +184,8 @@ class DnsExfilTask(Task):
 
     # -- serving -----------------------------------------------------------------------------------
     def predict(self, loaded: LoadedModel, request: PredictInput) -> dict:
+        from vigil.tasks.dns_exfil.model import predict_proba
+
         items = parse_items(request)
         frame, indexes, queries, errors = featurize_items(items)
         if not indexes:
