@@ -49,22 +49,25 @@ def plot_distributions(X: pd.DataFrame, y: np.ndarray, path: Path) -> None:
     fig, axes = plt.subplots(4, 4, figsize=(13, 10))
     for ax, column in zip(axes.ravel(), FEATURE_COLUMNS):
         ax.set_title(column, fontsize=9)
-        if X[column].nunique() <= 1:  # a histogram of one value only confuses the log axis
-            ax.text(0.5, 0.5, f"constant: {X[column].iloc[0]:g}", ha="center", va="center", transform=ax.transAxes)
+        values = X[column].to_numpy()
+        if np.ptp(values) == 0:  # a histogram of one value only confuses the log axis
+            ax.text(0.5, 0.5, f"constant: {values[0]:g}", ha="center", va="center", transform=ax.transAxes)
             ax.set_xticks([])
             ax.set_yticks([])
             continue
-        bins = np.histogram_bin_edges(X[column], bins=40)
+        bins = np.histogram_bin_edges(values, bins=40)
         for label, color in ((0, "#4c72b0"), (1, "#c44e52")):
-            ax.hist(X.loc[y == label, column], bins=bins, alpha=0.55, color=color, label=str(label))
+            # numpy counts + stairs: much cheaper than ax.hist's one patch per bar
+            counts, _ = np.histogram(values[y == label], bins=bins)
+            ax.stairs(np.maximum(counts, 0.8), bins, fill=True, alpha=0.55, color=color, label=str(label),
+                      baseline=0.8)
         ax.set_yscale("log")
-        ax.set_title(column, fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in axes.ravel()[len(FEATURE_COLUMNS):]:
         ax.axis("off")
     axes[0, 0].legend(title="Target Attack", fontsize=7)
     fig.suptitle("Feature distributions by class (log counts)")
-    fig.tight_layout()
+    fig.subplots_adjust(hspace=0.45, wspace=0.3, left=0.05, right=0.98, top=0.93, bottom=0.04)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
