@@ -22,6 +22,7 @@ BLUEPRINTS = [
     "vigil.service.metrics",
     "vigil.service.openapi",
     "vigil.service.alectio",
+    "vigil.service.dns",
 ]
 
 
