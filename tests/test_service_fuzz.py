@@ -17,7 +17,9 @@ FUZZ_SECONDS = 25
 def test_no_generated_request_gets_a_server_error(service_trained, tmp_path, live_server):
     task, store = service_trained
     fuzz_store = copy_store(store.root, tmp_path / "models")
-    server = live_server(fuzz_store.root)
+    # fuzzed training routes (Alectio's) write under the work and bucket folders: keep them in tmp
+    server = live_server(fuzz_store.root, env={"VIGIL_WORK_DIR": str(tmp_path / "runs"),
+                                               "VIGIL_BUCKET_ROOT": str(tmp_path / "bucket")})
     # 503 is the documented answer where a model is missing (readiness, and /predict of a task
     # without a trained model here): leave those operations out; everything else must stay < 500.
     untrained = [t.slug for t in all_tasks() if not fuzz_store.entries(t.name)]

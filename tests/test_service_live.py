@@ -31,7 +31,9 @@ def served(trained, tmp_path_factory):
 
     task, store = trained
     live_store = copy_store(store.root, tmp_path_factory.mktemp("served") / "models")
-    server = LiveServer(live_store.root, env={"VIGIL_API_TOKEN": "ops"})
+    scratch = live_store.root.parent
+    server = LiveServer(live_store.root, env={"VIGIL_API_TOKEN": "ops", "VIGIL_WORK_DIR": str(scratch / "runs"),
+                                              "VIGIL_BUCKET_ROOT": str(scratch / "bucket")})
     yield task, live_store, server
     server.stop()
 
