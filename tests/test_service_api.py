@@ -123,6 +123,13 @@ def test_deeply_nested_json_is_a_400_not_a_crash(settings, store):
     assert "deeply" in body["error"]
 
 
+def test_kserve_v2_shapes(client):
+    assert client.get("/v2/health/live").get_json() == {"live": True}
+    assert set(client.get("/v2/health/ready").get_json()) == {"ready"}
+    assert client.get("/v2").get_json()["name"] == "vigil"
+    assert_json_error(client.get("/v2/models/nope/ready"), 404)
+
+
 def test_not_found_and_method_not_allowed_are_json(client):
     assert_json_error(client.get("/no/such/route"), 404)
     assert_json_error(client.get("/admin/reload"), 405)

@@ -135,7 +135,9 @@ def test_openapi_lists_every_task_with_its_schema_and_example(trained):
 
 def test_ready_when_every_configured_model_is_loaded(trained):
     task, _, _ = trained
-    body = client_for(trained).get("/ready").get_json()
+    client = client_for(trained)
+    assert client.get(f"/v2/models/{task.name}/ready").get_json() == {"name": task.name, "ready": True}
+    body = client.get("/ready").get_json()
     assert task.name in body["models"]
     missing = {t.name for t in all_tasks()} - {task.name}
     assert set(body["missing"]) == missing and body["ready"] == (not missing)

@@ -3,6 +3,7 @@
 from flask import Blueprint, current_app, jsonify
 
 from vigil.service.api import spec
+from vigil.tasks import all_tasks, get_task
 
 bp = Blueprint("health", __name__)
 
@@ -43,3 +44,20 @@ def v2_live():
 def v2_ready():
     is_ready, _ = _readiness()
     return jsonify({"ready": is_ready}), 200 if is_ready else 503
+
+
+@bp.get("/v2")
+@spec(summary="KServe V2 server metadata", tags=["health"])
+def v2_metadata():
+    import vigil
+
+    return jsonify({"name": "vigil", "version": vigil.__version__, "extensions": []})
+
+
+@bp.get("/v2/models/<task_name>/ready")
+@spec(summary="KServe V2 model readiness: {name, ready} (404 for an unknown task)", tags=["health"],
+      path_values={"task_name": lambda: [t.name for t in all_tasks()]})
+def v2_model_ready(task_name: str):
+    task = get_task(task_name)
+    registry = current_app.extensions["vigil.registry"]
+    return jsonify({"name": task.name, "ready": task.name in registry.models})

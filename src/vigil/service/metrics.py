@@ -25,6 +25,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from vigil.service.api import spec
+
 bp = Blueprint("metrics", __name__)
 
 REQUESTS = Counter(
@@ -119,6 +121,7 @@ def _multiprocess_dir() -> Path | None:
 
 
 @bp.get("/metrics")
+@spec(summary="Prometheus metrics, summed over all gunicorn workers", tags=["metrics"])
 def metrics():
     folder = _multiprocess_dir()
     if folder is not None:
