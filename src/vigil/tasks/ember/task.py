@@ -23,6 +23,7 @@ from vigil.tasks.ember.features import DIMS, FEATURE_VERSIONS, FeatureExtractor
 # same trees here (min_data_in_leaf 50 on ~400 rows allows at most 8 leaves) without LightGBM
 # reserving a histogram for each of 2048 leaves (~2 GB); column-wise histograms because its automatic
 # choice is several times slower with 2381 features and few rows.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 DEMO_TRAIN_OVERRIDES = {"n_estimators": 200, "num_leaves": 16, "force_col_wise": True}
 
 
@@ -338,7 +339,7 @@ class EmberTask(Task):
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise InvalidInput(f"vector {index}, value {position} is not a number",
                                        {"index": index, "position": position, "value": repr(value)[:40]})
-                if not math.isfinite(value) or abs(value) > np.finfo(np.float32).max:
+                if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
                     raise UnprocessableInput(f"vector {index}, value {position} is not a finite float32",
                                              {"index": index, "position": position})
             matrix[index] = row
