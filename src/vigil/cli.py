@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 from vigil.artifacts import ArtifactStore
@@ -56,7 +55,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env["VIGIL_THREADS"] = str(args.threads)
     command = [sys.executable, "-m", "gunicorn", "-c", "python:vigil.service.gunicorn_conf", "vigil.service:app"]
     print(f"serving on http://{env['VIGIL_BIND']}", flush=True)
-    return subprocess.call(command, env=env)
+    # exec, not a child process: signals sent to `vigil serve` then reach gunicorn's master directly,
+    # so stopping it never leaves orphaned workers behind.
+    os.execve(sys.executable, command, env)
 
 
 def build_parser() -> argparse.ArgumentParser:
