@@ -269,7 +269,7 @@ class EmberTask(Task):
         from vigil.tasks.ember.vectorize import create_vectorized_features
 
         with tempfile.TemporaryDirectory(prefix="vigil-ember-demo-") as folder:
-            write_demo_data(folder)
+            write_demo_data(folder, sample_dir=Path(settings.data_dir) / "ember")
             create_vectorized_features(folder, feature_version=2, processes=1, progress=False)
             return train_and_save(store, folder, feature_version=2, preset="ember", n_jobs=1,
                                   extra={"demo": True, "data": "synthetic demo set (vigil.tasks.ember.demo_data)"},
