@@ -283,7 +283,7 @@ class EmberTask(Task):
             items = self._items_from_files(request.files, feature_version)
             scores = loaded.model.predict_proba([raw for _, raw in items])[:, 1]
             results = [{"name": name, "sha256": raw["sha256"], "pe": is_parsed_pe(raw)} for name, raw in items]
-        elif request.json is not None:
+        elif request.json is not None and request.content_type != "application/octet-stream":
             vectors = self._vectors_from_json(request.json, feature_version, request.max_rows)
             scores = loaded.model[-1].predict_proba(vectors)[:, 1]
             results = [{"index": i} for i in range(len(vectors))]
@@ -328,9 +328,13 @@ class EmberTask(Task):
             raise InvalidInput(f"{len(rows)} vectors exceed the limit of {max_rows} per request",
                                {"rows": len(rows), "max_rows": max_rows}, status=413)
         matrix = np.empty((len(rows), dim), dtype=np.float32)
+        extractor = FeatureExtractor(feature_version)
         for index, row in enumerate(rows):
+            if isinstance(row, dict):  # an ember raw record (one line of a *_features.jsonl file)
+                matrix[index] = EmberTask._vector_from_raw(extractor, row, index)
+                continue
             if not isinstance(row, list):
-                raise InvalidInput(f"vector {index} is not a list of numbers", {"index": index})
+                raise InvalidInput(f"vector {index} is not a list of numbers or a raw record", {"index": index})
             if len(row) != dim:
                 raise UnprocessableInput(
                     f"vector {index} has {len(row)} values; feature version {feature_version} needs {dim}",
@@ -345,15 +349,31 @@ class EmberTask(Task):
             matrix[index] = row
         return matrix
 
+    @staticmethod
+    def _vector_from_raw(extractor: FeatureExtractor, record: dict, index: int) -> np.ndarray:
+        from vigil.tasks.ember.vectorize import vectorize_record
+
+        try:
+            vector, _, _ = vectorize_record(extractor, json.dumps(record))
+        except ValueError as exc:
+            raise UnprocessableInput(f"raw record {index} cannot be vectorized: {exc}", {"index": index}) from None
+        if not np.isfinite(vector).all():
+            position = int(np.flatnonzero(~np.isfinite(vector))[0])
+            raise UnprocessableInput(f"raw record {index} gives a non-finite value at position {position}",
+                                     {"index": index, "position": position})
+        return vector
+
     def request_schema(self) -> dict:
         dim = DIMS[2]
         vector = {"type": "array", "items": {"type": "number"}, "minItems": dim, "maxItems": dim}
         return {
             "description": "POST a PE file as application/octet-stream or multipart/form-data, or JSON "
-                           "feature vectors (2381 floats for feature version 2, 2351 for version 1).",
+                           "feature vectors (2381 floats for feature version 2, 2351 for version 1) "
+                           "or ember raw records (objects with the feature-block keys).",
             "oneOf": [
-                {"type": "array", "items": vector, "minItems": 1},
-                {"type": "object", "properties": {"vectors": {"type": "array", "items": vector, "minItems": 1}},
+                {"type": "array", "items": {"anyOf": [vector, {"type": "object"}]}, "minItems": 1},
+                {"type": "object", "properties": {"vectors": {"type": "array", "minItems": 1,
+                                                              "items": {"anyOf": [vector, {"type": "object"}]}}},
                  "required": ["vectors"]},
             ],
         }
