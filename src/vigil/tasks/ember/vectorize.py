@@ -85,9 +85,10 @@ def count_lines(paths: list[Path]) -> int:
 def iter_raw_lines(paths: list[Path]) -> Iterator[tuple[str, int, str]]:
     """(file, 1-based line number, text) for every line of the files, in order."""
     for path in paths:
-        with open(path, "r", encoding="utf-8", errors="replace") as handle:
+        # Binary mode splits on b"\n" only, as count_lines counts (text mode would also split on "\r").
+        with open(path, "rb") as handle:
             for number, line in enumerate(handle, start=1):
-                yield str(path), number, line
+                yield str(path), number, line.decode("utf-8", errors="replace")
 
 
 def vectorize_record(extractor: FeatureExtractor, line: str) -> tuple[np.ndarray, float, dict]:
