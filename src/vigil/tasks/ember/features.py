@@ -16,7 +16,10 @@ comparable with the published EMBER data:
 * datadirectories ``name``: LIEF 1.0 says ``DEBUG_DIR``, LIEF <= 0.12 said ``DEBUG`` (not part of
   the vector, only of the raw record);
 * parse errors: LIEF 1.0 returns ``None`` instead of raising ``lief.bad_format`` & co.; either way
-  the file gets ember's fallback record (byte-level blocks filled, PE blocks empty).
+  the file gets ember's fallback record (byte-level blocks filled, PE blocks empty);
+* names that are not valid UTF-8 (section, import, export names of malformed files): LIEF 1.0
+  returns ``bytes``; they are decoded with U+FFFD replacement characters;
+* enum values outside LIEF's enums (malformed headers) are written ``???`` as old LIEF printed them.
 
 Example::
 
@@ -30,12 +33,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.feature_extraction import FeatureHasher
 
 log = logging.getLogger(__name__)
+# LIEF 1.0 warns once per out-of-range enum value of a malformed header; such values become "???".
+warnings.filterwarnings("ignore", message=r"-?\d+ is not a valid ", category=RuntimeWarning)
 
 FEATURE_VERSIONS = (1, 2)
 DIMS = {1: 2351, 2: 2381}
@@ -55,9 +61,23 @@ def _hash(hasher: FeatureHasher, tokens) -> np.ndarray:
 
 
 def _enum_name(value: Any) -> str:
-    """``MACHINE_TYPES.I386`` -> ``I386``, for LIEF enums and flags of any version."""
+    """``MACHINE_TYPES.I386`` -> ``I386``, for LIEF enums and flags of any version.
+
+    A value outside the enum (malformed headers) becomes ``???``, which is what str() of such a
+    value gave in the pybind11-based LIEF ember used (``SUBSYSTEM.???``).
+    """
     name = getattr(value, "name", None)
-    return name if isinstance(name, str) else str(value).split(".")[-1]
+    if isinstance(name, str) and name:
+        return name
+    text = str(value)
+    return text.split(".")[-1] if "." in text and not text.split(".")[-1].isdigit() else "???"
+
+
+def _text(value: Any) -> str:
+    """LIEF 1.0 hands back ``bytes`` for names that are not valid UTF-8; records need ``str``."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value if isinstance(value, str) else str(value)
 
 
 class FeatureBlock:
@@ -273,14 +293,14 @@ class SectionInfo(FeatureBlock):
             return {"entry": "", "sections": []}
         section = binary.section_from_rva(binary.entrypoint - binary.imagebase)
         if section is not None:
-            entry = section.name
+            entry = _text(section.name)
         else:  # bad entry point: ember takes the first executable section
-            entry = next((s.name for s in binary.sections
+            entry = next((_text(s.name) for s in binary.sections
                           if "MEM_EXECUTE" in map(_enum_name, s.characteristics_lists)), "")
         return {
             "entry": entry,
             "sections": [
-                {"name": s.name, "size": s.size, "entropy": s.entropy, "vsize": s.virtual_size,
+                {"name": _text(s.name), "size": s.size, "entropy": s.entropy, "vsize": s.virtual_size,
                  "props": [_enum_name(c) for c in s.characteristics_lists]}
                 for s in binary.sections
             ],
@@ -325,12 +345,12 @@ class ImportsInfo(FeatureBlock):
         if binary is None:
             return imports
         for library in binary.imports:
-            names = imports.setdefault(library.name, [])  # a library can be listed twice: extend
+            names = imports.setdefault(_text(library.name), [])  # a library can be listed twice: extend
             for entry in library.entries:
                 if entry.is_ordinal and self.ordinal_names:
                     names.append(f"ordinal{entry.ordinal}")
                 else:
-                    names.append(entry.name[:10000])  # clipped, as ember does
+                    names.append(_text(entry.name)[:10000])  # clipped, as ember does
         return imports
 
     def process_raw_features(self, raw):
@@ -349,7 +369,7 @@ class ExportsInfo(FeatureBlock):
     def raw_features(self, bytez, binary):
         if binary is None:
             return []
-        return [function.name[:10000] for function in binary.exported_functions]
+        return [_text(function.name)[:10000] for function in binary.exported_functions]
 
     def process_raw_features(self, raw):
         return _hash(self._hasher, raw).astype(np.float32)
