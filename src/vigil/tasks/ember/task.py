@@ -32,6 +32,14 @@ def is_parsed_pe(raw: dict) -> bool:
     return bool(raw.get("header", {}).get("coff", {}).get("machine"))
 
 
+def _extract_or_422(extractor: FeatureExtractor, content: bytes, where: dict) -> dict:
+    """Raw features of an uploaded file; a file that breaks the extractor is the client's 422, not a 500."""
+    try:
+        return extractor.raw_features(content)
+    except Exception as exc:  # LIEF on hostile input: report it, keep the worker serving
+        raise UnprocessableInput(f"cannot extract features ({type(exc).__name__}: {exc})"[:300], where) from None
+
+
 # -- extraction -------------------------------------------------------------------------------
 def iter_input_files(paths: list[str]) -> Iterator[Path]:
     for name in paths:
@@ -292,7 +300,7 @@ class EmberTask(Task):
                 raise InvalidInput("empty request body",
                                    "send a PE file (application/octet-stream), a multipart upload, "
                                    "or a JSON list of feature vectors")
-            raw = FeatureExtractor(feature_version).raw_features(request.body)
+            raw = _extract_or_422(FeatureExtractor(feature_version), request.body, {"body": "application/octet-stream"})
             scores = loaded.model.predict_proba([raw])[:, 1]
             results = [{"sha256": raw["sha256"], "pe": is_parsed_pe(raw)}]
         for result, score in zip(results, scores):
@@ -314,7 +322,7 @@ class EmberTask(Task):
         for name, content in files.items():
             if not content:
                 raise InvalidInput(f"uploaded file '{name}' is empty", {"file": name})
-            items.append((name, extractor.raw_features(content)))
+            items.append((name, _extract_or_422(extractor, content, {"file": name})))
         return items
 
     @staticmethod
