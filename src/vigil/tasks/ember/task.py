@@ -95,13 +95,29 @@ def extract_files(paths: list[str], out, label: int = -1, feature_version: int =
 
 
 # -- CLI handlers -----------------------------------------------------------------------------
+def _clear_errors(handler):
+    """Missing files and bad data become one-line ``vigil: error: ...`` messages, not tracebacks."""
+    import functools
+
+    @functools.wraps(handler)
+    def wrapped(args):
+        try:
+            return handler(args)
+        except (FileNotFoundError, ValueError) as exc:
+            raise InvalidInput(str(exc)) from None
+
+    return wrapped
+
+
 def _store(args):
     from vigil.cli import settings_and_store
 
     return settings_and_store(args)
 
 
+@_clear_errors
 def cmd_extract(args) -> int:
+    list(iter_input_files(args.paths))  # fail on a missing path before creating the output file
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
     try:
         written, errors = extract_files(args.paths, out, label=args.label, feature_version=args.feature_version,
@@ -115,6 +131,7 @@ def cmd_extract(args) -> int:
     return 1 if errors and not written else 0
 
 
+@_clear_errors
 def cmd_vectorize(args) -> int:
     from vigil.tasks.ember.vectorize import create_vectorized_features
 
@@ -130,6 +147,7 @@ def cmd_vectorize(args) -> int:
     return status
 
 
+@_clear_errors
 def cmd_train(args) -> int:
     from vigil.tasks.ember.model import train_and_save
 
@@ -148,6 +166,7 @@ def _headline(report: dict) -> dict:
     return {k: v for k, v in report.items() if not k.startswith("fpr_at")}
 
 
+@_clear_errors
 def cmd_evaluate(args) -> int:
     from vigil.tasks.ember.model import evaluate_classifier
     from vigil.tasks.ember.vectorize import read_vectorized
@@ -187,6 +206,7 @@ def plot_roc(y: np.ndarray, scores: np.ndarray, path: Path, threshold: float | N
     plt.close(figure)
 
 
+@_clear_errors
 def cmd_classify(args) -> int:
     _, store = _store(args)
     loaded = store.load("ember", args.version)
@@ -208,6 +228,7 @@ def cmd_classify(args) -> int:
     return status
 
 
+@_clear_errors
 def cmd_demo_data(args) -> int:
     from vigil.tasks.ember.demo_data import write_demo_data
 
