@@ -290,6 +290,10 @@ class EmberTask(Task):
         demo.add_argument("--seed", type=int, default=0)
         demo.set_defaults(handler=cmd_demo_data)
 
+        from vigil.active_learning.cli import add_active_learning_cli
+
+        add_active_learning_cli(verbs)  # `vigil ember active-learning` (issue 3)
+
     # -- training ---------------------------------------------------------------------------
     def train_default(self, store, settings) -> dict:
         """The demo model: synthetic labelled records from the shipped real ones (not a detector)."""
