@@ -188,3 +188,15 @@ def test_corrupted_headers_give_string_names_and_finite_vectors(seed):
              raw["header"]["coff"]["machine"], raw["header"]["optional"]["subsystem"], raw["header"]["optional"]["magic"]]
     assert all(isinstance(name, str) for name in names)
     assert np.isfinite(extractor.process_raw_features(raw)).all()
+
+
+def test_batch_vectorization_equals_one_record_at_a_time():
+    from vigil.tasks.ember.demo_data import build_demo_records
+
+    train, test = build_demo_records(n_train=60, n_test=20, seed=5)
+    records = train + test + ember_head_records() + launcher_reference()[0]
+    extractor = FeatureExtractor(2)
+    one_by_one = np.vstack([extractor.process_raw_features(r) for r in records])
+    assert np.array_equal(extractor.process_raw_features_batch(records), one_by_one)
+    reference = np.load(DATA / "reference_head_first5_v1.npy")
+    assert np.array_equal(FeatureExtractor(1).process_raw_features_batch(ember_head_records()[:5]), reference)
