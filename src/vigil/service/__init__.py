@@ -21,6 +21,7 @@ BLUEPRINTS = [
     "vigil.service.models",
     "vigil.service.predict",
     "vigil.service.alectio",
+    "vigil.service.dns",
 ]
 
 
