@@ -16,6 +16,8 @@ Example::
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy import sparse
@@ -112,7 +114,8 @@ class SessionShape:
         values = seconds.to_numpy(dtype=float)
         gaps = np.diff(values, axis=1)
         tokens = site_tokens(sessions)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # one-visit sessions have no gaps
             return pd.DataFrame({
                 "duration_s": np.nanmax(values, axis=1) - values[:, 0],
                 "mean_gap_s": np.nan_to_num(np.nanmean(np.where(np.isnan(gaps), np.nan, gaps), axis=1)),

@@ -28,7 +28,7 @@ from vigil.tasks.web_sessions.data import time_split
 from vigil.tasks.web_sessions.features import FEATURE_VERSION, SessionFeaturizer
 
 
-def candidate_models(n_jobs: int = 2, quick: bool = False) -> dict[str, Pipeline]:
+def candidate_models(n_jobs: int = 1, quick: bool = False) -> dict[str, Pipeline]:
     from lightgbm import LGBMClassifier
 
     return {
@@ -120,7 +120,7 @@ def evaluate(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
 
 
 def train_and_evaluate(labelled: pd.DataFrame, model: str = "auto", test_fraction: float = 0.2, n_splits: int = 3,
-                       refit_all: bool = True, n_jobs: int = 2, quick: bool = False,
+                       refit_all: bool = True, n_jobs: int = 1, quick: bool = False,
                        show_progress: bool = False) -> tuple[Pipeline, TrainingReport]:
     """Run the protocol in the module docstring; return the pipeline to save and the report."""
     from tqdm import tqdm
