@@ -52,6 +52,13 @@ class LiveServer:
         command = [sys.executable, "-m", "vigil", "serve", "--port", str(self.port), *(args or [])]
         self.process = subprocess.Popen(command, env=environment, cwd=REPO_ROOT,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()  # never leave a server behind when start-up fails
+            raise
+
+    def _wait_healthy(self) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -59,9 +66,8 @@ class LiveServer:
             try:
                 if requests.get(self.url + "/health", timeout=1).ok:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a worker still booting may hold the request
                 time.sleep(0.2)
-        self.stop()
         raise RuntimeError("server did not become healthy in 60 s")
 
     def stop(self) -> str:

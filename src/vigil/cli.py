@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 from vigil.artifacts import ArtifactStore
@@ -61,7 +60,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env["VIGIL_THREADS"] = str(args.threads)
     command = [sys.executable, "-m", "gunicorn", "-c", "python:vigil.service.gunicorn_conf", "vigil.service:app"]
     print(f"serving on http://{env['VIGIL_BIND'].split(',')[0]}", flush=True)
-    return subprocess.call(command, env=env)
+    # exec, not a child process: a SIGTERM to `vigil serve` then reaches gunicorn's master, which stops
+    # its workers, instead of killing only this wrapper and orphaning the server
+    os.execve(sys.executable, command, env)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

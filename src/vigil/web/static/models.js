@@ -12,11 +12,21 @@
   function metricsList(metrics) {
     const list = document.createElement("ul");
     list.className = "metrics";
+    const show = (value) => (typeof value === "number" && !Number.isInteger(value) ? value.toFixed(4) : String(value));
     for (const [name, value] of Object.entries(metrics || {})) {
-      if (typeof value !== "number") continue;
-      const item = document.createElement("li");
-      item.textContent = name + " = " + (Number.isInteger(value) ? value : value.toFixed(4));
-      list.appendChild(item);
+      const entries = [];
+      if (typeof value === "number" || typeof value === "string") entries.push([name, value]);
+      else if (value && typeof value === "object" && !Array.isArray(value)) {
+        // one level of nesting, e.g. cross-validated AUC per candidate model
+        for (const [key, inner] of Object.entries(value)) {
+          if (typeof inner === "number") entries.push([name + "." + key, inner]);
+        }
+      }
+      for (const [label, shown] of entries) {
+        const item = document.createElement("li");
+        item.textContent = label + " = " + show(shown);
+        list.appendChild(item);
+      }
     }
     return list;
   }
