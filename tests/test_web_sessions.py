@@ -125,7 +125,7 @@ def test_feature_blocks_describe_a_session():
 def test_default_training_compares_both_models_on_time_ordered_folds(trained):
     _, store, entry = trained
     metrics = entry["metrics"]
-    assert set(metrics["cv_roc_auc_mean"]) == {"logreg", "lightgbm"}
+    assert set(metrics["cv_roc_auc_mean"]) == {"logreg", "lightgbm", "blend"}
     assert metrics["model"] == max(metrics["cv_roc_auc_mean"], key=metrics["cv_roc_auc_mean"].get)
     assert metrics["roc_auc"] > 0.7  # real signal even from the small shipped sample
     assert 0 < entry["threshold"] < 1

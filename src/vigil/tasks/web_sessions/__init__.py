@@ -74,7 +74,8 @@ class WebSessionsTask(Task):
                                                      "(default: built from the shipped sample)")
         train.add_argument("--site-dic", type=Path, help="site_dic.pkl or site_dic.csv.gz, for names in API requests "
                                                          "(default: the one next to --data, else the shipped one)")
-        train.add_argument("--model", choices=["auto", "logreg", "lightgbm"], default="auto")
+        train.add_argument("--model", choices=["auto", "logreg", "lightgbm", "blend"], default="auto",
+                           help="auto: the best cross-validated of logreg, lightgbm and their blend")
         train.add_argument("--test-fraction", type=float, default=0.2, help="latest share of sessions held out")
         train.add_argument("--cv-folds", type=int, default=3, help="TimeSeriesSplit folds on the earlier part")
         train.add_argument("--keep-split-model", action="store_true",
@@ -167,7 +168,7 @@ class WebSessionsTask(Task):
                            threshold=report.threshold, feature_version=FEATURE_VERSION,
                            data_fingerprint=fingerprint,
                            extra={"plot": str(plot_path), "seconds": report.seconds,
-                                  "feature_dims": pipeline.named_steps["features"].feature_dims()})
+                                  "feature_dims": model.feature_dims(pipeline)})
         return entry, report
 
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:

@@ -3,7 +3,8 @@
 Protocol (the README's figures come from it):
 1. :func:`~vigil.tasks.web_sessions.data.time_split`: the last 20% of sessions by start time are held out.
 2. On the earlier 80%, ``TimeSeriesSplit`` (each fold validates on sessions later than it trains on)
-   scores every candidate by ROC AUC; the best mean wins. Its out-of-fold scores pick the decision
+   scores every candidate by ROC AUC (logistic regression, LightGBM, and their blend: the mean of the
+   two probabilities); the best mean wins. Its out-of-fold scores pick the decision
    threshold (best F1), so the held-out part never tunes anything.
 3. The winner is refitted on the earlier 80% and scored once on the held-out 20%.
 4. The saved model is the winner refitted on all labelled sessions (``refit_all=False`` keeps the
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from sklearn.ensemble import VotingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 from sklearn.model_selection import TimeSeriesSplit
@@ -29,6 +31,7 @@ from vigil.tasks.web_sessions.features import FEATURE_VERSION, SessionFeaturizer
 
 
 def candidate_models(n_jobs: int = 1, quick: bool = False) -> dict[str, Pipeline]:
+    """The two model families compared; ``train_and_evaluate`` also tries their blend."""
     from lightgbm import LGBMClassifier
 
     return {
@@ -79,21 +82,33 @@ def _labels(frame: pd.DataFrame) -> np.ndarray:
     return frame["target"].to_numpy(dtype=int)
 
 
+def blend(models: dict[str, Pipeline]) -> VotingClassifier:
+    """The mean of the members' probabilities (each member keeps its own featurizer)."""
+    return VotingClassifier(list(models.items()), voting="soft")
+
+
 def time_series_cv(frame: pd.DataFrame, candidates: dict[str, Pipeline], n_splits: int = 3, progress=None):
-    """ROC AUC per fold per candidate, plus each candidate's out-of-fold scores (NaN where unscored)."""
+    """ROC AUC per fold per candidate, plus each candidate's out-of-fold scores (NaN where unscored).
+
+    With two or more candidates, "blend" (their mean probability) is scored from the same fits:
+    soft voting is exactly that mean, so it costs no extra training.
+    """
     y = _labels(frame)
-    scores = {name: [] for name in candidates}
-    oof = {name: np.full(len(frame), np.nan) for name in candidates}
+    names = [*candidates, "blend"] if len(candidates) > 1 else list(candidates)
+    scores = {name: [] for name in names}
+    oof = {name: np.full(len(frame), np.nan) for name in names}
     for train_idx, valid_idx in TimeSeriesSplit(n_splits=n_splits).split(frame):
         if len(np.unique(y[train_idx])) < 2 or len(np.unique(y[valid_idx])) < 2:
             continue  # a fold without Alice on one side has no AUC
         for name, pipeline in candidates.items():
             fitted = clone(pipeline).fit(frame.iloc[train_idx], y[train_idx])
-            predicted = fitted.predict_proba(frame.iloc[valid_idx])[:, 1]
-            oof[name][valid_idx] = predicted
-            scores[name].append(float(roc_auc_score(y[valid_idx], predicted)))
+            oof[name][valid_idx] = fitted.predict_proba(frame.iloc[valid_idx])[:, 1]
             if progress is not None:
                 progress.update(1)
+        if "blend" in oof:
+            oof["blend"][valid_idx] = np.mean([oof[name][valid_idx] for name in candidates], axis=0)
+        for name in names:
+            scores[name].append(float(roc_auc_score(y[valid_idx], oof[name][valid_idx])))
     return scores, oof
 
 
@@ -126,9 +141,9 @@ def train_and_evaluate(labelled: pd.DataFrame, model: str = "auto", test_fractio
     from tqdm import tqdm
 
     candidates = candidate_models(n_jobs=n_jobs, quick=quick)
-    if model != "auto":
+    if model not in ("auto", "blend"):
         if model not in candidates:
-            raise InvalidInput(f"unknown model '{model}'", {"known": ["auto", *candidates]})
+            raise InvalidInput(f"unknown model '{model}'", {"known": ["auto", *candidates, "blend"]})
         candidates = {model: candidates[model]}
     train, holdout = time_split(labelled, test_fraction)
     y_train, y_holdout = _labels(train), _labels(holdout)
@@ -140,8 +155,12 @@ def train_and_evaluate(labelled: pd.DataFrame, model: str = "auto", test_fractio
     with tqdm(total=n_splits * len(candidates), desc="time-series CV", unit="fit", disable=not show_progress) as bar:
         cv_scores, oof = time_series_cv(train, candidates, n_splits, progress=bar)
     seconds["cv"] = time.perf_counter() - started
+    if "blend" in cv_scores:
+        candidates = {**candidates, "blend": blend(candidates)}
     means = {name: np.mean(s) if s else -np.inf for name, s in cv_scores.items()}
     chosen = max(means, key=means.get) if any(np.isfinite(v) for v in means.values()) else next(iter(candidates))
+    if model == "blend":
+        chosen = "blend"
     threshold = best_f1_threshold(y_train, oof[chosen])
 
     started = time.perf_counter()
@@ -156,6 +175,12 @@ def train_and_evaluate(labelled: pd.DataFrame, model: str = "auto", test_fractio
     if refit_all:
         fitted = clone(candidates[chosen]).fit(labelled, _labels(labelled))
     return fitted, report
+
+
+def feature_dims(fitted) -> dict[str, int]:
+    """Width of each feature block of a fitted pipeline (of the first member, for a blend)."""
+    pipeline = fitted.estimators_[0] if isinstance(fitted, VotingClassifier) else fitted
+    return pipeline.named_steps["features"].feature_dims()
 
 
 def make_bundle(pipeline: Pipeline, site_dic: dict[str, int] | None) -> dict:
