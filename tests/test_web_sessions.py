@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -26,13 +25,8 @@ def labelled():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """The default model trained once on the shipped sample, as `vigil bootstrap` does."""
-    root = tmp_path_factory.mktemp("web_sessions")
-    settings = Settings.from_env(models_dir=root / "models", work_dir=root / "runs")
-    store = ArtifactStore(settings.models_dir)
-    entry = TASK.train_default(store, settings)
-    return settings, store, entry
+def trained(web_sessions_trained):
+    return web_sessions_trained
 
 
 @pytest.fixture(scope="module")

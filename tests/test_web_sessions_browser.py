@@ -9,9 +9,6 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
-from vigil.artifacts import ArtifactStore
-from vigil.config import Settings
-from vigil.tasks import get_task
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -19,11 +16,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ui_models")
-    settings = Settings.from_env(models_dir=root / "models", work_dir=root / "runs")
-    get_task("web-sessions").train_default(ArtifactStore(settings.models_dir), settings)
-    return settings.models_dir
+def models_dir(web_sessions_trained) -> Path:
+    return web_sessions_trained[0].models_dir
 
 
 @pytest.fixture
