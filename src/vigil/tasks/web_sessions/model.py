@@ -206,6 +206,7 @@ def plot_report(report: TrainingReport, path) -> None:
     for name, scores in report.cv_roc_auc.items():
         cv_axes.plot(range(1, len(scores) + 1), scores, marker="o", label=name)
     cv_axes.set(xlabel="time-series fold (later = larger)", ylabel="ROC AUC", title="cross-validation")
+    cv_axes.set_xticks(range(1, 1 + max((len(s) for s in report.cv_roc_auc.values()), default=0)))
     cv_axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
