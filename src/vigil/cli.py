@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -11,6 +12,12 @@ from vigil.artifacts import ArtifactStore
 from vigil.config import Settings
 from vigil.errors import VigilError
 from vigil.tasks import all_tasks
+
+# Verbs that live outside a task's package (tasks never import the streaming layer): slug -> modules
+# whose add_cli(task_parser) adds sub-commands to that task's parser.
+CLI_EXTENSIONS: dict[str, list[str]] = {
+    "dns": ["vigil.streaming.dns_cli"],
+}
 
 
 def settings_and_store(args: argparse.Namespace | None = None) -> tuple[Settings, ArtifactStore]:
@@ -58,12 +65,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env["VIGIL_WORKERS"] = str(args.workers)
     if args.threads:
         env["VIGIL_THREADS"] = str(args.threads)
+    if args.bucket_root:
+        env["VIGIL_BUCKET_ROOT"] = str(args.bucket_root)
     command = [sys.executable, "-m", "gunicorn", "-c", "python:vigil.service.gunicorn_conf", "vigil.service:app"]
     print(f"serving on http://{env['VIGIL_BIND'].split(',')[0]}", flush=True)
-    # exec, not a child process: a SIGTERM to `vigil serve` then reaches gunicorn's master, which stops
-    # its workers, instead of killing only this wrapper and orphaning the server
+    # exec, not a child process: signals sent to `vigil serve` then reach gunicorn's master directly,
+    # so stopping it never leaves orphaned workers behind.
     os.execve(sys.executable, command, env)
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--bind", help="gunicorn bind address, overrides --host/--port")
     serve.add_argument("--workers", type=int)
     serve.add_argument("--threads", type=int)
+    serve.add_argument("--bucket-root", help="folder holding the Alectio buckets (default: runs/bucket)")
     serve.add_argument("--ui-port", type=int, help="also serve on this port (the browser UI is at /ui), e.g. 8181")
     serve.add_argument("--train-missing", action="store_true", help="train default models first where none exist")
     serve.set_defaults(handler=cmd_serve)
@@ -91,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     for task in all_tasks():
         task_parser = commands.add_parser(task.slug, help=task.title)
         task.add_cli(task_parser)
+        for module_name in CLI_EXTENSIONS.get(task.slug, []):
+            importlib.import_module(module_name).add_cli(task_parser)
     return parser
 
 

@@ -20,6 +20,8 @@ BLUEPRINTS = [
     "vigil.service.health",
     "vigil.service.models",
     "vigil.service.predict",
+    "vigil.service.alectio",
+    "vigil.service.dns",
     "vigil.service.web_sessions",
     "vigil.service.ui",
 ]

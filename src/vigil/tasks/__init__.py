@@ -10,6 +10,8 @@ from vigil.tasks.base import PredictInput, Task
 
 # name -> "module:Class"; the order is the order of the CLI help and the UI.
 TASKS: dict[str, str] = {
+    "ember": "vigil.tasks.ember.task:EmberTask",
+    "dns_exfil": "vigil.tasks.dns_exfil:DnsExfilTask",
     "web_sessions": "vigil.tasks.web_sessions:WebSessionsTask",
 }
 
