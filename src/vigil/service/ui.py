@@ -48,6 +48,8 @@ def tasks_page():
 def task_page(slug: str):
     task = get_task(slug)
     example = task.example_request()
-    return render_template("task.html", tasks=_nav_tasks(), page="tasks", task=task,
-                           example=json.dumps(example, indent=2) if example is not None else "",
+    shown = "" if example is None else json.dumps(example)
+    if len(shown) < 2000:  # short examples read better indented; long vectors stay on one line
+        shown = json.dumps(example, indent=2) if example is not None else ""
+    return render_template("task.html", tasks=_nav_tasks(), page="tasks", task=task, example=shown,
                            schema=json.dumps(task.request_schema(), indent=2) if task.request_schema() else "")
