@@ -153,12 +153,14 @@ def test_cli_train_on_a_labelled_csv(tmp_path, monkeypatch, capsys):
     frame.to_csv(labelled_csv, index=False)
     monkeypatch.setenv("VIGIL_WORK_DIR", str(tmp_path / "runs"))
     code = vigil_main(["--models-dir", str(tmp_path / "models"), "web-sessions", "train", "--data", str(labelled_csv),
-                       "--model", "logreg", "--site-dic", str(SHIPPED_SAMPLE / "site_dic.csv.gz")])
+                       "--model", "logreg", "--cv-folds", "2", "--keep-split-model",
+                       "--site-dic", str(SHIPPED_SAMPLE / "site_dic.csv.gz")])
     out = capsys.readouterr().out
     assert code == 0 and "held-out" in out and "chose logreg" in out
     assert (tmp_path / "runs" / "web_sessions" / "training_report.png").stat().st_size > 10_000
     entry = ArtifactStore(tmp_path / "models").latest_entry("web_sessions")
     assert entry["metrics"]["model"] == "logreg" and entry["metrics"]["n_holdout"] == round(len(frame) * 0.2)
+    assert len(entry["metrics"]["cv_roc_auc_folds"]["logreg"]) == 2
 
 
 # -- API ------------------------------------------------------------------------------------------
