@@ -69,6 +69,13 @@ def test_session_form_models_page_and_try_page_in_a_browser(browser, live_server
     page.wait_for_selector("#result:not([hidden])")
     page.screenshot(path=str(tmp_path / "web_sessions_ui_typed.png"), full_page=True)
 
+    # pasted in Alice_log.csv's own format (header line included)
+    page.click("text=Paste a session")
+    page.fill("#paste", "timestamp,site\n2014-06-03 16:25:10,api.bing.com\n2014-06-03 16:25:11,www.google.fr")
+    page.click("#paste-fill")
+    assert page.input_value("#site1") == "api.bing.com" and page.input_value("#time2") == "2014-06-03 16:25:11"
+    assert page.input_value("#site3") == ""
+
     # the loaded models, through GET /models, on the API port
     page.goto(f"{server.url}/ui/models")
     row = page.wait_for_selector("#models tr[data-task=web_sessions]")
