@@ -10,6 +10,7 @@ import pytest
 from vigil.artifacts import ArtifactStore
 from vigil.cli import main as vigil_main
 from vigil.config import Settings
+from vigil.errors import InvalidInput
 from vigil.service import create_app
 from vigil.tasks import get_task
 from vigil.tasks.web_sessions import SHIPPED_SAMPLE, build_from_folder, data
@@ -96,6 +97,16 @@ def test_site_dic_pickle_may_only_hold_a_plain_dict(tmp_path):
     evil.write_bytes(pickle.dumps(pd.Timestamp("2014-01-01")))  # anything needing a class import is refused
     with pytest.raises(pickle.UnpicklingError):
         data.read_site_dic(evil)
+
+
+def test_a_bad_cell_in_a_session_file_is_named(tmp_path):
+    frame = pd.read_csv(SHIPPED_SAMPLE / "test_sessions.csv.gz").head(5)
+    frame["site3"] = frame["site3"].astype(object)
+    frame.loc[2, "site3"] = "vk.com"
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(InvalidInput) as caught:
+        data.read_sessions(tmp_path / "bad.csv")
+    assert caught.value.detail == {"row": 2, "field": "site3", "got": "vk.com"}
 
 
 # -- features -------------------------------------------------------------------------------------

@@ -59,10 +59,18 @@ def read_sessions(path: Path | str) -> pd.DataFrame:
     missing = [c for c in ["session_id", *SESSION_COLUMNS] if c not in frame.columns]
     if missing:
         raise InvalidInput(f"{path} is not in Kaggle's session format", {"missing_columns": missing})
-    for column in SITE_COLUMNS:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
-    for column in TIME_COLUMNS:
-        frame[column] = pd.to_datetime(frame[column], errors="coerce")
+    for column in SESSION_COLUMNS:
+        given = frame[column].notna() & (frame[column].astype(str).str.strip() != "")
+        if column.startswith("site"):
+            converted = pd.to_numeric(frame[column], errors="coerce")
+        else:
+            converted = pd.to_datetime(frame[column], errors="coerce", format="mixed")
+        bad = frame.index[given & converted.isna()]
+        if len(bad):
+            kind = "a site id" if column.startswith("site") else "a time"
+            raise InvalidInput(f"{path}: row {int(bad[0])} {column} is not {kind}",
+                               {"row": int(bad[0]), "field": column, "got": str(frame.at[bad[0], column])})
+        frame[column] = converted.astype("Int64") if column.startswith("site") else converted
     bad = frame.index[frame["site1"].isna() | frame["time1"].isna()]
     if len(bad):
         raise InvalidInput(f"{path}: session without a first site or time", {"row": int(bad[0]), "field": "site1/time1"})
