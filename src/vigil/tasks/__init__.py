@@ -12,6 +12,7 @@ from vigil.tasks.base import PredictInput, Task
 TASKS: dict[str, str] = {
     "ember": "vigil.tasks.ember.task:EmberTask",
     "dns_exfil": "vigil.tasks.dns_exfil:DnsExfilTask",
+    "iot_anomaly": "vigil.tasks.iot_anomaly:IotAnomalyTask",
     "web_sessions": "vigil.tasks.web_sessions:WebSessionsTask",
 }
 
