@@ -69,7 +69,7 @@ class WebSessionsTask(Task):
         build.add_argument("--output", type=Path, help="CSV to write (default: runs/web_sessions/labelled_sessions.csv)")
         build.set_defaults(handler=self.cmd_build_dataset)
 
-        train = verbs.add_parser("train", help="compare logistic regression and LightGBM, save the better")
+        train = verbs.add_parser("train", help="compare logistic regression, LightGBM and their blend; save the best")
         train.add_argument("--data", type=Path, help="labelled sessions CSV in Kaggle's train format "
                                                      "(default: built from the shipped sample)")
         train.add_argument("--site-dic", type=Path, help="site_dic.pkl or site_dic.csv.gz, for names in API requests "

@@ -55,6 +55,8 @@ def find_file(folder: Path, names: tuple[str, ...]) -> Path:
 # -- readers --------------------------------------------------------------------------------------
 def read_sessions(path: Path | str) -> pd.DataFrame:
     """Read a Kaggle session file; sites stay nullable integers, times become datetimes."""
+    if not Path(path).is_file():
+        raise InvalidInput(f"no such session file: {path}", {"path": str(path)})
     frame = pd.read_csv(path)
     missing = [c for c in ["session_id", *SESSION_COLUMNS] if c not in frame.columns]
     if missing:
@@ -81,6 +83,8 @@ def read_sessions(path: Path | str) -> pd.DataFrame:
 
 def read_alice_log(path: Path | str) -> pd.DataFrame:
     """Alice's raw log: one visit a row, columns timestamp, site (a site name)."""
+    if not Path(path).is_file():
+        raise InvalidInput(f"no such log file: {path}", {"path": str(path)})
     log = pd.read_csv(path)
     if not {"timestamp", "site"} <= set(log.columns):
         raise InvalidInput(f"{path} needs the columns timestamp and site", {"columns": list(log.columns)})
@@ -98,6 +102,8 @@ class _DictOnlyUnpickler(pickle.Unpickler):
 def read_site_dic(path: Path | str) -> dict[str, int]:
     """Site name -> id, from Kaggle's site_dic.pkl or the compact CSV (site,id) shipped in data/."""
     path = Path(path)
+    if not path.is_file():
+        raise InvalidInput(f"no such site dictionary: {path}", {"path": str(path)})
     if path.suffix == ".pkl":
         mapping = _DictOnlyUnpickler(io.BytesIO(path.read_bytes())).load()
         if not isinstance(mapping, dict):
