@@ -23,6 +23,8 @@ BLUEPRINTS = [
     "vigil.service.openapi",
     "vigil.service.alectio",
     "vigil.service.dns",
+    "vigil.service.web_sessions",
+    "vigil.service.ui",
 ]
 
 

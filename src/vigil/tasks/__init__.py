@@ -13,6 +13,7 @@ TASKS: dict[str, str] = {
     "ember": "vigil.tasks.ember.task:EmberTask",
     "dns_exfil": "vigil.tasks.dns_exfil:DnsExfilTask",
     "iot_anomaly": "vigil.tasks.iot_anomaly:IotAnomalyTask",
+    "web_sessions": "vigil.tasks.web_sessions:WebSessionsTask",
 }
 
 
