@@ -29,7 +29,7 @@ def test_no_generated_request_gets_a_server_error(service_trained, tmp_path, liv
         "--checks", "not_a_server_error",
         "--max-examples", "15",
         "--seed", "7",
-        "--workers", "2",
+        "--workers", "1",  # 2 trips a thread-safety bug in hypothesis's lambda descriptions
         "--request-timeout", "30",
         "--max-time", str(FUZZ_SECONDS),
         "--exclude-path-regex", "^(" + "|".join(re.escape(path) for path in excluded) + ")$",

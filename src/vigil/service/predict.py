@@ -16,7 +16,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from vigil.errors import UnprocessableInput, VigilError
 from vigil.service import metrics
 from vigil.service.api import spec
-from vigil.service.validation import check_rows, count_rows, is_json_mimetype, parse_json, validate_body
+from vigil.service.validation import count_rows, is_json_mimetype, parse_json
 from vigil.tasks import PredictInput, all_tasks, get_task
 
 bp = Blueprint("predict", __name__)
@@ -41,9 +41,11 @@ def predict_input_from_request() -> PredictInput:
     if parsed is None and body and not files:
         mimetype = request.mimetype or ""
         if is_json_mimetype(mimetype) or (mimetype in ("", "text/plain") and body.lstrip()[:1] in (b"[", b"{")):
-            parsed = parse_json(body)  # a blueprint without a spec: still JSON errors, still the row limit
+            # A route without a spec: JSON errors are still 400s; the row limit is left to the task
+            # (PredictInput.max_rows), as is the schema, since such routes answer in their own shape.
+            parsed = parse_json(body)
             g.vigil_json = parsed
-            g.vigil_rows = check_rows(parsed, settings.max_rows)
+            g.vigil_rows = count_rows(parsed)
     return PredictInput(
         json=parsed,
         body=body,
@@ -103,13 +105,7 @@ def run_prediction(task_slug: str, loaded=None):
     if rows is None:
         rows = count_rows(predict_input.json) if predict_input.json is not None else 1
         g.vigil_rows = rows
-    schema_error = g.pop("vigil_schema_error", None)
-    schema = task.request_schema() if not g.get("vigil_validated") and predict_input.json is not None else None
-    if schema is not None:  # a route without a spec (e.g. /predict/dns): same schema, same rule
-        try:
-            validate_body(schema, predict_input.json)
-        except UnprocessableInput as exc:
-            schema_error = exc
+    schema_error = g.pop("vigil_schema_error", None)  # set by the middleware on routes with a spec
     if schema_error is not None:
         _explain_schema_error(task, loaded, predict_input, schema_error)
     result = _call_with_time_limit(task.predict, loaded, predict_input)
