@@ -59,7 +59,7 @@ class LiveServer:
             try:
                 if requests.get(self.url + "/health", timeout=1).ok:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused while binding, or a read timeout while workers boot
                 time.sleep(0.2)
         self.stop()
         raise RuntimeError("server did not become healthy in 60 s")

@@ -39,8 +39,14 @@ class FeatureBlock:
     def process_raw_features(self, raw) -> np.ndarray:
         raise NotImplementedError
 
+    # Events repeat clients, agents, sources and names a lot: featurize each distinct value once.
+    distinct_values_once = False
+
     def transform(self, column: pd.Series) -> np.ndarray:
-        return self.process_raw_features(self.raw_features(column))
+        if not self.distinct_values_once:
+            return self.process_raw_features(self.raw_features(column))
+        codes, uniques = pd.factorize(column, use_na_sentinel=False)
+        return self.process_raw_features(self.raw_features(pd.Series(uniques, dtype=object)))[codes]
 
     def feature_names(self) -> list[str]:
         return [self.name] if self.dim == 1 else [f"{self.name}_{i}" for i in range(self.dim)]
@@ -50,6 +56,7 @@ class ClientIpGroups(FeatureBlock):
     """The 8 sixteen-bit groups of the (IPv6-mapped) client address."""
 
     name, column, dim = "client_ip", "CLIENT_IP", 8
+    distinct_values_once = True
 
     def process_raw_features(self, raw) -> np.ndarray:
         return np.array([[int(group, 16) for group in ip.split(":")] for ip in raw], dtype=np.float64).reshape(-1, 8)
@@ -67,6 +74,8 @@ class NumberColumn(FeatureBlock):
 
 class TextTfidf(FeatureBlock):
     """TF-IDF of the most frequent ``max_features`` terms of one text column."""
+
+    distinct_values_once = True
 
     def __init__(self, name: str, column: str, max_features: int):
         self.name, self.column, self.max_features = name, column, max_features

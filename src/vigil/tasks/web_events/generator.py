@@ -63,6 +63,7 @@ RESPONSE_CODES = (
     500, 501, 502, 503, 504,
 )
 TOP_CLIENT = "217.175.140.69"
+IPV6_SHARE = 0.04  # some clients come over IPv6 (ML-PT's wrangling maps IPv4 into IPv6 for that reason)
 IE11 = "Mozilla/5.0 (Windows NT 6.1; WOW64; Trident/7.0; rv:11.0) like Gecko"
 TOP_AGENT_SHARE = 2_117 / 11_286  # ML-PT's top user agent (IE11 on Windows 7) on the busiest client
 # Busy clients of ML-PT's data (01_data_exploration.ipynb, value_counts of CLIENT_IP).
@@ -159,8 +160,8 @@ def fit_cardinality(values: list, target: int, eligible: np.ndarray, fresh: Call
                     rng: np.random.Generator) -> None:
     """Make ``values`` hold exactly ``target`` distinct non-missing values, editing only eligible rows.
 
-    Too few: duplicated values of eligible rows are replaced by fresh ones. Too many: eligible rows
-    holding a value seen nowhere else take the value of another eligible row.
+    Too few: duplicated values of eligible rows are replaced by fresh ones. Too many: the rarest
+    values (held by eligible rows only) are replaced by the value of another eligible row.
     """
     counts = Counter(v for v in values if v is not None)
     eligible = rng.permutation(eligible)
@@ -181,22 +182,26 @@ def fit_cardinality(values: list, target: int, eligible: np.ndarray, fresh: Call
             values[i] = new
             counts[new] = 1
     elif len(counts) > target:
-        donors = [i for i in eligible if values[i] is not None]
+        positions: dict = {}
         for i in eligible:
+            if values[i] is not None:
+                positions.setdefault(values[i], []).append(i)
+        donors = [i for i in eligible if values[i] is not None]
+        for old in sorted(positions, key=lambda v: counts[v]):
             if len(counts) <= target:
                 break
-            old = values[i]
-            if old is None or counts[old] != 1:
-                continue
+            if counts[old] != len(positions[old]):
+                continue  # rows we may not edit hold it too
             for _ in range(100):
                 donor = values[donors[rng.integers(len(donors))]]
-                if donor != old and counts[donor] >= 1:
+                if donor != old and donor in counts:
                     break
             else:
                 continue
-            del counts[old]
-            values[i] = donor
-            counts[donor] += 1
+            for i in positions.pop(old):
+                values[i] = donor
+                positions.setdefault(donor, []).append(i)
+            counts[donor] += counts.pop(old)
 
 
 def zipf_choice(rng: np.random.Generator, pool: list, size: int, exponent: float = 1.1) -> list:
@@ -258,6 +263,9 @@ class EventGenerator:
         return variant if variant != base else base.replace(")", f"; rv:{int(self.rng.integers(30, 70))}.0)", 1)
 
     def public_ip(self) -> str:
+        if self.rng.random() < IPV6_SHARE:
+            prefix = ["2a02:6b8", "2a00:1450", "2001:67c", "2a03:2880", "2604:a880"][self.rng.integers(5)]
+            return prefix + ":" + ":".join(f"{int(g):x}" for g in self.rng.integers(0, 65536, size=int(self.rng.integers(2, 7))))
         while True:
             a = int(self.rng.integers(1, 224))
             if a not in (10, 127, 172, 192, 100, 169):

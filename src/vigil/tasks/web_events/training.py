@@ -132,7 +132,7 @@ def tune_random_forest(X: np.ndarray, y: np.ndarray, n_iter: int = 12, folds: in
             "criterion": [best["criterion"]],
             "max_depth": _around(best["max_depth"], 8, 2),
             "max_features": [m for m in _around(best["max_features"], 1) if m <= n_features],
-            "min_samples_split": _around(best["min_samples_split"], 2, 2),
+            "min_samples_split": [best["min_samples_split"]],
             "n_estimators": [best["n_estimators"]],
         }
         refined = GridSearchCV(forest, grid, scoring=SCORING["f1"], cv=cv, n_jobs=n_jobs).fit(X, y)

@@ -115,6 +115,7 @@ def client_ip_groups(address: str) -> str:
     return ":".join(groups[:8])
 
 
+@lru_cache(maxsize=100_000)
 def is_valid_user_agent(user_agent: str) -> bool:
     return bool(USER_AGENT_PATTERN.match(user_agent))
 
