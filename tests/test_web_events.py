@@ -277,6 +277,7 @@ def test_readme_curl_and_replay_against_live_server(trained, live_server, tmp_pa
     result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
+    assert isinstance(answer, list), answer
     assert [item["EVENT_ID"] for item in answer] == ["AVdhXFgVq1Ppo9zF5Fxu", "AVdcJmIIq1Ppo9zF2YIp"]
 
     replay = subprocess.run(

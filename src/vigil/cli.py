@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 from vigil.artifacts import ArtifactStore
@@ -56,7 +55,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env["VIGIL_THREADS"] = str(args.threads)
     command = [sys.executable, "-m", "gunicorn", "-c", "python:vigil.service.gunicorn_conf", "vigil.service:app"]
     print(f"serving on http://{env['VIGIL_BIND']}", flush=True)
-    return subprocess.call(command, env=env)
+    # Become gunicorn rather than wait on it, so SIGTERM / Ctrl-C reach the arbiter directly and
+    # nothing is left holding the terminal or a parent's pipes.
+    os.execve(sys.executable, command, env)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
