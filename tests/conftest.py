@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -50,28 +53,48 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         environment = dict(os.environ, VIGIL_MODELS_DIR=str(models_dir), **(env or {}))
         command = [sys.executable, "-m", "vigil", "serve", "--port", str(self.port), *(args or [])]
-        self.process = subprocess.Popen(command, env=environment, cwd=REPO_ROOT,
+        # Own process group, so stop() reaches gunicorn's master and every worker at once.
+        self.process = subprocess.Popen(command, env=environment, cwd=REPO_ROOT, start_new_session=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 60
+        # Drain the server's output as it comes: a full pipe would block the server's logging.
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=lambda: self._lines.extend(self.process.stdout), daemon=True)
+        self._reader.start()
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()  # never leave a server behind when start-up fails
+            raise
+
+    def _wait_healthy(self, seconds: float = 90) -> None:
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.process.stdout.read()}")
+                self._reader.join(timeout=5)
+                raise RuntimeError(f"server exited early:\n{self.output}")
             try:
-                if requests.get(self.url + "/health", timeout=1).ok:
+                if requests.get(self.url + "/health", timeout=5).ok:
                     return
-            except requests.RequestException:  # refused while binding, or a read timeout while workers boot
+            except requests.RequestException:  # not listening yet, or workers still importing
                 time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("server did not become healthy in 60 s")
+        raise RuntimeError(f"server did not become healthy in {seconds:.0f} s:\n{self.output}")
+
+    @property
+    def output(self) -> str:
+        """Everything the server printed so far."""
+        return "".join(self._lines)
 
     def stop(self) -> str:
-        self.process.terminate()
-        try:
-            output, _ = self.process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            output, _ = self.process.communicate()
-        return output or ""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=30)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self._reader.join(timeout=5)
+        return self.output
 
 
 @pytest.fixture

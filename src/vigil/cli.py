@@ -53,12 +53,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env["VIGIL_WORKERS"] = str(args.workers)
     if args.threads:
         env["VIGIL_THREADS"] = str(args.threads)
+    if args.bucket_root:
+        env["VIGIL_BUCKET_ROOT"] = str(args.bucket_root)
     command = [sys.executable, "-m", "gunicorn", "-c", "python:vigil.service.gunicorn_conf", "vigil.service:app"]
     print(f"serving on http://{env['VIGIL_BIND']}", flush=True)
-    # Become gunicorn rather than wait on it, so SIGTERM / Ctrl-C reach the arbiter directly and
-    # nothing is left holding the terminal or a parent's pipes.
+    # exec, not a child process: signals sent to `vigil serve` then reach gunicorn's master directly,
+    # so stopping it never leaves orphaned workers behind.
     os.execve(sys.executable, command, env)
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--bind", help="gunicorn bind address, overrides --host/--port")
     serve.add_argument("--workers", type=int)
     serve.add_argument("--threads", type=int)
+    serve.add_argument("--bucket-root", help="folder holding the Alectio buckets (default: runs/bucket)")
     serve.add_argument("--train-missing", action="store_true", help="train default models first where none exist")
     serve.set_defaults(handler=cmd_serve)
 

@@ -45,6 +45,7 @@ class Settings:
     predict_token: str | None = None  # VIGIL_PREDICT_TOKEN: guards /predict
     model_key: str | None = None  # VIGIL_MODEL_KEY: HMAC key the manifest must be signed with
     alectio_callback_url: str | None = None  # VIGIL_ALECTIO_CALLBACK_URL
+    alectio_config: Path = PROJECT_ROOT / "config.yaml"  # VIGIL_ALECTIO_CONFIG: Alectio args (DATA_DIR, EXPT_DIR...)
     kafka_bootstrap_servers: str | None = None  # VIGIL_KAFKA_BOOTSTRAP_SERVERS
     host: str = "127.0.0.1"  # VIGIL_HOST
     port: int = 8080  # VIGIL_PORT
@@ -66,6 +67,7 @@ class Settings:
             predict_token=_env_str("VIGIL_PREDICT_TOKEN"),
             model_key=_env_str("VIGIL_MODEL_KEY"),
             alectio_callback_url=_env_str("VIGIL_ALECTIO_CALLBACK_URL"),
+            alectio_config=_env_path("VIGIL_ALECTIO_CONFIG", cls.alectio_config),
             kafka_bootstrap_servers=_env_str("VIGIL_KAFKA_BOOTSTRAP_SERVERS"),
             host=os.environ.get("VIGIL_HOST", cls.host),
             port=_env_int("VIGIL_PORT", cls.port),

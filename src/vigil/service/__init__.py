@@ -20,6 +20,7 @@ BLUEPRINTS = [
     "vigil.service.health",
     "vigil.service.models",
     "vigil.service.predict",
+    "vigil.service.alectio",
     "vigil.service.mlpt",
 ]
 

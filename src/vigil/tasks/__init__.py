@@ -10,6 +10,7 @@ from vigil.tasks.base import PredictInput, Task
 
 # name -> "module:Class"; the order is the order of the CLI help and the UI.
 TASKS: dict[str, str] = {
+    "ember": "vigil.tasks.ember.task:EmberTask",
     "web_events": "vigil.tasks.web_events:WebEventsTask",
 }
 

@@ -1,0 +1,87 @@
+"""``vigil ember active-learning``: a whole local experiment and its learning curve.
+
+The ember task's ``add_cli`` calls :func:`add_active_learning_cli` with its sub-command set.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vigil.config import Settings
+
+
+def add_active_learning_cli(verbs) -> argparse.ArgumentParser:
+    parser = verbs.add_parser(
+        "active-learning", help="run a local active-learning experiment and plot its learning curve",
+        description="Runs --loops Alectio loops per strategy through the same code as POST /one_loop "
+                    "(local bucket, job files, checkpoints), then writes learning_curve.csv and .png.")
+    parser.add_argument("--strategy", default="all",
+                        help="least_confidence, margin, entropy, random, a comma-separated list, or all (default)")
+    parser.add_argument("--loops", type=int, default=5, help="loops per strategy (default 5)")
+    parser.add_argument("--n-rec", type=int, default=100, help="records labelled per loop (default 100)")
+    parser.add_argument("--initial", type=int, help="records labelled before loop 0 (default: --n-rec)")
+    parser.add_argument("--config", type=Path, help="Alectio config.yaml (default: VIGIL_ALECTIO_CONFIG or ./config.yaml)")
+    parser.add_argument("--data-dir", type=Path, help="vectorized ember folder (X_train.dat ...), overrides DATA_DIR")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--demo", action="store_true",
+                        help="the ember task's demo set (synthetic records derived from the shipped real ones), "
+                             "vectorized into OUT/demo-data")
+    source.add_argument("--synthetic", action="store_true",
+                        help="generated vectors in ember's layout (not malware data) in OUT/synthetic-data")
+    parser.add_argument("--out", type=Path, help="output folder (default: runs/active-learning)")
+    parser.add_argument("--bucket-root", type=Path, help="local bucket folder (default: OUT/bucket)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-jobs", type=int, default=1, help="LightGBM threads (default 1)")
+    parser.set_defaults(handler=cmd_active_learning)
+    return parser
+
+
+def cmd_active_learning(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from vigil.active_learning import processes
+    from vigil.active_learning.experiment import plot_learning_curve, run_experiment
+    from vigil.active_learning.pipeline import default_args
+    from vigil.active_learning.strategies import STRATEGIES
+    from vigil.active_learning.synthetic import write_synthetic_vectorized
+
+    settings = Settings.from_env()
+    out = args.out or settings.work_dir / "active-learning"
+    config = dict(processes.load_config(args.config) if args.config else default_args(settings))
+    if args.demo or args.synthetic or args.data_dir:
+        config.update(TRAIN_SIZE=None, TEST_SIZE=None)  # the config's sizes describe its own DATA_DIR
+    if args.demo:
+        from vigil.tasks.ember.demo_data import write_demo_data
+        from vigil.tasks.ember.vectorize import create_vectorized_features
+
+        write_demo_data(out / "demo-data", seed=args.seed)
+        create_vectorized_features(out / "demo-data", feature_version=2, processes=1, progress=False)
+        config["DATA_DIR"] = str(out / "demo-data")
+    elif args.synthetic:
+        config["DATA_DIR"] = str(write_synthetic_vectorized(out / "synthetic-data", seed=args.seed))
+    elif args.data_dir:
+        config["DATA_DIR"] = str(args.data_dir)
+    config.update(EXPT_DIR=str(out / "experiments"), N_JOBS=args.n_jobs)
+    config = processes.normalise_args(config)
+    strategies = list(STRATEGIES) if args.strategy == "all" else [s.strip() for s in args.strategy.split(",") if s.strip()]
+    bar = tqdm(total=len(strategies) * args.loops, unit="loop", desc="active learning")
+
+    def progress(row: dict) -> None:
+        bar.set_postfix_str(f"{row['strategy']} n={row['labelled']} auc={row['roc_auc']:.3f}")
+        bar.update()
+
+    try:
+        curve = run_experiment(config, args.bucket_root or out / "bucket", strategies, args.loops, args.n_rec,
+                               args.initial or args.n_rec, seed=args.seed, progress=progress)
+    finally:
+        bar.close()
+    out.mkdir(parents=True, exist_ok=True)
+    curve.to_csv(out / "learning_curve.csv", index=False)
+    title = f"{Path(config['DATA_DIR']).name}: {args.loops} loops, {args.n_rec} records per loop"
+    png = plot_learning_curve(curve, out / "learning_curve.png", title)
+    last = curve.groupby("strategy", sort=False).tail(1)
+    for row in last.itertuples():
+        print(f"{row.strategy:<17} labelled={row.labelled:<6} roc_auc={row.roc_auc:.4f} accuracy={row.accuracy:.4f}")
+    print(f"wrote {out / 'learning_curve.csv'} and {png}")
+    return 0

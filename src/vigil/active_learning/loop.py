@@ -1,0 +1,223 @@
+"""One Alectio loop (``POST /one_loop``), as the platform's SDK runs it.
+
+For loop ``L`` of experiment ``E`` of project ``P`` in bucket ``B``:
+
+- reads ``P/meta.json`` (``train_size``; the pool size when absent) and ``P/E/selected_indices_{i}.pkl``
+  for ``i <= L``: their union is the labelled set, everything else below ``train_size`` is unlabelled;
+- runs ``train`` (resuming from ``ckpt_{L-1}``), ``test`` and ``infer``;
+- writes back ``P/E/data_map.pkl`` and ``test_ground_truth.pkl`` (loop 0 only),
+  ``insights_{L}.pkl``, ``test_predictions_{L}.pkl``, ``metrics_{L}.pkl``, ``infer_outputs_{L}.pkl``.
+
+The same function runs behind the HTTP endpoint (as a background job) and in the local experiment
+runner, so the CLI exercises exactly the platform's code path.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from vigil.active_learning import processes
+from vigil.active_learning.storage import BucketStore, read_json, read_pickle, safe_name, write_pickle
+from vigil.errors import InvalidInput, UnprocessableInput
+
+REQUIRED_KEYS = ("experiment_id", "project_id", "cur_loop", "user_id", "bucket_name", "type")
+OPTIONAL_INT_KEYS = ("n_rec", "n_loop")
+SUPPORTED_TYPES = ("Classification", "Text Classification")
+LOOP_MESSAGE = "Loop Started - 200 status returned"
+
+Progress = Callable[[str, float], None]
+
+
+def _non_negative_int(value: Any, field: str) -> int:
+    # The SDK does int(payload["cur_loop"]): numeric strings are accepted as it accepts them.
+    if isinstance(value, bool):
+        value = None
+    try:
+        number = int(value)
+        if isinstance(value, float) and number != value:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{field} must be a non-negative integer", {"field": field, "value": value}) from None
+    if number < 0:
+        raise InvalidInput(f"{field} must be a non-negative integer, got {number}", {"field": field, "value": number})
+    return number
+
+
+def validate_payload(payload: Any, require_loop: bool = True) -> dict:
+    """The platform's payload, checked: ids safe as path components, ``cur_loop`` >= 0, known type."""
+    if not isinstance(payload, dict):
+        raise InvalidInput("the body must be a JSON object with the Alectio payload", {"field": "body"})
+    keys = REQUIRED_KEYS if require_loop else ("experiment_id", "project_id")
+    missing = [key for key in keys if payload.get(key) in (None, "")]
+    if missing:
+        raise InvalidInput(f"payload key {missing[0]} is missing", {"field": missing[0], "missing": missing})
+    clean = dict(payload)
+    for key in ("experiment_id", "project_id", "user_id", "bucket_name"):
+        if key in payload and payload[key] is not None:
+            clean[key] = safe_name(str(payload[key]) if isinstance(payload[key], int) else payload[key], key)
+    if require_loop:
+        clean["cur_loop"] = _non_negative_int(payload["cur_loop"], "cur_loop")
+        if payload["type"] not in SUPPORTED_TYPES:
+            raise UnprocessableInput(f"type '{payload['type']}' is not supported; the EMBER model is a binary "
+                                     "classifier", {"field": "type", "supported": list(SUPPORTED_TYPES)})
+    for key in OPTIONAL_INT_KEYS:
+        if payload.get(key) is not None:
+            clean[key] = _non_negative_int(payload[key], key)
+    return clean
+
+
+def experiment_key(payload: dict) -> str:
+    """The experiment's folder in the bucket (Alectio's layout for a dedicated bucket)."""
+    return f"{payload['project_id']}/{payload['experiment_id']}"
+
+
+def experiment_args(base_args: dict, payload: dict) -> dict:
+    """args for one experiment: checkpoints go to EXPT_DIR/<project_id>/<experiment_id>, so two
+    experiments served by the same process never overwrite each other's ckpt_{loop}."""
+    args = dict(base_args)
+    args["EXPT_DIR"] = str(Path(base_args["EXPT_DIR"]) / payload["project_id"] / payload["experiment_id"])
+    return args
+
+
+def classification_metrics(predictions, labels, scores=None) -> dict:
+    """The metric keys the Alectio platform reads for classification, plus roc_auc when scores exist."""
+    # Imported here: scikit-learn takes seconds to import, and every gunicorn worker imports this module.
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    from vigil.metrics import roc_auc
+    predictions, labels = np.asarray(predictions).astype(int), np.asarray(labels).astype(int)
+    classes = [0, 1]
+    matrix = confusion_matrix(labels, predictions, labels=classes)
+    precision, recall, f1, _ = precision_recall_fscore_support(labels, predictions, labels=classes, zero_division=0)
+    fp = matrix.sum(axis=0) - np.diag(matrix)
+    fn = matrix.sum(axis=1) - np.diag(matrix)
+    tp = np.diag(matrix)
+    tn = matrix.sum() - (fp + fn + tp)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc_per_class = np.nan_to_num(tp / matrix.sum(axis=1))
+        disagreement = np.nan_to_num(fp / (fp + tn))
+    metrics = {
+        "accuracy": float((predictions == labels).mean()) if labels.size else 0.0,
+        "f1_score_per_class": {k: float(v) for k, v in enumerate(f1)},
+        "f1_score": float(f1.mean()),
+        "precision_per_class": {k: float(v) for k, v in enumerate(precision)},
+        "precision": float(precision.mean()),
+        "recall_per_class": {k: float(v) for k, v in enumerate(recall)},
+        "recall": float(recall.mean()),
+        "confusion_matrix": matrix.tolist(),
+        "acc_per_class": {k: round(float(v), 3) for k, v in enumerate(acc_per_class)},
+        "label_disagreement": {k: round(float(v), 3) for k, v in enumerate(disagreement)},
+    }
+    if scores is not None and np.unique(labels).size == 2:
+        metrics["roc_auc"] = roc_auc(labels, scores)
+    return metrics
+
+
+def labelled_indices(store: BucketStore, payload: dict, train_size: int) -> np.ndarray:
+    """Union of ``selected_indices_{i}.pkl`` for ``i <= cur_loop``, checked against ``train_size``."""
+    bucket, folder = payload["bucket_name"], experiment_key(payload)
+    chosen: set[int] = set()
+    for loop in range(payload["cur_loop"] + 1):
+        key = f"{folder}/selected_indices_{loop}.pkl"
+        if not store.exists(bucket, key):
+            raise UnprocessableInput(f"{key} is missing from bucket {bucket}",
+                                     {"field": f"selected_indices_{loop}.pkl", "cur_loop": payload["cur_loop"]})
+        try:
+            values = np.asarray(list(read_pickle(store, bucket, key))).ravel()
+            if values.size and not np.issubdtype(values.dtype, np.integer):
+                raise ValueError("indices must be integers")
+        except Exception as exc:  # a malformed or hostile pickle is the platform's input error
+            raise UnprocessableInput(f"{key} does not hold a list of integer indices: {exc}",
+                                     {"field": f"selected_indices_{loop}.pkl"}) from None
+        bad = values[(values < 0) | (values >= train_size)]
+        if bad.size:
+            raise UnprocessableInput(f"{key} holds index {int(bad[0])}, outside 0..{train_size - 1}",
+                                     {"field": f"selected_indices_{loop}.pkl", "value": int(bad[0])})
+        chosen.update(int(v) for v in values)
+    return np.array(sorted(chosen), dtype=np.int64)
+
+
+def preflight(payload: dict, base_args: dict, store: BucketStore) -> None:
+    """Cheap checks worth a synchronous 4xx before a job starts: the bucket files and the checkpoint
+    the loop needs exist (their contents are checked by the loop itself)."""
+    bucket, folder, loop = payload["bucket_name"], experiment_key(payload), payload["cur_loop"]
+    if not store.exists(bucket, f"{payload['project_id']}/meta.json"):
+        raise UnprocessableInput(f"{payload['project_id']}/meta.json is missing from bucket {bucket}",
+                                 {"field": "meta.json"})
+    for i in range(loop + 1):
+        if not store.exists(bucket, f"{folder}/selected_indices_{i}.pkl"):
+            raise UnprocessableInput(f"{folder}/selected_indices_{i}.pkl is missing from bucket {bucket}",
+                                     {"field": f"selected_indices_{i}.pkl", "cur_loop": loop})
+    if loop > 0:
+        args = experiment_args(base_args, payload)
+        processes.checkpoint_path(args, f"ckpt_{loop - 1}{args['CKPT_EXT']}", "cur_loop", must_exist=True)
+
+
+def run_one_loop(payload: dict, base_args: dict, store: BucketStore, progress: Progress | None = None) -> dict:
+    """Run train, test and infer for ``payload['cur_loop']`` and write the loop's files to the bucket.
+
+    Returns a summary: the callback body the SDK sends to the platform (the payload without ``type``,
+    ``cur_loop`` and ``bucket_name``), the metrics and the labelled / unlabelled counts.
+    """
+    report = progress or (lambda stage, fraction: None)
+    payload = validate_payload(payload)
+    loop, bucket, folder = payload["cur_loop"], payload["bucket_name"], experiment_key(payload)
+    args = experiment_args(base_args, payload)
+    Path(args["EXPT_DIR"]).mkdir(parents=True, exist_ok=True)
+    ext = args["CKPT_EXT"]
+
+    report("reading meta.json and selected indices", 0.02)
+    meta_key = f"{payload['project_id']}/meta.json"
+    if not store.exists(bucket, meta_key):
+        raise UnprocessableInput(f"{meta_key} is missing from bucket {bucket}", {"field": "meta.json"})
+    meta = read_json(store, bucket, meta_key)
+    pool = processes.pool_size(args)
+    train_size = meta.get("train_size", pool) if isinstance(meta, dict) else pool
+    if isinstance(train_size, bool) or not isinstance(train_size, int) or not 0 < train_size <= pool:
+        raise UnprocessableInput(f"meta.json train_size must be an integer in 1..{pool} (the pool size)",
+                                 {"field": "train_size", "value": train_size})
+    labeled = labelled_indices(store, payload, train_size)
+    if labeled.size == 0:
+        raise UnprocessableInput("no labelled records: the selected_indices files are empty",
+                                 {"field": "selected_indices_0.pkl"})
+
+    resume_from = None
+    if loop > 0:
+        resume_from = f"ckpt_{loop - 1}{ext}"
+        processes.checkpoint_path(args, resume_from, "cur_loop", must_exist=True)
+    else:
+        report("writing data_map.pkl", 0.05)
+        write_pickle(store, bucket, f"{folder}/data_map.pkl", processes.getdatasetstate(args))
+    ckpt_file = f"ckpt_{loop}{ext}"
+
+    report("train", 0.1)
+    started = time.monotonic()
+    processes.train(args, labeled=labeled.tolist(), resume_from=resume_from, ckpt_file=ckpt_file)
+    write_pickle(store, bucket, f"{folder}/insights_{loop}.pkl", {"train_time": time.monotonic() - started})
+
+    report("test", 0.5)
+    result = processes.test(args, ckpt_file=ckpt_file)
+    predictions, ground_truth = result["predictions"], result["labels"]
+    write_pickle(store, bucket, f"{folder}/test_predictions_{loop}.pkl", predictions)
+    if loop == 0:
+        write_pickle(store, bucket, f"{folder}/test_ground_truth.pkl", ground_truth)
+    metrics = classification_metrics(predictions, ground_truth, result.get("scores"))
+    write_pickle(store, bucket, f"{folder}/metrics_{loop}.pkl", metrics)
+
+    report("infer", 0.7)
+    unlabeled = np.setdiff1d(np.arange(train_size), labeled, assume_unique=True)
+    outputs = processes.infer(args, unlabeled=unlabeled.tolist(), ckpt_file=ckpt_file)["outputs"]
+    # The platform maps outputs positionally onto the sorted unlabelled indices (the SDK's remap).
+    remapped = {int(index): value for index, value in zip(unlabeled, outputs.values())}
+    write_pickle(store, bucket, f"{folder}/infer_outputs_{loop}.pkl", remapped)
+    report("done", 1.0)
+
+    callback_body = {k: v for k, v in payload.items() if k not in ("type", "cur_loop", "bucket_name")}
+    return {"callback_body": callback_body, "cur_loop": loop, "labelled": int(labeled.size),
+            "unlabelled": int(unlabeled.size), "train_size": train_size, "checkpoint": ckpt_file,
+            "metrics": {k: metrics[k] for k in ("accuracy", "f1_score", "precision", "recall", "roc_auc")
+                        if k in metrics}}

@@ -1,0 +1,462 @@
+"""EMBER's PE feature blocks: raw features from PE bytes (LIEF), vectors from raw features.
+
+Every block is a small class with a ``name`` (its key in the raw JSON record), a ``dim``,
+``raw_features(bytez, binary)`` and ``process_raw_features(raw)``; the extractor is the ordered
+list of blocks. The vectors reproduce elastic/ember's ``features.py`` exactly for the same raw
+record (float32, same hashing, same arithmetic order), including one quirk: ember hands the entry
+section name to ``FeatureHasher`` as a bare string, which the scikit-learn of its time iterated
+character by character, so each character of the entry name is one hashed token.
+
+Raw features are read with LIEF 1.0, whose API and enum names differ from the LIEF 0.9-0.12 ember
+was written for. Where LIEF 1.0 renamed something, the old name is written, so raw records stay
+comparable with the published EMBER data:
+
+* header ``characteristics``: LIEF 1.0 says ``NEED_32BIT_MACHINE``, LIEF <= 0.12 said
+  ``CHARA_32BIT_MACHINE`` (the name is hashed, so the vector depends on it);
+* datadirectories ``name``: LIEF 1.0 says ``DEBUG_DIR``, LIEF <= 0.12 said ``DEBUG`` (not part of
+  the vector, only of the raw record);
+* parse errors: LIEF 1.0 returns ``None`` instead of raising ``lief.bad_format`` & co.; either way
+  the file gets ember's fallback record (byte-level blocks filled, PE blocks empty).
+
+Example::
+
+    >>> extractor = FeatureExtractor(feature_version=2)          # doctest: +SKIP
+    >>> raw = extractor.raw_features(open("t64.exe", "rb").read())
+    >>> vector = extractor.process_raw_features(raw)            # float32, shape (2381,)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from typing import Any, ClassVar
+
+import numpy as np
+from sklearn.feature_extraction import FeatureHasher
+
+log = logging.getLogger(__name__)
+
+FEATURE_VERSIONS = (1, 2)
+DIMS = {1: 2351, 2: 2381}
+
+# LIEF 1.0 name -> the name LIEF <= 0.12 (and so the published EMBER data) used.
+_LEGACY_HEADER_CHARACTERISTICS = {"NEED_32BIT_MACHINE": "CHARA_32BIT_MACHINE"}
+_LEGACY_DATA_DIRECTORY_NAMES = {"DEBUG_DIR": "DEBUG"}
+
+
+def _hasher(n_features: int, input_type: str) -> FeatureHasher:
+    return FeatureHasher(n_features, input_type=input_type)
+
+
+def _hash(hasher: FeatureHasher, tokens) -> np.ndarray:
+    """FeatureHasher on one sample; a float64 vector of ``hasher.n_features``."""
+    return hasher.transform([tokens]).toarray()[0]
+
+
+def _enum_name(value: Any) -> str:
+    """``MACHINE_TYPES.I386`` -> ``I386``, for LIEF enums and flags of any version."""
+    name = getattr(value, "name", None)
+    return name if isinstance(name, str) else str(value).split(".")[-1]
+
+
+class FeatureBlock:
+    """One block of the EMBER vector."""
+
+    name: ClassVar[str] = ""
+    dim: ClassVar[int] = 0
+
+    def raw_features(self, bytez: bytes, binary: Any) -> Any:
+        """JSON-able raw features; ``binary`` is a parsed ``lief.PE.Binary`` or ``None``."""
+        raise NotImplementedError
+
+    def process_raw_features(self, raw: Any) -> np.ndarray:
+        """float32 vector of length ``dim`` from this block's raw features."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name}, {self.dim})"
+
+
+class ByteHistogram(FeatureBlock):
+    """Byte value counts over the whole file, normalised to sum 1."""
+
+    name = "histogram"
+    dim = 256
+
+    def raw_features(self, bytez, binary):
+        return np.bincount(np.frombuffer(bytez, dtype=np.uint8), minlength=256).tolist()
+
+    def process_raw_features(self, raw):
+        counts = np.array(raw, dtype=np.float32)
+        return counts / counts.sum()
+
+
+class ByteEntropyHistogram(FeatureBlock):
+    """Joint histogram of (local entropy bin, byte >> 4) over sliding windows (Saxe & Berlin 2015)."""
+
+    name = "byteentropy"
+    dim = 256
+
+    def __init__(self, step: int = 1024, window: int = 2048):
+        self.step = step
+        self.window = window
+
+    def _entropy_bin(self, nibble_counts: np.ndarray) -> int:
+        # Same float32 arithmetic as ember, over the non-zero bins only, so bins match exactly.
+        p = nibble_counts.astype(np.float32) / self.window
+        nonzero = np.where(nibble_counts)[0]
+        entropy = np.sum(-p[nonzero] * np.log2(p[nonzero])) * 2  # x2: 16 bins carry 4 of 8 bits
+        return min(int(entropy * 2), 15)  # 16 bins; entropy 8.0 goes to the last one
+
+    def _window_counts(self, data: np.ndarray) -> np.ndarray:
+        """Nibble counts of every window starting at 0, step, 2*step, ... that fits in the data."""
+        starts = np.arange(0, data.shape[0] - self.window + 1, self.step)
+        if self.window % self.step == 0:
+            # A window is window/step whole chunks: count chunks once, then add neighbours.
+            n_chunks = data.shape[0] // self.step
+            nibbles = data[: n_chunks * self.step] >> 4
+            chunk_ids = np.repeat(np.arange(n_chunks), self.step)
+            chunks = np.bincount(chunk_ids * 16 + nibbles, minlength=n_chunks * 16).reshape(n_chunks, 16)
+            per_window = self.window // self.step
+            counts = np.zeros((len(starts), 16), dtype=np.int64)
+            for offset in range(per_window):
+                counts += chunks[offset : offset + len(starts)]
+            return counts
+        return np.array([np.bincount(data[s : s + self.window] >> 4, minlength=16) for s in starts])
+
+    def raw_features(self, bytez, binary):
+        output = np.zeros((16, 16), dtype=np.int64)
+        data = np.frombuffer(bytez, dtype=np.uint8)
+        if data.shape[0] < self.window:
+            counts = np.bincount(data >> 4, minlength=16)
+            output[self._entropy_bin(counts), :] += counts
+        else:
+            for counts in self._window_counts(data):
+                output[self._entropy_bin(counts), :] += counts
+        return output.flatten().tolist()
+
+    def process_raw_features(self, raw):
+        counts = np.array(raw, dtype=np.float32)
+        return counts / counts.sum()
+
+
+class StringExtractor(FeatureBlock):
+    """Statistics of printable strings (runs of >= 5 bytes in 0x20..0x7f) and a few indicators."""
+
+    name = "strings"
+    dim = 1 + 1 + 1 + 96 + 1 + 1 + 1 + 1 + 1
+
+    _allstrings = re.compile(b"[\x20-\x7f]{5,}")
+    _paths = re.compile(b"c:\\\\", re.IGNORECASE)  # occurrences of 'C:\', not whole paths
+    _urls = re.compile(b"https?://", re.IGNORECASE)
+    _registry = re.compile(b"HKEY_")
+    _mz = re.compile(b"MZ")  # an embedded PE header (a dropper?)
+
+    def raw_features(self, bytez, binary):
+        allstrings = self._allstrings.findall(bytez)
+        if allstrings:
+            avlength = sum(len(s) for s in allstrings) / len(allstrings)
+            shifted = np.frombuffer(b"".join(allstrings), dtype=np.uint8) - 0x20
+            counts = np.bincount(shifted, minlength=96)
+            total = counts.sum()
+            p = counts.astype(np.float32) / total
+            nonzero = np.where(counts)[0]
+            entropy = np.sum(-p[nonzero] * np.log2(p[nonzero]))
+        else:
+            avlength, counts, entropy, total = 0, np.zeros((96,), dtype=np.float32), 0, 0
+        return {
+            "numstrings": len(allstrings),
+            "avlength": avlength,
+            "printabledist": counts.tolist(),  # raw counts; normalised when vectorizing
+            "printables": int(total),
+            "entropy": float(entropy),
+            "paths": len(self._paths.findall(bytez)),
+            "urls": len(self._urls.findall(bytez)),
+            "registry": len(self._registry.findall(bytez)),
+            "MZ": len(self._mz.findall(bytez)),
+        }
+
+    def process_raw_features(self, raw):
+        divisor = float(raw["printables"]) if raw["printables"] > 0 else 1.0
+        return np.hstack([
+            raw["numstrings"], raw["avlength"], raw["printables"],
+            np.asarray(raw["printabledist"]) / divisor,
+            raw["entropy"], raw["paths"], raw["urls"], raw["registry"], raw["MZ"],
+        ]).astype(np.float32)
+
+
+class GeneralFileInfo(FeatureBlock):
+    """File size, virtual size and a few presence flags and counts."""
+
+    name = "general"
+    dim = 10
+    _order = ("size", "vsize", "has_debug", "exports", "imports", "has_relocations", "has_resources",
+              "has_signature", "has_tls", "symbols")
+
+    def raw_features(self, bytez, binary):
+        if binary is None:
+            return {key: len(bytez) if key == "size" else 0 for key in self._order}
+        return {
+            "size": len(bytez),
+            "vsize": binary.virtual_size,
+            "has_debug": int(binary.has_debug),
+            "exports": len(binary.exported_functions),
+            "imports": len(binary.imported_functions),
+            "has_relocations": int(binary.has_relocations),
+            "has_resources": int(binary.has_resources),
+            "has_signature": int(binary.has_signatures),
+            "has_tls": int(binary.has_tls),
+            "symbols": len(binary.symbols),
+        }
+
+    def process_raw_features(self, raw):
+        return np.asarray([raw[key] for key in self._order], dtype=np.float32)
+
+
+class HeaderFileInfo(FeatureBlock):
+    """COFF and optional header: timestamp, hashed enums, 11 version and size numbers."""
+
+    name = "header"
+    dim = 62
+    _optional_numbers = (
+        "major_image_version", "minor_image_version", "major_linker_version", "minor_linker_version",
+        "major_operating_system_version", "minor_operating_system_version", "major_subsystem_version",
+        "minor_subsystem_version", "sizeof_code", "sizeof_headers", "sizeof_heap_commit",
+    )
+    _hasher = _hasher(10, "string")
+
+    def raw_features(self, bytez, binary):
+        raw = {
+            "coff": {"timestamp": 0, "machine": "", "characteristics": []},
+            "optional": {"subsystem": "", "dll_characteristics": [], "magic": "",
+                         **{key: 0 for key in self._optional_numbers}},
+        }
+        if binary is None:
+            return raw
+        header, optional = binary.header, binary.optional_header
+        raw["coff"]["timestamp"] = header.time_date_stamps
+        raw["coff"]["machine"] = _enum_name(header.machine)
+        raw["coff"]["characteristics"] = [
+            _LEGACY_HEADER_CHARACTERISTICS.get(name, name) for name in map(_enum_name, header.characteristics_list)
+        ]
+        raw["optional"]["subsystem"] = _enum_name(optional.subsystem)
+        raw["optional"]["dll_characteristics"] = [_enum_name(c) for c in optional.dll_characteristics_lists]
+        raw["optional"]["magic"] = _enum_name(optional.magic)
+        for key in self._optional_numbers:
+            raw["optional"][key] = getattr(optional, key)
+        return raw
+
+    def process_raw_features(self, raw):
+        coff, optional = raw["coff"], raw["optional"]
+        return np.hstack([
+            coff["timestamp"],
+            _hash(self._hasher, [coff["machine"]]),
+            _hash(self._hasher, coff["characteristics"]),
+            _hash(self._hasher, [optional["subsystem"]]),
+            _hash(self._hasher, optional["dll_characteristics"]),
+            _hash(self._hasher, [optional["magic"]]),
+            *[optional[key] for key in self._optional_numbers],
+        ]).astype(np.float32)
+
+
+class SectionInfo(FeatureBlock):
+    """Section counts, then (name, size/entropy/vsize) pairs, entry name and entry properties, hashed."""
+
+    name = "section"
+    dim = 5 + 50 + 50 + 50 + 50 + 50
+    _pairs = _hasher(50, "pair")
+    _strings = _hasher(50, "string")
+
+    def raw_features(self, bytez, binary):
+        if binary is None:
+            return {"entry": "", "sections": []}
+        section = binary.section_from_rva(binary.entrypoint - binary.imagebase)
+        if section is not None:
+            entry = section.name
+        else:  # bad entry point: ember takes the first executable section
+            entry = next((s.name for s in binary.sections
+                          if "MEM_EXECUTE" in map(_enum_name, s.characteristics_lists)), "")
+        return {
+            "entry": entry,
+            "sections": [
+                {"name": s.name, "size": s.size, "entropy": s.entropy, "vsize": s.virtual_size,
+                 "props": [_enum_name(c) for c in s.characteristics_lists]}
+                for s in binary.sections
+            ],
+        }
+
+    def process_raw_features(self, raw):
+        sections = raw["sections"]
+        counts = [
+            len(sections),
+            sum(1 for s in sections if s["size"] == 0),
+            sum(1 for s in sections if s["name"] == ""),
+            sum(1 for s in sections if "MEM_READ" in s["props"] and "MEM_EXECUTE" in s["props"]),
+            sum(1 for s in sections if "MEM_WRITE" in s["props"]),
+        ]
+        entry = raw["entry"]
+        entry_props = [p for s in sections for p in s["props"] if s["name"] == entry]
+        return np.hstack([
+            counts,
+            _hash(self._pairs, [(s["name"], s["size"]) for s in sections]),
+            _hash(self._pairs, [(s["name"], s["entropy"]) for s in sections]),
+            _hash(self._pairs, [(s["name"], s["vsize"]) for s in sections]),
+            # The quirk: one token per character of the entry name (what old scikit-learn did).
+            _hash(self._strings, list(entry)),
+            _hash(self._strings, entry_props),
+        ]).astype(np.float32)
+
+
+class ImportsInfo(FeatureBlock):
+    """Imported libraries (hashed to 256) and library:function names (hashed to 1024)."""
+
+    name = "imports"
+    dim = 256 + 1024
+    _libraries = _hasher(256, "string")
+    _functions = _hasher(1024, "string")
+
+    def __init__(self, ordinal_names: bool = True):
+        # Feature version 2 names ordinal imports "ordinal<N>"; version 1 kept LIEF's empty name.
+        self.ordinal_names = ordinal_names
+
+    def raw_features(self, bytez, binary):
+        imports: dict[str, list[str]] = {}
+        if binary is None:
+            return imports
+        for library in binary.imports:
+            names = imports.setdefault(library.name, [])  # a library can be listed twice: extend
+            for entry in library.entries:
+                if entry.is_ordinal and self.ordinal_names:
+                    names.append(f"ordinal{entry.ordinal}")
+                else:
+                    names.append(entry.name[:10000])  # clipped, as ember does
+        return imports
+
+    def process_raw_features(self, raw):
+        libraries = list({library.lower() for library in raw})
+        functions = [library.lower() + ":" + name for library, names in raw.items() for name in names]
+        return np.hstack([_hash(self._libraries, libraries), _hash(self._functions, functions)]).astype(np.float32)
+
+
+class ExportsInfo(FeatureBlock):
+    """Exported function names, hashed to 128."""
+
+    name = "exports"
+    dim = 128
+    _hasher = _hasher(128, "string")
+
+    def raw_features(self, bytez, binary):
+        if binary is None:
+            return []
+        return [function.name[:10000] for function in binary.exported_functions]
+
+    def process_raw_features(self, raw):
+        return _hash(self._hasher, raw).astype(np.float32)
+
+
+class DataDirectories(FeatureBlock):
+    """(size, virtual address) of the first 15 data directories (feature version 2 only)."""
+
+    name = "datadirectories"
+    dim = 15 * 2
+    names = (
+        "EXPORT_TABLE", "IMPORT_TABLE", "RESOURCE_TABLE", "EXCEPTION_TABLE", "CERTIFICATE_TABLE",
+        "BASE_RELOCATION_TABLE", "DEBUG", "ARCHITECTURE", "GLOBAL_PTR", "TLS_TABLE", "LOAD_CONFIG_TABLE",
+        "BOUND_IMPORT", "IAT", "DELAY_IMPORT_DESCRIPTOR", "CLR_RUNTIME_HEADER",
+    )
+
+    def raw_features(self, bytez, binary):
+        if binary is None:
+            return []
+        output = []
+        for directory in binary.data_directories:
+            name = _enum_name(directory.type)
+            output.append({"name": _LEGACY_DATA_DIRECTORY_NAMES.get(name, name),
+                           "size": directory.size, "virtual_address": directory.rva})
+        return output
+
+    def process_raw_features(self, raw):
+        # Positional, as in ember: the i-th listed directory fills slot i.
+        features = np.zeros(2 * len(self.names), dtype=np.float32)
+        for i, directory in enumerate(raw[: len(self.names)]):
+            features[2 * i] = directory["size"]
+            features[2 * i + 1] = directory["virtual_address"]
+        return features
+
+
+def feature_blocks(feature_version: int = 2) -> list[FeatureBlock]:
+    """The ordered blocks of one feature version."""
+    if feature_version not in FEATURE_VERSIONS:
+        raise ValueError(f"EMBER feature version must be 1 or 2, not {feature_version!r}")
+    blocks: list[FeatureBlock] = [
+        ByteHistogram(), ByteEntropyHistogram(), StringExtractor(), GeneralFileInfo(), HeaderFileInfo(),
+        SectionInfo(), ImportsInfo(ordinal_names=feature_version >= 2), ExportsInfo(),
+    ]
+    if feature_version >= 2:
+        blocks.append(DataDirectories())
+    return blocks
+
+
+def block_slices(feature_version: int = 2) -> dict[str, slice]:
+    """Where each block lives in the vector: ``{"histogram": slice(0, 256), ...}``."""
+    slices, start = {}, 0
+    for block in feature_blocks(feature_version):
+        slices[block.name] = slice(start, start + block.dim)
+        start += block.dim
+    return slices
+
+
+def parse_pe(bytez: bytes):
+    """A ``lief.PE.Binary``, or ``None`` where LIEF cannot read the bytes as PE."""
+    import lief
+
+    lief.logging.disable()  # LIEF logs every oddity of malformed files to stderr
+    if not bytez:
+        return None
+    try:
+        binary = lief.PE.parse(bytez)
+    except Exception as exc:  # LIEF < 0.16 raised lief.bad_format & co.; treat all as "not PE"
+        log.debug("LIEF could not parse the file: %s", exc)
+        return None
+    return binary if isinstance(binary, lief.PE.Binary) else None
+
+
+class FeatureExtractor:
+    """The ordered feature blocks of one EMBER feature version (1: 2351 floats, 2: 2381)."""
+
+    def __init__(self, feature_version: int = 2):
+        self.feature_version = int(feature_version)
+        self.blocks = feature_blocks(self.feature_version)
+        self.dim = sum(block.dim for block in self.blocks)
+
+    def raw_features(self, bytez: bytes) -> dict:
+        """ember's raw record for the file content (``bytes``, not a path)."""
+        if not isinstance(bytez, (bytes, bytearray, memoryview)):
+            raise TypeError(f"raw_features needs the file content as bytes, not {type(bytez).__name__}")
+        bytez = bytes(bytez)
+        binary = parse_pe(bytez)
+        record: dict[str, Any] = {"sha256": hashlib.sha256(bytez).hexdigest()}
+        for block in self.blocks:
+            try:
+                record[block.name] = block.raw_features(bytez, binary)
+            except Exception as exc:  # a half-parsed binary: this block gets ember's fallback
+                log.debug("block %s failed on %s: %s", block.name, record["sha256"], exc)
+                record[block.name] = block.raw_features(bytez, None)
+        return record
+
+    def process_raw_features(self, raw: dict) -> np.ndarray:
+        """float32 vector of length ``dim``. A v1 record vectorized as v2 gets zero data directories."""
+        parts = []
+        for block in self.blocks:
+            if block.name == "datadirectories" and block.name not in raw:
+                parts.append(block.process_raw_features([]))
+            else:
+                parts.append(block.process_raw_features(raw[block.name]))
+        return np.hstack(parts).astype(np.float32)
+
+    def feature_vector(self, bytez: bytes) -> np.ndarray:
+        return self.process_raw_features(self.raw_features(bytez))
+
+    def __repr__(self) -> str:
+        return f"FeatureExtractor(feature_version={self.feature_version}, dim={self.dim})"

@@ -1,0 +1,187 @@
+"""LightGBM for EMBER: parameter presets, the saved pipeline, training and evaluation.
+
+Presets:
+
+* ``ember``: ember's published training parameters (``lgbm_params("ember")``);
+* ``alectio``: the Alectio ember example's plain ``lightgbm.LGBMClassifier()`` (library defaults);
+* a path to a JSON file: LightGBM parameters of your own (native names or sklearn-API names).
+
+The saved model is one scikit-learn Pipeline, ``RawRecordVectorizer`` then ``LGBMClassifier``, so the
+service featurizes exactly as training did; ``pipeline[-1]`` scores ready-made vectors.
+
+Example::
+
+    >>> X, y = read_vectorized("data/ember2018", "train")                     # doctest: +SKIP
+    >>> estimator = make_estimator("alectio").fit(X[y != -1], y[y != -1])
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.pipeline import Pipeline
+
+from vigil.metrics import binary_detection_report
+from vigil.tasks.ember.features import DIMS, FeatureExtractor
+
+PRESETS = ("ember", "alectio")
+
+# ember's train_model() defaults (elastic/ember ember/__init__.py), LightGBM native names.
+EMBER_PARAMS: dict[str, Any] = {
+    "boosting": "gbdt",
+    "objective": "binary",
+    "num_iterations": 1000,
+    "learning_rate": 0.05,
+    "num_leaves": 2048,
+    "max_depth": 15,
+    "min_data_in_leaf": 50,
+    "feature_fraction": 0.5,
+}
+
+# LightGBM native name -> LGBMClassifier keyword, for the names the presets use.
+_SKLEARN_NAMES = {
+    "boosting": "boosting_type",
+    "boosting_type": "boosting_type",
+    "num_iterations": "n_estimators",
+    "n_estimators": "n_estimators",
+    "min_data_in_leaf": "min_child_samples",
+    "feature_fraction": "colsample_bytree",
+    "bagging_fraction": "subsample",
+    "bagging_freq": "subsample_freq",
+    "lambda_l1": "reg_alpha",
+    "lambda_l2": "reg_lambda",
+    "num_threads": "n_jobs",
+}
+
+
+def lgbm_params(preset: str = "ember") -> dict[str, Any]:
+    """LightGBM parameters (native names) of a preset name or a JSON file path."""
+    if preset == "ember":
+        return dict(EMBER_PARAMS)
+    if preset == "alectio":
+        return {}  # LGBMClassifier() as the Alectio example builds it: library defaults
+    path = Path(preset)
+    if path.suffix == ".json" or path.exists():
+        if not path.exists():
+            raise FileNotFoundError(f"parameter file {path} does not exist")
+        params = json.loads(path.read_text())
+        if not isinstance(params, dict):
+            raise ValueError(f"{path} must hold a JSON object of LightGBM parameters")
+        return params
+    raise ValueError(f"--params must be one of {', '.join(PRESETS)} or a .json file, not {preset!r}")
+
+
+def sklearn_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Native LightGBM names -> LGBMClassifier keywords (unknown names pass through as-is)."""
+    return {_SKLEARN_NAMES.get(key, key): value for key, value in params.items() if key != "objective"}
+
+
+def make_estimator(preset: str = "ember", n_jobs: int | None = 2, random_state: int | None = 0, **overrides):
+    """An unfitted ``lightgbm.LGBMClassifier`` for a preset (``ember``, ``alectio`` or FILE.json)."""
+    import lightgbm
+
+    keywords = sklearn_params(lgbm_params(preset))
+    keywords.setdefault("n_jobs", n_jobs)
+    keywords.setdefault("random_state", random_state)
+    keywords.setdefault("verbose", -1)
+    keywords.update(overrides)
+    return lightgbm.LGBMClassifier(**keywords)
+
+
+class RawRecordVectorizer(TransformerMixin, BaseEstimator):
+    """Transformer: ember raw records (dicts) -> float32 vectors; numeric rows pass through checked."""
+
+    def __init__(self, feature_version: int = 2):
+        self.feature_version = feature_version
+
+    def fit(self, X=None, y=None):
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True  # stateless
+
+    def transform(self, X) -> np.ndarray:
+        dim = DIMS[self.feature_version]
+        if len(X) and isinstance(X[0], dict):
+            extractor = FeatureExtractor(self.feature_version)
+            return np.vstack([extractor.process_raw_features(record) for record in X])
+        array = np.asarray(X, dtype=np.float32)
+        if array.ndim != 2 or array.shape[1] != dim:
+            raise ValueError(f"expected vectors of {dim} floats, got shape {array.shape}")
+        return array
+
+
+def build_pipeline(classifier, feature_version: int) -> Pipeline:
+    return Pipeline([("vectorize", RawRecordVectorizer(feature_version)), ("classifier", classifier)])
+
+
+def labelled_rows(y: np.ndarray) -> np.ndarray:
+    """Indices of rows labelled 0 or 1 (ember keeps -1 rows in the files and drops them here)."""
+    return np.flatnonzero(np.asarray(y) != -1)
+
+
+def load_labelled(X, y) -> tuple[np.ndarray, np.ndarray]:
+    rows = labelled_rows(y)
+    return np.asarray(X[rows], dtype=np.float32), np.asarray(y[rows]).astype(int)
+
+
+def evaluate_classifier(classifier, X_test, y_test) -> tuple[dict, np.ndarray]:
+    """ember's metrics on the labelled test rows; returns (report, scores)."""
+    X, y = load_labelled(X_test, y_test)
+    if len(y) == 0:
+        raise ValueError("the test set has no labelled rows")
+    scores = classifier.predict_proba(X)[:, 1]
+    return binary_detection_report(y, scores), scores
+
+
+def booster_of(classifier):
+    """The native ``lightgbm.Booster`` inside an LGBMClassifier (or a Pipeline ending in one)."""
+    if isinstance(classifier, Pipeline):
+        classifier = classifier[-1]
+    return getattr(classifier, "booster_", None)
+
+
+def train_and_save(store, data_dir: Path | str, feature_version: int = 2, preset: str = "ember",
+                   n_jobs: int | None = 2, extra: dict | None = None, **overrides) -> dict:
+    """Fit LightGBM on the labelled train rows of a vectorized data dir, evaluate on its test rows,
+    and save the pipeline to ``store`` (task ``ember``) with the threshold at 1 % FPR.
+
+    Returns the manifest entry. Without a labelled test set of both classes the metrics and the
+    threshold come from the training rows, and the entry says so (``extra.metrics_on``).
+    """
+    from vigil.artifacts import data_fingerprint
+    from vigil.tasks.ember.vectorize import read_vectorized
+
+    data_dir = Path(data_dir)
+    X_train, y_train = read_vectorized(data_dir, "train", feature_version)
+    X, y = load_labelled(X_train, y_train)
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"the labelled train rows of {data_dir} hold only class(es) {sorted(set(y))}; "
+                         "LightGBM needs both 0 and 1")
+    classifier = make_estimator(preset, n_jobs=n_jobs, **overrides).fit(X, y)
+
+    metrics_on = "test"
+    try:
+        X_test, y_test = read_vectorized(data_dir, "test", feature_version)
+        report, _ = evaluate_classifier(classifier, X_test, y_test)
+        if "threshold_at_1pct_fpr" not in report:
+            raise ValueError("test set has one class only")
+    except (FileNotFoundError, ValueError):
+        metrics_on = "train"
+        report = binary_detection_report(y, classifier.predict_proba(X)[:, 1])
+    fingerprint = data_fingerprint(*(data_dir / f"{kind}_train.dat" for kind in ("X", "y")))
+    return store.save(
+        "ember",
+        build_pipeline(classifier, feature_version),
+        metrics=report,
+        threshold=report["threshold_at_1pct_fpr"],
+        feature_version=feature_version,
+        data_fingerprint=fingerprint,
+        lightgbm_booster=classifier.booster_,
+        extra={"preset": preset, "params": classifier.get_params(), "metrics_on": metrics_on,
+               "train_rows": int(len(y)), "data_dir": str(data_dir), **(extra or {})},
+    )

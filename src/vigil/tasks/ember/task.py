@@ -1,0 +1,365 @@
+"""The EMBER task: CLI verbs, the demo model, and ``POST /predict/ember``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import multiprocessing
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from vigil.errors import InvalidInput, UnprocessableInput
+from vigil.tasks.base import PredictInput, Task
+from vigil.tasks.ember.features import DIMS, FEATURE_VERSIONS, FeatureExtractor
+
+# The ember preset with fewer rounds (the demo set is tiny). num_leaves 16 instead of 2048 grows the
+# same trees here (min_data_in_leaf 50 on ~400 rows allows at most 8 leaves) without LightGBM
+# reserving a histogram for each of 2048 leaves (~2 GB); column-wise histograms because its automatic
+# choice is several times slower with 2381 features and few rows.
+DEMO_TRAIN_OVERRIDES = {"n_estimators": 200, "num_leaves": 16, "force_col_wise": True}
+
+
+def is_parsed_pe(raw: dict) -> bool:
+    """False for ember's fallback record (LIEF could not read the file as PE)."""
+    return bool(raw.get("header", {}).get("coff", {}).get("machine"))
+
+
+# -- extraction -------------------------------------------------------------------------------
+def iter_input_files(paths: list[str]) -> Iterator[Path]:
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file())
+        elif path.is_file():
+            yield path
+        else:
+            raise FileNotFoundError(f"{path} is neither a file nor a folder")
+
+
+def extract_file(job: tuple[str, int, int]) -> tuple[str, dict | None, str | None]:
+    """(path, raw record or None, error) for one file; runs in a worker process."""
+    path, label, feature_version = job
+    try:
+        bytez = Path(path).read_bytes()
+        mtime = _dt.datetime.fromtimestamp(os.path.getmtime(path), _dt.timezone.utc)
+    except OSError as exc:
+        return path, None, f"cannot read: {exc.strerror or exc}"
+    raw = FeatureExtractor(feature_version).raw_features(bytez)
+    record = {"sha256": raw.pop("sha256"), "appeared": mtime.strftime("%Y-%m"), "label": label}
+    if feature_version >= 2:
+        record["avclass"] = ""
+    record.update(raw)
+    return path, record, None
+
+
+def extract_files(paths: list[str], out, label: int = -1, feature_version: int = 2,
+                  processes: int | None = None, progress: bool = True) -> tuple[int, list[str]]:
+    """Write one raw JSON line per file to ``out`` (input order); returns (written, errors)."""
+    from tqdm import tqdm
+
+    files = [str(p) for p in iter_input_files(paths)]
+    jobs = [(path, label, feature_version) for path in files]
+    processes = processes or min(2, os.cpu_count() or 1)
+    written, errors = 0, []
+    pool = multiprocessing.get_context("fork").Pool(processes) if processes > 1 and len(jobs) > 1 else None
+    results = pool.imap(extract_file, jobs, chunksize=4) if pool else map(extract_file, jobs)
+    try:
+        for path, record, error in tqdm(results, total=len(jobs), desc="extracting", unit="file",
+                                        disable=not progress, file=sys.stderr):
+            if error:
+                errors.append(f"{path}: {error}")
+                continue
+            out.write(json.dumps(record) + "\n")
+            written += 1
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
+    return written, errors
+
+
+# -- CLI handlers -----------------------------------------------------------------------------
+def _store(args):
+    from vigil.cli import settings_and_store
+
+    return settings_and_store(args)
+
+
+def cmd_extract(args) -> int:
+    out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
+    try:
+        written, errors = extract_files(args.paths, out, label=args.label, feature_version=args.feature_version,
+                                        processes=args.processes, progress=not args.quiet)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    for error in errors:
+        print(f"vigil: skipped {error}", file=sys.stderr)
+    print(f"wrote {written} raw records to {args.output}", file=sys.stderr)
+    return 1 if errors and not written else 0
+
+
+def cmd_vectorize(args) -> int:
+    from vigil.tasks.ember.vectorize import create_vectorized_features
+
+    reports = create_vectorized_features(args.data_dir, feature_version=args.feature_version,
+                                         processes=args.processes, progress=not args.quiet)
+    status = 0
+    for report in reports:
+        print(f"{report.subset}: {report.rows} rows -> {report.X_path} ({DIMS[args.feature_version]} floats/row)")
+        for bad in report.bad_lines:
+            print(f"vigil: bad line {bad}", file=sys.stderr)
+            status = 1
+    print(f"metadata -> {Path(args.data_dir) / 'metadata.csv'}")
+    return status
+
+
+def cmd_train(args) -> int:
+    from vigil.tasks.ember.model import train_and_save
+
+    _, store = _store(args)
+    overrides = {"n_estimators": args.n_estimators} if args.n_estimators else {}
+    entry = train_and_save(store, args.data_dir, feature_version=args.feature_version, preset=args.params,
+                           n_jobs=args.n_jobs, **overrides)
+    print(f"saved ember v{entry['version']} ({entry['file']}), threshold at 1% FPR = {entry['threshold']:.6f}")
+    if entry["extra"]["metrics_on"] != "test":
+        print("note: no labelled test rows of both classes, so metrics and threshold come from the TRAIN rows")
+    print(json.dumps(_headline(entry["metrics"]), indent=2))
+    return 0
+
+
+def _headline(report: dict) -> dict:
+    return {k: v for k, v in report.items() if not k.startswith("fpr_at")}
+
+
+def cmd_evaluate(args) -> int:
+    from vigil.tasks.ember.model import evaluate_classifier
+    from vigil.tasks.ember.vectorize import read_vectorized
+
+    settings, store = _store(args)
+    loaded = store.load("ember", args.version)
+    feature_version = int(loaded.feature_version or 2)
+    X_test, y_test = read_vectorized(args.data_dir, "test", feature_version)
+    report, scores = evaluate_classifier(loaded.model[-1], X_test, y_test)
+    print(f"ember v{loaded.version} on {args.data_dir} (test, feature version {feature_version})")
+    print(json.dumps(_headline(report), indent=2))
+    if args.plot:
+        plot_roc(np.asarray(y_test)[np.asarray(y_test) != -1], scores, Path(args.plot), loaded.threshold)
+        print(f"ROC curve -> {args.plot}")
+    return 0
+
+
+def plot_roc(y: np.ndarray, scores: np.ndarray, path: Path, threshold: float | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(y.astype(int), scores)
+    figure, axis = plt.subplots(figsize=(5, 4))
+    axis.plot(fpr, tpr, label="ROC")
+    axis.axvline(0.01, color="grey", linestyle=":", label="1% FPR")
+    axis.set_xscale("symlog", linthresh=1e-3)
+    axis.set_xlabel("false-positive rate")
+    axis.set_ylabel("detection rate")
+    axis.set_title("EMBER LightGBM" + (f" (threshold {threshold:.3f})" if threshold is not None else ""))
+    axis.legend(loc="lower right")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def cmd_classify(args) -> int:
+    _, store = _store(args)
+    loaded = store.load("ember", args.version)
+    extractor = FeatureExtractor(int(loaded.feature_version or 2))
+    threshold = loaded.threshold if loaded.threshold is not None else 0.5
+    status = 0
+    for path in iter_input_files(args.files):
+        try:
+            bytez = path.read_bytes()
+        except OSError as exc:
+            print(f"{path}\terror: {exc.strerror or exc}", file=sys.stderr)
+            status = 1
+            continue
+        raw = extractor.raw_features(bytez)
+        probability = float(loaded.model.predict_proba([raw])[0, 1])
+        verdict = "malicious" if probability >= threshold else "benign"
+        note = "" if is_parsed_pe(raw) else "\t(not a PE file LIEF can read: byte-level features only)"
+        print(f"{probability:.6f}\t{verdict}\t{path}{note}")
+    return status
+
+
+def cmd_demo_data(args) -> int:
+    from vigil.tasks.ember.demo_data import write_demo_data
+
+    paths = write_demo_data(args.out_dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
+    print("wrote " + ", ".join(map(str, paths)) + " (synthetic demo records; see data/ember/SOURCE.md)")
+    return 0
+
+
+# -- the task ---------------------------------------------------------------------------------
+class EmberTask(Task):
+    name = "ember"
+    slug = "ember"
+    title = "Malware detection on Windows PE files (EMBER features, LightGBM)"
+    primary_metric = "roc_auc"
+
+    def add_cli(self, parser: argparse.ArgumentParser) -> None:
+        verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+        extract = verbs.add_parser("extract", help="raw ember features of PE files, one JSON line per file")
+        extract.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
+        extract.add_argument("-o", "--output", default="-", help="raw.jsonl to write (default: stdout)")
+        extract.add_argument("--label", type=int, choices=(0, 1, -1), default=-1,
+                             help="label written into every record (1 malicious, 0 benign, -1 unknown)")
+        extract.add_argument("-v", "--feature-version", type=int, choices=FEATURE_VERSIONS, default=2)
+        extract.add_argument("-j", "--processes", type=int, help="worker processes (default: 2)")
+        extract.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        extract.set_defaults(handler=cmd_extract)
+
+        vectorize = verbs.add_parser("vectorize", help="train_features_*.jsonl + test_features.jsonl -> X/y memmaps")
+        vectorize.add_argument("data_dir", metavar="DATA_DIR")
+        vectorize.add_argument("-v", "--feature-version", type=int, choices=FEATURE_VERSIONS, default=2)
+        vectorize.add_argument("-j", "--processes", type=int, help="worker processes (default: 2)")
+        vectorize.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        vectorize.set_defaults(handler=cmd_vectorize)
+
+        train = verbs.add_parser("train", help="LightGBM on the vectorized labelled rows; saves the model")
+        train.add_argument("data_dir", metavar="DATA_DIR")
+        train.add_argument("--params", default="ember", help="ember (default), alectio, or FILE.json")
+        train.add_argument("-v", "--feature-version", type=int, choices=FEATURE_VERSIONS, default=2)
+        train.add_argument("--n-estimators", type=int, help="override the number of boosting rounds")
+        train.add_argument("--n-jobs", type=int, default=2, help="LightGBM threads (default: 2)")
+        train.set_defaults(handler=cmd_train)
+
+        evaluate = verbs.add_parser("evaluate", help="re-score a saved model on DATA_DIR's test rows")
+        evaluate.add_argument("data_dir", metavar="DATA_DIR")
+        evaluate.add_argument("--version", help="model version (default: latest)")
+        evaluate.add_argument("--plot", metavar="PNG", help="also draw the ROC curve to this file")
+        evaluate.set_defaults(handler=cmd_evaluate)
+
+        classify = verbs.add_parser("classify", help="malware probability of PE files")
+        classify.add_argument("files", nargs="+", metavar="FILE")
+        classify.add_argument("--version", help="model version (default: latest)")
+        classify.set_defaults(handler=cmd_classify)
+
+        demo = verbs.add_parser("demo-data", help="write the labelled synthetic demo set (ember file names)")
+        demo.add_argument("out_dir", metavar="OUT_DIR")
+        demo.add_argument("--n-train", type=int, default=400)
+        demo.add_argument("--n-test", type=int, default=200)
+        demo.add_argument("--seed", type=int, default=0)
+        demo.set_defaults(handler=cmd_demo_data)
+
+        from vigil.active_learning.cli import add_active_learning_cli
+
+        add_active_learning_cli(verbs)  # `vigil ember active-learning` (issue 3)
+
+    # -- training ---------------------------------------------------------------------------
+    def train_default(self, store, settings) -> dict:
+        """The demo model: synthetic labelled records from the shipped real ones (not a detector)."""
+        from vigil.tasks.ember.demo_data import write_demo_data
+        from vigil.tasks.ember.model import train_and_save
+        from vigil.tasks.ember.vectorize import create_vectorized_features
+
+        with tempfile.TemporaryDirectory(prefix="vigil-ember-demo-") as folder:
+            write_demo_data(folder)
+            create_vectorized_features(folder, feature_version=2, processes=1, progress=False)
+            return train_and_save(store, folder, feature_version=2, preset="ember", n_jobs=1,
+                                  extra={"demo": True, "data": "synthetic demo set (vigil.tasks.ember.demo_data)"},
+                                  **DEMO_TRAIN_OVERRIDES)
+
+    # -- serving ----------------------------------------------------------------------------
+    def predict(self, loaded, request: PredictInput) -> dict:
+        feature_version = int(loaded.feature_version or 2)
+        threshold = loaded.threshold if loaded.threshold is not None else 0.5
+        if request.files:
+            items = self._items_from_files(request.files, feature_version)
+            scores = loaded.model.predict_proba([raw for _, raw in items])[:, 1]
+            results = [{"name": name, "sha256": raw["sha256"], "pe": is_parsed_pe(raw)} for name, raw in items]
+        elif request.json is not None:
+            vectors = self._vectors_from_json(request.json, feature_version, request.max_rows)
+            scores = loaded.model[-1].predict_proba(vectors)[:, 1]
+            results = [{"index": i} for i in range(len(vectors))]
+        else:
+            if not request.body:
+                raise InvalidInput("empty request body",
+                                   "send a PE file (application/octet-stream), a multipart upload, "
+                                   "or a JSON list of feature vectors")
+            raw = FeatureExtractor(feature_version).raw_features(request.body)
+            scores = loaded.model.predict_proba([raw])[:, 1]
+            results = [{"sha256": raw["sha256"], "pe": is_parsed_pe(raw)}]
+        for result, score in zip(results, scores):
+            result["probability"] = float(score)
+            result["malicious"] = bool(score >= threshold)
+        return {
+            "task": self.name,
+            "model_version": loaded.version,
+            "feature_version": feature_version,
+            "threshold": threshold,
+            "threshold_fpr": 0.01,
+            "results": results,
+        }
+
+    @staticmethod
+    def _items_from_files(files: dict[str, bytes], feature_version: int) -> list[tuple[str, dict]]:
+        extractor = FeatureExtractor(feature_version)
+        items = []
+        for name, content in files.items():
+            if not content:
+                raise InvalidInput(f"uploaded file '{name}' is empty", {"file": name})
+            items.append((name, extractor.raw_features(content)))
+        return items
+
+    @staticmethod
+    def _vectors_from_json(body: Any, feature_version: int, max_rows: int) -> np.ndarray:
+        dim = DIMS[feature_version]
+        rows = body.get("vectors") if isinstance(body, dict) else body
+        if not isinstance(rows, list) or not rows:
+            raise InvalidInput("expected a non-empty JSON list of feature vectors (or {\"vectors\": [...]})",
+                               {"field": "vectors"})
+        if len(rows) > max_rows:
+            raise InvalidInput(f"{len(rows)} vectors exceed the limit of {max_rows} per request",
+                               {"rows": len(rows), "max_rows": max_rows}, status=413)
+        matrix = np.empty((len(rows), dim), dtype=np.float32)
+        for index, row in enumerate(rows):
+            if not isinstance(row, list):
+                raise InvalidInput(f"vector {index} is not a list of numbers", {"index": index})
+            if len(row) != dim:
+                raise UnprocessableInput(
+                    f"vector {index} has {len(row)} values; feature version {feature_version} needs {dim}",
+                    {"index": index, "length": len(row), "expected": dim})
+            for position, value in enumerate(row):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise InvalidInput(f"vector {index}, value {position} is not a number",
+                                       {"index": index, "position": position, "value": repr(value)[:40]})
+                if not math.isfinite(value) or abs(value) > np.finfo(np.float32).max:
+                    raise UnprocessableInput(f"vector {index}, value {position} is not a finite float32",
+                                             {"index": index, "position": position})
+            matrix[index] = row
+        return matrix
+
+    def request_schema(self) -> dict:
+        dim = DIMS[2]
+        vector = {"type": "array", "items": {"type": "number"}, "minItems": dim, "maxItems": dim}
+        return {
+            "description": "POST a PE file as application/octet-stream or multipart/form-data, or JSON "
+                           "feature vectors (2381 floats for feature version 2, 2351 for version 1).",
+            "oneOf": [
+                {"type": "array", "items": vector, "minItems": 1},
+                {"type": "object", "properties": {"vectors": {"type": "array", "items": vector, "minItems": 1}},
+                 "required": ["vectors"]},
+            ],
+        }
+
+    def example_request(self) -> Any:
+        return [[0.0] * DIMS[2]]
