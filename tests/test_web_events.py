@@ -171,7 +171,7 @@ def test_trained_pipeline_carries_its_featurizer(trained, sample):
 
 def test_train_cli_compares_and_tunes(tmp_path, sample):
     small = tmp_path / "events.csv"
-    sample.iloc[:500].to_csv(small, index=False)
+    sample.iloc[:400].to_csv(small, index=False)
     result = subprocess.run(
         [sys.executable, "-m", "vigil", "--models-dir", str(tmp_path / "models"), "web-events", "train",
          "--csv", str(small), "--folds", "2", "--repeats", "1", "--n-iter", "2", "--tune-folds", "2",
@@ -183,6 +183,19 @@ def test_train_cli_compares_and_tunes(tmp_path, sample):
     assert 0 < entry["metrics"]["cv_f1_weighted"] <= 1
     assert entry["extra"]["tuning"]["candidates_searched"] >= 3
     assert len(entry["extra"]["comparison"]) == 6
+
+
+def test_train_cli_on_featurized_matrix(tmp_path):
+    slice_file = str(DATA / "mlpt_features_slice.npz")
+    result = subprocess.run(
+        [sys.executable, "-m", "vigil", "--models-dir", str(tmp_path / "models"), "web-events", "train",
+         "--features", slice_file, "--labels", slice_file, "--folds", "2", "--repeats", "1", "--no-tune"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "2,942 events x 9 features, 17 labels" in result.stdout
+    forest_f1 = float(re.search(r"random forest\s+([0-9.]+)", result.stdout).group(1))
+    assert forest_f1 > 0.95
+    assert not (tmp_path / "models" / "manifest.json").exists()
 
 
 # -- service ----------------------------------------------------------------------------------------------------

@@ -247,12 +247,52 @@ def _weighted_f1(y_true, y_pred) -> float:
     return f1_score(y_true, y_pred, average="weighted", zero_division=0)
 
 
+def _load_npz_array(path, name: str) -> np.ndarray:
+    with np.load(path) as archive:
+        if name not in archive:
+            raise InvalidInput(f"{path} has no array named {name}", {"arrays": list(archive.keys())})
+        return archive[name]
+
+
+def train_on_features(args) -> int:
+    """Compare and tune on an already featurized matrix (e.g. ML-PT's X.npz / y.npz); saves no model,
+    because a model without its featurizer cannot label raw events."""
+    from tqdm import tqdm
+
+    from vigil.tasks.web_events.clustering import cluster_events
+    from vigil.tasks.web_events.training import candidate_classifiers, compare_classifiers, tune_random_forest
+
+    X = _load_npz_array(args.features, "X")
+    if args.labels:
+        y = _load_npz_array(args.labels, "y")
+    else:
+        y = cluster_events(X, args.min_samples, args.eps, args.sensitivity or 20.0, n_jobs=args.jobs).labels
+    if len(y) != len(X):
+        raise InvalidInput("features and labels differ in length", {"X": len(X), "y": len(y)})
+    print(f"{len(X):,} events x {X.shape[1]} features, {len(np.unique(y))} labels")
+    if args.folds > 1:
+        models = candidate_classifiers(n_jobs=args.jobs, seed=args.seed, full=args.full)
+        with tqdm(total=len(models), desc="classifiers") as bar:
+            table = compare_classifiers(X, y, models, folds=args.folds, repeats=args.repeats, seed=args.seed,
+                                        progress=bar)
+        print(f"\nRepeated {args.folds}-fold x {args.repeats}:")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if not args.no_tune:
+        tuned = tune_random_forest(X, y, n_iter=args.n_iter, folds=args.tune_folds, seed=args.seed, n_jobs=args.jobs)
+        print(f"\nrandomized search best: {json.dumps(tuned.random_params)} F1 {tuned.random_f1:.4f}")
+        print(f"after the grid: {json.dumps(tuned.params)} CV F1 {tuned.cv_f1:.4f} ({tuned.searched} candidates)")
+    print("(features only: no model saved; train on a raw events CSV to get a servable model)")
+    return 0
+
+
 def cmd_train(args) -> int:
+    if args.full:
+        args.folds, args.repeats, args.n_iter, args.tune_folds = 10, 3, 50, 5
+    if args.features:
+        return train_on_features(args)
     settings, store = _settings_store(args)
     path = _events_path(args, settings)
     frame = load_events_csv(path)
-    if args.full:
-        args.folds, args.repeats, args.n_iter, args.tune_folds = 10, 3, 50, 5
     pipeline, info, table = train_model(
         frame, min_samples=args.min_samples, eps=args.eps, sensitivity=args.sensitivity,
         attack_clusters=args.attack_clusters, folds=args.folds, repeats=args.repeats, n_iter=args.n_iter,
@@ -329,6 +369,8 @@ class WebEventsTask(Task):
 
         train = verbs.add_parser("train", help="compare classifiers, tune a random forest, save the model")
         train.add_argument("--csv", help="raw events CSV (default: the shipped sample); part_10.csv works")
+        train.add_argument("--features", help="compare and tune on a featurized .npz (array X) instead; saves no model")
+        train.add_argument("--labels", help="with --features: .npz with array y (default: DBSCAN labels of X)")
         train.add_argument("--folds", type=int, default=5, help="k of the repeated k-fold comparison (0 skips it)")
         train.add_argument("--repeats", type=int, default=2)
         train.add_argument("--n-iter", type=int, default=12, help="randomized-search candidates")
