@@ -6,13 +6,13 @@ import json
 import math
 import re
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from vigil.artifacts import ArtifactStore
+from vigil.cli import main as cli_main
 from vigil.config import PROJECT_ROOT, Settings
 from vigil.service import create_app
 from vigil.tasks.web_events import EXAMPLE_EVENTS, WebEventsTask, label_response, train_model
@@ -144,14 +144,21 @@ def test_smallest_clusters_are_attacks():
     assert split_attack_good(sizes) == ([], [0, 1, 2, 3])  # 4 clusters, all among the 11 largest
 
 
-def test_cluster_cli_on_features_file(tmp_path):
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """``vigil ARGV`` in this process (the CLI's own entry point, without a second interpreter start)."""
+    capsys.readouterr()
+    code = cli_main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cluster_cli_on_features_file(tmp_path, capsys):
     out = tmp_path / "cluster"
-    result = subprocess.run(
-        [sys.executable, "-m", "vigil", "web-events", "cluster", "--features", str(DATA / "mlpt_features_slice.npz"),
-         "--compare-labels", str(DATA / "mlpt_features_slice.npz"), "--eps", "0.0678", "--out-dir", str(out)],
-        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
+    code, stdout, stderr = run_cli(
+        capsys, "web-events", "cluster", "--features", str(DATA / "mlpt_features_slice.npz"),
+        "--compare-labels", str(DATA / "mlpt_features_slice.npz"), "--eps", "0.0678", "--out-dir", str(out))
+    assert code == 0, stderr
+    summary = json.loads(stdout[: stdout.rindex("}") + 1])
     assert summary["min_samples"] == 18 and summary["eps"] == 0.0678
     assert summary["compare"]["adjusted_rand_index"] > 0.99
     assert (out / "k_distance.png").stat().st_size > 10_000
@@ -169,31 +176,28 @@ def test_trained_pipeline_carries_its_featurizer(trained, sample):
     assert loaded.entry["metrics"]["train_f1_weighted"] > 0.9
 
 
-def test_train_cli_compares_and_tunes(tmp_path, sample):
+def test_train_cli_compares_and_tunes(tmp_path, sample, capsys):
     small = tmp_path / "events.csv"
     sample.iloc[:400].to_csv(small, index=False)
-    result = subprocess.run(
-        [sys.executable, "-m", "vigil", "--models-dir", str(tmp_path / "models"), "web-events", "train",
-         "--csv", str(small), "--folds", "2", "--repeats", "1", "--n-iter", "2", "--tune-folds", "2",
-         "--out-dir", str(tmp_path / "out")],
-        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=180)
-    assert result.returncode == 0, result.stderr
-    assert "random forest" in result.stdout and "gaussian naive bayes" in result.stdout
+    code, stdout, stderr = run_cli(
+        capsys, "--models-dir", str(tmp_path / "models"), "web-events", "train", "--csv", str(small),
+        "--folds", "2", "--repeats", "1", "--n-iter", "2", "--tune-folds", "2", "--out-dir", str(tmp_path / "out"))
+    assert code == 0, stderr
+    assert "random forest" in stdout and "gaussian naive bayes" in stdout
     entry = ArtifactStore(tmp_path / "models").latest_entry("web_events")
     assert 0 < entry["metrics"]["cv_f1_weighted"] <= 1
     assert entry["extra"]["tuning"]["candidates_searched"] >= 3
     assert len(entry["extra"]["comparison"]) == 6
 
 
-def test_train_cli_on_featurized_matrix(tmp_path):
+def test_train_cli_on_featurized_matrix(tmp_path, capsys):
     slice_file = str(DATA / "mlpt_features_slice.npz")
-    result = subprocess.run(
-        [sys.executable, "-m", "vigil", "--models-dir", str(tmp_path / "models"), "web-events", "train",
-         "--features", slice_file, "--labels", slice_file, "--folds", "2", "--repeats", "1", "--no-tune"],
-        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=180)
-    assert result.returncode == 0, result.stderr
-    assert "2,942 events x 9 features, 17 labels" in result.stdout
-    forest_f1 = float(re.search(r"random forest\s+([0-9.]+)", result.stdout).group(1))
+    code, stdout, stderr = run_cli(
+        capsys, "--models-dir", str(tmp_path / "models"), "web-events", "train",
+        "--features", slice_file, "--labels", slice_file, "--folds", "2", "--repeats", "1", "--no-tune")
+    assert code == 0, stderr
+    assert "2,942 events x 9 features, 17 labels" in stdout
+    forest_f1 = float(re.search(r"random forest\s+([0-9.]+)", stdout).group(1))
     assert forest_f1 > 0.95
     assert not (tmp_path / "models" / "manifest.json").exists()
 
@@ -283,7 +287,7 @@ def readme_curl() -> str:
     return match.group(1)
 
 
-def test_readme_curl_and_replay_against_live_server(trained, live_server, tmp_path):
+def test_readme_curl_and_replay_against_live_server(trained, live_server, capsys):
     models_dir, _, _ = trained
     server = live_server(models_dir)
     command = readme_curl().replace("http://127.0.0.1:8080", server.url)
@@ -293,12 +297,10 @@ def test_readme_curl_and_replay_against_live_server(trained, live_server, tmp_pa
     assert isinstance(answer, list), answer
     assert [item["EVENT_ID"] for item in answer] == ["AVdhXFgVq1Ppo9zF5Fxu", "AVdcJmIIq1Ppo9zF2YIp"]
 
-    replay = subprocess.run(
-        [sys.executable, "-m", "vigil", "--models-dir", str(models_dir), "web-events", "replay", str(SAMPLE),
-         "--url", server.url, "--batch-size", "700"],
-        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=180)
-    assert replay.returncode == 0, replay.stdout + replay.stderr
-    report = json.loads(replay.stdout)
+    code, stdout, stderr = run_cli(capsys, "--models-dir", str(models_dir), "web-events", "replay", str(SAMPLE),
+                                   "--url", server.url, "--batch-size", "700")
+    assert code == 0, stdout + stderr
+    report = json.loads(stdout)
     assert report["agreement"] == 1.0 and report["events"] == 2500 and report["batches"] == 4
     assert report["event_ids_in_order"] is True
-    assert "replay" in replay.stderr  # the tqdm progress bar
+    assert "replay" in stderr  # the tqdm progress bar
