@@ -96,10 +96,23 @@ def test_feature_vectors_as_json(ember_client, ember_models):
     assert np.allclose([r["probability"] for r in results], expected, rtol=0, atol=1e-12)
 
 
+def test_raw_records_as_json_score_like_their_vectors(ember_client):
+    raws = [json.loads(line) for line in (DATA / "reference_pip_launchers_raw.jsonl").read_text().splitlines()]
+    vectors = np.load(DATA / "reference_pip_launchers_v2.npy")
+    by_raw = ember_client.post("/predict/ember", json=raws[:2]).get_json()["results"]
+    by_vector = ember_client.post("/predict/ember", json=vectors[:2].tolist()).get_json()["results"]
+    assert [r["probability"] for r in by_raw] == [r["probability"] for r in by_vector]
+    broken = dict(raws[0])
+    del broken["section"]
+    response = ember_client.post("/predict/ember", json=[raws[0], broken])
+    assert response.status_code == 422 and response.get_json()["detail"] == {"index": 1}
+    assert "section" in response.get_json()["error"]
+
+
 def test_a_non_pe_body_is_scored_on_byte_features(ember_client):
-    response = ember_client.post("/predict/ember", data=b"plain text, not a PE" * 10,
-                                 content_type="application/octet-stream")
-    assert response.status_code == 200 and response.get_json()["results"][0]["pe"] is False
+    for body in (b"plain text, not a PE" * 10, b'{"looks": "like JSON"}'):
+        response = ember_client.post("/predict/ember", data=body, content_type="application/octet-stream")
+        assert response.status_code == 200 and response.get_json()["results"][0]["pe"] is False
 
 
 @pytest.mark.parametrize("body, status, detail", [

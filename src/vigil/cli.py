@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -11,6 +12,12 @@ from vigil.artifacts import ArtifactStore
 from vigil.config import Settings
 from vigil.errors import VigilError
 from vigil.tasks import all_tasks
+
+# Verbs that live outside a task's package (tasks never import the streaming layer): slug -> modules
+# whose add_cli(task_parser) adds sub-commands to that task's parser.
+CLI_EXTENSIONS: dict[str, list[str]] = {
+    "dns": ["vigil.streaming.dns_cli"],
+}
 
 
 def settings_and_store(args: argparse.Namespace | None = None) -> tuple[Settings, ArtifactStore]:
@@ -87,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     for task in all_tasks():
         task_parser = commands.add_parser(task.slug, help=task.title)
         task.add_cli(task_parser)
+        for module_name in CLI_EXTENSIONS.get(task.slug, []):
+            importlib.import_module(module_name).add_cli(task_parser)
     return parser
 
 

@@ -22,6 +22,7 @@ BLUEPRINTS = [
     "vigil.service.predict",
     "vigil.service.alectio",
     "vigil.service.mlpt",
+    "vigil.service.dns",
 ]
 
 

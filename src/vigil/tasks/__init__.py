@@ -12,6 +12,8 @@ from vigil.tasks.base import PredictInput, Task
 TASKS: dict[str, str] = {
     "ember": "vigil.tasks.ember.task:EmberTask",
     "web_events": "vigil.tasks.web_events:WebEventsTask",
+    "dns_exfil": "vigil.tasks.dns_exfil:DnsExfilTask",
+    "iot_anomaly": "vigil.tasks.iot_anomaly:IotAnomalyTask",
 }
 
 

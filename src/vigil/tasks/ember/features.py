@@ -16,7 +16,10 @@ comparable with the published EMBER data:
 * datadirectories ``name``: LIEF 1.0 says ``DEBUG_DIR``, LIEF <= 0.12 said ``DEBUG`` (not part of
   the vector, only of the raw record);
 * parse errors: LIEF 1.0 returns ``None`` instead of raising ``lief.bad_format`` & co.; either way
-  the file gets ember's fallback record (byte-level blocks filled, PE blocks empty).
+  the file gets ember's fallback record (byte-level blocks filled, PE blocks empty);
+* names that are not valid UTF-8 (section, import, export names of malformed files): LIEF 1.0
+  returns ``bytes``; they are decoded with U+FFFD replacement characters;
+* enum values outside LIEF's enums (malformed headers) are written ``???`` as old LIEF printed them.
 
 Example::
 
@@ -30,12 +33,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.feature_extraction import FeatureHasher
 
 log = logging.getLogger(__name__)
+# LIEF 1.0 warns once per out-of-range enum value of a malformed header; such values become "???".
+warnings.filterwarnings("ignore", message=r"-?\d+ is not a valid ", category=RuntimeWarning)
 
 FEATURE_VERSIONS = (1, 2)
 DIMS = {1: 2351, 2: 2381}
@@ -49,15 +55,33 @@ def _hasher(n_features: int, input_type: str) -> FeatureHasher:
     return FeatureHasher(n_features, input_type=input_type)
 
 
-def _hash(hasher: FeatureHasher, tokens) -> np.ndarray:
-    """FeatureHasher on one sample; a float64 vector of ``hasher.n_features``."""
-    return hasher.transform([tokens]).toarray()[0]
+def _hash_rows(hasher: FeatureHasher, samples: list) -> np.ndarray:
+    """FeatureHasher on many samples at once: float64, shape (len(samples), n_features).
+
+    Each row is hashed on its own (one CSR row, duplicates summed within it), so row i equals
+    hashing sample i alone; one call per batch saves FeatureHasher's per-call overhead.
+    """
+    return hasher.transform(samples).toarray()
 
 
 def _enum_name(value: Any) -> str:
-    """``MACHINE_TYPES.I386`` -> ``I386``, for LIEF enums and flags of any version."""
+    """``MACHINE_TYPES.I386`` -> ``I386``, for LIEF enums and flags of any version.
+
+    A value outside the enum (malformed headers) becomes ``???``, which is what str() of such a
+    value gave in the pybind11-based LIEF ember used (``SUBSYSTEM.???``).
+    """
     name = getattr(value, "name", None)
-    return name if isinstance(name, str) else str(value).split(".")[-1]
+    if isinstance(name, str) and name:
+        return name
+    text = str(value)
+    return text.split(".")[-1] if "." in text and not text.split(".")[-1].isdigit() else "???"
+
+
+def _text(value: Any) -> str:
+    """LIEF 1.0 hands back ``bytes`` for names that are not valid UTF-8; records need ``str``."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value if isinstance(value, str) else str(value)
 
 
 class FeatureBlock:
@@ -73,6 +97,10 @@ class FeatureBlock:
     def process_raw_features(self, raw: Any) -> np.ndarray:
         """float32 vector of length ``dim`` from this block's raw features."""
         raise NotImplementedError
+
+    def process_raw_features_batch(self, raws: list) -> np.ndarray:
+        """float32 matrix (len(raws), dim); row i equals ``process_raw_features(raws[i])`` exactly."""
+        return np.vstack([self.process_raw_features(raw) for raw in raws]).reshape(len(raws), self.dim)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name}, {self.dim})"
@@ -248,15 +276,20 @@ class HeaderFileInfo(FeatureBlock):
         return raw
 
     def process_raw_features(self, raw):
-        coff, optional = raw["coff"], raw["optional"]
+        return self.process_raw_features_batch([raw])[0]
+
+    def process_raw_features_batch(self, raws):
+        # float64 throughout, then float32 once, as ember's np.hstack(...).astype(np.float32)
+        coffs, optionals = [r["coff"] for r in raws], [r["optional"] for r in raws]
         return np.hstack([
-            coff["timestamp"],
-            _hash(self._hasher, [coff["machine"]]),
-            _hash(self._hasher, coff["characteristics"]),
-            _hash(self._hasher, [optional["subsystem"]]),
-            _hash(self._hasher, optional["dll_characteristics"]),
-            _hash(self._hasher, [optional["magic"]]),
-            *[optional[key] for key in self._optional_numbers],
+            np.array([[c["timestamp"]] for c in coffs], dtype=np.float64).reshape(len(raws), 1),
+            _hash_rows(self._hasher, [[c["machine"]] for c in coffs]),
+            _hash_rows(self._hasher, [c["characteristics"] for c in coffs]),
+            _hash_rows(self._hasher, [[o["subsystem"]] for o in optionals]),
+            _hash_rows(self._hasher, [o["dll_characteristics"] for o in optionals]),
+            _hash_rows(self._hasher, [[o["magic"]] for o in optionals]),
+            np.array([[o[key] for key in self._optional_numbers] for o in optionals],
+                     dtype=np.float64).reshape(len(raws), len(self._optional_numbers)),
         ]).astype(np.float32)
 
 
@@ -273,38 +306,44 @@ class SectionInfo(FeatureBlock):
             return {"entry": "", "sections": []}
         section = binary.section_from_rva(binary.entrypoint - binary.imagebase)
         if section is not None:
-            entry = section.name
+            entry = _text(section.name)
         else:  # bad entry point: ember takes the first executable section
-            entry = next((s.name for s in binary.sections
+            entry = next((_text(s.name) for s in binary.sections
                           if "MEM_EXECUTE" in map(_enum_name, s.characteristics_lists)), "")
         return {
             "entry": entry,
             "sections": [
-                {"name": s.name, "size": s.size, "entropy": s.entropy, "vsize": s.virtual_size,
+                {"name": _text(s.name), "size": s.size, "entropy": s.entropy, "vsize": s.virtual_size,
                  "props": [_enum_name(c) for c in s.characteristics_lists]}
                 for s in binary.sections
             ],
         }
 
-    def process_raw_features(self, raw):
-        sections = raw["sections"]
-        counts = [
+    @staticmethod
+    def _counts(sections: list[dict]) -> list[int]:
+        return [
             len(sections),
             sum(1 for s in sections if s["size"] == 0),
             sum(1 for s in sections if s["name"] == ""),
             sum(1 for s in sections if "MEM_READ" in s["props"] and "MEM_EXECUTE" in s["props"]),
             sum(1 for s in sections if "MEM_WRITE" in s["props"]),
         ]
-        entry = raw["entry"]
-        entry_props = [p for s in sections for p in s["props"] if s["name"] == entry]
+
+    def process_raw_features(self, raw):
+        return self.process_raw_features_batch([raw])[0]
+
+    def process_raw_features_batch(self, raws):
+        sections = [r["sections"] for r in raws]
+        entries = [r["entry"] for r in raws]
         return np.hstack([
-            counts,
-            _hash(self._pairs, [(s["name"], s["size"]) for s in sections]),
-            _hash(self._pairs, [(s["name"], s["entropy"]) for s in sections]),
-            _hash(self._pairs, [(s["name"], s["vsize"]) for s in sections]),
+            np.array([self._counts(s) for s in sections], dtype=np.float64).reshape(len(raws), 5),
+            _hash_rows(self._pairs, [[(s["name"], s["size"]) for s in secs] for secs in sections]),
+            _hash_rows(self._pairs, [[(s["name"], s["entropy"]) for s in secs] for secs in sections]),
+            _hash_rows(self._pairs, [[(s["name"], s["vsize"]) for s in secs] for secs in sections]),
             # The quirk: one token per character of the entry name (what old scikit-learn did).
-            _hash(self._strings, list(entry)),
-            _hash(self._strings, entry_props),
+            _hash_rows(self._strings, [list(entry) for entry in entries]),
+            _hash_rows(self._strings, [[p for s in secs for p in s["props"] if s["name"] == entry]
+                                       for secs, entry in zip(sections, entries)]),
         ]).astype(np.float32)
 
 
@@ -325,18 +364,23 @@ class ImportsInfo(FeatureBlock):
         if binary is None:
             return imports
         for library in binary.imports:
-            names = imports.setdefault(library.name, [])  # a library can be listed twice: extend
+            names = imports.setdefault(_text(library.name), [])  # a library can be listed twice: extend
             for entry in library.entries:
                 if entry.is_ordinal and self.ordinal_names:
                     names.append(f"ordinal{entry.ordinal}")
                 else:
-                    names.append(entry.name[:10000])  # clipped, as ember does
+                    names.append(_text(entry.name)[:10000])  # clipped, as ember does
         return imports
 
     def process_raw_features(self, raw):
-        libraries = list({library.lower() for library in raw})
-        functions = [library.lower() + ":" + name for library, names in raw.items() for name in names]
-        return np.hstack([_hash(self._libraries, libraries), _hash(self._functions, functions)]).astype(np.float32)
+        return self.process_raw_features_batch([raw])[0]
+
+    def process_raw_features_batch(self, raws):
+        libraries = [list({library.lower() for library in raw}) for raw in raws]
+        functions = [[library.lower() + ":" + name for library, names in raw.items() for name in names]
+                     for raw in raws]
+        return np.hstack([_hash_rows(self._libraries, libraries),
+                          _hash_rows(self._functions, functions)]).astype(np.float32)
 
 
 class ExportsInfo(FeatureBlock):
@@ -349,10 +393,13 @@ class ExportsInfo(FeatureBlock):
     def raw_features(self, bytez, binary):
         if binary is None:
             return []
-        return [function.name[:10000] for function in binary.exported_functions]
+        return [_text(function.name)[:10000] for function in binary.exported_functions]
 
     def process_raw_features(self, raw):
-        return _hash(self._hasher, raw).astype(np.float32)
+        return self.process_raw_features_batch([raw])[0]
+
+    def process_raw_features_batch(self, raws):
+        return _hash_rows(self._hasher, [list(raw) for raw in raws]).astype(np.float32)
 
 
 class DataDirectories(FeatureBlock):
@@ -447,12 +494,18 @@ class FeatureExtractor:
 
     def process_raw_features(self, raw: dict) -> np.ndarray:
         """float32 vector of length ``dim``. A v1 record vectorized as v2 gets zero data directories."""
+        return self.process_raw_features_batch([raw])[0]
+
+    def process_raw_features_batch(self, raws: list[dict]) -> np.ndarray:
+        """float32 matrix (len(raws), dim), row i = ``process_raw_features(raws[i])``, faster in bulk."""
+        if not raws:
+            return np.zeros((0, self.dim), dtype=np.float32)
         parts = []
         for block in self.blocks:
-            if block.name == "datadirectories" and block.name not in raw:
-                parts.append(block.process_raw_features([]))
+            if block.name == "datadirectories":
+                parts.append(block.process_raw_features_batch([raw.get(block.name, []) for raw in raws]))
             else:
-                parts.append(block.process_raw_features(raw[block.name]))
+                parts.append(block.process_raw_features_batch([raw[block.name] for raw in raws]))
         return np.hstack(parts).astype(np.float32)
 
     def feature_vector(self, bytez: bytes) -> np.ndarray:

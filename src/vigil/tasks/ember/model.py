@@ -107,8 +107,7 @@ class RawRecordVectorizer(TransformerMixin, BaseEstimator):
     def transform(self, X) -> np.ndarray:
         dim = DIMS[self.feature_version]
         if len(X) and isinstance(X[0], dict):
-            extractor = FeatureExtractor(self.feature_version)
-            return np.vstack([extractor.process_raw_features(record) for record in X])
+            return FeatureExtractor(self.feature_version).process_raw_features_batch(list(X))
         array = np.asarray(X, dtype=np.float32)
         if array.ndim != 2 or array.shape[1] != dim:
             raise ValueError(f"expected vectors of {dim} floats, got shape {array.shape}")

@@ -23,12 +23,21 @@ from vigil.tasks.ember.features import DIMS, FEATURE_VERSIONS, FeatureExtractor
 # same trees here (min_data_in_leaf 50 on ~400 rows allows at most 8 leaves) without LightGBM
 # reserving a histogram for each of 2048 leaves (~2 GB); column-wise histograms because its automatic
 # choice is several times slower with 2381 features and few rows.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 DEMO_TRAIN_OVERRIDES = {"n_estimators": 200, "num_leaves": 16, "force_col_wise": True}
 
 
 def is_parsed_pe(raw: dict) -> bool:
     """False for ember's fallback record (LIEF could not read the file as PE)."""
     return bool(raw.get("header", {}).get("coff", {}).get("machine"))
+
+
+def _extract_or_422(extractor: FeatureExtractor, content: bytes, where: dict) -> dict:
+    """Raw features of an uploaded file; a file that breaks the extractor is the client's 422, not a 500."""
+    try:
+        return extractor.raw_features(content)
+    except Exception as exc:  # LIEF on hostile input: report it, keep the worker serving
+        raise UnprocessableInput(f"cannot extract features ({type(exc).__name__}: {exc})"[:300], where) from None
 
 
 # -- extraction -------------------------------------------------------------------------------
@@ -86,13 +95,29 @@ def extract_files(paths: list[str], out, label: int = -1, feature_version: int =
 
 
 # -- CLI handlers -----------------------------------------------------------------------------
+def _clear_errors(handler):
+    """Missing files and bad data become one-line ``vigil: error: ...`` messages, not tracebacks."""
+    import functools
+
+    @functools.wraps(handler)
+    def wrapped(args):
+        try:
+            return handler(args)
+        except (FileNotFoundError, ValueError) as exc:
+            raise InvalidInput(str(exc)) from None
+
+    return wrapped
+
+
 def _store(args):
     from vigil.cli import settings_and_store
 
     return settings_and_store(args)
 
 
+@_clear_errors
 def cmd_extract(args) -> int:
+    list(iter_input_files(args.paths))  # fail on a missing path before creating the output file
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
     try:
         written, errors = extract_files(args.paths, out, label=args.label, feature_version=args.feature_version,
@@ -106,6 +131,7 @@ def cmd_extract(args) -> int:
     return 1 if errors and not written else 0
 
 
+@_clear_errors
 def cmd_vectorize(args) -> int:
     from vigil.tasks.ember.vectorize import create_vectorized_features
 
@@ -121,6 +147,7 @@ def cmd_vectorize(args) -> int:
     return status
 
 
+@_clear_errors
 def cmd_train(args) -> int:
     from vigil.tasks.ember.model import train_and_save
 
@@ -139,6 +166,7 @@ def _headline(report: dict) -> dict:
     return {k: v for k, v in report.items() if not k.startswith("fpr_at")}
 
 
+@_clear_errors
 def cmd_evaluate(args) -> int:
     from vigil.tasks.ember.model import evaluate_classifier
     from vigil.tasks.ember.vectorize import read_vectorized
@@ -178,6 +206,7 @@ def plot_roc(y: np.ndarray, scores: np.ndarray, path: Path, threshold: float | N
     plt.close(figure)
 
 
+@_clear_errors
 def cmd_classify(args) -> int:
     _, store = _store(args)
     loaded = store.load("ember", args.version)
@@ -199,6 +228,7 @@ def cmd_classify(args) -> int:
     return status
 
 
+@_clear_errors
 def cmd_demo_data(args) -> int:
     from vigil.tasks.ember.demo_data import write_demo_data
 
@@ -272,7 +302,7 @@ class EmberTask(Task):
         from vigil.tasks.ember.vectorize import create_vectorized_features
 
         with tempfile.TemporaryDirectory(prefix="vigil-ember-demo-") as folder:
-            write_demo_data(folder)
+            write_demo_data(folder, sample_dir=Path(settings.data_dir) / "ember")
             create_vectorized_features(folder, feature_version=2, processes=1, progress=False)
             return train_and_save(store, folder, feature_version=2, preset="ember", n_jobs=1,
                                   extra={"demo": True, "data": "synthetic demo set (vigil.tasks.ember.demo_data)"},
@@ -286,7 +316,7 @@ class EmberTask(Task):
             items = self._items_from_files(request.files, feature_version)
             scores = loaded.model.predict_proba([raw for _, raw in items])[:, 1]
             results = [{"name": name, "sha256": raw["sha256"], "pe": is_parsed_pe(raw)} for name, raw in items]
-        elif request.json is not None:
+        elif request.json is not None and request.content_type != "application/octet-stream":
             vectors = self._vectors_from_json(request.json, feature_version, request.max_rows)
             scores = loaded.model[-1].predict_proba(vectors)[:, 1]
             results = [{"index": i} for i in range(len(vectors))]
@@ -295,7 +325,7 @@ class EmberTask(Task):
                 raise InvalidInput("empty request body",
                                    "send a PE file (application/octet-stream), a multipart upload, "
                                    "or a JSON list of feature vectors")
-            raw = FeatureExtractor(feature_version).raw_features(request.body)
+            raw = _extract_or_422(FeatureExtractor(feature_version), request.body, {"body": "application/octet-stream"})
             scores = loaded.model.predict_proba([raw])[:, 1]
             results = [{"sha256": raw["sha256"], "pe": is_parsed_pe(raw)}]
         for result, score in zip(results, scores):
@@ -317,7 +347,7 @@ class EmberTask(Task):
         for name, content in files.items():
             if not content:
                 raise InvalidInput(f"uploaded file '{name}' is empty", {"file": name})
-            items.append((name, extractor.raw_features(content)))
+            items.append((name, _extract_or_422(extractor, content, {"file": name})))
         return items
 
     @staticmethod
@@ -331,9 +361,13 @@ class EmberTask(Task):
             raise InvalidInput(f"{len(rows)} vectors exceed the limit of {max_rows} per request",
                                {"rows": len(rows), "max_rows": max_rows}, status=413)
         matrix = np.empty((len(rows), dim), dtype=np.float32)
+        extractor = FeatureExtractor(feature_version)
         for index, row in enumerate(rows):
+            if isinstance(row, dict):  # an ember raw record (one line of a *_features.jsonl file)
+                matrix[index] = EmberTask._vector_from_raw(extractor, row, index)
+                continue
             if not isinstance(row, list):
-                raise InvalidInput(f"vector {index} is not a list of numbers", {"index": index})
+                raise InvalidInput(f"vector {index} is not a list of numbers or a raw record", {"index": index})
             if len(row) != dim:
                 raise UnprocessableInput(
                     f"vector {index} has {len(row)} values; feature version {feature_version} needs {dim}",
@@ -342,21 +376,37 @@ class EmberTask(Task):
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise InvalidInput(f"vector {index}, value {position} is not a number",
                                        {"index": index, "position": position, "value": repr(value)[:40]})
-                if not math.isfinite(value) or abs(value) > np.finfo(np.float32).max:
+                if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
                     raise UnprocessableInput(f"vector {index}, value {position} is not a finite float32",
                                              {"index": index, "position": position})
             matrix[index] = row
         return matrix
+
+    @staticmethod
+    def _vector_from_raw(extractor: FeatureExtractor, record: dict, index: int) -> np.ndarray:
+        from vigil.tasks.ember.vectorize import vectorize_record
+
+        try:
+            vector, _, _ = vectorize_record(extractor, json.dumps(record))
+        except ValueError as exc:
+            raise UnprocessableInput(f"raw record {index} cannot be vectorized: {exc}", {"index": index}) from None
+        if not np.isfinite(vector).all():
+            position = int(np.flatnonzero(~np.isfinite(vector))[0])
+            raise UnprocessableInput(f"raw record {index} gives a non-finite value at position {position}",
+                                     {"index": index, "position": position})
+        return vector
 
     def request_schema(self) -> dict:
         dim = DIMS[2]
         vector = {"type": "array", "items": {"type": "number"}, "minItems": dim, "maxItems": dim}
         return {
             "description": "POST a PE file as application/octet-stream or multipart/form-data, or JSON "
-                           "feature vectors (2381 floats for feature version 2, 2351 for version 1).",
+                           "feature vectors (2381 floats for feature version 2, 2351 for version 1) "
+                           "or ember raw records (objects with the feature-block keys).",
             "oneOf": [
-                {"type": "array", "items": vector, "minItems": 1},
-                {"type": "object", "properties": {"vectors": {"type": "array", "items": vector, "minItems": 1}},
+                {"type": "array", "items": {"anyOf": [vector, {"type": "object"}]}, "minItems": 1},
+                {"type": "object", "properties": {"vectors": {"type": "array", "minItems": 1,
+                                                              "items": {"anyOf": [vector, {"type": "object"}]}}},
                  "required": ["vectors"]},
             ],
         }

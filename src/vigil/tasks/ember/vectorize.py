@@ -85,25 +85,20 @@ def count_lines(paths: list[Path]) -> int:
 def iter_raw_lines(paths: list[Path]) -> Iterator[tuple[str, int, str]]:
     """(file, 1-based line number, text) for every line of the files, in order."""
     for path in paths:
-        with open(path, "r", encoding="utf-8", errors="replace") as handle:
+        # Binary mode splits on b"\n" only, as count_lines counts (text mode would also split on "\r").
+        with open(path, "rb") as handle:
             for number, line in enumerate(handle, start=1):
-                yield str(path), number, line
+                yield str(path), number, line.decode("utf-8", errors="replace")
 
 
-def vectorize_record(extractor: FeatureExtractor, line: str) -> tuple[np.ndarray, float, dict]:
-    """One raw JSON line -> (vector, label, metadata). Raises ValueError naming the problem."""
+def parse_record(line: str) -> tuple[dict, float, dict]:
+    """One raw JSON line -> (record, label, metadata). Raises ValueError naming the problem."""
     try:
         record = json.loads(line)
     except ValueError as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
     if not isinstance(record, dict):
         raise ValueError("a raw record must be a JSON object")
-    try:
-        vector = extractor.process_raw_features(record)
-    except KeyError as exc:
-        raise ValueError(f"missing feature block {exc}") from None
-    except (TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise ValueError(f"malformed feature block ({type(exc).__name__}: {exc})") from None
     label = record.get("label", -1)
     label = -1 if label is None else label
     try:
@@ -112,7 +107,23 @@ def vectorize_record(extractor: FeatureExtractor, line: str) -> tuple[np.ndarray
         raise ValueError(f"label must be 1, 0 or -1, not {label!r}") from None
     metadata = {key: record.get(key) for key in ("sha256", "appeared", "avclass")}
     metadata["label"] = int(label)
-    return vector, label, metadata
+    return record, label, metadata
+
+
+def vectorize_records(extractor: FeatureExtractor, records: list[dict]) -> np.ndarray:
+    """Vectors of parsed records; raises ValueError naming the block when one is missing or malformed."""
+    try:
+        return extractor.process_raw_features_batch(records)
+    except KeyError as exc:
+        raise ValueError(f"missing feature block {exc}") from None
+    except (TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ValueError(f"malformed feature block ({type(exc).__name__}: {exc})") from None
+
+
+def vectorize_record(extractor: FeatureExtractor, line: str) -> tuple[np.ndarray, float, dict]:
+    """One raw JSON line -> (vector, label, metadata). Raises ValueError naming the problem."""
+    record, label, metadata = parse_record(line)
+    return vectorize_records(extractor, [record])[0], label, metadata
 
 
 # -- worker side: one memmap pair opened per process, rows written in batches ------------------
@@ -130,16 +141,33 @@ def _worker_init(X_path: str, y_path: str, rows: int, feature_version: int) -> N
 
 def _vectorize_batch(batch: list[tuple[int, str, int, str]]) -> tuple[list[tuple[int, dict]], list[BadLine]]:
     extractor, X, y = _worker_state["extractor"], _worker_state["X"], _worker_state["y"]
-    metadata, bad = [], []
+    metadata, bad, parsed = [], [], []
     for row, path, number, line in batch:
         try:
-            vector, label, meta = vectorize_record(extractor, line)
+            record, label, meta = parse_record(line)
+            parsed.append((row, path, number, record, label))
         except ValueError as exc:
-            vector, label, meta = np.zeros(extractor.dim, dtype=np.float32), -1.0, {"label": -1}
+            meta = {"label": -1}
             bad.append(BadLine(path, number, str(exc)))
-        X[row] = vector
-        y[row] = label
+            X[row] = 0.0
+            y[row] = -1.0
         metadata.append((row, meta))
+    if parsed:
+        try:  # the whole batch at once (FeatureHasher is much faster in bulk) ...
+            vectors = vectorize_records(extractor, [item[3] for item in parsed])
+        except ValueError:  # ... unless a record is broken: then one by one, to name the line
+            vectors = np.zeros((len(parsed), extractor.dim), dtype=np.float32)
+            for i, (row, path, number, record, _) in enumerate(parsed):
+                try:
+                    vectors[i] = vectorize_records(extractor, [record])[0]
+                except ValueError as exc:
+                    bad.append(BadLine(path, number, str(exc)))
+                    parsed[i] = (row, path, number, record, -1.0)
+                    metadata = [(r, {"label": -1}) if r == row else (r, m) for r, m in metadata]
+        rows = np.array([item[0] for item in parsed])
+        order = np.argsort(rows)  # rows of a batch are consecutive: write them as one slice
+        X[rows[order]] = vectors[order]
+        y[rows[order]] = np.array([item[4] for item in parsed], dtype=np.float32)[order]
     X.flush()
     y.flush()
     return metadata, bad

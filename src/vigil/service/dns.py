@@ -1,0 +1,63 @@
+"""``POST /predict/dns`` from the current dynamic model while a stream runs, else the static one.
+
+A running ``vigil dns stream`` saves every dynamic model (its starting copy of the static model and
+each retrain) under the artifact key ``dns_exfil_dynamic`` and refreshes a heartbeat file in the model
+store (``models/dns_exfil_streams/<group>.<consumer>.json``) every few seconds. While some heartbeat
+says "running" and is younger than two minutes, this route answers from the newest dynamic version
+(loaded once per version through the artifact store, hash-checked like every model); otherwise from
+the static model the registry holds. The answer's ``model`` field says which one was used.
+``GET /dns/streams`` lists the live streams.
+
+The static route ``/predict/dns`` takes precedence over the generic ``/predict/<slug>``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from flask import Blueprint, current_app, jsonify
+
+from vigil.service.predict import predict_input_from_request
+from vigil.tasks import get_task
+from vigil.tasks.dns_exfil import DYNAMIC_TASK, TASK_NAME, live_stream_status
+
+bp = Blueprint("dns", __name__)
+_cache: dict = {}
+_lock = threading.Lock()
+
+
+def _dynamic_model(store):
+    entry = store.latest_entry(DYNAMIC_TASK)
+    if entry is None:
+        return None
+    key = (str(store.root), entry["version"], entry["sha256"])
+    with _lock:
+        loaded = _cache.get(key)
+        if loaded is None:
+            loaded = store.load(DYNAMIC_TASK, entry["version"])
+            _cache.clear()
+            _cache[key] = loaded
+    return loaded
+
+
+def current_model():
+    store = current_app.extensions["vigil.store"]
+    if live_stream_status(store):
+        dynamic = _dynamic_model(store)
+        if dynamic is not None:
+            return dynamic
+    return current_app.extensions["vigil.registry"].get(TASK_NAME)
+
+
+@bp.post("/predict/dns")
+def predict_dns():
+    task = get_task(TASK_NAME)
+    return jsonify(task.predict(current_model(), predict_input_from_request()))
+
+
+@bp.get("/dns/streams")
+def streams():
+    store = current_app.extensions["vigil.store"]
+    entry = store.latest_entry(DYNAMIC_TASK)
+    return jsonify({"live": live_stream_status(store),
+                    "dynamic_version": entry["version"] if entry else None})

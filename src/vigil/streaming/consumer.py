@@ -1,0 +1,229 @@
+"""A Kafka consumer that works in windows of exactly N accepted messages, with manual commits.
+
+How windows are formed: a consumer collects the messages of the partitions assigned to it, in the
+order it receives them, until it holds ``window_size`` accepted messages. Messages that cannot be
+parsed are *rejected* (recorded with partition, offset and reason, not counted); control messages
+(the CSV header of the raw-line format) are skipped. A window therefore spans, per partition, a
+contiguous offset range ``[first, last]``; the window is scored, recorded in SQLite (see
+:mod:`vigil.streaming.results`), and only then are ``last + 1`` offsets committed to Kafka.
+
+With two consumers of one group on a two-partition topic, each gets one partition and forms its own
+windows from it; window indexes are numbered in the order windows are recorded in the shared results
+file. On a rebalance the partial window is dropped (it was never committed) and whoever gets the
+partition re-reads it from the committed position, so no message is lost or counted twice. A
+consumer killed mid-window likewise restarts from the last committed window boundary.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from vigil.streaming.kafka_io import consumer_config
+from vigil.streaming.results import ResultsStore
+
+
+class RejectedMessage(ValueError):
+    """A message that cannot be turned into a row: recorded, never fatal."""
+
+
+class WindowProcessor(Protocol):
+    def parse(self, value: bytes | None) -> Any | None: ...  # a row, None for a control message
+
+    def restore(self, checkpoint: Any | None) -> None: ...
+
+    def process(self, rows: list) -> tuple[dict, Any]: ...  # the window record, the new checkpoint
+
+    def heartbeat(self, state: str, **fields) -> None: ...
+
+
+@dataclass
+class StreamStats:
+    windows: int = 0
+    messages: int = 0
+    rejected: int = 0
+    left_in_partial_window: int = 0
+    window_indexes: list = field(default_factory=list)
+
+
+def run_key_for(bootstrap_servers: str, topic: str, group: str) -> str:
+    return f"{bootstrap_servers}|{topic}|{group}"
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+class WindowedConsumer:
+    def __init__(self, bootstrap_servers: str, topic: str, group: str, processor: WindowProcessor,
+                 results: ResultsStore, consumer_name: str = "main", window_size: int = 1000,
+                 idle_timeout_s: float | None = None, max_windows: int | None = None,
+                 on_window: Callable[[dict], None] | None = None, config_overrides: dict | None = None):
+        self.bootstrap_servers, self.topic, self.group = bootstrap_servers, topic, group
+        self.processor, self.results = processor, results
+        self.consumer_name = consumer_name
+        self.window_size = window_size
+        self.idle_timeout_s = idle_timeout_s
+        self.max_windows = max_windows
+        self.on_window = on_window
+        self.config_overrides = config_overrides or {}
+        self.run_key = run_key_for(bootstrap_servers, topic, group)
+        self.stats = StreamStats()
+        self.assigned: list[int] = []
+        self._stop = False
+        self._callback_error: Exception | None = None
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self.rows: list = []
+        self.rejected: list[dict] = []
+        self.span: dict[int, list[int]] = {}
+
+    def stop(self, *_args) -> None:
+        self._stop = True
+
+    # -- rebalance callbacks -----------------------------------------------------------------------
+    def _on_assign(self, consumer, partitions) -> None:
+        try:
+            self._assign(consumer, partitions)
+        except Exception as exc:  # librdkafka would swallow it into an opaque SystemError
+            self._callback_error = exc
+            raise
+
+    def _assign(self, consumer, partitions) -> None:
+        recorded = self.results.positions(self.run_key)
+        committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=30)}
+        for tp in partitions:
+            # The results file is written before Kafka's commit: when it is ahead, Kafka missed the
+            # commit of a window that is already recorded, and re-reading it would count it twice.
+            if tp.partition in recorded and recorded[tp.partition] > committed.get(tp.partition, -1):
+                tp.offset = recorded[tp.partition]
+        consumer.assign(partitions)
+        self.assigned = sorted(tp.partition for tp in partitions)
+        self.processor.heartbeat("running", assigned=self.assigned)
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        try:
+            self._revoke(consumer, partitions)
+        except Exception as exc:
+            self._callback_error = exc
+            raise
+
+    def _revoke(self, consumer, partitions) -> None:
+        # Eager rebalancing revokes everything: the partial window was never committed, so the next
+        # owner of each partition re-reads it from the last window boundary.
+        self._reset_window()
+        self.assigned = []
+        consumer.unassign()
+
+    # -- main loop ---------------------------------------------------------------------------------
+    def run(self) -> StreamStats:
+        from confluent_kafka import Consumer, KafkaError
+
+        self.processor.restore(self.results.checkpoint(self.run_key, self.consumer_name))
+        consumer = Consumer(consumer_config(self.bootstrap_servers, self.group, **self.config_overrides))
+        previous_handlers = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous_handlers[sig] = signal.signal(sig, self.stop)
+            except ValueError:  # not the main thread (e.g. a benchmark's helper thread)
+                pass
+        consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self.processor.heartbeat("running", assigned=[])
+        last_message_at = time.monotonic()
+        last_heartbeat = 0.0
+        try:
+            while not self._stop:
+                wanted = max(1, self.window_size - len(self.rows))
+                try:
+                    messages = consumer.consume(num_messages=min(wanted, 1000), timeout=0.5)
+                except SystemError:
+                    if self._callback_error is not None:
+                        raise self._callback_error
+                    raise
+                now = time.monotonic()
+                if now - last_heartbeat > 2:
+                    self.processor.heartbeat("running", assigned=self.assigned, windows=self.stats.windows)
+                    last_heartbeat = now
+                if not self.assigned:
+                    last_message_at = now  # joining the group is not idleness
+                if not messages:
+                    if self.idle_timeout_s is not None and now - last_message_at > self.idle_timeout_s:
+                        break
+                    continue
+                last_message_at = now
+                for message in messages:
+                    error = message.error()
+                    if error is not None:
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            self.processor.heartbeat("running", assigned=self.assigned, last_error=str(error))
+                        continue
+                    self._take(message)
+                    if len(self.rows) == self.window_size:
+                        self._close_window(consumer)
+                        if self.max_windows is not None and self.stats.windows >= self.max_windows:
+                            self._stop = True
+                            break
+        finally:
+            self.stats.left_in_partial_window = len(self.rows)
+            self.processor.heartbeat("stopped", assigned=[], windows=self.stats.windows)
+            consumer.close()
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
+        return self.stats
+
+    def _take(self, message) -> None:
+        partition, offset = message.partition(), message.offset()
+        first_last = self.span.setdefault(partition, [offset, offset])
+        first_last[1] = offset
+        try:
+            row = self.processor.parse(message.value())
+        except RejectedMessage as exc:
+            value = message.value() or b""
+            self.rejected.append({"partition": partition, "offset": offset, "reason": str(exc),
+                                  "excerpt": value[:120].decode("utf-8", errors="replace")})
+            return
+        if row is not None:
+            self.rows.append(row)
+
+    def _close_window(self, consumer) -> None:
+        from confluent_kafka import TopicPartition
+
+        started = time.perf_counter()
+        record, state = self.processor.process(self.rows)
+        offsets = {str(p): span for p, span in sorted(self.span.items())}
+        record.update({"offsets": _offsets_text(offsets), "n_messages": len(self.rows),
+                       "n_rejected": len(self.rejected), "seconds": time.perf_counter() - started})
+        next_offsets = {p: span[1] + 1 for p, span in self.span.items()}
+        index = self.results.record_window(self.run_key, self.consumer_name, record, self.rejected, next_offsets, state)
+        self._commit(consumer, [TopicPartition(self.topic, p, o) for p, o in next_offsets.items()])
+        self.stats.windows += 1
+        self.stats.messages += len(self.rows)
+        self.stats.rejected += len(self.rejected)
+        self.stats.window_indexes.append(index)
+        record["window_index"] = index
+        self._reset_window()
+        self.processor.heartbeat("running", assigned=self.assigned, windows=self.stats.windows)
+        if self.on_window:
+            self.on_window(record)
+
+
+    def _commit(self, consumer, offsets) -> None:
+        consumer.commit(offsets=offsets, asynchronous=False)
+
+
+def _offsets_text(offsets: dict[str, list[int]]) -> str:
+    return ";".join(f"p{p}:{a}-{b}" for p, (a, b) in offsets.items())
+
+
+def parse_offsets(text: str) -> dict[int, tuple[int, int]]:
+    """``"p0:0-999;p1:0-10"`` -> ``{0: (0, 999), 1: (0, 10)}``."""
+    spans = {}
+    for part in text.split(";"):
+        partition, span = part[1:].split(":")
+        first, last = span.split("-")
+        spans[int(partition)] = (int(first), int(last))
+    return spans

@@ -1,0 +1,157 @@
+"""The DNS windows: parse messages, score the static and the dynamic model, retrain by the policy.
+
+Accepted message values (JSON):
+
+- an object with the CIC columns (what ``vigil dns produce`` sends by default; the label is
+  ``Target Attack``);
+- a string holding one raw CSV line (the assignment's producer); a line naming the columns is the
+  header and sets the column order for the lines after it (default: the CIC order);
+- an object with ``query`` (a real DNS log event), featurised here; ``Target Attack`` or ``label``
+  gives the label when known.
+
+Rows without a label are scored but not used for metrics or retraining.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+from vigil.artifacts import ArtifactStore, LoadedModel
+from vigil.streaming.consumer import RejectedMessage
+from vigil.streaming.decision import RetrainPolicy
+from vigil.tasks.dns_exfil import DYNAMIC_TASK, write_stream_status
+from vigil.tasks.dns_exfil.features import (
+    CSV_COLUMNS, FEATURE_COLUMNS, FEATURE_VERSION, LABEL_COLUMN, QueryFeatureExtractor, coerce_csv_value,
+)
+from vigil.tasks.dns_exfil.model import predict_proba, refit, scores
+
+
+def _label(value) -> float:
+    if value is None or value == "":
+        return math.nan
+    label = float(value)
+    if label not in (0.0, 1.0):
+        raise RejectedMessage(f"{LABEL_COLUMN} must be 0 or 1, got {value!r}")
+    return label
+
+
+class DnsWindowProcessor:
+    def __init__(self, store: ArtifactStore, static: LoadedModel, consumer_id: str, policy: RetrainPolicy | None = None,
+                 stream_info: dict | None = None):
+        self.store = store
+        self.static = static
+        self.consumer_id = consumer_id
+        self.policy = policy or RetrainPolicy()
+        self.stream_info = stream_info or {}
+        self.extractor = QueryFeatureExtractor()
+        self.header = list(CSV_COLUMNS)
+        self.recent: list[tuple[pd.DataFrame, np.ndarray]] = []
+        self.dynamic: dict | None = None
+        self.dynamic_version: str | None = None
+
+    # -- messages ----------------------------------------------------------------------------------
+    def parse(self, value: bytes | None):
+        if value is None:
+            raise RejectedMessage("empty message")
+        try:
+            obj = json.loads(value)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RejectedMessage(f"not JSON: {exc}") from exc
+        if isinstance(obj, str):
+            cells = next(csv.reader(io.StringIO(obj)), [])
+            if "FQDN_count" in cells and LABEL_COLUMN in cells:
+                self.header = cells
+                return None
+            if len(cells) != len(self.header):
+                raise RejectedMessage(f"CSV line has {len(cells)} cells, the header {len(self.header)}")
+            obj = dict(zip(self.header, cells))
+        if not isinstance(obj, dict):
+            raise RejectedMessage(f"expected a JSON object or a CSV line, got {type(obj).__name__}")
+        label = _label(obj.get(LABEL_COLUMN, obj.get("label")))
+        if "query" in obj:
+            try:
+                features = self.extractor.features(obj["query"])
+            except ValueError as exc:
+                raise RejectedMessage(f"query: {exc}") from exc
+            return [features[c] for c in FEATURE_COLUMNS], label
+        row = []
+        for column in FEATURE_COLUMNS:
+            if column not in obj:
+                raise RejectedMessage(f"missing field '{column}'")
+            try:
+                row.append(coerce_csv_value(column, obj[column]))
+            except (TypeError, ValueError) as exc:
+                raise RejectedMessage(f"field '{column}': {exc}") from exc
+        return row, label
+
+    # -- state -------------------------------------------------------------------------------------
+    def restore(self, checkpoint) -> None:
+        if checkpoint:
+            self.policy = checkpoint["policy"]
+            self.recent = checkpoint["recent"]
+            loaded = self.store.load(DYNAMIC_TASK, checkpoint["dynamic_version"])
+            self.dynamic, self.dynamic_version = loaded.model, loaded.version
+            return
+        # A new stream: the dynamic model starts as a copy of the static one.
+        self.dynamic = {**self.static.model, "kind": "dynamic"}
+        self.dynamic_version = self._save_dynamic(f"copy of static v{self.static.version}", rows=0)
+
+    def _save_dynamic(self, origin: str, rows: int, metrics: dict | None = None) -> str:
+        entry = self.store.save(DYNAMIC_TASK, self.dynamic, metrics=metrics or {}, threshold=self.dynamic.get("threshold"),
+                                feature_version=FEATURE_VERSION,
+                                extra={"kind": "dynamic", "origin": origin, "training_rows": rows,
+                                       "static_version": self.static.version, "consumer": self.consumer_id,
+                                       **self.stream_info})
+        return entry["version"]
+
+    def checkpoint(self) -> dict:
+        return {"policy": self.policy, "recent": self.recent, "dynamic_version": self.dynamic_version}
+
+    def heartbeat(self, state: str, **fields) -> None:
+        write_stream_status(self.store, self.consumer_id, state, dynamic_version=self.dynamic_version,
+                            static_version=self.static.version, **self.stream_info, **fields)
+
+    # -- one window --------------------------------------------------------------------------------
+    def process(self, rows: list) -> tuple[dict, dict]:
+        X = pd.DataFrame([r[0] for r in rows], columns=FEATURE_COLUMNS, dtype=float)
+        y = np.array([r[1] for r in rows], dtype=float)
+        labelled = ~np.isnan(y)
+        p_static = predict_proba(self.static.model, X)
+        p_dynamic = predict_proba(self.dynamic, X)
+        record = {"n_attacks": int(np.nansum(y)), "dynamic_version": self.dynamic_version, "retrained": 0, "reason": ""}
+        if not labelled.any():
+            for prefix in ("static", "dynamic"):
+                record.update({f"{prefix}_f1": math.nan, f"{prefix}_accuracy": math.nan, f"{prefix}_roc_auc": math.nan})
+            record["reason"] = "no labels in this window"
+            return record, self.checkpoint()
+        y_known = y[labelled].astype(int)
+        static_scores = scores(y_known, p_static[labelled], self.static.model.get("threshold", 0.5))
+        dynamic_threshold = self.dynamic.get("threshold", 0.5)
+        dynamic_scores = scores(y_known, p_dynamic[labelled], dynamic_threshold)
+        for prefix, values in (("static", static_scores), ("dynamic", dynamic_scores)):
+            record.update({f"{prefix}_f1": values["f1"], f"{prefix}_accuracy": values["accuracy"],
+                           f"{prefix}_roc_auc": values["roc_auc"]})
+        errors = ((p_dynamic[labelled] >= dynamic_threshold).astype(int) != y_known).astype(int)
+        decision = self.policy.observe(errors, dynamic_scores["f1"])
+        self.recent.append((X[labelled].reset_index(drop=True), y_known))
+        self.recent = self.recent[-self.policy.retrain_windows:]
+        record["reason"] = decision.reason
+        if decision.retrain:
+            X_train = pd.concat([x for x, _ in self.recent], ignore_index=True)
+            y_train = np.concatenate([t for _, t in self.recent])
+            if len(np.unique(y_train)) < 2:
+                record["reason"] = decision.reason + "; not retrained: recent windows hold one class"
+            else:
+                self.dynamic = refit(self.dynamic, X_train, y_train, kind="dynamic")
+                self.dynamic_version = self._save_dynamic(
+                    f"retrained on {len(self.recent)} windows: {decision.reason}", rows=len(y_train),
+                    metrics={"trigger_window_f1": dynamic_scores["f1"]})
+                self.policy.retrained()
+                record["retrained"] = 1
+        return record, self.checkpoint()

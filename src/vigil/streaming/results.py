@@ -1,0 +1,205 @@
+"""Per-window results in SQLite (the source of truth), exported as CSV, plotted, and summarised.
+
+One transaction per window writes the window's row, its rejected messages, the next offset of every
+partition it covered, and the consumer's checkpoint (policy state, recent windows, dynamic model
+version). Only after that commit does the consumer commit the offsets to Kafka; on start it seeks to
+the positions recorded here when they are ahead of Kafka's, so a crash between the two commits cannot
+count a window twice, and a crash before the first loses nothing (the window was never committed).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import pickle
+import sqlite3
+import time
+from pathlib import Path
+
+WINDOW_COLUMNS = [
+    "run_key", "window_index", "consumer", "offsets", "n_messages", "n_rejected", "n_attacks",
+    "static_f1", "static_accuracy", "static_roc_auc", "dynamic_f1", "dynamic_accuracy", "dynamic_roc_auc",
+    "dynamic_version", "retrained", "reason", "seconds", "recorded_at",
+]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS windows (
+    run_key TEXT NOT NULL, window_index INTEGER NOT NULL, consumer TEXT NOT NULL,
+    offsets TEXT NOT NULL, n_messages INTEGER, n_rejected INTEGER, n_attacks INTEGER,
+    static_f1 REAL, static_accuracy REAL, static_roc_auc REAL,
+    dynamic_f1 REAL, dynamic_accuracy REAL, dynamic_roc_auc REAL,
+    dynamic_version TEXT, retrained INTEGER, reason TEXT, seconds REAL, recorded_at REAL,
+    PRIMARY KEY (run_key, window_index), UNIQUE (run_key, offsets));
+CREATE TABLE IF NOT EXISTS rejected (
+    run_key TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER NOT NULL,
+    reason TEXT, excerpt TEXT, window_index INTEGER,
+    PRIMARY KEY (run_key, partition, "offset"));
+CREATE TABLE IF NOT EXISTS positions (
+    run_key TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    PRIMARY KEY (run_key, partition));
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run_key TEXT NOT NULL, consumer TEXT NOT NULL, state BLOB NOT NULL, updated_at REAL,
+    PRIMARY KEY (run_key, consumer));
+"""
+
+
+class ResultsStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) so consumers sharing the
+        # file serialise their window commits instead of failing on a lock upgrade.
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- reads ------------------------------------------------------------------------------------
+    def positions(self, run_key: str) -> dict[int, int]:
+        rows = self.db.execute("SELECT partition, next_offset FROM positions WHERE run_key=?", (run_key,))
+        return {int(p): int(o) for p, o in rows}
+
+    def checkpoint(self, run_key: str, consumer: str):
+        row = self.db.execute("SELECT state FROM checkpoints WHERE run_key=? AND consumer=?",
+                              (run_key, consumer)).fetchone()
+        return pickle.loads(row[0]) if row else None
+
+    def windows(self, run_key: str | None = None) -> list[dict]:
+        query = f"SELECT {', '.join(WINDOW_COLUMNS)} FROM windows"
+        args: tuple = ()
+        if run_key is not None:
+            query += " WHERE run_key=?"
+            args = (run_key,)
+        return [dict(zip(WINDOW_COLUMNS, row)) for row in self.db.execute(query + " ORDER BY window_index", args)]
+
+    def rejected(self, run_key: str | None = None) -> list[dict]:
+        query = 'SELECT run_key, partition, "offset", reason, excerpt, window_index FROM rejected'
+        args: tuple = ()
+        if run_key is not None:
+            query += " WHERE run_key=?"
+            args = (run_key,)
+        columns = ["run_key", "partition", "offset", "reason", "excerpt", "window_index"]
+        return [dict(zip(columns, row)) for row in self.db.execute(query + ' ORDER BY partition, "offset"', args)]
+
+    # -- the per-window transaction --------------------------------------------------------------
+    def record_window(self, run_key: str, consumer: str, record: dict, rejected: list[dict],
+                      next_offsets: dict[int, int], state) -> int:
+        """Write one window atomically; returns its index (the next free one of this run)."""
+        blob = pickle.dumps(state)
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            index = self.db.execute("SELECT COALESCE(MAX(window_index) + 1, 0) FROM windows WHERE run_key=?",
+                                    (run_key,)).fetchone()[0]
+            row = {**record, "run_key": run_key, "window_index": index, "consumer": consumer,
+                   "recorded_at": time.time()}
+            self.db.execute(f"INSERT INTO windows ({', '.join(WINDOW_COLUMNS)}) VALUES "
+                            f"({', '.join('?' for _ in WINDOW_COLUMNS)})", [row.get(c) for c in WINDOW_COLUMNS])
+            self.db.executemany(
+                'INSERT OR IGNORE INTO rejected (run_key, partition, "offset", reason, excerpt, window_index) '
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_key, r["partition"], r["offset"], r["reason"], r["excerpt"], index) for r in rejected])
+            self.db.executemany(
+                "INSERT INTO positions (run_key, partition, next_offset) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_key, partition) DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)",
+                [(run_key, p, o) for p, o in next_offsets.items()])
+            self.db.execute("INSERT OR REPLACE INTO checkpoints (run_key, consumer, state, updated_at) "
+                            "VALUES (?, ?, ?, ?)", (run_key, consumer, blob, time.time()))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return index
+
+    # -- exports ----------------------------------------------------------------------------------
+    def export_csv(self, path: Path, run_key: str | None = None) -> Path:
+        rows = self.windows(run_key)
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=WINDOW_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        return path
+
+
+def plot_windows(rows: list[dict], path: Path, title: str = "Static vs dynamic model per window",
+                 phases: list[dict] | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [r["window_index"] for r in rows]
+    fig, axes = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True)
+    for ax, metric in zip(axes, ("f1", "accuracy")):
+        ax.plot(x, [r[f"static_{metric}"] for r in rows], "-o", ms=3, color="#4c72b0", label=f"static {metric}")
+        ax.plot(x, [r[f"dynamic_{metric}"] for r in rows], "-o", ms=3, color="#dd8452", label=f"dynamic {metric}")
+        retrains = [r["window_index"] for r in rows if r["retrained"]]
+        for i, w in enumerate(retrains):
+            ax.axvline(w, color="#c44e52", ls="--", lw=0.9, label="retrained after this window" if i == 0 else None)
+        for phase in phases or []:
+            ax.axvspan(phase["first_window"] - 0.5, phase["last_window"] + 0.5, alpha=0.06,
+                       color="grey" if phase["phase"] in ("base",) else "#8172b2")
+            if metric == "f1":
+                ax.text(phase["first_window"], 1.02, phase["phase"], fontsize=8, transform=ax.get_xaxis_transform())
+        ax.set_ylabel(metric)
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=8, loc="lower left")
+    axes[-1].set_xlabel("window (1,000 messages each)")
+    axes[0].set_title(title, pad=14)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def summarize(rows: list[dict], margin: float = 0.01) -> dict:
+    """Did the dynamic model beat the static one, by how much, on which windows?"""
+    if not rows:
+        return {"windows": 0, "verdict": "no complete window was processed"}
+
+    def mean(key):
+        values = [r[key] for r in rows if r[key] is not None and not math.isnan(r[key])]
+        return sum(values) / len(values) if values else math.nan
+
+    better = [r["window_index"] for r in rows if r["dynamic_f1"] > r["static_f1"] + margin]
+    worse = [r["window_index"] for r in rows if r["dynamic_f1"] < r["static_f1"] - margin]
+    summary = {
+        "windows": len(rows), "retrains": sum(bool(r["retrained"]) for r in rows),
+        "retrain_windows": [r["window_index"] for r in rows if r["retrained"]],
+        "static_mean_f1": mean("static_f1"), "dynamic_mean_f1": mean("dynamic_f1"),
+        "static_mean_accuracy": mean("static_accuracy"), "dynamic_mean_accuracy": mean("dynamic_accuracy"),
+        "dynamic_better_windows": _ranges(better), "dynamic_worse_windows": _ranges(worse),
+    }
+    gain = summary["dynamic_mean_f1"] - summary["static_mean_f1"]
+    summary["mean_f1_gain"] = gain
+    if len(better) > len(worse) and gain > 0:
+        verdict = (f"the dynamic model beat the static one: mean F1 {summary['dynamic_mean_f1']:.3f} vs "
+                   f"{summary['static_mean_f1']:.3f} (+{gain:.3f}); better by more than {margin} F1 on "
+                   f"{len(better)} of {len(rows)} windows ({summary['dynamic_better_windows']}), worse on {len(worse)}")
+    elif not better and not worse:
+        verdict = f"the two models were level (within {margin} F1) on every window"
+    else:
+        verdict = (f"the dynamic model did not beat the static one: mean F1 {summary['dynamic_mean_f1']:.3f} vs "
+                   f"{summary['static_mean_f1']:.3f}; better on {len(better)} windows, worse on {len(worse)}")
+    summary["verdict"] = verdict
+    return summary
+
+
+def _ranges(indexes: list[int]) -> str:
+    if not indexes:
+        return "none"
+    spans, start, previous = [], indexes[0], indexes[0]
+    for i in indexes[1:]:
+        if i != previous + 1:
+            spans.append((start, previous))
+            start = i
+        previous = i
+    spans.append((start, previous))
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def write_summary(summary: dict, path: Path, extra: dict | None = None) -> Path:
+    path.write_text(json.dumps({**summary, **(extra or {})}, indent=2, default=str))
+    return path

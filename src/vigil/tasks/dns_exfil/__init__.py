@@ -1,0 +1,266 @@
+"""DNS exfiltration: is this query name smuggling data out? (CIC-Bell-DNS-EXF-2021 features.)
+
+Verbs here: ``vigil dns generate`` (static + stream CSVs from real ingredients) and ``vigil dns train``
+(analysis report, feature-selection and algorithm comparison, the better model saved as the static
+model under the artifact key ``dns_exfil``). The Kafka verbs (``produce``, ``stream``, ``demo``) live in
+:mod:`vigil.streaming.dns_cli`, which adds them to this parser, so this package never imports the
+streaming layer.
+
+A running stream saves each dynamic model under the artifact key :data:`DYNAMIC_TASK` and keeps a
+heartbeat file in the store (:func:`live_stream_status`); ``POST /predict/dns`` answers from the newest
+dynamic model while a heartbeat is fresh, else from the static one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from vigil.artifacts import ArtifactStore, LoadedModel, data_fingerprint
+from vigil.config import Settings
+from vigil.errors import InvalidInput, UnprocessableInput
+from vigil.tasks.base import PredictInput, Task
+from vigil.tasks.dns_exfil.features import (
+    FEATURE_COLUMNS, FEATURE_VERSION, QueryFeatureExtractor, coerce_csv_value,
+)
+
+TASK_NAME = "dns_exfil"
+DYNAMIC_TASK = "dns_exfil_dynamic"
+STREAMS_FOLDER = "dns_exfil_streams"
+HEARTBEAT_FRESH_S = 120.0
+DEFAULT_SELECTION, DEFAULT_ALGORITHM = "tree_importance", "lightgbm"
+
+
+# -- which model answers: static, or the dynamic one of a live stream ------------------------------
+def stream_status_path(store: ArtifactStore, consumer_id: str) -> Path:
+    return store.root / STREAMS_FOLDER / f"{consumer_id}.json"
+
+
+def write_stream_status(store: ArtifactStore, consumer_id: str, state: str, **fields) -> None:
+    """The stream's heartbeat: written at start, after every poll round and window, and at exit."""
+    path = stream_status_path(store, consumer_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"consumer_id": consumer_id, "state": state, "heartbeat_at": time.time(),
+              "host": socket.gethostname(), "pid": os.getpid(), **fields}
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path)
+
+
+def live_stream_status(store: ArtifactStore, fresh_s: float = HEARTBEAT_FRESH_S) -> list[dict]:
+    """Streams whose state is "running" and whose heartbeat is younger than ``fresh_s`` seconds."""
+    folder = store.root / STREAMS_FOLDER
+    live = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("state") == "running" and time.time() - float(record.get("heartbeat_at", 0)) < fresh_s:
+            live.append(record)
+    return live
+
+
+# -- request parsing -----------------------------------------------------------------------------
+def _feature_row(record: dict, index: int) -> list[float]:
+    row = []
+    for column in FEATURE_COLUMNS:
+        if column not in record:
+            raise InvalidInput(f"record {index} lacks feature '{column}'", {"index": index, "field": column})
+        try:
+            row.append(coerce_csv_value(column, record[column]))
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"record {index} field '{column}': {exc}", {"index": index, "field": column}) from exc
+    return row
+
+
+def parse_items(request: PredictInput) -> list:
+    """Query names (strings, or objects with ``query``) and/or feature rows, from JSON or plain text."""
+    body = request.json
+    if body is None:
+        text = request.body.decode("utf-8", errors="replace")
+        items = [line.strip() for line in text.splitlines() if line.strip()]
+    elif isinstance(body, dict) and ("queries" in body or "rows" in body):
+        items = list(body.get("queries") or []) + list(body.get("rows") or [])
+    elif isinstance(body, dict) and "query" in body:
+        items = [body]
+    elif isinstance(body, list):
+        items = body
+    else:
+        raise InvalidInput("expected {\"queries\": [...]} or {\"rows\": [...]}, a list, or one name per line",
+                           {"got": type(body).__name__})
+    if not items:
+        raise InvalidInput("no query names or feature rows in the request")
+    if len(items) > request.max_rows:
+        raise UnprocessableInput(f"{len(items)} items exceed the limit of {request.max_rows} per request")
+    return items
+
+
+def featurize_items(items: list, extractor: QueryFeatureExtractor | None = None):
+    """Feature matrix of the good items, their indexes and queries, and per-item errors for the bad."""
+    extractor = extractor or QueryFeatureExtractor()
+    rows, indexes, queries, errors = [], [], [], []
+    for index, item in enumerate(items):
+        try:
+            if isinstance(item, str):
+                query = item
+                row = [extractor.features(item)[c] for c in FEATURE_COLUMNS]
+            elif isinstance(item, dict) and "query" in item:
+                query = item["query"]
+                row = [extractor.features(query)[c] for c in FEATURE_COLUMNS]
+            elif isinstance(item, dict):
+                query = None
+                row = _feature_row(item, index)
+            else:
+                raise InvalidInput(f"record {index} is neither a query name nor a feature row",
+                                   {"index": index, "field": None})
+        except InvalidInput as exc:
+            errors.append({"index": index, **(exc.detail if isinstance(exc.detail, dict) else {}), "error": exc.error})
+            continue
+        except ValueError as exc:
+            errors.append({"index": index, "field": "query", "error": str(exc)})
+            continue
+        rows.append(row)
+        indexes.append(index)
+        queries.append(query)
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=FEATURE_COLUMNS, dtype=float)
+    return frame, indexes, queries, errors
+
+
+class DnsExfilTask(Task):
+    name = TASK_NAME
+    slug = "dns"
+    title = "DNS exfiltration: is this query name smuggling data out?"
+    primary_metric = "f1"
+
+    # -- CLI ---------------------------------------------------------------------------------------
+    def add_cli(self, parser: argparse.ArgumentParser) -> None:
+        verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+        generate = verbs.add_parser("generate", help="make static and stream CSVs (CIC columns) from real ingredients")
+        generate.add_argument("--out", type=Path, default=None, help="folder (default: runs/dns/data)")
+        generate.add_argument("--static-rows", type=int, default=30_000)
+        generate.add_argument("--windows-per-phase", type=int, default=10,
+                              help="stream windows (of 1,000 rows) per drift phase; 4 phases")
+        generate.add_argument("--seed", type=int, default=7)
+        generate.add_argument("--with-query", action="store_true", help="add the query name as a 17th column")
+        generate.set_defaults(handler=cmd_generate)
+
+        train = verbs.add_parser("train", help="analysis report, feature selection and algorithm comparison; "
+                                               "save the better model as the static model")
+        train.add_argument("csv", type=Path, nargs="?", help="static_dataset.csv (default: generate one)")
+        train.add_argument("--out", type=Path, default=None, help="report folder (default: runs/dns/train)")
+        train.add_argument("--max-rows", type=int, default=None)
+        train.add_argument("--test-size", type=float, default=0.25)
+        train.add_argument("--n-jobs", type=int, default=1)
+        train.set_defaults(handler=cmd_train)
+
+    # -- training ----------------------------------------------------------------------------------
+    def train_default(self, store: ArtifactStore, settings: Settings) -> dict:
+        from vigil.tasks.dns_exfil.generate import STATIC_PHASE, QueryGenerator, cic_rows
+        from vigil.tasks.dns_exfil.model import (
+            cic_frame_to_features, make_bundle, make_pipeline, predict_proba, scores,
+        )
+        from sklearn.model_selection import train_test_split
+
+        generator = QueryGenerator(seed=7, data_dir=settings.data_dir / "dns_exfil")
+        names, labels = generator.queries(STATIC_PHASE, 8_000)
+        frame = cic_rows(names, labels)
+        X, y = cic_frame_to_features(frame), labels
+        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+        pipeline = make_pipeline(DEFAULT_SELECTION, DEFAULT_ALGORITHM).fit(X_train, y_train)
+        bundle = make_bundle(pipeline, DEFAULT_SELECTION, DEFAULT_ALGORITHM)
+        metrics = scores(y_test, predict_proba(bundle, X_test))
+        bundle["pipeline"] = make_pipeline(DEFAULT_SELECTION, DEFAULT_ALGORITHM).fit(X, y)
+        return store.save(self.name, bundle, metrics=metrics, threshold=0.5, feature_version=FEATURE_VERSION,
+                          data_fingerprint=data_fingerprint(X, y),
+                          extra={"kind": "static", "selection": DEFAULT_SELECTION, "algorithm": DEFAULT_ALGORITHM,
+                                 "training_rows": len(y), "data": "generated: 8,000 rows, seed 7"})
+
+    # -- serving -----------------------------------------------------------------------------------
+    def predict(self, loaded: LoadedModel, request: PredictInput) -> dict:
+        from vigil.tasks.dns_exfil.model import predict_proba
+
+        items = parse_items(request)
+        frame, indexes, queries, errors = featurize_items(items)
+        if not indexes:
+            raise InvalidInput("no valid query name or feature row in the request", {"errors": errors[:20]})
+        bundle = loaded.model
+        threshold = float(bundle.get("threshold", 0.5))
+        probability = predict_proba(bundle, frame)
+        results = []
+        for index, query, p in zip(indexes, queries, probability):
+            result = {"index": index}
+            if query is not None:
+                result["query"] = query
+            result.update({"probability": round(float(p), 6), "is_exfiltration": bool(p >= threshold),
+                           "decision": "exfiltration" if p >= threshold else "benign"})
+            results.append(result)
+        return {"model": {"task": loaded.task, "version": loaded.version, "kind": bundle.get("kind", "static")},
+                "threshold": threshold, "results": results, "errors": errors}
+
+    def request_schema(self) -> dict:
+        row = {"type": "object", "properties": {c: {"type": ["number", "string"]} for c in FEATURE_COLUMNS},
+               "required": list(FEATURE_COLUMNS)}
+        return {"oneOf": [
+            {"type": "object", "properties": {"queries": {"type": "array", "items": {"type": "string"}},
+                                              "rows": {"type": "array", "items": row}}},
+            {"type": "array", "items": {"anyOf": [{"type": "string"}, row,
+                                                  {"type": "object", "required": ["query"]}]}},
+        ]}
+
+    def example_request(self) -> dict:
+        return {"queries": ["www.wikipedia.org",
+                            "mzxw6ytboi3tmnzyhe2dqojqgeztgnbvgy3tqobzge4dmnzxgq.0.1f3a.tunnel-relay.net"]}
+
+
+# -- CLI handlers --------------------------------------------------------------------------------
+def _settings_store(args) -> tuple[Settings, ArtifactStore]:
+    overrides = {"models_dir": args.models_dir} if getattr(args, "models_dir", None) else {}
+    settings = Settings.from_env(**overrides)
+    return settings, ArtifactStore(settings.models_dir, model_key=settings.model_key)
+
+
+def cmd_generate(args) -> int:
+    from vigil.tasks.dns_exfil.generate import generate
+
+    settings, _ = _settings_store(args)
+    out = args.out or settings.work_dir / "dns" / "data"
+    card = generate(out, static_rows=args.static_rows, windows_per_phase=args.windows_per_phase, seed=args.seed,
+                    with_query=args.with_query, data_dir=settings.data_dir / "dns_exfil", progress=True)
+    print(f"static: {out / 'static_dataset.csv'} ({card['static_rows']} rows, {card['static_attacks']} attacks)")
+    print(f"stream: {out / 'stream_dataset.csv'} ({card['stream_rows']} rows, {card['stream_attacks']} attacks)")
+    for phase in card["phases"]:
+        print(f"  windows {phase['first_window']:>3}-{phase['last_window']:<3} {phase['phase']:<5} {phase['description']}")
+    print(f"drift schedule: {out / 'drift_schedule.json'}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from vigil.tasks.dns_exfil.report import train_and_report
+
+    settings, store = _settings_store(args)
+    csv = args.csv
+    if csv is None:
+        from vigil.tasks.dns_exfil.generate import generate
+
+        data = settings.work_dir / "dns" / "data"
+        if not (data / "static_dataset.csv").exists():
+            print(f"no CSV given: generating one in {data}", flush=True)
+            generate(data, data_dir=settings.data_dir / "dns_exfil", progress=True)
+        csv = data / "static_dataset.csv"
+    out = args.out or settings.work_dir / "dns" / "train"
+    entry, summary = train_and_report(csv, out, store, max_rows=args.max_rows, test_size=args.test_size,
+                                      n_jobs=args.n_jobs)
+    print(summary)
+    print(f"saved {entry['task']} v{entry['version']}; report: {out / 'report.md'}")
+    return 0
+
+
+__all__ = ["DnsExfilTask", "TASK_NAME", "DYNAMIC_TASK", "live_stream_status", "write_stream_status",
+           "featurize_items"]

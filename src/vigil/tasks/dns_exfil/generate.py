@@ -1,0 +1,271 @@
+"""``vigil dns generate``: a static set and a stream set with the CIC-Bell-DNS-EXF-2021 columns,
+made from real ingredients because the assignment's CSVs cannot be obtained here.
+
+Ingredients (all shipped in ``data/dns_exfil``, see its SOURCE.md):
+
+- benign query names: the 48,371 real host names of the "Catch Me If You Can" site dictionary.
+  Machine-generated ones (a label left of the registered domain with 4+ digits, or 12+ characters
+  mixing letters and digits: CDN, beacon and storage names such as ``dqcn7lwn9t9h6.cloudfront.net``)
+  are held out of the static set and of the first stream phases; they appear only in drift phase C.
+- exfiltrated content: the bytes of three files that ship with CPython 3.11.7 (``LICENSE.txt``,
+  ``Lib/csv.py``, ``Lib/idlelib/Icons/idle_48.png``), cut into chunks and encoded into subdomain
+  labels the way DNS tunnelling tools do (iodine: base32 / base64; dnscat2: hex), with a sequence
+  number label and a session label, under invented attacker domains; labels at most 63 characters,
+  names at most 253.
+- capture background: as in CIC, where every query of the attack capture is labelled an attack, 12 %
+  of attack rows are the infected host's ordinary queries (a third each: PTR names of private
+  addresses, DNS-SD service names under ``.local``, ordinary web host names), which caps how well
+  any model can do, as in the real data.
+
+Stream phases (window = 1,000 rows, positions in rows; written to ``<out>/drift_schedule.json``):
+
+======  =================  ===========================================================================
+phase   windows (default)  what changes
+======  =================  ===========================================================================
+base    0-9                same mix as the static set: base32 and hex tunnels with long labels
+A       10-19              encoding change: base64-url (mixed case, ``-_``) with 20-40 character labels
+B       20-29              low and slow: one 6-12 character hex/base32 label per query, few queries
+                           (30 % attacks), under benign-looking domains
+C       30-39              new benign names: half of the benign queries are the held-out
+                           machine-generated CDN / beacon names; attacks stay low and slow
+======  =================  ===========================================================================
+
+Everything is drawn from ``numpy.random.default_rng(seed)``: the same seed gives the same files.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vigil.tasks.dns_exfil.features import (
+    CSV_COLUMNS, DATA_DIR, LABEL_COLUMN, CharacterClasses, LabelShape, LongestWord, RegisteredDomain,
+    normalize_query,
+)
+
+PAYLOAD_FILES = ("python-3.11.7-LICENSE.txt", "python-3.11.7-csv.py", "python-3.11.7-idle_48.png")
+# Invented attacker domains (any resemblance to a registered domain is chance).
+BASE_DOMAINS = ("tunnel-relay.net", "dnsq.io", "cachesync-update.com")
+DRIFT_A_DOMAINS = ("telemetry-push.org", "t1.statsbeacon.info")
+DRIFT_B_DOMAINS = ("static-img.net", "fonts-cache.com", "weather-now.co.uk")
+WINDOW = 1000
+# CIC labels every query of the attack capture as an attack, including the infected host's ordinary
+# local traffic (both published attack rows are such names: a reverse-DNS PTR query and an mDNS
+# service name). A share of attack rows reproduces that: PTR names of private addresses and real
+# DNS-SD service types (IANA service-names registry) under .local.
+MDNS_SERVICES = ("_smb._tcp", "_ipp._tcp", "_http._tcp", "_airplay._tcp", "_raop._tcp", "_googlecast._tcp",
+                 "_spotify-connect._tcp", "_companion-link._tcp", "_device-info._tcp", "_workstation._tcp",
+                 "_afpovertcp._tcp", "_printer._tcp", "_ssh._tcp", "_sftp-ssh._tcp", "_hap._tcp",
+                 "_sleep-proxy._udp", "_pdl-datastream._tcp", "_scanner._tcp")
+CAPTURE_BACKGROUND_SHARE = 0.12
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    windows: int
+    encodings: tuple[str, ...]
+    label_length: tuple[int, int]
+    labels_per_query: tuple[int, int]
+    domains: tuple[str, ...]
+    attack_share: float
+    cdn_share: float  # share of benign queries drawn from the held-out machine-generated names
+    description: str
+
+
+def stream_phases(windows_per_phase: int = 10) -> list[Phase]:
+    return [
+        Phase("base", windows_per_phase, ("base32", "hex"), (40, 63), (1, 3), BASE_DOMAINS, 0.5, 0.0,
+              "same mix as the static set: base32 and hex tunnels with long labels"),
+        Phase("A", windows_per_phase, ("base64url",), (20, 40), (1, 2), DRIFT_A_DOMAINS, 0.5, 0.0,
+              "encoding change: base64-url labels of 20-40 characters under new domains"),
+        Phase("B", windows_per_phase, ("hex", "base32"), (6, 12), (1, 1), DRIFT_B_DOMAINS, 0.3, 0.0,
+              "low and slow: one short label per query, 30% attacks, benign-looking domains"),
+        Phase("C", windows_per_phase, ("hex", "base32"), (6, 12), (1, 1), DRIFT_B_DOMAINS, 0.3, 0.5,
+              "new benign CDN/beacon names (held out until now) make half of the benign queries"),
+    ]
+
+
+STATIC_PHASE = Phase("static", 0, ("base32", "hex"), (40, 63), (1, 3), BASE_DOMAINS, 0.55, 0.0,
+                     "static training set: 55% attacks as in static_dataset.csv")
+
+
+def load_benign_hosts(data_dir: Path = DATA_DIR) -> list[str]:
+    with gzip.open(data_dir / "benign_hosts.txt.gz", "rt", encoding="utf-8") as handle:
+        return [line.strip() for line in handle if line.strip()]
+
+
+_MIXED = re.compile(r"(?=.*[a-z])(?=.*[0-9])")
+
+
+def is_machine_generated(host: str) -> bool:
+    """A label left of the registered domain with 4+ digits, or 12+ characters mixing letters and digits."""
+    for label in host.split(".")[:-2]:
+        if sum(ch.isdigit() for ch in label) >= 4 or (len(label) >= 12 and _MIXED.match(label)):
+            return True
+    return False
+
+
+def load_payload(data_dir: Path = DATA_DIR) -> bytes:
+    return b"".join((data_dir / "payloads" / name).read_bytes() for name in PAYLOAD_FILES)
+
+
+def encode(chunk: bytes, encoding: str) -> str:
+    if encoding == "base32":
+        return base64.b32encode(chunk).decode().rstrip("=").lower()
+    if encoding == "base64url":
+        return base64.urlsafe_b64encode(chunk).decode().rstrip("=")
+    if encoding == "hex":
+        return chunk.hex()
+    raise ValueError(f"unknown encoding {encoding}")
+
+
+_BYTES_PER_CHAR = {"base32": 5 / 8, "base64url": 6 / 8, "hex": 1 / 2}
+
+
+class TunnelSession:
+    """One exfiltration session: walks through the payload, one chunk per query."""
+
+    def __init__(self, payload: bytes, rng: np.random.Generator, phase: Phase):
+        self.payload, self.rng, self.phase = payload, rng, phase
+        self.position = int(rng.integers(0, len(payload)))
+        self.sequence = 0
+        self.encoding = str(rng.choice(phase.encodings))
+        self.domain = str(rng.choice(phase.domains))
+        self.session_id = f"{int(rng.integers(0, 16 ** 4)):04x}"
+
+    def next_query(self) -> str:
+        low, high = self.phase.label_length
+        label_length = int(self.rng.integers(low, high + 1))
+        n_labels = int(self.rng.integers(self.phase.labels_per_query[0], self.phase.labels_per_query[1] + 1))
+        suffix = f".{self.sequence:x}.{self.session_id}.{self.domain}" if n_labels > 1 else f".{self.domain}"
+        budget = 253 - len(suffix)
+        n_labels = max(1, min(n_labels, (budget + 1) // (label_length + 1)))
+        n_chars = label_length * n_labels
+        n_bytes = max(1, int(n_chars * _BYTES_PER_CHAR[self.encoding]))
+        chunk = self._take(n_bytes)
+        text = encode(chunk, self.encoding)[:n_chars]
+        labels = [text[i:i + label_length] for i in range(0, len(text), label_length)]
+        self.sequence += 1
+        return normalize_query(".".join(labels) + suffix)
+
+    def _take(self, n: int) -> bytes:
+        if self.position + n > len(self.payload):
+            self.position = 0
+        chunk = self.payload[self.position:self.position + n]
+        self.position += n
+        return chunk
+
+
+class QueryGenerator:
+    def __init__(self, seed: int = 7, data_dir: Path = DATA_DIR):
+        self.rng = np.random.default_rng(seed)
+        hosts = load_benign_hosts(data_dir)
+        self.machine_hosts = [h for h in hosts if is_machine_generated(h)]
+        self.human_hosts = [h for h in hosts if not is_machine_generated(h)]
+        self.payload = load_payload(data_dir)
+        self.sessions: dict[str, list[TunnelSession]] = {}
+
+    def _session(self, phase: Phase) -> TunnelSession:
+        pool = self.sessions.setdefault(phase.name, [])
+        if len(pool) < 4 or self.rng.random() < 0.01:  # a few concurrent sessions, occasionally a new one
+            pool.append(TunnelSession(self.payload, self.rng, phase))
+            if len(pool) > 4:
+                pool.pop(0)
+        return pool[int(self.rng.integers(0, len(pool)))]
+
+    def capture_background(self) -> str:
+        draw = self.rng.random()
+        if draw < 1 / 3:  # the infected host browses too: the same names as benign traffic
+            return self.human_hosts[int(self.rng.integers(0, len(self.human_hosts)))]
+        if draw < 2 / 3:
+            return f"{MDNS_SERVICES[int(self.rng.integers(0, len(MDNS_SERVICES)))]}.local"
+        a, b = (int(v) for v in self.rng.integers(0, 256, size=2))
+        prefix = "168.192" if self.rng.random() < 0.7 else f"{int(self.rng.integers(0, 256))}.10"
+        return f"{b}.{a}.{prefix}.in-addr.arpa"
+
+    def queries(self, phase: Phase, n: int) -> tuple[list[str], np.ndarray]:
+        attack = self.rng.random(n) < phase.attack_share
+        names = []
+        for is_attack in attack:
+            if is_attack and self.rng.random() < CAPTURE_BACKGROUND_SHARE:
+                names.append(self.capture_background())
+            elif is_attack:
+                names.append(self._session(phase).next_query())
+            elif phase.cdn_share and self.rng.random() < phase.cdn_share:
+                names.append(self.machine_hosts[int(self.rng.integers(0, len(self.machine_hosts)))])
+            else:
+                names.append(self.human_hosts[int(self.rng.integers(0, len(self.human_hosts)))])
+        return names, attack.astype(int)
+
+
+def cic_rows(names: list[str], labels: np.ndarray, start_seconds: float = 0.0, step: float = 0.1) -> pd.DataFrame:
+    """Rows in the CIC CSV layout: longest_word and sld as text, the other features as numbers."""
+    blocks = [CharacterClasses(), LabelShape(), RegisteredDomain()]
+    longest = LongestWord()
+    records = []
+    for i, name in enumerate(names):
+        record = {}
+        for block in blocks:
+            raw = block.raw_features(name)
+            record.update(zip(block.columns, block.process_raw_features(raw)))
+            if isinstance(block, RegisteredDomain):
+                record["sld"] = raw["sld"]
+        record["longest_word"] = longest.raw_features(name)["longest_word"]
+        seconds = start_seconds + i * step
+        record["timestamp"] = f"{int(seconds // 60) % 60:02d}:{seconds % 60:04.1f}"
+        records.append(record)
+    frame = pd.DataFrame.from_records(records)
+    frame[LABEL_COLUMN] = labels
+    for column in ("FQDN_count", "subdomain_length", "upper", "lower", "numeric", "special", "labels",
+                   "labels_max", "len", "subdomain"):
+        frame[column] = frame[column].astype(int)
+    frame["entropy"] = frame["entropy"].round(6)
+    frame["labels_average"] = frame["labels_average"].round(6)
+    return frame[CSV_COLUMNS]
+
+
+def generate(out_dir: Path, static_rows: int = 30_000, windows_per_phase: int = 10, seed: int = 7,
+             with_query: bool = False, data_dir: Path = DATA_DIR, progress: bool = False) -> dict:
+    """Write ``static_dataset.csv``, ``stream_dataset.csv`` and ``drift_schedule.json`` to ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    generator = QueryGenerator(seed, data_dir)
+    names, labels = generator.queries(STATIC_PHASE, static_rows)
+    static = cic_rows(names, labels)
+    if with_query:
+        static["query"] = names
+    static.to_csv(out_dir / "static_dataset.csv", index=False)
+
+    frames, schedule, row = [], [], 0
+    phases = stream_phases(windows_per_phase)
+    iterator = phases
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(phases, desc="stream phases", unit="phase")
+    for phase in iterator:
+        n = phase.windows * WINDOW
+        names, labels = generator.queries(phase, n)
+        frame = cic_rows(names, labels, start_seconds=row * 0.1)
+        if with_query:
+            frame["query"] = names
+        frames.append(frame)
+        schedule.append({"phase": phase.name, "first_row": row, "last_row": row + n - 1,
+                         "first_window": row // WINDOW, "last_window": (row + n) // WINDOW - 1,
+                         "attack_share": phase.attack_share, "description": phase.description})
+        row += n
+    stream = pd.concat(frames, ignore_index=True)
+    stream.to_csv(out_dir / "stream_dataset.csv", index=False)
+    card = {"seed": seed, "static_rows": len(static), "static_attacks": int(static[LABEL_COLUMN].sum()),
+            "stream_rows": len(stream), "stream_attacks": int(stream[LABEL_COLUMN].sum()),
+            "window": WINDOW, "phases": schedule}
+    (out_dir / "drift_schedule.json").write_text(json.dumps(card, indent=2))
+    return card

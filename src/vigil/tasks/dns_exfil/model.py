@@ -1,0 +1,150 @@
+"""Reading the CIC CSVs, the candidate pipelines, and their comparison.
+
+A model is one sklearn :class:`~sklearn.pipeline.Pipeline` (feature selection, then the classifier)
+taking the 14 columns of :data:`FEATURE_COLUMNS`; the saved bundle is a dict::
+
+    {"pipeline": Pipeline, "feature_columns": [...], "threshold": 0.5,
+     "selection": "mutual_info_k8", "algorithm": "lightgbm", "kind": "static" | "dynamic"}
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.feature_selection import SelectFromModel, SelectKBest, mutual_info_classif
+from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from vigil.errors import InvalidInput
+from vigil.tasks.dns_exfil.features import FEATURE_COLUMNS, LABEL_COLUMN, coerce_csv_value
+
+SELECTIONS = ("all_features", "mutual_info_k8", "tree_importance")
+ALGORITHMS = ("lightgbm", "random_forest")
+
+
+def read_cic_csv(path: Path | str, max_rows: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """A static_dataset.csv / Kafka_dataset.csv (or ours) as (numeric feature frame, labels)."""
+    frame = pd.read_csv(path, nrows=max_rows, dtype={"longest_word": object, "sld": object})
+    missing = [c for c in [*FEATURE_COLUMNS, LABEL_COLUMN] if c not in frame.columns]
+    if missing:
+        raise InvalidInput(f"{path} lacks the CIC columns {missing}", {"columns": list(frame.columns)})
+    return cic_frame_to_features(frame), frame[LABEL_COLUMN].astype(int).to_numpy()
+
+
+def cic_frame_to_features(frame: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(index=frame.index)
+    for column in FEATURE_COLUMNS:
+        if column in ("longest_word", "sld"):
+            out[column] = [coerce_csv_value(column, v) for v in frame[column]]
+        else:
+            out[column] = pd.to_numeric(frame[column], errors="raise").astype(float)
+    return out
+
+
+def _mutual_info(X, y):
+    # A fixed seed makes the k-best choice reproducible (MI estimation uses random jitter).
+    return mutual_info_classif(X, y, random_state=0)
+
+
+def make_selector(selection: str):
+    if selection == "all_features":
+        return FunctionTransformer(validate=False, feature_names_out="one-to-one")
+    if selection == "mutual_info_k8":
+        return SelectKBest(_mutual_info, k=8)
+    if selection == "tree_importance":
+        return SelectFromModel(ExtraTreesClassifier(n_estimators=50, random_state=0, n_jobs=1),
+                               threshold="mean")
+    raise ValueError(f"unknown feature selection {selection}")
+
+
+def make_classifier(algorithm: str, n_jobs: int = 1):
+    if algorithm == "lightgbm":
+        from lightgbm import LGBMClassifier
+
+        return LGBMClassifier(n_estimators=200, learning_rate=0.1, num_leaves=31, random_state=0,
+                              n_jobs=n_jobs, verbose=-1)
+    if algorithm == "random_forest":
+        return RandomForestClassifier(n_estimators=100, random_state=0, n_jobs=n_jobs, min_samples_leaf=2)
+    raise ValueError(f"unknown algorithm {algorithm}")
+
+
+def make_pipeline(selection: str, algorithm: str, n_jobs: int = 1) -> Pipeline:
+    return Pipeline([("select", make_selector(selection)), ("model", make_classifier(algorithm, n_jobs))])
+
+
+def scores(y_true, probability, threshold: float = 0.5) -> dict[str, float]:
+    """F1, accuracy, ROC AUC and PR AUC; the AUCs are NaN when a window holds one class only."""
+    y_true = np.asarray(y_true).astype(int)
+    predicted = (np.asarray(probability) >= threshold).astype(int)
+    both = len(np.unique(y_true)) == 2
+    return {
+        "f1": float(f1_score(y_true, predicted, zero_division=0)),
+        "accuracy": float(accuracy_score(y_true, predicted)),
+        "roc_auc": float(roc_auc_score(y_true, probability)) if both else math.nan,
+        "pr_auc": float(average_precision_score(y_true, probability)) if both else math.nan,
+    }
+
+
+def predict_proba(bundle: dict, X: pd.DataFrame) -> np.ndarray:
+    return bundle["pipeline"].predict_proba(X[bundle["feature_columns"]])[:, 1]
+
+
+def make_bundle(pipeline: Pipeline, selection: str, algorithm: str, kind: str = "static",
+                threshold: float = 0.5) -> dict:
+    return {"pipeline": pipeline, "feature_columns": list(FEATURE_COLUMNS), "threshold": threshold,
+            "selection": selection, "algorithm": algorithm, "kind": kind}
+
+
+def refit(bundle: dict, X: pd.DataFrame, y: np.ndarray, kind: str = "dynamic") -> dict:
+    """A fresh pipeline of the same design fitted on (X, y): what the stream's retrain does."""
+    pipeline = clone(bundle["pipeline"]).fit(X[bundle["feature_columns"]], y)
+    return {**bundle, "pipeline": pipeline, "kind": kind}
+
+
+def selected_features(pipeline: Pipeline) -> list[str]:
+    support = pipeline.named_steps["select"]
+    if hasattr(support, "get_support"):
+        return [c for c, keep in zip(FEATURE_COLUMNS, support.get_support()) if keep]
+    return list(FEATURE_COLUMNS)
+
+
+@dataclass
+class CandidateResult:
+    selection: str
+    algorithm: str
+    metrics: dict
+    features: list[str]
+    fit_seconds: float
+    pipeline: Pipeline
+
+
+def compare_candidates(X_train, y_train, X_test, y_test, selections=SELECTIONS, algorithms=ALGORITHMS,
+                       n_jobs: int = 1, progress: bool = False) -> list[CandidateResult]:
+    import time
+
+    grid = [(s, a) for s in selections for a in algorithms]
+    if progress:
+        from tqdm import tqdm
+
+        grid = tqdm(grid, desc="candidates", unit="model")
+    results = []
+    for selection, algorithm in grid:
+        started = time.perf_counter()
+        pipeline = make_pipeline(selection, algorithm, n_jobs).fit(X_train, y_train)
+        seconds = time.perf_counter() - started
+        probability = pipeline.predict_proba(X_test)[:, 1]
+        results.append(CandidateResult(selection, algorithm, scores(y_test, probability),
+                                       selected_features(pipeline), seconds, pipeline))
+    return results
+
+
+def best_candidate(results: list[CandidateResult]) -> CandidateResult:
+    # F1 first (the assignment's metric, correctly named), then ROC AUC, then the cheaper fit.
+    return max(results, key=lambda r: (round(r.metrics["f1"], 4), round(r.metrics["roc_auc"], 4), -r.fit_seconds))

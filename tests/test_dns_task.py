@@ -1,0 +1,122 @@
+"""DNS task: generated data, the default model, /predict/dns, and the dynamic-model preference."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vigil.artifacts import ArtifactStore
+from vigil.config import Settings
+from vigil.service import create_app
+from vigil.tasks import get_task
+from vigil.tasks.dns_exfil import DYNAMIC_TASK, write_stream_status
+from vigil.tasks.dns_exfil.features import CSV_COLUMNS, FEATURE_COLUMNS
+from vigil.tasks.dns_exfil.generate import generate
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dns_task")
+    settings = Settings.from_env(models_dir=root / "models", work_dir=root / "runs")
+    store = ArtifactStore(settings.models_dir)
+    entry = get_task("dns_exfil").train_default(store, settings)
+    return settings, store, entry
+
+
+@pytest.fixture
+def dns_client(trained):
+    settings, store, _ = trained
+    app = create_app(settings, store)
+    app.config["TESTING"] = True
+    return app.test_client()
+
+
+def test_generate_is_seeded_and_has_the_cic_columns(tmp_path):
+    first = generate(tmp_path / "a", static_rows=600, windows_per_phase=1, seed=3)
+    generate(tmp_path / "b", static_rows=600, windows_per_phase=1, seed=3)
+    for name in ("static_dataset.csv", "stream_dataset.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    stream = pd.read_csv(tmp_path / "a" / "stream_dataset.csv")
+    assert list(stream.columns) == CSV_COLUMNS and len(stream) == 4000
+    assert [p["first_window"] for p in first["phases"]] == [0, 1, 2, 3]
+    assert (stream["FQDN_count"] <= 253).all() and (stream["labels_max"] <= 63).all()
+    # drift phase A changes the encoding: base64-url brings upper-case letters into attack names
+    attacks = stream[stream["Target Attack"] == 1]
+    assert attacks.iloc[:400]["upper"].sum() == 0 and attacks[(attacks.index >= 1000) & (attacks.index < 2000)]["upper"].sum() > 0
+
+
+def test_default_model_is_saved_with_metrics(trained):
+    _, store, entry = trained
+    assert entry["task"] == "dns_exfil" and entry["metrics"]["f1"] > 0.9
+    assert store.load("dns_exfil").model["feature_columns"] == FEATURE_COLUMNS
+
+
+def test_predict_names_and_rows(dns_client):
+    tunnel = "mzxw6ytboi3tmnzyhe2dqojqgeztgnbvgy3tqobzge4dmnzxgq4dsmrqgeztgnbvgy3tq.0.1f3a.tunnel-relay.net"
+    response = dns_client.post("/predict/dns", json={"queries": ["www.wikipedia.org", tunnel]})
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["model"]["task"] == "dns_exfil"
+    benign, attack = body["results"]
+    assert benign["decision"] == "benign" and attack["decision"] == "exfiltration"
+    assert 0 <= benign["probability"] < 0.5 <= attack["probability"] <= 1
+
+    row = dict(zip(FEATURE_COLUMNS, [27, 10, 0, 10, 11, 2.57, 6, 6, 7, 3.67, "2", "192", 14, 1]))
+    rows = dns_client.post("/predict/dns", json={"rows": [row]}).get_json()
+    assert rows["results"][0]["index"] == 0 and "query" not in rows["results"][0]
+
+    text = dns_client.post("/predict/dns", data="www.bbc.co.uk\n" + tunnel + "\n", content_type="text/plain")
+    assert [r["query"] for r in text.get_json()["results"]] == ["www.bbc.co.uk", tunnel]
+
+
+def test_bad_items_are_named_and_good_ones_kept(dns_client):
+    response = dns_client.post("/predict/dns", json=["www.example.com", "a..b", {"FQDN_count": 3}, 7])
+    assert response.status_code == 200
+    body = response.get_json()
+    assert [r["index"] for r in body["results"]] == [0]
+    errors = {e["index"]: e for e in body["errors"]}
+    assert set(errors) == {1, 2, 3}
+    assert errors[1]["field"] == "query" and errors[2]["field"] == "subdomain_length"
+
+    only_bad = dns_client.post("/predict/dns", json={"queries": ["x" * 300]})
+    assert only_bad.status_code == 400 and "error" in only_bad.get_json()
+    not_json = dns_client.post("/predict/dns", data="{broken", content_type="application/json")
+    assert not_json.status_code == 400
+
+
+def test_service_prefers_the_dynamic_model_of_a_live_stream(trained, dns_client):
+    _, store, _ = trained
+    static = store.load("dns_exfil").model
+    store.save(DYNAMIC_TASK, {**static, "kind": "dynamic"}, threshold=0.5, extra={"kind": "dynamic"})
+    ask = lambda: dns_client.post("/predict/dns", json={"queries": ["www.wikipedia.org"]}).get_json()["model"]
+    assert ask()["task"] == "dns_exfil"  # a dynamic model alone is not enough: no stream runs
+    write_stream_status(store, "vigil-dns.main", "running", dynamic_version="1")
+    try:
+        assert ask() == {"task": DYNAMIC_TASK, "version": "1", "kind": "dynamic"}
+        assert dns_client.get("/dns/streams").get_json()["live"][0]["consumer_id"] == "vigil-dns.main"
+    finally:
+        write_stream_status(store, "vigil-dns.main", "stopped")
+    assert ask()["task"] == "dns_exfil"
+
+
+def test_demo_runs_the_whole_story(tmp_path, capsys):
+    from vigil.cli import main
+
+    code = main(["--models-dir", str(tmp_path / "models"), "dns", "demo", "--out", str(tmp_path / "demo"),
+                 "--static-rows", "1500", "--windows-per-phase", "1", "--idle-timeout", "2",
+                 "--session-timeout-ms", "2000"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    demo = tmp_path / "demo"
+    for name in ("class_balance.png", "distributions.png", "skew.png", "comparison.png", "report.md"):
+        assert (demo / "train" / name).stat().st_size > 1000, name
+    report = (demo / "train" / "report.md").read_text()
+    assert "mutual_info_k8" in report and "tree_importance" in report and "random_forest" in report
+    summary = json.loads((demo / "stream" / "summary.json").read_text())
+    assert summary["windows"] == 4 and summary["this_consumer"]["left_in_partial_window"] == 0
+    assert f"plot:    {demo / 'stream' / 'windows.png'}" in printed
+    store = ArtifactStore(tmp_path / "models")
+    assert store.latest_entry("dns_exfil") and store.latest_entry(DYNAMIC_TASK)
