@@ -110,3 +110,16 @@ def live_server():
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def web_sessions_trained(tmp_path_factory):
+    """The web-sessions default model trained once per run on the shipped sample, as `vigil bootstrap` does:
+    (settings, store, manifest entry). Shared by the API and the browser tests."""
+    from vigil.tasks import get_task
+
+    root = tmp_path_factory.mktemp("web_sessions")
+    trained_settings = Settings.from_env(models_dir=root / "models", work_dir=root / "runs")
+    trained_store = ArtifactStore(trained_settings.models_dir)
+    entry = get_task("web-sessions").train_default(trained_store, trained_settings)
+    return trained_settings, trained_store, entry

@@ -56,6 +56,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env["VIGIL_MODELS_DIR"] = str(settings.models_dir)
     env["VIGIL_BIND"] = args.bind or f"{args.host or settings.host}:{args.port or settings.port}"
+    if args.ui_port:
+        # the same app on a second address, like the course's front end on :8181
+        ui_host = env["VIGIL_BIND"].rsplit(":", 1)[0] if ":" in env["VIGIL_BIND"] else args.host or settings.host
+        env["VIGIL_BIND"] += f",{ui_host}:{args.ui_port}"
+        print(f"browser UI on http://{ui_host}:{args.ui_port}/ui", flush=True)
     if args.workers:
         env["VIGIL_WORKERS"] = str(args.workers)
     if args.threads:
@@ -63,7 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.bucket_root:
         env["VIGIL_BUCKET_ROOT"] = str(args.bucket_root)
     command = [sys.executable, "-m", "gunicorn", "-c", "python:vigil.service.gunicorn_conf", "vigil.service:app"]
-    print(f"serving on http://{env['VIGIL_BIND']}", flush=True)
+    print(f"serving on http://{env['VIGIL_BIND'].split(',')[0]}", flush=True)
     # exec, not a child process: signals sent to `vigil serve` then reach gunicorn's master directly,
     # so stopping it never leaves orphaned workers behind.
     os.execve(sys.executable, command, env)
@@ -81,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int)
     serve.add_argument("--threads", type=int)
     serve.add_argument("--bucket-root", help="folder holding the Alectio buckets (default: runs/bucket)")
+    serve.add_argument("--ui-port", type=int, help="also serve on this port (the browser UI is at /ui), e.g. 8181")
     serve.add_argument("--train-missing", action="store_true", help="train default models first where none exist")
     serve.set_defaults(handler=cmd_serve)
 

@@ -23,6 +23,8 @@ BLUEPRINTS = [
     "vigil.service.alectio",
     "vigil.service.mlpt",
     "vigil.service.dns",
+    "vigil.service.web_sessions",
+    "vigil.service.ui",
 ]
 
 
@@ -31,7 +33,8 @@ def create_app(settings: Settings | None = None, store: ArtifactStore | None = N
 
     settings = settings or Settings.from_env()
     store = store or ArtifactStore(settings.models_dir, model_key=settings.model_key)
-    app = Flask("vigil", template_folder="../web/templates", static_folder="../web/static")
+    # relative to the package folder (src/vigil), so the UI files are src/vigil/web/{templates,static}
+    app = Flask("vigil", template_folder="web/templates", static_folder="web/static")
     app.config["VIGIL_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False

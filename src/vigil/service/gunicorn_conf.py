@@ -15,7 +15,8 @@ _settings = Settings.from_env()
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-bind = os.environ.get("VIGIL_BIND", f"{_settings.host}:{_settings.port}")
+# comma-separated: `vigil serve --ui-port` adds the browser UI's address to the API's
+bind = os.environ.get("VIGIL_BIND", f"{_settings.host}:{_settings.port}").split(",")
 workers = _settings.workers
 threads = _settings.threads
 worker_class = "gthread"

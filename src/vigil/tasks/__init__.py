@@ -14,6 +14,7 @@ TASKS: dict[str, str] = {
     "web_events": "vigil.tasks.web_events:WebEventsTask",
     "dns_exfil": "vigil.tasks.dns_exfil:DnsExfilTask",
     "iot_anomaly": "vigil.tasks.iot_anomaly:IotAnomalyTask",
+    "web_sessions": "vigil.tasks.web_sessions:WebSessionsTask",
 }
 
 
