@@ -22,6 +22,7 @@ BLUEPRINTS = [
     "vigil.service.metrics",
     "vigil.service.openapi",
     "vigil.service.alectio",
+    "vigil.service.mlpt",
     "vigil.service.dns",
     "vigil.service.web_sessions",
     "vigil.service.ui",

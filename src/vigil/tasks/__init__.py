@@ -11,6 +11,7 @@ from vigil.tasks.base import PredictInput, Task
 # name -> "module:Class"; the order is the order of the CLI help and the UI.
 TASKS: dict[str, str] = {
     "ember": "vigil.tasks.ember.task:EmberTask",
+    "web_events": "vigil.tasks.web_events:WebEventsTask",
     "dns_exfil": "vigil.tasks.dns_exfil:DnsExfilTask",
     "iot_anomaly": "vigil.tasks.iot_anomaly:IotAnomalyTask",
     "web_sessions": "vigil.tasks.web_sessions:WebSessionsTask",

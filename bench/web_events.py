@@ -1,0 +1,89 @@
+"""Events per second through ML-PT's ``POST /predict`` at batch sizes 1, 100 and 10,000, against the
+bare ``pipeline.predict`` on already parsed rows (a DataFrame) at the same batch sizes, in the same run.
+
+The service path adds JSON parsing of the outer array and of every inner event string, record
+validation, and the JSON answer. By default it goes through the Flask app in-process (no network);
+``--url`` measures a running ``vigil serve`` instead (its model must be the one trained from
+``--models-dir``, or the shipped sample when none is given).
+
+    python -m bench.web_events [--repeat-seconds 3] [--url http://127.0.0.1:8080]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from vigil.artifacts import ArtifactStore
+from vigil.config import PROJECT_ROOT, Settings
+from vigil.tasks.web_events import train_model
+from vigil.tasks.web_events.data import frame_to_request, load_events_csv
+
+BATCH_SIZES = (1, 100, 10_000)
+
+
+def timed_rate(run, events_per_call: int, min_seconds: float) -> float:
+    calls, started = 0, time.perf_counter()
+    while True:
+        run()
+        calls += 1
+        elapsed = time.perf_counter() - started
+        if elapsed >= min_seconds and calls >= 2:
+            return calls * events_per_call / elapsed
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat-seconds", type=float, default=2.0, help="time each measurement at least this long")
+    parser.add_argument("--models-dir", help="use the web_events model of this store (default: train on the sample)")
+    parser.add_argument("--url", help="a running service to measure instead of the in-process app")
+    args = parser.parse_args(argv)
+
+    sample = load_events_csv(PROJECT_ROOT / "data" / "web_events" / "events_sample.csv")
+    with tempfile.TemporaryDirectory() as scratch:
+        models_dir = Path(args.models_dir) if args.models_dir else Path(scratch)
+        store = ArtifactStore(models_dir)
+        if not store.entries("web_events"):
+            pipeline, info, _ = train_model(sample, folds=0, tune=False, progress=False)
+            store.save("web_events", pipeline, metrics=info["metrics"])
+        pipeline = store.load("web_events").model
+        events = pd.concat([sample] * (max(BATCH_SIZES) // len(sample) + 1), ignore_index=True).iloc[:max(BATCH_SIZES)]
+        body = frame_to_request(events)
+
+        if args.url:
+            import requests
+
+            session = requests.Session()
+            endpoint = args.url.rstrip("/") + ("" if args.url.rstrip("/").endswith("/predict") else "/predict")
+
+            def post(batch):
+                response = session.post(endpoint, json=batch, timeout=600)
+                assert response.status_code == 200, response.text[:300]
+            where = endpoint
+        else:
+            from vigil.service import create_app
+
+            app = create_app(Settings.from_env(models_dir=models_dir), store)
+            client = app.test_client()
+
+            def post(batch):
+                response = client.post("/predict", json=batch)
+                assert response.status_code == 200, response.get_json()
+            where = "in-process Flask app"
+
+        print(f"web_events: {len(sample):,} sample events, model trained on the shipped sample; service = {where}")
+        print(f"{'batch':>7} {'pipeline.predict ev/s':>22} {'POST /predict ev/s':>19} {'service / bare':>15}")
+        for size in BATCH_SIZES:
+            frame, batch = events.iloc[:size], body[:size]
+            bare = timed_rate(lambda: pipeline.predict(frame), size, args.repeat_seconds)
+            served = timed_rate(lambda: post(batch), size, args.repeat_seconds)
+            print(f"{size:>7,} {bare:>22,.0f} {served:>19,.0f} {served / bare:>15.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

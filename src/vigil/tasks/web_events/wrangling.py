@@ -1,0 +1,172 @@
+"""ML-PT's wrangling rules (SPECS §3), as one stateless sklearn transformer.
+
+Raw events in, a clean frame out: integers in range, no missing strings, client addresses as
+exploded IPv6, a user-agent validity flag, ``MATCHED_VARIABLE_SRC`` normalised to known values
+and those source prefixes stripped from ``MATCHED_VARIABLE_NAME``.
+
+    >>> import pandas as pd
+    >>> row = {"CLIENT_IP": "188.138.92.55", "CLIENT_USERAGENT": float("nan"), "REQUEST_SIZE": 166,
+    ...        "RESPONSE_CODE": 404, "MATCHED_VARIABLE_SRC": "REQUEST_URI", "MATCHED_VARIABLE_NAME": None,
+    ...        "MATCHED_VARIABLE_VALUE": "//tmp/20160925122692indo.php.vob", "EVENT_ID": "AVdhXFgVq1Ppo9zF5Fxu"}
+    >>> EventWrangler().transform(pd.DataFrame([row])).loc[0, "CLIENT_IP"]
+    '2002:0000:0000:0000:0000:0000:bc8a:5c37'
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+
+COLUMNS = [
+    "CLIENT_IP",
+    "CLIENT_USERAGENT",
+    "REQUEST_SIZE",
+    "RESPONSE_CODE",
+    "MATCHED_VARIABLE_SRC",
+    "MATCHED_VARIABLE_NAME",
+    "MATCHED_VARIABLE_VALUE",
+    "EVENT_ID",
+]
+STRING_COLUMNS = [c for c in COLUMNS if c not in ("REQUEST_SIZE", "RESPONSE_CODE")]
+
+# Several matched variables of one event are joined with this literal token in the raw data.
+DATA_DELIMITER = r"\';\'"
+
+# The WAF's variable sources; truncated ones in the raw data ("REQUEST_CONTE") map to the closest.
+KNOWN_SRC_VALUES = (
+    "REQUEST_URI", "REQUEST_GET_ARGS", "REQUEST_PATH", "REQUEST_HEADERS", "REQUEST_METHOD",
+    "REQUEST_COOKIES", "REQUEST_ARGS_KEYS", "RESPONSE_HEADERS", "REQUEST_POST_ARGS", "REQUEST_JSON",
+    "REQUEST_XML", "REQUEST_ARGS", "CLIENT_USERAGENT", "RESPONSE_BODY", "CLIENT_SESSION_ID",
+    "REQUEST_CONTENT_TYPE", "REQUEST_QUERY", "REQUEST_FILES", "CLIENT_IP",
+)
+
+# The "_" argument is jQuery's cache buster; ML-PT renamed it so TF-IDF keeps it as a token.
+NAME_RENAMES = {"_": "_JQUERY_NO_CHACHE_"}
+
+MAX_INT = 2**53  # beyond what a float64 feature holds exactly: treat as garbage
+REQUEST_SIZE_DEFAULT = -1
+RESPONSE_CODE_DEFAULT = 418  # "I'm a teapot": outside any real answer, so it stands out
+
+# MDN's "<product>/<version> <comment>" shape (regex101 library 2McsiK, as ML-PT used).
+USER_AGENT_PATTERN = re.compile(r"\((?P<info>.*?)\)(\s|$)|(?P<name>.*?)\/(?P<version>.*?)(\s|$)")
+_IPV6_CHARS = re.compile(r"^[\d:a-fA-F]{0,39}$")
+
+
+def is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def to_text(value) -> str:
+    if is_missing(value):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def to_bounded_int(value, low: int | None, high: int | None, default: int) -> int:
+    """An integer in [low, high], or ``default`` when missing, unparsable or out of range."""
+    if is_missing(value) or isinstance(value, bool):
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError, OverflowError):
+            return default
+        if not math.isfinite(as_float) or not as_float.is_integer():
+            return default
+        number = int(as_float)
+    if abs(number) > MAX_INT:
+        return default
+    if (low is not None and number < low) or (high is not None and number > high):
+        return default
+    return number
+
+
+def request_size(value) -> int:
+    return to_bounded_int(value, 0, None, REQUEST_SIZE_DEFAULT)
+
+
+def response_code(value) -> int:
+    return to_bounded_int(value, 100, 599, RESPONSE_CODE_DEFAULT)
+
+
+@lru_cache(maxsize=200_000)
+def client_ip_groups(address: str) -> str:
+    """Exploded IPv6 text; IPv4 goes into 2002::/16 (6to4), broken addresses are padded to 8 groups."""
+    try:
+        parsed = ipaddress.ip_address(address)
+        if isinstance(parsed, ipaddress.IPv4Address):
+            return ipaddress.IPv6Address("2002::" + address).exploded
+        return parsed.exploded.split("%")[0]  # drop a zone index ("fe80::1%eth0")
+    except ValueError:
+        pass
+    groups = address.split(":") if _IPV6_CHARS.match(address) else []
+    groups = [g.rjust(4, "0") for g in groups] if len(groups) > 1 else []
+    groups += ["0000"] * (8 - len(groups))
+    return ":".join(groups[:8])
+
+
+@lru_cache(maxsize=100_000)
+def is_valid_user_agent(user_agent: str) -> bool:
+    return bool(USER_AGENT_PATTERN.match(user_agent))
+
+
+@lru_cache(maxsize=4096)
+def normalise_src_token(token: str) -> str:
+    """The known source this (possibly truncated) token starts; unknown tokens stay as they are."""
+    if not token:
+        return ""
+    candidates = [known for known in KNOWN_SRC_VALUES if known.startswith(token)]
+    # Every candidate starts with the token, so the closest (Levenshtein) is the shortest.
+    return min(candidates, key=lambda known: (len(known), known)) if candidates else token
+
+
+def normalise_src(src: str) -> list[str]:
+    return [normalise_src_token(token) for token in src.split(DATA_DELIMITER)] if src else []
+
+
+def clean_variable_names(name: str, sources: list[str]) -> list[str]:
+    for source in sources:
+        if source:
+            name = name.replace(source + ".", "").replace(source, "")
+    if not name:
+        return []
+    return [NAME_RENAMES.get(part, part) for part in name.split(DATA_DELIMITER)]
+
+
+class EventWrangler(TransformerMixin, BaseEstimator):
+    """Raw event frame (the eight columns, any dtypes) -> clean frame plus ``IS_USERAGENT_VALID``."""
+
+    def fit(self, events: pd.DataFrame, y=None):
+        return self
+
+    def transform(self, events: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in COLUMNS if c not in events.columns]
+        if missing:
+            raise ValueError(f"events lack columns {missing}")
+        texts = {c: [to_text(v) for v in events[c].tolist()] for c in STRING_COLUMNS}
+        sources = [normalise_src(src) for src in texts["MATCHED_VARIABLE_SRC"]]
+        names = [clean_variable_names(n, s) for n, s in zip(texts["MATCHED_VARIABLE_NAME"], sources)]
+        return pd.DataFrame(
+            {
+                "CLIENT_IP": [client_ip_groups(ip) for ip in texts["CLIENT_IP"]],
+                "CLIENT_USERAGENT": texts["CLIENT_USERAGENT"],
+                "IS_USERAGENT_VALID": np.array([is_valid_user_agent(ua) for ua in texts["CLIENT_USERAGENT"]]),
+                "REQUEST_SIZE": np.array([request_size(v) for v in events["REQUEST_SIZE"].tolist()], dtype=np.int64),
+                "RESPONSE_CODE": np.array([response_code(v) for v in events["RESPONSE_CODE"].tolist()], dtype=np.int64),
+                "MATCHED_VARIABLE_SRC": [DATA_DELIMITER.join(s) for s in sources],
+                "MATCHED_VARIABLE_NAME": [DATA_DELIMITER.join(n) for n in names],
+                "MATCHED_VARIABLE_VALUE": texts["MATCHED_VARIABLE_VALUE"],
+                "EVENT_ID": texts["EVENT_ID"],
+            },
+            index=events.index,
+        )

@@ -1,0 +1,306 @@
+"""Web-attack events (ML-PT): wrangling, generator, clustering, training, ML-PT's /predict, replay."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vigil.artifacts import ArtifactStore
+from vigil.cli import main as cli_main
+from vigil.config import PROJECT_ROOT, Settings
+from vigil.service import create_app
+from vigil.tasks.web_events import EXAMPLE_EVENTS, WebEventsTask, label_response, train_model
+from vigil.tasks.web_events.clustering import cluster_events, split_attack_good
+from vigil.tasks.web_events.data import (describe_events, event_to_request_record, frame_to_request, load_events_csv,
+                                         parse_request)
+from vigil.tasks.web_events.generator import PUBLISHED, generate_events
+from vigil.tasks.web_events.wrangling import DATA_DELIMITER, EventWrangler, client_ip_groups, is_valid_user_agent
+
+DATA = PROJECT_ROOT / "data" / "web_events"
+SAMPLE = DATA / "events_sample.csv"
+README = PROJECT_ROOT / "README.md"
+
+
+@pytest.fixture(scope="module")
+def sample() -> pd.DataFrame:
+    return load_events_csv(SAMPLE)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, sample):
+    """One model trained on the shipped sample (ML-PT's forest parameters), in its own store."""
+    models_dir = tmp_path_factory.mktemp("web_events_models")
+    store = ArtifactStore(models_dir)
+    pipeline, info, _ = train_model(sample, folds=0, tune=False, progress=False)
+    store.save("web_events", pipeline, metrics=info["metrics"], extra=info["extra"])
+    return models_dir, store, pipeline
+
+
+@pytest.fixture(scope="module")
+def api(trained, tmp_path_factory):
+    models_dir, store, _ = trained
+    settings = Settings.from_env(models_dir=models_dir, work_dir=tmp_path_factory.mktemp("runs"))
+    app = create_app(settings, store)
+    app.config["TESTING"] = True
+    return app.test_client()
+
+
+def record(**overrides) -> dict:
+    event = dict(EXAMPLE_EVENTS[1])
+    event.update(overrides)
+    return event_to_request_record(event)
+
+
+# -- wrangling ---------------------------------------------------------------------------------------------
+def test_wrangling_follows_mlpt_rules():
+    raw = pd.DataFrame([
+        {"CLIENT_IP": "188.138.92.55", "CLIENT_USERAGENT": math.nan, "REQUEST_SIZE": "abc", "RESPONSE_CODE": 700,
+         "MATCHED_VARIABLE_SRC": "REQUEST_METHOD" + DATA_DELIMITER + "REQUEST_CONTE", "MATCHED_VARIABLE_NAME": None,
+         "MATCHED_VARIABLE_VALUE": "POST", "EVENT_ID": math.nan},
+        {"CLIENT_IP": "2a02:6b8::1", "CLIENT_USERAGENT": "Mozilla/5.0 (X11) Firefox/45.0", "REQUEST_SIZE": -4,
+         "RESPONSE_CODE": math.nan, "MATCHED_VARIABLE_SRC": "REQUEST_GET_ARGS", "MATCHED_VARIABLE_NAME": "REQUEST_GET_ARGS._",
+         "MATCHED_VARIABLE_VALUE": 1516288084140, "EVENT_ID": "x"},
+        {"CLIENT_IP": "12:ab", "CLIENT_USERAGENT": "garbage", "REQUEST_SIZE": 166.0, "RESPONSE_CODE": "404",
+         "MATCHED_VARIABLE_SRC": math.nan, "MATCHED_VARIABLE_NAME": "url", "MATCHED_VARIABLE_VALUE": math.nan,
+         "EVENT_ID": "y"},
+    ])
+    clean = EventWrangler().transform(raw)
+    assert clean["CLIENT_IP"].tolist() == [
+        "2002:0000:0000:0000:0000:0000:bc8a:5c37",
+        "2a02:06b8:0000:0000:0000:0000:0000:0001",
+        "0012:00ab:0000:0000:0000:0000:0000:0000",
+    ]
+    assert clean["REQUEST_SIZE"].tolist() == [-1, -1, 166]
+    assert clean["RESPONSE_CODE"].tolist() == [418, 418, 404]
+    assert clean["MATCHED_VARIABLE_SRC"].tolist() == [
+        "REQUEST_METHOD" + DATA_DELIMITER + "REQUEST_CONTENT_TYPE", "REQUEST_GET_ARGS", ""]
+    assert clean["MATCHED_VARIABLE_NAME"].tolist() == ["", "_JQUERY_NO_CHACHE_", "url"]
+    assert clean["IS_USERAGENT_VALID"].tolist() == [False, True, False]
+    assert clean["MATCHED_VARIABLE_VALUE"].tolist() == ["POST", "1516288084140", ""]
+    assert clean["EVENT_ID"].tolist() == ["", "x", "y"]
+    for odd in ("fe80::1%eth0", "", "not an address", "1.2.3.4.5"):
+        assert [int(group, 16) for group in client_ip_groups(odd).split(":")] == [0] * 8 or odd == "fe80::1%eth0"
+    assert is_valid_user_agent("sqlmap/1.0-dev (http://sqlmap.org)")
+
+
+# -- data and generator ------------------------------------------------------------------------------------
+def test_loader_reads_bare_nan_and_drops_duplicates(tmp_path):
+    text = ",".join(EXAMPLE_EVENTS[0]) + "\n" + "188.138.92.55,NaN,166,404,REQUEST_URI,NaN,//tmp/x.php,AVdh\n"
+    path = tmp_path / "part_10.csv"
+    path.write_text(text + text.splitlines()[1] + "\n")
+    frame = load_events_csv(path)
+    assert len(frame) == 1
+    assert pd.isna(frame.loc[0, "CLIENT_USERAGENT"]) and pd.isna(frame.loc[0, "MATCHED_VARIABLE_NAME"])
+    assert load_events_csv(path, drop_duplicates=False).shape == (2, 8)
+
+
+def test_shipped_sample_has_mlpt_shape(sample):
+    table = describe_events(sample)
+    assert len(sample) == 2500
+    assert table.loc["unique", "MATCHED_VARIABLE_SRC"] == 21
+    assert table.loc["unique", "RESPONSE_CODE"] == 60
+    assert table.loc["top", "CLIENT_IP"] == "217.175.140.69"
+    assert table.loc["missing", "MATCHED_VARIABLE_NAME"] == round(4666 * 2500 / 57833)
+
+
+def test_generator_fits_published_statistics_at_scale():
+    rows = 5000
+    frame = generate_events(rows, seed=3)
+    scale = rows / PUBLISHED["rows"]
+    assert len(frame) == rows + round(12 * scale)
+    unique = frame.drop_duplicates()
+    assert len(unique) == rows
+    table = describe_events(unique)
+    for column in ("CLIENT_IP", "MATCHED_VARIABLE_NAME", "EVENT_ID", "REQUEST_SIZE"):
+        assert table.loc["unique", column] == round(PUBLISHED["distinct"][column] * scale), column
+    for column, missing in PUBLISHED["missing"].items():
+        assert table.loc["missing", column] == round(missing * scale), column
+    assert table.loc["freq", "MATCHED_VARIABLE_NAME"] == round(11_165 * scale)
+    assert generate_events(300, seed=3).equals(generate_events(300, seed=3))
+
+
+# -- clustering ----------------------------------------------------------------------------------------------
+def test_dbscan_reproduces_mlpt_labels_on_their_features():
+    """A slice of ML-PT's published features: 16 whole clusters plus noise, at their eps and min_samples."""
+    from sklearn.metrics import adjusted_rand_score
+
+    with np.load(DATA / "mlpt_features_slice.npz") as archive:
+        X, y = archive["X"], archive["y"]
+    result = cluster_events(X, min_samples=18, eps=0.0678)
+    assert result.min_samples == 2 * X.shape[1]
+    assert adjusted_rand_score(y, result.labels) > 0.99
+    assert result.knee.eps is not None and result.knee.knee_index is not None
+
+
+def test_smallest_clusters_are_attacks():
+    sizes = {-1: 50, 0: 1000, 1: 5, 2: 300, 3: 20}
+    assert split_attack_good(sizes, attack_clusters=2) == ([1, 3], [0, 2])
+    assert split_attack_good(sizes) == ([], [0, 1, 2, 3])  # 4 clusters, all among the 11 largest
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """``vigil ARGV`` in this process (the CLI's own entry point, without a second interpreter start)."""
+    capsys.readouterr()
+    code = cli_main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cluster_cli_on_features_file(tmp_path, capsys):
+    out = tmp_path / "cluster"
+    code, stdout, stderr = run_cli(
+        capsys, "web-events", "cluster", "--features", str(DATA / "mlpt_features_slice.npz"),
+        "--compare-labels", str(DATA / "mlpt_features_slice.npz"), "--eps", "0.0678", "--out-dir", str(out))
+    assert code == 0, stderr
+    summary = json.loads(stdout[: stdout.rindex("}") + 1])
+    assert summary["min_samples"] == 18 and summary["eps"] == 0.0678
+    assert summary["compare"]["adjusted_rand_index"] > 0.99
+    assert (out / "k_distance.png").stat().st_size > 10_000
+    assert np.load(out / "dbscan_labels.npz")["y"].shape == (2942,)
+
+
+# -- training --------------------------------------------------------------------------------------------------
+def test_trained_pipeline_carries_its_featurizer(trained, sample):
+    _, store, pipeline = trained
+    loaded = store.load("web_events")
+    assert [name for name, _ in loaded.model.steps] == ["wrangle", "features", "project", "classifier"]
+    assert loaded.model.named_steps["features"].get_feature_names_out().size == 76
+    labels = loaded.model.predict(sample)
+    assert set(np.unique(labels)) <= set(loaded.model.classes_)
+    assert loaded.entry["metrics"]["train_f1_weighted"] > 0.9
+
+
+def test_train_cli_compares_and_tunes(tmp_path, sample, capsys):
+    small = tmp_path / "events.csv"
+    sample.iloc[:400].to_csv(small, index=False)
+    code, stdout, stderr = run_cli(
+        capsys, "--models-dir", str(tmp_path / "models"), "web-events", "train", "--csv", str(small),
+        "--folds", "2", "--repeats", "1", "--n-iter", "2", "--tune-folds", "2", "--out-dir", str(tmp_path / "out"))
+    assert code == 0, stderr
+    assert "random forest" in stdout and "gaussian naive bayes" in stdout
+    entry = ArtifactStore(tmp_path / "models").latest_entry("web_events")
+    assert 0 < entry["metrics"]["cv_f1_weighted"] <= 1
+    assert entry["extra"]["tuning"]["candidates_searched"] >= 3
+    assert len(entry["extra"]["comparison"]) == 6
+
+
+def test_train_cli_on_featurized_matrix(tmp_path, capsys):
+    slice_file = str(DATA / "mlpt_features_slice.npz")
+    code, stdout, stderr = run_cli(
+        capsys, "--models-dir", str(tmp_path / "models"), "web-events", "train",
+        "--features", slice_file, "--labels", slice_file, "--folds", "2", "--repeats", "1", "--no-tune")
+    assert code == 0, stderr
+    assert "2,942 events x 9 features, 17 labels" in stdout
+    forest_f1 = float(re.search(r"random forest\s+([0-9.]+)", stdout).group(1))
+    assert forest_f1 > 0.95
+    assert not (tmp_path / "models" / "manifest.json").exists()
+
+
+# -- service ----------------------------------------------------------------------------------------------------
+def test_predict_answers_mlpt_shape_on_both_routes(api, trained):
+    body = WebEventsTask().example_request()
+    assert "NaN" in body[0]["data"]
+    root = api.post("/predict", json=body)
+    assert root.status_code == 200, root.get_json()
+    answer = root.get_json()
+    assert [list(item) for item in answer] == [["EVENT_ID", "LABEL_PRED"]] * 2
+    assert [item["EVENT_ID"] for item in answer] == ["AVdhXFgVq1Ppo9zF5Fxu", "AVdcJmIIq1Ppo9zF2YIp"]
+    assert all(isinstance(item["LABEL_PRED"], int) for item in answer)
+    assert api.post("/predict/web-events", json=body).get_json() == answer
+    offline = label_response(trained[2], pd.DataFrame(EXAMPLE_EVENTS))
+    assert answer == offline
+    assert api.post("/predict", json=[]).get_json() == []
+
+
+def test_bad_records_get_400_naming_their_index(api):
+    body = [record(), {"data": "{not json"}, record(), {"data": json.dumps({"CLIENT_IP": "1.2.3.4"})}, {"nodata": 1}]
+    response = api.post("/predict", json=body)
+    assert response.status_code == 400
+    error = response.get_json()
+    assert "3 of 5 records are invalid" in error["error"]
+    records = {item["index"]: item for item in error["detail"]["records"]}
+    assert sorted(records) == [1, 3, 4]
+    assert "not valid JSON" in records[1]["error"]
+    assert "REQUEST_SIZE" in records[3]["field"]
+
+    partial = api.post("/predict/web-events?partial=1", json=body)
+    assert partial.status_code == 200
+    result = partial.get_json()
+    assert [p["index"] for p in result["predictions"]] == [0, 2]
+    assert [e["index"] for e in result["errors"]] == [1, 3, 4]
+
+    for bad_body in ({"data": "x"}, "text", 5):
+        response = api.post("/predict", json=bad_body)
+        assert response.status_code == 400 and "JSON array" in response.get_json()["error"]
+    assert api.post("/predict", data="[{", content_type="application/json").status_code == 400
+
+
+def test_odd_values_never_500(api):
+    odd = [
+        record(REQUEST_SIZE=10**400, RESPONSE_CODE="Infinity"),
+        {"data": json.dumps({**EXAMPLE_EVENTS[1], "REQUEST_SIZE": float("inf")})},
+        record(CLIENT_IP="fe80::1%eth0", CLIENT_USERAGENT=""),
+        record(CLIENT_IP=12345, MATCHED_VARIABLE_VALUE=True, EVENT_ID=7),
+        record(MATCHED_VARIABLE_NAME={"nested": 1}),
+        {"data": {**EXAMPLE_EVENTS[1], "REQUEST_SIZE": None}},
+    ]
+    response = api.post("/predict?partial=1", json=odd)
+    assert response.status_code == 200, response.get_json()
+    result = response.get_json()
+    assert [p["index"] for p in result["predictions"]] == [0, 1, 2, 3, 5]
+    assert result["predictions"][3]["EVENT_ID"] == "7"
+    assert result["errors"] == [{"index": 4, "field": "MATCHED_VARIABLE_NAME",
+                                 "error": "must be a string, a number or NaN, not an object or array"}]
+
+
+def test_one_request_of_60000_events(api, sample):
+    events = pd.concat([sample] * 24, ignore_index=True)
+    body = frame_to_request(sample) * 24
+    assert len(body) == 60_000
+    response = api.post("/predict", json=body)
+    assert response.status_code == 200
+    answer = response.get_json()
+    assert len(answer) == 60_000
+    assert [item["EVENT_ID"] for item in answer[:2500]] == events["EVENT_ID"].fillna("").iloc[:2500].tolist()
+    assert answer[:2500] == answer[2500:5000]
+
+
+def test_request_parser_keeps_good_records_in_order():
+    parsed = parse_request([record(EVENT_ID="a"), {"data": "[]"}, record(EVENT_ID="b")])
+    assert parsed.indices == [0, 2]
+    assert parsed.events["EVENT_ID"].tolist() == ["a", "b"]
+    assert parsed.errors[0]["index"] == 1
+
+
+# -- the README's curl example and the replay check against a real gunicorn ------------------------------------------
+def readme_curl() -> str:
+    text = README.read_text()
+    section = text[text.index("<!-- section: web-events -->"):text.index("<!-- /section: web-events -->")]
+    match = re.search(r"```bash\n(curl -X 'POST'.*?)```", section, re.S)
+    assert match, "the web-events README section must hold the curl example"
+    return match.group(1)
+
+
+def test_readme_curl_and_replay_against_live_server(trained, live_server, capsys):
+    models_dir, _, _ = trained
+    server = live_server(models_dir)
+    command = readme_curl().replace("http://127.0.0.1:8080", server.url)
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert isinstance(answer, list), answer
+    assert [item["EVENT_ID"] for item in answer] == ["AVdhXFgVq1Ppo9zF5Fxu", "AVdcJmIIq1Ppo9zF2YIp"]
+
+    code, stdout, stderr = run_cli(capsys, "--models-dir", str(models_dir), "web-events", "replay", str(SAMPLE),
+                                   "--url", server.url, "--batch-size", "700")
+    assert code == 0, stdout + stderr
+    report = json.loads(stdout)
+    assert report["agreement"] == 1.0 and report["events"] == 2500 and report["batches"] == 4
+    assert report["event_ids_in_order"] is True
+    assert "replay" in stderr  # the tqdm progress bar
