@@ -43,9 +43,9 @@ class RouteSpec:
     # Whether the request carries rows that count against VIGIL_MAX_ROWS.
     counts_rows: bool = True
     responses: dict[str, Any] = field(default_factory=dict)
-    # On a schema violation, let the view run first: if it raises its own 4xx (a task naming the
-    # record and field in its terms, keeping the good records' results) that is the answer;
-    # otherwise the schema's 422 is. Never a success or a 5xx for a body the schema refuses.
+    # On a schema violation, let the view's task answer (its own 4xx naming record and field, or
+    # its partial answer keeping the good records); the schema's 422 only where it cannot (an
+    # unexpected exception, the time limit). A body the schema refuses never gets a 5xx.
     task_explains_errors: bool = False
     # Which token guards the route: "api", "predict", None, or "auto" (decided by path, see middleware).
     auth: str | None = "auto"

@@ -107,26 +107,33 @@ def run_prediction(task_slug: str, loaded=None):
         g.vigil_rows = rows
     schema_error = g.pop("vigil_schema_error", None)  # set by the middleware on routes with a spec
     if schema_error is not None:
-        _explain_schema_error(task, loaded, predict_input, schema_error)
-    result = _call_with_time_limit(task.predict, loaded, predict_input)
+        result = _answer_schema_violation(task, loaded, predict_input, schema_error)
+    else:
+        result = _call_with_time_limit(task.predict, loaded, predict_input)
     metrics.observe_prediction(task.name, loaded.version, rows, result)
     if isinstance(result, dict):
         result.setdefault("model_version", loaded.version)
     return result
 
 
-def _explain_schema_error(task, loaded, predict_input: PredictInput, schema_error: UnprocessableInput):
-    """The body failed the task's schema: answer with the task's own 4xx when it raises one
-    (its detail names the record and field in the task's terms and may carry the good records'
-    results), else with the schema's 422 -- whatever the task does with it, never a 200 or a 5xx."""
+def _answer_schema_violation(task, loaded, predict_input: PredictInput, schema_error: UnprocessableInput):
+    """The body fails the task's schema. The task still gets it, because it knows its records
+    better: its own 4xx (naming record and field in its terms, often with the good records'
+    results) or its partial answer (ML-PT's ``?partial=1``, DNS's per-item errors) is the answer.
+    Only if it cannot answer -- an unexpected exception or the time limit -- is the schema's 422:
+    a body the schema refuses never gets a 5xx."""
     try:
-        _call_with_time_limit(task.predict, loaded, predict_input)
+        result = _call_with_time_limit(task.predict, loaded, predict_input)
     except VigilError as exc:
         if 400 <= exc.status < 500:
             raise
+        raise schema_error from None
     except Exception:
-        log.info("task failed on a body its schema refuses", exc_info=True)
-    raise schema_error
+        log.info("task failed on a body its schema refuses; answering with the schema's errors", exc_info=True)
+        raise schema_error from None
+    log.info("task answered a body its schema refuses", extra={"fields": {"task": task.name,
+                                                                          "schema_errors": schema_error.detail[:3]}})
+    return result
 
 
 def _task_slugs() -> list[str]:
