@@ -17,8 +17,7 @@ import threading
 
 from flask import Blueprint, current_app, jsonify
 
-from vigil.service.predict import predict_input_from_request
-from vigil.tasks import get_task
+from vigil.service.predict import run_prediction
 from vigil.tasks.dns_exfil import DYNAMIC_TASK, TASK_NAME, live_stream_status
 
 bp = Blueprint("dns", __name__)
@@ -51,8 +50,8 @@ def current_model():
 
 @bp.post("/predict/dns")
 def predict_dns():
-    task = get_task(TASK_NAME)
-    return jsonify(task.predict(current_model(), predict_input_from_request()))
+    # Through run_prediction, like every /predict route: time limit, model version, metrics.
+    return jsonify(run_prediction(TASK_NAME, loaded=current_model()))
 
 
 @bp.get("/dns/streams")
