@@ -206,7 +206,8 @@ class WebSessionsTask(Task):
                 **{f"time{i}": {"type": ["string", "null"]} for i in range(1, 11)},
             },
         }
-        return {"oneOf": [session, {"type": "array", "items": session},
+        # anyOf, not oneOf: {"sessions": [...]} also matches the one-session object schema
+        return {"anyOf": [session, {"type": "array", "items": session},
                           {"type": "object", "properties": {"sessions": {"type": "array", "items": session}},
                            "required": ["sessions"]}]}
 
