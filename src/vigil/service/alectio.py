@@ -100,23 +100,27 @@ def _args(body: dict) -> dict:
     return args
 
 
+def _required(body: dict, field: str):
+    if field not in body:
+        raise InvalidInput(f"{field} is missing", {"field": field})
+    return body[field]
+
+
 @bp.post("/train")
 def train():
     body = _body()
     args = _args(body)
     labeled = parse_indices(body.get("labeled"), "labeled", processes.pool_size(args))
-    if "ckpt_file" not in body:
-        raise InvalidInput("ckpt_file is missing", {"field": "ckpt_file"})
-    result = processes.train(args, labeled=labeled, resume_from=body.get("resume_from"), ckpt_file=body["ckpt_file"])
-    return jsonify(jsonable({"ckpt_file": body["ckpt_file"], "labelled": int(labeled.size), **(result or {})}))
+    ckpt_file = _required(body, "ckpt_file")
+    result = processes.train(args, labeled=labeled, resume_from=body.get("resume_from"), ckpt_file=ckpt_file)
+    return jsonify(jsonable({"ckpt_file": ckpt_file, "labelled": int(labeled.size), **(result or {})}))
 
 
 @bp.post("/test")
 def test():
     body = _body()
-    if "ckpt_file" not in body:
-        raise InvalidInput("ckpt_file is missing", {"field": "ckpt_file"})
-    result = processes.test(_args(body), ckpt_file=body["ckpt_file"])
+    ckpt_file = _required(body, "ckpt_file")
+    result = processes.test(_args(body), ckpt_file=ckpt_file)
     metrics = classification_metrics(result["predictions"], result["labels"], result.get("scores"))
     return jsonify(jsonable({"predictions": result["predictions"], "labels": result["labels"], "metrics": metrics}))
 
@@ -126,9 +130,8 @@ def infer():
     body = _body()
     args = _args(body)
     unlabeled = parse_indices(body.get("unlabeled"), "unlabeled", processes.pool_size(args))
-    if "ckpt_file" not in body:
-        raise InvalidInput("ckpt_file is missing", {"field": "ckpt_file"})
-    return jsonify(jsonable(processes.infer(args, unlabeled=unlabeled, ckpt_file=body["ckpt_file"])))
+    ckpt_file = _required(body, "ckpt_file")
+    return jsonify(jsonable(processes.infer(args, unlabeled=unlabeled, ckpt_file=ckpt_file)))
 
 
 @bp.post("/one_loop")
