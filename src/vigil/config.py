@@ -51,6 +51,8 @@ class Settings:
     port: int = 8080  # VIGIL_PORT
     workers: int = 2  # VIGIL_WORKERS
     threads: int = 2  # VIGIL_THREADS
+    bind: str | None = None  # VIGIL_BIND: gunicorn address(es), comma-separated; default host:port
+    worker_timeout_s: int = 300  # VIGIL_WORKER_TIMEOUT
     # VIGIL_RUNTIME_DIR: scratch folder shared by one server's gunicorn workers (Prometheus
     # multiprocess files, reload generation); gunicorn_conf creates one per server start.
     runtime_dir: Path | None = None
@@ -76,6 +78,8 @@ class Settings:
             port=_env_int("VIGIL_PORT", cls.port),
             workers=_env_int("VIGIL_WORKERS", cls.workers),
             threads=_env_int("VIGIL_THREADS", cls.threads),
+            bind=_env_str("VIGIL_BIND"),
+            worker_timeout_s=_env_int("VIGIL_WORKER_TIMEOUT", cls.worker_timeout_s),
             runtime_dir=Path(os.environ["VIGIL_RUNTIME_DIR"]) if os.environ.get("VIGIL_RUNTIME_DIR") else None,
         )
         return replace(settings, **overrides) if overrides else settings

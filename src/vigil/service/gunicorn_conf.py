@@ -30,11 +30,11 @@ os.environ["VIGIL_RUNTIME_DIR"] = str(_runtime_dir)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_runtime_dir / "prometheus")
 
 # comma-separated: `vigil serve --ui-port` adds the browser UI's address to the API's
-bind = os.environ.get("VIGIL_BIND", f"{_settings.host}:{_settings.port}").split(",")
+bind = (_settings.bind or f"{_settings.host}:{_settings.port}").split(",")
 workers = _settings.workers
 threads = _settings.threads
 worker_class = "gthread"
-timeout = int(os.environ.get("VIGIL_WORKER_TIMEOUT", "300"))
+timeout = _settings.worker_timeout_s
 graceful_timeout = 30
 keepalive = 5
 preload_app = False
