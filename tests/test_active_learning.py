@@ -379,3 +379,22 @@ def test_cli_runs_an_experiment_and_writes_the_learning_curve(tmp_path, monkeypa
     bucket = tmp_path / "al" / "bucket" / "local" / "vigil-local" / "local-entropy"
     assert {p.name for p in bucket.glob("metrics_*.pkl")} == {"metrics_0.pkl", "metrics_1.pkl", "metrics_2.pkl"}
     assert main(["ember", "active-learning", "--synthetic", "--strategy", "smartest", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_next_loop_right_after_a_finished_one_is_not_refused(tmp_path):
+    """A client that sees "succeeded" and starts the next loop at once must not get a 409 while the
+    finished job's thread is still between saving its state and releasing the lock."""
+    import threading as _threading
+
+    from vigil.active_learning.jobs import ExperimentLock, JobStore
+
+    jobs = JobStore(tmp_path / "jobs")
+    experiment = tmp_path / "expt"
+    first = jobs.start(experiment, {"cur_loop": 0}, lambda progress: {"ok": True}, background=False)
+    assert first["status"] == "succeeded"
+    # Hold the lock as the finished job's thread would in that instant, and release it shortly after.
+    straggler = ExperimentLock(experiment)
+    assert straggler.try_acquire()
+    _threading.Timer(0.3, straggler.release).start()
+    second = jobs.start(experiment, {"cur_loop": 1}, lambda progress: {"ok": True}, background=False)
+    assert second["status"] == "succeeded"

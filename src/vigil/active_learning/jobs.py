@@ -24,6 +24,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 import traceback
 import uuid
 from pathlib import Path
@@ -109,7 +110,7 @@ class JobStore:
               background: bool = True) -> dict:
         """Announce a job and run it (in a daemon thread when ``background``); 409 while one runs."""
         lock = ExperimentLock(experiment_dir)
-        if not lock.try_acquire():
+        if not self._acquire(lock, experiment_dir):
             running = self.running_job(experiment_dir)
             raise LoopAlreadyRunning("a loop of this experiment is already running",
                                      {"field": "experiment_id", "job_id": running,
@@ -129,6 +130,22 @@ class JobStore:
             return dict(job)
         self._run(job, lock, work)
         return self.get(job["job_id"])
+
+    def _acquire(self, lock: ExperimentLock, experiment_dir: Path, grace_s: float = 2.0) -> bool:
+        """Take the experiment's lock. A job that already wrote its final state releases the lock a
+        moment later (it saves before releasing, see _run), so a client that saw "succeeded" and
+        starts the next loop at once waits for that moment instead of getting a spurious 409."""
+        deadline = time.monotonic() + grace_s
+        while not lock.try_acquire():
+            running = self.running_job(experiment_dir)
+            try:
+                finished = running is not None and self.get(running)["status"] not in ACTIVE
+            except VigilError:
+                finished = False
+            if not finished or time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def _run(self, job: dict, lock: ExperimentLock, work) -> None:
         def progress(stage: str, fraction: float) -> None:
