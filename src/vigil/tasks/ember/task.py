@@ -237,6 +237,13 @@ def cmd_demo_data(args) -> int:
     return 0
 
 
+def _add_parallel_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by the verbs that process many files or lines in worker processes."""
+    parser.add_argument("-v", "--feature-version", type=int, choices=FEATURE_VERSIONS, default=2)
+    parser.add_argument("-j", "--processes", type=int, help="worker processes (default: 2)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 # -- the task ---------------------------------------------------------------------------------
 class EmberTask(Task):
     name = "ember"
@@ -252,16 +259,12 @@ class EmberTask(Task):
         extract.add_argument("-o", "--output", default="-", help="raw.jsonl to write (default: stdout)")
         extract.add_argument("--label", type=int, choices=(0, 1, -1), default=-1,
                              help="label written into every record (1 malicious, 0 benign, -1 unknown)")
-        extract.add_argument("-v", "--feature-version", type=int, choices=FEATURE_VERSIONS, default=2)
-        extract.add_argument("-j", "--processes", type=int, help="worker processes (default: 2)")
-        extract.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        _add_parallel_flags(extract)
         extract.set_defaults(handler=cmd_extract)
 
         vectorize = verbs.add_parser("vectorize", help="train_features_*.jsonl + test_features.jsonl -> X/y memmaps")
         vectorize.add_argument("data_dir", metavar="DATA_DIR")
-        vectorize.add_argument("-v", "--feature-version", type=int, choices=FEATURE_VERSIONS, default=2)
-        vectorize.add_argument("-j", "--processes", type=int, help="worker processes (default: 2)")
-        vectorize.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        _add_parallel_flags(vectorize)
         vectorize.set_defaults(handler=cmd_vectorize)
 
         train = verbs.add_parser("train", help="LightGBM on the vectorized labelled rows; saves the model")
