@@ -32,11 +32,12 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import joblib
 
 from vigil.errors import ArtifactIntegrityError, ModelNotAvailable
+from vigil.plain import to_plain
 
 MANIFEST_NAME = "manifest.json"
 TRACKED_LIBRARIES = ("vigil", "numpy", "pandas", "scikit-learn", "lightgbm", "lief", "joblib")
@@ -204,9 +205,9 @@ class ArtifactStore:
                 "data_fingerprint": data_fingerprint,
                 "feature_version": feature_version,
                 "library_versions": library_versions(),
-                "metrics": _jsonable(metrics or {}),
+                "metrics": to_plain(metrics or {}, str_keys=True),
                 "threshold": None if threshold is None else float(threshold),
-                "extra": _jsonable(extra or {}),
+                "extra": to_plain(extra or {}, str_keys=True),
             }
             if lightgbm_booster is not None:
                 native = folder / f"{task}-v{version}.txt"
@@ -252,17 +253,6 @@ class ArtifactStore:
         raise ArtifactIntegrityError("file is not listed in the model manifest; refusing to load it", str(path))
 
 
-def _jsonable(value: Any) -> Any:
-    """Turn numpy scalars and arrays inside metrics into plain JSON values."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return value
-
-
 def _atomic_write_text(path: Path, text: str) -> None:
     with _atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -280,7 +270,3 @@ def _atomic_path(path: Path):
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def iter_jsonable(values: Iterable) -> list:
-    return [_jsonable(v) for v in values]

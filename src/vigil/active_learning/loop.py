@@ -3,7 +3,8 @@
 For loop ``L`` of experiment ``E`` of project ``P`` in bucket ``B``:
 
 - reads ``P/meta.json`` (``train_size``; the pool size when absent) and ``P/E/selected_indices_{i}.pkl``
-  for ``i <= L``: their union is the labelled set, everything else below ``train_size`` is unlabelled;
+  (or ``.json`` / ``.npy``) for ``i <= L``: their union is the labelled set, everything else below
+  ``train_size`` is unlabelled;
 - runs ``train`` (resuming from ``ckpt_{L-1}``), ``test`` and ``infer``;
 - writes back ``P/E/data_map.pkl`` and ``test_ground_truth.pkl`` (loop 0 only),
   ``insights_{L}.pkl``, ``test_predictions_{L}.pkl``, ``metrics_{L}.pkl``, ``infer_outputs_{L}.pkl``.
@@ -21,8 +22,10 @@ from typing import Any, Callable
 import numpy as np
 
 from vigil.active_learning import processes
-from vigil.active_learning.storage import BucketStore, read_json, read_pickle, safe_name, write_pickle
+from vigil.active_learning.storage import (BucketStore, index_key, inside, read_indices, read_json, safe_name,
+                                           write_pickle)
 from vigil.errors import InvalidInput, UnprocessableInput
+from vigil.safe_pickle import UnsafePickle
 
 REQUIRED_KEYS = ("experiment_id", "project_id", "cur_loop", "user_id", "bucket_name", "type")
 OPTIONAL_INT_KEYS = ("n_rec", "n_loop")
@@ -79,7 +82,9 @@ def experiment_args(base_args: dict, payload: dict) -> dict:
     """args for one experiment: checkpoints go to EXPT_DIR/<project_id>/<experiment_id>, so two
     experiments served by the same process never overwrite each other's ckpt_{loop}."""
     args = dict(base_args)
-    args["EXPT_DIR"] = str(Path(base_args["EXPT_DIR"]) / payload["project_id"] / payload["experiment_id"])
+    folder = Path(base_args["EXPT_DIR"]) / payload["project_id"] / payload["experiment_id"]
+    # A symlinked project or experiment folder must not take checkpoints and job files elsewhere.
+    args["EXPT_DIR"] = str(inside(base_args["EXPT_DIR"], folder, "experiment folder"))
     return args
 
 
@@ -118,26 +123,27 @@ def classification_metrics(predictions, labels, scores=None) -> dict:
 
 
 def labelled_indices(store: BucketStore, payload: dict, train_size: int) -> np.ndarray:
-    """Union of ``selected_indices_{i}.pkl`` for ``i <= cur_loop``, checked against ``train_size``."""
+    """Union of ``selected_indices_{i}`` (.json, .npy or .pkl) for ``i <= cur_loop``, checked against
+    ``train_size``; no file may hold more indices than the pool has rows."""
     bucket, folder = payload["bucket_name"], experiment_key(payload)
     chosen: set[int] = set()
     for loop in range(payload["cur_loop"] + 1):
-        key = f"{folder}/selected_indices_{loop}.pkl"
-        if not store.exists(bucket, key):
-            raise UnprocessableInput(f"{key} is missing from bucket {bucket}",
-                                     {"field": f"selected_indices_{loop}.pkl", "cur_loop": payload["cur_loop"]})
+        key = index_key(folder, loop, store, bucket)
+        field = f"selected_indices_{loop}.pkl"
+        if key is None:
+            raise UnprocessableInput(f"{folder}/{field} is missing from bucket {bucket}",
+                                     {"field": field, "cur_loop": payload["cur_loop"]})
+        field = key.rsplit("/", 1)[-1]
         try:
-            values = np.asarray(list(read_pickle(store, bucket, key))).ravel()
-            if values.size and not np.issubdtype(values.dtype, np.integer):
-                raise ValueError("indices must be integers")
-        except Exception as exc:  # a malformed or hostile pickle is the platform's input error
+            values = read_indices(store, bucket, key, max_items=train_size)
+        except (ValueError, UnsafePickle) as exc:  # a malformed or hostile file is the platform's input error
             raise UnprocessableInput(f"{key} does not hold a list of integer indices: {exc}",
-                                     {"field": f"selected_indices_{loop}.pkl"}) from None
+                                     {"field": field}) from None
         bad = values[(values < 0) | (values >= train_size)]
         if bad.size:
             raise UnprocessableInput(f"{key} holds index {int(bad[0])}, outside 0..{train_size - 1}",
-                                     {"field": f"selected_indices_{loop}.pkl", "value": int(bad[0])})
-        chosen.update(int(v) for v in values)
+                                     {"field": field, "value": int(bad[0])})
+        chosen.update(values.tolist())
     return np.array(sorted(chosen), dtype=np.int64)
 
 
@@ -149,7 +155,7 @@ def preflight(payload: dict, base_args: dict, store: BucketStore) -> None:
         raise UnprocessableInput(f"{payload['project_id']}/meta.json is missing from bucket {bucket}",
                                  {"field": "meta.json"})
     for i in range(loop + 1):
-        if not store.exists(bucket, f"{folder}/selected_indices_{i}.pkl"):
+        if index_key(folder, i, store, bucket) is None:
             raise UnprocessableInput(f"{folder}/selected_indices_{i}.pkl is missing from bucket {bucket}",
                                      {"field": f"selected_indices_{i}.pkl", "cur_loop": loop})
     if loop > 0:

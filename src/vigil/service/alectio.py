@@ -20,6 +20,7 @@ from vigil.active_learning import processes
 from vigil.active_learning.loop import classification_metrics, experiment_args, validate_payload
 from vigil.active_learning.pipeline import AlectioPipeline
 from vigil.errors import InvalidInput, VigilError
+from vigil.plain import to_plain
 
 bp = Blueprint("alectio", __name__)
 
@@ -39,19 +40,6 @@ def _require_token():
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise VigilError("missing or wrong API token", {"field": "Authorization"}, status=401)
-
-
-def jsonable(value: Any) -> Any:
-    """numpy scalars and arrays (anywhere in dicts and lists) as plain JSON numbers and lists."""
-    if isinstance(value, dict):
-        return {str(k) if not isinstance(k, str) else k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _body() -> dict:
@@ -113,7 +101,8 @@ def train():
     labeled = parse_indices(body.get("labeled"), "labeled", processes.pool_size(args))
     ckpt_file = _required(body, "ckpt_file")
     result = processes.train(args, labeled=labeled, resume_from=body.get("resume_from"), ckpt_file=ckpt_file)
-    return jsonify(jsonable({"ckpt_file": ckpt_file, "labelled": int(labeled.size), **(result or {})}))
+    return jsonify(to_plain({"ckpt_file": ckpt_file, "labelled": int(labeled.size), **(result or {})},
+                            str_keys=True))
 
 
 @bp.post("/test")
@@ -122,7 +111,8 @@ def test():
     ckpt_file = _required(body, "ckpt_file")
     result = processes.test(_args(body), ckpt_file=ckpt_file)
     metrics = classification_metrics(result["predictions"], result["labels"], result.get("scores"))
-    return jsonify(jsonable({"predictions": result["predictions"], "labels": result["labels"], "metrics": metrics}))
+    return jsonify(to_plain({"predictions": result["predictions"], "labels": result["labels"], "metrics": metrics},
+                            str_keys=True))
 
 
 @bp.post("/infer")
@@ -131,7 +121,7 @@ def infer():
     args = _args(body)
     unlabeled = parse_indices(body.get("unlabeled"), "unlabeled", processes.pool_size(args))
     ckpt_file = _required(body, "ckpt_file")
-    return jsonify(jsonable(processes.infer(args, unlabeled=unlabeled, ckpt_file=ckpt_file)))
+    return jsonify(to_plain(processes.infer(args, unlabeled=unlabeled, ckpt_file=ckpt_file), str_keys=True))
 
 
 @bp.post("/one_loop")
@@ -148,4 +138,4 @@ def end_exp():
 
 @bp.get("/jobs/<job_id>")
 def job(job_id: str):
-    return jsonify(jsonable(_pipeline().jobs.get(job_id)))
+    return jsonify(to_plain(_pipeline().jobs.get(job_id), str_keys=True))

@@ -23,14 +23,13 @@ Example::
 
 from __future__ import annotations
 
-import io
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from vigil.errors import InvalidInput
+from vigil.safe_pickle import loads_data
 
 N_SITES = 10
 MAX_SESSION_SECONDS = 30 * 60
@@ -38,6 +37,7 @@ SITE_COLUMNS = [f"site{i}" for i in range(1, N_SITES + 1)]
 TIME_COLUMNS = [f"time{i}" for i in range(1, N_SITES + 1)]
 SESSION_COLUMNS = [column for pair in zip(SITE_COLUMNS, TIME_COLUMNS) for column in pair]
 WEEK = pd.Timedelta(weeks=1)
+MAX_SITES = 10_000_000  # Kaggle's site_dic.pkl holds 48,371 sites
 
 # File names in a source folder: the full Kaggle/Cheppyk files, or the slices shipped in data/.
 ALICE_LOG_NAMES = ("Alice_log.csv", "Alice_log.csv.gz")
@@ -92,20 +92,14 @@ def read_alice_log(path: Path | str) -> pd.DataFrame:
     return log.sort_values("timestamp", kind="stable").reset_index(drop=True)
 
 
-class _DictOnlyUnpickler(pickle.Unpickler):
-    """site_dic.pkl is a plain dict of str -> int; refuse anything that would run code."""
-
-    def find_class(self, module, name):
-        raise pickle.UnpicklingError(f"site dictionary may hold only plain dicts, not {module}.{name}")
-
-
 def read_site_dic(path: Path | str) -> dict[str, int]:
     """Site name -> id, from Kaggle's site_dic.pkl or the compact CSV (site,id) shipped in data/."""
     path = Path(path)
     if not path.is_file():
         raise InvalidInput(f"no such site dictionary: {path}", {"path": str(path)})
     if path.suffix == ".pkl":
-        mapping = _DictOnlyUnpickler(io.BytesIO(path.read_bytes())).load()
+        # Kaggle's file is a plain dict of str -> int: nothing in it may name a global.
+        mapping = loads_data(path.read_bytes(), max_items=MAX_SITES, numpy=False)
         if not isinstance(mapping, dict):
             raise InvalidInput(f"{path} is not a dict of site name -> id", type(mapping).__name__)
         return {str(k): int(v) for k, v in mapping.items()}
