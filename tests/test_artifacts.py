@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -63,3 +64,136 @@ def test_signed_manifest_required_with_key(tmp_path):
         signed.load("demo")
     with pytest.raises(ArtifactIntegrityError, match="signature"):
         ArtifactStore(tmp_path, model_key="other").read_manifest()
+
+
+# ----------------------------------------------------------------------------- attacks on the store
+
+class Payload:
+    """A pickle that, if ever unpickled, leaves a marker file: the attacker's code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_a_file_swapped_between_hash_check_and_load_never_runs(tmp_path):
+    """The swap race that beat the old store (hash the path, then joblib.load the path again): a thread
+    keeps replacing a legacy joblib artifact with an attacker's pickle while the store loads it."""
+    import io
+    import os
+    import threading
+
+    import joblib
+
+    store = ArtifactStore(tmp_path / "models")
+    store.save("demo", _fitted())
+    good, evil = io.BytesIO(), io.BytesIO()
+    joblib.dump(_fitted(), good)
+    joblib.dump(Payload(tmp_path / "pwned"), evil)
+    legacy = tmp_path / "models" / "demo" / "demo-v2.joblib"
+    legacy.write_bytes(good.getvalue())
+    manifest = json.loads(store.manifest_path.read_text())
+    manifest["artifacts"].append({**manifest["artifacts"][0], "version": "2", "file": "demo/demo-v2.joblib",
+                                  "sha256": __import__("hashlib").sha256(good.getvalue()).hexdigest()})
+    store.manifest_path.write_text(json.dumps(manifest))
+
+    stop = threading.Event()
+
+    def swap():
+        staged = {name: tmp_path / name for name in ("good", "evil")}
+        staged["good"].write_bytes(good.getvalue())
+        staged["evil"].write_bytes(evil.getvalue())
+        while not stop.is_set():
+            for name in ("evil", "good"):
+                tmp = legacy.with_suffix(".swap")
+                tmp.write_bytes(staged[name].read_bytes())
+                os.replace(tmp, legacy)
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    outcomes = {"loaded": 0, "refused": 0}
+    try:
+        for _ in range(200):
+            try:
+                loaded = store.load("demo", "2")
+                assert hasattr(loaded.model, "predict")  # the genuine model, never the payload
+                outcomes["loaded"] += 1
+            except ArtifactIntegrityError:
+                outcomes["refused"] += 1
+    finally:
+        stop.set()
+        swapper.join()
+    assert not (tmp_path / "pwned").exists()
+    assert outcomes["loaded"] + outcomes["refused"] == 200
+
+
+def test_new_artifacts_are_skops_and_name_only_trusted_types(tmp_path):
+    store = ArtifactStore(tmp_path)
+    entry = store.save("demo", _fitted())
+    assert entry["file"].endswith(".skops")
+    assert store.load("demo").model.predict([[3.0]]).tolist() == [1]
+
+
+class Untrusted:
+    def __init__(self):
+        self.value = 1
+
+    def __setstate__(self, state):  # would run on load: it must never be reached
+        import pathlib
+
+        pathlib.Path(state["marker"]).touch()
+
+
+def test_a_skops_file_naming_an_untrusted_type_is_refused_before_it_is_built(tmp_path):
+    import hashlib
+
+    import skops.io
+
+    store = ArtifactStore(tmp_path / "models")
+    entry = store.save("demo", _fitted())
+    hostile = Untrusted()
+    hostile.marker = str(tmp_path / "pwned")
+    data = skops.io.dumps(hostile)
+    (tmp_path / "models" / entry["file"]).write_bytes(data)
+    manifest = json.loads(store.manifest_path.read_text())
+    manifest["artifacts"][0]["sha256"] = hashlib.sha256(data).hexdigest()  # no key: the hash is forgeable
+    store.manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactIntegrityError, match="trusted list") as caught:
+        store.load("demo")
+    assert caught.value.detail["untrusted_types"] == ["test_artifacts.Untrusted"]
+    assert not (tmp_path / "pwned").exists()
+    with pytest.raises(ValueError, match="trusted list"):
+        store.save("demo", hostile)  # refused at training time too
+
+
+def test_a_signed_old_manifest_put_back_is_refused(tmp_path):
+    state = tmp_path / "state"
+    store = ArtifactStore(tmp_path / "models", model_key="secret", state_dir=state)
+    store.save("demo", _fitted())
+    old_manifest = store.manifest_path.read_bytes()  # validly signed, sequence 1
+    store.save("demo", _fitted())
+    assert store.load("demo").version == "2" and store.accepted_sequence() == 2
+    store.manifest_path.write_bytes(old_manifest)  # the rollback
+    with pytest.raises(ArtifactIntegrityError, match="older than 2"):
+        store.load("demo")
+    # a new process (a worker start) keeps the refusal: the sequence lives outside models/
+    with pytest.raises(ArtifactIntegrityError, match="rolled-back"):
+        ArtifactStore(tmp_path / "models", model_key="secret", state_dir=state).read_manifest()
+    # the sequence is signed: raising it by hand breaks the signature
+    document = json.loads(old_manifest)
+    document["sequence"] = 99
+    store.manifest_path.write_text(json.dumps(document))
+    with pytest.raises(ArtifactIntegrityError, match="signature"):
+        store.read_manifest()
+
+
+def test_the_state_file_is_outside_the_models_folder():
+    from vigil.config import Settings
+
+    settings = Settings(models_dir=Path("/srv/models"), work_dir=Path("/srv/runs"), model_key="k")
+    store = ArtifactStore.from_settings(settings)
+    assert store.state_dir == Path("/srv/runs/state") and store.model_key == "k"

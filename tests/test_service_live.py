@@ -190,6 +190,69 @@ def test_reload_keeps_the_old_model_when_the_new_one_is_tampered(served):
     assert response.status_code == 200 and response.headers["X-Model-Version"] == loaded.version
 
 
+def _load_while(server, task, action) -> tuple[list, set]:
+    """Run ``action`` while four clients keep predicting; return (failures, versions seen)."""
+    body, failures, versions, stop = rows_of(task), [], set(), threading.Event()
+
+    def client():
+        with requests.Session() as session:
+            while not stop.is_set():
+                response = session.post(f"{server.url}/predict/{task.slug}", json=body, timeout=30)
+                if response.status_code != 200:
+                    failures.append((response.status_code, response.text[:200]))
+                versions.add(response.headers.get("X-Model-Version"))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.3)
+        action()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    return failures, versions
+
+
+def test_a_hash_valid_broken_model_is_never_served_under_load(served):
+    """Hardening item 3: a new version that fails its warm-up keeps the previous one serving."""
+    from sklearn.linear_model import LogisticRegression
+
+    task, live_store, server = served
+    serving = requests.post(f"{server.url}/predict/{task.slug}", json=rows_of(task), timeout=10)
+    serving_version = serving.headers["X-Model-Version"]
+    broken = live_store.save(task.name, LogisticRegression())  # verifies, loads, cannot answer
+
+    def reload():
+        reply = requests.post(server.url + "/admin/reload", headers={"Authorization": "Bearer ops"}, timeout=60)
+        assert "warm-up" in reply.json()["errors"][task.name], reply.text
+        assert reply.json()["models"][task.name] == serving_version
+
+    failures, versions = _load_while(server, task, reload)
+    assert not failures, failures[:3]
+    assert versions == {serving_version} and broken["version"] not in versions
+
+
+def test_a_byte_flipped_in_the_served_file_is_caught_at_reload(served):
+    task, live_store, server = served
+    serving = requests.post(f"{server.url}/predict/{task.slug}", json=rows_of(task), timeout=10)
+    entry = next(e for e in live_store.entries(task.name) if e["version"] == serving.headers["X-Model-Version"])
+    path = live_store.root / entry["file"]
+    original = path.read_bytes()
+    path.write_bytes(original[:100] + bytes([original[100] ^ 1]) + original[101:])
+    try:
+        requests.post(server.url + "/admin/reload", headers={"Authorization": "Bearer ops"}, timeout=60)
+        ready = requests.get(server.url + "/ready", timeout=10)
+        assert ready.status_code == 503 and "does not match" in ready.json()["errors"][task.name]
+        # the verified copy in memory keeps answering meanwhile
+        response = requests.post(f"{server.url}/predict/{task.slug}", json=rows_of(task), timeout=10)
+        assert response.status_code == 200 and response.headers["X-Model-Version"] == entry["version"]
+    finally:
+        path.write_bytes(original)
+
+
 def test_logs_are_json_lines_with_the_request_id(served):
     _, _, server = served
     response = requests.get(server.url + "/models", headers={"X-Request-ID": "ops-trace-7"}, timeout=10)

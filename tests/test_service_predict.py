@@ -185,11 +185,15 @@ def test_a_specific_route_overriding_predict_slug_keeps_the_documented_schema(tr
         assert operation["requestBody"]["content"]["application/json"]["schema"]
 
 
-def test_a_model_that_fails_its_warm_up_is_served_but_not_ready(trained, monkeypatch):
+def test_a_model_that_fails_its_warm_up_is_not_served(trained, monkeypatch):
+    """Hardening item 3: a worker that finds only a version failing warm-up answers 503 with the reason."""
     task, _, _ = trained
     monkeypatch.setattr(task, "example_request", lambda: {"not": "what this task takes"})
     client = client_for(trained)
     ready = client.get("/ready")
     assert ready.status_code == 503 and "warm-up" in ready.get_json()["errors"][task.name]
     monkeypatch.undo()
+    refused = client.post(f"/predict/{task.slug}", json=task.example_request())
+    assert refused.status_code == 503 and "warm-up" in refused.get_json()["error"]
+    assert client.post("/admin/reload").status_code == 200  # the same file, warmed now: served again
     assert client.post(f"/predict/{task.slug}", json=task.example_request()).status_code == 200

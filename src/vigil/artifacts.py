@@ -2,14 +2,26 @@
 
 Layout of the store (``models/`` by default)::
 
-    models/manifest.json                 every artifact: task, version, sha256, metrics, ...
-    models/<task>/<task>-v<N>.joblib     the bundle (a fitted pipeline plus whatever the task needs)
-    models/<task>/<task>-v<N>.txt        LightGBM's native text model, when the bundle holds one
+    models/manifest.json                 every artifact: task, version, sha256, metrics, ...; a sequence
+    models/<task>/<task>-v<N>.skops      the fitted pipeline, in skops' format (no code runs on load)
+    models/<task>/<task>-v<N>.txt        LightGBM's native text model, when the pipeline holds one
+    models/<task>/<task>-v<N>.joblib     older artifacts (joblib pickles), still loaded when verified
 
-Loading a joblib file runs code, so :meth:`ArtifactStore.load` refuses any file
-that is not listed in the manifest or whose SHA-256 differs from the listed one.
-With ``VIGIL_MODEL_KEY`` set the manifest itself must carry a valid HMAC-SHA256,
-so write access to ``models/`` alone is not enough to inject a model.
+Threat model. Whoever can write ``models/`` can replace files; the store makes that harmless:
+
+- The model file is read into memory once; the SHA-256 listed in the manifest (and with
+  ``VIGIL_MODEL_KEY`` the manifest's HMAC) is checked on those bytes and the model is built from
+  those same bytes, so swapping the file between check and load changes nothing.
+- ``.skops`` files are loaded by skops, which builds only the types it is told to trust; the store
+  trusts an exact list of class names (:data:`TRUSTED_TYPES`) and refuses a file naming any other.
+  No pickle, no import of a name the file chooses. ``.joblib`` (pickle) is loaded only after the
+  hash check, for artifacts saved before the skops format.
+- With ``VIGIL_MODEL_KEY`` the signed manifest carries a ``sequence`` that grows with every save.
+  The highest sequence this machine has accepted is kept outside the models folder
+  (``VIGIL_STATE_DIR``); a manifest with a lower one (an old, validly signed manifest put back to
+  roll a model back to a known-bad version) is refused. Without a key the manifest is trusted as
+  found: write access to ``models/`` then means control of what is served, short of running code
+  through a ``.skops`` file.
 
 Example::
 
@@ -26,7 +38,9 @@ import datetime as _dt
 import fcntl
 import hashlib
 import hmac
+import io
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -39,8 +53,32 @@ import joblib
 from vigil.errors import ArtifactIntegrityError, ModelNotAvailable
 from vigil.plain import to_plain
 
+log = logging.getLogger("vigil.artifacts")
+
 MANIFEST_NAME = "manifest.json"
-TRACKED_LIBRARIES = ("vigil", "numpy", "pandas", "scikit-learn", "lightgbm", "lief", "joblib")
+FORMAT = ".skops"
+# The exact classes (beyond skops' own trusted numpy/scipy/scikit-learn types) that a .skops
+# artifact may name. A file naming anything else is refused before it is built.
+TRUSTED_TYPES = frozenset({
+    "collections.OrderedDict",
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMClassifier",
+    "sklearn.tree._tree.Tree",
+    "vigil.tasks.ember.model.RawRecordVectorizer",
+    "vigil.tasks.web_events.features.ClientIpGroups",
+    "vigil.tasks.web_events.features.EventFeatures",
+    "vigil.tasks.web_events.features.NumberColumn",
+    "vigil.tasks.web_events.features.ScaledPCA",
+    "vigil.tasks.web_events.features.TextTfidf",
+    "vigil.tasks.web_events.wrangling.EventWrangler",
+    "vigil.tasks.web_sessions.features.SessionFeaturizer",
+    "vigil.tasks.web_sessions.features.SessionShape",
+    "vigil.tasks.web_sessions.features.SiteNgrams",
+    "vigil.tasks.web_sessions.features.StartHour",
+    "vigil.tasks.web_sessions.features.StartWeekday",
+    "vigil.tasks.web_sessions.features.split_on_spaces",
+})
+TRACKED_LIBRARIES = ("vigil", "numpy", "pandas", "scikit-learn", "lightgbm", "lief", "skops")
 
 
 def library_versions() -> dict[str, str | None]:
@@ -51,6 +89,42 @@ def library_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def dumps_model(model: Any) -> bytes:
+    """``model`` in skops' format; a model naming a type outside :data:`TRUSTED_TYPES` is a
+    ``ValueError`` here, at training time, since the service would refuse to load it."""
+    import skops.io
+
+    data = skops.io.dumps(model, compression=8)
+    named = _named_types(data, "the model to save")
+    refused = sorted(set(named) - TRUSTED_TYPES)
+    if refused:
+        raise ValueError(f"the model names types outside the trusted list {refused}; add them to "
+                         "vigil.artifacts.TRUSTED_TYPES if they are plain estimators")
+    return data
+
+
+def loads_model(data: bytes) -> Any:
+    """A model from skops bytes, built only if every type the archive names is trusted."""
+    import skops.io
+
+    named = _named_types(data, "the model file")
+    refused = sorted(set(named) - TRUSTED_TYPES)
+    if refused:
+        raise ArtifactIntegrityError("the model file names types outside the trusted list; refusing it",
+                                     {"untrusted_types": refused})
+    return skops.io.loads(data, trusted=named)
+
+
+def _named_types(data: bytes, what: str) -> list[str]:
+    """The types a skops archive names beyond skops' own defaults; read from its schema, nothing built."""
+    import skops.io
+
+    try:
+        return list(skops.io.get_untrusted_types(data=data))
+    except Exception as exc:  # not a skops archive, or a malformed one
+        raise ArtifactIntegrityError(f"{what} is not a readable skops archive", str(exc)) from None
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -116,51 +190,103 @@ class LoadedModel:
 
 
 class ArtifactStore:
-    def __init__(self, root: Path | str, model_key: str | None = None):
+    """Versioned model files under ``root`` and their manifest.
+
+    ``state_dir`` (outside ``root``) keeps the highest manifest sequence accepted here; with a
+    ``model_key`` an older signed manifest is refused (see the module's threat model).
+    """
+
+    def __init__(self, root: Path | str, model_key: str | None = None, state_dir: Path | str | None = None):
         self.root = Path(root)
         self.model_key = model_key
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+
+    @classmethod
+    def from_settings(cls, settings) -> "ArtifactStore":
+        return cls(settings.models_dir, model_key=settings.model_key, state_dir=settings.state_path)
 
     # -- manifest ---------------------------------------------------------------------------
     @property
     def manifest_path(self) -> Path:
         return self.root / MANIFEST_NAME
 
-    def _signature(self, artifacts: list[dict]) -> str:
-        canonical = json.dumps(artifacts, sort_keys=True, separators=(",", ":")).encode()
+    def _signature(self, artifacts: list[dict], sequence: int | None) -> str:
+        signed: Any = artifacts if sequence is None else {"artifacts": artifacts, "sequence": sequence}
+        canonical = json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
         return hmac.new(self.model_key.encode(), canonical, hashlib.sha256).hexdigest()
+
+    def _read_document(self) -> dict:
+        try:
+            document = json.loads(self.manifest_path.read_text())
+            if not isinstance(document["artifacts"], list):
+                raise TypeError("artifacts must be a list")
+            sequence = document.get("sequence")
+            if sequence is not None and (type(sequence) is not int or sequence < 0):
+                raise TypeError("sequence must be a non-negative integer")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArtifactIntegrityError("model manifest is unreadable", str(exc)) from exc
+        return document
 
     def read_manifest(self) -> list[dict]:
         if not self.manifest_path.exists():
             return []
-        try:
-            document = json.loads(self.manifest_path.read_text())
-            artifacts = document["artifacts"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ArtifactIntegrityError("model manifest is unreadable", str(exc)) from exc
+        document = self._read_document()
+        artifacts, sequence = document["artifacts"], document.get("sequence")
         if self.model_key:
             signature = document.get("hmac")
-            if not signature or not hmac.compare_digest(signature, self._signature(artifacts)):
+            if not isinstance(signature, str) or not hmac.compare_digest(signature, self._signature(artifacts, sequence)):
                 raise ArtifactIntegrityError(
                     "model manifest signature is missing or invalid",
                     "VIGIL_MODEL_KEY is set, so the manifest must be signed with it",
                 )
+            self._accept_sequence(sequence or 0)
         return artifacts
 
-    def _write_manifest(self, artifacts: list[dict]) -> None:
-        document: dict[str, Any] = {"format": 1, "artifacts": artifacts}
-        if self.model_key:
-            document["hmac"] = self._signature(artifacts)
-        _atomic_write_text(self.manifest_path, json.dumps(document, indent=2, sort_keys=True))
+    # -- rollback protection -----------------------------------------------------------------
+    @property
+    def _sequence_file(self) -> Path | None:
+        if self.state_dir is None:
+            return None
+        # One file per models folder, named by its resolved path: several stores may share state_dir.
+        tag = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
+        return self.state_dir / f"manifest-sequence-{tag}"
 
-    @contextlib.contextmanager
+    def accepted_sequence(self) -> int:
+        """The highest signed manifest sequence accepted on this machine (0: none yet)."""
+        path = self._sequence_file
+        try:
+            return int(path.read_text().split()[0]) if path else 0
+        except (FileNotFoundError, ValueError, IndexError):
+            return 0
+
+    def _accept_sequence(self, sequence: int) -> None:
+        path = self._sequence_file
+        if path is None:
+            return
+        highest = self.accepted_sequence()
+        if sequence < highest:
+            raise ArtifactIntegrityError(
+                f"model manifest sequence {sequence} is older than {highest}, already accepted here; "
+                "refusing a rolled-back manifest",
+                {"sequence": sequence, "accepted": highest, "state_file": path.name},
+            )
+        if sequence > highest:
+            with _file_lock(path.with_name(path.name + ".lock")):
+                if sequence > self.accepted_sequence():
+                    _atomic_write_text(path, f"{sequence}\n")
+
+    def _write_manifest(self, artifacts: list[dict]) -> None:
+        previous = self._read_document().get("sequence", 0) if self.manifest_path.exists() else 0
+        sequence = max(previous or 0, self.accepted_sequence()) + 1
+        document: dict[str, Any] = {"format": 1, "artifacts": artifacts, "sequence": sequence}
+        if self.model_key:
+            document["hmac"] = self._signature(artifacts, sequence)
+        _atomic_write_text(self.manifest_path, json.dumps(document, indent=2, sort_keys=True))
+        if self.model_key:
+            self._accept_sequence(sequence)
+
     def _locked(self):
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".manifest.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        return _file_lock(self.root / ".manifest.lock")
 
     # -- queries ----------------------------------------------------------------------------
     def entries(self, task: str | None = None) -> list[dict]:
@@ -193,14 +319,15 @@ class ArtifactStore:
             version = str(max(previous, default=0) + 1)
             folder = self.root / task
             folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{task}-v{version}.joblib"
+            path = folder / f"{task}-v{version}{FORMAT}"
+            data = dumps_model(model)
             with _atomic_path(path) as tmp:
-                joblib.dump(model, tmp, compress=3)
+                tmp.write_bytes(data)
             entry = {
                 "task": task,
                 "version": version,
                 "file": path.relative_to(self.root).as_posix(),
-                "sha256": sha256_file(path),
+                "sha256": hashlib.sha256(data).hexdigest(),
                 "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "data_fingerprint": data_fingerprint,
                 "feature_version": feature_version,
@@ -231,18 +358,41 @@ class ArtifactStore:
             if not matches:
                 raise ModelNotAvailable(f"task '{task}' has no model version {version}")
             entry = matches[0]
-        path = (self.root / entry["file"]).resolve()
+        data = self.verified_bytes(entry)
+        try:
+            if entry["file"].endswith(FORMAT):
+                model = loads_model(data)
+            else:
+                # joblib runs code on load: only ever on bytes that just passed the hash check
+                model = joblib.load(io.BytesIO(data))
+        except ArtifactIntegrityError:
+            raise
+        except Exception as exc:
+            raise ArtifactIntegrityError(f"model file {entry['file']} could not be loaded",
+                                         f"{type(exc).__name__}: {exc}") from None
+        return LoadedModel(model=model, entry=entry)
+
+    def verified_bytes(self, entry: dict) -> bytes:
+        """The bytes of ``entry``'s model file, read once and checked against the manifest's SHA-256;
+        whatever is built from a model file is built from these bytes, never from a second read."""
+        file = entry.get("file")
+        if not isinstance(file, str) or not isinstance(entry.get("sha256"), str):
+            raise ArtifactIntegrityError("manifest entry lacks its file or hash", {"task": entry.get("task")})
+        path = (self.root / file).resolve()
         if self.root.resolve() not in path.parents:
-            raise ArtifactIntegrityError("manifest points outside the model store", entry["file"])
-        if not path.is_file():
-            raise ArtifactIntegrityError("model file listed in the manifest is missing", entry["file"])
-        actual = sha256_file(path)
+            raise ArtifactIntegrityError("manifest points outside the model store", file)
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except (FileNotFoundError, IsADirectoryError):
+            raise ArtifactIntegrityError("model file listed in the manifest is missing", file) from None
+        actual = hashlib.sha256(data).hexdigest()
         if not hmac.compare_digest(actual, entry["sha256"]):
             raise ArtifactIntegrityError(
-                f"model file {entry['file']} does not match its manifest hash; refusing to load it",
+                f"model file {file} does not match its manifest hash; refusing to load it",
                 {"expected": entry["sha256"], "actual": actual},
             )
-        return LoadedModel(model=joblib.load(path), entry=entry)
+        return data
 
     def load_file(self, path: Path) -> Any:
         """Load a joblib file only if the manifest lists it with a matching hash."""
@@ -251,6 +401,17 @@ class ArtifactStore:
             if (self.root / entry["file"]).resolve() == path:
                 return self.load(entry["task"], entry["version"]).model
         raise ArtifactIntegrityError("file is not listed in the model manifest; refusing to load it", str(path))
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -25,7 +25,7 @@ def settings_and_store(args: argparse.Namespace | None = None) -> tuple[Settings
     if args is not None and getattr(args, "models_dir", None):
         overrides["models_dir"] = args.models_dir
     settings = Settings.from_env(**overrides)
-    return settings, ArtifactStore(settings.models_dir, model_key=settings.model_key)
+    return settings, ArtifactStore.from_settings(settings)
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:

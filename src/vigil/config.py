@@ -44,6 +44,9 @@ class Settings:
     api_token: str | None = None  # VIGIL_API_TOKEN: guards training and admin endpoints
     predict_token: str | None = None  # VIGIL_PREDICT_TOKEN: guards /predict
     model_key: str | None = None  # VIGIL_MODEL_KEY: HMAC key the manifest must be signed with
+    # VIGIL_STATE_DIR: kept outside models/: the highest signed manifest sequence accepted (refuses
+    # rollbacks); default <work_dir>/state
+    state_dir: Path | None = None
     alectio_callback_url: str | None = None  # VIGIL_ALECTIO_CALLBACK_URL
     alectio_config: Path = PROJECT_ROOT / "config.yaml"  # VIGIL_ALECTIO_CONFIG: Alectio args (DATA_DIR, EXPT_DIR...)
     kafka_bootstrap_servers: str | None = None  # VIGIL_KAFKA_BOOTSTRAP_SERVERS
@@ -71,6 +74,7 @@ class Settings:
             api_token=_env_str("VIGIL_API_TOKEN"),
             predict_token=_env_str("VIGIL_PREDICT_TOKEN"),
             model_key=_env_str("VIGIL_MODEL_KEY"),
+            state_dir=Path(os.environ["VIGIL_STATE_DIR"]).expanduser() if os.environ.get("VIGIL_STATE_DIR") else None,
             alectio_callback_url=_env_str("VIGIL_ALECTIO_CALLBACK_URL"),
             alectio_config=_env_path("VIGIL_ALECTIO_CONFIG", cls.alectio_config),
             kafka_bootstrap_servers=_env_str("VIGIL_KAFKA_BOOTSTRAP_SERVERS"),
@@ -83,3 +87,7 @@ class Settings:
             runtime_dir=Path(os.environ["VIGIL_RUNTIME_DIR"]) if os.environ.get("VIGIL_RUNTIME_DIR") else None,
         )
         return replace(settings, **overrides) if overrides else settings
+
+    @property
+    def state_path(self) -> Path:
+        return self.state_dir if self.state_dir is not None else self.work_dir / "state"

@@ -42,7 +42,7 @@ def create_app(settings=None, store=None):
 
     jsonlog.configure("vigil", logging.INFO)
     settings = settings or Settings.from_env()
-    store = store or ArtifactStore(settings.models_dir, model_key=settings.model_key)
+    store = store or ArtifactStore.from_settings(settings)
     # relative to the package folder (src/vigil), so the UI files are src/vigil/web/{templates,static}
     app = Flask("vigil", template_folder="web/templates", static_folder="web/static")
     app.config["VIGIL_SETTINGS"] = settings

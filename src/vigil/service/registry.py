@@ -21,8 +21,10 @@ class ModelRegistry:
 
     ``reload()`` builds a complete new mapping first and then replaces the reference in one
     assignment, so a request that already fetched a model keeps using it until it finishes.
-    A model whose new version fails to load or to answer its example keeps serving the previous
-    version; the failure is reported in ``errors`` (and in ``/ready``).
+    A new version that fails to load or to answer its task's example is never served: the previous
+    version keeps serving, or the task answers 503 with the reason when there is none. The failure
+    is reported in ``errors`` (and in ``/ready``). On every reload the files of unchanged models
+    are hashed again, so a byte flipped on disk is reported at once.
 
     Gunicorn workers are separate processes: ``request_reload()`` bumps a generation file in the
     server's runtime folder and every worker picks it up on its next request (``sync()``).
@@ -34,7 +36,7 @@ class ModelRegistry:
         self.max_rows = max_rows
         self._models: dict[str, LoadedModel] = {}
         self._errors: dict[str, str] = {}
-        self._unwarmed: set[str] = set()
+        self._degraded: set[str] = set()  # served from memory, but their file on disk fails its check
         self._lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._seen_generation = self._generation_stamp()
@@ -46,11 +48,11 @@ class ModelRegistry:
             return self._reload()
 
     def _reload(self) -> dict[str, str]:
-        current, unwarmed_before = self._models, self._unwarmed
-        models, errors, unwarmed = {}, {}, set()
+        current = self._models
+        models, errors, degraded = {}, {}, set()
         try:
             manifest = {task.name: self.store.latest_entry(task.name) for task in all_tasks()}
-        except VigilError as exc:  # unreadable or unsigned manifest: keep serving what we have
+        except VigilError as exc:  # unreadable, unsigned or rolled-back manifest: keep serving what we have
             log.error("model manifest refused", extra={"fields": {"reason": exc.error}})
             manifest = {task.name: None for task in all_tasks()}
             errors = {name: exc.error for name in manifest}
@@ -59,35 +61,40 @@ class ModelRegistry:
             previous = current.get(task.name)
             if entry is None:
                 errors.setdefault(task.name, "no trained model")
-            elif previous is not None and previous.entry == entry:
-                models[task.name] = previous  # unchanged: no need to unpickle again
-                if task.name in unwarmed_before:
-                    unwarmed.add(task.name)
-                    errors[task.name] = self._errors.get(task.name, "warm-up failed")
-                continue
-            else:
-                try:
-                    loaded = self.store.load(task.name, entry["version"])
-                except VigilError as exc:
-                    errors[task.name] = exc.error
-                except Exception as exc:  # a broken artifact must not take the service down
-                    errors[task.name] = f"{type(exc).__name__}: {exc}"
-                else:
+            elif previous is None or previous.entry != entry:
+                loaded = self._load_and_warm(task, entry)
+                if isinstance(loaded, LoadedModel):
                     models[task.name] = loaded
-                    warm_error = self._warm(task, loaded)
-                    if warm_error:
-                        # served all the same (real requests may differ from the example), but not ready
-                        errors[task.name] = warm_error
-                        unwarmed.add(task.name)
-                        log.error("model warm-up failed", extra={"fields": {"task": task.name, "reason": warm_error}})
                     continue
-                log.error("model not loaded", extra={"fields": {"task": task.name, "reason": errors[task.name]}})
+                errors[task.name] = loaded
+                log.error("model not loaded", extra={"fields": {"task": task.name, "reason": loaded,
+                                                               "kept_version": getattr(previous, "version", None)}})
             if previous is not None:
+                # Keep serving the copy in memory (verified when it was loaded), but check its file
+                # again so a byte flipped on disk shows now, not at the next worker start.
                 models[task.name] = previous
+                try:
+                    self.store.verified_bytes(previous.entry)
+                except VigilError as exc:
+                    degraded.add(task.name)
+                    errors[task.name] = "; ".join(filter(None, [errors.get(task.name), exc.error]))
+                    log.error("served model's file changed on disk",
+                              extra={"fields": {"task": task.name, "reason": exc.error}})
         with self._lock:
-            self._models, self._errors, self._unwarmed = models, errors, unwarmed
+            self._models, self._errors, self._degraded = models, errors, degraded
         self.loaded_at = time.time()
         return {name: loaded.version for name, loaded in models.items()}
+
+    def _load_and_warm(self, task, entry: dict) -> LoadedModel | str:
+        """The verified model of ``entry`` once it has answered its task's example, or why not.
+        A model that cannot answer its own example is broken: it is never served."""
+        try:
+            loaded = self.store.load(task.name, entry["version"])
+        except VigilError as exc:
+            return exc.error
+        except Exception as exc:  # a broken artifact must not take the service down
+            return f"{type(exc).__name__}: {exc}"
+        return self._warm(task, loaded) or loaded
 
     def _warm(self, task, loaded: LoadedModel) -> str | None:
         """Answer the task's own example once, so the first client does not pay for lazy setup;
@@ -146,13 +153,6 @@ class ModelRegistry:
             )
         return loaded
 
-    def put(self, loaded: LoadedModel) -> None:
-        """Swap in one task's model (used by streaming retrains and active learning)."""
-        with self._lock:
-            models = dict(self._models)
-            models[loaded.task] = loaded
-            self._models = models
-
     @property
     def models(self) -> dict[str, LoadedModel]:
         return self._models
@@ -163,7 +163,7 @@ class ModelRegistry:
 
     @property
     def ready(self) -> bool:
-        """Every registered task has a model that answered its warm-up example (a refused new
-        version, with the previous one still serving, counts as ready)."""
-        models, unwarmed = self._models, self._unwarmed
-        return all(task.name in models and task.name not in unwarmed for task in all_tasks())
+        """Every registered task serves a model that answered its warm-up example and whose file
+        still verifies (a refused new version, with the previous one still serving, counts as ready)."""
+        models, degraded = self._models, self._degraded
+        return all(task.name in models and task.name not in degraded for task in all_tasks())

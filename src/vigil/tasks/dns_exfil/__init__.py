@@ -223,7 +223,7 @@ class DnsExfilTask(Task):
 def _settings_store(args) -> tuple[Settings, ArtifactStore]:
     overrides = {"models_dir": args.models_dir} if getattr(args, "models_dir", None) else {}
     settings = Settings.from_env(**overrides)
-    return settings, ArtifactStore(settings.models_dir, model_key=settings.model_key)
+    return settings, ArtifactStore.from_settings(settings)
 
 
 def cmd_generate(args) -> int:

@@ -107,7 +107,7 @@ def predict_mlpt(loaded: LoadedModel, request: PredictInput):
 def _settings_store(args) -> tuple[Settings, ArtifactStore]:
     overrides = {"models_dir": Path(args.models_dir)} if getattr(args, "models_dir", None) else {}
     settings = Settings.from_env(**overrides)
-    return settings, ArtifactStore(settings.models_dir, model_key=settings.model_key)
+    return settings, ArtifactStore.from_settings(settings)
 
 
 def _out_dir(args, settings: Settings) -> Path:

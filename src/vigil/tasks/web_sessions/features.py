@@ -47,13 +47,19 @@ def _one_hot(indices: np.ndarray, width: int) -> sparse.csr_matrix:
     return sparse.csr_matrix((np.ones(len(indices)), (rows, indices)), shape=(len(indices), width))
 
 
+def split_on_spaces(text: str) -> list[str]:
+    # A named function rather than str.split: the saved model refers to its tokenizer by name, and
+    # the artifact store trusts module functions by exact name (method descriptors cannot be).
+    return text.split()
+
+
 class SiteNgrams:
     """TF-IDF over the ordered site sequence: single sites and runs of 2-3 consecutive sites."""
 
     name = "site_ngrams"
 
     def __init__(self, ngram_range=(1, 3), min_df: int = 2, max_features: int | None = 100_000):
-        self.vectorizer = TfidfVectorizer(tokenizer=str.split, token_pattern=None, lowercase=False,
+        self.vectorizer = TfidfVectorizer(tokenizer=split_on_spaces, token_pattern=None, lowercase=False,
                                           ngram_range=ngram_range, min_df=min_df, max_features=max_features,
                                           sublinear_tf=True, dtype=np.float32)
 
