@@ -11,7 +11,6 @@ import json
 import threading
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 
@@ -49,7 +48,7 @@ def test_processes_follow_the_alectio_contracts(args):
 
     result = processes.train(args, labeled=list(range(100)), resume_from=None, ckpt_file="ckpt_0.pkl")
     assert set(result) >= {"labels"} and len(result["labels"]) == 100
-    model = joblib.load(Path(args["EXPT_DIR"]) / "ckpt_0.pkl")
+    model = processes.load_checkpoint(Path(args["EXPT_DIR"]) / "ckpt_0.pkl")
     assert hasattr(model, "predict_proba")
 
     tested = processes.test(args, ckpt_file="ckpt_0.pkl")
@@ -73,7 +72,7 @@ def test_infer_indices_address_the_labelled_pool_not_raw_rows(args, data_dir):
     pool_rows = np.flatnonzero(y != -1)[:500]
     assert len(pool_rows) == 500 and pool_rows[-1] > 499  # some -1 rows come before index 500
     processes.train(args, labeled=list(range(200)), resume_from=None, ckpt_file="ckpt_0.pkl")
-    model = joblib.load(Path(args["EXPT_DIR"]) / "ckpt_0.pkl")
+    model = processes.load_checkpoint(Path(args["EXPT_DIR"]) / "ckpt_0.pkl")
     X = np.fromfile(data_dir / "X_train.dat", dtype=np.float32).reshape(len(y), -1)
     expected = model.predict_proba(X[pool_rows[[499]]])[0]
     got = processes.infer(args, unlabeled=[499], ckpt_file="ckpt_0.pkl")["outputs"][499]["softmax"]

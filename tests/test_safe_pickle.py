@@ -267,3 +267,19 @@ def test_an_experiment_dir_that_is_a_symlink_out_of_expt_dir_is_refused(data_dir
     write_pickle(store, "b1", "p1/e1/selected_indices_0.pkl", list(range(60)))
     assert "outside the experiment folder" in _refusal(AlectioPipeline(args, store))
     assert not any((tmp_path / "elsewhere").iterdir())
+
+
+def test_a_pickle_planted_as_a_checkpoint_is_refused_and_runs_nothing(data_dir, tmp_path):
+    import joblib
+
+    class Exploit:
+        def __reduce__(self):
+            return (Path(tmp_path / "pwned").touch, ())
+
+    args = processes.normalise_args({"DATA_DIR": str(data_dir), "EXPT_DIR": str(tmp_path / "expt"),
+                                     "TRAIN_SIZE": 200, "TEST_SIZE": 80})
+    (tmp_path / "expt").mkdir()
+    joblib.dump(Exploit(), tmp_path / "expt" / "ckpt_0.pkl")
+    with pytest.raises(processes.UnprocessableInput, match="checkpoint ckpt_0.pkl refused"):
+        processes.test(args, ckpt_file="ckpt_0.pkl")
+    assert not (tmp_path / "pwned").exists()

@@ -10,8 +10,9 @@
     exp_name: "Ember"
 
 Indices are positions in the pool: index ``i`` is the ``i``-th train row whose label is not -1
-(ember keeps unlabelled rows in its files). Checkpoints are joblib dumps of the fitted classifier,
+(ember keeps unlabelled rows in its files). Checkpoints hold the fitted classifier,
 written atomically, so a crash mid-train never leaves a half-written or clobbered checkpoint.
+They are skops archives (see :mod:`vigil.artifacts`), not pickles: loading one runs no code.
 
 Example::
 
@@ -30,12 +31,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-import joblib
 import numpy as np
 import yaml
 
 from vigil.active_learning.data import iter_rows, labelled_rows, open_vectorized_split, take_rows
-from vigil.errors import InvalidInput, UnprocessableInput, VigilError
+from vigil.artifacts import dumps_model, loads_model
+from vigil.errors import ArtifactIntegrityError, InvalidInput, UnprocessableInput, VigilError
 
 CONFIG_KEYS = ("DATA_DIR", "EXPT_DIR", "CKPT_EXT", "TRAIN_SIZE", "TEST_SIZE", "exp_name")
 SAFE_EXT = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
@@ -167,16 +168,27 @@ def make_model(args: dict):
         raise InvalidInput(f"PRESET: {exc}", {"field": "PRESET"}) from None
 
 
-def _dump_atomically(obj: Any, path: Path) -> None:
+def _dump_atomically(model: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    data = dumps_model(model)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
     try:
-        joblib.dump(obj, tmp)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def load_checkpoint(path: Path):
+    """A checkpoint is a skops archive of the classifier: loading it builds only trusted types, so a
+    file planted in EXPT_DIR cannot run code (joblib/pickle checkpoints are refused)."""
+    try:
+        return loads_model(path.read_bytes())
+    except ArtifactIntegrityError as exc:
+        raise UnprocessableInput(f"checkpoint {path.name} refused: {exc.error}",
+                                 {"field": "ckpt_file", "value": path.name}) from None
 
 
 def _predict_proba(model, X, rows: np.ndarray) -> np.ndarray:
@@ -195,7 +207,7 @@ def train(args: dict, labeled, resume_from, ckpt_file) -> dict:
     target = checkpoint_path(args, ckpt_file, "ckpt_file", must_exist=False)
     previous = None
     if resume_from is not None:
-        previous = joblib.load(checkpoint_path(args, resume_from, "resume_from", must_exist=True))
+        previous = load_checkpoint(checkpoint_path(args, resume_from, "resume_from", must_exist=True))
     split, rows = train_pool(args)
     chosen = rows[validate_indices(labeled, len(rows), "labeled")]
     X = take_rows(split.X, chosen)
@@ -217,7 +229,7 @@ def train(args: dict, labeled, resume_from, ckpt_file) -> dict:
 
 def test(args: dict, ckpt_file) -> dict:
     """Predict the test set: ``{"predictions", "labels"}`` (plus ``"scores"``, P(malicious), for ROC AUC)."""
-    model = joblib.load(checkpoint_path(args, ckpt_file, "ckpt_file", must_exist=True))
+    model = load_checkpoint(checkpoint_path(args, ckpt_file, "ckpt_file", must_exist=True))
     split, rows = test_set(args)
     proba = _predict_proba(model, split.X, rows)
     return {"predictions": proba.argmax(axis=1).astype(np.int64),
@@ -229,7 +241,7 @@ def infer(args: dict, unlabeled, ckpt_file) -> dict:
     """Class probabilities of the unlabelled pool indices, keys in ascending index order."""
     split, rows = train_pool(args)
     indices = validate_indices(unlabeled, len(rows), "unlabeled", allow_empty=True)
-    model = joblib.load(checkpoint_path(args, ckpt_file, "ckpt_file", must_exist=True))
+    model = load_checkpoint(checkpoint_path(args, ckpt_file, "ckpt_file", must_exist=True))
     proba = _predict_proba(model, split.X, rows[indices])
     outputs = {int(index): {"softmax": [float(p[0]), float(p[1])], "prediction": int(p[1] > p[0])}
                for index, p in zip(indices, proba)}
