@@ -96,7 +96,7 @@ def test_three_loops_through_one_loop_on_gunicorn(tmp_path, live_server, callbac
         assert METRIC_KEYS <= set(metrics) and 0 <= metrics["accuracy"] <= 1
         assert metrics["confusion_matrix"] and sum(map(sum, metrics["confusion_matrix"])) == 200
         assert metrics["accuracy"] == job["result"]["metrics"]["accuracy"]
-        assert set(pickle.loads((folder / f"insights_{loop}.pkl").read_bytes())) == {"train_time"}
+        assert set(pickle.loads((folder / f"insights_{loop}.pkl").read_bytes())) == {"train_time", "num_queried_per_class"}
         outputs = pickle.loads((folder / f"infer_outputs_{loop}.pkl").read_bytes())
         labelled = set()
         for i in range(loop + 1):

@@ -40,9 +40,6 @@ import hashlib
 import hmac
 import io
 import json
-import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -51,9 +48,8 @@ from typing import Any
 import joblib
 
 from vigil.errors import ArtifactIntegrityError, ModelNotAvailable
+from vigil.files import atomic_write
 from vigil.plain import to_plain
-
-log = logging.getLogger("vigil.artifacts")
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = ".skops"
@@ -273,7 +269,7 @@ class ArtifactStore:
         if sequence > highest:
             with _file_lock(path.with_name(path.name + ".lock")):
                 if sequence > self.accepted_sequence():
-                    _atomic_write_text(path, f"{sequence}\n")
+                    atomic_write(path, f"{sequence}\n")
 
     def _write_manifest(self, artifacts: list[dict]) -> None:
         previous = self._read_document().get("sequence", 0) if self.manifest_path.exists() else 0
@@ -281,7 +277,7 @@ class ArtifactStore:
         document: dict[str, Any] = {"format": 1, "artifacts": artifacts, "sequence": sequence}
         if self.model_key:
             document["hmac"] = self._signature(artifacts, sequence)
-        _atomic_write_text(self.manifest_path, json.dumps(document, indent=2, sort_keys=True))
+        atomic_write(self.manifest_path, json.dumps(document, indent=2, sort_keys=True))
         if self.model_key:
             self._accept_sequence(sequence)
 
@@ -321,8 +317,7 @@ class ArtifactStore:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"{task}-v{version}{FORMAT}"
             data = dumps_model(model)
-            with _atomic_path(path) as tmp:
-                tmp.write_bytes(data)
+            atomic_write(path, data)
             entry = {
                 "task": task,
                 "version": version,
@@ -414,20 +409,3 @@ def _file_lock(path: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    with _atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-@contextlib.contextmanager
-def _atomic_path(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

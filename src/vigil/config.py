@@ -47,7 +47,10 @@ class Settings:
     # VIGIL_STATE_DIR: kept outside models/: the highest signed manifest sequence accepted (refuses
     # rollbacks); default <work_dir>/state
     state_dir: Path | None = None
-    alectio_callback_url: str | None = None  # VIGIL_ALECTIO_CALLBACK_URL
+    # VIGIL_ALECTIO_CALLBACK_URL: the platform's end-of-task endpoint (the SDK posts to
+    # <backend>/sdk/v2/end_of_task); VIGIL_ALECTIO_TOKEN: the bearer token sent with it
+    alectio_callback_url: str | None = None
+    alectio_token: str | None = None
     alectio_config: Path = PROJECT_ROOT / "config.yaml"  # VIGIL_ALECTIO_CONFIG: Alectio args (DATA_DIR, EXPT_DIR...)
     kafka_bootstrap_servers: str | None = None  # VIGIL_KAFKA_BOOTSTRAP_SERVERS
     host: str = "127.0.0.1"  # VIGIL_HOST
@@ -76,6 +79,7 @@ class Settings:
             model_key=_env_str("VIGIL_MODEL_KEY"),
             state_dir=Path(os.environ["VIGIL_STATE_DIR"]).expanduser() if os.environ.get("VIGIL_STATE_DIR") else None,
             alectio_callback_url=_env_str("VIGIL_ALECTIO_CALLBACK_URL"),
+            alectio_token=_env_str("VIGIL_ALECTIO_TOKEN"),
             alectio_config=_env_path("VIGIL_ALECTIO_CONFIG", cls.alectio_config),
             kafka_bootstrap_servers=_env_str("VIGIL_KAFKA_BOOTSTRAP_SERVERS"),
             host=os.environ.get("VIGIL_HOST", cls.host),

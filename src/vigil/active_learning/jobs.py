@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 import traceback
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from vigil.errors import InvalidInput, VigilError
+from vigil.files import atomic_write
 
 log = logging.getLogger("vigil.active_learning")
 
@@ -51,15 +51,7 @@ def _now() -> str:
 
 
 def _write_json_atomically(path: Path, value: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(value, out, indent=1, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(value, indent=1, default=str))
 
 
 class ExperimentLock:

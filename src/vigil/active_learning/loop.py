@@ -25,11 +25,18 @@ from vigil.active_learning import processes
 from vigil.active_learning.storage import (BucketStore, index_key, inside, read_indices, read_json, safe_name,
                                            write_pickle)
 from vigil.errors import InvalidInput, UnprocessableInput
+from vigil.files import atomic_write
 from vigil.safe_pickle import UnsafePickle
 
 REQUIRED_KEYS = ("experiment_id", "project_id", "cur_loop", "user_id", "bucket_name", "type")
-OPTIONAL_INT_KEYS = ("n_rec", "n_loop")
+OPTIONAL_INT_KEYS = ("n_rec", "n_loop", "train_size")
 SUPPORTED_TYPES = ("Classification", "Text Classification")
+# The later SDK (``alectio_sdk.sdk.Pipeline``) names the same payload fields differently; each is read
+# as the Flask-era key it stands for when that key is absent. ``tenant_id`` also stands for ``user_id``
+# and prefixes the experiment's folder in the bucket (``<tenant>/<project>/<experiment>``), and
+# ``training_set_size`` replaces meta.json's ``train_size``.
+LATER_SDK_KEYS = {"current_loop": "cur_loop", "task_type": "type", "n_rec_per_loop": "n_rec",
+                  "training_set_size": "train_size", "tenant_id": "user_id"}
 LOOP_MESSAGE = "Loop Started - 200 status returned"
 
 Progress = Callable[[str, float], None]
@@ -54,12 +61,17 @@ def validate_payload(payload: Any, require_loop: bool = True) -> dict:
     """The platform's payload, checked: ids safe as path components, ``cur_loop`` >= 0, known type."""
     if not isinstance(payload, dict):
         raise InvalidInput("the body must be a JSON object with the Alectio payload", {"field": "body"})
+    payload = {**{old: payload[new] for new, old in LATER_SDK_KEYS.items()
+                  if new in payload and payload.get(old) in (None, "")}, **payload}
+    if isinstance(payload.get("type"), str):  # the later SDK sends "classification", "text_classification"
+        payload["type"] = {t.lower().replace(" ", "_"): t for t in SUPPORTED_TYPES}.get(
+            payload["type"].lower().replace(" ", "_"), payload["type"])
     keys = REQUIRED_KEYS if require_loop else ("experiment_id", "project_id")
     missing = [key for key in keys if payload.get(key) in (None, "")]
     if missing:
         raise InvalidInput(f"payload key {missing[0]} is missing", {"field": missing[0], "missing": missing})
     clean = dict(payload)
-    for key in ("experiment_id", "project_id", "user_id", "bucket_name"):
+    for key in ("experiment_id", "project_id", "user_id", "bucket_name", "tenant_id"):
         if key in payload and payload[key] is not None:
             clean[key] = safe_name(str(payload[key]) if isinstance(payload[key], int) else payload[key], key)
     if require_loop:
@@ -74,8 +86,16 @@ def validate_payload(payload: Any, require_loop: bool = True) -> dict:
 
 
 def experiment_key(payload: dict) -> str:
-    """The experiment's folder in the bucket (Alectio's layout for a dedicated bucket)."""
-    return f"{payload['project_id']}/{payload['experiment_id']}"
+    """The experiment's folder in the bucket: ``<project>/<experiment>`` (the Flask-era SDK's layout for a
+    dedicated bucket), or ``<tenant>/<project>/<experiment>`` for the later SDK's payloads."""
+    prefix = f"{payload['tenant_id']}/" if payload.get("tenant_id") else ""
+    return f"{prefix}{payload['project_id']}/{payload['experiment_id']}"
+
+
+def checkpoint_keys(folder: str, name: str, ext: str) -> list[str]:
+    """Where a cloned experiment's checkpoint may sit in the bucket (with or without the extension)."""
+    stem = name[: -len(ext)] if name.endswith(ext) else name
+    return [f"{folder}/{stem}{ext}", f"{folder}/{stem}"]
 
 
 def experiment_args(base_args: dict, payload: dict) -> dict:
@@ -122,11 +142,13 @@ def classification_metrics(predictions, labels, scores=None) -> dict:
     return metrics
 
 
-def labelled_indices(store: BucketStore, payload: dict, train_size: int) -> np.ndarray:
+def labelled_indices(store: BucketStore, payload: dict, train_size: int) -> tuple[np.ndarray, int]:
     """Union of ``selected_indices_{i}`` (.json, .npy or .pkl) for ``i <= cur_loop``, checked against
-    ``train_size``; no file may hold more indices than the pool has rows."""
+    ``train_size``, and how many repeated indices the union dropped (the platform re-selects records
+    across loops; the SDK deduplicates them too). No file may hold more indices than the pool has rows."""
     bucket, folder = payload["bucket_name"], experiment_key(payload)
     chosen: set[int] = set()
+    read = 0
     for loop in range(payload["cur_loop"] + 1):
         key = index_key(folder, loop, store, bucket)
         field = f"selected_indices_{loop}.pkl"
@@ -144,23 +166,44 @@ def labelled_indices(store: BucketStore, payload: dict, train_size: int) -> np.n
             raise UnprocessableInput(f"{key} holds index {int(bad[0])}, outside 0..{train_size - 1}",
                                      {"field": field, "value": int(bad[0])})
         chosen.update(values.tolist())
-    return np.array(sorted(chosen), dtype=np.int64)
+        read += values.size
+    return np.array(sorted(chosen), dtype=np.int64), read - len(chosen)
 
 
 def preflight(payload: dict, base_args: dict, store: BucketStore) -> None:
     """Cheap checks worth a synchronous 4xx before a job starts: the bucket files and the checkpoint
     the loop needs exist (their contents are checked by the loop itself)."""
     bucket, folder, loop = payload["bucket_name"], experiment_key(payload), payload["cur_loop"]
-    if not store.exists(bucket, f"{payload['project_id']}/meta.json"):
-        raise UnprocessableInput(f"{payload['project_id']}/meta.json is missing from bucket {bucket}",
-                                 {"field": "meta.json"})
+    meta_key = f"{folder.rsplit('/', 1)[0]}/meta.json"
+    if payload.get("train_size") is None and not store.exists(bucket, meta_key):
+        raise UnprocessableInput(f"{meta_key} is missing from bucket {bucket}", {"field": "meta.json"})
     for i in range(loop + 1):
         if index_key(folder, i, store, bucket) is None:
             raise UnprocessableInput(f"{folder}/selected_indices_{i}.pkl is missing from bucket {bucket}",
                                      {"field": f"selected_indices_{i}.pkl", "cur_loop": loop})
     if loop > 0:
         args = experiment_args(base_args, payload)
-        processes.checkpoint_path(args, f"ckpt_{loop - 1}{args['CKPT_EXT']}", "cur_loop", must_exist=True)
+        name = f"ckpt_{loop - 1}{args['CKPT_EXT']}"
+        if not any(store.exists(bucket, key) for key in checkpoint_keys(folder, name, args["CKPT_EXT"])):
+            processes.checkpoint_path(args, name, "cur_loop", must_exist=True)
+
+
+# A checkpoint fetched from the bucket is another party's file: bounded, and loaded through the
+# trusted-type check like any checkpoint.
+MAX_CHECKPOINT_BYTES = 1 << 30
+
+
+def fetch_checkpoint(store: BucketStore, bucket: str, folder: str, args: dict, name: str) -> bool:
+    """Copy checkpoint ``name`` from the experiment's bucket folder into EXPT_DIR when it is not there
+    (an experiment cloned on the platform resumes from a loop another server ran); False if absent."""
+    target = processes.checkpoint_path(args, name, "cur_loop", must_exist=False)
+    if target.is_file():
+        return True
+    for key in checkpoint_keys(folder, name, args["CKPT_EXT"]):
+        if store.exists(bucket, key):
+            atomic_write(target, store.read_bytes(bucket, key, max_bytes=MAX_CHECKPOINT_BYTES))
+            return True
+    return False
 
 
 def run_one_loop(payload: dict, base_args: dict, store: BucketStore, progress: Progress | None = None) -> dict:
@@ -177,16 +220,19 @@ def run_one_loop(payload: dict, base_args: dict, store: BucketStore, progress: P
     ext = args["CKPT_EXT"]
 
     report("reading meta.json and selected indices", 0.02)
-    meta_key = f"{payload['project_id']}/meta.json"
-    if not store.exists(bucket, meta_key):
-        raise UnprocessableInput(f"{meta_key} is missing from bucket {bucket}", {"field": "meta.json"})
-    meta = read_json(store, bucket, meta_key)
     pool = processes.pool_size(args)
-    train_size = meta.get("train_size", pool) if isinstance(meta, dict) else pool
+    if payload.get("train_size") is not None:  # the later SDK's training_set_size
+        train_size = payload["train_size"]
+    else:
+        meta_key = f"{folder.rsplit('/', 1)[0]}/meta.json"
+        if not store.exists(bucket, meta_key):
+            raise UnprocessableInput(f"{meta_key} is missing from bucket {bucket}", {"field": "meta.json"})
+        meta = read_json(store, bucket, meta_key)
+        train_size = meta.get("train_size", pool) if isinstance(meta, dict) else pool
     if isinstance(train_size, bool) or not isinstance(train_size, int) or not 0 < train_size <= pool:
         raise UnprocessableInput(f"meta.json train_size must be an integer in 1..{pool} (the pool size)",
                                  {"field": "train_size", "value": train_size})
-    labeled = labelled_indices(store, payload, train_size)
+    labeled, duplicates = labelled_indices(store, payload, train_size)
     if labeled.size == 0:
         raise UnprocessableInput("no labelled records: the selected_indices files are empty",
                                  {"field": "selected_indices_0.pkl"})
@@ -194,6 +240,7 @@ def run_one_loop(payload: dict, base_args: dict, store: BucketStore, progress: P
     resume_from = None
     if loop > 0:
         resume_from = f"ckpt_{loop - 1}{ext}"
+        fetch_checkpoint(store, bucket, folder, args, resume_from)
         processes.checkpoint_path(args, resume_from, "cur_loop", must_exist=True)
     else:
         report("writing data_map.pkl", 0.05)
@@ -202,8 +249,14 @@ def run_one_loop(payload: dict, base_args: dict, store: BucketStore, progress: P
 
     report("train", 0.1)
     started = time.monotonic()
-    processes.train(args, labeled=labeled.tolist(), resume_from=resume_from, ckpt_file=ckpt_file)
-    write_pickle(store, bucket, f"{folder}/insights_{loop}.pkl", {"train_time": time.monotonic() - started})
+    trained = processes.train(args, labeled=labeled.tolist(), resume_from=resume_from, ckpt_file=ckpt_file)
+    classes, counts = np.unique(trained["labels"], return_counts=True)
+    write_pickle(store, bucket, f"{folder}/insights_{loop}.pkl",
+                 {"train_time": time.monotonic() - started,
+                  "num_queried_per_class": {int(c): int(n) for c, n in zip(classes, counts)}})
+    # The checkpoint goes to the bucket too, so a clone of this experiment can resume from it.
+    store.write_bytes(bucket, f"{folder}/{ckpt_file}", processes.checkpoint_path(
+        args, ckpt_file, "ckpt_file", must_exist=True).read_bytes())
 
     report("test", 0.5)
     result = processes.test(args, ckpt_file=ckpt_file)
@@ -224,6 +277,7 @@ def run_one_loop(payload: dict, base_args: dict, store: BucketStore, progress: P
 
     callback_body = {k: v for k, v in payload.items() if k not in ("type", "cur_loop", "bucket_name")}
     return {"callback_body": callback_body, "cur_loop": loop, "labelled": int(labeled.size),
+            "duplicates_dropped": duplicates,
             "unlabelled": int(unlabeled.size), "train_size": train_size, "checkpoint": ckpt_file,
             "metrics": {k: metrics[k] for k in ("accuracy", "f1_score", "precision", "recall", "roc_auc")
                         if k in metrics}}

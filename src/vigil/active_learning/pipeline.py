@@ -26,6 +26,10 @@ class ExperimentClosed(VigilError):
     status = 409
 
 
+class ExperimentNotFound(VigilError):
+    status = 404
+
+
 def default_args(settings: Settings) -> dict:
     """args from ``settings.alectio_config`` (config.yaml), or defaults when that file is absent."""
     path = Path(settings.alectio_config)
@@ -38,15 +42,18 @@ def default_args(settings: Settings) -> dict:
 
 
 class AlectioPipeline:
-    def __init__(self, args: dict, store: BucketStore, callback_url: str | None = None):
+    def __init__(self, args: dict, store: BucketStore, callback_url: str | None = None,
+                 callback_token: str | None = None):
         self.args = args
         self.store = store
         self.callback_url = callback_url
+        self.callback_token = callback_token
         self.jobs = JobStore(Path(args["EXPT_DIR"]) / "jobs")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "AlectioPipeline":
-        return cls(default_args(settings), LocalBucketStore(settings.bucket_root), settings.alectio_callback_url)
+        return cls(default_args(settings), LocalBucketStore(settings.bucket_root), settings.alectio_callback_url,
+                   settings.alectio_token)
 
     def experiment_dir(self, payload: dict) -> Path:
         return Path(experiment_args(self.args, payload)["EXPT_DIR"])
@@ -73,13 +80,15 @@ class AlectioPipeline:
                 "job": job}
 
     def _callback(self, body: dict) -> dict | None:
-        """POST the SDK's end-of-task body to the platform, when a callback URL is configured."""
+        """POST the SDK's end-of-task body to the platform's end-of-task endpoint, when a callback URL
+        is configured, with ``Authorization: Bearer <VIGIL_ALECTIO_TOKEN>`` as the SDK's API client sends."""
         if not self.callback_url:
             return None
         import requests
 
+        headers = {"Authorization": f"Bearer {self.callback_token}"} if self.callback_token else {}
         try:
-            response = requests.post(self.callback_url, json=body, timeout=30)
+            response = requests.post(self.callback_url, json=body, headers=headers, timeout=30)
             return {"url": self.callback_url, "status_code": response.status_code}
         except requests.RequestException as exc:
             log.warning("Alectio callback to %s failed: %s", self.callback_url, exc)
@@ -89,7 +98,9 @@ class AlectioPipeline:
         """Close the experiment (later loops get 409); the server keeps serving everyone else."""
         payload = validate_payload(payload, require_loop=False)
         folder = self.experiment_dir(payload)
-        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():  # never ran here: nothing to close, and the id stays usable
+            raise ExperimentNotFound("no loop of this experiment ran on this server",
+                                     {"field": "experiment_id", "value": payload["experiment_id"]})
         running = None
         current = self.jobs.running_job(folder)
         if current:

@@ -25,9 +25,7 @@ Example::
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -36,6 +34,7 @@ import yaml
 
 from vigil.active_learning.data import iter_rows, labelled_rows, open_vectorized_split, take_rows
 from vigil.artifacts import dumps_model, loads_model
+from vigil.files import atomic_write
 from vigil.errors import ArtifactIntegrityError, InvalidInput, UnprocessableInput, VigilError
 
 CONFIG_KEYS = ("DATA_DIR", "EXPT_DIR", "CKPT_EXT", "TRAIN_SIZE", "TEST_SIZE", "exp_name")
@@ -112,8 +111,10 @@ def checkpoint_loop(name: str) -> int:
     return int(re.match(r"ckpt_(\d+)", name).group(1))
 
 
-def validate_indices(indices: Iterable, size: int, field: str, allow_empty: bool = False) -> np.ndarray:
-    """Indices as a sorted int64 array; out-of-range, non-integer or duplicated ones are refused."""
+def validate_indices(indices: Iterable, size: int, field: str, allow_empty: bool = False,
+                     drop_duplicates: bool = False) -> np.ndarray:
+    """Indices as a sorted int64 array; out-of-range or non-integer ones are refused, and so are
+    duplicated ones unless ``drop_duplicates`` (then they are removed)."""
     if isinstance(indices, range):
         values = np.arange(indices.start, indices.stop, indices.step, dtype=np.int64)
     elif isinstance(indices, np.ndarray) and np.issubdtype(indices.dtype, np.integer):
@@ -133,6 +134,8 @@ def validate_indices(indices: Iterable, size: int, field: str, allow_empty: bool
         raise InvalidInput(f"{field}[{position}] = {int(values[position])} is outside 0..{size - 1}",
                            {"field": field, "index": position, "value": int(values[position]), "size": size})
     ordered = np.sort(values)
+    if drop_duplicates:
+        return np.unique(ordered)
     duplicated = ordered[1:][ordered[1:] == ordered[:-1]]
     if duplicated.size:
         value = int(duplicated[0])
@@ -169,16 +172,7 @@ def make_model(args: dict):
 
 
 def _dump_atomically(model: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = dumps_model(model)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, dumps_model(model))
 
 
 def load_checkpoint(path: Path):
@@ -209,7 +203,11 @@ def train(args: dict, labeled, resume_from, ckpt_file) -> dict:
     if resume_from is not None:
         previous = load_checkpoint(checkpoint_path(args, resume_from, "resume_from", must_exist=True))
     split, rows = train_pool(args)
-    chosen = rows[validate_indices(labeled, len(rows), "labeled")]
+    # The SDK's caller passes the union of every loop's selection, re-selected records included:
+    # they are trained on once, and the answer says how many repeats were dropped.
+    given = len(labeled) if hasattr(labeled, "__len__") else None
+    unique = validate_indices(labeled, len(rows), "labeled", drop_duplicates=True)
+    chosen = rows[unique]
     X = take_rows(split.X, chosen)
     y = np.asarray(split.y[chosen]).astype(np.int64)
     classes = np.unique(y)
@@ -224,7 +222,8 @@ def train(args: dict, labeled, resume_from, ckpt_file) -> dict:
         model = make_model(args)
     model.fit(X, y)
     _dump_atomically(model, target)
-    return {"labels": y, "predictions": model.predict(X).astype(np.int64)}
+    return {"labels": y, "predictions": model.predict(X).astype(np.int64),
+            "duplicates_dropped": 0 if given is None else given - int(unique.size)}
 
 
 def test(args: dict, ckpt_file) -> dict:

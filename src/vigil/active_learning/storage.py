@@ -13,7 +13,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from vigil.plain import to_plain
 from vigil.errors import InvalidInput, UnprocessableInput
+from vigil.files import atomic_write
 from vigil.safe_pickle import loads_data, max_pickle_bytes
 
 # Bucket names and ids become path components: allow what S3 and Alectio ids use, nothing that climbs.
@@ -99,17 +99,7 @@ class LocalBucketStore:
             return handle.read()
 
     def write_bytes(self, bucket: str, key: str, data: bytes) -> None:
-        path = self._path(bucket, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename: the platform never reads a half-written file.
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self._path(bucket, key), data)  # the platform never reads a half-written file
 
     def exists(self, bucket: str, key: str) -> bool:
         return self._path(bucket, key).is_file()

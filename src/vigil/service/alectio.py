@@ -99,6 +99,8 @@ def train():
     body = _body()
     args = _args(body)
     labeled = parse_indices(body.get("labeled"), "labeled", processes.pool_size(args))
+    # Over HTTP a repeated index is the client's mistake (the Python process drops repeats for the SDK)
+    processes.validate_indices(labeled, processes.pool_size(args), "labeled")
     ckpt_file = _required(body, "ckpt_file")
     result = processes.train(args, labeled=labeled, resume_from=body.get("resume_from"), ckpt_file=ckpt_file)
     return jsonify(to_plain({"ckpt_file": ckpt_file, "labelled": int(labeled.size), **(result or {})},
