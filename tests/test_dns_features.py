@@ -82,3 +82,21 @@ def test_csv_cells_of_the_cic_files():
     assert coerce_csv_value("sld", "192") == 3
     with pytest.raises(ValueError):
         coerce_csv_value("entropy", "inf")
+
+
+@pytest.mark.parametrize("column, value", [
+    ("longest_word", "inf"), ("longest_word", "-inf"), ("longest_word", "NaN"), ("longest_word", "1e400"),
+    ("longest_word", 10**400), ("longest_word", [1]), ("sld", 10**400), ("sld", {"a": 1}),
+    ("entropy", "-Infinity"), ("entropy", float("nan")), ("entropy", 10**400), ("entropy", 1e39),
+    ("entropy", [1]), ("entropy", None), ("entropy", "abc"),
+])
+def test_non_finite_and_non_scalar_cells_are_refused(column, value):
+    with pytest.raises(ValueError, match=column):
+        coerce_csv_value(column, value)
+
+
+def test_the_words_nan_and_infinity_are_words():
+    # Both are in the shipped English list, so the generator can write them as a query's longest word.
+    assert coerce_csv_value("longest_word", "nan") == 3
+    assert coerce_csv_value("longest_word", "infinity") == 8
+    assert coerce_csv_value("longest_word", 7) == 7 and coerce_csv_value("sld", 163) == 3

@@ -2,13 +2,15 @@
 
 Windows of exactly 1,000; a consumer process killed mid-window and restarted loses and repeats no
 window; malformed messages are recorded with their offsets; two consumers of one group on a
-two-partition topic share the work.
+two-partition topic share the work; poison messages (issue 11, item 4) are rejected records, never
+fatal, and a failed retrain keeps the dynamic model.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -225,3 +227,168 @@ def test_crash_between_the_results_commit_and_the_kafka_commit_counts_no_window_
     windows = restarted.results.windows(restarted.run_key)
     assert stats.windows == 1  # window 0 is not read again: the results file was ahead of Kafka
     assert [parse_offsets(w["offsets"])[0] for w in windows] == [(0, 999), (1000, 1999)]
+
+
+# -- poison pills (hardening issue 11, item 4) ----------------------------------------------------
+def _row(values: bytes, **changes) -> bytes:
+    return json.dumps({**json.loads(values), **changes}).encode()
+
+
+def _poison(good: bytes) -> list[tuple[bytes | None, str]]:
+    """The message shapes that used to kill `vigil dns stream` at parse time, each with what its reason names."""
+    nan_literal = json.dumps({**json.loads(good), "entropy": float("nan")}).encode()  # Python writes NaN
+    infinity_literal = json.dumps({**json.loads(good), "upper": float("-inf")}).encode()  # and -Infinity
+    return [
+        (_row(good, **{"Target Attack": "abc"}), "'Target Attack'"),
+        (_row(good, **{"Target Attack": [1]}), "'Target Attack'"),
+        (_row(good, FQDN_count=10**400), "'FQDN_count'"),  # a 401-digit integer
+        (_row(good, **{"Target Attack": 10**400}), "'Target Attack'"),
+        (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "nested deeper"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested deeper"),
+        (_row(good, longest_word="inf"), "'longest_word'"),
+        (_row(good, longest_word="-inf"), "'longest_word'"),
+        (_row(good, entropy="Infinity"), "'entropy'"),
+        (nan_literal, "'entropy'"),
+        (infinity_literal, "'upper'"),
+        (good.replace(b"}", b', "numeric": 1e400}'), "'numeric'"),  # a float literal beyond the range
+        (b"[1, 2, 3]", "JSON object"),
+        (b"42", "JSON object"),
+        (b"null", "JSON object"),
+        (b'{"query": "\xff\xfe.example"}', "not UTF-8"),
+        (b"", "empty message"),
+        (None, "empty message"),
+        (json.dumps("x" * 200_000).encode(), "CSV line"),
+    ]
+
+
+def _committed(servers: str, group: str, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": group, "enable.auto.commit": False})
+    try:
+        return consumer.committed([TopicPartition(topic, 0)], timeout=30)[0].offset
+    finally:
+        consumer.close()
+
+
+_COMPARED = ["n_messages", "n_attacks", "static_f1", "static_accuracy", "static_roc_auc", "dynamic_f1",
+             "dynamic_accuracy", "dynamic_roc_auc", "retrained", "reason"]
+
+
+def test_poison_messages_are_rejected_with_offsets_and_the_stream_goes_on(broker, models, stream_csv, tmp_path):
+    """Each shape that used to stop `vigil dns stream` on every restart is a rejected record; the windows
+    of the good messages are those of a stream without the poison, and the offsets move past it."""
+    good = _values(stream_csv, 0, 3000)
+    poison = _poison(good[0])
+    # Spread over the first two and a half windows, so that every poison message is committed.
+    positions = [5 + 130 * i for i in range(len(poison))]
+    messages = list(good)
+    for position, (value, _) in zip(positions, poison):
+        messages.insert(position, value)
+    servers = broker.bootstrap_servers
+    for topic, values in (("dns-poison", messages), ("dns-clean", good)):
+        ensure_topic(servers, topic, 1)
+        produce(servers, topic, values)
+
+    clean = tmp_path / "clean"
+    _finish(_stream_process(models, servers, "dns-clean", clean, "--idle-timeout", "3"))
+    results = tmp_path / "poisoned"
+    output = _finish(_stream_process(models, servers, "dns-poison", results, "--idle-timeout", "3"))
+
+    store = ResultsStore(results / "results.sqlite")
+    windows = store.windows()
+    assert len(windows) == 3 and all(w["n_messages"] == 1000 for w in windows), output
+    expected = ResultsStore(clean / "results.sqlite").windows()
+    assert [{c: w[c] for c in _COMPARED} for w in windows] == [{c: w[c] for c in _COMPARED} for w in expected]
+    assert sum(w["n_rejected"] for w in windows) == len(poison)
+    assert parse_offsets(windows[-1]["offsets"])[0][1] == len(messages) - 1
+
+    rejected = store.rejected()
+    assert [r["offset"] for r in rejected] == positions
+    for record, (_, names) in zip(rejected, poison):
+        assert record["topic"] == "dns-poison" and record["partition"] == 0
+        assert names in record["reason"], record
+        assert record["window_index"] is not None and len(record["reason"]) <= 500
+    exported = (results / "rejected.csv").read_text().splitlines()
+    assert len(exported) == len(poison) + 1 and exported[0].startswith("topic,partition,offset")
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["rejected_messages"] == len(poison) and summary["retrain_failed_windows"] == []
+    assert "RecursionError" not in output and "Traceback" not in output
+    # Kafka's committed position is past every poison message: a restart does not meet them again.
+    assert _committed(servers, "vigil-dns", "dns-poison") == len(messages)
+
+
+def test_a_failed_retrain_keeps_the_dynamic_model_and_scoring_goes_on(broker, models, stream_csv, tmp_path,
+                                                                      monkeypatch):
+    import vigil.streaming.dns_stream as dns_stream
+
+    topic = "dns-retrain-fails"
+    ensure_topic(broker.bootstrap_servers, topic, 1)
+    produce(broker.bootstrap_servers, topic, _values(stream_csv, 0, 3000))
+    real_refit, calls = dns_stream.refit, []
+
+    def refit_that_fails_once(*args, **kwargs):  # what a non-finite row did to every retrain before
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("Input X contains infinity or a value too large for dtype('float32').")
+        return real_refit(*args, **kwargs)
+
+    monkeypatch.setattr(dns_stream, "refit", refit_that_fails_once)
+    store = ArtifactStore(models)
+    results = ResultsStore(tmp_path / "r.sqlite")
+    processor = DnsWindowProcessor(store, store.load("dns_exfil"), "fails.main",
+                                   RetrainPolicy(f1_floor=1.01, min_gap=1))  # every window asks for a retrain
+    consumer = WindowedConsumer(broker.bootstrap_servers, topic, "fails", processor, results, idle_timeout_s=3,
+                                config_overrides=SESSION)
+    stats = consumer.run()
+
+    windows = results.windows(consumer.run_key)
+    assert stats.windows == 3 and len(calls) == 3
+    first, second, third = windows
+    assert first["retrained"] == 0 and "retrain failed, kept dynamic v" in first["reason"]
+    assert "ValueError: Input X contains infinity" in first["reason"] and "F1" in first["reason"]
+    assert second["dynamic_version"] == first["dynamic_version"]  # the model that worked still scores
+    assert second["retrained"] == 1 and third["dynamic_version"] != second["dynamic_version"]
+    assert all(w["dynamic_f1"] == w["dynamic_f1"] for w in windows)  # scored, not NaN
+    assert third["retrained"] == 1  # the policy was not told of the failed retrain: no gap holds it back
+    assert int(results.checkpoint(consumer.run_key, "main")["dynamic_version"]) == int(third["dynamic_version"]) + 1
+    from vigil.streaming.results import summarize
+
+    assert summarize(windows)["retrain_failed_windows"] == [0]
+
+
+@pytest.mark.parametrize("index", range(len(_poison(b"{}"))))
+def test_each_poison_shape_is_a_rejection_naming_the_field(models, stream_csv, index):
+    from vigil.streaming.consumer import RejectedMessage
+
+    store = ArtifactStore(models)
+    processor = DnsWindowProcessor(store, store.load("dns_exfil"), "unit.main")
+    good = _values(stream_csv, 0, 1)[0]
+    value, names = _poison(good)[index]
+    with pytest.raises(RejectedMessage, match=re.escape(names)):
+        processor.parse(value)
+    assert processor.parse(good)[1] in (0.0, 1.0)
+
+
+def test_the_depth_check_counts_only_brackets_outside_strings():
+    from vigil.streaming.messages import json_depth_exceeds, json_message
+
+    assert not json_depth_exceeds(b'{"a": "' + b"[" * 1000 + b'"}')
+    assert not json_depth_exceeds(b'{"a": "\\"' + b"[" * 1000 + b'"}')  # an escaped quote does not end it
+    assert json_depth_exceeds(b'{"a": "\\\\"' + b"[" * 1000 + b"]" * 1000 + b"}")  # an escaped backslash does
+    assert not json_depth_exceeds(b"[" * 32 + b"]" * 32) and json_depth_exceeds(b"[" * 33 + b"]" * 33)
+    assert json_message(b'{"a": "' + b"[" * 1000 + b'"}') == {"a": "[" * 1000}
+    assert json_message(b"\xef\xbb\xbf" + b'{"a": 1}') == {"a": 1}  # a UTF-8 byte-order mark is fine
+
+
+def test_a_results_file_of_before_the_topic_column_gets_it(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute('CREATE TABLE rejected (run_key TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER '
+                   "NOT NULL, reason TEXT, excerpt TEXT, window_index INTEGER, PRIMARY KEY (run_key, partition, "
+                   '"offset"))')
+        db.execute("INSERT INTO rejected VALUES ('k', 0, 7, 'not JSON', 'x', 0)")
+    store = ResultsStore(path)
+    assert store.rejected() == [{"run_key": "k", "topic": None, "partition": 0, "offset": 7, "reason": "not JSON",
+                                 "excerpt": "x", "window_index": 0}]
+    ResultsStore(path).close()  # opening it again is fine

@@ -2,7 +2,8 @@
 
 How windows are formed: a consumer collects the messages of the partitions assigned to it, in the
 order it receives them, until it holds ``window_size`` accepted messages. Messages that cannot be
-parsed are *rejected* (recorded with partition, offset and reason, not counted); control messages
+parsed are *rejected* (recorded with topic, partition, offset and reason, not counted, committed with
+the window they fall in; whatever ``parse`` raises is a rejection, never fatal); control messages
 (the CSV header of the raw-line format) are skipped. A window therefore spans, per partition, a
 contiguous offset range ``[first, last]``; the window is scored, recorded in SQLite (see
 :mod:`vigil.streaming.results`), and only then are ``last + 1`` offsets committed to Kafka.
@@ -24,6 +25,9 @@ from typing import Any, Callable, Protocol
 
 from vigil.streaming.kafka_io import consumer_config
 from vigil.streaming.results import ResultsStore
+
+
+MAX_REASON = 500  # characters of a rejection's reason that are kept
 
 
 class RejectedMessage(ValueError):
@@ -181,9 +185,11 @@ class WindowedConsumer:
         first_last[1] = offset
         try:
             row = self.processor.parse(message.value())
-        except RejectedMessage as exc:
+        except Exception as exc:  # a poison message must not stop the stream: every parse failure is recorded
+            reason = str(exc) if isinstance(exc, RejectedMessage) else f"cannot parse ({type(exc).__name__}): {exc}"
             value = message.value() or b""
-            self.rejected.append({"partition": partition, "offset": offset, "reason": str(exc),
+            self.rejected.append({"topic": message.topic(), "partition": partition, "offset": offset,
+                                  "reason": reason[:MAX_REASON],
                                   "excerpt": value[:120].decode("utf-8", errors="replace")})
             return
         if row is not None:

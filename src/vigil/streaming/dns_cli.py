@@ -64,7 +64,8 @@ def _stream_arguments(stream: argparse.ArgumentParser) -> None:
     stream.add_argument("--group", default="vigil-dns", help="consumer group id")
     stream.add_argument("--consumer-name", default="main",
                         help="names this consumer's checkpoint and heartbeat; give each group member its own")
-    stream.add_argument("--results", type=Path, help="folder for results.sqlite, windows.csv, windows.png, summary.json")
+    stream.add_argument("--results", type=Path,
+                        help="folder for results.sqlite, windows.csv, rejected.csv, windows.png, summary.json")
     stream.add_argument("--window-size", type=int, default=1000)
     stream.add_argument("--idle-timeout", type=float, default=None,
                         help="stop after this many seconds without messages (default: never; 5 with the embedded broker)")
@@ -114,11 +115,18 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
     results_dir.mkdir(parents=True, exist_ok=True)
     results = ResultsStore(results_dir / "results.sqlite")
     csv_path = results_dir / "windows.csv"
+    rejected_path = results_dir / "rejected.csv"
 
     def report(record: dict) -> None:
         results.export_csv(csv_path, consumer.run_key)
+        if record["n_rejected"]:
+            results.export_rejected_csv(rejected_path, consumer.run_key)
         if not args.quiet:
             flag = f"  RETRAIN ({record['reason']})" if record["retrained"] else ""
+            if record.get("retrain_error"):
+                flag = f"  RETRAIN FAILED, dynamic v{record['dynamic_version']} kept ({record['retrain_error']})"
+            if record["n_rejected"]:
+                flag += f"  [{record['n_rejected']} rejected]"
             print(f"window {record['window_index']:>4} [{record['offsets']}] static F1 {record['static_f1']:.3f} "
                   f"acc {record['static_accuracy']:.3f} | dynamic F1 {record['dynamic_f1']:.3f} "
                   f"acc {record['dynamic_accuracy']:.3f}{flag}", flush=True)
@@ -130,6 +138,7 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
     stats = consumer.run()
     rows = results.windows(consumer.run_key)
     results.export_csv(csv_path, consumer.run_key)
+    results.export_rejected_csv(rejected_path, consumer.run_key)
     phases = None
     schedule = getattr(args, "schedule", None)
     if schedule and Path(schedule).is_file():
@@ -146,7 +155,11 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
     print(f"\n{summary['verdict']}")
     if stats.left_in_partial_window:
         print(f"{stats.left_in_partial_window} messages of an incomplete window were left uncommitted")
-    print(f"results: {results_dir / 'results.sqlite'}, {csv_path}, {results_dir / 'summary.json'}"
+    if rejected:
+        print(f"{len(rejected)} messages rejected (offsets and reasons in {rejected_path})")
+    if summary.get("retrain_failed_windows"):
+        print(f"retrain failed after windows {summary['retrain_failed_windows']}; the dynamic model was kept")
+    print(f"results: {results_dir / 'results.sqlite'}, {csv_path}, {rejected_path}, {results_dir / 'summary.json'}"
           + (f", plot {plot}" if plot else ""))
     return summary
 

@@ -10,13 +10,17 @@ Accepted message values (JSON):
   gives the label when known.
 
 Rows without a label are scored but not used for metrics or retraining.
+
+A message that cannot be used is rejected (see :mod:`vigil.streaming.messages`), the reason naming the
+field: a label other than 0/1 (``"abc"``, ``[1]``, a 401-digit integer), a feature that is not a
+finite number (NaN, infinity, beyond float32, a list), JSON that is not an object or nested too deep.
+A retrain that fails keeps the current dynamic model; the window's reason says why (``retrain failed``).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 
 import numpy as np
@@ -25,19 +29,28 @@ import pandas as pd
 from vigil.artifacts import ArtifactStore, LoadedModel
 from vigil.streaming.consumer import RejectedMessage
 from vigil.streaming.decision import RetrainPolicy
+from vigil.streaming.messages import json_message
+from vigil.streaming.results import RETRAIN_FAILED
 from vigil.tasks.dns_exfil import DYNAMIC_TASK, write_stream_status
 from vigil.tasks.dns_exfil.features import (
-    CSV_COLUMNS, FEATURE_COLUMNS, FEATURE_VERSION, LABEL_COLUMN, QueryFeatureExtractor, coerce_csv_value,
+    CSV_COLUMNS, FEATURE_COLUMNS, FEATURE_VERSION, LABEL_COLUMN, QueryFeatureExtractor, coerce_csv_value, shown,
 )
 from vigil.tasks.dns_exfil.model import predict_proba, refit, scores
 
 
-def _label(value) -> float:
+def _label(obj: dict) -> float:
+    field = LABEL_COLUMN if LABEL_COLUMN in obj else "label"
+    value = obj.get(field)
     if value is None or value == "":
         return math.nan
-    label = float(value)
+    label = math.nan
+    if isinstance(value, (int, float, str)):  # not a list, an object, ...
+        try:
+            label = float(value)
+        except (ValueError, OverflowError):
+            pass
     if label not in (0.0, 1.0):
-        raise RejectedMessage(f"{LABEL_COLUMN} must be 0 or 1, got {value!r}")
+        raise RejectedMessage(f"field '{field}' must be 0 or 1, got {shown(value)}")
     return label
 
 
@@ -57,14 +70,13 @@ class DnsWindowProcessor:
 
     # -- messages ----------------------------------------------------------------------------------
     def parse(self, value: bytes | None):
-        if value is None:
-            raise RejectedMessage("empty message")
-        try:
-            obj = json.loads(value)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RejectedMessage(f"not JSON: {exc}") from exc
+        """One message as (feature row, label), None for a CSV header; RejectedMessage naming the field."""
+        obj = json_message(value)
         if isinstance(obj, str):
-            cells = next(csv.reader(io.StringIO(obj)), [])
+            try:
+                cells = next(csv.reader(io.StringIO(obj)), [])
+            except csv.Error as exc:
+                raise RejectedMessage(f"CSV line: {exc}") from None
             if "FQDN_count" in cells and LABEL_COLUMN in cells:
                 self.header = cells
                 return None
@@ -73,7 +85,7 @@ class DnsWindowProcessor:
             obj = dict(zip(self.header, cells))
         if not isinstance(obj, dict):
             raise RejectedMessage(f"expected a JSON object or a CSV line, got {type(obj).__name__}")
-        label = _label(obj.get(LABEL_COLUMN, obj.get("label")))
+        label = _label(obj)
         if "query" in obj:
             try:
                 features = self.extractor.features(obj["query"])
@@ -87,7 +99,9 @@ class DnsWindowProcessor:
             try:
                 row.append(coerce_csv_value(column, obj[column]))
             except (TypeError, ValueError) as exc:
-                raise RejectedMessage(f"field '{column}': {exc}") from exc
+                detail = str(exc)  # "entropy is not a number: 'abc'" -> "field 'entropy' is not a number: 'abc'"
+                detail = f" {detail[len(column) + 1:]}" if detail.startswith(f"{column} ") else f": {detail}"
+                raise RejectedMessage(f"field '{column}'{detail}") from exc
         return row, label
 
     # -- state -------------------------------------------------------------------------------------
@@ -102,8 +116,9 @@ class DnsWindowProcessor:
         self.dynamic = {**self.static.model, "kind": "dynamic"}
         self.dynamic_version = self._save_dynamic(f"copy of static v{self.static.version}", rows=0)
 
-    def _save_dynamic(self, origin: str, rows: int, metrics: dict | None = None) -> str:
-        entry = self.store.save(DYNAMIC_TASK, self.dynamic, metrics=metrics or {}, threshold=self.dynamic.get("threshold"),
+    def _save_dynamic(self, origin: str, rows: int, metrics: dict | None = None, model: dict | None = None) -> str:
+        model = self.dynamic if model is None else model
+        entry = self.store.save(DYNAMIC_TASK, model, metrics=metrics or {}, threshold=model.get("threshold"),
                                 feature_version=FEATURE_VERSION,
                                 extra={"kind": "dynamic", "origin": origin, "training_rows": rows,
                                        "static_version": self.static.version, "consumer": self.consumer_id,
@@ -148,10 +163,23 @@ class DnsWindowProcessor:
             if len(np.unique(y_train)) < 2:
                 record["reason"] = decision.reason + "; not retrained: recent windows hold one class"
             else:
-                self.dynamic = refit(self.dynamic, X_train, y_train, kind="dynamic")
-                self.dynamic_version = self._save_dynamic(
-                    f"retrained on {len(self.recent)} windows: {decision.reason}", rows=len(y_train),
-                    metrics={"trigger_window_f1": dynamic_scores["f1"]})
-                self.policy.retrained()
-                record["retrained"] = 1
+                self._retrain(record, decision.reason, X_train, y_train, dynamic_scores["f1"])
         return record, self.checkpoint()
+
+    def _retrain(self, record: dict, why: str, X_train: pd.DataFrame, y_train: np.ndarray, trigger_f1: float) -> None:
+        """Refit and save a new dynamic model; when either fails, the current one stays and the window says why.
+
+        The policy is not told of a failed retrain, so the next window that calls for one tries again.
+        """
+        try:
+            model = refit(self.dynamic, X_train, y_train, kind="dynamic")
+            version = self._save_dynamic(f"retrained on {len(self.recent)} windows: {why}", rows=len(y_train),
+                                         metrics={"trigger_window_f1": trigger_f1}, model=model)
+        except Exception as exc:  # any failure: scoring goes on with the model that has been working
+            error = f"{type(exc).__name__}: {str(exc)[:300]}"
+            record["retrain_error"] = error
+            record["reason"] = f"{why}; {RETRAIN_FAILED}, kept dynamic v{self.dynamic_version}: {error}"
+            return
+        self.dynamic, self.dynamic_version = model, version
+        self.policy.retrained()
+        record["retrained"] = 1

@@ -1,6 +1,7 @@
 """Per-window results in SQLite (the source of truth), exported as CSV, plotted, and summarised.
 
-One transaction per window writes the window's row, its rejected messages, the next offset of every
+One transaction per window writes the window's row, its rejected messages (topic, partition, offset,
+reason, the value's first bytes), the next offset of every
 partition it covered, and the consumer's checkpoint (policy state, recent windows, dynamic model
 version). Only after that commit does the consumer commit the offsets to Kafka; on start it seeks to
 the positions recorded here when they are ahead of Kafka's, so a crash between the two commits cannot
@@ -22,6 +23,9 @@ WINDOW_COLUMNS = [
     "static_f1", "static_accuracy", "static_roc_auc", "dynamic_f1", "dynamic_accuracy", "dynamic_roc_auc",
     "dynamic_version", "retrained", "reason", "seconds", "recorded_at",
 ]
+REJECTED_COLUMNS = ["run_key", "topic", "partition", "offset", "reason", "excerpt", "window_index"]
+# A window whose retrain failed says so in its reason: "<why it retrained>; retrain failed, kept ...".
+RETRAIN_FAILED = "retrain failed"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS windows (
@@ -33,7 +37,7 @@ CREATE TABLE IF NOT EXISTS windows (
     PRIMARY KEY (run_key, window_index), UNIQUE (run_key, offsets));
 CREATE TABLE IF NOT EXISTS rejected (
     run_key TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER NOT NULL,
-    reason TEXT, excerpt TEXT, window_index INTEGER,
+    reason TEXT, excerpt TEXT, window_index INTEGER, topic TEXT,
     PRIMARY KEY (run_key, partition, "offset"));
 CREATE TABLE IF NOT EXISTS positions (
     run_key TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
@@ -53,6 +57,17 @@ class ResultsStore:
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Results files written before the rejected table had its ``topic`` column get it (empty)."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(rejected)")}
+        if "topic" not in columns:
+            try:
+                self.db.execute("ALTER TABLE rejected ADD COLUMN topic TEXT")
+            except sqlite3.OperationalError as exc:  # another consumer of the same file was first
+                if "duplicate column" not in str(exc):
+                    raise
 
     def close(self) -> None:
         self.db.close()
@@ -76,13 +91,13 @@ class ResultsStore:
         return [dict(zip(WINDOW_COLUMNS, row)) for row in self.db.execute(query + " ORDER BY window_index", args)]
 
     def rejected(self, run_key: str | None = None) -> list[dict]:
-        query = 'SELECT run_key, partition, "offset", reason, excerpt, window_index FROM rejected'
+        query = "SELECT " + ", ".join(f'"{c}"' for c in REJECTED_COLUMNS) + " FROM rejected"
         args: tuple = ()
         if run_key is not None:
             query += " WHERE run_key=?"
             args = (run_key,)
-        columns = ["run_key", "partition", "offset", "reason", "excerpt", "window_index"]
-        return [dict(zip(columns, row)) for row in self.db.execute(query + ' ORDER BY partition, "offset"', args)]
+        query += ' ORDER BY topic, partition, "offset"'
+        return [dict(zip(REJECTED_COLUMNS, row)) for row in self.db.execute(query, args)]
 
     # -- the per-window transaction --------------------------------------------------------------
     def record_window(self, run_key: str, consumer: str, record: dict, rejected: list[dict],
@@ -98,9 +113,10 @@ class ResultsStore:
             self.db.execute(f"INSERT INTO windows ({', '.join(WINDOW_COLUMNS)}) VALUES "
                             f"({', '.join('?' for _ in WINDOW_COLUMNS)})", [row.get(c) for c in WINDOW_COLUMNS])
             self.db.executemany(
-                'INSERT OR IGNORE INTO rejected (run_key, partition, "offset", reason, excerpt, window_index) '
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(run_key, r["partition"], r["offset"], r["reason"], r["excerpt"], index) for r in rejected])
+                'INSERT OR IGNORE INTO rejected (run_key, topic, partition, "offset", reason, excerpt, window_index) '
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(run_key, r.get("topic"), r["partition"], r["offset"], r["reason"], r["excerpt"], index)
+                 for r in rejected])
             self.db.executemany(
                 "INSERT INTO positions (run_key, partition, next_offset) VALUES (?, ?, ?) "
                 "ON CONFLICT (run_key, partition) DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)",
@@ -120,6 +136,15 @@ class ResultsStore:
             writer = csv.DictWriter(handle, fieldnames=WINDOW_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
+        return path
+
+    def export_rejected_csv(self, path: Path, run_key: str | None = None) -> Path:
+        """The rejected messages: topic, partition, offset, the window they were committed with, why."""
+        columns = ["topic", "partition", "offset", "window_index", "reason", "excerpt"]
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(self.rejected(run_key))
         return path
 
 
@@ -168,6 +193,7 @@ def summarize(rows: list[dict], margin: float = 0.01) -> dict:
     summary = {
         "windows": len(rows), "retrains": sum(bool(r["retrained"]) for r in rows),
         "retrain_windows": [r["window_index"] for r in rows if r["retrained"]],
+        "retrain_failed_windows": [r["window_index"] for r in rows if RETRAIN_FAILED in (r.get("reason") or "")],
         "static_mean_f1": mean("static_f1"), "dynamic_mean_f1": mean("dynamic_f1"),
         "static_mean_accuracy": mean("static_accuracy"), "dynamic_mean_accuracy": mean("dynamic_accuracy"),
         "dynamic_better_windows": _ranges(better), "dynamic_worse_windows": _ranges(worse),

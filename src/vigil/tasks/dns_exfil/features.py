@@ -192,19 +192,66 @@ class QueryFeatureExtractor:
         return np.array([[row[c] for c in self._order] for row in map(self.features, queries)], dtype=float)
 
 
+# The trees compute in float32: a value beyond its range is as unusable as infinity.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def shown(value, limit: int = 40) -> str:
+    """``repr(value)``, cut to about ``limit`` characters: error messages stay short whatever came in."""
+    if isinstance(value, int) and value.bit_length() > 3 * limit:  # no str() of a huge integer
+        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _finite(column: str, value) -> float:
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"{column} is {shown(value)}, beyond the float range") from None
+    except (TypeError, ValueError):
+        raise ValueError(f"{column} is not a number: {shown(value)}") from None
+    if not math.isfinite(number) or abs(number) > FLOAT32_MAX:
+        raise ValueError(f"{column} is not a finite number (or beyond the float32 range of the models): "
+                         f"{shown(value)}")
+    return number
+
+
 def coerce_csv_value(column: str, value) -> float:
-    """One CIC CSV cell as the number the model uses (see the table in the module docstring)."""
+    """One CIC CSV cell as the number the model uses (see the table in the module docstring).
+
+    Refused with ValueError: anything but a number or a text (lists, objects), and NaN, infinity or a
+    number beyond float32, whatever its spelling (``inf``, ``"-Infinity"``, ``1e400``, a 401-digit
+    integer). A ``longest_word`` that Python would read as NaN or infinity counts as a word only when it
+    is one of the shipped English words (``nan``, ``infinity``); ``inf``, ``NaN`` or ``-inf`` are refused.
+    An empty ``longest_word`` or ``sld`` (None, NaN, "") is no word: 0.
+
+        >>> coerce_csv_value("longest_word", "local"), coerce_csv_value("longest_word", "2")
+        (5.0, 2.0)
+        >>> coerce_csv_value("longest_word", "inf")
+        Traceback (most recent call last):
+        ...
+        ValueError: longest_word 'inf' reads as a non-finite number
+    """
+    if isinstance(value, (list, tuple, dict, set)):
+        raise ValueError(f"{column} must be a number or a text, got {type(value).__name__}")
     if column in ("longest_word", "sld"):
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return 0.0
+        if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+            number = _finite(column, value)
+            if column == "longest_word":
+                return number
         text = str(value).strip()
         if column == "longest_word":
             try:
-                return float(text)
+                number = float(text)
             except ValueError:
+                return float(len(text))  # the word itself
+            if math.isfinite(number):
+                return _finite(column, number)
+            if text in english_words():
                 return float(len(text))
+            raise ValueError(f"longest_word {shown(text)} reads as a non-finite number")
         return float(len(text))
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{column} is not a finite number")
-    return number
+    return _finite(column, value)

@@ -1,0 +1,89 @@
+"""A Kafka message value as JSON, refusing what would hurt the consumer: any task's parse can use it.
+
+:func:`json_message` raises :class:`~vigil.streaming.consumer.RejectedMessage` (recorded with the
+message's offset, never fatal) for an empty value, bytes that are not UTF-8 JSON, nesting deeper than
+``max_depth`` (checked on the bytes before parsing, so 100,000 nested brackets cost one scan, not a
+RecursionError), and a NaN, an infinity or a number beyond the float range (``NaN``, ``Infinity``,
+``1e400``) as the value of an object's field, naming the field::
+
+    >>> json_message(b'{"entropy": 2.5}')
+    {'entropy': 2.5}
+    >>> json_message(b'[' * 100_000 + b']' * 100_000)
+    Traceback (most recent call last):
+    ...
+    vigil.streaming.consumer.RejectedMessage: JSON nested deeper than 32 levels
+    >>> json_message(b'{"entropy": NaN}')
+    Traceback (most recent call last):
+    ...
+    vigil.streaming.consumer.RejectedMessage: field 'entropy': nan is not a finite number (NaN, Infinity or beyond the float range)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+from vigil.streaming.consumer import RejectedMessage
+
+MAX_JSON_DEPTH = 32
+
+_SPECIAL = re.compile(rb'[\[\]{}"\\]')
+
+
+def json_depth_exceeds(data: bytes, max_depth: int = MAX_JSON_DEPTH) -> bool:
+    """True when ``data`` opens more than ``max_depth`` arrays/objects inside one another.
+
+    One pass over the brackets, quotes and backslashes (linear, whatever the bytes); brackets inside
+    strings do not count.
+    """
+    if data.count(b"[") + data.count(b"{") <= max_depth:  # the common case: one cheap count
+        return False
+    depth, in_string, skip_to = 0, False, -1
+    for match in _SPECIAL.finditer(data):
+        at = match.start()
+        if at < skip_to:  # the character after a backslash
+            continue
+        char = data[at]
+        if in_string:
+            if char == 0x5C:  # backslash: the next character is escaped
+                skip_to = at + 2
+            elif char == 0x22:
+                in_string = False
+        elif char == 0x22:
+            in_string = True
+        elif char in (0x5B, 0x7B):
+            depth += 1
+            if depth > max_depth:
+                return True
+        elif char in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
+def _finite_fields(pairs: list) -> dict:
+    for key, value in pairs:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RejectedMessage(f"field {key[:60]!r}: {value} is not a finite number (NaN, Infinity or beyond "
+                                  "the float range)")
+    return dict(pairs)
+
+
+def json_message(value: bytes | None, max_depth: int = MAX_JSON_DEPTH):
+    """The parsed JSON of a message value; RejectedMessage with the reason when it cannot be used."""
+    if value is None or not value.strip():
+        raise RejectedMessage("empty message")
+    if json_depth_exceeds(value, max_depth):
+        raise RejectedMessage(f"JSON nested deeper than {max_depth} levels")
+    try:
+        text = value.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RejectedMessage(f"not JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        return json.loads(text, object_pairs_hook=_finite_fields)
+    except RecursionError:  # not reached after the depth check; kept so that it can never be fatal
+        raise RejectedMessage(f"JSON nested deeper than {max_depth} levels") from None
+    except RejectedMessage:
+        raise
+    except ValueError as exc:
+        raise RejectedMessage(f"not JSON: {str(exc)[:200]}") from None
