@@ -13,7 +13,7 @@ $(VENV)/.runtime: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt -e .
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt scripts/install_test_tools.sh
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	bash scripts/install_test_tools.sh
 	touch $@

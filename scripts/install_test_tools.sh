@@ -19,3 +19,12 @@ install_if_missing() {  # COMMAND PACKAGE PURPOSE
 
 install_if_missing chromium chromium "the browser tests"
 install_if_missing wrk wrk "the load benchmark"
+
+# A second interpreter with numpy 1.x: the Alectio platform side may still run numpy 1, and the compat
+# tests load the pickles Vigil writes to the bucket in it (tests/compat/test_alectio_compat.py).
+NUMPY1_VENV=${NUMPY1_VENV:-.venv-numpy1}
+if [ ! -x "$NUMPY1_VENV/bin/python" ] || ! "$NUMPY1_VENV/bin/python" -c 'import numpy' 2>/dev/null; then
+  echo "creating $NUMPY1_VENV with numpy 1.24.4 (no numpy._core, unlike 1.26) for the Alectio compatibility test ..."
+  python3 -m venv "$NUMPY1_VENV"
+  "$NUMPY1_VENV/bin/python" -m pip install --quiet numpy==1.24.4
+fi

@@ -37,6 +37,31 @@ def add_active_learning_cli(verbs) -> argparse.ArgumentParser:
     return parser
 
 
+def add_alectio_demo_cli(verbs) -> argparse.ArgumentParser:
+    parser = verbs.add_parser(
+        "alectio-demo", help="write a demo data dir, config.yaml and bucket files for the Alectio endpoints",
+        description="Writes OUT/data (vectorized demo records), OUT/config.yaml and OUT/bucket (meta.json and "
+                    "selected_indices_0.pkl of project p1, experiment e1 in bucket 'demo'), then prints how to "
+                    "serve them.")
+    parser.add_argument("out", type=Path, nargs="?", default=Path("runs/alectio-demo"),
+                        help="output folder (default runs/alectio-demo)")
+    parser.add_argument("--train", type=int, default=2000, help="train records (default 2000)")
+    parser.add_argument("--test", type=int, default=500, help="test records (default 500)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=cmd_alectio_demo)
+    return parser
+
+
+def cmd_alectio_demo(args: argparse.Namespace) -> int:
+    from vigil.active_learning.demo import write_alectio_demo
+
+    made = write_alectio_demo(args.out, n_train=args.train, n_test=args.test, seed=args.seed)
+    print(f"wrote {made['data_dir']} (pool {made['pool_size']} rows, test {made['test_size']} rows), "
+          f"{made['config']} and {made['bucket_root']}")
+    print(f"serve it: VIGIL_ALECTIO_CONFIG={made['config']} VIGIL_BUCKET_ROOT={made['bucket_root']} vigil serve")
+    return 0
+
+
 def cmd_active_learning(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 

@@ -293,9 +293,10 @@ class EmberTask(Task):
         demo.add_argument("--seed", type=int, default=0)
         demo.set_defaults(handler=cmd_demo_data)
 
-        from vigil.active_learning.cli import add_active_learning_cli
+        from vigil.active_learning.cli import add_active_learning_cli, add_alectio_demo_cli
 
         add_active_learning_cli(verbs)  # `vigil ember active-learning` (issue 3)
+        add_alectio_demo_cli(verbs)  # `vigil ember alectio-demo`
 
     # -- training ---------------------------------------------------------------------------
     def train_default(self, store, settings) -> dict:
