@@ -128,12 +128,9 @@ def test_unsigned_manifest_is_refused_when_a_model_key_is_set(trained, tmp_path)
     assert client.get("/ready").status_code == 200 or task.name in client.get("/ready").get_json()["models"]
 
 
-def test_reload_swaps_versions_with_no_failed_request(served):
-    task, live_store, server = served
-    loaded = live_store.load(task.name)
-    body = rows_of(task)
-    failures, versions = [], []
-    stop = threading.Event()
+def _load_while(server, task, action, clients: int = 4) -> tuple[list, set]:
+    """Run ``action`` while ``clients`` threads keep predicting; return (failures, versions seen)."""
+    body, failures, versions, stop = rows_of(task), [], set(), threading.Event()
 
     def client():
         with requests.Session() as session:
@@ -145,14 +142,28 @@ def test_reload_swaps_versions_with_no_failed_request(served):
                     continue
                 if response.status_code != 200:
                     failures.append((response.status_code, response.text[:200]))
-                versions.append(response.headers.get("X-Model-Version"))
+                versions.add(response.headers.get("X-Model-Version"))
 
-    threads = [threading.Thread(target=client) for _ in range(6)]
+    threads = [threading.Thread(target=client) for _ in range(clients)]
     for thread in threads:
         thread.start()
     try:
         time.sleep(0.5)
-        new_versions = []
+        action()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    return failures, versions
+
+
+def test_reload_swaps_versions_with_no_failed_request(served):
+    task, live_store, server = served
+    loaded = live_store.load(task.name)
+    new_versions = []
+
+    def save_and_reload_three_times():
         for _ in range(3):
             entry = live_store.save(task.name, loaded.model, metrics=loaded.metrics, threshold=loaded.threshold,
                                     feature_version=loaded.feature_version, extra=loaded.entry.get("extra"))
@@ -160,13 +171,12 @@ def test_reload_swaps_versions_with_no_failed_request(served):
             reply = requests.post(server.url + "/admin/reload", headers={"Authorization": "Bearer ops"}, timeout=60)
             assert reply.status_code == 200 and reply.json()["models"][task.name] == entry["version"]
             time.sleep(0.4)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
+
+    failures, versions = _load_while(server, task, save_and_reload_three_times, clients=6)
     assert not failures, failures[:5]
     assert loaded.version in versions and new_versions[-1] in versions
     # every worker has caught up: the next requests all see the newest version
+    body = rows_of(task)
     with ThreadPoolExecutor(4) as pool:
         latest = set(pool.map(lambda _: requests.post(f"{server.url}/predict/{task.slug}", json=body, timeout=30)
                               .headers["X-Model-Version"], range(16)))
@@ -188,32 +198,6 @@ def test_reload_keeps_the_old_model_when_the_new_one_is_tampered(served):
     assert task.name not in body["missing"]
     response = requests.post(f"{server.url}/predict/{task.slug}", json=task.example_request(), timeout=10)
     assert response.status_code == 200 and response.headers["X-Model-Version"] == loaded.version
-
-
-def _load_while(server, task, action) -> tuple[list, set]:
-    """Run ``action`` while four clients keep predicting; return (failures, versions seen)."""
-    body, failures, versions, stop = rows_of(task), [], set(), threading.Event()
-
-    def client():
-        with requests.Session() as session:
-            while not stop.is_set():
-                response = session.post(f"{server.url}/predict/{task.slug}", json=body, timeout=30)
-                if response.status_code != 200:
-                    failures.append((response.status_code, response.text[:200]))
-                versions.add(response.headers.get("X-Model-Version"))
-
-    threads = [threading.Thread(target=client) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
-        time.sleep(0.3)
-        action()
-        time.sleep(0.5)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    return failures, versions
 
 
 def test_a_hash_valid_broken_model_is_never_served_under_load(served):
