@@ -39,6 +39,8 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.feature_extraction import FeatureHasher
 
+from vigil.tasks.ember.pe_header import section_table_refusal
+
 log = logging.getLogger(__name__)
 # LIEF 1.0 warns once per out-of-range enum value of a malformed header; such values become "???".
 warnings.filterwarnings("ignore", message=r"-?\d+ is not a valid ", category=RuntimeWarning)
@@ -537,10 +539,21 @@ class FeatureExtractor:
 
     def raw_features(self, bytez: bytes) -> dict:
         """ember's raw record for the file content (``bytes``, not a path)."""
+        return self.raw_features_and_note(bytez)[0]
+
+    def raw_features_and_note(self, bytez: bytes) -> tuple[dict, str | None]:
+        """(raw record, note): the note says why a file that looks like PE was not parsed as one.
+
+        A file whose section table would make LIEF hold a multiple of its size (see
+        :mod:`vigil.tasks.ember.pe_header`) is not given to LIEF: it gets the fallback record.
+        """
         if not isinstance(bytez, (bytes, bytearray, memoryview)):
             raise TypeError(f"raw_features needs the file content as bytes, not {type(bytez).__name__}")
         bytez = bytes(bytez)
-        binary = parse_pe(bytez)
+        note = section_table_refusal(bytez)
+        if note:
+            log.info("%s", note)
+        binary = None if note else parse_pe(bytez)
         record: dict[str, Any] = {"sha256": hashlib.sha256(bytez).hexdigest()}
         for block in self.blocks:
             try:
@@ -548,7 +561,7 @@ class FeatureExtractor:
             except Exception as exc:  # a half-parsed binary: this block gets ember's fallback
                 log.debug("block %s failed on %s: %s", block.name, record["sha256"], exc)
                 record[block.name] = block.raw_features(bytez, None)
-        return record
+        return record, note
 
     def process_raw_features(self, raw: dict) -> np.ndarray:
         """float32 vector of length ``dim``. A v1 record vectorized as v2 gets zero data directories."""
