@@ -64,6 +64,8 @@ def lief_without_the_guard(content: bytes) -> int:
 def extract_or_die(job):
     """``extract_file``, except that files named die-* kill their process (once, for die-once-*)."""
     path = Path(job[0])
+    if path.name.startswith("hang-"):
+        signal.pause()  # until killed
     if path.name.startswith("die-always"):
         os.kill(os.getpid(), signal.SIGKILL)
     if path.name.startswith("die-once") and not path.with_suffix(".died").exists():
@@ -126,6 +128,18 @@ def test_a_dead_child_costs_its_job_only():
         assert failure.value.died
         kind, _, reason = worker.run(("/nonexistent/t32.exe", -1, 2, MB))  # a fresh child answers
         assert kind == "skip" and reason.startswith("cannot read")
+    finally:
+        worker.close()
+
+
+def test_a_child_past_the_time_limit_is_killed_and_the_next_job_answered():
+    worker = ExtractionWorker(extract_or_die)
+    try:
+        with pytest.raises(WorkerFailure, match="took longer than 0.5 s") as failure:
+            worker.run(("/nonexistent/hang-forever.exe", -1, 2, MB), timeout=0.5)
+        assert not failure.value.died and worker.pid is None  # killed, not kept
+        kind, record, note = worker.run((str(T32), 1, 2, MB), timeout=60)
+        assert kind == "record" and record["label"] == 1 and note is None
     finally:
         worker.close()
 

@@ -188,8 +188,12 @@ class ByteEntropyHistogram(FeatureBlock):
             counts = np.bincount(data >> 4, minlength=16)
             output[self._entropy_bin(counts), :] += counts
         else:
-            for counts in self._window_counts(data):
-                output[self._entropy_bin(counts), :] += counts
+            # Windows with the same counts have the same bin: one bin per distinct count vector
+            # (a file of one repeated byte has one), then integer sums, so the result is unchanged.
+            windows = self._window_counts(data)
+            distinct, which = np.unique(windows, axis=0, return_inverse=True)
+            bins = np.array([self._entropy_bin(counts) for counts in distinct], dtype=np.intp)
+            np.add.at(output, bins[which.ravel()], windows)
         return output.flatten().tolist()
 
     def process_raw_features(self, raw):
