@@ -200,3 +200,64 @@ def test_batch_vectorization_equals_one_record_at_a_time():
     assert np.array_equal(extractor.process_raw_features_batch(records), one_by_one)
     reference = np.load(DATA / "reference_head_first5_v1.npy")
     assert np.array_equal(FeatureExtractor(1).process_raw_features_batch(ember_head_records()[:5]), reference)
+
+
+def _whole_file_strings(bytez: bytes) -> dict:
+    """The strings block as ember computes it: one pass over the whole file (the reference)."""
+    import re
+
+    allstrings = re.compile(b"[\x20-\x7f]{5,}").findall(bytez)
+    if allstrings:
+        avlength = sum(len(s) for s in allstrings) / len(allstrings)
+        counts = np.bincount(np.frombuffer(b"".join(allstrings), dtype=np.uint8) - 0x20, minlength=96)
+        total = counts.sum()
+        p = counts.astype(np.float32) / total
+        nonzero = np.where(counts)[0]
+        entropy = np.sum(-p[nonzero] * np.log2(p[nonzero]))
+    else:
+        avlength, counts, entropy, total = 0, np.zeros((96,), dtype=np.float32), 0, 0
+    return {"numstrings": len(allstrings), "avlength": avlength, "printabledist": counts.tolist(),
+            "printables": int(total), "entropy": float(entropy),
+            "paths": len(re.findall(b"c:\\\\", bytez, re.IGNORECASE)),
+            "urls": len(re.findall(b"https?://", bytez, re.IGNORECASE)),
+            "registry": len(re.findall(b"HKEY_", bytez)), "MZ": len(re.findall(b"MZ", bytez))}
+
+
+def _whole_file_byte_entropy(bytez: bytes) -> list[int]:
+    block, output = ByteEntropyHistogram(), np.zeros((16, 16), dtype=np.int64)
+    data = np.frombuffer(bytez, dtype=np.uint8)
+    starts = range(0, len(data) - 2048 + 1, 1024) if len(data) >= 2048 else [None]
+    for start in starts:
+        window = data if start is None else data[start:start + 2048]
+        counts = np.bincount(window >> 4, minlength=16)
+        output[block._entropy_bin(counts)] += counts
+    return output.ravel().tolist()
+
+
+def _adversarial_files() -> list[bytes]:
+    """Printable runs and indicators of every length at every offset, so chunks cut through them."""
+    rng = np.random.default_rng(7)
+    tokens = [b"MZ", b"HKEY_", b"http://", b"HTTPS://", b"c:\\", b"C:\\x", b"abcd", b"abcdefgh", b"\x00",
+              b"\x7f\x7f", b"\xff", b"hKey_", b"httpS:/", b"\x1f"]
+    files = [b"", b"A" * 4, b"A" * 5, b"A" * 7000, (DATA / "pe" / "t32.exe").read_bytes()[:20000]]
+    for _ in range(30):
+        n = int(rng.integers(0, 3000))
+        files.append(rng.integers(0, 256, n, dtype=np.uint8).tobytes())
+        files.append(b"".join(tokens[i] for i in rng.integers(0, len(tokens), n // 3)))
+        files.append(rng.integers(0x1e, 0x82, n, dtype=np.uint8).tobytes())
+    return files
+
+
+@pytest.mark.parametrize("chunk", [2, 5, 1024, 3072, 1 << 20])
+def test_byte_level_blocks_read_in_chunks_equal_one_whole_file_pass(chunk, monkeypatch):
+    """The chunked histogram, byte entropy and strings give ember's whole-file values exactly,
+    JSON included (ints stay ints), for strings and indicators that straddle chunk boundaries."""
+    from vigil.tasks.ember import features
+    from vigil.tasks.ember.features import ByteHistogram, StringExtractor
+
+    monkeypatch.setattr(features, "CHUNK_BYTES", chunk)
+    for bytez in _adversarial_files():
+        assert json.dumps(StringExtractor().raw_features(bytez, None)) == json.dumps(_whole_file_strings(bytez))
+        assert ByteEntropyHistogram().raw_features(bytez, None) == _whole_file_byte_entropy(bytez)
+        assert ByteHistogram().raw_features(bytez, None) == np.bincount(
+            np.frombuffer(bytez, dtype=np.uint8), minlength=256).tolist()

@@ -39,6 +39,8 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.feature_extraction import FeatureHasher
 
+from vigil.tasks.ember.pe_header import section_table_refusal
+
 log = logging.getLogger(__name__)
 # LIEF 1.0 warns once per out-of-range enum value of a malformed header; such values become "???".
 warnings.filterwarnings("ignore", message=r"-?\d+ is not a valid ", category=RuntimeWarning)
@@ -49,6 +51,20 @@ DIMS = {1: 2351, 2: 2381}
 # LIEF 1.0 name -> the name LIEF <= 0.12 (and so the published EMBER data) used.
 _LEGACY_HEADER_CHARACTERISTICS = {"NEED_32BIT_MACHINE": "CHARA_32BIT_MACHINE"}
 _LEGACY_DATA_DIRECTORY_NAMES = {"DEBUG_DIR": "DEBUG"}
+
+
+# The byte-level blocks read files this many bytes at a time (a multiple of the byte-entropy step),
+# so their memory does not grow with the file; their values are the same as in one whole-file pass.
+CHUNK_BYTES = 1 << 20
+
+
+def _byte_counts(data: np.ndarray, minlength: int) -> np.ndarray:
+    """``np.bincount(data, minlength)`` of a uint8 array, int64, CHUNK_BYTES at a time (bincount
+    makes an 8-byte integer copy of its input: 8 x the file for a whole-file call)."""
+    counts = np.zeros(minlength, dtype=np.int64)
+    for start in range(0, len(data), CHUNK_BYTES):
+        counts += np.bincount(data[start:start + CHUNK_BYTES], minlength=minlength)
+    return counts
 
 
 def _hasher(n_features: int, input_type: str) -> FeatureHasher:
@@ -113,7 +129,7 @@ class ByteHistogram(FeatureBlock):
     dim = 256
 
     def raw_features(self, bytez, binary):
-        return np.bincount(np.frombuffer(bytez, dtype=np.uint8), minlength=256).tolist()
+        return _byte_counts(np.frombuffer(bytez, dtype=np.uint8), 256).tolist()
 
     def process_raw_features(self, raw):
         counts = np.array(raw, dtype=np.float32)
@@ -137,15 +153,27 @@ class ByteEntropyHistogram(FeatureBlock):
         entropy = np.sum(-p[nonzero] * np.log2(p[nonzero])) * 2  # x2: 16 bins carry 4 of 8 bits
         return min(int(entropy * 2), 15)  # 16 bins; entropy 8.0 goes to the last one
 
+    def _step_counts(self, data: np.ndarray, n_steps: int) -> np.ndarray:
+        """Nibble counts of each step-sized piece of ``data``, (n_steps, 16), CHUNK_BYTES at a time.
+
+        Integer counts, so the same whatever the chunking; the temporaries are ~10 x CHUNK_BYTES,
+        not ~16 x the file as one whole-file pass was.
+        """
+        counts = np.empty((n_steps, 16), dtype=np.int64)
+        per_chunk = max(1, CHUNK_BYTES // self.step)
+        for first in range(0, n_steps, per_chunk):
+            last = min(n_steps, first + per_chunk)
+            nibbles = (data[first * self.step: last * self.step] >> 4).reshape(last - first, self.step)
+            ids = nibbles + (np.arange(last - first) * 16)[:, None]
+            counts[first:last] = np.bincount(ids.ravel(), minlength=(last - first) * 16).reshape(-1, 16)
+        return counts
+
     def _window_counts(self, data: np.ndarray) -> np.ndarray:
         """Nibble counts of every window starting at 0, step, 2*step, ... that fits in the data."""
         starts = np.arange(0, data.shape[0] - self.window + 1, self.step)
         if self.window % self.step == 0:
-            # A window is window/step whole chunks: count chunks once, then add neighbours.
-            n_chunks = data.shape[0] // self.step
-            nibbles = data[: n_chunks * self.step] >> 4
-            chunk_ids = np.repeat(np.arange(n_chunks), self.step)
-            chunks = np.bincount(chunk_ids * 16 + nibbles, minlength=n_chunks * 16).reshape(n_chunks, 16)
+            # A window is window/step whole steps: count each step once, then add neighbours.
+            chunks = self._step_counts(data, data.shape[0] // self.step)
             per_window = self.window // self.step
             counts = np.zeros((len(starts), 16), dtype=np.int64)
             for offset in range(per_window):
@@ -160,8 +188,12 @@ class ByteEntropyHistogram(FeatureBlock):
             counts = np.bincount(data >> 4, minlength=16)
             output[self._entropy_bin(counts), :] += counts
         else:
-            for counts in self._window_counts(data):
-                output[self._entropy_bin(counts), :] += counts
+            # Windows with the same counts have the same bin: one bin per distinct count vector
+            # (a file of one repeated byte has one), then integer sums, so the result is unchanged.
+            windows = self._window_counts(data)
+            distinct, which = np.unique(windows, axis=0, return_inverse=True)
+            bins = np.array([self._entropy_bin(counts) for counts in distinct], dtype=np.intp)
+            np.add.at(output, bins[which.ravel()], windows)
         return output.flatten().tolist()
 
     def process_raw_features(self, raw):
@@ -175,18 +207,53 @@ class StringExtractor(FeatureBlock):
     name = "strings"
     dim = 1 + 1 + 1 + 96 + 1 + 1 + 1 + 1 + 1
 
+    min_length = 5
     _allstrings = re.compile(b"[\x20-\x7f]{5,}")
-    _paths = re.compile(b"c:\\\\", re.IGNORECASE)  # occurrences of 'C:\', not whole paths
-    _urls = re.compile(b"https?://", re.IGNORECASE)
-    _registry = re.compile(b"HKEY_")
-    _mz = re.compile(b"MZ")  # an embedded PE header (a dropper?)
+    _indicators = {  # key in the raw record -> pattern; none can overlap itself (see raw_features)
+        "paths": re.compile(b"c:\\\\", re.IGNORECASE),  # occurrences of 'C:\', not whole paths
+        "urls": re.compile(b"https?://", re.IGNORECASE),
+        "registry": re.compile(b"HKEY_"),
+        "MZ": re.compile(b"MZ"),  # an embedded PE header (a dropper?)
+    }
+    _longest_indicator = len(b"https://")
 
     def raw_features(self, bytez, binary):
-        allstrings = self._allstrings.findall(bytez)
-        if allstrings:
-            avlength = sum(len(s) for s in allstrings) / len(allstrings)
-            shifted = np.frombuffer(b"".join(allstrings), dtype=np.uint8) - 0x20
-            counts = np.bincount(shifted, minlength=96)
+        # CHUNK_BYTES at a time, so neither the list of strings nor the counting arrays grow with the
+        # file (a file of b"MZ" repeated once made a list of 30 M objects). Exact: a printable run
+        # that crosses a chunk boundary is carried over as (length, byte counts) and counted once it
+        # ends; the indicator patterns cannot overlap themselves, so counting each occurrence in the
+        # chunk where it ends (searching from a few bytes before the chunk) counts every one once.
+        data = np.frombuffer(bytez, dtype=np.uint8)
+        numstrings, length, counts = 0, 0, np.zeros(96, dtype=np.int64)
+        open_length, open_counts = 0, np.zeros(96, dtype=np.int64)  # the run reaching the chunk's start
+        indicators = dict.fromkeys(self._indicators, 0)
+        for start in range(0, len(data), CHUNK_BYTES):
+            end = min(len(data), start + CHUNK_BYTES)
+            printable = (data[start:end] >= 0x20) & (data[start:end] <= 0x7f)
+            if printable.all():  # the open run goes on through the whole chunk
+                open_length += end - start
+                open_counts += _byte_counts(data[start:end] - 0x20, 96)
+            else:
+                lead = start + int(np.argmin(printable))  # the first non-printable byte
+                trail = end - int(np.argmin(printable[::-1]))  # just after the last one
+                if open_length + lead - start >= self.min_length:  # the open run ends at ``lead``
+                    numstrings += 1
+                    length += open_length + lead - start
+                    counts += open_counts + _byte_counts(data[start:lead] - 0x20, 96)
+                strings = self._allstrings.findall(bytez, lead, trail)  # runs between non-printables
+                if strings:
+                    numstrings += len(strings)
+                    length += sum(len(s) for s in strings)
+                    counts += _byte_counts(np.frombuffer(b"".join(strings), dtype=np.uint8) - 0x20, 96)
+                open_length, open_counts = end - trail, _byte_counts(data[trail:end] - 0x20, 96)
+            overlap = max(0, start - self._longest_indicator + 1)
+            for name, pattern in self._indicators.items():
+                indicators[name] += (len(pattern.findall(bytez, overlap, end))
+                                     - len(pattern.findall(bytez, overlap, start)))
+        if open_length >= self.min_length:
+            numstrings, length, counts = numstrings + 1, length + open_length, counts + open_counts
+        if numstrings:
+            avlength = length / numstrings
             total = counts.sum()
             p = counts.astype(np.float32) / total
             nonzero = np.where(counts)[0]
@@ -194,15 +261,12 @@ class StringExtractor(FeatureBlock):
         else:
             avlength, counts, entropy, total = 0, np.zeros((96,), dtype=np.float32), 0, 0
         return {
-            "numstrings": len(allstrings),
+            "numstrings": numstrings,
             "avlength": avlength,
             "printabledist": counts.tolist(),  # raw counts; normalised when vectorizing
             "printables": int(total),
             "entropy": float(entropy),
-            "paths": len(self._paths.findall(bytez)),
-            "urls": len(self._urls.findall(bytez)),
-            "registry": len(self._registry.findall(bytez)),
-            "MZ": len(self._mz.findall(bytez)),
+            **indicators,
         }
 
     def process_raw_features(self, raw):
@@ -479,10 +543,21 @@ class FeatureExtractor:
 
     def raw_features(self, bytez: bytes) -> dict:
         """ember's raw record for the file content (``bytes``, not a path)."""
+        return self.raw_features_and_note(bytez)[0]
+
+    def raw_features_and_note(self, bytez: bytes) -> tuple[dict, str | None]:
+        """(raw record, note): the note says why a file that looks like PE was not parsed as one.
+
+        A file whose section table would make LIEF hold a multiple of its size (see
+        :mod:`vigil.tasks.ember.pe_header`) is not given to LIEF: it gets the fallback record.
+        """
         if not isinstance(bytez, (bytes, bytearray, memoryview)):
             raise TypeError(f"raw_features needs the file content as bytes, not {type(bytez).__name__}")
         bytez = bytes(bytez)
-        binary = parse_pe(bytez)
+        note = section_table_refusal(bytez)
+        if note:
+            log.info("%s", note)
+        binary = None if note else parse_pe(bytez)
         record: dict[str, Any] = {"sha256": hashlib.sha256(bytez).hexdigest()}
         for block in self.blocks:
             try:
@@ -490,7 +565,7 @@ class FeatureExtractor:
             except Exception as exc:  # a half-parsed binary: this block gets ember's fallback
                 log.debug("block %s failed on %s: %s", block.name, record["sha256"], exc)
                 record[block.name] = block.raw_features(bytez, None)
-        return record
+        return record, note
 
     def process_raw_features(self, raw: dict) -> np.ndarray:
         """float32 vector of length ``dim``. A v1 record vectorized as v2 gets zero data directories."""

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
+import concurrent.futures
+import itertools
 import json
 import math
-import multiprocessing
 import os
 import sys
 import tempfile
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from vigil.errors import InvalidInput, UnprocessableInput
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.ember.features import DIMS, FEATURE_VERSIONS, FeatureExtractor
+from vigil.tasks.ember.workers import (MAX_FILE_BYTES, MEMORY_BYTES, WorkerFailure, WorkerPool, extract_bytes,
+                                      extract_file, oversized)
 
 # The ember preset with fewer rounds (the demo set is tiny). num_leaves 16 instead of 2048 grows the
 # same trees here (min_data_in_leaf 50 on ~400 rows allows at most 8 leaves) without LightGBM
@@ -32,12 +36,37 @@ def is_parsed_pe(raw: dict) -> bool:
     return bool(raw.get("header", {}).get("coff", {}).get("machine"))
 
 
-def _extract_or_422(extractor: FeatureExtractor, content: bytes, where: dict) -> dict:
-    """Raw features of an uploaded file; a file that breaks the extractor is the client's 422, not a 500."""
+_pool_lock = threading.Lock()
+_pool: WorkerPool | None = None
+
+
+def extraction_pool() -> WorkerPool:
+    """This process's pool of extraction children (uploads and ``classify``), started on first use."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = WorkerPool(extract_bytes)
+        return _pool
+
+
+def _extract_or_422(content: bytes, feature_version: int, where: dict) -> tuple[dict, str | None]:
+    """(raw record, note) of an uploaded file, read in a child process with a memory limit; a file
+    that breaks or exhausts the extractor is the client's 422 (or 413 when too large), not a 500,
+    and costs this one answer, not the server worker."""
+    if len(content) > MAX_FILE_BYTES:
+        raise InvalidInput(f"the file is {len(content)} bytes, over the limit of {MAX_FILE_BYTES} bytes per file",
+                           {**where, "bytes": len(content), "max_file_bytes": MAX_FILE_BYTES}, status=413)
     try:
-        return extractor.raw_features(content)
-    except Exception as exc:  # LIEF on hostile input: report it, keep the worker serving
-        raise UnprocessableInput(f"cannot extract features ({type(exc).__name__}: {exc})"[:300], where) from None
+        return extraction_pool().run((content, feature_version))
+    except WorkerFailure as exc:
+        raise UnprocessableInput(f"cannot extract features: {exc.reason}"[:300], where) from None
+
+
+def _result(raw: dict, note: str | None, **fields) -> dict:
+    result = {**fields, "sha256": raw["sha256"], "pe": is_parsed_pe(raw)}
+    if note:
+        result["note"] = note
+    return result
 
 
 # -- extraction -------------------------------------------------------------------------------
@@ -52,46 +81,94 @@ def iter_input_files(paths: list[str]) -> Iterator[Path]:
             raise FileNotFoundError(f"{path} is neither a file nor a folder")
 
 
-def extract_file(job: tuple[str, int, int]) -> tuple[str, dict | None, str | None]:
-    """(path, raw record or None, error) for one file; runs in a worker process."""
-    path, label, feature_version = job
-    try:
-        bytez = Path(path).read_bytes()
-        mtime = _dt.datetime.fromtimestamp(os.path.getmtime(path), _dt.timezone.utc)
-    except OSError as exc:
-        return path, None, f"cannot read: {exc.strerror or exc}"
-    raw = FeatureExtractor(feature_version).raw_features(bytez)
-    record = {"sha256": raw.pop("sha256"), "appeared": mtime.strftime("%Y-%m"), "label": label}
-    if feature_version >= 2:
-        record["avclass"] = ""
-    record.update(raw)
-    return path, record, None
+@dataclass
+class ExtractReport:
+    """What ``extract_files`` did: records written, files skipped (with reasons), retries, notes."""
+
+    files: int = 0
+    written: int = 0
+    skipped: list[str] = field(default_factory=list)  # "path: reason"
+    retried: list[str] = field(default_factory=list)  # "path: how its first process died"
+    notes: list[str] = field(default_factory=list)  # "path: why it got the fallback record"
 
 
 def extract_files(paths: list[str], out, label: int = -1, feature_version: int = 2,
-                  processes: int | None = None, progress: bool = True) -> tuple[int, list[str]]:
-    """Write one raw JSON line per file to ``out`` (input order); returns (written, errors)."""
+                  processes: int | None = None, progress: bool = True, max_file_bytes: int = MAX_FILE_BYTES,
+                  memory_bytes: int = MEMORY_BYTES, timeout: float | None = None,
+                  say: Callable[[str], None] | None = None, job: Callable = extract_file) -> ExtractReport:
+    """Write one raw JSON line per file to ``out`` as each file is done (so in completion order).
+
+    Every file is read in a child process with ``memory_bytes`` of address space (see
+    :mod:`vigil.tasks.ember.workers`); ``processes`` children work at once. A file over
+    ``max_file_bytes`` is skipped with the reason, unread; a file whose child dies is reported
+    through ``say`` and retried once in a fresh child, then skipped with the reason; a file that
+    runs out of memory or time is skipped at once (it would again). The other files land either
+    way. ``job`` is the function the children run per file (tests give one that dies).
+    """
     from tqdm import tqdm
 
+    say = say or (lambda message: None)
     files = [str(p) for p in iter_input_files(paths)]
-    jobs = [(path, label, feature_version) for path in files]
-    processes = processes or min(2, os.cpu_count() or 1)
-    written, errors = 0, []
-    pool = multiprocessing.get_context("fork").Pool(processes) if processes > 1 and len(jobs) > 1 else None
-    results = pool.imap(extract_file, jobs, chunksize=4) if pool else map(extract_file, jobs)
+    processes = max(1, processes or min(2, os.cpu_count() or 1))
+    report = ExtractReport(files=len(files))
+    pool = WorkerPool(job, memory_bytes=memory_bytes, max_idle=processes)
+
+    def one(path: str) -> tuple[str, Any, str | None, str | None]:
+        """(kind, record, note or reason, how the first process died or None); in a thread."""
+        try:
+            too_large = oversized(os.stat(path).st_size, max_file_bytes)
+        except OSError as exc:
+            return "skip", None, f"cannot read: {exc.strerror or exc}", None
+        if too_large:
+            return "skip", None, too_large, None
+        first_death = None
+        for _ in range(2):
+            try:
+                return (*pool.run((path, label, feature_version, max_file_bytes), timeout), first_death)
+            except WorkerFailure as exc:
+                if not exc.died or first_death is not None:
+                    return "skip", None, exc.reason + (" (twice)" if first_death else ""), first_death
+                first_death = exc.reason
+        raise AssertionError("unreachable")
+
+    bar = tqdm(total=len(files), desc="extracting", unit="file", disable=not progress, file=sys.stderr)
+
+    def tell(message: str) -> None:
+        with tqdm.external_write_mode(file=sys.stderr):
+            say(message)
+
+    threads = concurrent.futures.ThreadPoolExecutor(processes, thread_name_prefix="vigil-extract")
     try:
-        for path, record, error in tqdm(results, total=len(jobs), desc="extracting", unit="file",
-                                        disable=not progress, file=sys.stderr):
-            if error:
-                errors.append(f"{path}: {error}")
-                continue
-            out.write(json.dumps(record) + "\n")
-            written += 1
+        pending: dict = {}
+        queue = iter(files)
+        while True:
+            for path in itertools.islice(queue, 2 * processes - len(pending)):
+                pending[threads.submit(one, path)] = path  # a few in flight, not a million futures
+            if not pending:
+                break
+            done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                path = pending.pop(future)
+                kind, record, message, first_death = future.result()
+                if first_death:
+                    report.retried.append(f"{path}: {first_death}")
+                    tell(f"{path}: {first_death}; retried once in a fresh process")
+                if kind == "record":
+                    out.write(json.dumps(record) + "\n")
+                    out.flush()  # a record written stays written, whatever happens next
+                    report.written += 1
+                    if message:
+                        report.notes.append(f"{path}: {message}")
+                        tell(f"note: {path}: {message}")
+                else:
+                    report.skipped.append(f"{path}: {message}")
+                    tell(f"skipped {path}: {message}")
+                bar.update(1)
     finally:
-        if pool:
-            pool.close()
-            pool.join()
-    return written, errors
+        threads.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+        pool.close()
+    return report
 
 
 # -- CLI handlers -----------------------------------------------------------------------------
@@ -119,16 +196,23 @@ def _store(args):
 def cmd_extract(args) -> int:
     list(iter_input_files(args.paths))  # fail on a missing path before creating the output file
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
+
+    def say(message: str) -> None:
+        print(f"vigil: {message}", file=sys.stderr, flush=True)
+
     try:
-        written, errors = extract_files(args.paths, out, label=args.label, feature_version=args.feature_version,
-                                        processes=args.processes, progress=not args.quiet)
+        report = extract_files(args.paths, out, label=args.label, feature_version=args.feature_version,
+                               processes=args.processes, progress=not args.quiet,
+                               max_file_bytes=int(args.max_file_mb * (1 << 20)),
+                               memory_bytes=int(args.memory_mb * (1 << 20)), timeout=args.timeout, say=say)
     finally:
         if out is not sys.stdout:
             out.close()
-    for error in errors:
-        print(f"vigil: skipped {error}", file=sys.stderr)
-    print(f"wrote {written} raw records to {args.output}", file=sys.stderr)
-    return 1 if errors and not written else 0
+    summary = f"wrote {report.written} raw records to {args.output}"
+    if report.skipped:
+        summary += f"; skipped {len(report.skipped)} of {report.files} files (reasons above)"
+    print(summary, file=sys.stderr)
+    return 1 if report.skipped else 0
 
 
 @_clear_errors
@@ -210,21 +294,25 @@ def plot_roc(y: np.ndarray, scores: np.ndarray, path: Path, threshold: float | N
 def cmd_classify(args) -> int:
     _, store = _store(args)
     loaded = store.load("ember", args.version)
-    extractor = FeatureExtractor(int(loaded.feature_version or 2))
+    feature_version = int(loaded.feature_version or 2)
     threshold = loaded.threshold if loaded.threshold is not None else 0.5
     status = 0
     for path in iter_input_files(args.files):
         try:
-            bytez = path.read_bytes()
-        except OSError as exc:
-            print(f"{path}\terror: {exc.strerror or exc}", file=sys.stderr)
+            too_large = oversized(path.stat().st_size, MAX_FILE_BYTES)
+            if too_large:
+                raise WorkerFailure(too_large)
+            raw, note = extraction_pool().run((path.read_bytes(), feature_version))
+        except (OSError, WorkerFailure) as exc:
+            reason = exc.reason if isinstance(exc, WorkerFailure) else exc.strerror or exc
+            print(f"{path}\terror: {reason}", file=sys.stderr)
             status = 1
             continue
-        raw = extractor.raw_features(bytez)
         probability = float(loaded.model.predict_proba([raw])[0, 1])
         verdict = "malicious" if probability >= threshold else "benign"
-        note = "" if is_parsed_pe(raw) else "\t(not a PE file LIEF can read: byte-level features only)"
-        print(f"{probability:.6f}\t{verdict}\t{path}{note}")
+        if not is_parsed_pe(raw):
+            note = f"\t({note})" if note else "\t(not a PE file LIEF can read: byte-level features only)"
+        print(f"{probability:.6f}\t{verdict}\t{path}{note or ''}")
     return status
 
 
@@ -259,6 +347,13 @@ class EmberTask(Task):
         extract.add_argument("-o", "--output", default="-", help="raw.jsonl to write (default: stdout)")
         extract.add_argument("--label", type=int, choices=(0, 1, -1), default=-1,
                              help="label written into every record (1 malicious, 0 benign, -1 unknown)")
+        extract.add_argument("--max-file-mb", type=float, default=MAX_FILE_BYTES / (1 << 20),
+                             help="skip larger files, with the reason (default: %(default)g)")
+        extract.add_argument("--memory-mb", type=float, default=MEMORY_BYTES / (1 << 20),
+                             help="address space per extraction process, above its size at start; a file "
+                                  "that needs more is skipped, with the reason (default: %(default)g)")
+        extract.add_argument("--timeout", type=float, metavar="SECONDS",
+                             help="skip a file whose extraction takes longer (default: no limit)")
         _add_parallel_flags(extract)
         extract.set_defaults(handler=cmd_extract)
 
@@ -318,8 +413,8 @@ class EmberTask(Task):
         threshold = loaded.threshold if loaded.threshold is not None else 0.5
         if request.files:
             items = self._items_from_files(request.files, feature_version)
-            scores = loaded.model.predict_proba([raw for _, raw in items])[:, 1]
-            results = [{"name": name, "sha256": raw["sha256"], "pe": is_parsed_pe(raw)} for name, raw in items]
+            scores = loaded.model.predict_proba([raw for _, raw, _ in items])[:, 1]
+            results = [_result(raw, note, name=name) for name, raw, note in items]
         elif request.json is not None and request.content_type != "application/octet-stream":
             vectors = self._vectors_from_json(request.json, feature_version, request.max_rows)
             scores = loaded.model[-1].predict_proba(vectors)[:, 1]
@@ -329,9 +424,9 @@ class EmberTask(Task):
                 raise InvalidInput("empty request body",
                                    "send a PE file (application/octet-stream), a multipart upload, "
                                    "or a JSON list of feature vectors")
-            raw = _extract_or_422(FeatureExtractor(feature_version), request.body, {"body": "application/octet-stream"})
+            raw, note = _extract_or_422(request.body, feature_version, {"body": "application/octet-stream"})
             scores = loaded.model.predict_proba([raw])[:, 1]
-            results = [{"sha256": raw["sha256"], "pe": is_parsed_pe(raw)}]
+            results = [_result(raw, note)]
         for result, score in zip(results, scores):
             result["probability"] = float(score)
             result["malicious"] = bool(score >= threshold)
@@ -345,13 +440,12 @@ class EmberTask(Task):
         }
 
     @staticmethod
-    def _items_from_files(files: dict[str, bytes], feature_version: int) -> list[tuple[str, dict]]:
-        extractor = FeatureExtractor(feature_version)
+    def _items_from_files(files: dict[str, bytes], feature_version: int) -> list[tuple[str, dict, str | None]]:
         items = []
         for name, content in files.items():
             if not content:
                 raise InvalidInput(f"uploaded file '{name}' is empty", {"file": name})
-            items.append((name, _extract_or_422(extractor, content, {"file": name})))
+            items.append((name, *_extract_or_422(content, feature_version, {"file": name})))
         return items
 
     @staticmethod
