@@ -151,6 +151,12 @@ def test_pe_feature_extractor_is_embers(tmp_path, capsys):
     PE = ember.features.PEFeatureExtractor
     assert list(inspect.signature(PE).parameters.items()) == list(inspect.signature(
         lambda feature_version=2, print_feature_warning=True, features_file="": None).parameters.items())
+    for method, arguments in (("raw_features", "(bytez)"), ("process_raw_features", "(raw_obj)"),
+                              ("feature_vector", "(bytez)")):
+        assert str(inspect.signature(getattr(PE(2, False), method))) == arguments
+    assert str(inspect.signature(ember.features.SectionInfo().raw_features)) == "(bytez, lief_binary)"
+    assert str(inspect.signature(ember.features.SectionInfo().process_raw_features)) == "(raw_obj)"
+    capsys.readouterr()
     extractor = PE()
     assert "WARNING:   in the feature calculations." in capsys.readouterr().out
     quiet = PE(2, print_feature_warning=False)

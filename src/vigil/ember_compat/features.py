@@ -37,7 +37,16 @@ _REFERENCE_LIEF = {1: "0.8.3-18d5b75", 2: "0.9.0-"}
 
 
 class FeatureType(_vigil.FeatureBlock):
-    """ember's base class name; adds ember's per-block ``feature_vector(bytez, lief_binary)``."""
+    """ember's base class name and argument names; adds ember's ``feature_vector(bytez, lief_binary)``.
+
+    Each block below puts this class before Vigil's block, so these methods hand over to Vigil's.
+    """
+
+    def raw_features(self, bytez, lief_binary):
+        return super().raw_features(bytez, lief_binary)
+
+    def process_raw_features(self, raw_obj):
+        return super().process_raw_features(raw_obj)
 
     def feature_vector(self, bytez, lief_binary):
         return self.process_raw_features(self.raw_features(bytez, lief_binary))
@@ -117,6 +126,15 @@ class PEFeatureExtractor(_vigil.FeatureExtractor):
                   f"{_REFERENCE_LIEF[self.feature_version]}")
             print(f"WARNING:   lief version {lief.__version__} found instead. There may be slight inconsistencies")
             print("WARNING:   in the feature calculations.")
+
+    def raw_features(self, bytez):
+        return super().raw_features(bytez)
+
+    def process_raw_features(self, raw_obj):
+        return super().process_raw_features(raw_obj)
+
+    def feature_vector(self, bytez):
+        return self.process_raw_features(self.raw_features(bytez))
 
     @property
     def is_standard(self) -> bool:
