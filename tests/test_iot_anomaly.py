@@ -166,7 +166,12 @@ def test_tune_command_writes_the_original_score_files_and_plots(tmp_path, capsys
     assert len(lines) == 1 + 4 and sorted(int(line.split(";")[0]) for line in lines[1:]) == [0, 1, 2, 3]
     svc = (tmp_path / f"{stem}.params.LinearSVC.csv").read_text().splitlines()
     ada = (tmp_path / f"{stem}.params.AdaBoostClassifier.csv").read_text().splitlines()
-    assert svc[0] == "id;C" and ada[0] == "id;learning_rate;n_estimators"
+    # every estimator parameter plus the class name, as the original's beautify.py wrote them
+    assert svc[0] == "id;C;class_weight;dual;fit_intercept;intercept_scaling;loss;max_iter;multi_class;penalty;" \
+        "random_state;tol;verbose;estimator"
+    ada_header = ada[0].split(";")
+    assert {"estimator__max_depth", "base_estimator__max_depth", "learning_rate", "n_estimators"} <= set(ada_header)
+    assert all(line.split(";")[ada_header.index("estimator")] == "AdaBoostClassifier" for line in ada[1:])
     ids = sorted(int(line.split(";")[0]) for line in svc[1:] + ada[1:])
     assert ids == [0, 1, 2, 3]
     for parameter in ("C",):
@@ -175,6 +180,39 @@ def test_tune_command_writes_the_original_score_files_and_plots(tmp_path, capsys
         assert (tmp_path / f"{stem}.AdaBoostClassifier.{parameter}.png").read_bytes()[:8] == PNG_MAGIC
     assert "saved" in capsys.readouterr().out
     assert ArtifactStore(tmp_path / "m").latest_entry("iot_anomaly")["extra"]["tuned_by"] == stem
+
+
+def test_grid_keys_in_the_originals_spelling_and_unknown_keys(tmp_path, capsys):
+    from vigil.errors import InvalidInput
+    from vigil.tasks.iot_anomaly.detector import resolve_grid, resolve_param_name
+
+    ada = make_estimator("adaboost")
+    assert resolve_param_name(ada, "max_depth") == "estimator__max_depth"
+    assert resolve_param_name(ada, "base_estimator__max_depth") == "estimator__max_depth"  # sklearn < 1.2 name
+    assert resolve_grid(ada, {"max_depth": [2, 3], "n_estimators": [5]}) == \
+        {"estimator__max_depth": [2, 3], "n_estimators": [5]}
+    with pytest.raises(InvalidInput, match="given twice"):
+        resolve_grid(ada, {"max_depth": [2], "estimator__max_depth": [3]})
+    with pytest.raises(InvalidInput, match="non-empty list"):
+        resolve_grid(ada, {"n_estimators": []})
+
+    out = tmp_path / "runs"
+    base = ["--models-dir", str(tmp_path / "m"), "iot-anomaly", "tune", "--estimators", "adaboost", "--cv", "2",
+            "--out", str(out)]
+    assert vigil_main([*base, "--grid", '{"adaboost": {"max_depth": [2], "n_estimators": [5]}}']) == 0
+    assert "best cross-validated F1" in capsys.readouterr().err
+    for csv_file in out.glob("*.csv"):
+        csv_file.unlink()
+    # a key the estimator does not have: one line naming it, before anything is fitted or written
+    assert vigil_main([*base, "--grid", '{"adaboost": {"max_dept": [2]}}']) == 2
+    err = capsys.readouterr().err
+    assert "unknown parameter 'max_dept' for AdaBoostClassifier" in err and "Traceback" not in err
+    assert not list(out.glob("*.csv"))
+    assert vigil_main([*base, "--grid", '{"adaboost": [2, 3]}']) == 2
+    assert "must be a JSON object" in capsys.readouterr().err
+    assert vigil_main(["--models-dir", str(tmp_path / "m"), "iot-anomaly", "train", "--estimator", "forest",
+                       "--params", '{"trees": 3}', "--no-plots"]) == 2
+    assert "unknown parameter 'trees' for RandomForestClassifier" in capsys.readouterr().err
 
 
 def test_interrupted_tune_keeps_the_rows_already_scored(tmp_path):
@@ -289,7 +327,11 @@ def test_comparison_table_puts_published_numbers_next_to_ours():
     assert lines[0].startswith("| model | published TPR") and len(lines) == 2 + 4
     assert "| AdaBoost | 0.9354 | 0.0103 | 0.9382 | as published: max_depth=3, n_estimators=46, learning_rate=0.3 |" \
         in table
-    assert "| LinearSVC | – | – | 0.2515 |" in table
+    # the report's tuned LinearSVC (not the defaults), and the published TPR/FPR on every row
+    assert "| LinearSVC | 0.9657 | 1.0000 | 0.2515 | as published: penalty=l1, dual=False, multi_class=crammer_singer, " \
+        "C=100.0, tol=1e-05 |" in table
+    assert "| LinearSVC | 0.9657 | 1.0000 | 0.2515 | tuned: C=0.01 |" in table
+    assert "–" not in table
     ours_f1 = [float(line.rstrip(" |").rsplit("|", 1)[1]) for line in lines[2:]]
     assert all(0.5 < f1 <= 1 for f1 in ours_f1)
 

@@ -2,10 +2,12 @@
 
 Modules: ``data`` (readers of the original file formats, random odd points), ``detector``
 (``Detector``, ``confusion_ratios``, estimators and grids), ``tuning`` (score files and plots),
-``plots`` (decision boundaries), ``task`` (CLI verbs and ``/predict/iot-anomaly``).
+``plots`` (decision boundaries), ``task`` (CLI verbs and ``/predict/iot-anomaly``), ``production``
+(the original's ``classify(class_, length, width)`` -> ``"malicious"`` / ``"non-malicous"``).
 """
 
 from vigil.tasks.iot_anomaly.data import OddPointBox, load_objects
+from vigil.tasks.iot_anomaly.production import classify
 from vigil.tasks.iot_anomaly.task import IotAnomalyTask
 
 _DETECTOR_NAMES = ("ESTIMATORS", "Detector", "confusion_ratios", "make_estimator")
@@ -20,4 +22,4 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 __all__ = ["IotAnomalyTask", "Detector", "confusion_ratios", "make_estimator", "ESTIMATORS", "OddPointBox",
-           "load_objects"]
+           "load_objects", "classify"]

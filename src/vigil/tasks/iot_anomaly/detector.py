@@ -74,7 +74,9 @@ class EstimatorSpec:
     # Parameters `vigil iot-anomaly train` uses: the best cross-validated F1 of our tuning run
     # (`vigil iot-anomaly tune --estimators mlp,adaboost,forest,svc`, seed 0; see the README).
     best: dict = field(default_factory=dict)
-    published: dict = field(default_factory=dict)  # the configuration the original reported, where stated
+    # The configuration the original's report scored (report.tex tables of optimal parameters, the
+    # classifiers of main.ipynb), in today's parameter names.
+    published: dict = field(default_factory=dict)
 
     @property
     def class_name(self) -> str:
@@ -95,6 +97,8 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
         lambda seed: RandomForestClassifier(random_state=seed, n_jobs=1),
         {"n_estimators": [10, 50, 100, 200], "max_depth": [None, 5, 10, 20], "min_samples_leaf": [1, 2, 5]},
         best={"n_estimators": 200, "max_depth": None, "min_samples_leaf": 1},
+        # RandomForestClassifier() with the defaults of the scikit-learn 0.19.1 the original pinned
+        published={"n_estimators": 10},
     ),
     "mlp": EstimatorSpec(
         "mlp",
@@ -103,12 +107,15 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
          "activation": ["identity", "logistic", "tanh", "relu"], "solver": ["lbfgs", "adam"],
          "alpha": [1e-4, 1e-5]},
         best={"hidden_layer_sizes": (50, 50), "activation": "tanh", "solver": "adam", "alpha": 1e-4},
+        published={"hidden_layer_sizes": (28, 28, 28), "activation": "tanh", "solver": "lbfgs", "alpha": 1e-6,
+                   "learning_rate": "constant", "max_iter": 200},
     ),
     "svc": EstimatorSpec(
         "svc",
         lambda seed: LinearSVC(random_state=seed),
         {"C": [0.01, 0.1, 1.0, 10.0, 100.0]},
         best={"C": 0.01},
+        published={"penalty": "l1", "dual": False, "multi_class": "crammer_singer", "C": 100.0, "tol": 1e-5},
     ),
 }
 
@@ -123,7 +130,50 @@ def estimator_spec(key: str) -> EstimatorSpec:
 def make_estimator(key: str, seed: int = 0, params: dict | None = None):
     spec = estimator_spec(key)
     estimator = spec.factory(seed)
-    return estimator.set_params(**(spec.best if params is None else params))
+    return estimator.set_params(**resolve_params(estimator, spec.best if params is None else params))
+
+
+def resolve_param_name(estimator, key: str) -> str:
+    """The parameter of ``estimator`` that ``key`` names, accepting the original's spellings.
+
+    ``max_depth`` for AdaBoost is its trees' ``estimator__max_depth``, and ``base_estimator__X``
+    (scikit-learn < 1.2, the original's name) is ``estimator__X``. Any other key the estimator
+    does not have is an ``InvalidInput`` naming it and the parameters it does have.
+    """
+    known = estimator.get_params(deep=True)
+    if key in known:
+        return key
+    candidates = [f"estimator__{key}"]
+    if key.startswith("base_estimator__"):
+        candidates.insert(0, "estimator__" + key.removeprefix("base_estimator__"))
+    for candidate in candidates:
+        if candidate in known:
+            return candidate
+    name = type(estimator).__name__
+    own = sorted(k for k in known if "__" not in k and k != "estimator")
+    nested = sorted(k.removeprefix("estimator__") for k in known if k.startswith("estimator__"))
+    hint = f"; its trees': {', '.join(nested)}" if nested else ""
+    raise InvalidInput(f"unknown parameter '{key}' for {name}; its parameters: {', '.join(own)}{hint}")
+
+
+def resolve_params(estimator, params: dict) -> dict:
+    """``params`` with every key resolved by ``resolve_param_name`` (unknown keys are an error)."""
+    resolved: dict = {}
+    for key, value in params.items():
+        name = resolve_param_name(estimator, key)
+        if name in resolved:
+            raise InvalidInput(f"parameter '{key}' of {type(estimator).__name__} is given twice (as '{name}')")
+        resolved[name] = value
+    return resolved
+
+
+def resolve_grid(estimator, grid: dict) -> dict:
+    """A tuning grid with resolved parameter names; each value must be a list of candidates."""
+    for key, values in grid.items():
+        if not isinstance(values, (list, tuple)) or not len(values):
+            raise InvalidInput(f"grid parameter '{key}' of {type(estimator).__name__} needs a non-empty list "
+                               f"of values, not {values!r}")
+    return {name: list(values) for name, values in resolve_params(estimator, grid).items()}
 
 
 # -- the detector -----------------------------------------------------------------------------
@@ -132,8 +182,10 @@ class TuningRow:
     """One scored parameter combination: ratios of the pooled cross-validation confusion matrix."""
 
     estimator: str  # estimator class name
-    params: dict
+    params: dict  # the grid's parameters of this combination
     scores: dict  # tpr fpr tnr fnr ppv f1 t (t: prediction seconds, summed over the folds)
+    folds: list[dict] = field(default_factory=list)  # the same ratios (and t) of each fold, in fold order
+    all_params: dict = field(default_factory=dict)  # estimator.get_params(deep=True) of this combination
 
 
 @dataclass
@@ -223,12 +275,14 @@ class Detector:
                         on_row: Callable[[TuningRow], None] | None = None) -> TuningResult:
         """Cross-validated grid search on the training half, scored by F1; refits the best.
 
-        Each combination is scored on the confusion matrix pooled over ``cv`` stratified folds.
+        Each combination is scored on the confusion matrix pooled over ``cv`` stratified folds
+        (each fold's own ratios are in ``TuningRow.folds``). Grid keys are resolved by
+        ``resolve_param_name`` (AdaBoost's ``max_depth`` is its trees'; unknown keys are an error).
         ``on_row`` is called in this process as soon as a combination is scored (in completion
         order), so a caller can write rows while the search runs and keep them if it is stopped.
         """
         self._require_split()
-        combos = list(ParameterGrid(grid))
+        combos = list(ParameterGrid(resolve_grid(clf, grid)))
         folds = list(StratifiedKFold(n_splits=cv, shuffle=True, random_state=self.seed or 0)
                      .split(self.xtrain, self.ytrain))
         base = self.pipeline(clone(clf))
@@ -238,8 +292,8 @@ class Detector:
         results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
             delayed(_score_combination)(base, params, self.xtrain, self.ytrain, folds) for params in combos
         )
-        for params, scores in results:
-            row = TuningRow(name, params, scores)
+        for params, scores, fold_scores in results:
+            row = TuningRow(name, params, scores, fold_scores, clone(clf).set_params(**params).get_params(deep=True))
             rows.append(row)
             if on_row is not None:
                 on_row(row)
@@ -278,13 +332,15 @@ def _prefixed(params: dict) -> dict:
     return {f"clf__{key}": value for key, value in params.items()}
 
 
-def _score_combination(base: Pipeline, params: dict, x: pd.DataFrame, y: np.ndarray, folds) -> tuple[dict, dict]:
+def _score_combination(base: Pipeline, params: dict, x: pd.DataFrame, y: np.ndarray,
+                       folds) -> tuple[dict, dict, list[dict]]:
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
 
     matrix = np.zeros((2, 2), dtype=int)
     predict_seconds = 0.0
+    fold_scores = []
     with warnings.catch_warnings():
         # Grids deliberately include settings that do not converge; their score says so.
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -292,6 +348,9 @@ def _score_combination(base: Pipeline, params: dict, x: pd.DataFrame, y: np.ndar
             model = clone(base).set_params(**_prefixed(params)).fit(x.iloc[train_index], y[train_index])
             start = time.perf_counter()
             predicted = model.predict(x.iloc[test_index])
-            predict_seconds += time.perf_counter() - start
-            matrix += confusion_matrix(y[test_index], predicted, labels=[0, 1])
-    return params, {**confusion_ratios(matrix), "t": predict_seconds}
+            seconds = time.perf_counter() - start
+            predict_seconds += seconds
+            fold_matrix = confusion_matrix(y[test_index], predicted, labels=[0, 1])
+            matrix += fold_matrix
+            fold_scores.append({**confusion_ratios(fold_matrix), "t": seconds})
+    return params, {**confusion_ratios(matrix), "t": predict_seconds}, fold_scores

@@ -1,14 +1,21 @@
 """Score files of a tuning run, in the original's format, written row by row, and their plots.
 
 ``params-<timestamp>.scores.csv``: ``;``-separated, header ``id;tpr;fpr;tnr;fnr;ppv;f1;t``.
-``params-<timestamp>.params.<Estimator>.csv``: ``;``-separated, ``id`` then one column per grid
-parameter. ``id`` is shared: row ``id`` of the scores file was scored with row ``id`` of one
-estimator's params file. Rows are flushed as soon as they are scored, so an interrupted run keeps
-every row already scored.
+``params-<timestamp>.params.<Estimator>.csv``: ``;``-separated, ``id`` then every parameter of the
+estimator (``get_params(deep=True)``) and an ``estimator`` column with its class name, as the
+original's ``beautify.py`` wrote them; AdaBoost's tree parameters ``estimator__X`` are also written
+under their scikit-learn < 1.2 names ``base_estimator__X``, which the original's
+``process_output.py`` reads. ``id`` is shared: row ``id`` of the scores file was scored with row
+``id`` of one estimator's params file.
+
+One row per parameter combination (ratios of the confusion matrix pooled over the folds, ``t`` the
+prediction seconds summed over them), or with ``per_fold=True`` one row per fold, as the original's
+scorer logged them (each fold its own ``id``, its combination's parameters repeated). Rows are
+flushed as soon as they are scored, so an interrupted run keeps every row already scored.
 
 Example::
 
-    >>> writer = ScoreFiles(Path("runs/iot_anomaly"))            # doctest: +SKIP
+    >>> writer = ScoreFiles(Path("runs/iot_anomaly"), per_fold=True)   # doctest: +SKIP
     >>> detector.tune_parameters(clf, grid, on_row=writer.write)
     >>> writer.close(); plot_scores(writer.scores_path, writer.params_paths.values(), Path("runs/iot_anomaly"))
 """
@@ -34,14 +41,27 @@ def _cell(value) -> str:
     return str(value)
 
 
+def params_record(row: TuningRow) -> dict:
+    """The original's params row: every estimator parameter, ``estimator`` = the class name (for
+    AdaBoost it stands where its tree parameter was), and ``base_estimator__X`` aliases."""
+    record = dict(row.all_params or row.params)
+    record["estimator"] = row.estimator
+    for key, value in list(record.items()):
+        if key.startswith("estimator__"):
+            record.setdefault("base_estimator__" + key.removeprefix("estimator__"), value)
+    return record
+
+
 class ScoreFiles:
-    def __init__(self, folder: Path, timestamp: str | None = None):
+    def __init__(self, folder: Path, timestamp: str | None = None, per_fold: bool = False):
         self.folder = Path(folder)
+        self.per_fold = per_fold
         self.folder.mkdir(parents=True, exist_ok=True)
         self.timestamp = timestamp or time.strftime("%Y-%m-%d-%H-%M-%S")
         self.stem = f"params-{self.timestamp}"
         self.scores_path = self.folder / f"{self.stem}.scores.csv"
         self.params_paths: dict[str, Path] = {}
+        self.grid_params: dict[str, list[str]] = {}  # estimator -> the parameters its grid varied
         self._handles: dict[str, tuple] = {}
         self._next_id = 0
         self._scores = self._open(self.scores_path, SCORE_HEADER)
@@ -54,19 +74,24 @@ class ScoreFiles:
         return handle, writer, header
 
     def write(self, row: TuningRow) -> int:
-        row_id = self._next_id
-        self._next_id += 1
+        """Write a scored combination (one row, or one per fold); returns its first ``id``."""
+        record = params_record(row)
         if row.estimator not in self._handles:
             path = self.folder / f"{self.stem}.params.{row.estimator}.csv"
             self.params_paths[row.estimator] = path
-            self._handles[row.estimator] = self._open(path, ["id", *sorted(row.params)])
-        handle, writer, header = self._handles[row.estimator]
-        writer.writerow([row_id, *(_cell(row.params.get(name, "")) for name in header[1:])])
-        handle.flush()
-        handle, writer, _ = self._scores
-        writer.writerow([row_id, *(_cell(float(row.scores[name])) for name in SCORE_HEADER[1:])])
-        handle.flush()
-        return row_id
+            self.grid_params[row.estimator] = list(row.params)
+            self._handles[row.estimator] = self._open(path, ["id", *record])
+        params_handle, params_writer, header = self._handles[row.estimator]
+        scores_handle, scores_writer, _ = self._scores
+        first = self._next_id
+        for scores in (row.folds if self.per_fold and row.folds else [row.scores]):
+            row_id = self._next_id
+            self._next_id += 1
+            params_writer.writerow([row_id, *(_cell(record.get(name, "")) for name in header[1:])])
+            scores_writer.writerow([row_id, *(_cell(float(scores[name])) for name in SCORE_HEADER[1:])])
+        params_handle.flush()
+        scores_handle.flush()
+        return first
 
     def close(self) -> None:
         for handle, _, _ in [self._scores, *self._handles.values()]:
@@ -87,9 +112,14 @@ def read_scores(scores_path: Path, params_path: Path) -> pd.DataFrame:
     return params.merge(scores, on="id")
 
 
-def plot_scores(scores_path: Path, params_paths, folder: Path, metric: str = "f1") -> list[Path]:
-    """One PNG per (estimator, parameter): the score of every combination against that parameter,
-    with the best score reached at each value drawn as a line."""
+def plot_scores(scores_path: Path, params_paths, folder: Path, metric: str = "f1",
+                parameters: dict[str, list[str]] | None = None) -> list[Path]:
+    """One PNG per (estimator, parameter): the score of every row against that parameter, with the
+    best score reached at each value drawn as a line.
+
+    ``parameters`` maps an estimator's class name to the parameters to plot (``ScoreFiles.grid_params``);
+    without it, every parameter that takes more than one value in the file is plotted.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,7 +131,13 @@ def plot_scores(scores_path: Path, params_paths, folder: Path, metric: str = "f1
         table = read_scores(Path(scores_path), Path(params_path))
         if table.empty:
             continue
-        for parameter in [c for c in pd.read_csv(params_path, sep=";", nrows=0).columns if c != "id"]:
+        if parameters and estimator in parameters:
+            plotted = [p for p in parameters[estimator] if p in table.columns]
+        else:
+            plotted = [c for c in pd.read_csv(params_path, sep=";", nrows=0).columns
+                       if c not in ("id", "estimator") and not c.startswith("base_estimator__")
+                       and table[c].nunique() > 1]
+        for parameter in plotted:
             values = table[parameter]
             numeric = pd.to_numeric(values.replace({"None": None}), errors="coerce")
             is_numeric = numeric.notna().all()
@@ -118,7 +154,7 @@ def plot_scores(scores_path: Path, params_paths, folder: Path, metric: str = "f1
                 ax.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 6 else 0, ha="right"
                               if len(labels) > 6 else "center", fontsize=8)
             ax.set_xlabel(parameter)
-            ax.set_ylabel(f"{metric} (cross-validated, {len(table)} combinations)")
+            ax.set_ylabel(f"{metric} (cross-validated, {len(table)} rows)")
             ax.set_title(f"{estimator}: {metric} against {parameter}")
             ax.grid(alpha=0.3)
             ax.legend(loc="lower right", fontsize=8)
