@@ -73,7 +73,7 @@ def _feature_row(record: dict, index: int) -> list[float]:
             raise InvalidInput(f"record {index} lacks feature '{column}'", {"index": index, "field": column})
         try:
             row.append(coerce_csv_value(column, record[column]))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an integer beyond float range
             raise InvalidInput(f"record {index} field '{column}': {exc}", {"index": index, "field": column}) from exc
     return row
 
