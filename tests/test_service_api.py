@@ -132,9 +132,14 @@ def test_kserve_v2_shapes(client):
 
 def test_not_found_and_method_not_allowed_are_json(client):
     assert_json_error(client.get("/no/such/route"), 404)
-    assert_json_error(client.get("/admin/reload"), 405)
-    assert_json_error(client.delete("/health"), 405)
+    assert "POST" in assert_json_error_response(client.get("/admin/reload"), 405).headers["Allow"]
+    assert "GET" in assert_json_error_response(client.delete("/health"), 405).headers["Allow"]
     assert_json_error(client.get("/models/nope"), 404)
+
+
+def assert_json_error_response(response, status):
+    assert_json_error(response, status)
+    return response
 
 
 def test_request_id_is_honoured_or_generated(client):

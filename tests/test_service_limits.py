@@ -101,3 +101,38 @@ def test_integers_beyond_float_range_are_4xx_naming_record_and_field(client):
 def test_a_float_beyond_float32_is_a_4xx_for_iot(client):
     response = client.post("/predict/iot-anomaly", json=[{"class": "car", "length": 1.7e308, "width": 1700}])
     assert error_of(response, 400)["detail"]["errors"][0]["field"] == "length"
+
+
+# -- item 10: the HTTP contract ---------------------------------------------------------------------
+
+def test_405_answers_carry_allow(client):
+    for method, path, allowed in (("get", "/predict/dns", "POST"), ("delete", "/health", "GET"),
+                                  ("put", "/predict/iot-anomaly", "POST"), ("post", "/metrics", "GET")):
+        response = getattr(client, method)(path)
+        error_of(response, 405)
+        assert allowed in {m.strip() for m in response.headers["Allow"].split(",")}, (path, response.headers)
+
+
+def test_openapi_documents_the_real_content_types(client):
+    paths = client.get("/openapi.json").get_json()["paths"]
+    assert list(paths["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
+    assert client.get("/metrics").mimetype == "text/plain"
+    for path in ("/ui", "/ui/models", "/ui/tasks", "/ui/tasks/{slug}"):
+        assert list(paths[path]["get"]["responses"]["200"]["content"]) == ["text/html"], path
+    assert client.get("/ui/tasks/dns").mimetype == "text/html"
+    assert list(paths["/ui/web-sessions/random"]["get"]["responses"]["200"]["content"]) == ["application/json"]
+
+
+def test_predict_dns_has_a_route_spec_415_and_413(models, client):
+    operation = client.get("/openapi.json").get_json()["paths"]["/predict/dns"]["post"]
+    assert set(operation["requestBody"]["content"]) == {"application/json", "text/plain"}
+    assert operation["requestBody"]["content"]["application/json"]["schema"]
+    for content_type in ("application/octet-stream", "text/html", "application/x-www-form-urlencoded"):
+        error_of(client.post("/predict/dns", data=b"www.example.com", content_type=content_type), 415)
+    limited = make_app(models, max_rows=3).test_client()
+    assert limited.post("/predict/dns", json=names(3)).status_code == 200
+    assert error_of(limited.post("/predict/dns", json=names(4)), 413)["detail"]["max_rows"] == 3
+    # text/plain (one name per line) and queries + rows together are held to the same limit
+    error_of(limited.post("/predict/dns", data="\n".join(names(4)), content_type="text/plain"), 413)
+    row = dict.fromkeys(FEATURE_COLUMNS, 3)
+    error_of(limited.post("/predict/dns", json={"queries": names(2), "rows": [row, row]}), 413)

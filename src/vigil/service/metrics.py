@@ -121,7 +121,8 @@ def _multiprocess_dir() -> Path | None:
 
 
 @bp.get("/metrics")
-@spec(summary="Prometheus metrics, summed over all gunicorn workers", tags=["metrics"])
+@spec(summary="Prometheus metrics, summed over all gunicorn workers", tags=["metrics"],
+      produces=CONTENT_TYPE_LATEST.split(";")[0])
 def metrics():
     folder = _multiprocess_dir()
     if folder is not None:

@@ -116,7 +116,7 @@ def _operation(endpoint, method, route, params, parameters, components) -> dict:
         "operationId": _operation_id(endpoint, method, params),
         "summary": route.summary or endpoint,
         "tags": route.tags or [endpoint.split(".")[0]],
-        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {}}}}},
+        "responses": {"200": {"description": "OK", "content": {route.produces: {"schema": {}}}}},
     }
     if route.description:
         operation["description"] = route.description
@@ -138,7 +138,7 @@ def _operation(endpoint, method, route, params, parameters, components) -> dict:
             else:
                 content[content_type] = {"schema": {"type": "string", "format": "binary"}}
         operation["requestBody"] = {"required": bool(schema is not None and route.body_required), "content": content}
-    for status, description in ERROR_STATUSES.items():
+    for status, description in {**ERROR_STATUSES, **route.responses}.items():
         operation["responses"][status] = {
             "description": description,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},

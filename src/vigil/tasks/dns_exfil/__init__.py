@@ -22,7 +22,7 @@ from pathlib import Path
 
 from vigil.artifacts import ArtifactStore, LoadedModel, data_fingerprint
 from vigil.config import Settings
-from vigil.errors import InvalidInput, UnprocessableInput
+from vigil.errors import InvalidInput, VigilError
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.dns_exfil.features import (
     FEATURE_COLUMNS, FEATURE_VERSION, QueryFeatureExtractor, coerce_csv_value,
@@ -96,7 +96,8 @@ def parse_items(request: PredictInput) -> list:
     if not items:
         raise InvalidInput("no query names or feature rows in the request")
     if len(items) > request.max_rows:
-        raise UnprocessableInput(f"{len(items)} items exceed the limit of {request.max_rows} per request")
+        raise VigilError(f"{len(items)} items exceed the limit of {request.max_rows} per request",
+                         {"rows": len(items), "max_rows": request.max_rows}, status=413)
     return items
 
 
