@@ -79,6 +79,9 @@ def test_tokens_guard_training_admin_and_predict_routes(api):
         "Message": "loop 2 started"
     }
     assert api.post("/admin/reload", headers=auth).status_code == 200
+    # a job's state is behind the token too (GET), like the routes that start jobs
+    assert_json_error(api.get("/jobs/" + "a" * 32), 401)
+    assert_json_error(api.get("/jobs/" + "a" * 32, headers=auth), 404)
     # with the right predict token, an unknown task is a 404, not a 401
     response = api.post("/predict/nope", json=[], headers={"Authorization": "Bearer s3cret-predict"})
     assert_json_error(response, 404)

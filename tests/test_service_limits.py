@@ -123,6 +123,19 @@ def test_openapi_documents_the_real_content_types(client):
     assert list(paths["/ui/web-sessions/random"]["get"]["responses"]["200"]["content"]) == ["application/json"]
 
 
+def test_alectio_bodies_are_documented(client):
+    paths = client.get("/openapi.json").get_json()["paths"]
+    required = {"/train": {"labeled", "ckpt_file"}, "/test": {"ckpt_file"}, "/infer": {"unlabeled", "ckpt_file"},
+                "/one_loop": {"experiment_id", "project_id", "cur_loop", "user_id", "bucket_name", "type"},
+                "/end_exp": {"experiment_id", "project_id"}}
+    for path, fields in required.items():
+        operation = paths[path]["post"]
+        schema = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert set(schema["required"]) == fields and fields <= set(schema["properties"]), path
+        assert {"401", "409"} <= set(operation["responses"]), path
+    assert paths["/jobs/{job_id}"]["get"]["security"] == [{"apiToken": []}]
+
+
 def test_predict_dns_has_a_route_spec_415_and_413(models, client):
     operation = client.get("/openapi.json").get_json()["paths"]["/predict/dns"]["post"]
     assert set(operation["requestBody"]["content"]) == {"application/json", "text/plain"}
