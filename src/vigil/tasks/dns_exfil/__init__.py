@@ -109,10 +109,12 @@ def featurize_items(items: list, extractor: QueryFeatureExtractor | None = None)
         try:
             if isinstance(item, str):
                 query = item
-                row = [extractor.features(item)[c] for c in FEATURE_COLUMNS]
+                features = extractor.features(item)  # once per name, not once per column
+                row = [features[c] for c in FEATURE_COLUMNS]
             elif isinstance(item, dict) and "query" in item:
                 query = item["query"]
-                row = [extractor.features(query)[c] for c in FEATURE_COLUMNS]
+                features = extractor.features(query)
+                row = [features[c] for c in FEATURE_COLUMNS]
             elif isinstance(item, dict):
                 query = None
                 row = _feature_row(item, index)
