@@ -9,7 +9,6 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -121,6 +120,7 @@ def test_openapi_documents_the_real_content_types(client):
         assert list(paths[path]["get"]["responses"]["200"]["content"]) == ["text/html"], path
     assert client.get("/ui/tasks/dns").mimetype == "text/html"
     assert list(paths["/ui/web-sessions/random"]["get"]["responses"]["200"]["content"]) == ["application/json"]
+    assert "Retry-After" in paths["/predict/dns"]["post"]["responses"]["503"]["headers"]
 
 
 def test_alectio_bodies_are_documented(client):
@@ -149,3 +149,121 @@ def test_predict_dns_has_a_route_spec_415_and_413(models, client):
     error_of(limited.post("/predict/dns", data="\n".join(names(4)), content_type="text/plain"), 413)
     row = dict.fromkeys(FEATURE_COLUMNS, 3)
     error_of(limited.post("/predict/dns", json={"queries": names(2), "rows": [row, row]}), 413)
+
+
+# -- item 8: CPU amplification ---------------------------------------------------------------------
+
+def test_a_request_over_the_cost_budget_is_413_before_any_work(client, monkeypatch):
+    featurized = []
+    original = QueryFeatureExtractor.features
+    monkeypatch.setattr(QueryFeatureExtractor, "features", lambda self, q: featurized.append(q) or original(self, q))
+    attack = {"queries": names(100_000)}  # the reported attack: 100,000 names, about 5 MB here
+    answer = error_of(client.post("/predict/dns", json=attack), 413)
+    assert "VIGIL_PREDICT_COST_BUDGET_S" in answer["error"]
+    detail = answer["detail"]
+    assert detail["rows"] == 100_000 and detail["row_cost_us"] == get_task("dns").row_cost
+    assert detail["max_rows"] == int(10 * 1e6 // get_task("dns").row_cost)  # the default budget, 10 s
+    assert featurized == []
+    assert client.post("/predict/dns", json={"queries": names(50)}).status_code == 200
+
+
+def test_the_cost_budget_scales_with_the_task_row_cost(models):
+    client = make_app(models, predict_cost_budget_s=0.001).test_client()  # 1 ms of estimated CPU
+    iot = get_task("iot-anomaly")
+    assert client.post("/predict/iot-anomaly", json=iot.example_request()).status_code == 200  # 2 x 20 us
+    detail = error_of(client.post("/predict/iot-anomaly", json=iot.example_request() * 50), 413)["detail"]
+    assert detail["max_rows"] == 50 and detail["predict_cost_budget_s"] == 0.001
+    # a spec-less route with its own error shape gets the same limit
+    response = client.post("/predict/web-sessions", json=[get_task("web-sessions").example_request()] * 11)
+    assert response.status_code == 413 and response.get_json()["success"] is False
+
+
+def test_more_concurrent_work_than_the_gate_admits_gets_503_retry_after_and_health_answers(models, monkeypatch):
+    app = make_app(models, predict_concurrency=1, predict_queue=1, predict_queue_wait_s=0.2)
+    task = get_task("iot-anomaly")
+    started, release = threading.Event(), threading.Event()
+    real_predict = type(task).predict
+
+    def slow_predict(self, loaded, request):
+        started.set()
+        release.wait(30)
+        return real_predict(self, loaded, request)
+
+    monkeypatch.setattr(type(task), "predict", slow_predict)
+
+    def post():
+        return app.test_client().post("/predict/iot-anomaly", json=task.example_request())
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        first = pool.submit(post)
+        assert started.wait(30)
+        others = [pool.submit(post) for _ in range(5)]
+        refused = [future.result(timeout=30) for future in others]  # all answered while the first runs
+        assert app.test_client().get("/health").status_code == 200
+        assert not first.done()
+        release.set()
+        assert first.result(timeout=30).status_code == 200
+    for response in refused:
+        answer = error_of(response, 503)
+        assert "busy" in answer["error"] and int(response.headers["Retry-After"]) >= 1
+    from vigil.service.predict import admission_gate
+
+    with app.app_context():
+        assert admission_gate().busy == 0
+    assert post().status_code == 200  # the slot came back
+
+
+def test_a_timed_out_prediction_stops_its_work(models, monkeypatch):
+    app = make_app(models, predict_timeout_s=0.1, predict_cost_budget_s=0)
+    client = app.test_client()
+    featurized = []
+    original = QueryFeatureExtractor.features
+    monkeypatch.setattr(QueryFeatureExtractor, "features", lambda self, q: featurized.append(q) or original(self, q))
+    before = sum_samples(metric_samples(client.get("/metrics").get_data(as_text=True)),
+                         "vigil_prediction_timeouts_total", task="dns_exfil", outcome="stopped")
+    total = 50_000  # about 3 s of work here: far past the limit on any machine
+    answer = error_of(client.post("/predict/dns", json={"queries": names(total)}), 503)
+    assert "longer than" in answer["error"]
+    from vigil.service.predict import admission_gate
+
+    with app.app_context():
+        gate = admission_gate()
+        for _ in range(600):  # the work gives its slot back once it has stopped
+            if gate.busy == 0:
+                break
+            time.sleep(0.05)
+        assert gate.busy == 0
+    done = len(featurized)
+    assert 0 < done < total and done % 256 == 0, done  # it stopped between two chunks
+    time.sleep(0.3)
+    assert len(featurized) == done  # and nothing runs on after the answer
+    after = sum_samples(metric_samples(client.get("/metrics").get_data(as_text=True)),
+                        "vigil_prediction_timeouts_total", task="dns_exfil", outcome="stopped")
+    assert after == before + 1
+
+
+def test_amplification_against_a_live_server(models, live_server):
+    """The reported attack on a real gunicorn: 100,000-name requests are refused at once, and more
+    concurrent heavy requests than the slots admit get 503 + Retry-After while /health answers."""
+    server = live_server(models, env={"VIGIL_WORKERS": "1", "VIGIL_THREADS": "4", "VIGIL_PREDICT_CONCURRENCY": "1",
+                                      "VIGIL_PREDICT_QUEUE": "1", "VIGIL_PREDICT_QUEUE_WAIT_S": "0.5",
+                                      "VIGIL_PREDICT_TIMEOUT_S": "3"})
+    url = server.url + "/predict/dns"
+    assert requests.post(url, json={"queries": names(100_000)}, timeout=60).status_code == 413
+    heavy = {"queries": names(40_000)}  # within the budget, about 2.5 s of work here
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        futures = [pool.submit(requests.post, url, json=heavy, timeout=120) for _ in range(6)]
+        health = [requests.get(server.url + "/health", timeout=30).status_code for _ in range(3)]
+        answers = [future.result() for future in futures]
+    assert health == [200, 200, 200]
+    statuses = sorted(a.status_code for a in answers)
+    assert set(statuses) <= {200, 503} and statuses.count(503) >= 3, statuses
+    busy = [a for a in answers if a.status_code == 503 and "busy" in a.json()["error"]]
+    assert len(busy) >= 3 and all(int(a.headers["Retry-After"]) >= 1 for a in busy), statuses
+    assert requests.get(server.url + "/health", timeout=30).status_code == 200
+    for _ in range(100):  # once the stopped work has given its slot back, predictions are served again
+        small = requests.post(url, json={"queries": names(5)}, timeout=30)
+        if small.status_code == 200:
+            break
+        time.sleep(0.1)
+    assert small.status_code == 200

@@ -16,7 +16,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(VigilError)
     def _vigil_error(exc: VigilError):
         status = exc.status if exc.status != 500 else 503
-        return jsonify(exc.to_json()), status
+        return jsonify(exc.to_json()), status, exc.headers or {}
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge):

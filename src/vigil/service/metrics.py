@@ -57,6 +57,12 @@ SCORES = Histogram(
     ["task", "model_version"],
     buckets=tuple(round(0.05 * i, 2) for i in range(21)),
 )
+TIMEOUTS = Counter(
+    "vigil_prediction_timeouts",
+    "Predictions past VIGIL_PREDICT_TIMEOUT_S, by outcome: stopped (at a chunk boundary) or "
+    "finished_late (work that cannot be cut ran to its end; its result was dropped)",
+    ["task", "outcome"],
+)
 
 SCORE_KEYS = ("score", "probability", "proba", "anomaly_score", "malicious_probability")
 LIST_KEYS = ("scores", "probabilities")
@@ -105,6 +111,10 @@ def observe_prediction(task: str, version: str, rows: int, result) -> None:
     histogram = SCORES.labels(task, version)
     for score in scores[::step]:
         histogram.observe(score)
+
+
+def observe_timeout(task: str, outcome: str) -> None:
+    TIMEOUTS.labels(task, outcome).inc()
 
 
 def observe_request(endpoint: str, method: str, status: int, task: str, version: str, seconds: float) -> None:
