@@ -80,7 +80,8 @@ def test_infer_indices_address_the_labelled_pool_not_raw_rows(args, data_dir):
 
 
 @pytest.mark.parametrize("name", ["../ckpt_0.pkl", "/etc/passwd", "ckpt_0.pkl/../../x", "model.pkl", "ckpt_x.pkl",
-                                  "ckpt_0.joblib", "", 3])
+                                  "ckpt_0.joblib", "", 3, "ckpt_" + "1" * 400 + ".pkl", "ckpt_" + "9" * 400,
+                                  "ckpt_\u0663.pkl", "ckpt_0.pkl\n", "ckpt_0\n"])
 def test_bad_checkpoint_names_are_refused(args, name):
     with pytest.raises(InvalidInput) as caught:
         processes.train(args, labeled=list(range(50)), resume_from=None, ckpt_file=name)
@@ -142,7 +143,11 @@ GOOD_PAYLOAD = {"experiment_id": "e1", "project_id": "p1", "cur_loop": 0, "user_
     ({"experiment_id": None}, "experiment_id"), ({"cur_loop": -1}, "cur_loop"), ({"cur_loop": "x"}, "cur_loop"),
     ({"cur_loop": 1.5}, "cur_loop"), ({"bucket_name": "../etc"}, "bucket_name"),
     ({"project_id": "a/b"}, "project_id"), ({"experiment_id": ".."}, "experiment_id"), ({"n_rec": -5}, "n_rec"),
-    ({"type": "Object Detection"}, "type")])
+    ({"type": "Object Detection"}, "type"),
+    # ids ending in a newline and digits of other scripts: "$" and int() would let them through
+    ({"experiment_id": "e1\n"}, "experiment_id"), ({"project_id": "p1\n"}, "project_id"),
+    ({"bucket_name": "b1\n"}, "bucket_name"), ({"cur_loop": "\u0663"}, "cur_loop"), ({"cur_loop": "3\n"}, "cur_loop"),
+    ({"cur_loop": " 3"}, "cur_loop"), ({"n_loop": "\uff13"}, "n_loop"), ({"cur_loop": 10 ** 400}, "cur_loop")])
 def test_bad_payloads_name_the_field(change, field):
     payload = {**GOOD_PAYLOAD, **change}
     if change.get("experiment_id", 0) is None:
@@ -362,6 +367,72 @@ def test_bad_requests_are_4xx_naming_the_field(alectio_client, path, body, statu
 def test_unknown_jobs_are_404(alectio_client):
     assert alectio_client.get("/jobs/" + "a" * 32).status_code == 404
     assert alectio_client.get("/jobs/nope").status_code == 400
+    assert alectio_client.get("/jobs/" + "a" * 32 + "%0A").status_code == 400  # a trailing newline
+
+
+@pytest.mark.parametrize("path", ["/train", "/test", "/infer", "/one_loop", "/end_exp"])
+@pytest.mark.parametrize("depth", [300, 100_000])
+def test_json_nested_too_deep_is_400_on_every_alectio_route(alectio_client, path, depth):
+    for body in ("[" * depth + "]" * depth, '{"labeled": ' + "[" * depth + "]" * depth + ', "ckpt_file": "ckpt_0.pkl"}'):
+        response = alectio_client.post(path, data=body, content_type="application/json")
+        assert response.status_code == 400, response.get_data(as_text=True)[:300]
+        assert "nested too deeply" in response.json["error"]
+
+
+def test_a_400_digit_checkpoint_name_is_400_not_a_crash(alectio_client, args):
+    Path(args["EXPT_DIR"]).mkdir(parents=True)  # in an existing folder such a name is ENAMETOOLONG, not ENOENT
+    for name in ("ckpt_" + "1" * 400 + ".pkl", "ckpt_" + "1" * 400):
+        for path, body in (("/test", {"ckpt_file": name}), ("/infer", {"unlabeled": [1], "ckpt_file": name}),
+                           ("/train", {"labeled": [1, 2], "resume_from": name, "ckpt_file": "ckpt_1.pkl"})):
+            response = alectio_client.post(path, json=body)
+            assert response.status_code == 400, (path, response.json)
+            assert response.json["detail"]["field"] in ("ckpt_file", "resume_from")
+
+
+def test_train_refuses_a_closed_experiment(alectio_client, args):
+    ids = {"project_id": "p1", "experiment_id": "e1"}
+    body = {"labeled": {"start": 0, "stop": 80}, "ckpt_file": "ckpt_0.pkl", **ids}
+    assert alectio_client.post("/train", json=body).status_code == 200
+    assert alectio_client.post("/end_exp", json=ids).status_code == 200
+    checkpoint = Path(args["EXPT_DIR"]) / "p1" / "e1" / "ckpt_1.pkl"
+    response = alectio_client.post("/train", json={**body, "ckpt_file": "ckpt_1.pkl", "resume_from": "ckpt_0.pkl"})
+    assert response.status_code == 409 and response.json["detail"]["field"] == "experiment_id", response.json
+    assert not checkpoint.exists()
+    other = alectio_client.post("/train", json={**body, "experiment_id": "e2"})  # other experiments go on
+    assert other.status_code == 200
+
+
+def test_jobs_need_the_token_and_show_no_paths_or_pids(args, tmp_path):
+    from vigil.config import Settings
+
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({k: args[k] for k in processes.CONFIG_KEYS}))
+    settings = Settings.from_env(models_dir=tmp_path / "models", work_dir=tmp_path / "runs",
+                                 bucket_root=tmp_path / "bucket", alectio_config=config, api_token="al-token")
+    client = create_app(settings).test_client()
+    pipeline = AlectioPipeline.from_settings(settings)  # the same EXPT_DIR, so the same job files
+    secret = tmp_path / "private" / "X_test.dat"
+
+    def fails(progress):
+        progress("test", 0.5)
+        raise FileNotFoundError(2, "No such file or directory", str(secret))
+
+    failed = pipeline.jobs.start(Path(args["EXPT_DIR"]) / "p1" / "e1", {"kind": "one_loop"}, fails, background=False)
+    succeeded = pipeline.jobs.start(Path(args["EXPT_DIR"]) / "p1" / "e2", {"kind": "one_loop"},
+                                    lambda progress: {"checkpoint": "ckpt_0.pkl", "data": str(args["DATA_DIR"])},
+                                    background=False)
+    assert failed["status"] == "failed" and str(secret) in failed["error"]["reason"]  # the file keeps it all
+    for job in (failed, succeeded):
+        url = f"/jobs/{job['job_id']}"
+        assert client.get(url).status_code == 401
+        assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        response = client.get(url, headers={"Authorization": "Bearer al-token"})
+        assert response.status_code == 200 and response.json["job_id"] == job["job_id"]
+        text = response.get_data(as_text=True)
+        assert str(tmp_path) not in text and '"pid"' not in text and '"lock"' not in text, text
+        assert response.json["status"] == job["status"]
+    shown = client.get(f"/jobs/{failed['job_id']}", headers={"Authorization": "Bearer al-token"}).json
+    assert "X_test.dat" in shown["error"]["reason"]  # the file is still named, without where it lives
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -79,6 +79,9 @@ def test_tokens_guard_training_admin_and_predict_routes(api):
         "Message": "loop 2 started"
     }
     assert api.post("/admin/reload", headers=auth).status_code == 200
+    # a job's state is behind the token too (GET), like the routes that start jobs
+    assert_json_error(api.get("/jobs/" + "a" * 32), 401)
+    assert_json_error(api.get("/jobs/" + "a" * 32, headers=auth), 404)
     # with the right predict token, an unknown task is a 404, not a 401
     response = api.post("/predict/nope", json=[], headers={"Authorization": "Bearer s3cret-predict"})
     assert_json_error(response, 404)
@@ -132,9 +135,14 @@ def test_kserve_v2_shapes(client):
 
 def test_not_found_and_method_not_allowed_are_json(client):
     assert_json_error(client.get("/no/such/route"), 404)
-    assert_json_error(client.get("/admin/reload"), 405)
-    assert_json_error(client.delete("/health"), 405)
+    assert "POST" in assert_json_error_response(client.get("/admin/reload"), 405).headers["Allow"]
+    assert "GET" in assert_json_error_response(client.delete("/health"), 405).headers["Allow"]
     assert_json_error(client.get("/models/nope"), 404)
+
+
+def assert_json_error_response(response, status):
+    assert_json_error(response, status)
+    return response
 
 
 def test_request_id_is_honoured_or_generated(client):

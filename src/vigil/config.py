@@ -40,7 +40,13 @@ class Settings:
     bucket_root: Path = PROJECT_ROOT / "runs" / "bucket"  # VIGIL_BUCKET_ROOT: Alectio bucket as a local folder
     max_body_bytes: int = 64 * 1024 * 1024  # VIGIL_MAX_BODY_BYTES
     max_rows: int = 100_000  # VIGIL_MAX_ROWS per prediction request
-    predict_timeout_s: float = 60.0  # VIGIL_PREDICT_TIMEOUT_S
+    predict_timeout_s: float = 60.0  # VIGIL_PREDICT_TIMEOUT_S: the work stops at its next chunk past it; 0 = none
+    # VIGIL_PREDICT_COST_BUDGET_S: estimated CPU seconds one prediction request may cost (rows x the
+    # task's row_cost); 413 above; 0 = no limit
+    predict_cost_budget_s: float = 10.0
+    predict_concurrency: int = 1  # VIGIL_PREDICT_CONCURRENCY: predictions computing at once, per worker
+    predict_queue: int = 1  # VIGIL_PREDICT_QUEUE: predictions waiting for a slot, per worker; more: 503
+    predict_queue_wait_s: float = 2.0  # VIGIL_PREDICT_QUEUE_WAIT_S: longest wait for a slot; then 503
     api_token: str | None = None  # VIGIL_API_TOKEN: guards training and admin endpoints
     predict_token: str | None = None  # VIGIL_PREDICT_TOKEN: guards /predict
     model_key: str | None = None  # VIGIL_MODEL_KEY: HMAC key the manifest must be signed with
@@ -74,6 +80,10 @@ class Settings:
             max_body_bytes=_env_int("VIGIL_MAX_BODY_BYTES", cls.max_body_bytes),
             max_rows=_env_int("VIGIL_MAX_ROWS", cls.max_rows),
             predict_timeout_s=_env_float("VIGIL_PREDICT_TIMEOUT_S", cls.predict_timeout_s),
+            predict_cost_budget_s=_env_float("VIGIL_PREDICT_COST_BUDGET_S", cls.predict_cost_budget_s),
+            predict_concurrency=_env_int("VIGIL_PREDICT_CONCURRENCY", cls.predict_concurrency),
+            predict_queue=_env_int("VIGIL_PREDICT_QUEUE", cls.predict_queue),
+            predict_queue_wait_s=_env_float("VIGIL_PREDICT_QUEUE_WAIT_S", cls.predict_queue_wait_s),
             api_token=_env_str("VIGIL_API_TOKEN"),
             predict_token=_env_str("VIGIL_PREDICT_TOKEN"),
             model_key=_env_str("VIGIL_MODEL_KEY"),

@@ -11,13 +11,17 @@ from typing import Any
 
 class VigilError(Exception):
     status = 400
+    headers: dict[str, str] | None = None  # extra HTTP headers of the answer (e.g. Retry-After)
 
-    def __init__(self, error: str, detail: Any = None, status: int | None = None):
+    def __init__(self, error: str, detail: Any = None, status: int | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(error)
         self.error = error
         self.detail = detail
         if status is not None:
             self.status = status
+        if headers is not None:
+            self.headers = headers
 
     def to_json(self) -> dict:
         return {"error": self.error, "detail": self.detail}
@@ -36,6 +40,18 @@ class UnprocessableInput(VigilError):
 
 
 class ModelNotAvailable(VigilError):
+    status = 503
+
+
+class PredictionTimeout(VigilError):
+    """A prediction ran past its time limit; raised between chunks of rows, so the work stops there."""
+
+    status = 503
+
+
+class ServiceBusy(VigilError):
+    """Every prediction slot is taken and the queue is full; the answer carries ``Retry-After``."""
+
     status = 503
 
 

@@ -34,7 +34,7 @@ from vigil.files import atomic_write
 
 log = logging.getLogger("vigil.active_learning")
 
-JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+JOB_ID = re.compile(r"[0-9a-f]{32}")  # fullmatch: no trailing newline
 ACTIVE = ("queued", "running")
 
 
@@ -86,7 +86,7 @@ class JobStore:
         self.root = Path(root)
 
     def _path(self, job_id: str) -> Path:
-        if not isinstance(job_id, str) or not JOB_ID.match(job_id):
+        if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
             raise InvalidInput("job id must be 32 hexadecimal characters", {"field": "job_id", "value": str(job_id)[:40]})
         return self.root / f"{job_id}.json"
 

@@ -15,6 +15,7 @@ runner, so the CLI exercises exactly the platform's code path.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -42,9 +43,13 @@ LOOP_MESSAGE = "Loop Started - 200 status returned"
 Progress = Callable[[str, float], None]
 
 
+MAX_COUNT = 2**31 - 1  # loops and record counts; more would only make absurd file names
+
+
 def _non_negative_int(value: Any, field: str) -> int:
-    # The SDK does int(payload["cur_loop"]): numeric strings are accepted as it accepts them.
-    if isinstance(value, bool):
+    # The SDK does int(payload["cur_loop"]): numeric strings are accepted, but only plain ASCII digits
+    # (int() would also take "3\n", " 3" and other scripts' digits).
+    if isinstance(value, bool) or isinstance(value, str) and not re.fullmatch(r"[0-9]{1,10}", value):
         value = None
     try:
         number = int(value)
@@ -54,6 +59,8 @@ def _non_negative_int(value: Any, field: str) -> int:
         raise InvalidInput(f"{field} must be a non-negative integer", {"field": field, "value": value}) from None
     if number < 0:
         raise InvalidInput(f"{field} must be a non-negative integer, got {number}", {"field": field, "value": number})
+    if number > MAX_COUNT:
+        raise InvalidInput(f"{field} must be at most {MAX_COUNT}", {"field": field, "max": MAX_COUNT})
     return number
 
 

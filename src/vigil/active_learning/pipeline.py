@@ -62,10 +62,7 @@ class AlectioPipeline:
         """Validate the payload, then run the loop as a job; answers with the protocol's message."""
         payload = validate_payload(payload)
         folder = self.experiment_dir(payload)
-        closed = folder / "closed.json"
-        if closed.is_file():
-            raise ExperimentClosed("this experiment was ended with /end_exp",
-                                     {"field": "experiment_id", "closed": json.loads(closed.read_text())})
+        self.check_open(folder)
         preflight(payload, self.args, self.store)
         description = {"kind": "one_loop", "project_id": payload["project_id"],
                        "experiment_id": payload["experiment_id"], "cur_loop": payload["cur_loop"]}
@@ -78,6 +75,14 @@ class AlectioPipeline:
         job = self.jobs.start(folder, description, work, background=background)
         return {"Message": LOOP_MESSAGE, "job_id": job["job_id"], "status_url": f"/jobs/{job['job_id']}",
                 "job": job}
+
+    @staticmethod
+    def check_open(folder: Path) -> None:
+        """409 once the experiment in ``folder`` was closed with /end_exp."""
+        closed = Path(folder) / "closed.json"
+        if closed.is_file():
+            raise ExperimentClosed("this experiment was ended with /end_exp",
+                                   {"field": "experiment_id", "closed": json.loads(closed.read_text())})
 
     def _callback(self, body: dict) -> dict | None:
         """POST the SDK's end-of-task body to the platform's end-of-task endpoint, when a callback URL
@@ -110,6 +115,6 @@ class AlectioPipeline:
                   "closed_at": _now(), "running_job": running}
         _write_json_atomically(folder / "closed.json", record)
         checkpoints = sorted((p.name for p in folder.glob(f"ckpt_*{self.args['CKPT_EXT']}")
-                              if re.fullmatch(r"ckpt_\d+" + re.escape(self.args["CKPT_EXT"]), p.name)),
+                              if re.fullmatch(processes.CKPT_LOOP + re.escape(self.args["CKPT_EXT"]), p.name)),
                              key=processes.checkpoint_loop)
         return {"Message": "Experiment complete", **record, "checkpoints": checkpoints}

@@ -38,7 +38,9 @@ from vigil.files import atomic_write
 from vigil.errors import ArtifactIntegrityError, InvalidInput, UnprocessableInput, VigilError
 
 CONFIG_KEYS = ("DATA_DIR", "EXPT_DIR", "CKPT_EXT", "TRAIN_SIZE", "TEST_SIZE", "exp_name")
-SAFE_EXT = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+SAFE_EXT = re.compile(r"\.[A-Za-z0-9]{1,10}")  # fullmatch
+# ckpt_<loop>: ASCII digits only (\d takes any script's digits), and no more than a loop can count
+CKPT_LOOP = r"ckpt_([0-9]{1,10})"
 
 
 class CheckpointNotFound(VigilError):
@@ -71,7 +73,7 @@ def normalise_args(raw: dict, base_dir: str | Path = ".") -> dict:
         folder = Path(str(args[key])).expanduser()
         args[key] = str(folder if folder.is_absolute() else (Path(base_dir) / folder).resolve())
     args.setdefault("CKPT_EXT", ".pkl")
-    if not SAFE_EXT.match(str(args["CKPT_EXT"])):
+    if not SAFE_EXT.fullmatch(str(args["CKPT_EXT"])):
         raise InvalidInput("CKPT_EXT must look like '.pkl'", {"field": "CKPT_EXT", "value": args["CKPT_EXT"]})
     for key in ("TRAIN_SIZE", "TEST_SIZE"):
         value = args.get(key)
@@ -95,9 +97,9 @@ def checkpoint_path(args: dict, name: Any, field: str, must_exist: bool) -> Path
     if "/" in name or "\\" in name or ".." in name or "\x00" in name:
         raise InvalidInput(f"{field}: path components are not allowed in checkpoint names",
                            {"field": field, "value": name})
-    if re.fullmatch(r"ckpt_\d+", name):
+    if re.fullmatch(CKPT_LOOP, name):
         name += ext
-    if not re.fullmatch(r"ckpt_\d+" + re.escape(ext), name):
+    if not re.fullmatch(CKPT_LOOP + re.escape(ext), name):
         raise InvalidInput(f"{field}: unknown checkpoint name '{name}', expected ckpt_<loop>{ext}",
                            {"field": field, "value": name})
     path = Path(args["EXPT_DIR"]) / name
@@ -108,7 +110,7 @@ def checkpoint_path(args: dict, name: Any, field: str, must_exist: bool) -> Path
 
 
 def checkpoint_loop(name: str) -> int:
-    return int(re.match(r"ckpt_(\d+)", name).group(1))
+    return int(re.match(CKPT_LOOP, name).group(1))
 
 
 def validate_indices(indices: Iterable, size: int, field: str, allow_empty: bool = False,

@@ -24,12 +24,13 @@ from vigil.files import atomic_write
 from vigil.safe_pickle import loads_data, max_pickle_bytes
 
 # Bucket names and ids become path components: allow what S3 and Alectio ids use, nothing that climbs.
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# (fullmatch: "$" would let a trailing newline through)
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def safe_name(value: Any, field: str) -> str:
     """``value`` as a path component, or :class:`InvalidInput` naming ``field``."""
-    if not isinstance(value, str) or not SAFE_NAME.match(value) or ".." in value:
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value) or ".." in value:
         raise InvalidInput(f"{field} must be 1-128 letters, digits, '.', '_' or '-' (no path components)",
                            {"field": field, "value": value if isinstance(value, (str, int)) else repr(value)[:40]})
     return value

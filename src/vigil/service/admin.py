@@ -51,4 +51,8 @@ def runtime():
         "max_body_bytes": settings.max_body_bytes,
         "max_rows": settings.max_rows,
         "predict_timeout_s": settings.predict_timeout_s,
+        "predict_cost_budget_s": settings.predict_cost_budget_s,
+        "predict_concurrency": settings.predict_concurrency,
+        "predict_queue": settings.predict_queue,
+        "predict_queue_wait_s": settings.predict_queue_wait_s,
     })

@@ -10,19 +10,57 @@ Index lists (``labeled``, ``unlabeled``) are JSON lists of integers, a range obj
 
 from __future__ import annotations
 
-import hmac
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify
 
 from vigil.active_learning import processes
-from vigil.active_learning.loop import classification_metrics, experiment_args, validate_payload
+from vigil.active_learning.loop import (MAX_COUNT, REQUIRED_KEYS, SUPPORTED_TYPES, classification_metrics,
+                                        experiment_args, validate_payload)
 from vigil.active_learning.pipeline import AlectioPipeline
-from vigil.errors import InvalidInput, VigilError
+from vigil.errors import InvalidInput
 from vigil.plain import to_plain
+from vigil.service.api import spec
 
 bp = Blueprint("alectio", __name__)
+
+# -- the bodies, for OpenAPI (and so fuzzing reaches the views). The views check the bodies themselves
+# and name the field at fault, in the terms Alectio's SDK uses, so the schemas document, not validate.
+_RANGE = {"type": "object", "description": "indices start..stop-1 (stop excluded), every step",
+          "properties": {"start": {"type": "integer", "minimum": 0}, "stop": {"type": "integer", "minimum": 0},
+                         "step": {"type": "integer", "minimum": 1}},
+          "required": ["stop"], "additionalProperties": False}
+_INDICES = {"description": "pool indices: a list of integers and/or range objects, or one range object",
+            "anyOf": [{"type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 0}, _RANGE]}}, _RANGE]}
+_CKPT = {"type": "string", "pattern": "^ckpt_[0-9]{1,10}(\\.[A-Za-z0-9]{1,10})?$", "example": "ckpt_0.pkl",
+         "description": "ckpt_<loop><CKPT_EXT>, or ckpt_<loop> as the SDK sends it"}
+_ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}
+_COUNT = {"description": "a non-negative integer (or a string of ASCII digits, as the SDK sends it)",
+          "anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_COUNT}, {"type": "string", "pattern": "^[0-9]{1,10}$"}]}
+_EXPERIMENT = {"project_id": {**_ID, "description": "with experiment_id: use that experiment's folder"},
+               "experiment_id": _ID}
+TRAIN_BODY = {"type": "object", "required": ["labeled", "ckpt_file"],
+              "properties": {"labeled": _INDICES, "resume_from": {"anyOf": [_CKPT, {"type": "null"}]},
+                             "ckpt_file": _CKPT, **_EXPERIMENT}}
+TEST_BODY = {"type": "object", "required": ["ckpt_file"], "properties": {"ckpt_file": _CKPT, **_EXPERIMENT}}
+INFER_BODY = {"type": "object", "required": ["unlabeled", "ckpt_file"],
+              "properties": {"unlabeled": _INDICES, "ckpt_file": _CKPT, **_EXPERIMENT}}
+LOOP_BODY = {"type": "object", "required": list(REQUIRED_KEYS),
+             "properties": {"experiment_id": _ID, "project_id": _ID, "user_id": _ID, "bucket_name": _ID,
+                            "cur_loop": _COUNT, "type": {"enum": list(SUPPORTED_TYPES)},
+                            "n_rec": _COUNT, "n_loop": _COUNT}}
+END_BODY = {"type": "object", "required": ["experiment_id", "project_id"],
+            "properties": {"experiment_id": _ID, "project_id": _ID}}
+ALECTIO_ERRORS = {"403": "A project or experiment folder leads outside its root (a symlink)",
+                  "409": "The experiment was ended with /end_exp, or a loop of it is already running"}
+
+
+def _alectio(summary: str, body: dict | None = None, **kwargs) -> Any:
+    return spec(summary=summary, body=body, validate=False, counts_rows=False, responses=ALECTIO_ERRORS,
+                tags=["active learning"], **kwargs)
 
 
 def _pipeline() -> AlectioPipeline:
@@ -33,17 +71,11 @@ def _pipeline() -> AlectioPipeline:
     return pipeline
 
 
-@bp.before_request
-def _require_token():
-    token = current_app.config["VIGIL_SETTINGS"].api_token
-    if token and request.method == "POST":
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise VigilError("missing or wrong API token", {"field": "Authorization"}, status=401)
+# VIGIL_API_TOKEN guards every route here, /jobs/<id> included (service.middleware.API_TOKEN_PATHS).
 
 
 def _body() -> dict:
-    body = request.get_json(silent=True)
+    body = g.get("vigil_json")  # parsed by the middleware: broken, too deep or out-of-range JSON is a 400
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object", {"field": "body"})
     return body
@@ -95,9 +127,11 @@ def _required(body: dict, field: str):
 
 
 @bp.post("/train")
+@_alectio("Alectio train: fit on the labelled pool indices and save ckpt_file", TRAIN_BODY)
 def train():
     body = _body()
     args = _args(body)
+    _pipeline().check_open(Path(args["EXPT_DIR"]))  # an ended experiment takes no new checkpoints
     labeled = parse_indices(body.get("labeled"), "labeled", processes.pool_size(args))
     # Over HTTP a repeated index is the client's mistake (the Python process drops repeats for the SDK)
     processes.validate_indices(labeled, processes.pool_size(args), "labeled")
@@ -108,6 +142,7 @@ def train():
 
 
 @bp.post("/test")
+@_alectio("Alectio test: predict the test set with ckpt_file", TEST_BODY)
 def test():
     body = _body()
     ckpt_file = _required(body, "ckpt_file")
@@ -118,6 +153,7 @@ def test():
 
 
 @bp.post("/infer")
+@_alectio("Alectio infer: class probabilities of the unlabelled pool indices", INFER_BODY)
 def infer():
     body = _body()
     args = _args(body)
@@ -127,6 +163,7 @@ def infer():
 
 
 @bp.post("/one_loop")
+@_alectio("Alectio one_loop: start loop cur_loop as a background job (GET /jobs/<id> follows it)", LOOP_BODY)
 def one_loop():
     answer = _pipeline().start_loop(_body())
     answer.pop("job")
@@ -134,10 +171,29 @@ def one_loop():
 
 
 @bp.post("/end_exp")
+@_alectio("Alectio end_exp: close the experiment (later loops and /train get 409)", END_BODY)
 def end_exp():
     return jsonify(_pipeline().end_experiment(_body()))
 
 
 @bp.get("/jobs/<job_id>")
+@_alectio("A loop job's status, stage, progress and result or error")
 def job(job_id: str):
-    return jsonify(to_plain(_pipeline().jobs.get(job_id), str_keys=True))
+    return jsonify(public_job(to_plain(_pipeline().jobs.get(job_id), str_keys=True)))
+
+
+# An absolute path inside a message ("... '/srv/vigil/runs/alectio/p1/e1/X.dat'"): not after a word
+# character, ':' or '/', so relative paths and URLs are left alone.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s'\"/]+/)*([^\s'\"/]*)")
+PRIVATE_JOB_KEYS = ("pid", "lock")
+
+
+def public_job(job: Any) -> Any:
+    """A job as clients see it: no process ids, no lock file, absolute paths cut to their last part."""
+    if isinstance(job, dict):
+        return {key: public_job(value) for key, value in job.items() if key not in PRIVATE_JOB_KEYS}
+    if isinstance(job, list):
+        return [public_job(value) for value in job]
+    if isinstance(job, str):
+        return _ABSOLUTE_PATH.sub(r"\1", job)
+    return job

@@ -42,7 +42,13 @@ class RouteSpec:
     path_values: dict[str, Callable[[], list[str]]] = field(default_factory=dict)
     # Whether the request carries rows that count against VIGIL_MAX_ROWS.
     counts_rows: bool = True
+    # Extra documented answers, status -> description (e.g. {"409": "experiment closed"}); errors are JSON.
     responses: dict[str, Any] = field(default_factory=dict)
+    # Media type of the 200 answer ("text/html" for pages, Prometheus' "text/plain" for /metrics).
+    produces: str = "application/json"
+    # False: the schema documents the body (OpenAPI, fuzzing) and the view checks it itself, naming
+    # the field in its own terms (Alectio's routes); the JSON is still parsed and size-checked here.
+    validate: bool = True
     # On a schema violation, let the view's task answer (its own 4xx naming record and field, or
     # its partial answer keeping the good records); the schema's 422 only where it cannot (an
     # unexpected exception, the time limit). A body the schema refuses never gets a 5xx.

@@ -17,7 +17,9 @@ import threading
 
 from flask import Blueprint, current_app, jsonify
 
+from vigil.service.api import spec
 from vigil.service.predict import run_prediction
+from vigil.tasks import get_task
 from vigil.tasks.dns_exfil import DYNAMIC_TASK, TASK_NAME, live_stream_status
 
 bp = Blueprint("dns", __name__)
@@ -49,12 +51,25 @@ def current_model():
 
 
 @bp.post("/predict/dns")
+@spec(
+    summary="Is this DNS query name smuggling data out? (the live stream's dynamic model, else the static one)",
+    description=("JSON `{\"queries\": [...], \"rows\": [...]}` or a list of names and feature rows, or "
+                 "text/plain with one name per line. Bad items are listed under `errors` and the good ones "
+                 "answered. More than VIGIL_MAX_ROWS items, or more than the DNS row cost allows under "
+                 "VIGIL_PREDICT_COST_BUDGET_S, is 413."),
+    body=lambda: get_task(TASK_NAME).request_schema(),
+    example=lambda: get_task(TASK_NAME).example_request(),
+    content_types=("application/json", "text/plain"),
+    task_explains_errors=True,
+    tags=["predict"],
+)
 def predict_dns():
     # Through run_prediction, like every /predict route: time limit, model version, metrics.
     return jsonify(run_prediction(TASK_NAME, loaded=current_model()))
 
 
 @bp.get("/dns/streams")
+@spec(summary="Live DNS streams and the newest dynamic model version", tags=["predict"])
 def streams():
     store = current_app.extensions["vigil.store"]
     entry = store.latest_entry(DYNAMIC_TASK)

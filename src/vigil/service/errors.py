@@ -16,7 +16,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(VigilError)
     def _vigil_error(exc: VigilError):
         status = exc.status if exc.status != 500 else 503
-        return jsonify(exc.to_json()), status
+        return jsonify(exc.to_json()), status, exc.headers or {}
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge):
@@ -26,7 +26,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        return jsonify({"error": exc.name.lower(), "detail": exc.description}), exc.code
+        # keep the exception's own headers (a 405's Allow, a 401's WWW-Authenticate), not its HTML type
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+        return jsonify({"error": exc.name.lower(), "detail": exc.description}), exc.code, headers
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

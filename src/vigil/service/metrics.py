@@ -57,6 +57,12 @@ SCORES = Histogram(
     ["task", "model_version"],
     buckets=tuple(round(0.05 * i, 2) for i in range(21)),
 )
+TIMEOUTS = Counter(
+    "vigil_prediction_timeouts",
+    "Predictions past VIGIL_PREDICT_TIMEOUT_S, by outcome: stopped (at a chunk boundary) or "
+    "finished_late (work that cannot be cut ran to its end; its result was dropped)",
+    ["task", "outcome"],
+)
 
 SCORE_KEYS = ("score", "probability", "proba", "anomaly_score", "malicious_probability")
 LIST_KEYS = ("scores", "probabilities")
@@ -107,6 +113,10 @@ def observe_prediction(task: str, version: str, rows: int, result) -> None:
         histogram.observe(score)
 
 
+def observe_timeout(task: str, outcome: str) -> None:
+    TIMEOUTS.labels(task, outcome).inc()
+
+
 def observe_request(endpoint: str, method: str, status: int, task: str, version: str, seconds: float) -> None:
     REQUESTS.labels(endpoint, method, str(status), task, version).inc()
     if status >= 400:
@@ -121,7 +131,8 @@ def _multiprocess_dir() -> Path | None:
 
 
 @bp.get("/metrics")
-@spec(summary="Prometheus metrics, summed over all gunicorn workers", tags=["metrics"])
+@spec(summary="Prometheus metrics, summed over all gunicorn workers", tags=["metrics"],
+      produces=CONTENT_TYPE_LATEST.split(";")[0])
 def metrics():
     folder = _multiprocess_dir()
     if folder is not None:

@@ -25,9 +25,9 @@ from vigil.service.validation import check_rows, is_json_mimetype, parse_json, v
 log = logging.getLogger("vigil.service")
 
 # Paths that need VIGIL_API_TOKEN (exact path, or a prefix when it ends with "/").
-API_TOKEN_PATHS = ("/train", "/test", "/infer", "/one_loop", "/end_exp", "/admin/")
+API_TOKEN_PATHS = ("/train", "/test", "/infer", "/one_loop", "/end_exp", "/jobs/", "/admin/")
 PREDICT_TOKEN_PATHS = ("/predict", "/predict/")
-REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:\-]{1,128}", re.ASCII)  # used with fullmatch
 BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
@@ -105,7 +105,7 @@ def _check_body() -> None:
     g.vigil_json = body
     if route.counts_rows:
         g.vigil_rows = check_rows(body, settings.max_rows)
-    if schema is not None:
+    if schema is not None and route.validate:
         g.vigil_validated = True
         try:
             validate_body(schema, body)
@@ -120,7 +120,7 @@ def register_middleware(app: Flask) -> None:
     def _start():
         g.vigil_started = time.perf_counter()
         supplied = request.headers.get("X-Request-ID", "")
-        g.request_id = supplied if REQUEST_ID_PATTERN.match(supplied) else uuid.uuid4().hex
+        g.request_id = supplied if REQUEST_ID_PATTERN.fullmatch(supplied) else uuid.uuid4().hex
         g.vigil_request_id_token = REQUEST_ID.set(g.request_id)
         current_app.extensions["vigil.registry"].sync()
         view = current_app.view_functions.get(request.endpoint) if request.endpoint else None

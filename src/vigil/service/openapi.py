@@ -29,11 +29,15 @@ ERROR_STATUSES = {
     "401": "Missing or wrong bearer token",
     "404": "Unknown route or task",
     "405": "Method not allowed",
-    "413": "Body larger than VIGIL_MAX_BODY_BYTES, or more rows than VIGIL_MAX_ROWS",
+    "413": "Body larger than VIGIL_MAX_BODY_BYTES, more rows than VIGIL_MAX_ROWS, or (predictions) rows x "
+           "the task's row cost over VIGIL_PREDICT_COST_BUDGET_S",
     "415": "Unsupported content type",
     "422": "Body does not match the schema; `detail` lists index, field and message",
-    "503": "Model not available, or prediction over VIGIL_PREDICT_TIMEOUT_S",
+    "503": "Model not available, prediction over VIGIL_PREDICT_TIMEOUT_S, or every prediction slot busy "
+           "(then with `Retry-After`)",
 }
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying, when the service is busy",
+                               "schema": {"type": "string"}}}
 _PARAM = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
 _CONVERTER_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"}}
 UNDOCUMENTED_ENDPOINTS = {"static", "openapi.docs"}
@@ -116,7 +120,7 @@ def _operation(endpoint, method, route, params, parameters, components) -> dict:
         "operationId": _operation_id(endpoint, method, params),
         "summary": route.summary or endpoint,
         "tags": route.tags or [endpoint.split(".")[0]],
-        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {}}}}},
+        "responses": {"200": {"description": "OK", "content": {route.produces: {"schema": {}}}}},
     }
     if route.description:
         operation["description"] = route.description
@@ -138,11 +142,12 @@ def _operation(endpoint, method, route, params, parameters, components) -> dict:
             else:
                 content[content_type] = {"schema": {"type": "string", "format": "binary"}}
         operation["requestBody"] = {"required": bool(schema is not None and route.body_required), "content": content}
-    for status, description in ERROR_STATUSES.items():
+    for status, description in {**ERROR_STATUSES, **route.responses}.items():
         operation["responses"][status] = {
             "description": description,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
+    operation["responses"]["503"]["headers"] = RETRY_AFTER
     return operation
 
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 import concurrent.futures
 import contextvars
 import logging
+import math
 import threading
+import time
+from functools import partial
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from vigil.errors import UnprocessableInput, VigilError
+from vigil.errors import PredictionTimeout, ServiceBusy, UnprocessableInput, VigilError
 from vigil.service import metrics
 from vigil.service.api import spec
 from vigil.service.validation import count_rows, is_json_mimetype, parse_json
@@ -56,60 +59,181 @@ def predict_input_from_request() -> PredictInput:
     )
 
 
-def _executor() -> concurrent.futures.ThreadPoolExecutor:
-    executor = current_app.extensions.get("vigil.predict_executor")
-    if executor is None:
+def request_rows(predict_input: PredictInput) -> int:
+    """Records in a request: JSON as :func:`count_rows` counts them, one per uploaded file, one per
+    line of a text body (DNS takes one query name per line), else one."""
+    if predict_input.json is not None:
+        return count_rows(predict_input.json)
+    if predict_input.files:
+        return len(predict_input.files)
+    if predict_input.content_type.startswith("text/") and predict_input.body:
+        return max(1, len(predict_input.body.splitlines()))
+    return 1
+
+
+# -- cost: rows x the task's row_cost against VIGIL_PREDICT_COST_BUDGET_S --------------------------
+def rows_within_budget(task, settings) -> int:
+    """The most records one request to ``task`` may carry: VIGIL_MAX_ROWS, or fewer where the task's
+    rows are dear (``row_cost`` microseconds each against VIGIL_PREDICT_COST_BUDGET_S)."""
+    budget = settings.predict_cost_budget_s
+    if not budget or budget <= 0 or task.row_cost <= 0:
+        return settings.max_rows
+    return max(1, min(settings.max_rows, int(budget * 1e6 // task.row_cost)))
+
+
+def check_cost(task, rows: int, settings) -> None:
+    """413 when ``rows`` records of ``task`` would cost more than VIGIL_PREDICT_COST_BUDGET_S."""
+    budget = settings.predict_cost_budget_s
+    estimate = rows * task.row_cost / 1e6
+    if not budget or budget <= 0 or estimate <= budget:
+        return
+    limit = rows_within_budget(task, settings)
+    raise VigilError(
+        f"request too costly for task '{task.name}': {rows} rows x {task.row_cost:g} us = about "
+        f"{estimate:.1f} s of CPU, over VIGIL_PREDICT_COST_BUDGET_S ({budget:g} s)",
+        {"rows": rows, "max_rows": limit, "row_cost_us": task.row_cost, "estimated_cpu_s": round(estimate, 3),
+         "predict_cost_budget_s": budget,
+         "hint": f"send at most {limit} rows per request, or raise VIGIL_PREDICT_COST_BUDGET_S"},
+        status=413,
+    )
+
+
+# -- admission: a few slots per worker, a small queue, 503 + Retry-After beyond ---------------------
+class AdmissionGate:
+    """At most ``slots`` predictions compute at once in this process and at most ``queue`` more wait
+    (each up to ``wait_s``) for a slot; any other is refused at once with 503 and ``Retry-After``.
+
+    A slot is held until the work itself ends, not until its request is answered: a prediction that
+    ran past its time limit keeps its slot until it stops, so timed-out work cannot pile up.
+    """
+
+    def __init__(self, slots: int, queue: int, wait_s: float):
+        self.slots, self.queue, self.wait_s = max(1, slots), max(0, queue), max(0.0, wait_s)
+        self._admitted = threading.BoundedSemaphore(self.slots + self.queue)
+        self._running = threading.BoundedSemaphore(self.slots)
+        self._lock = threading.Lock()
+        self.busy = 0  # admitted and not yet finished (running or waiting)
+
+    def retry_after(self) -> str:
+        return str(max(1, math.ceil(self.wait_s)))
+
+    def enter(self, wait_s: float) -> None:
+        if not self._admitted.acquire(blocking=False):
+            raise self._refusal("every prediction slot is busy and the queue is full")
+        with self._lock:
+            self.busy += 1
+        if not self._running.acquire(timeout=max(0.0, min(wait_s, self.wait_s))):
+            self._release_admission()
+            raise self._refusal("no prediction slot came free in time")
+
+    def leave(self) -> None:
+        self._running.release()
+        self._release_admission()
+
+    def _release_admission(self) -> None:
+        with self._lock:
+            self.busy -= 1
+        self._admitted.release()
+
+    def _refusal(self, reason: str) -> ServiceBusy:
+        return ServiceBusy(
+            f"service busy: {reason}",
+            {"predict_concurrency": self.slots, "predict_queue": self.queue,
+             "hint": "retry after the Retry-After seconds, or raise VIGIL_PREDICT_CONCURRENCY / VIGIL_PREDICT_QUEUE"},
+            headers={"Retry-After": self.retry_after()},
+        )
+
+
+def _shared(name: str, build):
+    value = current_app.extensions.get(name)
+    if value is None:
         with _executor_lock:
-            executor = current_app.extensions.get("vigil.predict_executor")
-            if executor is None:
-                settings = current_app.config["VIGIL_SETTINGS"]
-                executor = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=max(4, 2 * settings.threads), thread_name_prefix="vigil-predict"
-                )
-                current_app.extensions["vigil.predict_executor"] = executor
-    return executor
+            value = current_app.extensions.get(name)
+            if value is None:
+                value = current_app.extensions[name] = build(current_app.config["VIGIL_SETTINGS"])
+    return value
 
 
-def _call_with_time_limit(function, *args):
-    """Run ``function`` with the per-request time limit (VIGIL_PREDICT_TIMEOUT_S; 0 = none).
+def admission_gate() -> AdmissionGate:
+    return _shared("vigil.predict_gate", lambda s: AdmissionGate(s.predict_concurrency, s.predict_queue,
+                                                                  s.predict_queue_wait_s))
 
-    Python cannot stop a running thread: past the limit the client gets 503 at once and the
-    prediction's result is dropped when it finishes.
+
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
+    # one thread per slot: the gate never lets more work in, so nothing waits in the executor's queue
+    return _shared("vigil.predict_executor", lambda s: concurrent.futures.ThreadPoolExecutor(
+        max_workers=max(1, s.predict_concurrency), thread_name_prefix="vigil-predict"))
+
+
+def _call_with_time_limit(task, function, predict_input: PredictInput):
+    """Run ``function(predict_input)`` in a prediction slot, under VIGIL_PREDICT_TIMEOUT_S (0 = none).
+
+    Past the limit the client gets 503 at once; the work stops at its next chunk boundary (tasks
+    iterate their rows through ``PredictInput.chunks``, which checks the deadline) and only then gives
+    its slot back. Work that cannot be cut (one PE file) runs to its end; its result is dropped.
     """
     limit = current_app.config["VIGIL_SETTINGS"].predict_timeout_s
-    if not limit or limit <= 0:
-        return function(*args)
+    gate = admission_gate()
+    started = time.monotonic()
+    if limit and limit > 0:
+        predict_input.deadline, predict_input.time_limit_s = started + limit, limit
+    gate.enter(wait_s=limit if limit and limit > 0 else gate.wait_s)
+    answered = threading.Event()  # set once the request got its timeout answer
+
+    def work():
+        outcome = None
+        try:
+            return function(predict_input)
+        except PredictionTimeout:
+            outcome = "stopped"  # the task's chunk loop saw the deadline
+            raise
+        finally:
+            if outcome is None and answered.is_set():
+                outcome = "finished_late"  # could not be cut; its result is dropped
+            if outcome:
+                metrics.observe_timeout(task.name, outcome)
+            gate.leave()
+
+    if not predict_input.deadline:
+        return work()
     context = contextvars.copy_context()  # keeps the request id in the task's log lines
-    future = _executor().submit(context.run, function, *args)
     try:
-        return future.result(timeout=limit)
+        future = _executor().submit(context.run, work)
+    except BaseException:
+        gate.leave()
+        raise
+    try:
+        return future.result(timeout=max(0.0, predict_input.deadline - time.monotonic()))
     except concurrent.futures.TimeoutError:
-        future.cancel()
-        raise VigilError(
+        answered.set()
+        raise PredictionTimeout(
             f"prediction took longer than {limit:g} s",
             {"predict_timeout_s": limit, "hint": "send fewer rows per request, or raise VIGIL_PREDICT_TIMEOUT_S"},
-            status=503,
         ) from None
 
 
 def run_prediction(task_slug: str, loaded=None):
-    """Answer with ``loaded`` (default: the registry's current model of the task), under the
-    time limit, with the model version on the response and the prediction metrics recorded."""
+    """Answer with ``loaded`` (default: the registry's current model of the task), within the task's
+    cost budget and the time limit, in a prediction slot, with the model version on the response and
+    the prediction metrics recorded."""
     task = get_task(task_slug)
     if loaded is None:
         # this request keeps this model even if a reload swaps it meanwhile
         loaded = current_app.extensions["vigil.registry"].get(task.name)
     g.vigil_task, g.vigil_model_version = task.name, loaded.version
+    settings = current_app.config["VIGIL_SETTINGS"]
     predict_input = predict_input_from_request()
     rows = g.get("vigil_rows")
     if rows is None:
-        rows = count_rows(predict_input.json) if predict_input.json is not None else 1
+        rows = request_rows(predict_input)
         g.vigil_rows = rows
+    check_cost(task, rows, settings)
+    predict_input.max_rows = rows_within_budget(task, settings)  # the task's own count applies it too
     schema_error = g.pop("vigil_schema_error", None)  # set by the middleware on routes with a spec
     if schema_error is not None:
         result = _answer_schema_violation(task, loaded, predict_input, schema_error)
     else:
-        result = _call_with_time_limit(task.predict, loaded, predict_input)
+        result = _call_with_time_limit(task, partial(task.predict, loaded), predict_input)
     metrics.observe_prediction(task.name, loaded.version, rows, result)
     if isinstance(result, dict):
         result.setdefault("model_version", loaded.version)
@@ -123,7 +247,7 @@ def _answer_schema_violation(task, loaded, predict_input: PredictInput, schema_e
     Only if it cannot answer -- an unexpected exception or the time limit -- is the schema's 422:
     a body the schema refuses never gets a 5xx."""
     try:
-        result = _call_with_time_limit(task.predict, loaded, predict_input)
+        result = _call_with_time_limit(task, partial(task.predict, loaded), predict_input)
     except VigilError as exc:
         if 400 <= exc.status < 500:
             raise

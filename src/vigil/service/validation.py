@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 import threading
 from typing import Any
 
@@ -20,6 +21,10 @@ import jsonschema_rs
 from vigil.errors import InvalidInput, UnprocessableInput, VigilError
 
 MAX_REPORTED_ERRORS = 20
+# Deepest JSON nesting a body may have. Every schema here is a few levels deep; jsonschema-rs (and
+# anything recursive downstream) gives up at 255, so deeper bodies are a 400 at parse time.
+MAX_JSON_DEPTH = 64
+_FLOAT_MAX = sys.float_info.max
 
 # jsonschema-rs (Rust) rather than the pure-Python jsonschema: ~150x faster, which matters for
 # bodies of tens of thousands of records (40,000 rows: 0.03 s instead of 3.7 s).
@@ -114,13 +119,55 @@ def is_json_mimetype(mimetype: str) -> bool:
 
 
 def parse_json(data: bytes) -> Any:
+    """The JSON document in ``data``, or :class:`InvalidInput` (400) if it is not one a task can read:
+    not UTF-8, not JSON, nested deeper than :data:`MAX_JSON_DEPTH`, or holding an integer beyond the
+    float range (every task turns numbers into floats)."""
     if not data.strip():
         raise InvalidInput("request body is empty", "send a JSON document")
     try:
-        return json.loads(data)
+        body = json.loads(data)
     except UnicodeDecodeError as exc:
         raise InvalidInput("request body is not UTF-8 text", str(exc)) from exc
     except ValueError as exc:
         raise InvalidInput("request body is not valid JSON", str(exc)) from exc
     except RecursionError as exc:
-        raise InvalidInput("request body is nested too deeply", None) from exc
+        raise InvalidInput("request body is nested too deeply", {"max_depth": MAX_JSON_DEPTH}) from exc
+    check_json_limits(body)
+    return body
+
+
+def check_json_limits(body: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse (400) nesting deeper than ``max_depth`` and integers beyond the float range, naming
+    where; iterative, so the check itself cannot hit the recursion limit.
+
+    >>> check_json_limits([{"length": 10 ** 400}])
+    Traceback (most recent call last):
+    vigil.errors.InvalidInput: $[0].length: 401-digit integer is beyond the float range
+    """
+    stack = [(body, 1, ())] if type(body) in (list, dict) else []
+    if type(body) is int:
+        _check_number(body, ())
+    while stack:
+        value, depth, path = stack.pop()
+        if depth > max_depth:
+            raise InvalidInput("request body is nested too deeply",
+                               {"max_depth": max_depth, "path": json_path(path[:8]) + "..."})
+        for key, item in value.items() if type(value) is dict else enumerate(value):
+            kind = type(item)
+            if kind is list or kind is dict:
+                stack.append((item, depth + 1, (*path, key)))
+            elif kind is int and not -_FLOAT_MAX <= item <= _FLOAT_MAX:
+                _check_number(item, (*path, key))
+
+
+def _check_number(number: int, where: tuple) -> None:
+    if -_FLOAT_MAX <= number <= _FLOAT_MAX:
+        return
+    names = [p for p in where if isinstance(p, str)]
+    positions = [p for p in where if isinstance(p, int)]
+    detail = {"index": positions[0] if positions else None, "field": names[-1] if names else None,
+              "path": json_path(where)}
+    if len(positions) > 1 and isinstance(where[-1], int):
+        detail["position"] = where[-1]  # e.g. the value's place in a feature vector
+    raise InvalidInput(f"{json_path(where)}: {len(str(abs(number)))}-digit integer is beyond the float range",
+                       detail)

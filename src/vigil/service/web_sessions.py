@@ -21,4 +21,4 @@ def predict_web_sessions():
         return jsonify(run_prediction("web-sessions"))
     except VigilError as exc:
         status = exc.status if exc.status != 500 else 503
-        return jsonify({"success": False, "error": exc.error, "detail": exc.detail}), status
+        return jsonify({"success": False, "error": exc.error, "detail": exc.detail}), status, exc.headers or {}

@@ -9,11 +9,15 @@ or ``vigil.streaming``: the service hands it a :class:`PredictInput` and gets JS
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator, Sequence
 
 from vigil.artifacts import ArtifactStore, LoadedModel
 from vigil.config import Settings
+from vigil.errors import PredictionTimeout
+
+CHUNK_ROWS = 1024  # rows scored between two deadline checks, unless a task asks for another size
 
 
 @dataclass
@@ -26,6 +30,33 @@ class PredictInput:
     files: dict[str, bytes] = field(default_factory=dict)  # multipart uploads, name -> bytes
     args: dict[str, str] = field(default_factory=dict)  # query-string parameters
     max_rows: int = 100_000
+    # time.monotonic() past which the work must stop (set by the service from VIGIL_PREDICT_TIMEOUT_S)
+    deadline: float | None = None
+    time_limit_s: float | None = None  # the limit the deadline came from, for the error message
+
+    def check_deadline(self) -> None:
+        """Raise :class:`~vigil.errors.PredictionTimeout` once the deadline has passed."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise PredictionTimeout(
+                f"prediction took longer than {self.time_limit_s or 0:g} s; stopped",
+                {"predict_timeout_s": self.time_limit_s,
+                 "hint": "send fewer rows per request, or raise VIGIL_PREDICT_TIMEOUT_S"})
+
+    def chunks(self, rows: Sequence, size: int = CHUNK_ROWS) -> Iterator[tuple[int, Sequence]]:
+        """``(start, rows[start:start + size])`` in order, checking the deadline before each chunk,
+        so a prediction past its time limit stops instead of running on unseen::
+
+            >>> [start for start, _ in PredictInput().chunks(range(5), size=2)]
+            [0, 2, 4]
+        """
+        for start in range(0, len(rows), size):
+            self.check_deadline()
+            yield start, rows[start:start + size]
+
+    def each(self, rows: Sequence, every: int = CHUNK_ROWS) -> Iterator[tuple[int, Any]]:
+        """``enumerate(rows)``, checking the deadline before every ``every`` rows."""
+        for start, chunk in self.chunks(rows, size=every):
+            yield from enumerate(chunk, start)
 
 
 class Task:
@@ -35,6 +66,9 @@ class Task:
     slug: ClassVar[str]  # CLI verb and URL segment ("web-events")
     title: ClassVar[str]  # one line for humans
     primary_metric: ClassVar[str] = "roc_auc"
+    # Estimated CPU microseconds one record of a /predict request costs (measured on the 2-core
+    # reference machine, rounded up). rows x row_cost is held against VIGIL_PREDICT_COST_BUDGET_S.
+    row_cost: ClassVar[float] = 100.0
 
     def add_cli(self, parser: argparse.ArgumentParser) -> None:
         """Add this task's verbs (``vigil <slug> <verb>``) to ``parser``."""

@@ -338,6 +338,7 @@ class EmberTask(Task):
     slug = "ember"
     title = "Malware detection on Windows PE files (EMBER features, LightGBM)"
     primary_metric = "roc_auc"
+    row_cost = 1000.0  # µs per JSON vector or raw record (each value is checked in Python); a PE file is one row
 
     def add_cli(self, parser: argparse.ArgumentParser) -> None:
         verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")

@@ -334,6 +334,7 @@ class WebEventsTask(Task):
     slug = "web-events"
     title = "Web-attack events (ML-PT): DBSCAN labels, tuned forest, ML-PT's /predict"
     primary_metric = "cv_f1_weighted"
+    row_cost = 20.0  # µs per event
 
     def add_cli(self, parser: argparse.ArgumentParser) -> None:
         verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")

@@ -57,6 +57,7 @@ class WebSessionsTask(Task):
     slug: ClassVar[str] = "web-sessions"
     title: ClassVar[str] = "Web-session intruders: is this browsing session Alice's? (Kaggle Catch Me If You Can)"
     primary_metric: ClassVar[str] = "roc_auc"
+    row_cost: ClassVar[float] = 100.0  # µs per session
 
     # -- CLI ------------------------------------------------------------------------------------
     def add_cli(self, parser: argparse.ArgumentParser) -> None:
