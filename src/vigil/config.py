@@ -68,6 +68,10 @@ class Settings:
     # VIGIL_RUNTIME_DIR: scratch folder shared by one server's gunicorn workers (Prometheus
     # multiprocess files, reload generation); gunicorn_conf creates one per server start.
     runtime_dir: Path | None = None
+    # VIGIL_COMPAT: comma-separated originals whose client-visible conventions to copy exactly:
+    # "mlpt" (POST /predict: ML-PT's 415 / 500 error bodies), "course" (POST /predict/web-sessions:
+    # errors as HTTP 200 {"success": false}, a single session's prediction as a number)
+    compat: frozenset = frozenset()
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -99,6 +103,8 @@ class Settings:
             bind=_env_str("VIGIL_BIND"),
             worker_timeout_s=_env_int("VIGIL_WORKER_TIMEOUT", cls.worker_timeout_s),
             runtime_dir=Path(os.environ["VIGIL_RUNTIME_DIR"]) if os.environ.get("VIGIL_RUNTIME_DIR") else None,
+            compat=frozenset(part.strip().lower() for part in os.environ.get("VIGIL_COMPAT", "").split(",")
+                             if part.strip()),
         )
         return replace(settings, **overrides) if overrides else settings
 
