@@ -179,6 +179,7 @@ def test_the_readme_quickstart_runs_as_written_on_the_demo(tmp_path):
     client = create_app(settings).test_client()
     calls = _quickstart_calls()
     assert [path for path, _ in calls] == ["/train", "/test", "/infer", "/one_loop", "/end_exp"]
+    status_url = None  # the job of /one_loop, waited for before /end_exp
     for path, body in calls:
         if path == "/end_exp":
             job = client.get(status_url).get_json()
