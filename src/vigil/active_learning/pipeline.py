@@ -1,6 +1,6 @@
 """What the Alectio endpoints do, independent of Flask: start loops as jobs, close experiments.
 
-Used by the HTTP blueprint (``vigil.service.alectio``) and by the local experiment runner, so both go
+Used by the HTTP blueprint (``vigil.service.compat.alectio``) and by the local experiment runner, so both go
 through the same validation, locking, job files and loop code.
 """
 

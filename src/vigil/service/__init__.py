@@ -21,10 +21,10 @@ BLUEPRINTS = [
     "vigil.service.admin",
     "vigil.service.metrics",
     "vigil.service.openapi",
-    "vigil.service.alectio",
-    "vigil.service.mlpt",
+    "vigil.service.compat.alectio",
+    "vigil.service.compat.mlpt",
     "vigil.service.dns",
-    "vigil.service.web_sessions",
+    "vigil.service.compat.web_sessions",
     "vigil.service.ui",
 ]
 
