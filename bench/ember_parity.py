@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", type=Path, default=REPO / "runs" / "ember-ref")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--details", type=Path, default=REPO / "runs" / "ember-parity" / "differences.jsonl")
+    parser.add_argument("--only", type=Path, help="a --details file: compare only the files listed in it")
     args = parser.parse_args(argv)
     manifest_path, raw_path = args.corpus / "manifest.jsonl", args.reference / "raw.jsonl"
     if not manifest_path.exists() or not raw_path.exists():
@@ -110,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         print("the reference was made from another manifest: rebuild it")
         return 1
     reference_vectors = np.load(args.reference / "vectors_v2.npy")
+    if args.only:
+        wanted = {json.loads(line)["path"] for line in args.only.read_text().splitlines()}
+        keep = [i for i, m in enumerate(manifest) if m["path"] in wanted]
+        manifest, reference_raw = [manifest[i] for i in keep], [reference_raw[i] for i in keep]
+        reference_vectors = reference_vectors[keep]
     counts, differences = compare(manifest, args.corpus / "files", reference_raw, reference_vectors, args.jobs)
     total = len(manifest)
     print(f"{total} PE files ({len({m['sha256'] for m in manifest})} distinct), "

@@ -348,7 +348,7 @@ class GeneralFileInfo(FeatureBlock):
         return {
             "size": len(bytez),
             "vsize": binary.virtual_size,
-            "has_debug": int(binary.has_debug),
+            "has_debug": int(self._legacy_has_debug(bytez, binary)),
             "exports": len(binary.exported_functions),
             "imports": len(binary.imported_functions),
             "has_relocations": int(self._legacy_has_relocations(bytez, binary)),
@@ -357,6 +357,13 @@ class GeneralFileInfo(FeatureBlock):
             "has_tls": int(binary.has_tls),
             "symbols": len(binary.symbols),
         }
+
+    @staticmethod
+    def _legacy_has_debug(bytez: bytes, binary: Any) -> bool:
+        """LIEF 0.9-0.12 set ``has_debug`` as soon as the DEBUG directory's RVA is not 0 (before
+        reading any entry); LIEF 1.0 says whether a debug entry was parsed."""
+        directories = _legacy_data_directories(bytez, binary)
+        return len(directories) > 6 and directories[6][0] != 0
 
     @staticmethod
     def _legacy_has_relocations(bytez: bytes, binary: Any) -> bool:
