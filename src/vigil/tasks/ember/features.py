@@ -149,8 +149,10 @@ def _legacy_data_directories(bytez: bytes, binary: Any) -> list[tuple[int, int]]
     after the optional header, whatever ``NumberOfRvaAndSizes`` says (LIEF 1.0 reads only that
     many); the slots past the declared ones are whatever bytes follow (the section table)."""
     directories = [(d.rva, d.size) for d in binary.data_directories][:16]
-    if len(directories) < 16:
+    if len(directories) < 16 and len(bytez) >= 0x40:
         (e_lfanew,) = struct.unpack_from("<I", bytez, 0x3C)
+        if e_lfanew + 26 > len(bytez):  # LIEF parsed the headers, so this is not expected
+            return directories
         (magic,) = struct.unpack_from("<H", bytez, e_lfanew + 24)
         start = e_lfanew + 24 + (112 if magic == 0x20B else 96)  # sizeof PE32+ / PE32 optional header
         for i in range(len(directories), 16):
