@@ -17,9 +17,14 @@ comparable with the published EMBER data:
   the vector, only of the raw record);
 * parse errors: LIEF 1.0 returns ``None`` instead of raising ``lief.bad_format`` & co.; either way
   the file gets ember's fallback record (byte-level blocks filled, PE blocks empty);
-* names that are not valid UTF-8 (section, import, export names of malformed files): LIEF 1.0
-  returns ``bytes``; they are decoded with U+FFFD replacement characters;
-* enum values outside LIEF's enums (malformed headers) are written ``???`` as old LIEF printed them.
+* enum values outside LIEF's enums (malformed headers) are written ``???`` as old LIEF printed them;
+* names (sections, imports, exports): the bytes decoded as ASCII with backslash escapes, as LIEF
+  0.9-0.12's bindings did (LIEF 1.0 returns ``str`` for UTF-8 names, ``bytes`` for the others);
+* flag lists in the order old LIEF's Python ``set`` listed them (:func:`_legacy_flag_order`);
+* forwarded exports named by their forwarder string; ``has_relocations``, ``has_debug`` and the 16
+  data directories as LIEF 0.9-0.12 derived them from the directories (see each block).
+
+``python -m bench.ember_parity`` compares records with ember + LIEF 0.12.3's on a Debian PE corpus.
 
 Example::
 
@@ -33,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import struct
 import warnings
 from typing import Any, ClassVar
 
@@ -50,7 +56,6 @@ DIMS = {1: 2351, 2: 2381}
 
 # LIEF 1.0 name -> the name LIEF <= 0.12 (and so the published EMBER data) used.
 _LEGACY_HEADER_CHARACTERISTICS = {"NEED_32BIT_MACHINE": "CHARA_32BIT_MACHINE"}
-_LEGACY_DATA_DIRECTORY_NAMES = {"DEBUG_DIR": "DEBUG"}
 
 
 # The byte-level blocks read files this many bytes at a time (a multiple of the byte-entropy step),
@@ -94,10 +99,68 @@ def _enum_name(value: Any) -> str:
 
 
 def _text(value: Any) -> str:
-    """LIEF 1.0 hands back ``bytes`` for names that are not valid UTF-8; records need ``str``."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return value if isinstance(value, str) else str(value)
+    """A name as LIEF 0.9-0.12's Python bindings gave it to ember: its bytes decoded as ASCII with
+    backslash escapes (``safe_string_converter``: ``name_bytes.decode('ascii', 'backslashreplace')``),
+    so ``b".t\\xe9xt"`` is written ``.t\\xe9xt`` whether or not the bytes are valid UTF-8. LIEF 1.0
+    returns ``str`` for UTF-8 names and ``bytes`` for the others; both go back to the file's bytes."""
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogateescape")
+    elif not isinstance(value, (bytes, bytearray)):
+        value = str(value).encode("utf-8", "surrogateescape")
+    return bytes(value).decode("ascii", "backslashreplace")
+
+
+def _flag_value(flag: Any) -> int:
+    return int(getattr(flag, "value", flag))
+
+
+def _legacy_flag_order(flags: Any) -> list:
+    """Flags in the order ember's LIEF (0.9-0.12) listed them.
+
+    Its bindings returned a ``std::set`` (ascending values) as a Python ``set`` of enum members,
+    whose hash is the member's value, so the list ember wrote is that set's iteration order: a
+    set built from the ascending values. LIEF 1.0 returns a list in its own order.
+    """
+    by_value = {_flag_value(flag): flag for flag in flags}
+    return [by_value[value] for value in set(sorted(by_value))]
+
+
+def _align(value: int, alignment: int) -> int:
+    return value + alignment - value % alignment if alignment > 0 and value % alignment else value
+
+
+def _legacy_rva_to_offset(binary: Any, rva: int) -> int:
+    """LIEF 0.12's ``Binary::rva_to_offset``: the first section whose [VA, VA + max(vsize, raw size))
+    holds the RVA, section VA and raw offset aligned up (section alignment below 0x1000 taken as
+    the file alignment); an RVA in no section is taken as the offset itself."""
+    for section in binary.sections:
+        start = section.virtual_address
+        if start <= rva < start + max(section.virtual_size, section.sizeof_raw_data):
+            section_alignment = binary.optional_header.section_alignment
+            file_alignment = binary.optional_header.file_alignment
+            if section_alignment < 0x1000:
+                section_alignment = file_alignment
+            return (rva - _align(start, section_alignment)) + _align(section.pointerto_raw_data, file_alignment)
+    return rva
+
+
+def _legacy_data_directories(bytez: bytes, binary: Any) -> list[tuple[int, int]]:
+    """(rva, size) of the 16 data directories as LIEF 0.9-0.12 read them: always 16 entries right
+    after the optional header, whatever ``NumberOfRvaAndSizes`` says (LIEF 1.0 reads only that
+    many); the slots past the declared ones are whatever bytes follow (the section table)."""
+    directories = [(d.rva, d.size) for d in binary.data_directories][:16]
+    if len(directories) < 16 and len(bytez) >= 0x40:
+        (e_lfanew,) = struct.unpack_from("<I", bytez, 0x3C)
+        if e_lfanew + 26 > len(bytez):  # LIEF parsed the headers, so this is not expected
+            return directories
+        (magic,) = struct.unpack_from("<H", bytez, e_lfanew + 24)
+        start = e_lfanew + 24 + (112 if magic == 0x20B else 96)  # sizeof PE32+ / PE32 optional header
+        for i in range(len(directories), 16):
+            offset = start + 8 * i
+            if offset + 8 > len(bytez):
+                break
+            directories.append(struct.unpack_from("<II", bytez, offset))
+    return directories
 
 
 class FeatureBlock:
@@ -292,15 +355,32 @@ class GeneralFileInfo(FeatureBlock):
         return {
             "size": len(bytez),
             "vsize": binary.virtual_size,
-            "has_debug": int(binary.has_debug),
+            "has_debug": int(self._legacy_has_debug(bytez, binary)),
             "exports": len(binary.exported_functions),
             "imports": len(binary.imported_functions),
-            "has_relocations": int(binary.has_relocations),
+            "has_relocations": int(self._legacy_has_relocations(bytez, binary)),
             "has_resources": int(binary.has_resources),
             "has_signature": int(binary.has_signatures),
             "has_tls": int(binary.has_tls),
             "symbols": len(binary.symbols),
         }
+
+    @staticmethod
+    def _legacy_has_debug(bytez: bytes, binary: Any) -> bool:
+        """LIEF 0.9-0.12 set ``has_debug`` as soon as the DEBUG directory's RVA is not 0 (before
+        reading any entry); LIEF 1.0 says whether a debug entry was parsed."""
+        directories = _legacy_data_directories(bytez, binary)
+        return len(directories) > 6 and directories[6][0] != 0
+
+    @staticmethod
+    def _legacy_has_relocations(bytez: bytes, binary: Any) -> bool:
+        """LIEF 0.9-0.12 set ``has_relocations`` once the first base-relocation block header (8
+        bytes) could be read where the directory points, even an empty one (``PageRVA`` 0) that
+        gives no relocation; LIEF 1.0 says whether any block was parsed."""
+        directories = _legacy_data_directories(bytez, binary)
+        if len(directories) <= 5 or directories[5][0] == 0:
+            return False
+        return _legacy_rva_to_offset(binary, directories[5][0]) + 8 <= len(bytez)
 
     def process_raw_features(self, raw):
         return np.asarray([raw[key] for key in self._order], dtype=np.float32)
@@ -330,10 +410,13 @@ class HeaderFileInfo(FeatureBlock):
         raw["coff"]["timestamp"] = header.time_date_stamps
         raw["coff"]["machine"] = _enum_name(header.machine)
         raw["coff"]["characteristics"] = [
-            _LEGACY_HEADER_CHARACTERISTICS.get(name, name) for name in map(_enum_name, header.characteristics_list)
+            _LEGACY_HEADER_CHARACTERISTICS.get(name, name)
+            for name in map(_enum_name, _legacy_flag_order(header.characteristics_list))
         ]
         raw["optional"]["subsystem"] = _enum_name(optional.subsystem)
-        raw["optional"]["dll_characteristics"] = [_enum_name(c) for c in optional.dll_characteristics_lists]
+        raw["optional"]["dll_characteristics"] = [
+            _enum_name(c) for c in _legacy_flag_order(optional.dll_characteristics_lists)
+        ]
         raw["optional"]["magic"] = _enum_name(optional.magic)
         for key in self._optional_numbers:
             raw["optional"][key] = getattr(optional, key)
@@ -378,7 +461,7 @@ class SectionInfo(FeatureBlock):
             "entry": entry,
             "sections": [
                 {"name": _text(s.name), "size": s.size, "entropy": s.entropy, "vsize": s.virtual_size,
-                 "props": [_enum_name(c) for c in s.characteristics_lists]}
+                 "props": [_enum_name(c) for c in _legacy_flag_order(s.characteristics_lists)]}
                 for s in binary.sections
             ],
         }
@@ -457,7 +540,19 @@ class ExportsInfo(FeatureBlock):
     def raw_features(self, bytez, binary):
         if binary is None:
             return []
-        return [_text(function.name)[:10000] for function in binary.exported_functions]
+        export = binary.get_export() if binary.has_exports else None
+        names = []
+        for entry in export.entries if export is not None else []:
+            name = entry.name
+            if entry.is_forwarded and entry.forward_information.library:
+                # LIEF 0.9-0.12 named a forwarded export by its forwarder string (the export's own
+                # name was never read); LIEF 1.0 reads the own name and splits the string at its
+                # first dot into forward_information, which gives the string back.
+                info = entry.forward_information
+                name = f"{_text(info.library)}.{_text(info.function)}"
+            if name:  # as exported_functions: entries without a name (ordinal only) are left out
+                names.append(_text(name)[:10000])
+        return names
 
     def process_raw_features(self, raw):
         return self.process_raw_features_batch([raw])[0]
@@ -476,16 +571,14 @@ class DataDirectories(FeatureBlock):
         "BASE_RELOCATION_TABLE", "DEBUG", "ARCHITECTURE", "GLOBAL_PTR", "TLS_TABLE", "LOAD_CONFIG_TABLE",
         "BOUND_IMPORT", "IAT", "DELAY_IMPORT_DESCRIPTOR", "CLR_RUNTIME_HEADER",
     )
+    _legacy_names = (*names, "RESERVED")  # LIEF 0.12's DATA_DIRECTORY names, index 0..15
 
     def raw_features(self, bytez, binary):
         if binary is None:
             return []
-        output = []
-        for directory in binary.data_directories:
-            name = _enum_name(directory.type)
-            output.append({"name": _LEGACY_DATA_DIRECTORY_NAMES.get(name, name),
-                           "size": directory.size, "virtual_address": directory.rva})
-        return output
+        # 16 entries, as LIEF 0.9-0.12 read them (see _legacy_data_directories)
+        return [{"name": self._legacy_names[i], "size": size, "virtual_address": rva}
+                for i, (rva, size) in enumerate(_legacy_data_directories(bytez, binary))]
 
     def process_raw_features(self, raw):
         # Positional, as in ember: the i-th listed directory fills slot i.
