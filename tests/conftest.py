@@ -21,6 +21,11 @@ from vigil.service import create_app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Tests build their settings themselves: a developer's VIGIL_* variables (a predict token, a model key,
+# another models folder) must not leak into them, nor into the servers they start.
+for _name in [name for name in os.environ if name.startswith("VIGIL_")]:
+    del os.environ[_name]
+
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
