@@ -55,7 +55,7 @@ def test_default_model_is_saved_with_metrics(trained):
 
 
 def test_predict_names_and_rows(dns_client):
-    tunnel = "mzxw6ytboi3tmnzyhe2dqojqgeztgnbvgy3tqobzge4dmnzxgq4dsmrqgeztgnbvgy3tq.0.1f3a.tunnel-relay.net"
+    tunnel = "mzxw6ytboi3tmnzyhe2dqojqgeztgnbvgy3tqobzge4dmnzxgq4ds.mrqgeztgnbvgy3tq.0.1f3a.tunnel-relay.net"
     response = dns_client.post("/predict/dns", json={"queries": ["www.wikipedia.org", tunnel]})
     assert response.status_code == 200, response.get_json()
     body = response.get_json()

@@ -47,7 +47,7 @@ import pandas as pd
 
 from vigil.tasks.dns_exfil.features import (
     CSV_COLUMNS, DATA_DIR, LABEL_COLUMN, CharacterClasses, LabelShape, LongestWord, RegisteredDomain,
-    normalize_query,
+    normalize_query, parse_query_name,
 )
 
 PAYLOAD_FILES = ("python-3.11.7-LICENSE.txt", "python-3.11.7-csv.py", "python-3.11.7-idle_48.png")
@@ -211,7 +211,8 @@ def cic_rows(names: list[str], labels: np.ndarray, start_seconds: float = 0.0, s
     blocks = [CharacterClasses(), LabelShape(), RegisteredDomain()]
     longest = LongestWord()
     records = []
-    for i, name in enumerate(names):
+    for i, text in enumerate(names):
+        name = parse_query_name(text)
         record = {}
         for block in blocks:
             raw = block.raw_features(name)
