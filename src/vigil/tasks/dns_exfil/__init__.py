@@ -24,12 +24,15 @@ from vigil.artifacts import ArtifactStore, LoadedModel, data_fingerprint
 from vigil.config import Settings
 from vigil.errors import InvalidInput, UnprocessableInput
 from vigil.tasks.base import PredictInput, Task
+import numpy as np
+
 from vigil.tasks.dns_exfil.features import (
-    FEATURE_COLUMNS, FEATURE_VERSION, QueryFeatureExtractor, coerce_csv_value,
+    FEATURE_COLUMNS, FEATURE_VERSION, QueryFeatureExtractor, coerce_csv_value, normalize_query, parse_query_name,
 )
 
 TASK_NAME = "dns_exfil"
 DYNAMIC_TASK = "dns_exfil_dynamic"
+QUERY_TASK = "dns_exfil_query"  # the real-traffic per-query model (query_model.py), served by default
 STREAMS_FOLDER = "dns_exfil_streams"
 HEARTBEAT_FRESH_S = 120.0
 DEFAULT_SELECTION, DEFAULT_ALGORITHM = "tree_importance", "lightgbm"
@@ -100,19 +103,30 @@ def parse_items(request: PredictInput) -> list:
     return items
 
 
-def featurize_items(items: list, extractor: QueryFeatureExtractor | None = None):
-    """Feature matrix of the good items, their indexes and queries, and per-item errors for the bad."""
-    extractor = extractor or QueryFeatureExtractor()
+def featurize_items(items: list, extractor: QueryFeatureExtractor | None = None,
+                    columns: list[str] | None = None):
+    """Feature matrix of the good items, their indexes and queries, and per-item errors for the bad.
+
+    ``columns`` are the model's (the CIC 14 by default; the real-traffic model's 24 take query names
+    only, since a CIC feature row lacks its extra columns). A query comes back in presentation form.
+    """
+    columns = list(columns or FEATURE_COLUMNS)
+    cic_only = set(columns) <= set(FEATURE_COLUMNS)
+    extractor = extractor or (QueryFeatureExtractor() if cic_only else QueryFeatureExtractor.real())
     rows, indexes, queries, errors = [], [], [], []
     for index, item in enumerate(items):
         try:
-            if isinstance(item, str):
-                query = item
-                row = [extractor.features(item)[c] for c in FEATURE_COLUMNS]
-            elif isinstance(item, dict) and "query" in item:
-                query = item["query"]
-                row = [extractor.features(query)[c] for c in FEATURE_COLUMNS]
+            if isinstance(item, str) or (isinstance(item, dict) and "query" in item):
+                raw = item if isinstance(item, str) else item["query"]
+                name = parse_query_name(raw)
+                query = normalize_query(name)
+                features = extractor.features(name)
+                row = [features[c] for c in columns]
             elif isinstance(item, dict):
+                if not cic_only:
+                    raise InvalidInput(f"record {index} is a CIC feature row: the real-traffic model scores query "
+                                       "names; send the name, or ask the CIC model with ?model=cic",
+                                       {"index": index, "field": None})
                 query = None
                 row = _feature_row(item, index)
             else:
@@ -129,7 +143,7 @@ def featurize_items(items: list, extractor: QueryFeatureExtractor | None = None)
         queries.append(query)
     import pandas as pd
 
-    frame = pd.DataFrame(rows, columns=FEATURE_COLUMNS, dtype=float)
+    frame = pd.DataFrame(np.asarray(rows, dtype=float).reshape(-1, len(columns)), columns=columns)
     return frame, indexes, queries, errors
 
 
@@ -177,6 +191,11 @@ class DnsExfilTask(Task):
         bundle = make_bundle(pipeline, DEFAULT_SELECTION, DEFAULT_ALGORITHM)
         metrics = scores(y_test, predict_proba(bundle, X_test))
         bundle["pipeline"] = make_pipeline(DEFAULT_SELECTION, DEFAULT_ALGORITHM).fit(X, y)
+        if (settings.data_dir / "dns_exfil" / "captures.csv.gz").is_file():
+            # The served default for query names: real tool captures + real benign names.
+            from vigil.tasks.dns_exfil.query_model import train_query_model
+
+            train_query_model(store)
         return store.save(self.name, bundle, metrics=metrics, threshold=0.5, feature_version=FEATURE_VERSION,
                           data_fingerprint=data_fingerprint(X, y),
                           extra={"kind": "static", "selection": DEFAULT_SELECTION, "algorithm": DEFAULT_ALGORITHM,
@@ -187,10 +206,10 @@ class DnsExfilTask(Task):
         from vigil.tasks.dns_exfil.model import predict_proba
 
         items = parse_items(request)
-        frame, indexes, queries, errors = featurize_items(items)
+        bundle = loaded.model
+        frame, indexes, queries, errors = featurize_items(items, columns=bundle.get("feature_columns"))
         if not indexes:
             raise InvalidInput("no valid query name or feature row in the request", {"errors": errors[:20]})
-        bundle = loaded.model
         threshold = float(bundle.get("threshold", 0.5))
         probability = predict_proba(bundle, frame)
         results = []
@@ -262,5 +281,5 @@ def cmd_train(args) -> int:
     return 0
 
 
-__all__ = ["DnsExfilTask", "TASK_NAME", "DYNAMIC_TASK", "live_stream_status", "write_stream_status",
+__all__ = ["DnsExfilTask", "TASK_NAME", "DYNAMIC_TASK", "QUERY_TASK", "live_stream_status", "write_stream_status",
            "featurize_items"]

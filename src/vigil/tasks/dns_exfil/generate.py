@@ -164,10 +164,18 @@ class TunnelSession:
         return chunk
 
 
+def sld_is_readable(host: str) -> bool:
+    """The assignment's consumer turns every sld holding a letter into 192 and casts the column to int:
+    an sld of digits only ("192", as in the published CIC row) reads, one of digits and dots or hyphens
+    ("88.159.162.66" from an IP host, "0-02") crashes it. Such hosts are left out of the generated data."""
+    raw = RegisteredDomain().raw_features(parse_query_name(host))["sld"]
+    return any(ch.isalpha() for ch in raw) or raw.isdigit()
+
+
 class QueryGenerator:
     def __init__(self, seed: int = 7, data_dir: Path = DATA_DIR):
         self.rng = np.random.default_rng(seed)
-        hosts = load_benign_hosts(data_dir)
+        hosts = [h for h in load_benign_hosts(data_dir) if sld_is_readable(h)]
         self.machine_hosts = [h for h in hosts if is_machine_generated(h)]
         self.human_hosts = [h for h in hosts if not is_machine_generated(h)]
         self.payload = load_payload(data_dir)
