@@ -91,7 +91,7 @@ def test_service_prefers_the_dynamic_model_of_a_live_stream(trained, dns_client)
     _, store, _ = trained
     static = store.load("dns_exfil").model
     store.save(DYNAMIC_TASK, {**static, "kind": "dynamic"}, threshold=0.5, extra={"kind": "dynamic"})
-    ask = lambda: dns_client.post("/predict/dns", json={"queries": ["www.wikipedia.org"]}).get_json()["model"]
+    ask = lambda: dns_client.post("/predict/dns?model=cic", json={"queries": ["www.wikipedia.org"]}).get_json()["model"]
     assert ask()["task"] == "dns_exfil"  # a dynamic model alone is not enough: no stream runs
     write_stream_status(store, "vigil-dns.main", "running", dynamic_version="1")
     try:

@@ -174,6 +174,11 @@ class DnsExfilTask(Task):
         train.add_argument("--n-jobs", type=int, default=1)
         train.set_defaults(handler=cmd_train)
 
+        real = verbs.add_parser("evaluate-real", help="leave-one-tool-out evaluation of the per-query model on the "
+                                                      "shipped real captures and benign names; then train and save it")
+        real.add_argument("--no-save", action="store_true", help="evaluate only")
+        real.set_defaults(handler=cmd_evaluate_real)
+
     # -- training ----------------------------------------------------------------------------------
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:
         from vigil.tasks.dns_exfil.generate import STATIC_PHASE, QueryGenerator, cic_rows
@@ -257,6 +262,17 @@ def cmd_generate(args) -> int:
     for phase in card["phases"]:
         print(f"  windows {phase['first_window']:>3}-{phase['last_window']:<3} {phase['phase']:<5} {phase['description']}")
     print(f"drift schedule: {out / 'drift_schedule.json'}")
+    return 0
+
+
+def cmd_evaluate_real(args) -> int:
+    from vigil.tasks.dns_exfil.query_model import format_report, leave_one_tool_out, train_query_model
+
+    _, store = _settings_store(args)
+    print(format_report(leave_one_tool_out()))
+    if not args.no_save:
+        entry = train_query_model(store)
+        print(f"saved {entry['task']} v{entry['version']} (served by POST /predict/dns for query names)")
     return 0
 
 

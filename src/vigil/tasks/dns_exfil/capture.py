@@ -169,7 +169,8 @@ def load_captures(path: Path | str | None = None):
 
     from vigil.tasks.dns_exfil.features import DATA_DIR
 
-    return pd.read_csv(path or DATA_DIR / "captures.csv.gz", dtype={"qname": str, "encoding": str})
+    return pd.read_csv(path or DATA_DIR / "captures.csv.gz", dtype={"qname": str, "encoding": str, "qtype": str},
+                       keep_default_na=False)
 
 
 # -- helpers run inside the namespaces -----------------------------------------------------------

@@ -24,6 +24,27 @@ from vigil.tasks.dns_exfil.features import QUERY_COLUMNS, QueryFeatureExtractor
 
 QUERY_TASK = "dns_exfil_query"
 QUERY_THRESHOLD = 0.5
+# The captures ran under one invented zone family (*.tun.vigil-test.net); so that no model can learn
+# "this registered domain is a tunnel", each tool's queries are moved under a zone of its own for
+# training, and a held-out tool under a zone no training row has.
+# (All 20 characters long, like the capture zones, so no name grows past 255 wire bytes.)
+TRAINING_ZONES = ("t.cdnedgesyncsvc.com", "q.apimetricshubs.net", "x.staticfilecdnx.org", "a.telemetryhubio.com",
+                  "u.mailsvcrelayer.net", "r.updatecheckers.com", "z.cloudassetsdev.org")
+HELD_OUT_ZONE = "d.imgcacheprodxy.com"
+
+
+def rezone(captures: pd.DataFrame, zones: dict[str, str]) -> pd.DataFrame:
+    """Move each tool's queries from its capture zone to ``zones[tool]`` (payload labels unchanged)."""
+    out = captures.copy()
+    for tool, zone in zones.items():
+        m = out.tool == tool
+        out.loc[m, "qname"] = [q[:len(q) - len(z)] + zone for q, z in zip(out.qname[m], out.zone[m])]
+        out.loc[m, "zone"] = zone
+    return out
+
+
+def _training_zones(tools) -> dict[str, str]:
+    return {tool: TRAINING_ZONES[i % len(TRAINING_ZONES)] for i, tool in enumerate(sorted(tools))}
 
 
 def featurize(names) -> pd.DataFrame:
@@ -69,6 +90,7 @@ def train_query_model(store, captures=None, benign=None) -> dict:
     from vigil.tasks.dns_exfil.features import QUERY_FEATURE_VERSION
 
     captures, benign = training_frames(captures, benign)
+    captures = rezone(captures, _training_zones(captures.tool.unique()))
     tunnel = captures[captures.data_bearing == 1]
     train_benign = benign[benign.source.isin(TRAIN_SOURCES)]
     tunnel_X, benign_X = featurize(tunnel.qname), featurize(train_benign.name)
@@ -88,7 +110,10 @@ def train_query_model(store, captures=None, benign=None) -> dict:
 def leave_one_tool_out(captures=None, benign=None, threshold: float = QUERY_THRESHOLD) -> dict:
     """Per held-out tool: AUC, detection of data-bearing (and of all) queries; benign FPR per source."""
     captures, benign = training_frames(captures, benign)
-    cap_X = featurize(captures.qname)
+    tools = sorted(captures.tool.unique())
+    zones = _training_zones(tools)
+    cap_X = featurize(rezone(captures, zones).qname)
+    held_X = featurize(rezone(captures, {t: HELD_OUT_ZONE for t in tools}).qname)
     ben_X = featurize(benign.name)
     train_mask = benign.source.isin(TRAIN_SOURCES).to_numpy()
     test_mask = benign.source.isin(TEST_SOURCES).to_numpy()
@@ -98,7 +123,7 @@ def leave_one_tool_out(captures=None, benign=None, threshold: float = QUERY_THRE
         held = (captures.tool == tool).to_numpy()
         train_pos = (~held) & (captures.data_bearing == 1).to_numpy()
         model = fit(cap_X[train_pos], ben_X[train_mask])
-        p_tool = model.predict_proba(cap_X[held])[:, 1]
+        p_tool = model.predict_proba(held_X[held])[:, 1]
         p_benign = model.predict_proba(ben_X[test_mask])[:, 1]
         bearing = (captures.data_bearing[held] == 1).to_numpy()
         y = np.r_[np.ones(bearing.sum(), int), np.zeros(len(p_benign), int)]
