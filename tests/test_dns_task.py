@@ -59,7 +59,7 @@ def test_predict_names_and_rows(dns_client):
     response = dns_client.post("/predict/dns", json={"queries": ["www.wikipedia.org", tunnel]})
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
-    assert body["model"]["task"] == "dns_exfil"
+    assert body["model"]["task"] == "dns_exfil_query"  # the real-traffic model is the default for names
     benign, attack = body["results"]
     assert benign["decision"] == "benign" and attack["decision"] == "exfiltration"
     assert 0 <= benign["probability"] < 0.5 <= attack["probability"] <= 1
@@ -67,6 +67,7 @@ def test_predict_names_and_rows(dns_client):
     row = dict(zip(FEATURE_COLUMNS, [27, 10, 0, 10, 11, 2.57, 6, 6, 7, 3.67, "2", "192", 14, 1]))
     rows = dns_client.post("/predict/dns", json={"rows": [row]}).get_json()
     assert rows["results"][0]["index"] == 0 and "query" not in rows["results"][0]
+    assert rows["model"]["task"] == "dns_exfil"  # CIC feature rows: the CIC model
 
     text = dns_client.post("/predict/dns", data="www.bbc.co.uk\n" + tunnel + "\n", content_type="text/plain")
     assert [r["query"] for r in text.get_json()["results"]] == ["www.bbc.co.uk", tunnel]
