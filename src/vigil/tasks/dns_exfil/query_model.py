@@ -14,37 +14,108 @@ FPR per benign source and per infrastructure kind.
 
 from __future__ import annotations
 
+import random
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from vigil.tasks.dns_exfil.benign import TEST_SOURCES, TRAIN_SOURCES, load_benign
 from vigil.tasks.dns_exfil.capture import load_captures
-from vigil.tasks.dns_exfil.features import QUERY_COLUMNS, QueryFeatureExtractor
+from vigil.tasks.dns_exfil.features import (
+    MAX_WIRE_LENGTH, QUERY_COLUMNS, QueryFeatureExtractor, QueryName, parse_query_name,
+)
 
 QUERY_TASK = "dns_exfil_query"
 QUERY_THRESHOLD = 0.5
-# The captures ran under one invented zone family (*.tun.vigil-test.net); so that no model can learn
-# "this registered domain is a tunnel", each tool's queries are moved under a zone of its own for
-# training, and a held-out tool under a zone no training row has.
-# (All 20 characters long, like the capture zones, so no name grows past 255 wire bytes.)
-TRAINING_ZONES = ("t.cdnedgesyncsvc.com", "q.apimetricshubs.net", "x.staticfilecdnx.org", "a.telemetryhubio.com",
-                  "u.mailsvcrelayer.net", "r.updatecheckers.com", "z.cloudassetsdev.org")
-HELD_OUT_ZONE = "d.imgcacheprodxy.com"
+# The captures ran under one invented zone family (*.tun.vigil-test.net, sld "vigil-test"). A model
+# trained on them as captured learns that zone's *shape* (label count, sld length) instead of the
+# data-bearing labels, and so would a model trained under a handful of look-alike zones. So every
+# query is re-homed, one by one, under a zone drawn from a deterministic pool of realistic zone names
+# of varied shape: 0-2 labels left of the registered domain, slds of 2-24 characters (words, word
+# pairs, hyphens, digits, random letters), one- and two-label public suffixes. Training draws from
+# :func:`zone_pool` ``("train")``; evaluation re-homes a held-out tool under ``("held-out")``, whose
+# names never occur in training and whose TLDs are partly unseen there.
+TRAIN_TLDS = ("com", "net", "org", "io", "info", "xyz", "ru", "de", "co", "top", "online", "me", "biz", "cc",
+              "eu", "pw")
+HELD_OUT_TLDS = ("co.uk", "com.br", "cloud", "site", "us", "com.au", "fr", "nl", "jp", "com", "net", "org")
+ZONE_PREFIXES = ("t", "d", "x", "ns", "ns1", "dns", "tun", "api", "cdn", "s3", "m", "q", "r7", "data", "sync",
+                 "upd", "img", "a1", "edge", "v2")
 
 
-def rezone(captures: pd.DataFrame, zones: dict[str, str]) -> pd.DataFrame:
-    """Move each tool's queries from its capture zone to ``zones[tool]`` (payload labels unchanged)."""
+# words a zone name of the shipped pool should not spell (the SCOWL list holds every word)
+_UNWANTED = ("fuck", "shit", "cunt", "nigg", "fag", "slut", "whore", "bitch", "rape", "nazi", "porn", "sex",
+             "dick", "cock", "pussy", "twat", "wank", "spic", "kike", "retard")
+
+
+@lru_cache(maxsize=1)
+def _word_pool(words: frozenset) -> list[str]:
+    return sorted(w for w in words if 3 <= len(w) <= 9 and not any(u in w for u in _UNWANTED))
+
+
+def _words(rng, n: int) -> list[str]:
+    from vigil.tasks.dns_exfil.features import english_words
+
+    pool = _word_pool(english_words())
+    return [rng.choice(pool) for _ in range(n)]
+
+
+def _sld(rng) -> str:
+    kind = rng.random()
+    if kind < 0.3:
+        return _words(rng, 1)[0]
+    if kind < 0.55:
+        return "".join(_words(rng, 2))[:24]
+    if kind < 0.7:
+        return "-".join(_words(rng, 2))[:24].strip("-")
+    if kind < 0.85:
+        return _words(rng, 1)[0] + str(rng.randint(1, 999))
+    letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return rng.choice("abcdefghijklmnopqrstuvwxyz") + "".join(rng.choice(letters)
+                                                               for _ in range(rng.randint(1, 11)))
+
+
+@lru_cache(maxsize=4)
+def zone_pool(which: str = "train", size: int = 400) -> tuple[str, ...]:
+    """Deterministic zone names for re-homing captures; ``"held-out"`` shares no name with ``"train"``."""
+    seed, tlds = {"train": (12, TRAIN_TLDS), "held-out": (1012, HELD_OUT_TLDS)}[which]
+    rng = random.Random(seed)
+    other = set(zone_pool("train", size)) if which != "train" else set()
+    zones: list[str] = []
+    while len(zones) < size:
+        prefix = rng.choices([0, 1, 2], weights=[3, 5, 2])[0]
+        labels = [rng.choice(ZONE_PREFIXES) for _ in range(prefix)] + [_sld(rng), rng.choice(tlds)]
+        zone = ".".join(labels)
+        if zone not in other and zone not in zones:
+            zones.append(zone)
+    return tuple(zones)
+
+
+def _rehomed(qname: str, old_zone: str, zone: str) -> str:
+    """``qname`` with its ``old_zone`` labels replaced by ``zone``; payload bytes trimmed from the last
+    payload labels when the name would pass 255 wire bytes (as a tool fits its payload to its zone)."""
+    labels = list(parse_query_name(qname).labels[:-(old_zone.count(".") + 1)])
+    new = tuple(label.encode() for label in zone.split("."))
+    while labels and QueryName((*labels, *new)).wire_length > MAX_WIRE_LENGTH:
+        excess = QueryName((*labels, *new)).wire_length - MAX_WIRE_LENGTH
+        last = labels[-1]
+        if len(last) > excess:
+            labels[-1] = last[:len(last) - excess]
+        else:
+            labels.pop()
+    return QueryName((*labels, *new)).presentation[:-1]
+
+
+def rehome(captures: pd.DataFrame, pool: str | tuple[str, ...] = "train", seed: int = 0) -> pd.DataFrame:
+    """Every query moved from its capture zone to a zone drawn (seeded, per query) from ``pool``."""
+    zones = zone_pool(pool) if isinstance(pool, str) else pool
+    rng = random.Random(seed)
     out = captures.copy()
-    for tool, zone in zones.items():
-        m = out.tool == tool
-        out.loc[m, "qname"] = [q[:len(q) - len(z)] + zone for q, z in zip(out.qname[m], out.zone[m])]
-        out.loc[m, "zone"] = zone
+    picked = [rng.choice(zones) for _ in range(len(out))]
+    out["qname"] = [_rehomed(q, z, new) for q, z, new in zip(out.qname, out.zone, picked)]
+    out["zone"] = picked
     return out
-
-
-def _training_zones(tools) -> dict[str, str]:
-    return {tool: TRAINING_ZONES[i % len(TRAINING_ZONES)] for i, tool in enumerate(sorted(tools))}
 
 
 def featurize(names) -> pd.DataFrame:
@@ -90,7 +161,7 @@ def train_query_model(store, captures=None, benign=None) -> dict:
     from vigil.tasks.dns_exfil.features import QUERY_FEATURE_VERSION
 
     captures, benign = training_frames(captures, benign)
-    captures = rezone(captures, _training_zones(captures.tool.unique()))
+    captures = rehome(captures, "train")
     tunnel = captures[captures.data_bearing == 1]
     train_benign = benign[benign.source.isin(TRAIN_SOURCES)]
     tunnel_X, benign_X = featurize(tunnel.qname), featurize(train_benign.name)
@@ -111,9 +182,8 @@ def leave_one_tool_out(captures=None, benign=None, threshold: float = QUERY_THRE
     """Per held-out tool: AUC, detection of data-bearing (and of all) queries; benign FPR per source."""
     captures, benign = training_frames(captures, benign)
     tools = sorted(captures.tool.unique())
-    zones = _training_zones(tools)
-    cap_X = featurize(rezone(captures, zones).qname)
-    held_X = featurize(rezone(captures, {t: HELD_OUT_ZONE for t in tools}).qname)
+    cap_X = featurize(rehome(captures, "train").qname)
+    held_X = featurize(rehome(captures, "held-out", seed=1).qname)
     ben_X = featurize(benign.name)
     train_mask = benign.source.isin(TRAIN_SOURCES).to_numpy()
     test_mask = benign.source.isin(TEST_SOURCES).to_numpy()
