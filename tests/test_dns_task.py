@@ -121,3 +121,14 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
     assert f"plot:    {demo / 'stream' / 'windows.png'}" in printed
     store = ArtifactStore(tmp_path / "models")
     assert store.latest_entry("dns_exfil") and store.latest_entry(DYNAMIC_TASK)
+
+
+def test_mixed_request_names_to_the_query_model_rows_to_the_cic_model(dns_client):
+    row = dict(zip(FEATURE_COLUMNS, [27, 10, 0, 10, 11, 2.57, 6, 6, 7, 3.67, "2", "192", 14, 1]))
+    body = dns_client.post("/predict/dns", json={"queries": ["www.wikipedia.org"], "rows": [row, {**row, "sld": []}]}
+                           ).get_json()
+    assert body["model"]["task"] == "dns_exfil_query" and body["rows_model"]["task"] == "dns_exfil"
+    name, scored_row = body["results"]
+    assert name["index"] == 0 and "model" not in name and name["decision"] == "benign"
+    assert scored_row["index"] == 1 and scored_row["model"] == "dns_exfil" and "query" not in scored_row
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [(2, "sld")]

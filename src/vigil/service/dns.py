@@ -10,7 +10,8 @@ the static model the registry holds. The answer's ``model`` field says which one
 
 Query names are answered by default from the real-traffic per-query model (artifact key
 ``dns_exfil_query``, trained on real tunnel captures and real benign names) when the store holds one;
-``?model=cic``, or a request made only of CIC feature rows, takes the CIC path above.
+``?model=cic``, or a request made only of CIC feature rows, takes the CIC path above; in a request
+mixing names and feature rows, the rows are answered by the CIC path (per-field validation included).
 
 The static route ``/predict/dns`` takes precedence over the generic ``/predict/<slug>``.
 """
@@ -21,8 +22,11 @@ import threading
 
 from flask import Blueprint, current_app, jsonify, request
 
+from vigil.errors import ModelNotAvailable
 from vigil.service.predict import run_prediction
-from vigil.tasks.dns_exfil import DYNAMIC_TASK, QUERY_TASK, TASK_NAME, live_stream_status
+from vigil.tasks.dns_exfil import (
+    DYNAMIC_TASK, QUERY_TASK, TASK_NAME, is_feature_row, live_stream_status, with_rows_model,
+)
 
 bp = Blueprint("dns", __name__)
 _cache: dict = {}
@@ -51,12 +55,30 @@ def _only_feature_rows() -> bool:
     return isinstance(body, list) and bool(body) and all(isinstance(i, dict) and "query" not in i for i in body)
 
 
+def _has_feature_rows() -> bool:
+    body = request.get_json(silent=True)
+    items = (body.get("rows") or []) if isinstance(body, dict) else body if isinstance(body, list) else []
+    return isinstance(items, list) and any(is_feature_row(i) for i in items)
+
+
 def current_model():
     store = current_app.extensions["vigil.store"]
     if request.args.get("model") != "cic" and not _only_feature_rows():
         query_model = _latest_model(store, QUERY_TASK)
         if query_model is not None:
-            return query_model
+            # names: the real-traffic model; feature rows of the same request: the CIC path below
+            return with_rows_model(query_model, _rows_model(store) if _has_feature_rows() else None)
+    return _cic_model(store)
+
+
+def _rows_model(store):
+    try:
+        return _cic_model(store)
+    except ModelNotAvailable:  # the names are still answered; each row is validated, then refused
+        return None
+
+
+def _cic_model(store):
     if live_stream_status(store):
         dynamic = _latest_model(store, DYNAMIC_TASK)
         if dynamic is not None:

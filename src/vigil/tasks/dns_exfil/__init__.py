@@ -103,18 +103,26 @@ def parse_items(request: PredictInput) -> list:
     return items
 
 
+def is_feature_row(item) -> bool:
+    """A CIC feature row (an object without ``query``), as opposed to a query name."""
+    return isinstance(item, dict) and "query" not in item
+
+
 def featurize_items(items: list, extractor: QueryFeatureExtractor | None = None,
-                    columns: list[str] | None = None):
+                    columns: list[str] | None = None, indexes: list[int] | None = None):
     """Feature matrix of the good items, their indexes and queries, and per-item errors for the bad.
 
     ``columns`` are the model's (the CIC 14 by default; the real-traffic model's 24 take query names
-    only, since a CIC feature row lacks its extra columns). A query comes back in presentation form.
+    only, since a CIC feature row lacks its extra columns: such a row is still validated field by
+    field, then refused). A query comes back in presentation form. ``indexes`` are the items'
+    positions in the request (default 0, 1, ...), used in results and errors.
     """
     columns = list(columns or FEATURE_COLUMNS)
     cic_only = set(columns) <= set(FEATURE_COLUMNS)
     extractor = extractor or (QueryFeatureExtractor() if cic_only else QueryFeatureExtractor.real())
-    rows, indexes, queries, errors = [], [], [], []
-    for index, item in enumerate(items):
+    indexes = list(range(len(items))) if indexes is None else list(indexes)
+    rows, good, queries, errors = [], [], [], []
+    for index, item in zip(indexes, items):
         try:
             if isinstance(item, str) or (isinstance(item, dict) and "query" in item):
                 raw = item if isinstance(item, str) else item["query"]
@@ -123,12 +131,12 @@ def featurize_items(items: list, extractor: QueryFeatureExtractor | None = None,
                 features = extractor.features(name)
                 row = [features[c] for c in columns]
             elif isinstance(item, dict):
+                query = None
+                row = _feature_row(item, index)  # names the bad field, whichever model answers
                 if not cic_only:
                     raise InvalidInput(f"record {index} is a CIC feature row: the real-traffic model scores query "
                                        "names; send the name, or ask the CIC model with ?model=cic",
                                        {"index": index, "field": None})
-                query = None
-                row = _feature_row(item, index)
             else:
                 raise InvalidInput(f"record {index} is neither a query name nor a feature row",
                                    {"index": index, "field": None})
@@ -139,12 +147,24 @@ def featurize_items(items: list, extractor: QueryFeatureExtractor | None = None,
             errors.append({"index": index, "field": "query", "error": str(exc)})
             continue
         rows.append(row)
-        indexes.append(index)
+        good.append(index)
         queries.append(query)
     import pandas as pd
 
     frame = pd.DataFrame(np.asarray(rows, dtype=float).reshape(-1, len(columns)), columns=columns)
-    return frame, indexes, queries, errors
+    return frame, good, queries, errors
+
+
+def with_rows_model(names_model: LoadedModel, rows_model: LoadedModel | None) -> LoadedModel:
+    """The real-traffic model answering a request's query names, carrying the CIC model (static, or
+    the dynamic one of a live stream) that answers the CIC feature rows of the same request."""
+    if rows_model is None:
+        return names_model
+    return LoadedModel(model={**names_model.model, "rows_model": rows_model}, entry=names_model.entry)
+
+
+def _model_info(loaded: LoadedModel) -> dict:
+    return {"task": loaded.task, "version": loaded.version, "kind": loaded.model.get("kind", "static")}
 
 
 class DnsExfilTask(Task):
@@ -208,25 +228,48 @@ class DnsExfilTask(Task):
 
     # -- serving -----------------------------------------------------------------------------------
     def predict(self, loaded: LoadedModel, request: PredictInput) -> dict:
+        """Query names from ``loaded``; CIC feature rows from the model it carries for rows
+        (:func:`with_rows_model`) when it is the real-traffic model, each row validated per field."""
         from vigil.tasks.dns_exfil.model import predict_proba
 
         items = parse_items(request)
         bundle = loaded.model
-        frame, indexes, queries, errors = featurize_items(items, columns=bundle.get("feature_columns"))
-        if not indexes:
+        rows_loaded = bundle.get("rows_model")
+        parts = [(bundle, loaded, list(range(len(items))))]
+        if rows_loaded is not None:
+            row_indexes = [i for i, item in enumerate(items) if is_feature_row(item)]
+            parts = [(bundle, loaded, [i for i in range(len(items)) if not is_feature_row(items[i])]),
+                     (rows_loaded.model, rows_loaded, row_indexes)]
+        scored, errors = [], []
+        for part_bundle, part_loaded, indexes in parts:
+            if not indexes:
+                continue
+            frame, good, queries, part_errors = featurize_items([items[i] for i in indexes],
+                                                                columns=part_bundle.get("feature_columns"),
+                                                                indexes=indexes)
+            errors += part_errors
+            if good:
+                threshold = float(part_bundle.get("threshold", 0.5))
+                for index, query, p in zip(good, queries, predict_proba(part_bundle, frame)):
+                    scored.append((index, query, float(p), threshold, part_loaded))
+        if not scored:
             raise InvalidInput("no valid query name or feature row in the request", {"errors": errors[:20]})
-        threshold = float(bundle.get("threshold", 0.5))
-        probability = predict_proba(bundle, frame)
         results = []
-        for index, query, p in zip(indexes, queries, probability):
+        for index, query, p, threshold, part_loaded in sorted(scored, key=lambda r: r[0]):
             result = {"index": index}
             if query is not None:
                 result["query"] = query
-            result.update({"probability": round(float(p), 6), "is_exfiltration": bool(p >= threshold),
+            result.update({"probability": round(p, 6), "is_exfiltration": bool(p >= threshold),
                            "decision": "exfiltration" if p >= threshold else "benign"})
+            if part_loaded is not loaded:
+                result["model"] = part_loaded.task
             results.append(result)
-        return {"model": {"task": loaded.task, "version": loaded.version, "kind": bundle.get("kind", "static")},
-                "threshold": threshold, "results": results, "errors": errors}
+        answer = {"model": _model_info(loaded), "threshold": float(bundle.get("threshold", 0.5)),
+                  "results": results, "errors": sorted(errors, key=lambda e: e["index"])}
+        if rows_loaded is not None and any(r.get("model") for r in results):
+            answer["rows_model"] = {**_model_info(rows_loaded),
+                                    "threshold": float(rows_loaded.model.get("threshold", 0.5))}
+        return answer
 
     def request_schema(self) -> dict:
         row = {"type": "object", "properties": {c: {"type": ["number", "string"]} for c in FEATURE_COLUMNS},
@@ -298,4 +341,4 @@ def cmd_train(args) -> int:
 
 
 __all__ = ["DnsExfilTask", "TASK_NAME", "DYNAMIC_TASK", "QUERY_TASK", "live_stream_status", "write_stream_status",
-           "featurize_items"]
+           "featurize_items", "is_feature_row", "with_rows_model"]

@@ -121,7 +121,7 @@ def infrastructure_names(domains: list[str], n: int, seed: int) -> list[tuple[st
                                f"{domain.split('.')[0]}-assets.s3.{region}.amazonaws.com",
                                f"{domain.split('.')[0]}{rng.randrange(100)}.blob.core.windows.net",
                                f"{domain.split('.')[0]}-{rng.randrange(10**6):06d}.{region}.elb.amazonaws.com",
-                               f"storage.googleapis.com", f"{region}-docker.pkg.dev",
+                               "storage.googleapis.com", f"{region}-docker.pkg.dev",
                                f"{''.join(rng.choice(hexdigits) for _ in range(12))}.execute-api.{region}.amazonaws.com"))
         else:
             name = rng.choice((f"d{''.join(rng.choice(b32[:26] + '0123456789') for _ in range(13))}.cloudfront.net",

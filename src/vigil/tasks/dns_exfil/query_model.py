@@ -181,7 +181,6 @@ def train_query_model(store, captures=None, benign=None) -> dict:
 def leave_one_tool_out(captures=None, benign=None, threshold: float = QUERY_THRESHOLD) -> dict:
     """Per held-out tool: AUC, detection of data-bearing (and of all) queries; benign FPR per source."""
     captures, benign = training_frames(captures, benign)
-    tools = sorted(captures.tool.unique())
     cap_X = featurize(rehome(captures, "train").qname)
     held_X = featurize(rehome(captures, "held-out", seed=1).qname)
     ben_X = featurize(benign.name)
