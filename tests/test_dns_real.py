@@ -134,3 +134,19 @@ def test_embedded_broker_creates_topics_with_the_partitions_asked():
     with EmbeddedBroker(topics={"ml-raw-dns": 1, "two": 2}) as broker:
         topics = AdminClient({"bootstrap.servers": broker.bootstrap_servers}).list_topics(timeout=10).topics
         assert len(topics["ml-raw-dns"].partitions) == 1 and len(topics["two"].partitions) == 2
+
+
+def test_rehoming_varies_the_zone_shape_and_keeps_the_payload(captures):
+    from vigil.tasks.dns_exfil.features import registered_domain
+    from vigil.tasks.dns_exfil.query_model import rehome, zone_pool
+
+    train, held = zone_pool("train"), zone_pool("held-out")
+    assert set(train).isdisjoint(held)
+    assert len({z.count(".") for z in train}) >= 3 and len({len(registered_domain(z)) for z in train}) >= 15
+    moved = rehome(captures, "train")
+    assert moved.zone.nunique() > 300 and (moved.qname != captures.qname).all()
+    for old, new, zone in zip(captures.qname[:500], moved.qname[:500], moved.zone[:500]):
+        new_name, old_name = parse_query_name(new), parse_query_name(old)
+        assert new.lower().endswith("." + zone) and new_name.wire_length <= 255
+        payload = new_name.labels[:-(zone.count(".") + 1)]
+        assert b"".join(payload) == b"".join(old_name.labels[:len(payload)])[:len(b"".join(payload))]
