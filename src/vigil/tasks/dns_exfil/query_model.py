@@ -6,8 +6,9 @@
 Positives are the *data-bearing* queries of the captures (payload of 16+ bytes left of the tunnel
 zone); the polls and acks of a tunnel carry nothing a per-query model can see and are left to the
 per-domain view. Evaluation (``vigil dns evaluate-real``, :func:`leave_one_tool_out`): for each tool,
-train without any of its queries and with the benign training sources only, then score its queries
-and the benign test sources (:data:`~vigil.tasks.dns_exfil.benign.TEST_SOURCES`, which no training set
+train without any of its queries and with the benign training sources only (the other tools
+re-homed under the training zone pool), then score its queries re-homed under the held-out zone pool
+(:func:`zone_pool`: no zone name in common with training) and the benign test sources (:data:`~vigil.tasks.dns_exfil.benign.TEST_SOURCES`, which no training set
 holds): ROC AUC of its data-bearing queries against the benign test names, detection at the threshold,
 FPR per benign source and per infrastructure kind.
 """
