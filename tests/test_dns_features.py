@@ -7,7 +7,9 @@ from collections import Counter
 
 import pytest
 
-from vigil.tasks.dns_exfil.features import FEATURE_COLUMNS, QueryFeatureExtractor, coerce_csv_value, normalize_query
+from vigil.tasks.dns_exfil.features import (
+    FEATURE_COLUMNS, QueryFeatureExtractor, coerce_csv_value, normalize_query, parse_query_name, registered_domain,
+)
 
 # Published rows; the query names are reconstructions consistent with every count in them.
 REVERSE_DNS_ROW = {"FQDN_count": 27, "subdomain_length": 10, "upper": 0, "lower": 10, "numeric": 11, "special": 6,
@@ -69,10 +71,62 @@ def test_tunnel_name_and_registered_domain(extractor):
     assert bare["subdomain"] == 0 and bare["subdomain_length"] == 0 and bare["len"] == len("example")
 
 
-@pytest.mark.parametrize("bad", ["", "   ", "a..b.com", "a b.com", "x" * 254, "caf\u00e9.fr", 42])
-def test_bad_names_are_refused(bad):
+@pytest.mark.parametrize("bad", ["", "   ", "a..b.com", ".a.com", "x" * 64 + ".com", ".".join(["x" * 63] * 4),
+                                 r"a\256.com", "a.com\\", 42, None])
+def test_what_cannot_be_on_the_wire_is_refused(bad):
     with pytest.raises(ValueError):
         normalize_query(bad)
+
+
+def test_longest_legal_name_is_255_wire_bytes():
+    name = ".".join(["x" * 63, "x" * 63, "x" * 63, "x" * 61])  # 253 characters, 255 wire bytes
+    assert parse_query_name(name).wire_length == 255
+    assert parse_query_name(r"\255" * 63 + "." + "x" * 63 + "." + "x" * 63 + "." + "x" * 61).wire_length == 255
+    with pytest.raises(ValueError, match="255"):
+        parse_query_name(name + "x")
+
+
+@pytest.mark.parametrize("name, sub", [
+    ("aGVsbG8/d29y+bGQ=.t.example.com", len("aGVsbG8/d29y+bGQ=.t")),  # dns2tcp-style base64
+    ("a:b@c?d#e.t.example.com", len("a:b@c?d#e.t")),                  # URL delimiters are bytes too
+    ("_dmarc.example.com", len("_dmarc")),
+])
+def test_names_are_not_parsed_as_urls(extractor, name, sub):
+    row = extractor.features(name)
+    assert row["subdomain_length"] == sub and row["sld"] == len("example") and row["subdomain"] == 1
+    assert registered_domain(name) == "example.com"
+
+
+def test_escapes_and_8bit_bytes_are_scored_by_their_bytes():
+    real = QueryFeatureExtractor.real()
+    escaped = real.features(r"\200\201x\.y.t.example.com.")
+    assert escaped["FQDN_count"] == len("..x.y.t.example.com") and escaped["eight_bit"] == 2
+    assert escaped["labels"] == 4 and escaped["subdomain_length"] == 7  # "\.": a dot inside a label
+    assert escaped["wire_length"] == 1 + 5 + 1 + 1 + 1 + 7 + 1 + 3 + 1
+    raw = real.features(b"\x80\x81x.t.example.com")  # bytes input: byte for byte
+    assert raw["eight_bit"] == 2 and raw["FQDN_count"] == len("..x.t.example.com")
+    text = real.features("caf\u00e9.t.example.com")  # a non-ASCII character: its UTF-8 bytes
+    assert text["eight_bit"] == 2 and text["FQDN_count"] == len("cafxx.t.example.com")
+    assert real.features("www.example.com")["eight_bit"] == 0
+
+
+def test_presentation_form_round_trips():
+    for name in [r"\200a\.b\\c.t.example.com", "A/B+C=.d_e.example.com", "Bob\u2019s iPhone._rdlink._tcp.local"]:
+        once = normalize_query(name)
+        assert parse_query_name(once) == parse_query_name(name) and normalize_query(once) == once
+
+
+def test_upper_case_is_kept_and_counted():
+    real = QueryFeatureExtractor.real()
+    row = real.features("aGVsbG8gd29ybGQhIFRoaXMgaXM.t.example.com")
+    assert row["upper"] == sum(c.isupper() for c in "aGVsbG8gd29ybGQhIFRoaXMgaXM")
+    assert row["case_switches"] > 5 and 0 < row["sub_upper_ratio"] < 1
+    assert real.features("www.example.com")["case_switches"] == 0
+
+
+def test_root_and_cic_columns_stay_first(extractor):
+    assert list(QueryFeatureExtractor.real().features("a.example.com"))[:14] == FEATURE_COLUMNS
+    assert extractor.features(".")["labels"] == 0
 
 
 def test_csv_cells_of_the_cic_files():

@@ -55,11 +55,11 @@ def test_default_model_is_saved_with_metrics(trained):
 
 
 def test_predict_names_and_rows(dns_client):
-    tunnel = "mzxw6ytboi3tmnzyhe2dqojqgeztgnbvgy3tqobzge4dmnzxgq4dsmrqgeztgnbvgy3tq.0.1f3a.tunnel-relay.net"
+    tunnel = "mzxw6ytboi3tmnzyhe2dqojqgeztgnbvgy3tqobzge4dmnzxgq4ds.mrqgeztgnbvgy3tq.0.1f3a.tunnel-relay.net"
     response = dns_client.post("/predict/dns", json={"queries": ["www.wikipedia.org", tunnel]})
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
-    assert body["model"]["task"] == "dns_exfil"
+    assert body["model"]["task"] == "dns_exfil_query"  # the real-traffic model is the default for names
     benign, attack = body["results"]
     assert benign["decision"] == "benign" and attack["decision"] == "exfiltration"
     assert 0 <= benign["probability"] < 0.5 <= attack["probability"] <= 1
@@ -67,6 +67,7 @@ def test_predict_names_and_rows(dns_client):
     row = dict(zip(FEATURE_COLUMNS, [27, 10, 0, 10, 11, 2.57, 6, 6, 7, 3.67, "2", "192", 14, 1]))
     rows = dns_client.post("/predict/dns", json={"rows": [row]}).get_json()
     assert rows["results"][0]["index"] == 0 and "query" not in rows["results"][0]
+    assert rows["model"]["task"] == "dns_exfil"  # CIC feature rows: the CIC model
 
     text = dns_client.post("/predict/dns", data="www.bbc.co.uk\n" + tunnel + "\n", content_type="text/plain")
     assert [r["query"] for r in text.get_json()["results"]] == ["www.bbc.co.uk", tunnel]
@@ -91,7 +92,7 @@ def test_service_prefers_the_dynamic_model_of_a_live_stream(trained, dns_client)
     _, store, _ = trained
     static = store.load("dns_exfil").model
     store.save(DYNAMIC_TASK, {**static, "kind": "dynamic"}, threshold=0.5, extra={"kind": "dynamic"})
-    ask = lambda: dns_client.post("/predict/dns", json={"queries": ["www.wikipedia.org"]}).get_json()["model"]
+    ask = lambda: dns_client.post("/predict/dns?model=cic", json={"queries": ["www.wikipedia.org"]}).get_json()["model"]
     assert ask()["task"] == "dns_exfil"  # a dynamic model alone is not enough: no stream runs
     write_stream_status(store, "vigil-dns.main", "running", dynamic_version="1")
     try:
@@ -120,3 +121,14 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
     assert f"plot:    {demo / 'stream' / 'windows.png'}" in printed
     store = ArtifactStore(tmp_path / "models")
     assert store.latest_entry("dns_exfil") and store.latest_entry(DYNAMIC_TASK)
+
+
+def test_mixed_request_names_to_the_query_model_rows_to_the_cic_model(dns_client):
+    row = dict(zip(FEATURE_COLUMNS, [27, 10, 0, 10, 11, 2.57, 6, 6, 7, 3.67, "2", "192", 14, 1]))
+    body = dns_client.post("/predict/dns", json={"queries": ["www.wikipedia.org"], "rows": [row, {**row, "sld": []}]}
+                           ).get_json()
+    assert body["model"]["task"] == "dns_exfil_query" and body["rows_model"]["task"] == "dns_exfil"
+    name, scored_row = body["results"]
+    assert name["index"] == 0 and "model" not in name and name["decision"] == "benign"
+    assert scored_row["index"] == 1 and scored_row["model"] == "dns_exfil" and "query" not in scored_row
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [(2, "sld")]

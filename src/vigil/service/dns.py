@@ -8,6 +8,11 @@ says "running" and is younger than two minutes, this route answers from the newe
 the static model the registry holds. The answer's ``model`` field says which one was used.
 ``GET /dns/streams`` lists the live streams.
 
+Query names are answered by default from the real-traffic per-query model (artifact key
+``dns_exfil_query``, trained on real tunnel captures and real benign names) when the store holds one;
+``?model=cic``, or a request made only of CIC feature rows, takes the CIC path above; in a request
+mixing names and feature rows, the rows are answered by the CIC path (per-field validation included).
+
 The static route ``/predict/dns`` takes precedence over the generic ``/predict/<slug>``.
 """
 
@@ -15,36 +20,69 @@ from __future__ import annotations
 
 import threading
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 
+from vigil.errors import ModelNotAvailable
 from vigil.service.api import spec
 from vigil.service.predict import run_prediction
 from vigil.tasks import get_task
-from vigil.tasks.dns_exfil import DYNAMIC_TASK, TASK_NAME, live_stream_status
+from vigil.tasks.dns_exfil import (
+    DYNAMIC_TASK, QUERY_TASK, TASK_NAME, is_feature_row, live_stream_status, with_rows_model,
+)
 
 bp = Blueprint("dns", __name__)
 _cache: dict = {}
 _lock = threading.Lock()
 
 
-def _dynamic_model(store):
-    entry = store.latest_entry(DYNAMIC_TASK)
+def _latest_model(store, task: str):
+    entry = store.latest_entry(task)
     if entry is None:
         return None
-    key = (str(store.root), entry["version"], entry["sha256"])
+    key = (str(store.root), task, entry["version"], entry["sha256"])
     with _lock:
         loaded = _cache.get(key)
         if loaded is None:
-            loaded = store.load(DYNAMIC_TASK, entry["version"])
-            _cache.clear()
+            loaded = store.load(task, entry["version"])
+            for old in [k for k in _cache if k[:2] == key[:2]]:
+                del _cache[old]
             _cache[key] = loaded
     return loaded
 
 
+def _only_feature_rows() -> bool:
+    body = request.get_json(silent=True)
+    if isinstance(body, dict):
+        return bool(body.get("rows")) and not body.get("queries") and "query" not in body
+    return isinstance(body, list) and bool(body) and all(isinstance(i, dict) and "query" not in i for i in body)
+
+
+def _has_feature_rows() -> bool:
+    body = request.get_json(silent=True)
+    items = (body.get("rows") or []) if isinstance(body, dict) else body if isinstance(body, list) else []
+    return isinstance(items, list) and any(is_feature_row(i) for i in items)
+
+
 def current_model():
     store = current_app.extensions["vigil.store"]
+    if request.args.get("model") != "cic" and not _only_feature_rows():
+        query_model = _latest_model(store, QUERY_TASK)
+        if query_model is not None:
+            # names: the real-traffic model; feature rows of the same request: the CIC path below
+            return with_rows_model(query_model, _rows_model(store) if _has_feature_rows() else None)
+    return _cic_model(store)
+
+
+def _rows_model(store):
+    try:
+        return _cic_model(store)
+    except ModelNotAvailable:  # the names are still answered; each row is validated, then refused
+        return None
+
+
+def _cic_model(store):
     if live_stream_status(store):
-        dynamic = _dynamic_model(store)
+        dynamic = _latest_model(store, DYNAMIC_TASK)
         if dynamic is not None:
             return dynamic
     return current_app.extensions["vigil.registry"].get(TASK_NAME)

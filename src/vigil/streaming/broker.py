@@ -3,6 +3,10 @@
     >>> with EmbeddedBroker() as broker:                       # doctest: +SKIP
     ...     ensure_topic(broker.bootstrap_servers, "ml-raw-dns", partitions=2)
 
+Tansu auto-creates a topic that a client names before it exists, with 4 partitions, whatever the
+user asked for; ``EmbeddedBroker(topics={"ml-raw-dns": 1})`` therefore creates each named topic, with
+the partitions asked for, as soon as the broker listens, before any client can name it.
+
 The broker listens on 127.0.0.1 on a free port, keeps everything in memory (``memory://``; nothing
 survives a stop) and is terminated on ``stop()``, on leaving the ``with`` block, and at interpreter
 exit. Any other Kafka (``--bootstrap-servers``) works the same way with the rest of this package.
@@ -40,9 +44,10 @@ def free_port() -> int:
 
 
 class EmbeddedBroker:
-    def __init__(self, port: int | None = None, log_path: Path | None = None):
+    def __init__(self, port: int | None = None, log_path: Path | None = None, topics: dict[str, int] | None = None):
         self.port = port or free_port()
         self.log_path = log_path
+        self.topics = dict(topics or {})
         self.process: subprocess.Popen | None = None
 
     @property
@@ -62,9 +67,14 @@ class EmbeddedBroker:
                 raise RuntimeError(f"the embedded Tansu broker exited with code {self.process.returncode}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
             except OSError:
                 time.sleep(0.05)
+                continue
+            from vigil.streaming.kafka_io import ensure_topic
+
+            for topic, partitions in self.topics.items():
+                ensure_topic(self.bootstrap_servers, topic, partitions)
+            return self
         self.stop()
         raise RuntimeError(f"the embedded Tansu broker did not listen on port {self.port} within {timeout_s:.0f} s")
 

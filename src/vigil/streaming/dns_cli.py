@@ -47,6 +47,14 @@ def add_cli(parser: argparse.ArgumentParser) -> None:
                                                  "(default: the generated stream_dataset.csv)")
     stream.set_defaults(handler=cmd_stream)
 
+    broker = verbs.add_parser("broker", help="run the embedded Kafka broker in the foreground (for the "
+                                             "assignment's own producer and consumer), the topic made first")
+    broker.add_argument("--port", type=int, default=9092)
+    broker.add_argument("--topic", default=DEFAULT_TOPIC)
+    broker.add_argument("--partitions", type=int, default=1,
+                        help="partitions of the topic, created at start (Tansu would auto-create it with 4)")
+    broker.set_defaults(handler=cmd_broker)
+
     demo = verbs.add_parser("demo", help="the whole story on the embedded broker: generate, train, stream, plot")
     demo.add_argument("--out", type=Path, help="folder for everything (default: runs/dns/demo)")
     demo.add_argument("--windows-per-phase", type=int, default=10)
@@ -181,13 +189,25 @@ def cmd_stream(args) -> int:
         raise InvalidInput(f"no stream CSV at {csv}", "run `vigil dns generate` first or pass --csv")
     if args.schedule is None and (Path(csv).parent / "drift_schedule.json").is_file():
         args.schedule = Path(csv).parent / "drift_schedule.json"
-    with EmbeddedBroker(log_path=results_dir.parent / "tansu.log" if results_dir.parent.is_dir() else None) as broker:
+    with EmbeddedBroker(log_path=results_dir.parent / "tansu.log" if results_dir.parent.is_dir() else None,
+                        topics={args.topic: args.partitions}) as broker:
         print(f"embedded Tansu broker on {broker.bootstrap_servers} (memory only)", flush=True)
-        ensure_topic(broker.bootstrap_servers, args.topic, args.partitions)
         produce(broker.bootstrap_servers, args.topic, csv_messages(csv, args.format), progress=not args.quiet,
                 total=count_csv_rows(csv))
         run_stream(args, broker.bootstrap_servers, store, results_dir,
                    args.idle_timeout if args.idle_timeout is not None else 5.0)
+    return 0
+
+
+def cmd_broker(args) -> int:
+    with EmbeddedBroker(port=args.port, topics={args.topic: args.partitions}) as broker:
+        print(f"embedded Tansu broker on {broker.bootstrap_servers} (memory only); topic {args.topic} with "
+              f"{args.partitions} partition(s). Ctrl-C stops it.", flush=True)
+        try:
+            while broker.process is not None and broker.process.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
@@ -212,9 +232,8 @@ def cmd_demo(args) -> int:
         topic=DEFAULT_TOPIC, group="vigil-dns-demo", consumer_name="main", window_size=1000, max_windows=None,
         f1_floor=0.90, min_gap=2, retrain_windows=3, quiet=False, schedule=out / "data" / "drift_schedule.json",
         session_timeout_ms=args.session_timeout_ms)
-    with EmbeddedBroker(log_path=out / "tansu.log") as broker:
+    with EmbeddedBroker(log_path=out / "tansu.log", topics={DEFAULT_TOPIC: 1}) as broker:
         print(f"    embedded Tansu broker on {broker.bootstrap_servers} (memory only)", flush=True)
-        ensure_topic(broker.bootstrap_servers, DEFAULT_TOPIC, 1)
         csv = out / "data" / "stream_dataset.csv"
         produce(broker.bootstrap_servers, DEFAULT_TOPIC, csv_messages(csv), progress=True, total=count_csv_rows(csv))
         run_stream(stream_args, broker.bootstrap_servers, store, out / "stream", idle_timeout=args.idle_timeout)

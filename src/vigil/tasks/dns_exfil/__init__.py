@@ -20,16 +20,19 @@ import socket
 import time
 from pathlib import Path
 
+import numpy as np
+
 from vigil.artifacts import ArtifactStore, LoadedModel, data_fingerprint
 from vigil.config import Settings
 from vigil.errors import InvalidInput, VigilError
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.dns_exfil.features import (
-    FEATURE_COLUMNS, FEATURE_VERSION, QueryFeatureExtractor, coerce_csv_value,
+    FEATURE_COLUMNS, FEATURE_VERSION, QueryFeatureExtractor, coerce_csv_value, normalize_query, parse_query_name,
 )
 
 TASK_NAME = "dns_exfil"
 DYNAMIC_TASK = "dns_exfil_dynamic"
+QUERY_TASK = "dns_exfil_query"  # the real-traffic per-query model (query_model.py), served by default
 STREAMS_FOLDER = "dns_exfil_streams"
 HEARTBEAT_FRESH_S = 120.0
 DEFAULT_SELECTION, DEFAULT_ALGORITHM = "tree_importance", "lightgbm"
@@ -102,25 +105,42 @@ def parse_items(request: PredictInput) -> list:
     return items
 
 
+def is_feature_row(item) -> bool:
+    """A CIC feature row (an object without ``query``), as opposed to a query name."""
+    return isinstance(item, dict) and "query" not in item
+
+
 def featurize_items(items: list, extractor: QueryFeatureExtractor | None = None,
+                    columns: list[str] | None = None, indexes: list[int] | None = None,
                     request: PredictInput | None = None):
     """Feature matrix of the good items, their indexes and queries, and per-item errors for the bad.
-    With ``request``, the items are taken in chunks and its deadline is checked between them."""
-    extractor = extractor or QueryFeatureExtractor()
-    rows, indexes, queries, errors = [], [], [], []
-    for index, item in (request or PredictInput()).each(items, every=CHUNK_ROWS):
+
+    ``columns`` are the model's (the CIC 14 by default; the real-traffic model's 24 take query names
+    only, since a CIC feature row lacks its extra columns: such a row is still validated field by
+    field, then refused). A query comes back in presentation form. ``indexes`` are the items'
+    positions in the request (default 0, 1, ...), used in results and errors. With ``request``, the
+    items are taken in chunks and its deadline is checked between them.
+    """
+    columns = list(columns or FEATURE_COLUMNS)
+    cic_only = set(columns) <= set(FEATURE_COLUMNS)
+    extractor = extractor or (QueryFeatureExtractor() if cic_only else QueryFeatureExtractor.real())
+    indexes = list(range(len(items))) if indexes is None else list(indexes)
+    rows, good, queries, errors = [], [], [], []
+    for _, (index, item) in (request or PredictInput()).each(list(zip(indexes, items)), every=CHUNK_ROWS):
         try:
-            if isinstance(item, str):
-                query = item
-                features = extractor.features(item)  # once per name, not once per column
-                row = [features[c] for c in FEATURE_COLUMNS]
-            elif isinstance(item, dict) and "query" in item:
-                query = item["query"]
-                features = extractor.features(query)
-                row = [features[c] for c in FEATURE_COLUMNS]
+            if isinstance(item, str) or (isinstance(item, dict) and "query" in item):
+                raw = item if isinstance(item, str) else item["query"]
+                name = parse_query_name(raw)
+                query = normalize_query(name)
+                features = extractor.features(name)  # once per name, not once per column
+                row = [features[c] for c in columns]
             elif isinstance(item, dict):
                 query = None
-                row = _feature_row(item, index)
+                row = _feature_row(item, index)  # names the bad field, whichever model answers
+                if not cic_only:
+                    raise InvalidInput(f"record {index} is a CIC feature row: the real-traffic model scores query "
+                                       "names; send the name, or ask the CIC model with ?model=cic",
+                                       {"index": index, "field": None})
             else:
                 raise InvalidInput(f"record {index} is neither a query name nor a feature row",
                                    {"index": index, "field": None})
@@ -131,12 +151,24 @@ def featurize_items(items: list, extractor: QueryFeatureExtractor | None = None,
             errors.append({"index": index, "field": "query", "error": str(exc)})
             continue
         rows.append(row)
-        indexes.append(index)
+        good.append(index)
         queries.append(query)
     import pandas as pd
 
-    frame = pd.DataFrame(rows, columns=FEATURE_COLUMNS, dtype=float)
-    return frame, indexes, queries, errors
+    frame = pd.DataFrame(np.asarray(rows, dtype=float).reshape(-1, len(columns)), columns=columns)
+    return frame, good, queries, errors
+
+
+def with_rows_model(names_model: LoadedModel, rows_model: LoadedModel | None) -> LoadedModel:
+    """The real-traffic model answering a request's query names, carrying the CIC model (static, or
+    the dynamic one of a live stream) that answers the CIC feature rows of the same request."""
+    if rows_model is None:
+        return names_model
+    return LoadedModel(model={**names_model.model, "rows_model": rows_model}, entry=names_model.entry)
+
+
+def _model_info(loaded: LoadedModel) -> dict:
+    return {"task": loaded.task, "version": loaded.version, "kind": loaded.model.get("kind", "static")}
 
 
 class DnsExfilTask(Task):
@@ -167,6 +199,11 @@ class DnsExfilTask(Task):
         train.add_argument("--n-jobs", type=int, default=1)
         train.set_defaults(handler=cmd_train)
 
+        real = verbs.add_parser("evaluate-real", help="leave-one-tool-out evaluation of the per-query model on the "
+                                                      "shipped real captures and benign names; then train and save it")
+        real.add_argument("--no-save", action="store_true", help="evaluate only")
+        real.set_defaults(handler=cmd_evaluate_real)
+
     # -- training ----------------------------------------------------------------------------------
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:
         from vigil.tasks.dns_exfil.generate import STATIC_PHASE, QueryGenerator, cic_rows
@@ -184,6 +221,11 @@ class DnsExfilTask(Task):
         bundle = make_bundle(pipeline, DEFAULT_SELECTION, DEFAULT_ALGORITHM)
         metrics = scores(y_test, predict_proba(bundle, X_test))
         bundle["pipeline"] = make_pipeline(DEFAULT_SELECTION, DEFAULT_ALGORITHM).fit(X, y)
+        if (settings.data_dir / "dns_exfil" / "captures.csv.gz").is_file():
+            # The served default for query names: real tool captures + real benign names.
+            from vigil.tasks.dns_exfil.query_model import train_query_model
+
+            train_query_model(store)
         return store.save(self.name, bundle, metrics=metrics, threshold=0.5, feature_version=FEATURE_VERSION,
                           data_fingerprint=data_fingerprint(X, y),
                           extra={"kind": "static", "selection": DEFAULT_SELECTION, "algorithm": DEFAULT_ALGORITHM,
@@ -191,25 +233,48 @@ class DnsExfilTask(Task):
 
     # -- serving -----------------------------------------------------------------------------------
     def predict(self, loaded: LoadedModel, request: PredictInput) -> dict:
+        """Query names from ``loaded``; CIC feature rows from the model it carries for rows
+        (:func:`with_rows_model`) when it is the real-traffic model, each row validated per field."""
         from vigil.tasks.dns_exfil.model import predict_proba
 
         items = parse_items(request)
-        frame, indexes, queries, errors = featurize_items(items, request=request)
-        if not indexes:
-            raise InvalidInput("no valid query name or feature row in the request", {"errors": errors[:20]})
         bundle = loaded.model
-        threshold = float(bundle.get("threshold", 0.5))
-        probability = predict_proba(bundle, frame)
+        rows_loaded = bundle.get("rows_model")
+        parts = [(bundle, loaded, list(range(len(items))))]
+        if rows_loaded is not None:
+            row_indexes = [i for i, item in enumerate(items) if is_feature_row(item)]
+            parts = [(bundle, loaded, [i for i in range(len(items)) if not is_feature_row(items[i])]),
+                     (rows_loaded.model, rows_loaded, row_indexes)]
+        scored, errors = [], []
+        for part_bundle, part_loaded, indexes in parts:
+            if not indexes:
+                continue
+            frame, good, queries, part_errors = featurize_items([items[i] for i in indexes],
+                                                                columns=part_bundle.get("feature_columns"),
+                                                                indexes=indexes, request=request)
+            errors += part_errors
+            if good:
+                threshold = float(part_bundle.get("threshold", 0.5))
+                for index, query, p in zip(good, queries, predict_proba(part_bundle, frame)):
+                    scored.append((index, query, float(p), threshold, part_loaded))
+        if not scored:
+            raise InvalidInput("no valid query name or feature row in the request", {"errors": errors[:20]})
         results = []
-        for index, query, p in zip(indexes, queries, probability):
+        for index, query, p, threshold, part_loaded in sorted(scored, key=lambda r: r[0]):
             result = {"index": index}
             if query is not None:
                 result["query"] = query
-            result.update({"probability": round(float(p), 6), "is_exfiltration": bool(p >= threshold),
+            result.update({"probability": round(p, 6), "is_exfiltration": bool(p >= threshold),
                            "decision": "exfiltration" if p >= threshold else "benign"})
+            if part_loaded is not loaded:
+                result["model"] = part_loaded.task
             results.append(result)
-        return {"model": {"task": loaded.task, "version": loaded.version, "kind": bundle.get("kind", "static")},
-                "threshold": threshold, "results": results, "errors": errors}
+        answer = {"model": _model_info(loaded), "threshold": float(bundle.get("threshold", 0.5)),
+                  "results": results, "errors": sorted(errors, key=lambda e: e["index"])}
+        if rows_loaded is not None and any(r.get("model") for r in results):
+            answer["rows_model"] = {**_model_info(rows_loaded),
+                                    "threshold": float(rows_loaded.model.get("threshold", 0.5))}
+        return answer
 
     def request_schema(self) -> dict:
         row = {"type": "object", "properties": {c: {"type": ["number", "string"]} for c in FEATURE_COLUMNS},
@@ -248,6 +313,17 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_evaluate_real(args) -> int:
+    from vigil.tasks.dns_exfil.query_model import format_report, leave_one_tool_out, train_query_model
+
+    _, store = _settings_store(args)
+    print(format_report(leave_one_tool_out()))
+    if not args.no_save:
+        entry = train_query_model(store)
+        print(f"saved {entry['task']} v{entry['version']} (served by POST /predict/dns for query names)")
+    return 0
+
+
 def cmd_train(args) -> int:
     from vigil.tasks.dns_exfil.report import train_and_report
 
@@ -269,5 +345,5 @@ def cmd_train(args) -> int:
     return 0
 
 
-__all__ = ["DnsExfilTask", "TASK_NAME", "DYNAMIC_TASK", "live_stream_status", "write_stream_status",
-           "featurize_items"]
+__all__ = ["DnsExfilTask", "TASK_NAME", "DYNAMIC_TASK", "QUERY_TASK", "live_stream_status", "write_stream_status",
+           "featurize_items", "is_feature_row", "with_rows_model"]

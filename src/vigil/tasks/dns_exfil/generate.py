@@ -47,7 +47,7 @@ import pandas as pd
 
 from vigil.tasks.dns_exfil.features import (
     CSV_COLUMNS, DATA_DIR, LABEL_COLUMN, CharacterClasses, LabelShape, LongestWord, RegisteredDomain,
-    normalize_query,
+    normalize_query, parse_query_name,
 )
 
 PAYLOAD_FILES = ("python-3.11.7-LICENSE.txt", "python-3.11.7-csv.py", "python-3.11.7-idle_48.png")
@@ -164,10 +164,18 @@ class TunnelSession:
         return chunk
 
 
+def sld_is_readable(host: str) -> bool:
+    """The assignment's consumer turns every sld holding a letter into 192 and casts the column to int:
+    an sld of digits only ("192", as in the published CIC row) reads, one of digits and dots or hyphens
+    ("88.159.162.66" from an IP host, "0-02") crashes it. Such hosts are left out of the generated data."""
+    raw = RegisteredDomain().raw_features(parse_query_name(host))["sld"]
+    return any(ch.isalpha() for ch in raw) or raw.isdigit()
+
+
 class QueryGenerator:
     def __init__(self, seed: int = 7, data_dir: Path = DATA_DIR):
         self.rng = np.random.default_rng(seed)
-        hosts = load_benign_hosts(data_dir)
+        hosts = [h for h in load_benign_hosts(data_dir) if sld_is_readable(h)]
         self.machine_hosts = [h for h in hosts if is_machine_generated(h)]
         self.human_hosts = [h for h in hosts if not is_machine_generated(h)]
         self.payload = load_payload(data_dir)
@@ -211,7 +219,8 @@ def cic_rows(names: list[str], labels: np.ndarray, start_seconds: float = 0.0, s
     blocks = [CharacterClasses(), LabelShape(), RegisteredDomain()]
     longest = LongestWord()
     records = []
-    for i, name in enumerate(names):
+    for i, text in enumerate(names):
+        name = parse_query_name(text)
         record = {}
         for block in blocks:
             raw = block.raw_features(name)

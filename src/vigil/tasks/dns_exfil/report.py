@@ -136,7 +136,7 @@ def train_and_report(csv: Path, out: Path, store: ArtifactStore, max_rows: int |
 
     balance = np.bincount(y, minlength=2)
     lines = [
-        f"# DNS exfiltration: static model report", "",
+        "# DNS exfiltration: static model report", "",
         f"Data: `{csv}` ({len(y):,} rows; benign {balance[0]:,}, exfiltration {balance[1]:,}, "
         f"{balance[1] / len(y):.1%} attacks). Held-out split: {test_size:.0%}, stratified, seed {seed}.", "",
         "![class balance](class_balance.png)", "", "## Distributions and skew", "",
