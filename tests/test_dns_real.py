@@ -1,5 +1,5 @@
 """Real tunnel traffic (shipped captures of real tools) through features, the per-query model and
-``/predict/dns``; the benign sources; the pcap reader; the assignment consumer's reading of ``sld``."""
+``/predict/dns``; the benign sources; the pcap reader."""
 
 from __future__ import annotations
 
@@ -113,27 +113,6 @@ def test_pcap_reader_labels_queries_under_the_zone(tmp_path):
     assert [r["qtype"] for r in rows] == ["NULL", "TXT"]
     assert rows[0]["qname"] == r"a\255/+AbCdEfGhIjKlMnOp.t.Example.net" and rows[0]["data_bearing"] == 1
     assert rows[1]["data_bearing"] == 0 and rows[1]["time"] == 2.0
-
-
-def test_generated_sld_reads_in_the_assignment_consumer(tmp_path):
-    # The assignment's consumer replaces every sld holding a letter by 192, then casts to int.
-    from vigil.tasks.dns_exfil.generate import generate
-
-    generate(tmp_path, static_rows=3000, windows_per_phase=1, seed=5)
-    for name in ("static_dataset.csv", "stream_dataset.csv"):
-        frame = pd.read_csv(tmp_path / name, dtype=str)
-        cleaned = frame["sld"].replace(r"(([a-z]+)|([A-Z]+|(0-1)))", 192, regex=True)
-        cleaned.astype("int")
-
-
-def test_embedded_broker_creates_topics_with_the_partitions_asked():
-    from confluent_kafka.admin import AdminClient
-
-    from vigil.streaming.broker import EmbeddedBroker
-
-    with EmbeddedBroker(topics={"ml-raw-dns": 1, "two": 2}) as broker:
-        topics = AdminClient({"bootstrap.servers": broker.bootstrap_servers}).list_topics(timeout=10).topics
-        assert len(topics["ml-raw-dns"].partitions) == 1 and len(topics["two"].partitions) == 2
 
 
 def test_rehoming_varies_the_zone_shape_and_keeps_the_payload(captures):
