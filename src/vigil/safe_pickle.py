@@ -53,6 +53,8 @@ class _Guard:
     """An allowed global: a callable that checks its arguments, with no attributes to overwrite."""
 
     __slots__ = ("_qualname", "_call")
+    _qualname: str
+    _call: Callable[..., Any]
 
     def __init__(self, qualname: str, call: Callable[..., Any]):
         object.__setattr__(self, "_qualname", qualname)

@@ -122,12 +122,12 @@ def validate_indices(indices: Iterable, size: int, field: str, allow_empty: bool
     elif isinstance(indices, np.ndarray) and np.issubdtype(indices.dtype, np.integer):
         values = indices.astype(np.int64).ravel()
     else:
-        values = list(indices) if not isinstance(indices, np.ndarray) else indices.tolist()
-        for position, value in enumerate(values):
+        listed = list(indices) if not isinstance(indices, np.ndarray) else indices.tolist()
+        for position, value in enumerate(listed):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise InvalidInput(f"{field}[{position}] must be an integer index",
                                    {"field": field, "index": position, "value": repr(value)[:40]})
-        values = np.asarray(values, dtype=np.int64)
+        values = np.asarray(listed, dtype=np.int64)
     if values.size == 0 and not allow_empty:
         raise InvalidInput(f"{field} is empty", {"field": field})
     bad = np.flatnonzero((values < 0) | (values >= size))
@@ -140,9 +140,9 @@ def validate_indices(indices: Iterable, size: int, field: str, allow_empty: bool
         return np.unique(ordered)
     duplicated = ordered[1:][ordered[1:] == ordered[:-1]]
     if duplicated.size:
-        value = int(duplicated[0])
-        raise InvalidInput(f"{field}: index {value} appears more than once",
-                           {"field": field, "value": value, "index": int(np.flatnonzero(values == value)[1])})
+        repeated = int(duplicated[0])
+        raise InvalidInput(f"{field}: index {repeated} appears more than once",
+                           {"field": field, "value": repeated, "index": int(np.flatnonzero(values == repeated)[1])})
     return ordered
 
 

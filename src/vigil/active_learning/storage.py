@@ -149,6 +149,7 @@ def read_indices(store: BucketStore, bucket: str, key: str, max_items: int) -> n
     list, tuple, set, range or integer array, read by the data-only unpickler. Sizes are checked
     before anything is materialised. Raises ``ValueError`` with the reason.
     """
+    values: Any
     if key.endswith(".npy"):
         values = _read_npy(store.read_bytes(bucket, key, max_bytes=NPY_HEADER_BYTES + 8 * max_items), max_items)
     elif key.endswith(".json"):

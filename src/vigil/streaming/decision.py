@@ -26,6 +26,7 @@ labelled windows, this one included; ADWIN is then reset, since the error stream
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class RetrainPolicy:
     retrain_windows: int = 3
     windows_since_retrain: int = 1_000_000  # no retrain yet: the gap does not hold the first one back
     error_history: list = field(default_factory=list)
-    _detector: object = None
+    _detector: Any = None
 
     def __post_init__(self):
         if self._detector is None:

@@ -84,7 +84,7 @@ def produce(bootstrap_servers: str, topic: str, values: Iterable[bytes], partiti
         iterator = tqdm(values, total=total, desc=f"producing to {topic}", unit="msg")
     count = 0
     for value in iterator:
-        kwargs = {"partition": count % partitions} if partitions else {}
+        kwargs: dict = {"partition": count % partitions} if partitions else {}
         while True:
             try:
                 producer.produce(topic, value=value, on_delivery=delivered, **kwargs)

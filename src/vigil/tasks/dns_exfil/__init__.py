@@ -87,7 +87,7 @@ def parse_items(request: PredictInput) -> list:
     body = request.json
     if body is None:
         text = request.body.decode("utf-8", errors="replace")
-        items = [line.strip() for line in text.splitlines() if line.strip()]
+        items: list = [line.strip() for line in text.splitlines() if line.strip()]
     elif isinstance(body, dict) and ("queries" in body or "rows" in body):
         items = list(body.get("queries") or []) + list(body.get("rows") or [])
     elif isinstance(body, dict) and "query" in body:

@@ -43,7 +43,8 @@ CAPTURE_COLUMNS = ["time", "tool", "encoding", "qtype", "zone", "qname", "payloa
 
 def _qname(packet: bytes, offset: int) -> tuple[tuple[bytes, ...], int]:
     """Labels of the name at ``offset`` and the offset after it (compression pointers followed)."""
-    labels, end, jumps = [], None, 0
+    labels: list[bytes] = []
+    end, jumps = None, 0
     while True:
         if offset >= len(packet):
             raise ValueError("name runs past the packet")

@@ -221,7 +221,7 @@ def cic_rows(names: list[str], labels: np.ndarray, start_seconds: float = 0.0, s
     records = []
     for i, text in enumerate(names):
         name = parse_query_name(text)
-        record = {}
+        record: dict = {}
         for block in blocks:
             raw = block.raw_features(name)
             record.update(zip(block.columns, block.process_raw_features(raw)))

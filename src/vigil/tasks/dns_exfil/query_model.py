@@ -188,7 +188,7 @@ def leave_one_tool_out(captures=None, benign=None, threshold: float = QUERY_THRE
     ben_X = featurize(benign.name)
     train_mask = benign.source.isin(TRAIN_SOURCES).to_numpy()
     test_mask = benign.source.isin(TEST_SOURCES).to_numpy()
-    report = {"threshold": threshold, "tools": {}, "benign_test": {}}
+    report: dict = {"threshold": threshold, "tools": {}, "benign_test": {}}
     worst_fpr: dict[str, float] = {}
     for tool in sorted(captures.tool.unique()):
         held = (captures.tool == tool).to_numpy()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -69,7 +69,7 @@ def confusion_ratios(matrix) -> dict[str, float]:
 @dataclass(frozen=True)
 class EstimatorSpec:
     key: str  # CLI name
-    factory: Callable[[int], object]  # seed -> unfitted estimator
+    factory: Callable[[int], Any]  # seed -> unfitted estimator
     grid: dict  # default tuning grid, estimator parameter names
     # Parameters `vigil iot-anomaly train` uses: the best cross-validated F1 of our tuning run
     # (`vigil iot-anomaly tune --estimators mlp,adaboost,forest,svc`, seed 0; see the README).

@@ -139,7 +139,9 @@ class IotAnomalyTask(Task):
         if len(payload) > request.max_rows:
             raise UnprocessableInput(f"too many items: {len(payload)} > {request.max_rows}", {"max_rows": request.max_rows})
         classes = self.model_classes(loaded)
-        rows, errors, malformed = [], [], False
+        rows: list = []
+        errors: list = []
+        malformed = False
         for index, item in enumerate(payload):
             problems = validate_item(item, classes)
             if problems:
@@ -253,7 +255,7 @@ class IotAnomalyTask(Task):
         total = sum(len(ParameterGrid(g)) for g in grids.values())
         print(f"{len(detector.xtrain)} training rows, {total} combinations x {args.cv} folds -> {files.scores_path}",
               flush=True)
-        best = (-1.0, None, None, None)
+        best: tuple = (-1.0, None, None, None)
         interrupted = False
         try:
             with tqdm(total=total, unit="combo", file=sys.stderr) as bar:

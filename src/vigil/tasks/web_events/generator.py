@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -40,7 +40,7 @@ INGREDIENTS = PROJECT_ROOT / "data" / "web_events" / "ingredients"
 FULL_ROWS = 57_833
 
 # ML-PT's summary of part_10.csv after drop_duplicates (01_data_exploration.ipynb).
-PUBLISHED = {
+PUBLISHED: dict[str, Any] = {
     "rows": 57_833,
     "duplicates": 12,
     "distinct": {"CLIENT_IP": 24_940, "CLIENT_USERAGENT": 6_992, "REQUEST_SIZE": 5_758, "RESPONSE_CODE": 60,
@@ -360,12 +360,12 @@ class EventGenerator:
         # get_args: everyday parameters
         param = zipf_choice(self.rng, COMMON_PARAMS, 1, 0.9)[0]
         name = param if r < 0.12 else f"REQUEST_GET_ARGS.{param}"
-        kind = self.rng.random()
-        if kind < 0.4:
+        roll = self.rng.random()
+        if roll < 0.4:
             value = self.number(1, 10**7)
-        elif kind < 0.7:
+        elif roll < 0.7:
             value = self.word()
-        elif kind < 0.85:
+        elif roll < 0.85:
             value = f"http://{self.site()}/"
         else:
             value = self.token(int(self.rng.integers(8, 40)))
@@ -410,10 +410,10 @@ class EventGenerator:
         attack = np.array([BEHAVIOURS[k].attack for k in kinds])
 
         # Clients: the busiest one on benign traffic, a few hundred attackers, a long benign tail.
-        ips = [None] * n
+        ips: list[Any] = [None] * n
         top_rows = rng.choice(np.flatnonzero(~attack), size=min(self.scaled(PUBLISHED["top"]["CLIENT_IP"][1]), int((~attack).sum())), replace=False)
         attackers = list(KNOWN_ATTACKERS) + [self.public_ip() for _ in range(max(5, self.scaled(400)))]
-        for i, ip in zip(np.flatnonzero(attack), zipf_choice(rng, attackers, int(attack.sum()), 0.9)):
+        for i, ip in zip(np.flatnonzero(attack).tolist(), zipf_choice(rng, attackers, int(attack.sum()), 0.9)):
             ips[i] = ip
         benign_pool = [self.public_ip() for _ in range(max(10, self.scaled(30_000)))]
         benign_rows = np.setdiff1d(np.flatnonzero(~attack), top_rows)
@@ -425,7 +425,7 @@ class EventGenerator:
         # User agents: browsers for people, IE11 on the busy client, crawlers and junk for attackers.
         browsers = list(ing.browsers)
         rng.shuffle(browsers)
-        agents = [None] * n
+        agents: list[Any] = [None] * n
         for i in range(n):
             if attack[i]:
                 r = rng.random()
@@ -437,13 +437,14 @@ class EventGenerator:
             else:
                 agents[i] = zipf_choice(rng, browsers[:400], 1, 0.6)[0] if rng.random() < 0.8 else browsers[rng.integers(len(browsers))]
 
-        names, values = [None] * n, [None] * n
+        names: list[Any] = [None] * n
+        values: list[Any] = [None] * n
         for i in range(n):
             names[i], values[i] = self.name_and_value(BEHAVIOURS[kinds[i]].name, agents[i])
         srcs = [BEHAVIOURS[k].src for k in kinds]
 
         # Response codes: exactly the published share of 200, the rest by behaviour.
-        codes = [None] * n
+        codes: list[Any] = [None] * n
         ok_weight = np.where(attack, 0.08, 1.0)
         ok_rows = rng.choice(n, size=min(n, self.scaled(PUBLISHED["top"]["RESPONSE_CODE"][1])), replace=False, p=ok_weight / ok_weight.sum())
         for i in ok_rows:
@@ -458,7 +459,7 @@ class EventGenerator:
                 else:
                     codes[i] = [404, 302, 304, 301, 403, 206, 500, 502][min(int(rng.exponential(1.2)), 7)]
         sizes = [int(np.clip(rng.lognormal(6.6 if not attack[i] else 6.2, 0.7), 40, 10_529_650)) for i in range(n)]
-        for i in np.flatnonzero(kinds == [b.name for b in BEHAVIOURS].index("multipart_method")):
+        for i in np.flatnonzero(kinds == [b.name for b in BEHAVIOURS].index("multipart_method")).tolist():
             sizes[i] = int(np.clip(rng.lognormal(8.5, 1.6), 500, 10_529_650))
         event_ids = [self.event_id() for _ in range(n)]
 
@@ -478,7 +479,7 @@ class EventGenerator:
 
         # Distinct counts, fitted where the behaviours leave slack.
         everyday = np.flatnonzero(np.isin(kinds, [i for i, b in enumerate(BEHAVIOURS) if b.name in ("get_args", "cookies", "post_args")]))
-        names_src = {i: srcs[i] or BEHAVIOURS[kinds[i]].src for i in everyday}
+        names_src = {int(i): srcs[i] or BEHAVIOURS[kinds[i]].src for i in everyday}
         people = np.setdiff1d(benign_rows, top_rows)
         variants = iter(self.browser_variant(browsers[j % len(browsers)]) for j in range(10**7))
         unused = iter(browsers[400:])

@@ -35,7 +35,8 @@ def replay(csv: Path, url: str, store: ArtifactStore, batch_size: int = 2000, ti
     offline = np.asarray(loaded.model.predict(frame), dtype=np.int64)  # straight from the CSV frame
     records = frame_to_request(frame)
     endpoint = predict_url(url)
-    online, event_ids = [], []
+    labels: list[int] = []
+    event_ids: list[str] = []
     started = time.perf_counter()
     with requests.Session() as session, tqdm(total=len(records), unit="event", desc="replay",
                                              disable=not progress) as bar:
@@ -48,11 +49,11 @@ def replay(csv: Path, url: str, store: ArtifactStore, batch_size: int = 2000, ti
             answer = response.json()
             if not isinstance(answer, list) or len(answer) != len(batch):
                 raise InvalidInput("service answer is not a list of one label per event", str(answer)[:300], status=502)
-            online.extend(int(item["LABEL_PRED"]) for item in answer)
+            labels.extend(int(item["LABEL_PRED"]) for item in answer)
             event_ids.extend(item["EVENT_ID"] for item in answer)
             bar.update(len(batch))
     seconds = time.perf_counter() - started
-    online = np.asarray(online, dtype=np.int64)
+    online = np.asarray(labels, dtype=np.int64)
     expected_ids = frame["EVENT_ID"].fillna("").astype(str).tolist()
     return {
         "events": int(len(frame)),
