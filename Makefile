@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: run test setup setup-dev bench clean
+.PHONY: run test test-fast lint setup setup-dev bench clean
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ run: setup
 
 test: setup-dev
 	$(PY) -m pytest -q
+
+test-fast: setup-dev   # the fast lane: tests marked slow (servers, brokers, browsers, long fits) left out
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup-dev
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/mypy
 
 bench: setup-dev
 	$(PY) -m bench
