@@ -154,7 +154,8 @@ def cmd_train(args) -> int:
     _, store = _store(args)
     overrides = {"n_estimators": args.n_estimators} if args.n_estimators else {}
     entry = train_and_save(store, args.data_dir, feature_version=args.feature_version, preset=args.params,
-                           n_jobs=args.n_jobs, **overrides)
+                           n_jobs=args.n_jobs, bounded=args.bounded_memory, histogram_pool_mb=args.histogram_pool_mb,
+                           binary_dataset=args.binary_dataset, dask=args.dask, **overrides)
     print(f"saved ember v{entry['version']} ({entry['file']}), threshold at 1% FPR = {entry['threshold']:.6f}")
     if entry["extra"]["metrics_on"] != "test":
         print("note: no labelled test rows of both classes, so metrics and threshold come from the TRAIN rows")
@@ -273,6 +274,15 @@ class EmberTask(Task):
         train.add_argument("-v", "--feature-version", type=int, choices=FEATURE_VERSIONS, default=2)
         train.add_argument("--n-estimators", type=int, help="override the number of boosting rounds")
         train.add_argument("--n-jobs", type=int, default=2, help="LightGBM threads (default: 2)")
+        scale = train.add_argument_group("past one machine's memory (issue 18)")
+        scale.add_argument("--bounded-memory", action="store_true",
+                           help="train from the memmaps without loading X (LightGBM Sequence), pool capped")
+        scale.add_argument("--histogram-pool-mb", type=int, metavar="MB",
+                           help="cap LightGBM's histogram pool (implies --bounded-memory; default there: 1024)")
+        scale.add_argument("--binary-dataset", metavar="FILE",
+                           help="save the binned LightGBM Dataset here, reuse it next time (implies --bounded-memory)")
+        scale.add_argument("--dask", metavar="ADDRESS",
+                           help="train on a Dask cluster: tcp://HOST:8786 or local:N (N workers on 127.0.0.1)")
         train.set_defaults(handler=cmd_train)
 
         evaluate = verbs.add_parser("evaluate", help="re-score a saved model on DATA_DIR's test rows")
