@@ -140,3 +140,90 @@ def test_dask_address_is_checked(tmp_path, scale_data, address, capsys):
     data_dir, params = scale_data
     assert _train(tmp_path / "m", data_dir, params, "--dask", address) != 0
     assert "--dask" in capsys.readouterr().err
+
+
+# -- vectorization at scale: resumable, constant memory ------------------------------------------
+def _demo_inputs(folder, broken_line: int = 100):
+    from vigil.tasks.ember.demo_data import write_demo_data
+
+    write_demo_data(folder, n_train=700, n_test=90, seed=5)
+    train = folder / "train_features_0.jsonl"
+    lines = train.read_text().splitlines()
+    lines[broken_line] = "{not json"
+    train.write_text("\n".join(lines[:400]) + "\n")
+    (folder / "train_features_1.jsonl").write_text("\n".join(lines[400:]) + "\n")
+    return folder
+
+
+def test_an_interrupted_vectorize_continues_where_it_stopped(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from vigil.tasks.ember import vectorize
+
+    clean, interrupted = tmp_path / "clean", tmp_path / "interrupted"
+    _demo_inputs(clean)
+    shutil.copytree(clean, interrupted)
+    monkeypatch.setattr(vectorize, "BATCH_LINES", 64)
+    monkeypatch.setattr(vectorize, "PROGRESS_EVERY_S", 0.0)
+    assert main(["ember", "vectorize", str(clean), "-q", "-j", "1"]) == 1  # the broken line
+    clean_err = capsys.readouterr().err
+
+    real, calls = vectorize._vectorize_batch, []
+
+    def dies_on_the_fourth_batch(batch):
+        calls.append(batch[0][0])
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(batch)
+
+    monkeypatch.setattr(vectorize, "_vectorize_batch", dies_on_the_fourth_batch)
+    with pytest.raises(KeyboardInterrupt):
+        vectorize.create_vectorized_features(interrupted, processes=1, progress=False)
+    state = json.loads((interrupted / "X_train.dat.progress.json").read_text())
+    assert state["done_rows"] == 192 and not state["complete"] and not (interrupted / "metadata.csv").exists()
+
+    calls.clear()
+    monkeypatch.setattr(vectorize, "_vectorize_batch", lambda batch: (calls.append(batch[0][0]), real(batch))[1])
+    assert main(["ember", "vectorize", str(interrupted), "-q", "-j", "1"]) == 1
+    captured = capsys.readouterr()
+    rows = {subset: sum(len(p.read_text().splitlines()) for p in vectorize.raw_feature_paths(clean, subset))
+            for subset in ("train", "test")}
+    assert f"train: {rows['train']} rows" in captured.out and "resumed at row 192" in captured.out
+    assert calls[0] == 192 and len(calls) == -(-(rows["train"] - 192) // 64) + -(-rows["test"] // 64)  # none redone
+    assert f"{interrupted / 'train_features_0.jsonl'}:101: not valid JSON" in captured.err  # reported once more
+    assert captured.err.replace(str(interrupted), "") == clean_err.replace(str(clean), "")
+    for subset in ("train", "test"):
+        for kind in ("X", "y"):
+            assert (interrupted / f"{kind}_{subset}.dat").read_bytes() == (clean / f"{kind}_{subset}.dat").read_bytes()
+        assert not (interrupted / f"X_{subset}.dat.progress.json").exists()
+        assert not (interrupted / f"X_{subset}.dat.metadata.jsonl").exists()
+    assert (interrupted / "metadata.csv").read_text() == (clean / "metadata.csv").read_text()
+
+
+def test_vectorize_resumes_with_workers_and_restart_starts_afresh(tmp_path, monkeypatch, capsys):
+    from vigil.tasks.ember import vectorize
+
+    folder = _demo_inputs(tmp_path / "d")
+    monkeypatch.setattr(vectorize, "BATCH_LINES", 64)
+    monkeypatch.setattr(vectorize, "PROGRESS_EVERY_S", 0.0)
+    real, calls = vectorize._vectorize_batch, []
+
+    def dies(batch):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(batch)
+
+    monkeypatch.setattr(vectorize, "_vectorize_batch", dies)
+    with pytest.raises(KeyboardInterrupt):
+        vectorize.create_vectorized_features(folder, processes=1, progress=False)
+    monkeypatch.setattr(vectorize, "_vectorize_batch", real)
+    assert main(["ember", "vectorize", str(folder), "-q", "-j", "2"]) == 1
+    assert "resumed at row 128" in capsys.readouterr().out
+    X, y = read_vectorized(folder, "train")
+    assert X.shape[0] > 700 and y[100] == -1 and not X[100].any() and X[[0, 99, 101, 699]].any(axis=1).all()
+
+    (folder / "X_train.dat.progress.json").write_text("{}")  # stale or foreign progress is ignored
+    assert main(["ember", "vectorize", str(folder), "-q", "--restart"]) == 1
+    assert "resumed" not in capsys.readouterr().out
+    np.testing.assert_array_equal(read_vectorized(folder, "train")[0], X)

@@ -136,10 +136,11 @@ def cmd_vectorize(args) -> int:
     from vigil.tasks.ember.vectorize import create_vectorized_features
 
     reports = create_vectorized_features(args.data_dir, feature_version=args.feature_version,
-                                         processes=args.processes, progress=not args.quiet)
+                                         processes=args.processes, progress=not args.quiet, resume=not args.restart)
     status = 0
     for report in reports:
-        print(f"{report.subset}: {report.rows} rows -> {report.X_path} ({DIMS[args.feature_version]} floats/row)")
+        resumed = f", resumed at row {report.resumed_at}" if report.resumed_at is not None else ""
+        print(f"{report.subset}: {report.rows} rows -> {report.X_path} ({DIMS[args.feature_version]} floats/row{resumed})")
         for bad in report.bad_lines:
             print(f"vigil: bad line {bad}", file=sys.stderr)
             status = 1
@@ -266,6 +267,8 @@ class EmberTask(Task):
         vectorize = verbs.add_parser("vectorize", help="train_features_*.jsonl + test_features.jsonl -> X/y memmaps")
         vectorize.add_argument("data_dir", metavar="DATA_DIR")
         _add_parallel_flags(vectorize)
+        vectorize.add_argument("--restart", action="store_true",
+                               help="ignore an interrupted run's progress and start afresh (default: continue it)")
         vectorize.set_defaults(handler=cmd_vectorize)
 
         train = verbs.add_parser("train", help="LightGBM on the vectorized labelled rows; saves the model")
