@@ -1,6 +1,6 @@
 """EMBER training memory against rows: bounded-memory training from the memmaps vs the naive load.
 
-    python -m bench.ember_scale [--rows 10000,100000,400000] [--naive-max-rows 100000] [--rounds 10]
+    python -m bench.ember_scale [--rows 10000,100000] [--naive-max-rows 100000] [--rounds 10]
 
 Every measurement runs in its own subprocess (peak RSS = the child's ``ru_maxrss``: anonymous memory
 plus the file pages it mapped, which is what the kernel has to find room for):
@@ -82,7 +82,7 @@ def _row(label: str, result: dict, baseline: dict | None, note: str = "") -> str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.ember_scale", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", default="10000,100000,400000", help="row counts, comma-separated")
+    parser.add_argument("--rows", default="10000,100000", help="row counts, comma-separated (README: 10000,100000,400000)")
     parser.add_argument("--naive-max-rows", type=int, default=100_000,
                         help="skip the naive baseline above this many rows (default 100000: memory budget)")
     parser.add_argument("--rounds", type=int, default=10)

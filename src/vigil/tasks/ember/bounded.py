@@ -139,6 +139,55 @@ class InMemoryRows:
         return np.asarray(self.X[self.rows[int(index)]], dtype=np.float64)
 
 
+def _sparse_sample(dataset, seqs: list, total_nrow: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """LightGBM's bin sample, column by column, without its dense float64 copy of the sampled rows.
+
+    ``lightgbm.Dataset`` (4.7) samples a Sequence with ``np.array([seq[i] for i in indices])``: every
+    sampled row as float64, then keeps each column's non-zero values. This reads the same rows a
+    batch at a time and keeps only those non-zero values (as float64, with their int32 positions),
+    which is what LightGBM then uses: the same bins from a fraction of the memory.
+    """
+    from lightgbm.basic import ZERO_THRESHOLD
+
+    indices = dataset._create_sample_indices(total_nrow=total_nrow)
+    (seq,) = seqs
+    dim = None
+    values: list[list[np.ndarray]] = []
+    positions: list[list[np.ndarray]] = []
+    for start in range(0, len(indices), BATCH_ROWS):
+        block = seq[indices[start:start + BATCH_ROWS].tolist()]  # float32 rows
+        columns = np.ascontiguousarray(block.T)
+        keep = (np.abs(columns) > ZERO_THRESHOLD) | np.isnan(columns)
+        if dim is None:
+            dim = columns.shape[0]
+            values = [[] for _ in range(dim)]
+            positions = [[] for _ in range(dim)]
+        offsets = np.arange(start, start + columns.shape[1], dtype=np.int32)
+        for j in range(dim):
+            mask = keep[j]
+            values[j].append(columns[j][mask].astype(np.float64))
+            positions[j].append(offsets[mask])
+        del block, columns, keep
+    empty_f, empty_i = np.empty(0, dtype=np.float64), np.empty(0, dtype=np.int32)
+    return ([np.concatenate(v) if v else empty_f for v in values],
+            [np.concatenate(p) if p else empty_i for p in positions])
+
+
+def _sampling_dataset_class():
+    """``lightgbm.Dataset`` whose Sequence sampling is :func:`_sparse_sample` (same bins, less memory)."""
+    import lightgbm
+
+    class SequenceDataset(lightgbm.Dataset):
+        def _Dataset__sample(self, *, seqs, total_nrow):  # overrides Dataset.__sample (name-mangled)
+            if len(seqs) == 1 and isinstance(seqs[0], (MemmapRows, InMemoryRows)):
+                return _sparse_sample(self, seqs, total_nrow)
+            return super()._Dataset__sample(seqs=seqs, total_nrow=total_nrow)
+
+    if not hasattr(lightgbm.Dataset, "_Dataset__sample"):  # another lightgbm: keep its own sampling
+        return lightgbm.Dataset
+    return SequenceDataset
+
+
 def _register_sequences() -> None:
     import lightgbm
 
@@ -231,7 +280,7 @@ def build_dataset(X: np.ndarray, y: np.ndarray, rows: np.ndarray, params: dict[s
                 dataset = lightgbm.Dataset(str(binary_path), params=params, free_raw_data=True).construct()
                 if dataset.num_data() == len(rows):
                     return dataset, True
-    dataset = lightgbm.Dataset(MemmapRows.of(X, rows), label=labels, params=params, free_raw_data=True)
+    dataset = _sampling_dataset_class()(MemmapRows.of(X, rows), label=labels, params=params, free_raw_data=True)
     dataset.construct()
     if binary_path is not None:
         binary_path.parent.mkdir(parents=True, exist_ok=True)
