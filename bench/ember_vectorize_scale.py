@@ -7,8 +7,8 @@ over to reach each count, as ``train_features_0.jsonl``. Each run is its own sub
 the driver process's ``ru_maxrss`` and the largest worker's (``RUSAGE_CHILDREN``).
 
 * baseline ``previous``: the vectorize driver of commit 60029ba (before issue 18), loaded from git:
-  ``Pool.imap_unordered`` over all batches (its feeder thread reads the input ahead without limit)
-  and one metadata dict per row kept until the end;
+  ``Pool.imap_unordered`` over the batches, workers writing through a memory map of X (every page
+  written stays in the worker's resident set), one metadata dict per row kept until the end;
 * ``resumable``: today's ``create_vectorized_features`` (at most 4 batches per worker in flight,
   metadata streamed to disk, rows written with pwrite, progress file).
 

@@ -188,7 +188,7 @@ def _vectorize_batch(batch: list[tuple[int, str, int, str]]) -> tuple[list[tuple
 
 
 # -- resumable, bounded-memory driver ---------------------------------------------------------
-WINDOW_PER_PROCESS = 4  # batches in flight per worker: the main process never holds more lines than this
+WINDOW_PER_PROCESS = 4  # batches in flight per worker: results come back in order, at most this many waiting
 PROGRESS_EVERY_S = 1.0  # how often the progress file is rewritten (a crash redoes at most this much)
 
 
@@ -285,7 +285,8 @@ def _in_order(pool, batches: Iterator, window: int) -> Iterator[tuple[tuple, _Po
     """(result of ``_vectorize_batch``, position after the batch, {(file, line): row}) in input order,
     with at most ``window`` batches in flight.
 
-    (``Pool.imap`` would read the whole input ahead into its task queue: memory grows with the input.)
+    In order, so the progress file can name one offset below which every row is written; bounded,
+    so results waiting behind a slow batch (and the lines sent out) never pile up.
     """
     from collections import deque
 
@@ -430,8 +431,9 @@ def create_vectorized_features(data_dir: Path | str, feature_version: int = 2, p
 
     Resumable: an interrupted run leaves ``X_<subset>.dat.progress.json`` (and the metadata of the
     rows written so far); the next run on the same inputs continues from there (``resume=False``:
-    start afresh). Memory stays constant in the number of records: batches in flight are bounded
-    and metadata.csv is written a chunk at a time.
+    start afresh). Memory stays constant in the number of records: batches in flight are bounded,
+    workers write with pwrite (a memory map of X would add every page written to the worker's
+    resident set), metadata go to disk as rows complete and metadata.csv is written a chunk at a time.
     """
     data_dir = Path(data_dir)
     done = []
