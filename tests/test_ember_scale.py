@@ -227,3 +227,58 @@ def test_vectorize_resumes_with_workers_and_restart_starts_afresh(tmp_path, monk
     assert main(["ember", "vectorize", str(folder), "-q", "--restart"]) == 1
     assert "resumed" not in capsys.readouterr().out
     np.testing.assert_array_equal(read_vectorized(folder, "train")[0], X)
+
+
+def test_dask_training_on_a_scheduler_and_workers_started_as_the_readme_says(tmp_path, scale_data):
+    """`dask scheduler` + `dask worker tcp://...` (the README's commands, on 127.0.0.1), then --dask tcp://."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    pytest.importorskip("distributed")
+    dask_cli = shutil.which("dask") or str(Path(sys.executable).with_name("dask"))
+    if not Path(dask_cli).exists():
+        pytest.skip("the dask command is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])))
+    address = f"tcp://127.0.0.1:{port}"
+    started = [subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        started.append(subprocess.Popen([dask_cli, "worker", address, "--nworkers", "2", "--nthreads", "1",
+                                         "--host", "127.0.0.1", "--no-dashboard"],
+                                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        import distributed
+
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with distributed.Client(address, timeout=5) as client:
+                    client.wait_for_workers(2, timeout=60)
+                break
+            except (OSError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        data_dir, params = scale_data
+        models = tmp_path / "models"
+        assert _train(models, data_dir, params, "--dask", address) == 0
+        entry = ArtifactStore(models).latest_entry("ember")
+        _assert_same_artifact_shape(models, entry)
+        assert entry["extra"]["training"] == {"mode": "dask", "workers": 2, "partitions": 2, "tree_learner": "data",
+                                              "address": address}
+    finally:
+        for process in reversed(started):
+            process.terminate()
+        for process in started:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -84,7 +84,17 @@ def fit_dask_lightgbm(estimator, X, y, client) -> tuple[Any, dict]:
     Returns ``(LGBMClassifier, info)``: the fitted model made local, and what ran where.
     """
     import lightgbm
+    from distributed import futures_of, wait
 
+    # Read the partitions first: LightGBM 4.7 hides a failed partition behind an AttributeError
+    # ('Future' object has no attribute 'get_params'); say what went wrong instead.
+    X, y = client.persist([X, y])
+    wait([X, y])
+    for future in futures_of(X) + futures_of(y):
+        if future.status == "error":
+            raise ValueError("reading the training rows on the Dask cluster failed (do the scheduler and "
+                             "the workers have vigil installed and see the data at the same path?): "
+                             f"{type(future.exception()).__name__}: {future.exception()}"[:600])
     params = estimator.get_params()
     params.pop("n_jobs", None)  # LightGBM's Dask interface sets the threads from each worker's nthreads
     model = lightgbm.DaskLGBMClassifier(client=client, **params)
@@ -92,17 +102,17 @@ def fit_dask_lightgbm(estimator, X, y, client) -> tuple[Any, dict]:
         warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
         model.fit(X, y)
     local = model.to_local()
-    workers = client.scheduler_info(n_workers=-1)["workers"] if _takes_n_workers(client) \
-        else client.scheduler_info()["workers"]
-    info = {"mode": "dask", "workers": len(workers), "tree_learner": params.get("tree_learner", "data"),
+    info = {"mode": "dask", "workers": worker_count(client), "tree_learner": params.get("tree_learner", "data"),
             "partitions": int(X.numblocks[0])}
     return local, info
 
 
-def _takes_n_workers(client) -> bool:
+def worker_count(client) -> int:
+    """Workers connected to the scheduler (all of them: newer ``scheduler_info`` lists 5 by default)."""
     import inspect
 
     try:
-        return "n_workers" in inspect.signature(client.scheduler_info).parameters
+        every = "n_workers" in inspect.signature(client.scheduler_info).parameters
     except (TypeError, ValueError):
-        return False
+        every = False
+    return len((client.scheduler_info(n_workers=-1) if every else client.scheduler_info())["workers"])

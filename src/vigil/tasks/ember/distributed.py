@@ -56,17 +56,15 @@ def memmap_dask_arrays(X: np.ndarray, y: np.ndarray, rows: np.ndarray, partition
 def fit_on_dask(estimator, X: np.ndarray, y: np.ndarray, rows: np.ndarray, address: str,
                 threads_per_worker: int | None = None, partition_rows: int = PARTITION_ROWS) -> tuple[Any, dict]:
     """Train ``estimator``'s parameters on the cluster at ``address``; returns (LGBMClassifier, info)."""
-    from vigil.dask_training import dask_client, fit_dask_lightgbm, parse_dask_address
+    from vigil.dask_training import dask_client, fit_dask_lightgbm, parse_dask_address, worker_count
 
     kind, target = parse_dask_address(address)
     rows = np.asarray(rows)
-    # enough partitions for every worker to get some (LightGBM's Dask interface needs data on each)
-    if kind == "local":
-        partition_rows = max(1, min(partition_rows, -(-len(rows) // target)))
-        threads = max(1, (threads_per_worker or target) // target)
-    else:
-        threads = 1
+    threads = max(1, (threads_per_worker or target) // target) if kind == "local" else 1
     with dask_client(address, threads_per_worker=threads) as client:
+        # at least one partition per worker, so that every worker trains on a share of the rows
+        workers = max(1, worker_count(client))
+        partition_rows = max(1, min(partition_rows, -(-len(rows) // workers)))
         X_dask, y_dask = memmap_dask_arrays(X, y, rows, partition_rows)
         classifier, info = fit_dask_lightgbm(estimator, X_dask, y_dask, client)
     info["address"] = address if kind == "scheduler" else f"local:{target} (127.0.0.1)"
