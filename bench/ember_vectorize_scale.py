@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     base = [json.dumps(record) for record in train]
     print(f"bench.ember_vectorize_scale on {os.cpu_count()} CPU(s), -j {args.processes}; "
           "peak RSS of the driver and of the largest worker; each run in its own process")
-    print(f"{'run':<28} {'driver':>9} {'worker':>9} {'time':>9} {'rec/s':>7} {'x driver':>9} {'x time':>7}")
+    print(f"{'run':<28} {'driver':>9} {'worker':>9} {'time':>9} {'rec/s':>7} {'x driver':>9} {'x worker':>9} "
+          f"{'x time':>7}")
     with tempfile.TemporaryDirectory(prefix="vigil-vectorize-scale-", dir=os.environ.get("VIGIL_BENCH_TMP")) as tmp:
         previous = subprocess.run(["git", "show", f"{PREVIOUS}:src/vigil/tasks/ember/vectorize.py"], cwd=REPO,
                                   capture_output=True, text=True)
@@ -104,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             baseline = None if skip_previous else measure("previous", data_dir, args.processes)
             for result in filter(None, [baseline, measure("resumable", data_dir, args.processes)]):
-                ratio = ("   1.00x   1.00x" if result is baseline or baseline is None else
+                ratio = ("    1.00x     1.00x   1.00x" if result is baseline or baseline is None else
                          f"{result['driver_mb'] / baseline['driver_mb']:8.2f}x"
+                         f"{result['worker_mb'] / baseline['worker_mb']:9.2f}x"
                          f"{result['seconds'] / baseline['seconds']:7.2f}x")
                 label = "previous driver (baseline)" if result is baseline else "resumable, bounded"
                 print(f"{label:<28} {result['driver_mb']:6,.0f} MB {result['worker_mb']:6,.0f} MB "
