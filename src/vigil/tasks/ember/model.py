@@ -175,6 +175,9 @@ def train_and_save(store, data_dir: Path | str, feature_version: int = 2, preset
         from vigil.dask_training import parse_dask_address
 
         parse_dask_address(dask)  # a bad address fails before any work
+        if bounded or binary_dataset is not None:
+            raise ValueError("--bounded-memory and --binary-dataset are for one machine; with --dask each worker "
+                             "holds its share of the rows (--histogram-pool-mb still applies)")
     X_train, y_train = read_vectorized(data_dir, "train", feature_version)
     fingerprint = data_fingerprint(*(data_dir / f"{kind}_train.dat" for kind in ("X", "y")))
     rows = labelled_rows(y_train)
