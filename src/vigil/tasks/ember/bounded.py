@@ -16,9 +16,11 @@ This module keeps the process's memory well below the data:
   row count). With the cap it keeps the most recent histograms and rebuilds an evicted one from the
   rows instead of subtracting parent minus sibling: the trees are the same, training is slower when
   the cap is far below ``num_leaves`` histograms.
-* bins are chosen from ``BOUNDED_SAMPLE_ROWS`` sampled rows instead of LightGBM's 200,000 (the
-  Python ``Sequence`` path holds the sample as one dense array: 200 k x 2,381 floats is 1.9 GB);
-  with fewer rows than that the bins, and the model, are those of the plain path.
+* bins are chosen from ``BOUNDED_SAMPLE_ROWS`` sampled rows instead of LightGBM's 200,000: while
+  bins are found each non-zero sampled value is held as float64 + int32 (:func:`_sparse_sample`
+  reads the sample a batch at a time; LightGBM's own Sequence sampling would first make a dense
+  float64 array, 3.8 GB for 200 k x 2,381); with fewer rows than that the bins, and the model, are
+  those of the plain path.
 * bins are stored dense (``is_enable_sparse=False``): exactly 1 byte a value (rows x features bytes,
   allocated once). LightGBM's sparse bins would end smaller on mostly-zero columns, but they are
   filled through per-thread push buffers of 8 bytes per non-zero value and, with ember-like density
