@@ -135,6 +135,13 @@ def test_dask_local_cluster_training_saves_the_same_artifact_and_it_serves(tmp_p
                                loaded.model[-1].predict_proba(np.asarray(X[:3]))[:, 1], rtol=1e-9)
 
 
+def test_dask_is_not_combined_with_the_one_machine_options(tmp_path, scale_data, capsys):
+    data_dir, params = scale_data
+    assert _train(tmp_path / "m", data_dir, params, "--dask", "local:2", "--bounded-memory") != 0
+    assert "for one machine" in capsys.readouterr().err
+    assert not (tmp_path / "m" / "ember").exists()
+
+
 @pytest.mark.parametrize("address", ["local:0", "tcp://", "http://x:8786", "local:two"])
 def test_dask_address_is_checked(tmp_path, scale_data, address, capsys):
     data_dir, params = scale_data
