@@ -277,11 +277,11 @@ class EmberTask(Task):
         train.add_argument("-v", "--feature-version", type=int, choices=FEATURE_VERSIONS, default=2)
         train.add_argument("--n-estimators", type=int, help="override the number of boosting rounds")
         train.add_argument("--n-jobs", type=int, default=2, help="LightGBM threads (default: 2)")
-        scale = train.add_argument_group("past one machine's memory (issue 18)")
+        scale = train.add_argument_group("large data sets (issue 18)")
         scale.add_argument("--bounded-memory", action="store_true",
                            help="train from the memmaps without loading X (LightGBM Sequence), pool capped")
         scale.add_argument("--histogram-pool-mb", type=int, metavar="MB",
-                           help="cap LightGBM's histogram pool (implies --bounded-memory; default there: 1024)")
+                           help="cap LightGBM's histogram pool (implies --bounded-memory unless --dask; default there: 1024)")
         scale.add_argument("--binary-dataset", metavar="FILE",
                            help="save the binned LightGBM Dataset here, reuse it next time (implies --bounded-memory)")
         scale.add_argument("--dask", metavar="ADDRESS",
