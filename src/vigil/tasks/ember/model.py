@@ -129,12 +129,18 @@ def load_labelled(X, y) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate_classifier(classifier, X_test, y_test) -> tuple[dict, np.ndarray]:
-    """ember's metrics on the labelled test rows; returns (report, scores)."""
-    X, y = load_labelled(X_test, y_test)
-    if len(y) == 0:
+    """ember's metrics on the labelled test rows; returns (report, scores).
+
+    The rows are scored a batch at a time (``bounded.predict_rows``: the same numbers as one
+    ``predict_proba`` call), so evaluating never holds the whole test set in memory.
+    """
+    from vigil.tasks.ember.bounded import predict_rows
+
+    rows = labelled_rows(y_test)
+    if len(rows) == 0:
         raise ValueError("the test set has no labelled rows")
-    scores = classifier.predict_proba(X)[:, 1]
-    return binary_detection_report(y, scores), scores
+    scores = predict_rows(classifier, X_test, rows)
+    return binary_detection_report(np.asarray(y_test[rows]).astype(int), scores), scores
 
 
 def booster_of(classifier):
@@ -145,23 +151,59 @@ def booster_of(classifier):
 
 
 def train_and_save(store, data_dir: Path | str, feature_version: int = 2, preset: str = "ember",
-                   n_jobs: int | None = 2, extra: dict | None = None, **overrides) -> dict:
+                   n_jobs: int | None = 2, extra: dict | None = None, bounded: bool = False,
+                   histogram_pool_mb: int | None = None, binary_dataset: Path | str | None = None,
+                   dask: str | None = None, **overrides) -> dict:
     """Fit LightGBM on the labelled train rows of a vectorized data dir, evaluate on its test rows,
     and save the pipeline to ``store`` (task ``ember``) with the threshold at 1 % FPR.
+
+    By default the labelled rows are loaded into memory, as ember does. ``bounded=True`` trains from
+    the memmaps in bounded memory (``vigil.tasks.ember.bounded``: histogram pool capped at
+    ``histogram_pool_mb``, default 1,024 MB; the binned Dataset saved to / reused from
+    ``binary_dataset``); ``dask="tcp://host:8786"`` or ``"local:N"`` trains with LightGBM's Dask
+    interface (``vigil.tasks.ember.distributed``). All three save the same kind of artifact.
 
     Returns the manifest entry. Without a labelled test set of both classes the metrics and the
     threshold come from the training rows, and the entry says so (``extra.metrics_on``).
     """
     from vigil.artifacts import data_fingerprint
+    from vigil.tasks.ember.bounded import predict_rows
     from vigil.tasks.ember.vectorize import read_vectorized
 
     data_dir = Path(data_dir)
+    if dask:
+        from vigil.dask_training import parse_dask_address
+
+        parse_dask_address(dask)  # a bad address fails before any work
+        if bounded or binary_dataset is not None:
+            raise ValueError("--bounded-memory and --binary-dataset are for one machine; with --dask each worker "
+                             "holds its share of the rows (--histogram-pool-mb still applies)")
     X_train, y_train = read_vectorized(data_dir, "train", feature_version)
-    X, y = load_labelled(X_train, y_train)
+    fingerprint = data_fingerprint(*(data_dir / f"{kind}_train.dat" for kind in ("X", "y")))
+    rows = labelled_rows(y_train)
+    y = np.asarray(y_train[rows]).astype(int)
     if len(np.unique(y)) < 2:
         raise ValueError(f"the labelled train rows of {data_dir} hold only class(es) {sorted(set(y))}; "
                          "LightGBM needs both 0 and 1")
-    classifier = make_estimator(preset, n_jobs=n_jobs, **overrides).fit(X, y)
+    training: dict | None = None
+    if dask:
+        from vigil.tasks.ember.distributed import fit_on_dask
+
+        if histogram_pool_mb is not None:
+            overrides["histogram_pool_size"] = float(histogram_pool_mb)
+        classifier, training = fit_on_dask(make_estimator(preset, n_jobs=None, **overrides), X_train, y_train,
+                                           rows, dask, threads_per_worker=n_jobs)
+    elif bounded or histogram_pool_mb is not None or binary_dataset is not None:
+        from vigil.tasks.ember.bounded import HISTOGRAM_POOL_MB, fit_bounded
+
+        classifier, training = fit_bounded(
+            make_estimator(preset, n_jobs=n_jobs, **overrides), X_train, y_train, rows,
+            histogram_pool_mb=HISTOGRAM_POOL_MB if histogram_pool_mb is None else histogram_pool_mb,
+            binary_path=binary_dataset, fingerprint=fingerprint)
+    else:
+        X, _ = load_labelled(X_train, y_train)
+        classifier = make_estimator(preset, n_jobs=n_jobs, **overrides).fit(X, y)
+        del X
 
     metrics_on = "test"
     try:
@@ -171,8 +213,7 @@ def train_and_save(store, data_dir: Path | str, feature_version: int = 2, preset
             raise ValueError("test set has one class only")
     except (FileNotFoundError, ValueError):
         metrics_on = "train"
-        report = binary_detection_report(y, classifier.predict_proba(X)[:, 1])
-    fingerprint = data_fingerprint(*(data_dir / f"{kind}_train.dat" for kind in ("X", "y")))
+        report = binary_detection_report(y, predict_rows(classifier, X_train, rows))
     return store.save(
         "ember",
         build_pipeline(classifier, feature_version),
@@ -182,5 +223,6 @@ def train_and_save(store, data_dir: Path | str, feature_version: int = 2, preset
         data_fingerprint=fingerprint,
         lightgbm_booster=classifier.booster_,
         extra={"preset": preset, "params": classifier.get_params(), "metrics_on": metrics_on,
-               "train_rows": int(len(y)), "data_dir": str(data_dir), **(extra or {})},
+               "train_rows": int(len(y)), "data_dir": str(data_dir),
+               **({"training": training} if training else {}), **(extra or {})},
     )

@@ -220,10 +220,11 @@ def cmd_vectorize(args) -> int:
     from vigil.tasks.ember.vectorize import create_vectorized_features
 
     reports = create_vectorized_features(args.data_dir, feature_version=args.feature_version,
-                                         processes=args.processes, progress=not args.quiet)
+                                         processes=args.processes, progress=not args.quiet, resume=not args.restart)
     status = 0
     for report in reports:
-        print(f"{report.subset}: {report.rows} rows -> {report.X_path} ({DIMS[args.feature_version]} floats/row)")
+        resumed = f", resumed at row {report.resumed_at}" if report.resumed_at is not None else ""
+        print(f"{report.subset}: {report.rows} rows -> {report.X_path} ({DIMS[args.feature_version]} floats/row{resumed})")
         for bad in report.bad_lines:
             print(f"vigil: bad line {bad}", file=sys.stderr)
             status = 1
@@ -238,7 +239,8 @@ def cmd_train(args) -> int:
     _, store = _store(args)
     overrides = {"n_estimators": args.n_estimators} if args.n_estimators else {}
     entry = train_and_save(store, args.data_dir, feature_version=args.feature_version, preset=args.params,
-                           n_jobs=args.n_jobs, **overrides)
+                           n_jobs=args.n_jobs, bounded=args.bounded_memory, histogram_pool_mb=args.histogram_pool_mb,
+                           binary_dataset=args.binary_dataset, dask=args.dask, **overrides)
     print(f"saved ember v{entry['version']} ({entry['file']}), threshold at 1% FPR = {entry['threshold']:.6f}")
     if entry["extra"]["metrics_on"] != "test":
         print("note: no labelled test rows of both classes, so metrics and threshold come from the TRAIN rows")
@@ -361,6 +363,8 @@ class EmberTask(Task):
         vectorize = verbs.add_parser("vectorize", help="train_features_*.jsonl + test_features.jsonl -> X/y memmaps")
         vectorize.add_argument("data_dir", metavar="DATA_DIR")
         _add_parallel_flags(vectorize)
+        vectorize.add_argument("--restart", action="store_true",
+                               help="ignore an interrupted run's progress and start afresh (default: continue it)")
         vectorize.set_defaults(handler=cmd_vectorize)
 
         train = verbs.add_parser("train", help="LightGBM on the vectorized labelled rows; saves the model")
@@ -369,6 +373,15 @@ class EmberTask(Task):
         train.add_argument("-v", "--feature-version", type=int, choices=FEATURE_VERSIONS, default=2)
         train.add_argument("--n-estimators", type=int, help="override the number of boosting rounds")
         train.add_argument("--n-jobs", type=int, default=2, help="LightGBM threads (default: 2)")
+        scale = train.add_argument_group("large data sets (issue 18)")
+        scale.add_argument("--bounded-memory", action="store_true",
+                           help="train from the memmaps without loading X (LightGBM Sequence), pool capped")
+        scale.add_argument("--histogram-pool-mb", type=int, metavar="MB",
+                           help="cap LightGBM's histogram pool (implies --bounded-memory unless --dask; default there: 1024)")
+        scale.add_argument("--binary-dataset", metavar="FILE",
+                           help="save the binned LightGBM Dataset here, reuse it next time (implies --bounded-memory)")
+        scale.add_argument("--dask", metavar="ADDRESS",
+                           help="train on a Dask cluster: tcp://HOST:8786 or local:N (N workers on 127.0.0.1)")
         train.set_defaults(handler=cmd_train)
 
         evaluate = verbs.add_parser("evaluate", help="re-score a saved model on DATA_DIR's test rows")

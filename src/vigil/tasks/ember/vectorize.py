@@ -51,6 +51,7 @@ class SubsetReport:
     X_path: Path
     y_path: Path
     bad_lines: list[BadLine] = field(default_factory=list)
+    resumed_at: int | None = None  # the row an interrupted run was continued from (None: not resumed)
 
 
 def raw_feature_paths(data_dir: Path | str, subset: str) -> list[Path]:
@@ -126,22 +127,38 @@ def vectorize_record(extractor: FeatureExtractor, line: str) -> tuple[np.ndarray
     return vectorize_records(extractor, [record])[0], label, metadata
 
 
-# -- worker side: one memmap pair opened per process, rows written in batches ------------------
+# -- worker side: the two files opened once per process, each batch written with one pwrite each --
+# (pwrite, not a memory map: the pages written stay in the page cache, not in the worker's resident
+# set, so a worker's memory does not grow with the file)
 _worker_state: dict = {}
 
 
 def _worker_init(X_path: str, y_path: str, rows: int, feature_version: int) -> None:
     extractor = FeatureExtractor(feature_version)
-    _worker_state.update(
-        extractor=extractor,
-        X=np.memmap(X_path, dtype=np.float32, mode="r+", shape=(rows, extractor.dim)),
-        y=np.memmap(y_path, dtype=np.float32, mode="r+", shape=(rows,)),
-    )
+    _worker_state.update(extractor=extractor, rows=rows,
+                         X=os.open(X_path, os.O_WRONLY), y=os.open(y_path, os.O_WRONLY))
+
+
+def _worker_close() -> None:
+    for key in ("X", "y"):
+        if key in _worker_state:
+            os.close(_worker_state.pop(key))
+    _worker_state.clear()
+
+
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data).cast("B")
+    while len(view):
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def _vectorize_batch(batch: list[tuple[int, str, int, str]]) -> tuple[list[tuple[int, dict]], list[BadLine]]:
-    extractor, X, y = _worker_state["extractor"], _worker_state["X"], _worker_state["y"]
+    extractor = _worker_state["extractor"]
     metadata, bad, parsed = [], [], []
+    first = batch[0][0]  # rows of a batch are consecutive
+    X = np.zeros((len(batch), extractor.dim), dtype=np.float32)  # a bad line's row: zeros, label -1
+    y = np.full(len(batch), -1.0, dtype=np.float32)
     for row, path, number, line in batch:
         try:
             record, label, meta = parse_record(line)
@@ -149,8 +166,6 @@ def _vectorize_batch(batch: list[tuple[int, str, int, str]]) -> tuple[list[tuple
         except ValueError as exc:
             meta = {"label": -1}
             bad.append(BadLine(path, number, str(exc)))
-            X[row] = 0.0
-            y[row] = -1.0
         metadata.append((row, meta))
     if parsed:
         try:  # the whole batch at once (FeatureHasher is much faster in bulk) ...
@@ -164,91 +179,307 @@ def _vectorize_batch(batch: list[tuple[int, str, int, str]]) -> tuple[list[tuple
                     bad.append(BadLine(path, number, str(exc)))
                     parsed[i] = (row, path, number, record, -1.0)
                     metadata = [(r, {"label": -1}) if r == row else (r, m) for r, m in metadata]
-        rows = np.array([item[0] for item in parsed])
-        order = np.argsort(rows)  # rows of a batch are consecutive: write them as one slice
-        X[rows[order]] = vectors[order]
-        y[rows[order]] = np.array([item[4] for item in parsed], dtype=np.float32)[order]
-    X.flush()
-    y.flush()
+        positions = np.array([item[0] for item in parsed]) - first
+        X[positions] = vectors
+        y[positions] = np.array([item[4] for item in parsed], dtype=np.float32)
+    _pwrite_all(_worker_state["X"], X, first * extractor.dim * 4)
+    _pwrite_all(_worker_state["y"], y, first * 4)
     return metadata, bad
 
 
-def _batches(paths: list[Path], size: int) -> Iterator[list[tuple[int, str, int, str]]]:
-    batch = []
-    for row, (path, number, line) in enumerate(iter_raw_lines(paths)):
+# -- resumable, bounded-memory driver ---------------------------------------------------------
+WINDOW_PER_PROCESS = 4  # batches in flight per worker: results come back in order, at most this many waiting
+PROGRESS_EVERY_S = 1.0  # how often the progress file is rewritten (a crash redoes at most this much)
+
+
+@dataclass
+class _Position:
+    """Where the next unread line starts: file index, byte offset in it, its 1-based line number."""
+
+    file: int = 0
+    offset: int = 0
+    line: int = 1
+
+
+def _lines_from(paths: list[Path], start: _Position) -> Iterator[tuple[str, int, str, _Position]]:
+    """(file, line number, text, position after the line) from ``start`` on, in order."""
+    for index in range(start.file, len(paths)):
+        with open(paths[index], "rb") as handle:
+            offset, number = (start.offset, start.line) if index == start.file else (0, 1)
+            handle.seek(offset)
+            for line in handle:
+                offset += len(line)
+                yield str(paths[index]), number, line.decode("utf-8", errors="replace"), _Position(index, offset, number + 1)
+                number += 1
+
+
+def _batches(paths: list[Path], size: int, first_row: int = 0, start: _Position | None = None
+             ) -> Iterator[tuple[list[tuple[int, str, int, str]], _Position]]:
+    """Batches of (row, file, line number, text), each with the position after its last line."""
+    batch: list[tuple[int, str, int, str]] = []
+    position = start or _Position()
+    for row, (path, number, line, position) in enumerate(_lines_from(paths, position), start=first_row):
         batch.append((row, path, number, line))
         if len(batch) == size:
-            yield batch
+            yield batch, position
             batch = []
     if batch:
-        yield batch
+        yield batch, position
+
+
+class SubsetProgress:
+    """``X_<subset>.dat.progress.json`` + ``X_<subset>.dat.metadata.jsonl``: what an interrupted run did.
+
+    The progress file names the inputs (path, size, mtime), the feature version, the row count, how
+    many rows are written (all rows before ``done_rows`` are in X/y and in the metadata file, whose
+    first ``metadata_bytes`` bytes are valid) and where to read on. A run whose inputs or feature
+    version differ starts afresh.
+    """
+
+    FORMAT = 1
+
+    def __init__(self, X_path: Path):
+        self.path = X_path.with_name(X_path.name + ".progress.json")
+        self.metadata_path = X_path.with_name(X_path.name + ".metadata.jsonl")
+
+    @staticmethod
+    def signature(paths: list[Path], feature_version: int) -> dict:
+        inputs = []
+        for path in paths:
+            stat = path.stat()
+            inputs.append({"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+        return {"format": SubsetProgress.FORMAT, "feature_version": feature_version, "inputs": inputs}
+
+    def read(self, signature: dict, X_path: Path, y_path: Path, dim: int) -> dict | None:
+        """The saved state if it belongs to these inputs and the output files are intact, else None."""
+        try:
+            state = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        if {k: state.get(k) for k in signature} != signature:
+            return None
+        rows = int(state.get("rows", -1))
+        try:
+            sizes_ok = (X_path.stat().st_size == rows * dim * 4 and y_path.stat().st_size == rows * 4
+                        and self.metadata_path.stat().st_size >= int(state["metadata_bytes"]))
+        except (OSError, KeyError, ValueError):
+            return None
+        return state if sizes_ok else None
+
+    def write(self, state: dict) -> None:
+        from vigil.files import atomic_write
+
+        atomic_write(self.path, json.dumps(state))
+
+    def remove(self) -> None:
+        for path in (self.path, self.metadata_path):
+            path.unlink(missing_ok=True)
+
+    def iter_metadata(self) -> Iterator[dict]:
+        with open(self.metadata_path, encoding="utf-8") as handle:
+            for line in handle:
+                yield json.loads(line)
+
+
+def _in_order(pool, batches: Iterator, window: int) -> Iterator[tuple[tuple, _Position, dict]]:
+    """(result of ``_vectorize_batch``, position after the batch, {(file, line): row}) in input order,
+    with at most ``window`` batches in flight.
+
+    In order, so the progress file can name one offset below which every row is written; bounded,
+    so results waiting behind a slow batch (and the lines sent out) never pile up.
+    """
+    from collections import deque
+
+    def rows_of(batch) -> dict:
+        return {(path, number): row for row, path, number, _ in batch}
+
+    if pool is None:
+        for batch, position in batches:
+            yield _vectorize_batch(batch), position, rows_of(batch)
+        return
+    pending: deque = deque()
+    for batch, position in batches:
+        pending.append((pool.apply_async(_vectorize_batch, (batch,)), position, rows_of(batch)))
+        if len(pending) >= window:
+            result, at, rows = pending.popleft()
+            yield result.get(), at, rows
+    while pending:
+        result, at, rows = pending.popleft()
+        yield result.get(), at, rows
+
+
+def vectorize_subset_resumable(X_path: Path, y_path: Path, paths: list[Path], feature_version: int = 2,
+                               processes: int | None = None, progress: bool = True, subset: str = "",
+                               resume: bool = True) -> tuple[SubsetReport, SubsetProgress]:
+    """Vectorize ``paths`` into the two memmap files, resumably and in constant memory.
+
+    Per-row metadata go to ``X_<subset>.dat.metadata.jsonl`` as rows complete, in order (one JSON
+    object a row; a bad line's carries ``bad``), and the progress file records how far the run got.
+    With ``resume`` (the default) a run that finds the progress of an interrupted run on the same
+    inputs skips the rows already written; a finished one is not redone. Returns the report and the
+    :class:`SubsetProgress`, whose files the caller removes once it has read them.
+    """
+    import time
+
+    from tqdm import tqdm
+
+    X_path, y_path = Path(X_path), Path(y_path)
+    dim = DIMS[feature_version]
+    tracker = SubsetProgress(X_path)
+    signature = SubsetProgress.signature(paths, feature_version)
+    state = tracker.read(signature, X_path, y_path, dim) if resume else None
+    if state is None:
+        rows = count_lines(paths)
+        # Size the files once (zero-filled, like np.memmap mode "w+"); workers open them in r+ mode.
+        for path, nbytes in ((X_path, rows * dim * 4), (y_path, rows * 4)):
+            with open(path, "wb") as handle:
+                handle.truncate(nbytes)
+        tracker.metadata_path.write_bytes(b"")
+        state = {**signature, "rows": rows, "done_rows": 0, "metadata_bytes": 0, "position": [0, 0, 1],
+                 "complete": rows == 0, "resumed_at": None}
+        tracker.write(state)
+    else:
+        state["resumed_at"] = state["done_rows"]
+    rows = int(state["rows"])
+    if not state["complete"]:
+        _vectorize_rows(X_path, y_path, paths, feature_version, processes, progress, subset, tracker, state, tqdm,
+                        time)
+    bad_lines = [BadLine(*meta["bad"]) for meta in tracker.iter_metadata() if "bad" in meta]
+    bad_lines.sort(key=lambda b: (b.path, b.line))
+    report = SubsetReport(subset, rows, X_path, y_path, bad_lines, resumed_at=state.get("resumed_at"))
+    return report, tracker
+
+
+def _vectorize_rows(X_path, y_path, paths, feature_version, processes, progress, subset, tracker, state, tqdm,
+                    time) -> None:
+    rows = int(state["rows"])
+    processes = processes or min(2, os.cpu_count() or 1)
+    init_args = (str(X_path), str(y_path), rows, feature_version)
+    done = int(state["done_rows"])
+    position = _Position(*state["position"])
+    bar = tqdm(total=rows, initial=done, desc=f"vectorizing {subset or X_path.name}", unit="rec",
+               disable=not progress, file=sys.stderr)
+    if processes == 1:
+        _worker_init(*init_args)
+        pool = None
+    else:
+        pool = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn").Pool(
+            processes, initializer=_worker_init, initargs=init_args)
+    metadata_file = open(tracker.metadata_path, "r+b")
+    metadata_file.truncate(int(state["metadata_bytes"]))  # drop what a crash left past the last record
+    metadata_file.seek(0, os.SEEK_END)
+    last_saved = time.monotonic()
+    try:
+        batches = _batches(paths, BATCH_LINES, first_row=done, start=position)
+        for (batch_metadata, batch_bad), position, rows_of in _in_order(pool, batches, WINDOW_PER_PROCESS * processes):
+            where = {rows_of[(bad.path, bad.line)]: bad for bad in batch_bad}
+            chunk = []
+            for row, meta in sorted(batch_metadata, key=lambda item: item[0]):
+                record = dict(meta)
+                if row in where:
+                    bad = where[row]
+                    record["bad"] = [bad.path, bad.line, bad.error]
+                chunk.append(json.dumps(record) + "\n")
+            metadata_file.write("".join(chunk).encode("utf-8"))
+            done += len(batch_metadata)
+            bar.update(len(batch_metadata))
+            state.update(done_rows=done, position=[position.file, position.offset, position.line])
+            if time.monotonic() - last_saved >= PROGRESS_EVERY_S or done == rows:
+                _sync(X_path, y_path)
+                metadata_file.flush()
+                os.fsync(metadata_file.fileno())
+                state["metadata_bytes"] = metadata_file.tell()
+                tracker.write(state)
+                last_saved = time.monotonic()
+        _sync(X_path, y_path)
+        metadata_file.flush()
+        state.update(metadata_bytes=metadata_file.tell(), complete=done >= rows)
+        tracker.write(state)
+    finally:
+        metadata_file.close()
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+        _worker_close()
+
+
+def _sync(*paths: Path) -> None:
+    """Rows the workers wrote reach the disk before the progress file says they are there."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def vectorize_subset(X_path: Path, y_path: Path, paths: list[Path], feature_version: int = 2,
                      processes: int | None = None, progress: bool = True,
                      subset: str = "") -> tuple[SubsetReport, list[dict]]:
-    """Vectorize ``paths`` into the two memmap files; returns the report and per-row metadata."""
-    from tqdm import tqdm
-
-    rows = count_lines(paths)
-    dim = DIMS[feature_version]
-    # Size the files once (zero-filled, like np.memmap mode "w+"); workers open them in r+ mode.
-    for path, nbytes in ((X_path, rows * dim * 4), (y_path, rows * 4)):
-        with open(path, "wb") as handle:
-            handle.truncate(nbytes)
-    if rows == 0:
-        return SubsetReport(subset, 0, Path(X_path), Path(y_path)), []
-
-    processes = processes or min(2, os.cpu_count() or 1)
-    init_args = (str(X_path), str(y_path), rows, feature_version)
-    metadata: list[dict] = [{} for _ in range(rows)]
-    bad_lines: list[BadLine] = []
-    bar = tqdm(total=rows, desc=f"vectorizing {subset or X_path.name}", unit="rec", disable=not progress,
-               file=sys.stderr)
-    if processes == 1:
-        _worker_init(*init_args)
-        results = map(_vectorize_batch, _batches(paths, BATCH_LINES))
-        pool = None
-    else:
-        pool = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn").Pool(
-            processes, initializer=_worker_init, initargs=init_args)
-        results = pool.imap_unordered(_vectorize_batch, _batches(paths, BATCH_LINES))
-    try:
-        for batch_metadata, batch_bad in results:
-            for row, meta in batch_metadata:
-                metadata[row] = meta
-            bad_lines.extend(batch_bad)
-            bar.update(len(batch_metadata))
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.close()
-            pool.join()
-        _worker_state.clear()
-    bad_lines.sort(key=lambda b: (b.path, b.line))
-    return SubsetReport(subset, rows, Path(X_path), Path(y_path), bad_lines), metadata
+    """Vectorize ``paths`` into the two memmap files afresh; returns the report and per-row metadata."""
+    report, tracker = vectorize_subset_resumable(X_path, y_path, paths, feature_version, processes, progress,
+                                                 subset, resume=False)
+    metadata = [{k: v for k, v in meta.items() if k != "bad"} for meta in tracker.iter_metadata()]
+    tracker.remove()
+    return report, metadata
 
 
 def create_vectorized_features(data_dir: Path | str, feature_version: int = 2, processes: int | None = None,
-                               progress: bool = True) -> list[SubsetReport]:
-    """Vectorize train and test of ``data_dir`` in place and write metadata.csv beside them."""
+                               progress: bool = True, resume: bool = True) -> list[SubsetReport]:
+    """Vectorize train and test of ``data_dir`` in place and write metadata.csv beside them.
+
+    Resumable: an interrupted run leaves ``X_<subset>.dat.progress.json`` (and the metadata of the
+    rows written so far); the next run on the same inputs continues from there (``resume=False``:
+    start afresh). Memory stays constant in the number of records: batches in flight are bounded,
+    workers write with pwrite (a memory map of X would add every page written to the worker's
+    resident set), metadata go to disk as rows complete and metadata.csv is written a chunk at a time.
+    """
     data_dir = Path(data_dir)
-    reports, frames = [], []
+    done = []
     for subset in SUBSETS:
         paths = raw_feature_paths(data_dir, subset)
         if not paths:
             continue
-        report, metadata = vectorize_subset(
+        report, tracker = vectorize_subset_resumable(
             data_dir / f"X_{subset}.dat", data_dir / f"y_{subset}.dat", paths,
-            feature_version=feature_version, processes=processes, progress=progress, subset=subset)
-        reports.append(report)
-        frame = pd.DataFrame(metadata, columns=["sha256", "appeared", "label", "avclass"])
-        frame["subset"] = subset
-        frames.append(frame)
-    if not reports:
+            feature_version=feature_version, processes=processes, progress=progress, subset=subset, resume=resume)
+        done.append((report, tracker))
+    if not done:
         raise FileNotFoundError(f"no train_features_*.jsonl or test_features.jsonl in {data_dir}")
-    pd.concat(frames, ignore_index=True)[METADATA_COLUMNS].to_csv(data_dir / "metadata.csv")
-    return reports
+    write_metadata_csv(data_dir / "metadata.csv", [(report.subset, tracker) for report, tracker in done])
+    for _, tracker in done:
+        tracker.remove()
+    return [report for report, _ in done]
+
+
+METADATA_CHUNK = 50_000
+
+
+def write_metadata_csv(path: Path, subsets: list[tuple[str, SubsetProgress]]) -> None:
+    """metadata.csv (index, sha256, appeared, label, avclass, subset), written a chunk at a time."""
+    from vigil.files import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
+        offset, header = 0, True
+        for subset, tracker in subsets:
+            chunk: list[dict] = []
+            for meta in tracker.iter_metadata():
+                chunk.append(meta)
+                if len(chunk) == METADATA_CHUNK:
+                    offset = _write_metadata_chunk(out, chunk, subset, offset, header)
+                    header, chunk = False, []
+            if chunk or header:
+                offset = _write_metadata_chunk(out, chunk, subset, offset, header)
+                header = False
+
+
+def _write_metadata_chunk(out, chunk: list[dict], subset: str, offset: int, header: bool) -> int:
+    frame = pd.DataFrame(chunk, columns=["sha256", "appeared", "label", "avclass"])
+    frame["subset"] = subset
+    frame.index = pd.RangeIndex(offset, offset + len(frame))
+    frame[METADATA_COLUMNS].to_csv(out, header=header)
+    return offset + len(frame)
 
 
 def vectorized_rows(data_dir: Path | str, subset: str, feature_version: int = 2) -> int:
