@@ -40,13 +40,16 @@ def main(argv=None) -> int:
     from vigil.active_learning.synthetic import write_synthetic_vectorized
 
     shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ember"
-    print(f"../shared/data/ember {'has no vectorized X_train.dat' if shared.is_dir() else 'is absent'}: "
-          f"using {options.rows} generated rows in ember's layout")
+    print(
+        f"../shared/data/ember {'has no vectorized X_train.dat' if shared.is_dir() else 'is absent'}: "
+        f"using {options.rows} generated rows in ember's layout"
+    )
     with tempfile.TemporaryDirectory(prefix="vigil-bench-al-") as folder:
         folder = Path(folder)
         data = write_synthetic_vectorized(folder / "data", train_rows=options.rows, test_rows=2000)
-        args = processes.normalise_args({"DATA_DIR": str(data), "EXPT_DIR": str(folder / "expt"),
-                                         "TRAIN_SIZE": None, "TEST_SIZE": None})
+        args = processes.normalise_args(
+            {"DATA_DIR": str(data), "EXPT_DIR": str(folder / "expt"), "TRAIN_SIZE": None, "TEST_SIZE": None}
+        )
         pool = processes.pool_size(args)
         labelled = list(range(options.labelled))
         processes.train(args, labelled, None, "ckpt_0.pkl")
@@ -63,9 +66,11 @@ def main(argv=None) -> int:
         baseline, base_s, base_peak = _timed(in_memory)
         chunked, chunk_s, chunk_peak = _timed(lambda: processes.infer(args, unlabelled, "ckpt_0.pkl"))
         assert np.allclose([v["softmax"][1] for v in chunked["outputs"].values()], baseline[:, 1])
-        print(f"infer over {len(unlabelled)} unlabelled rows: in memory {base_s:.2f} s, peak {base_peak / 1e6:.0f} MB "
-              f"(baseline); memmap chunks {chunk_s:.2f} s ({chunk_s / base_s:.2f}x time), peak "
-              f"{chunk_peak / 1e6:.0f} MB ({chunk_peak / base_peak:.2f}x memory)")
+        print(
+            f"infer over {len(unlabelled)} unlabelled rows: in memory {base_s:.2f} s, peak {base_peak / 1e6:.0f} MB "
+            f"(baseline); memmap chunks {chunk_s:.2f} s ({chunk_s / base_s:.2f}x time), peak "
+            f"{chunk_peak / 1e6:.0f} MB ({chunk_peak / base_peak:.2f}x memory)"
+        )
 
         store = LocalBucketStore(folder / "bucket")
         pipeline = AlectioPipeline(args, store)
@@ -73,13 +78,21 @@ def main(argv=None) -> int:
             project = f"p{size}"
             write_json(store, "b", f"{project}/meta.json", {"train_size": size})
             write_pickle(store, "b", f"{project}/e/selected_indices_0.pkl", labelled)
-            payload = {"experiment_id": "e", "project_id": project, "cur_loop": 0, "user_id": "u",
-                       "bucket_name": "b", "type": "Classification"}
+            payload = {
+                "experiment_id": "e",
+                "project_id": project,
+                "cur_loop": 0,
+                "user_id": "u",
+                "bucket_name": "b",
+                "type": "Classification",
+            }
             started = time.perf_counter()
             job = pipeline.start_loop(payload, background=False)["job"]
             seconds = time.perf_counter() - started
-            print(f"one_loop, train_size {size}: {seconds:.2f} s ({job['status']}), "
-                  f"{seconds / (size / 1000):.3f} s per 1000 pool rows")
+            print(
+                f"one_loop, train_size {size}: {seconds:.2f} s ({job['status']}), "
+                f"{seconds / (size / 1000):.3f} s per 1000 pool rows"
+            )
     return 0
 
 

@@ -34,9 +34,16 @@ def _consume(servers: str, topic: str, store, static, windows: int) -> tuple[flo
     # delta tiny and no floor: the consumer never retrains here, so only the steady path is timed.
     policy = RetrainPolicy(delta=1e-12, f1_floor=0.0)
     processor = DnsWindowProcessor(store, static, f"bench-{topic}", policy)
-    consumer = WindowedConsumer(servers, topic, f"bench-{topic}", processor, ResultsStore(folder / "r.sqlite"),
-                                idle_timeout_s=5, max_windows=windows,
-                                on_window=lambda _record: stamps.append(time.perf_counter()))
+    consumer = WindowedConsumer(
+        servers,
+        topic,
+        f"bench-{topic}",
+        processor,
+        ResultsStore(folder / "r.sqlite"),
+        idle_timeout_s=5,
+        max_windows=windows,
+        on_window=lambda _record: stamps.append(time.perf_counter()),
+    )
     consumer.run()
     if len(stamps) < 2:
         raise RuntimeError(f"only {len(stamps)} windows came back from {topic}")
@@ -70,7 +77,7 @@ def main(argv=None) -> dict:
 
     started = time.perf_counter()
     for start in range(0, n, 1000):
-        predict_proba(static.model, features.iloc[start:start + 1000])
+        predict_proba(static.model, features.iloc[start : start + 1000])
     bare_rate = n / (time.perf_counter() - started)
 
     row_messages = [json.dumps(record).encode() for record in frame.astype(str).to_dict("records")]
@@ -105,12 +112,21 @@ def main(argv=None) -> dict:
     print(f"bare model predict_proba (base):       {bare_rate:>10,.0f} rows/s")
     for label in ("rows", "queries"):
         rate, windows = results[label]
-        print(f"kafka {label:<8} via {where:<14} {rate:>10,.0f} events/s  = {rate / bare_rate:.3f} x base "
-              f"({windows} windows; parse, 2 models, SQLite, commit)")
-    print(f"retrain on 3 windows: {retrain_s * 1000:,.0f} ms = {retrain_s / score_window_s:,.0f} x scoring one window "
-          f"({score_window_s * 1000:.1f} ms)")
-    return {"bare_rows_per_s": bare_rate, "kafka_rows_per_s": results["rows"][0],
-            "kafka_queries_per_s": results["queries"][0], "retrain_s": retrain_s, "score_window_s": score_window_s}
+        print(
+            f"kafka {label:<8} via {where:<14} {rate:>10,.0f} events/s  = {rate / bare_rate:.3f} x base "
+            f"({windows} windows; parse, 2 models, SQLite, commit)"
+        )
+    print(
+        f"retrain on 3 windows: {retrain_s * 1000:,.0f} ms = {retrain_s / score_window_s:,.0f} x scoring one window "
+        f"({score_window_s * 1000:.1f} ms)"
+    )
+    return {
+        "bare_rows_per_s": bare_rate,
+        "kafka_rows_per_s": results["rows"][0],
+        "kafka_queries_per_s": results["queries"][0],
+        "retrain_s": retrain_s,
+        "score_window_s": score_window_s,
+    }
 
 
 if __name__ == "__main__":

@@ -65,8 +65,12 @@ def bench_extraction(n_files: int, repeats: int = 2) -> None:
     baseline = _rate(len(files), _best_seconds(loop, repeats))
     print(f"extraction   baseline loop          {baseline:8.1f} files/s   1.00x   ({len(files)} PE files)")
     for processes in (1, 2):
-        seconds = _best_seconds(lambda: extract_files([str(p) for p in files], io.StringIO(),
-                                                      processes=processes, progress=False), repeats)
+        seconds = _best_seconds(
+            lambda processes=processes: extract_files(
+                [str(p) for p in files], io.StringIO(), processes=processes, progress=False
+            ),
+            repeats,
+        )
         rate = _rate(len(files), seconds)
         print(f"extraction   vigil extract -j {processes}      {rate:8.1f} files/s   {rate / baseline:.2f}x")
 
@@ -89,9 +93,17 @@ def bench_vectorization(n_records: int, repeats: int = 2) -> None:
         baseline = _rate(len(lines), _best_seconds(loop, repeats))
         print(f"vectorizing  baseline loop          {baseline:8.1f} rec/s     1.00x   ({len(lines)} records)")
         for processes in (1, 2):
-            seconds = _best_seconds(lambda: vectorize_subset(
-                Path(folder) / "X.dat", Path(folder) / "y.dat", [train], feature_version=2,
-                processes=processes, progress=False), repeats)
+            seconds = _best_seconds(
+                lambda processes=processes: vectorize_subset(
+                    Path(folder) / "X.dat",
+                    Path(folder) / "y.dat",
+                    [train],
+                    feature_version=2,
+                    processes=processes,
+                    progress=False,
+                ),
+                repeats,
+            )
             rate = _rate(len(lines), seconds)
             print(f"vectorizing  vigil vectorize -j {processes}    {rate:8.1f} rec/s     {rate / baseline:.2f}x")
 
@@ -126,7 +138,9 @@ def bench_predict(n_requests: int, with_server: bool) -> None:
             model.predict_proba([FeatureExtractor(2).raw_features(body)])
 
         baseline = _latencies(direct, n_requests)
-        print(f"predict      baseline in-process    {baseline * 1000:8.2f} ms        1.00x   (t32.exe, {len(body)} bytes)")
+        print(
+            f"predict      baseline in-process    {baseline * 1000:8.2f} ms        1.00x   (t32.exe, {len(body)} bytes)"
+        )
 
         client = create_app(Settings.from_env(models_dir=models), store).test_client()
 
@@ -145,8 +159,12 @@ def bench_predict(n_requests: int, with_server: bool) -> None:
             session = requests.Session()
 
             def via_gunicorn():
-                response = session.post(server.url + "/predict/ember", data=body,
-                                        headers={"Content-Type": "application/octet-stream"}, timeout=60)
+                response = session.post(
+                    server.url + "/predict/ember",
+                    data=body,
+                    headers={"Content-Type": "application/octet-stream"},
+                    timeout=60,
+                )
                 assert response.status_code == 200
 
             latency = _latencies(via_gunicorn, n_requests)

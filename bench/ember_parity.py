@@ -45,8 +45,11 @@ def _raw(path: str) -> dict:
 def _differing_keys(ours, theirs, prefix: str = "") -> list[str]:
     """Where two JSON values differ, as short paths (``sections[3].name``, ``[12]``)."""
     if isinstance(ours, dict) and isinstance(theirs, dict):
-        return [k for key in sorted(set(ours) | set(theirs), key=str)
-                for k in _differing_keys(ours.get(key), theirs.get(key), f"{prefix}.{key}" if prefix else key)]
+        return [
+            k
+            for key in sorted(set(ours) | set(theirs), key=str)
+            for k in _differing_keys(ours.get(key), theirs.get(key), f"{prefix}.{key}" if prefix else key)
+        ]
     if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs) and ours != theirs:
         if all(not isinstance(x, (dict, list)) for x in ours + theirs):
             return [prefix or "[]"]
@@ -82,11 +85,16 @@ def compare(manifest: list[dict], files: Path, reference_raw: list[dict], refere
         counts["all"]["raw"] += not raw_diff
         counts["all"]["vector"] += not vector_diff
         if raw_diff or vector_diff:
-            differences.append({
-                "path": row["path"], "package": row["package"], "sha256": row["sha256"],
-                "raw_blocks": raw_diff, "vector_blocks": vector_diff,
-                "raw_keys": {name: _differing_keys(mine[name], theirs.get(name))[:20] for name in raw_diff},
-            })
+            differences.append(
+                {
+                    "path": row["path"],
+                    "package": row["package"],
+                    "sha256": row["sha256"],
+                    "raw_blocks": raw_diff,
+                    "vector_blocks": vector_diff,
+                    "raw_keys": {name: _differing_keys(mine[name], theirs.get(name))[:20] for name in raw_diff},
+                }
+            )
     return counts, differences
 
 
@@ -102,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     manifest_path, raw_path = args.corpus / "manifest.jsonl", args.reference / "raw.jsonl"
     if not manifest_path.exists() or not raw_path.exists():
-        print(f"no corpus or reference ({manifest_path}, {raw_path}): build them with "
-              "scripts/build_debian_pe_corpus.py and scripts/ember_reference.py (README, EMBER parity)")
+        print(
+            f"no corpus or reference ({manifest_path}, {raw_path}): build them with "
+            "scripts/build_debian_pe_corpus.py and scripts/ember_reference.py (README, EMBER parity)"
+        )
         return 0
     manifest = [json.loads(line) for line in manifest_path.read_text().splitlines()]
     reference_raw = [json.loads(line) for line in raw_path.read_text().splitlines()]
@@ -118,13 +128,17 @@ def main(argv: list[str] | None = None) -> int:
         reference_vectors = reference_vectors[keep]
     counts, differences = compare(manifest, args.corpus / "files", reference_raw, reference_vectors, args.jobs)
     total = len(manifest)
-    print(f"{total} PE files ({len({m['sha256'] for m in manifest})} distinct), "
-          f"{len({m['package'] for m in manifest})} Debian packages; "
-          f"{sum('error' in r for r in reference_raw)} that ember's code raised on")
+    print(
+        f"{total} PE files ({len({m['sha256'] for m in manifest})} distinct), "
+        f"{len({m['package'] for m in manifest})} Debian packages; "
+        f"{sum('error' in r for r in reference_raw)} that ember's code raised on"
+    )
     print(f"{'block':<16}{'raw identical':>20}{'vector identical':>22}")
     for name, count in counts.items():
-        print(f"{name:<16}{count['raw']:>12} {100 * count['raw'] / total:6.2f} %"
-              f"{count['vector']:>14} {100 * count['vector'] / total:6.2f} %")
+        print(
+            f"{name:<16}{count['raw']:>12} {100 * count['raw'] / total:6.2f} %"
+            f"{count['vector']:>14} {100 * count['vector'] / total:6.2f} %"
+        )
     args.details.parent.mkdir(parents=True, exist_ok=True)
     with args.details.open("w") as handle:
         for row in differences:

@@ -52,20 +52,41 @@ def child(mode: str, data_dir: str, rounds: int, leaves: int, pool_mb: float | N
         X_in, y_in = load_labelled(X, y)
         classifier = make_estimator("ember", n_jobs=2, **overrides).fit(X_in, y_in)
     else:
-        classifier, _ = fit_bounded(make_estimator("ember", n_jobs=2, **overrides), X, y, labelled_rows(y),
-                                    histogram_pool_mb=pool_mb)
+        classifier, _ = fit_bounded(
+            make_estimator("ember", n_jobs=2, **overrides), X, y, labelled_rows(y), histogram_pool_mb=pool_mb
+        )
     seconds = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     trees = classifier.booster_.num_trees()
-    print(json.dumps({"mode": mode, "seconds": seconds, "peak_mb": peak_kb / 1024, "trees": trees,
-                      "rows": int(len(y)), "labelled": int(np.count_nonzero(np.asarray(y) != -1))}))
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "seconds": seconds,
+                "peak_mb": peak_kb / 1024,
+                "trees": trees,
+                "rows": int(len(y)),
+                "labelled": int(np.count_nonzero(np.asarray(y) != -1)),
+            }
+        )
+    )
 
 
 def measure(mode: str, data_dir: Path, rounds: int, leaves: int, pool_mb: float | None = None) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), str(REPO), env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "bench.ember_scale", "--child", mode, str(data_dir), "--rounds", str(rounds),
-               "--leaves", str(leaves)] + (["--pool-mb", str(pool_mb)] if pool_mb is not None else [])
+    command = [
+        sys.executable,
+        "-m",
+        "bench.ember_scale",
+        "--child",
+        mode,
+        str(data_dir),
+        "--rounds",
+        str(rounds),
+        "--leaves",
+        str(leaves),
+    ] + (["--pool-mb", str(pool_mb)] if pool_mb is not None else [])
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=3600)
     if result.returncode != 0:
         raise RuntimeError(f"{mode} on {data_dir} failed:\n{result.stderr[-2000:]}")
@@ -82,9 +103,15 @@ def _row(label: str, result: dict, baseline: dict | None, note: str = "") -> str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.ember_scale", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", default="10000,100000", help="row counts, comma-separated (README: 10000,100000,400000)")
-    parser.add_argument("--naive-max-rows", type=int, default=100_000,
-                        help="skip the naive baseline above this many rows (default 100000: memory budget)")
+    parser.add_argument(
+        "--rows", default="10000,100000", help="row counts, comma-separated (README: 10000,100000,400000)"
+    )
+    parser.add_argument(
+        "--naive-max-rows",
+        type=int,
+        default=100_000,
+        help="skip the naive baseline above this many rows (default 100000: memory budget)",
+    )
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--leaves", type=int, default=256)
     parser.add_argument("--skip-pool", action="store_true", help="skip the 2,048-leaf histogram-pool section")
@@ -98,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     from vigil.tasks.ember.synthetic import write_synthetic_vectors
 
     sizes = [int(x) for x in args.rows.split(",")]
-    print(f"bench.ember_scale on {os.cpu_count()} CPU(s): generated rows of {DIM} float32, ember preset with "
-          f"num_leaves={args.leaves}, {args.rounds} rounds, 2 threads; each run in its own process")
+    print(
+        f"bench.ember_scale on {os.cpu_count()} CPU(s): generated rows of {DIM} float32, ember preset with "
+        f"num_leaves={args.leaves}, {args.rounds} rounds, 2 threads; each run in its own process"
+    )
     print(f"{'run':<30} {'peak RSS':>12} {'time':>10} {'x RSS':>8} {'x time':>7}")
     with tempfile.TemporaryDirectory(prefix="vigil-ember-scale-", dir=os.environ.get("VIGIL_BENCH_TMP")) as tmp:
         for rows in sizes:
@@ -107,15 +136,21 @@ def main(argv: list[str] | None = None) -> int:
             write_synthetic_vectors(data_dir, "train", rows=rows, seed=rows)
             labelled = rows - rows // 10
             x_mb = labelled * DIM * 4 / 2**20
-            print(f"-- {rows:,} rows ({labelled:,} labelled; X on disk {rows * DIM * 4 / 2**20:,.0f} MB, "
-                  f"labelled X {x_mb:,.0f} MB)", flush=True)
+            print(
+                f"-- {rows:,} rows ({labelled:,} labelled; X on disk {rows * DIM * 4 / 2**20:,.0f} MB, "
+                f"labelled X {x_mb:,.0f} MB)",
+                flush=True,
+            )
             if rows <= args.naive_max_rows:
                 baseline = measure("naive", data_dir, args.rounds, args.leaves)
                 print(_row("naive load (baseline)", baseline, None), flush=True)
             else:
                 baseline = {"peak_mb": x_mb, "seconds": float("nan")}
-                print(f"{'naive load: skipped':<30} {'>= ' + format(x_mb, ',.0f'):>9} MB {'':>10}   1.00x"
-                      "         (lower bound: the labelled X in RAM)", flush=True)
+                print(
+                    f"{'naive load: skipped':<30} {'>= ' + format(x_mb, ',.0f'):>9} MB {'':>10}   1.00x"
+                    "         (lower bound: the labelled X in RAM)",
+                    flush=True,
+                )
             bounded = measure("bounded", data_dir, args.rounds, args.leaves, pool_mb=1024)
             note = "" if rows <= args.naive_max_rows else "(RSS ratio against the lower bound)"
             print(_row("bounded memory (memmap)", bounded, baseline, note), flush=True)
@@ -125,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(data_dir)
         if not args.skip_pool:
             data_dir = Path(tmp) / f"rows{sizes[0]}"
-            print(f"-- histogram pool: ember preset (2,048 leaves), {sizes[0]:,} rows, {args.rounds} rounds", flush=True)
+            print(
+                f"-- histogram pool: ember preset (2,048 leaves), {sizes[0]:,} rows, {args.rounds} rounds", flush=True
+            )
             baseline = measure("naive", data_dir, args.rounds, 2048)
             print(_row("uncapped pool (baseline)", baseline, None), flush=True)
             for pool in (1024, 256):

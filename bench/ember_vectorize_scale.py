@@ -46,16 +46,32 @@ def child(mode: str, data_dir: str, processes: int) -> None:
     started = time.perf_counter()
     reports = create(data_dir, feature_version=2, processes=processes, progress=False)
     seconds = time.perf_counter() - started
-    print(json.dumps({"mode": mode, "seconds": seconds, "rows": sum(r.rows for r in reports),
-                      "driver_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "seconds": seconds,
+                "rows": sum(r.rows for r in reports),
+                "driver_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def measure(mode: str, data_dir: Path, processes: int) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), str(REPO), env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "bench.ember_vectorize_scale", "--child", mode, str(data_dir),
-               "--processes", str(processes)]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.ember_vectorize_scale",
+        "--child",
+        mode,
+        str(data_dir),
+        "--processes",
+        str(processes),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=7200)
     if result.returncode != 0:
         raise RuntimeError(f"{mode} failed:\n{result.stderr[-2000:]}")
@@ -87,13 +103,18 @@ def main(argv: list[str] | None = None) -> int:
 
     train, _ = build_demo_records(n_train=1000, n_test=2, seed=0)
     base = [json.dumps(record) for record in train]
-    print(f"bench.ember_vectorize_scale on {os.cpu_count()} CPU(s), -j {args.processes}; "
-          "peak RSS of the driver and of the largest worker; each run in its own process")
-    print(f"{'run':<28} {'driver':>9} {'worker':>9} {'time':>9} {'rec/s':>7} {'x driver':>9} {'x worker':>9} "
-          f"{'x time':>7}")
+    print(
+        f"bench.ember_vectorize_scale on {os.cpu_count()} CPU(s), -j {args.processes}; "
+        "peak RSS of the driver and of the largest worker; each run in its own process"
+    )
+    print(
+        f"{'run':<28} {'driver':>9} {'worker':>9} {'time':>9} {'rec/s':>7} {'x driver':>9} {'x worker':>9} "
+        f"{'x time':>7}"
+    )
     with tempfile.TemporaryDirectory(prefix="vigil-vectorize-scale-", dir=os.environ.get("VIGIL_BENCH_TMP")) as tmp:
-        previous = subprocess.run(["git", "show", f"{PREVIOUS}:src/vigil/tasks/ember/vectorize.py"], cwd=REPO,
-                                  capture_output=True, text=True)
+        previous = subprocess.run(
+            ["git", "show", f"{PREVIOUS}:src/vigil/tasks/ember/vectorize.py"], cwd=REPO, capture_output=True, text=True
+        )
         if previous.returncode == 0:
             (Path(tmp) / "vectorize_previous.py").write_text(previous.stdout)
         skip_previous = args.skip_previous or previous.returncode != 0
@@ -101,17 +122,25 @@ def main(argv: list[str] | None = None) -> int:
             data_dir = Path(tmp) / f"records{count}"
             data_dir.mkdir()
             size = write_records(data_dir / "train_features_0.jsonl", count, base)
-            print(f"-- {count:,} records ({size / 2**20:,.0f} MB of JSON lines, X {count * 2381 * 4 / 2**20:,.0f} MB)",
-                  flush=True)
+            print(
+                f"-- {count:,} records ({size / 2**20:,.0f} MB of JSON lines, X {count * 2381 * 4 / 2**20:,.0f} MB)",
+                flush=True,
+            )
             baseline = None if skip_previous else measure("previous", data_dir, args.processes)
             for result in filter(None, [baseline, measure("resumable", data_dir, args.processes)]):
-                ratio = ("    1.00x     1.00x   1.00x" if result is baseline or baseline is None else
-                         f"{result['driver_mb'] / baseline['driver_mb']:8.2f}x"
-                         f"{result['worker_mb'] / baseline['worker_mb']:9.2f}x"
-                         f"{result['seconds'] / baseline['seconds']:7.2f}x")
+                ratio = (
+                    "    1.00x     1.00x   1.00x"
+                    if result is baseline or baseline is None
+                    else f"{result['driver_mb'] / baseline['driver_mb']:8.2f}x"
+                    f"{result['worker_mb'] / baseline['worker_mb']:9.2f}x"
+                    f"{result['seconds'] / baseline['seconds']:7.2f}x"
+                )
                 label = "previous driver (baseline)" if result is baseline else "resumable, bounded"
-                print(f"{label:<28} {result['driver_mb']:6,.0f} MB {result['worker_mb']:6,.0f} MB "
-                      f"{result['seconds']:7.1f} s {result['rows'] / result['seconds']:7.0f} {ratio}", flush=True)
+                print(
+                    f"{label:<28} {result['driver_mb']:6,.0f} MB {result['worker_mb']:6,.0f} MB "
+                    f"{result['seconds']:7.1f} s {result['rows'] / result['seconds']:7.0f} {ratio}",
+                    flush=True,
+                )
             for path in data_dir.iterdir():
                 path.unlink()
             data_dir.rmdir()

@@ -75,15 +75,39 @@ def parse_wrk(output: str) -> dict:
 def run_wrk(url: str, body_file: Path, connections: int, seconds: int, script_dir: Path) -> dict:
     script = script_dir / "post.lua"
     script.write_text(LUA.format(body=body_file))
-    command = ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s",
-               "--timeout", "30s", "--latency", "-s", str(script), url]
+    command = [
+        "wrk",
+        "-t",
+        str(min(connections, 2)),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        "30s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
     output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     return parse_wrk(output)
 
 
 def run_wrk_get(url: str, connections: int, seconds: int) -> dict:
-    command = ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s",
-               "--timeout", "30s", "--latency", url]
+    command = [
+        "wrk",
+        "-t",
+        str(min(connections, 2)),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        "30s",
+        "--latency",
+        url,
+    ]
     return parse_wrk(subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout)
 
 
@@ -121,7 +145,9 @@ class Server:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", help="task name or slug (default: the first registered task)")
-    parser.add_argument("--models-dir", help="use this artifact store (default: train the task's default model in a temp folder)")
+    parser.add_argument(
+        "--models-dir", help="use this artifact store (default: train the task's default model in a temp folder)"
+    )
     parser.add_argument("--seconds", type=int, default=8, help="duration of each load level (default 8)")
     parser.add_argument("--levels", default="1,10,50", help="concurrent connections, comma-separated (default 1,10,50)")
     parser.add_argument("--workers", type=int, help="gunicorn workers (default: VIGIL_WORKERS or 2)")
@@ -147,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             models_dir = scratch / "models"
             print(f"training {task.slug}'s default model in {models_dir} ...", flush=True)
-            task.train_default(ArtifactStore(models_dir), Settings.from_env(models_dir=models_dir, work_dir=scratch / "runs"))
+            task.train_default(
+                ArtifactStore(models_dir), Settings.from_env(models_dir=models_dir, work_dir=scratch / "runs")
+            )
         store = ArtifactStore(models_dir, model_key=Settings.from_env().model_key)
         loaded = store.load(task.name)
         body = task.example_request()
@@ -164,20 +192,29 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"bench.load: {url} answered {check.status_code}: {check.text[:300]}")
                 return 1
             runtime = requests.get(server.url + "/admin/runtime", timeout=30).json()
-            print(f"task {task.slug} v{loaded.version}, request of {rows} row(s), {os.cpu_count()} cores, "
-                  f"gunicorn {runtime['workers']} workers x {runtime['threads']} threads, wrk on 127.0.0.1, "
-                  f"{args.seconds} s per level")
+            print(
+                f"task {task.slug} v{loaded.version}, request of {rows} row(s), {os.cpu_count()} cores, "
+                f"gunicorn {runtime['workers']} workers x {runtime['threads']} threads, wrk on 127.0.0.1, "
+                f"{args.seconds} s per level"
+            )
             print(f"bare Task.predict in-process, 1 thread: {bare:,.0f} requests/s (baseline)")
             failed = False
             http = run_wrk_get(server.url + "/v2/health/live", 10, args.seconds)
-            print(f"HTTP ceiling, GET /v2/health/live at 10 clients: {http['rps']:,.0f} requests/s, "
-                  f"p50 {http['p50_ms']:.2f} ms (the service's own per-request cost)")
-            print(f"{'clients':>8} {'requests/s':>11} {'x bare':>7} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'errors':>7}")
+            print(
+                f"HTTP ceiling, GET /v2/health/live at 10 clients: {http['rps']:,.0f} requests/s, "
+                f"p50 {http['p50_ms']:.2f} ms (the service's own per-request cost)"
+            )
+            print(
+                f"{'clients':>8} {'requests/s':>11} {'x bare':>7} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'errors':>7}"
+            )
             for level in (int(x) for x in args.levels.split(",")):
                 result = run_wrk(url, body_file, level, args.seconds, scratch)
                 failed |= result["errors"] > 0
-                print(f"{level:>8} {result['rps']:>11,.0f} {result['rps'] / bare:>7.2f} {result['p50_ms']:>8.2f} "
-                      f"{result['p99_ms']:>8.2f} {result['requests']:>9,} {result['errors']:>7}", flush=True)
+                print(
+                    f"{level:>8} {result['rps']:>11,.0f} {result['rps'] / bare:>7.2f} {result['p50_ms']:>8.2f} "
+                    f"{result['p99_ms']:>8.2f} {result['requests']:>9,} {result['errors']:>7}",
+                    flush=True,
+                )
         finally:
             server.stop()
         if failed:

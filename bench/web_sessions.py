@@ -33,11 +33,13 @@ from vigil.tasks.web_sessions.model import candidate_models
 
 
 def baseline() -> Pipeline:
-    return Pipeline([
-        ("sites", FunctionTransformer(SiteNgrams().raw_features)),
-        ("bag", CountVectorizer(tokenizer=str.split, token_pattern=None, lowercase=False)),
-        ("model", LogisticRegression(C=1.0, solver="liblinear")),
-    ])
+    return Pipeline(
+        [
+            ("sites", FunctionTransformer(SiteNgrams().raw_features)),
+            ("bag", CountVectorizer(tokenizer=str.split, token_pattern=None, lowercase=False)),
+            ("model", LogisticRegression(C=1.0, solver="liblinear")),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     labelled, _ = build_from_folder(source)
     train, holdout = time_split(labelled, args.test_fraction)
     y_train, y_holdout = train["target"].to_numpy(), holdout["target"].to_numpy()
-    print(f"source {source}: {len(train)} train / {len(holdout)} held-out sessions "
-          f"({int(y_train.sum())} / {int(y_holdout.sum())} Alice); held-out = latest {args.test_fraction:.0%} by start time")
+    print(
+        f"source {source}: {len(train)} train / {len(holdout)} held-out sessions "
+        f"({int(y_train.sum())} / {int(y_holdout.sum())} Alice); held-out = latest {args.test_fraction:.0%} by start time"
+    )
 
     wanted = [name.strip() for name in args.models.split(",") if name.strip()]
     models = {"baseline (bag of sites + LR)": baseline()}

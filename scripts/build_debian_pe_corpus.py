@@ -31,22 +31,22 @@ from pathlib import Path
 
 # (package, arch, version). arch "all" packages are downloaded without an arch qualifier.
 PACKAGES = [
-    ("libwine", "amd64", "8.0~repack-4"),               # wine's builtin DLLs/EXEs, PE32+
-    ("libwine", "i386", "8.0~repack-4"),                # the same, PE32
-    ("nsis", "amd64", "3.08-3+deb12u1"),                # NSIS installer stubs and plugins
+    ("libwine", "amd64", "8.0~repack-4"),  # wine's builtin DLLs/EXEs, PE32+
+    ("libwine", "i386", "8.0~repack-4"),  # the same, PE32
+    ("nsis", "amd64", "3.08-3+deb12u1"),  # NSIS installer stubs and plugins
     ("nsis-common", "all", "3.08-3+deb12u1"),
     ("gcc-mingw-w64-x86-64-posix-runtime", "amd64", "12.2.0-14+deb12u1+25.2+b1"),
     ("gcc-mingw-w64-i686-posix-runtime", "amd64", "12.2.0-14+deb12u1+25.2+b1"),
     ("gcc-mingw-w64-x86-64-win32-runtime", "amd64", "12.2.0-14+deb12u1+25.2+b1"),
     ("gcc-mingw-w64-i686-win32-runtime", "amd64", "12.2.0-14+deb12u1+25.2+b1"),
     ("libz-mingw-w64", "all", "1.2.13+dfsg-1"),
-    ("libmono-corlib4.5-dll", "all", "6.8.0.105+dfsg-3.3+deb12u1"),   # .NET assemblies
+    ("libmono-corlib4.5-dll", "all", "6.8.0.105+dfsg-3.3+deb12u1"),  # .NET assemblies
     ("libmono-system4.0-cil", "all", "6.8.0.105+dfsg-3.3+deb12u1"),
     ("libmono-system-core4.0-cil", "all", "6.8.0.105+dfsg-3.3+deb12u1"),
     ("libmono-system-xml4.0-cil", "all", "6.8.0.105+dfsg-3.3+deb12u1"),
     ("libmono-system-data4.0-cil", "all", "6.8.0.105+dfsg-3.3+deb12u1"),
     ("libmono-microsoft-csharp4.0-cil", "all", "6.8.0.105+dfsg-3.3+deb12u1"),
-    ("grub-efi-amd64-bin", "amd64", "2.06-13+deb12u2"),     # EFI binaries
+    ("grub-efi-amd64-bin", "amd64", "2.06-13+deb12u2"),  # EFI binaries
     ("grub-efi-ia32-bin", "amd64", "2.06-13+deb12u2"),
     ("grub-efi-amd64-signed", "amd64", "1+2.06+13+deb12u2"),
     ("shim-signed", "amd64", "1.51~1+deb12u1+16.1-2~deb12u1"),
@@ -55,8 +55,8 @@ PACKAGES = [
     ("systemd-boot-efi", "amd64", "252.39-1~deb12u2"),
     ("syslinux-efi", "all", "3:6.04~git20190206.bf6db5b4+dfsg1-3"),
     ("memtest86+", "amd64", "6.10-4"),
-    ("clamav-testfiles", "all", "1.4.6+dfsg-0+deb12u1"),   # small (packed) test executables
-    ("python3-pip-whl", "all", "23.0.1+dfsg-1"),           # wheels: distlib launchers
+    ("clamav-testfiles", "all", "1.4.6+dfsg-0+deb12u1"),  # small (packed) test executables
+    ("python3-pip-whl", "all", "23.0.1+dfsg-1"),  # wheels: distlib launchers
     ("python3-setuptools-whl", "all", "66.1.1-1+deb12u2"),  # wheels: cli/gui launchers
     ("python3-pip", "all", "23.0.1+dfsg-1"),
     ("python3-setuptools", "all", "66.1.1-1+deb12u2"),
@@ -73,7 +73,7 @@ def looks_like_pe(data: bytes) -> bool:
     if len(data) < 0x40 or data[:2] != b"MZ":
         return False
     (e_lfanew,) = struct.unpack_from("<I", data, 0x3C)
-    return data[e_lfanew:e_lfanew + 4] == b"PE\0\0" if e_lfanew + 4 <= len(data) else False
+    return data[e_lfanew : e_lfanew + 4] == b"PE\0\0" if e_lfanew + 4 <= len(data) else False
 
 
 def lief_says_pe(data: bytes) -> bool:
@@ -81,7 +81,7 @@ def lief_says_pe(data: bytes) -> bool:
         import lief
     except ImportError:
         return True
-    return bool(lief.is_pe(list(data[:1 << 16])))  # is_pe reads the headers only
+    return bool(lief.is_pe(list(data[: 1 << 16])))  # is_pe reads the headers only
 
 
 def candidates(root: Path):
@@ -137,9 +137,17 @@ def main() -> int:
                 target = files / f"{package}_{arch}" / rel.replace("!/", "/")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
-                manifest.append({"package": package, "arch": arch, "version": version, "deb": deb.name,
-                                 "path": target.relative_to(files).as_posix(), "size": len(data),
-                                 "sha256": hashlib.sha256(data).hexdigest()})
+                manifest.append(
+                    {
+                        "package": package,
+                        "arch": arch,
+                        "version": version,
+                        "deb": deb.name,
+                        "path": target.relative_to(files).as_posix(),
+                        "size": len(data),
+                        "sha256": hashlib.sha256(data).hexdigest(),
+                    }
+                )
                 kept += 1
         print(f"{package}:{arch} {version}: {kept} PE files", file=sys.stderr)
     with (out / "manifest.jsonl").open("w") as handle:

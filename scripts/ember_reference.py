@@ -34,8 +34,10 @@ from pathlib import Path
 
 PATCHES = [
     ("output = np.zeros((16, 16), dtype=np.int)", "output = np.zeros((16, 16), dtype=int)"),
-    ('FeatureHasher(50, input_type="string").transform([raw_obj[\'entry\']])',
-     'FeatureHasher(50, input_type="string").transform([list(raw_obj[\'entry\'])])'),
+    (
+        "FeatureHasher(50, input_type=\"string\").transform([raw_obj['entry']])",
+        "FeatureHasher(50, input_type=\"string\").transform([list(raw_obj['entry'])])",
+    ),
 ]
 
 _extractor = None
@@ -122,7 +124,7 @@ def main() -> int:
                 vectors[i] = vector
             raw_file.write(json.dumps({"path": row["path"], **raw}) + "\n")
     np.save(args.out / "vectors_v2.npy", vectors)
-    print(f"{sum(1 for r in results if r[2]) } errors -> {args.out}", file=sys.stderr)
+    print(f"{sum(1 for r in results if r[2])} errors -> {args.out}", file=sys.stderr)
     return 0
 
 

@@ -31,8 +31,11 @@ for _name in [name for name in os.environ if name.startswith("VIGIL_")]:
 # that run real servers, brokers or browsers, and single tests measured over ~2.5 s on the 2-core
 # reference machine (`pytest --durations=0`). Re-measure when adding heavy tests.
 SLOW_MODULES = {
-    "tests/test_dns_streaming.py", "tests/test_service_fuzz.py", "tests/test_service_live.py",
-    "tests/test_active_learning_live.py", "tests/test_web_sessions_browser.py",
+    "tests/test_dns_streaming.py",
+    "tests/test_service_fuzz.py",
+    "tests/test_service_live.py",
+    "tests/test_active_learning_live.py",
+    "tests/test_web_sessions_browser.py",
 }
 SLOW_TESTS = {
     "tests/compat/test_alectio_compat.py::test_the_readme_quickstart_runs_as_written_on_the_demo",
@@ -73,7 +76,9 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings.from_env(models_dir=tmp_path / "models", work_dir=tmp_path / "runs", bucket_root=tmp_path / "bucket")
+    return Settings.from_env(
+        models_dir=tmp_path / "models", work_dir=tmp_path / "runs", bucket_root=tmp_path / "bucket"
+    )
 
 
 @pytest.fixture
@@ -103,8 +108,15 @@ class LiveServer:
         environment = dict(os.environ, VIGIL_MODELS_DIR=str(models_dir), **(env or {}))
         command = [sys.executable, "-m", "vigil", "serve", "--port", str(self.port), *(args or [])]
         # Own process group, so stop() reaches gunicorn's master and every worker at once.
-        self.process = subprocess.Popen(command, env=environment, cwd=REPO_ROOT, start_new_session=True,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen(
+            command,
+            env=environment,
+            cwd=REPO_ROOT,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         # Drain the server's output as it comes: a full pipe would block the server's logging.
         self._lines: list[str] = []
         self._reader = threading.Thread(target=lambda: self._lines.extend(self.process.stdout), daemon=True)

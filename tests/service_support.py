@@ -47,6 +47,7 @@ def copy_store(source: Path, target: Path, model_key: str | None = None) -> Arti
 
 def gunicorn_workers(server) -> list[int]:
     """Pids of the gunicorn workers of ``server`` (`vigil serve` execs gunicorn's master)."""
+
     def children(pid: int) -> list[int]:
         found = []
         for entry in os.listdir("/proc"):

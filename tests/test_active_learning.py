@@ -32,8 +32,16 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def args(data_dir, tmp_path) -> dict:
-    return processes.normalise_args({"DATA_DIR": str(data_dir), "EXPT_DIR": str(tmp_path / "expt"),
-                                     "CKPT_EXT": ".pkl", "TRAIN_SIZE": 500, "TEST_SIZE": 200, "exp_name": "t"})
+    return processes.normalise_args(
+        {
+            "DATA_DIR": str(data_dir),
+            "EXPT_DIR": str(tmp_path / "expt"),
+            "CKPT_EXT": ".pkl",
+            "TRAIN_SIZE": 500,
+            "TEST_SIZE": 200,
+            "exp_name": "t",
+        }
+    )
 
 
 def sha256(path: Path) -> str:
@@ -41,6 +49,7 @@ def sha256(path: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- processes
+
 
 def test_processes_follow_the_alectio_contracts(args):
     state = processes.getdatasetstate(args)
@@ -79,9 +88,24 @@ def test_infer_indices_address_the_labelled_pool_not_raw_rows(args, data_dir):
     assert np.allclose(got, expected)
 
 
-@pytest.mark.parametrize("name", ["../ckpt_0.pkl", "/etc/passwd", "ckpt_0.pkl/../../x", "model.pkl", "ckpt_x.pkl",
-                                  "ckpt_0.joblib", "", 3, "ckpt_" + "1" * 400 + ".pkl", "ckpt_" + "9" * 400,
-                                  "ckpt_\u0663.pkl", "ckpt_0.pkl\n", "ckpt_0\n"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../ckpt_0.pkl",
+        "/etc/passwd",
+        "ckpt_0.pkl/../../x",
+        "model.pkl",
+        "ckpt_x.pkl",
+        "ckpt_0.joblib",
+        "",
+        3,
+        "ckpt_" + "1" * 400 + ".pkl",
+        "ckpt_" + "9" * 400,
+        "ckpt_\u0663.pkl",
+        "ckpt_0.pkl\n",
+        "ckpt_0\n",
+    ],
+)
 def test_bad_checkpoint_names_are_refused(args, name):
     with pytest.raises(InvalidInput) as caught:
         processes.train(args, labeled=list(range(50)), resume_from=None, ckpt_file=name)
@@ -97,9 +121,10 @@ def test_missing_checkpoints_are_404(args):
     assert caught.value.status == 404 and caught.value.detail["field"] == "resume_from"
 
 
-@pytest.mark.parametrize("labeled, message", [
-    ([0, 500], "outside"), ([-1, 4], "outside"), ([1, "2"], "integer"),
-    ([1, 2.5], "integer"), ([], "empty")])
+@pytest.mark.parametrize(
+    "labeled, message",
+    [([0, 500], "outside"), ([-1, 4], "outside"), ([1, "2"], "integer"), ([1, 2.5], "integer"), ([], "empty")],
+)
 def test_bad_index_lists_name_the_field(args, labeled, message):
     with pytest.raises(InvalidInput) as caught:
         processes.train(args, labeled=labeled, resume_from=None, ckpt_file="ckpt_0.pkl")
@@ -125,9 +150,19 @@ def test_a_single_class_labelled_set_is_422(args, data_dir):
 
 def test_metrics_have_the_protocol_keys():
     metrics = classification_metrics([0, 1, 1, 0], [0, 1, 0, 0], scores=[0.1, 0.9, 0.6, 0.2])
-    assert set(metrics) >= {"accuracy", "f1_score_per_class", "f1_score", "precision_per_class", "precision",
-                            "recall_per_class", "recall", "confusion_matrix", "acc_per_class",
-                            "label_disagreement", "roc_auc"}
+    assert set(metrics) >= {
+        "accuracy",
+        "f1_score_per_class",
+        "f1_score",
+        "precision_per_class",
+        "precision",
+        "recall_per_class",
+        "recall",
+        "confusion_matrix",
+        "acc_per_class",
+        "label_disagreement",
+        "roc_auc",
+    }
     assert metrics["confusion_matrix"] == [[2, 1], [0, 1]]
     assert metrics["label_disagreement"] == {0: 0.0, 1: round(1 / 3, 3)}  # FP / (FP + TN) per class
     assert metrics["accuracy"] == 0.75
@@ -135,19 +170,41 @@ def test_metrics_have_the_protocol_keys():
 
 # ----------------------------------------------------------------------------- payloads
 
-GOOD_PAYLOAD = {"experiment_id": "e1", "project_id": "p1", "cur_loop": 0, "user_id": "u1",
-                "bucket_name": "b1", "type": "Classification", "n_rec": 10, "n_loop": 3}
+GOOD_PAYLOAD = {
+    "experiment_id": "e1",
+    "project_id": "p1",
+    "cur_loop": 0,
+    "user_id": "u1",
+    "bucket_name": "b1",
+    "type": "Classification",
+    "n_rec": 10,
+    "n_loop": 3,
+}
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"experiment_id": None}, "experiment_id"), ({"cur_loop": -1}, "cur_loop"), ({"cur_loop": "x"}, "cur_loop"),
-    ({"cur_loop": 1.5}, "cur_loop"), ({"bucket_name": "../etc"}, "bucket_name"),
-    ({"project_id": "a/b"}, "project_id"), ({"experiment_id": ".."}, "experiment_id"), ({"n_rec": -5}, "n_rec"),
-    ({"type": "Object Detection"}, "type"),
-    # ids ending in a newline and digits of other scripts: "$" and int() would let them through
-    ({"experiment_id": "e1\n"}, "experiment_id"), ({"project_id": "p1\n"}, "project_id"),
-    ({"bucket_name": "b1\n"}, "bucket_name"), ({"cur_loop": "\u0663"}, "cur_loop"), ({"cur_loop": "3\n"}, "cur_loop"),
-    ({"cur_loop": " 3"}, "cur_loop"), ({"n_loop": "\uff13"}, "n_loop"), ({"cur_loop": 10 ** 400}, "cur_loop")])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"experiment_id": None}, "experiment_id"),
+        ({"cur_loop": -1}, "cur_loop"),
+        ({"cur_loop": "x"}, "cur_loop"),
+        ({"cur_loop": 1.5}, "cur_loop"),
+        ({"bucket_name": "../etc"}, "bucket_name"),
+        ({"project_id": "a/b"}, "project_id"),
+        ({"experiment_id": ".."}, "experiment_id"),
+        ({"n_rec": -5}, "n_rec"),
+        ({"type": "Object Detection"}, "type"),
+        # ids ending in a newline and digits of other scripts: "$" and int() would let them through
+        ({"experiment_id": "e1\n"}, "experiment_id"),
+        ({"project_id": "p1\n"}, "project_id"),
+        ({"bucket_name": "b1\n"}, "bucket_name"),
+        ({"cur_loop": "\u0663"}, "cur_loop"),
+        ({"cur_loop": "3\n"}, "cur_loop"),
+        ({"cur_loop": " 3"}, "cur_loop"),
+        ({"n_loop": "\uff13"}, "n_loop"),
+        ({"cur_loop": 10**400}, "cur_loop"),
+    ],
+)
 def test_bad_payloads_name_the_field(change, field):
     payload = {**GOOD_PAYLOAD, **change}
     if change.get("experiment_id", 0) is None:
@@ -162,6 +219,7 @@ def test_numeric_string_loops_are_accepted_as_the_sdk_does():
 
 
 # ----------------------------------------------------------------------------- jobs
+
 
 def test_second_loop_of_an_experiment_is_409_while_one_runs(tmp_path):
     jobs = JobStore(tmp_path / "jobs")
@@ -179,7 +237,9 @@ def test_second_loop_of_an_experiment_is_409_while_one_runs(tmp_path):
         jobs.start(tmp_path / "exp", {"kind": "test"}, slow)
     assert caught.value.status == 409 and caught.value.detail["job_id"] == job["job_id"]
     assert jobs.get(job["job_id"])["status"] == "running"
-    assert jobs.start(tmp_path / "other", {"kind": "test"}, lambda progress: {}, background=False)["status"] == "succeeded"
+    assert (
+        jobs.start(tmp_path / "other", {"kind": "test"}, lambda progress: {}, background=False)["status"] == "succeeded"
+    )
     release.set()
     for _ in range(100):
         if jobs.get(job["job_id"])["status"] == "succeeded":
@@ -192,9 +252,17 @@ def test_a_job_whose_worker_died_is_reported_failed(tmp_path):
     jobs = JobStore(tmp_path / "jobs")
     job_id = "0" * 32
     (tmp_path / "jobs").mkdir()
-    (tmp_path / "jobs" / f"{job_id}.json").write_text(json.dumps(
-        {"job_id": job_id, "status": "running", "stage": "train", "lock": str(tmp_path / "exp" / ".loop.lock"),
-         "pid": 999999}))
+    (tmp_path / "jobs" / f"{job_id}.json").write_text(
+        json.dumps(
+            {
+                "job_id": job_id,
+                "status": "running",
+                "stage": "train",
+                "lock": str(tmp_path / "exp" / ".loop.lock"),
+                "pid": 999999,
+            }
+        )
+    )
     lock = ExperimentLock(tmp_path / "exp")
     assert lock.try_acquire()  # a live worker holds the lock: the job is left alone
     assert jobs.get(job_id)["status"] == "running"
@@ -279,9 +347,14 @@ def test_hostile_pickles_in_the_bucket_are_not_executed(args, tmp_path):
 
 # ----------------------------------------------------------------------------- strategies
 
+
 def test_strategies_pick_the_uncertain_records():
-    outputs = {3: {"softmax": [0.9, 0.1]}, 7: {"softmax": [0.55, 0.45]}, 9: {"softmax": [0.2, 0.8]},
-               11: {"softmax": [0.5, 0.5]}}
+    outputs = {
+        3: {"softmax": [0.9, 0.1]},
+        7: {"softmax": [0.55, 0.45]},
+        9: {"softmax": [0.2, 0.8]},
+        11: {"softmax": [0.5, 0.5]},
+    }
     for strategy in ("least_confidence", "margin", "entropy"):
         assert select(outputs, 2, strategy) == [7, 11]
     picked = select(outputs, 2, "random", seed=1)
@@ -298,8 +371,9 @@ def test_uncertainty_sampling_beats_random_where_it_should(tmp_path):
     from vigil.active_learning.experiment import run_experiment
 
     data = write_synthetic_vectorized(tmp_path / "data", train_rows=2000, test_rows=500, seed=3)
-    args = processes.normalise_args({"DATA_DIR": str(data), "EXPT_DIR": str(tmp_path / "expt"), "TRAIN_SIZE": None,
-                                     "TEST_SIZE": None})
+    args = processes.normalise_args(
+        {"DATA_DIR": str(data), "EXPT_DIR": str(tmp_path / "expt"), "TRAIN_SIZE": None, "TEST_SIZE": None}
+    )
     curve = run_experiment(args, tmp_path / "bucket", ["margin", "random"], loops=6, n_rec=40, initial=60, seed=0)
     assert list(curve.groupby("strategy")["labelled"].max()) == [260, 260]
     after_first = curve[curve["loop"] > 0].groupby("strategy")[["accuracy", "roc_auc"]].mean()
@@ -310,22 +384,28 @@ def test_uncertainty_sampling_beats_random_where_it_should(tmp_path):
 
 # ----------------------------------------------------------------------------- HTTP (Flask test client)
 
+
 @pytest.fixture
 def alectio_client(args, tmp_path):
     from vigil.config import Settings
 
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({k: args[k] for k in processes.CONFIG_KEYS}))  # JSON is valid YAML
-    settings = Settings.from_env(models_dir=tmp_path / "models", work_dir=tmp_path / "runs",
-                                 bucket_root=tmp_path / "bucket", alectio_config=config)
+    settings = Settings.from_env(
+        models_dir=tmp_path / "models",
+        work_dir=tmp_path / "runs",
+        bucket_root=tmp_path / "bucket",
+        alectio_config=config,
+    )
     app = create_app(settings)
     app.config["TESTING"] = True
     return app.test_client()
 
 
 def test_train_test_infer_endpoints_answer_plain_json(alectio_client):
-    trained = alectio_client.post("/train", json={"labeled": [{"start": 0, "stop": 80}, 400, 401],
-                                                  "resume_from": None, "ckpt_file": "ckpt_0.pkl"})
+    trained = alectio_client.post(
+        "/train", json={"labeled": [{"start": 0, "stop": 80}, 400, 401], "resume_from": None, "ckpt_file": "ckpt_0.pkl"}
+    )
     assert trained.status_code == 200, trained.json
     assert trained.json["labelled"] == 82 and len(trained.json["labels"]) == 82
     assert all(isinstance(v, int) for v in trained.json["labels"])
@@ -334,30 +414,34 @@ def test_train_test_infer_endpoints_answer_plain_json(alectio_client):
     assert tested.status_code == 200
     assert len(tested.json["predictions"]) == 200 and 0 <= tested.json["metrics"]["accuracy"] <= 1
 
-    inferred = alectio_client.post("/infer", json={"unlabeled": {"start": 100, "stop": 500, "step": 2},
-                                                   "ckpt_file": "ckpt_0"})  # the SDK's name without extension
+    inferred = alectio_client.post(
+        "/infer", json={"unlabeled": {"start": 100, "stop": 500, "step": 2}, "ckpt_file": "ckpt_0"}
+    )  # the SDK's name without extension
     assert inferred.status_code == 200
     outputs = inferred.json["outputs"]
     assert list(outputs) == [str(i) for i in range(100, 500, 2)]
     assert isinstance(outputs["100"]["softmax"][0], float) and isinstance(outputs["100"]["prediction"], int)
 
 
-@pytest.mark.parametrize("path, body, status, field", [
-    ("/train", {"labeled": [1, 2], "resume_from": None}, 400, "ckpt_file"),
-    ("/train", {"resume_from": None, "ckpt_file": "ckpt_0.pkl"}, 400, "labeled"),
-    ("/train", {"labeled": [1, 1], "resume_from": None, "ckpt_file": "ckpt_0.pkl"}, 400, "labeled"),
-    ("/train", {"labeled": {"start": 0, "stop": 10 ** 12}, "ckpt_file": "ckpt_0.pkl"}, 400, "labeled"),
-    ("/train", {"labeled": [1, 2], "resume_from": "../ckpt_0.pkl", "ckpt_file": "ckpt_1.pkl"}, 400, "resume_from"),
-    ("/test", {"ckpt_file": "ckpt_9.pkl"}, 404, "ckpt_file"),
-    ("/test", {"ckpt_file": "../../models/manifest.json"}, 400, "ckpt_file"),
-    ("/infer", {"unlabeled": [5, -2], "ckpt_file": "ckpt_0.pkl"}, 400, "unlabeled"),
-    ("/infer", {"unlabeled": "all", "ckpt_file": "ckpt_0.pkl"}, 400, "unlabeled"),
-    ("/one_loop", {k: v for k, v in GOOD_PAYLOAD.items() if k != "bucket_name"}, 400, "bucket_name"),
-    ("/one_loop", {**GOOD_PAYLOAD, "cur_loop": -3}, 400, "cur_loop"),
-    ("/one_loop", {**GOOD_PAYLOAD, "experiment_id": "../../x"}, 400, "experiment_id"),
-    ("/end_exp", {"project_id": "p1"}, 400, "experiment_id"),
-    ("/train", [1, 2, 3], 400, "body"),
-])
+@pytest.mark.parametrize(
+    "path, body, status, field",
+    [
+        ("/train", {"labeled": [1, 2], "resume_from": None}, 400, "ckpt_file"),
+        ("/train", {"resume_from": None, "ckpt_file": "ckpt_0.pkl"}, 400, "labeled"),
+        ("/train", {"labeled": [1, 1], "resume_from": None, "ckpt_file": "ckpt_0.pkl"}, 400, "labeled"),
+        ("/train", {"labeled": {"start": 0, "stop": 10**12}, "ckpt_file": "ckpt_0.pkl"}, 400, "labeled"),
+        ("/train", {"labeled": [1, 2], "resume_from": "../ckpt_0.pkl", "ckpt_file": "ckpt_1.pkl"}, 400, "resume_from"),
+        ("/test", {"ckpt_file": "ckpt_9.pkl"}, 404, "ckpt_file"),
+        ("/test", {"ckpt_file": "../../models/manifest.json"}, 400, "ckpt_file"),
+        ("/infer", {"unlabeled": [5, -2], "ckpt_file": "ckpt_0.pkl"}, 400, "unlabeled"),
+        ("/infer", {"unlabeled": "all", "ckpt_file": "ckpt_0.pkl"}, 400, "unlabeled"),
+        ("/one_loop", {k: v for k, v in GOOD_PAYLOAD.items() if k != "bucket_name"}, 400, "bucket_name"),
+        ("/one_loop", {**GOOD_PAYLOAD, "cur_loop": -3}, 400, "cur_loop"),
+        ("/one_loop", {**GOOD_PAYLOAD, "experiment_id": "../../x"}, 400, "experiment_id"),
+        ("/end_exp", {"project_id": "p1"}, 400, "experiment_id"),
+        ("/train", [1, 2, 3], 400, "body"),
+    ],
+)
 def test_bad_requests_are_4xx_naming_the_field(alectio_client, path, body, status, field):
     response = alectio_client.post(path, json=body)
     assert response.status_code == status, response.json
@@ -373,7 +457,10 @@ def test_unknown_jobs_are_404(alectio_client):
 @pytest.mark.parametrize("path", ["/train", "/test", "/infer", "/one_loop", "/end_exp"])
 @pytest.mark.parametrize("depth", [300, 100_000])
 def test_json_nested_too_deep_is_400_on_every_alectio_route(alectio_client, path, depth):
-    for body in ("[" * depth + "]" * depth, '{"labeled": ' + "[" * depth + "]" * depth + ', "ckpt_file": "ckpt_0.pkl"}'):
+    for body in (
+        "[" * depth + "]" * depth,
+        '{"labeled": ' + "[" * depth + "]" * depth + ', "ckpt_file": "ckpt_0.pkl"}',
+    ):
         response = alectio_client.post(path, data=body, content_type="application/json")
         assert response.status_code == 400, response.get_data(as_text=True)[:300]
         assert "nested too deeply" in response.json["error"]
@@ -382,8 +469,11 @@ def test_json_nested_too_deep_is_400_on_every_alectio_route(alectio_client, path
 def test_a_400_digit_checkpoint_name_is_400_not_a_crash(alectio_client, args):
     Path(args["EXPT_DIR"]).mkdir(parents=True)  # in an existing folder such a name is ENAMETOOLONG, not ENOENT
     for name in ("ckpt_" + "1" * 400 + ".pkl", "ckpt_" + "1" * 400):
-        for path, body in (("/test", {"ckpt_file": name}), ("/infer", {"unlabeled": [1], "ckpt_file": name}),
-                           ("/train", {"labeled": [1, 2], "resume_from": name, "ckpt_file": "ckpt_1.pkl"})):
+        for path, body in (
+            ("/test", {"ckpt_file": name}),
+            ("/infer", {"unlabeled": [1], "ckpt_file": name}),
+            ("/train", {"labeled": [1, 2], "resume_from": name, "ckpt_file": "ckpt_1.pkl"}),
+        ):
             response = alectio_client.post(path, json=body)
             assert response.status_code == 400, (path, response.json)
             assert response.json["detail"]["field"] in ("ckpt_file", "resume_from")
@@ -407,8 +497,13 @@ def test_jobs_need_the_token_and_show_no_paths_or_pids(args, tmp_path):
 
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({k: args[k] for k in processes.CONFIG_KEYS}))
-    settings = Settings.from_env(models_dir=tmp_path / "models", work_dir=tmp_path / "runs",
-                                 bucket_root=tmp_path / "bucket", alectio_config=config, api_token="al-token")
+    settings = Settings.from_env(
+        models_dir=tmp_path / "models",
+        work_dir=tmp_path / "runs",
+        bucket_root=tmp_path / "bucket",
+        alectio_config=config,
+        api_token="al-token",
+    )
     client = create_app(settings).test_client()
     pipeline = AlectioPipeline.from_settings(settings)  # the same EXPT_DIR, so the same job files
     secret = tmp_path / "private" / "X_test.dat"
@@ -418,9 +513,12 @@ def test_jobs_need_the_token_and_show_no_paths_or_pids(args, tmp_path):
         raise FileNotFoundError(2, "No such file or directory", str(secret))
 
     failed = pipeline.jobs.start(Path(args["EXPT_DIR"]) / "p1" / "e1", {"kind": "one_loop"}, fails, background=False)
-    succeeded = pipeline.jobs.start(Path(args["EXPT_DIR"]) / "p1" / "e2", {"kind": "one_loop"},
-                                    lambda progress: {"checkpoint": "ckpt_0.pkl", "data": str(args["DATA_DIR"])},
-                                    background=False)
+    succeeded = pipeline.jobs.start(
+        Path(args["EXPT_DIR"]) / "p1" / "e2",
+        {"kind": "one_loop"},
+        lambda progress: {"checkpoint": "ckpt_0.pkl", "data": str(args["DATA_DIR"])},
+        background=False,
+    )
     assert failed["status"] == "failed" and str(secret) in failed["error"]["reason"]  # the file keeps it all
     for job in (failed, succeeded):
         url = f"/jobs/{job['job_id']}"
@@ -437,26 +535,44 @@ def test_jobs_need_the_token_and_show_no_paths_or_pids(args, tmp_path):
 
 # ----------------------------------------------------------------------------- CLI
 
+
 def test_cli_runs_an_experiment_and_writes_the_learning_curve(tmp_path, monkeypatch, capsys):
     import pandas as pd
 
     from vigil.cli import main
 
     monkeypatch.setenv("VIGIL_WORK_DIR", str(tmp_path / "runs"))
-    code = main(["ember", "active-learning", "--synthetic", "--strategy", "entropy,random", "--loops", "3",
-                 "--n-rec", "30", "--out", str(tmp_path / "al")])
+    code = main(
+        [
+            "ember",
+            "active-learning",
+            "--synthetic",
+            "--strategy",
+            "entropy,random",
+            "--loops",
+            "3",
+            "--n-rec",
+            "30",
+            "--out",
+            str(tmp_path / "al"),
+        ]
+    )
     assert code == 0
     curve = pd.read_csv(tmp_path / "al" / "learning_curve.csv")
     assert list(curve.columns[:5]) == ["strategy", "loop", "labelled", "roc_auc", "accuracy"]
-    assert curve.groupby("strategy")["labelled"].apply(list).to_dict() == {"entropy": [30, 60, 90],
-                                                                          "random": [30, 60, 90]}
+    assert curve.groupby("strategy")["labelled"].apply(list).to_dict() == {
+        "entropy": [30, 60, 90],
+        "random": [30, 60, 90],
+    }
     png = (tmp_path / "al" / "learning_curve.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     assert "learning_curve.png" in capsys.readouterr().out
     # the loops went through the platform's files: the local bucket holds them
     bucket = tmp_path / "al" / "bucket" / "local" / "vigil-local" / "local-entropy"
     assert {p.name for p in bucket.glob("metrics_*.pkl")} == {"metrics_0.pkl", "metrics_1.pkl", "metrics_2.pkl"}
-    assert main(["ember", "active-learning", "--synthetic", "--strategy", "smartest", "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(["ember", "active-learning", "--synthetic", "--strategy", "smartest", "--out", str(tmp_path / "x")]) == 2
+    )
 
 
 def test_next_loop_right_after_a_finished_one_is_not_refused(tmp_path):

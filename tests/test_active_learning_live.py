@@ -21,10 +21,27 @@ from vigil.active_learning.strategies import select
 from vigil.tasks.ember.demo_data import write_demo_data
 from vigil.tasks.ember.vectorize import create_vectorized_features
 
-PAYLOAD = {"experiment_id": "exp-1", "project_id": "proj-1", "user_id": "user-1", "bucket_name": "demo-bucket",
-           "type": "Classification", "n_rec": 40, "n_loop": 3}
-METRIC_KEYS = {"accuracy", "f1_score_per_class", "f1_score", "precision_per_class", "precision", "recall_per_class",
-               "recall", "confusion_matrix", "acc_per_class", "label_disagreement"}
+PAYLOAD = {
+    "experiment_id": "exp-1",
+    "project_id": "proj-1",
+    "user_id": "user-1",
+    "bucket_name": "demo-bucket",
+    "type": "Classification",
+    "n_rec": 40,
+    "n_loop": 3,
+}
+METRIC_KEYS = {
+    "accuracy",
+    "f1_score_per_class",
+    "f1_score",
+    "precision_per_class",
+    "precision",
+    "recall_per_class",
+    "recall",
+    "confusion_matrix",
+    "acc_per_class",
+    "label_disagreement",
+}
 
 
 @pytest.fixture
@@ -65,17 +82,21 @@ def test_three_loops_through_one_loop_on_gunicorn(tmp_path, live_server, callbac
     write_demo_data(tmp_path / "data")
     create_vectorized_features(tmp_path / "data", feature_version=2, processes=1, progress=False)
     config = tmp_path / "config.yaml"  # relative paths: relative to the config file
-    config.write_text('DATA_DIR: "data"\nEXPT_DIR: "expt"\nCKPT_EXT: ".pkl"\nTRAIN_SIZE: 400\nTEST_SIZE: 200\n'
-                      'exp_name: "Ember"\n')
+    config.write_text(
+        'DATA_DIR: "data"\nEXPT_DIR: "expt"\nCKPT_EXT: ".pkl"\nTRAIN_SIZE: 400\nTEST_SIZE: 200\nexp_name: "Ember"\n'
+    )
     bucket = tmp_path / "bucket"
     folder = bucket / "demo-bucket" / "proj-1" / "exp-1"
     folder.mkdir(parents=True)
-    (bucket / "demo-bucket" / "proj-1" / "meta.json").write_text(json.dumps({"0": "Benign", "1": "Malicious",
-                                                                             "train_size": 400}))
+    (bucket / "demo-bucket" / "proj-1" / "meta.json").write_text(
+        json.dumps({"0": "Benign", "1": "Malicious", "train_size": 400})
+    )
     (folder / "selected_indices_0.pkl").write_bytes(pickle.dumps(list(range(0, 400, 8))))  # 50 records
-    server = live_server(tmp_path / "models", env={"VIGIL_ALECTIO_CONFIG": str(config),
-                                                   "VIGIL_ALECTIO_CALLBACK_URL": callback_url},
-                         args=["--workers", "2", "--bucket-root", str(bucket)])
+    server = live_server(
+        tmp_path / "models",
+        env={"VIGIL_ALECTIO_CONFIG": str(config), "VIGIL_ALECTIO_CALLBACK_URL": callback_url},
+        args=["--workers", "2", "--bucket-root", str(bucket)],
+    )
     expt = tmp_path / "expt" / "proj-1" / "exp-1"
 
     labelled_counts = []
@@ -96,7 +117,10 @@ def test_three_loops_through_one_loop_on_gunicorn(tmp_path, live_server, callbac
         assert METRIC_KEYS <= set(metrics) and 0 <= metrics["accuracy"] <= 1
         assert metrics["confusion_matrix"] and sum(map(sum, metrics["confusion_matrix"])) == 200
         assert metrics["accuracy"] == job["result"]["metrics"]["accuracy"]
-        assert set(pickle.loads((folder / f"insights_{loop}.pkl").read_bytes())) == {"train_time", "num_queried_per_class"}
+        assert set(pickle.loads((folder / f"insights_{loop}.pkl").read_bytes())) == {
+            "train_time",
+            "num_queried_per_class",
+        }
         outputs = pickle.loads((folder / f"infer_outputs_{loop}.pkl").read_bytes())
         labelled = set()
         for i in range(loop + 1):
@@ -114,8 +138,10 @@ def test_three_loops_through_one_loop_on_gunicorn(tmp_path, live_server, callbac
     assert labelled_counts == [50, 90, 130]
     assert sorted(p.name for p in expt.glob("ckpt_*")) == ["ckpt_0.pkl", "ckpt_1.pkl", "ckpt_2.pkl"]
     assert not (folder / "test_predictions_3.pkl").exists()
-    assert callbacks == [{"experiment_id": "exp-1", "project_id": "proj-1", "user_id": "user-1", "n_rec": 40,
-                          "n_loop": 3}] * 3
+    assert (
+        callbacks
+        == [{"experiment_id": "exp-1", "project_id": "proj-1", "user_id": "user-1", "n_rec": 40, "n_loop": 3}] * 3
+    )
 
     # a loop already running elsewhere (the lock is held by this process, as another worker would) -> 409
     lock = ExperimentLock(expt)

@@ -14,8 +14,14 @@ def _fitted():
 
 def test_save_and_load_roundtrip_records_manifest(tmp_path):
     store = ArtifactStore(tmp_path)
-    entry = store.save("demo", _fitted(), metrics={"f1": 0.5}, threshold=0.3, feature_version=2,
-                       data_fingerprint=data_fingerprint(b"rows"))
+    entry = store.save(
+        "demo",
+        _fitted(),
+        metrics={"f1": 0.5},
+        threshold=0.3,
+        feature_version=2,
+        data_fingerprint=data_fingerprint(b"rows"),
+    )
     assert entry["version"] == "1"
     second = store.save("demo", _fitted())
     assert second["version"] == "2"
@@ -68,6 +74,7 @@ def test_signed_manifest_required_with_key(tmp_path):
 
 # ----------------------------------------------------------------------------- attacks on the store
 
+
 class Payload:
     """A pickle that, if ever unpickled, leaves a marker file: the attacker's code ran."""
 
@@ -97,8 +104,14 @@ def test_a_file_swapped_between_hash_check_and_load_never_runs(tmp_path):
     legacy = tmp_path / "models" / "demo" / "demo-v2.joblib"
     legacy.write_bytes(good.getvalue())
     manifest = json.loads(store.manifest_path.read_text())
-    manifest["artifacts"].append({**manifest["artifacts"][0], "version": "2", "file": "demo/demo-v2.joblib",
-                                  "sha256": __import__("hashlib").sha256(good.getvalue()).hexdigest()})
+    manifest["artifacts"].append(
+        {
+            **manifest["artifacts"][0],
+            "version": "2",
+            "file": "demo/demo-v2.joblib",
+            "sha256": __import__("hashlib").sha256(good.getvalue()).hexdigest(),
+        }
+    )
     store.manifest_path.write_text(json.dumps(manifest))
 
     stop = threading.Event()

@@ -8,16 +8,45 @@ from collections import Counter
 import pytest
 
 from vigil.tasks.dns_exfil.features import (
-    FEATURE_COLUMNS, QueryFeatureExtractor, coerce_csv_value, normalize_query, parse_query_name, registered_domain,
+    FEATURE_COLUMNS,
+    QueryFeatureExtractor,
+    coerce_csv_value,
+    normalize_query,
+    parse_query_name,
+    registered_domain,
 )
 
 # Published rows; the query names are reconstructions consistent with every count in them.
-REVERSE_DNS_ROW = {"FQDN_count": 27, "subdomain_length": 10, "upper": 0, "lower": 10, "numeric": 11, "special": 6,
-                   "labels": 6, "labels_max": 7, "labels_average": 3.666667, "longest_word": "2", "sld": "192",
-                   "len": 14, "subdomain": 1}
-MDNS_ROW = {"FQDN_count": 15, "subdomain_length": 9, "upper": 0, "lower": 11, "numeric": 0, "special": 4,
-            "labels": 3, "labels_max": 5, "labels_average": 4.333333, "longest_word": "local", "sld": "local",
-            "len": 15, "subdomain": 1}
+REVERSE_DNS_ROW = {
+    "FQDN_count": 27,
+    "subdomain_length": 10,
+    "upper": 0,
+    "lower": 10,
+    "numeric": 11,
+    "special": 6,
+    "labels": 6,
+    "labels_max": 7,
+    "labels_average": 3.666667,
+    "longest_word": "2",
+    "sld": "192",
+    "len": 14,
+    "subdomain": 1,
+}
+MDNS_ROW = {
+    "FQDN_count": 15,
+    "subdomain_length": 9,
+    "upper": 0,
+    "lower": 11,
+    "numeric": 0,
+    "special": 4,
+    "labels": 3,
+    "labels_max": 5,
+    "labels_average": 4.333333,
+    "longest_word": "local",
+    "sld": "local",
+    "len": 15,
+    "subdomain": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +54,13 @@ def extractor():
     return QueryFeatureExtractor()
 
 
-@pytest.mark.parametrize("query, published", [
-    ("10.123.168.192.in-addr.arpa", REVERSE_DNS_ROW),
-    ("_smb._tcp.local.", MDNS_ROW),
-])
+@pytest.mark.parametrize(
+    "query, published",
+    [
+        ("10.123.168.192.in-addr.arpa", REVERSE_DNS_ROW),
+        ("_smb._tcp.local.", MDNS_ROW),
+    ],
+)
 def test_features_match_published_rows(extractor, query, published):
     ours = extractor.features(query)
     assert list(ours) == FEATURE_COLUMNS
@@ -71,8 +103,10 @@ def test_tunnel_name_and_registered_domain(extractor):
     assert bare["subdomain"] == 0 and bare["subdomain_length"] == 0 and bare["len"] == len("example")
 
 
-@pytest.mark.parametrize("bad", ["", "   ", "a..b.com", ".a.com", "x" * 64 + ".com", ".".join(["x" * 63] * 4),
-                                 r"a\256.com", "a.com\\", 42, None])
+@pytest.mark.parametrize(
+    "bad",
+    ["", "   ", "a..b.com", ".a.com", "x" * 64 + ".com", ".".join(["x" * 63] * 4), r"a\256.com", "a.com\\", 42, None],
+)
 def test_what_cannot_be_on_the_wire_is_refused(bad):
     with pytest.raises(ValueError):
         normalize_query(bad)
@@ -86,11 +120,14 @@ def test_longest_legal_name_is_255_wire_bytes():
         parse_query_name(name + "x")
 
 
-@pytest.mark.parametrize("name, sub", [
-    ("aGVsbG8/d29y+bGQ=.t.example.com", len("aGVsbG8/d29y+bGQ=.t")),  # dns2tcp-style base64
-    ("a:b@c?d#e.t.example.com", len("a:b@c?d#e.t")),                  # URL delimiters are bytes too
-    ("_dmarc.example.com", len("_dmarc")),
-])
+@pytest.mark.parametrize(
+    "name, sub",
+    [
+        ("aGVsbG8/d29y+bGQ=.t.example.com", len("aGVsbG8/d29y+bGQ=.t")),  # dns2tcp-style base64
+        ("a:b@c?d#e.t.example.com", len("a:b@c?d#e.t")),  # URL delimiters are bytes too
+        ("_dmarc.example.com", len("_dmarc")),
+    ],
+)
 def test_names_are_not_parsed_as_urls(extractor, name, sub):
     row = extractor.features(name)
     assert row["subdomain_length"] == sub and row["sld"] == len("example") and row["subdomain"] == 1
@@ -138,12 +175,26 @@ def test_csv_cells_of_the_cic_files():
         coerce_csv_value("entropy", "inf")
 
 
-@pytest.mark.parametrize("column, value", [
-    ("longest_word", "inf"), ("longest_word", "-inf"), ("longest_word", "NaN"), ("longest_word", "1e400"),
-    ("longest_word", 10**400), ("longest_word", [1]), ("sld", 10**400), ("sld", {"a": 1}),
-    ("entropy", "-Infinity"), ("entropy", float("nan")), ("entropy", 10**400), ("entropy", 1e39),
-    ("entropy", [1]), ("entropy", None), ("entropy", "abc"),
-])
+@pytest.mark.parametrize(
+    "column, value",
+    [
+        ("longest_word", "inf"),
+        ("longest_word", "-inf"),
+        ("longest_word", "NaN"),
+        ("longest_word", "1e400"),
+        ("longest_word", 10**400),
+        ("longest_word", [1]),
+        ("sld", 10**400),
+        ("sld", {"a": 1}),
+        ("entropy", "-Infinity"),
+        ("entropy", float("nan")),
+        ("entropy", 10**400),
+        ("entropy", 1e39),
+        ("entropy", [1]),
+        ("entropy", None),
+        ("entropy", "abc"),
+    ],
+)
 def test_non_finite_and_non_scalar_cells_are_refused(column, value):
     with pytest.raises(ValueError, match=column):
         coerce_csv_value(column, value)

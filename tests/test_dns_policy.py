@@ -40,8 +40,17 @@ def test_f1_floor_and_checkpointing():
 
 
 def test_summary_names_the_windows_where_dynamic_won():
-    rows = [{"window_index": i, "static_f1": s, "dynamic_f1": d, "static_accuracy": s, "dynamic_accuracy": d,
-             "retrained": int(i == 2)} for i, (s, d) in enumerate([(0.9, 0.9), (0.9, 0.9), (0.5, 0.5), (0.5, 0.95), (0.4, 0.9)])]
+    rows = [
+        {
+            "window_index": i,
+            "static_f1": s,
+            "dynamic_f1": d,
+            "static_accuracy": s,
+            "dynamic_accuracy": d,
+            "retrained": int(i == 2),
+        }
+        for i, (s, d) in enumerate([(0.9, 0.9), (0.9, 0.9), (0.5, 0.5), (0.5, 0.95), (0.4, 0.9)])
+    ]
     summary = summarize(rows)
     assert summary["dynamic_better_windows"] == "3-4" and summary["retrain_windows"] == [2]
     assert summary["verdict"].startswith("the dynamic model beat the static one")

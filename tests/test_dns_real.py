@@ -64,8 +64,12 @@ def served(tmp_path_factory, captures, benign):
     root = tmp_path_factory.mktemp("dns_real")
     settings = Settings.from_env(models_dir=root / "models", work_dir=root / "runs")
     store = ArtifactStore(settings.models_dir)
-    small = pd.concat([benign[benign.source != "alice"].sample(6000, random_state=0),
-                       benign[benign.source == "alice"].sample(4000, random_state=0)])
+    small = pd.concat(
+        [
+            benign[benign.source != "alice"].sample(6000, random_state=0),
+            benign[benign.source == "alice"].sample(4000, random_state=0),
+        ]
+    )
     train_query_model(store, captures=captures, benign=small)
     app = create_app(settings, store)
     app.config["TESTING"] = True
@@ -74,9 +78,13 @@ def served(tmp_path_factory, captures, benign):
 
 def test_predict_scores_real_captured_names_with_the_real_model(served, captures):
     store, client = served
-    sample = pd.concat([captures[captures.qname.str.contains(r"\\\d{3}")].head(20),
-                        captures[captures.tool == "dns2tcp"].head(20),
-                        captures[captures.qname.str.contains("[A-Z]")].head(20)])
+    sample = pd.concat(
+        [
+            captures[captures.qname.str.contains(r"\\\d{3}")].head(20),
+            captures[captures.tool == "dns2tcp"].head(20),
+            captures[captures.qname.str.contains("[A-Z]")].head(20),
+        ]
+    )
     names = list(sample.qname)
     body = client.post("/predict/dns", json={"queries": names}).get_json()
     assert body["errors"] == [] and len(body["results"]) == len(names)
@@ -98,8 +106,12 @@ def _pcap(queries: list[tuple[bytes, int]]) -> bytes:
     for i, (qname, qtype) in enumerate(queries):
         dns = struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + qname + struct.pack(">HH", qtype, 1)
         udp = struct.pack(">HHHH", 40000, 53, 8 + len(dns), 0) + dns
-        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes([10, 0, 0, 2]),
-                         bytes([10, 0, 0, 1])) + udp
+        ip = (
+            struct.pack(
+                ">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes([10, 0, 0, 2]), bytes([10, 0, 0, 1])
+            )
+            + udp
+        )
         out += struct.pack("<IIII", 1000 + i, 0, len(ip), len(ip)) + ip
     return out
 
@@ -107,8 +119,15 @@ def _pcap(queries: list[tuple[bytes, int]]) -> bytes:
 def test_pcap_reader_labels_queries_under_the_zone(tmp_path):
     wire = lambda *labels: b"".join(bytes([len(x)]) + x for x in labels) + b"\x00"  # noqa: E731
     path = tmp_path / "run.pcap"
-    path.write_bytes(_pcap([(wire(b"a\xff/+AbCdEfGhIjKlMnOp", b"t", b"Example", b"net"), 10),
-                            (wire(b"www", b"other", b"org"), 1), (wire(b"p", b"t", b"example", b"net"), 16)]))
+    path.write_bytes(
+        _pcap(
+            [
+                (wire(b"a\xff/+AbCdEfGhIjKlMnOp", b"t", b"Example", b"net"), 10),
+                (wire(b"www", b"other", b"org"), 1),
+                (wire(b"p", b"t", b"example", b"net"), 16),
+            ]
+        )
+    )
     rows = label_run(path, "t.example.net", "tool", "enc")
     assert [r["qtype"] for r in rows] == ["NULL", "TXT"]
     assert rows[0]["qname"] == r"a\255/+AbCdEfGhIjKlMnOp.t.Example.net" and rows[0]["data_bearing"] == 1
@@ -127,5 +146,5 @@ def test_rehoming_varies_the_zone_shape_and_keeps_the_payload(captures):
     for old, new, zone in zip(captures.qname[:500], moved.qname[:500], moved.zone[:500]):
         new_name, old_name = parse_query_name(new), parse_query_name(old)
         assert new.lower().endswith("." + zone) and new_name.wire_length <= 255
-        payload = new_name.labels[:-(zone.count(".") + 1)]
-        assert b"".join(payload) == b"".join(old_name.labels[:len(payload)])[:len(b"".join(payload))]
+        payload = new_name.labels[: -(zone.count(".") + 1)]
+        assert b"".join(payload) == b"".join(old_name.labels[: len(payload)])[: len(b"".join(payload))]

@@ -73,9 +73,26 @@ def _values(csv: Path, start: int = 0, stop: int | None = None) -> list[bytes]:
 
 def _stream_process(models: Path, servers: str, topic: str, results: Path, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, VIGIL_MODELS_DIR=str(models), PYTHONPATH=str(REPO_ROOT / "src"))
-    command = [sys.executable, "-m", "vigil", "dns", "stream", "--bootstrap-servers", servers, "--topic", topic,
-               "--results", str(results), "--quiet", "--session-timeout-ms", "2000", *extra]
-    return subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "vigil",
+        "dns",
+        "stream",
+        "--bootstrap-servers",
+        servers,
+        "--topic",
+        topic,
+        "--results",
+        str(results),
+        "--quiet",
+        "--session-timeout-ms",
+        "2000",
+        *extra,
+    ]
+    return subprocess.Popen(
+        command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _windows(results: Path) -> list[dict]:
@@ -84,8 +101,9 @@ def _windows(results: Path) -> list[dict]:
         return []
     with sqlite3.connect(path, timeout=30) as db:
         try:
-            rows = db.execute("SELECT window_index, consumer, offsets, n_messages, n_rejected FROM windows "
-                              "ORDER BY window_index").fetchall()
+            rows = db.execute(
+                "SELECT window_index, consumer, offsets, n_messages, n_rejected FROM windows ORDER BY window_index"
+            ).fetchall()
         except sqlite3.OperationalError:  # the schema is not there yet
             return []
     return [dict(zip(("index", "consumer", "offsets", "n", "rejected"), row)) for row in rows]
@@ -142,8 +160,12 @@ def test_malformed_messages_are_recorded_with_offsets(broker, models, stream_csv
     topic = "dns-raw"
     ensure_topic(broker.bootstrap_servers, topic, 1)
     values = list(csv_messages(stream_csv, fmt="raw-lines", limit=2000))  # header + 2,000 lines
-    junk = {10: b"not json at all", 500: json.dumps({"query": "a..b.example"}).encode(), 777: b"[1, 2, 3]",
-            1200: json.dumps("1,2,3").encode()}
+    junk = {
+        10: b"not json at all",
+        500: json.dumps({"query": "a..b.example"}).encode(),
+        777: b"[1, 2, 3]",
+        1200: json.dumps("1,2,3").encode(),
+    }
     for offset in sorted(junk):
         values.insert(offset, junk[offset])
     produce(broker.bootstrap_servers, topic, values)
@@ -151,8 +173,9 @@ def test_malformed_messages_are_recorded_with_offsets(broker, models, stream_csv
     store = ArtifactStore(models)
     results = ResultsStore(tmp_path / "results.sqlite")
     processor = DnsWindowProcessor(store, store.load("dns_exfil"), "raw.main", RetrainPolicy())
-    consumer = WindowedConsumer(broker.bootstrap_servers, topic, "raw", processor, results, idle_timeout_s=3,
-                                config_overrides=SESSION)
+    consumer = WindowedConsumer(
+        broker.bootstrap_servers, topic, "raw", processor, results, idle_timeout_s=3, config_overrides=SESSION
+    )
     stats = consumer.run()
 
     windows = results.windows(consumer.run_key)
@@ -169,9 +192,23 @@ def test_malformed_messages_are_recorded_with_offsets(broker, models, stream_csv
 def test_two_consumers_of_one_group_share_a_two_partition_topic(broker, models, stream_csv, tmp_path):
     topic, results = "dns-group", tmp_path / "results"
     ensure_topic(broker.bootstrap_servers, topic, 2)
-    members = [_stream_process(models, broker.bootstrap_servers, topic, results, "--group", "pair",
-                               "--consumer-name", name, "--idle-timeout", "4") for name in ("a", "b")]
+    members = [
+        _stream_process(
+            models,
+            broker.bootstrap_servers,
+            topic,
+            results,
+            "--group",
+            "pair",
+            "--consumer-name",
+            name,
+            "--idle-timeout",
+            "4",
+        )
+        for name in ("a", "b")
+    ]
     try:
+
         def assigned():
             found = {}
             for name in ("a", "b"):
@@ -204,8 +241,9 @@ def test_two_consumers_of_one_group_share_a_two_partition_topic(broker, models, 
         assert sorted(span for _, span in spans) == [(0, 999), (1000, 1999)]
 
 
-def test_crash_between_the_results_commit_and_the_kafka_commit_counts_no_window_twice(broker, models, stream_csv,
-                                                                                       tmp_path):
+def test_crash_between_the_results_commit_and_the_kafka_commit_counts_no_window_twice(
+    broker, models, stream_csv, tmp_path
+):
     topic = "dns-crash"
     ensure_topic(broker.bootstrap_servers, topic, 1)
     produce(broker.bootstrap_servers, topic, _values(stream_csv, 0, 2000))
@@ -217,8 +255,15 @@ def test_crash_between_the_results_commit_and_the_kafka_commit_counts_no_window_
 
     def consumer(cls):
         processor = DnsWindowProcessor(store, store.load("dns_exfil"), "crash.main", RetrainPolicy())
-        return cls(broker.bootstrap_servers, topic, "crash", processor, ResultsStore(tmp_path / "r.sqlite"),
-                   idle_timeout_s=3, config_overrides=SESSION)
+        return cls(
+            broker.bootstrap_servers,
+            topic,
+            "crash",
+            processor,
+            ResultsStore(tmp_path / "r.sqlite"),
+            idle_timeout_s=3,
+            config_overrides=SESSION,
+        )
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         consumer(CrashBeforeKafkaCommit).run()
@@ -271,8 +316,18 @@ def _committed(servers: str, group: str, topic: str) -> int:
         consumer.close()
 
 
-_COMPARED = ["n_messages", "n_attacks", "static_f1", "static_accuracy", "static_roc_auc", "dynamic_f1",
-             "dynamic_accuracy", "dynamic_roc_auc", "retrained", "reason"]
+_COMPARED = [
+    "n_messages",
+    "n_attacks",
+    "static_f1",
+    "static_accuracy",
+    "static_roc_auc",
+    "dynamic_f1",
+    "dynamic_accuracy",
+    "dynamic_roc_auc",
+    "retrained",
+    "reason",
+]
 
 
 def test_poison_messages_are_rejected_with_offsets_and_the_stream_goes_on(broker, models, stream_csv, tmp_path):
@@ -318,8 +373,9 @@ def test_poison_messages_are_rejected_with_offsets_and_the_stream_goes_on(broker
     assert _committed(servers, "vigil-dns", "dns-poison") == len(messages)
 
 
-def test_a_failed_retrain_keeps_the_dynamic_model_and_scoring_goes_on(broker, models, stream_csv, tmp_path,
-                                                                      monkeypatch):
+def test_a_failed_retrain_keeps_the_dynamic_model_and_scoring_goes_on(
+    broker, models, stream_csv, tmp_path, monkeypatch
+):
     import vigil.streaming.dns_stream as dns_stream
 
     topic = "dns-retrain-fails"
@@ -336,10 +392,12 @@ def test_a_failed_retrain_keeps_the_dynamic_model_and_scoring_goes_on(broker, mo
     monkeypatch.setattr(dns_stream, "refit", refit_that_fails_once)
     store = ArtifactStore(models)
     results = ResultsStore(tmp_path / "r.sqlite")
-    processor = DnsWindowProcessor(store, store.load("dns_exfil"), "fails.main",
-                                   RetrainPolicy(f1_floor=1.01, min_gap=1))  # every window asks for a retrain
-    consumer = WindowedConsumer(broker.bootstrap_servers, topic, "fails", processor, results, idle_timeout_s=3,
-                                config_overrides=SESSION)
+    processor = DnsWindowProcessor(
+        store, store.load("dns_exfil"), "fails.main", RetrainPolicy(f1_floor=1.01, min_gap=1)
+    )  # every window asks for a retrain
+    consumer = WindowedConsumer(
+        broker.bootstrap_servers, topic, "fails", processor, results, idle_timeout_s=3, config_overrides=SESSION
+    )
     stats = consumer.run()
 
     windows = results.windows(consumer.run_key)
@@ -384,11 +442,22 @@ def test_the_depth_check_counts_only_brackets_outside_strings():
 def test_a_results_file_of_before_the_topic_column_gets_it(tmp_path):
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as db:
-        db.execute('CREATE TABLE rejected (run_key TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER '
-                   "NOT NULL, reason TEXT, excerpt TEXT, window_index INTEGER, PRIMARY KEY (run_key, partition, "
-                   '"offset"))')
+        db.execute(
+            'CREATE TABLE rejected (run_key TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER '
+            "NOT NULL, reason TEXT, excerpt TEXT, window_index INTEGER, PRIMARY KEY (run_key, partition, "
+            '"offset"))'
+        )
         db.execute("INSERT INTO rejected VALUES ('k', 0, 7, 'not JSON', 'x', 0)")
     store = ResultsStore(path)
-    assert store.rejected() == [{"run_key": "k", "topic": None, "partition": 0, "offset": 7, "reason": "not JSON",
-                                 "excerpt": "x", "window_index": 0}]
+    assert store.rejected() == [
+        {
+            "run_key": "k",
+            "topic": None,
+            "partition": 0,
+            "offset": 7,
+            "reason": "not JSON",
+            "excerpt": "x",
+            "window_index": 0,
+        }
+    ]
     ResultsStore(path).close()  # opening it again is fine

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -45,7 +44,10 @@ def test_generate_is_seeded_and_has_the_cic_columns(tmp_path):
     assert (stream["FQDN_count"] <= 253).all() and (stream["labels_max"] <= 63).all()
     # drift phase A changes the encoding: base64-url brings upper-case letters into attack names
     attacks = stream[stream["Target Attack"] == 1]
-    assert attacks.iloc[:400]["upper"].sum() == 0 and attacks[(attacks.index >= 1000) & (attacks.index < 2000)]["upper"].sum() > 0
+    assert (
+        attacks.iloc[:400]["upper"].sum() == 0
+        and attacks[(attacks.index >= 1000) & (attacks.index < 2000)]["upper"].sum() > 0
+    )
 
 
 def test_default_model_is_saved_with_metrics(trained):
@@ -92,7 +94,10 @@ def test_service_prefers_the_dynamic_model_of_a_live_stream(trained, dns_client)
     _, store, _ = trained
     static = store.load("dns_exfil").model
     store.save(DYNAMIC_TASK, {**static, "kind": "dynamic"}, threshold=0.5, extra={"kind": "dynamic"})
-    ask = lambda: dns_client.post("/predict/dns?model=cic", json={"queries": ["www.wikipedia.org"]}).get_json()["model"]
+
+    def ask():
+        return dns_client.post("/predict/dns?model=cic", json={"queries": ["www.wikipedia.org"]}).get_json()["model"]
+
     assert ask()["task"] == "dns_exfil"  # a dynamic model alone is not enough: no stream runs
     write_stream_status(store, "vigil-dns.main", "running", dynamic_version="1")
     try:
@@ -106,9 +111,24 @@ def test_service_prefers_the_dynamic_model_of_a_live_stream(trained, dns_client)
 def test_demo_runs_the_whole_story(tmp_path, capsys):
     from vigil.cli import main
 
-    code = main(["--models-dir", str(tmp_path / "models"), "dns", "demo", "--out", str(tmp_path / "demo"),
-                 "--static-rows", "1500", "--windows-per-phase", "1", "--idle-timeout", "2",
-                 "--session-timeout-ms", "2000"])
+    code = main(
+        [
+            "--models-dir",
+            str(tmp_path / "models"),
+            "dns",
+            "demo",
+            "--out",
+            str(tmp_path / "demo"),
+            "--static-rows",
+            "1500",
+            "--windows-per-phase",
+            "1",
+            "--idle-timeout",
+            "2",
+            "--session-timeout-ms",
+            "2000",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     demo = tmp_path / "demo"
@@ -125,8 +145,9 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
 
 def test_mixed_request_names_to_the_query_model_rows_to_the_cic_model(dns_client):
     row = dict(zip(FEATURE_COLUMNS, [27, 10, 0, 10, 11, 2.57, 6, 6, 7, 3.67, "2", "192", 14, 1]))
-    body = dns_client.post("/predict/dns", json={"queries": ["www.wikipedia.org"], "rows": [row, {**row, "sld": []}]}
-                           ).get_json()
+    body = dns_client.post(
+        "/predict/dns", json={"queries": ["www.wikipedia.org"], "rows": [row, {**row, "sld": []}]}
+    ).get_json()
     assert body["model"]["task"] == "dns_exfil_query" and body["rows_model"]["task"] == "dns_exfil"
     name, scored_row = body["results"]
     assert name["index"] == 0 and "model" not in name and name["decision"] == "benign"

@@ -33,8 +33,10 @@ def _known(name: str, block: str, key: str) -> bool:
 @pytest.fixture(scope="module")
 def extracted() -> dict[str, dict]:
     extractor = FeatureExtractor(2)
-    return {ref["file"]: json.loads(json.dumps(extractor.raw_features((DATA / "debian" / ref["file"]).read_bytes())))
-            for ref in REFERENCES}
+    return {
+        ref["file"]: json.loads(json.dumps(extractor.raw_features((DATA / "debian" / ref["file"]).read_bytes())))
+        for ref in REFERENCES
+    }
 
 
 @pytest.mark.parametrize("reference", REFERENCES, ids=lambda r: r["file"])
@@ -69,8 +71,10 @@ def test_what_the_subset_exercises(extracted):
     from vigil.tasks.ember.features import parse_pe
 
     refs = {r["file"]: r for r in REFERENCES}
-    lief_view = {name: parse_pe((DATA / "debian" / name).read_bytes())
-                 for name in ("icmp-x86_64.dll", "fbx64.efi", "memtest86+x64.efi")}
+    lief_view = {
+        name: parse_pe((DATA / "debian" / name).read_bytes())
+        for name in ("icmp-x86_64.dll", "fbx64.efi", "memtest86+x64.efi")
+    }
     assert [f.name for f in lief_view["icmp-x86_64.dll"].exported_functions][:1] == ["IcmpCloseHandle"]
     assert not lief_view["fbx64.efi"].has_relocations
     assert len(lief_view["memtest86+x64.efi"].data_directories) == 6

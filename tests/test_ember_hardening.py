@@ -38,8 +38,21 @@ def section_bomb(size: int = MB, sections: int = 1000) -> bytes:
     content[:table] = base[:table]
     struct.pack_into("<H", content, e_lfanew + 6, sections)
     for i in range(sections):  # name, VirtualSize, VirtualAddress, SizeOfRawData, PointerToRawData, ...
-        struct.pack_into("<8sIIIIIIHHI", content, table + 40 * i, b".b%d" % i, size, 0x1000 * (i + 1), size, 0,
-                         0, 0, 0, 0, 0x60000020)
+        struct.pack_into(
+            "<8sIIIIIIHHI",
+            content,
+            table + 40 * i,
+            b".b%d" % i,
+            size,
+            0x1000 * (i + 1),
+            size,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0x60000020,
+        )
     return bytes(content)
 
 
@@ -217,8 +230,7 @@ def test_a_worker_that_dies_is_retried_once_then_skipped_and_the_others_land(ten
     shutil.copy(T32, ten_good_files / "die-always.exe")
     shutil.copy(T32, ten_good_files / "die-once.exe")
     out, said = io.StringIO(), []
-    report = extract_files([str(ten_good_files)], out, processes=2, progress=False, say=said.append,
-                           job=extract_or_die)
+    report = extract_files([str(ten_good_files)], out, processes=2, progress=False, say=said.append, job=extract_or_die)
     records = [json.loads(line) for line in out.getvalue().splitlines()]
     assert report.files == 12 and report.written == len(records) == 11  # 10 good + die-once on retry
     assert sorted(Path(r.split(":")[0]).name for r in report.retried) == ["die-always.exe", "die-once.exe"]
@@ -241,12 +253,13 @@ def test_oversized_file_among_ten_good_ones_is_refused_and_the_ten_land(ten_good
     assert "wrote 10 raw records" in err and "skipped 1 of 11 files" in err
 
 
-def test_file_over_the_memory_limit_is_skipped_with_the_reason_and_the_others_land(ten_good_files, tmp_path,
-                                                                                   capsys):
+def test_file_over_the_memory_limit_is_skipped_with_the_reason_and_the_others_land(ten_good_files, tmp_path, capsys):
     with open(ten_good_files / "big.bin", "wb") as handle:
         handle.truncate(48 * MB)
     output = tmp_path / "raw.jsonl"
     assert main(["ember", "extract", str(ten_good_files), "-o", str(output), "-q", "--memory-mb", "32"]) == 1
     assert len(output.read_text().splitlines()) == 10
     err = capsys.readouterr().err
-    assert f"skipped {ten_good_files / 'big.bin'}: feature extraction needed more than its memory limit of 32 MiB" in err
+    assert (
+        f"skipped {ten_good_files / 'big.bin'}: feature extraction needed more than its memory limit of 32 MiB" in err
+    )

@@ -37,8 +37,23 @@ def launcher_dir(tmp_path_factory) -> Path:
 def test_extract_then_vectorize_the_pip_launchers(tmp_path, launcher_dir, capsys):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    assert main(["ember", "extract", str(launcher_dir), "-o", str(data_dir / "test_features.jsonl"),
-                 "--label", "0", "-j", "2", "-q"]) == 0
+    assert (
+        main(
+            [
+                "ember",
+                "extract",
+                str(launcher_dir),
+                "-o",
+                str(data_dir / "test_features.jsonl"),
+                "--label",
+                "0",
+                "-j",
+                "2",
+                "-q",
+            ]
+        )
+        == 0
+    )
     records = [json.loads(line) for line in (data_dir / "test_features.jsonl").read_text().splitlines()]
     assert len(records) == len(pip_launchers()) >= 4
     assert all(r["label"] == 0 and len(r["sha256"]) == 64 and "datadirectories" in r for r in records)
@@ -51,7 +66,9 @@ def test_extract_then_vectorize_the_pip_launchers(tmp_path, launcher_dir, capsys
     # ember's layout: raw float32, row i = line i, no header
     raw = np.fromfile(data_dir / "X_test.dat", dtype=np.float32).reshape(-1, 2381)
     assert np.array_equal(raw, X)
-    reference = {json.loads(l)["sha256"]: i for i, l in enumerate((DATA / "reference_pip_launchers_raw.jsonl").open())}
+    reference = {
+        json.loads(line)["sha256"]: i for i, line in enumerate((DATA / "reference_pip_launchers_raw.jsonl").open())
+    }
     expected = np.load(DATA / "reference_pip_launchers_v2.npy")
     for row, record in enumerate(records):
         if record["sha256"] in reference:
@@ -83,12 +100,23 @@ def test_vectorize_reports_bad_lines_and_keeps_the_rest(tmp_path, capsys):
 
 
 def test_parameter_presets():
-    assert lgbm_params("ember") == {"boosting": "gbdt", "objective": "binary", "num_iterations": 1000,
-                                    "learning_rate": 0.05, "num_leaves": 2048, "max_depth": 15,
-                                    "min_data_in_leaf": 50, "feature_fraction": 0.5}
+    assert lgbm_params("ember") == {
+        "boosting": "gbdt",
+        "objective": "binary",
+        "num_iterations": 1000,
+        "learning_rate": 0.05,
+        "num_leaves": 2048,
+        "max_depth": 15,
+        "min_data_in_leaf": 50,
+        "feature_fraction": 0.5,
+    }
     ember = make_estimator("ember").get_params()
-    assert (ember["n_estimators"], ember["num_leaves"], ember["min_child_samples"], ember["colsample_bytree"]) == \
-        (1000, 2048, 50, 0.5)
+    assert (ember["n_estimators"], ember["num_leaves"], ember["min_child_samples"], ember["colsample_bytree"]) == (
+        1000,
+        2048,
+        50,
+        0.5,
+    )
     assert lgbm_params("alectio") == {}
     assert make_estimator("alectio").get_params()["n_estimators"] == 100  # LGBMClassifier() defaults
     with pytest.raises(ValueError, match="--params"):
@@ -108,11 +136,14 @@ def test_train_evaluate_classify_on_the_demo_set(tmp_path, capsys, launcher_dir)
     write_demo_data(data_dir, n_train=200, n_test=100)
     assert main(["ember", "vectorize", str(data_dir), "-q", "-j", "1"]) == 0
     params = tmp_path / "params.json"
-    params.write_text(json.dumps({"num_iterations": 30, "num_leaves": 8, "min_data_in_leaf": 10,
-                                  "force_col_wise": True}))
+    params.write_text(
+        json.dumps({"num_iterations": 30, "num_leaves": 8, "min_data_in_leaf": 10, "force_col_wise": True})
+    )
     models = tmp_path / "models"
-    assert main(["--models-dir", str(models), "ember", "train", str(data_dir), "--params", str(params),
-                 "--n-jobs", "1"]) == 0
+    assert (
+        main(["--models-dir", str(models), "ember", "train", str(data_dir), "--params", str(params), "--n-jobs", "1"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "saved ember v1" in out and "roc_auc" in out
     entry = ArtifactStore(models).latest_entry("ember")
@@ -124,7 +155,9 @@ def test_train_evaluate_classify_on_the_demo_set(tmp_path, capsys, launcher_dir)
     plot = tmp_path / "roc.png"
     assert main(["--models-dir", str(models), "ember", "evaluate", str(data_dir), "--plot", str(plot)]) == 0
     out = capsys.readouterr().out
-    assert json.loads(out[out.index("{"):out.rindex("}") + 1])["roc_auc"] == pytest.approx(entry["metrics"]["roc_auc"])
+    assert json.loads(out[out.index("{") : out.rindex("}") + 1])["roc_auc"] == pytest.approx(
+        entry["metrics"]["roc_auc"]
+    )
     assert plot.stat().st_size > 1000
 
     not_pe = tmp_path / "notes.txt"
@@ -139,8 +172,12 @@ def test_train_evaluate_classify_on_the_demo_set(tmp_path, capsys, launcher_dir)
 
 def test_scripts_call_the_same_code(tmp_path):
     shutil.copy(DATA / "train_features_0_head.jsonl", tmp_path / "train_features_0.jsonl")
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "vectorize_features.py"), "-v", "1", "-q",
-                             str(tmp_path)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "vectorize_features.py"), "-v", "1", "-q", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     X, _ = read_vectorized(tmp_path, "train", feature_version=1)
     assert np.array_equal(X[:5], np.load(DATA / "reference_head_first5_v1.npy"))

@@ -36,8 +36,9 @@ def scale_data(tmp_path_factory):
 
 
 def _train(models, data_dir, params, *extra):
-    return main(["--models-dir", str(models), "ember", "train", str(data_dir), "--params", str(params),
-                 "--n-jobs", "2", *extra])
+    return main(
+        ["--models-dir", str(models), "ember", "train", str(data_dir), "--params", str(params), "--n-jobs", "2", *extra]
+    )
 
 
 def _test_scores(models, data_dir):
@@ -131,8 +132,9 @@ def test_dask_local_cluster_training_saves_the_same_artifact_and_it_serves(tmp_p
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
     assert body["model_version"] == "1"
-    np.testing.assert_allclose([r["probability"] for r in body["results"]],
-                               loaded.model[-1].predict_proba(np.asarray(X[:3]))[:, 1], rtol=1e-9)
+    np.testing.assert_allclose(
+        [r["probability"] for r in body["results"]], loaded.model[-1].predict_proba(np.asarray(X[:3]))[:, 1], rtol=1e-9
+    )
 
 
 def test_dask_is_not_combined_with_the_one_machine_options(tmp_path, scale_data, capsys):
@@ -193,8 +195,10 @@ def test_an_interrupted_vectorize_continues_where_it_stopped(tmp_path, monkeypat
     monkeypatch.setattr(vectorize, "_vectorize_batch", lambda batch: (calls.append(batch[0][0]), real(batch))[1])
     assert main(["ember", "vectorize", str(interrupted), "-q", "-j", "1"]) == 1
     captured = capsys.readouterr()
-    rows = {subset: sum(len(p.read_text().splitlines()) for p in vectorize.raw_feature_paths(clean, subset))
-            for subset in ("train", "test")}
+    rows = {
+        subset: sum(len(p.read_text().splitlines()) for p in vectorize.raw_feature_paths(clean, subset))
+        for subset in ("train", "test")
+    }
     assert f"train: {rows['train']} rows" in captured.out and "resumed at row 192" in captured.out
     assert calls[0] == 192 and len(calls) == -(-(rows["train"] - 192) // 64) + -(-rows["test"] // 64)  # none redone
     assert f"{interrupted / 'train_features_0.jsonl'}:101: not valid JSON" in captured.err  # reported once more
@@ -256,12 +260,34 @@ def test_dask_training_on_a_scheduler_and_workers_started_as_the_readme_says(tmp
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])))
     address = f"tcp://127.0.0.1:{port}"
-    started = [subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    started = [
+        subprocess.Popen(
+            [dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     try:
-        started.append(subprocess.Popen([dask_cli, "worker", address, "--nworkers", "2", "--nthreads", "1",
-                                         "--host", "127.0.0.1", "--no-dashboard"],
-                                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        started.append(
+            subprocess.Popen(
+                [
+                    dask_cli,
+                    "worker",
+                    address,
+                    "--nworkers",
+                    "2",
+                    "--nthreads",
+                    "1",
+                    "--host",
+                    "127.0.0.1",
+                    "--no-dashboard",
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         import distributed
 
         deadline = time.monotonic() + 90
@@ -279,8 +305,13 @@ def test_dask_training_on_a_scheduler_and_workers_started_as_the_readme_says(tmp
         assert _train(models, data_dir, params, "--dask", address) == 0
         entry = ArtifactStore(models).latest_entry("ember")
         _assert_same_artifact_shape(models, entry)
-        assert entry["extra"]["training"] == {"mode": "dask", "workers": 2, "partitions": 2, "tree_learner": "data",
-                                              "address": address}
+        assert entry["extra"]["training"] == {
+            "mode": "dask",
+            "workers": 2,
+            "partitions": 2,
+            "tree_learner": "data",
+            "address": address,
+        }
     finally:
         for process in reversed(started):
             process.terminate()

@@ -115,16 +115,19 @@ def test_a_non_pe_body_is_scored_on_byte_features(ember_client):
         assert response.status_code == 200 and response.get_json()["results"][0]["pe"] is False
 
 
-@pytest.mark.parametrize("body, status, detail", [
-    ([[0.0] * 2381, [0.0] * 10], 422, {"index": 1, "length": 10, "expected": 2381}),
-    ([[0.0] * 2380 + [math.nan]], 422, {"index": 0, "position": 2380}),
-    ([[0.0] * 2380 + [math.inf]], 422, {"index": 0, "position": 2380}),
-    ([[0.0] * 2380 + ["x"]], 400, {"index": 0, "position": 2380, "value": "'x'"}),
-    ([[0.0] * 2380 + [1e39]], 422, {"index": 0, "position": 2380}),
-    ([], 400, {"field": "vectors"}),
-    ({"vectors": "no"}, 400, {"field": "vectors"}),
-    ([[0.0] * 2381, "not a list"], 400, {"index": 1}),
-])
+@pytest.mark.parametrize(
+    "body, status, detail",
+    [
+        ([[0.0] * 2381, [0.0] * 10], 422, {"index": 1, "length": 10, "expected": 2381}),
+        ([[0.0] * 2380 + [math.nan]], 422, {"index": 0, "position": 2380}),
+        ([[0.0] * 2380 + [math.inf]], 422, {"index": 0, "position": 2380}),
+        ([[0.0] * 2380 + ["x"]], 400, {"index": 0, "position": 2380, "value": "'x'"}),
+        ([[0.0] * 2380 + [1e39]], 422, {"index": 0, "position": 2380}),
+        ([], 400, {"field": "vectors"}),
+        ({"vectors": "no"}, 400, {"field": "vectors"}),
+        ([[0.0] * 2381, "not a list"], 400, {"index": 1}),
+    ],
+)
 def test_bad_vectors_get_4xx_naming_the_item(ember_client, body, status, detail):
     response = ember_client.post("/predict/ember", data=json.dumps(body), content_type="application/json")
     assert response.status_code == status
@@ -135,8 +138,9 @@ def test_bad_vectors_get_4xx_naming_the_item(ember_client, body, status, detail)
 def test_empty_body_and_empty_upload_are_400(ember_client):
     response = ember_client.post("/predict/ember", data=b"", content_type="application/octet-stream")
     assert response.status_code == 400 and "empty" in response.get_json()["error"]
-    response = ember_client.post("/predict/ember", data={"f": (io.BytesIO(b""), "empty.exe")},
-                                 content_type="multipart/form-data")
+    response = ember_client.post(
+        "/predict/ember", data={"f": (io.BytesIO(b""), "empty.exe")}, content_type="multipart/form-data"
+    )
     assert response.status_code == 400 and response.get_json()["detail"] == {"file": "f"}
 
 
@@ -155,8 +159,9 @@ def test_tampered_model_is_refused(ember_models, tmp_path):
         byte = handle.read(1)
         handle.seek(100)
         handle.write(bytes([byte[0] ^ 0xFF]))
-    response = make_client(models).post("/predict/ember", data=T32.read_bytes(),
-                                        content_type="application/octet-stream")
+    response = make_client(models).post(
+        "/predict/ember", data=T32.read_bytes(), content_type="application/octet-stream"
+    )
     assert response.status_code == 503
     assert "does not match its manifest hash" in response.get_json()["error"]
 

@@ -131,15 +131,17 @@ def test_classify_returns_matrix_seconds_and_a_pipeline_with_its_scaler(detector
     scaler = model.named_steps["features"].named_transformers_["size"]
     assert scaler.mean_[0] > 100  # fitted on raw millimetres, so raw readings can be served
     assert confusion_ratios(matrix)["f1"] > 0.9
-    raw = pd.DataFrame([{"class": "human", "length": 930.0, "width": 1080.0},
-                        {"class": "human", "length": 5000.0, "width": 100.0}])
+    raw = pd.DataFrame(
+        [{"class": "human", "length": 930.0, "width": 1080.0}, {"class": "human", "length": 5000.0, "width": 100.0}]
+    )
     assert model.predict(raw).tolist() == [0, 1]
 
 
 def test_tune_parameters_grid_search_by_f1(detector):
     seen = []
-    result = detector.tune_parameters(DecisionTreeClassifier(random_state=0), {"max_depth": [1, 8]}, cv=3,
-                                      on_row=seen.append)
+    result = detector.tune_parameters(
+        DecisionTreeClassifier(random_state=0), {"max_depth": [1, 8]}, cv=3, on_row=seen.append
+    )
     assert len(result.rows) == len(seen) == 2
     assert all(set(row.scores) == set(SCORE_HEADER[1:]) for row in seen)
     scores = {row.params["max_depth"]: row.scores["f1"] for row in seen}
@@ -155,8 +157,25 @@ def _env():
 
 def test_tune_command_writes_the_original_score_files_and_plots(tmp_path, capsys):
     grid = {"svc": {"C": [0.1, 1.0]}, "adaboost": {"n_estimators": [5, 10], "learning_rate": [0.3]}}
-    code = vigil_main(["--models-dir", str(tmp_path / "m"), "iot-anomaly", "tune", "--estimators", "svc,adaboost",
-                       "--grid", json.dumps(grid), "--cv", "3", "--out", str(tmp_path), "--save", "--n-jobs", "2"])
+    code = vigil_main(
+        [
+            "--models-dir",
+            str(tmp_path / "m"),
+            "iot-anomaly",
+            "tune",
+            "--estimators",
+            "svc,adaboost",
+            "--grid",
+            json.dumps(grid),
+            "--cv",
+            "3",
+            "--out",
+            str(tmp_path),
+            "--save",
+            "--n-jobs",
+            "2",
+        ]
+    )
     assert code == 0
     scores_files = list(tmp_path.glob("params-*.scores.csv"))
     assert len(scores_files) == 1
@@ -167,8 +186,10 @@ def test_tune_command_writes_the_original_score_files_and_plots(tmp_path, capsys
     svc = (tmp_path / f"{stem}.params.LinearSVC.csv").read_text().splitlines()
     ada = (tmp_path / f"{stem}.params.AdaBoostClassifier.csv").read_text().splitlines()
     # every estimator parameter plus the class name, as the original's beautify.py wrote them
-    assert svc[0] == "id;C;class_weight;dual;fit_intercept;intercept_scaling;loss;max_iter;multi_class;penalty;" \
+    assert (
+        svc[0] == "id;C;class_weight;dual;fit_intercept;intercept_scaling;loss;max_iter;multi_class;penalty;"
         "random_state;tol;verbose;estimator"
+    )
     ada_header = ada[0].split(";")
     assert {"estimator__max_depth", "base_estimator__max_depth", "learning_rate", "n_estimators"} <= set(ada_header)
     assert all(line.split(";")[ada_header.index("estimator")] == "AdaBoostClassifier" for line in ada[1:])
@@ -189,16 +210,28 @@ def test_grid_keys_in_the_originals_spelling_and_unknown_keys(tmp_path, capsys):
     ada = make_estimator("adaboost")
     assert resolve_param_name(ada, "max_depth") == "estimator__max_depth"
     assert resolve_param_name(ada, "base_estimator__max_depth") == "estimator__max_depth"  # sklearn < 1.2 name
-    assert resolve_grid(ada, {"max_depth": [2, 3], "n_estimators": [5]}) == \
-        {"estimator__max_depth": [2, 3], "n_estimators": [5]}
+    assert resolve_grid(ada, {"max_depth": [2, 3], "n_estimators": [5]}) == {
+        "estimator__max_depth": [2, 3],
+        "n_estimators": [5],
+    }
     with pytest.raises(InvalidInput, match="given twice"):
         resolve_grid(ada, {"max_depth": [2], "estimator__max_depth": [3]})
     with pytest.raises(InvalidInput, match="non-empty list"):
         resolve_grid(ada, {"n_estimators": []})
 
     out = tmp_path / "runs"
-    base = ["--models-dir", str(tmp_path / "m"), "iot-anomaly", "tune", "--estimators", "adaboost", "--cv", "2",
-            "--out", str(out)]
+    base = [
+        "--models-dir",
+        str(tmp_path / "m"),
+        "iot-anomaly",
+        "tune",
+        "--estimators",
+        "adaboost",
+        "--cv",
+        "2",
+        "--out",
+        str(out),
+    ]
     assert vigil_main([*base, "--grid", '{"adaboost": {"max_depth": [2], "n_estimators": [5]}}']) == 0
     assert "best cross-validated F1" in capsys.readouterr().err
     for csv_file in out.glob("*.csv"):
@@ -210,17 +243,49 @@ def test_grid_keys_in_the_originals_spelling_and_unknown_keys(tmp_path, capsys):
     assert not list(out.glob("*.csv"))
     assert vigil_main([*base, "--grid", '{"adaboost": [2, 3]}']) == 2
     assert "must be a JSON object" in capsys.readouterr().err
-    assert vigil_main(["--models-dir", str(tmp_path / "m"), "iot-anomaly", "train", "--estimator", "forest",
-                       "--params", '{"trees": 3}', "--no-plots"]) == 2
+    assert (
+        vigil_main(
+            [
+                "--models-dir",
+                str(tmp_path / "m"),
+                "iot-anomaly",
+                "train",
+                "--estimator",
+                "forest",
+                "--params",
+                '{"trees": 3}',
+                "--no-plots",
+            ]
+        )
+        == 2
+    )
     assert "unknown parameter 'trees' for RandomForestClassifier" in capsys.readouterr().err
 
 
 def test_interrupted_tune_keeps_the_rows_already_scored(tmp_path):
     grid = {"forest": {"n_estimators": list(range(5, 400, 5))}}
     process = subprocess.Popen(
-        [sys.executable, "-m", "vigil", "iot-anomaly", "tune", "--estimators", "forest", "--grid", json.dumps(grid),
-         "--cv", "2", "--out", str(tmp_path)],
-        env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "vigil",
+            "iot-anomaly",
+            "tune",
+            "--estimators",
+            "forest",
+            "--grid",
+            json.dumps(grid),
+            "--cv",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        env=_env(),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         scores = None
@@ -265,8 +330,22 @@ def test_train_classify_and_boundary_plots(tmp_path, capsys):
     assert vigil_main(["--models-dir", models, "iot-anomaly", "classify", "car", "-5", "1080"]) == 2
     assert "negative" in capsys.readouterr().err
 
-    assert vigil_main(["--models-dir", models, "iot-anomaly", "train", "--estimator", "forest", "--params",
-                       '{"n_estimators": 30}', "--no-plots"]) == 0
+    assert (
+        vigil_main(
+            [
+                "--models-dir",
+                models,
+                "iot-anomaly",
+                "train",
+                "--estimator",
+                "forest",
+                "--params",
+                '{"n_estimators": 30}',
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
     assert "RandomForestClassifier" in capsys.readouterr().out
 
 
@@ -281,24 +360,30 @@ def test_default_model_is_saved_with_metrics_and_box(trained):
 
 def test_predict_answers_each_item(trained):
     client = trained[3]
-    response = client.post("/predict/iot-anomaly", json=[
-        {"class": "human", "length": 930, "width": 1080},
-        {"class": "Motorbike", "length": 4500, "width": 100},
-    ])
+    response = client.post(
+        "/predict/iot-anomaly",
+        json=[
+            {"class": "human", "length": 930, "width": 1080},
+            {"class": "Motorbike", "length": 4500, "width": 100},
+        ],
+    )
     assert response.status_code == 200, response.get_json()
     first, second = response.get_json()
     assert first["label"] == "non-malicious" and first["malicious"] is False
     assert second["label"] == "malicious" and second["class"] == "moto" and second["probability"] > 0.5
 
 
-@pytest.mark.parametrize("item, status, field", [
-    ({"class": "plane", "length": 900, "width": 1000}, 422, "class"),
-    ({"class": "car", "length": -1, "width": 1000}, 422, "length"),
-    ({"class": "car", "length": 4500, "width": "wide"}, 400, "width"),
-    ({"class": "car", "length": 4500}, 400, "width"),
-    ({"class": "car", "length": True, "width": 1700}, 400, "length"),
-    ("car 4500 1700", 400, "(item)"),
-])
+@pytest.mark.parametrize(
+    "item, status, field",
+    [
+        ({"class": "plane", "length": 900, "width": 1000}, 422, "class"),
+        ({"class": "car", "length": -1, "width": 1000}, 422, "length"),
+        ({"class": "car", "length": 4500, "width": "wide"}, 400, "width"),
+        ({"class": "car", "length": 4500}, 400, "width"),
+        ({"class": "car", "length": True, "width": 1700}, 400, "length"),
+        ("car 4500 1700", 400, "(item)"),
+    ],
+)
 def test_bad_items_get_4xx_naming_the_item_and_keep_good_answers(trained, item, status, field):
     client = trained[3]
     good = {"class": "car", "length": 4600, "width": 1750}
@@ -325,11 +410,15 @@ def test_comparison_table_puts_published_numbers_next_to_ours():
     table = comparison_table(get_task("iot-anomaly"), settings, models=("adaboost", "svc"))
     lines = table.splitlines()
     assert lines[0].startswith("| model | published TPR") and len(lines) == 2 + 4
-    assert "| AdaBoost | 0.9354 | 0.0103 | 0.9382 | as published: max_depth=3, n_estimators=46, learning_rate=0.3 |" \
+    assert (
+        "| AdaBoost | 0.9354 | 0.0103 | 0.9382 | as published: max_depth=3, n_estimators=46, learning_rate=0.3 |"
         in table
+    )
     # the report's tuned LinearSVC (not the defaults), and the published TPR/FPR on every row
-    assert "| LinearSVC | 0.9657 | 1.0000 | 0.2515 | as published: penalty=l1, dual=False, multi_class=crammer_singer, " \
+    assert (
+        "| LinearSVC | 0.9657 | 1.0000 | 0.2515 | as published: penalty=l1, dual=False, multi_class=crammer_singer, "
         "C=100.0, tol=1e-05 |" in table
+    )
     assert "| LinearSVC | 0.9657 | 1.0000 | 0.2515 | tuned: C=0.01 |" in table
     assert "–" not in table
     ours_f1 = [float(line.rstrip(" |").rsplit("|", 1)[1]) for line in lines[2:]]
@@ -362,9 +451,11 @@ def test_gunicorn_serves_the_saved_model(trained, live_server):
 
     settings = trained[0]
     server = live_server(settings.models_dir)
-    response = requests.post(server.url + "/predict/iot-anomaly", timeout=30,
-                             json=[{"class": "car", "length": 4600, "width": 1750},
-                                   {"class": "car", "length": 300, "width": 1750}])
+    response = requests.post(
+        server.url + "/predict/iot-anomaly",
+        timeout=30,
+        json=[{"class": "car", "length": 4600, "width": 1750}, {"class": "car", "length": 300, "width": 1750}],
+    )
     assert response.status_code == 200
     assert [r["label"] for r in response.json()] == ["non-malicious", "malicious"]
     response = requests.post(server.url + "/predict/iot-anomaly", json=[{"class": "car", "length": "x"}], timeout=30)

@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
-from vigil.metrics import (binary_detection_report, confusion_at_threshold, detection_rate_at_fpr, fpr_suffix,
-                           pr_auc, roc_auc)
+from vigil.metrics import (
+    binary_detection_report,
+    confusion_at_threshold,
+    detection_rate_at_fpr,
+    fpr_suffix,
+    pr_auc,
+    roc_auc,
+)
 
 
 def test_auc_values_by_hand():

@@ -22,8 +22,14 @@ from vigil.active_learning.storage import LocalBucketStore, OutsideRoot, read_in
 from vigil.active_learning.synthetic import write_synthetic_vectorized
 from vigil.safe_pickle import UnsafePickle, loads_data
 
-PAYLOAD = {"experiment_id": "e1", "project_id": "p1", "cur_loop": 0, "user_id": "u",
-           "bucket_name": "b1", "type": "Classification"}
+PAYLOAD = {
+    "experiment_id": "e1",
+    "project_id": "p1",
+    "cur_loop": 0,
+    "user_id": "u",
+    "bucket_name": "b1",
+    "type": "Classification",
+}
 
 
 def _unicode(text: str) -> bytes:
@@ -54,8 +60,9 @@ def bypass_shapes(marker: Path) -> dict[str, bytes]:
     return {
         # the reported exploit: numpy.dtypes allowed as a module, protocol 4 dotted name -> eval
         "numpy.dtypes dotted name": proto4(call1(eval_via_dtypes, _unicode(command))),
-        "dotted name from an allowed class": proto4(call1(
-            call1(stack_global("builtins", "set.__init__.__globals__.get"), _unicode("eval")), _unicode(command))),
+        "dotted name from an allowed class": proto4(
+            call1(call1(stack_global("builtins", "set.__init__.__globals__.get"), _unicode("eval")), _unicode(command))
+        ),
         "builtins.eval": proto4(call1(stack_global("builtins", "eval"), _unicode(command))),
         "builtins.getattr": proto4(stack_global("builtins", "getattr")),
         "os.system (protocol 0 GLOBAL)": b"cos\nsystem\n(V" + f"touch {marker}".encode() + b"\ntR.",
@@ -142,8 +149,20 @@ def test_lists_over_the_budget_are_refused_and_oversized_files_are_not_read():
 
 
 def test_plain_data_round_trips():
-    values = [[1, 2, 3], (1, "a"), {1: {"softmax": [0.2, 0.8]}}, {1, 2}, range(5), np.arange(4),
-              np.int64(3), np.float32(0.5), np.array([[1.5, 2.5]]), "text", None, True]
+    values = [
+        [1, 2, 3],
+        (1, "a"),
+        {1: {"softmax": [0.2, 0.8]}},
+        {1, 2},
+        range(5),
+        np.arange(4),
+        np.int64(3),
+        np.float32(0.5),
+        np.array([[1.5, 2.5]]),
+        "text",
+        None,
+        True,
+    ]
     for value in values:
         for protocol in (0, 2, 4, 5):
             loaded = loads_data(pickle.dumps(value, protocol=protocol), max_items=100)
@@ -152,6 +171,7 @@ def test_plain_data_round_trips():
 
 # ----------------------------------------------------------------------------- the bucket
 
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     return write_synthetic_vectorized(tmp_path_factory.mktemp("synthetic"), train_rows=300, test_rows=100)
@@ -159,8 +179,9 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def platform(data_dir, tmp_path):
-    args = processes.normalise_args({"DATA_DIR": str(data_dir), "EXPT_DIR": str(tmp_path / "expt"),
-                                     "TRAIN_SIZE": 200, "TEST_SIZE": 80})
+    args = processes.normalise_args(
+        {"DATA_DIR": str(data_dir), "EXPT_DIR": str(tmp_path / "expt"), "TRAIN_SIZE": 200, "TEST_SIZE": 80}
+    )
     store = LocalBucketStore(tmp_path / "bucket")
     write_json(store, "b1", "p1/meta.json", {"0": "Benign", "1": "Malicious", "train_size": 200})
     return AlectioPipeline(args, store), store
@@ -260,8 +281,9 @@ def test_an_experiment_dir_that_is_a_symlink_out_of_expt_dir_is_refused(data_dir
     expt.mkdir()
     (tmp_path / "elsewhere").mkdir()
     (expt / "p1").symlink_to(tmp_path / "elsewhere")
-    args = processes.normalise_args({"DATA_DIR": str(data_dir), "EXPT_DIR": str(expt),
-                                     "TRAIN_SIZE": 200, "TEST_SIZE": 80})
+    args = processes.normalise_args(
+        {"DATA_DIR": str(data_dir), "EXPT_DIR": str(expt), "TRAIN_SIZE": 200, "TEST_SIZE": 80}
+    )
     store = LocalBucketStore(tmp_path / "bucket")
     write_json(store, "b1", "p1/meta.json", {"train_size": 200})
     write_pickle(store, "b1", "p1/e1/selected_indices_0.pkl", list(range(60)))
@@ -276,8 +298,9 @@ def test_a_pickle_planted_as_a_checkpoint_is_refused_and_runs_nothing(data_dir, 
         def __reduce__(self):
             return (Path(tmp_path / "pwned").touch, ())
 
-    args = processes.normalise_args({"DATA_DIR": str(data_dir), "EXPT_DIR": str(tmp_path / "expt"),
-                                     "TRAIN_SIZE": 200, "TEST_SIZE": 80})
+    args = processes.normalise_args(
+        {"DATA_DIR": str(data_dir), "EXPT_DIR": str(tmp_path / "expt"), "TRAIN_SIZE": 200, "TEST_SIZE": 80}
+    )
     (tmp_path / "expt").mkdir()
     joblib.dump(Exploit(), tmp_path / "expt" / "ckpt_0.pkl")
     with pytest.raises(processes.UnprocessableInput, match="checkpoint ckpt_0.pkl refused"):

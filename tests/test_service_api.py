@@ -12,10 +12,10 @@ import pydantic
 import pytest
 from flask import Blueprint, jsonify, request
 
+from vigil.errors import UnprocessableInput
 from vigil.service import create_app
 from vigil.service.api import hoist_definitions, spec
 from vigil.service.validation import count_rows, validate_body
-from vigil.errors import UnprocessableInput
 
 from service_support import metric_samples, sum_samples
 
@@ -34,7 +34,9 @@ def _blueprint_like_other_helpers() -> Blueprint:
         return jsonify({"Message": f"loop {request.get_json()['cur_loop']} started"})
 
     @bp.post("/rows")
-    @spec(body={"type": "array", "items": {"type": "object", "required": ["x"], "properties": {"x": {"type": "number"}}}})
+    @spec(
+        body={"type": "array", "items": {"type": "object", "required": ["x"], "properties": {"x": {"type": "number"}}}}
+    )
     def rows():
         return jsonify({"n": len(request.get_json())})
 
@@ -52,8 +54,9 @@ def make_client(settings, store, **overrides):
 
 @pytest.fixture
 def api(settings, store):
-    return make_client(settings, store, api_token="s3cret-api", predict_token="s3cret-predict", max_rows=5,
-                       max_body_bytes=4096)
+    return make_client(
+        settings, store, api_token="s3cret-api", predict_token="s3cret-predict", max_rows=5, max_body_bytes=4096
+    )
 
 
 def assert_json_error(response, status):
@@ -68,8 +71,9 @@ def test_tokens_guard_training_admin_and_predict_routes(api):
     for path in ("/demo_loop", "/one_loop", "/admin/reload", "/train", "/end_exp"):
         body = assert_json_error(api.post(path, json={"experiment_id": "e", "cur_loop": 0}), 401)
         assert "VIGIL_API_TOKEN" in body["detail"]
-    response = api.post("/demo_loop", json={"experiment_id": "e", "cur_loop": 0},
-                        headers={"Authorization": "Bearer wrong"})
+    response = api.post(
+        "/demo_loop", json={"experiment_id": "e", "cur_loop": 0}, headers={"Authorization": "Bearer wrong"}
+    )
     assert_json_error(response, 401)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     # the predict token does not open training routes, nor the reverse
@@ -106,8 +110,9 @@ def test_declared_schema_is_enforced_with_record_and_field(api):
 
 def test_malformed_bodies_get_400_413_415(api):
     auth = {"Authorization": "Bearer s3cret-api"}
-    body = assert_json_error(api.post("/demo_loop", data=b"{not json", content_type="application/json",
-                                      headers=auth), 400)
+    body = assert_json_error(
+        api.post("/demo_loop", data=b"{not json", content_type="application/json", headers=auth), 400
+    )
     assert "not valid JSON" in body["error"]
     assert_json_error(api.post("/demo_loop", data=b"", content_type="application/json", headers=auth), 400)
     assert_json_error(api.post("/demo_loop", data=b"<html>", content_type="text/html", headers=auth), 415)
@@ -121,8 +126,9 @@ def test_malformed_bodies_get_400_413_415(api):
 
 def test_deeply_nested_json_is_a_400_not_a_crash(settings, store):
     client = make_client(settings, store, max_body_bytes=10_000_000)
-    body = assert_json_error(client.post("/rows", data=b"[" * 200_000 + b"]" * 200_000,
-                                         content_type="application/json"), 400)
+    body = assert_json_error(
+        client.post("/rows", data=b"[" * 200_000 + b"]" * 200_000, content_type="application/json"), 400
+    )
     assert "deeply" in body["error"]
 
 
@@ -149,7 +155,7 @@ def test_request_id_is_honoured_or_generated(client):
     assert client.get("/health", headers={"X-Request-ID": "trace-42.a"}).headers["X-Request-ID"] == "trace-42.a"
     generated = client.get("/health").headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", generated)
-    injected = client.get("/health", headers={"X-Request-ID": "x\" y <script>"}).headers["X-Request-ID"]
+    injected = client.get("/health", headers={"X-Request-ID": 'x" y <script>'}).headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", injected)
 
 
@@ -168,15 +174,26 @@ def test_openapi_documents_every_route_with_schemas_and_security(api):
     document = api.get("/openapi.json").get_json()
     assert document["openapi"].startswith("3.1")
     paths = document["paths"]
-    for path in ("/health", "/ready", "/v2/health/live", "/v2/health/ready", "/models", "/models/{task_name}",
-                 "/admin/reload", "/metrics", "/demo_loop"):
+    for path in (
+        "/health",
+        "/ready",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/models",
+        "/models/{task_name}",
+        "/admin/reload",
+        "/metrics",
+        "/demo_loop",
+    ):
         assert path in paths, path
     loop = paths["/demo_loop"]["post"]
     assert loop["security"] == [{"apiToken": []}]
     schema = loop["requestBody"]["content"]["application/json"]["schema"]
     assert set(schema["required"]) == {"experiment_id", "cur_loop"} and schema["properties"]["cur_loop"]["minimum"] == 0
     for status in ("400", "401", "404", "405", "413", "415", "422"):
-        assert loop["responses"][status]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Error"
+        assert (
+            loop["responses"][status]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Error"
+        )
     # every local reference resolves inside the document
     text = json.dumps(document)
     for ref in set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', text)):
@@ -211,7 +228,6 @@ def test_metrics_count_requests_per_endpoint(client):
     assert sum_samples(samples, "vigil_requests_total", endpoint="/v2/health/live", status="200") >= 3
     assert sum_samples(samples, "vigil_request_errors_total", endpoint="<unmatched>", status="404") >= 1
     assert sum_samples(samples, "vigil_request_duration_seconds_count", endpoint="/v2/health/live") >= 3
-
 
 
 def test_validation_helpers():

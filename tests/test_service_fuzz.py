@@ -23,9 +23,15 @@ FUZZ_SECONDS = 25
 # Everything the document promises, plus the 405 + Allow contract. Left out: the checks that judge
 # how strict validation is (negative_data_rejection, positive_data_acceptance: some views answer a
 # schema-violating body with per-item errors, by design), and the auth ones (no token is set here).
-CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
-          "response_headers_conformance", "response_schema_conformance", "unsupported_method",
-          "allow_header_conformance")
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+    "unsupported_method",
+    "allow_header_conformance",
+)
 
 
 def test_no_generated_request_gets_a_server_error(service_trained, tmp_path, live_server):
@@ -37,26 +43,52 @@ def test_no_generated_request_gets_a_server_error(service_trained, tmp_path, liv
     # Alectio's routes train on a small synthetic pool, and write under tmp (work, bucket, EXPT_DIR)
     data = write_synthetic_vectorized(tmp_path / "alectio-data", train_rows=300, test_rows=100)
     config = tmp_path / "alectio.yaml"
-    config.write_text(json.dumps({"DATA_DIR": str(data), "EXPT_DIR": str(tmp_path / "expt"), "CKPT_EXT": ".pkl",
-                                  "TRAIN_SIZE": None, "TEST_SIZE": None, "exp_name": "fuzz"}))
+    config.write_text(
+        json.dumps(
+            {
+                "DATA_DIR": str(data),
+                "EXPT_DIR": str(tmp_path / "expt"),
+                "CKPT_EXT": ".pkl",
+                "TRAIN_SIZE": None,
+                "TEST_SIZE": None,
+                "exp_name": "fuzz",
+            }
+        )
+    )
     processes.load_config(config)  # the server will read it: fail here, not in the server, if it is wrong
-    server = live_server(fuzz_store.root, env={"VIGIL_WORK_DIR": str(tmp_path / "runs"),
-                                               "VIGIL_BUCKET_ROOT": str(tmp_path / "bucket"),
-                                               "VIGIL_ALECTIO_CONFIG": str(config)})
+    server = live_server(
+        fuzz_store.root,
+        env={
+            "VIGIL_WORK_DIR": str(tmp_path / "runs"),
+            "VIGIL_BUCKET_ROOT": str(tmp_path / "bucket"),
+            "VIGIL_ALECTIO_CONFIG": str(config),
+        },
+    )
     # 503 is the documented answer where a model is missing (readiness, and every route that predicts
     # with a task not trained in this store, whichever blueprint adds it): probe each operation once
     # and leave out those that answer 503; everything else must stay below 500.
     excluded = _operations_answering_503(server.url)
     assert f"/predict/{task.slug}" not in excluded and "/predict/dns" not in excluded and "/train" not in excluded
     command = [
-        sys.executable, "-m", "schemathesis.cli", "run", server.url + "/openapi.json",
-        "--checks", ",".join(CHECKS),
-        "--max-examples", "15",
-        "--seed", "7",
-        "--workers", "1",  # 2 trips a thread-safety bug in hypothesis's lambda descriptions
-        "--request-timeout", "30",
-        "--max-time", str(FUZZ_SECONDS),
-        "--exclude-path-regex", "^(" + "|".join(re.escape(path) for path in sorted(excluded)) + ")$",
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        server.url + "/openapi.json",
+        "--checks",
+        ",".join(CHECKS),
+        "--max-examples",
+        "15",
+        "--seed",
+        "7",
+        "--workers",
+        "1",  # 2 trips a thread-safety bug in hypothesis's lambda descriptions
+        "--request-timeout",
+        "30",
+        "--max-time",
+        str(FUZZ_SECONDS),
+        "--exclude-path-regex",
+        "^(" + "|".join(re.escape(path) for path in sorted(excluded)) + ")$",
     ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=FUZZ_SECONDS + 90)
     report = result.stdout + result.stderr

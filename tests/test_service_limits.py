@@ -37,8 +37,9 @@ def models(tmp_path_factory) -> Path:
 
 
 def make_app(models: Path, **overrides):
-    settings = Settings.from_env(models_dir=models, work_dir=models.parent / "runs",
-                                 bucket_root=models.parent / "bucket", **overrides)
+    settings = Settings.from_env(
+        models_dir=models, work_dir=models.parent / "runs", bucket_root=models.parent / "bucket", **overrides
+    )
     app = create_app(settings, ArtifactStore(models))
     app.config["TESTING"] = True
     return app
@@ -62,6 +63,7 @@ def error_of(response, status: int) -> dict:
 
 # -- item 9: nesting and big integers are 4xx, never 500 ---------------------------------------------
 
+
 @pytest.mark.parametrize("path", PREDICT_ROUTES)
 @pytest.mark.parametrize("depth", [300, 100_000])
 def test_json_nested_too_deep_is_400_on_every_predict_route(client, path, depth):
@@ -71,29 +73,36 @@ def test_json_nested_too_deep_is_400_on_every_predict_route(client, path, depth)
 
 
 def test_integers_beyond_float_range_are_4xx_naming_record_and_field(client):
-    huge = 10 ** 400
+    huge = 10**400
     iot = [{"class": "moto", "length": 2100, "width": 780}, {"class": "car", "length": huge, "width": 1700}]
-    detail = error_of(client.post("/predict/iot-anomaly", data=json.dumps(iot), content_type="application/json"),
-                      400)["detail"]
+    detail = error_of(client.post("/predict/iot-anomaly", data=json.dumps(iot), content_type="application/json"), 400)[
+        "detail"
+    ]
     assert (detail["index"], detail["field"]) == (1, "length")
 
     vector = [0.0] * 2381
     vector[7] = -huge
-    detail = error_of(client.post("/predict/ember", data=json.dumps([[0.0] * 2381, vector]),
-                                  content_type="application/json"), 400)["detail"]
+    detail = error_of(
+        client.post("/predict/ember", data=json.dumps([[0.0] * 2381, vector]), content_type="application/json"), 400
+    )["detail"]
     assert (detail["index"], detail["position"]) == (1, 7)
 
-    raw = json.loads((Path(__file__).resolve().parents[1] / "data" / "ember" /
-                      "reference_pip_launchers_raw.jsonl").read_text().splitlines()[0])
+    raw = json.loads(
+        (Path(__file__).resolve().parents[1] / "data" / "ember" / "reference_pip_launchers_raw.jsonl")
+        .read_text()
+        .splitlines()[0]
+    )
     raw["general"]["size"] = huge
-    detail = error_of(client.post("/predict/ember", data=json.dumps({"vectors": [raw]}),
-                                  content_type="application/json"), 400)["detail"]
+    detail = error_of(
+        client.post("/predict/ember", data=json.dumps({"vectors": [raw]}), content_type="application/json"), 400
+    )["detail"]
     assert (detail["index"], detail["field"]) == (0, "size")
 
     row = dict.fromkeys(FEATURE_COLUMNS, 3)
     for body in ({"rows": [row, {**row, "labels": huge}]}, [row, {**row, "labels": huge}]):
-        detail = error_of(client.post("/predict/dns", data=json.dumps(body), content_type="application/json"),
-                          400)["detail"]
+        detail = error_of(client.post("/predict/dns", data=json.dumps(body), content_type="application/json"), 400)[
+            "detail"
+        ]
         assert (detail["index"], detail["field"]) == (1, "labels")
 
 
@@ -104,9 +113,14 @@ def test_a_float_beyond_float32_is_a_4xx_for_iot(client):
 
 # -- item 10: the HTTP contract ---------------------------------------------------------------------
 
+
 def test_405_answers_carry_allow(client):
-    for method, path, allowed in (("get", "/predict/dns", "POST"), ("delete", "/health", "GET"),
-                                  ("put", "/predict/iot-anomaly", "POST"), ("post", "/metrics", "GET")):
+    for method, path, allowed in (
+        ("get", "/predict/dns", "POST"),
+        ("delete", "/health", "GET"),
+        ("put", "/predict/iot-anomaly", "POST"),
+        ("post", "/metrics", "GET"),
+    ):
         response = getattr(client, method)(path)
         error_of(response, 405)
         assert allowed in {m.strip() for m in response.headers["Allow"].split(",")}, (path, response.headers)
@@ -125,9 +139,13 @@ def test_openapi_documents_the_real_content_types(client):
 
 def test_alectio_bodies_are_documented(client):
     paths = client.get("/openapi.json").get_json()["paths"]
-    required = {"/train": {"labeled", "ckpt_file"}, "/test": {"ckpt_file"}, "/infer": {"unlabeled", "ckpt_file"},
-                "/one_loop": {"experiment_id", "project_id", "cur_loop", "user_id", "bucket_name", "type"},
-                "/end_exp": {"experiment_id", "project_id"}}
+    required = {
+        "/train": {"labeled", "ckpt_file"},
+        "/test": {"ckpt_file"},
+        "/infer": {"unlabeled", "ckpt_file"},
+        "/one_loop": {"experiment_id", "project_id", "cur_loop", "user_id", "bucket_name", "type"},
+        "/end_exp": {"experiment_id", "project_id"},
+    }
     for path, fields in required.items():
         operation = paths[path]["post"]
         schema = operation["requestBody"]["content"]["application/json"]["schema"]
@@ -152,6 +170,7 @@ def test_predict_dns_has_a_route_spec_415_and_413(models, client):
 
 
 # -- item 8: CPU amplification ---------------------------------------------------------------------
+
 
 def test_a_request_over_the_cost_budget_is_413_before_any_work(client, monkeypatch):
     featurized = []
@@ -219,8 +238,12 @@ def test_a_timed_out_prediction_stops_its_work(models, monkeypatch):
     featurized = []
     original = QueryFeatureExtractor.features
     monkeypatch.setattr(QueryFeatureExtractor, "features", lambda self, q: featurized.append(q) or original(self, q))
-    before = sum_samples(metric_samples(client.get("/metrics").get_data(as_text=True)),
-                         "vigil_prediction_timeouts_total", task="dns_exfil", outcome="stopped")
+    before = sum_samples(
+        metric_samples(client.get("/metrics").get_data(as_text=True)),
+        "vigil_prediction_timeouts_total",
+        task="dns_exfil",
+        outcome="stopped",
+    )
     total = 50_000  # about 3 s of work here: far past the limit on any machine
     answer = error_of(client.post("/predict/dns", json={"queries": names(total)}), 503)
     assert "longer than" in answer["error"]
@@ -237,17 +260,29 @@ def test_a_timed_out_prediction_stops_its_work(models, monkeypatch):
     assert 0 < done < total and done % 256 == 0, done  # it stopped between two chunks
     time.sleep(0.3)
     assert len(featurized) == done  # and nothing runs on after the answer
-    after = sum_samples(metric_samples(client.get("/metrics").get_data(as_text=True)),
-                        "vigil_prediction_timeouts_total", task="dns_exfil", outcome="stopped")
+    after = sum_samples(
+        metric_samples(client.get("/metrics").get_data(as_text=True)),
+        "vigil_prediction_timeouts_total",
+        task="dns_exfil",
+        outcome="stopped",
+    )
     assert after == before + 1
 
 
 def test_amplification_against_a_live_server(models, live_server):
     """The reported attack on a real gunicorn: 100,000-name requests are refused at once, and more
     concurrent heavy requests than the slots admit get 503 + Retry-After while /health answers."""
-    server = live_server(models, env={"VIGIL_WORKERS": "1", "VIGIL_THREADS": "4", "VIGIL_PREDICT_CONCURRENCY": "1",
-                                      "VIGIL_PREDICT_QUEUE": "1", "VIGIL_PREDICT_QUEUE_WAIT_S": "0.5",
-                                      "VIGIL_PREDICT_TIMEOUT_S": "3"})
+    server = live_server(
+        models,
+        env={
+            "VIGIL_WORKERS": "1",
+            "VIGIL_THREADS": "4",
+            "VIGIL_PREDICT_CONCURRENCY": "1",
+            "VIGIL_PREDICT_QUEUE": "1",
+            "VIGIL_PREDICT_QUEUE_WAIT_S": "0.5",
+            "VIGIL_PREDICT_TIMEOUT_S": "3",
+        },
+    )
     url = server.url + "/predict/dns"
     assert requests.post(url, json={"queries": names(100_000)}, timeout=60).status_code == 413
     heavy = {"queries": names(40_000)}  # within the budget, about 2.5 s of work here

@@ -32,8 +32,14 @@ def served(trained, tmp_path_factory):
     task, store = trained
     live_store = copy_store(store.root, tmp_path_factory.mktemp("served") / "models")
     scratch = live_store.root.parent
-    server = LiveServer(live_store.root, env={"VIGIL_API_TOKEN": "ops", "VIGIL_WORK_DIR": str(scratch / "runs"),
-                                              "VIGIL_BUCKET_ROOT": str(scratch / "bucket")})
+    server = LiveServer(
+        live_store.root,
+        env={
+            "VIGIL_API_TOKEN": "ops",
+            "VIGIL_WORK_DIR": str(scratch / "runs"),
+            "VIGIL_BUCKET_ROOT": str(scratch / "bucket"),
+        },
+    )
     yield task, live_store, server
     server.stop()
 
@@ -88,11 +94,14 @@ def test_a_100_mb_body_is_refused_and_the_workers_stay_up(served):
 def test_metrics_add_up_across_workers(served):
     _, _, server = served
     with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(lambda _: requests.get(server.url + "/v2/health/live", timeout=10).status_code,
-                                 range(60)))
+        statuses = list(
+            pool.map(lambda _: requests.get(server.url + "/v2/health/live", timeout=10).status_code, range(60))
+        )
     assert statuses == [200] * 60
-    pids = {requests.get(server.url + "/admin/runtime", headers={"Authorization": "Bearer ops"}, timeout=30)
-            .json()["pid"] for _ in range(12)}
+    pids = {
+        requests.get(server.url + "/admin/runtime", headers={"Authorization": "Bearer ops"}, timeout=30).json()["pid"]
+        for _ in range(12)
+    }
     samples = metric_samples(requests.get(server.url + "/metrics", timeout=10).text)
     assert sum_samples(samples, "vigil_requests_total", endpoint="/v2/health/live") == 60
     if len(pids) > 1:  # both workers answered: the sum above came from both of their files
@@ -165,8 +174,14 @@ def test_reload_swaps_versions_with_no_failed_request(served):
 
     def save_and_reload_three_times():
         for _ in range(3):
-            entry = live_store.save(task.name, loaded.model, metrics=loaded.metrics, threshold=loaded.threshold,
-                                    feature_version=loaded.feature_version, extra=loaded.entry.get("extra"))
+            entry = live_store.save(
+                task.name,
+                loaded.model,
+                metrics=loaded.metrics,
+                threshold=loaded.threshold,
+                feature_version=loaded.feature_version,
+                extra=loaded.entry.get("extra"),
+            )
             new_versions.append(entry["version"])
             reply = requests.post(server.url + "/admin/reload", headers={"Authorization": "Bearer ops"}, timeout=60)
             assert reply.status_code == 200 and reply.json()["models"][task.name] == entry["version"]
@@ -178,8 +193,14 @@ def test_reload_swaps_versions_with_no_failed_request(served):
     # every worker has caught up: the next requests all see the newest version
     body = rows_of(task)
     with ThreadPoolExecutor(4) as pool:
-        latest = set(pool.map(lambda _: requests.post(f"{server.url}/predict/{task.slug}", json=body, timeout=30)
-                              .headers["X-Model-Version"], range(16)))
+        latest = set(
+            pool.map(
+                lambda _: requests.post(f"{server.url}/predict/{task.slug}", json=body, timeout=30).headers[
+                    "X-Model-Version"
+                ],
+                range(16),
+            )
+        )
     assert latest == {new_versions[-1]}
 
 
@@ -243,6 +264,7 @@ def test_logs_are_json_lines_with_the_request_id(served):
     assert response.headers["X-Request-ID"] == "ops-trace-7"
     output = server.stop()
     records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
-    assert any(r.get("request_id") == "ops-trace-7" and r.get("path") == "/models" and r.get("status") == 200
-               for r in records), output[-2000:]
+    assert any(
+        r.get("request_id") == "ops-trace-7" and r.get("path") == "/models" and r.get("status") == 200 for r in records
+    ), output[-2000:]
     assert any(r.get("logger") == "gunicorn.error" for r in records)  # gunicorn's own log is JSON too

@@ -18,8 +18,9 @@ from service_support import metric_samples, service_trained, sum_samples  # noqa
 @pytest.fixture(scope="module")
 def trained(service_trained):
     task, store = service_trained
-    settings = Settings.from_env(models_dir=store.root, work_dir=store.root.parent / "runs",
-                                 bucket_root=store.root.parent / "bucket")
+    settings = Settings.from_env(
+        models_dir=store.root, work_dir=store.root.parent / "runs", bucket_root=store.root.parent / "bucket"
+    )
     return task, store, settings
 
 
@@ -114,14 +115,27 @@ def test_prediction_metrics_rows_and_scores(trained):
     samples = metric_samples(client.get("/metrics").get_data(as_text=True))
     assert sum_samples(samples, "vigil_prediction_rows_count", task=task.name, model_version=version) >= 1
     assert sum_samples(samples, "vigil_prediction_rows_sum", task=task.name, model_version=version) >= len(rows) * 3
-    assert sum_samples(samples, "vigil_requests_total", endpoint="/predict/<task_slug>", task=task.name,
-                       model_version=version, status="200") >= 1
+    assert (
+        sum_samples(
+            samples,
+            "vigil_requests_total",
+            endpoint="/predict/<task_slug>",
+            task=task.name,
+            model_version=version,
+            status="200",
+        )
+        >= 1
+    )
     from vigil.service.metrics import extract_scores
 
     response = client.post(f"/predict/{task.slug}", json=rows).get_json()
     if extract_scores(response):  # the task exposes scores: they are in the histogram
-        assert sum_samples(metric_samples(client.get("/metrics").get_data(as_text=True)),
-                           "vigil_prediction_score_count", task=task.name, model_version=version) >= len(rows)
+        assert sum_samples(
+            metric_samples(client.get("/metrics").get_data(as_text=True)),
+            "vigil_prediction_score_count",
+            task=task.name,
+            model_version=version,
+        ) >= len(rows)
 
 
 def test_openapi_lists_every_task_with_its_schema_and_example(trained):
@@ -174,8 +188,9 @@ def test_a_specific_route_overriding_predict_slug_keeps_the_documented_schema(tr
 
     task, store, settings = trained
     bp = Blueprint("specific", __name__)
-    bp.add_url_rule(f"/predict/{task.slug}", "specific", lambda: jsonify({"wrapped": run_prediction(task.slug)}),
-                    methods=["POST"])
+    bp.add_url_rule(
+        f"/predict/{task.slug}", "specific", lambda: jsonify({"wrapped": run_prediction(task.slug)}), methods=["POST"]
+    )
     app = create_app(settings, store)
     app.register_blueprint(bp)
     client = app.test_client()

@@ -17,8 +17,13 @@ from vigil.config import PROJECT_ROOT, Settings
 from vigil.service import create_app
 from vigil.tasks.web_events import EXAMPLE_EVENTS, WebEventsTask, label_response, train_model
 from vigil.tasks.web_events.clustering import cluster_events, split_attack_good
-from vigil.tasks.web_events.data import (describe_events, event_to_request_record, frame_to_request, load_events_csv,
-                                         parse_request)
+from vigil.tasks.web_events.data import (
+    describe_events,
+    event_to_request_record,
+    frame_to_request,
+    load_events_csv,
+    parse_request,
+)
 from vigil.tasks.web_events.generator import PUBLISHED, generate_events
 from vigil.tasks.web_events.wrangling import DATA_DELIMITER, EventWrangler, client_ip_groups, is_valid_user_agent
 
@@ -59,17 +64,40 @@ def record(**overrides) -> dict:
 
 # -- wrangling ---------------------------------------------------------------------------------------------
 def test_wrangling_follows_mlpt_rules():
-    raw = pd.DataFrame([
-        {"CLIENT_IP": "188.138.92.55", "CLIENT_USERAGENT": math.nan, "REQUEST_SIZE": "abc", "RESPONSE_CODE": 700,
-         "MATCHED_VARIABLE_SRC": "REQUEST_METHOD" + DATA_DELIMITER + "REQUEST_CONTE", "MATCHED_VARIABLE_NAME": None,
-         "MATCHED_VARIABLE_VALUE": "POST", "EVENT_ID": math.nan},
-        {"CLIENT_IP": "2a02:6b8::1", "CLIENT_USERAGENT": "Mozilla/5.0 (X11) Firefox/45.0", "REQUEST_SIZE": -4,
-         "RESPONSE_CODE": math.nan, "MATCHED_VARIABLE_SRC": "REQUEST_GET_ARGS", "MATCHED_VARIABLE_NAME": "REQUEST_GET_ARGS._",
-         "MATCHED_VARIABLE_VALUE": 1516288084140, "EVENT_ID": "x"},
-        {"CLIENT_IP": "12:ab", "CLIENT_USERAGENT": "garbage", "REQUEST_SIZE": 166.0, "RESPONSE_CODE": "404",
-         "MATCHED_VARIABLE_SRC": math.nan, "MATCHED_VARIABLE_NAME": "url", "MATCHED_VARIABLE_VALUE": math.nan,
-         "EVENT_ID": "y"},
-    ])
+    raw = pd.DataFrame(
+        [
+            {
+                "CLIENT_IP": "188.138.92.55",
+                "CLIENT_USERAGENT": math.nan,
+                "REQUEST_SIZE": "abc",
+                "RESPONSE_CODE": 700,
+                "MATCHED_VARIABLE_SRC": "REQUEST_METHOD" + DATA_DELIMITER + "REQUEST_CONTE",
+                "MATCHED_VARIABLE_NAME": None,
+                "MATCHED_VARIABLE_VALUE": "POST",
+                "EVENT_ID": math.nan,
+            },
+            {
+                "CLIENT_IP": "2a02:6b8::1",
+                "CLIENT_USERAGENT": "Mozilla/5.0 (X11) Firefox/45.0",
+                "REQUEST_SIZE": -4,
+                "RESPONSE_CODE": math.nan,
+                "MATCHED_VARIABLE_SRC": "REQUEST_GET_ARGS",
+                "MATCHED_VARIABLE_NAME": "REQUEST_GET_ARGS._",
+                "MATCHED_VARIABLE_VALUE": 1516288084140,
+                "EVENT_ID": "x",
+            },
+            {
+                "CLIENT_IP": "12:ab",
+                "CLIENT_USERAGENT": "garbage",
+                "REQUEST_SIZE": 166.0,
+                "RESPONSE_CODE": "404",
+                "MATCHED_VARIABLE_SRC": math.nan,
+                "MATCHED_VARIABLE_NAME": "url",
+                "MATCHED_VARIABLE_VALUE": math.nan,
+                "EVENT_ID": "y",
+            },
+        ]
+    )
     clean = EventWrangler().transform(raw)
     assert clean["CLIENT_IP"].tolist() == [
         "2002:0000:0000:0000:0000:0000:bc8a:5c37",
@@ -79,7 +107,10 @@ def test_wrangling_follows_mlpt_rules():
     assert clean["REQUEST_SIZE"].tolist() == [-1, -1, 166]
     assert clean["RESPONSE_CODE"].tolist() == [418, 418, 404]
     assert clean["MATCHED_VARIABLE_SRC"].tolist() == [
-        "REQUEST_METHOD" + DATA_DELIMITER + "REQUEST_CONTENT_TYPE", "REQUEST_GET_ARGS", ""]
+        "REQUEST_METHOD" + DATA_DELIMITER + "REQUEST_CONTENT_TYPE",
+        "REQUEST_GET_ARGS",
+        "",
+    ]
     assert clean["MATCHED_VARIABLE_NAME"].tolist() == ["", "_JQUERY_NO_CHACHE_", "url"]
     assert clean["IS_USERAGENT_VALID"].tolist() == [False, True, False]
     assert clean["MATCHED_VARIABLE_VALUE"].tolist() == ["POST", "1516288084140", ""]
@@ -155,8 +186,18 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 def test_cluster_cli_on_features_file(tmp_path, capsys):
     out = tmp_path / "cluster"
     code, stdout, stderr = run_cli(
-        capsys, "web-events", "cluster", "--features", str(DATA / "mlpt_features_slice.npz"),
-        "--compare-labels", str(DATA / "mlpt_features_slice.npz"), "--eps", "0.0678", "--out-dir", str(out))
+        capsys,
+        "web-events",
+        "cluster",
+        "--features",
+        str(DATA / "mlpt_features_slice.npz"),
+        "--compare-labels",
+        str(DATA / "mlpt_features_slice.npz"),
+        "--eps",
+        "0.0678",
+        "--out-dir",
+        str(out),
+    )
     assert code == 0, stderr
     summary = json.loads(stdout[: stdout.rindex("}") + 1])
     assert summary["min_samples"] == 18 and summary["eps"] == 0.0678
@@ -180,8 +221,24 @@ def test_train_cli_compares_and_tunes(tmp_path, sample, capsys):
     small = tmp_path / "events.csv"
     sample.iloc[:400].to_csv(small, index=False)
     code, stdout, stderr = run_cli(
-        capsys, "--models-dir", str(tmp_path / "models"), "web-events", "train", "--csv", str(small),
-        "--folds", "2", "--repeats", "1", "--n-iter", "2", "--tune-folds", "2", "--out-dir", str(tmp_path / "out"))
+        capsys,
+        "--models-dir",
+        str(tmp_path / "models"),
+        "web-events",
+        "train",
+        "--csv",
+        str(small),
+        "--folds",
+        "2",
+        "--repeats",
+        "1",
+        "--n-iter",
+        "2",
+        "--tune-folds",
+        "2",
+        "--out-dir",
+        str(tmp_path / "out"),
+    )
     assert code == 0, stderr
     assert "random forest" in stdout and "gaussian naive bayes" in stdout
     entry = ArtifactStore(tmp_path / "models").latest_entry("web_events")
@@ -193,8 +250,21 @@ def test_train_cli_compares_and_tunes(tmp_path, sample, capsys):
 def test_train_cli_on_featurized_matrix(tmp_path, capsys):
     slice_file = str(DATA / "mlpt_features_slice.npz")
     code, stdout, stderr = run_cli(
-        capsys, "--models-dir", str(tmp_path / "models"), "web-events", "train",
-        "--features", slice_file, "--labels", slice_file, "--folds", "2", "--repeats", "1", "--no-tune")
+        capsys,
+        "--models-dir",
+        str(tmp_path / "models"),
+        "web-events",
+        "train",
+        "--features",
+        slice_file,
+        "--labels",
+        slice_file,
+        "--folds",
+        "2",
+        "--repeats",
+        "1",
+        "--no-tune",
+    )
     assert code == 0, stderr
     assert "2,942 events x 9 features, 17 labels" in stdout
     forest_f1 = float(re.search(r"random forest\s+([0-9.]+)", stdout).group(1))
@@ -255,8 +325,13 @@ def test_odd_values_never_500(api):
     result = response.get_json()
     assert [p["index"] for p in result["predictions"]] == [0, 1, 2, 3, 5]
     assert result["predictions"][3]["EVENT_ID"] == "7"
-    assert result["errors"] == [{"index": 4, "field": "MATCHED_VARIABLE_NAME",
-                                 "error": "must be a string, a number or NaN, not an object or array"}]
+    assert result["errors"] == [
+        {
+            "index": 4,
+            "field": "MATCHED_VARIABLE_NAME",
+            "error": "must be a string, a number or NaN, not an object or array",
+        }
+    ]
 
 
 def test_one_request_of_60000_events(api, sample):
@@ -281,7 +356,7 @@ def test_request_parser_keeps_good_records_in_order():
 # -- the README's curl example and the replay check against a real gunicorn ------------------------------------------
 def readme_curl() -> str:
     text = README.read_text()
-    section = text[text.index("<!-- section: web-events -->"):text.index("<!-- /section: web-events -->")]
+    section = text[text.index("<!-- section: web-events -->") : text.index("<!-- /section: web-events -->")]
     match = re.search(r"```bash\n(curl -X 'POST'.*?)```", section, re.S)
     assert match, "the web-events README section must hold the curl example"
     return match.group(1)
@@ -297,8 +372,18 @@ def test_readme_curl_and_replay_against_live_server(trained, live_server, capsys
     assert isinstance(answer, list), answer
     assert [item["EVENT_ID"] for item in answer] == ["AVdhXFgVq1Ppo9zF5Fxu", "AVdcJmIIq1Ppo9zF2YIp"]
 
-    code, stdout, stderr = run_cli(capsys, "--models-dir", str(models_dir), "web-events", "replay", str(SAMPLE),
-                                   "--url", server.url, "--batch-size", "700")
+    code, stdout, stderr = run_cli(
+        capsys,
+        "--models-dir",
+        str(models_dir),
+        "web-events",
+        "replay",
+        str(SAMPLE),
+        "--url",
+        server.url,
+        "--batch-size",
+        "700",
+    )
     assert code == 0, stdout + stderr
     report = json.loads(stdout)
     assert report["agreement"] == 1.0 and report["events"] == 2500 and report["batches"] == 4

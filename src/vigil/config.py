@@ -103,8 +103,9 @@ class Settings:
             bind=_env_str("VIGIL_BIND"),
             worker_timeout_s=_env_int("VIGIL_WORKER_TIMEOUT", cls.worker_timeout_s),
             runtime_dir=Path(os.environ["VIGIL_RUNTIME_DIR"]) if os.environ.get("VIGIL_RUNTIME_DIR") else None,
-            compat=frozenset(part.strip().lower() for part in os.environ.get("VIGIL_COMPAT", "").split(",")
-                             if part.strip()),
+            compat=frozenset(
+                part.strip().lower() for part in os.environ.get("VIGIL_COMPAT", "").split(",") if part.strip()
+            ),
         )
         return replace(settings, **overrides) if overrides else settings
 

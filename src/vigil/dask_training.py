@@ -50,8 +50,10 @@ def _dask_modules():
         import dask.array  # noqa: F401
         import distributed
     except ImportError as exc:  # an optional dependency: say how to get it
-        raise ValueError("--dask needs dask and distributed (pip install 'dask[array]' distributed; "
-                         f"pinned in requirements.txt): {exc}") from None
+        raise ValueError(
+            "--dask needs dask and distributed (pip install 'dask[array]' distributed; "
+            f"pinned in requirements.txt): {exc}"
+        ) from None
     return distributed
 
 
@@ -62,8 +64,14 @@ def dask_client(address: str, threads_per_worker: int = 1, memory_limit: str | i
     kind, target = parse_dask_address(address)
     if kind == "local":
         cluster = distributed.LocalCluster(
-            n_workers=target, threads_per_worker=max(1, int(threads_per_worker or 1)), processes=True,
-            host="127.0.0.1", dashboard_address=None, memory_limit=memory_limit, silence_logs=40)
+            n_workers=target,
+            threads_per_worker=max(1, int(threads_per_worker or 1)),
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            memory_limit=memory_limit,
+            silence_logs=40,
+        )
         try:
             with distributed.Client(cluster) as client:
                 yield client
@@ -92,9 +100,11 @@ def fit_dask_lightgbm(estimator, X, y, client) -> tuple[Any, dict]:
     wait([X, y])
     for future in futures_of(X) + futures_of(y):
         if future.status == "error":
-            raise ValueError("reading the training rows on the Dask cluster failed (do the scheduler and "
-                             "the workers have vigil installed and see the data at the same path?): "
-                             f"{type(future.exception()).__name__}: {future.exception()}"[:600])
+            raise ValueError(
+                "reading the training rows on the Dask cluster failed (do the scheduler and "
+                "the workers have vigil installed and see the data at the same path?): "
+                f"{type(future.exception()).__name__}: {future.exception()}"[:600]
+            )
     params = estimator.get_params()
     params.pop("n_jobs", None)  # LightGBM's Dask interface sets the threads from each worker's nthreads
     model = lightgbm.DaskLGBMClassifier(client=client, **params)
@@ -102,8 +112,12 @@ def fit_dask_lightgbm(estimator, X, y, client) -> tuple[Any, dict]:
         warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
         model.fit(X, y)
     local = model.to_local()
-    info = {"mode": "dask", "workers": worker_count(client), "tree_learner": params.get("tree_learner", "data"),
-            "partitions": int(X.numblocks[0])}
+    info = {
+        "mode": "dask",
+        "workers": worker_count(client),
+        "tree_learner": params.get("tree_learner", "data"),
+        "partitions": int(X.numblocks[0]),
+    }
     return local, info
 
 

@@ -13,8 +13,9 @@ class VigilError(Exception):
     status = 400
     headers: dict[str, str] | None = None  # extra HTTP headers of the answer (e.g. Retry-After)
 
-    def __init__(self, error: str, detail: Any = None, status: int | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self, error: str, detail: Any = None, status: int | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(error)
         self.error = error
         self.detail = detail

@@ -1,10 +1,10 @@
 """Writing files so that a reader never sees half of one: one helper for every such write.
 
-    >>> import tempfile, pathlib
-    >>> target = pathlib.Path(tempfile.mkdtemp()) / "sub" / "state.json"
-    >>> atomic_write(target, '{"ok": true}')
-    >>> target.read_text()
-    '{"ok": true}'
+>>> import tempfile, pathlib
+>>> target = pathlib.Path(tempfile.mkdtemp()) / "sub" / "state.json"
+>>> atomic_write(target, '{"ok": true}')
+>>> target.read_text()
+'{"ok": true}'
 """
 
 from __future__ import annotations

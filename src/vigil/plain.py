@@ -1,10 +1,10 @@
 """numpy values as plain Python values: one helper for JSON answers, manifests and bucket pickles.
 
-    >>> import numpy as np
-    >>> to_plain({np.int64(1): np.array([0.5, 1.0]), "n": (np.int32(3),)})
-    {1: [0.5, 1.0], 'n': [3]}
-    >>> to_plain({1: np.float32(0.5)}, str_keys=True)
-    {'1': 0.5}
+>>> import numpy as np
+>>> to_plain({np.int64(1): np.array([0.5, 1.0]), "n": (np.int32(3),)})
+{1: [0.5, 1.0], 'n': [3]}
+>>> to_plain({1: np.float32(0.5)}, str_keys=True)
+{'1': 0.5}
 """
 
 from __future__ import annotations

@@ -89,8 +89,12 @@ def _make_dtype(spec, align=False, copy=True):
     return dtype
 
 
-_NDARRAY = _Guard("numpy.ndarray", lambda *args: (_ for _ in ()).throw(
-    UnsafePickle("numpy.ndarray may only appear as the type argument of _reconstruct")))
+_NDARRAY = _Guard(
+    "numpy.ndarray",
+    lambda *args: (_ for _ in ()).throw(
+        UnsafePickle("numpy.ndarray may only appear as the type argument of _reconstruct")
+    ),
+)
 
 
 def _reconstruct(subtype, shape, typecode):
@@ -209,8 +213,10 @@ def loads_data(data: bytes, *, max_items: int, numpy: bool = True) -> Any:
     Raises :class:`UnsafePickle` for anything else, before any of it is built.
     """
     if len(data) > max_pickle_bytes(max_items):
-        raise UnsafePickle(f"pickle of {len(data)} bytes exceeds the limit of {max_pickle_bytes(max_items)} "
-                           f"for at most {max_items} items")
+        raise UnsafePickle(
+            f"pickle of {len(data)} bytes exceeds the limit of {max_pickle_bytes(max_items)} "
+            f"for at most {max_items} items"
+        )
     table = _guards(max_items)
     if not numpy:
         table = {key: guard for key, guard in table.items() if key[0] in ("builtins", "__builtin__")}
@@ -220,8 +226,18 @@ def loads_data(data: bytes, *, max_items: int, numpy: bool = True) -> Any:
         raise
     except RecursionError:
         raise UnsafePickle("pickle is nested too deeply") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, OverflowError, MemoryError, UnicodeDecodeError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        OverflowError,
+        MemoryError,
+        UnicodeDecodeError,
+    ) as exc:
         raise UnsafePickle(f"not a valid data pickle: {exc}") from None
     _check_sizes(value, max_items)
     return value

@@ -28,8 +28,16 @@ from vigil.config import PROJECT_ROOT, Settings
 from vigil.service import create_app
 
 NUMPY1_PYTHON = PROJECT_ROOT / ".venv-numpy1" / "bin" / "python"  # made by scripts/install_test_tools.sh
-FLASK_ERA_PAYLOAD = {"experiment_id": "e1", "project_id": "p1", "cur_loop": 0, "user_id": "u1",
-                     "bucket_name": "b1", "type": "Classification", "n_rec": 50, "n_loop": 3}
+FLASK_ERA_PAYLOAD = {
+    "experiment_id": "e1",
+    "project_id": "p1",
+    "cur_loop": 0,
+    "user_id": "u1",
+    "bucket_name": "b1",
+    "type": "Classification",
+    "n_rec": 50,
+    "n_loop": 3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +46,17 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 def _args(data_dir, expt: Path) -> dict:
-    return processes.normalise_args({"DATA_DIR": str(data_dir), "EXPT_DIR": str(expt), "TRAIN_SIZE": 300,
-                                     "TEST_SIZE": 100})
+    return processes.normalise_args(
+        {"DATA_DIR": str(data_dir), "EXPT_DIR": str(expt), "TRAIN_SIZE": 300, "TEST_SIZE": 100}
+    )
 
 
 def _bucket(root: Path, folder: str = "p1/e1", meta: bool = True) -> LocalBucketStore:
     store = LocalBucketStore(root)
     if meta:
-        write_json(store, "b1", f"{folder.rsplit('/', 1)[0]}/meta.json", {"0": "Benign", "1": "Malicious",
-                                                                            "train_size": 300})
+        write_json(
+            store, "b1", f"{folder.rsplit('/', 1)[0]}/meta.json", {"0": "Benign", "1": "Malicious", "train_size": 300}
+        )
     write_pickle(store, "b1", f"{folder}/selected_indices_0.pkl", list(range(0, 120, 2)))
     return store
 
@@ -63,17 +73,29 @@ def test_every_bucket_pickle_loads_on_numpy_1(data_dir, tmp_path):
     _run(AlectioPipeline(_args(data_dir, tmp_path / "expt"), store), FLASK_ERA_PAYLOAD)
     folder = tmp_path / "bucket" / "b1" / "p1" / "e1"
     names = sorted(p.name for p in folder.glob("*.pkl") if not p.name.startswith(("selected", "ckpt")))
-    assert {"data_map.pkl", "insights_0.pkl", "metrics_0.pkl", "test_ground_truth.pkl",
-            "test_predictions_0.pkl", "infer_outputs_0.pkl"} <= set(names)
-    script = ("import json, pickle, sys, numpy\n"
-              "assert numpy.__version__.startswith('1.'), numpy.__version__\n"
-              "out = {}\n"
-              "for path in sys.argv[1:]:\n"
-              "    value = pickle.load(open(path, 'rb'))\n"
-              "    out[path.rsplit('/', 1)[1]] = repr(value)[:200]\n"
-              "print(json.dumps(out))\n")
-    result = subprocess.run([str(NUMPY1_PYTHON), "-c", script, *[str(folder / n) for n in names]],
-                            capture_output=True, text=True, timeout=60)
+    assert {
+        "data_map.pkl",
+        "insights_0.pkl",
+        "metrics_0.pkl",
+        "test_ground_truth.pkl",
+        "test_predictions_0.pkl",
+        "infer_outputs_0.pkl",
+    } <= set(names)
+    script = (
+        "import json, pickle, sys, numpy\n"
+        "assert numpy.__version__.startswith('1.'), numpy.__version__\n"
+        "out = {}\n"
+        "for path in sys.argv[1:]:\n"
+        "    value = pickle.load(open(path, 'rb'))\n"
+        "    out[path.rsplit('/', 1)[1]] = repr(value)[:200]\n"
+        "print(json.dumps(out))\n"
+    )
+    result = subprocess.run(
+        [str(NUMPY1_PYTHON), "-c", script, *[str(folder / n) for n in names]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     loaded = json.loads(result.stdout)
     assert set(loaded) == set(names)
@@ -86,8 +108,9 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802 - http.server's name
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Recorder.seen.append({"path": self.path, "authorization": self.headers.get("Authorization"),
-                               "body": json.loads(body)})
+        _Recorder.seen.append(
+            {"path": self.path, "authorization": self.headers.get("Authorization"), "body": json.loads(body)}
+        )
         self.send_response(200)
         self.end_headers()
 
@@ -100,8 +123,9 @@ def test_end_of_task_call_carries_the_bearer_token(data_dir, tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_port}/sdk/v2/end_of_task"
-        pipeline = AlectioPipeline(_args(data_dir, tmp_path / "expt"), _bucket(tmp_path / "bucket"),
-                                   callback_url=url, callback_token="tok-123")
+        pipeline = AlectioPipeline(
+            _args(data_dir, tmp_path / "expt"), _bucket(tmp_path / "bucket"), callback_url=url, callback_token="tok-123"
+        )
         job = _run(pipeline, FLASK_ERA_PAYLOAD)
     finally:
         server.shutdown()
@@ -122,9 +146,20 @@ def test_insights_hold_the_queried_count_per_class(data_dir, tmp_path):
 def test_the_later_sdks_payload_is_read(data_dir, tmp_path):
     # alectio_sdk.sdk.Pipeline.one_loop's keys; its bucket layout is <tenant>/<project>/<experiment>, no meta.json
     store = _bucket(tmp_path / "bucket", folder="t1/p1/e1", meta=False)
-    payload = {"tenant_id": "t1", "experiment_id": "e1", "project_id": "p1", "current_loop": 0, "bucket_name": "b1",
-               "task_type": "classification", "dataset_type": "tabular", "training_set_size": 300,
-               "n_rec_per_loop": 50, "n_loop": 3, "classes": ["Benign", "Malicious"], "num_of_classes": 2}
+    payload = {
+        "tenant_id": "t1",
+        "experiment_id": "e1",
+        "project_id": "p1",
+        "current_loop": 0,
+        "bucket_name": "b1",
+        "task_type": "classification",
+        "dataset_type": "tabular",
+        "training_set_size": 300,
+        "n_rec_per_loop": 50,
+        "n_loop": 3,
+        "classes": ["Benign", "Malicious"],
+        "num_of_classes": 2,
+    }
     job = _run(AlectioPipeline(_args(data_dir, tmp_path / "expt"), store), payload)
     assert job["result"]["labelled"] == 60 and job["result"]["train_size"] == 300
     assert (tmp_path / "bucket" / "b1" / "t1" / "p1" / "e1" / "metrics_0.pkl").is_file()
@@ -174,8 +209,12 @@ def _quickstart_calls() -> list[tuple[str, dict]]:
 def test_the_readme_quickstart_runs_as_written_on_the_demo(tmp_path):
     made = write_alectio_demo(tmp_path / "alectio-demo", n_train=2000, n_test=500)
     assert made["pool_size"] == 2008  # the README's ranges are written for this pool
-    settings = Settings(models_dir=tmp_path / "models", work_dir=tmp_path / "runs", alectio_config=made["config"],
-                        bucket_root=made["bucket_root"])
+    settings = Settings(
+        models_dir=tmp_path / "models",
+        work_dir=tmp_path / "runs",
+        alectio_config=made["config"],
+        bucket_root=made["bucket_root"],
+    )
     client = create_app(settings).test_client()
     calls = _quickstart_calls()
     assert [path for path, _ in calls] == ["/train", "/test", "/infer", "/one_loop", "/end_exp"]

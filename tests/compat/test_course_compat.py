@@ -21,6 +21,7 @@ def sessions_client_factory(web_sessions_trained):
 
     def make(compat=frozenset()):
         return create_app(replace(settings, compat=frozenset(compat)), store).test_client()
+
     return make
 
 
@@ -37,10 +38,13 @@ def test_course_client_gets_a_scalar_for_one_session(sessions_client_factory):
     assert len(many["predictions"]) == 2  # a list of sessions still gets a list
 
 
-@pytest.mark.parametrize("send", [
-    lambda c: c.post("/predict/web-sessions", json={"sites": []}),
-    lambda c: c.post("/predict/web-sessions", data="site1=vk.com", content_type="text/plain"),
-])
+@pytest.mark.parametrize(
+    "send",
+    [
+        lambda c: c.post("/predict/web-sessions", json={"sites": []}),
+        lambda c: c.post("/predict/web-sessions", data="site1=vk.com", content_type="text/plain"),
+    ],
+)
 def test_course_client_reads_errors_from_a_200_body(sessions_client_factory, send):
     default = send(sessions_client_factory())
     assert 400 <= default.status_code < 500 and default.get_json()["success"] is False

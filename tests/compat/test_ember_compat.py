@@ -27,8 +27,16 @@ PE_FILES = sorted((DATA / "pe").glob("*.exe"))
 pytestmark = pytest.mark.filterwarnings("ignore:.*is not a valid:RuntimeWarning")
 
 # init_ember.py's parameters, with fewer and smaller trees (the data is tiny) and one thread.
-INIT_EMBER_PARAMS = {"boosting": "gbdt", "objective": "binary", "num_iterations": 1000, "learning_rate": 0.05,
-                     "num_leaves": 2048, "max_depth": 15, "min_data_in_leaf": 50, "feature_fraction": 0.5}
+INIT_EMBER_PARAMS = {
+    "boosting": "gbdt",
+    "objective": "binary",
+    "num_iterations": 1000,
+    "learning_rate": 0.05,
+    "num_leaves": 2048,
+    "max_depth": 15,
+    "min_data_in_leaf": 50,
+    "feature_fraction": 0.5,
+}
 SMALL = {"num_iterations": 8, "num_leaves": 8, "min_data_in_leaf": 5, "num_threads": 1, "verbose": -1}
 
 
@@ -77,7 +85,7 @@ def test_init_ember_then_classify_binaries(ember2018_dir, capsys):
     # the launchers' rows are the vectors ember's own code computed for them
     launchers, reference = launcher_reference()
     X_test = np.fromfile(ember2018_dir / "X_test.dat", dtype=np.float32).reshape(-1, 2381)
-    assert np.array_equal(X_test[-len(launchers):], reference)
+    assert np.array_equal(X_test[-len(launchers) :], reference)
 
     # -- init_ember.py -m: metadata -------------------------------------------------------------
     metadf = ember.create_metadata(data_dir)
@@ -115,8 +123,9 @@ def test_init_ember_then_classify_binaries(ember2018_dir, capsys):
     # ember's train_model is lgb.train(params + application=binary) on the rows labelled 0 or 1
     labelled = np.asarray(y_train) != -1
     assert 0 < labelled.sum() < len(train_records)
-    same = lgb.train({**params, "application": "binary"},
-                     lgb.Dataset(np.asarray(X_train)[labelled], np.asarray(y_train)[labelled]))
+    same = lgb.train(
+        {**params, "application": "binary"}, lgb.Dataset(np.asarray(X_train)[labelled], np.asarray(y_train)[labelled])
+    )
     assert same.model_to_string() == lgbm_model.model_to_string()
     capsys.readouterr()
 
@@ -149,10 +158,16 @@ def test_ember2017_feature_version_1_and_metadata_without_avclass(tmp_path, caps
 
 def test_pe_feature_extractor_is_embers(tmp_path, capsys):
     PE = ember.features.PEFeatureExtractor
-    assert list(inspect.signature(PE).parameters.items()) == list(inspect.signature(
-        lambda feature_version=2, print_feature_warning=True, features_file="": None).parameters.items())
-    for method, arguments in (("raw_features", "(bytez)"), ("process_raw_features", "(raw_obj)"),
-                              ("feature_vector", "(bytez)")):
+    assert list(inspect.signature(PE).parameters.items()) == list(
+        inspect.signature(
+            lambda feature_version=2, print_feature_warning=True, features_file="": None
+        ).parameters.items()
+    )
+    for method, arguments in (
+        ("raw_features", "(bytez)"),
+        ("process_raw_features", "(raw_obj)"),
+        ("feature_vector", "(bytez)"),
+    ):
         assert str(inspect.signature(getattr(PE(2, False), method))) == arguments
     assert str(inspect.signature(ember.features.SectionInfo().raw_features)) == "(bytez, lief_binary)"
     assert str(inspect.signature(ember.features.SectionInfo().process_raw_features)) == "(raw_obj)"
@@ -162,8 +177,17 @@ def test_pe_feature_extractor_is_embers(tmp_path, capsys):
     quiet = PE(2, print_feature_warning=False)
     assert capsys.readouterr().out == ""
     assert extractor.dim == 2381 and PE(1, False).dim == 2351
-    assert [fe.name for fe in quiet.features] == ["histogram", "byteentropy", "strings", "general", "header",
-                                                  "section", "imports", "exports", "datadirectories"]
+    assert [fe.name for fe in quiet.features] == [
+        "histogram",
+        "byteentropy",
+        "strings",
+        "general",
+        "header",
+        "section",
+        "imports",
+        "exports",
+        "datadirectories",
+    ]
     bytez = PE_FILES[0].read_bytes()
     raw = quiet.raw_features(bytez)
     assert list(raw) == ["sha256"] + [fe.name for fe in quiet.features]
@@ -222,8 +246,11 @@ def test_raw_lines_metadata_records_and_the_row_writer(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in launchers))
     lines = list(ember.raw_feature_iterator([str(path), str(path)]))
     assert len(lines) == 12 and all(line.endswith("\n") for line in lines)
-    assert ember.read_metadata_record(lines[0]) == {"sha256": launchers[0]["sha256"], "appeared": launchers[0]["appeared"],
-                                                    "label": -1}
+    assert ember.read_metadata_record(lines[0]) == {
+        "sha256": launchers[0]["sha256"],
+        "appeared": launchers[0]["appeared"],
+        "label": -1,
+    }
     extractor = ember.features.PEFeatureExtractor(2, False)
     X_path, y_path = tmp_path / "X.dat", tmp_path / "y.dat"
     np.memmap(X_path, dtype=np.float32, mode="w+", shape=(3, extractor.dim)).flush()
@@ -236,9 +263,14 @@ def test_raw_lines_metadata_records_and_the_row_writer(tmp_path):
 
 def test_optimize_model_is_embers_search(ember2018_dir, capsys):
     assert ember.OPTIMIZE_PARAM_GRID == {  # ember's grid, as in its optimize_model()
-        "boosting_type": ["gbdt"], "objective": ["binary"], "num_iterations": [500, 1000],
-        "learning_rate": [0.005, 0.05], "num_leaves": [512, 1024, 2048], "feature_fraction": [0.5, 0.8, 1.0],
-        "bagging_fraction": [0.5, 0.8, 1.0]}
+        "boosting_type": ["gbdt"],
+        "objective": ["binary"],
+        "num_iterations": [500, 1000],
+        "learning_rate": [0.005, 0.05],
+        "num_leaves": [512, 1024, 2048],
+        "feature_fraction": [0.5, 0.8, 1.0],
+        "bagging_fraction": [0.5, 0.8, 1.0],
+    }
     if not (ember2018_dir / "X_train.dat").exists():
         ember.create_vectorized_features(str(ember2018_dir), 2)
     grid = {"objective": ["binary"], "num_iterations": [3, 6], "num_leaves": [4], "min_child_samples": [5]}

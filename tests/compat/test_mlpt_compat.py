@@ -19,9 +19,15 @@ from vigil.tasks.web_events import train_model
 from vigil.tasks.web_events.data import load_events_csv
 
 MLPT_README_EVENT = {  # the event of ML-PT's README request (NaN as the bare token its client writes)
-    "CLIENT_IP": "188.138.92.55", "CLIENT_USERAGENT": "NaN", "REQUEST_SIZE": 166, "RESPONSE_CODE": 404,
-    "MATCHED_VARIABLE_SRC": "REQUEST_URI", "MATCHED_VARIABLE_NAME": "NaN",
-    "MATCHED_VARIABLE_VALUE": "//tmp/20160925122692indo.php.vob", "EVENT_ID": "AVdhXFgVq1Ppo9zF5Fxu"}
+    "CLIENT_IP": "188.138.92.55",
+    "CLIENT_USERAGENT": "NaN",
+    "REQUEST_SIZE": 166,
+    "RESPONSE_CODE": 404,
+    "MATCHED_VARIABLE_SRC": "REQUEST_URI",
+    "MATCHED_VARIABLE_NAME": "NaN",
+    "MATCHED_VARIABLE_VALUE": "//tmp/20160925122692indo.php.vob",
+    "EVENT_ID": "AVdhXFgVq1Ppo9zF5Fxu",
+}
 
 
 def mlpt_body(*events: dict) -> str:
@@ -46,24 +52,30 @@ def _client(store, tmp_path, compat=frozenset()):
 def test_mlpt_readme_request_is_answered_in_its_shape(web_events_store, tmp_path):
     for compat in ((), ("mlpt",)):
         answer = _client(web_events_store, tmp_path, compat).post(
-            "/predict", data=mlpt_body(MLPT_README_EVENT), content_type="application/json")
+            "/predict", data=mlpt_body(MLPT_README_EVENT), content_type="application/json"
+        )
         assert answer.status_code == 200
         assert [set(r) for r in answer.get_json()] == [{"EVENT_ID", "LABEL_PRED"}]
         assert answer.get_json()[0]["EVENT_ID"] == "AVdhXFgVq1Ppo9zF5Fxu"
 
 
-@pytest.mark.parametrize("body, content_type, default_status, mlpt_status, mlpt_body_", [
-    ("EVENT_ID=1", "text/plain", 415, 415, {"error": "Request must be JSON"}),
-    ("[{\"data\": \"{not json\"}]", "application/json", 400, 500, {"error": "Failed classifying the provided events!"}),
-    ("{\"data\": 3}", "application/json", 400, 500, {"error": "Failed classifying the provided events!"}),
-])
-def test_mlpt_errors_are_its_own_with_the_setting(web_events_store, tmp_path, body, content_type, default_status,
-                                                   mlpt_status, mlpt_body_):
+@pytest.mark.parametrize(
+    "body, content_type, default_status, mlpt_status, mlpt_body_",
+    [
+        ("EVENT_ID=1", "text/plain", 415, 415, {"error": "Request must be JSON"}),
+        ('[{"data": "{not json"}]', "application/json", 400, 500, {"error": "Failed classifying the provided events!"}),
+        ('{"data": 3}', "application/json", 400, 500, {"error": "Failed classifying the provided events!"}),
+    ],
+)
+def test_mlpt_errors_are_its_own_with_the_setting(
+    web_events_store, tmp_path, body, content_type, default_status, mlpt_status, mlpt_body_
+):
     default = _client(web_events_store, tmp_path).post("/predict", data=body, content_type=content_type)
     assert default.status_code == default_status and "error" in default.get_json()
     exact = _client(web_events_store, tmp_path, {"mlpt"}).post("/predict", data=body, content_type=content_type)
     assert exact.status_code == mlpt_status and exact.get_json() == mlpt_body_
     # the setting is ML-PT's route only: /predict/web-events keeps Vigil's answers
-    other = _client(web_events_store, tmp_path, {"mlpt"}).post("/predict/web-events", data=body,
-                                                              content_type=content_type)
+    other = _client(web_events_store, tmp_path, {"mlpt"}).post(
+        "/predict/web-events", data=body, content_type=content_type
+    )
     assert 400 <= other.status_code < 500 and other.get_json() != mlpt_body_

@@ -13,22 +13,35 @@ from vigil.config import Settings
 
 def add_active_learning_cli(verbs) -> argparse.ArgumentParser:
     parser = verbs.add_parser(
-        "active-learning", help="run a local active-learning experiment and plot its learning curve",
+        "active-learning",
+        help="run a local active-learning experiment and plot its learning curve",
         description="Runs --loops Alectio loops per strategy through the same code as POST /one_loop "
-                    "(local bucket, job files, checkpoints), then writes learning_curve.csv and .png.")
-    parser.add_argument("--strategy", default="all",
-                        help="least_confidence, margin, entropy, random, a comma-separated list, or all (default)")
+        "(local bucket, job files, checkpoints), then writes learning_curve.csv and .png.",
+    )
+    parser.add_argument(
+        "--strategy",
+        default="all",
+        help="least_confidence, margin, entropy, random, a comma-separated list, or all (default)",
+    )
     parser.add_argument("--loops", type=int, default=5, help="loops per strategy (default 5)")
     parser.add_argument("--n-rec", type=int, default=100, help="records labelled per loop (default 100)")
     parser.add_argument("--initial", type=int, help="records labelled before loop 0 (default: --n-rec)")
-    parser.add_argument("--config", type=Path, help="Alectio config.yaml (default: VIGIL_ALECTIO_CONFIG or ./config.yaml)")
+    parser.add_argument(
+        "--config", type=Path, help="Alectio config.yaml (default: VIGIL_ALECTIO_CONFIG or ./config.yaml)"
+    )
     parser.add_argument("--data-dir", type=Path, help="vectorized ember folder (X_train.dat ...), overrides DATA_DIR")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--demo", action="store_true",
-                        help="the ember task's demo set (synthetic records derived from the shipped real ones), "
-                             "vectorized into OUT/demo-data")
-    source.add_argument("--synthetic", action="store_true",
-                        help="generated vectors in ember's layout (not malware data) in OUT/synthetic-data")
+    source.add_argument(
+        "--demo",
+        action="store_true",
+        help="the ember task's demo set (synthetic records derived from the shipped real ones), "
+        "vectorized into OUT/demo-data",
+    )
+    source.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="generated vectors in ember's layout (not malware data) in OUT/synthetic-data",
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: runs/active-learning)")
     parser.add_argument("--bucket-root", type=Path, help="local bucket folder (default: OUT/bucket)")
     parser.add_argument("--seed", type=int, default=0)
@@ -39,12 +52,15 @@ def add_active_learning_cli(verbs) -> argparse.ArgumentParser:
 
 def add_alectio_demo_cli(verbs) -> argparse.ArgumentParser:
     parser = verbs.add_parser(
-        "alectio-demo", help="write a demo data dir, config.yaml and bucket files for the Alectio endpoints",
+        "alectio-demo",
+        help="write a demo data dir, config.yaml and bucket files for the Alectio endpoints",
         description="Writes OUT/data (vectorized demo records), OUT/config.yaml and OUT/bucket (meta.json and "
-                    "selected_indices_0.pkl of project p1, experiment e1 in bucket 'demo'), then prints how to "
-                    "serve them.")
-    parser.add_argument("out", type=Path, nargs="?", default=Path("runs/alectio-demo"),
-                        help="output folder (default runs/alectio-demo)")
+        "selected_indices_0.pkl of project p1, experiment e1 in bucket 'demo'), then prints how to "
+        "serve them.",
+    )
+    parser.add_argument(
+        "out", type=Path, nargs="?", default=Path("runs/alectio-demo"), help="output folder (default runs/alectio-demo)"
+    )
     parser.add_argument("--train", type=int, default=2000, help="train records (default 2000)")
     parser.add_argument("--test", type=int, default=500, help="test records (default 500)")
     parser.add_argument("--seed", type=int, default=0)
@@ -56,8 +72,10 @@ def cmd_alectio_demo(args: argparse.Namespace) -> int:
     from vigil.active_learning.demo import write_alectio_demo
 
     made = write_alectio_demo(args.out, n_train=args.train, n_test=args.test, seed=args.seed)
-    print(f"wrote {made['data_dir']} (pool {made['pool_size']} rows, test {made['test_size']} rows), "
-          f"{made['config']} and {made['bucket_root']}")
+    print(
+        f"wrote {made['data_dir']} (pool {made['pool_size']} rows, test {made['test_size']} rows), "
+        f"{made['config']} and {made['bucket_root']}"
+    )
     print(f"serve it: VIGIL_ALECTIO_CONFIG={made['config']} VIGIL_BUCKET_ROOT={made['bucket_root']} vigil serve")
     return 0
 
@@ -89,7 +107,9 @@ def cmd_active_learning(args: argparse.Namespace) -> int:
         config["DATA_DIR"] = str(args.data_dir)
     config.update(EXPT_DIR=str(out / "experiments"), N_JOBS=args.n_jobs)
     config = processes.normalise_args(config)
-    strategies = list(STRATEGIES) if args.strategy == "all" else [s.strip() for s in args.strategy.split(",") if s.strip()]
+    strategies = (
+        list(STRATEGIES) if args.strategy == "all" else [s.strip() for s in args.strategy.split(",") if s.strip()]
+    )
     bar = tqdm(total=len(strategies) * args.loops, unit="loop", desc="active learning")
 
     def progress(row: dict) -> None:
@@ -97,8 +117,16 @@ def cmd_active_learning(args: argparse.Namespace) -> int:
         bar.update()
 
     try:
-        curve = run_experiment(config, args.bucket_root or out / "bucket", strategies, args.loops, args.n_rec,
-                               args.initial or args.n_rec, seed=args.seed, progress=progress)
+        curve = run_experiment(
+            config,
+            args.bucket_root or out / "bucket",
+            strategies,
+            args.loops,
+            args.n_rec,
+            args.initial or args.n_rec,
+            seed=args.seed,
+            progress=progress,
+        )
     finally:
         bar.close()
     out.mkdir(parents=True, exist_ok=True)

@@ -49,8 +49,10 @@ def open_vectorized_split(data_dir: str | Path, subset: str) -> VectorizedSplit:
     x_path, y_path = data_dir / f"X_{subset}.dat", data_dir / f"y_{subset}.dat"
     for path in (x_path, y_path):
         if not path.is_file():
-            raise UnprocessableInput(f"vectorized data file {path.name} not found (run `vigil ember vectorize` "
-                                     "first)", {"field": "DATA_DIR", "value": str(data_dir)})
+            raise UnprocessableInput(
+                f"vectorized data file {path.name} not found (run `vigil ember vectorize` first)",
+                {"field": "DATA_DIR", "value": str(data_dir)},
+            )
     rows = y_path.stat().st_size // 4
     x_bytes = x_path.stat().st_size
     versions = [v for v, dim in DIMS.items() if rows and x_bytes == 4 * rows * dim]
@@ -58,7 +60,8 @@ def open_vectorized_split(data_dir: str | Path, subset: str) -> VectorizedSplit:
         raise UnprocessableInput(
             f"X_{subset}.dat ({x_bytes} bytes) and y_{subset}.dat ({rows} rows) are not an ember vectorization "
             f"(float32 rows of {' or '.join(str(d) for d in DIMS.values())} values)",
-            {"field": "DATA_DIR", "value": str(data_dir)})
+            {"field": "DATA_DIR", "value": str(data_dir)},
+        )
     X, y = read_vectorized(data_dir, subset, feature_version=versions[0])
     return VectorizedSplit(X=X, y=y, path=data_dir)
 

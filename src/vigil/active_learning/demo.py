@@ -20,8 +20,9 @@ import yaml
 DEMO_BUCKET, DEMO_PROJECT, DEMO_EXPERIMENT = "demo", "p1", "e1"
 
 
-def write_alectio_demo(out: Path | str, n_train: int = 2000, n_test: int = 500, initial: int = 200,
-                       seed: int = 0) -> dict:
+def write_alectio_demo(
+    out: Path | str, n_train: int = 2000, n_test: int = 500, initial: int = 200, seed: int = 0
+) -> dict:
     """Write the demo folder; returns the paths and the pool size."""
     from vigil.active_learning import processes
     from vigil.active_learning.experiment import initial_selection
@@ -34,18 +35,35 @@ def write_alectio_demo(out: Path | str, n_train: int = 2000, n_test: int = 500, 
     data = out / "data"
     write_demo_data(data, n_train=n_train, n_test=n_test, seed=seed)
     create_vectorized_features(data, feature_version=2, processes=1, progress=False)
-    config = {"DATA_DIR": "data", "EXPT_DIR": "experiments", "CKPT_EXT": ".pkl", "TRAIN_SIZE": None,
-              "TEST_SIZE": None, "exp_name": "Ember", "PRESET": "alectio", "N_JOBS": 1}
+    config = {
+        "DATA_DIR": "data",
+        "EXPT_DIR": "experiments",
+        "CKPT_EXT": ".pkl",
+        "TRAIN_SIZE": None,
+        "TEST_SIZE": None,
+        "exp_name": "Ember",
+        "PRESET": "alectio",
+        "N_JOBS": 1,
+    }
     config_path = out / "config.yaml"
     atomic_write(config_path, "# Alectio args for the demo (vigil ember alectio-demo)\n" + yaml.safe_dump(config))
     args = processes.load_config(config_path)
     pool = processes.pool_size(args)
     store = LocalBucketStore(out / "bucket")
     write_json(store, DEMO_BUCKET, f"{DEMO_PROJECT}/meta.json", {"0": "Benign", "1": "Malicious", "train_size": pool})
-    write_pickle(store, DEMO_BUCKET, f"{DEMO_PROJECT}/{DEMO_EXPERIMENT}/selected_indices_0.pkl",
-                 initial_selection(args, min(initial, pool - 1), seed))
-    return {"config": config_path, "bucket_root": out / "bucket", "data_dir": data, "pool_size": pool,
-            "test_size": len(processes.test_set(args)[1])}
+    write_pickle(
+        store,
+        DEMO_BUCKET,
+        f"{DEMO_PROJECT}/{DEMO_EXPERIMENT}/selected_indices_0.pkl",
+        initial_selection(args, min(initial, pool - 1), seed),
+    )
+    return {
+        "config": config_path,
+        "bucket_root": out / "bucket",
+        "data_dir": data,
+        "pool_size": pool,
+        "test_size": len(processes.test_set(args)[1]),
+    }
 
 
 __all__ = ["write_alectio_demo"]

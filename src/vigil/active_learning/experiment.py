@@ -28,19 +28,38 @@ STYLES = ("-", "--", ":", "-.", "-", "--")
 MARKERS = ("o", "s", "^", "x", "d", "v")
 
 
-def run_strategy(args: dict, bucket_root: Path, strategy: str, loops: int, n_rec: int, initial: list[int],
-                 seed: int = 0, progress=None) -> list[dict]:
+def run_strategy(
+    args: dict,
+    bucket_root: Path,
+    strategy: str,
+    loops: int,
+    n_rec: int,
+    initial: list[int],
+    seed: int = 0,
+    progress=None,
+) -> list[dict]:
     store = LocalBucketStore(bucket_root)
     pipeline = AlectioPipeline(args, store)
     experiment_id = f"local-{strategy.replace('_', '-')}"
-    payload = {"experiment_id": experiment_id, "project_id": LOCAL_PROJECT, "user_id": "local",
-               "bucket_name": LOCAL_BUCKET, "type": "Classification", "n_rec": n_rec, "n_loop": loops}
+    payload = {
+        "experiment_id": experiment_id,
+        "project_id": LOCAL_PROJECT,
+        "user_id": "local",
+        "bucket_name": LOCAL_BUCKET,
+        "type": "Classification",
+        "n_rec": n_rec,
+        "n_loop": loops,
+    }
     # A rerun starts clean: the previous run's checkpoints, job lock and bucket files go.
     shutil.rmtree(pipeline.experiment_dir(payload), ignore_errors=True)
     shutil.rmtree(Path(bucket_root) / LOCAL_BUCKET / LOCAL_PROJECT / experiment_id, ignore_errors=True)
     folder = f"{LOCAL_PROJECT}/{experiment_id}"
-    write_json(store, LOCAL_BUCKET, f"{LOCAL_PROJECT}/meta.json",
-               {"0": "Benign", "1": "Malicious", "train_size": processes.pool_size(args)})
+    write_json(
+        store,
+        LOCAL_BUCKET,
+        f"{LOCAL_PROJECT}/meta.json",
+        {"0": "Benign", "1": "Malicious", "train_size": processes.pool_size(args)},
+    )
     write_pickle(store, LOCAL_BUCKET, f"{folder}/selected_indices_0.pkl", list(initial))
     rows = []
     for loop in range(loops):
@@ -48,9 +67,16 @@ def run_strategy(args: dict, bucket_root: Path, strategy: str, loops: int, n_rec
         if job["status"] != "succeeded":
             raise VigilError(f"{strategy}, loop {loop} failed: {job['error']['reason']}", job["error"].get("detail"))
         metrics = read_pickle(store, LOCAL_BUCKET, f"{folder}/metrics_{loop}.pkl")
-        rows.append({"strategy": strategy, "loop": loop, "labelled": job["result"]["labelled"],
-                     "roc_auc": metrics.get("roc_auc", float("nan")), "accuracy": metrics["accuracy"],
-                     "f1_score": metrics["f1_score"]})
+        rows.append(
+            {
+                "strategy": strategy,
+                "loop": loop,
+                "labelled": job["result"]["labelled"],
+                "roc_auc": metrics.get("roc_auc", float("nan")),
+                "accuracy": metrics["accuracy"],
+                "f1_score": metrics["f1_score"],
+            }
+        )
         if progress:
             progress(rows[-1])
         if loop + 1 < loops:
@@ -77,8 +103,16 @@ def initial_selection(args: dict, size: int, seed: int) -> list[int]:
     raise InvalidInput("could not draw an initial set holding both classes; raise --initial", {"field": "initial"})
 
 
-def run_experiment(args: dict, bucket_root: Path, strategies: list[str], loops: int, n_rec: int, initial: int,
-                   seed: int = 0, progress=None) -> pd.DataFrame:
+def run_experiment(
+    args: dict,
+    bucket_root: Path,
+    strategies: list[str],
+    loops: int,
+    n_rec: int,
+    initial: int,
+    seed: int = 0,
+    progress=None,
+) -> pd.DataFrame:
     unknown = [s for s in strategies if s.replace("-", "_") not in STRATEGIES]
     if unknown:
         raise InvalidInput(f"unknown strategy '{unknown[0]}'", {"field": "strategy", "known": list(STRATEGIES)})

@@ -87,7 +87,9 @@ class JobStore:
 
     def _path(self, job_id: str) -> Path:
         if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
-            raise InvalidInput("job id must be 32 hexadecimal characters", {"field": "job_id", "value": str(job_id)[:40]})
+            raise InvalidInput(
+                "job id must be 32 hexadecimal characters", {"field": "job_id", "value": str(job_id)[:40]}
+            )
         return self.root / f"{job_id}.json"
 
     def _save(self, job: dict) -> None:
@@ -98,27 +100,45 @@ class JobStore:
         marker = Path(experiment_dir) / ".current_job"
         return marker.read_text().strip() if marker.is_file() else None
 
-    def start(self, experiment_dir: Path, description: dict, work: Callable[[Callable[[str, float], None]], dict],
-              background: bool = True) -> dict:
+    def start(
+        self,
+        experiment_dir: Path,
+        description: dict,
+        work: Callable[[Callable[[str, float], None]], dict],
+        background: bool = True,
+    ) -> dict:
         """Announce a job and run it (in a daemon thread when ``background``); 409 while one runs."""
         lock = ExperimentLock(experiment_dir)
         if not self._acquire(lock, experiment_dir):
             running = self.running_job(experiment_dir)
-            raise LoopAlreadyRunning("a loop of this experiment is already running",
-                                     {"field": "experiment_id", "job_id": running,
-                                      "status_url": f"/jobs/{running}" if running else None})
+            raise LoopAlreadyRunning(
+                "a loop of this experiment is already running",
+                {"field": "experiment_id", "job_id": running, "status_url": f"/jobs/{running}" if running else None},
+            )
         try:
-            job = {"job_id": uuid.uuid4().hex, **description, "status": "queued", "stage": "queued",
-                   "progress": 0.0, "created_at": _now(), "started_at": None, "finished_at": None,
-                   "result": None, "error": None, "pid": os.getpid(), "lock": str(lock.path)}
+            job = {
+                "job_id": uuid.uuid4().hex,
+                **description,
+                "status": "queued",
+                "stage": "queued",
+                "progress": 0.0,
+                "created_at": _now(),
+                "started_at": None,
+                "finished_at": None,
+                "result": None,
+                "error": None,
+                "pid": os.getpid(),
+                "lock": str(lock.path),
+            }
             self._save(job)
             (Path(experiment_dir) / ".current_job").write_text(job["job_id"])
         except BaseException:
             lock.release()
             raise
         if background:
-            threading.Thread(target=self._run, args=(job, lock, work), name=f"job-{job['job_id'][:8]}",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._run, args=(job, lock, work), name=f"job-{job['job_id'][:8]}", daemon=True
+            ).start()
             return dict(job)
         self._run(job, lock, work)
         return self.get(job["job_id"])
@@ -152,11 +172,15 @@ class JobStore:
         except Exception as exc:  # recorded, never raised: the thread has nobody to raise to
             if not isinstance(exc, VigilError):
                 log.error("job %s failed:\n%s", job["job_id"], traceback.format_exc())
-            job.update(status="failed", error={
-                "reason": exc.error if isinstance(exc, VigilError) else f"{type(exc).__name__}: {exc}",
-                "type": type(exc).__name__,
-                "detail": exc.detail if isinstance(exc, VigilError) else None,
-                "stage": job.get("stage")})
+            job.update(
+                status="failed",
+                error={
+                    "reason": exc.error if isinstance(exc, VigilError) else f"{type(exc).__name__}: {exc}",
+                    "type": type(exc).__name__,
+                    "detail": exc.detail if isinstance(exc, VigilError) else None,
+                    "stage": job.get("stage"),
+                },
+            )
         finally:
             job["finished_at"] = _now()
             try:
@@ -182,9 +206,16 @@ class JobStore:
             # The owner writes its final state before releasing, so a fresh read under the lock is the truth.
             job = json.loads(self._path(job["job_id"]).read_text())
             if job["status"] in ACTIVE:
-                job.update(status="failed", finished_at=_now(), error={
-                    "reason": "the worker process running this job exited before the loop finished",
-                    "type": "WorkerExited", "detail": {"pid": job.get("pid")}, "stage": job.get("stage")})
+                job.update(
+                    status="failed",
+                    finished_at=_now(),
+                    error={
+                        "reason": "the worker process running this job exited before the loop finished",
+                        "type": "WorkerExited",
+                        "detail": {"pid": job.get("pid")},
+                        "stage": job.get("stage"),
+                    },
+                )
                 self._save(job)
             return job
         finally:

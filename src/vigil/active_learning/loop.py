@@ -23,8 +23,15 @@ from typing import Any, Callable
 import numpy as np
 
 from vigil.active_learning import processes
-from vigil.active_learning.storage import (BucketStore, index_key, inside, read_indices, read_json, safe_name,
-                                           write_pickle)
+from vigil.active_learning.storage import (
+    BucketStore,
+    index_key,
+    inside,
+    read_indices,
+    read_json,
+    safe_name,
+    write_pickle,
+)
 from vigil.errors import InvalidInput, UnprocessableInput
 from vigil.files import atomic_write
 from vigil.safe_pickle import UnsafePickle
@@ -36,8 +43,13 @@ SUPPORTED_TYPES = ("Classification", "Text Classification")
 # as the Flask-era key it stands for when that key is absent. ``tenant_id`` also stands for ``user_id``
 # and prefixes the experiment's folder in the bucket (``<tenant>/<project>/<experiment>``), and
 # ``training_set_size`` replaces meta.json's ``train_size``.
-LATER_SDK_KEYS = {"current_loop": "cur_loop", "task_type": "type", "n_rec_per_loop": "n_rec",
-                  "training_set_size": "train_size", "tenant_id": "user_id"}
+LATER_SDK_KEYS = {
+    "current_loop": "cur_loop",
+    "task_type": "type",
+    "n_rec_per_loop": "n_rec",
+    "training_set_size": "train_size",
+    "tenant_id": "user_id",
+}
 LOOP_MESSAGE = "Loop Started - 200 status returned"
 
 Progress = Callable[[str, float], None]
@@ -68,11 +80,18 @@ def validate_payload(payload: Any, require_loop: bool = True) -> dict:
     """The platform's payload, checked: ids safe as path components, ``cur_loop`` >= 0, known type."""
     if not isinstance(payload, dict):
         raise InvalidInput("the body must be a JSON object with the Alectio payload", {"field": "body"})
-    payload = {**{old: payload[new] for new, old in LATER_SDK_KEYS.items()
-                  if new in payload and payload.get(old) in (None, "")}, **payload}
+    payload = {
+        **{
+            old: payload[new]
+            for new, old in LATER_SDK_KEYS.items()
+            if new in payload and payload.get(old) in (None, "")
+        },
+        **payload,
+    }
     if isinstance(payload.get("type"), str):  # the later SDK sends "classification", "text_classification"
         payload["type"] = {t.lower().replace(" ", "_"): t for t in SUPPORTED_TYPES}.get(
-            payload["type"].lower().replace(" ", "_"), payload["type"])
+            payload["type"].lower().replace(" ", "_"), payload["type"]
+        )
     keys = REQUIRED_KEYS if require_loop else ("experiment_id", "project_id")
     missing = [key for key in keys if payload.get(key) in (None, "")]
     if missing:
@@ -84,8 +103,10 @@ def validate_payload(payload: Any, require_loop: bool = True) -> dict:
     if require_loop:
         clean["cur_loop"] = _non_negative_int(payload["cur_loop"], "cur_loop")
         if payload["type"] not in SUPPORTED_TYPES:
-            raise UnprocessableInput(f"type '{payload['type']}' is not supported; the EMBER model is a binary "
-                                     "classifier", {"field": "type", "supported": list(SUPPORTED_TYPES)})
+            raise UnprocessableInput(
+                f"type '{payload['type']}' is not supported; the EMBER model is a binary classifier",
+                {"field": "type", "supported": list(SUPPORTED_TYPES)},
+            )
     for key in OPTIONAL_INT_KEYS:
         if payload.get(key) is not None:
             clean[key] = _non_negative_int(payload[key], key)
@@ -121,6 +142,7 @@ def classification_metrics(predictions, labels, scores=None) -> dict:
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     from vigil.metrics import roc_auc
+
     predictions, labels = np.asarray(predictions).astype(int), np.asarray(labels).astype(int)
     classes = [0, 1]
     matrix = confusion_matrix(labels, predictions, labels=classes)
@@ -160,18 +182,21 @@ def labelled_indices(store: BucketStore, payload: dict, train_size: int) -> tupl
         key = index_key(folder, loop, store, bucket)
         field = f"selected_indices_{loop}.pkl"
         if key is None:
-            raise UnprocessableInput(f"{folder}/{field} is missing from bucket {bucket}",
-                                     {"field": field, "cur_loop": payload["cur_loop"]})
+            raise UnprocessableInput(
+                f"{folder}/{field} is missing from bucket {bucket}", {"field": field, "cur_loop": payload["cur_loop"]}
+            )
         field = key.rsplit("/", 1)[-1]
         try:
             values = read_indices(store, bucket, key, max_items=train_size)
         except (ValueError, UnsafePickle) as exc:  # a malformed or hostile file is the platform's input error
-            raise UnprocessableInput(f"{key} does not hold a list of integer indices: {exc}",
-                                     {"field": field}) from None
+            raise UnprocessableInput(
+                f"{key} does not hold a list of integer indices: {exc}", {"field": field}
+            ) from None
         bad = values[(values < 0) | (values >= train_size)]
         if bad.size:
-            raise UnprocessableInput(f"{key} holds index {int(bad[0])}, outside 0..{train_size - 1}",
-                                     {"field": field, "value": int(bad[0])})
+            raise UnprocessableInput(
+                f"{key} holds index {int(bad[0])}, outside 0..{train_size - 1}", {"field": field, "value": int(bad[0])}
+            )
         chosen.update(values.tolist())
         read += values.size
     return np.array(sorted(chosen), dtype=np.int64), read - len(chosen)
@@ -186,8 +211,10 @@ def preflight(payload: dict, base_args: dict, store: BucketStore) -> None:
         raise UnprocessableInput(f"{meta_key} is missing from bucket {bucket}", {"field": "meta.json"})
     for i in range(loop + 1):
         if index_key(folder, i, store, bucket) is None:
-            raise UnprocessableInput(f"{folder}/selected_indices_{i}.pkl is missing from bucket {bucket}",
-                                     {"field": f"selected_indices_{i}.pkl", "cur_loop": loop})
+            raise UnprocessableInput(
+                f"{folder}/selected_indices_{i}.pkl is missing from bucket {bucket}",
+                {"field": f"selected_indices_{i}.pkl", "cur_loop": loop},
+            )
     if loop > 0:
         args = experiment_args(base_args, payload)
         name = f"ckpt_{loop - 1}{args['CKPT_EXT']}"
@@ -237,12 +264,15 @@ def run_one_loop(payload: dict, base_args: dict, store: BucketStore, progress: P
         meta = read_json(store, bucket, meta_key)
         train_size = meta.get("train_size", pool) if isinstance(meta, dict) else pool
     if isinstance(train_size, bool) or not isinstance(train_size, int) or not 0 < train_size <= pool:
-        raise UnprocessableInput(f"meta.json train_size must be an integer in 1..{pool} (the pool size)",
-                                 {"field": "train_size", "value": train_size})
+        raise UnprocessableInput(
+            f"meta.json train_size must be an integer in 1..{pool} (the pool size)",
+            {"field": "train_size", "value": train_size},
+        )
     labeled, duplicates = labelled_indices(store, payload, train_size)
     if labeled.size == 0:
-        raise UnprocessableInput("no labelled records: the selected_indices files are empty",
-                                 {"field": "selected_indices_0.pkl"})
+        raise UnprocessableInput(
+            "no labelled records: the selected_indices files are empty", {"field": "selected_indices_0.pkl"}
+        )
 
     resume_from = None
     if loop > 0:
@@ -258,12 +288,21 @@ def run_one_loop(payload: dict, base_args: dict, store: BucketStore, progress: P
     started = time.monotonic()
     trained = processes.train(args, labeled=labeled.tolist(), resume_from=resume_from, ckpt_file=ckpt_file)
     classes, counts = np.unique(trained["labels"], return_counts=True)
-    write_pickle(store, bucket, f"{folder}/insights_{loop}.pkl",
-                 {"train_time": time.monotonic() - started,
-                  "num_queried_per_class": {int(c): int(n) for c, n in zip(classes, counts)}})
+    write_pickle(
+        store,
+        bucket,
+        f"{folder}/insights_{loop}.pkl",
+        {
+            "train_time": time.monotonic() - started,
+            "num_queried_per_class": {int(c): int(n) for c, n in zip(classes, counts)},
+        },
+    )
     # The checkpoint goes to the bucket too, so a clone of this experiment can resume from it.
-    store.write_bytes(bucket, f"{folder}/{ckpt_file}", processes.checkpoint_path(
-        args, ckpt_file, "ckpt_file", must_exist=True).read_bytes())
+    store.write_bytes(
+        bucket,
+        f"{folder}/{ckpt_file}",
+        processes.checkpoint_path(args, ckpt_file, "ckpt_file", must_exist=True).read_bytes(),
+    )
 
     report("test", 0.5)
     result = processes.test(args, ckpt_file=ckpt_file)
@@ -283,8 +322,13 @@ def run_one_loop(payload: dict, base_args: dict, store: BucketStore, progress: P
     report("done", 1.0)
 
     callback_body = {k: v for k, v in payload.items() if k not in ("type", "cur_loop", "bucket_name")}
-    return {"callback_body": callback_body, "cur_loop": loop, "labelled": int(labeled.size),
-            "duplicates_dropped": duplicates,
-            "unlabelled": int(unlabeled.size), "train_size": train_size, "checkpoint": ckpt_file,
-            "metrics": {k: metrics[k] for k in ("accuracy", "f1_score", "precision", "recall", "roc_auc")
-                        if k in metrics}}
+    return {
+        "callback_body": callback_body,
+        "cur_loop": loop,
+        "labelled": int(labeled.size),
+        "duplicates_dropped": duplicates,
+        "unlabelled": int(unlabeled.size),
+        "train_size": train_size,
+        "checkpoint": ckpt_file,
+        "metrics": {k: metrics[k] for k in ("accuracy", "f1_score", "precision", "recall", "roc_auc") if k in metrics},
+    }

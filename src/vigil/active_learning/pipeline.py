@@ -35,15 +35,23 @@ def default_args(settings: Settings) -> dict:
     path = Path(settings.alectio_config)
     if path.is_file():
         return processes.load_config(path)
-    return processes.normalise_args({
-        "DATA_DIR": str(settings.data_dir / "ember" / "vectorized"),
-        "EXPT_DIR": str(settings.work_dir / "alectio"),
-        "CKPT_EXT": ".pkl", "TRAIN_SIZE": None, "TEST_SIZE": None, "exp_name": "Ember"}, base_dir=PROJECT_ROOT)
+    return processes.normalise_args(
+        {
+            "DATA_DIR": str(settings.data_dir / "ember" / "vectorized"),
+            "EXPT_DIR": str(settings.work_dir / "alectio"),
+            "CKPT_EXT": ".pkl",
+            "TRAIN_SIZE": None,
+            "TEST_SIZE": None,
+            "exp_name": "Ember",
+        },
+        base_dir=PROJECT_ROOT,
+    )
 
 
 class AlectioPipeline:
-    def __init__(self, args: dict, store: BucketStore, callback_url: str | None = None,
-                 callback_token: str | None = None):
+    def __init__(
+        self, args: dict, store: BucketStore, callback_url: str | None = None, callback_token: str | None = None
+    ):
         self.args = args
         self.store = store
         self.callback_url = callback_url
@@ -52,8 +60,12 @@ class AlectioPipeline:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "AlectioPipeline":
-        return cls(default_args(settings), LocalBucketStore(settings.bucket_root), settings.alectio_callback_url,
-                   settings.alectio_token)
+        return cls(
+            default_args(settings),
+            LocalBucketStore(settings.bucket_root),
+            settings.alectio_callback_url,
+            settings.alectio_token,
+        )
 
     def experiment_dir(self, payload: dict) -> Path:
         return Path(experiment_args(self.args, payload)["EXPT_DIR"])
@@ -64,8 +76,12 @@ class AlectioPipeline:
         folder = self.experiment_dir(payload)
         self.check_open(folder)
         preflight(payload, self.args, self.store)
-        description = {"kind": "one_loop", "project_id": payload["project_id"],
-                       "experiment_id": payload["experiment_id"], "cur_loop": payload["cur_loop"]}
+        description = {
+            "kind": "one_loop",
+            "project_id": payload["project_id"],
+            "experiment_id": payload["experiment_id"],
+            "cur_loop": payload["cur_loop"],
+        }
 
         def work(progress) -> dict:
             summary = run_one_loop(payload, self.args, self.store, progress)
@@ -73,16 +89,17 @@ class AlectioPipeline:
             return summary
 
         job = self.jobs.start(folder, description, work, background=background)
-        return {"Message": LOOP_MESSAGE, "job_id": job["job_id"], "status_url": f"/jobs/{job['job_id']}",
-                "job": job}
+        return {"Message": LOOP_MESSAGE, "job_id": job["job_id"], "status_url": f"/jobs/{job['job_id']}", "job": job}
 
     @staticmethod
     def check_open(folder: Path) -> None:
         """409 once the experiment in ``folder`` was closed with /end_exp."""
         closed = Path(folder) / "closed.json"
         if closed.is_file():
-            raise ExperimentClosed("this experiment was ended with /end_exp",
-                                   {"field": "experiment_id", "closed": json.loads(closed.read_text())})
+            raise ExperimentClosed(
+                "this experiment was ended with /end_exp",
+                {"field": "experiment_id", "closed": json.loads(closed.read_text())},
+            )
 
     def _callback(self, body: dict) -> dict | None:
         """POST the SDK's end-of-task body to the platform's end-of-task endpoint, when a callback URL
@@ -104,17 +121,28 @@ class AlectioPipeline:
         payload = validate_payload(payload, require_loop=False)
         folder = self.experiment_dir(payload)
         if not folder.is_dir():  # never ran here: nothing to close, and the id stays usable
-            raise ExperimentNotFound("no loop of this experiment ran on this server",
-                                     {"field": "experiment_id", "value": payload["experiment_id"]})
+            raise ExperimentNotFound(
+                "no loop of this experiment ran on this server",
+                {"field": "experiment_id", "value": payload["experiment_id"]},
+            )
         running = None
         current = self.jobs.running_job(folder)
         if current:
             job = self.jobs.get(current)
             running = current if job["status"] in ("queued", "running") else None
-        record = {"experiment_id": payload["experiment_id"], "project_id": payload["project_id"],
-                  "closed_at": _now(), "running_job": running}
+        record = {
+            "experiment_id": payload["experiment_id"],
+            "project_id": payload["project_id"],
+            "closed_at": _now(),
+            "running_job": running,
+        }
         _write_json_atomically(folder / "closed.json", record)
-        checkpoints = sorted((p.name for p in folder.glob(f"ckpt_*{self.args['CKPT_EXT']}")
-                              if re.fullmatch(processes.CKPT_LOOP + re.escape(self.args["CKPT_EXT"]), p.name)),
-                             key=processes.checkpoint_loop)
+        checkpoints = sorted(
+            (
+                p.name
+                for p in folder.glob(f"ckpt_*{self.args['CKPT_EXT']}")
+                if re.fullmatch(processes.CKPT_LOOP + re.escape(self.args["CKPT_EXT"]), p.name)
+            ),
+            key=processes.checkpoint_loop,
+        )
         return {"Message": "Experiment complete", **record, "checkpoints": checkpoints}

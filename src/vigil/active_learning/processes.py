@@ -34,8 +34,8 @@ import yaml
 
 from vigil.active_learning.data import iter_rows, labelled_rows, open_vectorized_split, take_rows
 from vigil.artifacts import dumps_model, loads_model
-from vigil.files import atomic_write
 from vigil.errors import ArtifactIntegrityError, InvalidInput, UnprocessableInput, VigilError
+from vigil.files import atomic_write
 
 CONFIG_KEYS = ("DATA_DIR", "EXPT_DIR", "CKPT_EXT", "TRAIN_SIZE", "TEST_SIZE", "exp_name")
 SAFE_EXT = re.compile(r"\.[A-Za-z0-9]{1,10}")  # fullmatch
@@ -48,6 +48,7 @@ class CheckpointNotFound(VigilError):
 
 
 # --------------------------------------------------------------------------- config
+
 
 def load_config(path: str | Path, **overrides: Any) -> dict:
     """Read config.yaml; relative DATA_DIR / EXPT_DIR are taken relative to the file's folder."""
@@ -86,6 +87,7 @@ def normalise_args(raw: dict, base_dir: str | Path = ".") -> dict:
 
 # --------------------------------------------------------------------------- names and indices
 
+
 def checkpoint_path(args: dict, name: Any, field: str, must_exist: bool) -> Path:
     """Path of checkpoint ``name`` in EXPT_DIR; anything but ``ckpt_<loop><CKPT_EXT>`` is refused.
 
@@ -95,17 +97,20 @@ def checkpoint_path(args: dict, name: Any, field: str, must_exist: bool) -> Path
     if not isinstance(name, str) or not name:
         raise InvalidInput(f"{field} must be a checkpoint name like 'ckpt_0{ext}'", {"field": field, "value": name})
     if "/" in name or "\\" in name or ".." in name or "\x00" in name:
-        raise InvalidInput(f"{field}: path components are not allowed in checkpoint names",
-                           {"field": field, "value": name})
+        raise InvalidInput(
+            f"{field}: path components are not allowed in checkpoint names", {"field": field, "value": name}
+        )
     if re.fullmatch(CKPT_LOOP, name):
         name += ext
     if not re.fullmatch(CKPT_LOOP + re.escape(ext), name):
-        raise InvalidInput(f"{field}: unknown checkpoint name '{name}', expected ckpt_<loop>{ext}",
-                           {"field": field, "value": name})
+        raise InvalidInput(
+            f"{field}: unknown checkpoint name '{name}', expected ckpt_<loop>{ext}", {"field": field, "value": name}
+        )
     path = Path(args["EXPT_DIR"]) / name
     if must_exist and not path.is_file():
-        raise CheckpointNotFound(f"{field}: checkpoint '{name}' does not exist in this experiment",
-                                 {"field": field, "value": name})
+        raise CheckpointNotFound(
+            f"{field}: checkpoint '{name}' does not exist in this experiment", {"field": field, "value": name}
+        )
     return path
 
 
@@ -113,8 +118,9 @@ def checkpoint_loop(name: str) -> int:
     return int(re.match(CKPT_LOOP, name).group(1))
 
 
-def validate_indices(indices: Iterable, size: int, field: str, allow_empty: bool = False,
-                     drop_duplicates: bool = False) -> np.ndarray:
+def validate_indices(
+    indices: Iterable, size: int, field: str, allow_empty: bool = False, drop_duplicates: bool = False
+) -> np.ndarray:
     """Indices as a sorted int64 array; out-of-range or non-integer ones are refused, and so are
     duplicated ones unless ``drop_duplicates`` (then they are removed)."""
     if isinstance(indices, range):
@@ -125,28 +131,35 @@ def validate_indices(indices: Iterable, size: int, field: str, allow_empty: bool
         listed = list(indices) if not isinstance(indices, np.ndarray) else indices.tolist()
         for position, value in enumerate(listed):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise InvalidInput(f"{field}[{position}] must be an integer index",
-                                   {"field": field, "index": position, "value": repr(value)[:40]})
+                raise InvalidInput(
+                    f"{field}[{position}] must be an integer index",
+                    {"field": field, "index": position, "value": repr(value)[:40]},
+                )
         values = np.asarray(listed, dtype=np.int64)
     if values.size == 0 and not allow_empty:
         raise InvalidInput(f"{field} is empty", {"field": field})
     bad = np.flatnonzero((values < 0) | (values >= size))
     if bad.size:
         position = int(bad[0])
-        raise InvalidInput(f"{field}[{position}] = {int(values[position])} is outside 0..{size - 1}",
-                           {"field": field, "index": position, "value": int(values[position]), "size": size})
+        raise InvalidInput(
+            f"{field}[{position}] = {int(values[position])} is outside 0..{size - 1}",
+            {"field": field, "index": position, "value": int(values[position]), "size": size},
+        )
     ordered = np.sort(values)
     if drop_duplicates:
         return np.unique(ordered)
     duplicated = ordered[1:][ordered[1:] == ordered[:-1]]
     if duplicated.size:
         repeated = int(duplicated[0])
-        raise InvalidInput(f"{field}: index {repeated} appears more than once",
-                           {"field": field, "value": repeated, "index": int(np.flatnonzero(values == repeated)[1])})
+        raise InvalidInput(
+            f"{field}: index {repeated} appears more than once",
+            {"field": field, "value": repeated, "index": int(np.flatnonzero(values == repeated)[1])},
+        )
     return ordered
 
 
 # --------------------------------------------------------------------------- data and model
+
 
 def train_pool(args: dict):
     split = open_vectorized_split(args["DATA_DIR"], "train")
@@ -183,8 +196,9 @@ def load_checkpoint(path: Path):
     try:
         return loads_model(path.read_bytes())
     except ArtifactIntegrityError as exc:
-        raise UnprocessableInput(f"checkpoint {path.name} refused: {exc.error}",
-                                 {"field": "ckpt_file", "value": path.name}) from None
+        raise UnprocessableInput(
+            f"checkpoint {path.name} refused: {exc.error}", {"field": "ckpt_file", "value": path.name}
+        ) from None
 
 
 def _predict_proba(model, X, rows: np.ndarray) -> np.ndarray:
@@ -195,6 +209,7 @@ def _predict_proba(model, X, rows: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the four processes
+
 
 def train(args: dict, labeled, resume_from, ckpt_file) -> dict:
     """Fit on the labelled pool indices and save ``ckpt_file``; ``resume_from`` names the previous loop's
@@ -214,8 +229,10 @@ def train(args: dict, labeled, resume_from, ckpt_file) -> dict:
     y = np.asarray(split.y[chosen]).astype(np.int64)
     classes = np.unique(y)
     if classes.size < 2:
-        raise UnprocessableInput("labeled: the labelled records hold a single class; a classifier needs both",
-                                 {"field": "labeled", "classes": classes.tolist()})
+        raise UnprocessableInput(
+            "labeled: the labelled records hold a single class; a classifier needs both",
+            {"field": "labeled", "classes": classes.tolist()},
+        )
     if previous is not None:
         from sklearn.base import clone
 
@@ -224,8 +241,11 @@ def train(args: dict, labeled, resume_from, ckpt_file) -> dict:
         model = make_model(args)
     model.fit(X, y)
     _dump_atomically(model, target)
-    return {"labels": y, "predictions": model.predict(X).astype(np.int64),
-            "duplicates_dropped": 0 if given is None else given - int(unique.size)}
+    return {
+        "labels": y,
+        "predictions": model.predict(X).astype(np.int64),
+        "duplicates_dropped": 0 if given is None else given - int(unique.size),
+    }
 
 
 def test(args: dict, ckpt_file) -> dict:
@@ -233,9 +253,11 @@ def test(args: dict, ckpt_file) -> dict:
     model = load_checkpoint(checkpoint_path(args, ckpt_file, "ckpt_file", must_exist=True))
     split, rows = test_set(args)
     proba = _predict_proba(model, split.X, rows)
-    return {"predictions": proba.argmax(axis=1).astype(np.int64),
-            "labels": np.asarray(split.y[rows]).astype(np.int64),
-            "scores": proba[:, 1]}
+    return {
+        "predictions": proba.argmax(axis=1).astype(np.int64),
+        "labels": np.asarray(split.y[rows]).astype(np.int64),
+        "scores": proba[:, 1],
+    }
 
 
 def infer(args: dict, unlabeled, ckpt_file) -> dict:
@@ -244,8 +266,10 @@ def infer(args: dict, unlabeled, ckpt_file) -> dict:
     indices = validate_indices(unlabeled, len(rows), "unlabeled", allow_empty=True)
     model = load_checkpoint(checkpoint_path(args, ckpt_file, "ckpt_file", must_exist=True))
     proba = _predict_proba(model, split.X, rows[indices])
-    outputs = {int(index): {"softmax": [float(p[0]), float(p[1])], "prediction": int(p[1] > p[0])}
-               for index, p in zip(indices, proba)}
+    outputs = {
+        int(index): {"softmax": [float(p[0]), float(p[1])], "prediction": int(p[1] > p[0])}
+        for index, p in zip(indices, proba)
+    }
     return {"outputs": outputs}
 
 

@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from vigil.plain import to_plain
 from vigil.errors import InvalidInput, UnprocessableInput
 from vigil.files import atomic_write
+from vigil.plain import to_plain
 from vigil.safe_pickle import loads_data, max_pickle_bytes
 
 # Bucket names and ids become path components: allow what S3 and Alectio ids use, nothing that climbs.
@@ -31,8 +31,10 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 def safe_name(value: Any, field: str) -> str:
     """``value`` as a path component, or :class:`InvalidInput` naming ``field``."""
     if not isinstance(value, str) or not SAFE_NAME.fullmatch(value) or ".." in value:
-        raise InvalidInput(f"{field} must be 1-128 letters, digits, '.', '_' or '-' (no path components)",
-                           {"field": field, "value": value if isinstance(value, (str, int)) else repr(value)[:40]})
+        raise InvalidInput(
+            f"{field} must be 1-128 letters, digits, '.', '_' or '-' (no path components)",
+            {"field": field, "value": value if isinstance(value, (str, int)) else repr(value)[:40]},
+        )
     return value
 
 
@@ -54,8 +56,9 @@ def inside(root: str | Path, path: str | Path, what: str) -> Path:
     base = Path(root).resolve()
     resolved = Path(path).resolve()
     if resolved != base and base not in resolved.parents:
-        raise OutsideRoot(f"{Path(path).name} leads outside the {what} (a symlink?); refusing it",
-                            {"field": Path(path).name})
+        raise OutsideRoot(
+            f"{Path(path).name} leads outside the {what} (a symlink?); refusing it", {"field": Path(path).name}
+        )
     return resolved
 
 
@@ -95,8 +98,10 @@ class LocalBucketStore:
         with open(self._path(bucket, key), "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             if max_bytes is not None and size > max_bytes:
-                raise UnprocessableInput(f"{key} is {size} bytes, more than the {max_bytes} it may hold",
-                                         {"field": key.rsplit("/", 1)[-1], "size": size, "limit": max_bytes})
+                raise UnprocessableInput(
+                    f"{key} is {size} bytes, more than the {max_bytes} it may hold",
+                    {"field": key.rsplit("/", 1)[-1], "size": size, "limit": max_bytes},
+                )
             return handle.read()
 
     def write_bytes(self, bucket: str, key: str, data: bytes) -> None:
@@ -110,8 +115,11 @@ class LocalBucketStore:
         if not folder.is_dir():
             return []
         base = self.root / bucket
-        return sorted(str(p.relative_to(base)) for p in folder.rglob("*")
-                      if p.is_file() and not p.name.startswith(".") and _stays_inside(self.root, p))
+        return sorted(
+            str(p.relative_to(base))
+            for p in folder.rglob("*")
+            if p.is_file() and not p.name.startswith(".") and _stays_inside(self.root, p)
+        )
 
 
 # Typed helpers on top of the byte interface: the file formats of the protocol live here, once.
@@ -163,8 +171,11 @@ def read_indices(store: BucketStore, bucket: str, key: str, max_items: int) -> n
     if isinstance(values, (list, tuple, set, frozenset)):
         if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
             raise ValueError("indices must be integers")
-        values = np.fromiter((int(v) for v in values), dtype=np.int64, count=len(values)) if values else \
-            np.empty(0, dtype=np.int64)
+        values = (
+            np.fromiter((int(v) for v in values), dtype=np.int64, count=len(values))
+            if values
+            else np.empty(0, dtype=np.int64)
+        )
     if not isinstance(values, np.ndarray) or not (values.size == 0 or np.issubdtype(values.dtype, np.integer)):
         raise ValueError("indices must be a list or array of integers")
     if values.size > max_items:
@@ -205,5 +216,15 @@ def write_json(store: BucketStore, bucket: str, key: str, value: Any) -> None:
     store.write_bytes(bucket, key, json.dumps(value, indent=1).encode())
 
 
-__all__ = ["BucketStore", "LocalBucketStore", "safe_name", "read_pickle", "write_pickle", "read_json",
-           "write_json", "read_indices", "index_key", "OutsideRoot"]
+__all__ = [
+    "BucketStore",
+    "LocalBucketStore",
+    "safe_name",
+    "read_pickle",
+    "write_pickle",
+    "read_json",
+    "write_json",
+    "read_indices",
+    "index_key",
+    "OutsideRoot",
+]

@@ -35,8 +35,9 @@ def _split(rng: np.random.Generator, rows: int, unlabelled_share: float) -> tupl
     return X, y
 
 
-def write_synthetic_vectorized(data_dir: str | Path, train_rows: int = 1500, test_rows: int = 500,
-                               seed: int = 0) -> Path:
+def write_synthetic_vectorized(
+    data_dir: str | Path, train_rows: int = 1500, test_rows: int = 500, seed: int = 0
+) -> Path:
     """Write X_train.dat, y_train.dat, X_test.dat, y_test.dat into ``data_dir``."""
     rng = np.random.default_rng(seed)
     for subset, rows, unlabelled in (("train", train_rows, 0.05), ("test", test_rows, 0.0)):

@@ -49,14 +49,26 @@ import pandas as pd
 from vigil.ember_compat import features
 from vigil.ember_compat.features import PEFeatureExtractor
 from vigil.tasks.ember.model import labelled_rows
-from vigil.tasks.ember.vectorize import (count_lines, iter_raw_lines, read_vectorized, vectorize_record)
+from vigil.tasks.ember.vectorize import count_lines, iter_raw_lines, read_vectorized, vectorize_record
 from vigil.tasks.ember.vectorize import read_metadata as _read_metadata
 from vigil.tasks.ember.vectorize import vectorize_subset as _vectorize_subset
 
 __all__ = [
-    "features", "PEFeatureExtractor", "raw_feature_iterator", "vectorize", "vectorize_unpack", "vectorize_subset",
-    "create_vectorized_features", "read_vectorized_features", "read_metadata_record", "create_metadata",
-    "read_metadata", "optimize_model", "train_model", "predict_sample", "OPTIMIZE_PARAM_GRID",
+    "features",
+    "PEFeatureExtractor",
+    "raw_feature_iterator",
+    "vectorize",
+    "vectorize_unpack",
+    "vectorize_subset",
+    "create_vectorized_features",
+    "read_vectorized_features",
+    "read_metadata_record",
+    "create_metadata",
+    "read_metadata",
+    "optimize_model",
+    "train_model",
+    "predict_sample",
+    "OPTIMIZE_PARAM_GRID",
 ]
 
 METADATA_KEYS = ("sha256", "appeared", "label", "avclass")
@@ -124,8 +136,13 @@ def vectorize_subset(X_path, y_path, raw_feature_paths, extractor, nrows):
     if lines != nrows:
         raise ValueError(f"nrows is {nrows} but {', '.join(map(str, paths))} hold {lines} lines")
     if getattr(extractor, "is_standard", True):
-        report, _ = _vectorize_subset(Path(X_path), Path(y_path), paths, feature_version=extractor.feature_version,
-                                      subset=Path(X_path).stem.removeprefix("X_"))
+        report, _ = _vectorize_subset(
+            Path(X_path),
+            Path(y_path),
+            paths,
+            feature_version=extractor.feature_version,
+            subset=Path(X_path).stem.removeprefix("X_"),
+        )
         for bad in report.bad_lines:
             print(f"vigil: bad line {bad}", file=sys.stderr)
         return
@@ -152,13 +169,23 @@ def create_vectorized_features(data_dir, feature_version=2):
 
     print("Vectorizing training set")
     paths = _train_paths(data_dir)
-    vectorize_subset(os.path.join(data_dir, "X_train.dat"), os.path.join(data_dir, "y_train.dat"), paths,
-                     extractor, count_lines([Path(p) for p in paths]))
+    vectorize_subset(
+        os.path.join(data_dir, "X_train.dat"),
+        os.path.join(data_dir, "y_train.dat"),
+        paths,
+        extractor,
+        count_lines([Path(p) for p in paths]),
+    )
 
     print("Vectorizing test set")
     paths = _test_paths(data_dir)
-    vectorize_subset(os.path.join(data_dir, "X_test.dat"), os.path.join(data_dir, "y_test.dat"), paths,
-                     extractor, count_lines([Path(p) for p in paths]))
+    vectorize_subset(
+        os.path.join(data_dir, "X_test.dat"),
+        os.path.join(data_dir, "y_test.dat"),
+        paths,
+        extractor,
+        count_lines([Path(p) for p in paths]),
+    )
 
 
 def read_vectorized_features(data_dir, subset=None, feature_version=2):
@@ -195,8 +222,10 @@ def create_metadata(data_dir, *, processes=None):
 
     pd.DataFrame(train_records, columns=keys).to_csv(os.path.join(data_dir, "train_metadata.csv"))
     pd.DataFrame(test_records, columns=keys).to_csv(os.path.join(data_dir, "test_metadata.csv"))
-    metadf = pd.DataFrame([{**r, "subset": "train"} for r in train_records]
-                          + [{**r, "subset": "test"} for r in test_records], columns=[*keys, "subset"])
+    metadf = pd.DataFrame(
+        [{**r, "subset": "train"} for r in train_records] + [{**r, "subset": "test"} for r in test_records],
+        columns=[*keys, "subset"],
+    )
     metadf.to_csv(os.path.join(data_dir, "metadata.csv"))
     return metadf
 
@@ -229,8 +258,14 @@ def optimize_model(data_dir, *, param_grid=None, feature_version=2, n_jobs=-1, v
     score = make_scorer(roc_auc_score, max_fpr=5e-3)
     model = lightgbm.LGBMClassifier(boosting_type="gbdt", n_jobs=n_jobs, verbose=-1)
     folds = TimeSeriesSplit(n_splits=3).split(X_train)
-    grid = GridSearchCV(estimator=model, cv=folds, param_grid=param_grid or OPTIMIZE_PARAM_GRID, scoring=score,
-                        n_jobs=1, verbose=verbose)
+    grid = GridSearchCV(
+        estimator=model,
+        cv=folds,
+        param_grid=param_grid or OPTIMIZE_PARAM_GRID,
+        scoring=score,
+        n_jobs=1,
+        verbose=verbose,
+    )
     grid.fit(X_train, y_train)
     return grid.best_params_
 

@@ -28,8 +28,17 @@ import lief
 from vigil.tasks.ember import features as _vigil
 
 __all__ = [
-    "PEFeatureExtractor", "FeatureType", "ByteHistogram", "ByteEntropyHistogram", "StringExtractor",
-    "GeneralFileInfo", "HeaderFileInfo", "SectionInfo", "ImportsInfo", "ExportsInfo", "DataDirectories",
+    "PEFeatureExtractor",
+    "FeatureType",
+    "ByteHistogram",
+    "ByteEntropyHistogram",
+    "StringExtractor",
+    "GeneralFileInfo",
+    "HeaderFileInfo",
+    "SectionInfo",
+    "ImportsInfo",
+    "ExportsInfo",
+    "DataDirectories",
 ]
 
 # The LIEF versions ember's two feature versions were computed with (ember's warning names them).
@@ -90,11 +99,30 @@ class DataDirectories(FeatureType, _vigil.DataDirectories):
 
 # ember's block names (the keys a features_file lists), in ember's order; DataDirectories is not
 # among them: feature version 2 appends it.
-_SELECTABLE = ("ByteHistogram", "ByteEntropyHistogram", "StringExtractor", "GeneralFileInfo", "HeaderFileInfo",
-               "SectionInfo", "ImportsInfo", "ExportsInfo")
-_COMPAT_CLASSES = {cls.__name__: cls for cls in (ByteHistogram, ByteEntropyHistogram, StringExtractor,
-                                                  GeneralFileInfo, HeaderFileInfo, SectionInfo, ImportsInfo,
-                                                  ExportsInfo, DataDirectories)}
+_SELECTABLE = (
+    "ByteHistogram",
+    "ByteEntropyHistogram",
+    "StringExtractor",
+    "GeneralFileInfo",
+    "HeaderFileInfo",
+    "SectionInfo",
+    "ImportsInfo",
+    "ExportsInfo",
+)
+_COMPAT_CLASSES = {
+    cls.__name__: cls
+    for cls in (
+        ByteHistogram,
+        ByteEntropyHistogram,
+        StringExtractor,
+        GeneralFileInfo,
+        HeaderFileInfo,
+        SectionInfo,
+        ImportsInfo,
+        ExportsInfo,
+        DataDirectories,
+    )
+}
 
 
 def _compat_block(block: _vigil.FeatureBlock) -> FeatureType:
@@ -122,8 +150,10 @@ class PEFeatureExtractor(_vigil.FeatureExtractor):
         self.features = blocks  # ember's attribute name
         self.dim = sum(block.dim for block in blocks)
         if print_feature_warning and not lief.__version__.startswith(_REFERENCE_LIEF[self.feature_version]):
-            print(f"WARNING: EMBER feature version {self.feature_version} were computed using lief version "
-                  f"{_REFERENCE_LIEF[self.feature_version]}")
+            print(
+                f"WARNING: EMBER feature version {self.feature_version} were computed using lief version "
+                f"{_REFERENCE_LIEF[self.feature_version]}"
+            )
             print(f"WARNING:   lief version {lief.__version__} found instead. There may be slight inconsistencies")
             print("WARNING:   in the feature calculations.")
 

@@ -39,20 +39,26 @@ def runtime():
     from threadpoolctl import threadpool_info
 
     settings = current_app.config["VIGIL_SETTINGS"]
-    return jsonify({
-        "pid": os.getpid(),
-        "python_threads": threading.active_count(),
-        "thread_pools": [
-            {"user_api": p.get("user_api"), "internal_api": p.get("internal_api"), "num_threads": p.get("num_threads")}
-            for p in threadpool_info()
-        ],
-        "workers": settings.workers,
-        "threads": settings.threads,
-        "max_body_bytes": settings.max_body_bytes,
-        "max_rows": settings.max_rows,
-        "predict_timeout_s": settings.predict_timeout_s,
-        "predict_cost_budget_s": settings.predict_cost_budget_s,
-        "predict_concurrency": settings.predict_concurrency,
-        "predict_queue": settings.predict_queue,
-        "predict_queue_wait_s": settings.predict_queue_wait_s,
-    })
+    return jsonify(
+        {
+            "pid": os.getpid(),
+            "python_threads": threading.active_count(),
+            "thread_pools": [
+                {
+                    "user_api": p.get("user_api"),
+                    "internal_api": p.get("internal_api"),
+                    "num_threads": p.get("num_threads"),
+                }
+                for p in threadpool_info()
+            ],
+            "workers": settings.workers,
+            "threads": settings.threads,
+            "max_body_bytes": settings.max_body_bytes,
+            "max_rows": settings.max_rows,
+            "predict_timeout_s": settings.predict_timeout_s,
+            "predict_cost_budget_s": settings.predict_cost_budget_s,
+            "predict_concurrency": settings.predict_concurrency,
+            "predict_queue": settings.predict_queue,
+            "predict_queue_wait_s": settings.predict_queue_wait_s,
+        }
+    )

@@ -27,7 +27,12 @@ from vigil.service.api import spec
 from vigil.service.predict import run_prediction
 from vigil.tasks import get_task
 from vigil.tasks.dns_exfil import (
-    DYNAMIC_TASK, QUERY_TASK, TASK_NAME, is_feature_row, live_stream_status, with_rows_model,
+    DYNAMIC_TASK,
+    QUERY_TASK,
+    TASK_NAME,
+    is_feature_row,
+    live_stream_status,
+    with_rows_model,
 )
 
 bp = Blueprint("dns", __name__)
@@ -91,10 +96,12 @@ def _cic_model(store):
 @bp.post("/predict/dns")
 @spec(
     summary="Is this DNS query name smuggling data out? (the live stream's dynamic model, else the static one)",
-    description=("JSON `{\"queries\": [...], \"rows\": [...]}` or a list of names and feature rows, or "
-                 "text/plain with one name per line. Bad items are listed under `errors` and the good ones "
-                 "answered. More than VIGIL_MAX_ROWS items, or more than the DNS row cost allows under "
-                 "VIGIL_PREDICT_COST_BUDGET_S, is 413."),
+    description=(
+        'JSON `{"queries": [...], "rows": [...]}` or a list of names and feature rows, or '
+        "text/plain with one name per line. Bad items are listed under `errors` and the good ones "
+        "answered. More than VIGIL_MAX_ROWS items, or more than the DNS row cost allows under "
+        "VIGIL_PREDICT_COST_BUDGET_S, is 413."
+    ),
     body=lambda: get_task(TASK_NAME).request_schema(),
     example=lambda: get_task(TASK_NAME).example_request(),
     content_types=("application/json", "text/plain"),
@@ -111,5 +118,4 @@ def predict_dns():
 def streams():
     store = current_app.extensions["vigil.store"]
     entry = store.latest_entry(DYNAMIC_TASK)
-    return jsonify({"live": live_stream_status(store),
-                    "dynamic_version": entry["version"] if entry else None})
+    return jsonify({"live": live_stream_status(store), "dynamic_version": entry["version"] if entry else None})

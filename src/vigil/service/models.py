@@ -23,14 +23,20 @@ def list_models():
 
 
 @bp.get("/models/<task_name>")
-@spec(summary="One task's loaded model (by task name or slug)", tags=["models"],
-      path_values={"task_name": lambda: [t.name for t in all_tasks()]})
+@spec(
+    summary="One task's loaded model (by task name or slug)",
+    tags=["models"],
+    path_values={"task_name": lambda: [t.name for t in all_tasks()]},
+)
 def show_model(task_name: str):
     task = get_task(task_name)
     registry = current_app.extensions["vigil.registry"]
     loaded = registry.models.get(task.name)
     if loaded is None:  # a registry view: no model is "not found", not "unavailable"
         reason = registry.errors.get(task.name, "not loaded")
-        raise VigilError(f"no model loaded for task '{task.name}': {reason}",
-                         f"train it with `vigil {task.slug} train`, then POST /admin/reload", status=404)
+        raise VigilError(
+            f"no model loaded for task '{task.name}': {reason}",
+            f"train it with `vigil {task.slug} train`, then POST /admin/reload",
+            status=404,
+        )
     return jsonify(_describe(loaded))

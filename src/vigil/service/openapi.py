@@ -30,14 +30,18 @@ ERROR_STATUSES = {
     "404": "Unknown route or task",
     "405": "Method not allowed",
     "413": "Body larger than VIGIL_MAX_BODY_BYTES, more rows than VIGIL_MAX_ROWS, or (predictions) rows x "
-           "the task's row cost over VIGIL_PREDICT_COST_BUDGET_S",
+    "the task's row cost over VIGIL_PREDICT_COST_BUDGET_S",
     "415": "Unsupported content type",
     "422": "Body does not match the schema; `detail` lists index, field and message",
     "503": "Model not available, prediction over VIGIL_PREDICT_TIMEOUT_S, or every prediction slot busy "
-           "(then with `Retry-After`)",
+    "(then with `Retry-After`)",
 }
-RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying, when the service is busy",
-                               "schema": {"type": "string"}}}
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before retrying, when the service is busy",
+        "schema": {"type": "string"},
+    }
+}
 _PARAM = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
 _CONVERTER_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"}}
 UNDOCUMENTED_ENDPOINTS = {"static", "openapi.docs"}
@@ -46,7 +50,7 @@ UNDOCUMENTED_ENDPOINTS = {"static", "openapi.docs"}
 def _expansions(rule_text: str, route: RouteSpec):
     """(path, path_params, parameters) for a rule; params listed in route.expand become literal paths."""
     converters = {name: conv for conv, name in _PARAM.findall(rule_text)}
-    expanded = [(rule_text, {})]
+    expanded: list[tuple[str, dict]] = [(rule_text, {})]
     for name, values in route.expand.items():
         if name not in converters:
             continue
@@ -108,7 +112,7 @@ def build_openapi(app: Flask) -> dict:
         "info": {
             "title": "Vigil",
             "version": vigil.__version__,
-            "description": "Security machine learning service. Errors are always JSON {\"error\", \"detail\"}.",
+            "description": 'Security machine learning service. Errors are always JSON {"error", "detail"}.',
         },
         "paths": paths,
         "components": components,

@@ -67,8 +67,16 @@ class ModelRegistry:
                     models[task.name] = loaded
                     continue
                 errors[task.name] = loaded
-                log.error("model not loaded", extra={"fields": {"task": task.name, "reason": loaded,
-                                                               "kept_version": getattr(previous, "version", None)}})
+                log.error(
+                    "model not loaded",
+                    extra={
+                        "fields": {
+                            "task": task.name,
+                            "reason": loaded,
+                            "kept_version": getattr(previous, "version", None),
+                        }
+                    },
+                )
             if previous is not None:
                 # Keep serving the copy in memory (verified when it was loaded), but check its file
                 # again so a byte flipped on disk shows now, not at the next worker start.
@@ -78,8 +86,10 @@ class ModelRegistry:
                 except VigilError as exc:
                     degraded.add(task.name)
                     errors[task.name] = "; ".join(filter(None, [errors.get(task.name), exc.error]))
-                    log.error("served model's file changed on disk",
-                              extra={"fields": {"task": task.name, "reason": exc.error}})
+                    log.error(
+                        "served model's file changed on disk",
+                        extra={"fields": {"task": task.name, "reason": exc.error}},
+                    )
         with self._lock:
             self._models, self._errors, self._degraded = models, errors, degraded
         self.loaded_at = time.time()
@@ -103,8 +113,10 @@ class ModelRegistry:
             example = task.example_request()
             if example is not None:
                 body = json.dumps(example).encode()
-                task.predict(loaded, PredictInput(json=example, body=body, content_type="application/json",
-                                                  max_rows=self.max_rows))
+                task.predict(
+                    loaded,
+                    PredictInput(json=example, body=body, content_type="application/json", max_rows=self.max_rows),
+                )
         except Exception as exc:
             return f"model v{loaded.version} failed its warm-up prediction: {type(exc).__name__}: {exc}"
         return None

@@ -50,13 +50,23 @@ def tasks_page():
 
 
 @bp.get("/tasks/<slug>")
-@spec(summary="Browser page: try one task's /predict (404 for an unknown task)", produces="text/html", tags=["ui"],
-      path_values={"slug": lambda: [t.slug for t in all_tasks()]})
+@spec(
+    summary="Browser page: try one task's /predict (404 for an unknown task)",
+    produces="text/html",
+    tags=["ui"],
+    path_values={"slug": lambda: [t.slug for t in all_tasks()]},
+)
 def task_page(slug: str):
     task = get_task(slug)
     example = task.example_request()
     shown = "" if example is None else json.dumps(example)
     if len(shown) < 2000:  # short examples read better indented; long vectors stay on one line
         shown = json.dumps(example, indent=2) if example is not None else ""
-    return render_template("task.html", tasks=_nav_tasks(), page="tasks", task=task, example=shown,
-                           schema=json.dumps(task.request_schema(), indent=2) if task.request_schema() else "")
+    return render_template(
+        "task.html",
+        tasks=_nav_tasks(),
+        page="tasks",
+        task=task,
+        example=shown,
+        schema=json.dumps(task.request_schema(), indent=2) if task.request_schema() else "",
+    )

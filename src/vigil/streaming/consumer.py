@@ -26,7 +26,6 @@ from typing import Any, Callable, Protocol
 from vigil.streaming.kafka_io import consumer_config
 from vigil.streaming.results import ResultsStore
 
-
 MAX_REASON = 500  # characters of a rejection's reason that are kept
 
 
@@ -62,10 +61,20 @@ def safe_name(text: str) -> str:
 
 
 class WindowedConsumer:
-    def __init__(self, bootstrap_servers: str, topic: str, group: str, processor: WindowProcessor,
-                 results: ResultsStore, consumer_name: str = "main", window_size: int = 1000,
-                 idle_timeout_s: float | None = None, max_windows: int | None = None,
-                 on_window: Callable[[dict], None] | None = None, config_overrides: dict | None = None):
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        group: str,
+        processor: WindowProcessor,
+        results: ResultsStore,
+        consumer_name: str = "main",
+        window_size: int = 1000,
+        idle_timeout_s: float | None = None,
+        max_windows: int | None = None,
+        on_window: Callable[[dict], None] | None = None,
+        config_overrides: dict | None = None,
+    ):
         self.bootstrap_servers, self.topic, self.group = bootstrap_servers, topic, group
         self.processor, self.results = processor, results
         self.consumer_name = consumer_name
@@ -146,7 +155,7 @@ class WindowedConsumer:
                     messages = consumer.consume(num_messages=min(wanted, 1000), timeout=0.5)
                 except SystemError:
                     if self._callback_error is not None:
-                        raise self._callback_error
+                        raise self._callback_error from None  # the delivery callback's own error
                     raise
                 now = time.monotonic()
                 if now - last_heartbeat > 2:
@@ -188,9 +197,15 @@ class WindowedConsumer:
         except Exception as exc:  # a poison message must not stop the stream: every parse failure is recorded
             reason = str(exc) if isinstance(exc, RejectedMessage) else f"cannot parse ({type(exc).__name__}): {exc}"
             value = message.value() or b""
-            self.rejected.append({"topic": message.topic(), "partition": partition, "offset": offset,
-                                  "reason": reason[:MAX_REASON],
-                                  "excerpt": value[:120].decode("utf-8", errors="replace")})
+            self.rejected.append(
+                {
+                    "topic": message.topic(),
+                    "partition": partition,
+                    "offset": offset,
+                    "reason": reason[:MAX_REASON],
+                    "excerpt": value[:120].decode("utf-8", errors="replace"),
+                }
+            )
             return
         if row is not None:
             self.rows.append(row)
@@ -201,8 +216,14 @@ class WindowedConsumer:
         started = time.perf_counter()
         record, state = self.processor.process(self.rows)
         offsets = {str(p): span for p, span in sorted(self.span.items())}
-        record.update({"offsets": _offsets_text(offsets), "n_messages": len(self.rows),
-                       "n_rejected": len(self.rejected), "seconds": time.perf_counter() - started})
+        record.update(
+            {
+                "offsets": _offsets_text(offsets),
+                "n_messages": len(self.rows),
+                "n_rejected": len(self.rejected),
+                "seconds": time.perf_counter() - started,
+            }
+        )
         next_offsets = {p: span[1] + 1 for p, span in self.span.items()}
         index = self.results.record_window(self.run_key, self.consumer_name, record, self.rejected, next_offsets, state)
         self._commit(consumer, [TopicPartition(self.topic, p, o) for p, o in next_offsets.items()])
@@ -215,7 +236,6 @@ class WindowedConsumer:
         self.processor.heartbeat("running", assigned=self.assigned, windows=self.stats.windows)
         if self.on_window:
             self.on_window(record)
-
 
     def _commit(self, consumer, offsets) -> None:
         consumer.commit(offsets=offsets, asynchronous=False)

@@ -84,5 +84,10 @@ class RetrainPolicy:
         self._detector = self._new_detector()
 
     def describe(self) -> dict:
-        return {"name": self.name, "delta": self.delta, "f1_floor": self.f1_floor, "min_gap": self.min_gap,
-                "retrain_windows": self.retrain_windows}
+        return {
+            "name": self.name,
+            "delta": self.delta,
+            "f1_floor": self.f1_floor,
+            "min_gap": self.min_gap,
+            "retrain_windows": self.retrain_windows,
+        }

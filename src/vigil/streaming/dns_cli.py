@@ -34,25 +34,39 @@ def add_cli(parser: argparse.ArgumentParser) -> None:
     produce_parser.add_argument("csv", type=Path)
     produce_parser.add_argument("--topic", default=DEFAULT_TOPIC)
     produce_parser.add_argument("--bootstrap-servers", help="Kafka to send to (default: VIGIL_KAFKA_BOOTSTRAP_SERVERS)")
-    produce_parser.add_argument("--format", choices=("json", "raw-lines"), default="json",
-                                help="json: one object per row; raw-lines: JSON-encoded raw CSV lines, header first "
-                                     "(the assignment's producer)")
+    produce_parser.add_argument(
+        "--format",
+        choices=("json", "raw-lines"),
+        default="json",
+        help="json: one object per row; raw-lines: JSON-encoded raw CSV lines, header first "
+        "(the assignment's producer)",
+    )
     produce_parser.add_argument("--partitions", type=int, default=1, help="create the topic with this many partitions")
     produce_parser.add_argument("--limit", type=int, help="send at most this many rows")
     produce_parser.set_defaults(handler=cmd_produce)
 
     stream = verbs.add_parser("stream", help="consume windows of 1,000, score static and dynamic, retrain on drift")
     _stream_arguments(stream)
-    stream.add_argument("--csv", type=Path, help="embedded broker only: the CSV to produce first "
-                                                 "(default: the generated stream_dataset.csv)")
+    stream.add_argument(
+        "--csv",
+        type=Path,
+        help="embedded broker only: the CSV to produce first (default: the generated stream_dataset.csv)",
+    )
     stream.set_defaults(handler=cmd_stream)
 
-    broker = verbs.add_parser("broker", help="run the embedded Kafka broker in the foreground (for the "
-                                             "assignment's own producer and consumer), the topic made first")
+    broker = verbs.add_parser(
+        "broker",
+        help="run the embedded Kafka broker in the foreground (for the "
+        "assignment's own producer and consumer), the topic made first",
+    )
     broker.add_argument("--port", type=int, default=9092)
     broker.add_argument("--topic", default=DEFAULT_TOPIC)
-    broker.add_argument("--partitions", type=int, default=1,
-                        help="partitions of the topic, created at start (Tansu would auto-create it with 4)")
+    broker.add_argument(
+        "--partitions",
+        type=int,
+        default=1,
+        help="partitions of the topic, created at start (Tansu would auto-create it with 4)",
+    )
     broker.set_defaults(handler=cmd_broker)
 
     demo = verbs.add_parser("demo", help="the whole story on the embedded broker: generate, train, stream, plot")
@@ -67,26 +81,42 @@ def add_cli(parser: argparse.ArgumentParser) -> None:
 
 def _stream_arguments(stream: argparse.ArgumentParser) -> None:
     stream.add_argument("--topic", default=DEFAULT_TOPIC)
-    stream.add_argument("--bootstrap-servers", help="Kafka to read (default: VIGIL_KAFKA_BOOTSTRAP_SERVERS, "
-                                                    "else an embedded Tansu broker)")
+    stream.add_argument(
+        "--bootstrap-servers",
+        help="Kafka to read (default: VIGIL_KAFKA_BOOTSTRAP_SERVERS, else an embedded Tansu broker)",
+    )
     stream.add_argument("--group", default="vigil-dns", help="consumer group id")
-    stream.add_argument("--consumer-name", default="main",
-                        help="names this consumer's checkpoint and heartbeat; give each group member its own")
-    stream.add_argument("--results", type=Path,
-                        help="folder for results.sqlite, windows.csv, rejected.csv, windows.png, summary.json")
+    stream.add_argument(
+        "--consumer-name",
+        default="main",
+        help="names this consumer's checkpoint and heartbeat; give each group member its own",
+    )
+    stream.add_argument(
+        "--results", type=Path, help="folder for results.sqlite, windows.csv, rejected.csv, windows.png, summary.json"
+    )
     stream.add_argument("--window-size", type=int, default=1000)
-    stream.add_argument("--idle-timeout", type=float, default=None,
-                        help="stop after this many seconds without messages (default: never; 5 with the embedded broker)")
+    stream.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=None,
+        help="stop after this many seconds without messages (default: never; 5 with the embedded broker)",
+    )
     stream.add_argument("--max-windows", type=int)
     stream.add_argument("--f1-floor", type=float, default=0.90)
     stream.add_argument("--min-gap", type=int, default=2)
     stream.add_argument("--retrain-windows", type=int, default=3)
-    stream.add_argument("--format", choices=("json", "raw-lines"), default="json", help="embedded broker: how to produce")
+    stream.add_argument(
+        "--format", choices=("json", "raw-lines"), default="json", help="embedded broker: how to produce"
+    )
     stream.add_argument("--partitions", type=int, default=1, help="embedded broker: partitions of the topic")
     stream.add_argument("--schedule", type=Path, help="drift_schedule.json to shade the phases in the plot")
-    stream.add_argument("--session-timeout-ms", type=int, default=6000,
-                        help="consumer group session timeout: how long a dead consumer keeps its partitions "
-                             "(6000 is the smallest a stock Kafka accepts; the embedded broker takes less)")
+    stream.add_argument(
+        "--session-timeout-ms",
+        type=int,
+        default=6000,
+        help="consumer group session timeout: how long a dead consumer keeps its partitions "
+        "(6000 is the smallest a stock Kafka accepts; the embedded broker takes less)",
+    )
     stream.add_argument("--quiet", action="store_true")
 
 
@@ -94,15 +124,22 @@ def cmd_produce(args) -> int:
     settings, _ = _settings_store(args)
     servers = args.bootstrap_servers or settings.kafka_bootstrap_servers
     if not servers:
-        raise InvalidInput("produce needs --bootstrap-servers (or VIGIL_KAFKA_BOOTSTRAP_SERVERS)",
-                           "the embedded broker keeps messages in memory only: `vigil dns stream --csv FILE` "
-                           "starts one, produces the file and consumes it in one go")
+        raise InvalidInput(
+            "produce needs --bootstrap-servers (or VIGIL_KAFKA_BOOTSTRAP_SERVERS)",
+            "the embedded broker keeps messages in memory only: `vigil dns stream --csv FILE` "
+            "starts one, produces the file and consumes it in one go",
+        )
     if not args.csv.is_file():
         raise InvalidInput(f"no such CSV: {args.csv}")
     ensure_topic(servers, args.topic, args.partitions)
     total = count_csv_rows(args.csv)
-    sent = produce(servers, args.topic, csv_messages(args.csv, args.format, args.limit),
-                   progress=True, total=min(total, args.limit or total))
+    sent = produce(
+        servers,
+        args.topic,
+        csv_messages(args.csv, args.format, args.limit),
+        progress=True,
+        total=min(total, args.limit or total),
+    )
     print(f"sent {sent} messages to {args.topic} on {servers}")
     return 0
 
@@ -135,14 +172,26 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
                 flag = f"  RETRAIN FAILED, dynamic v{record['dynamic_version']} kept ({record['retrain_error']})"
             if record["n_rejected"]:
                 flag += f"  [{record['n_rejected']} rejected]"
-            print(f"window {record['window_index']:>4} [{record['offsets']}] static F1 {record['static_f1']:.3f} "
-                  f"acc {record['static_accuracy']:.3f} | dynamic F1 {record['dynamic_f1']:.3f} "
-                  f"acc {record['dynamic_accuracy']:.3f}{flag}", flush=True)
+            print(
+                f"window {record['window_index']:>4} [{record['offsets']}] static F1 {record['static_f1']:.3f} "
+                f"acc {record['static_accuracy']:.3f} | dynamic F1 {record['dynamic_f1']:.3f} "
+                f"acc {record['dynamic_accuracy']:.3f}{flag}",
+                flush=True,
+            )
 
-    consumer = WindowedConsumer(servers, args.topic, args.group, processor, results, consumer_name=args.consumer_name,
-                                window_size=args.window_size, idle_timeout_s=idle_timeout,
-                                max_windows=args.max_windows, on_window=report,
-                                config_overrides=_session_overrides(getattr(args, "session_timeout_ms", 6000)))
+    consumer = WindowedConsumer(
+        servers,
+        args.topic,
+        args.group,
+        processor,
+        results,
+        consumer_name=args.consumer_name,
+        window_size=args.window_size,
+        idle_timeout_s=idle_timeout,
+        max_windows=args.max_windows,
+        on_window=report,
+        config_overrides=_session_overrides(getattr(args, "session_timeout_ms", 6000)),
+    )
     stats = consumer.run()
     rows = results.windows(consumer.run_key)
     results.export_csv(csv_path, consumer.run_key)
@@ -154,11 +203,22 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
     plot = plot_windows(rows, results_dir / "windows.png", phases=phases) if rows else None
     summary = summarize(rows)
     rejected = results.rejected(consumer.run_key)
-    write_summary(summary, results_dir / "summary.json",
-                  {"policy": policy.describe(), "topic": args.topic, "group": args.group,
-                   "this_consumer": {"windows": stats.windows, "messages": stats.messages, "rejected": stats.rejected,
-                                     "left_in_partial_window": stats.left_in_partial_window},
-                   "rejected_messages": len(rejected)})
+    write_summary(
+        summary,
+        results_dir / "summary.json",
+        {
+            "policy": policy.describe(),
+            "topic": args.topic,
+            "group": args.group,
+            "this_consumer": {
+                "windows": stats.windows,
+                "messages": stats.messages,
+                "rejected": stats.rejected,
+                "left_in_partial_window": stats.left_in_partial_window,
+            },
+            "rejected_messages": len(rejected),
+        },
+    )
     results.close()
     print(f"\n{summary['verdict']}")
     if stats.left_in_partial_window:
@@ -167,14 +227,18 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
         print(f"{len(rejected)} messages rejected (offsets and reasons in {rejected_path})")
     if summary.get("retrain_failed_windows"):
         print(f"retrain failed after windows {summary['retrain_failed_windows']}; the dynamic model was kept")
-    print(f"results: {results_dir / 'results.sqlite'}, {csv_path}, {rejected_path}, {results_dir / 'summary.json'}"
-          + (f", plot {plot}" if plot else ""))
+    print(
+        f"results: {results_dir / 'results.sqlite'}, {csv_path}, {rejected_path}, {results_dir / 'summary.json'}"
+        + (f", plot {plot}" if plot else "")
+    )
     return summary
 
 
 def _session_overrides(session_timeout_ms: int) -> dict:
-    return {"session.timeout.ms": session_timeout_ms,
-            "heartbeat.interval.ms": max(100, min(1000, session_timeout_ms // 4))}
+    return {
+        "session.timeout.ms": session_timeout_ms,
+        "heartbeat.interval.ms": max(100, min(1000, session_timeout_ms // 4)),
+    }
 
 
 def cmd_stream(args) -> int:
@@ -189,20 +253,35 @@ def cmd_stream(args) -> int:
         raise InvalidInput(f"no stream CSV at {csv}", "run `vigil dns generate` first or pass --csv")
     if args.schedule is None and (Path(csv).parent / "drift_schedule.json").is_file():
         args.schedule = Path(csv).parent / "drift_schedule.json"
-    with EmbeddedBroker(log_path=results_dir.parent / "tansu.log" if results_dir.parent.is_dir() else None,
-                        topics={args.topic: args.partitions}) as broker:
+    with EmbeddedBroker(
+        log_path=results_dir.parent / "tansu.log" if results_dir.parent.is_dir() else None,
+        topics={args.topic: args.partitions},
+    ) as broker:
         print(f"embedded Tansu broker on {broker.bootstrap_servers} (memory only)", flush=True)
-        produce(broker.bootstrap_servers, args.topic, csv_messages(csv, args.format), progress=not args.quiet,
-                total=count_csv_rows(csv))
-        run_stream(args, broker.bootstrap_servers, store, results_dir,
-                   args.idle_timeout if args.idle_timeout is not None else 5.0)
+        produce(
+            broker.bootstrap_servers,
+            args.topic,
+            csv_messages(csv, args.format),
+            progress=not args.quiet,
+            total=count_csv_rows(csv),
+        )
+        run_stream(
+            args,
+            broker.bootstrap_servers,
+            store,
+            results_dir,
+            args.idle_timeout if args.idle_timeout is not None else 5.0,
+        )
     return 0
 
 
 def cmd_broker(args) -> int:
     with EmbeddedBroker(port=args.port, topics={args.topic: args.partitions}) as broker:
-        print(f"embedded Tansu broker on {broker.bootstrap_servers} (memory only); topic {args.topic} with "
-              f"{args.partitions} partition(s). Ctrl-C stops it.", flush=True)
+        print(
+            f"embedded Tansu broker on {broker.bootstrap_servers} (memory only); topic {args.topic} with "
+            f"{args.partitions} partition(s). Ctrl-C stops it.",
+            flush=True,
+        )
         try:
             while broker.process is not None and broker.process.poll() is None:
                 time.sleep(0.5)
@@ -219,19 +298,36 @@ def cmd_demo(args) -> int:
     out = args.out or settings.work_dir / "dns" / "demo"
     started = time.monotonic()
     print(f"1/3 generating data from the shipped ingredients into {out / 'data'}", flush=True)
-    card = generate(out / "data", static_rows=args.static_rows, windows_per_phase=args.windows_per_phase,
-                    seed=args.seed, data_dir=settings.data_dir / "dns_exfil", progress=True)
+    card = generate(
+        out / "data",
+        static_rows=args.static_rows,
+        windows_per_phase=args.windows_per_phase,
+        seed=args.seed,
+        data_dir=settings.data_dir / "dns_exfil",
+        progress=True,
+    )
     for phase in card["phases"]:
-        print(f"    windows {phase['first_window']:>3}-{phase['last_window']:<3} {phase['phase']:<5} {phase['description']}")
+        print(
+            f"    windows {phase['first_window']:>3}-{phase['last_window']:<3} {phase['phase']:<5} {phase['description']}"
+        )
     print("2/3 training the static model (report, feature selection and algorithm comparison)", flush=True)
     entry, summary = train_and_report(out / "data" / "static_dataset.csv", out / "train", store)
     print(summary, flush=True)
     print(f"    saved dns_exfil v{entry['version']}; report {out / 'train' / 'report.md'}")
     print("3/3 streaming through the embedded Kafka broker", flush=True)
     stream_args = argparse.Namespace(
-        topic=DEFAULT_TOPIC, group="vigil-dns-demo", consumer_name="main", window_size=1000, max_windows=None,
-        f1_floor=0.90, min_gap=2, retrain_windows=3, quiet=False, schedule=out / "data" / "drift_schedule.json",
-        session_timeout_ms=args.session_timeout_ms)
+        topic=DEFAULT_TOPIC,
+        group="vigil-dns-demo",
+        consumer_name="main",
+        window_size=1000,
+        max_windows=None,
+        f1_floor=0.90,
+        min_gap=2,
+        retrain_windows=3,
+        quiet=False,
+        schedule=out / "data" / "drift_schedule.json",
+        session_timeout_ms=args.session_timeout_ms,
+    )
     with EmbeddedBroker(log_path=out / "tansu.log", topics={DEFAULT_TOPIC: 1}) as broker:
         print(f"    embedded Tansu broker on {broker.bootstrap_servers} (memory only)", flush=True)
         csv = out / "data" / "stream_dataset.csv"

@@ -33,7 +33,13 @@ from vigil.streaming.messages import json_message
 from vigil.streaming.results import RETRAIN_FAILED
 from vigil.tasks.dns_exfil import DYNAMIC_TASK, write_stream_status
 from vigil.tasks.dns_exfil.features import (
-    CSV_COLUMNS, FEATURE_COLUMNS, FEATURE_VERSION, LABEL_COLUMN, QueryFeatureExtractor, coerce_csv_value, shown,
+    CSV_COLUMNS,
+    FEATURE_COLUMNS,
+    FEATURE_VERSION,
+    LABEL_COLUMN,
+    QueryFeatureExtractor,
+    coerce_csv_value,
+    shown,
 )
 from vigil.tasks.dns_exfil.model import predict_proba, refit, scores
 
@@ -55,8 +61,14 @@ def _label(obj: dict) -> float:
 
 
 class DnsWindowProcessor:
-    def __init__(self, store: ArtifactStore, static: LoadedModel, consumer_id: str, policy: RetrainPolicy | None = None,
-                 stream_info: dict | None = None):
+    def __init__(
+        self,
+        store: ArtifactStore,
+        static: LoadedModel,
+        consumer_id: str,
+        policy: RetrainPolicy | None = None,
+        stream_info: dict | None = None,
+    ):
         self.store = store
         self.static = static
         self.consumer_id = consumer_id
@@ -100,7 +112,7 @@ class DnsWindowProcessor:
                 row.append(coerce_csv_value(column, obj[column]))
             except (TypeError, ValueError) as exc:
                 detail = str(exc)  # "entropy is not a number: 'abc'" -> "field 'entropy' is not a number: 'abc'"
-                detail = f" {detail[len(column) + 1:]}" if detail.startswith(f"{column} ") else f": {detail}"
+                detail = f" {detail[len(column) + 1 :]}" if detail.startswith(f"{column} ") else f": {detail}"
                 raise RejectedMessage(f"field '{column}'{detail}") from exc
         return row, label
 
@@ -118,19 +130,36 @@ class DnsWindowProcessor:
 
     def _save_dynamic(self, origin: str, rows: int, metrics: dict | None = None, model: dict | None = None) -> str:
         model = self.dynamic if model is None else model
-        entry = self.store.save(DYNAMIC_TASK, model, metrics=metrics or {}, threshold=model.get("threshold"),
-                                feature_version=FEATURE_VERSION,
-                                extra={"kind": "dynamic", "origin": origin, "training_rows": rows,
-                                       "static_version": self.static.version, "consumer": self.consumer_id,
-                                       **self.stream_info})
+        entry = self.store.save(
+            DYNAMIC_TASK,
+            model,
+            metrics=metrics or {},
+            threshold=model.get("threshold"),
+            feature_version=FEATURE_VERSION,
+            extra={
+                "kind": "dynamic",
+                "origin": origin,
+                "training_rows": rows,
+                "static_version": self.static.version,
+                "consumer": self.consumer_id,
+                **self.stream_info,
+            },
+        )
         return entry["version"]
 
     def checkpoint(self) -> dict:
         return {"policy": self.policy, "recent": self.recent, "dynamic_version": self.dynamic_version}
 
     def heartbeat(self, state: str, **fields) -> None:
-        write_stream_status(self.store, self.consumer_id, state, dynamic_version=self.dynamic_version,
-                            static_version=self.static.version, **self.stream_info, **fields)
+        write_stream_status(
+            self.store,
+            self.consumer_id,
+            state,
+            dynamic_version=self.dynamic_version,
+            static_version=self.static.version,
+            **self.stream_info,
+            **fields,
+        )
 
     # -- one window --------------------------------------------------------------------------------
     def process(self, rows: list) -> tuple[dict, dict]:
@@ -150,12 +179,17 @@ class DnsWindowProcessor:
         dynamic_threshold = self.dynamic.get("threshold", 0.5)
         dynamic_scores = scores(y_known, p_dynamic[labelled], dynamic_threshold)
         for prefix, values in (("static", static_scores), ("dynamic", dynamic_scores)):
-            record.update({f"{prefix}_f1": values["f1"], f"{prefix}_accuracy": values["accuracy"],
-                           f"{prefix}_roc_auc": values["roc_auc"]})
+            record.update(
+                {
+                    f"{prefix}_f1": values["f1"],
+                    f"{prefix}_accuracy": values["accuracy"],
+                    f"{prefix}_roc_auc": values["roc_auc"],
+                }
+            )
         errors = ((p_dynamic[labelled] >= dynamic_threshold).astype(int) != y_known).astype(int)
         decision = self.policy.observe(errors, dynamic_scores["f1"])
         self.recent.append((X[labelled].reset_index(drop=True), y_known))
-        self.recent = self.recent[-self.policy.retrain_windows:]
+        self.recent = self.recent[-self.policy.retrain_windows :]
         record["reason"] = decision.reason
         if decision.retrain:
             X_train = pd.concat([x for x, _ in self.recent], ignore_index=True)
@@ -173,8 +207,12 @@ class DnsWindowProcessor:
         """
         try:
             model = refit(self.dynamic, X_train, y_train, kind="dynamic")
-            version = self._save_dynamic(f"retrained on {len(self.recent)} windows: {why}", rows=len(y_train),
-                                         metrics={"trigger_window_f1": trigger_f1}, model=model)
+            version = self._save_dynamic(
+                f"retrained on {len(self.recent)} windows: {why}",
+                rows=len(y_train),
+                metrics={"trigger_window_f1": trigger_f1},
+                model=model,
+            )
         except Exception as exc:  # any failure: scoring goes on with the model that has been working
             error = f"{type(exc).__name__}: {str(exc)[:300]}"
             record["retrain_error"] = error

@@ -17,10 +17,17 @@ def consumer_config(bootstrap_servers: str, group_id: str, **overrides) -> dict:
     ``session.timeout.ms`` = 6 s (the smallest a stock Kafka broker accepts) bounds how long a
     killed consumer keeps its partitions, and Tansu answers a JoinGroup after half of it.
     """
-    config = {"bootstrap.servers": bootstrap_servers, "group.id": group_id, "enable.auto.commit": False,
-              "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
-              "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, "max.poll.interval.ms": 300000,
-              **_QUIET}
+    config = {
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 1000,
+        "max.poll.interval.ms": 300000,
+        **_QUIET,
+    }
     config.update(overrides)
     return config
 
@@ -65,8 +72,14 @@ def csv_messages(path: Path, fmt: str = "json", limit: int | None = None) -> Ite
             yield json.dumps(row).encode()
 
 
-def produce(bootstrap_servers: str, topic: str, values: Iterable[bytes], partitions: int | None = None,
-            progress: bool = False, total: int | None = None) -> int:
+def produce(
+    bootstrap_servers: str,
+    topic: str,
+    values: Iterable[bytes],
+    partitions: int | None = None,
+    progress: bool = False,
+    total: int | None = None,
+) -> int:
     """Send ``values`` to ``topic``; with ``partitions`` set, round-robin over them explicitly."""
     from confluent_kafka import Producer
 
@@ -102,4 +115,3 @@ def produce(bootstrap_servers: str, topic: str, values: Iterable[bytes], partiti
 def count_csv_rows(path: Path) -> int:
     with open(path, "rb") as handle:
         return max(0, sum(1 for _ in handle) - 1)
-

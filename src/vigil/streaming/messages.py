@@ -64,8 +64,9 @@ def json_depth_exceeds(data: bytes, max_depth: int = MAX_JSON_DEPTH) -> bool:
 def _finite_fields(pairs: list) -> dict:
     for key, value in pairs:
         if isinstance(value, float) and not math.isfinite(value):
-            raise RejectedMessage(f"field {key[:60]!r}: {value} is not a finite number (NaN, Infinity or beyond "
-                                  "the float range)")
+            raise RejectedMessage(
+                f"field {key[:60]!r}: {value} is not a finite number (NaN, Infinity or beyond the float range)"
+            )
     return dict(pairs)
 
 

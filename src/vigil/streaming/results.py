@@ -19,9 +19,24 @@ import time
 from pathlib import Path
 
 WINDOW_COLUMNS = [
-    "run_key", "window_index", "consumer", "offsets", "n_messages", "n_rejected", "n_attacks",
-    "static_f1", "static_accuracy", "static_roc_auc", "dynamic_f1", "dynamic_accuracy", "dynamic_roc_auc",
-    "dynamic_version", "retrained", "reason", "seconds", "recorded_at",
+    "run_key",
+    "window_index",
+    "consumer",
+    "offsets",
+    "n_messages",
+    "n_rejected",
+    "n_attacks",
+    "static_f1",
+    "static_accuracy",
+    "static_roc_auc",
+    "dynamic_f1",
+    "dynamic_accuracy",
+    "dynamic_roc_auc",
+    "dynamic_version",
+    "retrained",
+    "reason",
+    "seconds",
+    "recorded_at",
 ]
 REJECTED_COLUMNS = ["run_key", "topic", "partition", "offset", "reason", "excerpt", "window_index"]
 # A window whose retrain failed says so in its reason: "<why it retrained>; retrain failed, kept ...".
@@ -78,8 +93,9 @@ class ResultsStore:
         return {int(p): int(o) for p, o in rows}
 
     def checkpoint(self, run_key: str, consumer: str):
-        row = self.db.execute("SELECT state FROM checkpoints WHERE run_key=? AND consumer=?",
-                              (run_key, consumer)).fetchone()
+        row = self.db.execute(
+            "SELECT state FROM checkpoints WHERE run_key=? AND consumer=?", (run_key, consumer)
+        ).fetchone()
         return pickle.loads(row[0]) if row else None
 
     def windows(self, run_key: str | None = None) -> list[dict]:
@@ -100,29 +116,44 @@ class ResultsStore:
         return [dict(zip(REJECTED_COLUMNS, row)) for row in self.db.execute(query, args)]
 
     # -- the per-window transaction --------------------------------------------------------------
-    def record_window(self, run_key: str, consumer: str, record: dict, rejected: list[dict],
-                      next_offsets: dict[int, int], state) -> int:
+    def record_window(
+        self, run_key: str, consumer: str, record: dict, rejected: list[dict], next_offsets: dict[int, int], state
+    ) -> int:
         """Write one window atomically; returns its index (the next free one of this run)."""
         blob = pickle.dumps(state)
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            index = self.db.execute("SELECT COALESCE(MAX(window_index) + 1, 0) FROM windows WHERE run_key=?",
-                                    (run_key,)).fetchone()[0]
-            row = {**record, "run_key": run_key, "window_index": index, "consumer": consumer,
-                   "recorded_at": time.time()}
-            self.db.execute(f"INSERT INTO windows ({', '.join(WINDOW_COLUMNS)}) VALUES "
-                            f"({', '.join('?' for _ in WINDOW_COLUMNS)})", [row.get(c) for c in WINDOW_COLUMNS])
+            index = self.db.execute(
+                "SELECT COALESCE(MAX(window_index) + 1, 0) FROM windows WHERE run_key=?", (run_key,)
+            ).fetchone()[0]
+            row = {
+                **record,
+                "run_key": run_key,
+                "window_index": index,
+                "consumer": consumer,
+                "recorded_at": time.time(),
+            }
+            self.db.execute(
+                f"INSERT INTO windows ({', '.join(WINDOW_COLUMNS)}) VALUES ({', '.join('?' for _ in WINDOW_COLUMNS)})",
+                [row.get(c) for c in WINDOW_COLUMNS],
+            )
             self.db.executemany(
                 'INSERT OR IGNORE INTO rejected (run_key, topic, partition, "offset", reason, excerpt, window_index) '
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(run_key, r.get("topic"), r["partition"], r["offset"], r["reason"], r["excerpt"], index)
-                 for r in rejected])
+                [
+                    (run_key, r.get("topic"), r["partition"], r["offset"], r["reason"], r["excerpt"], index)
+                    for r in rejected
+                ],
+            )
             self.db.executemany(
                 "INSERT INTO positions (run_key, partition, next_offset) VALUES (?, ?, ?) "
                 "ON CONFLICT (run_key, partition) DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)",
-                [(run_key, p, o) for p, o in next_offsets.items()])
-            self.db.execute("INSERT OR REPLACE INTO checkpoints (run_key, consumer, state, updated_at) "
-                            "VALUES (?, ?, ?, ?)", (run_key, consumer, blob, time.time()))
+                [(run_key, p, o) for p, o in next_offsets.items()],
+            )
+            self.db.execute(
+                "INSERT OR REPLACE INTO checkpoints (run_key, consumer, state, updated_at) VALUES (?, ?, ?, ?)",
+                (run_key, consumer, blob, time.time()),
+            )
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -148,8 +179,9 @@ class ResultsStore:
         return path
 
 
-def plot_windows(rows: list[dict], path: Path, title: str = "Static vs dynamic model per window",
-                 phases: list[dict] | None = None) -> Path:
+def plot_windows(
+    rows: list[dict], path: Path, title: str = "Static vs dynamic model per window", phases: list[dict] | None = None
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,8 +196,12 @@ def plot_windows(rows: list[dict], path: Path, title: str = "Static vs dynamic m
         for i, w in enumerate(retrains):
             ax.axvline(w, color="#c44e52", ls="--", lw=0.9, label="retrained after this window" if i == 0 else None)
         for phase in phases or []:
-            ax.axvspan(phase["first_window"] - 0.5, phase["last_window"] + 0.5, alpha=0.06,
-                       color="grey" if phase["phase"] in ("base",) else "#8172b2")
+            ax.axvspan(
+                phase["first_window"] - 0.5,
+                phase["last_window"] + 0.5,
+                alpha=0.06,
+                color="grey" if phase["phase"] in ("base",) else "#8172b2",
+            )
             if metric == "f1":
                 ax.text(phase["first_window"], 1.02, phase["phase"], fontsize=8, transform=ax.get_xaxis_transform())
         ax.set_ylabel(metric)
@@ -191,24 +227,32 @@ def summarize(rows: list[dict], margin: float = 0.01) -> dict:
     better = [r["window_index"] for r in rows if r["dynamic_f1"] > r["static_f1"] + margin]
     worse = [r["window_index"] for r in rows if r["dynamic_f1"] < r["static_f1"] - margin]
     summary = {
-        "windows": len(rows), "retrains": sum(bool(r["retrained"]) for r in rows),
+        "windows": len(rows),
+        "retrains": sum(bool(r["retrained"]) for r in rows),
         "retrain_windows": [r["window_index"] for r in rows if r["retrained"]],
         "retrain_failed_windows": [r["window_index"] for r in rows if RETRAIN_FAILED in (r.get("reason") or "")],
-        "static_mean_f1": mean("static_f1"), "dynamic_mean_f1": mean("dynamic_f1"),
-        "static_mean_accuracy": mean("static_accuracy"), "dynamic_mean_accuracy": mean("dynamic_accuracy"),
-        "dynamic_better_windows": _ranges(better), "dynamic_worse_windows": _ranges(worse),
+        "static_mean_f1": mean("static_f1"),
+        "dynamic_mean_f1": mean("dynamic_f1"),
+        "static_mean_accuracy": mean("static_accuracy"),
+        "dynamic_mean_accuracy": mean("dynamic_accuracy"),
+        "dynamic_better_windows": _ranges(better),
+        "dynamic_worse_windows": _ranges(worse),
     }
     gain = summary["dynamic_mean_f1"] - summary["static_mean_f1"]
     summary["mean_f1_gain"] = gain
     if len(better) > len(worse) and gain > 0:
-        verdict = (f"the dynamic model beat the static one: mean F1 {summary['dynamic_mean_f1']:.3f} vs "
-                   f"{summary['static_mean_f1']:.3f} (+{gain:.3f}); better by more than {margin} F1 on "
-                   f"{len(better)} of {len(rows)} windows ({summary['dynamic_better_windows']}), worse on {len(worse)}")
+        verdict = (
+            f"the dynamic model beat the static one: mean F1 {summary['dynamic_mean_f1']:.3f} vs "
+            f"{summary['static_mean_f1']:.3f} (+{gain:.3f}); better by more than {margin} F1 on "
+            f"{len(better)} of {len(rows)} windows ({summary['dynamic_better_windows']}), worse on {len(worse)}"
+        )
     elif not better and not worse:
         verdict = f"the two models were level (within {margin} F1) on every window"
     else:
-        verdict = (f"the dynamic model did not beat the static one: mean F1 {summary['dynamic_mean_f1']:.3f} vs "
-                   f"{summary['static_mean_f1']:.3f}; better on {len(better)} windows, worse on {len(worse)}")
+        verdict = (
+            f"the dynamic model did not beat the static one: mean F1 {summary['dynamic_mean_f1']:.3f} vs "
+            f"{summary['static_mean_f1']:.3f}; better on {len(better)} windows, worse on {len(worse)}"
+        )
     summary["verdict"] = verdict
     return summary
 

@@ -18,8 +18,14 @@ import numpy as np
 from flask import Blueprint, current_app, g, jsonify
 
 from vigil.active_learning import processes
-from vigil.active_learning.loop import (MAX_COUNT, REQUIRED_KEYS, SUPPORTED_TYPES, classification_metrics,
-                                        experiment_args, validate_payload)
+from vigil.active_learning.loop import (
+    MAX_COUNT,
+    REQUIRED_KEYS,
+    SUPPORTED_TYPES,
+    classification_metrics,
+    experiment_args,
+    validate_payload,
+)
 from vigil.active_learning.pipeline import AlectioPipeline
 from vigil.errors import InvalidInput
 from vigil.plain import to_plain
@@ -29,38 +35,87 @@ bp = Blueprint("alectio", __name__)
 
 # -- the bodies, for OpenAPI (and so fuzzing reaches the views). The views check the bodies themselves
 # and name the field at fault, in the terms Alectio's SDK uses, so the schemas document, not validate.
-_RANGE = {"type": "object", "description": "indices start..stop-1 (stop excluded), every step",
-          "properties": {"start": {"type": "integer", "minimum": 0}, "stop": {"type": "integer", "minimum": 0},
-                         "step": {"type": "integer", "minimum": 1}},
-          "required": ["stop"], "additionalProperties": False}
-_INDICES = {"description": "pool indices: a list of integers and/or range objects, or one range object",
-            "anyOf": [{"type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 0}, _RANGE]}}, _RANGE]}
-_CKPT = {"type": "string", "pattern": "^ckpt_[0-9]{1,10}(\\.[A-Za-z0-9]{1,10})?$", "example": "ckpt_0.pkl",
-         "description": "ckpt_<loop><CKPT_EXT>, or ckpt_<loop> as the SDK sends it"}
+_RANGE = {
+    "type": "object",
+    "description": "indices start..stop-1 (stop excluded), every step",
+    "properties": {
+        "start": {"type": "integer", "minimum": 0},
+        "stop": {"type": "integer", "minimum": 0},
+        "step": {"type": "integer", "minimum": 1},
+    },
+    "required": ["stop"],
+    "additionalProperties": False,
+}
+_INDICES = {
+    "description": "pool indices: a list of integers and/or range objects, or one range object",
+    "anyOf": [{"type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 0}, _RANGE]}}, _RANGE],
+}
+_CKPT = {
+    "type": "string",
+    "pattern": "^ckpt_[0-9]{1,10}(\\.[A-Za-z0-9]{1,10})?$",
+    "example": "ckpt_0.pkl",
+    "description": "ckpt_<loop><CKPT_EXT>, or ckpt_<loop> as the SDK sends it",
+}
 _ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}
-_COUNT = {"description": "a non-negative integer (or a string of ASCII digits, as the SDK sends it)",
-          "anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_COUNT}, {"type": "string", "pattern": "^[0-9]{1,10}$"}]}
-_EXPERIMENT = {"project_id": {**_ID, "description": "with experiment_id: use that experiment's folder"},
-               "experiment_id": _ID}
-TRAIN_BODY = {"type": "object", "required": ["labeled", "ckpt_file"],
-              "properties": {"labeled": _INDICES, "resume_from": {"anyOf": [_CKPT, {"type": "null"}]},
-                             "ckpt_file": _CKPT, **_EXPERIMENT}}
+_COUNT = {
+    "description": "a non-negative integer (or a string of ASCII digits, as the SDK sends it)",
+    "anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_COUNT}, {"type": "string", "pattern": "^[0-9]{1,10}$"}],
+}
+_EXPERIMENT = {
+    "project_id": {**_ID, "description": "with experiment_id: use that experiment's folder"},
+    "experiment_id": _ID,
+}
+TRAIN_BODY = {
+    "type": "object",
+    "required": ["labeled", "ckpt_file"],
+    "properties": {
+        "labeled": _INDICES,
+        "resume_from": {"anyOf": [_CKPT, {"type": "null"}]},
+        "ckpt_file": _CKPT,
+        **_EXPERIMENT,
+    },
+}
 TEST_BODY = {"type": "object", "required": ["ckpt_file"], "properties": {"ckpt_file": _CKPT, **_EXPERIMENT}}
-INFER_BODY = {"type": "object", "required": ["unlabeled", "ckpt_file"],
-              "properties": {"unlabeled": _INDICES, "ckpt_file": _CKPT, **_EXPERIMENT}}
-LOOP_BODY = {"type": "object", "required": list(REQUIRED_KEYS),
-             "properties": {"experiment_id": _ID, "project_id": _ID, "user_id": _ID, "bucket_name": _ID,
-                            "cur_loop": _COUNT, "type": {"enum": list(SUPPORTED_TYPES)},
-                            "n_rec": _COUNT, "n_loop": _COUNT}}
-END_BODY = {"type": "object", "required": ["experiment_id", "project_id"],
-            "properties": {"experiment_id": _ID, "project_id": _ID}}
-ALECTIO_ERRORS = {"403": "A project or experiment folder leads outside its root (a symlink)",
-                  "409": "The experiment was ended with /end_exp, or a loop of it is already running"}
+INFER_BODY = {
+    "type": "object",
+    "required": ["unlabeled", "ckpt_file"],
+    "properties": {"unlabeled": _INDICES, "ckpt_file": _CKPT, **_EXPERIMENT},
+}
+LOOP_BODY = {
+    "type": "object",
+    "required": list(REQUIRED_KEYS),
+    "properties": {
+        "experiment_id": _ID,
+        "project_id": _ID,
+        "user_id": _ID,
+        "bucket_name": _ID,
+        "cur_loop": _COUNT,
+        "type": {"enum": list(SUPPORTED_TYPES)},
+        "n_rec": _COUNT,
+        "n_loop": _COUNT,
+    },
+}
+END_BODY = {
+    "type": "object",
+    "required": ["experiment_id", "project_id"],
+    "properties": {"experiment_id": _ID, "project_id": _ID},
+}
+ALECTIO_ERRORS = {
+    "403": "A project or experiment folder leads outside its root (a symlink)",
+    "409": "The experiment was ended with /end_exp, or a loop of it is already running",
+}
 
 
 def _alectio(summary: str, body: dict | None = None, **kwargs) -> Any:
-    return spec(summary=summary, body=body, validate=False, counts_rows=False, responses=ALECTIO_ERRORS,
-                tags=["active learning"], **kwargs)
+    return spec(
+        summary=summary,
+        body=body,
+        validate=False,
+        counts_rows=False,
+        responses=ALECTIO_ERRORS,
+        tags=["active learning"],
+        **kwargs,
+    )
 
 
 def _pipeline() -> AlectioPipeline:
@@ -87,8 +142,7 @@ def parse_indices(value: Any, field: str, size: int) -> np.ndarray:
         raise InvalidInput(f"{field} is missing", {"field": field})
     items = [value] if isinstance(value, dict) else value
     if not isinstance(items, list):
-        raise InvalidInput(f"{field} must be a list of indices or a range object {{\"start\", \"stop\"}}",
-                           {"field": field})
+        raise InvalidInput(f'{field} must be a list of indices or a range object {{"start", "stop"}}', {"field": field})
     parts: list[np.ndarray] = []
     singles: list = []
     for position, item in enumerate(items):
@@ -96,17 +150,23 @@ def parse_indices(value: Any, field: str, size: int) -> np.ndarray:
             unknown = set(item) - {"start", "stop", "step"}
             bounds = [item.get("start", 0), item.get("stop"), item.get("step", 1)]
             if unknown or any(isinstance(b, bool) or not isinstance(b, int) for b in bounds) or bounds[2] <= 0:
-                raise InvalidInput(f"{field}[{position}] must be {{\"start\": int, \"stop\": int, \"step\": int > 0}}",
-                                   {"field": field, "index": position})
+                raise InvalidInput(
+                    f'{field}[{position}] must be {{"start": int, "stop": int, "step": int > 0}}',
+                    {"field": field, "index": position},
+                )
             start, stop, step = bounds
             if start < 0 or stop > size:
-                raise InvalidInput(f"{field}[{position}]: range {start}..{stop} is outside 0..{size}",
-                                   {"field": field, "index": position, "size": size})
+                raise InvalidInput(
+                    f"{field}[{position}]: range {start}..{stop} is outside 0..{size}",
+                    {"field": field, "index": position, "size": size},
+                )
             parts.append(np.arange(start, stop, step, dtype=np.int64))
         else:
             if isinstance(item, bool) or not isinstance(item, int):
-                raise InvalidInput(f"{field}[{position}] must be an integer index or a range object",
-                                   {"field": field, "index": position, "value": repr(item)[:40]})
+                raise InvalidInput(
+                    f"{field}[{position}] must be an integer index or a range object",
+                    {"field": field, "index": position, "value": repr(item)[:40]},
+                )
             singles.append(item)
     parts.append(np.asarray(singles, dtype=np.int64))
     return np.concatenate(parts)
@@ -137,8 +197,7 @@ def train():
     processes.validate_indices(labeled, processes.pool_size(args), "labeled")
     ckpt_file = _required(body, "ckpt_file")
     result = processes.train(args, labeled=labeled, resume_from=body.get("resume_from"), ckpt_file=ckpt_file)
-    return jsonify(to_plain({"ckpt_file": ckpt_file, "labelled": int(labeled.size), **(result or {})},
-                            str_keys=True))
+    return jsonify(to_plain({"ckpt_file": ckpt_file, "labelled": int(labeled.size), **(result or {})}, str_keys=True))
 
 
 @bp.post("/test")
@@ -148,8 +207,9 @@ def test():
     ckpt_file = _required(body, "ckpt_file")
     result = processes.test(_args(body), ckpt_file=ckpt_file)
     metrics = classification_metrics(result["predictions"], result["labels"], result.get("scores"))
-    return jsonify(to_plain({"predictions": result["predictions"], "labels": result["labels"], "metrics": metrics},
-                            str_keys=True))
+    return jsonify(
+        to_plain({"predictions": result["predictions"], "labels": result["labels"], "metrics": metrics}, str_keys=True)
+    )
 
 
 @bp.post("/infer")

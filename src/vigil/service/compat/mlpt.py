@@ -27,7 +27,7 @@ KEPT_STATUSES = {401, 405}
 
 @bp.post("/predict")
 @spec(
-    summary="Label WAF events (ML-PT's API: a JSON array of {\"data\": \"<event JSON>\"})",
+    summary='Label WAF events (ML-PT\'s API: a JSON array of {"data": "<event JSON>"})',
     body=lambda: get_task("web-events").request_schema(),
     example=lambda: get_task("web-events").example_request(),
     task_explains_errors=True,
@@ -40,8 +40,11 @@ def predict_mlpt():
 @bp.after_request
 def mlpt_errors(response):
     """With ``VIGIL_COMPAT=mlpt``, error answers take ML-PT's exact status and body."""
-    if "mlpt" not in current_app.config["VIGIL_SETTINGS"].compat or response.status_code < 400 \
-            or response.status_code in KEPT_STATUSES:
+    if (
+        "mlpt" not in current_app.config["VIGIL_SETTINGS"].compat
+        or response.status_code < 400
+        or response.status_code in KEPT_STATUSES
+    ):
         return response
     original = MLPT_NOT_JSON if response.status_code == 415 else MLPT_FAILED
     replaced = jsonify(original)

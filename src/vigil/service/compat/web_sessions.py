@@ -43,8 +43,14 @@ def course_errors(response):
     if not _course_mode() or response.status_code < 400:
         return response
     body = response.get_json(silent=True) or {}
-    reshaped = jsonify({"success": False, "error": body.get("error", response.status),
-                        "detail": body.get("detail"), "status": response.status_code})
+    reshaped = jsonify(
+        {
+            "success": False,
+            "error": body.get("error", response.status),
+            "detail": body.get("detail"),
+            "status": response.status_code,
+        }
+    )
     for header in ("X-Request-ID", "X-Model-Version", "Retry-After"):
         if header in response.headers:
             reshaped.headers[header] = response.headers[header]

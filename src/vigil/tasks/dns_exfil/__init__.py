@@ -27,7 +27,12 @@ from vigil.config import Settings
 from vigil.errors import InvalidInput, VigilError
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.dns_exfil.features import (
-    FEATURE_COLUMNS, FEATURE_VERSION, QueryFeatureExtractor, coerce_csv_value, normalize_query, parse_query_name,
+    FEATURE_COLUMNS,
+    FEATURE_VERSION,
+    QueryFeatureExtractor,
+    coerce_csv_value,
+    normalize_query,
+    parse_query_name,
 )
 
 TASK_NAME = "dns_exfil"
@@ -48,8 +53,14 @@ def write_stream_status(store: ArtifactStore, consumer_id: str, state: str, **fi
     """The stream's heartbeat: written at start, after every poll round and window, and at exit."""
     path = stream_status_path(store, consumer_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"consumer_id": consumer_id, "state": state, "heartbeat_at": time.time(),
-              "host": socket.gethostname(), "pid": os.getpid(), **fields}
+    record = {
+        "consumer_id": consumer_id,
+        "state": state,
+        "heartbeat_at": time.time(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        **fields,
+    }
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record))
     os.replace(tmp, path)
@@ -95,13 +106,17 @@ def parse_items(request: PredictInput) -> list:
     elif isinstance(body, list):
         items = body
     else:
-        raise InvalidInput("expected {\"queries\": [...]} or {\"rows\": [...]}, a list, or one name per line",
-                           {"got": type(body).__name__})
+        raise InvalidInput(
+            'expected {"queries": [...]} or {"rows": [...]}, a list, or one name per line', {"got": type(body).__name__}
+        )
     if not items:
         raise InvalidInput("no query names or feature rows in the request")
     if len(items) > request.max_rows:
-        raise VigilError(f"{len(items)} items exceed the limit of {request.max_rows} per request",
-                         {"rows": len(items), "max_rows": request.max_rows}, status=413)
+        raise VigilError(
+            f"{len(items)} items exceed the limit of {request.max_rows} per request",
+            {"rows": len(items), "max_rows": request.max_rows},
+            status=413,
+        )
     return items
 
 
@@ -110,9 +125,13 @@ def is_feature_row(item) -> bool:
     return isinstance(item, dict) and "query" not in item
 
 
-def featurize_items(items: list, extractor: QueryFeatureExtractor | None = None,
-                    columns: list[str] | None = None, indexes: list[int] | None = None,
-                    request: PredictInput | None = None):
+def featurize_items(
+    items: list,
+    extractor: QueryFeatureExtractor | None = None,
+    columns: list[str] | None = None,
+    indexes: list[int] | None = None,
+    request: PredictInput | None = None,
+):
     """Feature matrix of the good items, their indexes and queries, and per-item errors for the bad.
 
     ``columns`` are the model's (the CIC 14 by default; the real-traffic model's 24 take query names
@@ -138,12 +157,15 @@ def featurize_items(items: list, extractor: QueryFeatureExtractor | None = None,
                 query = None
                 row = _feature_row(item, index)  # names the bad field, whichever model answers
                 if not cic_only:
-                    raise InvalidInput(f"record {index} is a CIC feature row: the real-traffic model scores query "
-                                       "names; send the name, or ask the CIC model with ?model=cic",
-                                       {"index": index, "field": None})
+                    raise InvalidInput(
+                        f"record {index} is a CIC feature row: the real-traffic model scores query "
+                        "names; send the name, or ask the CIC model with ?model=cic",
+                        {"index": index, "field": None},
+                    )
             else:
-                raise InvalidInput(f"record {index} is neither a query name nor a feature row",
-                                   {"index": index, "field": None})
+                raise InvalidInput(
+                    f"record {index} is neither a query name nor a feature row", {"index": index, "field": None}
+                )
         except InvalidInput as exc:
             errors.append({"index": index, **(exc.detail if isinstance(exc.detail, dict) else {}), "error": exc.error})
             continue
@@ -184,14 +206,18 @@ class DnsExfilTask(Task):
         generate = verbs.add_parser("generate", help="make static and stream CSVs (CIC columns) from real ingredients")
         generate.add_argument("--out", type=Path, default=None, help="folder (default: runs/dns/data)")
         generate.add_argument("--static-rows", type=int, default=30_000)
-        generate.add_argument("--windows-per-phase", type=int, default=10,
-                              help="stream windows (of 1,000 rows) per drift phase; 4 phases")
+        generate.add_argument(
+            "--windows-per-phase", type=int, default=10, help="stream windows (of 1,000 rows) per drift phase; 4 phases"
+        )
         generate.add_argument("--seed", type=int, default=7)
         generate.add_argument("--with-query", action="store_true", help="add the query name as a 17th column")
         generate.set_defaults(handler=cmd_generate)
 
-        train = verbs.add_parser("train", help="analysis report, feature selection and algorithm comparison; "
-                                               "save the better model as the static model")
+        train = verbs.add_parser(
+            "train",
+            help="analysis report, feature selection and algorithm comparison; "
+            "save the better model as the static model",
+        )
         train.add_argument("csv", type=Path, nargs="?", help="static_dataset.csv (default: generate one)")
         train.add_argument("--out", type=Path, default=None, help="report folder (default: runs/dns/train)")
         train.add_argument("--max-rows", type=int, default=None)
@@ -199,18 +225,26 @@ class DnsExfilTask(Task):
         train.add_argument("--n-jobs", type=int, default=1)
         train.set_defaults(handler=cmd_train)
 
-        real = verbs.add_parser("evaluate-real", help="leave-one-tool-out evaluation of the per-query model on the "
-                                                      "shipped real captures and benign names; then train and save it")
+        real = verbs.add_parser(
+            "evaluate-real",
+            help="leave-one-tool-out evaluation of the per-query model on the "
+            "shipped real captures and benign names; then train and save it",
+        )
         real.add_argument("--no-save", action="store_true", help="evaluate only")
         real.set_defaults(handler=cmd_evaluate_real)
 
     # -- training ----------------------------------------------------------------------------------
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:
+        from sklearn.model_selection import train_test_split
+
         from vigil.tasks.dns_exfil.generate import STATIC_PHASE, QueryGenerator, cic_rows
         from vigil.tasks.dns_exfil.model import (
-            cic_frame_to_features, make_bundle, make_pipeline, predict_proba, scores,
+            cic_frame_to_features,
+            make_bundle,
+            make_pipeline,
+            predict_proba,
+            scores,
         )
-        from sklearn.model_selection import train_test_split
 
         generator = QueryGenerator(seed=7, data_dir=settings.data_dir / "dns_exfil")
         names, labels = generator.queries(STATIC_PHASE, 8_000)
@@ -226,10 +260,21 @@ class DnsExfilTask(Task):
             from vigil.tasks.dns_exfil.query_model import train_query_model
 
             train_query_model(store)
-        return store.save(self.name, bundle, metrics=metrics, threshold=0.5, feature_version=FEATURE_VERSION,
-                          data_fingerprint=data_fingerprint(X, y),
-                          extra={"kind": "static", "selection": DEFAULT_SELECTION, "algorithm": DEFAULT_ALGORITHM,
-                                 "training_rows": len(y), "data": "generated: 8,000 rows, seed 7"})
+        return store.save(
+            self.name,
+            bundle,
+            metrics=metrics,
+            threshold=0.5,
+            feature_version=FEATURE_VERSION,
+            data_fingerprint=data_fingerprint(X, y),
+            extra={
+                "kind": "static",
+                "selection": DEFAULT_SELECTION,
+                "algorithm": DEFAULT_ALGORITHM,
+                "training_rows": len(y),
+                "data": "generated: 8,000 rows, seed 7",
+            },
+        )
 
     # -- serving -----------------------------------------------------------------------------------
     def predict(self, loaded: LoadedModel, request: PredictInput) -> dict:
@@ -243,15 +288,20 @@ class DnsExfilTask(Task):
         parts = [(bundle, loaded, list(range(len(items))))]
         if rows_loaded is not None:
             row_indexes = [i for i, item in enumerate(items) if is_feature_row(item)]
-            parts = [(bundle, loaded, [i for i in range(len(items)) if not is_feature_row(items[i])]),
-                     (rows_loaded.model, rows_loaded, row_indexes)]
+            parts = [
+                (bundle, loaded, [i for i in range(len(items)) if not is_feature_row(items[i])]),
+                (rows_loaded.model, rows_loaded, row_indexes),
+            ]
         scored, errors = [], []
         for part_bundle, part_loaded, indexes in parts:
             if not indexes:
                 continue
-            frame, good, queries, part_errors = featurize_items([items[i] for i in indexes],
-                                                                columns=part_bundle.get("feature_columns"),
-                                                                indexes=indexes, request=request)
+            frame, good, queries, part_errors = featurize_items(
+                [items[i] for i in indexes],
+                columns=part_bundle.get("feature_columns"),
+                indexes=indexes,
+                request=request,
+            )
             errors += part_errors
             if good:
                 threshold = float(part_bundle.get("threshold", 0.5))
@@ -264,31 +314,58 @@ class DnsExfilTask(Task):
             result = {"index": index}
             if query is not None:
                 result["query"] = query
-            result.update({"probability": round(p, 6), "is_exfiltration": bool(p >= threshold),
-                           "decision": "exfiltration" if p >= threshold else "benign"})
+            result.update(
+                {
+                    "probability": round(p, 6),
+                    "is_exfiltration": bool(p >= threshold),
+                    "decision": "exfiltration" if p >= threshold else "benign",
+                }
+            )
             if part_loaded is not loaded:
                 result["model"] = part_loaded.task
             results.append(result)
-        answer = {"model": _model_info(loaded), "threshold": float(bundle.get("threshold", 0.5)),
-                  "results": results, "errors": sorted(errors, key=lambda e: e["index"])}
+        answer = {
+            "model": _model_info(loaded),
+            "threshold": float(bundle.get("threshold", 0.5)),
+            "results": results,
+            "errors": sorted(errors, key=lambda e: e["index"]),
+        }
         if rows_loaded is not None and any(r.get("model") for r in results):
-            answer["rows_model"] = {**_model_info(rows_loaded),
-                                    "threshold": float(rows_loaded.model.get("threshold", 0.5))}
+            answer["rows_model"] = {
+                **_model_info(rows_loaded),
+                "threshold": float(rows_loaded.model.get("threshold", 0.5)),
+            }
         return answer
 
     def request_schema(self) -> dict:
-        row = {"type": "object", "properties": {c: {"type": ["number", "string"]} for c in FEATURE_COLUMNS},
-               "required": list(FEATURE_COLUMNS)}
-        return {"oneOf": [
-            {"type": "object", "properties": {"queries": {"type": "array", "items": {"type": "string"}},
-                                              "rows": {"type": "array", "items": row}}},
-            {"type": "array", "items": {"anyOf": [{"type": "string"}, row,
-                                                  {"type": "object", "required": ["query"]}]}},
-        ]}
+        row = {
+            "type": "object",
+            "properties": {c: {"type": ["number", "string"]} for c in FEATURE_COLUMNS},
+            "required": list(FEATURE_COLUMNS),
+        }
+        return {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "properties": {
+                        "queries": {"type": "array", "items": {"type": "string"}},
+                        "rows": {"type": "array", "items": row},
+                    },
+                },
+                {
+                    "type": "array",
+                    "items": {"anyOf": [{"type": "string"}, row, {"type": "object", "required": ["query"]}]},
+                },
+            ]
+        }
 
     def example_request(self) -> dict:
-        return {"queries": ["www.wikipedia.org",
-                            "mzxw6ytboi3tmnzyhe2dqojqgeztgnbvgy3tqobzge4dmnzxgq.0.1f3a.tunnel-relay.net"]}
+        return {
+            "queries": [
+                "www.wikipedia.org",
+                "mzxw6ytboi3tmnzyhe2dqojqgeztgnbvgy3tqobzge4dmnzxgq.0.1f3a.tunnel-relay.net",
+            ]
+        }
 
 
 # -- CLI handlers --------------------------------------------------------------------------------
@@ -303,12 +380,21 @@ def cmd_generate(args) -> int:
 
     settings, _ = _settings_store(args)
     out = args.out or settings.work_dir / "dns" / "data"
-    card = generate(out, static_rows=args.static_rows, windows_per_phase=args.windows_per_phase, seed=args.seed,
-                    with_query=args.with_query, data_dir=settings.data_dir / "dns_exfil", progress=True)
+    card = generate(
+        out,
+        static_rows=args.static_rows,
+        windows_per_phase=args.windows_per_phase,
+        seed=args.seed,
+        with_query=args.with_query,
+        data_dir=settings.data_dir / "dns_exfil",
+        progress=True,
+    )
     print(f"static: {out / 'static_dataset.csv'} ({card['static_rows']} rows, {card['static_attacks']} attacks)")
     print(f"stream: {out / 'stream_dataset.csv'} ({card['stream_rows']} rows, {card['stream_attacks']} attacks)")
     for phase in card["phases"]:
-        print(f"  windows {phase['first_window']:>3}-{phase['last_window']:<3} {phase['phase']:<5} {phase['description']}")
+        print(
+            f"  windows {phase['first_window']:>3}-{phase['last_window']:<3} {phase['phase']:<5} {phase['description']}"
+        )
     print(f"drift schedule: {out / 'drift_schedule.json'}")
     return 0
 
@@ -338,12 +424,22 @@ def cmd_train(args) -> int:
             generate(data, data_dir=settings.data_dir / "dns_exfil", progress=True)
         csv = data / "static_dataset.csv"
     out = args.out or settings.work_dir / "dns" / "train"
-    entry, summary = train_and_report(csv, out, store, max_rows=args.max_rows, test_size=args.test_size,
-                                      n_jobs=args.n_jobs)
+    entry, summary = train_and_report(
+        csv, out, store, max_rows=args.max_rows, test_size=args.test_size, n_jobs=args.n_jobs
+    )
     print(summary)
     print(f"saved {entry['task']} v{entry['version']}; report: {out / 'report.md'}")
     return 0
 
 
-__all__ = ["DnsExfilTask", "TASK_NAME", "DYNAMIC_TASK", "QUERY_TASK", "live_stream_status", "write_stream_status",
-           "featurize_items", "is_feature_row", "with_rows_model"]
+__all__ = [
+    "DnsExfilTask",
+    "TASK_NAME",
+    "DYNAMIC_TASK",
+    "QUERY_TASK",
+    "live_stream_status",
+    "write_stream_status",
+    "featurize_items",
+    "is_feature_row",
+    "with_rows_model",
+]

@@ -39,18 +39,81 @@ TRAIN_SOURCES = ("alice", "psl-private", "infrastructure")
 TEST_SOURCES = ("hsts", "disposable", "infrastructure-test")
 BENIGN_FILE = "benign_names.csv.gz"
 
-INSTANCE_NAMES = ("Office Printer", "HP LaserJet 400", "Brother MFC-L2710DW", "Living Room", "Kitchen",
-                  "Bob's iPhone", "Alice\u2019s MacBook Pro", "NAS", "Synology DS920", "Chromecast-Ultra",
-                  "Sonos-Move", "EPSON ET-2750 Series", "Apple TV", "raspberrypi", "Canon MG3600 series",
-                  "Philips hue - 1A2B3C", "Meeting Room 2", "samsung-tv", "ubuntu-desktop", "DESKTOP-7K2L9QF")
-DKIM_SELECTORS = ("google", "selector1", "selector2", "k1", "k2", "s1", "s2", "default", "mail", "dkim",
-                  "mandrill", "smtpapi", "mxvault", "20230601", "zoho", "protonmail", "fm1", "sig1", "m1")
-SRV_NAMES = ("_ldap._tcp.dc._msdcs", "_kerberos._udp", "_kerberos._tcp", "_kpasswd._udp", "_gc._tcp",
-             "_ldap._tcp.default-first-site-name._sites.dc._msdcs", "_sip._tls", "_sipfederationtls._tcp",
-             "_xmpp-client._tcp", "_xmpp-server._tcp", "_caldavs._tcp", "_carddavs._tcp", "_imaps._tcp",
-             "_submission._tcp", "_autodiscover._tcp", "_minecraft._tcp", "_vlmcs._tcp", "_ntp._udp")
-AWS_REGIONS = ("us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-1",
-               "ap-northeast-1", "sa-east-1", "ca-central-1", "eu-north-1")
+INSTANCE_NAMES = (
+    "Office Printer",
+    "HP LaserJet 400",
+    "Brother MFC-L2710DW",
+    "Living Room",
+    "Kitchen",
+    "Bob's iPhone",
+    "Alice\u2019s MacBook Pro",
+    "NAS",
+    "Synology DS920",
+    "Chromecast-Ultra",
+    "Sonos-Move",
+    "EPSON ET-2750 Series",
+    "Apple TV",
+    "raspberrypi",
+    "Canon MG3600 series",
+    "Philips hue - 1A2B3C",
+    "Meeting Room 2",
+    "samsung-tv",
+    "ubuntu-desktop",
+    "DESKTOP-7K2L9QF",
+)
+DKIM_SELECTORS = (
+    "google",
+    "selector1",
+    "selector2",
+    "k1",
+    "k2",
+    "s1",
+    "s2",
+    "default",
+    "mail",
+    "dkim",
+    "mandrill",
+    "smtpapi",
+    "mxvault",
+    "20230601",
+    "zoho",
+    "protonmail",
+    "fm1",
+    "sig1",
+    "m1",
+)
+SRV_NAMES = (
+    "_ldap._tcp.dc._msdcs",
+    "_kerberos._udp",
+    "_kerberos._tcp",
+    "_kpasswd._udp",
+    "_gc._tcp",
+    "_ldap._tcp.default-first-site-name._sites.dc._msdcs",
+    "_sip._tls",
+    "_sipfederationtls._tcp",
+    "_xmpp-client._tcp",
+    "_xmpp-server._tcp",
+    "_caldavs._tcp",
+    "_carddavs._tcp",
+    "_imaps._tcp",
+    "_submission._tcp",
+    "_autodiscover._tcp",
+    "_minecraft._tcp",
+    "_vlmcs._tcp",
+    "_ntp._udp",
+)
+AWS_REGIONS = (
+    "us-east-1",
+    "us-east-2",
+    "us-west-2",
+    "eu-west-1",
+    "eu-central-1",
+    "ap-southeast-1",
+    "ap-northeast-1",
+    "sa-east-1",
+    "ca-central-1",
+    "eu-north-1",
+)
 
 
 def _services() -> list[str]:
@@ -85,22 +148,42 @@ def infrastructure_names(domains: list[str], n: int, seed: int) -> list[tuple[st
     hexdigits = "0123456789abcdef"
     b32 = "abcdefghijklmnopqrstuvwxyz234567"
     for _ in range(n):
-        kind = rng.choice(("ptr4-private", "ptr4-public", "ptr6", "dns-sd", "dns-sd-instance", "srv",
-                           "dkim", "dmarc", "mail-misc", "cloud", "cdn"))
+        kind = rng.choice(
+            (
+                "ptr4-private",
+                "ptr4-public",
+                "ptr6",
+                "dns-sd",
+                "dns-sd-instance",
+                "srv",
+                "dkim",
+                "dmarc",
+                "mail-misc",
+                "cloud",
+                "cdn",
+            )
+        )
         domain = rng.choice(domains)
         if kind == "ptr4-private":
             net = rng.choice(("192.168", "10", "172.16"))
-            addr = ipaddress.ip_address(f"{net}.{'.'.join(str(rng.randrange(256)) for _ in range(4 - net.count('.') - 1))}")
+            addr = ipaddress.ip_address(
+                f"{net}.{'.'.join(str(rng.randrange(256)) for _ in range(4 - net.count('.') - 1))}"
+            )
             name = addr.reverse_pointer
         elif kind == "ptr4-public":
             name = ipaddress.ip_address(rng.getrandbits(32) | 0x01000000).reverse_pointer
         elif kind == "ptr6":
-            prefix = rng.choice((0x2001_0db8, 0x2a00_1450, 0x2606_4700, 0xfe80_0000, 0xfd00_0000))
+            prefix = rng.choice((0x2001_0DB8, 0x2A00_1450, 0x2606_4700, 0xFE80_0000, 0xFD00_0000))
             name = ipaddress.ip_address((prefix << 96) | rng.getrandbits(64)).reverse_pointer
         elif kind == "dns-sd":
-            name = rng.choice((f"{rng.choice(services)}.local", "_services._dns-sd._udp.local",
-                               f"lb._dns-sd._udp.{rng.randrange(256)}.1.168.192.in-addr.arpa",
-                               f"_universal._sub.{rng.choice(services)}.local"))
+            name = rng.choice(
+                (
+                    f"{rng.choice(services)}.local",
+                    "_services._dns-sd._udp.local",
+                    f"lb._dns-sd._udp.{rng.randrange(256)}.1.168.192.in-addr.arpa",
+                    f"_universal._sub.{rng.choice(services)}.local",
+                )
+            )
         elif kind == "dns-sd-instance":
             name = f"{rng.choice(INSTANCE_NAMES)}.{rng.choice(services)}.local"
         elif kind == "srv":
@@ -110,31 +193,56 @@ def infrastructure_names(domains: list[str], n: int, seed: int) -> list[tuple[st
         elif kind == "dmarc":
             name = f"_dmarc.{domain}"
         elif kind == "mail-misc":
-            name = rng.choice((f"_mta-sts.{domain}", f"mta-sts.{domain}", f"default._bimi.{domain}",
-                               f"_acme-challenge.{domain}", f"_smtp._tls.{domain}", f"autodiscover.{domain}",
-                               f"mail.{domain}", f"{rng.choice(domain.split('.')[:1])}-com.mail.protection.outlook.com"))
+            name = rng.choice(
+                (
+                    f"_mta-sts.{domain}",
+                    f"mta-sts.{domain}",
+                    f"default._bimi.{domain}",
+                    f"_acme-challenge.{domain}",
+                    f"_smtp._tls.{domain}",
+                    f"autodiscover.{domain}",
+                    f"mail.{domain}",
+                    f"{rng.choice(domain.split('.')[:1])}-com.mail.protection.outlook.com",
+                )
+            )
         elif kind == "cloud":
             region = rng.choice(AWS_REGIONS)
             a, b, c, d = (rng.randrange(1, 255) for _ in range(4))
-            name = rng.choice((f"ec2-{a}-{b}-{c}-{d}.{region}.compute.amazonaws.com",
-                               f"ip-10-{b}-{c}-{d}.{region}.compute.internal",
-                               f"{domain.split('.')[0]}-assets.s3.{region}.amazonaws.com",
-                               f"{domain.split('.')[0]}{rng.randrange(100)}.blob.core.windows.net",
-                               f"{domain.split('.')[0]}-{rng.randrange(10**6):06d}.{region}.elb.amazonaws.com",
-                               "storage.googleapis.com", f"{region}-docker.pkg.dev",
-                               f"{''.join(rng.choice(hexdigits) for _ in range(12))}.execute-api.{region}.amazonaws.com"))
+            name = rng.choice(
+                (
+                    f"ec2-{a}-{b}-{c}-{d}.{region}.compute.amazonaws.com",
+                    f"ip-10-{b}-{c}-{d}.{region}.compute.internal",
+                    f"{domain.split('.')[0]}-assets.s3.{region}.amazonaws.com",
+                    f"{domain.split('.')[0]}{rng.randrange(100)}.blob.core.windows.net",
+                    f"{domain.split('.')[0]}-{rng.randrange(10**6):06d}.{region}.elb.amazonaws.com",
+                    "storage.googleapis.com",
+                    f"{region}-docker.pkg.dev",
+                    f"{''.join(rng.choice(hexdigits) for _ in range(12))}.execute-api.{region}.amazonaws.com",
+                )
+            )
         else:
-            name = rng.choice((f"d{''.join(rng.choice(b32[:26] + '0123456789') for _ in range(13))}.cloudfront.net",
-                               f"e{rng.randrange(1, 99999)}.{rng.choice(('a', 'b', 'dscb', 'dsca', 'x'))}.akamaiedge.net",
-                               f"rr{rng.randrange(1, 6)}---sn-{''.join(rng.choice(b32[:26] + '0123456789') for _ in range(8))}.googlevideo.com",
-                               f"{domain.split('.')[0]}.edgekey.net", f"{domain.split('.')[0]}.cdn.cloudflare.net",
-                               f"scontent-{rng.choice(('ams', 'fra', 'lhr', 'cdg'))}{rng.randrange(1, 4)}-1.xx.fbcdn.net"))
+            name = rng.choice(
+                (
+                    f"d{''.join(rng.choice(b32[:26] + '0123456789') for _ in range(13))}.cloudfront.net",
+                    f"e{rng.randrange(1, 99999)}.{rng.choice(('a', 'b', 'dscb', 'dsca', 'x'))}.akamaiedge.net",
+                    f"rr{rng.randrange(1, 6)}---sn-{''.join(rng.choice(b32[:26] + '0123456789') for _ in range(8))}.googlevideo.com",
+                    f"{domain.split('.')[0]}.edgekey.net",
+                    f"{domain.split('.')[0]}.cdn.cloudflare.net",
+                    f"scontent-{rng.choice(('ams', 'fra', 'lhr', 'cdg'))}{rng.randrange(1, 4)}-1.xx.fbcdn.net",
+                )
+            )
         out.append((name, kind))
     return out
 
 
-def build(out: Path = DATA_DIR / BENIGN_FILE, hsts_names: Path | None = None, disposable: bool = True,
-          n_hsts: int = 12_000, n_infra: int = 6_000, seed: int = 1) -> dict:
+def build(
+    out: Path = DATA_DIR / BENIGN_FILE,
+    hsts_names: Path | None = None,
+    disposable: bool = True,
+    n_hsts: int = 12_000,
+    n_infra: int = 6_000,
+    seed: int = 1,
+) -> dict:
     """Write the benign file from the installed sources (the build machine's packages; see SOURCE.md)."""
     rows: list[tuple[str, str, str]] = []
     with gzip.open(DATA_DIR / "benign_hosts.txt.gz", "rt", encoding="utf-8") as handle:
@@ -159,8 +267,9 @@ def build(out: Path = DATA_DIR / BENIGN_FILE, hsts_names: Path | None = None, di
     train_domains = sorted({registered_domain(h) for h in rng.sample(alice, 3000)} - {"."})
     rows += [(name, "infrastructure", kind) for name, kind in infrastructure_names(train_domains, n_infra, seed)]
     test_domains = sorted({registered_domain(h) for h in rng.sample(hsts or alice, 3000)} - {"."})
-    rows += [(name, "infrastructure-test", kind)
-             for name, kind in infrastructure_names(test_domains, n_infra, seed + 1000)]
+    rows += [
+        (name, "infrastructure-test", kind) for name, kind in infrastructure_names(test_domains, n_infra, seed + 1000)
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(out, "wt", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

@@ -35,8 +35,20 @@ from pathlib import Path
 
 from vigil.tasks.dns_exfil.features import QueryName
 
-QTYPES = {1: "A", 2: "NS", 5: "CNAME", 10: "NULL", 12: "PTR", 15: "MX", 16: "TXT", 25: "KEY", 28: "AAAA",
-          33: "SRV", 65: "HTTPS", 65399: "PRIVATE"}
+QTYPES = {
+    1: "A",
+    2: "NS",
+    5: "CNAME",
+    10: "NULL",
+    12: "PTR",
+    15: "MX",
+    16: "TXT",
+    25: "KEY",
+    28: "AAAA",
+    33: "SRV",
+    65: "HTTPS",
+    65399: "PRIVATE",
+}
 DATA_BEARING_MIN = 16
 CAPTURE_COLUMNS = ["time", "tool", "encoding", "qtype", "zone", "qname", "payload_bytes", "data_bearing"]
 
@@ -58,7 +70,7 @@ def _qname(packet: bytes, offset: int) -> tuple[tuple[bytes, ...], int]:
             continue
         if length == 0:
             return tuple(labels), (end if end is not None else offset + 1)
-        labels.append(packet[offset + 1:offset + 1 + length])
+        labels.append(packet[offset + 1 : offset + 1 + length])
         offset += 1 + length
 
 
@@ -75,7 +87,7 @@ def parse_query(payload: bytes) -> tuple[int, QueryName, int] | None:
         return None
     if offset + 4 > len(payload):
         return None
-    qtype = struct.unpack(">H", payload[offset:offset + 2])[0]
+    qtype = struct.unpack(">H", payload[offset : offset + 2])[0]
     return ident, QueryName(labels), qtype
 
 
@@ -86,8 +98,12 @@ def read_pcap_queries(path: Path | str, port: int = 53) -> Iterator[tuple[float,
         if len(header) < 24:
             return
         magic = header[:4]
-        endian = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">", b"\x4d\x3c\xb2\xa1": "<",
-                  b"\xa1\xb2\x3c\x4d": ">"}.get(magic)
+        endian = {
+            b"\xd4\xc3\xb2\xa1": "<",
+            b"\xa1\xb2\xc3\xd4": ">",
+            b"\x4d\x3c\xb2\xa1": "<",
+            b"\xa1\xb2\x3c\x4d": ">",
+        }.get(magic)
         if endian is None:
             raise ValueError(f"{path} is not a libpcap file (pcapng is not read: use tcpdump -w)")
         nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
@@ -132,15 +148,23 @@ def label_run(pcap: Path, zone: str, tool: str, encoding: str) -> list[dict]:
     rows, first = [], None
     for stamp, name, qtype in read_pcap_queries(pcap):
         lowered = tuple(label.lower() for label in name.labels)
-        if lowered[-len(zone_labels):] != zone_labels:
+        if lowered[-len(zone_labels) :] != zone_labels:
             continue
         first = stamp if first is None else first
-        payload = name.labels[:-len(zone_labels)]
+        payload = name.labels[: -len(zone_labels)]
         payload_bytes = sum(len(label) for label in payload)
-        rows.append({"time": round(stamp - first, 6), "tool": tool, "encoding": encoding,
-                     "qtype": QTYPES.get(qtype, str(qtype)), "zone": zone.strip("."),
-                     "qname": name.presentation[:-1], "payload_bytes": payload_bytes,
-                     "data_bearing": int(payload_bytes >= DATA_BEARING_MIN)})
+        rows.append(
+            {
+                "time": round(stamp - first, 6),
+                "tool": tool,
+                "encoding": encoding,
+                "qtype": QTYPES.get(qtype, str(qtype)),
+                "zone": zone.strip("."),
+                "qname": name.presentation[:-1],
+                "payload_bytes": payload_bytes,
+                "data_bearing": int(payload_bytes >= DATA_BEARING_MIN),
+            }
+        )
     return rows
 
 
@@ -170,8 +194,9 @@ def load_captures(path: Path | str | None = None):
 
     from vigil.tasks.dns_exfil.features import DATA_DIR
 
-    return pd.read_csv(path or DATA_DIR / "captures.csv.gz", dtype={"qname": str, "encoding": str, "qtype": str},
-                       keep_default_na=False)
+    return pd.read_csv(
+        path or DATA_DIR / "captures.csv.gz", dtype={"qname": str, "encoding": str, "qtype": str}, keep_default_na=False
+    )
 
 
 # -- helpers run inside the namespaces -----------------------------------------------------------
@@ -237,7 +262,7 @@ def sink(listen: str) -> None:
         answer[6:12] = b"\x00" * 6
         try:
             _, end = _qname(data, 12)
-            server.sendto(bytes(answer[:end + 4]), address)
+            server.sendto(bytes(answer[: end + 4]), address)
         except (ValueError, IndexError):
             continue
 

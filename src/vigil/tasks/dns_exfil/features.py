@@ -95,12 +95,32 @@ import numpy as np
 from vigil.config import PROJECT_ROOT
 
 FEATURE_COLUMNS = [
-    "FQDN_count", "subdomain_length", "upper", "lower", "numeric", "entropy", "special", "labels",
-    "labels_max", "labels_average", "longest_word", "sld", "len", "subdomain",
+    "FQDN_count",
+    "subdomain_length",
+    "upper",
+    "lower",
+    "numeric",
+    "entropy",
+    "special",
+    "labels",
+    "labels_max",
+    "labels_average",
+    "longest_word",
+    "sld",
+    "len",
+    "subdomain",
 ]
 EXTRA_COLUMNS = [
-    "wire_length", "eight_bit", "non_hostname", "sub_labels", "sub_entropy", "sub_digit_ratio",
-    "sub_upper_ratio", "case_switches", "sub_vowel_ratio", "max_consonant_run",
+    "wire_length",
+    "eight_bit",
+    "non_hostname",
+    "sub_labels",
+    "sub_entropy",
+    "sub_digit_ratio",
+    "sub_upper_ratio",
+    "case_switches",
+    "sub_vowel_ratio",
+    "max_consonant_run",
 ]
 QUERY_COLUMNS = [*FEATURE_COLUMNS, *EXTRA_COLUMNS]
 LABEL_COLUMN = "Target Attack"
@@ -151,6 +171,7 @@ class QueryName:
     @property
     def presentation(self) -> str:
         """RFC 1035 §5.1 form: printable ASCII as is (``.`` and ``\\`` escaped), other bytes as ``\\DDD``."""
+
         def label_text(label: bytes) -> str:
             out = []
             for byte in label:
@@ -171,12 +192,12 @@ class QueryName:
 def parse_query_name(raw) -> QueryName:
     r"""Presentation text (or bytes) -> :class:`QueryName`; ValueError for what cannot be on the wire.
 
-        >>> parse_query_name(r"a\.b\128.example.com.").labels
-        (b'a.b\x80', b'example', b'com')
-        >>> parse_query_name("x" * 64 + ".com")
-        Traceback (most recent call last):
-        ...
-        ValueError: label 1 is 64 bytes long; DNS labels have at most 63
+    >>> parse_query_name(r"a\.b\128.example.com.").labels
+    (b'a.b\x80', b'example', b'com')
+    >>> parse_query_name("x" * 64 + ".com")
+    Traceback (most recent call last):
+    ...
+    ValueError: label 1 is 64 bytes long; DNS labels have at most 63
     """
     if isinstance(raw, QueryName):
         return raw
@@ -200,7 +221,7 @@ def parse_query_name(raw) -> QueryName:
     while i < n:
         ch = text[i]
         if ch == "\\":
-            digits = text[i + 1:i + 4]
+            digits = text[i + 1 : i + 4]
             if len(digits) == 3 and digits.isascii() and digits.isdigit():
                 value = int(digits)
                 if value > 255:
@@ -229,8 +250,9 @@ def parse_query_name(raw) -> QueryName:
             raise ValueError(f"label {index} is {len(label)} bytes long; DNS labels have at most {MAX_LABEL_LENGTH}")
     name = QueryName(tuple(labels))
     if name.wire_length > MAX_WIRE_LENGTH:
-        raise ValueError(f"query is {name.wire_length} bytes long on the wire; DNS names have at most "
-                         f"{MAX_WIRE_LENGTH}")
+        raise ValueError(
+            f"query is {name.wire_length} bytes long on the wire; DNS names have at most {MAX_WIRE_LENGTH}"
+        )
     return name
 
 
@@ -264,8 +286,8 @@ def registered_domain_index(name: QueryName) -> int:
 def registered_domain(raw) -> str:
     """The registered domain (sld label and public suffix) in presentation form, lower-cased.
 
-        >>> registered_domain("A1B2.t.Example.co.uk")
-        'example.co.uk'
+    >>> registered_domain("A1B2.t.Example.co.uk")
+    'example.co.uk'
     """
     name = parse_query_name(raw)
     index = registered_domain_index(name)
@@ -306,8 +328,14 @@ class CharacterClasses(FeatureBlock):
         lower = sum(97 <= b <= 122 for b in data)
         numeric = sum(48 <= b <= 57 for b in data)
         n = len(data)
-        return {"FQDN_count": n, "upper": upper, "lower": lower, "numeric": numeric,
-                "special": n - upper - lower - numeric, "entropy": _entropy(data)}
+        return {
+            "FQDN_count": n,
+            "upper": upper,
+            "lower": lower,
+            "numeric": numeric,
+            "special": n - upper - lower - numeric,
+            "entropy": _entropy(data),
+        }
 
 
 class LabelShape(FeatureBlock):
@@ -316,8 +344,7 @@ class LabelShape(FeatureBlock):
 
     def raw_features(self, query: QueryName) -> dict:
         lengths = [len(label) for label in query.labels] or [0]
-        return {"labels": len(query.labels), "labels_max": max(lengths),
-                "labels_average": sum(lengths) / len(lengths)}
+        return {"labels": len(query.labels), "labels_max": max(lengths), "labels_average": sum(lengths) / len(lengths)}
 
 
 class LongestWord(FeatureBlock):
@@ -344,8 +371,7 @@ class RegisteredDomain(FeatureBlock):
         index = registered_domain_index(query)
         if index < 0:
             return {"sld": "", "subdomain_text": ""}
-        return {"sld": query.labels[index].decode("latin-1"),
-                "subdomain_text": QueryName(query.labels[:index]).text}
+        return {"sld": query.labels[index].decode("latin-1"), "subdomain_text": QueryName(query.labels[:index]).text}
 
     def process_raw_features(self, raw: dict) -> list[float]:
         sub = len(raw["subdomain_text"])
@@ -362,16 +388,26 @@ class WireBytes(FeatureBlock):
     def raw_features(self, query: QueryName) -> dict:
         data = b"".join(query.labels)
         eight_bit = sum(b >= 0x80 for b in data)
-        return {"wire_length": query.wire_length, "eight_bit": eight_bit,
-                "non_hostname": sum(b < 0x80 and b not in _HOSTNAME for b in data)}
+        return {
+            "wire_length": query.wire_length,
+            "eight_bit": eight_bit,
+            "non_hostname": sum(b < 0x80 and b not in _HOSTNAME for b in data),
+        }
 
 
 class SubdomainShape(FeatureBlock):
     """How the part left of the registered domain reads: entropy, digits, case, vowels."""
 
     name = "subdomain_shape"
-    columns = ("sub_labels", "sub_entropy", "sub_digit_ratio", "sub_upper_ratio", "case_switches",
-               "sub_vowel_ratio", "max_consonant_run")
+    columns = (
+        "sub_labels",
+        "sub_entropy",
+        "sub_digit_ratio",
+        "sub_upper_ratio",
+        "case_switches",
+        "sub_vowel_ratio",
+        "max_consonant_run",
+    )
 
     def raw_features(self, query: QueryName) -> dict:
         index = max(registered_domain_index(query), 0)
@@ -390,12 +426,15 @@ class SubdomainShape(FeatureBlock):
                 if kind:
                     previous = kind
         runs = _CONSONANT_RUN.findall(data.decode("latin-1"))
-        return {"sub_labels": len(labels), "sub_entropy": _entropy(data),
-                "sub_digit_ratio": sum(48 <= b <= 57 for b in data) / n if n else 0.0,
-                "sub_upper_ratio": upper / letters if letters else 0.0,
-                "case_switches": switches,
-                "sub_vowel_ratio": sum(b in _VOWELS for b in data) / letters if letters else 0.0,
-                "max_consonant_run": max((len(r) for r in runs), default=0)}
+        return {
+            "sub_labels": len(labels),
+            "sub_entropy": _entropy(data),
+            "sub_digit_ratio": sum(48 <= b <= 57 for b in data) / n if n else 0.0,
+            "sub_upper_ratio": upper / letters if letters else 0.0,
+            "case_switches": switches,
+            "sub_vowel_ratio": sum(b in _VOWELS for b in data) / letters if letters else 0.0,
+            "max_consonant_run": max((len(r) for r in runs), default=0),
+        }
 
 
 def cic_blocks() -> list[FeatureBlock]:
@@ -414,8 +453,9 @@ class QueryFeatureExtractor:
 
     def __init__(self, blocks: list[FeatureBlock] | None = None, columns: list[str] | None = None):
         self.blocks = blocks or cic_blocks()
-        self.columns = list(columns or (FEATURE_COLUMNS if blocks is None else
-                                        [c for b in self.blocks for c in b.columns]))
+        self.columns = list(
+            columns or (FEATURE_COLUMNS if blocks is None else [c for b in self.blocks for c in b.columns])
+        )
         self._order = self.columns
 
     @classmethod
@@ -434,8 +474,9 @@ class QueryFeatureExtractor:
         return {column: values[column] for column in self._order}
 
     def transform(self, queries) -> np.ndarray:
-        return np.array([[row[c] for c in self._order] for row in map(self.features, queries)],
-                        dtype=float).reshape(-1, len(self._order))
+        return np.array([[row[c] for c in self._order] for row in map(self.features, queries)], dtype=float).reshape(
+            -1, len(self._order)
+        )
 
 
 # The trees compute in float32: a value beyond its range is as unusable as infinity.
@@ -458,8 +499,7 @@ def _finite(column: str, value) -> float:
     except (TypeError, ValueError):
         raise ValueError(f"{column} is not a number: {shown(value)}") from None
     if not math.isfinite(number) or abs(number) > FLOAT32_MAX:
-        raise ValueError(f"{column} is not a finite number (or beyond the float32 range of the models): "
-                         f"{shown(value)}")
+        raise ValueError(f"{column} is not a finite number (or beyond the float32 range of the models): {shown(value)}")
     return number
 
 

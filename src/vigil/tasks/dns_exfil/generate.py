@@ -46,8 +46,15 @@ import numpy as np
 import pandas as pd
 
 from vigil.tasks.dns_exfil.features import (
-    CSV_COLUMNS, DATA_DIR, LABEL_COLUMN, CharacterClasses, LabelShape, LongestWord, RegisteredDomain,
-    normalize_query, parse_query_name,
+    CSV_COLUMNS,
+    DATA_DIR,
+    LABEL_COLUMN,
+    CharacterClasses,
+    LabelShape,
+    LongestWord,
+    RegisteredDomain,
+    normalize_query,
+    parse_query_name,
 )
 
 PAYLOAD_FILES = ("python-3.11.7-LICENSE.txt", "python-3.11.7-csv.py", "python-3.11.7-idle_48.png")
@@ -60,10 +67,26 @@ WINDOW = 1000
 # local traffic (both published attack rows are such names: a reverse-DNS PTR query and an mDNS
 # service name). A share of attack rows reproduces that: PTR names of private addresses and real
 # DNS-SD service types (IANA service-names registry) under .local.
-MDNS_SERVICES = ("_smb._tcp", "_ipp._tcp", "_http._tcp", "_airplay._tcp", "_raop._tcp", "_googlecast._tcp",
-                 "_spotify-connect._tcp", "_companion-link._tcp", "_device-info._tcp", "_workstation._tcp",
-                 "_afpovertcp._tcp", "_printer._tcp", "_ssh._tcp", "_sftp-ssh._tcp", "_hap._tcp",
-                 "_sleep-proxy._udp", "_pdl-datastream._tcp", "_scanner._tcp")
+MDNS_SERVICES = (
+    "_smb._tcp",
+    "_ipp._tcp",
+    "_http._tcp",
+    "_airplay._tcp",
+    "_raop._tcp",
+    "_googlecast._tcp",
+    "_spotify-connect._tcp",
+    "_companion-link._tcp",
+    "_device-info._tcp",
+    "_workstation._tcp",
+    "_afpovertcp._tcp",
+    "_printer._tcp",
+    "_ssh._tcp",
+    "_sftp-ssh._tcp",
+    "_hap._tcp",
+    "_sleep-proxy._udp",
+    "_pdl-datastream._tcp",
+    "_scanner._tcp",
+)
 CAPTURE_BACKGROUND_SHARE = 0.12
 
 
@@ -82,19 +105,64 @@ class Phase:
 
 def stream_phases(windows_per_phase: int = 10) -> list[Phase]:
     return [
-        Phase("base", windows_per_phase, ("base32", "hex"), (40, 63), (1, 3), BASE_DOMAINS, 0.5, 0.0,
-              "same mix as the static set: base32 and hex tunnels with long labels"),
-        Phase("A", windows_per_phase, ("base64url",), (20, 40), (1, 2), DRIFT_A_DOMAINS, 0.5, 0.0,
-              "encoding change: base64-url labels of 20-40 characters under new domains"),
-        Phase("B", windows_per_phase, ("hex", "base32"), (6, 12), (1, 1), DRIFT_B_DOMAINS, 0.3, 0.0,
-              "low and slow: one short label per query, 30% attacks, benign-looking domains"),
-        Phase("C", windows_per_phase, ("hex", "base32"), (6, 12), (1, 1), DRIFT_B_DOMAINS, 0.3, 0.5,
-              "new benign CDN/beacon names (held out until now) make half of the benign queries"),
+        Phase(
+            "base",
+            windows_per_phase,
+            ("base32", "hex"),
+            (40, 63),
+            (1, 3),
+            BASE_DOMAINS,
+            0.5,
+            0.0,
+            "same mix as the static set: base32 and hex tunnels with long labels",
+        ),
+        Phase(
+            "A",
+            windows_per_phase,
+            ("base64url",),
+            (20, 40),
+            (1, 2),
+            DRIFT_A_DOMAINS,
+            0.5,
+            0.0,
+            "encoding change: base64-url labels of 20-40 characters under new domains",
+        ),
+        Phase(
+            "B",
+            windows_per_phase,
+            ("hex", "base32"),
+            (6, 12),
+            (1, 1),
+            DRIFT_B_DOMAINS,
+            0.3,
+            0.0,
+            "low and slow: one short label per query, 30% attacks, benign-looking domains",
+        ),
+        Phase(
+            "C",
+            windows_per_phase,
+            ("hex", "base32"),
+            (6, 12),
+            (1, 1),
+            DRIFT_B_DOMAINS,
+            0.3,
+            0.5,
+            "new benign CDN/beacon names (held out until now) make half of the benign queries",
+        ),
     ]
 
 
-STATIC_PHASE = Phase("static", 0, ("base32", "hex"), (40, 63), (1, 3), BASE_DOMAINS, 0.55, 0.0,
-                     "static training set: 55% attacks as in static_dataset.csv")
+STATIC_PHASE = Phase(
+    "static",
+    0,
+    ("base32", "hex"),
+    (40, 63),
+    (1, 3),
+    BASE_DOMAINS,
+    0.55,
+    0.0,
+    "static training set: 55% attacks as in static_dataset.csv",
+)
 
 
 def load_benign_hosts(data_dir: Path = DATA_DIR) -> list[str]:
@@ -139,7 +207,7 @@ class TunnelSession:
         self.sequence = 0
         self.encoding = str(rng.choice(phase.encodings))
         self.domain = str(rng.choice(phase.domains))
-        self.session_id = f"{int(rng.integers(0, 16 ** 4)):04x}"
+        self.session_id = f"{int(rng.integers(0, 16**4)):04x}"
 
     def next_query(self) -> str:
         low, high = self.phase.label_length
@@ -152,14 +220,14 @@ class TunnelSession:
         n_bytes = max(1, int(n_chars * _BYTES_PER_CHAR[self.encoding]))
         chunk = self._take(n_bytes)
         text = encode(chunk, self.encoding)[:n_chars]
-        labels = [text[i:i + label_length] for i in range(0, len(text), label_length)]
+        labels = [text[i : i + label_length] for i in range(0, len(text), label_length)]
         self.sequence += 1
         return normalize_query(".".join(labels) + suffix)
 
     def _take(self, n: int) -> bytes:
         if self.position + n > len(self.payload):
             self.position = 0
-        chunk = self.payload[self.position:self.position + n]
+        chunk = self.payload[self.position : self.position + n]
         self.position += n
         return chunk
 
@@ -233,16 +301,33 @@ def cic_rows(names: list[str], labels: np.ndarray, start_seconds: float = 0.0, s
         records.append(record)
     frame = pd.DataFrame.from_records(records)
     frame[LABEL_COLUMN] = labels
-    for column in ("FQDN_count", "subdomain_length", "upper", "lower", "numeric", "special", "labels",
-                   "labels_max", "len", "subdomain"):
+    for column in (
+        "FQDN_count",
+        "subdomain_length",
+        "upper",
+        "lower",
+        "numeric",
+        "special",
+        "labels",
+        "labels_max",
+        "len",
+        "subdomain",
+    ):
         frame[column] = frame[column].astype(int)
     frame["entropy"] = frame["entropy"].round(6)
     frame["labels_average"] = frame["labels_average"].round(6)
     return frame[CSV_COLUMNS]
 
 
-def generate(out_dir: Path, static_rows: int = 30_000, windows_per_phase: int = 10, seed: int = 7,
-             with_query: bool = False, data_dir: Path = DATA_DIR, progress: bool = False) -> dict:
+def generate(
+    out_dir: Path,
+    static_rows: int = 30_000,
+    windows_per_phase: int = 10,
+    seed: int = 7,
+    with_query: bool = False,
+    data_dir: Path = DATA_DIR,
+    progress: bool = False,
+) -> dict:
     """Write ``static_dataset.csv``, ``stream_dataset.csv`` and ``drift_schedule.json`` to ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -267,14 +352,28 @@ def generate(out_dir: Path, static_rows: int = 30_000, windows_per_phase: int = 
         if with_query:
             frame["query"] = names
         frames.append(frame)
-        schedule.append({"phase": phase.name, "first_row": row, "last_row": row + n - 1,
-                         "first_window": row // WINDOW, "last_window": (row + n) // WINDOW - 1,
-                         "attack_share": phase.attack_share, "description": phase.description})
+        schedule.append(
+            {
+                "phase": phase.name,
+                "first_row": row,
+                "last_row": row + n - 1,
+                "first_window": row // WINDOW,
+                "last_window": (row + n) // WINDOW - 1,
+                "attack_share": phase.attack_share,
+                "description": phase.description,
+            }
+        )
         row += n
     stream = pd.concat(frames, ignore_index=True)
     stream.to_csv(out_dir / "stream_dataset.csv", index=False)
-    card = {"seed": seed, "static_rows": len(static), "static_attacks": int(static[LABEL_COLUMN].sum()),
-            "stream_rows": len(stream), "stream_attacks": int(stream[LABEL_COLUMN].sum()),
-            "window": WINDOW, "phases": schedule}
+    card = {
+        "seed": seed,
+        "static_rows": len(static),
+        "static_attacks": int(static[LABEL_COLUMN].sum()),
+        "stream_rows": len(stream),
+        "stream_attacks": int(stream[LABEL_COLUMN].sum()),
+        "window": WINDOW,
+        "phases": schedule,
+    }
     (out_dir / "drift_schedule.json").write_text(json.dumps(card, indent=2))
     return card

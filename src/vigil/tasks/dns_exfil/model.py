@@ -59,8 +59,7 @@ def make_selector(selection: str):
     if selection == "mutual_info_k8":
         return SelectKBest(_mutual_info, k=8)
     if selection == "tree_importance":
-        return SelectFromModel(ExtraTreesClassifier(n_estimators=50, random_state=0, n_jobs=1),
-                               threshold="mean")
+        return SelectFromModel(ExtraTreesClassifier(n_estimators=50, random_state=0, n_jobs=1), threshold="mean")
     raise ValueError(f"unknown feature selection {selection}")
 
 
@@ -68,8 +67,9 @@ def make_classifier(algorithm: str, n_jobs: int = 1):
     if algorithm == "lightgbm":
         from lightgbm import LGBMClassifier
 
-        return LGBMClassifier(n_estimators=200, learning_rate=0.1, num_leaves=31, random_state=0,
-                              n_jobs=n_jobs, verbose=-1)
+        return LGBMClassifier(
+            n_estimators=200, learning_rate=0.1, num_leaves=31, random_state=0, n_jobs=n_jobs, verbose=-1
+        )
     if algorithm == "random_forest":
         return RandomForestClassifier(n_estimators=100, random_state=0, n_jobs=n_jobs, min_samples_leaf=2)
     raise ValueError(f"unknown algorithm {algorithm}")
@@ -96,10 +96,17 @@ def predict_proba(bundle: dict, X: pd.DataFrame) -> np.ndarray:
     return bundle["pipeline"].predict_proba(X[bundle["feature_columns"]])[:, 1]
 
 
-def make_bundle(pipeline: Pipeline, selection: str, algorithm: str, kind: str = "static",
-                threshold: float = 0.5) -> dict:
-    return {"pipeline": pipeline, "feature_columns": list(FEATURE_COLUMNS), "threshold": threshold,
-            "selection": selection, "algorithm": algorithm, "kind": kind}
+def make_bundle(
+    pipeline: Pipeline, selection: str, algorithm: str, kind: str = "static", threshold: float = 0.5
+) -> dict:
+    return {
+        "pipeline": pipeline,
+        "feature_columns": list(FEATURE_COLUMNS),
+        "threshold": threshold,
+        "selection": selection,
+        "algorithm": algorithm,
+        "kind": kind,
+    }
 
 
 def refit(bundle: dict, X: pd.DataFrame, y: np.ndarray, kind: str = "dynamic") -> dict:
@@ -125,8 +132,16 @@ class CandidateResult:
     pipeline: Pipeline
 
 
-def compare_candidates(X_train, y_train, X_test, y_test, selections=SELECTIONS, algorithms=ALGORITHMS,
-                       n_jobs: int = 1, progress: bool = False) -> list[CandidateResult]:
+def compare_candidates(
+    X_train,
+    y_train,
+    X_test,
+    y_test,
+    selections=SELECTIONS,
+    algorithms=ALGORITHMS,
+    n_jobs: int = 1,
+    progress: bool = False,
+) -> list[CandidateResult]:
     import time
 
     grid = [(s, a) for s in selections for a in algorithms]
@@ -140,8 +155,11 @@ def compare_candidates(X_train, y_train, X_test, y_test, selections=SELECTIONS, 
         pipeline = make_pipeline(selection, algorithm, n_jobs).fit(X_train, y_train)
         seconds = time.perf_counter() - started
         probability = pipeline.predict_proba(X_test)[:, 1]
-        results.append(CandidateResult(selection, algorithm, scores(y_test, probability),
-                                       selected_features(pipeline), seconds, pipeline))
+        results.append(
+            CandidateResult(
+                selection, algorithm, scores(y_test, probability), selected_features(pipeline), seconds, pipeline
+            )
+        )
     return results
 
 

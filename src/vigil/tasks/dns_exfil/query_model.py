@@ -25,7 +25,11 @@ from sklearn.metrics import roc_auc_score
 from vigil.tasks.dns_exfil.benign import TEST_SOURCES, TRAIN_SOURCES, load_benign
 from vigil.tasks.dns_exfil.capture import load_captures
 from vigil.tasks.dns_exfil.features import (
-    MAX_WIRE_LENGTH, QUERY_COLUMNS, QueryFeatureExtractor, QueryName, parse_query_name,
+    MAX_WIRE_LENGTH,
+    QUERY_COLUMNS,
+    QueryFeatureExtractor,
+    QueryName,
+    parse_query_name,
 )
 
 QUERY_TASK = "dns_exfil_query"
@@ -38,16 +42,72 @@ QUERY_THRESHOLD = 0.5
 # pairs, hyphens, digits, random letters), one- and two-label public suffixes. Training draws from
 # :func:`zone_pool` ``("train")``; evaluation re-homes a held-out tool under ``("held-out")``, whose
 # names never occur in training and whose TLDs are partly unseen there.
-TRAIN_TLDS = ("com", "net", "org", "io", "info", "xyz", "ru", "de", "co", "top", "online", "me", "biz", "cc",
-              "eu", "pw")
+TRAIN_TLDS = (
+    "com",
+    "net",
+    "org",
+    "io",
+    "info",
+    "xyz",
+    "ru",
+    "de",
+    "co",
+    "top",
+    "online",
+    "me",
+    "biz",
+    "cc",
+    "eu",
+    "pw",
+)
 HELD_OUT_TLDS = ("co.uk", "com.br", "cloud", "site", "us", "com.au", "fr", "nl", "jp", "com", "net", "org")
-ZONE_PREFIXES = ("t", "d", "x", "ns", "ns1", "dns", "tun", "api", "cdn", "s3", "m", "q", "r7", "data", "sync",
-                 "upd", "img", "a1", "edge", "v2")
+ZONE_PREFIXES = (
+    "t",
+    "d",
+    "x",
+    "ns",
+    "ns1",
+    "dns",
+    "tun",
+    "api",
+    "cdn",
+    "s3",
+    "m",
+    "q",
+    "r7",
+    "data",
+    "sync",
+    "upd",
+    "img",
+    "a1",
+    "edge",
+    "v2",
+)
 
 
 # words a zone name of the shipped pool should not spell (the SCOWL list holds every word)
-_UNWANTED = ("fuck", "shit", "cunt", "nigg", "fag", "slut", "whore", "bitch", "rape", "nazi", "porn", "sex",
-             "dick", "cock", "pussy", "twat", "wank", "spic", "kike", "retard")
+_UNWANTED = (
+    "fuck",
+    "shit",
+    "cunt",
+    "nigg",
+    "fag",
+    "slut",
+    "whore",
+    "bitch",
+    "rape",
+    "nazi",
+    "porn",
+    "sex",
+    "dick",
+    "cock",
+    "pussy",
+    "twat",
+    "wank",
+    "spic",
+    "kike",
+    "retard",
+)
 
 
 @lru_cache(maxsize=1)
@@ -73,8 +133,7 @@ def _sld(rng) -> str:
     if kind < 0.85:
         return _words(rng, 1)[0] + str(rng.randint(1, 999))
     letters = "abcdefghijklmnopqrstuvwxyz0123456789"
-    return rng.choice("abcdefghijklmnopqrstuvwxyz") + "".join(rng.choice(letters)
-                                                               for _ in range(rng.randint(1, 11)))
+    return rng.choice("abcdefghijklmnopqrstuvwxyz") + "".join(rng.choice(letters) for _ in range(rng.randint(1, 11)))
 
 
 @lru_cache(maxsize=4)
@@ -96,13 +155,13 @@ def zone_pool(which: str = "train", size: int = 400) -> tuple[str, ...]:
 def _rehomed(qname: str, old_zone: str, zone: str) -> str:
     """``qname`` with its ``old_zone`` labels replaced by ``zone``; payload bytes trimmed from the last
     payload labels when the name would pass 255 wire bytes (as a tool fits its payload to its zone)."""
-    labels = list(parse_query_name(qname).labels[:-(old_zone.count(".") + 1)])
+    labels = list(parse_query_name(qname).labels[: -(old_zone.count(".") + 1)])
     new = tuple(label.encode() for label in zone.split("."))
     while labels and QueryName((*labels, *new)).wire_length > MAX_WIRE_LENGTH:
         excess = QueryName((*labels, *new)).wire_length - MAX_WIRE_LENGTH
         last = labels[-1]
         if len(last) > excess:
-            labels[-1] = last[:len(last) - excess]
+            labels[-1] = last[: len(last) - excess]
         else:
             labels.pop()
     return QueryName((*labels, *new)).presentation[:-1]
@@ -127,13 +186,27 @@ def featurize(names) -> pd.DataFrame:
 def make_classifier():
     from lightgbm import LGBMClassifier
 
-    return LGBMClassifier(n_estimators=300, learning_rate=0.05, num_leaves=15, min_child_samples=20,
-                          subsample=0.8, subsample_freq=1, colsample_bytree=0.8, class_weight="balanced",
-                          random_state=0, n_jobs=1, verbose=-1)
+    return LGBMClassifier(
+        n_estimators=300,
+        learning_rate=0.05,
+        num_leaves=15,
+        min_child_samples=20,
+        subsample=0.8,
+        subsample_freq=1,
+        colsample_bytree=0.8,
+        class_weight="balanced",
+        random_state=0,
+        n_jobs=1,
+        verbose=-1,
+    )
 
 
-def training_frames(captures: pd.DataFrame | None = None, benign: pd.DataFrame | None = None,
-                    max_alice: int | None = 20_000, seed: int = 0):
+def training_frames(
+    captures: pd.DataFrame | None = None,
+    benign: pd.DataFrame | None = None,
+    max_alice: int | None = 20_000,
+    seed: int = 0,
+):
     """(tunnel rows, benign rows) each with a ``features`` frame; alice subsampled to keep training quick."""
     captures = load_captures() if captures is None else captures
     benign = load_benign() if benign is None else benign
@@ -151,9 +224,15 @@ def fit(tunnel_X: pd.DataFrame, benign_X: pd.DataFrame):
 
 
 def make_bundle(classifier, metrics: dict | None = None) -> dict:
-    return {"pipeline": classifier, "feature_columns": list(QUERY_COLUMNS), "threshold": QUERY_THRESHOLD,
-            "selection": "all_features", "algorithm": "lightgbm", "kind": "query-real",
-            "data": "captures.csv.gz (real tools) + benign_names.csv.gz + alice hosts"}
+    return {
+        "pipeline": classifier,
+        "feature_columns": list(QUERY_COLUMNS),
+        "threshold": QUERY_THRESHOLD,
+        "selection": "all_features",
+        "algorithm": "lightgbm",
+        "kind": "query-real",
+        "data": "captures.csv.gz (real tools) + benign_names.csv.gz + alice hosts",
+    }
 
 
 def train_query_model(store, captures=None, benign=None) -> dict:
@@ -172,12 +251,21 @@ def train_query_model(store, captures=None, benign=None) -> dict:
     test = benign[benign.source.isin(TEST_SOURCES)]
     test = test.sample(min(5_000, len(test)), random_state=0)  # a check, not the evaluation (evaluate-real)
     p_test = classifier.predict_proba(featurize(test.name))[:, 1]
-    metrics = {"benign_test_fpr": float(np.mean(p_test >= QUERY_THRESHOLD)), "benign_test_names": float(len(test)),
-               "training_tunnel_queries": float(len(tunnel_X)), "training_benign_names": float(len(benign_X))}
-    return store.save(QUERY_TASK, make_bundle(classifier), metrics=metrics, threshold=QUERY_THRESHOLD,
-                      feature_version=QUERY_FEATURE_VERSION, data_fingerprint=data_fingerprint(X, y),
-                      extra={"kind": "query-real", "tools": sorted(captures.tool.unique()),
-                             "benign_sources": list(TRAIN_SOURCES)})
+    metrics = {
+        "benign_test_fpr": float(np.mean(p_test >= QUERY_THRESHOLD)),
+        "benign_test_names": float(len(test)),
+        "training_tunnel_queries": float(len(tunnel_X)),
+        "training_benign_names": float(len(benign_X)),
+    }
+    return store.save(
+        QUERY_TASK,
+        make_bundle(classifier),
+        metrics=metrics,
+        threshold=QUERY_THRESHOLD,
+        feature_version=QUERY_FEATURE_VERSION,
+        data_fingerprint=data_fingerprint(X, y),
+        extra={"kind": "query-real", "tools": sorted(captures.tool.unique()), "benign_sources": list(TRAIN_SOURCES)},
+    )
 
 
 def leave_one_tool_out(captures=None, benign=None, threshold: float = QUERY_THRESHOLD) -> dict:
@@ -204,33 +292,51 @@ def leave_one_tool_out(captures=None, benign=None, threshold: float = QUERY_THRE
         for encoding in sorted(held_rows.encoding.unique()):
             m = (held_rows.encoding == encoding).to_numpy() & bearing
             if m.any():
-                per_encoding[encoding] = {"data_bearing": int(m.sum()),
-                                          "detected": float(np.mean(p_tool[m] >= threshold))}
+                per_encoding[encoding] = {
+                    "data_bearing": int(m.sum()),
+                    "detected": float(np.mean(p_tool[m] >= threshold)),
+                }
         report["tools"][tool] = {
-            "queries": int(held.sum()), "data_bearing": int(bearing.sum()), "roc_auc": float(auc),
+            "queries": int(held.sum()),
+            "data_bearing": int(bearing.sum()),
+            "roc_auc": float(auc),
             "detected_data_bearing": float(np.mean(p_tool[bearing] >= threshold)) if bearing.any() else None,
             "detected_all": float(np.mean(p_tool >= threshold)),
-            "benign_test_fpr": float(np.mean(p_benign >= threshold)), "encodings": per_encoding}
+            "benign_test_fpr": float(np.mean(p_benign >= threshold)),
+            "encodings": per_encoding,
+        }
         test_rows = benign[test_mask]
-        for key, mask in [(s, (test_rows.source == s).to_numpy()) for s in test_rows.source.unique()] + \
-                         [(f"infrastructure-test/{k}", ((test_rows.source == "infrastructure-test") &
-                                                         (test_rows.kind == k)).to_numpy())
-                          for k in sorted(test_rows[test_rows.source == "infrastructure-test"].kind.unique())]:
+        for key, mask in [(s, (test_rows.source == s).to_numpy()) for s in test_rows.source.unique()] + [
+            (
+                f"infrastructure-test/{k}",
+                ((test_rows.source == "infrastructure-test") & (test_rows.kind == k)).to_numpy(),
+            )
+            for k in sorted(test_rows[test_rows.source == "infrastructure-test"].kind.unique())
+        ]:
             fpr = float(np.mean(p_benign[mask] >= threshold))
             worst_fpr[key] = max(worst_fpr.get(key, 0.0), fpr)
     for key in sorted(worst_fpr):
-        n = int(((benign.source == key) | ((benign.source == "infrastructure-test")
-                                          & (("infrastructure-test/" + benign.kind) == key))).sum())
+        n = int(
+            (
+                (benign.source == key)
+                | ((benign.source == "infrastructure-test") & (("infrastructure-test/" + benign.kind) == key))
+            ).sum()
+        )
         report["benign_test"][key] = {"names": n, "worst_fpr_over_folds": worst_fpr[key]}
     return report
 
 
 def format_report(report: dict) -> str:
-    lines = ["| held-out tool | queries | data-bearing | ROC AUC (data-bearing vs benign test) | "
-             "detected data-bearing | detected all | benign test FPR |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| held-out tool | queries | data-bearing | ROC AUC (data-bearing vs benign test) | "
+        "detected data-bearing | detected all | benign test FPR |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for tool, r in report["tools"].items():
-        lines.append(f"| {tool} | {r['queries']} | {r['data_bearing']} | {r['roc_auc']:.4f} | "
-                     f"{r['detected_data_bearing']:.3f} | {r['detected_all']:.3f} | {r['benign_test_fpr']:.4%} |")
+        lines.append(
+            f"| {tool} | {r['queries']} | {r['data_bearing']} | {r['roc_auc']:.4f} | "
+            f"{r['detected_data_bearing']:.3f} | {r['detected_all']:.3f} | {r['benign_test_fpr']:.4%} |"
+        )
     lines += ["", "| held-out tool / encoding | data-bearing | detected |", "|---|---|---|"]
     for tool, r in report["tools"].items():
         for encoding, e in r["encodings"].items():

@@ -17,7 +17,12 @@ import pandas as pd
 from vigil.artifacts import ArtifactStore, data_fingerprint
 from vigil.tasks.dns_exfil.features import FEATURE_COLUMNS, FEATURE_VERSION
 from vigil.tasks.dns_exfil.model import (
-    ALGORITHMS, SELECTIONS, best_candidate, compare_candidates, make_bundle, read_cic_csv,
+    ALGORITHMS,
+    SELECTIONS,
+    best_candidate,
+    compare_candidates,
+    make_bundle,
+    read_cic_csv,
 )
 
 
@@ -59,11 +64,10 @@ def plot_distributions(X: pd.DataFrame, y: np.ndarray, path: Path) -> None:
         for label, color in ((0, "#4c72b0"), (1, "#c44e52")):
             # numpy counts + stairs: much cheaper than ax.hist's one patch per bar
             counts, _ = np.histogram(values[y == label], bins=bins)
-            ax.stairs(np.maximum(counts, 0.8), bins, fill=True, alpha=0.55, color=color, label=str(label),
-                      baseline=0.8)
+            ax.stairs(np.maximum(counts, 0.8), bins, fill=True, alpha=0.55, color=color, label=str(label), baseline=0.8)
         ax.set_yscale("log")
         ax.tick_params(labelsize=7)
-    for ax in axes.ravel()[len(FEATURE_COLUMNS):]:
+    for ax in axes.ravel()[len(FEATURE_COLUMNS) :]:
         ax.axis("off")
     axes[0, 0].legend(title="Target Attack", fontsize=7)
     fig.suptitle("Feature distributions by class (log counts)")
@@ -103,8 +107,15 @@ def plot_comparison(table: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def train_and_report(csv: Path, out: Path, store: ArtifactStore, max_rows: int | None = None,
-                     test_size: float = 0.25, n_jobs: int = 1, seed: int = 0) -> tuple[dict, str]:
+def train_and_report(
+    csv: Path,
+    out: Path,
+    store: ArtifactStore,
+    max_rows: int | None = None,
+    test_size: float = 0.25,
+    n_jobs: int = 1,
+    seed: int = 0,
+) -> tuple[dict, str]:
     from sklearn.model_selection import train_test_split
 
     out = Path(out)
@@ -116,10 +127,19 @@ def train_and_report(csv: Path, out: Path, store: ArtifactStore, max_rows: int |
     plot_skew(skew, out / "skew.png")
 
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=y)
-    results = compare_candidates(X_train, y_train, X_test, y_test, SELECTIONS, ALGORITHMS, n_jobs=n_jobs,
-                                 progress=True)
-    table = pd.DataFrame([{"selection": r.selection, "algorithm": r.algorithm, **r.metrics,
-                           "fit_seconds": r.fit_seconds, "features": " ".join(r.features)} for r in results])
+    results = compare_candidates(X_train, y_train, X_test, y_test, SELECTIONS, ALGORITHMS, n_jobs=n_jobs, progress=True)
+    table = pd.DataFrame(
+        [
+            {
+                "selection": r.selection,
+                "algorithm": r.algorithm,
+                **r.metrics,
+                "fit_seconds": r.fit_seconds,
+                "features": " ".join(r.features),
+            }
+            for r in results
+        ]
+    )
     table.to_csv(out / "comparison.csv", index=False)
     plot_comparison(table, out / "comparison.png")
     best = best_candidate(results)
@@ -129,37 +149,75 @@ def train_and_report(csv: Path, out: Path, store: ArtifactStore, max_rows: int |
 
     pipeline = make_pipeline(best.selection, best.algorithm, n_jobs).fit(X, y)
     bundle = make_bundle(pipeline, best.selection, best.algorithm)
-    entry = store.save("dns_exfil", bundle, metrics=best.metrics, threshold=0.5, feature_version=FEATURE_VERSION,
-                       data_fingerprint=data_fingerprint(Path(csv)),
-                       extra={"kind": "static", "selection": best.selection, "algorithm": best.algorithm,
-                              "features": best.features, "training_rows": len(y), "csv": str(csv)})
+    entry = store.save(
+        "dns_exfil",
+        bundle,
+        metrics=best.metrics,
+        threshold=0.5,
+        feature_version=FEATURE_VERSION,
+        data_fingerprint=data_fingerprint(Path(csv)),
+        extra={
+            "kind": "static",
+            "selection": best.selection,
+            "algorithm": best.algorithm,
+            "features": best.features,
+            "training_rows": len(y),
+            "csv": str(csv),
+        },
+    )
 
     balance = np.bincount(y, minlength=2)
     lines = [
-        "# DNS exfiltration: static model report", "",
+        "# DNS exfiltration: static model report",
+        "",
         f"Data: `{csv}` ({len(y):,} rows; benign {balance[0]:,}, exfiltration {balance[1]:,}, "
-        f"{balance[1] / len(y):.1%} attacks). Held-out split: {test_size:.0%}, stratified, seed {seed}.", "",
-        "![class balance](class_balance.png)", "", "## Distributions and skew", "",
-        "![distributions](distributions.png)", "", "![skew](skew.png)", "",
-        "| feature | mean | std | skew |", "|---|---|---|---|",
-        *[f"| {c} | {X[c].mean():.3f} | {X[c].std():.3f} | {skew[c]:.2f} |" for c in FEATURE_COLUMNS], "",
-        "## Feature selection x algorithm (held-out split)", "",
+        f"{balance[1] / len(y):.1%} attacks). Held-out split: {test_size:.0%}, stratified, seed {seed}.",
+        "",
+        "![class balance](class_balance.png)",
+        "",
+        "## Distributions and skew",
+        "",
+        "![distributions](distributions.png)",
+        "",
+        "![skew](skew.png)",
+        "",
+        "| feature | mean | std | skew |",
+        "|---|---|---|---|",
+        *[f"| {c} | {X[c].mean():.3f} | {X[c].std():.3f} | {skew[c]:.2f} |" for c in FEATURE_COLUMNS],
+        "",
+        "## Feature selection x algorithm (held-out split)",
+        "",
         "Feature selection: `all_features` (none), `mutual_info_k8` (filter: SelectKBest on mutual information, "
         "k=8, the reference solution's choice), `tree_importance` (embedded: SelectFromModel on an "
-        "ExtraTrees importance above the mean).", "",
-        "| selection | algorithm | F1 | ROC AUC | PR AUC | accuracy | fit s | features |", "|---|---|---|---|---|---|---|---|",
-        *[f"| {r.selection} | {r.algorithm} | {r.metrics['f1']:.4f} | {r.metrics['roc_auc']:.4f} | "
-          f"{r.metrics['pr_auc']:.4f} | {r.metrics['accuracy']:.4f} | {r.fit_seconds:.1f} | {' '.join(r.features)} |"
-          for r in results], "",
-        "![comparison](comparison.png)", "",
+        "ExtraTrees importance above the mean).",
+        "",
+        "| selection | algorithm | F1 | ROC AUC | PR AUC | accuracy | fit s | features |",
+        "|---|---|---|---|---|---|---|---|",
+        *[
+            f"| {r.selection} | {r.algorithm} | {r.metrics['f1']:.4f} | {r.metrics['roc_auc']:.4f} | "
+            f"{r.metrics['pr_auc']:.4f} | {r.metrics['accuracy']:.4f} | {r.fit_seconds:.1f} | {' '.join(r.features)} |"
+            for r in results
+        ],
+        "",
+        "![comparison](comparison.png)",
+        "",
         f"**Saved:** `{best.selection}` + `{best.algorithm}` as dns_exfil v{entry['version']} "
-        f"(best F1, then ROC AUC, then fit time), refitted on all rows.", "",
+        f"(best F1, then ROC AUC, then fit time), refitted on all rows.",
+        "",
     ]
     (out / "report.md").write_text("\n".join(lines))
-    (out / "metrics.json").write_text(json.dumps({"best": {"selection": best.selection, "algorithm": best.algorithm,
-                                                           **best.metrics},
-                                                  "candidates": table.drop(columns=["features"]).to_dict("records")},
-                                                 indent=2))
-    summary = "\n".join(f"{r.selection:>16} {r.algorithm:<14} F1 {r.metrics['f1']:.4f}  ROC AUC {r.metrics['roc_auc']:.4f}"
-                        f"  PR AUC {r.metrics['pr_auc']:.4f}  accuracy {r.metrics['accuracy']:.4f}" for r in results)
+    (out / "metrics.json").write_text(
+        json.dumps(
+            {
+                "best": {"selection": best.selection, "algorithm": best.algorithm, **best.metrics},
+                "candidates": table.drop(columns=["features"]).to_dict("records"),
+            },
+            indent=2,
+        )
+    )
+    summary = "\n".join(
+        f"{r.selection:>16} {r.algorithm:<14} F1 {r.metrics['f1']:.4f}  ROC AUC {r.metrics['roc_auc']:.4f}"
+        f"  PR AUC {r.metrics['pr_auc']:.4f}  accuracy {r.metrics['accuracy']:.4f}"
+        for r in results
+    )
     return entry, summary + f"\nbest: {best.selection} + {best.algorithm}"

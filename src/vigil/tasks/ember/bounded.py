@@ -52,12 +52,30 @@ BOUNDED_SAMPLE_ROWS = 50_000  # rows sampled to choose bins (LightGBM's default:
 BATCH_ROWS = 4096  # rows per read when LightGBM pulls the data or we score it (~39 MB at 2,381 floats)
 
 # Parameters that change the binned Dataset: a saved binary Dataset is reused only when they match.
-DATASET_PARAMS = frozenset({
-    "max_bin", "max_bin_by_feature", "min_data_in_bin", "bin_construct_sample_cnt", "subsample_for_bin",
-    "feature_pre_filter", "min_data_in_leaf", "min_child_samples", "use_missing", "zero_as_missing",
-    "enable_bundle", "max_conflict_rate", "is_enable_sparse", "sparse_threshold", "linear_tree",
-    "data_random_seed", "seed", "random_state", "categorical_feature", "forcedbins_filename",
-})
+DATASET_PARAMS = frozenset(
+    {
+        "max_bin",
+        "max_bin_by_feature",
+        "min_data_in_bin",
+        "bin_construct_sample_cnt",
+        "subsample_for_bin",
+        "feature_pre_filter",
+        "min_data_in_leaf",
+        "min_child_samples",
+        "use_missing",
+        "zero_as_missing",
+        "enable_bundle",
+        "max_conflict_rate",
+        "is_enable_sparse",
+        "sparse_threshold",
+        "linear_tree",
+        "data_random_seed",
+        "seed",
+        "random_state",
+        "categorical_feature",
+        "forcedbins_filename",
+    }
+)
 
 
 class MemmapRows:
@@ -99,7 +117,7 @@ class MemmapRows:
         # consecutive runs of rows are one read each
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
         for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
-            view = memoryview(out[start:stop]).cast("B")
+            view = memoryview(out[start:stop]).cast("B")  # type: ignore[arg-type]  # ndarray is a buffer
             position, done = self.offset + int(rows[start]) * row_bytes, 0
             while done < len(view):
                 got = os.preadv(self._fd, [view[done:]], position + done)
@@ -141,8 +159,9 @@ class InMemoryRows:
 
     def __getitem__(self, index):
         if isinstance(index, (slice, list, np.ndarray)):
-            return np.asarray(self.X[self.rows[np.asarray(index) if isinstance(index, list) else index]],
-                              dtype=np.float32)
+            return np.asarray(
+                self.X[self.rows[np.asarray(index) if isinstance(index, list) else index]], dtype=np.float32
+            )
         return np.asarray(self.X[self.rows[int(index)]], dtype=np.float64)
 
 
@@ -162,7 +181,7 @@ def _sparse_sample(dataset, seqs: list, total_nrow: int) -> tuple[list[np.ndarra
     values: list[list[np.ndarray]] = []
     positions: list[list[np.ndarray]] = []
     for start in range(0, len(indices), BATCH_ROWS):
-        block = seq[indices[start:start + BATCH_ROWS].tolist()]  # float32 rows
+        block = seq[indices[start : start + BATCH_ROWS].tolist()]  # float32 rows
         columns = np.ascontiguousarray(block.T)
         keep = (np.abs(columns) > ZERO_THRESHOLD) | np.isnan(columns)
         if dim is None:
@@ -176,8 +195,10 @@ def _sparse_sample(dataset, seqs: list, total_nrow: int) -> tuple[list[np.ndarra
             positions[j].append(offsets[mask])
         del block, columns, keep
     empty_f, empty_i = np.empty(0, dtype=np.float64), np.empty(0, dtype=np.int32)
-    return ([np.concatenate(v) if v else empty_f for v in values],
-            [np.concatenate(p) if p else empty_i for p in positions])
+    return (
+        [np.concatenate(v) if v else empty_f for v in values],
+        [np.concatenate(p) if p else empty_i for p in positions],
+    )
 
 
 def _sampling_dataset_class():
@@ -264,8 +285,14 @@ def dataset_key(fingerprint: str, rows: np.ndarray, params: dict[str, Any]) -> s
     return digest.hexdigest()
 
 
-def build_dataset(X: np.ndarray, y: np.ndarray, rows: np.ndarray, params: dict[str, Any],
-                  binary_path: str | Path | None = None, key: str | None = None):
+def build_dataset(
+    X: np.ndarray,
+    y: np.ndarray,
+    rows: np.ndarray,
+    params: dict[str, Any],
+    binary_path: str | Path | None = None,
+    key: str | None = None,
+):
     """A constructed ``lightgbm.Dataset`` of ``X[rows]`` pulled in batches (X is never loaded whole).
 
     With ``binary_path``: reuse that binary Dataset when its sidecar ``.json`` carries ``key``, else
@@ -294,29 +321,44 @@ def build_dataset(X: np.ndarray, y: np.ndarray, rows: np.ndarray, params: dict[s
         if binary_path.exists():
             binary_path.unlink()  # save_binary refuses to overwrite
         dataset.save_binary(str(binary_path))
-        sidecar.write_text(json.dumps({"key": key, "rows": int(len(rows)), "params": {
-            k: v for k, v in params.items() if k in DATASET_PARAMS}}, default=str))
+        sidecar.write_text(
+            json.dumps(
+                {
+                    "key": key,
+                    "rows": int(len(rows)),
+                    "params": {k: v for k, v in params.items() if k in DATASET_PARAMS},
+                },
+                default=str,
+            )
+        )
     return dataset, False
 
 
-def bounded_overrides(estimator, histogram_pool_mb: int | None = HISTOGRAM_POOL_MB,
-                      sample_rows: int | None = BOUNDED_SAMPLE_ROWS) -> dict[str, Any]:
+def bounded_overrides(
+    estimator, histogram_pool_mb: int | None = HISTOGRAM_POOL_MB, sample_rows: int | None = BOUNDED_SAMPLE_ROWS
+) -> dict[str, Any]:
     """The keyword overrides the bounded path applies on top of a preset (only those not set by it)."""
     given = estimator.get_params()
     overrides: dict[str, Any] = {}
     if histogram_pool_mb is not None and given.get("histogram_pool_size") is None:
         overrides["histogram_pool_size"] = float(histogram_pool_mb)
-    if sample_rows is not None and given.get("subsample_for_bin") == 200000 \
-            and "bin_construct_sample_cnt" not in given:
+    if sample_rows is not None and given.get("subsample_for_bin") == 200000 and "bin_construct_sample_cnt" not in given:
         overrides["subsample_for_bin"] = int(sample_rows)
     if not {"is_enable_sparse", "is_sparse", "enable_sparse", "sparse"} & set(given):
         overrides["is_enable_sparse"] = False  # dense bins: 1 byte a value, known in advance (see module doc)
     return overrides
 
 
-def fit_bounded(estimator, X: np.ndarray, y: np.ndarray, rows: np.ndarray | None = None,
-                histogram_pool_mb: int | None = HISTOGRAM_POOL_MB, sample_rows: int | None = BOUNDED_SAMPLE_ROWS,
-                binary_path: str | Path | None = None, fingerprint: str = "") -> tuple[Any, dict]:
+def fit_bounded(
+    estimator,
+    X: np.ndarray,
+    y: np.ndarray,
+    rows: np.ndarray | None = None,
+    histogram_pool_mb: int | None = HISTOGRAM_POOL_MB,
+    sample_rows: int | None = BOUNDED_SAMPLE_ROWS,
+    binary_path: str | Path | None = None,
+    fingerprint: str = "",
+) -> tuple[Any, dict]:
     """Fit ``estimator`` (an unfitted LGBMClassifier) on ``X[rows]`` without loading X.
 
     Returns ``(fitted LGBMClassifier, info)``; ``info`` records the caps and whether a saved binary
@@ -329,8 +371,9 @@ def fit_bounded(estimator, X: np.ndarray, y: np.ndarray, rows: np.ndarray | None
     rows = labelled_rows(y) if rows is None else np.asarray(rows)
     labels = np.asarray(y[rows])
     if len(np.unique(labels)) < 2:
-        raise ValueError(f"the labelled rows hold only class(es) {sorted(set(labels.astype(int)))}; "
-                         "LightGBM needs both 0 and 1")
+        raise ValueError(
+            f"the labelled rows hold only class(es) {sorted(set(labels.astype(int)))}; LightGBM needs both 0 and 1"
+        )
     estimator.set_params(**bounded_overrides(estimator, histogram_pool_mb, sample_rows))
     params = native_params(estimator)
     key = dataset_key(fingerprint, rows, params) if binary_path is not None else None
@@ -338,9 +381,13 @@ def fit_bounded(estimator, X: np.ndarray, y: np.ndarray, rows: np.ndarray | None
     booster = lightgbm.train(params, dataset, num_boost_round=estimator.n_estimators)
     booster.free_dataset()
     del dataset
-    info = {"mode": "bounded-memory", "histogram_pool_size_mb": params.get("histogram_pool_size"),
-            "dense_bins": not params.get("is_enable_sparse", True),
-            "bin_construct_sample_cnt": params.get("bin_construct_sample_cnt", params.get("subsample_for_bin")),
-            "batch_rows": BATCH_ROWS, "binary_dataset": str(binary_path) if binary_path else None,
-            "binary_dataset_reused": reused}
+    info = {
+        "mode": "bounded-memory",
+        "histogram_pool_size_mb": params.get("histogram_pool_size"),
+        "dense_bins": not params.get("is_enable_sparse", True),
+        "bin_construct_sample_cnt": params.get("bin_construct_sample_cnt", params.get("subsample_for_bin")),
+        "batch_rows": BATCH_ROWS,
+        "binary_dataset": str(binary_path) if binary_path else None,
+        "binary_dataset_reused": reused,
+    }
     return classifier_from_booster(estimator, booster), info

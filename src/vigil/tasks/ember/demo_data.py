@@ -43,7 +43,7 @@ STUB_IMPORTS = {"KERNEL32.DLL": ["LoadLibraryA", "GetProcAddress", "VirtualAlloc
 
 
 def load_base_records(sample_dir: Path = SAMPLE_DIR) -> list[dict]:
-    records = []
+    records: list[dict] = []
     for name in (EMBER_SAMPLE, LAUNCHER_SAMPLE):
         with open(sample_dir / name, encoding="utf-8") as handle:
             records.extend(json.loads(line) for line in handle if line.strip())
@@ -60,7 +60,7 @@ def _jitter(record: dict, rng: np.random.Generator) -> None:
     general = record["general"]
     general["size"] = int(general["size"] * rng.uniform(0.9, 1.1))
     general["vsize"] = int(general["vsize"] * rng.uniform(0.9, 1.1))
-    record["header"]["coff"]["timestamp"] = int(record["header"]["coff"]["timestamp"] + rng.integers(-2**24, 2**24))
+    record["header"]["coff"]["timestamp"] = int(record["header"]["coff"]["timestamp"] + rng.integers(-(2**24), 2**24))
     for section in record["section"]["sections"]:
         section["size"] = int(section["size"] * rng.uniform(0.95, 1.05))
         section["entropy"] = float(min(8.0, max(0.0, section["entropy"] + rng.normal(0, 0.1))))
@@ -105,8 +105,9 @@ def _pack_sections(record: dict, rng: np.random.Generator, strength: float) -> N
 
 def _pack_imports(record: dict, rng: np.random.Generator, strength: float) -> None:
     keep = 1 - strength
-    imports = {library: names[: int(len(names) * keep)] for library, names in record["imports"].items()
-               if rng.random() < keep}
+    imports = {
+        library: names[: int(len(names) * keep)] for library, names in record["imports"].items() if rng.random() < keep
+    }
     for library, names in STUB_IMPORTS.items():
         imports.setdefault(library, []).extend(names)
     record["imports"] = imports
@@ -137,8 +138,9 @@ def _synthetic(base: dict, label: int, rng: np.random.Generator) -> dict:
     return record
 
 
-def build_demo_records(n_train: int = 400, n_test: int = 200, seed: int = 0,
-                       sample_dir: Path = SAMPLE_DIR) -> tuple[list[dict], list[dict]]:
+def build_demo_records(
+    n_train: int = 400, n_test: int = 200, seed: int = 0, sample_dir: Path = SAMPLE_DIR
+) -> tuple[list[dict], list[dict]]:
     """(train, test) raw records, balanced classes; test built from base records train never saw."""
     rng = np.random.default_rng(seed)
     bases = load_base_records(sample_dir)

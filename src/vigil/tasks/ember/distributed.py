@@ -26,7 +26,7 @@ def _read_partition(path: str, dim: int, offset: int, rows: np.ndarray) -> np.nd
 
     reader = MemmapRows(path, dim, rows, offset)
     try:
-        return reader[0:len(rows)]
+        return reader[0 : len(rows)]
     finally:
         reader.close()
 
@@ -42,9 +42,9 @@ def memmap_dask_arrays(X: np.ndarray, y: np.ndarray, rows: np.ndarray, partition
     filename = getattr(X, "filename", None)
     blocks = []
     for start in range(0, len(rows), partition_rows):
-        part = rows[start:start + partition_rows]
+        part = rows[start : start + partition_rows]
         if filename:
-            block = dask.delayed(_read_partition, pure=True)(str(filename), dim, int(X.offset), part)
+            block = dask.delayed(_read_partition, pure=True)(str(filename), dim, int(X.offset), part)  # type: ignore[attr-defined]
         else:  # an in-memory array: ship the rows themselves
             block = dask.delayed(np.asarray(X[part], dtype=np.float32))
         blocks.append(da.from_delayed(block, shape=(len(part), dim), dtype=np.float32))
@@ -53,8 +53,15 @@ def memmap_dask_arrays(X: np.ndarray, y: np.ndarray, rows: np.ndarray, partition
     return X_dask, y_dask
 
 
-def fit_on_dask(estimator, X: np.ndarray, y: np.ndarray, rows: np.ndarray, address: str,
-                threads_per_worker: int | None = None, partition_rows: int = PARTITION_ROWS) -> tuple[Any, dict]:
+def fit_on_dask(
+    estimator,
+    X: np.ndarray,
+    y: np.ndarray,
+    rows: np.ndarray,
+    address: str,
+    threads_per_worker: int | None = None,
+    partition_rows: int = PARTITION_ROWS,
+) -> tuple[Any, dict]:
     """Train ``estimator``'s parameters on the cluster at ``address``; returns (LGBMClassifier, info)."""
     from vigil.dask_training import dask_client, fit_dask_lightgbm, parse_dask_address, worker_count
 

@@ -150,10 +150,19 @@ def booster_of(classifier):
     return getattr(classifier, "booster_", None)
 
 
-def train_and_save(store, data_dir: Path | str, feature_version: int = 2, preset: str = "ember",
-                   n_jobs: int | None = 2, extra: dict | None = None, bounded: bool = False,
-                   histogram_pool_mb: int | None = None, binary_dataset: Path | str | None = None,
-                   dask: str | None = None, **overrides) -> dict:
+def train_and_save(
+    store,
+    data_dir: Path | str,
+    feature_version: int = 2,
+    preset: str = "ember",
+    n_jobs: int | None = 2,
+    extra: dict | None = None,
+    bounded: bool = False,
+    histogram_pool_mb: int | None = None,
+    binary_dataset: Path | str | None = None,
+    dask: str | None = None,
+    **overrides,
+) -> dict:
     """Fit LightGBM on the labelled train rows of a vectorized data dir, evaluate on its test rows,
     and save the pipeline to ``store`` (task ``ember``) with the threshold at 1 % FPR.
 
@@ -176,30 +185,39 @@ def train_and_save(store, data_dir: Path | str, feature_version: int = 2, preset
 
         parse_dask_address(dask)  # a bad address fails before any work
         if bounded or binary_dataset is not None:
-            raise ValueError("--bounded-memory and --binary-dataset are for one machine; with --dask each worker "
-                             "holds its share of the rows (--histogram-pool-mb still applies)")
+            raise ValueError(
+                "--bounded-memory and --binary-dataset are for one machine; with --dask each worker "
+                "holds its share of the rows (--histogram-pool-mb still applies)"
+            )
     X_train, y_train = read_vectorized(data_dir, "train", feature_version)
     fingerprint = data_fingerprint(*(data_dir / f"{kind}_train.dat" for kind in ("X", "y")))
     rows = labelled_rows(y_train)
     y = np.asarray(y_train[rows]).astype(int)
     if len(np.unique(y)) < 2:
-        raise ValueError(f"the labelled train rows of {data_dir} hold only class(es) {sorted(set(y))}; "
-                         "LightGBM needs both 0 and 1")
+        raise ValueError(
+            f"the labelled train rows of {data_dir} hold only class(es) {sorted(set(y))}; LightGBM needs both 0 and 1"
+        )
     training: dict | None = None
     if dask:
         from vigil.tasks.ember.distributed import fit_on_dask
 
         if histogram_pool_mb is not None:
             overrides["histogram_pool_size"] = float(histogram_pool_mb)
-        classifier, training = fit_on_dask(make_estimator(preset, n_jobs=None, **overrides), X_train, y_train,
-                                           rows, dask, threads_per_worker=n_jobs)
+        classifier, training = fit_on_dask(
+            make_estimator(preset, n_jobs=None, **overrides), X_train, y_train, rows, dask, threads_per_worker=n_jobs
+        )
     elif bounded or histogram_pool_mb is not None or binary_dataset is not None:
         from vigil.tasks.ember.bounded import HISTOGRAM_POOL_MB, fit_bounded
 
         classifier, training = fit_bounded(
-            make_estimator(preset, n_jobs=n_jobs, **overrides), X_train, y_train, rows,
+            make_estimator(preset, n_jobs=n_jobs, **overrides),
+            X_train,
+            y_train,
+            rows,
             histogram_pool_mb=HISTOGRAM_POOL_MB if histogram_pool_mb is None else histogram_pool_mb,
-            binary_path=binary_dataset, fingerprint=fingerprint)
+            binary_path=binary_dataset,
+            fingerprint=fingerprint,
+        )
     else:
         X, _ = load_labelled(X_train, y_train)
         classifier = make_estimator(preset, n_jobs=n_jobs, **overrides).fit(X, y)
@@ -222,7 +240,13 @@ def train_and_save(store, data_dir: Path | str, feature_version: int = 2, preset
         feature_version=feature_version,
         data_fingerprint=fingerprint,
         lightgbm_booster=classifier.booster_,
-        extra={"preset": preset, "params": classifier.get_params(), "metrics_on": metrics_on,
-               "train_rows": int(len(y)), "data_dir": str(data_dir),
-               **({"training": training} if training else {}), **(extra or {})},
+        extra={
+            "preset": preset,
+            "params": classifier.get_params(),
+            "metrics_on": metrics_on,
+            "train_rows": int(len(y)),
+            "data_dir": str(data_dir),
+            **({"training": training} if training else {}),
+            **(extra or {}),
+        },
     )

@@ -46,10 +46,10 @@ def read_section_table(bytez: bytes) -> SectionTable | None:
     if size < 64 or bytez[:2] != b"MZ":
         return None
     (e_lfanew,) = struct.unpack_from("<I", bytez, 0x3C)
-    if e_lfanew + 24 > size or bytez[e_lfanew:e_lfanew + 4] != b"PE\0\0":
+    if e_lfanew + 24 > size or bytez[e_lfanew : e_lfanew + 4] != b"PE\0\0":
         return None
-    declared, = struct.unpack_from("<H", bytez, e_lfanew + 6)
-    optional_header_size, = struct.unpack_from("<H", bytez, e_lfanew + 20)
+    (declared,) = struct.unpack_from("<H", bytez, e_lfanew + 6)
+    (optional_header_size,) = struct.unpack_from("<H", bytez, e_lfanew + 20)
     table = e_lfanew + 24 + optional_header_size
     present = max(0, min(declared, (size - table) // SECTION_HEADER_BYTES))
     if not present:
@@ -73,7 +73,9 @@ def section_table_refusal(bytez: bytes) -> str | None:
     table = read_section_table(bytez)
     if table is None or table.raw_bytes <= section_bytes_limit(len(bytez)):
         return None
-    return (f"not parsed as PE: its {table.present} section headers cover {table.raw_bytes} bytes, "
-            f"{table.raw_bytes / len(bytez):.0f} x the file's {len(bytez)} (the limit is "
-            f"{section_bytes_limit(len(bytez))}: {SECTION_BYTES_RATIO} x the file, at least "
-            f"{SECTION_BYTES_FLOOR >> 20} MiB); byte-level features only")
+    return (
+        f"not parsed as PE: its {table.present} section headers cover {table.raw_bytes} bytes, "
+        f"{table.raw_bytes / len(bytez):.0f} x the file's {len(bytez)} (the limit is "
+        f"{section_bytes_limit(len(bytez))}: {SECTION_BYTES_RATIO} x the file, at least "
+        f"{SECTION_BYTES_FLOOR >> 20} MiB); byte-level features only"
+    )

@@ -32,8 +32,14 @@ def synthetic_chunk(rng: np.random.Generator, rows: int, dim: int) -> np.ndarray
     return X
 
 
-def write_synthetic_vectors(data_dir: Path | str, subset: str = "train", rows: int = 10_000, seed: int = 0,
-                            feature_version: int = 2, unlabelled_every: int = 10) -> tuple[Path, Path]:
+def write_synthetic_vectors(
+    data_dir: Path | str,
+    subset: str = "train",
+    rows: int = 10_000,
+    seed: int = 0,
+    feature_version: int = 2,
+    unlabelled_every: int = 10,
+) -> tuple[Path, Path]:
     """Write ``X_<subset>.dat`` / ``y_<subset>.dat`` of ``rows`` generated rows; returns their paths."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -58,6 +58,7 @@ def raw_feature_paths(data_dir: Path | str, subset: str) -> list[Path]:
     """The raw files of a subset, in ember's order (train_features_0..N numerically, then test)."""
     data_dir = Path(data_dir)
     if subset == "train":
+
         def index(path: Path) -> int:
             match = re.fullmatch(r"train_features_(\d+)\.jsonl", path.name)
             return int(match.group(1)) if match else -1
@@ -135,8 +136,7 @@ _worker_state: dict = {}
 
 def _worker_init(X_path: str, y_path: str, rows: int, feature_version: int) -> None:
     extractor = FeatureExtractor(feature_version)
-    _worker_state.update(extractor=extractor, rows=rows,
-                         X=os.open(X_path, os.O_WRONLY), y=os.open(y_path, os.O_WRONLY))
+    _worker_state.update(extractor=extractor, rows=rows, X=os.open(X_path, os.O_WRONLY), y=os.open(y_path, os.O_WRONLY))
 
 
 def _worker_close() -> None:
@@ -146,7 +146,7 @@ def _worker_close() -> None:
     _worker_state.clear()
 
 
-def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+def _pwrite_all(fd: int, data: Any, offset: int) -> None:
     view = memoryview(data).cast("B")
     while len(view):
         written = os.pwrite(fd, view, offset)
@@ -209,16 +209,23 @@ def _lines_from(paths: list[Path], start: _Position) -> Iterator[tuple[str, int,
             handle.seek(offset)
             for line in handle:
                 offset += len(line)
-                yield str(paths[index]), number, line.decode("utf-8", errors="replace"), _Position(index, offset, number + 1)
+                yield (
+                    str(paths[index]),
+                    number,
+                    line.decode("utf-8", errors="replace"),
+                    _Position(index, offset, number + 1),
+                )
                 number += 1
 
 
-def _batches(paths: list[Path], size: int, first_row: int = 0, start: _Position | None = None
-             ) -> Iterator[tuple[list[tuple[int, str, int, str]], _Position]]:
+def _batches(
+    paths: list[Path], size: int, first_row: int = 0, start: _Position | None = None
+) -> Iterator[tuple[list[tuple[int, str, int, str]], _Position]]:
     """Batches of (row, file, line number, text), each with the position after its last line."""
     batch: list[tuple[int, str, int, str]] = []
     position = start or _Position()
-    for row, (path, number, line, position) in enumerate(_lines_from(paths, position), start=first_row):
+    for row, (path, number, line, after) in enumerate(_lines_from(paths, position), start=first_row):
+        position = after
         batch.append((row, path, number, line))
         if len(batch) == size:
             yield batch, position
@@ -260,8 +267,11 @@ class SubsetProgress:
             return None
         rows = int(state.get("rows", -1))
         try:
-            sizes_ok = (X_path.stat().st_size == rows * dim * 4 and y_path.stat().st_size == rows * 4
-                        and self.metadata_path.stat().st_size >= int(state["metadata_bytes"]))
+            sizes_ok = (
+                X_path.stat().st_size == rows * dim * 4
+                and y_path.stat().st_size == rows * 4
+                and self.metadata_path.stat().st_size >= int(state["metadata_bytes"])
+            )
         except (OSError, KeyError, ValueError):
             return None
         return state if sizes_ok else None
@@ -308,9 +318,16 @@ def _in_order(pool, batches: Iterator, window: int) -> Iterator[tuple[tuple, _Po
         yield result.get(), at, rows
 
 
-def vectorize_subset_resumable(X_path: Path, y_path: Path, paths: list[Path], feature_version: int = 2,
-                               processes: int | None = None, progress: bool = True, subset: str = "",
-                               resume: bool = True) -> tuple[SubsetReport, SubsetProgress]:
+def vectorize_subset_resumable(
+    X_path: Path,
+    y_path: Path,
+    paths: list[Path],
+    feature_version: int = 2,
+    processes: int | None = None,
+    progress: bool = True,
+    subset: str = "",
+    resume: bool = True,
+) -> tuple[SubsetReport, SubsetProgress]:
     """Vectorize ``paths`` into the two memmap files, resumably and in constant memory.
 
     Per-row metadata go to ``X_<subset>.dat.metadata.jsonl`` as rows complete, in order (one JSON
@@ -335,36 +352,50 @@ def vectorize_subset_resumable(X_path: Path, y_path: Path, paths: list[Path], fe
             with open(path, "wb") as handle:
                 handle.truncate(nbytes)
         tracker.metadata_path.write_bytes(b"")
-        state = {**signature, "rows": rows, "done_rows": 0, "metadata_bytes": 0, "position": [0, 0, 1],
-                 "complete": rows == 0, "resumed_at": None}
+        state = {
+            **signature,
+            "rows": rows,
+            "done_rows": 0,
+            "metadata_bytes": 0,
+            "position": [0, 0, 1],
+            "complete": rows == 0,
+            "resumed_at": None,
+        }
         tracker.write(state)
     else:
         state["resumed_at"] = state["done_rows"]
     rows = int(state["rows"])
     if not state["complete"]:
-        _vectorize_rows(X_path, y_path, paths, feature_version, processes, progress, subset, tracker, state, tqdm,
-                        time)
+        _vectorize_rows(X_path, y_path, paths, feature_version, processes, progress, subset, tracker, state, tqdm, time)
     bad_lines = [BadLine(*meta["bad"]) for meta in tracker.iter_metadata() if "bad" in meta]
     bad_lines.sort(key=lambda b: (b.path, b.line))
     report = SubsetReport(subset, rows, X_path, y_path, bad_lines, resumed_at=state.get("resumed_at"))
     return report, tracker
 
 
-def _vectorize_rows(X_path, y_path, paths, feature_version, processes, progress, subset, tracker, state, tqdm,
-                    time) -> None:
+def _vectorize_rows(
+    X_path, y_path, paths, feature_version, processes, progress, subset, tracker, state, tqdm, time
+) -> None:
     rows = int(state["rows"])
     processes = processes or min(2, os.cpu_count() or 1)
     init_args = (str(X_path), str(y_path), rows, feature_version)
     done = int(state["done_rows"])
     position = _Position(*state["position"])
-    bar = tqdm(total=rows, initial=done, desc=f"vectorizing {subset or X_path.name}", unit="rec",
-               disable=not progress, file=sys.stderr)
+    bar = tqdm(
+        total=rows,
+        initial=done,
+        desc=f"vectorizing {subset or X_path.name}",
+        unit="rec",
+        disable=not progress,
+        file=sys.stderr,
+    )
     if processes == 1:
         _worker_init(*init_args)
         pool = None
     else:
         pool = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn").Pool(
-            processes, initializer=_worker_init, initargs=init_args)
+            processes, initializer=_worker_init, initargs=init_args
+        )
     metadata_file = open(tracker.metadata_path, "r+b")
     metadata_file.truncate(int(state["metadata_bytes"]))  # drop what a crash left past the last record
     metadata_file.seek(0, os.SEEK_END)
@@ -414,19 +445,31 @@ def _sync(*paths: Path) -> None:
             os.close(fd)
 
 
-def vectorize_subset(X_path: Path, y_path: Path, paths: list[Path], feature_version: int = 2,
-                     processes: int | None = None, progress: bool = True,
-                     subset: str = "") -> tuple[SubsetReport, list[dict]]:
+def vectorize_subset(
+    X_path: Path,
+    y_path: Path,
+    paths: list[Path],
+    feature_version: int = 2,
+    processes: int | None = None,
+    progress: bool = True,
+    subset: str = "",
+) -> tuple[SubsetReport, list[dict]]:
     """Vectorize ``paths`` into the two memmap files afresh; returns the report and per-row metadata."""
-    report, tracker = vectorize_subset_resumable(X_path, y_path, paths, feature_version, processes, progress,
-                                                 subset, resume=False)
+    report, tracker = vectorize_subset_resumable(
+        X_path, y_path, paths, feature_version, processes, progress, subset, resume=False
+    )
     metadata = [{k: v for k, v in meta.items() if k != "bad"} for meta in tracker.iter_metadata()]
     tracker.remove()
     return report, metadata
 
 
-def create_vectorized_features(data_dir: Path | str, feature_version: int = 2, processes: int | None = None,
-                               progress: bool = True, resume: bool = True) -> list[SubsetReport]:
+def create_vectorized_features(
+    data_dir: Path | str,
+    feature_version: int = 2,
+    processes: int | None = None,
+    progress: bool = True,
+    resume: bool = True,
+) -> list[SubsetReport]:
     """Vectorize train and test of ``data_dir`` in place and write metadata.csv beside them.
 
     Resumable: an interrupted run leaves ``X_<subset>.dat.progress.json`` (and the metadata of the
@@ -442,8 +485,15 @@ def create_vectorized_features(data_dir: Path | str, feature_version: int = 2, p
         if not paths:
             continue
         report, tracker = vectorize_subset_resumable(
-            data_dir / f"X_{subset}.dat", data_dir / f"y_{subset}.dat", paths,
-            feature_version=feature_version, processes=processes, progress=progress, subset=subset, resume=resume)
+            data_dir / f"X_{subset}.dat",
+            data_dir / f"y_{subset}.dat",
+            paths,
+            feature_version=feature_version,
+            processes=processes,
+            progress=progress,
+            subset=subset,
+            resume=resume,
+        )
         done.append((report, tracker))
     if not done:
         raise FileNotFoundError(f"no train_features_*.jsonl or test_features.jsonl in {data_dir}")
@@ -490,13 +540,16 @@ def vectorized_rows(data_dir: Path | str, subset: str, feature_version: int = 2)
     row_bytes = 4 * DIMS[feature_version]
     size = path.stat().st_size
     if size % row_bytes:
-        raise ValueError(f"{path} is {size} bytes, not a whole number of feature-version-{feature_version} "
-                         f"rows ({row_bytes} bytes); was it vectorized with another --feature-version?")
+        raise ValueError(
+            f"{path} is {size} bytes, not a whole number of feature-version-{feature_version} "
+            f"rows ({row_bytes} bytes); was it vectorized with another --feature-version?"
+        )
     return size // row_bytes
 
 
-def read_vectorized(data_dir: Path | str, subset: str = "train", feature_version: int = 2
-                    ) -> tuple[np.memmap, np.memmap]:
+def read_vectorized(
+    data_dir: Path | str, subset: str = "train", feature_version: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) of a subset as read-only memmaps: nothing is loaded until rows are indexed."""
     if subset not in SUBSETS:
         raise ValueError(f"subset must be 'train' or 'test', not {subset!r}")

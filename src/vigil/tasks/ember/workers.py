@@ -160,8 +160,12 @@ class ExtractionWorker:
     def _start(self) -> None:
         context = _context()
         parent_conn, child_conn = context.Pipe()
-        process = context.Process(target=_child_main, args=(child_conn, self.function, self.memory_bytes),
-                                  name="vigil-ember-extract", daemon=True)
+        process = context.Process(
+            target=_child_main,
+            args=(child_conn, self.function, self.memory_bytes),
+            name="vigil-ember-extract",
+            daemon=True,
+        )
         process.start()
         child_conn.close()
         self._process, self._conn, self._jobs = process, parent_conn, 0
@@ -219,8 +223,13 @@ class WorkerPool:
     process, e.g. a gunicorn worker forked from a preloaded master, gets workers of its own).
     """
 
-    def __init__(self, function: Callable[[Any], Any], memory_bytes: int = MEMORY_BYTES,
-                 max_jobs: int = MAX_JOBS, max_idle: int = 2):
+    def __init__(
+        self,
+        function: Callable[[Any], Any],
+        memory_bytes: int = MEMORY_BYTES,
+        max_jobs: int = MAX_JOBS,
+        max_idle: int = 2,
+    ):
         self.function, self.memory_bytes, self.max_jobs, self.max_idle = function, memory_bytes, max_jobs, max_idle
         self._idle: list[ExtractionWorker] = []
         self._lock = threading.Lock()

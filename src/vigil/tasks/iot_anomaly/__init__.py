@@ -21,5 +21,14 @@ def __getattr__(name: str):
         return getattr(detector, name)
     raise AttributeError(name)
 
-__all__ = ["IotAnomalyTask", "Detector", "confusion_ratios", "make_estimator", "ESTIMATORS", "OddPointBox",
-           "load_objects", "classify"]
+
+__all__ = [
+    "IotAnomalyTask",
+    "Detector",
+    "confusion_ratios",
+    "make_estimator",
+    "ESTIMATORS",
+    "OddPointBox",
+    "load_objects",
+    "classify",
+]

@@ -66,16 +66,20 @@ def _pick(frame: pd.DataFrame, path: Path, *alternatives: tuple[str, str]) -> tu
     for pair in alternatives:
         if all(name in frame.columns for name in pair):
             return pair
-    raise InvalidInput(f"{path.name}: none of the expected column pairs found", {"expected": alternatives,
-                                                                                 "found": list(frame.columns)})
+    raise InvalidInput(
+        f"{path.name}: none of the expected column pairs found",
+        {"expected": alternatives, "found": list(frame.columns)},
+    )
 
 
 def _sizes(frame: pd.DataFrame, length_col: str, width_col: str, label: str, scale: float = 1.0) -> pd.DataFrame:
-    out = pd.DataFrame({
-        "class": label,
-        "length": frame[length_col].map(parse_number) * scale,
-        "width": frame[width_col].map(parse_number) * scale,
-    })
+    out = pd.DataFrame(
+        {
+            "class": label,
+            "length": frame[length_col].map(parse_number) * scale,
+            "width": frame[width_col].map(parse_number) * scale,
+        }
+    )
     return out.dropna().reset_index(drop=True)
 
 
@@ -89,8 +93,9 @@ def read_humans(path: Path | str) -> pd.DataFrame:
 def read_motorbikes(path: Path | str) -> pd.DataFrame:
     path = Path(path)
     frame = read_table(path)
-    width_col, length_col = _pick(frame, path, ("LARGHEZZA (mm)", "LUNGHEZZA (mm)"),
-                                  ("Overall width (mm)", "Overall length (mm)"))
+    width_col, length_col = _pick(
+        frame, path, ("LARGHEZZA (mm)", "LUNGHEZZA (mm)"), ("Overall width (mm)", "Overall length (mm)")
+    )
     sizes = _sizes(frame, length_col, width_col, MOTO)
     return sizes[sizes["length"] < MOTO_MAX_LENGTH_MM].reset_index(drop=True)
 
@@ -134,17 +139,20 @@ class OddPointBox:
 
     @classmethod
     def around(cls, objects: pd.DataFrame) -> "OddPointBox":
-        return cls(max_length=int(np.ceil(objects["length"].max())) + 1,
-                   max_width=int(np.ceil(objects["width"].max())) + 1)
+        return cls(
+            max_length=int(np.ceil(objects["length"].max())) + 1, max_width=int(np.ceil(objects["width"].max())) + 1
+        )
 
     def sample(self, classes, count: int, seed: int | None = 0) -> pd.DataFrame:
         rng = np.random.default_rng(seed)
         classes = list(classes)
-        return pd.DataFrame({
-            "class": rng.choice(classes, size=count) if classes else [],
-            "length": rng.integers(0, self.max_length, size=count, endpoint=True).astype(float),
-            "width": rng.integers(0, self.max_width, size=count, endpoint=True).astype(float),
-        })
+        return pd.DataFrame(
+            {
+                "class": rng.choice(classes, size=count) if classes else [],
+                "length": rng.integers(0, self.max_length, size=count, endpoint=True).astype(float),
+                "width": rng.integers(0, self.max_width, size=count, endpoint=True).astype(float),
+            }
+        )
 
     def as_dict(self) -> dict:
         return {"length_mm": [0, self.max_length], "width_mm": [0, self.max_width]}

@@ -87,8 +87,11 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
     "adaboost": EstimatorSpec(
         "adaboost",
         lambda seed: AdaBoostClassifier(estimator=DecisionTreeClassifier(max_depth=3), random_state=seed),
-        {"estimator__max_depth": [2, 3, 4, 6, 8], "n_estimators": [10, 25, 46, 75, 100],
-         "learning_rate": [0.1, 0.3, 0.6, 1.0]},
+        {
+            "estimator__max_depth": [2, 3, 4, 6, 8],
+            "n_estimators": [10, 25, 46, 75, 100],
+            "learning_rate": [0.1, 0.3, 0.6, 1.0],
+        },
         best={"estimator__max_depth": 4, "n_estimators": 46, "learning_rate": 0.6},
         published={"estimator__max_depth": 3, "n_estimators": 46, "learning_rate": 0.3},
     ),
@@ -103,12 +106,21 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
     "mlp": EstimatorSpec(
         "mlp",
         lambda seed: MLPClassifier(max_iter=500, random_state=seed),
-        {"hidden_layer_sizes": [(p,) * k for k in (1, 2, 3) for p in (5, 10, 25, 50)],
-         "activation": ["identity", "logistic", "tanh", "relu"], "solver": ["lbfgs", "adam"],
-         "alpha": [1e-4, 1e-5]},
+        {
+            "hidden_layer_sizes": [(p,) * k for k in (1, 2, 3) for p in (5, 10, 25, 50)],
+            "activation": ["identity", "logistic", "tanh", "relu"],
+            "solver": ["lbfgs", "adam"],
+            "alpha": [1e-4, 1e-5],
+        },
         best={"hidden_layer_sizes": (50, 50), "activation": "tanh", "solver": "adam", "alpha": 1e-4},
-        published={"hidden_layer_sizes": (28, 28, 28), "activation": "tanh", "solver": "lbfgs", "alpha": 1e-6,
-                   "learning_rate": "constant", "max_iter": 200},
+        published={
+            "hidden_layer_sizes": (28, 28, 28),
+            "activation": "tanh",
+            "solver": "lbfgs",
+            "alpha": 1e-6,
+            "learning_rate": "constant",
+            "max_iter": 200,
+        },
     ),
     "svc": EstimatorSpec(
         "svc",
@@ -171,8 +183,9 @@ def resolve_grid(estimator, grid: dict) -> dict:
     """A tuning grid with resolved parameter names; each value must be a list of candidates."""
     for key, values in grid.items():
         if not isinstance(values, (list, tuple)) or not len(values):
-            raise InvalidInput(f"grid parameter '{key}' of {type(estimator).__name__} needs a non-empty list "
-                               f"of values, not {values!r}")
+            raise InvalidInput(
+                f"grid parameter '{key}' of {type(estimator).__name__} needs a non-empty list of values, not {values!r}"
+            )
     return {name: list(values) for name, values in resolve_params(estimator, grid).items()}
 
 
@@ -253,10 +266,12 @@ class Detector:
 
     # -- models -------------------------------------------------------------------------------
     def pipeline(self, estimator) -> Pipeline:
-        features = ColumnTransformer([
-            ("class", OneHotEncoder(categories=[self.classes], handle_unknown="error"), ["class"]),
-            ("size", StandardScaler(), ["length", "width"]),
-        ])
+        features = ColumnTransformer(
+            [
+                ("class", OneHotEncoder(categories=[self.classes], handle_unknown="error"), ["class"]),
+                ("size", StandardScaler(), ["length", "width"]),
+            ]
+        )
         return Pipeline([("features", features), ("clf", estimator)])
 
     def classify(self, clf, verbose: bool = False):
@@ -271,8 +286,9 @@ class Detector:
             print(f"computation time: {seconds:.2f}s")
         return matrix, seconds, model
 
-    def tune_parameters(self, clf, grid: dict, cv: int = 5, n_jobs: int = 1,
-                        on_row: Callable[[TuningRow], None] | None = None) -> TuningResult:
+    def tune_parameters(
+        self, clf, grid: dict, cv: int = 5, n_jobs: int = 1, on_row: Callable[[TuningRow], None] | None = None
+    ) -> TuningResult:
         """Cross-validated grid search on the training half, scored by F1; refits the best.
 
         Each combination is scored on the confusion matrix pooled over ``cv`` stratified folds
@@ -283,8 +299,9 @@ class Detector:
         """
         self._require_split()
         combos = list(ParameterGrid(resolve_grid(clf, grid)))
-        folds = list(StratifiedKFold(n_splits=cv, shuffle=True, random_state=self.seed or 0)
-                     .split(self.xtrain, self.ytrain))
+        folds = list(
+            StratifiedKFold(n_splits=cv, shuffle=True, random_state=self.seed or 0).split(self.xtrain, self.ytrain)
+        )
         base = self.pipeline(clone(clf))
         name = type(clf).__name__
         rows: list[TuningRow] = []
@@ -313,7 +330,6 @@ class Detector:
         matrix = confusion_matrix(self.ytest, predicted, labels=[0, 1])
         return {**confusion_ratios(matrix), "t": seconds, "confusion_matrix": matrix.tolist()}
 
-
     # -- pictures -----------------------------------------------------------------------------
     def plot(self, path: Path | str) -> Path:
         """The data set as a PNG (real objects and odd points, per class)."""
@@ -332,8 +348,9 @@ def _prefixed(params: dict) -> dict:
     return {f"clf__{key}": value for key, value in params.items()}
 
 
-def _score_combination(base: Pipeline, params: dict, x: pd.DataFrame, y: np.ndarray,
-                       folds) -> tuple[dict, dict, list[dict]]:
+def _score_combination(
+    base: Pipeline, params: dict, x: pd.DataFrame, y: np.ndarray, folds
+) -> tuple[dict, dict, list[dict]]:
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning

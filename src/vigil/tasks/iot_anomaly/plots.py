@@ -20,8 +20,16 @@ def odd_scores(model, frame: pd.DataFrame) -> np.ndarray:
     return model.predict(frame).astype(float)
 
 
-def plot_decision_boundaries(model, classes, box: OddPointBox, folder: Path, points: pd.DataFrame | None = None,
-                             title: str = "", steps: int = 200, prefix: str = "boundary") -> list[Path]:
+def plot_decision_boundaries(
+    model,
+    classes,
+    box: OddPointBox,
+    folder: Path,
+    points: pd.DataFrame | None = None,
+    title: str = "",
+    steps: int = 200,
+    prefix: str = "boundary",
+) -> list[Path]:
     """Write ``<prefix>-<class>.png`` for each class; ``points`` (class, length, width, odd) are overlaid."""
     import matplotlib
 
@@ -45,8 +53,9 @@ def plot_decision_boundaries(model, classes, box: OddPointBox, folder: Path, poi
             mine = points[points["class"] == label]
             real, odd = mine[mine["odd"] == 0], mine[mine["odd"] == 1]
             ax.scatter(real["width"], real["length"], s=10, c="navy", marker="^", label=f"real {label} ({len(real)})")
-            ax.scatter(odd["width"], odd["length"], s=8, c="darkred", marker="s", alpha=0.5,
-                       label=f"odd points ({len(odd)})")
+            ax.scatter(
+                odd["width"], odd["length"], s=8, c="darkred", marker="s", alpha=0.5, label=f"odd points ({len(odd)})"
+            )
             ax.legend(loc="upper left", fontsize=8)
         ax.set_xlabel("width (mm)")
         ax.set_ylabel("length (mm)")
@@ -71,10 +80,22 @@ def plot_dataset(frame: pd.DataFrame, path: Path, title: str = "Input data set")
         color = f"C{number}"
         real, odd = rows[rows["odd"] == 0], rows[rows["odd"] == 1]
         duplicate = real["duplicate"].astype(bool) if "duplicate" in real else pd.Series(False, index=real.index)
-        ax.scatter(real.loc[~duplicate, "width"], real.loc[~duplicate, "length"], marker="^", s=14, color=color,
-                   label=f"{label} unique")
-        ax.scatter(real.loc[duplicate, "width"], real.loc[duplicate, "length"], marker="o", s=14, color=color,
-                   label=f"{label} duplicate")
+        ax.scatter(
+            real.loc[~duplicate, "width"],
+            real.loc[~duplicate, "length"],
+            marker="^",
+            s=14,
+            color=color,
+            label=f"{label} unique",
+        )
+        ax.scatter(
+            real.loc[duplicate, "width"],
+            real.loc[duplicate, "length"],
+            marker="o",
+            s=14,
+            color=color,
+            label=f"{label} duplicate",
+        )
         ax.scatter(odd["width"], odd["length"], marker="s", s=8, color=color, alpha=0.35, label=f"{label} odd")
     ax.set_xlabel("width (mm)")
     ax.set_ylabel("length (mm)")

@@ -24,9 +24,14 @@ FEATURE_VERSION = "class-onehot+length+width-mm/v1"
 FLOAT32_MAX = 3.4028234663852886e38
 MALICIOUS, NON_MALICIOUS = "malicious", "non-malicious"
 CLASS_ALIASES = {
-    "pedestrian": "human", "person": "human", "people": "human",
-    "motorbike": "moto", "motorcycle": "moto", "bike": "moto",
-    "automobile": "car", "cars": "car",
+    "pedestrian": "human",
+    "person": "human",
+    "people": "human",
+    "motorbike": "moto",
+    "motorcycle": "moto",
+    "bike": "moto",
+    "automobile": "car",
+    "cars": "car",
 }
 
 # The original's published scores on one split of its data (report.tex "Tableau récapitulatif des
@@ -84,22 +89,37 @@ class IotAnomalyTask(Task):
         return Detector.from_folder(self.data_folder(settings, data), odd_points=odd_points, seed=seed)
 
     # -- training ---------------------------------------------------------------------------
-    def fit_and_save(self, store: ArtifactStore, detector, estimator_key: str,
-                     params: dict | None = None, seed: int = 0) -> tuple[dict, object]:
+    def fit_and_save(
+        self, store: ArtifactStore, detector, estimator_key: str, params: dict | None = None, seed: int = 0
+    ) -> tuple[dict, object]:
         from vigil.tasks.iot_anomaly.detector import confusion_ratios, estimator_spec, make_estimator
 
         spec = estimator_spec(estimator_key)
         chosen = spec.best if params is None else params
         estimator = make_estimator(estimator_key, seed=seed, params=chosen)
         matrix, seconds, model = detector.classify(estimator)
-        metrics = {**confusion_ratios(matrix), "fit_predict_seconds": seconds,
-                   "confusion_matrix": matrix.tolist(), "test_rows": int(len(detector.ytest))}
+        metrics = {
+            **confusion_ratios(matrix),
+            "fit_predict_seconds": seconds,
+            "confusion_matrix": matrix.tolist(),
+            "test_rows": int(len(detector.ytest)),
+        }
         entry = store.save(
-            self.name, model, metrics=metrics, threshold=0.5, feature_version=FEATURE_VERSION,
+            self.name,
+            model,
+            metrics=metrics,
+            threshold=0.5,
+            feature_version=FEATURE_VERSION,
             data_fingerprint=data_fingerprint(detector.df),
-            extra={"estimator": spec.class_name, "params": {k: repr(v) for k, v in chosen.items()},
-                   "classes": detector.classes, "odd_point_box": detector.box.as_dict(),
-                   "odd_points": int(detector.df["odd"].sum()), "seed": seed, "split": "stratified 50/50"},
+            extra={
+                "estimator": spec.class_name,
+                "params": {k: repr(v) for k, v in chosen.items()},
+                "classes": detector.classes,
+                "odd_point_box": detector.box.as_dict(),
+                "odd_points": int(detector.df["odd"].sum()),
+                "seed": seed,
+                "split": "stratified 50/50",
+            },
         )
         return entry, model
 
@@ -121,9 +141,14 @@ class IotAnomalyTask(Task):
         probabilities = odd_scores(model, frame)
         labels = model.predict(frame)
         return [
-            {"class": row["class"], "length": row["length"], "width": row["width"],
-             "label": MALICIOUS if label == 1 else NON_MALICIOUS, "malicious": bool(label == 1),
-             "probability": round(float(p), 6)}
+            {
+                "class": row["class"],
+                "length": row["length"],
+                "width": row["width"],
+                "label": MALICIOUS if label == 1 else NON_MALICIOUS,
+                "malicious": bool(label == 1),
+                "probability": round(float(p), 6),
+            }
             for row, label, p in zip(rows, labels, probabilities)
         ]
 
@@ -134,10 +159,13 @@ class IotAnomalyTask(Task):
         if isinstance(payload, dict):
             payload = [payload]
         if not isinstance(payload, list):
-            raise InvalidInput("body must be a JSON list of {class, length, width} objects",
-                               {"example": self.example_request()})
+            raise InvalidInput(
+                "body must be a JSON list of {class, length, width} objects", {"example": self.example_request()}
+            )
         if len(payload) > request.max_rows:
-            raise UnprocessableInput(f"too many items: {len(payload)} > {request.max_rows}", {"max_rows": request.max_rows})
+            raise UnprocessableInput(
+                f"too many items: {len(payload)} > {request.max_rows}", {"max_rows": request.max_rows}
+            )
         classes = self.model_classes(loaded)
         rows: list = []
         errors: list = []
@@ -156,8 +184,11 @@ class IotAnomalyTask(Task):
             first = errors[0]
             raise error_class(
                 f"item {first['index']}, field '{first['field']}': {first['message']}",
-                {"errors": [{k: v for k, v in e.items() if k != "kind"} for e in errors],
-                 "results": results, "model_version": loaded.version},
+                {
+                    "errors": [{k: v for k, v in e.items() if k != "kind"} for e in errors],
+                    "results": results,
+                    "model_version": loaded.version,
+                },
             )
         return [{k: v for k, v in r.items() if k != "index"} for r in results]
 
@@ -185,23 +216,27 @@ class IotAnomalyTask(Task):
             p.add_argument("--odd-points", type=int, default=1000, help="random odd points to add (default 1000)")
             p.add_argument("--seed", type=int, default=0, help="seed of the odd points and the split")
 
-        tune = verbs.add_parser("tune", help="cross-validated grid search; writes params-<timestamp> score files and plots")
+        tune = verbs.add_parser(
+            "tune", help="cross-validated grid search; writes params-<timestamp> score files and plots"
+        )
         common(tune)
-        tune.add_argument("--estimators", default="mlp,adaboost,forest,svc",
-                          help=f"comma-separated, among {','.join(ESTIMATOR_KEYS)}")
+        tune.add_argument(
+            "--estimators", default="mlp,adaboost,forest,svc", help=f"comma-separated, among {','.join(ESTIMATOR_KEYS)}"
+        )
         tune.add_argument("--n-jobs", type=int, default=1, help="parallel parameter combinations (default 1)")
         tune.add_argument("--cv", type=int, default=5, help="cross-validation folds (default 5)")
         tune.add_argument("--grid", help='JSON replacing default grids, e.g. \'{"svc": {"C": [0.1, 1]}}\'')
         tune.add_argument("--out", help="output folder (default: runs/iot_anomaly)")
         tune.add_argument("--save", action="store_true", help="save the best model found to the model store")
-        tune.add_argument("--per-fold", action="store_true",
-                          help="one scores row per fold, as the original's beautify.py wrote them")
+        tune.add_argument(
+            "--per-fold", action="store_true", help="one scores row per fold, as the original's beautify.py wrote them"
+        )
         tune.set_defaults(handler=self.cmd_tune)
 
         train = verbs.add_parser("train", help="fit the detector and save it (default: the tuned AdaBoost)")
         common(train)
         train.add_argument("--estimator", default="adaboost", choices=ESTIMATOR_KEYS)
-        train.add_argument("--params", help='JSON estimator parameters, e.g. \'{"n_estimators": 46}\'')
+        train.add_argument("--params", help="JSON estimator parameters, e.g. '{\"n_estimators\": 46}'")
         train.add_argument("--plots", help="folder for the decision-boundary PNGs (default: runs/iot_anomaly)")
         train.add_argument("--no-plots", action="store_true")
         train.set_defaults(handler=self.cmd_train)
@@ -230,8 +265,8 @@ class IotAnomalyTask(Task):
         return settings_and_store(args)
 
     def cmd_tune(self, args) -> int:
-        from tqdm import tqdm
         from sklearn.model_selection import ParameterGrid
+        from tqdm import tqdm
 
         from vigil.tasks.iot_anomaly.detector import estimator_spec, resolve_grid
         from vigil.tasks.iot_anomaly.tuning import ScoreFiles, plot_scores
@@ -247,14 +282,18 @@ class IotAnomalyTask(Task):
             if not isinstance(grid, dict):
                 raise InvalidInput(f"--grid: the grid of '{key}' must be a JSON object of parameter lists", grid)
         # Resolved (and checked) before any fitting, so a wrong key fails at once, naming itself.
-        grids = {spec.key: resolve_grid(spec.factory(args.seed), _normalise_grid(overrides.get(spec.key, spec.grid)))
-                 for spec in specs}
+        grids = {
+            spec.key: resolve_grid(spec.factory(args.seed), _normalise_grid(overrides.get(spec.key, spec.grid)))
+            for spec in specs
+        }
         detector = self.detector(settings, args.data, args.odd_points, args.seed)
         out = Path(args.out) if args.out else settings.work_dir / "iot_anomaly"
         files = ScoreFiles(out, per_fold=args.per_fold)
         total = sum(len(ParameterGrid(g)) for g in grids.values())
-        print(f"{len(detector.xtrain)} training rows, {total} combinations x {args.cv} folds -> {files.scores_path}",
-              flush=True)
+        print(
+            f"{len(detector.xtrain)} training rows, {total} combinations x {args.cv} folds -> {files.scores_path}",
+            flush=True,
+        )
         best: tuple = (-1.0, None, None, None)
         interrupted = False
         try:
@@ -262,16 +301,19 @@ class IotAnomalyTask(Task):
                 for spec in specs:
                     bar.set_description(spec.key)
 
-                    def on_row(row, bar=bar, best_so_far=[-1.0]):
+                    def on_row(row, bar=bar, best_so_far=[-1.0]):  # noqa: B006 - the list is this closure's running best
                         files.write(row)
                         best_so_far[0] = max(best_so_far[0], row.scores["f1"])
                         bar.update(1)
                         bar.set_postfix(best_f1=f"{best_so_far[0]:.4f}")
 
-                    result = detector.tune_parameters(spec.factory(args.seed), grids[spec.key], cv=args.cv,
-                                                      n_jobs=args.n_jobs, on_row=on_row)
-                    tqdm.write(f"{spec.class_name}: best cross-validated F1 {result.best_f1:.4f} "
-                               f"with {result.best_params}", file=sys.stderr)
+                    result = detector.tune_parameters(
+                        spec.factory(args.seed), grids[spec.key], cv=args.cv, n_jobs=args.n_jobs, on_row=on_row
+                    )
+                    tqdm.write(
+                        f"{spec.class_name}: best cross-validated F1 {result.best_f1:.4f} with {result.best_params}",
+                        file=sys.stderr,
+                    )
                     if result.best_model is not None and result.best_f1 > best[0]:
                         best = (result.best_f1, spec, result.best_params, result.best_model)
         except KeyboardInterrupt:
@@ -291,12 +333,23 @@ class IotAnomalyTask(Task):
             _, spec, params, model = best
             evaluation = detector.evaluate(model)
             entry = store.save(
-                self.name, model, metrics={k: v for k, v in evaluation.items()}, threshold=0.5,
-                feature_version=FEATURE_VERSION, data_fingerprint=data_fingerprint(detector.df),
-                extra={"estimator": spec.class_name, "params": {k: repr(v) for k, v in params.items()},
-                       "classes": detector.classes, "odd_point_box": detector.box.as_dict(),
-                       "odd_points": int(detector.df["odd"].sum()), "seed": args.seed,
-                       "split": "stratified 50/50", "tuned_by": files.stem})
+                self.name,
+                model,
+                metrics={k: v for k, v in evaluation.items()},
+                threshold=0.5,
+                feature_version=FEATURE_VERSION,
+                data_fingerprint=data_fingerprint(detector.df),
+                extra={
+                    "estimator": spec.class_name,
+                    "params": {k: repr(v) for k, v in params.items()},
+                    "classes": detector.classes,
+                    "odd_point_box": detector.box.as_dict(),
+                    "odd_points": int(detector.df["odd"].sum()),
+                    "seed": args.seed,
+                    "split": "stratified 50/50",
+                    "tuned_by": files.stem,
+                },
+            )
             print(f"saved {spec.class_name} as {self.name} v{entry['version']}: test F1 {evaluation['f1']:.4f}")
         return 0
 
@@ -307,12 +360,16 @@ class IotAnomalyTask(Task):
         detector = self.detector(settings, args.data, args.odd_points, args.seed)
         entry, model = self.fit_and_save(store, detector, args.estimator, params, seed=args.seed)
         m = entry["metrics"]
-        print(f"saved {self.name} v{entry['version']} ({entry['extra']['estimator']}): "
-              f"TPR {m['tpr']:.4f} FPR {m['fpr']:.4f} F1 {m['f1']:.4f} on {m['test_rows']} test rows")
+        print(
+            f"saved {self.name} v{entry['version']} ({entry['extra']['estimator']}): "
+            f"TPR {m['tpr']:.4f} FPR {m['fpr']:.4f} F1 {m['f1']:.4f} on {m['test_rows']} test rows"
+        )
         if not args.no_plots:
             folder = Path(args.plots) if args.plots else settings.work_dir / "iot_anomaly"
-            paths = [detector.plot(folder / "dataset.png"),
-                     *detector.plot_decision_boundaries(model, folder, title=entry["extra"]["estimator"])]
+            paths = [
+                detector.plot(folder / "dataset.png"),
+                *detector.plot_decision_boundaries(model, folder, title=entry["extra"]["estimator"]),
+            ]
             print("plots: " + ", ".join(str(p) for p in paths))
         return 0
 
@@ -338,8 +395,14 @@ class IotAnomalyTask(Task):
         box_dict = loaded.entry.get("extra", {}).get("odd_point_box")
         box = OddPointBox(box_dict["length_mm"][1], box_dict["width_mm"][1]) if box_dict else detector.box
         folder = Path(args.out) if args.out else settings.work_dir / "iot_anomaly"
-        paths = plot_decision_boundaries(loaded.model, self.model_classes(loaded), box, folder, points=detector.df,
-                                         title=f"{loaded.entry.get('extra', {}).get('estimator', '')} v{loaded.version}")
+        paths = plot_decision_boundaries(
+            loaded.model,
+            self.model_classes(loaded),
+            box,
+            folder,
+            points=detector.df,
+            title=f"{loaded.entry.get('extra', {}).get('estimator', '')} v{loaded.version}",
+        )
         for path in paths:
             print(path)
         return 0
@@ -350,8 +413,15 @@ class IotAnomalyTask(Task):
         return 0
 
 
-def comparison_table(task: IotAnomalyTask, settings: Settings, data: str | None = None, odd_points: int = 1000,
-                     seed: int = 0, seeds: int = 1, models=("adaboost", "forest", "mlp", "svc")) -> str:
+def comparison_table(
+    task: IotAnomalyTask,
+    settings: Settings,
+    data: str | None = None,
+    odd_points: int = 1000,
+    seed: int = 0,
+    seeds: int = 1,
+    models=("adaboost", "forest", "mlp", "svc"),
+) -> str:
     """Markdown: the original's published ratios next to ours on one split (and a mean over seeds).
 
     Every row carries the published TPR, FPR and F1 of its model. "as published" fits the
@@ -394,8 +464,13 @@ def comparison_table(task: IotAnomalyTask, settings: Settings, data: str | None 
         for variant, params_of in variants:
             first = ours[(key, variant)][0]
             left = [label, fmt(published.get("tpr")), fmt(published.get("fpr")), fmt(published.get("f1"))]
-            cells = [*left, f"{variant}: {describe(params_of(ESTIMATORS[key]))}",
-                     fmt(first["tpr"]), fmt(first["fpr"]), fmt(first["f1"])]
+            cells = [
+                *left,
+                f"{variant}: {describe(params_of(ESTIMATORS[key]))}",
+                fmt(first["tpr"]),
+                fmt(first["fpr"]),
+                fmt(first["f1"]),
+            ]
             if seeds > 1:
                 f1s = np.array([r["f1"] for r in ours[(key, variant)]])
                 cells.append(f"{f1s.mean():.4f} ± {f1s.std(ddof=1):.4f}")
@@ -436,16 +511,18 @@ def validate_item(item, classes: list[str], strings_are_numbers: bool = False) -
     if "class" not in item:
         problems.append({"field": "class", "message": "missing", "kind": "malformed"})
     elif resolve_class(item["class"], classes) is None:
-        problems.append({"field": "class", "message": f"unknown class {item['class']!r}; known: {classes}",
-                         "kind": "unknown"})
+        problems.append(
+            {"field": "class", "message": f"unknown class {item['class']!r}; known: {classes}", "kind": "unknown"}
+        )
     for name in ("length", "width"):
         if name not in item:
             problems.append({"field": name, "message": "missing", "kind": "malformed"})
             continue
         number = _number(item[name], strings_are_numbers)
         if number is None:
-            problems.append({"field": name, "message": f"must be a number of mm, got {item[name]!r}",
-                             "kind": "malformed"})
+            problems.append(
+                {"field": name, "message": f"must be a number of mm, got {item[name]!r}", "kind": "malformed"}
+            )
         elif not math.isfinite(number) or abs(number) > FLOAT32_MAX:  # the model computes in float32
             problems.append({"field": name, "message": "must be finite (and below 3.4e38)", "kind": "malformed"})
         elif number < 0:
@@ -454,8 +531,11 @@ def validate_item(item, classes: list[str], strings_are_numbers: bool = False) -
 
 
 def normalise_item(item: dict, classes: list[str]) -> dict:
-    return {"class": resolve_class(item["class"], classes),
-            "length": _number(item["length"], True), "width": _number(item["width"], True)}
+    return {
+        "class": resolve_class(item["class"], classes),
+        "length": _number(item["length"], True),
+        "width": _number(item["width"], True),
+    }
 
 
 __all__ = ["IotAnomalyTask", "comparison_table", "validate_item", "DEFAULT_FILES"]

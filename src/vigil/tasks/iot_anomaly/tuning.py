@@ -84,7 +84,7 @@ class ScoreFiles:
         params_handle, params_writer, header = self._handles[row.estimator]
         scores_handle, scores_writer, _ = self._scores
         first = self._next_id
-        for scores in (row.folds if self.per_fold and row.folds else [row.scores]):
+        for scores in row.folds if self.per_fold and row.folds else [row.scores]:
             row_id = self._next_id
             self._next_id += 1
             params_writer.writerow([row_id, *(_cell(record.get(name, "")) for name in header[1:])])
@@ -112,8 +112,9 @@ def read_scores(scores_path: Path, params_path: Path) -> pd.DataFrame:
     return params.merge(scores, on="id")
 
 
-def plot_scores(scores_path: Path, params_paths, folder: Path, metric: str = "f1",
-                parameters: dict[str, list[str]] | None = None) -> list[Path]:
+def plot_scores(
+    scores_path: Path, params_paths, folder: Path, metric: str = "f1", parameters: dict[str, list[str]] | None = None
+) -> list[Path]:
     """One PNG per (estimator, parameter): the score of every row against that parameter, with the
     best score reached at each value drawn as a line.
 
@@ -134,9 +135,11 @@ def plot_scores(scores_path: Path, params_paths, folder: Path, metric: str = "f1
         if parameters and estimator in parameters:
             plotted = [p for p in parameters[estimator] if p in table.columns]
         else:
-            plotted = [c for c in pd.read_csv(params_path, sep=";", nrows=0).columns
-                       if c not in ("id", "estimator") and not c.startswith("base_estimator__")
-                       and table[c].nunique() > 1]
+            plotted = [
+                c
+                for c in pd.read_csv(params_path, sep=";", nrows=0).columns
+                if c not in ("id", "estimator") and not c.startswith("base_estimator__") and table[c].nunique() > 1
+            ]
         for parameter in plotted:
             values = table[parameter]
             numeric = pd.to_numeric(values.replace({"None": None}), errors="coerce")
@@ -151,8 +154,13 @@ def plot_scores(scores_path: Path, params_paths, folder: Path, metric: str = "f1
             best = table.assign(_x=positions).groupby("_x")[metric].max().sort_index()
             ax.plot(best.index, best.to_numpy(), color="C3", marker="o", label="best at this value")
             if labels is not None:
-                ax.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 6 else 0, ha="right"
-                              if len(labels) > 6 else "center", fontsize=8)
+                ax.set_xticks(
+                    range(len(labels)),
+                    labels,
+                    rotation=45 if len(labels) > 6 else 0,
+                    ha="right" if len(labels) > 6 else "center",
+                    fontsize=8,
+                )
             ax.set_xlabel(parameter)
             ax.set_ylabel(f"{metric} (cross-validated, {len(table)} rows)")
             ax.set_title(f"{estimator}: {metric} against {parameter}")

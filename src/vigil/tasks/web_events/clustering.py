@@ -90,9 +90,14 @@ def split_attack_good(sizes: dict[int, int], attack_clusters: int | None = None)
     return sorted(clusters[:attack_clusters]), sorted(clusters[attack_clusters:])
 
 
-def cluster_events(X: np.ndarray, min_samples: int | None = None, eps: float | None = None,
-                   sensitivity: float = KNEE_SENSITIVITY, attack_clusters: int | None = None,
-                   n_jobs: int = 1) -> Clustering:
+def cluster_events(
+    X: np.ndarray,
+    min_samples: int | None = None,
+    eps: float | None = None,
+    sensitivity: float = KNEE_SENSITIVITY,
+    attack_clusters: int | None = None,
+    n_jobs: int = 1,
+) -> Clustering:
     from sklearn.cluster import DBSCAN
 
     X = np.asarray(X, dtype=np.float64)
@@ -106,8 +111,15 @@ def cluster_events(X: np.ndarray, min_samples: int | None = None, eps: float | N
     ids, counts = np.unique(labels, return_counts=True)
     sizes = {int(i): int(c) for i, c in zip(ids, counts)}
     attack, good = split_attack_good(sizes, attack_clusters)
-    return Clustering(labels=labels, eps=float(eps), min_samples=min_samples, sizes=sizes,
-                      attack_clusters=attack, good_clusters=good, knee=knee)
+    return Clustering(
+        labels=labels,
+        eps=float(eps),
+        min_samples=min_samples,
+        sizes=sizes,
+        attack_clusters=attack,
+        good_clusters=good,
+        knee=knee,
+    )
 
 
 def plot_k_distance(clustering: Clustering, path: Path | str, title: str = "") -> Path:
@@ -126,7 +138,9 @@ def plot_k_distance(clustering: Clustering, path: Path | str, title: str = "") -
     curve_ax.set_yscale("log")
     if knee.knee_index is not None:
         curve_ax.axvline(knee.knee_index, color="k", ls="--", lw=0.8)
-        curve_ax.plot([knee.knee_index], [knee.eps], "ro", label=f"knee: index {knee.knee_index}, distance {knee.eps:.4f}")
+        curve_ax.plot(
+            [knee.knee_index], [knee.eps], "ro", label=f"knee: index {knee.knee_index}, distance {knee.eps:.4f}"
+        )
     curve_ax.axhline(clustering.eps, color="tab:red", ls=":", lw=0.8, label=f"eps used {clustering.eps:.4f}")
     curve_ax.set_xlabel("events, sorted by distance")
     curve_ax.set_ylabel("distance (log)")
@@ -139,8 +153,10 @@ def plot_k_distance(clustering: Clustering, path: Path | str, title: str = "") -
     sizes_ax.set_xlabel("clusters, largest first (green: good, red: attack)")
     sizes_ax.set_ylabel("events (log)")
     summary = clustering.summary()
-    sizes_ax.set_title(f"{summary['clusters']} clusters + noise {summary['noise']} "
-                       f"({100 * summary['noise_share']:.1f}%), eps {clustering.eps:.4f}")
+    sizes_ax.set_title(
+        f"{summary['clusters']} clusters + noise {summary['noise']} "
+        f"({100 * summary['noise_share']:.1f}%), eps {clustering.eps:.4f}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -43,32 +43,114 @@ FULL_ROWS = 57_833
 PUBLISHED: dict[str, Any] = {
     "rows": 57_833,
     "duplicates": 12,
-    "distinct": {"CLIENT_IP": 24_940, "CLIENT_USERAGENT": 6_992, "REQUEST_SIZE": 5_758, "RESPONSE_CODE": 60,
-                 "MATCHED_VARIABLE_SRC": 21, "MATCHED_VARIABLE_NAME": 3_209, "EVENT_ID": 54_410},
-    "missing": {"CLIENT_IP": 1, "CLIENT_USERAGENT": 316, "REQUEST_SIZE": 39, "RESPONSE_CODE": 63,
-                "MATCHED_VARIABLE_SRC": 103, "MATCHED_VARIABLE_NAME": 4_666, "MATCHED_VARIABLE_VALUE": 150,
-                "EVENT_ID": 167},
+    "distinct": {
+        "CLIENT_IP": 24_940,
+        "CLIENT_USERAGENT": 6_992,
+        "REQUEST_SIZE": 5_758,
+        "RESPONSE_CODE": 60,
+        "MATCHED_VARIABLE_SRC": 21,
+        "MATCHED_VARIABLE_NAME": 3_209,
+        "EVENT_ID": 54_410,
+    },
+    "missing": {
+        "CLIENT_IP": 1,
+        "CLIENT_USERAGENT": 316,
+        "REQUEST_SIZE": 39,
+        "RESPONSE_CODE": 63,
+        "MATCHED_VARIABLE_SRC": 103,
+        "MATCHED_VARIABLE_NAME": 4_666,
+        "MATCHED_VARIABLE_VALUE": 150,
+        "EVENT_ID": 167,
+    },
     "distinct_values": 57_611,
-    "top": {"CLIENT_IP": ("217.175.140.69", 11_286), "RESPONSE_CODE": ("200", 25_771),
-            "MATCHED_VARIABLE_SRC": ("REQUEST_GET_ARGS", 20_812),
-            "MATCHED_VARIABLE_NAME": ("REQUEST_GET_ARGS._", 11_165)},
+    "top": {
+        "CLIENT_IP": ("217.175.140.69", 11_286),
+        "RESPONSE_CODE": ("200", 25_771),
+        "MATCHED_VARIABLE_SRC": ("REQUEST_GET_ARGS", 20_812),
+        "MATCHED_VARIABLE_NAME": ("REQUEST_GET_ARGS._", 11_165),
+    },
 }
 # Counts that do not grow with the number of events.
 FIXED_DISTINCT = ("RESPONSE_CODE", "MATCHED_VARIABLE_SRC")
 
 RESPONSE_CODES = (
-    200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304, 305, 307, 308,
-    400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417,
-    420, 421, 422, 423, 424, 426, 428, 429, 431, 444, 450, 451, 460, 463, 494, 495, 496, 497, 499,
-    500, 501, 502, 503, 504,
+    200,
+    201,
+    202,
+    203,
+    204,
+    205,
+    206,
+    207,
+    208,
+    226,
+    300,
+    301,
+    302,
+    303,
+    304,
+    305,
+    307,
+    308,
+    400,
+    401,
+    402,
+    403,
+    404,
+    405,
+    406,
+    407,
+    408,
+    409,
+    410,
+    411,
+    412,
+    413,
+    414,
+    415,
+    416,
+    417,
+    420,
+    421,
+    422,
+    423,
+    424,
+    426,
+    428,
+    429,
+    431,
+    444,
+    450,
+    451,
+    460,
+    463,
+    494,
+    495,
+    496,
+    497,
+    499,
+    500,
+    501,
+    502,
+    503,
+    504,
 )
 TOP_CLIENT = "217.175.140.69"
 IPV6_SHARE = 0.04  # some clients come over IPv6 (ML-PT's wrangling maps IPv4 into IPv6 for that reason)
 IE11 = "Mozilla/5.0 (Windows NT 6.1; WOW64; Trident/7.0; rv:11.0) like Gecko"
 TOP_AGENT_SHARE = 2_117 / 11_286  # ML-PT's top user agent (IE11 on Windows 7) on the busiest client
 # Busy clients of ML-PT's data (01_data_exploration.ipynb, value_counts of CLIENT_IP).
-KNOWN_ATTACKERS = ("37.46.129.136", "188.43.52.163", "5.143.231.38", "192.168.100.63", "185.26.112.50",
-                   "62.168.244.229", "103.208.220.130", "185.70.104.11", "178.236.141.227")
+KNOWN_ATTACKERS = (
+    "37.46.129.136",
+    "188.43.52.163",
+    "5.143.231.38",
+    "192.168.100.63",
+    "185.26.112.50",
+    "62.168.244.229",
+    "103.208.220.130",
+    "185.70.104.11",
+    "178.236.141.227",
+)
 
 COMMON_PARAMS = """id page q s url search query lang p cat category sort order limit offset start type view
 action do mode module option task item itemid Itemid format callback jsonp ref referrer redirect return next
@@ -103,7 +185,9 @@ BEHAVIOURS = [
     Behaviour("xss_get", 700 / FULL_ROWS, "REQUEST_GET_ARGS", True),
     Behaviour("scanner_uri", 2_300 / FULL_ROWS, "REQUEST_URI", True, nameless=True),
     Behaviour("path_attack", 1_200 / FULL_ROWS, "REQUEST_PATH", True, nameless=True),
-    Behaviour("multipart_method", 700 / FULL_ROWS, "REQUEST_METHOD" + DATA_DELIMITER + "REQUEST_CONTE", False, nameless=True),
+    Behaviour(
+        "multipart_method", 700 / FULL_ROWS, "REQUEST_METHOD" + DATA_DELIMITER + "REQUEST_CONTE", False, nameless=True
+    ),
     Behaviour("query_attack", 466 / FULL_ROWS, "REQUEST_QUERY", True, nameless=True),
     Behaviour("header_user_agent", 3_000 / FULL_ROWS, "REQUEST_HEADERS", False),
     Behaviour("header_other", 12_000 / FULL_ROWS, "REQUEST_HEADERS", False),
@@ -156,8 +240,9 @@ def largest_remainder(total: int, shares: list[float], minimum: int = 0) -> list
     return counts.tolist()
 
 
-def fit_cardinality(values: list, target: int, eligible: np.ndarray, fresh: Callable[[int], object],
-                    rng: np.random.Generator) -> None:
+def fit_cardinality(
+    values: list, target: int, eligible: np.ndarray, fresh: Callable[[int], object], rng: np.random.Generator
+) -> None:
     """Make ``values`` hold exactly ``target`` distinct non-missing values, editing only eligible rows.
 
     Too few: duplicated values of eligible rows are replaced by fresh ones. Too many: the rarest
@@ -246,7 +331,9 @@ class EventGenerator:
         text = options[self.rng.integers(len(options))]
         text = text.replace("{n}", self.number(1, 99999)).replace("{site}", self.site()).replace("{path}", self.path())
         if self.rng.random() < 0.25:  # scanners often send them URL-encoded
-            text = text.replace(" ", "%20").replace("'", "%27").replace('"', "%22").replace("<", "%3C").replace(">", "%3E")
+            text = (
+                text.replace(" ", "%20").replace("'", "%27").replace('"', "%22").replace("<", "%3C").replace(">", "%3E")
+            )
         return text
 
     def event_id(self) -> str:
@@ -256,16 +343,22 @@ class EventGenerator:
 
     def browser_variant(self, base: str) -> str:
         """A real browser string with its version numbers re-drawn: new but plausible."""
+
         def bump(match: re.Match) -> str:
             major = int(match.group(1))
             return f"{max(1, major + int(self.rng.integers(-3, 4)))}.{match.group(2)}.{int(self.rng.integers(0, 5000))}"
+
         variant = re.sub(r"(\d+)\.(\d+)\.(\d+)", bump, base, count=1)
         return variant if variant != base else base.replace(")", f"; rv:{int(self.rng.integers(30, 70))}.0)", 1)
 
     def public_ip(self) -> str:
         if self.rng.random() < IPV6_SHARE:
             prefix = ["2a02:6b8", "2a00:1450", "2001:67c", "2a03:2880", "2604:a880"][self.rng.integers(5)]
-            return prefix + ":" + ":".join(f"{int(g):x}" for g in self.rng.integers(0, 65536, size=int(self.rng.integers(2, 7))))
+            return (
+                prefix
+                + ":"
+                + ":".join(f"{int(g):x}" for g in self.rng.integers(0, 65536, size=int(self.rng.integers(2, 7))))
+            )
         while True:
             a = int(self.rng.integers(1, 224))
             if a not in (10, 127, 172, 192, 100, 169):
@@ -275,7 +368,9 @@ class EventGenerator:
     def name_and_value(self, behaviour: str, user_agent: str | None) -> tuple[str | None, str]:
         r = self.rng.random()
         if behaviour == "jquery_nocache":
-            return "REQUEST_GET_ARGS._", str(int(self.rng.integers(1_451_606_400_000, 1_546_300_800_000))) if r < 0.8 else self.number(10**6, 10**10)
+            return "REQUEST_GET_ARGS._", str(
+                int(self.rng.integers(1_451_606_400_000, 1_546_300_800_000))
+            ) if r < 0.8 else self.number(10**6, 10**10)
         if behaviour == "redirect_url":
             scheme = "https" if r < 0.3 else "http"
             tail = self.path() if self.rng.random() < 0.6 else ""
@@ -291,11 +386,18 @@ class EventGenerator:
         if behaviour == "path_attack":
             return None, "/" + self.path() + self.payload("sqli", "lfi", "xss", "rce")
         if behaviour == "multipart_method":
-            return None, "POST" + DATA_DELIMITER + "multipart/form-data; boundary=----WebKitFormBoundary" + self.token(16, string.ascii_letters + string.digits)
+            return None, "POST" + DATA_DELIMITER + "multipart/form-data; boundary=----WebKitFormBoundary" + self.token(
+                16, string.ascii_letters + string.digits
+            )
         if behaviour == "query_attack":
-            return None, f"{COMMON_PARAMS[self.rng.integers(len(COMMON_PARAMS))]}={self.payload('sqli', 'xss', 'lfi', 'rce', 'ssrf')}"
+            return (
+                None,
+                f"{COMMON_PARAMS[self.rng.integers(len(COMMON_PARAMS))]}={self.payload('sqli', 'xss', 'lfi', 'rce', 'ssrf')}",
+            )
         if behaviour == "header_user_agent":
-            return "REQUEST_HEADERS.User-Agent", user_agent or self.ing.browsers[self.rng.integers(len(self.ing.browsers))]
+            return "REQUEST_HEADERS.User-Agent", user_agent or self.ing.browsers[
+                self.rng.integers(len(self.ing.browsers))
+            ]
         if behaviour == "header_other":
             header = HEADER_NAMES[min(int(self.rng.exponential(3)), len(HEADER_NAMES) - 1)]
             if header in ("Referer", "Origin"):
@@ -303,7 +405,12 @@ class EventGenerator:
             elif header in ("X-Forwarded-For", "X-Real-IP", "X-Originating-IP", "Forwarded", "Via"):
                 value = ", ".join(self.public_ip() for _ in range(int(self.rng.integers(1, 4))))
             elif header == "Accept-Language":
-                value = ["ru-RU,ru;q=0.8,en-US;q=0.6,en;q=0.4", "en-US,en;q=0.9", "ru,en;q=0.9", "de-DE,de;q=0.9,en;q=0.8"][self.rng.integers(4)]
+                value = [
+                    "ru-RU,ru;q=0.8,en-US;q=0.6,en;q=0.4",
+                    "en-US,en;q=0.9",
+                    "ru,en;q=0.9",
+                    "de-DE,de;q=0.9,en;q=0.8",
+                ][self.rng.integers(4)]
             else:
                 value = f"{self.word()}={self.token(int(self.rng.integers(8, 33)))}"
             return f"REQUEST_HEADERS.{header}", value
@@ -313,7 +420,11 @@ class EventGenerator:
             name = COOKIE_NAMES[min(int(self.rng.exponential(6)), len(COOKIE_NAMES) - 1)]
             if r < 0.15:
                 name = "SESS" + self.token(32)
-            value = f"GA1.2.{self.number()}.{self.number(1_450_000_000, 1_546_000_000)}" if name.startswith("_g") else self.token(int(self.rng.integers(16, 41)))
+            value = (
+                f"GA1.2.{self.number()}.{self.number(1_450_000_000, 1_546_000_000)}"
+                if name.startswith("_g")
+                else self.token(int(self.rng.integers(16, 41)))
+            )
             return f"REQUEST_COOKIES.{name}", value
         if behaviour in ("post_args", "sqli_post"):
             field = POST_FIELDS[self.rng.integers(len(POST_FIELDS))]
@@ -323,24 +434,42 @@ class EventGenerator:
             return f"REQUEST_POST_ARGS.{field}", value
         if behaviour == "json_body":
             width, height = [(728, 90), (300, 250), (240, 400), (160, 600)][self.rng.integers(4)]
-            value = json.dumps({"tags": [{"sizes": [{"width": width, "height": height}], "id": self.number(1, 10**6),
-                                          "site": self.site()}]}).replace('"', '\\"')
+            value = json.dumps(
+                {
+                    "tags": [
+                        {
+                            "sizes": [{"width": width, "height": height}],
+                            "id": self.number(1, 10**6),
+                            "site": self.site(),
+                        }
+                    ]
+                }
+            ).replace('"', '\\"')
             return f"REQUEST_JSON.tags.{self.rng.integers(0, 4)}.sizes", value
         if behaviour == "args_keys":
-            return "REQUEST_ARGS_KEYS." + COMMON_PARAMS[self.rng.integers(len(COMMON_PARAMS))], self.payload("sqli", "xss")
+            return "REQUEST_ARGS_KEYS." + COMMON_PARAMS[self.rng.integers(len(COMMON_PARAMS))], self.payload(
+                "sqli", "xss"
+            )
         if behaviour == "response_headers":
             header = ["Server", "X-Powered-By", "Location", "Set-Cookie"][self.rng.integers(4)]
-            value = {"Server": f"Apache/2.{self.rng.integers(2, 5)}.{self.rng.integers(0, 30)} (CentOS)",
-                     "X-Powered-By": f"PHP/5.{self.rng.integers(3, 7)}.{self.rng.integers(0, 40)}",
-                     "Location": f"http://{self.site()}/", "Set-Cookie": f"PHPSESSID={self.token(26)}; path=/"}[header]
+            value = {
+                "Server": f"Apache/2.{self.rng.integers(2, 5)}.{self.rng.integers(0, 30)} (CentOS)",
+                "X-Powered-By": f"PHP/5.{self.rng.integers(3, 7)}.{self.rng.integers(0, 40)}",
+                "Location": f"http://{self.site()}/",
+                "Set-Cookie": f"PHPSESSID={self.token(26)}; path=/",
+            }[header]
             return f"RESPONSE_HEADERS.{header}", value
         if behaviour == "response_body":
-            return "RESPONSE_BODY", ("You have an error in your SQL syntax; check the manual that corresponds to your "
-                                     f"MySQL server version for the right syntax to use near '{self.number(1, 99999)}' at line 1")
+            return "RESPONSE_BODY", (
+                "You have an error in your SQL syntax; check the manual that corresponds to your "
+                f"MySQL server version for the right syntax to use near '{self.number(1, 99999)}' at line 1"
+            )
         if behaviour == "xxe":
             return "REQUEST_XML", '<?xml version="1.0"?><!DOCTYPE r [' + self.payload("xxe")
         if behaviour == "args":
-            return "REQUEST_ARGS." + COMMON_PARAMS[self.rng.integers(len(COMMON_PARAMS))], self.payload("sqli", "lfi", "rce")
+            return "REQUEST_ARGS." + COMMON_PARAMS[self.rng.integers(len(COMMON_PARAMS))], self.payload(
+                "sqli", "lfi", "rce"
+            )
         if behaviour == "client_user_agent":
             return "CLIENT_USERAGENT", user_agent or self.payload("rce")
         if behaviour == "session_id":
@@ -355,8 +484,10 @@ class EventGenerator:
             return "REQUEST_METHOD", ["PROPFIND", "TRACE", "OPTIONS", "PUT", "DELETE", "DEBUG"][self.rng.integers(6)]
         if behaviour == "get_and_keys":
             param = COMMON_PARAMS[self.rng.integers(len(COMMON_PARAMS))]
-            return (f"REQUEST_GET_ARGS.{param}{DATA_DELIMITER}REQUEST_ARGS_KEYS.{param}",
-                    self.payload("sqli") + DATA_DELIMITER + param)
+            return (
+                f"REQUEST_GET_ARGS.{param}{DATA_DELIMITER}REQUEST_ARGS_KEYS.{param}",
+                self.payload("sqli") + DATA_DELIMITER + param,
+            )
         # get_args: everyday parameters
         param = zipf_choice(self.rng, COMMON_PARAMS, 1, 0.9)[0]
         name = param if r < 0.12 else f"REQUEST_GET_ARGS.{param}"
@@ -374,7 +505,9 @@ class EventGenerator:
     def fresh_name(self, src: str) -> str:
         """A new variable name for a row whose source is ``src``."""
         if src == "REQUEST_COOKIES":
-            return "REQUEST_COOKIES." + (f"SESS{self.token(32)}" if self.rng.random() < 0.5 else f"{self.word()}_{self.token(6)}")
+            return "REQUEST_COOKIES." + (
+                f"SESS{self.token(32)}" if self.rng.random() < 0.5 else f"{self.word()}_{self.token(6)}"
+            )
         if src == "REQUEST_POST_ARGS":
             return f"REQUEST_POST_ARGS.{self.word()}[{POST_FIELDS[self.rng.integers(len(POST_FIELDS))]}]"
         prefix = "" if self.rng.random() < 0.12 else "REQUEST_GET_ARGS."
@@ -411,7 +544,11 @@ class EventGenerator:
 
         # Clients: the busiest one on benign traffic, a few hundred attackers, a long benign tail.
         ips: list[Any] = [None] * n
-        top_rows = rng.choice(np.flatnonzero(~attack), size=min(self.scaled(PUBLISHED["top"]["CLIENT_IP"][1]), int((~attack).sum())), replace=False)
+        top_rows = rng.choice(
+            np.flatnonzero(~attack),
+            size=min(self.scaled(PUBLISHED["top"]["CLIENT_IP"][1]), int((~attack).sum())),
+            replace=False,
+        )
         attackers = list(KNOWN_ATTACKERS) + [self.public_ip() for _ in range(max(5, self.scaled(400)))]
         for i, ip in zip(np.flatnonzero(attack).tolist(), zipf_choice(rng, attackers, int(attack.sum()), 0.9)):
             ips[i] = ip
@@ -429,13 +566,23 @@ class EventGenerator:
         for i in range(n):
             if attack[i]:
                 r = rng.random()
-                agents[i] = (ing.crawlers[rng.integers(len(ing.crawlers))] if r < 0.55 else
-                             browsers[rng.integers(len(browsers))] if r < 0.85 else
-                             ["-", "Mozilla", "Mozilla/4.0", "() { :; }; echo; /bin/id", "python-requests", "curl"][rng.integers(6)])
+                agents[i] = (
+                    ing.crawlers[rng.integers(len(ing.crawlers))]
+                    if r < 0.55
+                    else browsers[rng.integers(len(browsers))]
+                    if r < 0.85
+                    else ["-", "Mozilla", "Mozilla/4.0", "() { :; }; echo; /bin/id", "python-requests", "curl"][
+                        rng.integers(6)
+                    ]
+                )
             elif ips[i] == TOP_CLIENT and rng.random() < TOP_AGENT_SHARE:
                 agents[i] = IE11
             else:
-                agents[i] = zipf_choice(rng, browsers[:400], 1, 0.6)[0] if rng.random() < 0.8 else browsers[rng.integers(len(browsers))]
+                agents[i] = (
+                    zipf_choice(rng, browsers[:400], 1, 0.6)[0]
+                    if rng.random() < 0.8
+                    else browsers[rng.integers(len(browsers))]
+                )
 
         names: list[Any] = [None] * n
         values: list[Any] = [None] * n
@@ -446,7 +593,12 @@ class EventGenerator:
         # Response codes: exactly the published share of 200, the rest by behaviour.
         codes: list[Any] = [None] * n
         ok_weight = np.where(attack, 0.08, 1.0)
-        ok_rows = rng.choice(n, size=min(n, self.scaled(PUBLISHED["top"]["RESPONSE_CODE"][1])), replace=False, p=ok_weight / ok_weight.sum())
+        ok_rows = rng.choice(
+            n,
+            size=min(n, self.scaled(PUBLISHED["top"]["RESPONSE_CODE"][1])),
+            replace=False,
+            p=ok_weight / ok_weight.sum(),
+        )
         for i in ok_rows:
             codes[i] = 200
         for i in range(n):
@@ -466,19 +618,26 @@ class EventGenerator:
         # Missing values, where ML-PT's data had them (names are missing by behaviour already).
         not_get_args = np.flatnonzero(np.array([s != "REQUEST_GET_ARGS" for s in srcs]))
         for column, series, eligible in (
-            ("CLIENT_IP", ips, benign_rows), ("CLIENT_USERAGENT", agents, np.arange(n)),
-            ("REQUEST_SIZE", sizes, np.arange(n)), ("RESPONSE_CODE", codes, np.setdiff1d(np.arange(n), ok_rows)),
-            ("MATCHED_VARIABLE_SRC", srcs, not_get_args), ("MATCHED_VARIABLE_VALUE", values, np.arange(n)),
+            ("CLIENT_IP", ips, benign_rows),
+            ("CLIENT_USERAGENT", agents, np.arange(n)),
+            ("REQUEST_SIZE", sizes, np.arange(n)),
+            ("RESPONSE_CODE", codes, np.setdiff1d(np.arange(n), ok_rows)),
+            ("MATCHED_VARIABLE_SRC", srcs, not_get_args),
+            ("MATCHED_VARIABLE_VALUE", values, np.arange(n)),
             ("EVENT_ID", event_ids, np.arange(n)),
         ):
-            for i in rng.choice(eligible, size=min(eligible.size, self.scaled(PUBLISHED["missing"][column])), replace=False):
+            for i in rng.choice(
+                eligible, size=min(eligible.size, self.scaled(PUBLISHED["missing"][column])), replace=False
+            ):
                 series[i] = None
         for i in range(n):
             if agents[i] == "":
                 agents[i] = None
 
         # Distinct counts, fitted where the behaviours leave slack.
-        everyday = np.flatnonzero(np.isin(kinds, [i for i, b in enumerate(BEHAVIOURS) if b.name in ("get_args", "cookies", "post_args")]))
+        everyday = np.flatnonzero(
+            np.isin(kinds, [i for i, b in enumerate(BEHAVIOURS) if b.name in ("get_args", "cookies", "post_args")])
+        )
         names_src = {int(i): srcs[i] or BEHAVIOURS[kinds[i]].src for i in everyday}
         people = np.setdiff1d(benign_rows, top_rows)
         variants = iter(self.browser_variant(browsers[j % len(browsers)]) for j in range(10**7))
@@ -490,23 +649,47 @@ class EventGenerator:
         fit_cardinality(ips, self.target_distinct("CLIENT_IP"), people, lambda _: self.public_ip(), rng)
         fit_cardinality(agents, self.target_distinct("CLIENT_USERAGENT"), people, fresh_agent, rng)
         spare_codes = iter([c for c in RESPONSE_CODES if c != 200])
-        fit_cardinality(codes, self.target_distinct("RESPONSE_CODE"), np.setdiff1d(np.arange(n), ok_rows),
-                        lambda _: next(spare_codes, int(rng.integers(201, 505))), rng)
-        fit_cardinality(names, self.target_distinct("MATCHED_VARIABLE_NAME"), everyday,
-                        lambda i: self.fresh_name(names_src[i]), rng)
-        fit_cardinality(sizes, self.target_distinct("REQUEST_SIZE"), np.arange(n), lambda _: int(rng.integers(40, 200_000)), rng)
+        fit_cardinality(
+            codes,
+            self.target_distinct("RESPONSE_CODE"),
+            np.setdiff1d(np.arange(n), ok_rows),
+            lambda _: next(spare_codes, int(rng.integers(201, 505))),
+            rng,
+        )
+        fit_cardinality(
+            names, self.target_distinct("MATCHED_VARIABLE_NAME"), everyday, lambda i: self.fresh_name(names_src[i]), rng
+        )
+        fit_cardinality(
+            sizes, self.target_distinct("REQUEST_SIZE"), np.arange(n), lambda _: int(rng.integers(40, 200_000)), rng
+        )
         # Values: a behaviour redraws its value until it is new, up to ML-PT's near-unique count.
-        value_rows = np.flatnonzero(~np.isin(kinds, [i for i, b in enumerate(BEHAVIOURS)
-                                                       if b.name in ("header_user_agent", "client_user_agent")]))
-        fit_cardinality(values, max(1, self.scaled(PUBLISHED["distinct_values"])), value_rows,
-                        lambda i: self.name_and_value(BEHAVIOURS[kinds[i]].name, agents[i])[1], rng)
+        value_rows = np.flatnonzero(
+            ~np.isin(
+                kinds, [i for i, b in enumerate(BEHAVIOURS) if b.name in ("header_user_agent", "client_user_agent")]
+            )
+        )
+        fit_cardinality(
+            values,
+            max(1, self.scaled(PUBLISHED["distinct_values"])),
+            value_rows,
+            lambda i: self.name_and_value(BEHAVIOURS[kinds[i]].name, agents[i])[1],
+            rng,
+        )
         fit_cardinality(event_ids, self.target_distinct("EVENT_ID"), np.arange(n), lambda _: self.event_id(), rng)
 
-        frame = pd.DataFrame({
-            "CLIENT_IP": ips, "CLIENT_USERAGENT": agents, "REQUEST_SIZE": sizes, "RESPONSE_CODE": codes,
-            "MATCHED_VARIABLE_SRC": srcs, "MATCHED_VARIABLE_NAME": names, "MATCHED_VARIABLE_VALUE": values,
-            "EVENT_ID": event_ids,
-        }, columns=COLUMNS)
+        frame = pd.DataFrame(
+            {
+                "CLIENT_IP": ips,
+                "CLIENT_USERAGENT": agents,
+                "REQUEST_SIZE": sizes,
+                "RESPONSE_CODE": codes,
+                "MATCHED_VARIABLE_SRC": srcs,
+                "MATCHED_VARIABLE_NAME": names,
+                "MATCHED_VARIABLE_VALUE": values,
+                "EVENT_ID": event_ids,
+            },
+            columns=COLUMNS,
+        )
         frame["REQUEST_SIZE"] = frame["REQUEST_SIZE"].astype("Int64")
         frame["RESPONSE_CODE"] = frame["RESPONSE_CODE"].astype("Int64")
         frame = frame.astype(object).where(frame.notna(), np.nan)
@@ -514,8 +697,9 @@ class EventGenerator:
         return frame
 
 
-def generate_events(rows: int = FULL_ROWS, seed: int = 0, duplicates: int | None = None,
-                    keep_behaviour: bool = False) -> pd.DataFrame:
+def generate_events(
+    rows: int = FULL_ROWS, seed: int = 0, duplicates: int | None = None, keep_behaviour: bool = False
+) -> pd.DataFrame:
     """``rows`` distinct events plus ``duplicates`` repeated rows (ML-PT's raw file had 12 per 57,833)."""
     generator = EventGenerator(rows, seed)
     frame = generator.generate()

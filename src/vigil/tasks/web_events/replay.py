@@ -21,8 +21,15 @@ def predict_url(url: str) -> str:
     return url + "/predict"
 
 
-def replay(csv: Path, url: str, store: ArtifactStore, batch_size: int = 2000, timeout: float = 300.0,
-           limit: int | None = None, progress: bool = True) -> dict:
+def replay(
+    csv: Path,
+    url: str,
+    store: ArtifactStore,
+    batch_size: int = 2000,
+    timeout: float = 300.0,
+    limit: int | None = None,
+    progress: bool = True,
+) -> dict:
     from sklearn.metrics import f1_score
     from tqdm import tqdm
 
@@ -38,14 +45,19 @@ def replay(csv: Path, url: str, store: ArtifactStore, batch_size: int = 2000, ti
     labels: list[int] = []
     event_ids: list[str] = []
     started = time.perf_counter()
-    with requests.Session() as session, tqdm(total=len(records), unit="event", desc="replay",
-                                             disable=not progress) as bar:
+    with (
+        requests.Session() as session,
+        tqdm(total=len(records), unit="event", desc="replay", disable=not progress) as bar,
+    ):
         for start in range(0, len(records), batch_size):
-            batch = records[start:start + batch_size]
+            batch = records[start : start + batch_size]
             response = session.post(endpoint, json=batch, timeout=timeout)
             if response.status_code != 200:
-                raise InvalidInput(f"service answered {response.status_code} for events {start}..{start + len(batch) - 1}",
-                                   response.text[:500], status=502)
+                raise InvalidInput(
+                    f"service answered {response.status_code} for events {start}..{start + len(batch) - 1}",
+                    response.text[:500],
+                    status=502,
+                )
             answer = response.json()
             if not isinstance(answer, list) or len(answer) != len(batch):
                 raise InvalidInput("service answer is not a list of one label per event", str(answer)[:300], status=502)

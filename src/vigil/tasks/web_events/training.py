@@ -15,8 +15,13 @@ import numpy as np
 import pandas as pd
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import f1_score, make_scorer, precision_score, recall_score
-from sklearn.model_selection import (GridSearchCV, RandomizedSearchCV, RepeatedKFold, RepeatedStratifiedKFold,
-                                     cross_validate)
+from sklearn.model_selection import (
+    GridSearchCV,
+    RandomizedSearchCV,
+    RepeatedKFold,
+    RepeatedStratifiedKFold,
+    cross_validate,
+)
 
 # ML-PT's tuned forest (05_tune_classifier.ipynb): CV F1 0.9942 on their 57,833 events.
 MLPT_FOREST = {"criterion": "entropy", "max_depth": 48, "max_features": 7, "min_samples_split": 4, "n_estimators": 33}
@@ -31,8 +36,12 @@ SCORING = {
 def candidate_classifiers(n_jobs: int = 1, seed: int = 0, full: bool = False) -> dict:
     """A fast default set; ``full`` adds the slower candidates ML-PT also tried."""
     from lightgbm import LGBMClassifier
-    from sklearn.ensemble import (BaggingClassifier, ExtraTreesClassifier, HistGradientBoostingClassifier,
-                                  RandomForestClassifier)
+    from sklearn.ensemble import (
+        BaggingClassifier,
+        ExtraTreesClassifier,
+        HistGradientBoostingClassifier,
+        RandomForestClassifier,
+    )
     from sklearn.linear_model import LogisticRegression
     from sklearn.naive_bayes import GaussianNB
     from sklearn.neighbors import KNeighborsClassifier
@@ -52,15 +61,17 @@ def candidate_classifiers(n_jobs: int = 1, seed: int = 0, full: bool = False) ->
         from sklearn.neural_network import MLPClassifier
         from sklearn.svm import SVC
 
-        models.update({
-            "lightgbm": LGBMClassifier(n_estimators=100, n_jobs=n_jobs, random_state=seed, verbose=-1),
-            "hist gradient boosting": HistGradientBoostingClassifier(random_state=seed),
-            "logistic regression": LogisticRegression(max_iter=2000),
-            "linear discriminant": LinearDiscriminantAnalysis(),
-            "adaboost": AdaBoostClassifier(random_state=seed),
-            "mlp": MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, random_state=seed),
-            "svm (rbf)": SVC(),
-        })
+        models.update(
+            {
+                "lightgbm": LGBMClassifier(n_estimators=100, n_jobs=n_jobs, random_state=seed, verbose=-1),
+                "hist gradient boosting": HistGradientBoostingClassifier(random_state=seed),
+                "logistic regression": LogisticRegression(max_iter=2000),
+                "linear discriminant": LinearDiscriminantAnalysis(),
+                "adaboost": AdaBoostClassifier(random_state=seed),
+                "mlp": MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, random_state=seed),
+                "svm (rbf)": SVC(),
+            }
+        )
     return models
 
 
@@ -72,8 +83,9 @@ def make_cv(y: np.ndarray, folds: int, repeats: int, seed: int = 0):
     return RepeatedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
 
 
-def compare_classifiers(X: np.ndarray, y: np.ndarray, models: dict, folds: int = 5, repeats: int = 2,
-                        seed: int = 0, progress=None) -> pd.DataFrame:
+def compare_classifiers(
+    X: np.ndarray, y: np.ndarray, models: dict, folds: int = 5, repeats: int = 2, seed: int = 0, progress=None
+) -> pd.DataFrame:
     cv = make_cv(y, folds, repeats, seed)
     rows = []
     for name, model in models.items():
@@ -82,12 +94,16 @@ def compare_classifiers(X: np.ndarray, y: np.ndarray, models: dict, folds: int =
             warnings.simplefilter("ignore", UndefinedMetricWarning)
             warnings.simplefilter("ignore", UserWarning)
             scores = cross_validate(model, X, y, cv=cv, scoring=SCORING, n_jobs=1)
-        rows.append({
-            "classifier": name,
-            "f1": scores["test_f1"].mean(), "f1_std": scores["test_f1"].std(),
-            "precision": scores["test_precision"].mean(), "recall": scores["test_recall"].mean(),
-            "seconds": time.perf_counter() - started,
-        })
+        rows.append(
+            {
+                "classifier": name,
+                "f1": scores["test_f1"].mean(),
+                "f1_std": scores["test_f1"].std(),
+                "precision": scores["test_precision"].mean(),
+                "recall": scores["test_recall"].mean(),
+                "seconds": time.perf_counter() - started,
+            }
+        )
         if progress is not None:
             progress.update(1)
             progress.set_postfix_str(f"{name}: F1 {rows[-1]['f1']:.4f}")
@@ -107,8 +123,9 @@ def _around(value: int, step: int, low: int = 1) -> list[int]:
     return sorted({max(low, value - step), value, value + step})
 
 
-def tune_random_forest(X: np.ndarray, y: np.ndarray, n_iter: int = 12, folds: int = 3, repeats: int = 1,
-                       seed: int = 0, n_jobs: int = 1) -> TunedForest:
+def tune_random_forest(
+    X: np.ndarray, y: np.ndarray, n_iter: int = 12, folds: int = 3, repeats: int = 1, seed: int = 0, n_jobs: int = 1
+) -> TunedForest:
     from scipy.stats import randint
     from sklearn.ensemble import RandomForestClassifier
 
@@ -125,8 +142,9 @@ def tune_random_forest(X: np.ndarray, y: np.ndarray, n_iter: int = 12, folds: in
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        randomized = RandomizedSearchCV(forest, space, n_iter=n_iter, scoring=SCORING["f1"], cv=cv,
-                                        random_state=seed, n_jobs=n_jobs).fit(X, y)
+        randomized = RandomizedSearchCV(
+            forest, space, n_iter=n_iter, scoring=SCORING["f1"], cv=cv, random_state=seed, n_jobs=n_jobs
+        ).fit(X, y)
         best = randomized.best_params_
         grid = {
             "criterion": [best["criterion"]],
@@ -141,8 +159,13 @@ def tune_random_forest(X: np.ndarray, y: np.ndarray, n_iter: int = 12, folds: in
         params, score = refined.best_params_, refined.best_score_
     else:
         params, score = best, randomized.best_score_
-    return TunedForest(params=dict(params), cv_f1=float(score), random_params=dict(best),
-                       random_f1=float(randomized.best_score_), searched=searched)
+    return TunedForest(
+        params=dict(params),
+        cv_f1=float(score),
+        random_params=dict(best),
+        random_f1=float(randomized.best_score_),
+        searched=searched,
+    )
 
 
 def forest(params: dict, n_features: int, seed: int = 0, n_jobs: int = 1):
