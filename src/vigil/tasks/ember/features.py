@@ -64,12 +64,26 @@ CHUNK_BYTES = 1 << 20
 
 
 def _byte_counts(data: np.ndarray, minlength: int) -> np.ndarray:
-    """``np.bincount(data, minlength)`` of a uint8 array, int64, CHUNK_BYTES at a time (bincount
-    makes an 8-byte integer copy of its input: 8 x the file for a whole-file call)."""
-    counts = np.zeros(minlength, dtype=np.int64)
+    """``np.bincount(data, minlength)`` of a uint8 array, int64, CHUNK_BYTES at a time.
+
+    Counted as 16-bit pairs: one ``bincount`` of the bytes viewed as ``uint16`` (half as many
+    elements, 65,536 bins), then the pair table summed along each axis gives the counts of the first
+    and of the second byte of each pair; an odd last byte is added on its own. Integer counts, so
+    equal to the plain ``bincount`` (bincount makes an 8-byte integer copy of its input: CHUNK_BYTES
+    at a time keeps that bounded).
+    """
+    counts = np.zeros(max(minlength, 256), dtype=np.int64)
     for start in range(0, len(data), CHUNK_BYTES):
-        counts += np.bincount(data[start:start + CHUNK_BYTES], minlength=minlength)
-    return counts
+        piece = data[start:start + CHUNK_BYTES]
+        even = len(piece) & ~1
+        if even >= 4096:
+            pairs = np.bincount(piece[:even].view(np.uint16), minlength=65536).reshape(256, 256)
+            counts[:256] += pairs.sum(axis=0) + pairs.sum(axis=1)
+            if even < len(piece):
+                counts[int(piece[-1])] += 1
+        else:
+            counts[:256] += np.bincount(piece, minlength=256)[:256]
+    return counts[:minlength]
 
 
 def _hasher(n_features: int, input_type: str) -> FeatureHasher:
@@ -200,7 +214,15 @@ class ByteHistogram(FeatureBlock):
 
 
 class ByteEntropyHistogram(FeatureBlock):
-    """Joint histogram of (local entropy bin, byte >> 4) over sliding windows (Saxe & Berlin 2015)."""
+    """Joint histogram of (local entropy bin, byte >> 4) over sliding windows (Saxe & Berlin 2015).
+
+    ember computes one window at a time: the 16 nibble counts ``c``, ``p = c / window`` in float32,
+    ``H = 2 * np.sum(-p * log2(p))`` over the non-zero counts, bin ``min(int(2 * H), 15)``. Here all
+    the windows of a chunk at once, with the same float32 values: each term ``-p * log2(p)`` depends
+    only on its count, so it is looked up in a table computed with the same numpy operations, and
+    the sum is done in the order ``np.sum`` adds a float32 array of that many terms (see
+    :func:`_numpy_float32_sum16`), so every window lands in ember's bin.
+    """
 
     name = "byteentropy"
     dim = 256
@@ -208,41 +230,48 @@ class ByteEntropyHistogram(FeatureBlock):
     def __init__(self, step: int = 1024, window: int = 2048):
         self.step = step
         self.window = window
+        self._terms: np.ndarray | None = None
 
     def _entropy_bin(self, nibble_counts: np.ndarray) -> int:
-        # Same float32 arithmetic as ember, over the non-zero bins only, so bins match exactly.
+        # ember's arithmetic for one window (float32, over the non-zero bins only); the reference
         p = nibble_counts.astype(np.float32) / self.window
         nonzero = np.where(nibble_counts)[0]
         entropy = np.sum(-p[nonzero] * np.log2(p[nonzero])) * 2  # x2: 16 bins carry 4 of 8 bits
         return min(int(entropy * 2), 15)  # 16 bins; entropy 8.0 goes to the last one
 
-    def _step_counts(self, data: np.ndarray, n_steps: int) -> np.ndarray:
-        """Nibble counts of each step-sized piece of ``data``, (n_steps, 16), CHUNK_BYTES at a time.
+    def _entropy_bins(self, windows: np.ndarray) -> np.ndarray:
+        """``_entropy_bin`` of every row of ``windows`` (n, 16) of counts in 0..window, at once."""
+        if self._terms is None:
+            p = np.arange(self.window + 1, dtype=np.float32) / self.window
+            with np.errstate(divide="ignore", invalid="ignore"):
+                terms = -p * np.log2(p)
+            terms[0] = 0  # never summed: ember leaves zero counts out
+            self._terms = terms
+        terms = self._terms[windows]
+        nonzero = windows != 0
+        # ember sums the non-zero terms only, in bin order: move them to the front of each row
+        order = np.argsort(~nonzero, axis=1, kind="stable")
+        terms = np.take_along_axis(terms, order, axis=1)
+        entropy = _numpy_float32_sum16(terms, np.count_nonzero(nonzero, axis=1)) * np.float32(2)
+        return np.minimum((entropy * np.float32(2)).astype(np.int64), 15)
 
-        Integer counts, so the same whatever the chunking; the temporaries are ~10 x CHUNK_BYTES,
-        not ~16 x the file as one whole-file pass was.
+    def _step_counts(self, data: np.ndarray) -> np.ndarray:
+        """Nibble counts of each whole step of ``data`` (at most ~CHUNK_BYTES), (n_steps, 16), int64.
+
+        With an even step, the bytes are taken two at a time (one uint16 holds both nibbles): one
+        ``bincount`` over (step, nibble pair), then the pair table summed along each axis; integer
+        counts, equal to counting each byte.
         """
-        counts = np.empty((n_steps, 16), dtype=np.int64)
-        per_chunk = max(1, CHUNK_BYTES // self.step)
-        for first in range(0, n_steps, per_chunk):
-            last = min(n_steps, first + per_chunk)
-            nibbles = (data[first * self.step: last * self.step] >> 4).reshape(last - first, self.step)
-            ids = nibbles + (np.arange(last - first) * 16)[:, None]
-            counts[first:last] = np.bincount(ids.ravel(), minlength=(last - first) * 16).reshape(-1, 16)
-        return counts
-
-    def _window_counts(self, data: np.ndarray) -> np.ndarray:
-        """Nibble counts of every window starting at 0, step, 2*step, ... that fits in the data."""
-        starts = np.arange(0, data.shape[0] - self.window + 1, self.step)
-        if self.window % self.step == 0:
-            # A window is window/step whole steps: count each step once, then add neighbours.
-            chunks = self._step_counts(data, data.shape[0] // self.step)
-            per_window = self.window // self.step
-            counts = np.zeros((len(starts), 16), dtype=np.int64)
-            for offset in range(per_window):
-                counts += chunks[offset : offset + len(starts)]
-            return counts
-        return np.array([np.bincount(data[s : s + self.window] >> 4, minlength=16) for s in starts])
+        n_steps = len(data) // self.step
+        data = data[: n_steps * self.step]
+        if self.step % 2 == 0:
+            pairs = data.view(np.uint16).reshape(n_steps, self.step // 2)
+            keys = ((pairs >> 4) & 0x0F) | ((pairs >> 8) & 0xF0)  # (nibble of byte 0, of byte 1)
+            ids = keys + (np.arange(n_steps, dtype=np.intp) * 256)[:, None]
+            table = np.bincount(ids.ravel(), minlength=n_steps * 256).reshape(n_steps, 16, 16)
+            return table.sum(axis=1) + table.sum(axis=2)
+        ids = (data >> 4).reshape(n_steps, self.step) + (np.arange(n_steps, dtype=np.intp) * 16)[:, None]
+        return np.bincount(ids.ravel(), minlength=n_steps * 16).reshape(n_steps, 16)
 
     def raw_features(self, bytez, binary):
         output = np.zeros((16, 16), dtype=np.int64)
@@ -250,18 +279,54 @@ class ByteEntropyHistogram(FeatureBlock):
         if data.shape[0] < self.window:
             counts = np.bincount(data >> 4, minlength=16)
             output[self._entropy_bin(counts), :] += counts
-        else:
-            # Windows with the same counts have the same bin: one bin per distinct count vector
-            # (a file of one repeated byte has one), then integer sums, so the result is unchanged.
-            windows = self._window_counts(data)
-            distinct, which = np.unique(windows, axis=0, return_inverse=True)
-            bins = np.array([self._entropy_bin(counts) for counts in distinct], dtype=np.intp)
-            np.add.at(output, bins[which.ravel()], windows)
+            return output.flatten().tolist()
+        n_windows = (data.shape[0] - self.window) // self.step + 1
+        if self.window % self.step:  # windows are not whole steps: count each one (not ember's)
+            windows = np.array([np.bincount(data[s: s + self.window] >> 4, minlength=16)
+                                for s in range(0, n_windows * self.step, self.step)])
+            np.add.at(output, self._entropy_bins(windows), windows)
+            return output.flatten().tolist()
+        # A window is window/step whole steps: count each step once, add neighbours; CHUNK_BYTES of
+        # windows at a time (their last steps overlap the next chunk's first: counted again, so the
+        # memory stays ~10 x CHUNK_BYTES whatever the file). Integer counts: the same in any chunking.
+        per_window = self.window // self.step
+        per_chunk = max(1, CHUNK_BYTES // self.step)
+        for first in range(0, n_windows, per_chunk):
+            last = min(n_windows, first + per_chunk)
+            steps = self._step_counts(data[first * self.step: (last - 1 + per_window) * self.step])
+            windows = steps[: last - first].copy()
+            for offset in range(1, per_window):
+                windows += steps[offset: offset + last - first]
+            np.add.at(output, self._entropy_bins(windows), windows)
         return output.flatten().tolist()
 
     def process_raw_features(self, raw):
         counts = np.array(raw, dtype=np.float32)
         return counts / counts.sum()
+
+
+def _numpy_float32_sum16(terms: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Row sums of ``terms`` (m, 16) float32, row i adding its first ``n[i]`` values (the rest are 0)
+    in the order ``np.sum`` adds a contiguous float32 array of ``n[i]`` values, so each equals
+    ``np.sum(terms[i, :n[i]])`` bit for bit.
+
+    numpy's pairwise summation: under 8 values one after the other from 0; 8 to 16 values in 8
+    partial sums (value j + value j+8 when a second full block of 8 exists, i.e. n == 16), combined
+    as ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)), then the values past the last full block one by one.
+    Adding the zero padding leaves a float32 sum unchanged, so whole columns are added.
+    """
+    sequential = terms[:, 0].copy()
+    for j in range(1, 16):
+        sequential += terms[:, j]
+
+    def tree(r: np.ndarray) -> np.ndarray:
+        return ((r[:, 0] + r[:, 1]) + (r[:, 2] + r[:, 3])) + ((r[:, 4] + r[:, 5]) + (r[:, 6] + r[:, 7]))
+
+    partial = tree(terms[:, :8])
+    for j in range(8, 16):
+        partial += terms[:, j]
+    full = tree(terms[:, :8] + terms[:, 8:])
+    return np.where(n < 8, sequential, np.where(n == 16, full, partial))
 
 
 class StringExtractor(FeatureBlock):
