@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import struct
 import warnings
 from typing import Any, ClassVar
@@ -330,56 +329,78 @@ def _numpy_float32_sum16(terms: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 
 class StringExtractor(FeatureBlock):
-    """Statistics of printable strings (runs of >= 5 bytes in 0x20..0x7f) and a few indicators."""
+    """Statistics of printable strings (runs of >= 5 bytes in 0x20..0x7f) and a few indicators.
+
+    ember finds the strings with ``re.findall(b"[\\x20-\\x7f]{5,}")`` and the indicators with four
+    more regular expressions. Here with numpy on a printable mask, with the same values: a byte is
+    in a string when one of the 5-byte windows that hold it is all printable (the property only
+    looks 4 bytes either side), a string starts at an all-printable window not preceded by a
+    printable byte, and an indicator is counted where it starts (none can overlap itself, nor the
+    two spellings of ``urls`` each other, so counting start positions is counting regex matches).
+    """
 
     name = "strings"
     dim = 1 + 1 + 1 + 96 + 1 + 1 + 1 + 1 + 1
 
     min_length = 5
-    _allstrings = re.compile(b"[\x20-\x7f]{5,}")
-    _indicators = {  # key in the raw record -> pattern; none can overlap itself (see raw_features)
-        "paths": re.compile(b"c:\\\\", re.IGNORECASE),  # occurrences of 'C:\', not whole paths
-        "urls": re.compile(b"https?://", re.IGNORECASE),
-        "registry": re.compile(b"HKEY_"),
-        "MZ": re.compile(b"MZ"),  # an embedded PE header (a dropper?)
+    # key in the raw record -> (literal spellings, case-insensitive): ember's c:\\, https?://, ...
+    _indicators = {
+        "paths": ((b"c:\\",), True),  # occurrences of 'C:\', not whole paths
+        "urls": ((b"http://", b"https://"), True),
+        "registry": ((b"HKEY_",), False),
+        "MZ": ((b"MZ",), False),  # an embedded PE header (a dropper?)
     }
     _longest_indicator = len(b"https://")
 
+    @staticmethod
+    def _occurrences(data: np.ndarray, n_starts: int, literal: bytes, ignorecase: bool) -> int:
+        """How many times ``literal`` starts in ``data[:n_starts]`` (it may run past n_starts)."""
+
+        def matches(values: np.ndarray, char: int) -> np.ndarray:
+            if ignorecase and chr(char).isascii() and chr(char).isalpha():  # re.IGNORECASE on bytes
+                return (values | 0x20) == (char | 0x20)
+            return values == char
+
+        positions = np.flatnonzero(matches(data[:n_starts], literal[0]))
+        for offset, char in enumerate(literal[1:], 1):
+            positions = positions[positions + offset < len(data)]
+            positions = positions[matches(data[positions + offset], char)]
+        return len(positions)
+
     def raw_features(self, bytez, binary):
-        # CHUNK_BYTES at a time, so neither the list of strings nor the counting arrays grow with the
-        # file (a file of b"MZ" repeated once made a list of 30 M objects). Exact: a printable run
-        # that crosses a chunk boundary is carried over as (length, byte counts) and counted once it
-        # ends; the indicator patterns cannot overlap themselves, so counting each occurrence in the
-        # chunk where it ends (searching from a few bytes before the chunk) counts every one once.
+        # CHUNK_BYTES at a time (and a few bytes either side), so the memory does not grow with the
+        # file; each string is counted in the chunk where it starts, its bytes where they lie, each
+        # indicator where it starts, so the sums over the chunks are the whole-file values exactly.
         data = np.frombuffer(bytez, dtype=np.uint8)
+        k, size = self.min_length, len(data)
         numstrings, length, counts = 0, 0, np.zeros(96, dtype=np.int64)
-        open_length, open_counts = 0, np.zeros(96, dtype=np.int64)  # the run reaching the chunk's start
         indicators = dict.fromkeys(self._indicators, 0)
-        for start in range(0, len(data), CHUNK_BYTES):
-            end = min(len(data), start + CHUNK_BYTES)
-            printable = (data[start:end] >= 0x20) & (data[start:end] <= 0x7f)
-            if printable.all():  # the open run goes on through the whole chunk
-                open_length += end - start
-                open_counts += _byte_counts(data[start:end] - 0x20, 96)
-            else:
-                lead = start + int(np.argmin(printable))  # the first non-printable byte
-                trail = end - int(np.argmin(printable[::-1]))  # just after the last one
-                if open_length + lead - start >= self.min_length:  # the open run ends at ``lead``
-                    numstrings += 1
-                    length += open_length + lead - start
-                    counts += open_counts + _byte_counts(data[start:lead] - 0x20, 96)
-                strings = self._allstrings.findall(bytez, lead, trail)  # runs between non-printables
-                if strings:
-                    numstrings += len(strings)
-                    length += sum(len(s) for s in strings)
-                    counts += _byte_counts(np.frombuffer(b"".join(strings), dtype=np.uint8) - 0x20, 96)
-                open_length, open_counts = end - trail, _byte_counts(data[trail:end] - 0x20, 96)
-            overlap = max(0, start - self._longest_indicator + 1)
-            for name, pattern in self._indicators.items():
-                indicators[name] += (len(pattern.findall(bytez, overlap, end))
-                                     - len(pattern.findall(bytez, overlap, start)))
-        if open_length >= self.min_length:
-            numstrings, length, counts = numstrings + 1, length + open_length, counts + open_counts
+        for start in range(0, size, CHUNK_BYTES):
+            end = min(size, start + CHUNK_BYTES)
+            low, high = max(0, start - (k - 1)), min(size, end + k - 1)
+            piece = data[low:high]
+            printable = (piece - np.uint8(0x20)) < 96  # 0x20..0x7f (uint8 arithmetic wraps)
+            if len(piece) >= k:
+                window = printable[: len(piece) - k + 1].copy()  # window[i]: piece[i:i+k] printable
+                for offset in range(1, k):
+                    window &= printable[offset: offset + len(window)]
+                in_string = np.zeros(len(piece), dtype=bool)
+                for offset in range(k):
+                    in_string[offset: offset + len(window)] |= window
+                first, last = start - low, min(end - low, len(window))  # windows starting in the chunk
+                if first < last:
+                    numstrings += int(np.count_nonzero(window[max(first, 1): last] & ~printable[max(first, 1) - 1: last - 1]))
+                    numstrings += int(first == 0 and window[0])  # a string at the file's start
+                chunk_in_string = in_string[start - low: end - low]
+                in_chunk = int(np.count_nonzero(chunk_in_string))
+                if in_chunk:
+                    length += in_chunk
+                    string_bytes = piece[start - low: end - low][chunk_in_string]
+                    counts += _byte_counts(string_bytes - np.uint8(0x20), 96)
+            tail = data[start: min(size, end + self._longest_indicator - 1)]
+            for name, (literals, ignorecase) in self._indicators.items():
+                indicators[name] += sum(self._occurrences(tail, end - start, literal, ignorecase)
+                                        for literal in literals)
         if numstrings:
             avlength = length / numstrings
             total = counts.sum()
