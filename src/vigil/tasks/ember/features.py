@@ -75,7 +75,7 @@ def _byte_counts(data: np.ndarray, minlength: int) -> np.ndarray:
     for start in range(0, len(data), CHUNK_BYTES):
         piece = data[start:start + CHUNK_BYTES]
         even = len(piece) & ~1
-        if even >= 4096:
+        if even >= 1 << 17:  # below, the 65,536-bin table costs more than it saves
             pairs = np.bincount(piece[:even].view(np.uint16), minlength=65536).reshape(256, 256)
             counts[:256] += pairs.sum(axis=0) + pairs.sum(axis=1)
             if even < len(piece):
@@ -257,19 +257,20 @@ class ByteEntropyHistogram(FeatureBlock):
     def _step_counts(self, data: np.ndarray) -> np.ndarray:
         """Nibble counts of each whole step of ``data`` (at most ~CHUNK_BYTES), (n_steps, 16), int64.
 
-        With an even step, the bytes are taken two at a time (one uint16 holds both nibbles): one
-        ``bincount`` over (step, nibble pair), then the pair table summed along each axis; integer
-        counts, equal to counting each byte.
+        For each nibble value, the 0/1 bytes of ``nibble == value`` are read as uint64 words and the
+        words of a step added: each of a word's 8 byte lanes counts at most step / 8 (<= 255, so no
+        lane carries into the next), and the 8 lanes added give the step's count. Integer counts,
+        equal to counting each byte; ~4x faster than a bincount over (step, nibble).
         """
         n_steps = len(data) // self.step
-        data = data[: n_steps * self.step]
-        if self.step % 2 == 0:
-            pairs = data.view(np.uint16).reshape(n_steps, self.step // 2)
-            keys = ((pairs >> 4) & 0x0F) | ((pairs >> 8) & 0xF0)  # (nibble of byte 0, of byte 1)
-            ids = keys + (np.arange(n_steps, dtype=np.intp) * 256)[:, None]
-            table = np.bincount(ids.ravel(), minlength=n_steps * 256).reshape(n_steps, 16, 16)
-            return table.sum(axis=1) + table.sum(axis=2)
-        ids = (data >> 4).reshape(n_steps, self.step) + (np.arange(n_steps, dtype=np.intp) * 16)[:, None]
+        nibbles = data[: n_steps * self.step] >> 4
+        if self.step % 8 == 0 and self.step // 8 <= 255:
+            counts = np.empty((n_steps, 16), dtype=np.int64)
+            for value in range(16):
+                lanes = (nibbles == value).view(np.uint64).reshape(n_steps, self.step // 8).sum(axis=1, dtype=np.uint64)
+                counts[:, value] = lanes.view(np.uint8).reshape(n_steps, 8).sum(axis=1)
+            return counts
+        ids = nibbles.reshape(n_steps, self.step) + (np.arange(n_steps, dtype=np.intp) * 16)[:, None]
         return np.bincount(ids.ravel(), minlength=n_steps * 16).reshape(n_steps, 16)
 
     def raw_features(self, bytez, binary):
@@ -353,18 +354,27 @@ class StringExtractor(FeatureBlock):
     _longest_indicator = len(b"https://")
 
     @staticmethod
-    def _occurrences(data: np.ndarray, n_starts: int, literal: bytes, ignorecase: bool) -> int:
-        """How many times ``literal`` starts in ``data[:n_starts]`` (it may run past n_starts)."""
+    def _occurrences(data: np.ndarray, folded: np.ndarray, n_starts: int, literal: bytes, ignorecase: bool) -> int:
+        """How many times ``literal`` starts in ``data[:n_starts]`` (it may run past n_starts);
+        ``folded`` is ``data | 0x20``, where an ASCII letter of either case is its lower case."""
 
-        def matches(values: np.ndarray, char: int) -> np.ndarray:
-            if ignorecase and chr(char).isascii() and chr(char).isalpha():  # re.IGNORECASE on bytes
-                return (values | 0x20) == (char | 0x20)
-            return values == char
+        def matches(at: slice | np.ndarray, char: int) -> np.ndarray:
+            if ignorecase and 0x61 <= (char | 0x20) <= 0x7A:  # re.IGNORECASE on bytes: ASCII letters
+                return folded[at] == (char | 0x20)
+            return data[at] == char
 
-        positions = np.flatnonzero(matches(data[:n_starts], literal[0]))
-        for offset, char in enumerate(literal[1:], 1):
-            positions = positions[positions + offset < len(data)]
-            positions = positions[matches(data[positions + offset], char)]
+        n_starts = min(n_starts, len(data) - len(literal) + 1)
+        if n_starts <= 0:
+            return 0
+        # the first two characters over the whole range, then the rest at those few places only
+        candidates = matches(slice(0, n_starts), literal[0])
+        if len(literal) > 1:
+            candidates &= matches(slice(1, n_starts + 1), literal[1])
+        if len(literal) <= 2:
+            return int(np.count_nonzero(candidates))
+        positions = np.flatnonzero(candidates)
+        for offset, char in enumerate(literal[2:], 2):
+            positions = positions[matches(positions + offset, char)]
         return len(positions)
 
     def raw_features(self, bytez, binary):
@@ -398,8 +408,9 @@ class StringExtractor(FeatureBlock):
                     string_bytes = piece[start - low: end - low][chunk_in_string]
                     counts += _byte_counts(string_bytes - np.uint8(0x20), 96)
             tail = data[start: min(size, end + self._longest_indicator - 1)]
+            folded = tail | np.uint8(0x20)
             for name, (literals, ignorecase) in self._indicators.items():
-                indicators[name] += sum(self._occurrences(tail, end - start, literal, ignorecase)
+                indicators[name] += sum(self._occurrences(tail, folded, end - start, literal, ignorecase)
                                         for literal in literals)
         if numstrings:
             avlength = length / numstrings
