@@ -18,6 +18,7 @@ BLUEPRINTS = [
     "vigil.service.health",
     "vigil.service.models",
     "vigil.service.predict",
+    "vigil.service.v2",
     "vigil.service.admin",
     "vigil.service.metrics",
     "vigil.service.openapi",
