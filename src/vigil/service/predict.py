@@ -44,10 +44,7 @@ def predict_input_from_request(task=None) -> PredictInput:
     body = request.get_data(cache=True)
     tensor = None
     if request.mimetype == NPY_MIMETYPE:
-        if task is None or not task.tensor_input:
-            raise VigilError(f"unsupported content type '{NPY_MIMETYPE}'",
-                             {"hint": f"task '{getattr(task, 'name', '?')}' does not take a numeric matrix"},
-                             status=415)
+        _check_takes_matrix(task)
         tensor = read_npy(body, settings.max_rows)
         g.vigil_rows = tensor.shape[0]
     files = {name: storage.read() for name, storage in request.files.items()}
@@ -69,6 +66,13 @@ def predict_input_from_request(task=None) -> PredictInput:
         max_rows=settings.max_rows,
         tensor=tensor,
     )
+
+
+def _check_takes_matrix(task) -> None:
+    if task is None or not task.tensor_input:
+        raise VigilError(f"unsupported content type '{NPY_MIMETYPE}'",
+                         {"hint": f"task '{getattr(task, 'name', '?')}' does not take a numeric matrix"},
+                         status=415)
 
 
 def request_rows(predict_input: PredictInput) -> int:
@@ -233,6 +237,8 @@ def run_prediction(task_slug: str, loaded=None, answer=None, predict_input: Pred
     (default: ``task.predict``; the V2 routes pass ``task.predict_tensor``) from ``predict_input``
     (default: the request's)."""
     task = get_task(task_slug)
+    if predict_input is None and request.mimetype == NPY_MIMETYPE:
+        _check_takes_matrix(task)  # before looking for a model: the body is wrong whatever is served
     if loaded is None:
         # this request keeps this model even if a reload swaps it meanwhile
         loaded = current_app.extensions["vigil.registry"].get(task.name)
