@@ -19,6 +19,7 @@ the bare model). Answers are checked equal to the bare model's probabilities.
 from __future__ import annotations
 
 import argparse
+import logging
 import io
 import json
 import statistics
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
+    logging.getLogger("vigil.service").setLevel(logging.WARNING)  # one JSON log line per request otherwise
 
     from vigil.artifacts import ArtifactStore
     from vigil.config import Settings

@@ -125,6 +125,8 @@ def parse_v2_request(body: bytes, header_length: str | None, max_rows: int) -> V
                                {"binary_data_size": str(size)[:20], "expected": count * dtype.itemsize,
                                 "binary_bytes": len(binary)})
         tensor = np.frombuffer(binary, dtype=dtype, count=count).reshape(shape)
+        if not tensor.flags.aligned:  # the JSON's length decides the offset: numpy and LightGBM want aligned
+            tensor = tensor.copy()
     else:
         if len(binary):
             raise InvalidInput("binary data after the JSON but no input has parameters.binary_data_size",
