@@ -95,8 +95,10 @@ def parse_v2_request(body: bytes, header_length: str | None, max_rows: int) -> V
         if not 0 < length <= len(body):
             raise InvalidInput(f"{HEADER_LENGTH} {length} is outside the body of {len(body)} bytes",
                                {"header_length": length, "body_bytes": len(body)})
-        document, binary = parse_json(body[:length]), memoryview(body)[length:]
+        header = body[:length]
+        document, binary = parse_json(header), memoryview(body)[length:]
     else:
+        header = body
         document, binary = parse_json(body), memoryview(b"")
     if not isinstance(document, dict) or not isinstance(document.get("inputs"), list) or not document["inputs"]:
         raise InvalidInput("a V2 infer request needs a non-empty 'inputs' list", {"field": "inputs"})
@@ -131,7 +133,8 @@ def parse_v2_request(body: bytes, header_length: str | None, max_rows: int) -> V
         if len(binary):
             raise InvalidInput("binary data after the JSON but no input has parameters.binary_data_size",
                                {"binary_bytes": len(binary)})
-        tensor = _json_tensor(tensor_spec.get("data"), shape, count)
+        # a JSON bool can only be there if the text says true or false somewhere
+        tensor = _json_tensor(tensor_spec.get("data"), shape, count, b"true" in header or b"false" in header)
     default = bool(_parameters(document).get("binary_data_output", False))
     outputs, binary_outputs = None, set()
     if isinstance(document.get("outputs"), list):
@@ -147,7 +150,7 @@ def parse_v2_request(body: bytes, header_length: str | None, max_rows: int) -> V
                      outputs=outputs, binary_outputs=binary_outputs, binary_default=default)
 
 
-def _json_tensor(data: Any, shape: list[int], count: int) -> np.ndarray:
+def _json_tensor(data: Any, shape: list[int], count: int, may_hold_bools: bool = True) -> np.ndarray:
     """The 'data' of a JSON tensor (flat or nested, row-major) as a numeric array of ``shape``,
     converted by numpy in C; true/false are refused (numpy would read them as 1 and 0)."""
     if not isinstance(data, list):
@@ -160,7 +163,7 @@ def _json_tensor(data: Any, shape: list[int], count: int) -> np.ndarray:
     if array is None or array.dtype.kind not in "fiu" or array.size != count:
         raise InvalidInput(f"inputs[0].data is not {count} numbers (shape {shape})",
                            {"field": "inputs[0].data", "expected_values": count})
-    if _has_bools(data):
+    if may_hold_bools and _has_bools(data):
         raise InvalidInput("inputs[0].data holds true/false, not numbers", {"field": "inputs[0].data"})
     return array.reshape(shape)
 
