@@ -12,13 +12,14 @@ vectorized, repeated), and the time to score it:
   binary-data extension (``Inference-Header-Content-Length``, the tensor appended raw).
 
 The service paths go through the Flask test client (no sockets): middleware, validation, the task,
-the model, the JSON answer. Median of --repeats; ratio = bare time / path time (1.00x = as fast as
+the model, the JSON answer. Median of --repeats interleaved rounds; ratio = bare time / path time (1.00x = as fast as
 the bare model). Answers are checked equal to the bare model's probabilities.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import io
 import json
@@ -31,14 +32,19 @@ from pathlib import Path
 import numpy as np
 
 
-def _median_seconds(run, repeats: int) -> float:
-    run()  # warm up
-    samples = []
+def _interleaved_medians(runs: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each run, the runs taken in turn (one round = each once), so a busy moment
+    of the shared machine falls on all of them alike."""
+    for run in runs.values():
+        run()  # warm up
+    samples: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
+        for name, run in runs.items():
+            gc.collect()  # the JSON runs leave millions of floats behind: collect them outside the timing
+            started = time.perf_counter()
+            run()
+            samples[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def matrix(rows: int) -> np.ndarray:
@@ -119,11 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             assert np.allclose(got, expected, rtol=0, atol=1e-6), name
             available[name] = run
 
-        bare = _median_seconds(lambda: booster.predict(X), args.repeats)
-        timings = {"bare Booster.predict": bare,
-                   "json.loads alone": _median_seconds(lambda: json.loads(json_body), args.repeats)}
-        for name, run in available.items():
-            timings[name] = _median_seconds(run, args.repeats)
+        runs = {"bare Booster.predict": lambda: booster.predict(X), "json.loads alone": lambda: json.loads(json_body),
+                **available}
+        timings = _interleaved_medians(runs, args.repeats)
+        bare = timings["bare Booster.predict"]
     print(f"bench.ember_batch: {args.rows} vectors x {X.shape[1]} floats; JSON body {len(json_body) / 1e6:.1f} MB, "
           f"npy {len(npy_body) / 1e6:.1f} MB; median of {args.repeats}; ratio = bare / path")
     for name, seconds in timings.items():
