@@ -70,7 +70,10 @@ def main(argv=None) -> int:
         else:
             from vigil.service import create_app
 
+            from vigil.service import freeze_startup_heap
+
             app = create_app(Settings.from_env(models_dir=models_dir), store)
+            freeze_startup_heap()  # what gunicorn's post_worker_init does in each worker
             client = app.test_client()
 
             def post(batch):
