@@ -261,3 +261,21 @@ def test_byte_level_blocks_read_in_chunks_equal_one_whole_file_pass(chunk, monke
         assert ByteEntropyHistogram().raw_features(bytez, None) == _whole_file_byte_entropy(bytez)
         assert ByteHistogram().raw_features(bytez, None) == np.bincount(
             np.frombuffer(bytez, dtype=np.uint8), minlength=256).tolist()
+
+
+def test_entropy_bins_of_many_windows_at_once_equal_embers_one_window_at_a_time():
+    """The vectorised bins (term table + numpy's float32 summation order) against ember's per-window
+    arithmetic, for windows with every number of non-zero nibble counts (1..16)."""
+    rng = np.random.default_rng(11)
+    block, rows = ByteEntropyHistogram(), []
+    for nonzero in range(1, 17):
+        for _ in range(400):
+            counts = np.zeros(16, dtype=np.int64)
+            shares = rng.dirichlet(np.ones(nonzero) * rng.choice([0.1, 1.0, 10.0]))
+            counts[rng.choice(16, nonzero, replace=False)] = rng.multinomial(2048, shares)
+            rows.append(counts)
+    windows = np.array(rows)
+    assert block._entropy_bins(windows).tolist() == [block._entropy_bin(row) for row in windows]
+    data = rng.integers(0, 256, 64 * 1024 + 77, dtype=np.uint8)
+    plain = np.array([np.bincount(data[s:s + 1024] >> 4, minlength=16) for s in range(0, 64 * 1024, 1024)])
+    assert np.array_equal(block._step_counts(data), plain)

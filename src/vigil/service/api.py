@@ -49,6 +49,9 @@ class RouteSpec:
     # False: the schema documents the body (OpenAPI, fuzzing) and the view checks it itself, naming
     # the field in its own terms (Alectio's routes); the JSON is still parsed and size-checked here.
     validate: bool = True
+    # True: the view reads the body itself (a JSON header followed by binary data, V2's binary-data
+    # extension); the middleware checks only its size and content type, parsing nothing.
+    raw_body: bool = False
     # On a schema violation, let the view's task answer (its own 4xx naming record and field, or
     # its partial answer keeping the good records); the schema's 422 only where it cannot (an
     # unexpected exception, the time limit). A body the schema refuses never gets a 5xx.

@@ -58,6 +58,13 @@ logconfig_dict = {
 }
 
 
+def post_worker_init(worker):
+    # The worker has built the app and loaded its models: out of the collector's way (gc.freeze).
+    from vigil.service import freeze_startup_heap
+
+    freeze_startup_heap()
+
+
 def child_exit(server, worker):
     # A dead worker's live gauges must not be summed any more.
     from prometheus_client import multiprocess

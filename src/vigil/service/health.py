@@ -51,7 +51,8 @@ def v2_ready():
 def v2_metadata():
     import vigil
 
-    return jsonify({"name": "vigil", "version": vigil.__version__, "extensions": []})
+    # binary_tensor_data: POST /v2/models/<task>/infer takes and gives raw tensors (vigil.service.v2)
+    return jsonify({"name": "vigil", "version": vigil.__version__, "extensions": ["binary_tensor_data"]})
 
 
 @bp.get("/v2/models/<task_name>/ready")

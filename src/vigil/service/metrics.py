@@ -6,13 +6,17 @@ import prometheus_client, so every worker writes its samples to memory-mapped fi
 Flask dev server) the process's default registry is served.
 
 Tasks expose prediction scores by putting a number under ``score`` (or ``probability``,
-``anomaly_score``) in each record of their response, or a ``scores`` list; see :func:`extract_scores`.
+``anomaly_score``) in each record of their response, or a ``scores`` list (a numpy array under those
+keys too, as the V2 routes' tensor answers have it); see :func:`extract_scores`. At most ~1,000
+scores a request are observed, evenly strided over its records, in one call per bucket.
 """
 
 from __future__ import annotations
 
 import numbers
 from pathlib import Path
+
+import numpy as np
 
 from flask import Blueprint, Response, current_app
 from prometheus_client import (
@@ -67,7 +71,7 @@ TIMEOUTS = Counter(
 SCORE_KEYS = ("score", "probability", "proba", "anomaly_score", "malicious_probability")
 LIST_KEYS = ("scores", "probabilities")
 RECORD_LIST_KEYS = ("predictions", "results", "records", "outputs")
-MAX_OBSERVED_SCORES = 1000  # per request: observing 100k values would cost more than the prediction
+MAX_OBSERVED_SCORES = 1000  # per request, evenly strided: looking at 100k records would cost more than the prediction
 
 
 def _number(value) -> float | None:
@@ -76,24 +80,44 @@ def _number(value) -> float | None:
     return None
 
 
-def extract_scores(result) -> list[float]:
-    """Numeric scores found in a prediction response (generic: see the module docstring)."""
+def _stride(count: int, limit: int) -> int:
+    return max(1, count // limit) if limit > 0 else 1
+
+
+def _array_scores(values: np.ndarray, limit: int) -> list[float]:
+    values = values.ravel()
+    if values.dtype.kind not in "fiu":
+        return []
+    return values[::_stride(len(values), limit)].astype(np.float64).tolist()
+
+
+def extract_scores(result, limit: int = MAX_OBSERVED_SCORES) -> list[float]:
+    """Numeric scores found in a prediction response (generic: see the module docstring), evenly
+    strided down to about ``limit`` (every ``len // limit``-th record, as the histogram takes them),
+    so a 100,000-record answer costs a look at ~1,000 of its records, not all of them. A numpy array
+    under a score or list key (a tensor answer: ``{"outputs": {"probability": array}}``) is taken
+    as is."""
     if isinstance(result, dict):
         for key in LIST_KEYS:
             values = result.get(key)
             if isinstance(values, list):
-                return [v for v in map(_number, values) if v is not None]
+                return [v for v in map(_number, values[::_stride(len(values), limit)]) if v is not None]
+            if isinstance(values, np.ndarray):
+                return _array_scores(values, limit)
         for key in RECORD_LIST_KEYS:
-            if isinstance(result.get(key), list):
-                return extract_scores(result[key])
+            if isinstance(result.get(key), (list, dict)):
+                return extract_scores(result[key], limit)
         for key in SCORE_KEYS:
-            value = _number(result.get(key))
+            value = result.get(key)
+            if isinstance(value, np.ndarray):
+                return _array_scores(value, limit)
+            value = _number(value)
             if value is not None:
                 return [value]
         return []
     if isinstance(result, list):
         scores = []
-        for item in result:
+        for item in result[::_stride(len(result), limit)]:
             if isinstance(item, dict):
                 for key in SCORE_KEYS:
                     value = _number(item.get(key))
@@ -104,13 +128,29 @@ def extract_scores(result) -> list[float]:
     return []
 
 
+def observe_many(histogram, values: list[float]) -> None:
+    """``histogram.observe(v)`` for every value, in ~one call per bucket instead of one per value:
+    each value goes to the first bucket whose upper bound is >= it (``observe``'s rule; NaN to none),
+    the sum grows by their total. Falls back to observing one by one if prometheus_client's
+    Histogram internals (``_upper_bounds``, ``_buckets``, ``_sum``; 0.26) are not there."""
+    bounds, buckets, total = (getattr(histogram, name, None) for name in ("_upper_bounds", "_buckets", "_sum"))
+    if not values:
+        return
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            histogram.observe(value)
+        return
+    array = np.asarray(values, dtype=np.float64)
+    counts = np.bincount(np.searchsorted(np.asarray(bounds, dtype=np.float64), array, side="left"),
+                         minlength=len(bounds) + 1)[: len(bounds)]
+    total.inc(float(array.sum()))
+    for index in np.flatnonzero(counts):
+        buckets[index].inc(int(counts[index]))
+
+
 def observe_prediction(task: str, version: str, rows: int, result) -> None:
     ROWS.labels(task, version).observe(rows)
-    scores = extract_scores(result)
-    step = max(1, len(scores) // MAX_OBSERVED_SCORES)
-    histogram = SCORES.labels(task, version)
-    for score in scores[::step]:
-        histogram.observe(score)
+    observe_many(SCORES.labels(task, version), extract_scores(result))
 
 
 def observe_timeout(task: str, outcome: str) -> None:

@@ -88,8 +88,8 @@ def _check_body() -> None:
         if schema is not None and route.body_required:
             raise InvalidInput("request body is empty", "send a JSON document matching the schema at /openapi.json")
         return
-    if not json_like:
-        accepted = mimetype in route.content_types or any(
+    if not json_like or route.raw_body:
+        accepted = (route.raw_body and not mimetype) or mimetype in route.content_types or any(
             mimetype.startswith(t.split("/")[0] + "/") and t.endswith("/*") for t in route.content_types
         )
         if not accepted:

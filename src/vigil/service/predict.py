@@ -21,13 +21,16 @@ from vigil.service import metrics
 from vigil.service.api import spec
 from vigil.service.validation import count_rows, is_json_mimetype, parse_json
 from vigil.tasks import PredictInput, all_tasks, get_task
+from vigil.tensors import read_npy
 
 bp = Blueprint("predict", __name__)
 log = logging.getLogger("vigil.service")
 
+NPY_MIMETYPE = "application/x-npy"  # a .npy matrix, for tasks with tensor_input (vigil.tensors.read_npy)
 PREDICT_CONTENT_TYPES = (
     "application/json",
     "application/octet-stream",
+    NPY_MIMETYPE,
     "multipart/form-data",
     "text/csv",
     "text/plain",
@@ -36,9 +39,14 @@ PREDICT_CONTENT_TYPES = (
 _executor_lock = threading.Lock()
 
 
-def predict_input_from_request() -> PredictInput:
+def predict_input_from_request(task=None) -> PredictInput:
     settings = current_app.config["VIGIL_SETTINGS"]
     body = request.get_data(cache=True)
+    tensor = None
+    if request.mimetype == NPY_MIMETYPE:
+        _check_takes_matrix(task)
+        tensor = read_npy(body, settings.max_rows)
+        g.vigil_rows = tensor.shape[0]
     files = {name: storage.read() for name, storage in request.files.items()}
     parsed = g.get("vigil_json")  # parsed and validated by the middleware when the route has a spec
     if parsed is None and body and not files:
@@ -56,12 +64,22 @@ def predict_input_from_request() -> PredictInput:
         files=files,
         args=request.args.to_dict(),
         max_rows=settings.max_rows,
+        tensor=tensor,
     )
+
+
+def _check_takes_matrix(task) -> None:
+    if task is None or not task.tensor_input:
+        raise VigilError(f"unsupported content type '{NPY_MIMETYPE}'",
+                         {"hint": f"task '{getattr(task, 'name', '?')}' does not take a numeric matrix"},
+                         status=415)
 
 
 def request_rows(predict_input: PredictInput) -> int:
     """Records in a request: JSON as :func:`count_rows` counts them, one per uploaded file, one per
-    line of a text body (DNS takes one query name per line), else one."""
+    line of a text body (DNS takes one query name per line), a matrix's rows, else one."""
+    if predict_input.tensor is not None:
+        return int(predict_input.tensor.shape[0])
     if predict_input.json is not None:
         return count_rows(predict_input.json)
     if predict_input.files:
@@ -212,17 +230,23 @@ def _call_with_time_limit(task, function, predict_input: PredictInput):
         ) from None
 
 
-def run_prediction(task_slug: str, loaded=None):
+def run_prediction(task_slug: str, loaded=None, answer=None, predict_input: PredictInput | None = None):
     """Answer with ``loaded`` (default: the registry's current model of the task), within the task's
     cost budget and the time limit, in a prediction slot, with the model version on the response and
-    the prediction metrics recorded."""
+    the prediction metrics recorded. ``answer(task, loaded, predict_input)`` computes the result
+    (default: ``task.predict``; the V2 routes pass ``task.predict_tensor``) from ``predict_input``
+    (default: the request's)."""
     task = get_task(task_slug)
+    if predict_input is None and request.mimetype == NPY_MIMETYPE:
+        _check_takes_matrix(task)  # before looking for a model: the body is wrong whatever is served
     if loaded is None:
         # this request keeps this model even if a reload swaps it meanwhile
         loaded = current_app.extensions["vigil.registry"].get(task.name)
     g.vigil_task, g.vigil_model_version = task.name, loaded.version
     settings = current_app.config["VIGIL_SETTINGS"]
-    predict_input = predict_input_from_request()
+    if predict_input is None:
+        predict_input = predict_input_from_request(task)
+    compute = partial(task.predict, loaded) if answer is None else partial(answer, task, loaded)
     rows = g.get("vigil_rows")
     if rows is None:
         rows = request_rows(predict_input)
@@ -231,23 +255,23 @@ def run_prediction(task_slug: str, loaded=None):
     predict_input.max_rows = rows_within_budget(task, settings)  # the task's own count applies it too
     schema_error = g.pop("vigil_schema_error", None)  # set by the middleware on routes with a spec
     if schema_error is not None:
-        result = _answer_schema_violation(task, loaded, predict_input, schema_error)
+        result = _answer_schema_violation(task, compute, predict_input, schema_error)
     else:
-        result = _call_with_time_limit(task, partial(task.predict, loaded), predict_input)
+        result = _call_with_time_limit(task, compute, predict_input)
     metrics.observe_prediction(task.name, loaded.version, rows, result)
     if isinstance(result, dict):
         result.setdefault("model_version", loaded.version)
     return result
 
 
-def _answer_schema_violation(task, loaded, predict_input: PredictInput, schema_error: UnprocessableInput):
+def _answer_schema_violation(task, compute, predict_input: PredictInput, schema_error: UnprocessableInput):
     """The body fails the task's schema. The task still gets it, because it knows its records
     better: its own 4xx (naming record and field in its terms, often with the good records'
     results) or its partial answer (ML-PT's ``?partial=1``, DNS's per-item errors) is the answer.
     Only if it cannot answer -- an unexpected exception or the time limit -- is the schema's 422:
     a body the schema refuses never gets a 5xx."""
     try:
-        result = _call_with_time_limit(task, partial(task.predict, loaded), predict_input)
+        result = _call_with_time_limit(task, compute, predict_input)
     except VigilError as exc:
         if 400 <= exc.status < 500:
             raise

@@ -152,12 +152,40 @@ def check_json_limits(body: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
         if depth > max_depth:
             raise InvalidInput("request body is nested too deeply",
                                {"max_depth": max_depth, "path": json_path(path[:8]) + "..."})
+        if type(value) is list and _flat_numbers_in_float_range(value):
+            continue  # a feature vector: nothing nested, no integer beyond the float range
+        if type(value) is list and depth < max_depth and _records_of_plain_values(value):
+            continue  # records of strings and floats (ML-PT's events): nothing nested, no integer
         for key, item in value.items() if type(value) is dict else enumerate(value):
             kind = type(item)
             if kind is list or kind is dict:
                 stack.append((item, depth + 1, (*path, key)))
             elif kind is int and not -_FLOAT_MAX <= item <= _FLOAT_MAX:
                 _check_number(item, (*path, key))
+
+
+def _flat_numbers_in_float_range(values: list) -> bool:
+    """True when ``values`` holds only numbers (bool, int, float) and no int beyond the float range,
+    found in one C-level pass: ``sum`` adds each int to a float, which raises OverflowError for an
+    int beyond the range and TypeError for anything not a number (a list, a dict, a string, None).
+    A 1,000 x 2,381 body is checked in ~25 ms instead of ~800 ms value by value."""
+    try:
+        sum(values, 0.0)
+    except (TypeError, OverflowError):
+        return False  # the value-by-value walk finds what and where
+    return True
+
+
+_PLAIN_TYPES = frozenset({str, float, bool, type(None)})
+
+
+def _records_of_plain_values(values: list) -> bool:
+    """True when ``values`` is a list of objects whose values are all strings, floats, bools or
+    null (nothing nested, no integer to range-check), found in C-level passes (~10,000 records:
+    ~1 ms instead of ~4 ms)."""
+    if not values or set(map(type, values)) != {dict}:
+        return False
+    return set(map(type, itertools.chain.from_iterable(map(dict.values, values)))) <= _PLAIN_TYPES
 
 
 def _check_number(number: int, where: tuple) -> None:

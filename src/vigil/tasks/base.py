@@ -33,6 +33,9 @@ class PredictInput:
     # time.monotonic() past which the work must stop (set by the service from VIGIL_PREDICT_TIMEOUT_S)
     deadline: float | None = None
     time_limit_s: float | None = None  # the limit the deadline came from, for the error message
+    # a numeric matrix the service decoded from a binary body (application/x-npy), for tasks with
+    # ``tensor_input``; unchecked: the task checks shape and values (vigil.tensors.check_matrix)
+    tensor: Any = None
 
     def check_deadline(self) -> None:
         """Raise :class:`~vigil.errors.PredictionTimeout` once the deadline has passed."""
@@ -69,6 +72,10 @@ class Task:
     # Estimated CPU microseconds one record of a /predict request costs (measured on the 2-core
     # reference machine, rounded up). rows x row_cost is held against VIGIL_PREDICT_COST_BUDGET_S.
     row_cost: ClassVar[float] = 100.0
+    # True for a task whose model scores a numeric matrix (rows x features): the service then takes
+    # application/x-npy bodies on /predict/<slug> (as PredictInput.tensor) and serves the Open
+    # Inference Protocol's POST /v2/models/<slug>/infer through tensor_features / predict_tensor.
+    tensor_input: ClassVar[bool] = False
 
     def add_cli(self, parser: argparse.ArgumentParser) -> None:
         """Add this task's verbs (``vigil <slug> <verb>``) to ``parser``."""
@@ -79,6 +86,15 @@ class Task:
 
     def predict(self, loaded: LoadedModel, request: PredictInput) -> dict | list:
         """Answer one ``/predict/<slug>`` request; raise :class:`vigil.errors.InvalidInput` for bad input."""
+        raise NotImplementedError
+
+    def tensor_features(self, loaded: LoadedModel) -> tuple[int, ...]:
+        """(tensor_input tasks) the feature counts (matrix columns) ``loaded`` accepts."""
+        raise NotImplementedError
+
+    def predict_tensor(self, loaded: LoadedModel, matrix: Any, request: PredictInput) -> dict:
+        """(tensor_input tasks) named output arrays, first axis the rows, for a numeric matrix
+        (unchecked; see :func:`vigil.tensors.check_matrix`), e.g. ``{"probability": (n,) float64}``."""
         raise NotImplementedError
 
     def request_schema(self) -> dict | None:

@@ -60,9 +60,9 @@ def label_response(pipeline, events: pd.DataFrame) -> list[dict]:
     """ML-PT's answer: [{"EVENT_ID": str, "LABEL_PRED": int}] in input order."""
     if events.empty:
         return []
-    labels = pipeline.predict(events)
-    return [{"EVENT_ID": to_text(event_id), "LABEL_PRED": int(label)}
-            for event_id, label in zip(events["EVENT_ID"].tolist(), labels)]
+    labels = np.asarray(pipeline.predict(events)).astype(np.int64).tolist()  # Python ints, in C
+    ids = [event_id if type(event_id) is str else to_text(event_id) for event_id in events["EVENT_ID"].tolist()]
+    return [{"EVENT_ID": event_id, "LABEL_PRED": label} for event_id, label in zip(ids, labels)]
 
 
 def _safe_label_response(pipeline, events: pd.DataFrame, indices: list[int]) -> tuple[list[dict], list[int], list[dict]]:

@@ -1,0 +1,140 @@
+"""EMBER batch scoring through the service against the bare model, measured in the same run.
+
+    python -m bench.ember_batch [--rows 1000] [--repeats 7]
+
+One demo model (``train_default``), one matrix of --rows feature vectors (the demo records
+vectorized, repeated), and the time to score it:
+
+* ``bare Booster.predict``: ``lightgbm.Booster.predict`` on the float32 matrix (the baseline);
+* ``json.loads alone``: parsing the JSON body (the floor of any JSON transport);
+* ``POST /predict/ember`` with a JSON list of vectors, with an ``application/x-npy`` body;
+* ``POST /v2/models/ember/infer`` (Open Inference Protocol) with the JSON tensor form and with the
+  binary-data extension (``Inference-Header-Content-Length``, the tensor appended raw).
+
+The service paths go through the Flask test client (no sockets): middleware, validation, the task,
+the model, the JSON answer. Median of --repeats interleaved rounds; ratio = bare time / path time (1.00x = as fast as
+the bare model). Answers are checked equal to the bare model's probabilities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import io
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _interleaved_medians(runs: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each run, the runs taken in turn (one round = each once), so a busy moment
+    of the shared machine falls on all of them alike."""
+    for run in runs.values():
+        run()  # warm up
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            gc.collect()  # the JSON runs leave millions of floats behind: collect them outside the timing
+            started = time.perf_counter()
+            run()
+            samples[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def matrix(rows: int) -> np.ndarray:
+    from vigil.tasks.ember.demo_data import build_demo_records
+    from vigil.tasks.ember.features import FeatureExtractor
+
+    train, test = build_demo_records(n_train=200, n_test=50, seed=3)
+    X = FeatureExtractor(2).process_raw_features_batch(train + test)
+    return np.ascontiguousarray(np.resize(X, (rows, X.shape[1])), dtype=np.float32)
+
+
+def v2_binary_body(X: np.ndarray) -> tuple[bytes, dict]:
+    """A V2 request as tritonclient's ``InferInput.set_data_from_numpy(binary_data=True)`` sends it."""
+    raw = X.astype("<f4").tobytes()
+    header = json.dumps({"inputs": [{"name": "input-0", "shape": list(X.shape), "datatype": "FP32",
+                                     "parameters": {"binary_data_size": len(raw)}}],
+                         "outputs": [{"name": "probability", "parameters": {"binary_data": False}}]}).encode()
+    return header + raw, {"Inference-Header-Content-Length": str(len(header)),
+                          "Content-Type": "application/octet-stream"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.ember_batch", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args(argv)
+    logging.getLogger("vigil.service").setLevel(logging.WARNING)  # one JSON log line per request otherwise
+
+    from vigil.artifacts import ArtifactStore
+    from vigil.config import Settings
+    from vigil.service import create_app
+    from vigil.tasks import get_task
+    from vigil.tasks.ember.model import booster_of
+
+    X = matrix(args.rows)
+    with tempfile.TemporaryDirectory() as folder:
+        models = Path(folder) / "models"
+        store = ArtifactStore(models)
+        settings = Settings.from_env(models_dir=models)
+        get_task("ember").train_default(store, settings)
+        booster = booster_of(store.load("ember").model)
+        expected = booster.predict(X)
+        client = create_app(settings, store).test_client()
+
+        json_body = json.dumps(X.tolist()).encode()
+        npy = io.BytesIO()
+        np.save(npy, X, allow_pickle=False)
+        npy_body = npy.getvalue()
+        v2_json = json.dumps({"inputs": [{"name": "input-0", "shape": list(X.shape), "datatype": "FP32",
+                                          "data": X.ravel().tolist()}]}).encode()
+        v2_binary, v2_headers = v2_binary_body(X)
+
+        def post(path, body, headers):
+            def run():
+                response = client.post(path, data=body, headers=headers)
+                assert response.status_code == 200, response.get_data(as_text=True)[:300]
+                return response.get_json()
+            return run
+
+        def probabilities(answer) -> np.ndarray:
+            if "results" in answer:
+                return np.array([r["probability"] for r in answer["results"]])
+            return np.asarray(answer["outputs"][0]["data"], dtype=np.float64)
+
+        paths = {
+            "POST /predict/ember, JSON": post("/predict/ember", json_body, {"Content-Type": "application/json"}),
+            "POST /predict/ember, x-npy": post("/predict/ember", npy_body, {"Content-Type": "application/x-npy"}),
+            "V2 infer, JSON tensor": post("/v2/models/ember/infer", v2_json, {"Content-Type": "application/json"}),
+            "V2 infer, binary tensor": post("/v2/models/ember/infer", v2_binary, v2_headers),
+        }
+        available = {}
+        for name, run in paths.items():
+            try:
+                got = probabilities(run())
+            except AssertionError as exc:
+                print(f"{name}: not answered ({str(exc)[:120]})")
+                continue
+            assert np.allclose(got, expected, rtol=0, atol=1e-6), name
+            available[name] = run
+
+        runs = {"bare Booster.predict": lambda: booster.predict(X), "json.loads alone": lambda: json.loads(json_body),
+                **available}
+        timings = _interleaved_medians(runs, args.repeats)
+        bare = timings["bare Booster.predict"]
+    print(f"bench.ember_batch: {args.rows} vectors x {X.shape[1]} floats; JSON body {len(json_body) / 1e6:.1f} MB, "
+          f"npy {len(npy_body) / 1e6:.1f} MB; median of {args.repeats}; ratio = bare / path")
+    for name, seconds in timings.items():
+        print(f"{name:<30} {seconds * 1000:9.1f} ms {bare / seconds:8.3f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

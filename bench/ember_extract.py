@@ -1,0 +1,158 @@
+"""EMBER raw-feature extraction per core against LIEF's own parse + read and the previous Vigil code.
+
+    python -m bench.ember_extract [--dir FOLDER_OF_PE_FILES] [--rounds 3] [--min-mb 4] [--grow-kb 0]
+
+All in one process, one core, the same files, rounds interleaved (best round of each):
+
+* ``read + LIEF parse``: ``path.read_bytes()`` and ``lief.PE.parse`` (what no extractor can avoid);
+* ``previous Vigil``: ``FeatureExtractor(2).raw_features`` + ``json.dumps`` of the features.py of
+  commit 7809f26 (before issue 17: regex strings, one entropy bin per distinct window in Python),
+  loaded from git; issue 17 measured ember + LIEF 0.12.3 at 3.0x that code's time (20.0 s vs 6.6 s
+  on 209 real PE files, 153 MB), so ``previous x 3.0`` stands in for ember, which is not installed;
+* ``Vigil``: the same with the current code, whose raw records are checked equal to the previous.
+
+Files: the PE files under --dir (recursively), or else pip's distlib launchers and data/ember's real
+PE files; the list is repeated until it holds --min-mb. The shipped files are small (2-170 KB, where
+per-file costs weigh most); ``--grow-kb 730`` appends the other files' bytes to each as an overlay up to
+that size (issue 17's real corpus averages 730 KB a file), still parsed by LIEF as the same PE.
+A per-block split of Vigil's time follows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PREVIOUS = "7809f26"  # the merge before issue 17's extraction work
+EMBER_OVER_PREVIOUS = 20.0 / 6.6  # issue 17's side-by-side measurement (ember+LIEF 0.12.3 / Vigil)
+
+
+def pe_files(folder: str | None, min_mb: float) -> list[Path]:
+    import pip
+
+    if folder:
+        files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.read_bytes()[:2] == b"MZ")
+    else:
+        files = sorted((Path(pip.__file__).parent / "_vendor" / "distlib").glob("*.exe"))
+        files += sorted(p for p in (REPO / "data" / "ember").rglob("*")
+                        if p.is_file() and p.suffix in (".exe", ".dll", ".efi"))
+    if not files:
+        raise SystemExit("no PE files found")
+    chosen, size = [], 0
+    while size < min_mb * 2**20 or len(chosen) < len(files):
+        chosen.append(files[len(chosen) % len(files)])
+        size += chosen[-1].stat().st_size
+    return chosen
+
+
+def load_previous(folder: Path):
+    """The features module of commit PREVIOUS, or None where git cannot give it."""
+    shown = subprocess.run(["git", "show", f"{PREVIOUS}:src/vigil/tasks/ember/features.py"], cwd=REPO,
+                           capture_output=True, text=True)
+    if shown.returncode != 0:
+        return None
+    path = folder / "features_previous.py"
+    path.write_text(shown.stdout)
+    spec = importlib.util.spec_from_file_location("features_previous", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.ember_extract", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dir", help="a folder of PE files (default: the launchers and data/ember)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--min-mb", type=float, default=4.0, help="repeat the files up to this many MB")
+    parser.add_argument("--grow-kb", type=int, default=0, help="append an overlay to each file up to this size")
+    args = parser.parse_args(argv)
+
+    from vigil.tasks.ember import features
+
+    with tempfile.TemporaryDirectory() as folder:
+        previous = load_previous(Path(folder))
+        files = pe_files(args.dir, args.min_mb)
+        if args.grow_kb:
+            files = grown(files, args.grow_kb * 1024, Path(folder), args.min_mb)
+        return measure(args, features, previous, files)
+
+
+def grown(files: list[Path], size: int, folder: Path, min_mb: float) -> list[Path]:
+    """Each distinct file with the others' bytes appended (an overlay) up to ``size``, repeated to min_mb."""
+    distinct = sorted(set(files))
+    pool = b"".join(p.read_bytes() for p in distinct)
+    out = []
+    for i, path in enumerate(distinct):
+        bytez = path.read_bytes()
+        start = (i * 7919) % len(pool)
+        overlay = (pool[start:] + pool) * (1 + size // len(pool))
+        target = folder / f"grown-{i}-{path.name}"
+        target.write_bytes((bytez + overlay)[:max(size, len(bytez))])
+        out.append(target)
+    return pe_files(str(folder), min_mb)
+
+
+def measure(args, features, previous, files: list[Path]) -> int:
+    total_mb = sum(p.stat().st_size for p in files) / 2**20
+    current = features.FeatureExtractor(2)
+    old = previous.FeatureExtractor(2) if previous else None
+    current.raw_features(files[0].read_bytes())  # warm up (LIEF's first parse, numpy's tables)
+    if old is not None:
+        for path in sorted(set(files)):
+            assert old.raw_features(path.read_bytes()) == current.raw_features(path.read_bytes()), path
+
+    def parse_and_read():
+        for path in files:
+            features.parse_pe(path.read_bytes())
+
+    def extract(extractor):
+        def run():
+            for path in files:
+                json.dumps(extractor.raw_features(path.read_bytes()))
+        return run
+
+    runs = {"read + LIEF parse": parse_and_read, "Vigil": extract(current)}
+    if old is not None:
+        runs["previous Vigil"] = extract(old)
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(args.rounds):  # interleaved, so a busy moment of the shared machine hits all
+        for name, run in runs.items():
+            started = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - started)
+
+    floor, vigil = best["read + LIEF parse"], best["Vigil"]
+    print(f"bench.ember_extract: {len(files)} files ({len(set(files))} distinct), {total_mb:.1f} MB, "
+          f"1 process, best of {args.rounds} interleaved rounds")
+    print(f"{'path':<34} {'time':>9} {'MB/s':>8} {'x LIEF parse+read':>18}")
+    for name, seconds in sorted(best.items(), key=lambda item: item[1]):
+        print(f"{name:<34} {seconds:7.3f} s {total_mb / seconds:8.1f} {seconds / floor:17.2f}x")
+    if old is not None:
+        speedup = best["previous Vigil"] / vigil
+        print(f"Vigil vs previous Vigil: {speedup:.2f}x faster; vs ember (previous x {EMBER_OVER_PREVIOUS:.2f}, "
+              f"issue 17): ~{speedup * EMBER_OVER_PREVIOUS:.1f}x faster")
+
+    binaries = [(p.read_bytes(), None) for p in files]
+    binaries = [(b, features.parse_pe(b)) for b, _ in binaries]
+    split = {}
+    for block in current.blocks:
+        started = time.perf_counter()
+        for bytez, binary in binaries:
+            try:
+                block.raw_features(bytez, binary)
+            except Exception:
+                block.raw_features(bytez, None)
+        split[block.name] = time.perf_counter() - started
+    print("Vigil per block (s): " + ", ".join(f"{name} {seconds:.3f}" for name, seconds in split.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

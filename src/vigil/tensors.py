@@ -1,0 +1,89 @@
+"""Numeric matrices from requests: ``.npy`` bodies read safely, matrices checked with numpy.
+
+Transport-neutral: the service reads the bytes, these functions turn them into a checked float32
+matrix or refuse with a 4xx naming what is wrong (the row, the position). A task that takes a
+numeric matrix says so with :attr:`vigil.tasks.base.Task.tensor_input`; the service's V2 routes
+(:mod:`vigil.service.v2`) use the same checks.
+
+``application/x-npy``: one ``.npy`` array (format 1.0-3.0), float32 or float64, 2-D, C or Fortran
+order. numpy's own header reader (what ``np.load`` uses) gives dtype and shape, checked with the row
+limit and the data size before a byte of data is read; object dtypes are refused, so nothing is
+ever unpickled (as with ``np.load(..., allow_pickle=False)``), and the array is a view on the body.
+
+Example::
+
+    >>> import io, numpy as np
+    >>> buffer = io.BytesIO(); np.save(buffer, np.zeros((2, 3), dtype=np.float32))
+    >>> read_npy(buffer.getvalue(), max_rows=10).shape
+    (2, 3)
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from vigil.errors import InvalidInput, UnprocessableInput, VigilError
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def too_many_rows(rows: int, max_rows: int) -> VigilError:
+    return VigilError(f"too many rows in one request: {rows} > {max_rows}",
+                      {"rows": rows, "max_rows": max_rows, "hint": "split the request, or raise VIGIL_MAX_ROWS"},
+                      status=413)
+
+
+def read_npy(data: bytes, max_rows: int) -> np.ndarray:
+    """The 2-D float32/float64 array of a ``.npy`` body, header checked before the data is read."""
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        reader = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in reader:
+            raise ValueError(f"format version {version} is not 1.0 or 2.0")
+        shape, fortran, dtype = reader[version](stream, max_header_size=10_000)
+    except ValueError as exc:  # numpy's messages: bad magic, header, shape or dtype
+        raise InvalidInput(f"body is not a .npy array numpy can read: {exc}"[:200],
+                           "send numpy.save(file, X) of a 2-D float32 array") from None
+    if dtype.kind != "f" or dtype.itemsize not in (4, 8) or dtype.hasobject:  # no objects, so no pickles
+        raise UnprocessableInput(f".npy dtype {dtype.str} is not float32 or float64",
+                                 {"dtype": dtype.str, "accepted": ["<f4", "<f8"]})
+    if len(shape) != 2:
+        raise UnprocessableInput(f".npy array has shape {shape}; a 2-D (rows, features) matrix is needed",
+                                 {"shape": list(shape)[:8]})
+    rows, columns = shape
+    if rows > max_rows:
+        raise too_many_rows(rows, max_rows)
+    start, expected = stream.tell(), rows * columns * dtype.itemsize
+    if len(data) - start != expected:
+        raise InvalidInput(f".npy data is {len(data) - start} bytes; shape {shape} of {dtype.str} needs {expected}",
+                           {"bytes": len(data) - start, "expected": expected})
+    array = np.frombuffer(data, dtype=dtype, count=rows * columns, offset=start)
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
+def check_matrix(matrix: np.ndarray, dims: tuple[int, ...], what: str = "vector") -> np.ndarray:
+    """``matrix`` as a C-contiguous float32 (rows, d) array, d one of ``dims``, every value a finite
+    float32; else a 422 naming the first bad row and position (numpy, no loop per value)::
+
+        >>> check_matrix(np.array([[1.0, 2.0], [3.0, np.inf]]), (2,))
+        Traceback (most recent call last):
+        vigil.errors.UnprocessableInput: vector 1, value 1 is not a finite float32
+    """
+    if matrix.ndim != 2 or matrix.shape[1] not in dims:
+        needs = " or ".join(map(str, dims))
+        raise UnprocessableInput(f"the {what}s have shape {tuple(matrix.shape)}; {needs} features per {what} needed",
+                                 {"shape": list(matrix.shape), "expected_features": list(dims)})
+    if matrix.shape[0] == 0:
+        raise InvalidInput(f"no {what}s in the request", {"rows": 0})
+    wide = matrix if matrix.dtype.kind == "f" and matrix.dtype.itemsize >= 4 else matrix.astype(np.float64)
+    ok = np.isfinite(wide)
+    if wide.dtype != np.float32:
+        ok &= np.abs(wide) <= FLOAT32_MAX
+    if not ok.all():
+        index, position = divmod(int(np.argmin(ok.ravel(order="C"))), matrix.shape[1])
+        raise UnprocessableInput(f"{what} {index}, value {position} is not a finite float32",
+                                 {"index": index, "position": position})
+    return np.ascontiguousarray(wide, dtype=np.float32)
