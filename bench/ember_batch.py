@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import logging
 import io
 import json
+import logging
 import statistics
 import sys
 import tempfile
@@ -59,11 +59,23 @@ def matrix(rows: int) -> np.ndarray:
 def v2_binary_body(X: np.ndarray) -> tuple[bytes, dict]:
     """A V2 request as tritonclient's ``InferInput.set_data_from_numpy(binary_data=True)`` sends it."""
     raw = X.astype("<f4").tobytes()
-    header = json.dumps({"inputs": [{"name": "input-0", "shape": list(X.shape), "datatype": "FP32",
-                                     "parameters": {"binary_data_size": len(raw)}}],
-                         "outputs": [{"name": "probability", "parameters": {"binary_data": False}}]}).encode()
-    return header + raw, {"Inference-Header-Content-Length": str(len(header)),
-                          "Content-Type": "application/octet-stream"}
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": list(X.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "outputs": [{"name": "probability", "parameters": {"binary_data": False}}],
+        }
+    ).encode()
+    return header + raw, {
+        "Inference-Header-Content-Length": str(len(header)),
+        "Content-Type": "application/octet-stream",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         npy = io.BytesIO()
         np.save(npy, X, allow_pickle=False)
         npy_body = npy.getvalue()
-        v2_json = json.dumps({"inputs": [{"name": "input-0", "shape": list(X.shape), "datatype": "FP32",
-                                          "data": X.ravel().tolist()}]}).encode()
+        v2_json = json.dumps(
+            {"inputs": [{"name": "input-0", "shape": list(X.shape), "datatype": "FP32", "data": X.ravel().tolist()}]}
+        ).encode()
         v2_binary, v2_headers = v2_binary_body(X)
 
         def post(path, body, headers):
@@ -102,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                 response = client.post(path, data=body, headers=headers)
                 assert response.status_code == 200, response.get_data(as_text=True)[:300]
                 return response.get_json()
+
             return run
 
         def probabilities(answer) -> np.ndarray:
@@ -125,12 +139,17 @@ def main(argv: list[str] | None = None) -> int:
             assert np.allclose(got, expected, rtol=0, atol=1e-6), name
             available[name] = run
 
-        runs = {"bare Booster.predict": lambda: booster.predict(X), "json.loads alone": lambda: json.loads(json_body),
-                **available}
+        runs = {
+            "bare Booster.predict": lambda: booster.predict(X),
+            "json.loads alone": lambda: json.loads(json_body),
+            **available,
+        }
         timings = _interleaved_medians(runs, args.repeats)
         bare = timings["bare Booster.predict"]
-    print(f"bench.ember_batch: {args.rows} vectors x {X.shape[1]} floats; JSON body {len(json_body) / 1e6:.1f} MB, "
-          f"npy {len(npy_body) / 1e6:.1f} MB; median of {args.repeats}; ratio = bare / path")
+    print(
+        f"bench.ember_batch: {args.rows} vectors x {X.shape[1]} floats; JSON body {len(json_body) / 1e6:.1f} MB, "
+        f"npy {len(npy_body) / 1e6:.1f} MB; median of {args.repeats}; ratio = bare / path"
+    )
     for name, seconds in timings.items():
         print(f"{name:<30} {seconds * 1000:9.1f} ms {bare / seconds:8.3f}x")
     return 0

@@ -41,8 +41,9 @@ def pe_files(folder: str | None, min_mb: float) -> list[Path]:
         files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.read_bytes()[:2] == b"MZ")
     else:
         files = sorted((Path(pip.__file__).parent / "_vendor" / "distlib").glob("*.exe"))
-        files += sorted(p for p in (REPO / "data" / "ember").rglob("*")
-                        if p.is_file() and p.suffix in (".exe", ".dll", ".efi"))
+        files += sorted(
+            p for p in (REPO / "data" / "ember").rglob("*") if p.is_file() and p.suffix in (".exe", ".dll", ".efi")
+        )
     if not files:
         raise SystemExit("no PE files found")
     chosen, size = [], 0
@@ -54,8 +55,9 @@ def pe_files(folder: str | None, min_mb: float) -> list[Path]:
 
 def load_previous(folder: Path):
     """The features module of commit PREVIOUS, or None where git cannot give it."""
-    shown = subprocess.run(["git", "show", f"{PREVIOUS}:src/vigil/tasks/ember/features.py"], cwd=REPO,
-                           capture_output=True, text=True)
+    shown = subprocess.run(
+        ["git", "show", f"{PREVIOUS}:src/vigil/tasks/ember/features.py"], cwd=REPO, capture_output=True, text=True
+    )
     if shown.returncode != 0:
         return None
     path = folder / "features_previous.py"
@@ -94,7 +96,7 @@ def grown(files: list[Path], size: int, folder: Path, min_mb: float) -> list[Pat
         start = (i * 7919) % len(pool)
         overlay = (pool[start:] + pool) * (1 + size // len(pool))
         target = folder / f"grown-{i}-{path.name}"
-        target.write_bytes((bytez + overlay)[:max(size, len(bytez))])
+        target.write_bytes((bytez + overlay)[: max(size, len(bytez))])
         out.append(target)
     return pe_files(str(folder), min_mb)
 
@@ -116,6 +118,7 @@ def measure(args, features, previous, files: list[Path]) -> int:
         def run():
             for path in files:
                 json.dumps(extractor.raw_features(path.read_bytes()))
+
         return run
 
     runs = {"read + LIEF parse": parse_and_read, "Vigil": extract(current)}
@@ -129,15 +132,19 @@ def measure(args, features, previous, files: list[Path]) -> int:
             best[name] = min(best[name], time.perf_counter() - started)
 
     floor, vigil = best["read + LIEF parse"], best["Vigil"]
-    print(f"bench.ember_extract: {len(files)} files ({len(set(files))} distinct), {total_mb:.1f} MB, "
-          f"1 process, best of {args.rounds} interleaved rounds")
+    print(
+        f"bench.ember_extract: {len(files)} files ({len(set(files))} distinct), {total_mb:.1f} MB, "
+        f"1 process, best of {args.rounds} interleaved rounds"
+    )
     print(f"{'path':<34} {'time':>9} {'MB/s':>8} {'x LIEF parse+read':>18}")
     for name, seconds in sorted(best.items(), key=lambda item: item[1]):
         print(f"{name:<34} {seconds:7.3f} s {total_mb / seconds:8.1f} {seconds / floor:17.2f}x")
     if old is not None:
         speedup = best["previous Vigil"] / vigil
-        print(f"Vigil vs previous Vigil: {speedup:.2f}x faster; vs ember (previous x {EMBER_OVER_PREVIOUS:.2f}, "
-              f"issue 17): ~{speedup * EMBER_OVER_PREVIOUS:.1f}x faster")
+        print(
+            f"Vigil vs previous Vigil: {speedup:.2f}x faster; vs ember (previous x {EMBER_OVER_PREVIOUS:.2f}, "
+            f"issue 17): ~{speedup * EMBER_OVER_PREVIOUS:.1f}x faster"
+        )
 
     binaries = [(p.read_bytes(), None) for p in files]
     binaries = [(b, features.parse_pe(b)) for b, _ in binaries]

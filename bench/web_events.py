@@ -53,7 +53,7 @@ def main(argv=None) -> int:
             pipeline, info, _ = train_model(sample, folds=0, tune=False, progress=False)
             store.save("web_events", pipeline, metrics=info["metrics"])
         pipeline = store.load("web_events").model
-        events = pd.concat([sample] * (max(BATCH_SIZES) // len(sample) + 1), ignore_index=True).iloc[:max(BATCH_SIZES)]
+        events = pd.concat([sample] * (max(BATCH_SIZES) // len(sample) + 1), ignore_index=True).iloc[: max(BATCH_SIZES)]
         body = frame_to_request(events)
 
         if args.url:
@@ -63,14 +63,12 @@ def main(argv=None) -> int:
             endpoint = args.url.rstrip("/") + ("" if args.url.rstrip("/").endswith("/predict") else "/predict")
 
             def post(batch):
-                response = session.post(endpoint, data=batch, timeout=600,
-                                        headers={"Content-Type": "application/json"})
+                response = session.post(endpoint, data=batch, timeout=600, headers={"Content-Type": "application/json"})
                 assert response.status_code == 200, response.text[:300]
+
             where = endpoint
         else:
-            from vigil.service import create_app
-
-            from vigil.service import freeze_startup_heap
+            from vigil.service import create_app, freeze_startup_heap
 
             app = create_app(Settings.from_env(models_dir=models_dir), store)
             freeze_startup_heap()  # what gunicorn's post_worker_init does in each worker
@@ -79,14 +77,15 @@ def main(argv=None) -> int:
             def post(batch):
                 response = client.post("/predict", data=batch, content_type="application/json")
                 assert response.status_code == 200, response.get_json()
+
             where = "in-process Flask app"
 
         print(f"web_events: {len(sample):,} sample events, model trained on the shipped sample; service = {where}")
         print(f"{'batch':>7} {'pipeline.predict ev/s':>22} {'POST /predict ev/s':>19} {'service / bare':>15}")
         for size in BATCH_SIZES:
             frame, batch = events.iloc[:size], json.dumps(body[:size]).encode()
-            bare = timed_rate(lambda: pipeline.predict(frame), size, args.repeat_seconds)
-            served = timed_rate(lambda: post(batch), size, args.repeat_seconds)
+            bare = timed_rate(lambda frame=frame: pipeline.predict(frame), size, args.repeat_seconds)
+            served = timed_rate(lambda batch=batch: post(batch), size, args.repeat_seconds)
             print(f"{size:>7,} {bare:>22,.0f} {served:>19,.0f} {served / bare:>15.2f}")
     return 0
 

@@ -36,8 +36,17 @@ def pip_launchers() -> list[Path]:
 
 def test_dimensions_and_block_order():
     assert FeatureExtractor(1).dim == 2351 and FeatureExtractor(2).dim == 2381
-    assert list(block_slices(2)) == ["histogram", "byteentropy", "strings", "general", "header", "section",
-                                     "imports", "exports", "datadirectories"]
+    assert list(block_slices(2)) == [
+        "histogram",
+        "byteentropy",
+        "strings",
+        "general",
+        "header",
+        "section",
+        "imports",
+        "exports",
+        "datadirectories",
+    ]
     assert block_slices(2)["section"] == slice(688, 943)
     with pytest.raises(ValueError):
         FeatureExtractor(3)
@@ -72,7 +81,7 @@ def test_entry_name_is_hashed_character_by_character():
     """ember's quirk: FeatureHasher got the bare string '.text', and old scikit-learn iterated it."""
     record = ember_head_records()[0]
     assert record["section"]["entry"] == ".text"
-    entry_block = FeatureExtractor(1).process_raw_features(record)[688 + 5 + 150: 688 + 5 + 200]
+    entry_block = FeatureExtractor(1).process_raw_features(record)[688 + 5 + 150 : 688 + 5 + 200]
     expected = np.zeros(50)
     for character in ".text":  # signed MurmurHash3, seed 0, as FeatureHasher does
         h = murmurhash3_32(character, positive=False)
@@ -90,7 +99,7 @@ def test_launcher_reference_records_vectorize_exactly():
     assert np.array_equal(vectors, reference)
     # datadirectories of t32.exe: IMPORT_TABLE is (60 bytes, rva 70764), the 2nd pair of the block
     assert raws[0]["sha256"].startswith("6b4195e6")
-    assert vectors[0][2351 + 2: 2351 + 4].tolist() == [60.0, 70764.0]
+    assert vectors[0][2351 + 2 : 2351 + 4].tolist() == [60.0, 70764.0]
 
 
 def test_v1_record_vectorized_as_v2_gets_zero_data_directories():
@@ -111,10 +120,21 @@ def test_lief_extraction_matches_lief_0_12_reference_block_by_block(path):
     assert mismatched == []
     # Raw records agree too, flag lists in the order LIEF 0.12 listed them.
     expected = raws[row]
-    for key in ("histogram", "byteentropy", "strings", "general", "header", "section", "imports", "exports",
-                "datadirectories"):
+    for key in (
+        "histogram",
+        "byteentropy",
+        "strings",
+        "general",
+        "header",
+        "section",
+        "imports",
+        "exports",
+        "datadirectories",
+    ):
         assert raw[key] == expected[key], key
-    assert "CHARA_32BIT_MACHINE" in raw["header"]["coff"]["characteristics"] or "ARM64" == raw["header"]["coff"]["machine"]
+    assert (
+        "CHARA_32BIT_MACHINE" in raw["header"]["coff"]["characteristics"] or "ARM64" == raw["header"]["coff"]["machine"]
+    )
 
 
 def test_pip_installed_launchers_give_2381_floats():
@@ -132,14 +152,26 @@ def test_pip_installed_launchers_give_2381_floats():
             assert np.array_equal(vector, reference[row]), path.name
 
 
-@pytest.mark.parametrize("content", [b"", b"MZ", b"hello world, not a PE " * 200, None], ids=["empty", "mz", "text", "truncated"])
+@pytest.mark.parametrize(
+    "content", [b"", b"MZ", b"hello world, not a PE " * 200, None], ids=["empty", "mz", "text", "truncated"]
+)
 def test_non_pe_and_truncated_files_get_embers_fallback_record(content):
     if content is None:
         content = (DATA / "pe" / "t32.exe").read_bytes()[:700]  # headers only, sections cut off
     extractor = FeatureExtractor(2)
     raw = extractor.raw_features(content)
-    assert set(raw) == {"sha256", "histogram", "byteentropy", "strings", "general", "header", "section",
-                        "imports", "exports", "datadirectories"}
+    assert set(raw) == {
+        "sha256",
+        "histogram",
+        "byteentropy",
+        "strings",
+        "general",
+        "header",
+        "section",
+        "imports",
+        "exports",
+        "datadirectories",
+    }
     assert raw["general"]["size"] == len(content)
     assert sum(raw["histogram"]) == len(content)
     if content[:2] != b"MZ" or len(content) < 64:
@@ -163,13 +195,16 @@ def test_byte_entropy_fast_windows_equal_the_plain_loop():
     slow = np.zeros((16, 16), dtype=np.int64)
     array = np.frombuffer(bytez, dtype=np.uint8)
     for start in range(0, len(array) - 2048 + 1, 1024):  # ember's windows, one by one
-        counts = np.bincount(array[start:start + 2048] >> 4, minlength=16)
+        counts = np.bincount(array[start : start + 2048] >> 4, minlength=16)
         slow[block._entropy_bin(counts)] += counts
     assert block.raw_features(bytez, None) == slow.ravel().tolist()
 
 
 def test_empty_entry_name_hashes_to_nothing():
-    raw = {"entry": "", "sections": [{"name": ".text", "size": 1, "entropy": 1.0, "vsize": 1, "props": ["MEM_EXECUTE"]}]}
+    raw = {
+        "entry": "",
+        "sections": [{"name": ".text", "size": 1, "entropy": 1.0, "vsize": 1, "props": ["MEM_EXECUTE"]}],
+    }
     vector = SectionInfo().process_raw_features(raw)
     assert vector.shape == (255,) and vector[0] == 1 and not vector[155:205].any()
 
@@ -183,9 +218,16 @@ def test_corrupted_headers_give_string_names_and_finite_vectors(seed):
     extractor = FeatureExtractor(2)
     raw = extractor.raw_features(content.tobytes())
     json.dumps(raw)  # a JSON-lines record, whatever the file holds
-    names = [raw["section"]["entry"], *(s["name"] for s in raw["section"]["sections"]), *raw["imports"],
-             *(n for names in raw["imports"].values() for n in names), *raw["exports"],
-             raw["header"]["coff"]["machine"], raw["header"]["optional"]["subsystem"], raw["header"]["optional"]["magic"]]
+    names = [
+        raw["section"]["entry"],
+        *(s["name"] for s in raw["section"]["sections"]),
+        *raw["imports"],
+        *(n for names in raw["imports"].values() for n in names),
+        *raw["exports"],
+        raw["header"]["coff"]["machine"],
+        raw["header"]["optional"]["subsystem"],
+        raw["header"]["optional"]["magic"],
+    ]
     assert all(isinstance(name, str) for name in names)
     assert np.isfinite(extractor.process_raw_features(raw)).all()
 
@@ -216,11 +258,17 @@ def _whole_file_strings(bytez: bytes) -> dict:
         entropy = np.sum(-p[nonzero] * np.log2(p[nonzero]))
     else:
         avlength, counts, entropy, total = 0, np.zeros((96,), dtype=np.float32), 0, 0
-    return {"numstrings": len(allstrings), "avlength": avlength, "printabledist": counts.tolist(),
-            "printables": int(total), "entropy": float(entropy),
-            "paths": len(re.findall(b"c:\\\\", bytez, re.IGNORECASE)),
-            "urls": len(re.findall(b"https?://", bytez, re.IGNORECASE)),
-            "registry": len(re.findall(b"HKEY_", bytez)), "MZ": len(re.findall(b"MZ", bytez))}
+    return {
+        "numstrings": len(allstrings),
+        "avlength": avlength,
+        "printabledist": counts.tolist(),
+        "printables": int(total),
+        "entropy": float(entropy),
+        "paths": len(re.findall(b"c:\\\\", bytez, re.IGNORECASE)),
+        "urls": len(re.findall(b"https?://", bytez, re.IGNORECASE)),
+        "registry": len(re.findall(b"HKEY_", bytez)),
+        "MZ": len(re.findall(b"MZ", bytez)),
+    }
 
 
 def _whole_file_byte_entropy(bytez: bytes) -> list[int]:
@@ -228,7 +276,7 @@ def _whole_file_byte_entropy(bytez: bytes) -> list[int]:
     data = np.frombuffer(bytez, dtype=np.uint8)
     starts = range(0, len(data) - 2048 + 1, 1024) if len(data) >= 2048 else [None]
     for start in starts:
-        window = data if start is None else data[start:start + 2048]
+        window = data if start is None else data[start : start + 2048]
         counts = np.bincount(window >> 4, minlength=16)
         output[block._entropy_bin(counts)] += counts
     return output.ravel().tolist()
@@ -237,14 +285,28 @@ def _whole_file_byte_entropy(bytez: bytes) -> list[int]:
 def _adversarial_files() -> list[bytes]:
     """Printable runs and indicators of every length at every offset, so chunks cut through them."""
     rng = np.random.default_rng(7)
-    tokens = [b"MZ", b"HKEY_", b"http://", b"HTTPS://", b"c:\\", b"C:\\x", b"abcd", b"abcdefgh", b"\x00",
-              b"\x7f\x7f", b"\xff", b"hKey_", b"httpS:/", b"\x1f"]
+    tokens = [
+        b"MZ",
+        b"HKEY_",
+        b"http://",
+        b"HTTPS://",
+        b"c:\\",
+        b"C:\\x",
+        b"abcd",
+        b"abcdefgh",
+        b"\x00",
+        b"\x7f\x7f",
+        b"\xff",
+        b"hKey_",
+        b"httpS:/",
+        b"\x1f",
+    ]
     files = [b"", b"A" * 4, b"A" * 5, b"A" * 7000, (DATA / "pe" / "t32.exe").read_bytes()[:20000]]
     for _ in range(30):
         n = int(rng.integers(0, 3000))
         files.append(rng.integers(0, 256, n, dtype=np.uint8).tobytes())
         files.append(b"".join(tokens[i] for i in rng.integers(0, len(tokens), n // 3)))
-        files.append(rng.integers(0x1e, 0x82, n, dtype=np.uint8).tobytes())
+        files.append(rng.integers(0x1E, 0x82, n, dtype=np.uint8).tobytes())
     return files
 
 
@@ -259,8 +321,10 @@ def test_byte_level_blocks_read_in_chunks_equal_one_whole_file_pass(chunk, monke
     for bytez in _adversarial_files():
         assert json.dumps(StringExtractor().raw_features(bytez, None)) == json.dumps(_whole_file_strings(bytez))
         assert ByteEntropyHistogram().raw_features(bytez, None) == _whole_file_byte_entropy(bytez)
-        assert ByteHistogram().raw_features(bytez, None) == np.bincount(
-            np.frombuffer(bytez, dtype=np.uint8), minlength=256).tolist()
+        assert (
+            ByteHistogram().raw_features(bytez, None)
+            == np.bincount(np.frombuffer(bytez, dtype=np.uint8), minlength=256).tolist()
+        )
 
 
 def test_entropy_bins_of_many_windows_at_once_equal_embers_one_window_at_a_time():
@@ -277,5 +341,5 @@ def test_entropy_bins_of_many_windows_at_once_equal_embers_one_window_at_a_time(
     windows = np.array(rows)
     assert block._entropy_bins(windows).tolist() == [block._entropy_bin(row) for row in windows]
     data = rng.integers(0, 256, 64 * 1024 + 77, dtype=np.uint8)
-    plain = np.array([np.bincount(data[s:s + 1024] >> 4, minlength=16) for s in range(0, 64 * 1024, 1024)])
+    plain = np.array([np.bincount(data[s : s + 1024] >> 4, minlength=16) for s in range(0, 64 * 1024, 1024)])
     assert np.array_equal(block._step_counts(data), plain)

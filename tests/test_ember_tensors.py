@@ -169,7 +169,7 @@ def read_triton_response(response) -> dict[str, np.ndarray]:
     for output in header["outputs"]:
         if "parameters" in output and "binary_data_size" in output["parameters"]:
             size = output["parameters"]["binary_data_size"]
-            arrays[output["name"]] = np.frombuffer(content[offset:offset + size], dtype=types[output["datatype"]])
+            arrays[output["name"]] = np.frombuffer(content[offset : offset + size], dtype=types[output["datatype"]])
             offset += size
         else:
             arrays[output["name"]] = np.array(output["data"], dtype=types[output["datatype"]])
@@ -192,13 +192,19 @@ def test_v2_infer_as_tritonclient_sends_it(client, served, vectors, binary_input
 
 
 def test_v2_json_tensor_as_kserve_sends_it_with_nested_data_and_an_id(client, served, vectors):
-    body = {"id": "req-1", "inputs": [{"name": "input-0", "shape": list(vectors.shape), "datatype": "FP32",
-                                       "data": vectors.tolist()}]}
+    body = {
+        "id": "req-1",
+        "inputs": [{"name": "input-0", "shape": list(vectors.shape), "datatype": "FP32", "data": vectors.tolist()}],
+    }
     response = client.post("/v2/models/ember/infer", json=body)
     answer = response.get_json()
     assert response.status_code == 200 and answer["id"] == "req-1"
-    assert answer["outputs"][0] == {"name": "probability", "shape": [len(vectors)], "datatype": "FP64",
-                                    "data": served[2].predict(vectors).tolist()}
+    assert answer["outputs"][0] == {
+        "name": "probability",
+        "shape": [len(vectors)],
+        "datatype": "FP64",
+        "data": served[2].predict(vectors).tolist(),
+    }
     versioned = client.post(f"/v2/models/ember/versions/{answer['model_version']}/infer", json=body)
     assert versioned.status_code == 200
     assert client.post("/v2/models/ember/versions/no-such/infer", json=body).status_code == 404
@@ -212,8 +218,10 @@ def test_v2_faults_are_4xx(client, vectors):
     assert response.status_code == 422 and response.get_json()["detail"] == {"index": 1, "position": 99}
     body, headers = triton_request(vectors, True, None)
     assert client.post("/v2/models/ember/infer", data=body[:-4], headers=headers).status_code == 400  # short
-    assert client.post("/v2/models/ember/infer", data=body,
-                       headers={"Inference-Header-Content-Length": "x"}).status_code == 400
+    assert (
+        client.post("/v2/models/ember/infer", data=body, headers={"Inference-Header-Content-Length": "x"}).status_code
+        == 400
+    )
     narrow = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}
     assert client.post("/v2/models/ember/infer", json=narrow).status_code == 422
     text = {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "BYTES", "data": ["a"]}]}
@@ -222,8 +230,10 @@ def test_v2_faults_are_4xx(client, vectors):
     assert client.post("/v2/models/ember/infer", json=wrong_count).status_code == 400
     bools = {"inputs": [{"name": "x", "shape": [1, 2381], "datatype": "FP32", "data": [True] + [0.0] * 2380}]}
     assert client.post("/v2/models/ember/infer", json=bools).status_code == 400
-    unknown = {"inputs": wrong_count["inputs"][:0] + [{**wrong_count["inputs"][0], "shape": [1, 2381]}],
-               "outputs": [{"name": "nope"}]}
+    unknown = {
+        "inputs": wrong_count["inputs"][:0] + [{**wrong_count["inputs"][0], "shape": [1, 2381]}],
+        "outputs": [{"name": "nope"}],
+    }
     assert client.post("/v2/models/ember/infer", json=unknown).status_code == 400
     assert client.post("/v2/models/web-events/infer", json=narrow).status_code == 404
     assert client.post("/v2/models/ember/infer", data=b"{", content_type="application/json").status_code == 400
@@ -250,8 +260,11 @@ def test_v2_model_metadata_and_readiness(client):
 def test_v2_scores_reach_the_prediction_histogram(client, vectors):
     def count() -> float:
         text = client.get("/metrics").get_data(as_text=True)
-        return sum(float(line.split()[-1]) for line in text.splitlines()
-                   if line.startswith("vigil_prediction_score_count") and 'task="ember"' in line)
+        return sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("vigil_prediction_score_count") and 'task="ember"' in line
+        )
 
     before = count()
     body, headers = triton_request(vectors, True, None)

@@ -55,25 +55,27 @@ MANIFEST_NAME = "manifest.json"
 FORMAT = ".skops"
 # The exact classes (beyond skops' own trusted numpy/scipy/scikit-learn types) that a .skops
 # artifact may name. A file naming anything else is refused before it is built.
-TRUSTED_TYPES = frozenset({
-    "collections.OrderedDict",
-    "lightgbm.basic.Booster",
-    "lightgbm.sklearn.LGBMClassifier",
-    "sklearn.tree._tree.Tree",
-    "vigil.tasks.ember.model.RawRecordVectorizer",
-    "vigil.tasks.web_events.features.ClientIpGroups",
-    "vigil.tasks.web_events.features.EventFeatures",
-    "vigil.tasks.web_events.features.NumberColumn",
-    "vigil.tasks.web_events.features.ScaledPCA",
-    "vigil.tasks.web_events.features.TextTfidf",
-    "vigil.tasks.web_events.wrangling.EventWrangler",
-    "vigil.tasks.web_sessions.features.SessionFeaturizer",
-    "vigil.tasks.web_sessions.features.SessionShape",
-    "vigil.tasks.web_sessions.features.SiteNgrams",
-    "vigil.tasks.web_sessions.features.StartHour",
-    "vigil.tasks.web_sessions.features.StartWeekday",
-    "vigil.tasks.web_sessions.features.split_on_spaces",
-})
+TRUSTED_TYPES = frozenset(
+    {
+        "collections.OrderedDict",
+        "lightgbm.basic.Booster",
+        "lightgbm.sklearn.LGBMClassifier",
+        "sklearn.tree._tree.Tree",
+        "vigil.tasks.ember.model.RawRecordVectorizer",
+        "vigil.tasks.web_events.features.ClientIpGroups",
+        "vigil.tasks.web_events.features.EventFeatures",
+        "vigil.tasks.web_events.features.NumberColumn",
+        "vigil.tasks.web_events.features.ScaledPCA",
+        "vigil.tasks.web_events.features.TextTfidf",
+        "vigil.tasks.web_events.wrangling.EventWrangler",
+        "vigil.tasks.web_sessions.features.SessionFeaturizer",
+        "vigil.tasks.web_sessions.features.SessionShape",
+        "vigil.tasks.web_sessions.features.SiteNgrams",
+        "vigil.tasks.web_sessions.features.StartHour",
+        "vigil.tasks.web_sessions.features.StartWeekday",
+        "vigil.tasks.web_sessions.features.split_on_spaces",
+    }
+)
 TRACKED_LIBRARIES = ("vigil", "numpy", "pandas", "scikit-learn", "lightgbm", "lief", "skops")
 
 
@@ -96,8 +98,10 @@ def dumps_model(model: Any) -> bytes:
     named = _named_types(data, "the model to save")
     refused = sorted(set(named) - TRUSTED_TYPES)
     if refused:
-        raise ValueError(f"the model names types outside the trusted list {refused}; add them to "
-                         "vigil.artifacts.TRUSTED_TYPES if they are plain estimators")
+        raise ValueError(
+            f"the model names types outside the trusted list {refused}; add them to "
+            "vigil.artifacts.TRUSTED_TYPES if they are plain estimators"
+        )
     return data
 
 
@@ -108,8 +112,9 @@ def loads_model(data: bytes) -> Any:
     named = _named_types(data, "the model file")
     refused = sorted(set(named) - TRUSTED_TYPES)
     if refused:
-        raise ArtifactIntegrityError("the model file names types outside the trusted list; refusing it",
-                                     {"untrusted_types": refused})
+        raise ArtifactIntegrityError(
+            "the model file names types outside the trusted list; refusing it", {"untrusted_types": refused}
+        )
     return skops.io.loads(data, trusted=named)
 
 
@@ -230,7 +235,9 @@ class ArtifactStore:
         artifacts, sequence = document["artifacts"], document.get("sequence")
         if self.model_key:
             signature = document.get("hmac")
-            if not isinstance(signature, str) or not hmac.compare_digest(signature, self._signature(artifacts, sequence)):
+            if not isinstance(signature, str) or not hmac.compare_digest(
+                signature, self._signature(artifacts, sequence)
+            ):
                 raise ArtifactIntegrityError(
                     "model manifest signature is missing or invalid",
                     "VIGIL_MODEL_KEY is set, so the manifest must be signed with it",
@@ -363,8 +370,9 @@ class ArtifactStore:
         except ArtifactIntegrityError:
             raise
         except Exception as exc:
-            raise ArtifactIntegrityError(f"model file {entry['file']} could not be loaded",
-                                         f"{type(exc).__name__}: {exc}") from None
+            raise ArtifactIntegrityError(
+                f"model file {entry['file']} could not be loaded", f"{type(exc).__name__}: {exc}"
+            ) from None
         return LoadedModel(model=model, entry=entry)
 
     def verified_bytes(self, entry: dict) -> bytes:
@@ -407,5 +415,3 @@ def _file_lock(path: Path):
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-

@@ -30,9 +30,11 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def too_many_rows(rows: int, max_rows: int) -> VigilError:
-    return VigilError(f"too many rows in one request: {rows} > {max_rows}",
-                      {"rows": rows, "max_rows": max_rows, "hint": "split the request, or raise VIGIL_MAX_ROWS"},
-                      status=413)
+    return VigilError(
+        f"too many rows in one request: {rows} > {max_rows}",
+        {"rows": rows, "max_rows": max_rows, "hint": "split the request, or raise VIGIL_MAX_ROWS"},
+        status=413,
+    )
 
 
 def read_npy(data: bytes, max_rows: int) -> np.ndarray:
@@ -45,21 +47,26 @@ def read_npy(data: bytes, max_rows: int) -> np.ndarray:
             raise ValueError(f"format version {version} is not 1.0 or 2.0")
         shape, fortran, dtype = reader[version](stream, max_header_size=10_000)
     except ValueError as exc:  # numpy's messages: bad magic, header, shape or dtype
-        raise InvalidInput(f"body is not a .npy array numpy can read: {exc}"[:200],
-                           "send numpy.save(file, X) of a 2-D float32 array") from None
+        raise InvalidInput(
+            f"body is not a .npy array numpy can read: {exc}"[:200], "send numpy.save(file, X) of a 2-D float32 array"
+        ) from None
     if dtype.kind != "f" or dtype.itemsize not in (4, 8) or dtype.hasobject:  # no objects, so no pickles
-        raise UnprocessableInput(f".npy dtype {dtype.str} is not float32 or float64",
-                                 {"dtype": dtype.str, "accepted": ["<f4", "<f8"]})
+        raise UnprocessableInput(
+            f".npy dtype {dtype.str} is not float32 or float64", {"dtype": dtype.str, "accepted": ["<f4", "<f8"]}
+        )
     if len(shape) != 2:
-        raise UnprocessableInput(f".npy array has shape {shape}; a 2-D (rows, features) matrix is needed",
-                                 {"shape": list(shape)[:8]})
+        raise UnprocessableInput(
+            f".npy array has shape {shape}; a 2-D (rows, features) matrix is needed", {"shape": list(shape)[:8]}
+        )
     rows, columns = shape
     if rows > max_rows:
         raise too_many_rows(rows, max_rows)
     start, expected = stream.tell(), rows * columns * dtype.itemsize
     if len(data) - start != expected:
-        raise InvalidInput(f".npy data is {len(data) - start} bytes; shape {shape} of {dtype.str} needs {expected}",
-                           {"bytes": len(data) - start, "expected": expected})
+        raise InvalidInput(
+            f".npy data is {len(data) - start} bytes; shape {shape} of {dtype.str} needs {expected}",
+            {"bytes": len(data) - start, "expected": expected},
+        )
     array = np.frombuffer(data, dtype=dtype, count=rows * columns, offset=start)
     return array.reshape(shape, order="F" if fortran else "C")
 
@@ -74,8 +81,10 @@ def check_matrix(matrix: np.ndarray, dims: tuple[int, ...], what: str = "vector"
     """
     if matrix.ndim != 2 or matrix.shape[1] not in dims:
         needs = " or ".join(map(str, dims))
-        raise UnprocessableInput(f"the {what}s have shape {tuple(matrix.shape)}; {needs} features per {what} needed",
-                                 {"shape": list(matrix.shape), "expected_features": list(dims)})
+        raise UnprocessableInput(
+            f"the {what}s have shape {tuple(matrix.shape)}; {needs} features per {what} needed",
+            {"shape": list(matrix.shape), "expected_features": list(dims)},
+        )
     if matrix.shape[0] == 0:
         raise InvalidInput(f"no {what}s in the request", {"rows": 0})
     wide = matrix if matrix.dtype.kind == "f" and matrix.dtype.itemsize >= 4 else matrix.astype(np.float64)
@@ -84,6 +93,7 @@ def check_matrix(matrix: np.ndarray, dims: tuple[int, ...], what: str = "vector"
         ok &= np.abs(wide) <= FLOAT32_MAX
     if not ok.all():
         index, position = divmod(int(np.argmin(ok.ravel(order="C"))), matrix.shape[1])
-        raise UnprocessableInput(f"{what} {index}, value {position} is not a finite float32",
-                                 {"index": index, "position": position})
+        raise UnprocessableInput(
+            f"{what} {index}, value {position} is not a finite float32", {"index": index, "position": position}
+        )
     return np.ascontiguousarray(wide, dtype=np.float32)

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 JSON_TYPES = ("application/json",)
 
+
 @dataclass
 class RouteSpec:
     summary: str = ""
@@ -70,7 +71,7 @@ def spec(**kwargs) -> Callable:
     """Decorator: attach a :class:`RouteSpec` to a view function."""
 
     def decorate(view: Callable) -> Callable:
-        view.vigil_spec = RouteSpec(**kwargs)
+        view.vigil_spec = RouteSpec(**kwargs)  # type: ignore[attr-defined]
         return view
 
     return decorate
@@ -110,7 +111,7 @@ def hoist_definitions(schema: dict, prefix: str) -> tuple[dict, dict]:
             if isinstance(ref, str):
                 for local in ("#/$defs/", "#/definitions/"):
                     if ref.startswith(local):
-                        node["$ref"] = "#/components/schemas/" + prefix + ref[len(local):]
+                        node["$ref"] = "#/components/schemas/" + prefix + ref[len(local) :]
             for value in node.values():
                 rewrite(value)
         elif isinstance(node, list):
@@ -136,5 +137,7 @@ def path_under(root, name: str, field: str = "path"):
 
     joined = safe_join(str(root), name) if isinstance(name, str) and name and "\x00" not in name else None
     if joined is None:
-        raise InvalidInput(f"{field} '{name}' is not allowed", {"field": field, "hint": "a relative path under the server's folder"})
+        raise InvalidInput(
+            f"{field} '{name}' is not allowed", {"field": field, "hint": "a relative path under the server's folder"}
+        )
     return Path(joined)

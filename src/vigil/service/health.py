@@ -56,8 +56,11 @@ def v2_metadata():
 
 
 @bp.get("/v2/models/<task_name>/ready")
-@spec(summary="KServe V2 model readiness: {name, ready} (404 for an unknown task)", tags=["health"],
-      path_values={"task_name": lambda: [t.name for t in all_tasks()]})
+@spec(
+    summary="KServe V2 model readiness: {name, ready} (404 for an unknown task)",
+    tags=["health"],
+    path_values={"task_name": lambda: [t.name for t in all_tasks()]},
+)
 def v2_model_ready(task_name: str):
     task = get_task(task_name)
     registry = current_app.extensions["vigil.registry"]

@@ -17,7 +17,6 @@ import numbers
 from pathlib import Path
 
 import numpy as np
-
 from flask import Blueprint, Response, current_app
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -88,7 +87,7 @@ def _array_scores(values: np.ndarray, limit: int) -> list[float]:
     values = values.ravel()
     if values.dtype.kind not in "fiu":
         return []
-    return values[::_stride(len(values), limit)].astype(np.float64).tolist()
+    return values[:: _stride(len(values), limit)].astype(np.float64).tolist()
 
 
 def extract_scores(result, limit: int = MAX_OBSERVED_SCORES) -> list[float]:
@@ -101,7 +100,7 @@ def extract_scores(result, limit: int = MAX_OBSERVED_SCORES) -> list[float]:
         for key in LIST_KEYS:
             values = result.get(key)
             if isinstance(values, list):
-                return [v for v in map(_number, values[::_stride(len(values), limit)]) if v is not None]
+                return [v for v in map(_number, values[:: _stride(len(values), limit)]) if v is not None]
             if isinstance(values, np.ndarray):
                 return _array_scores(values, limit)
         for key in RECORD_LIST_KEYS:
@@ -117,7 +116,7 @@ def extract_scores(result, limit: int = MAX_OBSERVED_SCORES) -> list[float]:
         return []
     if isinstance(result, list):
         scores = []
-        for item in result[::_stride(len(result), limit)]:
+        for item in result[:: _stride(len(result), limit)]:
             if isinstance(item, dict):
                 for key in SCORE_KEYS:
                     value = _number(item.get(key))
@@ -141,8 +140,9 @@ def observe_many(histogram, values: list[float]) -> None:
             histogram.observe(value)
         return
     array = np.asarray(values, dtype=np.float64)
-    counts = np.bincount(np.searchsorted(np.asarray(bounds, dtype=np.float64), array, side="left"),
-                         minlength=len(bounds) + 1)[: len(bounds)]
+    counts = np.bincount(
+        np.searchsorted(np.asarray(bounds, dtype=np.float64), array, side="left"), minlength=len(bounds) + 1
+    )[: len(bounds)]
     total.inc(float(array.sum()))
     for index in np.flatnonzero(counts):
         buckets[index].inc(int(counts[index]))
@@ -171,8 +171,11 @@ def _multiprocess_dir() -> Path | None:
 
 
 @bp.get("/metrics")
-@spec(summary="Prometheus metrics, summed over all gunicorn workers", tags=["metrics"],
-      produces=CONTENT_TYPE_LATEST.split(";")[0])
+@spec(
+    summary="Prometheus metrics, summed over all gunicorn workers",
+    tags=["metrics"],
+    produces=CONTENT_TYPE_LATEST.split(";")[0],
+)
 def metrics():
     folder = _multiprocess_dir()
     if folder is not None:

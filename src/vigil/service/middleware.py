@@ -89,8 +89,10 @@ def _check_body() -> None:
             raise InvalidInput("request body is empty", "send a JSON document matching the schema at /openapi.json")
         return
     if not json_like or route.raw_body:
-        accepted = (route.raw_body and not mimetype) or mimetype in route.content_types or any(
-            mimetype.startswith(t.split("/")[0] + "/") and t.endswith("/*") for t in route.content_types
+        accepted = (
+            (route.raw_body and not mimetype)
+            or mimetype in route.content_types
+            or any(mimetype.startswith(t.split("/")[0] + "/") and t.endswith("/*") for t in route.content_types)
         )
         if not accepted:
             raise VigilError(
@@ -141,18 +143,24 @@ def register_middleware(app: Flask) -> None:
         task = g.get("vigil_task", "")
         metrics.observe_request(endpoint, request.method, response.status_code, task, version or "", seconds)
         level = logging.WARNING if response.status_code >= 500 else logging.INFO
-        log.log(level, "request", extra={"fields": {
-            "request_id": g.get("request_id"),
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
-            "duration_ms": round(seconds * 1000, 2),
-            "task": task or None,
-            "model_version": version,
-            "rows": g.get("vigil_rows"),
-            "bytes_in": request.content_length,
-            "remote": request.remote_addr,
-        }})
+        log.log(
+            level,
+            "request",
+            extra={
+                "fields": {
+                    "request_id": g.get("request_id"),
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round(seconds * 1000, 2),
+                    "task": task or None,
+                    "model_version": version,
+                    "rows": g.get("vigil_rows"),
+                    "bytes_in": request.content_length,
+                    "remote": request.remote_addr,
+                }
+            },
+        )
         return response
 
     @app.teardown_request

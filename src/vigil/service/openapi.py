@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from importlib import resources
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
@@ -64,10 +65,10 @@ def _expansions(rule_text: str, route: RouteSpec):
         for name, conv in converters.items():
             if name in params:
                 continue
-            schema = dict(_CONVERTER_TYPES.get(conv, {"type": "string"}))
-            values = list(route.path_values[name]()) if name in route.path_values else []
-            if values:
-                schema["enum"] = values
+            schema: dict[str, Any] = dict(_CONVERTER_TYPES.get(conv, {"type": "string"}))
+            enum = list(route.path_values[name]()) if name in route.path_values else []
+            if enum:
+                schema["enum"] = enum
             parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
         yield _PARAM.sub(lambda m: "{" + m.group(2) + "}", path), params, parameters
 

@@ -70,9 +70,11 @@ def predict_input_from_request(task=None) -> PredictInput:
 
 def _check_takes_matrix(task) -> None:
     if task is None or not task.tensor_input:
-        raise VigilError(f"unsupported content type '{NPY_MIMETYPE}'",
-                         {"hint": f"task '{getattr(task, 'name', '?')}' does not take a numeric matrix"},
-                         status=415)
+        raise VigilError(
+            f"unsupported content type '{NPY_MIMETYPE}'",
+            {"hint": f"task '{getattr(task, 'name', '?')}' does not take a numeric matrix"},
+            status=415,
+        )
 
 
 def request_rows(predict_input: PredictInput) -> int:
@@ -109,9 +111,14 @@ def check_cost(task, rows: int, settings) -> None:
     raise VigilError(
         f"request too costly for task '{task.name}': {rows} rows x {task.row_cost:g} us = about "
         f"{estimate:.1f} s of CPU, over VIGIL_PREDICT_COST_BUDGET_S ({budget:g} s)",
-        {"rows": rows, "max_rows": limit, "row_cost_us": task.row_cost, "estimated_cpu_s": round(estimate, 3),
-         "predict_cost_budget_s": budget,
-         "hint": f"send at most {limit} rows per request, or raise VIGIL_PREDICT_COST_BUDGET_S"},
+        {
+            "rows": rows,
+            "max_rows": limit,
+            "row_cost_us": task.row_cost,
+            "estimated_cpu_s": round(estimate, 3),
+            "predict_cost_budget_s": budget,
+            "hint": f"send at most {limit} rows per request, or raise VIGIL_PREDICT_COST_BUDGET_S",
+        },
         status=413,
     )
 
@@ -156,8 +163,11 @@ class AdmissionGate:
     def _refusal(self, reason: str) -> ServiceBusy:
         return ServiceBusy(
             f"service busy: {reason}",
-            {"predict_concurrency": self.slots, "predict_queue": self.queue,
-             "hint": "retry after the Retry-After seconds, or raise VIGIL_PREDICT_CONCURRENCY / VIGIL_PREDICT_QUEUE"},
+            {
+                "predict_concurrency": self.slots,
+                "predict_queue": self.queue,
+                "hint": "retry after the Retry-After seconds, or raise VIGIL_PREDICT_CONCURRENCY / VIGIL_PREDICT_QUEUE",
+            },
             headers={"Retry-After": self.retry_after()},
         )
 
@@ -173,14 +183,19 @@ def _shared(name: str, build):
 
 
 def admission_gate() -> AdmissionGate:
-    return _shared("vigil.predict_gate", lambda s: AdmissionGate(s.predict_concurrency, s.predict_queue,
-                                                                  s.predict_queue_wait_s))
+    return _shared(
+        "vigil.predict_gate", lambda s: AdmissionGate(s.predict_concurrency, s.predict_queue, s.predict_queue_wait_s)
+    )
 
 
 def _executor() -> concurrent.futures.ThreadPoolExecutor:
     # one thread per slot: the gate never lets more work in, so nothing waits in the executor's queue
-    return _shared("vigil.predict_executor", lambda s: concurrent.futures.ThreadPoolExecutor(
-        max_workers=max(1, s.predict_concurrency), thread_name_prefix="vigil-predict"))
+    return _shared(
+        "vigil.predict_executor",
+        lambda s: concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, s.predict_concurrency), thread_name_prefix="vigil-predict"
+        ),
+    )
 
 
 def _call_with_time_limit(task, function, predict_input: PredictInput):
@@ -279,8 +294,10 @@ def _answer_schema_violation(task, compute, predict_input: PredictInput, schema_
     except Exception:
         log.info("task failed on a body its schema refuses; answering with the schema's errors", exc_info=True)
         raise schema_error from None
-    log.info("task answered a body its schema refuses", extra={"fields": {"task": task.name,
-                                                                          "schema_errors": schema_error.detail[:3]}})
+    log.info(
+        "task answered a body its schema refuses",
+        extra={"fields": {"task": task.name, "schema_errors": schema_error.detail[:3]}},
+    )
     return result
 
 

@@ -40,9 +40,17 @@ bp = Blueprint("v2", __name__)
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # V2 datatypes of numeric tensors -> numpy little-endian dtypes (BYTES and BOOL are not numbers)
 V2_DTYPES = {
-    "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
-    "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
-    "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+    "INT8": "<i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "UINT8": "<u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
 }
 OUTPUT_DATATYPES = {"f8": "FP64", "f4": "FP32", "b1": "BOOL", "i8": "INT64", "i4": "INT32", "u1": "UINT8"}
 
@@ -54,16 +62,18 @@ def _tensor_tasks() -> list[str]:
 def _tensor_task(task_slug: str):
     task = get_task(task_slug)
     if not task.tensor_input:
-        raise VigilError(f"task '{task.name}' does not take a numeric matrix", {"tensor_tasks": _tensor_tasks()},
-                         status=404)
+        raise VigilError(
+            f"task '{task.name}' does not take a numeric matrix", {"tensor_tasks": _tensor_tasks()}, status=404
+        )
     return task
 
 
 def _served(task, version: str | None = None):
     loaded = current_app.extensions["vigil.registry"].get(task.name)
     if version is not None and version != loaded.version:
-        raise VigilError(f"version {version} of '{task.name}' is not the one served", {"served": loaded.version},
-                         status=404)
+        raise VigilError(
+            f"version {version} of '{task.name}' is not the one served", {"served": loaded.version}, status=404
+        )
     return loaded
 
 
@@ -93,8 +103,10 @@ def parse_v2_request(body: bytes, header_length: str | None, max_rows: int) -> V
         except ValueError:
             raise InvalidInput(f"{HEADER_LENGTH} is not an integer", {"value": header_length[:40]}) from None
         if not 0 < length <= len(body):
-            raise InvalidInput(f"{HEADER_LENGTH} {length} is outside the body of {len(body)} bytes",
-                               {"header_length": length, "body_bytes": len(body)})
+            raise InvalidInput(
+                f"{HEADER_LENGTH} {length} is outside the body of {len(body)} bytes",
+                {"header_length": length, "body_bytes": len(body)},
+            )
         header = body[:length]
         document, binary = parse_json(header), memoryview(body)[length:]
     else:
@@ -108,10 +120,15 @@ def parse_v2_request(body: bytes, header_length: str | None, max_rows: int) -> V
     if not isinstance(tensor_spec, dict):
         raise InvalidInput("inputs[0] is not an object", {"field": "inputs[0]"})
     name, shape, datatype = tensor_spec.get("name"), tensor_spec.get("shape"), tensor_spec.get("datatype")
-    if not isinstance(name, str) or not isinstance(datatype, str) or not isinstance(shape, list) or not all(
-            type(n) is int and n >= 0 for n in shape):
-        raise InvalidInput("inputs[0] needs 'name' (a string), 'shape' (a list of sizes) and 'datatype'",
-                           {"field": "inputs[0]"})
+    if (
+        not isinstance(name, str)
+        or not isinstance(datatype, str)
+        or not isinstance(shape, list)
+        or not all(type(n) is int and n >= 0 for n in shape)
+    ):
+        raise InvalidInput(
+            "inputs[0] needs 'name' (a string), 'shape' (a list of sizes) and 'datatype'", {"field": "inputs[0]"}
+        )
     if datatype not in V2_DTYPES:
         raise UnprocessableInput(f"datatype {datatype[:20]} is not numeric", {"accepted": list(V2_DTYPES)})
     if len(shape) != 2:
@@ -122,17 +139,19 @@ def parse_v2_request(body: bytes, header_length: str | None, max_rows: int) -> V
     size = _parameters(tensor_spec).get("binary_data_size")
     if size is not None:
         if type(size) is not int or size != count * dtype.itemsize or size != len(binary):
-            raise InvalidInput(f"binary_data_size {str(size)[:20]} does not fit shape {shape} of {datatype} "
-                               f"({count * dtype.itemsize} bytes) and the {len(binary)} bytes after the JSON",
-                               {"binary_data_size": str(size)[:20], "expected": count * dtype.itemsize,
-                                "binary_bytes": len(binary)})
+            raise InvalidInput(
+                f"binary_data_size {str(size)[:20]} does not fit shape {shape} of {datatype} "
+                f"({count * dtype.itemsize} bytes) and the {len(binary)} bytes after the JSON",
+                {"binary_data_size": str(size)[:20], "expected": count * dtype.itemsize, "binary_bytes": len(binary)},
+            )
         tensor = np.frombuffer(binary, dtype=dtype, count=count).reshape(shape)
         if not tensor.flags.aligned:  # the JSON's length decides the offset: numpy and LightGBM want aligned
             tensor = tensor.copy()
     else:
         if len(binary):
-            raise InvalidInput("binary data after the JSON but no input has parameters.binary_data_size",
-                               {"binary_bytes": len(binary)})
+            raise InvalidInput(
+                "binary data after the JSON but no input has parameters.binary_data_size", {"binary_bytes": len(binary)}
+            )
         # a JSON bool can only be there if the text says true or false somewhere
         tensor = _json_tensor(tensor_spec.get("data"), shape, count, b"true" in header or b"false" in header)
     default = bool(_parameters(document).get("binary_data_output", False))
@@ -146,23 +165,32 @@ def parse_v2_request(body: bytes, header_length: str | None, max_rows: int) -> V
             if _parameters(wanted).get("binary_data", default):
                 binary_outputs.add(wanted["name"])
     request_id = document.get("id")
-    return V2Request(id=None if request_id is None else str(request_id)[:256], input_name=name, tensor=tensor,
-                     outputs=outputs, binary_outputs=binary_outputs, binary_default=default)
+    return V2Request(
+        id=None if request_id is None else str(request_id)[:256],
+        input_name=name,
+        tensor=tensor,
+        outputs=outputs,
+        binary_outputs=binary_outputs,
+        binary_default=default,
+    )
 
 
 def _json_tensor(data: Any, shape: list[int], count: int, may_hold_bools: bool = True) -> np.ndarray:
     """The 'data' of a JSON tensor (flat or nested, row-major) as a numeric array of ``shape``,
     converted by numpy in C; true/false are refused (numpy would read them as 1 and 0)."""
     if not isinstance(data, list):
-        raise InvalidInput("inputs[0] needs 'data' (a list of numbers) or parameters.binary_data_size",
-                           {"field": "inputs[0].data"})
+        raise InvalidInput(
+            "inputs[0] needs 'data' (a list of numbers) or parameters.binary_data_size", {"field": "inputs[0].data"}
+        )
     try:
         array = np.asarray(data)
     except (ValueError, TypeError, OverflowError):
         array = None  # ragged nesting, a huge integer
     if array is None or array.dtype.kind not in "fiu" or array.size != count:
-        raise InvalidInput(f"inputs[0].data is not {count} numbers (shape {shape})",
-                           {"field": "inputs[0].data", "expected_values": count})
+        raise InvalidInput(
+            f"inputs[0].data is not {count} numbers (shape {shape})",
+            {"field": "inputs[0].data", "expected_values": count},
+        )
     if may_hold_bools and _has_bools(data):
         raise InvalidInput("inputs[0].data holds true/false, not numbers", {"field": "inputs[0].data"})
     return array.reshape(shape)
@@ -194,8 +222,11 @@ def v2_response(model_name: str, model_version: str, outputs: dict[str, Any], v2
         if array.dtype.kind == "f" and array.dtype.itemsize < 4:
             array = array.astype(np.float32)
         key = f"{array.dtype.kind}{array.dtype.itemsize}"
-        entry: dict[str, Any] = {"name": name, "shape": list(array.shape),
-                                 "datatype": OUTPUT_DATATYPES.get(key, "FP64")}
+        entry: dict[str, Any] = {
+            "name": name,
+            "shape": list(array.shape),
+            "datatype": OUTPUT_DATATYPES.get(key, "FP64"),
+        }
         if key not in OUTPUT_DATATYPES:
             array = array.astype(np.float64)
         if name in v2.binary_outputs or (v2.outputs is None and v2.binary_default):
@@ -215,23 +246,33 @@ def v2_response(model_name: str, model_version: str, outputs: dict[str, Any], v2
     buffer.write(header)
     for raw in raw_parts:
         buffer.write(raw)
-    return Response(buffer.getvalue(), mimetype="application/octet-stream",
-                    headers={HEADER_LENGTH: str(len(header))})
+    return Response(buffer.getvalue(), mimetype="application/octet-stream", headers={HEADER_LENGTH: str(len(header))})
 
 
 # -- the routes ---------------------------------------------------------------------------------
 INFER_BODY = {
     "description": "Open Inference Protocol (KServe V2) infer request: one (rows, features) input tensor, "
-                   "JSON data or the binary-data extension (Inference-Header-Content-Length).",
+    "JSON data or the binary-data extension (Inference-Header-Content-Length).",
     "type": "object",
     "required": ["inputs"],
     "properties": {
         "id": {"type": "string"},
-        "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
-            "type": "object", "required": ["name", "shape", "datatype"],
-            "properties": {"name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
-                           "datatype": {"type": "string", "enum": list(V2_DTYPES)},
-                           "parameters": {"type": "object"}, "data": {"type": "array"}}}},
+        "inputs": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name", "shape", "datatype"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "shape": {"type": "array", "items": {"type": "integer"}},
+                    "datatype": {"type": "string", "enum": list(V2_DTYPES)},
+                    "parameters": {"type": "object"},
+                    "data": {"type": "array"},
+                },
+            },
+        },
         "outputs": {"type": "array", "items": {"type": "object", "required": ["name"]}},
         "parameters": {"type": "object"},
     },
@@ -243,8 +284,16 @@ def _infer_example(task_slug: str):
     rows = get_task(task_slug).example_request()
     if not (isinstance(rows, list) and rows and all(isinstance(row, list) and row for row in rows)):
         return None
-    return {"inputs": [{"name": "input-0", "shape": [len(rows), len(rows[0])], "datatype": "FP32",
-                        "data": [value for row in rows for value in row]}]}
+    return {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [len(rows), len(rows[0])],
+                "datatype": "FP32",
+                "data": [value for row in rows for value in row],
+            }
+        ]
+    }
 
 
 def _infer(task_slug: str, version: str | None = None):
@@ -253,8 +302,9 @@ def _infer(task_slug: str, version: str | None = None):
     settings = current_app.config["VIGIL_SETTINGS"]
     v2 = parse_v2_request(request.get_data(cache=True), request.headers.get(HEADER_LENGTH), settings.max_rows)
     g.vigil_rows = int(v2.tensor.shape[0])
-    predict_input = PredictInput(tensor=v2.tensor, content_type=request.mimetype or "", args=request.args.to_dict(),
-                                 max_rows=settings.max_rows)
+    predict_input = PredictInput(
+        tensor=v2.tensor, content_type=request.mimetype or "", args=request.args.to_dict(), max_rows=settings.max_rows
+    )
 
     def answer(task, loaded, predict_input):
         return {"outputs": task.predict_tensor(loaded, predict_input.tensor, predict_input)}
@@ -265,9 +315,15 @@ def _infer(task_slug: str, version: str | None = None):
 
 _INFER_SPEC = dict(
     summary="Open Inference Protocol (KServe V2) infer, JSON tensor or binary-data extension",
-    body=INFER_BODY, example=_infer_example, content_types=("application/json", "application/octet-stream"),
+    body=INFER_BODY,
+    example=_infer_example,
+    content_types=("application/json", "application/octet-stream"),
     validate=False,
-    raw_body=True, counts_rows=False, auth="predict", tags=["v2"], expand={"task_slug": _tensor_tasks},
+    raw_body=True,
+    counts_rows=False,
+    auth="predict",
+    tags=["v2"],
+    expand={"task_slug": _tensor_tasks},
 )
 
 
@@ -284,8 +340,7 @@ def infer_version(task_slug: str, version: str):
 
 
 @bp.get("/v2/models/<task_slug>")
-@spec(summary="V2 model metadata: versions, input and output tensors", tags=["v2"],
-      expand={"task_slug": _tensor_tasks})
+@spec(summary="V2 model metadata: versions, input and output tensors", tags=["v2"], expand={"task_slug": _tensor_tasks})
 def model_metadata(task_slug: str):
     task = _tensor_task(task_slug)
     loaded = _served(task)
@@ -294,8 +349,19 @@ def model_metadata(task_slug: str):
     outputs = []
     for name, values in probe.items():
         array = np.asarray(values)
-        outputs.append({"name": name, "datatype": OUTPUT_DATATYPES.get(f"{array.dtype.kind}{array.dtype.itemsize}",
-                                                                       "FP64"), "shape": [-1, *array.shape[1:]]})
-    return jsonify({"name": task.name, "versions": [loaded.version], "platform": "vigil",
-                    "inputs": [{"name": "input-0", "datatype": "FP32", "shape": [-1, f]} for f in features[:1]],
-                    "outputs": outputs})
+        outputs.append(
+            {
+                "name": name,
+                "datatype": OUTPUT_DATATYPES.get(f"{array.dtype.kind}{array.dtype.itemsize}", "FP64"),
+                "shape": [-1, *array.shape[1:]],
+            }
+        )
+    return jsonify(
+        {
+            "name": task.name,
+            "versions": [loaded.version],
+            "platform": "vigil",
+            "inputs": [{"name": "input-0", "datatype": "FP32", "shape": [-1, f]} for f in features[:1]],
+            "outputs": outputs,
+        }
+    )

@@ -144,14 +144,15 @@ def check_json_limits(body: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
     Traceback (most recent call last):
     vigil.errors.InvalidInput: $[0].length: 401-digit integer is beyond the float range
     """
-    stack = [(body, 1, ())] if type(body) in (list, dict) else []
+    stack: list[tuple[Any, int, tuple]] = [(body, 1, ())] if type(body) in (list, dict) else []
     if type(body) is int:
         _check_number(body, ())
     while stack:
         value, depth, path = stack.pop()
         if depth > max_depth:
-            raise InvalidInput("request body is nested too deeply",
-                               {"max_depth": max_depth, "path": json_path(path[:8]) + "..."})
+            raise InvalidInput(
+                "request body is nested too deeply", {"max_depth": max_depth, "path": json_path(path[:8]) + "..."}
+            )
         if type(value) is list and _flat_numbers_in_float_range(value):
             continue  # a feature vector: nothing nested, no integer beyond the float range
         if type(value) is list and depth < max_depth and _records_of_plain_values(value):
@@ -193,9 +194,11 @@ def _check_number(number: int, where: tuple) -> None:
         return
     names = [p for p in where if isinstance(p, str)]
     positions = [p for p in where if isinstance(p, int)]
-    detail = {"index": positions[0] if positions else None, "field": names[-1] if names else None,
-              "path": json_path(where)}
+    detail = {
+        "index": positions[0] if positions else None,
+        "field": names[-1] if names else None,
+        "path": json_path(where),
+    }
     if len(positions) > 1 and isinstance(where[-1], int):
         detail["position"] = where[-1]  # e.g. the value's place in a feature vector
-    raise InvalidInput(f"{json_path(where)}: {len(str(abs(number)))}-digit integer is beyond the float range",
-                       detail)
+    raise InvalidInput(f"{json_path(where)}: {len(str(abs(number)))}-digit integer is beyond the float range", detail)

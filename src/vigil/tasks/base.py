@@ -42,8 +42,11 @@ class PredictInput:
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise PredictionTimeout(
                 f"prediction took longer than {self.time_limit_s or 0:g} s; stopped",
-                {"predict_timeout_s": self.time_limit_s,
-                 "hint": "send fewer rows per request, or raise VIGIL_PREDICT_TIMEOUT_S"})
+                {
+                    "predict_timeout_s": self.time_limit_s,
+                    "hint": "send fewer rows per request, or raise VIGIL_PREDICT_TIMEOUT_S",
+                },
+            )
 
     def chunks(self, rows: Sequence, size: int = CHUNK_ROWS) -> Iterator[tuple[int, Sequence]]:
         """``(start, rows[start:start + size])`` in order, checking the deadline before each chunk,
@@ -54,7 +57,7 @@ class PredictInput:
         """
         for start in range(0, len(rows), size):
             self.check_deadline()
-            yield start, rows[start:start + size]
+            yield start, rows[start : start + size]
 
     def each(self, rows: Sequence, every: int = CHUNK_ROWS) -> Iterator[tuple[int, Any]]:
         """``enumerate(rows)``, checking the deadline before every ``every`` rows."""

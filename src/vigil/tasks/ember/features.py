@@ -73,7 +73,7 @@ def _byte_counts(data: np.ndarray, minlength: int) -> np.ndarray:
     """
     counts = np.zeros(max(minlength, 256), dtype=np.int64)
     for start in range(0, len(data), CHUNK_BYTES):
-        piece = data[start:start + CHUNK_BYTES]
+        piece = data[start : start + CHUNK_BYTES]
         even = len(piece) & ~1
         if even >= 1 << 17:  # below, the 65,536-bin table costs more than it saves
             pairs = np.bincount(piece[:even].view(np.uint16), minlength=65536).reshape(256, 256)
@@ -282,8 +282,12 @@ class ByteEntropyHistogram(FeatureBlock):
             return output.flatten().tolist()
         n_windows = (data.shape[0] - self.window) // self.step + 1
         if self.window % self.step:  # windows are not whole steps: count each one (not ember's)
-            windows = np.array([np.bincount(data[s: s + self.window] >> 4, minlength=16)
-                                for s in range(0, n_windows * self.step, self.step)])
+            windows = np.array(
+                [
+                    np.bincount(data[s : s + self.window] >> 4, minlength=16)
+                    for s in range(0, n_windows * self.step, self.step)
+                ]
+            )
             np.add.at(output, self._entropy_bins(windows), windows)
             return output.flatten().tolist()
         # A window is window/step whole steps: count each step once, add neighbours; CHUNK_BYTES of
@@ -293,10 +297,10 @@ class ByteEntropyHistogram(FeatureBlock):
         per_chunk = max(1, CHUNK_BYTES // self.step)
         for first in range(0, n_windows, per_chunk):
             last = min(n_windows, first + per_chunk)
-            steps = self._step_counts(data[first * self.step: (last - 1 + per_window) * self.step])
+            steps = self._step_counts(data[first * self.step : (last - 1 + per_window) * self.step])
             windows = steps[: last - first].copy()
             for offset in range(1, per_window):
-                windows += steps[offset: offset + last - first]
+                windows += steps[offset : offset + last - first]
             np.add.at(output, self._entropy_bins(windows), windows)
         return output.flatten().tolist()
 
@@ -393,25 +397,28 @@ class StringExtractor(FeatureBlock):
             if len(piece) >= k:
                 window = printable[: len(piece) - k + 1].copy()  # window[i]: piece[i:i+k] printable
                 for offset in range(1, k):
-                    window &= printable[offset: offset + len(window)]
+                    window &= printable[offset : offset + len(window)]
                 in_string = np.zeros(len(piece), dtype=bool)
                 for offset in range(k):
-                    in_string[offset: offset + len(window)] |= window
+                    in_string[offset : offset + len(window)] |= window
                 first, last = start - low, min(end - low, len(window))  # windows starting in the chunk
                 if first < last:
-                    numstrings += int(np.count_nonzero(window[max(first, 1): last] & ~printable[max(first, 1) - 1: last - 1]))
+                    numstrings += int(
+                        np.count_nonzero(window[max(first, 1) : last] & ~printable[max(first, 1) - 1 : last - 1])
+                    )
                     numstrings += int(first == 0 and window[0])  # a string at the file's start
-                chunk_in_string = in_string[start - low: end - low]
+                chunk_in_string = in_string[start - low : end - low]
                 in_chunk = int(np.count_nonzero(chunk_in_string))
                 if in_chunk:
                     length += in_chunk
-                    string_bytes = piece[start - low: end - low][chunk_in_string]
+                    string_bytes = piece[start - low : end - low][chunk_in_string]
                     counts += _byte_counts(string_bytes - np.uint8(0x20), 96)
-            tail = data[start: min(size, end + self._longest_indicator - 1)]
+            tail = data[start : min(size, end + self._longest_indicator - 1)]
             folded = tail | np.uint8(0x20)
             for name, (literals, ignorecase) in self._indicators.items():
-                indicators[name] += sum(self._occurrences(tail, folded, end - start, literal, ignorecase)
-                                        for literal in literals)
+                indicators[name] += sum(
+                    self._occurrences(tail, folded, end - start, literal, ignorecase) for literal in literals
+                )
         if numstrings:
             avlength = length / numstrings
             total = counts.sum()
@@ -431,11 +438,19 @@ class StringExtractor(FeatureBlock):
 
     def process_raw_features(self, raw):
         divisor = float(raw["printables"]) if raw["printables"] > 0 else 1.0
-        return np.hstack([
-            raw["numstrings"], raw["avlength"], raw["printables"],
-            np.asarray(raw["printabledist"]) / divisor,
-            raw["entropy"], raw["paths"], raw["urls"], raw["registry"], raw["MZ"],
-        ]).astype(np.float32)
+        return np.hstack(
+            [
+                raw["numstrings"],
+                raw["avlength"],
+                raw["printables"],
+                np.asarray(raw["printabledist"]) / divisor,
+                raw["entropy"],
+                raw["paths"],
+                raw["urls"],
+                raw["registry"],
+                raw["MZ"],
+            ]
+        ).astype(np.float32)
 
 
 class GeneralFileInfo(FeatureBlock):
@@ -443,8 +458,18 @@ class GeneralFileInfo(FeatureBlock):
 
     name = "general"
     dim = 10
-    _order = ("size", "vsize", "has_debug", "exports", "imports", "has_relocations", "has_resources",
-              "has_signature", "has_tls", "symbols")
+    _order = (
+        "size",
+        "vsize",
+        "has_debug",
+        "exports",
+        "imports",
+        "has_relocations",
+        "has_resources",
+        "has_signature",
+        "has_tls",
+        "symbols",
+    )
 
     def raw_features(self, bytez, binary):
         if binary is None:
@@ -489,17 +514,29 @@ class HeaderFileInfo(FeatureBlock):
     name = "header"
     dim = 62
     _optional_numbers = (
-        "major_image_version", "minor_image_version", "major_linker_version", "minor_linker_version",
-        "major_operating_system_version", "minor_operating_system_version", "major_subsystem_version",
-        "minor_subsystem_version", "sizeof_code", "sizeof_headers", "sizeof_heap_commit",
+        "major_image_version",
+        "minor_image_version",
+        "major_linker_version",
+        "minor_linker_version",
+        "major_operating_system_version",
+        "minor_operating_system_version",
+        "major_subsystem_version",
+        "minor_subsystem_version",
+        "sizeof_code",
+        "sizeof_headers",
+        "sizeof_heap_commit",
     )
     _hasher = _hasher(10, "string")
 
     def raw_features(self, bytez, binary):
         raw = {
             "coff": {"timestamp": 0, "machine": "", "characteristics": []},
-            "optional": {"subsystem": "", "dll_characteristics": [], "magic": "",
-                         **{key: 0 for key in self._optional_numbers}},
+            "optional": {
+                "subsystem": "",
+                "dll_characteristics": [],
+                "magic": "",
+                **{key: 0 for key in self._optional_numbers},
+            },
         }
         if binary is None:
             return raw
@@ -525,16 +562,19 @@ class HeaderFileInfo(FeatureBlock):
     def process_raw_features_batch(self, raws):
         # float64 throughout, then float32 once, as ember's np.hstack(...).astype(np.float32)
         coffs, optionals = [r["coff"] for r in raws], [r["optional"] for r in raws]
-        return np.hstack([
-            np.array([[c["timestamp"]] for c in coffs], dtype=np.float64).reshape(len(raws), 1),
-            _hash_rows(self._hasher, [[c["machine"]] for c in coffs]),
-            _hash_rows(self._hasher, [c["characteristics"] for c in coffs]),
-            _hash_rows(self._hasher, [[o["subsystem"]] for o in optionals]),
-            _hash_rows(self._hasher, [o["dll_characteristics"] for o in optionals]),
-            _hash_rows(self._hasher, [[o["magic"]] for o in optionals]),
-            np.array([[o[key] for key in self._optional_numbers] for o in optionals],
-                     dtype=np.float64).reshape(len(raws), len(self._optional_numbers)),
-        ]).astype(np.float32)
+        return np.hstack(
+            [
+                np.array([[c["timestamp"]] for c in coffs], dtype=np.float64).reshape(len(raws), 1),
+                _hash_rows(self._hasher, [[c["machine"]] for c in coffs]),
+                _hash_rows(self._hasher, [c["characteristics"] for c in coffs]),
+                _hash_rows(self._hasher, [[o["subsystem"]] for o in optionals]),
+                _hash_rows(self._hasher, [o["dll_characteristics"] for o in optionals]),
+                _hash_rows(self._hasher, [[o["magic"]] for o in optionals]),
+                np.array([[o[key] for key in self._optional_numbers] for o in optionals], dtype=np.float64).reshape(
+                    len(raws), len(self._optional_numbers)
+                ),
+            ]
+        ).astype(np.float32)
 
 
 class SectionInfo(FeatureBlock):
@@ -552,13 +592,20 @@ class SectionInfo(FeatureBlock):
         if section is not None:
             entry = _text(section.name)
         else:  # bad entry point: ember takes the first executable section
-            entry = next((_text(s.name) for s in binary.sections
-                          if "MEM_EXECUTE" in map(_enum_name, s.characteristics_lists)), "")
+            entry = next(
+                (_text(s.name) for s in binary.sections if "MEM_EXECUTE" in map(_enum_name, s.characteristics_lists)),
+                "",
+            )
         return {
             "entry": entry,
             "sections": [
-                {"name": _text(s.name), "size": s.size, "entropy": s.entropy, "vsize": s.virtual_size,
-                 "props": [_enum_name(c) for c in _legacy_flag_order(s.characteristics_lists)]}
+                {
+                    "name": _text(s.name),
+                    "size": s.size,
+                    "entropy": s.entropy,
+                    "vsize": s.virtual_size,
+                    "props": [_enum_name(c) for c in _legacy_flag_order(s.characteristics_lists)],
+                }
                 for s in binary.sections
             ],
         }
@@ -579,16 +626,23 @@ class SectionInfo(FeatureBlock):
     def process_raw_features_batch(self, raws):
         sections = [r["sections"] for r in raws]
         entries = [r["entry"] for r in raws]
-        return np.hstack([
-            np.array([self._counts(s) for s in sections], dtype=np.float64).reshape(len(raws), 5),
-            _hash_rows(self._pairs, [[(s["name"], s["size"]) for s in secs] for secs in sections]),
-            _hash_rows(self._pairs, [[(s["name"], s["entropy"]) for s in secs] for secs in sections]),
-            _hash_rows(self._pairs, [[(s["name"], s["vsize"]) for s in secs] for secs in sections]),
-            # The quirk: one token per character of the entry name (what old scikit-learn did).
-            _hash_rows(self._strings, [list(entry) for entry in entries]),
-            _hash_rows(self._strings, [[p for s in secs for p in s["props"] if s["name"] == entry]
-                                       for secs, entry in zip(sections, entries)]),
-        ]).astype(np.float32)
+        return np.hstack(
+            [
+                np.array([self._counts(s) for s in sections], dtype=np.float64).reshape(len(raws), 5),
+                _hash_rows(self._pairs, [[(s["name"], s["size"]) for s in secs] for secs in sections]),
+                _hash_rows(self._pairs, [[(s["name"], s["entropy"]) for s in secs] for secs in sections]),
+                _hash_rows(self._pairs, [[(s["name"], s["vsize"]) for s in secs] for secs in sections]),
+                # The quirk: one token per character of the entry name (what old scikit-learn did).
+                _hash_rows(self._strings, [list(entry) for entry in entries]),
+                _hash_rows(
+                    self._strings,
+                    [
+                        [p for s in secs for p in s["props"] if s["name"] == entry]
+                        for secs, entry in zip(sections, entries)
+                    ],
+                ),
+            ]
+        ).astype(np.float32)
 
 
 class ImportsInfo(FeatureBlock):
@@ -621,10 +675,10 @@ class ImportsInfo(FeatureBlock):
 
     def process_raw_features_batch(self, raws):
         libraries = [list({library.lower() for library in raw}) for raw in raws]
-        functions = [[library.lower() + ":" + name for library, names in raw.items() for name in names]
-                     for raw in raws]
-        return np.hstack([_hash_rows(self._libraries, libraries),
-                          _hash_rows(self._functions, functions)]).astype(np.float32)
+        functions = [[library.lower() + ":" + name for library, names in raw.items() for name in names] for raw in raws]
+        return np.hstack([_hash_rows(self._libraries, libraries), _hash_rows(self._functions, functions)]).astype(
+            np.float32
+        )
 
 
 class ExportsInfo(FeatureBlock):
@@ -664,9 +718,21 @@ class DataDirectories(FeatureBlock):
     name = "datadirectories"
     dim = 15 * 2
     names = (
-        "EXPORT_TABLE", "IMPORT_TABLE", "RESOURCE_TABLE", "EXCEPTION_TABLE", "CERTIFICATE_TABLE",
-        "BASE_RELOCATION_TABLE", "DEBUG", "ARCHITECTURE", "GLOBAL_PTR", "TLS_TABLE", "LOAD_CONFIG_TABLE",
-        "BOUND_IMPORT", "IAT", "DELAY_IMPORT_DESCRIPTOR", "CLR_RUNTIME_HEADER",
+        "EXPORT_TABLE",
+        "IMPORT_TABLE",
+        "RESOURCE_TABLE",
+        "EXCEPTION_TABLE",
+        "CERTIFICATE_TABLE",
+        "BASE_RELOCATION_TABLE",
+        "DEBUG",
+        "ARCHITECTURE",
+        "GLOBAL_PTR",
+        "TLS_TABLE",
+        "LOAD_CONFIG_TABLE",
+        "BOUND_IMPORT",
+        "IAT",
+        "DELAY_IMPORT_DESCRIPTOR",
+        "CLR_RUNTIME_HEADER",
     )
     _legacy_names = (*names, "RESERVED")  # LIEF 0.12's DATA_DIRECTORY names, index 0..15
 
@@ -674,8 +740,10 @@ class DataDirectories(FeatureBlock):
         if binary is None:
             return []
         # 16 entries, as LIEF 0.9-0.12 read them (see _legacy_data_directories)
-        return [{"name": self._legacy_names[i], "size": size, "virtual_address": rva}
-                for i, (rva, size) in enumerate(_legacy_data_directories(bytez, binary))]
+        return [
+            {"name": self._legacy_names[i], "size": size, "virtual_address": rva}
+            for i, (rva, size) in enumerate(_legacy_data_directories(bytez, binary))
+        ]
 
     def process_raw_features(self, raw):
         # Positional, as in ember: the i-th listed directory fills slot i.
@@ -691,8 +759,14 @@ def feature_blocks(feature_version: int = 2) -> list[FeatureBlock]:
     if feature_version not in FEATURE_VERSIONS:
         raise ValueError(f"EMBER feature version must be 1 or 2, not {feature_version!r}")
     blocks: list[FeatureBlock] = [
-        ByteHistogram(), ByteEntropyHistogram(), StringExtractor(), GeneralFileInfo(), HeaderFileInfo(),
-        SectionInfo(), ImportsInfo(ordinal_names=feature_version >= 2), ExportsInfo(),
+        ByteHistogram(),
+        ByteEntropyHistogram(),
+        StringExtractor(),
+        GeneralFileInfo(),
+        HeaderFileInfo(),
+        SectionInfo(),
+        ImportsInfo(ordinal_names=feature_version >= 2),
+        ExportsInfo(),
     ]
     if feature_version >= 2:
         blocks.append(DataDirectories())

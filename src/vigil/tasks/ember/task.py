@@ -20,16 +20,23 @@ import numpy as np
 from vigil.errors import InvalidInput, UnprocessableInput
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.ember.features import DIMS, FEATURE_VERSIONS, FeatureExtractor
+from vigil.tasks.ember.workers import (
+    MAX_FILE_BYTES,
+    MEMORY_BYTES,
+    WorkerFailure,
+    WorkerPool,
+    extract_bytes,
+    extract_file,
+    oversized,
+)
 from vigil.tensors import check_matrix
-from vigil.tasks.ember.workers import (MAX_FILE_BYTES, MEMORY_BYTES, WorkerFailure, WorkerPool, extract_bytes,
-                                      extract_file, oversized)
 
 # The ember preset with fewer rounds (the demo set is tiny). num_leaves 16 instead of 2048 grows the
 # same trees here (min_data_in_leaf 50 on ~400 rows allows at most 8 leaves) without LightGBM
 # reserving a histogram for each of 2048 leaves (~2 GB); column-wise histograms because its automatic
 # choice is several times slower with 2381 features and few rows.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-DEMO_TRAIN_OVERRIDES = {"n_estimators": 200, "num_leaves": 16, "force_col_wise": True}
+DEMO_TRAIN_OVERRIDES: dict[str, Any] = {"n_estimators": 200, "num_leaves": 16, "force_col_wise": True}
 
 
 def is_parsed_pe(raw: dict) -> bool:
@@ -55,8 +62,11 @@ def _extract_or_422(content: bytes, feature_version: int, where: dict) -> tuple[
     that breaks or exhausts the extractor is the client's 422 (or 413 when too large), not a 500,
     and costs this one answer, not the server worker."""
     if len(content) > MAX_FILE_BYTES:
-        raise InvalidInput(f"the file is {len(content)} bytes, over the limit of {MAX_FILE_BYTES} bytes per file",
-                           {**where, "bytes": len(content), "max_file_bytes": MAX_FILE_BYTES}, status=413)
+        raise InvalidInput(
+            f"the file is {len(content)} bytes, over the limit of {MAX_FILE_BYTES} bytes per file",
+            {**where, "bytes": len(content), "max_file_bytes": MAX_FILE_BYTES},
+            status=413,
+        )
     try:
         return extraction_pool().run((content, feature_version))
     except WorkerFailure as exc:
@@ -93,10 +103,19 @@ class ExtractReport:
     notes: list[str] = field(default_factory=list)  # "path: why it got the fallback record"
 
 
-def extract_files(paths: list[str], out, label: int = -1, feature_version: int = 2,
-                  processes: int | None = None, progress: bool = True, max_file_bytes: int = MAX_FILE_BYTES,
-                  memory_bytes: int = MEMORY_BYTES, timeout: float | None = None,
-                  say: Callable[[str], None] | None = None, job: Callable = extract_file) -> ExtractReport:
+def extract_files(
+    paths: list[str],
+    out,
+    label: int = -1,
+    feature_version: int = 2,
+    processes: int | None = None,
+    progress: bool = True,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    memory_bytes: int = MEMORY_BYTES,
+    timeout: float | None = None,
+    say: Callable[[str], None] | None = None,
+    job: Callable = extract_file,
+) -> ExtractReport:
     """Write one raw JSON line per file to ``out`` as each file is done (so in completion order).
 
     Every file is read in a child process with ``memory_bytes`` of address space (see
@@ -202,10 +221,18 @@ def cmd_extract(args) -> int:
         print(f"vigil: {message}", file=sys.stderr, flush=True)
 
     try:
-        report = extract_files(args.paths, out, label=args.label, feature_version=args.feature_version,
-                               processes=args.processes, progress=not args.quiet,
-                               max_file_bytes=int(args.max_file_mb * (1 << 20)),
-                               memory_bytes=int(args.memory_mb * (1 << 20)), timeout=args.timeout, say=say)
+        report = extract_files(
+            args.paths,
+            out,
+            label=args.label,
+            feature_version=args.feature_version,
+            processes=args.processes,
+            progress=not args.quiet,
+            max_file_bytes=int(args.max_file_mb * (1 << 20)),
+            memory_bytes=int(args.memory_mb * (1 << 20)),
+            timeout=args.timeout,
+            say=say,
+        )
     finally:
         if out is not sys.stdout:
             out.close()
@@ -220,12 +247,19 @@ def cmd_extract(args) -> int:
 def cmd_vectorize(args) -> int:
     from vigil.tasks.ember.vectorize import create_vectorized_features
 
-    reports = create_vectorized_features(args.data_dir, feature_version=args.feature_version,
-                                         processes=args.processes, progress=not args.quiet, resume=not args.restart)
+    reports = create_vectorized_features(
+        args.data_dir,
+        feature_version=args.feature_version,
+        processes=args.processes,
+        progress=not args.quiet,
+        resume=not args.restart,
+    )
     status = 0
     for report in reports:
         resumed = f", resumed at row {report.resumed_at}" if report.resumed_at is not None else ""
-        print(f"{report.subset}: {report.rows} rows -> {report.X_path} ({DIMS[args.feature_version]} floats/row{resumed})")
+        print(
+            f"{report.subset}: {report.rows} rows -> {report.X_path} ({DIMS[args.feature_version]} floats/row{resumed})"
+        )
         for bad in report.bad_lines:
             print(f"vigil: bad line {bad}", file=sys.stderr)
             status = 1
@@ -239,9 +273,18 @@ def cmd_train(args) -> int:
 
     _, store = _store(args)
     overrides = {"n_estimators": args.n_estimators} if args.n_estimators else {}
-    entry = train_and_save(store, args.data_dir, feature_version=args.feature_version, preset=args.params,
-                           n_jobs=args.n_jobs, bounded=args.bounded_memory, histogram_pool_mb=args.histogram_pool_mb,
-                           binary_dataset=args.binary_dataset, dask=args.dask, **overrides)
+    entry = train_and_save(
+        store,
+        args.data_dir,
+        feature_version=args.feature_version,
+        preset=args.params,
+        n_jobs=args.n_jobs,
+        bounded=args.bounded_memory,
+        histogram_pool_mb=args.histogram_pool_mb,
+        binary_dataset=args.binary_dataset,
+        dask=args.dask,
+        **overrides,
+    )
     print(f"saved ember v{entry['version']} ({entry['file']}), threshold at 1% FPR = {entry['threshold']:.6f}")
     if entry["extra"]["metrics_on"] != "test":
         print("note: no labelled test rows of both classes, so metrics and threshold come from the TRAIN rows")
@@ -350,23 +393,43 @@ class EmberTask(Task):
         extract = verbs.add_parser("extract", help="raw ember features of PE files, one JSON line per file")
         extract.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
         extract.add_argument("-o", "--output", default="-", help="raw.jsonl to write (default: stdout)")
-        extract.add_argument("--label", type=int, choices=(0, 1, -1), default=-1,
-                             help="label written into every record (1 malicious, 0 benign, -1 unknown)")
-        extract.add_argument("--max-file-mb", type=float, default=MAX_FILE_BYTES / (1 << 20),
-                             help="skip larger files, with the reason (default: %(default)g)")
-        extract.add_argument("--memory-mb", type=float, default=MEMORY_BYTES / (1 << 20),
-                             help="address space per extraction process, above its size at start; a file "
-                                  "that needs more is skipped, with the reason (default: %(default)g)")
-        extract.add_argument("--timeout", type=float, metavar="SECONDS",
-                             help="skip a file whose extraction takes longer (default: no limit)")
+        extract.add_argument(
+            "--label",
+            type=int,
+            choices=(0, 1, -1),
+            default=-1,
+            help="label written into every record (1 malicious, 0 benign, -1 unknown)",
+        )
+        extract.add_argument(
+            "--max-file-mb",
+            type=float,
+            default=MAX_FILE_BYTES / (1 << 20),
+            help="skip larger files, with the reason (default: %(default)g)",
+        )
+        extract.add_argument(
+            "--memory-mb",
+            type=float,
+            default=MEMORY_BYTES / (1 << 20),
+            help="address space per extraction process, above its size at start; a file "
+            "that needs more is skipped, with the reason (default: %(default)g)",
+        )
+        extract.add_argument(
+            "--timeout",
+            type=float,
+            metavar="SECONDS",
+            help="skip a file whose extraction takes longer (default: no limit)",
+        )
         _add_parallel_flags(extract)
         extract.set_defaults(handler=cmd_extract)
 
         vectorize = verbs.add_parser("vectorize", help="train_features_*.jsonl + test_features.jsonl -> X/y memmaps")
         vectorize.add_argument("data_dir", metavar="DATA_DIR")
         _add_parallel_flags(vectorize)
-        vectorize.add_argument("--restart", action="store_true",
-                               help="ignore an interrupted run's progress and start afresh (default: continue it)")
+        vectorize.add_argument(
+            "--restart",
+            action="store_true",
+            help="ignore an interrupted run's progress and start afresh (default: continue it)",
+        )
         vectorize.set_defaults(handler=cmd_vectorize)
 
         train = verbs.add_parser("train", help="LightGBM on the vectorized labelled rows; saves the model")
@@ -376,14 +439,27 @@ class EmberTask(Task):
         train.add_argument("--n-estimators", type=int, help="override the number of boosting rounds")
         train.add_argument("--n-jobs", type=int, default=2, help="LightGBM threads (default: 2)")
         scale = train.add_argument_group("large data sets (issue 18)")
-        scale.add_argument("--bounded-memory", action="store_true",
-                           help="train from the memmaps without loading X (LightGBM Sequence), pool capped")
-        scale.add_argument("--histogram-pool-mb", type=int, metavar="MB",
-                           help="cap LightGBM's histogram pool (implies --bounded-memory unless --dask; default there: 1024)")
-        scale.add_argument("--binary-dataset", metavar="FILE",
-                           help="save the binned LightGBM Dataset here, reuse it next time (implies --bounded-memory)")
-        scale.add_argument("--dask", metavar="ADDRESS",
-                           help="train on a Dask cluster: tcp://HOST:8786 or local:N (N workers on 127.0.0.1)")
+        scale.add_argument(
+            "--bounded-memory",
+            action="store_true",
+            help="train from the memmaps without loading X (LightGBM Sequence), pool capped",
+        )
+        scale.add_argument(
+            "--histogram-pool-mb",
+            type=int,
+            metavar="MB",
+            help="cap LightGBM's histogram pool (implies --bounded-memory unless --dask; default there: 1024)",
+        )
+        scale.add_argument(
+            "--binary-dataset",
+            metavar="FILE",
+            help="save the binned LightGBM Dataset here, reuse it next time (implies --bounded-memory)",
+        )
+        scale.add_argument(
+            "--dask",
+            metavar="ADDRESS",
+            help="train on a Dask cluster: tcp://HOST:8786 or local:N (N workers on 127.0.0.1)",
+        )
         train.set_defaults(handler=cmd_train)
 
         evaluate = verbs.add_parser("evaluate", help="re-score a saved model on DATA_DIR's test rows")
@@ -419,9 +495,15 @@ class EmberTask(Task):
         with tempfile.TemporaryDirectory(prefix="vigil-ember-demo-") as folder:
             write_demo_data(folder, sample_dir=Path(settings.data_dir) / "ember")
             create_vectorized_features(folder, feature_version=2, processes=1, progress=False)
-            return train_and_save(store, folder, feature_version=2, preset="ember", n_jobs=1,
-                                  extra={"demo": True, "data": "synthetic demo set (vigil.tasks.ember.demo_data)"},
-                                  **DEMO_TRAIN_OVERRIDES)
+            return train_and_save(
+                store,
+                folder,
+                feature_version=2,
+                preset="ember",
+                n_jobs=1,
+                extra={"demo": True, "data": "synthetic demo set (vigil.tasks.ember.demo_data)"},
+                **DEMO_TRAIN_OVERRIDES,
+            )
 
     # -- serving ----------------------------------------------------------------------------
     def predict(self, loaded, request: PredictInput) -> dict:
@@ -430,7 +512,7 @@ class EmberTask(Task):
         if request.tensor is not None:
             vectors = check_matrix(request.tensor, self.tensor_features(loaded))
             scores = loaded.model[-1].predict_proba(vectors)[:, 1]
-            results = [{"index": i} for i in range(len(vectors))]
+            results: list[dict[str, Any]] = [{"index": i} for i in range(len(vectors))]
         elif request.files:
             items = self._items_from_files(request.files, feature_version)
             scores = loaded.model.predict_proba([raw for _, raw, _ in items])[:, 1]
@@ -441,9 +523,10 @@ class EmberTask(Task):
             results = [{"index": i} for i in range(len(vectors))]
         else:
             if not request.body:
-                raise InvalidInput("empty request body",
-                                   "send a PE file (application/octet-stream), a multipart upload, "
-                                   "or a JSON list of feature vectors")
+                raise InvalidInput(
+                    "empty request body",
+                    "send a PE file (application/octet-stream), a multipart upload, or a JSON list of feature vectors",
+                )
             raw, note = _extract_or_422(request.body, feature_version, {"body": "application/octet-stream"})
             scores = loaded.model.predict_proba([raw])[:, 1]
             results = [_result(raw, note)]
@@ -483,11 +566,15 @@ class EmberTask(Task):
         dim = DIMS[feature_version]
         rows = body.get("vectors") if isinstance(body, dict) else body
         if not isinstance(rows, list) or not rows:
-            raise InvalidInput("expected a non-empty JSON list of feature vectors (or {\"vectors\": [...]})",
-                               {"field": "vectors"})
+            raise InvalidInput(
+                'expected a non-empty JSON list of feature vectors (or {"vectors": [...]})', {"field": "vectors"}
+            )
         if len(rows) > max_rows:
-            raise InvalidInput(f"{len(rows)} vectors exceed the limit of {max_rows} per request",
-                               {"rows": len(rows), "max_rows": max_rows}, status=413)
+            raise InvalidInput(
+                f"{len(rows)} vectors exceed the limit of {max_rows} per request",
+                {"rows": len(rows), "max_rows": max_rows},
+                status=413,
+            )
         fast = EmberTask._numeric_matrix(rows, dim, raw_body)
         if fast is not None:
             return check_matrix(fast, (dim,))
@@ -503,14 +590,19 @@ class EmberTask(Task):
             if len(row) != dim:
                 raise UnprocessableInput(
                     f"vector {index} has {len(row)} values; feature version {feature_version} needs {dim}",
-                    {"index": index, "length": len(row), "expected": dim})
+                    {"index": index, "length": len(row), "expected": dim},
+                )
             for position, value in enumerate(row):
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise InvalidInput(f"vector {index}, value {position} is not a number",
-                                       {"index": index, "position": position, "value": repr(value)[:40]})
+                    raise InvalidInput(
+                        f"vector {index}, value {position} is not a number",
+                        {"index": index, "position": position, "value": repr(value)[:40]},
+                    )
                 if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
-                    raise UnprocessableInput(f"vector {index}, value {position} is not a finite float32",
-                                             {"index": index, "position": position})
+                    raise UnprocessableInput(
+                        f"vector {index}, value {position} is not a finite float32",
+                        {"index": index, "position": position},
+                    )
             matrix[index] = row
         return matrix
 
@@ -541,8 +633,10 @@ class EmberTask(Task):
             raise UnprocessableInput(f"raw record {index} cannot be vectorized: {exc}", {"index": index}) from None
         if not np.isfinite(vector).all():
             position = int(np.flatnonzero(~np.isfinite(vector))[0])
-            raise UnprocessableInput(f"raw record {index} gives a non-finite value at position {position}",
-                                     {"index": index, "position": position})
+            raise UnprocessableInput(
+                f"raw record {index} gives a non-finite value at position {position}",
+                {"index": index, "position": position},
+            )
         return vector
 
     def request_schema(self) -> dict:
@@ -550,13 +644,17 @@ class EmberTask(Task):
         vector = {"type": "array", "items": {"type": "number"}, "minItems": dim, "maxItems": dim}
         return {
             "description": "POST a PE file as application/octet-stream or multipart/form-data, or JSON "
-                           "feature vectors (2381 floats for feature version 2, 2351 for version 1) "
-                           "or ember raw records (objects with the feature-block keys).",
+            "feature vectors (2381 floats for feature version 2, 2351 for version 1) "
+            "or ember raw records (objects with the feature-block keys).",
             "oneOf": [
                 {"type": "array", "items": {"anyOf": [vector, {"type": "object"}]}, "minItems": 1},
-                {"type": "object", "properties": {"vectors": {"type": "array", "minItems": 1,
-                                                              "items": {"anyOf": [vector, {"type": "object"}]}}},
-                 "required": ["vectors"]},
+                {
+                    "type": "object",
+                    "properties": {
+                        "vectors": {"type": "array", "minItems": 1, "items": {"anyOf": [vector, {"type": "object"}]}}
+                    },
+                    "required": ["vectors"],
+                },
             ],
         }
 

@@ -18,34 +18,62 @@ from vigil.artifacts import ArtifactStore, LoadedModel, data_fingerprint
 from vigil.config import Settings
 from vigil.errors import InvalidInput
 from vigil.tasks.base import PredictInput, Task
-from vigil.tasks.web_events.data import (SAMPLE_CSV, describe_events, event_to_request_record, load_events_csv,
-                                         parse_request)
+from vigil.tasks.web_events.data import (
+    SAMPLE_CSV,
+    describe_events,
+    event_to_request_record,
+    load_events_csv,
+    parse_request,
+)
 from vigil.tasks.web_events.features import FEATURE_VERSION, build_featurizer
 from vigil.tasks.web_events.wrangling import COLUMNS, to_text
 
 EXAMPLE_EVENTS = [  # the two events of ML-PT's README curl example
-    {"CLIENT_IP": "188.138.92.55", "CLIENT_USERAGENT": float("nan"), "REQUEST_SIZE": 166, "RESPONSE_CODE": 404,
-     "MATCHED_VARIABLE_SRC": "REQUEST_URI", "MATCHED_VARIABLE_NAME": float("nan"),
-     "MATCHED_VARIABLE_VALUE": "//tmp/20160925122692indo.php.vob", "EVENT_ID": "AVdhXFgVq1Ppo9zF5Fxu"},
-    {"CLIENT_IP": "93.158.215.131",
-     "CLIENT_USERAGENT": "Mozilla/5.0 (Windows NT 6.3; WOW64; rv:45.0) Gecko/20100101 Firefox/45.0",
-     "REQUEST_SIZE": 431, "RESPONSE_CODE": 302, "MATCHED_VARIABLE_SRC": "REQUEST_GET_ARGS",
-     "MATCHED_VARIABLE_NAME": "url", "MATCHED_VARIABLE_VALUE": "http://www.galitsios.gr/?option=com_k2%5C%5C",
-     "EVENT_ID": "AVdcJmIIq1Ppo9zF2YIp"},
+    {
+        "CLIENT_IP": "188.138.92.55",
+        "CLIENT_USERAGENT": float("nan"),
+        "REQUEST_SIZE": 166,
+        "RESPONSE_CODE": 404,
+        "MATCHED_VARIABLE_SRC": "REQUEST_URI",
+        "MATCHED_VARIABLE_NAME": float("nan"),
+        "MATCHED_VARIABLE_VALUE": "//tmp/20160925122692indo.php.vob",
+        "EVENT_ID": "AVdhXFgVq1Ppo9zF5Fxu",
+    },
+    {
+        "CLIENT_IP": "93.158.215.131",
+        "CLIENT_USERAGENT": "Mozilla/5.0 (Windows NT 6.3; WOW64; rv:45.0) Gecko/20100101 Firefox/45.0",
+        "REQUEST_SIZE": 431,
+        "RESPONSE_CODE": 302,
+        "MATCHED_VARIABLE_SRC": "REQUEST_GET_ARGS",
+        "MATCHED_VARIABLE_NAME": "url",
+        "MATCHED_VARIABLE_VALUE": "http://www.galitsios.gr/?option=com_k2%5C%5C",
+        "EVENT_ID": "AVdcJmIIq1Ppo9zF2YIp",
+    },
 ]
 
 
 # -- shared by training, serving and the replay check -----------------------------------------------------
-def label_events(frame: pd.DataFrame, min_samples: int | None = None, eps: float | None = None,
-                 sensitivity: float | None = None, attack_clusters: int | None = None, n_jobs: int = 1):
+def label_events(
+    frame: pd.DataFrame,
+    min_samples: int | None = None,
+    eps: float | None = None,
+    sensitivity: float | None = None,
+    attack_clusters: int | None = None,
+    n_jobs: int = 1,
+):
     """Fit the featurizer on ``frame`` and cluster its features: (featurizer, X, Clustering)."""
     from vigil.tasks.web_events.clustering import KNEE_SENSITIVITY, cluster_events
 
     featurizer = build_featurizer()
     X = featurizer.fit_transform(frame)
-    clustering = cluster_events(X, min_samples=min_samples, eps=eps,
-                                sensitivity=KNEE_SENSITIVITY if sensitivity is None else sensitivity,
-                                attack_clusters=attack_clusters, n_jobs=n_jobs)
+    clustering = cluster_events(
+        X,
+        min_samples=min_samples,
+        eps=eps,
+        sensitivity=KNEE_SENSITIVITY if sensitivity is None else sensitivity,
+        attack_clusters=attack_clusters,
+        n_jobs=n_jobs,
+    )
     return featurizer, X, clustering
 
 
@@ -65,7 +93,9 @@ def label_response(pipeline, events: pd.DataFrame) -> list[dict]:
     return [{"EVENT_ID": event_id, "LABEL_PRED": label} for event_id, label in zip(ids, labels)]
 
 
-def _safe_label_response(pipeline, events: pd.DataFrame, indices: list[int]) -> tuple[list[dict], list[int], list[dict]]:
+def _safe_label_response(
+    pipeline, events: pd.DataFrame, indices: list[int]
+) -> tuple[list[dict], list[int], list[dict]]:
     """Label the batch; if the batch fails, label record by record so one odd event cannot sink the rest."""
     try:
         return label_response(pipeline, events), indices, []
@@ -82,8 +112,10 @@ def _safe_label_response(pipeline, events: pd.DataFrame, indices: list[int]) -> 
 
 def predict_mlpt(loaded: LoadedModel, request: PredictInput):
     if request.json is None:
-        raise InvalidInput('expected a JSON array of {"data": "<event as a JSON string>"}',
-                           {"field": "body", "content_type": request.content_type})
+        raise InvalidInput(
+            'expected a JSON array of {"data": "<event as a JSON string>"}',
+            {"field": "body", "content_type": request.content_type},
+        )
     parsed = parse_request(request.json, request.max_rows)
     partial = str(request.args.get("partial", "")).lower() in ("1", "true", "yes")
     if parsed.errors and not partial:
@@ -95,8 +127,11 @@ def predict_mlpt(loaded: LoadedModel, request: PredictInput):
     answers, kept, failures = _safe_label_response(loaded.model, parsed.events, parsed.indices)
     if not partial:
         if failures:
-            raise InvalidInput(f"{len(failures)} records could not be featurized; nothing was labelled",
-                               {"invalid_count": len(failures), "records": failures[:100]}, status=422)
+            raise InvalidInput(
+                f"{len(failures)} records could not be featurized; nothing was labelled",
+                {"invalid_count": len(failures), "records": failures[:100]},
+                status=422,
+            )
         return answers
     for answer, index in zip(answers, kept):
         answer["index"] = index
@@ -152,14 +187,21 @@ def cmd_cluster(args) -> int:
                 raise InvalidInput(f"{args.features} has no array named X", {"arrays": list(archive.keys())})
             X = archive["X"]
         source = str(args.features)
-        clustering = cluster_events(X, min_samples=args.min_samples, eps=args.eps, sensitivity=args.sensitivity,
-                                    attack_clusters=args.attack_clusters, n_jobs=args.jobs)
+        clustering = cluster_events(
+            X,
+            min_samples=args.min_samples,
+            eps=args.eps,
+            sensitivity=args.sensitivity,
+            attack_clusters=args.attack_clusters,
+            n_jobs=args.jobs,
+        )
     else:
         path = _events_path(args, settings)
         frame = load_events_csv(path)
         source = str(path)
-        _, X, clustering = label_events(frame, args.min_samples, args.eps, args.sensitivity,
-                                        args.attack_clusters, n_jobs=args.jobs)
+        _, X, clustering = label_events(
+            frame, args.min_samples, args.eps, args.sensitivity, args.attack_clusters, n_jobs=args.jobs
+        )
     summary = clustering.summary()
     summary["features"] = int(X.shape[1])
     summary["source"] = source
@@ -171,8 +213,10 @@ def cmd_cluster(args) -> int:
         with np.load(args.compare_labels) as archive:
             reference = archive["y"] if "y" in archive else archive[list(archive.keys())[0]]
         if len(reference) != len(clustering.labels):
-            raise InvalidInput("reference labels and features differ in length",
-                               {"labels": len(reference), "features": len(clustering.labels)})
+            raise InvalidInput(
+                "reference labels and features differ in length",
+                {"labels": len(reference), "features": len(clustering.labels)},
+            )
         summary["compare"] = {
             "reference_labels": int(len(np.unique(reference))),
             "reference_noise": int((reference == -1).sum()),
@@ -189,14 +233,33 @@ def cmd_cluster(args) -> int:
     return 0
 
 
-def train_model(frame: pd.DataFrame, *, min_samples=None, eps=None, sensitivity=None, attack_clusters=None,
-                folds=5, repeats=2, n_iter=12, tune_folds=3, full=False, tune=True, jobs=1, seed=0,
-                progress: bool = True) -> tuple[object, dict, pd.DataFrame | None]:
+def train_model(
+    frame: pd.DataFrame,
+    *,
+    min_samples=None,
+    eps=None,
+    sensitivity=None,
+    attack_clusters=None,
+    folds=5,
+    repeats=2,
+    n_iter=12,
+    tune_folds=3,
+    full=False,
+    tune=True,
+    jobs=1,
+    seed=0,
+    progress: bool = True,
+) -> tuple[object, dict, pd.DataFrame | None]:
     """Cluster, compare classifiers, tune the forest; returns (pipeline, manifest metrics+extra, table)."""
     from tqdm import tqdm
 
-    from vigil.tasks.web_events.training import (MLPT_FOREST, candidate_classifiers, compare_classifiers, forest,
-                                                 tune_random_forest)
+    from vigil.tasks.web_events.training import (
+        MLPT_FOREST,
+        candidate_classifiers,
+        compare_classifiers,
+        forest,
+        tune_random_forest,
+    )
 
     steps = tqdm(total=3, desc="web-events train", disable=not progress)
     steps.set_postfix_str("features + DBSCAN")
@@ -214,27 +277,46 @@ def train_model(frame: pd.DataFrame, *, min_samples=None, eps=None, sensitivity=
     if tune:
         tuned = tune_random_forest(X, y, n_iter=n_iter, folds=tune_folds, seed=seed, n_jobs=jobs)
         params, cv_f1 = tuned.params, tuned.cv_f1
-        tuning = {"randomized_params": tuned.random_params, "randomized_f1": tuned.random_f1,
-                  "candidates_searched": tuned.searched}
+        tuning = {
+            "randomized_params": tuned.random_params,
+            "randomized_f1": tuned.random_f1,
+            "candidates_searched": tuned.searched,
+        }
     else:
         from sklearn.model_selection import cross_val_score
 
         from vigil.tasks.web_events.training import SCORING, make_cv
 
         params, tuning = dict(MLPT_FOREST), {"params_from": "ML-PT 05_tune_classifier"}
-        cv_f1 = float(cross_val_score(forest(params, X.shape[1], seed=seed, n_jobs=jobs), X, y,
-                                      cv=make_cv(y, tune_folds, 1, seed), scoring=SCORING["f1"]).mean())
+        cv_f1 = float(
+            cross_val_score(
+                forest(params, X.shape[1], seed=seed, n_jobs=jobs),
+                X,
+                y,
+                cv=make_cv(y, tune_folds, 1, seed),
+                scoring=SCORING["f1"],
+            ).mean()
+        )
     classifier = forest(params, X.shape[1], seed=seed, n_jobs=jobs).fit(X, y)
     steps.update(1)
     steps.close()
     summary = clustering.summary()
-    metrics = {"train_f1_weighted": float(_weighted_f1(y, classifier.predict(X))),
-               "noise_share": summary["noise_share"], "clusters": summary["clusters"]}
+    metrics = {
+        "train_f1_weighted": float(_weighted_f1(y, classifier.predict(X))),
+        "noise_share": summary["noise_share"],
+        "clusters": summary["clusters"],
+    }
     if cv_f1 is not None:
         metrics["cv_f1_weighted"] = cv_f1
-    extra = {"clustering": summary, "attack_clusters": clustering.attack_clusters,
-             "good_clusters": clustering.good_clusters, "forest_params": params, "tuning": tuning,
-             "pca_components": int(X.shape[1]), "events": int(len(frame))}
+    extra = {
+        "clustering": summary,
+        "attack_clusters": clustering.attack_clusters,
+        "good_clusters": clustering.good_clusters,
+        "forest_params": params,
+        "tuning": tuning,
+        "pca_components": int(X.shape[1]),
+        "events": int(len(frame)),
+    }
     if table is not None:
         extra["comparison"] = table.round(4).to_dict("records")
     return model_pipeline(featurizer, classifier), {"metrics": metrics, "extra": extra}, table
@@ -272,8 +354,9 @@ def train_on_features(args) -> int:
     if args.folds > 1:
         models = candidate_classifiers(n_jobs=args.jobs, seed=args.seed, full=args.full)
         with tqdm(total=len(models), desc="classifiers") as bar:
-            table = compare_classifiers(X, y, models, folds=args.folds, repeats=args.repeats, seed=args.seed,
-                                        progress=bar)
+            table = compare_classifiers(
+                X, y, models, folds=args.folds, repeats=args.repeats, seed=args.seed, progress=bar
+            )
         print(f"\nRepeated {args.folds}-fold x {args.repeats}:")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if not args.no_tune:
@@ -293,18 +376,38 @@ def cmd_train(args) -> int:
     path = _events_path(args, settings)
     frame = load_events_csv(path)
     pipeline, info, table = train_model(
-        frame, min_samples=args.min_samples, eps=args.eps, sensitivity=args.sensitivity,
-        attack_clusters=args.attack_clusters, folds=args.folds, repeats=args.repeats, n_iter=args.n_iter,
-        tune_folds=args.tune_folds, full=args.full, tune=not args.no_tune, jobs=args.jobs, seed=args.seed)
-    entry = store.save("web_events", pipeline, metrics=info["metrics"], feature_version=FEATURE_VERSION,
-                       data_fingerprint=data_fingerprint(path), extra={**info["extra"], "data": str(path)})
+        frame,
+        min_samples=args.min_samples,
+        eps=args.eps,
+        sensitivity=args.sensitivity,
+        attack_clusters=args.attack_clusters,
+        folds=args.folds,
+        repeats=args.repeats,
+        n_iter=args.n_iter,
+        tune_folds=args.tune_folds,
+        full=args.full,
+        tune=not args.no_tune,
+        jobs=args.jobs,
+        seed=args.seed,
+    )
+    entry = store.save(
+        "web_events",
+        pipeline,
+        metrics=info["metrics"],
+        feature_version=FEATURE_VERSION,
+        data_fingerprint=data_fingerprint(path),
+        extra={**info["extra"], "data": str(path)},
+    )
     out = _out_dir(args, settings)
     if table is not None:
-        print(f"\nRepeated {args.folds}-fold x {args.repeats} comparison on {len(frame):,} events "
-              f"({info['extra']['clustering']['labels']} DBSCAN labels):")
+        print(
+            f"\nRepeated {args.folds}-fold x {args.repeats} comparison on {len(frame):,} events "
+            f"({info['extra']['clustering']['labels']} DBSCAN labels):"
+        )
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-        (out / "comparison.md").write_text(table.to_markdown(index=False, floatfmt=".4f") if _has_tabulate()
-                                           else table.to_string(index=False))
+        (out / "comparison.md").write_text(
+            table.to_markdown(index=False, floatfmt=".4f") if _has_tabulate() else table.to_string(index=False)
+        )
     print("\nforest:", json.dumps(info["extra"]["forest_params"]), "tuning:", json.dumps(info["extra"]["tuning"]))
     print("metrics:", json.dumps(info["metrics"]))
     print(f"saved web_events v{entry['version']} to {store.root}")
@@ -323,8 +426,7 @@ def cmd_replay(args) -> int:
     from vigil.tasks.web_events.replay import replay
 
     settings, store = _settings_store(args)
-    report = replay(Path(args.csv), args.url, store, batch_size=args.batch_size, timeout=args.timeout,
-                    limit=args.limit)
+    report = replay(Path(args.csv), args.url, store, batch_size=args.batch_size, timeout=args.timeout, limit=args.limit)
     print(json.dumps(report, indent=2))
     return 0 if report["agreement"] == 1.0 else 1
 
@@ -342,10 +444,17 @@ class WebEventsTask(Task):
         def clustering_flags(p):
             p.add_argument("--min-samples", type=int, help="DBSCAN min_samples (default 2 x n_features)")
             p.add_argument("--eps", type=float, help="DBSCAN eps (default: the knee of the k-distance curve)")
-            p.add_argument("--sensitivity", type=float, default=None,
-                           help="Kneedle sensitivity S for the knee (default 20, as ML-PT)")
-            p.add_argument("--attack-clusters", type=int,
-                           help="the N smallest clusters are attacks (default: all but the 11 largest, as ML-PT)")
+            p.add_argument(
+                "--sensitivity",
+                type=float,
+                default=None,
+                help="Kneedle sensitivity S for the knee (default 20, as ML-PT)",
+            )
+            p.add_argument(
+                "--attack-clusters",
+                type=int,
+                help="the N smallest clusters are attacks (default: all but the 11 largest, as ML-PT)",
+            )
             p.add_argument("--jobs", type=int, default=1, help="parallel jobs (default 1)")
             p.add_argument("--out-dir", help="where plots and reports go (default runs/web_events)")
 
@@ -376,16 +485,22 @@ class WebEventsTask(Task):
         train.add_argument("--n-iter", type=int, default=12, help="randomized-search candidates")
         train.add_argument("--tune-folds", type=int, default=3)
         train.add_argument("--no-tune", action="store_true", help="use ML-PT's tuned forest parameters as they are")
-        train.add_argument("--full", action="store_true",
-                           help="ML-PT-sized run: 13 candidates, 10-fold x 3, 50 random candidates, 5-fold tuning")
+        train.add_argument(
+            "--full",
+            action="store_true",
+            help="ML-PT-sized run: 13 candidates, 10-fold x 3, 50 random candidates, 5-fold tuning",
+        )
         train.add_argument("--seed", type=int, default=0)
         clustering_flags(train)
         train.set_defaults(handler=cmd_train)
 
         replay = verbs.add_parser("replay", help="send a CSV to a running service and compare with offline labels")
         replay.add_argument("csv")
-        replay.add_argument("--url", default="http://127.0.0.1:8080/predict",
-                            help="service URL: /predict or /predict/web-events, or the base URL")
+        replay.add_argument(
+            "--url",
+            default="http://127.0.0.1:8080/predict",
+            help="service URL: /predict or /predict/web-events, or the base URL",
+        )
         replay.add_argument("--batch-size", type=int, default=2000)
         replay.add_argument("--timeout", type=float, default=300.0)
         replay.add_argument("--limit", type=int, help="send only the first N events")
@@ -395,8 +510,14 @@ class WebEventsTask(Task):
         path = settings.data_dir / SAMPLE_CSV
         frame = load_events_csv(path)
         pipeline, info, _ = train_model(frame, folds=0, tune=False, progress=False)
-        return store.save("web_events", pipeline, metrics=info["metrics"], feature_version=FEATURE_VERSION,
-                          data_fingerprint=data_fingerprint(path), extra={**info["extra"], "data": SAMPLE_CSV})
+        return store.save(
+            "web_events",
+            pipeline,
+            metrics=info["metrics"],
+            feature_version=FEATURE_VERSION,
+            data_fingerprint=data_fingerprint(path),
+            extra={**info["extra"], "data": SAMPLE_CSV},
+        )
 
     def predict(self, loaded: LoadedModel, request: PredictInput):
         return predict_mlpt(loaded, request)
@@ -404,10 +525,16 @@ class WebEventsTask(Task):
     def request_schema(self) -> dict:
         return {
             "type": "array",
-            "items": {"type": "object", "required": ["data"],
-                      "properties": {"data": {"type": "string",
-                                              "description": "one event as a JSON object string; NaN allowed; "
-                                                             f"fields {', '.join(COLUMNS)}"}}},
+            "items": {
+                "type": "object",
+                "required": ["data"],
+                "properties": {
+                    "data": {
+                        "type": "string",
+                        "description": f"one event as a JSON object string; NaN allowed; fields {', '.join(COLUMNS)}",
+                    }
+                },
+            },
         }
 
     def example_request(self):

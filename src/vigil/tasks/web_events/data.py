@@ -87,7 +87,7 @@ def _record_error(index: int, field_name: str, message: str) -> dict:
 _COLUMN_SET = frozenset(COLUMNS)
 _column_values = operator.itemgetter(*COLUMNS)  # the eight values of an event as a tuple, in C
 _SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})  # what JSON gives besides objects and arrays
-_scan_once = json.JSONDecoder().scan_once  # the C scanner behind json.loads (NaN accepted the same)
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner behind json.loads (NaN accepted the same)
 
 
 def _loads(text: str):
@@ -132,8 +132,11 @@ def parse_request(body, max_rows: int = 100_000) -> ParsedRequest:
             {"field": "body", "got": type(body).__name__},
         )
     if len(body) > max_rows:
-        raise InvalidInput(f"too many events in one request: {len(body)} > {max_rows}",
-                           {"field": "body", "max_rows": max_rows}, status=413)
+        raise InvalidInput(
+            f"too many events in one request: {len(body)} > {max_rows}",
+            {"field": "body", "max_rows": max_rows},
+            status=413,
+        )
     plain = _plain_events(body)
     if plain is not None:  # every record well formed: the frame at once
         events = pd.DataFrame.from_records(plain, columns=COLUMNS) if plain else pd.DataFrame(columns=COLUMNS)
@@ -163,8 +166,11 @@ def parse_request(body, max_rows: int = 100_000) -> ParsedRequest:
             errors.append(_record_error(index, ",".join(absent), f"missing field(s) {absent}"))
             continue
         values = _column_values(event)
-        nested = [] if set(map(type, values)) <= _SCALAR_TYPES else [
-            c for c, v in zip(COLUMNS, values) if isinstance(v, (dict, list))]
+        nested = (
+            []
+            if set(map(type, values)) <= _SCALAR_TYPES
+            else [c for c, v in zip(COLUMNS, values) if isinstance(v, (dict, list))]
+        )
         if nested:
             errors.append(_record_error(index, nested[0], "must be a string, a number or NaN, not an object or array"))
             continue
