@@ -234,7 +234,7 @@ def train_and_evaluate(labelled: pd.DataFrame, model: str = "auto", test_fractio
     report = TrainingReport(chosen=chosen, cv_roc_auc=cv_scores, holdout=evaluate(y_holdout, holdout_scores, threshold),
                             threshold=threshold, n_train=len(train), n_holdout=len(holdout), test_fraction=test_fraction,
                             seconds=seconds, holdout_scores=holdout_scores, holdout_labels=y_holdout,
-                            importance=feature_importance(fitted, train))
+                            importance=feature_importance(fitted, train, site_dic))
     if refit_all:
         started = time.perf_counter()
         fitted = clone(candidates[chosen]).fit(labelled, _labels(labelled))
@@ -257,28 +257,51 @@ def feature_dims(fitted) -> dict[str, int]:
     return dims
 
 
-def feature_importance(fitted, sessions: pd.DataFrame, max_rows: int = 20_000) -> dict[str, pd.DataFrame]:
+def _readable(feature: str, site_names: dict[str, str]) -> str:
+    """``sites 29 731`` -> ``sites www.google.fr > vk.com`` where the site dictionary knows the ids."""
+    if not feature.startswith("sites ") or not site_names:
+        return feature
+    return "sites " + " > ".join(site_names.get(token, token) for token in feature[len("sites "):].split())
+
+
+def _linear_importance(featurizer: SessionFeaturizer, estimator, sessions: pd.DataFrame,
+                       site_names: dict[str, str]) -> pd.DataFrame:
+    frame = pd.DataFrame({"feature": [_readable(f, site_names) for f in featurizer.feature_names()],
+                          "block": featurizer.block_of_each_feature()})
+    coefficients = estimator.coef_.ravel()
+    matrix = featurizer.transform(sessions)
+    frame["coefficient"] = coefficients
+    frame["importance"] = np.asarray(abs(matrix).mean(axis=0)).ravel() * np.abs(coefficients)
+    return frame
+
+
+def feature_importance(fitted, sessions: pd.DataFrame, site_dic: dict[str, int] | None = None,
+                       max_rows: int = 20_000) -> dict[str, pd.DataFrame]:
     """Per member of a fitted model, one row per feature: ``feature``, ``block``, ``importance``, sorted.
 
     Logistic regression: the mean absolute contribution of the feature to the log-odds over
     ``sessions`` (|coefficient x value|, so a wide block of rare columns is not overrated), with the
-    signed ``coefficient``. LightGBM: the share of the total split gain.
+    signed ``coefficient``. LightGBM: the share of the total split gain; its ``site_score`` block,
+    itself a logistic regression, gets a table of its own (``"lightgbm site_score"``). Site ids in
+    feature names are spelled out with ``site_dic``.
     """
+    site_names = site_names_of(site_dic)
     sample = sessions.iloc[np.linspace(0, len(sessions) - 1, min(len(sessions), max_rows)).astype(int)]
     tables = {}
     for name, pipeline in _members(fitted).items():
         featurizer, estimator = pipeline.named_steps["features"], pipeline.named_steps["model"]
-        frame = pd.DataFrame({"feature": featurizer.feature_names(), "block": featurizer.block_of_each_feature()})
         if hasattr(estimator, "booster_"):
+            frame = pd.DataFrame({"feature": featurizer.feature_names(), "block": featurizer.block_of_each_feature()})
             gain = estimator.booster_.feature_importance(importance_type="gain")
             frame["importance"] = gain / max(gain.sum(), 1e-12)
+            tables[name] = frame
+            for block in featurizer.blocks_:
+                if hasattr(block, "model_") and hasattr(block, "featurizer"):
+                    tables[f"{name} {block.name}"] = _linear_importance(block.featurizer, block.model_, sample, site_names)
         else:
-            coefficients = estimator.coef_.ravel()
-            matrix = featurizer.transform(sample)
-            frame["coefficient"] = coefficients
-            frame["importance"] = np.asarray(abs(matrix).mean(axis=0)).ravel() * np.abs(coefficients)
-        tables[name] = frame.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
-    return tables
+            tables[name] = _linear_importance(featurizer, estimator, sample, site_names)
+    return {name: table.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
+            for name, table in tables.items()}
 
 
 def learning_curve(labelled: pd.DataFrame, fractions=(0.1, 0.2, 0.4, 0.6, 0.8, 1.0), models=("logreg", "lightgbm"),
