@@ -70,10 +70,17 @@ TRUSTED_TYPES = frozenset(
         "vigil.tasks.web_events.wrangling.EventWrangler",
         "vigil.tasks.web_sessions.features.SessionFeaturizer",
         "vigil.tasks.web_sessions.features.SessionShape",
+        "vigil.tasks.web_sessions.features.SiteNameTokens",
         "vigil.tasks.web_sessions.features.SiteNgrams",
+        "vigil.tasks.web_sessions.features.SiteScore",
+        "vigil.tasks.web_sessions.features.StartClock",
         "vigil.tasks.web_sessions.features.StartHour",
         "vigil.tasks.web_sessions.features.StartWeekday",
+        "vigil.tasks.web_sessions.features.TopSitesShare",
+        "vigil.tasks.web_sessions.features.VisitGaps",
+        "vigil.tasks.web_sessions.features.WeekdayHour",
         "vigil.tasks.web_sessions.features.split_on_spaces",
+        "vigil.tasks.web_sessions.model.MeanProbability",
     }
 )
 TRACKED_LIBRARIES = ("vigil", "numpy", "pandas", "scikit-learn", "lightgbm", "lief", "skops")

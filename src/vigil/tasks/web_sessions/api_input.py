@@ -31,8 +31,9 @@ def session_list(body: Any) -> list:
     elif isinstance(body, dict):
         body = [body]
     if not isinstance(body, list):
-        raise InvalidInput("body must be a session object, a list of sessions, or {\"sessions\": [...]}",
-                           {"got": type(body).__name__})
+        raise InvalidInput(
+            'body must be a session object, a list of sessions, or {"sessions": [...]}', {"got": type(body).__name__}
+        )
     if not body:
         raise InvalidInput("no sessions given", {"field": "sessions"})
     return body
@@ -47,21 +48,26 @@ def _visits(session: Any, index: int) -> tuple[list, list]:
             if not isinstance(value, list):
                 raise InvalidInput(f"session {index}: '{field}' must be a list", {"session": index, "field": field})
         if len(sites) != len(times):
-            raise InvalidInput(f"session {index}: {len(sites)} sites but {len(times)} times",
-                               {"session": index, "field": "times"})
+            raise InvalidInput(
+                f"session {index}: {len(sites)} sites but {len(times)} times", {"session": index, "field": "times"}
+            )
         return sites, times
     flat_keys = [k for k in session if k in SITE_COLUMNS or k in TIME_COLUMNS or k == "session_id"]
     if not flat_keys:
-        raise InvalidInput(f"session {index} needs 'sites' and 'times' lists, or site1/time1 ... site10/time10",
-                           {"session": index, "field": "sites"})
+        raise InvalidInput(
+            f"session {index} needs 'sites' and 'times' lists, or site1/time1 ... site10/time10",
+            {"session": index, "field": "sites"},
+        )
     sites, times = [], []
     for position in range(1, N_SITES + 1):
         site, time = session.get(f"site{position}"), session.get(f"time{position}")
         if site in (None, "", 0) and time in (None, ""):
             continue
         if len(sites) != position - 1:
-            raise InvalidInput(f"session {index}: site{position} follows a missing visit",
-                               {"session": index, "field": f"site{position}"})
+            raise InvalidInput(
+                f"session {index}: site{position} follows a missing visit",
+                {"session": index, "field": f"site{position}"},
+            )
         sites.append(site)
         times.append(time)
     return sites, times
@@ -69,8 +75,10 @@ def _visits(session: Any, index: int) -> tuple[list, list]:
 
 def site_token(value: Any, site_ids: dict[str, int], index: int, field: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise InvalidInput(f"session {index}: {field} must be a site id or a site name",
-                           {"session": index, "field": field, "got": value})
+        raise InvalidInput(
+            f"session {index}: {field} must be a site id or a site name",
+            {"session": index, "field": field, "got": value},
+        )
     if isinstance(value, int) or value.strip().isdigit():
         number = int(value)
         if number < 1:
@@ -87,13 +95,16 @@ def site_token(value: Any, site_ids: dict[str, int], index: int, field: str) -> 
 
 def parse_time(value: Any, index: int, field: str) -> pd.Timestamp:
     if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(f"session {index}: {field} must be an ISO time string like \"2014-10-04 11:19:53\"",
-                           {"session": index, "field": field, "got": value})
+        raise InvalidInput(
+            f'session {index}: {field} must be an ISO time string like "2014-10-04 11:19:53"',
+            {"session": index, "field": field, "got": value},
+        )
     try:
         stamp = pd.Timestamp(value.strip())
     except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"session {index}: {field} is not a valid time", {"session": index, "field": field,
-                                                                            "got": value}) from exc
+        raise InvalidInput(
+            f"session {index}: {field} is not a valid time", {"session": index, "field": field, "got": value}
+        ) from exc
     if pd.isna(stamp):
         raise InvalidInput(f"session {index}: {field} is not a valid time", {"session": index, "field": field})
     # Kaggle's times are local wall-clock times: keep the wall clock, drop the zone
@@ -109,14 +120,18 @@ def sessions_frame(body: Any, site_ids: dict[str, int], max_rows: int) -> pd.Dat
     for index, session in enumerate(sessions):
         sites, times = _visits(session, index)
         if not 1 <= len(sites) <= N_SITES:
-            raise InvalidInput(f"session {index} has {len(sites)} visits; a session has 1 to {N_SITES}",
-                               {"session": index, "field": "sites"})
+            raise InvalidInput(
+                f"session {index} has {len(sites)} visits; a session has 1 to {N_SITES}",
+                {"session": index, "field": "sites"},
+            )
         tokens = [site_token(site, site_ids, index, f"sites[{i}]") for i, site in enumerate(sites)]
         stamps = [parse_time(time, index, f"times[{i}]") for i, time in enumerate(times)]
         for i in range(1, len(stamps)):
             if stamps[i] < stamps[i - 1]:
-                raise InvalidInput(f"session {index}: times[{i}] is earlier than times[{i - 1}]; list visits in order",
-                                   {"session": index, "field": f"times[{i}]"})
+                raise InvalidInput(
+                    f"session {index}: times[{i}] is earlier than times[{i - 1}]; list visits in order",
+                    {"session": index, "field": f"times[{i}]"},
+                )
         row = []
         for position in range(N_SITES):
             row.extend([tokens[position], stamps[position]] if position < len(tokens) else [None, pd.NaT])

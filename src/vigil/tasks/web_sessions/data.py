@@ -70,12 +70,16 @@ def read_sessions(path: Path | str) -> pd.DataFrame:
         bad = frame.index[given & converted.isna()]
         if len(bad):
             kind = "a site id" if column.startswith("site") else "a time"
-            raise InvalidInput(f"{path}: row {int(bad[0])} {column} is not {kind}",
-                               {"row": int(bad[0]), "field": column, "got": str(frame.at[bad[0], column])})
+            raise InvalidInput(
+                f"{path}: row {int(bad[0])} {column} is not {kind}",
+                {"row": int(bad[0]), "field": column, "got": str(frame.at[bad[0], column])},
+            )
         frame[column] = converted.astype("Int64") if column.startswith("site") else converted
     bad = frame.index[frame["site1"].isna() | frame["time1"].isna()]
     if len(bad):
-        raise InvalidInput(f"{path}: session without a first site or time", {"row": int(bad[0]), "field": "site1/time1"})
+        raise InvalidInput(
+            f"{path}: session without a first site or time", {"row": int(bad[0]), "field": "site1/time1"}
+        )
     if "target" in frame.columns:
         frame["target"] = pd.to_numeric(frame["target"], errors="raise").astype(int)
     return frame
@@ -117,7 +121,9 @@ def sessionize(times: pd.Series, sites: pd.Series) -> pd.DataFrame:
     """Cut one user's time-ordered visits into Kaggle sessions: at most 10 visits, at most 30 minutes
     from the session's first visit (the rule the real Kaggle files follow)."""
     seconds = times.to_numpy(dtype="datetime64[s]").astype(np.int64)
-    rows, current, start_second = [], [], None
+    rows: list = []
+    current: list = []
+    start_second = None
     for site, time, second in zip(sites, times, seconds):
         if current and (len(current) == 2 * N_SITES or second - start_second > MAX_SESSION_SECONDS):
             rows.append(current)
@@ -162,12 +168,17 @@ def shift_into_period(sessions: pd.DataFrame, period_start: pd.Timestamp, period
     first_target = _week_start(pd.Series([pd.Timestamp(period_start) - pd.Timedelta(microseconds=1)])).iloc[0] + WEEK
     last_target = _week_start(pd.Series([pd.Timestamp(period_end) + pd.Timedelta(days=1)])).iloc[0] - WEEK
     if last_target < first_target:
-        raise InvalidInput("the other sessions span less than one whole week; cannot place Alice's weeks in it",
-                           {"period": [str(period_start), str(period_end)]})
+        raise InvalidInput(
+            "the other sessions span less than one whole week; cannot place Alice's weeks in it",
+            {"period": [str(period_start), str(period_end)]},
+        )
     n_target = int((last_target - first_target) / WEEK) + 1
     n_source = len(source_weeks)
-    positions = np.zeros(n_source, dtype=int) if n_source == 1 else np.round(
-        np.arange(n_source) * (n_target - 1) / (n_source - 1)).astype(int)
+    positions = (
+        np.zeros(n_source, dtype=int)
+        if n_source == 1
+        else np.round(np.arange(n_source) * (n_target - 1) / (n_source - 1)).astype(int)
+    )
     target_of = {pd.Timestamp(w): first_target + int(p) * WEEK for w, p in zip(source_weeks, positions)}
     offset = week.map(lambda w: target_of[pd.Timestamp(w)] - pd.Timestamp(w))
     for column in TIME_COLUMNS:
