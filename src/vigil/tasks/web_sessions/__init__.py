@@ -9,7 +9,8 @@ Commands::
 
     vigil web-sessions build-dataset --source ../shared/data/web_sessions --output runs/web_sessions/labelled.csv
     vigil web-sessions train --data runs/web_sessions/labelled.csv
-    vigil web-sessions predict --input test_sessions.csv --output submission.csv
+    vigil web-sessions learning-curve --data runs/web_sessions/labelled.csv
+    vigil web-sessions predict --input test_sessions.csv --output submission.csv   # Kaggle's session_id,target
 """
 
 from __future__ import annotations

@@ -500,6 +500,10 @@ def plot_learning_curve(curve: pd.DataFrame, path) -> None:
     figure, axes = plt.subplots(figsize=(6.5, 4))
     for name, rows in curve.groupby("model", sort=False):
         axes.plot(rows["n_train"], rows["roc_auc"], marker="o", label=name)
+    sizes = curve.drop_duplicates("n_train")
+    axes.set_xticks(
+        sizes["n_train"], [f"{n:,}\n{a:,} Alice" for n, a in zip(sizes["n_train"], sizes["alice_train"])], fontsize=7
+    )
     axes.set(
         xlabel="training sessions (the latest ones before the held-out part)",
         ylabel="held-out ROC AUC",
