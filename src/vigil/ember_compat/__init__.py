@@ -167,25 +167,18 @@ def create_vectorized_features(data_dir, feature_version=2):
     """X_train.dat, y_train.dat, X_test.dat, y_test.dat in ``data_dir`` from its raw JSON lines."""
     extractor = PEFeatureExtractor(feature_version)
 
-    print("Vectorizing training set")
-    paths = _train_paths(data_dir)
-    vectorize_subset(
-        os.path.join(data_dir, "X_train.dat"),
-        os.path.join(data_dir, "y_train.dat"),
-        paths,
-        extractor,
-        count_lines([Path(p) for p in paths]),
-    )
-
-    print("Vectorizing test set")
-    paths = _test_paths(data_dir)
-    vectorize_subset(
-        os.path.join(data_dir, "X_test.dat"),
-        os.path.join(data_dir, "y_test.dat"),
-        paths,
-        extractor,
-        count_lines([Path(p) for p in paths]),
-    )
+    for subset, label, paths in (
+        ("train", "training", _train_paths(data_dir)),
+        ("test", "test", _test_paths(data_dir)),
+    ):
+        print(f"Vectorizing {label} set")  # ember's own progress lines
+        vectorize_subset(
+            os.path.join(data_dir, f"X_{subset}.dat"),
+            os.path.join(data_dir, f"y_{subset}.dat"),
+            paths,
+            extractor,
+            count_lines([Path(p) for p in paths]),
+        )
 
 
 def read_vectorized_features(data_dir, subset=None, feature_version=2):
