@@ -57,32 +57,18 @@ DIMS = {1: 2351, 2: 2381}
 _LEGACY_HEADER_CHARACTERISTICS = {"NEED_32BIT_MACHINE": "CHARA_32BIT_MACHINE"}
 
 
-# The byte-level blocks read files this many bytes at a time (a multiple of the byte-entropy step),
-# so their memory does not grow with the file; their values are the same as in one whole-file pass.
+# The byte-level blocks are compiled loops over the bytes (byte_kernels.py) that hold a few counters,
+# not copies of the data; what is still numpy (windows that are not whole steps) reads this many
+# bytes at a time, so no block's memory grows with the file.
 CHUNK_BYTES = 1 << 20
 
 
-def _byte_counts(data: np.ndarray, minlength: int) -> np.ndarray:
-    """``np.bincount(data, minlength)`` of a uint8 array, int64, CHUNK_BYTES at a time.
+def _byte_kernels():
+    """The compiled passes, imported (and so numba) only once a file is extracted: the CLI and the
+    service start without paying numba's import."""
+    from vigil.tasks.ember import byte_kernels
 
-    Counted as 16-bit pairs: one ``bincount`` of the bytes viewed as ``uint16`` (half as many
-    elements, 65,536 bins), then the pair table summed along each axis gives the counts of the first
-    and of the second byte of each pair; an odd last byte is added on its own. Integer counts, so
-    equal to the plain ``bincount`` (bincount makes an 8-byte integer copy of its input: CHUNK_BYTES
-    at a time keeps that bounded).
-    """
-    counts = np.zeros(max(minlength, 256), dtype=np.int64)
-    for start in range(0, len(data), CHUNK_BYTES):
-        piece = data[start : start + CHUNK_BYTES]
-        even = len(piece) & ~1
-        if even >= 1 << 17:  # below, the 65,536-bin table costs more than it saves
-            pairs = np.bincount(piece[:even].view(np.uint16), minlength=65536).reshape(256, 256)
-            counts[:256] += pairs.sum(axis=0) + pairs.sum(axis=1)
-            if even < len(piece):
-                counts[int(piece[-1])] += 1
-        else:
-            counts[:256] += np.bincount(piece, minlength=256)[:256]
-    return counts[:minlength]
+    return byte_kernels
 
 
 def _hasher(n_features: int, input_type: str) -> FeatureHasher:
@@ -205,7 +191,7 @@ class ByteHistogram(FeatureBlock):
     dim = 256
 
     def raw_features(self, bytez, binary):
-        return _byte_counts(np.frombuffer(bytez, dtype=np.uint8), 256).tolist()
+        return _byte_kernels().byte_histogram(np.frombuffer(bytez, dtype=np.uint8)).tolist()
 
     def process_raw_features(self, raw):
         counts = np.array(raw, dtype=np.float32)
@@ -216,11 +202,13 @@ class ByteEntropyHistogram(FeatureBlock):
     """Joint histogram of (local entropy bin, byte >> 4) over sliding windows (Saxe & Berlin 2015).
 
     ember computes one window at a time: the 16 nibble counts ``c``, ``p = c / window`` in float32,
-    ``H = 2 * np.sum(-p * log2(p))`` over the non-zero counts, bin ``min(int(2 * H), 15)``. Here all
-    the windows of a chunk at once, with the same float32 values: each term ``-p * log2(p)`` depends
-    only on its count, so it is looked up in a table computed with the same numpy operations, and
-    the sum is done in the order ``np.sum`` adds a float32 array of that many terms (see
-    :func:`_numpy_float32_sum16`), so every window lands in ember's bin.
+    ``H = 2 * np.sum(-p * log2(p))`` over the non-zero counts, bin ``min(int(2 * H), 15)``. Here with
+    the same float32 values: each term ``-p * log2(p)`` depends only on its count, so it is looked up
+    in a table computed with the same numpy operations, and the sum is done in the order ``np.sum``
+    adds a float32 array of that many terms (see :func:`_numpy_float32_sum16`), so every window lands
+    in ember's bin. When a window is whole steps (ember's 2048 / 1024), one compiled pass counts each
+    step's nibbles once and slides the window over them (``byte_kernels.byte_entropy_histogram``);
+    otherwise each window is counted with numpy and all of a chunk's windows binned at once.
     """
 
     name = "byteentropy"
@@ -238,15 +226,19 @@ class ByteEntropyHistogram(FeatureBlock):
         entropy = np.sum(-p[nonzero] * np.log2(p[nonzero])) * 2  # x2: 16 bins carry 4 of 8 bits
         return min(int(entropy * 2), 15)  # 16 bins; entropy 8.0 goes to the last one
 
-    def _entropy_bins(self, windows: np.ndarray) -> np.ndarray:
-        """``_entropy_bin`` of every row of ``windows`` (n, 16) of counts in 0..window, at once."""
+    def _term_table(self) -> np.ndarray:
+        """``-p * log2(p)`` in float32 for ``p = count / window``, count 0..window (ember's numpy ops)."""
         if self._terms is None:
             p = np.arange(self.window + 1, dtype=np.float32) / self.window
             with np.errstate(divide="ignore", invalid="ignore"):
                 terms = -p * np.log2(p)
             terms[0] = 0  # never summed: ember leaves zero counts out
             self._terms = terms
-        terms = self._terms[windows]
+        return self._terms
+
+    def _entropy_bins(self, windows: np.ndarray) -> np.ndarray:
+        """``_entropy_bin`` of every row of ``windows`` (n, 16) of counts in 0..window, at once."""
+        terms = self._term_table()[windows]
         nonzero = windows != 0
         # ember sums the non-zero terms only, in bin order: move them to the front of each row
         order = np.argsort(~nonzero, axis=1, kind="stable")
@@ -256,6 +248,9 @@ class ByteEntropyHistogram(FeatureBlock):
 
     def _step_counts(self, data: np.ndarray) -> np.ndarray:
         """Nibble counts of each whole step of ``data`` (at most ~CHUNK_BYTES), (n_steps, 16), int64.
+
+        numpy's way to the step counts the compiled pass makes byte by byte; kept as the tests'
+        second opinion on them.
 
         For each nibble value, the 0/1 bytes of ``nibble == value`` are read as uint64 words and the
         words of a step added: each of a word's 8 byte lanes counts at most step / 8 (<= 255, so no
@@ -280,27 +275,19 @@ class ByteEntropyHistogram(FeatureBlock):
             counts = np.bincount(data >> 4, minlength=16)
             output[self._entropy_bin(counts), :] += counts
             return output.flatten().tolist()
+        if self.window % self.step == 0:
+            kernels = _byte_kernels()
+            return kernels.byte_entropy_histogram(data, self._term_table(), self.step, self.window).ravel().tolist()
+        # windows that are not whole steps (not ember's): counted one by one, CHUNK_BYTES of them at a time
         n_windows = (data.shape[0] - self.window) // self.step + 1
-        if self.window % self.step:  # windows are not whole steps: count each one (not ember's)
+        per_chunk = max(1, CHUNK_BYTES // self.step)
+        for first in range(0, n_windows, per_chunk):
             windows = np.array(
                 [
                     np.bincount(data[s : s + self.window] >> 4, minlength=16)
-                    for s in range(0, n_windows * self.step, self.step)
+                    for s in range(first * self.step, min(n_windows, first + per_chunk) * self.step, self.step)
                 ]
             )
-            np.add.at(output, self._entropy_bins(windows), windows)
-            return output.flatten().tolist()
-        # A window is window/step whole steps: count each step once, add neighbours; CHUNK_BYTES of
-        # windows at a time (their last steps overlap the next chunk's first: counted again, so the
-        # memory stays ~10 x CHUNK_BYTES whatever the file). Integer counts: the same in any chunking.
-        per_window = self.window // self.step
-        per_chunk = max(1, CHUNK_BYTES // self.step)
-        for first in range(0, n_windows, per_chunk):
-            last = min(n_windows, first + per_chunk)
-            steps = self._step_counts(data[first * self.step : (last - 1 + per_window) * self.step])
-            windows = steps[: last - first].copy()
-            for offset in range(1, per_window):
-                windows += steps[offset : offset + last - first]
             np.add.at(output, self._entropy_bins(windows), windows)
         return output.flatten().tolist()
 
@@ -337,88 +324,22 @@ class StringExtractor(FeatureBlock):
     """Statistics of printable strings (runs of >= 5 bytes in 0x20..0x7f) and a few indicators.
 
     ember finds the strings with ``re.findall(b"[\\x20-\\x7f]{5,}")`` and the indicators with four
-    more regular expressions. Here with numpy on a printable mask, with the same values: a byte is
-    in a string when one of the 5-byte windows that hold it is all printable (the property only
-    looks 4 bytes either side), a string starts at an all-printable window not preceded by a
-    printable byte, and an indicator is counted where it starts (none can overlap itself, nor the
-    two spellings of ``urls`` each other, so counting start positions is counting regex matches).
+    more regular expressions. Here one compiled pass over the bytes gives the same values
+    (``byte_kernels.strings_scan``): the printable run length is tracked per byte, a string is counted
+    when its run reaches 5 bytes and its bytes as they come, and an indicator is counted where it
+    starts (none can overlap itself, nor the two spellings of ``urls`` each other, so counting start
+    positions is counting regex matches).
     """
 
     name = "strings"
     dim = 1 + 1 + 1 + 96 + 1 + 1 + 1 + 1 + 1
 
-    min_length = 5
-    # key in the raw record -> (literal spellings, case-insensitive): ember's c:\\, https?://, ...
-    _indicators = {
-        "paths": ((b"c:\\",), True),  # occurrences of 'C:\', not whole paths
-        "urls": ((b"http://", b"https://"), True),
-        "registry": ((b"HKEY_",), False),
-        "MZ": ((b"MZ",), False),  # an embedded PE header (a dropper?)
-    }
-    _longest_indicator = len(b"https://")
-
-    @staticmethod
-    def _occurrences(data: np.ndarray, folded: np.ndarray, n_starts: int, literal: bytes, ignorecase: bool) -> int:
-        """How many times ``literal`` starts in ``data[:n_starts]`` (it may run past n_starts);
-        ``folded`` is ``data | 0x20``, where an ASCII letter of either case is its lower case."""
-
-        def matches(at: slice | np.ndarray, char: int) -> np.ndarray:
-            if ignorecase and 0x61 <= (char | 0x20) <= 0x7A:  # re.IGNORECASE on bytes: ASCII letters
-                return folded[at] == (char | 0x20)
-            return data[at] == char
-
-        n_starts = min(n_starts, len(data) - len(literal) + 1)
-        if n_starts <= 0:
-            return 0
-        # the first two characters over the whole range, then the rest at those few places only
-        candidates = matches(slice(0, n_starts), literal[0])
-        if len(literal) > 1:
-            candidates &= matches(slice(1, n_starts + 1), literal[1])
-        if len(literal) <= 2:
-            return int(np.count_nonzero(candidates))
-        positions = np.flatnonzero(candidates)
-        for offset, char in enumerate(literal[2:], 2):
-            positions = positions[matches(positions + offset, char)]
-        return len(positions)
-
     def raw_features(self, bytez, binary):
-        # CHUNK_BYTES at a time (and a few bytes either side), so the memory does not grow with the
-        # file; each string is counted in the chunk where it starts, its bytes where they lie, each
-        # indicator where it starts, so the sums over the chunks are the whole-file values exactly.
         data = np.frombuffer(bytez, dtype=np.uint8)
-        k, size = self.min_length, len(data)
-        numstrings, length, counts = 0, 0, np.zeros(96, dtype=np.int64)
-        indicators = dict.fromkeys(self._indicators, 0)
-        for start in range(0, size, CHUNK_BYTES):
-            end = min(size, start + CHUNK_BYTES)
-            low, high = max(0, start - (k - 1)), min(size, end + k - 1)
-            piece = data[low:high]
-            printable = (piece - np.uint8(0x20)) < 96  # 0x20..0x7f (uint8 arithmetic wraps)
-            if len(piece) >= k:
-                window = printable[: len(piece) - k + 1].copy()  # window[i]: piece[i:i+k] printable
-                for offset in range(1, k):
-                    window &= printable[offset : offset + len(window)]
-                in_string = np.zeros(len(piece), dtype=bool)
-                for offset in range(k):
-                    in_string[offset : offset + len(window)] |= window
-                first, last = start - low, min(end - low, len(window))  # windows starting in the chunk
-                if first < last:
-                    numstrings += int(
-                        np.count_nonzero(window[max(first, 1) : last] & ~printable[max(first, 1) - 1 : last - 1])
-                    )
-                    numstrings += int(first == 0 and window[0])  # a string at the file's start
-                chunk_in_string = in_string[start - low : end - low]
-                in_chunk = int(np.count_nonzero(chunk_in_string))
-                if in_chunk:
-                    length += in_chunk
-                    string_bytes = piece[start - low : end - low][chunk_in_string]
-                    counts += _byte_counts(string_bytes - np.uint8(0x20), 96)
-            tail = data[start : min(size, end + self._longest_indicator - 1)]
-            folded = tail | np.uint8(0x20)
-            for name, (literals, ignorecase) in self._indicators.items():
-                indicators[name] += sum(
-                    self._occurrences(tail, folded, end - start, literal, ignorecase) for literal in literals
-                )
+        numstrings, byte_counts, paths, urls, registry, mz = _byte_kernels().strings_scan(data)
+        counts = byte_counts[0x20:0x80]
+        length = int(counts.sum())  # every byte of every string is printable, and counted once
+        indicators = {"paths": paths, "urls": urls, "registry": registry, "MZ": mz}
         if numstrings:
             avlength = length / numstrings
             total = counts.sum()
