@@ -39,6 +39,8 @@ import hashlib
 import logging
 import struct
 import warnings
+from itertools import chain
+from operator import itemgetter
 from typing import Any, ClassVar
 
 import numpy as np
@@ -82,6 +84,101 @@ def _hash_rows(hasher: FeatureHasher, samples: list) -> np.ndarray:
     hashing sample i alone; one call per batch saves FeatureHasher's per-call overhead.
     """
     return hasher.transform(samples).toarray()
+
+
+# Distinct tokens whose column a StringHasher remembers (EMBER's import names repeat across files;
+# past this many the others are hashed each time, so the memory stays bounded on any corpus).
+TOKEN_TABLE_LIMIT = 1 << 19
+
+
+class _TokenCodes(dict):
+    """token -> signed column code (column + 1 where FeatureHasher adds +1, -(column + 1) for -1);
+    a missing token is hashed as FeatureHasher hashes it (murmurhash3 of its UTF-8, seed 0)."""
+
+    def __init__(self, owner: StringHasher, prefix: str = ""):
+        super().__init__()
+        self.owner, self.prefix = owner, prefix
+
+    def __missing__(self, token):
+        code = self.owner.code(self.prefix + token if self.prefix else token)
+        if self.owner.room > 0:
+            self.owner.room -= 1
+            self[token] = code
+        return code
+
+
+class StringHasher:
+    """``FeatureHasher(n_features, input_type="string")`` over a batch, each distinct token hashed once.
+
+    FeatureHasher's values for string tokens are +1 / -1 (its alternate sign), summed per row: integer
+    sums, the same in any order, so the dense rows here (one ``bincount`` for the whole batch) equal
+    ``FeatureHasher.transform(samples).toarray()`` exactly. The columns come from a table of the
+    tokens seen before: a dict lookup (run by ``map`` in C) instead of encoding and hashing each
+    token again, which is most of the time for EMBER's ~160 import names a record.
+    """
+
+    def __init__(self, n_features: int):
+        self.n_features = n_features
+        self.room = TOKEN_TABLE_LIMIT
+        self.codes = _TokenCodes(self)
+        self._prefixed: dict[str, _TokenCodes] = {}
+
+    def code(self, token) -> int:
+        """FeatureHasher's column and sign of one token, as a signed code."""
+        from sklearn.utils import murmurhash3_32
+
+        if isinstance(token, str):
+            data = token.encode("utf-8")
+        elif isinstance(token, bytes):
+            data = token
+        else:
+            raise TypeError("feature names must be strings")
+        h = murmurhash3_32(data, seed=0)
+        # FeatureHasher's column: abs(h) % n, with abs(-2**31) taken as 2**31 - 1 - (n - 1) (its rule)
+        column = (2147483647 - (self.n_features - 1)) % self.n_features if h == -(2**31) else abs(h) % self.n_features
+        return column + 1 if h >= 0 else -(column + 1)
+
+    def prefixed(self, prefix: str) -> _TokenCodes:
+        """The table of ``prefix + token`` keyed by ``token`` (imports: ``"kernel32.dll:" + name``),
+        so the joined strings are built only for tokens not seen before."""
+        table = self._prefixed.get(prefix)
+        if table is None:
+            if self.room <= 0:
+                return _TokenCodes(self, prefix)
+            table = self._prefixed[prefix] = _TokenCodes(self, prefix)
+        return table
+
+    def rows(self, samples: list) -> np.ndarray:
+        """float64 (len(samples), n_features): row i = FeatureHasher on ``samples[i]`` alone."""
+        if samples and isinstance(samples[0], str):
+            raise ValueError(
+                "Samples can not be a single string. The input must be an iterable over iterables of strings."
+            )
+        lengths = np.fromiter(map(len, samples), dtype=np.intp, count=len(samples))
+        codes = np.fromiter(
+            map(self.codes.__getitem__, chain.from_iterable(samples)), dtype=np.int64, count=int(lengths.sum())
+        )
+        return self.from_codes(codes, lengths)
+
+    def from_codes(self, codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Dense rows from signed codes, ``lengths[i]`` of them for row i, in order."""
+        n = len(lengths)
+        flat = np.repeat(np.arange(n, dtype=np.int64) * self.n_features, lengths) + (np.abs(codes) - 1)
+        weights = np.where(codes > 0, 1.0, -1.0)
+        return np.bincount(flat, weights=weights, minlength=n * self.n_features).reshape(n, self.n_features)
+
+
+def _number_rows(rows: list, dtype: type = np.float64, width: int | None = None) -> np.ndarray | None:
+    """A (n, width) matrix of the JSON numbers of ``rows`` (lists or tuples), or None where one is
+    not a plain number (None, a string, a nested list, a ragged row): the block then takes its
+    record-by-record path, so a malformed record gives exactly what it gave before."""
+    try:
+        matrix = np.array(rows)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if matrix.ndim != 2 or matrix.dtype.kind not in "biuf" or (width is not None and matrix.shape[1] != width):
+        return None
+    return matrix.astype(dtype, copy=False)
 
 
 def _enum_name(value: Any) -> str:
@@ -162,6 +259,19 @@ def _legacy_data_directories(bytez: bytes, binary: Any) -> list[tuple[int, int]]
     return directories
 
 
+def _normalised_counts(block: FeatureBlock, raws: list) -> np.ndarray:
+    """``counts / counts.sum()`` in float32 for every record at once (histogram, byteentropy).
+
+    A row sum of a C-ordered (n, 256) float32 matrix is numpy's pairwise sum of that row, the same
+    additions as ``np.sum`` of the record's own array, so the rows are ember's values bit for bit
+    (``tests/test_ember_vectorize.py`` checks it on counts too large for float32 to add exactly)."""
+    counts = _number_rows(raws, np.float32, block.dim)
+    if counts is None:
+        return FeatureBlock.process_raw_features_batch(block, raws)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an all-zero record: NaN, as in ember
+        return counts / counts.sum(axis=1, keepdims=True)
+
+
 class FeatureBlock:
     """One block of the EMBER vector."""
 
@@ -196,6 +306,9 @@ class ByteHistogram(FeatureBlock):
     def process_raw_features(self, raw):
         counts = np.array(raw, dtype=np.float32)
         return counts / counts.sum()
+
+    def process_raw_features_batch(self, raws):
+        return _normalised_counts(self, raws)
 
 
 class ByteEntropyHistogram(FeatureBlock):
@@ -295,6 +408,9 @@ class ByteEntropyHistogram(FeatureBlock):
         counts = np.array(raw, dtype=np.float32)
         return counts / counts.sum()
 
+    def process_raw_features_batch(self, raws):
+        return _normalised_counts(self, raws)
+
 
 def _numpy_float32_sum16(terms: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Row sums of ``terms`` (m, 16) float32, row i adding its first ``n[i]`` values (the rest are 0)
@@ -356,6 +472,20 @@ class StringExtractor(FeatureBlock):
             "entropy": float(entropy),
             **indicators,
         }
+
+    _scalars_before = ("numstrings", "avlength", "printables")
+    _scalars_after = ("entropy", "paths", "urls", "registry", "MZ")
+
+    def process_raw_features_batch(self, raws):
+        # float64 matrices, then float32 once, as np.hstack(...).astype(np.float32) of each record
+        before = _number_rows(list(map(itemgetter(*self._scalars_before), raws)), np.float64, 3)
+        after = _number_rows(list(map(itemgetter(*self._scalars_after), raws)), np.float64, 5)
+        dist = _number_rows(list(map(itemgetter("printabledist"), raws)), np.float64, 96)
+        if before is None or after is None or dist is None:
+            return super().process_raw_features_batch(raws)
+        printables = before[:, 2:3]
+        divisor = np.where(printables > 0, printables, 1.0)
+        return np.hstack([before, dist / divisor, after]).astype(np.float32)
 
     def process_raw_features(self, raw):
         divisor = float(raw["printables"]) if raw["printables"] > 0 else 1.0
@@ -428,6 +558,10 @@ class GeneralFileInfo(FeatureBlock):
     def process_raw_features(self, raw):
         return np.asarray([raw[key] for key in self._order], dtype=np.float32)
 
+    def process_raw_features_batch(self, raws):
+        values = _number_rows(list(map(itemgetter(*self._order), raws)), np.float32, len(self._order))
+        return values if values is not None else super().process_raw_features_batch(raws)
+
 
 class HeaderFileInfo(FeatureBlock):
     """COFF and optional header: timestamp, hashed enums, 11 version and size numbers."""
@@ -447,7 +581,7 @@ class HeaderFileInfo(FeatureBlock):
         "sizeof_headers",
         "sizeof_heap_commit",
     )
-    _hasher = _hasher(10, "string")
+    _hasher = StringHasher(10)
 
     def raw_features(self, bytez, binary):
         raw = {
@@ -486,11 +620,11 @@ class HeaderFileInfo(FeatureBlock):
         return np.hstack(
             [
                 np.array([[c["timestamp"]] for c in coffs], dtype=np.float64).reshape(len(raws), 1),
-                _hash_rows(self._hasher, [[c["machine"]] for c in coffs]),
-                _hash_rows(self._hasher, [c["characteristics"] for c in coffs]),
-                _hash_rows(self._hasher, [[o["subsystem"]] for o in optionals]),
-                _hash_rows(self._hasher, [o["dll_characteristics"] for o in optionals]),
-                _hash_rows(self._hasher, [[o["magic"]] for o in optionals]),
+                self._hasher.rows([[c["machine"]] for c in coffs]),
+                self._hasher.rows([c["characteristics"] for c in coffs]),
+                self._hasher.rows([[o["subsystem"]] for o in optionals]),
+                self._hasher.rows([o["dll_characteristics"] for o in optionals]),
+                self._hasher.rows([[o["magic"]] for o in optionals]),
                 np.array([[o[key] for key in self._optional_numbers] for o in optionals], dtype=np.float64).reshape(
                     len(raws), len(self._optional_numbers)
                 ),
@@ -504,7 +638,7 @@ class SectionInfo(FeatureBlock):
     name = "section"
     dim = 5 + 50 + 50 + 50 + 50 + 50
     _pairs = _hasher(50, "pair")
-    _strings = _hasher(50, "string")
+    _strings = StringHasher(50)
 
     def raw_features(self, bytez, binary):
         if binary is None:
@@ -554,9 +688,8 @@ class SectionInfo(FeatureBlock):
                 _hash_rows(self._pairs, [[(s["name"], s["entropy"]) for s in secs] for secs in sections]),
                 _hash_rows(self._pairs, [[(s["name"], s["vsize"]) for s in secs] for secs in sections]),
                 # The quirk: one token per character of the entry name (what old scikit-learn did).
-                _hash_rows(self._strings, [list(entry) for entry in entries]),
-                _hash_rows(
-                    self._strings,
+                self._strings.rows([list(entry) for entry in entries]),
+                self._strings.rows(
                     [
                         [p for s in secs for p in s["props"] if s["name"] == entry]
                         for secs, entry in zip(sections, entries)
@@ -571,8 +704,8 @@ class ImportsInfo(FeatureBlock):
 
     name = "imports"
     dim = 256 + 1024
-    _libraries = _hasher(256, "string")
-    _functions = _hasher(1024, "string")
+    _libraries = StringHasher(256)
+    _functions = StringHasher(1024)
 
     def __init__(self, ordinal_names: bool = True):
         # Feature version 2 names ordinal imports "ordinal<N>"; version 1 kept LIEF's empty name.
@@ -596,10 +729,18 @@ class ImportsInfo(FeatureBlock):
 
     def process_raw_features_batch(self, raws):
         libraries = [list({library.lower() for library in raw}) for raw in raws]
-        functions = [[library.lower() + ":" + name for library, names in raw.items() for name in names] for raw in raws]
-        return np.hstack([_hash_rows(self._libraries, libraries), _hash_rows(self._functions, functions)]).astype(
-            np.float32
-        )
+        # "library:function" tokens, lower-case library: one table per library name as written, keyed
+        # by the function name, so a joined string is built only the first time it is seen
+        functions = self._functions
+        codes: list[int] = []
+        lengths = np.zeros(len(raws), dtype=np.intp)
+        for i, raw in enumerate(raws):
+            start = len(codes)
+            for library, names in raw.items():
+                codes.extend(map(functions.prefixed(library.lower() + ":").__getitem__, names))
+            lengths[i] = len(codes) - start
+        hashed = functions.from_codes(np.array(codes, dtype=np.int64), lengths)
+        return np.hstack([self._libraries.rows(libraries), hashed]).astype(np.float32)
 
 
 class ExportsInfo(FeatureBlock):
@@ -607,7 +748,7 @@ class ExportsInfo(FeatureBlock):
 
     name = "exports"
     dim = 128
-    _hasher = _hasher(128, "string")
+    _hasher = StringHasher(128)
 
     def raw_features(self, bytez, binary):
         if binary is None:
@@ -630,7 +771,7 @@ class ExportsInfo(FeatureBlock):
         return self.process_raw_features_batch([raw])[0]
 
     def process_raw_features_batch(self, raws):
-        return _hash_rows(self._hasher, [list(raw) for raw in raws]).astype(np.float32)
+        return self._hasher.rows([list(raw) for raw in raws]).astype(np.float32)
 
 
 class DataDirectories(FeatureBlock):
