@@ -57,6 +57,10 @@ class RouteSpec:
     # its partial answer keeping the good records); the schema's 422 only where it cannot (an
     # unexpected exception, the time limit). A body the schema refuses never gets a 5xx.
     task_explains_errors: bool = False
+    # callable(body_bytes, **path_params) -> numeric matrix or None: a JSON body that is only feature
+    # vectors, read fast (orjson + numpy) and handed to the view as a tensor instead of being parsed
+    # and schema-checked value by value (such a body matches the schema by construction).
+    json_tensor: Callable[..., Any] | None = None
     # Which token guards the route: "api", "predict", None, or "auto" (decided by path, see middleware).
     auth: str | None = "auto"
 

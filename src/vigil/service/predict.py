@@ -42,7 +42,7 @@ _executor_lock = threading.Lock()
 def predict_input_from_request(task=None) -> PredictInput:
     settings = current_app.config["VIGIL_SETTINGS"]
     body = request.get_data(cache=True)
-    tensor = None
+    tensor = g.get("vigil_tensor")  # JSON feature vectors the middleware read as a matrix (json_tensor)
     if request.mimetype == NPY_MIMETYPE:
         _check_takes_matrix(task)
         tensor = read_npy(body, settings.max_rows)
@@ -301,6 +301,15 @@ def _answer_schema_violation(task, compute, predict_input: PredictInput, schema_
     return result
 
 
+def _json_tensor(data: bytes, task_slug: str = ""):
+    """The task's fast read of a JSON body of feature vectors (Task.json_tensor), or None."""
+    try:
+        task = get_task(task_slug)
+    except Exception:  # an unknown slug: the view answers 404
+        return None
+    return task.json_tensor(data) if task.tensor_input else None
+
+
 def _task_slugs() -> list[str]:
     return [task.slug for task in all_tasks()]
 
@@ -313,6 +322,7 @@ def _task_slugs() -> list[str]:
     example=lambda task_slug: get_task(task_slug).example_request(),
     content_types=PREDICT_CONTENT_TYPES,
     task_explains_errors=True,
+    json_tensor=_json_tensor,
     expand={"task_slug": _task_slugs},
     tags=["predict"],
 )

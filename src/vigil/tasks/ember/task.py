@@ -29,7 +29,7 @@ from vigil.tasks.ember.workers import (
     extract_file,
     oversized,
 )
-from vigil.tensors import check_matrix
+from vigil.tensors import check_matrix, json_number_rows
 
 # The ember preset with fewer rounds (the demo set is tiny). num_leaves 16 instead of 2048 grows the
 # same trees here (min_data_in_leaf 50 on ~400 rows allows at most 8 leaves) without LightGBM
@@ -510,6 +510,12 @@ class EmberTask(Task):
         feature_version = int(loaded.feature_version or 2)
         threshold = loaded.threshold if loaded.threshold is not None else 0.5
         if request.tensor is not None:
+            width, dim = request.tensor.shape[-1], DIMS[feature_version]
+            if width != dim and request.content_type.endswith("json"):  # JSON vectors (json_tensor)
+                raise UnprocessableInput(
+                    f"vector 0 has {width} values; feature version {feature_version} needs {dim}",
+                    {"index": 0, "length": width, "expected": dim},
+                )
             vectors = check_matrix(request.tensor, self.tensor_features(loaded))
             scores = loaded.model[-1].predict_proba(vectors)[:, 1]
             results: list[dict[str, Any]] = [{"index": i} for i in range(len(vectors))]
@@ -544,6 +550,10 @@ class EmberTask(Task):
 
     def tensor_features(self, loaded) -> tuple[int, ...]:
         return (DIMS[int(loaded.feature_version or 2)],)
+
+    def json_tensor(self, body: bytes) -> np.ndarray | None:
+        # the widths request_schema accepts: feature version 2's (a v1 model's 2351 go the general way)
+        return json_number_rows(body, DIMS[2], key="vectors")
 
     def predict_tensor(self, loaded, matrix, request: PredictInput) -> dict:
         """``probability`` (float64) and ``malicious`` (bool) per row of a feature-vector matrix."""
