@@ -10,8 +10,9 @@ regex / per-window code and against the numpy versions kept in ``features.py``).
 Memory does not grow with the file: the loops keep a few hundred counters (the entropy pass holds the
 nibble counts of the last ``window / step`` steps), never a copy of the data.
 
-Compiled on first use in a process (about a second, once; no on-disk cache, which numba would read
-back with pickle), so importing this module costs nothing until a file is extracted.
+Compiled when this module is first imported (about a second, once a process; no on-disk cache,
+which numba would read back with pickle); ``features.py`` imports it only when a file is extracted,
+so the CLI and the service start without numba.
 """
 
 from __future__ import annotations
@@ -186,3 +187,18 @@ def strings_scan(data: np.ndarray) -> tuple:  # pragma: no cover - compiled
                 if at + 2 < n and data[at] == 0x3A and data[at + 1] == 0x2F and data[at + 2] == 0x2F:
                     urls += 1
     return numstrings, counts, paths, urls, registry, mz
+
+
+def _compile() -> None:
+    """Compile every pass for the argument types the blocks give them (read-only uint8 views of
+    ``bytes``, the float32 term table), at import: a process that imports this module (the
+    extraction workers' fork server preloads it, see workers.PRELOAD) has the machine code before
+    any address-space limit, which LLVM could not load under, and its forked children inherit it."""
+    data = np.frombuffer(bytes(4096), dtype=np.uint8)
+    terms = np.zeros(2049, dtype=np.float32)
+    byte_histogram(data)
+    byte_entropy_histogram(data, terms, 1024, 2048)
+    strings_scan(data)
+
+
+_compile()

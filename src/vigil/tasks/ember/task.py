@@ -20,6 +20,7 @@ import numpy as np
 from vigil.errors import InvalidInput, UnprocessableInput
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.ember.features import DIMS, FEATURE_VERSIONS, FeatureExtractor
+from vigil.tasks.ember.model import scores as model_scores
 from vigil.tasks.ember.workers import (
     MAX_FILE_BYTES,
     MEMORY_BYTES,
@@ -354,7 +355,7 @@ def cmd_classify(args) -> int:
             print(f"{path}\terror: {reason}", file=sys.stderr)
             status = 1
             continue
-        probability = float(loaded.model.predict_proba([raw])[0, 1])
+        probability = float(model_scores(loaded, loaded.model[0].transform([raw]))[0])
         verdict = "malicious" if probability >= threshold else "benign"
         if not is_parsed_pe(raw):
             note = f"\t({note})" if note else "\t(not a PE file LIEF can read: byte-level features only)"
@@ -517,15 +518,15 @@ class EmberTask(Task):
                     {"index": 0, "length": width, "expected": dim},
                 )
             vectors = check_matrix(request.tensor, self.tensor_features(loaded))
-            scores = loaded.model[-1].predict_proba(vectors)[:, 1]
+            scores = model_scores(loaded, vectors)
             results: list[dict[str, Any]] = [{"index": i} for i in range(len(vectors))]
         elif request.files:
             items = self._items_from_files(request.files, feature_version)
-            scores = loaded.model.predict_proba([raw for _, raw, _ in items])[:, 1]
+            scores = model_scores(loaded, loaded.model[0].transform([raw for _, raw, _ in items]))
             results = [_result(raw, note, name=name) for name, raw, note in items]
         elif request.json is not None and request.content_type != "application/octet-stream":
             vectors = self._vectors_from_json(request.json, feature_version, request.max_rows, request.body)
-            scores = loaded.model[-1].predict_proba(vectors)[:, 1]
+            scores = model_scores(loaded, vectors)
             results = [{"index": i} for i in range(len(vectors))]
         else:
             if not request.body:
@@ -534,7 +535,7 @@ class EmberTask(Task):
                     "send a PE file (application/octet-stream), a multipart upload, or a JSON list of feature vectors",
                 )
             raw, note = _extract_or_422(request.body, feature_version, {"body": "application/octet-stream"})
-            scores = loaded.model.predict_proba([raw])[:, 1]
+            scores = model_scores(loaded, loaded.model[0].transform([raw]))
             results = [_result(raw, note)]
         for result, score in zip(results, scores):
             result["probability"] = float(score)
@@ -559,7 +560,7 @@ class EmberTask(Task):
         """``probability`` (float64) and ``malicious`` (bool) per row of a feature-vector matrix."""
         vectors = check_matrix(matrix, self.tensor_features(loaded))
         threshold = loaded.threshold if loaded.threshold is not None else 0.5
-        scores = loaded.model[-1].predict_proba(vectors)[:, 1]
+        scores = model_scores(loaded, vectors)
         return {"probability": scores, "malicious": scores >= threshold}
 
     @staticmethod
