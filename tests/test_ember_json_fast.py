@@ -86,6 +86,19 @@ def test_fast_json_answers_exactly_as_the_general_path(models):
     assert fast.headers["X-Model-Version"] == general.headers["X-Model-Version"]
 
 
+def test_vector_bodies_are_never_parsed_by_the_general_path(models, monkeypatch):
+    from vigil.service import middleware, predict
+
+    def general(data):
+        raise AssertionError("the general JSON path parsed a body of vectors")
+
+    monkeypatch.setattr(middleware, "parse_json", general)
+    monkeypatch.setattr(predict, "parse_json", general)
+    rows = np.load(DATA / "reference_pip_launchers_v2.npy").tolist()
+    response = client_for(models).post("/predict/ember", data=json.dumps(rows), content_type="application/json")
+    assert response.status_code == 200 and len(response.get_json()["results"]) == len(rows)
+
+
 def test_fast_json_keeps_the_row_limit_and_its_message(models):
     client = client_for(models, max_rows=2)
     rows = np.zeros((3, 2381)).tolist()

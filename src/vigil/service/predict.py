@@ -49,7 +49,7 @@ def predict_input_from_request(task=None) -> PredictInput:
         g.vigil_rows = tensor.shape[0]
     files = {name: storage.read() for name, storage in request.files.items()}
     parsed = g.get("vigil_json")  # parsed and validated by the middleware when the route has a spec
-    if parsed is None and body and not files:
+    if parsed is None and tensor is None and body and not files:
         mimetype = request.mimetype or ""
         if is_json_mimetype(mimetype) or (mimetype in ("", "text/plain") and body.lstrip()[:1] in (b"[", b"{")):
             # A route without a spec: JSON errors are still 400s; the row limit is left to the task
