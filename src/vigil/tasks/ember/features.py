@@ -739,8 +739,11 @@ class ImportsInfo(FeatureBlock):
             for library, names in raw.items():
                 codes.extend(map(functions.prefixed(library.lower() + ":").__getitem__, names))
             lengths[i] = len(codes) - start
-        hashed = functions.from_codes(np.array(codes, dtype=np.int64), lengths)
-        return np.hstack([self._libraries.rows(libraries), hashed]).astype(np.float32)
+        # float64 sums written into the float32 block: the same rounding as ember's .astype(np.float32)
+        out = np.empty((len(raws), self.dim), dtype=np.float32)
+        out[:, :256] = self._libraries.rows(libraries)
+        out[:, 256:] = functions.from_codes(np.array(codes, dtype=np.int64), lengths)
+        return out
 
 
 class ExportsInfo(FeatureBlock):
@@ -907,7 +910,7 @@ class FeatureExtractor:
                 parts.append(block.process_raw_features_batch([raw.get(block.name, []) for raw in raws]))
             else:
                 parts.append(block.process_raw_features_batch([raw[block.name] for raw in raws]))
-        return np.hstack(parts).astype(np.float32)
+        return np.concatenate(parts, axis=1).astype(np.float32, copy=False)  # the blocks are float32 already
 
     def feature_vector(self, bytez: bytes) -> np.ndarray:
         return self.process_raw_features(self.raw_features(bytez))
