@@ -158,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
                     "    1.00x     1.00x   1.00x"
                     if result is baseline or baseline is None
                     else f"{result['driver_mb'] / baseline['driver_mb']:8.2f}x"
-                    f"{result['worker_mb'] / baseline['worker_mb']:9.2f}x"
-                    f"{result['seconds'] / baseline['seconds']:7.2f}x"
+                    + (
+                        f"{result['worker_mb'] / baseline['worker_mb']:9.2f}x"
+                        if baseline["worker_mb"]
+                        else f"{'-':>10}"
+                    )
+                    + f"{result['seconds'] / baseline['seconds']:7.2f}x"
                 )
                 label = "previous driver (baseline)" if result is baseline else "resumable, bounded"
                 print(
