@@ -28,7 +28,6 @@ from vigil.active_learning.loop import (
 )
 from vigil.active_learning.pipeline import AlectioPipeline
 from vigil.errors import InvalidInput
-from vigil.plain import to_plain
 from vigil.service.api import spec
 
 bp = Blueprint("alectio", __name__)
@@ -197,7 +196,7 @@ def train():
     processes.validate_indices(labeled, processes.pool_size(args), "labeled")
     ckpt_file = _required(body, "ckpt_file")
     result = processes.train(args, labeled=labeled, resume_from=body.get("resume_from"), ckpt_file=ckpt_file)
-    return jsonify(to_plain({"ckpt_file": ckpt_file, "labelled": int(labeled.size), **(result or {})}, str_keys=True))
+    return jsonify({"ckpt_file": ckpt_file, "labelled": labeled.size, **(result or {})})
 
 
 @bp.post("/test")
@@ -207,9 +206,7 @@ def test():
     ckpt_file = _required(body, "ckpt_file")
     result = processes.test(_args(body), ckpt_file=ckpt_file)
     metrics = classification_metrics(result["predictions"], result["labels"], result.get("scores"))
-    return jsonify(
-        to_plain({"predictions": result["predictions"], "labels": result["labels"], "metrics": metrics}, str_keys=True)
-    )
+    return jsonify({"predictions": result["predictions"], "labels": result["labels"], "metrics": metrics})
 
 
 @bp.post("/infer")
@@ -219,7 +216,7 @@ def infer():
     args = _args(body)
     unlabeled = parse_indices(body.get("unlabeled"), "unlabeled", processes.pool_size(args))
     ckpt_file = _required(body, "ckpt_file")
-    return jsonify(to_plain(processes.infer(args, unlabeled=unlabeled, ckpt_file=ckpt_file), str_keys=True))
+    return jsonify(processes.infer(args, unlabeled=unlabeled, ckpt_file=ckpt_file))
 
 
 @bp.post("/one_loop")
@@ -239,7 +236,7 @@ def end_exp():
 @bp.get("/jobs/<job_id>")
 @_alectio("A loop job's status, stage, progress and result or error")
 def job(job_id: str):
-    return jsonify(public_job(to_plain(_pipeline().jobs.get(job_id), str_keys=True)))
+    return jsonify(public_job(_pipeline().jobs.get(job_id)))  # read from its JSON file: plain already
 
 
 # An absolute path inside a message ("... '/srv/vigil/runs/alectio/p1/e1/X.dat'"): not after a word
