@@ -79,6 +79,11 @@ class Task:
     # application/x-npy bodies on /predict/<slug> (as PredictInput.tensor) and serves the Open
     # Inference Protocol's POST /v2/models/<slug>/infer through tensor_features / predict_tensor.
     tensor_input: ClassVar[bool] = False
+    # The JSON body ``/predict/<slug>`` takes, as a pydantic model or a type of them (e.g.
+    # ``list[Reading] | Reading``), declared in ``tasks/<task>/requests.py``: its JSON schema is the
+    # OpenAPI body (:meth:`request_schema`) and the task validates its records with it
+    # (:func:`vigil.records.validate_records`), naming each fault ``{"index", "field", "message"}``.
+    request_model: ClassVar[Any] = None
 
     def add_cli(self, parser: argparse.ArgumentParser) -> None:
         """Add this task's verbs (``vigil <slug> <verb>``) to ``parser``."""
@@ -101,8 +106,25 @@ class Task:
         raise NotImplementedError
 
     def request_schema(self) -> dict | None:
-        """JSON schema of the JSON body ``/predict/<slug>`` accepts (for validation and OpenAPI)."""
-        return None
+        """JSON schema of the JSON body ``/predict/<slug>`` accepts (OpenAPI), from :attr:`request_model`."""
+        if self.request_model is None:
+            return None
+        from vigil.records import json_schema
+
+        return json_schema(self.request_model)
+
+    def explain(self, loaded: LoadedModel, request: PredictInput, result: Any, top: int) -> Any:
+        """(optional) ``result`` (what :meth:`predict` answered for ``request``) with the ``top``
+        reasons of each verdict added: every result item gets ``"reasons": [{"feature", "value",
+        "contribution", "text"}, ...]``, the largest ``|contribution|`` first (see ``vigil.explain``).
+        The service calls it for ``/predict/<slug>?explain=N``; a task without explanations answers
+        as it is, and the service says so (``"explained": false``)."""
+        raise NotImplementedError
+
+    def sample_request(self, rng: Any) -> Any:
+        """A request body that works, drawn with ``rng`` (a ``random.Random``) from the task's sample
+        data where it has some (the UI's "try a real one" button); by default the example."""
+        return self.example_request()
 
     def example_request(self) -> Any:
         """A request body that works, for docs and the browser UI."""
