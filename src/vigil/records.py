@@ -51,7 +51,12 @@ def error_of(error: dict, index: int | None = None) -> dict:
     message = error.get("msg", "invalid")
     if error.get("type") == "missing":
         message = "missing"
-    return {"index": index, "field": names[-1] if names else None, "message": message[:MAX_MESSAGE], "kind": error.get("type")}
+    return {
+        "index": index,
+        "field": names[-1] if names else None,
+        "message": message[:MAX_MESSAGE],
+        "kind": error.get("type"),
+    }
 
 
 def errors_of(exc: pydantic.ValidationError, index: int | None = None) -> list[dict]:

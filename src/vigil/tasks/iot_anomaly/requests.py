@@ -92,7 +92,11 @@ def validate_item(item, classes: list[str], strings_are_numbers: bool = False) -
         reading = Reading.model_validate(item, context={"strings_are_numbers": strings_are_numbers})
     except pydantic.ValidationError as exc:
         problems = [
-            {"field": e["field"], "message": e["message"], "kind": e["kind"] if e["kind"] == "negative" else "malformed"}
+            {
+                "field": e["field"],
+                "message": e["message"],
+                "kind": e["kind"] if e["kind"] == "negative" else "malformed",
+            }
             for e in errors_of(exc)
         ]
         if "class" not in {p["field"] for p in problems}:

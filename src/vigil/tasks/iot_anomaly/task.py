@@ -15,7 +15,7 @@ from vigil.errors import InvalidInput, UnprocessableInput, too_many_rows
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.iot_anomaly.data import DEFAULT_FILES, OddPointBox
 from vigil.tasks.iot_anomaly.plots import odd_scores, plot_decision_boundaries
-from vigil.tasks.iot_anomaly.requests import REQUEST, normalise_item, resolve_class, validate_item
+from vigil.tasks.iot_anomaly.requests import REQUEST, normalise_item, validate_item
 
 # scikit-learn is imported on first use (detector.py), so `vigil --help` and the service start fast.
 ESTIMATOR_KEYS = ("mlp", "adaboost", "forest", "svc")
