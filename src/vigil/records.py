@@ -41,7 +41,7 @@ def json_schema(kind: Any) -> dict:
     return _adapter(kind).json_schema()
 
 
-def error_of(error: dict, index: int | None = None) -> dict:
+def error_of(error: Any, index: int | None = None) -> dict:
     """One pydantic error as ``{"index", "field", "message"}``: ``index`` the first integer of its
     location (the record) unless given, ``field`` its last name (the missing or wrong key)."""
     location = list(error.get("loc", ()))

@@ -51,7 +51,7 @@ def _millimetres(value: Any, info: pydantic.ValidationInfo) -> Any:
     if not math.isfinite(number) or abs(number) > FLOAT32_MAX:
         raise PydanticCustomError("malformed", "must be finite (and below 3.4e38)")
     if number < 0:
-        raise PydanticCustomError("negative", "must not be negative, got {got:g}", {"got": number})
+        raise PydanticCustomError("negative", "must not be negative, got {got}", {"got": f"{number:g}"})
     return number
 
 
