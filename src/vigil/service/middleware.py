@@ -86,6 +86,12 @@ def _check_body() -> None:
     json_like = is_json_mimetype(mimetype) or (mimetype in ("", "text/plain") and data.lstrip()[:1] in (b"[", b"{"))
     if not data:
         if schema is not None and route.body_required:
+            if mimetype and not is_json_mimetype(mimetype) and mimetype in route.content_types:
+                # an empty upload (a PE file of 0 bytes, an empty CSV): say so in its own terms
+                raise InvalidInput(
+                    "request body is empty",
+                    {"content_type": mimetype, "hint": f"send the {mimetype} content itself"},
+                )
             raise InvalidInput("request body is empty", "send a JSON document matching the schema at /openapi.json")
         return
     if not json_like or route.raw_body:

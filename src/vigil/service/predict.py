@@ -47,7 +47,12 @@ def predict_input_from_request(task=None) -> PredictInput:
         _check_takes_matrix(task)
         tensor = read_npy(body, settings.max_rows)
         g.vigil_rows = tensor.shape[0]
-    files = {name: storage.read() for name, storage in request.files.items()}
+    files, filenames = {}, {}
+    for field_name, storage in request.files.items(multi=True):
+        # several files under one form field (a multi-file drop) each count: "files", "files[1]", ...
+        key = field_name if field_name not in files else f"{field_name}[{sum(k.startswith(field_name) for k in files)}]"
+        files[key] = storage.read()
+        filenames[key] = storage.filename or key
     parsed = g.get("vigil_json")  # parsed and validated by the middleware when the route has a spec
     if parsed is None and body and not files:
         mimetype = request.mimetype or ""
@@ -62,6 +67,7 @@ def predict_input_from_request(task=None) -> PredictInput:
         body=body,
         content_type=request.mimetype or "",
         files=files,
+        filenames=filenames,
         args=request.args.to_dict(),
         max_rows=settings.max_rows,
         tensor=tensor,

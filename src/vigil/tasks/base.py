@@ -27,7 +27,9 @@ class PredictInput:
     json: Any = None  # parsed JSON body, or None when the body is not JSON
     body: bytes = b""  # raw body (e.g. a PE file posted as application/octet-stream)
     content_type: str = ""
-    files: dict[str, bytes] = field(default_factory=dict)  # multipart uploads, name -> bytes
+    files: dict[str, bytes] = field(default_factory=dict)  # multipart uploads, form field -> bytes
+    # the uploaded files' own names (what the client's disk called them), form field -> file name
+    filenames: dict[str, str] = field(default_factory=dict)
     args: dict[str, str] = field(default_factory=dict)  # query-string parameters
     max_rows: int = 100_000
     # time.monotonic() past which the work must stop (set by the service from VIGIL_PREDICT_TIMEOUT_S)
@@ -36,6 +38,9 @@ class PredictInput:
     # a numeric matrix the service decoded from a binary body (application/x-npy), for tasks with
     # ``tensor_input``; unchecked: the task checks shape and values (vigil.tensors.check_matrix)
     tensor: Any = None
+    # what predict computed that explain may reuse (e.g. the feature vectors), so asking for
+    # reasons does not featurize twice; tasks choose their keys
+    computed: dict[str, Any] = field(default_factory=dict)
 
     def check_deadline(self) -> None:
         """Raise :class:`~vigil.errors.PredictionTimeout` once the deadline has passed."""
