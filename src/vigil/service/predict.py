@@ -47,7 +47,8 @@ def predict_input_from_request(task=None) -> PredictInput:
         _check_takes_matrix(task)
         tensor = read_npy(body, settings.max_rows)
         g.vigil_rows = tensor.shape[0]
-    files, filenames = {}, {}
+    files: dict[str, bytes] = {}
+    filenames: dict[str, str] = {}
     for field_name, storage in request.files.items(multi=True):
         # several files under one form field (a multi-file drop) each count: "files", "files[1]", ...
         key = field_name if field_name not in files else f"{field_name}[{sum(k.startswith(field_name) for k in files)}]"

@@ -115,7 +115,7 @@ def _bin_of(hasher, token) -> int | None:
 def _hashed_entries(extractor: FeatureExtractor, raw: dict) -> dict[int, str]:
     """{column: what the file put there} for the hashed bins this raw record fills."""
     slices = block_slices(extractor.feature_version)
-    blocks = {block.name: block for block in extractor.blocks}
+    blocks: dict[str, Any] = {block.name: block for block in extractor.blocks}
     entries: dict[int, list[str]] = {}
 
     def put(block: str, offset: int, hasher, token, label: str) -> None:
@@ -171,9 +171,11 @@ def reasons_of(
     def describe(column: int) -> tuple[str, Any, str | None]:
         value = float(vector[column])
         name = hashed.get(column, names[column])
-        shown = format_value(value)
-        text = name if column in hashed else f"{name} {shown}"
-        return name, value, text
+        if column in hashed:
+            return name, value, name
+        if value == 0 and "hash bin" in name:  # the file has nothing that hashes there
+            return name, value, f"nothing in {name}"
+        return name, value, f"{name} {format_value(value)}"
 
     return top_reasons(contributions, top, describe)
 
