@@ -147,33 +147,56 @@ def linear_contributions(coef: np.ndarray, intercept: float, X) -> tuple[np.ndar
 
 
 # -- any model on a few inputs -----------------------------------------------------------------
+def coalitions(k: int) -> list[tuple[int, ...]]:
+    """Every subset of ``k`` features as a 0/1 mask, in a fixed order (the empty one first)."""
+    return list(itertools.product((0, 1), repeat=k))
+
+
+def shapley_weights(k: int) -> np.ndarray:
+    """(2^k, k) matrix ``W`` with ``values @ W`` the exact Shapley values, ``values`` the model's score
+    on each coalition of :func:`coalitions` (present features from the row, absent from the baseline):
+    ``phi_i = sum over S without i of |S|! (k-|S|-1)! / k! * (v(S + i) - v(S))``."""
+    if k > MAX_SHAPLEY_FEATURES:
+        raise ValueError(f"exact Shapley values for {k} features would take 2^{k} model calls")
+    weights = np.zeros((2**k, k))
+    for row, mask in enumerate(coalitions(k)):
+        size = sum(mask)
+        for i in range(k):
+            if mask[i]:  # v(S) with i present: + weight of S - {i}
+                weights[row, i] += math.factorial(size - 1) * math.factorial(k - size) / math.factorial(k)
+            else:  # v(S) without i: - weight of S
+                weights[row, i] -= math.factorial(size) * math.factorial(k - size - 1) / math.factorial(k)
+    return weights
+
+
+def coalition_rows(row: dict, baseline: dict, features: Sequence[str]) -> list[dict]:
+    """The 2^k rows to score for one (row, baseline) pair, in :func:`coalitions` order."""
+    return [
+        {**row, **{f: (row[f] if keep else baseline[f]) for f, keep in zip(features, mask)}}
+        for mask in coalitions(len(features))
+    ]
+
+
 def baseline_shapley(score: Callable[[list[dict]], np.ndarray], row: dict, baseline: dict, features: Sequence[str]):
     """(base, {feature: contribution}) for one row: exact Shapley values of ``score`` with absent
     features taken from ``baseline``; ``base + sum(contributions) == score([row])`` exactly.
-    ``score`` maps rows (dicts) to one number each; it is called once with all 2^k coalitions."""
+    ``score`` maps rows (dicts) to one number each; it is called once with all 2^k coalitions.
+
+    >>> base, phi = baseline_shapley(lambda rows: [r["a"] * r["b"] for r in rows], {"a": 2, "b": 3}, {"a": 0, "b": 0}, "ab")
+    >>> base, phi
+    (0.0, {'a': 3.0, 'b': 3.0})
+    """
     features = list(features)
-    k = len(features)
-    if k > MAX_SHAPLEY_FEATURES:
-        raise ValueError(f"exact Shapley values for {k} features would take 2^{k} model calls")
-    coalitions = list(itertools.product((0, 1), repeat=k))
-    rows = [{**row, **{f: (row[f] if keep else baseline[f]) for f, keep in zip(features, mask)}} for mask in coalitions]
-    values = dict(zip(coalitions, np.asarray(score(rows), dtype=np.float64)))
-    contributions = {}
-    for i, feature in enumerate(features):
-        total = 0.0
-        for mask in coalitions:
-            if mask[i]:
-                continue
-            size = sum(mask)
-            weight = math.factorial(size) * math.factorial(k - size - 1) / math.factorial(k)
-            with_i = mask[:i] + (1,) + mask[i + 1 :]
-            total += weight * (values[with_i] - values[mask])
-        contributions[feature] = total
-    return float(values[tuple([0] * k)]), contributions
+    values = np.asarray(score(coalition_rows(row, baseline, features)), dtype=np.float64)
+    contributions = values @ shapley_weights(len(features))
+    return float(values[0]), {f: float(c) for f, c in zip(features, contributions)}
 
 
 __all__ = [
     "baseline_shapley",
+    "coalition_rows",
+    "coalitions",
+    "shapley_weights",
     "forest_contributions",
     "format_value",
     "linear_contributions",
