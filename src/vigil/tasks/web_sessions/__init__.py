@@ -343,6 +343,17 @@ class WebSessionsTask(Task):
             "model_version": loaded.version,
         }
 
+    def explain(self, loaded: LoadedModel, request: PredictInput, result: dict, top: int) -> dict:
+        """Per session: reasons, raw score and expected value (tasks/web_sessions/explain.py)."""
+        from vigil.tasks.web_sessions.explain import explain_sessions
+        from vigil.tasks.web_sessions.model import site_names_of
+
+        bundle = loaded.model
+        sessions = api_input.sessions_frame(request.json, bundle["site_ids"], request.max_rows)
+        names = site_names_of(bundle["site_ids"]) if isinstance(bundle["site_ids"], dict) else {}
+        result.update(explain_sessions(bundle["pipeline"], sessions, names, top))
+        return result
+
     def request_schema(self) -> dict:
         session = {
             "type": "object",
