@@ -27,7 +27,8 @@ JSON_TYPES = ("application/json",)
 
 @dataclass
 class RouteSpec:
-    summary: str = ""
+    # One line for a person reading /docs; a callable(**path_params) for a route listed per task.
+    summary: Any = ""
     description: str = ""
     # A JSON schema dict, a pydantic model class, or a callable taking the view's path
     # parameters (e.g. task_slug) and returning a schema dict or None.
@@ -57,11 +58,16 @@ class RouteSpec:
     # Accepted and ignored: the "schema says no, ask the task anyway" path is gone (tasks validate
     # with their request model). Kept only so a blueprint still passing it (service/dns.py) loads.
     task_explains_errors: bool = False
+    # Query parameters, as OpenAPI parameter objects without "in" (e.g. /predict's ``explain``).
+    query: list[dict] = field(default_factory=list)
     # Which token guards the route: "api", "predict", None, or "auto" (decided by path, see middleware).
     auth: str | None = "auto"
 
     def body_schema(self, **path_params) -> dict | None:
         return schema_dict(self.body, **path_params)
+
+    def summary_for(self, **path_params) -> str:
+        return self.summary(**path_params) if callable(self.summary) else self.summary
 
     def example_body(self, **path_params) -> Any:
         return self.example(**path_params) if callable(self.example) else self.example

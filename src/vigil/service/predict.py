@@ -342,10 +342,21 @@ def _task_slugs() -> list[str]:
     return [task.slug for task in all_tasks()]
 
 
+EXPLAIN_PARAMETER = {
+    "name": "explain",
+    "required": False,
+    "description": "Add each verdict's N strongest reasons (`reasons`: feature, value, contribution, text), "
+    f"0 to {MAX_EXPLAIN}; `?explain` alone means 3",
+    "schema": {"type": "string", "pattern": f"^(|true|yes|[0-9]{{1,{len(str(MAX_EXPLAIN))}}})$"},
+}
+
+
 @bp.post("/predict/<task_slug>")
 @spec(
-    summary="Predict with one task's current model",
-    description="The response carries the model version (field `model_version` in objects, header X-Model-Version).",
+    summary=lambda task_slug: get_task(task_slug).title,
+    description="The answer carries the model version (field `model_version` in objects, header "
+    "X-Model-Version). With `?explain=N` each verdict comes with its N strongest reasons.",
+    query=[EXPLAIN_PARAMETER],
     body=lambda task_slug: get_task(task_slug).request_schema(),
     example=lambda task_slug: get_task(task_slug).example_request(),
     content_types=PREDICT_CONTENT_TYPES,
