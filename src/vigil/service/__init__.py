@@ -27,6 +27,7 @@ BLUEPRINTS = [
     "vigil.service.dns",
     "vigil.service.compat.web_sessions",
     "vigil.service.ui",
+    "vigil.service.favicon",
 ]
 
 

@@ -57,7 +57,7 @@ TAGS = {
 }
 _PARAM = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
 _CONVERTER_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"}}
-UNDOCUMENTED_ENDPOINTS = {"static", "openapi.docs"}
+UNDOCUMENTED_ENDPOINTS = {"static", "openapi.docs", "favicon.favicon"}
 
 
 def _expansions(rule_text: str, route: RouteSpec):

@@ -331,6 +331,17 @@ def cmd_evaluate(args) -> int:
 
 
 def plot_roc(y: np.ndarray, scores: np.ndarray, path: Path, threshold: float | None) -> None:
+    import matplotlib.pyplot as plt
+
+    figure, _ = roc_figure(y, scores, threshold)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def roc_figure(y: np.ndarray, scores: np.ndarray, threshold: float | None):
+    """(figure, axis) of the ROC curve, FPR on a symlog axis from 0 to 1 (no negative rates)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -342,14 +353,13 @@ def plot_roc(y: np.ndarray, scores: np.ndarray, path: Path, threshold: float | N
     axis.plot(fpr, tpr, label="ROC")
     axis.axvline(0.01, color="grey", linestyle=":", label="1% FPR")
     axis.set_xscale("symlog", linthresh=1e-3)
+    # symlog's autoscale pads below 0, which draws ticks at -10^-3 and less: a rate is never negative
+    axis.set_xlim(0, 1)
     axis.set_xlabel("false-positive rate")
     axis.set_ylabel("detection rate")
     axis.set_title("EMBER LightGBM" + (f" (threshold {threshold:.3f})" if threshold is not None else ""))
     axis.legend(loc="lower right")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    return figure, axis
 
 
 @_clear_errors
