@@ -106,7 +106,7 @@ def validate_model(model, body: Any) -> None:
         paths = [json_path(e["loc"]) for e in exc.errors(include_url=False)]
         detail = [
             {"index": e["index"], "field": e["field"], "path": path, "message": e["message"]}
-            for e, path in zip(public(errors_of(exc)), paths)
+            for e, path in zip(public(errors_of(exc, root=body)), paths)
         ]
         raise UnprocessableInput("request body does not match the schema", detail[:MAX_REPORTED_ERRORS]) from None
 
