@@ -20,6 +20,7 @@ import numpy as np
 from vigil.errors import InvalidInput, UnprocessableInput
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.ember.features import DIMS, FEATURE_VERSIONS, FeatureExtractor
+from vigil.tasks.ember.requests import REQUEST
 from vigil.tasks.ember.workers import (
     MAX_FILE_BYTES,
     MEMORY_BYTES,
@@ -412,6 +413,7 @@ class EmberTask(Task):
     primary_metric = "roc_auc"
     row_cost = 1000.0  # µs per JSON vector (parsing 2,381 floats) or raw record; a PE file is one row
     tensor_input = True  # x-npy bodies and V2 infer: a (rows, 2381) matrix (2351 for feature version 1)
+    request_model = REQUEST  # tasks/ember/requests.py: documents the JSON body; numpy checks the vectors
 
     def add_cli(self, parser: argparse.ArgumentParser) -> None:
         verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -687,25 +689,6 @@ class EmberTask(Task):
                 {"index": index, "position": position},
             )
         return vector
-
-    def request_schema(self) -> dict:
-        dim = DIMS[2]
-        vector = {"type": "array", "items": {"type": "number"}, "minItems": dim, "maxItems": dim}
-        return {
-            "description": "POST a PE file as application/octet-stream or multipart/form-data, or JSON "
-            "feature vectors (2381 floats for feature version 2, 2351 for version 1) "
-            "or ember raw records (objects with the feature-block keys).",
-            "oneOf": [
-                {"type": "array", "items": {"anyOf": [vector, {"type": "object"}]}, "minItems": 1},
-                {
-                    "type": "object",
-                    "properties": {
-                        "vectors": {"type": "array", "minItems": 1, "items": {"anyOf": [vector, {"type": "object"}]}}
-                    },
-                    "required": ["vectors"],
-                },
-            ],
-        }
 
     def example_request(self) -> Any:
         return [[0.0] * DIMS[2]]

@@ -26,7 +26,8 @@ from vigil.tasks.web_events.data import (
     parse_request,
 )
 from vigil.tasks.web_events.features import FEATURE_VERSION, build_featurizer
-from vigil.tasks.web_events.wrangling import COLUMNS, to_text
+from vigil.tasks.web_events.requests import REQUEST
+from vigil.tasks.web_events.wrangling import to_text
 
 EXAMPLE_EVENTS = [  # the two events of ML-PT's README curl example
     {
@@ -437,6 +438,7 @@ class WebEventsTask(Task):
     title = "Web-attack events (ML-PT): DBSCAN labels, tuned forest, ML-PT's /predict"
     primary_metric = "cv_f1_weighted"
     row_cost = 20.0  # µs per event
+    request_model = REQUEST  # tasks/web_events/requests.py: ML-PT's request, for OpenAPI
 
     def add_cli(self, parser: argparse.ArgumentParser) -> None:
         verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -533,21 +535,6 @@ class WebEventsTask(Task):
             explain_answers(loaded.model, parsed.events.iloc[answered], result["predictions"], top, loaded.entry)
             return result
         return explain_answers(loaded.model, parsed.events, result, top, loaded.entry)
-
-    def request_schema(self) -> dict:
-        return {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["data"],
-                "properties": {
-                    "data": {
-                        "type": "string",
-                        "description": f"one event as a JSON object string; NaN allowed; fields {', '.join(COLUMNS)}",
-                    }
-                },
-            },
-        }
 
     def example_request(self):
         return [event_to_request_record(event) for event in EXAMPLE_EVENTS]

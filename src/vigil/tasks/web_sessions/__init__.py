@@ -31,6 +31,7 @@ from vigil.errors import InvalidInput
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.web_sessions import api_input, data
 from vigil.tasks.web_sessions.features import FEATURE_VERSION
+from vigil.tasks.web_sessions.requests import REQUEST
 
 SHIPPED_SAMPLE = PROJECT_ROOT / "data" / "web_sessions"
 
@@ -76,6 +77,7 @@ class WebSessionsTask(Task):
     title: ClassVar[str] = "Web-session intruders: is this browsing session Alice's? (Kaggle Catch Me If You Can)"
     primary_metric: ClassVar[str] = "roc_auc"
     row_cost: ClassVar[float] = 100.0  # µs per session
+    request_model: ClassVar[Any] = REQUEST  # tasks/web_sessions/requests.py: the sessions, for OpenAPI
 
     # -- CLI ------------------------------------------------------------------------------------
     def add_cli(self, parser: argparse.ArgumentParser) -> None:
@@ -353,40 +355,6 @@ class WebSessionsTask(Task):
         names = site_names_of(bundle["site_ids"]) if isinstance(bundle["site_ids"], dict) else {}
         result.update(explain_sessions(bundle["pipeline"], sessions, names, top))
         return result
-
-    def request_schema(self) -> dict:
-        session = {
-            "type": "object",
-            "properties": {
-                "sites": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": 10,
-                    "items": {"type": ["integer", "string"]},
-                    "description": "site ids or names, in visit order",
-                },
-                "times": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": 10,
-                    "items": {"type": "string", "format": "date-time"},
-                },
-                **{f"site{i}": {"type": ["integer", "string", "null"]} for i in range(1, 11)},
-                **{f"time{i}": {"type": ["string", "null"]} for i in range(1, 11)},
-            },
-        }
-        # anyOf, not oneOf: {"sessions": [...]} also matches the one-session object schema
-        return {
-            "anyOf": [
-                session,
-                {"type": "array", "items": session},
-                {
-                    "type": "object",
-                    "properties": {"sessions": {"type": "array", "items": session}},
-                    "required": ["sessions"],
-                },
-            ]
-        }
 
     def example_request(self) -> dict:
         # one of Alice's real sessions from the shipped sample (moved into the test period)
