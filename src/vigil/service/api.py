@@ -38,7 +38,7 @@ class RouteSpec:
     # Content types the route accepts; JSON bodies are validated, others pass through to the view.
     content_types: tuple[str, ...] = JSON_TYPES
     body_required: bool = True
-    # Path parameters to enumerate in OpenAPI, e.g. {"task_slug": lambda: ["iot-anomaly", ...]}.
+    # Path parameters to enumerate in OpenAPI, e.g. {"task_slug": lambda: [every task's slug]}.
     expand: dict[str, Callable[[], list[str]]] = field(default_factory=dict)
     # Known values of a path parameter, documented as an enum (other values still reach the view).
     path_values: dict[str, Callable[[], list[str]]] = field(default_factory=dict)
@@ -56,7 +56,7 @@ class RouteSpec:
     # extension); the middleware checks only its size and content type, parsing nothing.
     raw_body: bool = False
     # Accepted and ignored: the "schema says no, ask the task anyway" path is gone (tasks validate
-    # with their request model). Kept only so a blueprint still passing it (service/dns.py) loads.
+    # with their request model). Kept only so a blueprint still passing it loads.
     task_explains_errors: bool = False
     # Query parameters, as OpenAPI parameter objects without "in" (e.g. /predict's ``explain``).
     query: list[dict] = field(default_factory=list)

@@ -113,7 +113,7 @@ def build_openapi(app: Flask) -> dict:
         for path, params, parameters in _expansions(rule.rule, route):
             for method in methods:
                 if declared is None and method.lower() in paths.get(path, {}):
-                    # e.g. /predict/dns overriding /predict/<task_slug>: keep the documented schema
+                    # e.g. a spec-less /predict/<one slug> overriding /predict/<task_slug>: keep the documented schema
                     continue
                 operation = _operation(rule.endpoint, method, route, params, parameters, components)
                 kind = required_token(path, route.auth)
@@ -174,7 +174,7 @@ def _operation(endpoint, method, route, params, parameters, components) -> dict:
 
 
 def _fallback_summary(endpoint: str) -> str:
-    """A view without a summary: its function name as words ("predict_web_sessions" -> "Predict web sessions")."""
+    """A view without a summary: its function name as words ("list_models" -> "List models")."""
     words = endpoint.rsplit(".", 1)[-1].replace("_", " ").strip()
     return words[:1].upper() + words[1:]
 

@@ -1,6 +1,6 @@
 """``POST /predict/<slug>`` for every task, through the task interface.
 
-Other blueprints that answer predictions in another shape (ML-PT's root ``/predict``) call
+Other blueprints that answer predictions in another shape (the compat routes, e.g. a root ``/predict``) call
 :func:`run_prediction` too, so they get the same limits, time limit, metrics and model version.
 """
 
@@ -86,7 +86,7 @@ def _check_takes_matrix(task) -> None:
 
 def request_rows(predict_input: PredictInput) -> int:
     """Records in a request: JSON as :func:`count_rows` counts them, one per uploaded file, one per
-    line of a text body (DNS takes one query name per line), a matrix's rows, else one."""
+    line of a text body (a task may take one record per line), a matrix's rows, else one."""
     if predict_input.tensor is not None:
         return int(predict_input.tensor.shape[0])
     if predict_input.json is not None:

@@ -405,6 +405,10 @@ class WebSessionsTask(Task):
             )
         return sessions
 
+    def sample_request(self, rng: random.Random) -> dict[str, Any]:
+        """The UI's "a real one" button: a random real session (``Task.sample_request``)."""
+        return self.random_session(rng)
+
     def random_session(self, rng: random.Random | None = None, alice_share: float = 0.5) -> dict[str, Any]:
         """A real session from the shipped sample, site names spelled out; half the time one of Alice's."""
         rng = rng or random.Random()
