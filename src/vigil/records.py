@@ -34,8 +34,11 @@ def _adapter(kind: Any) -> pydantic.TypeAdapter:
     return pydantic.TypeAdapter(kind)
 
 
+@lru_cache(maxsize=None)
 def json_schema(kind: Any) -> dict:
-    """The JSON schema of a request type (a model class, or a union / list of them), for OpenAPI."""
+    """The JSON schema of a request type (a model class, or a union / list of them), for OpenAPI.
+    Built once per type (pydantic takes 1-7 ms, and the service asks on every request); callers
+    must not change the dict they get."""
     if isinstance(kind, type) and issubclass(kind, pydantic.BaseModel):
         return kind.model_json_schema()
     return _adapter(kind).json_schema()
