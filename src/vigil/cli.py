@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         detail = f" ({exc.detail})" if exc.detail else ""
         print(f"vigil: error: {exc.error}{detail}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file or a connection the user named: one line, not a traceback
+        print(f"vigil: error: {exc}", file=sys.stderr)
+        return 2
     except (KeyboardInterrupt, click.Abort):
         print("vigil: interrupted", file=sys.stderr)
         return 130

@@ -21,7 +21,7 @@ from vigil.context import with_args
 from vigil.errors import InvalidInput
 from vigil.streaming.broker import EmbeddedBroker
 from vigil.streaming.consumer import safe_name
-from vigil.streaming.kafka_io import count_csv_rows, csv_messages, ensure_topic, produce
+from vigil.streaming.kafka_io import BROKER_TIMEOUT_S, check_broker, count_csv_rows, csv_messages, ensure_topic, produce
 
 DEFAULT_TOPIC = "ml-raw-dns"
 
@@ -97,6 +97,12 @@ def stream_options(function):
 )
 @click.option("--partitions", type=int, default=1, help="create the topic with this many partitions")
 @click.option("--limit", type=int, help="send at most this many rows")
+@click.option(
+    "--broker-timeout",
+    type=float,
+    default=BROKER_TIMEOUT_S,
+    help=f"give up when no broker answers within this many seconds (default {BROKER_TIMEOUT_S:g})",
+)
 @with_args
 def cmd_produce(args) -> int:
     settings = args.settings
@@ -109,6 +115,7 @@ def cmd_produce(args) -> int:
         )
     if not args.csv.is_file():
         raise InvalidInput(f"no such CSV: {args.csv}")
+    check_broker(servers, args.broker_timeout)
     ensure_topic(servers, args.topic, args.partitions)
     total = count_csv_rows(args.csv)
     sent = produce(
@@ -226,12 +233,19 @@ def _session_overrides(session_timeout_ms: int) -> dict:
     type=click.Path(path_type=Path),
     help="embedded broker only: the CSV to produce first (default: the generated stream_dataset.csv)",
 )
+@click.option(
+    "--broker-timeout",
+    type=float,
+    default=BROKER_TIMEOUT_S,
+    help=f"give up when no broker answers within this many seconds (default {BROKER_TIMEOUT_S:g})",
+)
 @with_args
 def cmd_stream(args) -> int:
     settings, store = args.settings, args.store
     servers = args.bootstrap_servers or settings.kafka_bootstrap_servers
     results_dir = args.results or settings.work_dir / "dns" / "stream" / safe_name(f"{args.topic}-{args.group}")
     if servers:
+        check_broker(servers, args.broker_timeout)
         run_stream(args, servers, store, results_dir, args.idle_timeout)
         return 0
     csv = args.csv or settings.work_dir / "dns" / "data" / "stream_dataset.csv"

@@ -206,6 +206,7 @@ def cmd_train(args) -> int:
         histogram_pool_mb=args.histogram_pool_mb,
         binary_dataset=args.binary_dataset,
         dask=args.dask,
+        progress=True,
         **overrides,
     )
     print(f"saved ember v{entry['version']} ({entry['file']}), threshold at 1% FPR = {entry['threshold']:.6f}")
@@ -243,11 +244,11 @@ def cmd_evaluate(args) -> int:
 
 
 def plot_roc(y: np.ndarray, scores: np.ndarray, path: Path, threshold: float | None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
+
+    from vigil.plotting import pyplot, save_figure
+
+    plt = pyplot()
 
     fpr, tpr, _ = roc_curve(y.astype(int), scores)
     figure, axis = plt.subplots(figsize=(5, 4))
@@ -258,10 +259,7 @@ def plot_roc(y: np.ndarray, scores: np.ndarray, path: Path, threshold: float | N
     axis.set_ylabel("detection rate")
     axis.set_title("EMBER LightGBM" + (f" (threshold {threshold:.3f})" if threshold is not None else ""))
     axis.legend(loc="lower right")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 @commands.command("classify", help="malware probability of PE files")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -284,9 +285,22 @@ def _has_tabulate() -> bool:
 @click.option("--limit", type=int, help="send only the first N events")
 @with_args
 def cmd_replay(args) -> int:
-    from vigil.tasks.web_events.replay import replay
+    import requests
+
+    from vigil.tasks.web_events.replay import predict_url, replay
 
     store = args.store
-    report = replay(Path(args.csv), args.url, store, batch_size=args.batch_size, timeout=args.timeout, limit=args.limit)
+    try:
+        # any HTTP answer will do: the service is there (before the model scores the CSV offline)
+        requests.get(predict_url(args.url), timeout=min(args.timeout, 10.0))
+        report = replay(
+            Path(args.csv), args.url, store, batch_size=args.batch_size, timeout=args.timeout, limit=args.limit
+        )
+    except requests.RequestException as exc:  # refused, unresolvable, timed out: the user's URL or server
+        reason = re.findall(r"\[Errno -?\d+\] ([^'\")]+)|(Read timed out)", str(exc))
+        why = next((part for match in reason for part in match if part), type(exc).__name__)
+        raise InvalidInput(
+            f"cannot reach the service at {args.url}: {why}", "is `vigil serve` running there?"
+        ) from None
     print(json.dumps(report, indent=2))
     return 0 if report["agreement"] == 1.0 else 1
