@@ -81,7 +81,7 @@ def test_a_truncated_pe_is_pe_with_a_note_as_the_docs_say(ember_models):
 
 
 def test_the_roc_plot_has_no_negative_false_positive_rates(tmp_path):
-    from vigil.tasks.ember.task import plot_roc, roc_figure
+    from vigil.tasks.ember.cli import plot_roc, roc_figure
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)
