@@ -63,6 +63,14 @@ def test_every_task_group_answers_help(slug, capsys):
     assert f"Usage: vigil {slug}" in capsys.readouterr().out
 
 
+def test_vigil_stream_mounts_the_stream_verb_of_the_tasks_that_have_one(capsys):
+    assert main(["stream", "--help"]) == 0
+    listed = capsys.readouterr().out.split("Commands:")[1].split()
+    assert "dns" in listed and "iot-anomaly" not in listed
+    assert main(["stream", "dns", "--help"]) == 0
+    assert "--broker-timeout" in capsys.readouterr().out
+
+
 TOY_TASK = '''
 """A toy task: is a reading above the threshold? (the CONTRIBUTING recipe, followed by a test)."""
 

@@ -34,7 +34,7 @@ def task_group(slug: str) -> click.Group | None:
         slug,
         commands={name: command for group in groups for name, command in group.commands.items()},
         help=own.help,
-        short_help=own.short_help,
+        short_help=own.short_help or own.help,  # the whole title in `vigil --help`
         no_args_is_help=True,
     )
 
@@ -126,6 +126,29 @@ def cmd_models(context: CliContext) -> int:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in entry.get("metrics", {}).items() if isinstance(v, float))
         print(f"{entry['task']:<14} v{entry['version']:<4} {entry['created_at']}  {metrics}")
     return 0
+
+
+class StreamGroup(click.Group):
+    """``vigil stream <slug> ...``: the ``stream`` verb of each task that has one (imported on use)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [spec.slug for spec in TASKS.values() if self.get_command(ctx, spec.slug) is not None]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        group = task_group(cmd_name)
+        return None if group is None else group.commands.get("stream")
+
+
+@cli.group(
+    "stream",
+    cls=StreamGroup,
+    short_help="consume a task's records from Kafka",
+    help="Consume a task's records from Kafka: `vigil stream <slug>` is `vigil <slug> stream`, for the tasks "
+    "that have a stream.",
+    no_args_is_help=True,
+)
+def cmd_stream() -> None:
+    pass
 
 
 def main(argv: list[str] | None = None) -> int:
