@@ -11,8 +11,6 @@ from vigil.errors import InvalidInput, UnprocessableInput
 from vigil.tasks.base import PredictInput, Task
 
 # scikit-learn and pandas are imported on first use (detector.py, plots.py), so `vigil --help` starts fast.
-ESTIMATOR_KEYS = ("mlp", "adaboost", "forest", "svc")
-
 FEATURE_VERSION = "class-onehot+length+width-mm/v1"
 FLOAT32_MAX = 3.4028234663852886e38
 MALICIOUS, NON_MALICIOUS = "malicious", "non-malicious"
@@ -303,4 +301,4 @@ def normalise_item(item: dict, classes: list[str]) -> dict:
     }
 
 
-__all__ = ["IotAnomalyTask", "comparison_table", "validate_item", "normalise_item", "ESTIMATOR_KEYS"]
+__all__ = ["IotAnomalyTask", "comparison_table", "validate_item", "normalise_item"]
