@@ -1,8 +1,7 @@
-"""The EMBER task: CLI verbs, the demo model, and ``POST /predict/ember``."""
+"""The EMBER task: the demo model, ``POST /predict/ember``, and the PE extraction its verbs share."""
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import itertools
 import json
@@ -19,8 +18,7 @@ import numpy as np
 
 from vigil.errors import InvalidInput, UnprocessableInput
 from vigil.tasks.base import PredictInput, Task
-from vigil.tasks.ember.features import DIMS, FEATURE_VERSIONS, FeatureExtractor
-from vigil.tasks.ember.model import scores as model_scores
+from vigil.tasks.ember.features import DIMS, FeatureExtractor
 from vigil.tasks.ember.workers import (
     MAX_FILE_BYTES,
     MEMORY_BYTES,
@@ -38,6 +36,14 @@ from vigil.tensors import check_matrix, json_number_rows
 # choice is several times slower with 2381 features and few rows.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 DEMO_TRAIN_OVERRIDES: dict[str, Any] = {"n_estimators": 200, "num_leaves": 16, "force_col_wise": True}
+
+
+def model_scores(loaded, vectors: np.ndarray) -> np.ndarray:
+    """P(malicious) of checked vectors: the checked ONNX runtime or the classifier (model.scores),
+    imported where a prediction is made, so importing the task stays light."""
+    from vigil.tasks.ember.model import scores
+
+    return scores(loaded, vectors)
 
 
 def is_parsed_pe(raw: dict) -> bool:
@@ -74,8 +80,24 @@ def _extract_or_422(content: bytes, feature_version: int, where: dict) -> tuple[
         raise UnprocessableInput(f"cannot extract features: {exc.reason}"[:300], where) from None
 
 
+def truncation_note(raw: dict) -> str | None:
+    """Why a file parsed as PE looks cut short: its sections claim more bytes than the file has, or
+    its section table is missing. Such a file is still scored on what could be read (``pe`` true)."""
+    if not is_parsed_pe(raw):
+        return None
+    sections = (raw.get("section") or {}).get("sections") or []
+    size = (raw.get("general") or {}).get("size", 0)
+    claimed = sum(int(s.get("size") or 0) for s in sections)
+    if not sections:
+        return "truncated: the PE headers parse but the file has no section table; PE blocks past the cut are empty"
+    if claimed > size:
+        return f"truncated: the sections claim {claimed} bytes of data but the file has {size}"
+    return None
+
+
 def _result(raw: dict, note: str | None, **fields) -> dict:
     result = {**fields, "sha256": raw["sha256"], "pe": is_parsed_pe(raw)}
+    note = note or truncation_note(raw)
     if note:
         result["note"] = note
     return result
@@ -192,299 +214,15 @@ def extract_files(
     return report
 
 
-# -- CLI handlers -----------------------------------------------------------------------------
-def _clear_errors(handler):
-    """Missing files and bad data become one-line ``vigil: error: ...`` messages, not tracebacks."""
-    import functools
-
-    @functools.wraps(handler)
-    def wrapped(args):
-        try:
-            return handler(args)
-        except (FileNotFoundError, ValueError) as exc:
-            raise InvalidInput(str(exc)) from None
-
-    return wrapped
-
-
-def _store(args):
-    from vigil.cli import settings_and_store
-
-    return settings_and_store(args)
-
-
-@_clear_errors
-def cmd_extract(args) -> int:
-    list(iter_input_files(args.paths))  # fail on a missing path before creating the output file
-    out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
-
-    def say(message: str) -> None:
-        print(f"vigil: {message}", file=sys.stderr, flush=True)
-
-    try:
-        report = extract_files(
-            args.paths,
-            out,
-            label=args.label,
-            feature_version=args.feature_version,
-            processes=args.processes,
-            progress=not args.quiet,
-            max_file_bytes=int(args.max_file_mb * (1 << 20)),
-            memory_bytes=int(args.memory_mb * (1 << 20)),
-            timeout=args.timeout,
-            say=say,
-        )
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    summary = f"wrote {report.written} raw records to {args.output}"
-    if report.skipped:
-        summary += f"; skipped {len(report.skipped)} of {report.files} files (reasons above)"
-    print(summary, file=sys.stderr)
-    return 1 if report.skipped else 0
-
-
-@_clear_errors
-def cmd_vectorize(args) -> int:
-    from vigil.tasks.ember.vectorize import create_vectorized_features
-
-    reports = create_vectorized_features(
-        args.data_dir,
-        feature_version=args.feature_version,
-        processes=args.processes,
-        progress=not args.quiet,
-        resume=not args.restart,
-    )
-    status = 0
-    for report in reports:
-        resumed = f", resumed at row {report.resumed_at}" if report.resumed_at is not None else ""
-        print(
-            f"{report.subset}: {report.rows} rows -> {report.X_path} ({DIMS[args.feature_version]} floats/row{resumed})"
-        )
-        for bad in report.bad_lines:
-            print(f"vigil: bad line {bad}", file=sys.stderr)
-            status = 1
-    print(f"metadata -> {Path(args.data_dir) / 'metadata.csv'}")
-    return status
-
-
-@_clear_errors
-def cmd_train(args) -> int:
-    from vigil.tasks.ember.model import train_and_save
-
-    _, store = _store(args)
-    overrides = {"n_estimators": args.n_estimators} if args.n_estimators else {}
-    entry = train_and_save(
-        store,
-        args.data_dir,
-        feature_version=args.feature_version,
-        preset=args.params,
-        n_jobs=args.n_jobs,
-        bounded=args.bounded_memory,
-        histogram_pool_mb=args.histogram_pool_mb,
-        binary_dataset=args.binary_dataset,
-        dask=args.dask,
-        **overrides,
-    )
-    print(f"saved ember v{entry['version']} ({entry['file']}), threshold at 1% FPR = {entry['threshold']:.6f}")
-    if entry["extra"]["metrics_on"] != "test":
-        print("note: no labelled test rows of both classes, so metrics and threshold come from the TRAIN rows")
-    print(json.dumps(_headline(entry["metrics"]), indent=2))
-    return 0
-
-
-def _headline(report: dict) -> dict:
-    return {k: v for k, v in report.items() if not k.startswith("fpr_at")}
-
-
-@_clear_errors
-def cmd_evaluate(args) -> int:
-    from vigil.tasks.ember.model import evaluate_classifier
-    from vigil.tasks.ember.vectorize import read_vectorized
-
-    settings, store = _store(args)
-    loaded = store.load("ember", args.version)
-    feature_version = int(loaded.feature_version or 2)
-    X_test, y_test = read_vectorized(args.data_dir, "test", feature_version)
-    report, scores = evaluate_classifier(loaded.model[-1], X_test, y_test)
-    print(f"ember v{loaded.version} on {args.data_dir} (test, feature version {feature_version})")
-    print(json.dumps(_headline(report), indent=2))
-    if args.plot:
-        plot_roc(np.asarray(y_test)[np.asarray(y_test) != -1], scores, Path(args.plot), loaded.threshold)
-        print(f"ROC curve -> {args.plot}")
-    return 0
-
-
-def plot_roc(y: np.ndarray, scores: np.ndarray, path: Path, threshold: float | None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, _ = roc_curve(y.astype(int), scores)
-    figure, axis = plt.subplots(figsize=(5, 4))
-    axis.plot(fpr, tpr, label="ROC")
-    axis.axvline(0.01, color="grey", linestyle=":", label="1% FPR")
-    axis.set_xscale("symlog", linthresh=1e-3)
-    axis.set_xlabel("false-positive rate")
-    axis.set_ylabel("detection rate")
-    axis.set_title("EMBER LightGBM" + (f" (threshold {threshold:.3f})" if threshold is not None else ""))
-    axis.legend(loc="lower right")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-@_clear_errors
-def cmd_classify(args) -> int:
-    _, store = _store(args)
-    loaded = store.load("ember", args.version)
-    feature_version = int(loaded.feature_version or 2)
-    threshold = loaded.threshold if loaded.threshold is not None else 0.5
-    status = 0
-    for path in iter_input_files(args.files):
-        try:
-            too_large = oversized(path.stat().st_size, MAX_FILE_BYTES)
-            if too_large:
-                raise WorkerFailure(too_large)
-            raw, note = extraction_pool().run((path.read_bytes(), feature_version))
-        except (OSError, WorkerFailure) as exc:
-            reason = exc.reason if isinstance(exc, WorkerFailure) else exc.strerror or exc
-            print(f"{path}\terror: {reason}", file=sys.stderr)
-            status = 1
-            continue
-        probability = float(model_scores(loaded, loaded.model[0].transform([raw]))[0])
-        verdict = "malicious" if probability >= threshold else "benign"
-        if not is_parsed_pe(raw):
-            note = f"\t({note})" if note else "\t(not a PE file LIEF can read: byte-level features only)"
-        print(f"{probability:.6f}\t{verdict}\t{path}{note or ''}")
-    return status
-
-
-@_clear_errors
-def cmd_demo_data(args) -> int:
-    from vigil.tasks.ember.demo_data import write_demo_data
-
-    paths = write_demo_data(args.out_dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
-    print("wrote " + ", ".join(map(str, paths)) + " (synthetic demo records; see data/ember/SOURCE.md)")
-    return 0
-
-
-def _add_parallel_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by the verbs that process many files or lines in worker processes."""
-    parser.add_argument("-v", "--feature-version", type=int, choices=FEATURE_VERSIONS, default=2)
-    parser.add_argument("-j", "--processes", type=int, help="worker processes (default: 2)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-
-
 # -- the task ---------------------------------------------------------------------------------
 class EmberTask(Task):
     name = "ember"
     slug = "ember"
     title = "Malware detection on Windows PE files (EMBER features, LightGBM)"
-    primary_metric = "roc_auc"
     row_cost = 1000.0  # µs per JSON vector (parsing 2,381 floats) or raw record; a PE file is one row
     tensor_input = True  # x-npy bodies and V2 infer: a (rows, 2381) matrix (2351 for feature version 1)
-
-    def add_cli(self, parser: argparse.ArgumentParser) -> None:
-        verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-
-        extract = verbs.add_parser("extract", help="raw ember features of PE files, one JSON line per file")
-        extract.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
-        extract.add_argument("-o", "--output", default="-", help="raw.jsonl to write (default: stdout)")
-        extract.add_argument(
-            "--label",
-            type=int,
-            choices=(0, 1, -1),
-            default=-1,
-            help="label written into every record (1 malicious, 0 benign, -1 unknown)",
-        )
-        extract.add_argument(
-            "--max-file-mb",
-            type=float,
-            default=MAX_FILE_BYTES / (1 << 20),
-            help="skip larger files, with the reason (default: %(default)g)",
-        )
-        extract.add_argument(
-            "--memory-mb",
-            type=float,
-            default=MEMORY_BYTES / (1 << 20),
-            help="address space per extraction process, above its size at start; a file "
-            "that needs more is skipped, with the reason (default: %(default)g)",
-        )
-        extract.add_argument(
-            "--timeout",
-            type=float,
-            metavar="SECONDS",
-            help="skip a file whose extraction takes longer (default: no limit)",
-        )
-        _add_parallel_flags(extract)
-        extract.set_defaults(handler=cmd_extract)
-
-        vectorize = verbs.add_parser("vectorize", help="train_features_*.jsonl + test_features.jsonl -> X/y memmaps")
-        vectorize.add_argument("data_dir", metavar="DATA_DIR")
-        _add_parallel_flags(vectorize)
-        vectorize.add_argument(
-            "--restart",
-            action="store_true",
-            help="ignore an interrupted run's progress and start afresh (default: continue it)",
-        )
-        vectorize.set_defaults(handler=cmd_vectorize)
-
-        train = verbs.add_parser("train", help="LightGBM on the vectorized labelled rows; saves the model")
-        train.add_argument("data_dir", metavar="DATA_DIR")
-        train.add_argument("--params", default="ember", help="ember (default), alectio, or FILE.json")
-        train.add_argument("-v", "--feature-version", type=int, choices=FEATURE_VERSIONS, default=2)
-        train.add_argument("--n-estimators", type=int, help="override the number of boosting rounds")
-        train.add_argument("--n-jobs", type=int, default=2, help="LightGBM threads (default: 2)")
-        scale = train.add_argument_group("large data sets (issue 18)")
-        scale.add_argument(
-            "--bounded-memory",
-            action="store_true",
-            help="train from the memmaps without loading X (LightGBM Sequence), pool capped",
-        )
-        scale.add_argument(
-            "--histogram-pool-mb",
-            type=int,
-            metavar="MB",
-            help="cap LightGBM's histogram pool (implies --bounded-memory unless --dask; default there: 1024)",
-        )
-        scale.add_argument(
-            "--binary-dataset",
-            metavar="FILE",
-            help="save the binned LightGBM Dataset here, reuse it next time (implies --bounded-memory)",
-        )
-        scale.add_argument(
-            "--dask",
-            metavar="ADDRESS",
-            help="train on a Dask cluster: tcp://HOST:8786 or local:N (N workers on 127.0.0.1)",
-        )
-        train.set_defaults(handler=cmd_train)
-
-        evaluate = verbs.add_parser("evaluate", help="re-score a saved model on DATA_DIR's test rows")
-        evaluate.add_argument("data_dir", metavar="DATA_DIR")
-        evaluate.add_argument("--version", help="model version (default: latest)")
-        evaluate.add_argument("--plot", metavar="PNG", help="also draw the ROC curve to this file")
-        evaluate.set_defaults(handler=cmd_evaluate)
-
-        classify = verbs.add_parser("classify", help="malware probability of PE files")
-        classify.add_argument("files", nargs="+", metavar="FILE")
-        classify.add_argument("--version", help="model version (default: latest)")
-        classify.set_defaults(handler=cmd_classify)
-
-        demo = verbs.add_parser("demo-data", help="write the labelled synthetic demo set (ember file names)")
-        demo.add_argument("out_dir", metavar="OUT_DIR")
-        demo.add_argument("--n-train", type=int, default=400)
-        demo.add_argument("--n-test", type=int, default=200)
-        demo.add_argument("--seed", type=int, default=0)
-        demo.set_defaults(handler=cmd_demo_data)
-
-        from vigil.active_learning.cli import add_active_learning_cli, add_alectio_demo_cli
-
-        add_active_learning_cli(verbs)  # `vigil ember active-learning` (issue 3)
-        add_alectio_demo_cli(verbs)  # `vigil ember alectio-demo`
+    # tasks/ember/requests.py (pydantic, imported on first use): documents the JSON body; numpy checks it
+    request_model = "vigil.tasks.ember.requests:REQUEST"
 
     # -- training ---------------------------------------------------------------------------
     def train_default(self, store, settings) -> dict:
@@ -520,23 +258,30 @@ class EmberTask(Task):
             vectors = check_matrix(request.tensor, self.tensor_features(loaded))
             scores = model_scores(loaded, vectors)
             results: list[dict[str, Any]] = [{"index": i} for i in range(len(vectors))]
+            request.computed["vectors"] = vectors
         elif request.files:
             items = self._items_from_files(request.files, feature_version)
             scores = model_scores(loaded, loaded.model[0].transform([raw for _, raw, _ in items]))
-            results = [_result(raw, note, name=name) for name, raw, note in items]
+            # name: the form field (as before); filename: what the client's disk called the file
+            results = [
+                _result(raw, note, name=name, filename=request.filenames.get(name, name)) for name, raw, note in items
+            ]
+            request.computed["raws"] = [raw for _, raw, _ in items]
         elif request.json is not None and request.content_type != "application/octet-stream":
             vectors = self._vectors_from_json(request.json, feature_version, request.max_rows, request.body)
             scores = model_scores(loaded, vectors)
             results = [{"index": i} for i in range(len(vectors))]
+            request.computed["vectors"] = vectors
         else:
             if not request.body:
                 raise InvalidInput(
-                    "empty request body",
+                    "request body is empty",
                     "send a PE file (application/octet-stream), a multipart upload, or a JSON list of feature vectors",
                 )
             raw, note = _extract_or_422(request.body, feature_version, {"body": "application/octet-stream"})
             scores = model_scores(loaded, loaded.model[0].transform([raw]))
             results = [_result(raw, note)]
+            request.computed["raws"] = [raw]
         for result, score in zip(results, scores):
             result["probability"] = float(score)
             result["malicious"] = bool(score >= threshold)
@@ -548,6 +293,22 @@ class EmberTask(Task):
             "threshold_fpr": 0.01,
             "results": results,
         }
+
+    def explain(self, loaded, request: PredictInput, result: dict, top: int) -> dict:
+        """Each result's top reasons from LightGBM's contributions (tasks/ember/explain.py)."""
+        from vigil.tasks.ember.explain import explain_results
+
+        feature_version = int(result["feature_version"])
+        raws = request.computed.get("raws")
+        if raws is not None:
+            vectors = loaded.model[0].transform(raws)
+        else:
+            vectors = request.computed["vectors"]
+            rows = request.json.get("vectors") if isinstance(request.json, dict) else request.json
+            raws = [row if isinstance(row, dict) else None for row in rows] if isinstance(rows, list) else None
+        raws = raws if raws is not None else [None] * len(vectors)
+        explain_results(loaded.model[-1], np.asarray(vectors), raws, result["results"], top, feature_version)
+        return result
 
     def tensor_features(self, loaded) -> tuple[int, ...]:
         return (DIMS[int(loaded.feature_version or 2)],)
@@ -649,25 +410,6 @@ class EmberTask(Task):
                 {"index": index, "position": position},
             )
         return vector
-
-    def request_schema(self) -> dict:
-        dim = DIMS[2]
-        vector = {"type": "array", "items": {"type": "number"}, "minItems": dim, "maxItems": dim}
-        return {
-            "description": "POST a PE file as application/octet-stream or multipart/form-data, or JSON "
-            "feature vectors (2381 floats for feature version 2, 2351 for version 1) "
-            "or ember raw records (objects with the feature-block keys).",
-            "oneOf": [
-                {"type": "array", "items": {"anyOf": [vector, {"type": "object"}]}, "minItems": 1},
-                {
-                    "type": "object",
-                    "properties": {
-                        "vectors": {"type": "array", "minItems": 1, "items": {"anyOf": [vector, {"type": "object"}]}}
-                    },
-                    "required": ["vectors"],
-                },
-            ],
-        }
 
     def example_request(self) -> Any:
         return [[0.0] * DIMS[2]]
