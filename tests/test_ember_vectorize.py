@@ -42,6 +42,7 @@ def test_string_hasher_equals_feature_hasher_with_collisions_repeats_and_bytes()
         hasher = StringHasher(n_features)
         assert np.array_equal(hasher.rows(samples), expected)
         assert np.array_equal(hasher.rows(samples), expected)  # second time from the table
+        assert np.array_equal(hasher.transform(samples).toarray(), expected)  # the sparse form explain.py reads
         small = StringHasher(n_features)
         small.room = 5  # a full table: the rest hashed each time, the same values
         assert np.array_equal(small.rows(samples), expected)

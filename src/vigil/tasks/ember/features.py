@@ -160,6 +160,13 @@ class StringHasher:
         )
         return self.from_codes(codes, lengths)
 
+    def transform(self, samples: list):
+        """FeatureHasher's sparse answer (CSR, float64) for code that asks which bin a token lands
+        in (``explain.py``); the same values, without the explicit zeros of cancelled tokens."""
+        from scipy import sparse
+
+        return sparse.csr_array(self.rows(samples))
+
     def from_codes(self, codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Dense rows from signed codes, ``lengths[i]`` of them for row i, in order."""
         n = len(lengths)
