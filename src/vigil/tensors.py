@@ -93,7 +93,7 @@ def check_matrix(matrix: np.ndarray, dims: tuple[int, ...], what: str = "vector"
 
 
 def json_number_rows(body: bytes, width: int, key: str | None = None) -> np.ndarray | None:
-    """The float32 (rows, width) matrix of a JSON body that is exactly a non-empty list of lists of
+    """The float64 (rows, width) matrix of a JSON body that is exactly a non-empty list of lists of
     ``width`` numbers (or, with ``key``, an object whose only member ``key`` is such a list), parsed
     with orjson and converted by numpy in C; None for any other body, which then takes the general
     path (Python's ``json``, the schema, the task's per-value checks) and gets the answers it always got.
@@ -101,9 +101,8 @@ def json_number_rows(body: bytes, width: int, key: str | None = None) -> np.ndar
     Only bodies that path would accept unchanged come back: no ``true``/``false``/``null`` or string
     (numpy would read them as numbers, the per-value check refuses them), no number orjson cannot read as a double (it
     refuses NaN, Infinity and overflowing numbers, so those fall back too), nothing ragged or nested.
-    Values are the same doubles ``json`` reads (both round correctly), rounded to float32 as the
-    general path rounds them (float64 where a value is at the float32 limit, so :func:`check_matrix`
-    decides on the double); finiteness is left to :func:`check_matrix`.
+    Values are the same doubles ``json`` reads (both round correctly); ints become doubles as
+    Python's ``float`` makes them. Finiteness in float32 is left to :func:`check_matrix`.
 
     >>> json_number_rows(b'{"vectors": [[1, 2.5], [3, 4]]}', 2, key="vectors").tolist()
     [[1.0, 2.5], [3.0, 4.0]]
@@ -128,14 +127,7 @@ def json_number_rows(body: bytes, width: int, key: str | None = None) -> np.ndar
     if not isinstance(parsed, list) or not parsed or not isinstance(parsed[0], list):
         return None
     try:
-        # straight to float32 (each double rounded once, as via float64); one past the float32 range
-        # becomes inf, which check_matrix refuses at its position as it refuses the double itself
-        with np.errstate(over="ignore"):
-            matrix = np.array(parsed, dtype=np.float32)  # ragged rows or a non-number raise
-        if matrix.ndim == 2 and (np.abs(matrix) == FLOAT32_MAX).any():
-            # FLOAT32_MAX itself, or a double just past it that rounded down to it: the float64
-            # check decides (the second refuses), so keep the doubles
-            matrix = np.array(parsed, dtype=np.float64)
+        matrix = np.array(parsed, dtype=np.float64)  # ragged rows or a non-number raise
     except (ValueError, TypeError, OverflowError):
         return None
     if matrix.ndim != 2 or matrix.shape[1] != width:
