@@ -107,10 +107,13 @@ def test_fast_json_keeps_the_row_limit_and_its_message(models):
     assert response.get_json()["error"] == "too many rows in one request: 3 > 2"
 
 
-def test_fast_json_non_finite_float32_is_named_as_before(models):
+@pytest.mark.parametrize("value", [1e39, -1e39, float(np.finfo(np.float32).max) * (1 + 2**-25)])
+def test_fast_json_non_finite_float32_is_named_as_before(models, value):
+    """Past the float32 range, also just past it where float32 rounding would give the largest float."""
     client = client_for(models)
     rows = np.zeros((2, 2381)).tolist()
-    rows[1][9] = 1e39
+    rows[1][9] = value
+    assert json_number_rows(json.dumps(rows).encode(), 2381) is not None
     response = client.post("/predict/ember", data=json.dumps(rows), content_type="application/json")
     assert response.status_code == 422
     assert response.get_json()["error"] == "vector 1, value 9 is not a finite float32"
