@@ -9,9 +9,10 @@ over their verified bytes; the session is built from them and checked again agai
 Booster on the same rows. A model that fails either check, or cannot be converted or loaded, is
 refused with a log line and the Booster serves, so answers never move by more than the tolerance.
 
-Why ONNX Runtime: it installs from PyPI as a wheel, scores the EMBER model 1.5-3x faster than
-``Booster.predict`` at batch 1,000 and ~100x at batch 1 (the Booster's per-call overhead), and its
-file is data; tl2cgen would compile a shared library (code to dlopen) and needs a C compiler.
+Why ONNX Runtime: it installs from PyPI as a wheel, scores the demo EMBER model 1.5-2x faster than
+``Booster.predict`` at batch 1,000 and 20-70x at batch 1 (the Booster's per-call overhead;
+``python -m bench.ember_batch``), and its file is data; tl2cgen would compile a shared library
+(code to dlopen, which would need its own hash check) and needs a C compiler at training time.
 
 Example::
 
