@@ -464,3 +464,27 @@ def test_readme_curl_and_replay_against_live_server(trained, live_server, capsys
     assert report["agreement"] == 1.0 and report["events"] == 2500 and report["batches"] == 4
     assert report["event_ids_in_order"] is True
     assert "replay" in stderr  # the tqdm progress bar
+
+
+def test_integer_columns_in_one_numpy_pass_keep_the_per_value_rules():
+    from vigil.tasks.web_events.wrangling import (
+        MAX_INT,
+        REQUEST_SIZE_DEFAULT,
+        RESPONSE_CODE_DEFAULT,
+        _bounded_ints,
+        request_size,
+        response_code,
+    )
+
+    sizes = [166, 0, -5, MAX_INT, MAX_INT + 1, 2**63 - 1, -(2**63)]
+    assert _bounded_ints(sizes, 0, MAX_INT, REQUEST_SIZE_DEFAULT, request_size).tolist() == list(
+        map(request_size, sizes)
+    )
+    beyond = [*sizes, 2**70]  # past int64: value by value
+    assert _bounded_ints(beyond, 0, MAX_INT, REQUEST_SIZE_DEFAULT, request_size).tolist() == list(
+        map(request_size, beyond)
+    )
+    codes = [100, 599, 99, 600, 404, -1]
+    assert _bounded_ints(codes, 100, 599, RESPONSE_CODE_DEFAULT, response_code).tolist() == list(
+        map(response_code, codes)
+    )

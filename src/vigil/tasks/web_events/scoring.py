@@ -7,8 +7,9 @@ the pandas frames of the wrangled columns and the per-block validation still cos
 
 :class:`EventScorer` runs the same steps of the same fitted objects on plain column lists:
 
-* wrangling: :func:`~vigil.tasks.web_events.wrangling.wrangle_columns`, the code ``EventWrangler``
-  itself runs, without building its DataFrame;
+* wrangling: the rules of :func:`~vigil.tasks.web_events.wrangling.wrangle_columns` (the code
+  ``EventWrangler`` runs), without its DataFrame, and for text columns once per distinct text
+  (:class:`~vigil.tasks.web_events.wrangling.DistinctWrangled`);
 * feature blocks: each distinct value featurized once (as the blocks do), the four TF-IDF blocks
   in one pass with each vectorizer's own analyzer, vocabulary and idf, the l2 norm summed term by
   term in column order as scikit-learn's ``normalize`` does, so the values are bit for bit the same;
@@ -28,13 +29,14 @@ a pipeline of another shape (another classifier, extra steps) falls back to ``pi
 
 from __future__ import annotations
 
+import itertools
 import weakref
 
 import numpy as np
 import pandas as pd
 
 from vigil.tasks.web_events.features import EventFeatures, FeatureBlock, ScaledPCA, TextTfidf
-from vigil.tasks.web_events.wrangling import COLUMNS, EventWrangler, wrangle_columns
+from vigil.tasks.web_events.wrangling import COLUMNS, DistinctWrangled, EventWrangler
 
 
 def _distinct(values: list) -> tuple[list, np.ndarray]:
@@ -54,6 +56,19 @@ class _Tfidf:
     def __init__(self, block: TextTfidf):
         vectorizer = block.vectorizer
         self.analyze = vectorizer.build_analyzer()
+        # The default word analyzer is lowercase + token_pattern.findall (no accents stripped, no stop
+        # words, unigrams): call sklearn's own tokenizer on lowercased text, without the wrappers.
+        plain = (
+            vectorizer.analyzer == "word"
+            and vectorizer.input == "content"
+            and vectorizer.preprocessor is None
+            and vectorizer.tokenizer is None
+            and vectorizer.lowercase
+            and vectorizer.strip_accents is None
+            and vectorizer.stop_words is None
+            and tuple(vectorizer.ngram_range) == (1, 1)
+        )
+        self.tokenize = vectorizer.build_tokenizer() if plain else None
         self.vocabulary = vectorizer.vocabulary_
         self.idf = vectorizer.idf_
         self.norm = vectorizer.norm
@@ -66,14 +81,20 @@ class _Tfidf:
         )
 
     def rows(self, texts: list[str]) -> np.ndarray:
-        width = len(self.vocabulary)
-        counts = np.zeros((len(texts), width), dtype=np.float64)
-        vocabulary, analyze = self.vocabulary, self.analyze
-        for row, text in enumerate(texts):
-            for term in analyze(text):
-                column = vocabulary.get(term)
-                if column is not None:
-                    counts[row, column] += 1.0
+        n_rows, width = len(texts), len(self.vocabulary)
+        if self.tokenize is not None:
+            tokenize = self.tokenize
+            token_lists = [tokenize(text.lower()) for text in texts]
+        else:
+            token_lists = [self.analyze(text) for text in texts]
+        # Every term of every text looked up at once; the counts per (text, term) by one bincount.
+        lengths = np.fromiter(map(len, token_lists), dtype=np.intp, count=n_rows)
+        terms = list(itertools.chain.from_iterable(token_lists))
+        columns = np.fromiter(map(self.vocabulary.get, terms, itertools.repeat(-1)), dtype=np.intp, count=len(terms))
+        rows = np.repeat(np.arange(n_rows, dtype=np.intp), lengths)
+        known = columns >= 0
+        counts = np.bincount(rows[known] * width + columns[known], minlength=n_rows * width)
+        counts = counts.reshape(n_rows, width).astype(np.float64)
         weighted = counts * self.idf  # count x idf, as TfidfTransformer's X.data *= idf_[indices]
         if self.norm is None:
             return weighted
@@ -137,20 +158,23 @@ class EventScorer:
         return [tree for tree in classifier.estimators_]
 
     # -- the steps ---------------------------------------------------------------------------------
-    def _block(self, block: FeatureBlock, values) -> np.ndarray:
+    def _block(self, block: FeatureBlock, wrangled: DistinctWrangled, n_rows: int) -> np.ndarray:
         if type(block) is TextTfidf and block.vectorizer is None:
-            return np.zeros((len(values), 0))
+            return np.zeros((n_rows, 0))
         if not block.distinct_values_once:
-            return block.process_raw_features(values if isinstance(values, list) else list(values))
-        uniques, codes = _distinct(values if isinstance(values, list) else list(values))
+            return block.process_raw_features(wrangled.values(block.column))
+        uniques, codes = wrangled.distinct(block.column)
+        uniques = list(uniques)
         tfidf = self.tfidf.get(id(block))
         rows = tfidf.rows(uniques) if tfidf is not None else block.process_raw_features(uniques)
         return rows[codes]
 
     def features(self, columns) -> np.ndarray:
-        """EventFeatures.transform of the wrangled events: the blocks side by side."""
-        wrangled = wrangle_columns(columns)
-        return np.hstack([self._block(block, wrangled[block.column]) for block in self.blocks])
+        """EventFeatures.transform of the wrangled events: the blocks side by side. Text columns are
+        wrangled and featurized once per distinct raw text (the blocks featurize distinct values)."""
+        wrangled = DistinctWrangled(columns, _distinct)
+        n_rows = len(columns[COLUMNS[0]])
+        return np.hstack([self._block(block, wrangled, n_rows) for block in self.blocks])
 
     def _projected(self, features: np.ndarray) -> np.ndarray:
         if self.linear is None or not np.isfinite(features).all():
