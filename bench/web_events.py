@@ -114,7 +114,41 @@ def main(argv=None) -> int:
             f"ML-PT /predict single event: {one['served'] * 1e3:.2f} ms (target < 5 ms); bare pipeline "
             f"{one['bare'] * 1e3:.2f} ms on the same event, {one['bare'] / one['served']:.2f}x its rate"
         )
+        if not args.url:
+            print(breakdown(app, pipeline, events, body, args.repeat_seconds))
     return 0
+
+
+def breakdown(app, pipeline, events: pd.DataFrame, body: list, min_seconds: float) -> str:
+    """Where a served request of the largest batch spends its time, stage by stage (medians, timed in turn)."""
+    from vigil.tasks.web_events import label_response
+    from vigil.tasks.web_events.data import parse_request
+
+    size = max(BATCH_SIZES)
+    raw = json.dumps(body[:size]).encode()
+    document = json.loads(raw)
+    parsed = parse_request(document)
+    answer = label_response(pipeline, parsed)
+    client = app.test_client()
+    stages = interleaved_seconds(
+        {
+            "served": lambda: client.post("/predict", data=raw, content_type="application/json"),
+            "body JSON": lambda: json.loads(raw),
+            "records' JSON": lambda: parse_request(document),
+            "scoring": lambda: label_response(pipeline, parsed),
+            "answer JSON": lambda: app.json.dumps(answer),
+            "bare pipeline": lambda: pipeline.predict(events.iloc[:size]),
+        },
+        min_seconds,
+    )
+    named = ("body JSON", "records' JSON", "scoring", "answer JSON")
+    rest = stages["served"] - sum(stages[name] for name in named)
+    return (
+        f"served {size:,} events {stages['served'] * 1e3:.0f} ms = "
+        + " + ".join(f"{name} {stages[name] * 1e3:.0f}" for name in named)
+        + f" + the rest (Flask, middleware, limits, metrics) {rest * 1e3:.0f} ms; "
+        f"bare pipeline {stages['bare pipeline'] * 1e3:.0f} ms"
+    )
 
 
 if __name__ == "__main__":
