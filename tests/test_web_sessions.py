@@ -561,3 +561,10 @@ def test_dask_training_on_a_two_worker_local_cluster_saves_the_same_artifact(tmp
     assert spearmanr(scores["dask"], scores["single"]).statistic >= 0.9
     assert entries["dask"]["metrics"]["model"] == "lightgbm"
     assert abs(entries["dask"]["metrics"]["roc_auc"] - entries["single"]["metrics"]["roc_auc"]) <= 0.03
+
+
+def test_a_bad_dask_address_is_refused_before_any_work(tmp_path, capsys):
+    code = vigil_main(["--models-dir", str(tmp_path / "models"), "web-sessions", "train", "--dask", "local:0"])
+    assert code != 0
+    assert "--dask local:N needs 1 <= N <= 256" in capsys.readouterr().err
+    assert not (tmp_path / "models").exists()
