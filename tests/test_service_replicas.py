@@ -1,6 +1,6 @@
 """Issue 18 item 5: N replicas (real gunicorn servers) sharing one models folder, each with its own
-state folder; `scripts/reload_replicas.sh` fans /admin/reload out to all of them and reports each
-answer; a validly signed but older manifest put back is refused by every replica."""
+state folder; `scripts/reload_replicas.sh` and `vigil admin reload` fan /admin/reload out to all of
+them and report each answer; a validly signed but older manifest put back is refused by every replica."""
 
 from __future__ import annotations
 
@@ -41,6 +41,16 @@ def _fan_out(*urls: str, token: str = TOKEN, path: str | None = None) -> subproc
         text=True,
         timeout=180,
         env={**os.environ, **({"PATH": path} if path else {})},
+    )
+
+
+def _vigil_admin_reload(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vigil", "admin", "reload", "--token", TOKEN, *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
     )
 
 
@@ -124,6 +134,19 @@ def test_reload_fans_out_to_every_replica_and_each_refuses_a_rolled_back_manifes
         ["ok", f"{server.url}/admin/reload", "HTTP", "200"] for server in servers
     ]
 
+    # `vigil admin reload` does the same where vigil is installed: a third version reaches both
+    loaded = trainer.load(task.name)
+    third = trainer.save(task.name, loaded.model, metrics=loaded.metrics, extra=loaded.entry.get("extra"))
+    urls = [arg for server in servers for arg in ("--url", server.url)]
+    result = _vigil_admin_reload(*urls)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [line.split()[:4] for line in result.stdout.splitlines()] == [
+        ["ok", f"{server.url}/admin/reload", "HTTP", "200"] for server in servers
+    ]
+    for server in servers:
+        assert {_served_version(server, task) for _ in range(6)} == {third["version"]}
+    entry = third
+
     # one replica down, a wrong token: each answer is reported, and the exit status says so
     dead = "http://127.0.0.1:9"  # discard port: nothing listens
     result = _fan_out(servers[0].url, dead)
@@ -143,3 +166,5 @@ def test_reload_fans_out_to_every_replica_and_each_refuses_a_rolled_back_manifes
     assert all("rolled-back manifest" in line for line in lines), lines
     for server in servers:
         assert _served_version(server, task) == entry["version"]
+    result = _vigil_admin_reload(*urls)
+    assert result.returncode == 1 and all("rolled-back manifest" in line for line in result.stdout.splitlines())
