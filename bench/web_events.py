@@ -54,6 +54,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat-seconds", type=float, default=2.0, help="time each measurement at least this long")
     parser.add_argument("--models-dir", help="use the web_events model of this store (default: train on the sample)")
     parser.add_argument("--url", help="a running service to measure instead of the in-process app")
+    parser.add_argument("--no-breakdown", action="store_true", help="skip the stage-by-stage line at 10,000 events")
     args = parser.parse_args(argv)
 
     sample = load_events_csv(PROJECT_ROOT / "data" / "web_events" / "events_sample.csv")
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
             f"ML-PT /predict single event: {one['served'] * 1e3:.2f} ms (target < 5 ms); bare pipeline "
             f"{one['bare'] * 1e3:.2f} ms on the same event, {one['bare'] / one['served']:.2f}x its rate"
         )
-        if not args.url:
+        if not args.url and not args.no_breakdown:
             print(breakdown(app, pipeline, events, body, args.repeat_seconds))
     return 0
 
