@@ -10,9 +10,11 @@ the pandas frames of the wrangled columns and the per-block validation still cos
 * wrangling: the rules of :func:`~vigil.tasks.web_events.wrangling.wrangle_columns` (the code
   ``EventWrangler`` runs), without its DataFrame, and for text columns once per distinct text
   (:class:`~vigil.tasks.web_events.wrangling.DistinctWrangled`);
-* feature blocks: each distinct value featurized once (as the blocks do), the four TF-IDF blocks
-  in one pass with each vectorizer's own analyzer, vocabulary and idf, the l2 norm summed term by
-  term in column order as scikit-learn's ``normalize`` does, so the values are bit for bit the same;
+* feature blocks: each distinct value featurized once (as the blocks do); each TF-IDF block with
+  its vectorizer's own tokenizer (or analyzer), vocabulary and idf, every term of every distinct
+  text looked up at once and counted by one ``bincount``, without sklearn's per-call checks; the
+  l2 norm summed term by term in column order as scikit-learn's ``normalize`` does, so the values
+  are bit for bit the same;
 * scaling and PCA: StandardScaler's ``(X - mean_) / scale_`` and PCA's ``X @ components_.T -
   mean_ @ components_.T``, the same numpy operations on the same arrays as their ``transform``,
   without the input checks (three ``validate_data`` calls: a third of a single event's time);
