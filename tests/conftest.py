@@ -32,6 +32,7 @@ for _name in [name for name in os.environ if name.startswith("VIGIL_")]:
 # reference machine (`pytest --durations=0`). Re-measure when adding heavy tests.
 SLOW_MODULES = {
     "tests/test_dns_streaming.py",
+    "tests/test_install.py",
     "tests/test_service_fuzz.py",
     "tests/test_service_live.py",
     "tests/test_active_learning_live.py",
