@@ -249,13 +249,12 @@ def cmd_evaluate(args) -> int:
 
 
 def plot_roc(y: np.ndarray, scores: np.ndarray, path: Path, threshold: float | None) -> None:
-    from sklearn.metrics import roc_curve
-
+    from vigil.metrics import roc_points
     from vigil.plotting import pyplot, save_figure
 
     plt = pyplot()
 
-    fpr, tpr, _ = roc_curve(y.astype(int), scores)
+    fpr, tpr = roc_points(y, scores)
     figure, axis = plt.subplots(figsize=(5, 4))
     axis.plot(fpr, tpr, label="ROC")
     axis.axvline(0.01, color="grey", linestyle=":", label="1% FPR")

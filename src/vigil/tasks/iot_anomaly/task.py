@@ -56,7 +56,8 @@ class IotAnomalyTask(Task):
     def fit_and_save(
         self, store: ArtifactStore, detector, estimator_key: str, params: dict | None = None, seed: int = 0
     ) -> tuple[dict, object]:
-        from vigil.tasks.iot_anomaly.detector import confusion_ratios, estimator_spec, make_estimator
+        from vigil.metrics import confusion_ratios
+        from vigil.tasks.iot_anomaly.detector import estimator_spec, make_estimator
 
         spec = estimator_spec(estimator_key)
         chosen = spec.best if params is None else params
@@ -194,7 +195,8 @@ def comparison_table(
     """
     import numpy as np
 
-    from vigil.tasks.iot_anomaly.detector import ESTIMATORS, confusion_ratios, make_estimator
+    from vigil.metrics import confusion_ratios
+    from vigil.tasks.iot_anomaly.detector import ESTIMATORS, make_estimator
 
     names = {"adaboost": "AdaBoost", "forest": "random forest", "mlp": "MLP", "svc": "LinearSVC"}
     names = {key: names[key] for key in models}

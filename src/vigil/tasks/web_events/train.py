@@ -62,6 +62,7 @@ def train_model(
     """Cluster, compare classifiers, tune the forest; returns (pipeline, manifest metrics+extra, table)."""
     from tqdm import tqdm
 
+    from vigil.metrics import weighted_f1
     from vigil.tasks.web_events.training import (
         MLPT_FOREST,
         candidate_classifiers,
@@ -111,7 +112,7 @@ def train_model(
     steps.close()
     summary = clustering.summary()
     metrics = {
-        "train_f1_weighted": float(_weighted_f1(y, classifier.predict(X))),
+        "train_f1_weighted": weighted_f1(y, classifier.predict(X)),
         "noise_share": summary["noise_share"],
         "clusters": summary["clusters"],
     }
@@ -129,12 +130,6 @@ def train_model(
     if table is not None:
         extra["comparison"] = table.round(4).to_dict("records")
     return model_pipeline(featurizer, classifier), {"metrics": metrics, "extra": extra}, table
-
-
-def _weighted_f1(y_true, y_pred) -> float:
-    from sklearn.metrics import f1_score
-
-    return f1_score(y_true, y_pred, average="weighted", zero_division=0)
 
 
 __all__ = ["label_events", "model_pipeline", "train_model"]
