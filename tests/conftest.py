@@ -83,6 +83,8 @@ SLOW_TESTS = {
     "tests/test_ember_features.py::test_byte_level_blocks_read_in_chunks_equal_one_whole_file_pass",
     "tests/test_ember_hardening.py::test_lief_without_the_guard_hits_the_address_space_limit_and_costs_one_answer",
     "tests/test_ember_hardening.py::test_a_worker_that_dies_is_retried_once_then_skipped_and_the_others_land",
+    "tests/test_ember_hardening.py::test_a_dead_child_costs_its_job_only",
+    "tests/test_ember_hardening.py::test_a_child_past_the_time_limit_is_killed_and_the_next_job_answered",
     "tests/test_ember_pipeline.py::test_train_evaluate_classify_on_the_demo_set",
     "tests/test_iot_anomaly.py::test_train_classify_and_boundary_plots",
     "tests/test_iot_anomaly.py::test_comparison_table_puts_published_numbers_next_to_ours",
@@ -205,6 +207,17 @@ def live_server():
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def ember_demo_models(tmp_path_factory) -> Path:
+    """A models folder holding the ember default (demo) model, trained once per run; read-only for its
+    users (copy it to change it)."""
+    from vigil.tasks import get_task
+
+    models = tmp_path_factory.mktemp("ember-demo-models")
+    get_task("ember").train_default(ArtifactStore(models), Settings.from_env(models_dir=models))
+    return models
 
 
 @pytest.fixture(scope="session")

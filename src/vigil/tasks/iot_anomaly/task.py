@@ -69,7 +69,13 @@ class IotAnomalyTask(Task):
             "confusion_matrix": matrix.tolist(),
             "test_rows": int(len(detector.ytest)),
         }
-        entry = store.save(
+        return self.save_model(store, detector, model, spec, chosen, metrics, seed=seed), model
+
+    def save_model(
+        self, store: ArtifactStore, detector, model, spec, params: dict, metrics: dict, seed: int, **extra
+    ) -> dict:
+        """Save a fitted detector pipeline with its metrics, the 0.5 threshold and how it was made."""
+        return store.save(
             self.name,
             model,
             metrics=metrics,
@@ -78,15 +84,15 @@ class IotAnomalyTask(Task):
             data_fingerprint=data_fingerprint(detector.df),
             extra={
                 "estimator": spec.class_name,
-                "params": {k: repr(v) for k, v in chosen.items()},
+                "params": {k: repr(v) for k, v in params.items()},
                 "classes": detector.classes,
                 "odd_point_box": detector.box.as_dict(),
                 "odd_points": int(detector.df["odd"].sum()),
                 "seed": seed,
                 "split": "stratified 50/50",
+                **extra,
             },
         )
-        return entry, model
 
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:
         entry, _ = self.fit_and_save(store, self.detector(settings), "adaboost")

@@ -132,4 +132,21 @@ def train_model(
     return model_pipeline(featurizer, classifier), {"metrics": metrics, "extra": extra}, table
 
 
-__all__ = ["label_events", "model_pipeline", "train_model"]
+def save_trained(store, pipeline, info: dict, data_path, data_label: str | None = None) -> dict:
+    """Save a pipeline from :func:`train_model` with its metrics and training details; ``data_label``
+    names the data in the manifest (default: ``data_path``). The labels are classes (argmax), so the
+    manifest holds no threshold."""
+    from vigil.artifacts import data_fingerprint
+    from vigil.tasks.web_events.features import FEATURE_VERSION
+
+    return store.save(
+        "web_events",
+        pipeline,
+        metrics=info["metrics"],
+        feature_version=FEATURE_VERSION,
+        data_fingerprint=data_fingerprint(data_path),
+        extra={**info["extra"], "data": data_label or str(data_path)},
+    )
+
+
+__all__ = ["label_events", "model_pipeline", "save_trained", "train_model"]
