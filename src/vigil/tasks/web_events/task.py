@@ -10,12 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vigil.artifacts import ArtifactStore, LoadedModel, data_fingerprint
+from vigil.artifacts import ArtifactStore, LoadedModel
 from vigil.config import Settings
 from vigil.errors import InvalidInput
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.web_events.data import SAMPLE_CSV, event_to_request_record, load_events_csv, parse_request
-from vigil.tasks.web_events.features import FEATURE_VERSION
 from vigil.tasks.web_events.wrangling import to_text
 
 EXAMPLE_EVENTS = [  # the two events of ML-PT's README curl example
@@ -105,19 +104,12 @@ class WebEventsTask(Task):
     request_model = "vigil.tasks.web_events.requests:REQUEST"  # ML-PT's request, for OpenAPI (pydantic on first use)
 
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:
-        from vigil.tasks.web_events.train import train_model
+        from vigil.tasks.web_events.train import save_trained, train_model
 
         path = settings.data_dir / SAMPLE_CSV
         frame = load_events_csv(path)
         pipeline, info, _ = train_model(frame, folds=0, tune=False, progress=False)
-        return store.save(
-            "web_events",
-            pipeline,
-            metrics=info["metrics"],
-            feature_version=FEATURE_VERSION,
-            data_fingerprint=data_fingerprint(path),
-            extra={**info["extra"], "data": SAMPLE_CSV},
-        )
+        return save_trained(store, pipeline, info, path, data_label=SAMPLE_CSV)
 
     def predict(self, loaded: LoadedModel, request: PredictInput):
         return predict_mlpt(loaded, request)
