@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vigil.config import PROJECT_ROOT
+from vigil.config import SAMPLE_DATA
 
-SAMPLE_DIR = PROJECT_ROOT / "data" / "ember"
+SAMPLE_DIR = SAMPLE_DATA / "ember"
 EMBER_SAMPLE = "train_features_0_head.jsonl"
 LAUNCHER_SAMPLE = "reference_pip_launchers_raw.jsonl"
 STUB_IMPORTS = {"KERNEL32.DLL": ["LoadLibraryA", "GetProcAddress", "VirtualAlloc", "VirtualProtect", "ExitProcess"]}

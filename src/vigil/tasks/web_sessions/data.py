@@ -83,11 +83,7 @@ def read_sessions(path: Path | str) -> pd.DataFrame:
 
 def read_alice_log(path: Path | str) -> pd.DataFrame:
     """Alice's raw log: one visit a row, columns timestamp, site (a site name)."""
-    if not Path(path).is_file():
-        raise InvalidInput(f"no such log file: {path}", {"path": str(path)})
-    log = pd.read_csv(path)
-    if not {"timestamp", "site"} <= set(log.columns):
-        raise InvalidInput(f"{path} needs the columns timestamp and site", {"columns": list(log.columns)})
+    log = read_csv_checked(path, ["timestamp", "site"], what="log file")
     log["timestamp"] = pd.to_datetime(log["timestamp"])
     return log.sort_values("timestamp", kind="stable").reset_index(drop=True)
 
@@ -103,7 +99,7 @@ def read_site_dic(path: Path | str) -> dict[str, int]:
         if not isinstance(mapping, dict):
             raise InvalidInput(f"{path} is not a dict of site name -> id", type(mapping).__name__)
         return {str(k): int(v) for k, v in mapping.items()}
-    frame = pd.read_csv(path, keep_default_na=False)
+    frame = read_csv_checked(path, ["site", "id"], what="site dictionary", keep_default_na=False)
     return dict(zip(frame["site"].astype(str), frame["id"].astype(int)))
 
 
