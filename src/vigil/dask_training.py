@@ -168,6 +168,11 @@ def in_memory_dask_arrays(X, y, partitions: int):
 
     feature_names = None
     if hasattr(X, "columns"):  # a DataFrame: LightGBM's Dask interface needs dask.dataframe for those
+        from pandas.api.types import is_numeric_dtype  # bool included, as LightGBM takes it
+
+        categorical = [str(c) for c, dtype in X.dtypes.items() if not is_numeric_dtype(dtype)]
+        if categorical:  # LightGBM would treat them as categorical features on one machine
+            raise ValueError(f"--dask takes numeric feature columns only, not {categorical[:5]}")
         feature_names = [str(column) for column in X.columns]
         X = X.to_numpy(dtype=np.float64)
     labels = np.asarray(y)
