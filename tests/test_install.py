@@ -20,7 +20,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_INPUTS = ("pyproject.toml", "setup.py", "README.md", "src", "data")
 
 
-
 def _clean_env(**extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_") and k != "PYTHONPATH"}
     return {**env, **extra}

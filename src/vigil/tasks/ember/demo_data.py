@@ -21,8 +21,8 @@ Test records come from base records the training set never saw. A model trained 
 
 Example::
 
-    >>> train, test = build_demo_records(seed=0)                       # doctest: +SKIP
-    >>> write_demo_data("runs/ember-demo")  # train_features_0.jsonl + test_features.jsonl
+    train, test = build_demo_records(seed=0)
+    write_demo_data("runs/ember-demo")  # train_features_0.jsonl + test_features.jsonl
 """
 
 from __future__ import annotations

@@ -14,8 +14,10 @@ Every reader returns a DataFrame with the columns ``class`` (str), ``length`` an
 
 Example::
 
-    >>> objects = load_objects(Path("data/iot_anomaly"))          # doctest: +SKIP
+    >>> objects = load_objects(Path("data/iot_anomaly"))
     >>> odd = OddPointBox.around(objects).sample(objects["class"].unique(), 1000, seed=0)
+    >>> len(objects), len(odd)
+    (699, 1000)
 """
 
 from __future__ import annotations

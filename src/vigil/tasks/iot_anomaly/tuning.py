@@ -15,9 +15,9 @@ flushed as soon as they are scored, so an interrupted run keeps every row alread
 
 Example::
 
-    >>> writer = ScoreFiles(Path("runs/iot_anomaly"), per_fold=True)   # doctest: +SKIP
-    >>> detector.tune_parameters(clf, grid, on_row=writer.write)
-    >>> writer.close(); plot_scores(writer.scores_path, writer.params_paths.values(), Path("runs/iot_anomaly"))
+    writer = ScoreFiles(Path("runs/iot_anomaly"), per_fold=True)
+    detector.tune_parameters(clf, grid, on_row=writer.write)
+    writer.close(); plot_scores(writer.scores_path, writer.params_paths.values(), Path("runs/iot_anomaly"))
 """
 
 from __future__ import annotations

@@ -33,8 +33,8 @@ Alice (and the held-out months are months the training part never saw).
 
 Example::
 
-    >>> featurizer = SessionFeaturizer().fit(train_sessions, train_labels)   # doctest: +SKIP
-    >>> featurizer.transform(test_sessions).shape, featurizer.feature_dims()  # doctest: +SKIP
+    featurizer = SessionFeaturizer().fit(train_sessions, train_labels)
+    featurizer.transform(test_sessions).shape, featurizer.feature_dims()
 """
 
 from __future__ import annotations
