@@ -19,6 +19,14 @@ NO_MODEL = "no trained model"  # the registry's error for a task with no artifac
 
 @dataclass
 class ReplicaAnswer:
+    """One replica's answer to ``POST /admin/reload``.
+
+    >>> ReplicaAnswer("http://10.0.0.5:8080/admin/reload", "200", '{"ok":false,"errors":{"ember":"no trained model"}}').reloaded
+    True
+    >>> ReplicaAnswer("http://10.0.0.6:8080/admin/reload", "401", '{"error":"missing or wrong bearer token"}').line()
+    'FAILED  http://10.0.0.6:8080/admin/reload  HTTP 401  {"error":"missing or wrong bearer token"}'
+    """
+
     url: str
     status: str  # the HTTP status, or "unreachable (reason)"
     body: str  # the replica's answer as it sent it (one line)
