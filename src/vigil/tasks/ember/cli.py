@@ -257,13 +257,12 @@ def plot_roc(y: np.ndarray, scores: np.ndarray, path: Path, threshold: float | N
 
 def roc_figure(y: np.ndarray, scores: np.ndarray, threshold: float | None):
     """(figure, axis) of the ROC curve, FPR on a symlog axis from 0 to 1 (no negative rates)."""
-    from sklearn.metrics import roc_curve
-
+    from vigil.metrics import roc_points
     from vigil.plotting import pyplot
 
     plt = pyplot()
 
-    fpr, tpr, _ = roc_curve(y.astype(int), scores)
+    fpr, tpr = roc_points(y, scores)
     figure, axis = plt.subplots(figsize=(5, 4))
     axis.plot(fpr, tpr, label="ROC")
     axis.axvline(0.01, color="grey", linestyle=":", label="1% FPR")
