@@ -487,3 +487,36 @@ def benign_day(names: Sequence[str], domains: Sequence[str], seed: int = 0, day_
             start += size
     order = np.argsort(times, kind="stable")
     return [names[i] for i in order], times[order]
+
+
+DOMAIN_MIN_NAMES = 20  # a request holding this many names gets per-domain verdicts next to per-query ones
+MAX_DOMAIN_VERDICTS = 200
+
+
+def request_domains(items: list, args: dict | None = None) -> list[dict] | None:
+    """Per-domain verdicts for the query names of one request (None when it holds fewer than
+    :data:`DOMAIN_MIN_NAMES` names, unless ``?domains=1``), from a detector that sees only this
+    request: each item's ``time`` (seconds) when given, else every name in one fast window. Flagged
+    domains first, then by new information; at most :data:`MAX_DOMAIN_VERDICTS`."""
+    names, times = [], []
+    for item in items:
+        if isinstance(item, str):
+            names.append(item)
+            times.append(0.0)
+        elif isinstance(item, dict) and isinstance(item.get("query"), (str, bytes)):
+            at = item.get("time", 0.0)
+            names.append(item["query"])
+            times.append(
+                float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) and math.isfinite(at) else 0.0
+            )
+    forced = str((args or {}).get("domains", "")).lower() in ("1", "true", "yes")
+    if len(names) < DOMAIN_MIN_NAMES and not forced:
+        return None
+    if not names:
+        return []
+    order = sorted(range(len(names)), key=times.__getitem__)
+    detector = DomainDetector()
+    detector.observe([names[i] for i in order], [times[i] for i in order])
+    verdicts = [detector.verdict(domain) for domain in detector.entries]
+    verdicts.sort(key=lambda v: (not v["flagged"], -v["evidence"].get("information_bits", 0.0)))
+    return verdicts[:MAX_DOMAIN_VERDICTS]
