@@ -1,14 +1,13 @@
-"""The small interface every task implements, so training, saving, serving and the CLI
-stay task-agnostic.
+"""The small interface every task implements, so training, saving and serving stay task-agnostic.
 
 A task knows its data formats, featurizer, default estimator, metrics, and what its
 ``/predict/<slug>`` request and response look like. It never imports ``vigil.service``
 or ``vigil.streaming``: the service hands it a :class:`PredictInput` and gets JSON back.
+Nor does it know any CLI: a task's verbs are the click group in its package's ``cli.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Sequence
@@ -71,7 +70,6 @@ class Task:
     name: ClassVar[str]  # artifact key, snake_case ("web_events")
     slug: ClassVar[str]  # CLI verb and URL segment ("web-events")
     title: ClassVar[str]  # one line for humans
-    primary_metric: ClassVar[str] = "roc_auc"
     # Estimated CPU microseconds one record of a /predict request costs (measured on the 2-core
     # reference machine, rounded up). rows x row_cost is held against VIGIL_PREDICT_COST_BUDGET_S.
     row_cost: ClassVar[float] = 100.0
@@ -79,9 +77,6 @@ class Task:
     # application/x-npy bodies on /predict/<slug> (as PredictInput.tensor) and serves the Open
     # Inference Protocol's POST /v2/models/<slug>/infer through tensor_features / predict_tensor.
     tensor_input: ClassVar[bool] = False
-
-    def add_cli(self, parser: argparse.ArgumentParser) -> None:
-        """Add this task's verbs (``vigil <slug> <verb>``) to ``parser``."""
 
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:
         """Train the default model on the sample data shipped in the repo; return the manifest entry."""
@@ -107,6 +102,3 @@ class Task:
     def example_request(self) -> Any:
         """A request body that works, for docs and the browser UI."""
         return None
-
-    def describe(self) -> dict:
-        return {"task": self.name, "slug": self.slug, "title": self.title}
