@@ -246,13 +246,18 @@ class DomainDetector:
 
     # The filters are not checkpointed (2 MiB per window would dominate the results file): after a
     # restart every name is new once more, which can only make a flag come sooner.
+    # The table goes as rows of plain values: pickling 4,096 dataclass objects at every window cost
+    # 19 ms, a fifth of a window's time.
     def __getstate__(self):
         state = dict(self.__dict__)
         state.pop("_fast_seen", None)
         state.pop("_slow_seen", None)
+        state["entries"] = [tuple(vars(e).values()) for e in self.entries.values()]
         return state
 
     def __setstate__(self, state):
+        rows = state.pop("entries")
+        state["entries"] = {row[0]: DomainState(*row) for row in rows}
         self.__dict__.update(state)
         self._fast_seen = BloomFilter(self.bloom_bits)
         self._slow_seen = BloomFilter(self.bloom_bits)
