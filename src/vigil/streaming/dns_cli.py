@@ -134,8 +134,8 @@ def cmd_produce(args) -> int:
 
 def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle_timeout: float | None) -> dict:
     # Imported here so that `vigil --help` and the service need not load pandas and scikit-learn.
+    from vigil.drift import RetrainPolicy
     from vigil.streaming.consumer import WindowedConsumer
-    from vigil.streaming.decision import RetrainPolicy
     from vigil.streaming.dns_stream import DnsWindowProcessor
     from vigil.streaming.results import ResultsStore, plot_windows, summarize, write_summary
     from vigil.tasks.dns_exfil import TASK_NAME
