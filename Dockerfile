@@ -25,7 +25,7 @@ WORKDIR /app
 # the pinned dependencies first, alone: editing the code or the README keeps this layer cached
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
-COPY pyproject.toml README.md main.py meta.json ./
+COPY pyproject.toml setup.py README.md main.py meta.json ./
 COPY src ./src
 COPY data ./data
 COPY scripts ./scripts

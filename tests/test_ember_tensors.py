@@ -16,18 +16,15 @@ import pytest
 from vigil.artifacts import ArtifactStore
 from vigil.config import Settings
 from vigil.service import create_app
-from vigil.tasks import get_task
 from vigil.tasks.ember.model import booster_of
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ember"
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    models = tmp_path_factory.mktemp("ember-tensor-models")
-    get_task("ember").train_default(ArtifactStore(models), Settings.from_env(models_dir=models))
-    store = ArtifactStore(models)
-    return models, store, booster_of(store.load("ember").model)
+def served(ember_demo_models):
+    store = ArtifactStore(ember_demo_models)
+    return ember_demo_models, store, booster_of(store.load("ember").model)
 
 
 def client_for(models: Path, **overrides):

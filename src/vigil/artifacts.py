@@ -25,10 +25,10 @@ Threat model. Whoever can write ``models/`` can replace files; the store makes t
 
 Example::
 
-    >>> store = ArtifactStore(tmp_path)                      # doctest: +SKIP
-    >>> entry = store.save("iot_anomaly", pipeline, metrics={"f1": 0.93})
-    >>> loaded = store.load("iot_anomaly")
-    >>> loaded.model.predict(rows); loaded.version
+    store = ArtifactStore(tmp_path)
+    entry = store.save("iot_anomaly", pipeline, metrics={"f1": 0.93})
+    loaded = store.load("iot_anomaly")
+    loaded.model.predict(rows); loaded.version
 """
 
 from __future__ import annotations

@@ -70,12 +70,19 @@ def headline_metrics(metrics: dict, limit: int = 6) -> str:
     return shown + (f" (+{len(scalars) - limit} more in `vigil models`)" if len(scalars) > limit else "")
 
 
-def bootstrap_models(context: CliContext, force: bool = False) -> int:
-    """Train every task's default model on the shipped samples, unless one exists already."""
+def bootstrap_models(context: CliContext, force: bool = False, slugs: tuple[str, ...] = ()) -> int:
+    """Train every task's default model (or only those of ``slugs``) on the shipped samples, unless one
+    exists already."""
     from vigil.tasks import all_tasks
 
     settings, store = context.settings, context.store
-    for task in all_tasks():
+    tasks = all_tasks()
+    unknown = sorted(set(slugs) - {task.slug for task in tasks})
+    if unknown:
+        raise VigilError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(t.slug for t in tasks)}")
+    for task in tasks:
+        if slugs and task.slug not in slugs:
+            continue
         if store.entries(task.name) and not force:
             print(f"{task.slug}: model v{store.latest_entry(task.name)['version']} present, skipping")
             continue
@@ -122,11 +129,12 @@ def cmd_serve(context: CliContext, host, port, bind, workers, threads, bucket_ro
     os.execve(sys.executable, command, env)
 
 
-@cli.command("bootstrap", help="train default models on the shipped sample data")
+@cli.command("bootstrap", help="train default models on the shipped sample data (every task, or the SLUGs given)")
+@click.argument("slugs", nargs=-1, metavar="[SLUG]...")
 @click.option("--force", is_flag=True, help="train even where a model exists")
 @pass_cli_context
-def cmd_bootstrap(context: CliContext, force: bool) -> int:
-    return bootstrap_models(context, force)
+def cmd_bootstrap(context: CliContext, slugs: tuple[str, ...], force: bool) -> int:
+    return bootstrap_models(context, force, slugs)
 
 
 @cli.command("models", help="list the artifacts in the model store")

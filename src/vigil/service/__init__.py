@@ -27,6 +27,7 @@ BLUEPRINTS = [
     "vigil.service.compat.dns",
     "vigil.service.compat.web_sessions",
     "vigil.service.ui",
+    "vigil.service.favicon",
 ]
 
 
@@ -38,6 +39,7 @@ def create_app(settings=None, store=None):
     from vigil.artifacts import ArtifactStore
     from vigil.config import Settings
     from vigil.service.errors import register_error_handlers
+    from vigil.service.jsonprovider import VigilJSONProvider
     from vigil.service.middleware import register_middleware
     from vigil.service.registry import ModelRegistry
 
@@ -48,7 +50,7 @@ def create_app(settings=None, store=None):
     app = Flask("vigil", template_folder="web/templates", static_folder="web/static")
     app.config["VIGIL_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
+    app.json = VigilJSONProvider(app)  # numpy values anywhere in an answer become JSON here, once
     generation_file = settings.runtime_dir / "reload-generation" if settings.runtime_dir else None
     registry = ModelRegistry(store, generation_file=generation_file, max_rows=settings.max_rows)
     registry.reload()
@@ -64,7 +66,7 @@ def create_app(settings=None, store=None):
 def freeze_startup_heap() -> None:
     """Collect, then move every object alive now (modules, the loaded models, the app) into the
     garbage collector's permanent generation (``gc.freeze``), so the collections a large request
-    triggers scan only what it allocates, not the whole process (ML-PT's POST /predict at 10,000
+    triggers scan only what it allocates, not the whole process (a POST /predict of 10,000
     events spent a fifth of its time in such collections). Gunicorn's ``post_worker_init`` calls it
     once the worker has built the app; objects that later become garbage are still freed by
     reference counting."""

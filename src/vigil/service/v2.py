@@ -20,7 +20,6 @@ numpy (:func:`vigil.tensors.check_matrix`). Errors are JSON with an ``error`` st
 from __future__ import annotations
 
 import io
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -234,12 +233,12 @@ def v2_response(model_name: str, model_version: str, outputs: dict[str, Any], v2
             entry["parameters"] = {"binary_data_size": len(raw)}
             raw_parts.append(raw)
         else:
-            entry["data"] = array.ravel().tolist()
+            entry["data"] = array.ravel()  # written by the app's JSON provider, like every answer
         described.append(entry)
     document: dict[str, Any] = {"model_name": model_name, "model_version": model_version, "outputs": described}
     if v2.id is not None:
         document["id"] = v2.id
-    header = json.dumps(document, separators=(",", ":")).encode()
+    header = current_app.json.dumps(document, separators=(",", ":")).encode()
     if not raw_parts:
         return Response(header, mimetype="application/json")
     buffer = io.BytesIO()
@@ -314,7 +313,7 @@ def _infer(task_slug: str, version: str | None = None):
 
 
 _INFER_SPEC = dict(
-    summary="Open Inference Protocol (KServe V2) infer, JSON tensor or binary-data extension",
+    summary="Score a numeric matrix (KServe V2 infer: JSON tensor or binary data)",
     body=INFER_BODY,
     example=_infer_example,
     content_types=("application/json", "application/octet-stream"),
@@ -340,7 +339,7 @@ def infer_version(task_slug: str, version: str):
 
 
 @bp.get("/v2/models/<task_slug>")
-@spec(summary="V2 model metadata: versions, input and output tensors", tags=["v2"], expand={"task_slug": _tensor_tasks})
+@spec(summary="A model's versions, inputs and outputs (KServe V2)", tags=["v2"], expand={"task_slug": _tensor_tasks})
 def model_metadata(task_slug: str):
     task = _tensor_task(task_slug)
     loaded = _served(task)

@@ -11,8 +11,8 @@ service featurizes exactly as training did; ``pipeline[-1]`` scores ready-made v
 
 Example::
 
-    >>> X, y = read_vectorized("data/ember2018", "train")                     # doctest: +SKIP
-    >>> estimator = make_estimator("alectio").fit(X[y != -1], y[y != -1])
+    X, y = read_vectorized("data/ember2018", "train")
+    estimator = make_estimator("alectio").fit(X[y != -1], y[y != -1])
 """
 
 from __future__ import annotations

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from vigil.artifacts import ArtifactStore, LoadedModel, data_fingerprint
 from vigil.config import Settings
-from vigil.errors import InvalidInput, UnprocessableInput
+from vigil.errors import InvalidInput, UnprocessableInput, too_many_rows
 from vigil.tasks.base import PredictInput, Task
 
 # scikit-learn and pandas are imported on first use (detector.py, plots.py), so `vigil --help` starts fast.
 FEATURE_VERSION = "class-onehot+length+width-mm/v1"
-FLOAT32_MAX = 3.4028234663852886e38
 MALICIOUS, NON_MALICIOUS = "malicious", "non-malicious"
-CLASS_ALIASES = {
-    "pedestrian": "human",
-    "person": "human",
-    "people": "human",
-    "motorbike": "moto",
-    "motorcycle": "moto",
-    "bike": "moto",
-    "automobile": "car",
-    "cars": "car",
-}
 
 # The original's published scores on one split of its data (report.tex "Tableau récapitulatif des
 # performances des classeurs", the output of main.ipynb), each with the configuration in
@@ -40,6 +28,8 @@ class IotAnomalyTask(Task):
     name = "iot_anomaly"
     slug = "iot-anomaly"
     title = "IoT anomalies: is this (class, length, width) reading an odd object?"
+    # tasks/iot_anomaly/requests.py, imported on first use (pydantic): the OpenAPI body and the checks
+    request_model = "vigil.tasks.iot_anomaly.requests:REQUEST"
     row_cost = 20.0  # µs per reading (checked in Python, scored in one AdaBoost call)
 
     # -- data -------------------------------------------------------------------------------
@@ -56,7 +46,8 @@ class IotAnomalyTask(Task):
     def fit_and_save(
         self, store: ArtifactStore, detector, estimator_key: str, params: dict | None = None, seed: int = 0
     ) -> tuple[dict, object]:
-        from vigil.tasks.iot_anomaly.detector import confusion_ratios, estimator_spec, make_estimator
+        from vigil.metrics import confusion_ratios
+        from vigil.tasks.iot_anomaly.detector import estimator_spec, make_estimator
 
         spec = estimator_spec(estimator_key)
         chosen = spec.best if params is None else params
@@ -68,7 +59,13 @@ class IotAnomalyTask(Task):
             "confusion_matrix": matrix.tolist(),
             "test_rows": int(len(detector.ytest)),
         }
-        entry = store.save(
+        return self.save_model(store, detector, model, spec, chosen, metrics, seed=seed), model
+
+    def save_model(
+        self, store: ArtifactStore, detector, model, spec, params: dict, metrics: dict, seed: int, **extra
+    ) -> dict:
+        """Save a fitted detector pipeline with its metrics, the 0.5 threshold and how it was made."""
+        return store.save(
             self.name,
             model,
             metrics=metrics,
@@ -77,15 +74,16 @@ class IotAnomalyTask(Task):
             data_fingerprint=data_fingerprint(detector.df),
             extra={
                 "estimator": spec.class_name,
-                "params": {k: repr(v) for k, v in chosen.items()},
+                "params": {k: repr(v) for k, v in params.items()},
                 "classes": detector.classes,
                 "odd_point_box": detector.box.as_dict(),
                 "odd_points": int(detector.df["odd"].sum()),
+                "typical_objects": typical_sizes(detector.df),  # the explanations' background
                 "seed": seed,
                 "split": "stratified 50/50",
+                **extra,
             },
         )
-        return entry, model
 
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:
         entry, _ = self.fit_and_save(store, self.detector(settings), "adaboost")
@@ -131,21 +129,13 @@ class IotAnomalyTask(Task):
                 "body must be a JSON list of {class, length, width} objects", {"example": self.example_request()}
             )
         if len(payload) > request.max_rows:
-            raise UnprocessableInput(
-                f"too many items: {len(payload)} > {request.max_rows}", {"max_rows": request.max_rows}
-            )
+            raise too_many_rows(len(payload), request.max_rows)
+        from vigil.tasks.iot_anomaly.requests import check_items  # pydantic on first use
+
         classes = self.model_classes(loaded)
-        rows: list = []
-        errors: list = []
-        malformed = False
-        for index, item in enumerate(payload):
-            problems = validate_item(item, classes)
-            if problems:
-                errors.extend({"index": index, **problem} for problem in problems)
-                malformed |= any(p["kind"] == "malformed" for p in problems)
-            else:
-                rows.append((index, item))
-        answers = self.score_rows(loaded.model, [normalise_item(item, classes) for _, item in rows]) if rows else []
+        rows, errors = check_items(payload, classes)
+        malformed = any(e["kind"] == "malformed" for e in errors)
+        answers = self.score_rows(loaded.model, [row for _, row in rows]) if rows else []
         results = [{"index": index, **answer} for (index, _), answer in zip(rows, answers)]
         if errors:
             error_class = InvalidInput if malformed else UnprocessableInput
@@ -160,17 +150,19 @@ class IotAnomalyTask(Task):
             )
         return [{k: v for k, v in r.items() if k != "index"} for r in results]
 
-    def request_schema(self) -> dict:
-        item = {
-            "type": "object",
-            "required": ["class", "length", "width"],
-            "properties": {
-                "class": {"type": "string", "description": "object class the sensor reports (human, moto, car)"},
-                "length": {"type": "number", "minimum": 0, "description": "length in mm"},
-                "width": {"type": "number", "minimum": 0, "description": "width in mm"},
-            },
-        }
-        return {"oneOf": [{"type": "array", "items": item}, item]}
+    def explain(self, loaded: LoadedModel, request: PredictInput, result: list, top: int) -> list:
+        """Each reading's score split over class, length and width (tasks/iot_anomaly/explain.py)."""
+        from vigil.tasks.iot_anomaly.explain import explain_rows
+        from vigil.tasks.iot_anomaly.plots import odd_scores
+
+        payload = request.json
+        payload = payload.get("items") if isinstance(payload, dict) and "items" in payload else payload
+        payload = [payload] if isinstance(payload, dict) else payload
+        classes = self.model_classes(loaded)
+        rows = [normalise_item(item, classes) for item in payload]
+        for answer, explained in zip(result, explain_rows(loaded.model, rows, classes, loaded.entry, top, odd_scores)):
+            answer.update(explained)
+        return result
 
     def example_request(self) -> list:
         return [{"class": "moto", "length": 2100, "width": 780}, {"class": "human", "length": 4200, "width": 300}]
@@ -194,7 +186,8 @@ def comparison_table(
     """
     import numpy as np
 
-    from vigil.tasks.iot_anomaly.detector import ESTIMATORS, confusion_ratios, make_estimator
+    from vigil.metrics import confusion_ratios
+    from vigil.tasks.iot_anomaly.detector import ESTIMATORS, make_estimator
 
     names = {"adaboost": "AdaBoost", "forest": "random forest", "mlp": "MLP", "svc": "LinearSVC"}
     names = {key: names[key] for key in models}
@@ -241,64 +234,25 @@ def comparison_table(
     return "\n".join(lines)
 
 
-# -- item validation (shared by the HTTP endpoint and `classify`) --------------------------------
-def resolve_class(value, classes: list[str]) -> str | None:
-    if not isinstance(value, str):
-        return None
-    key = value.strip().lower()
-    key = CLASS_ALIASES.get(key, key)
-    return key if key in classes else None
-
-
-def _number(value, strings_are_numbers: bool) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        try:
-            return float(value)
-        except OverflowError:  # an integer beyond the float range
-            return math.inf
-    if strings_are_numbers and isinstance(value, str):
-        try:
-            return float(value.strip().replace(",", "."))
-        except ValueError:
-            return None
-    return None
-
-
+# -- item validation (shared by the HTTP endpoint and `classify`): tasks/iot_anomaly/requests.py ----
 def validate_item(item, classes: list[str], strings_are_numbers: bool = False) -> list[dict]:
     """Problems of one {class, length, width} item: [{field, message, kind}] (empty when fine)."""
-    if not isinstance(item, dict):
-        return [{"field": "(item)", "message": "must be an object {class, length, width}", "kind": "malformed"}]
-    problems = []
-    if "class" not in item:
-        problems.append({"field": "class", "message": "missing", "kind": "malformed"})
-    elif resolve_class(item["class"], classes) is None:
-        problems.append(
-            {"field": "class", "message": f"unknown class {item['class']!r}; known: {classes}", "kind": "unknown"}
-        )
-    for name in ("length", "width"):
-        if name not in item:
-            problems.append({"field": name, "message": "missing", "kind": "malformed"})
-            continue
-        number = _number(item[name], strings_are_numbers)
-        if number is None:
-            problems.append(
-                {"field": name, "message": f"must be a number of mm, got {item[name]!r}", "kind": "malformed"}
-            )
-        elif not math.isfinite(number) or abs(number) > FLOAT32_MAX:  # the model computes in float32
-            problems.append({"field": name, "message": "must be finite (and below 3.4e38)", "kind": "malformed"})
-        elif number < 0:
-            problems.append({"field": name, "message": f"must not be negative, got {number:g}", "kind": "negative"})
-    return problems
+    from vigil.tasks.iot_anomaly import requests  # pydantic on first use: `vigil --help` stays fast
+
+    return requests.validate_item(item, classes, strings_are_numbers)
 
 
 def normalise_item(item: dict, classes: list[str]) -> dict:
-    return {
-        "class": resolve_class(item["class"], classes),
-        "length": _number(item["length"], True),
-        "width": _number(item["width"], True),
-    }
+    from vigil.tasks.iot_anomaly import requests
+
+    return requests.normalise_item(item, classes)
+
+
+def typical_sizes(frame) -> dict[str, dict[str, float]]:
+    """Median length and width of each class's normal (not odd) objects: the explanations' background."""
+    normal = frame[frame["odd"] == 0]
+    medians = normal.groupby("class")[["length", "width"]].median()
+    return {str(c): {"length": float(r["length"]), "width": float(r["width"])} for c, r in medians.iterrows()}
 
 
 __all__ = ["IotAnomalyTask", "comparison_table", "validate_item", "normalise_item"]

@@ -10,13 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vigil.artifacts import ArtifactStore, LoadedModel, data_fingerprint
+from vigil.artifacts import ArtifactStore, LoadedModel
 from vigil.config import Settings
 from vigil.errors import InvalidInput
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.web_events.data import SAMPLE_CSV, event_to_request_record, load_events_csv, parse_request
-from vigil.tasks.web_events.features import FEATURE_VERSION
-from vigil.tasks.web_events.wrangling import COLUMNS, to_text
+from vigil.tasks.web_events.wrangling import to_text
 
 EXAMPLE_EVENTS = [  # the two events of ML-PT's README curl example
     {
@@ -102,39 +101,30 @@ class WebEventsTask(Task):
     slug = "web-events"
     title = "Web-attack events (ML-PT): DBSCAN labels, tuned forest, ML-PT's /predict"
     row_cost = 20.0  # µs per event
+    request_model = "vigil.tasks.web_events.requests:REQUEST"  # ML-PT's request, for OpenAPI (pydantic on first use)
 
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:
-        from vigil.tasks.web_events.train import train_model
+        from vigil.tasks.web_events.train import save_trained, train_model
 
         path = settings.data_dir / SAMPLE_CSV
         frame = load_events_csv(path)
         pipeline, info, _ = train_model(frame, folds=0, tune=False, progress=False)
-        return store.save(
-            "web_events",
-            pipeline,
-            metrics=info["metrics"],
-            feature_version=FEATURE_VERSION,
-            data_fingerprint=data_fingerprint(path),
-            extra={**info["extra"], "data": SAMPLE_CSV},
-        )
+        return save_trained(store, pipeline, info, path, data_label=SAMPLE_CSV)
 
     def predict(self, loaded: LoadedModel, request: PredictInput):
         return predict_mlpt(loaded, request)
 
-    def request_schema(self) -> dict:
-        return {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["data"],
-                "properties": {
-                    "data": {
-                        "type": "string",
-                        "description": f"one event as a JSON object string; NaN allowed; fields {', '.join(COLUMNS)}",
-                    }
-                },
-            },
-        }
+    def explain(self, loaded: LoadedModel, request: PredictInput, result, top: int):
+        """Per event: attack cluster or not, and the top reasons (tasks/web_events/explain.py)."""
+        from vigil.tasks.web_events.explain import explain_answers
+
+        parsed = parse_request(request.json, request.max_rows)
+        if isinstance(result, dict):  # ?partial=1: the answered events carry their index
+            rows = {index: row for row, index in enumerate(parsed.indices)}
+            answered = [rows[answer["index"]] for answer in result["predictions"]]
+            explain_answers(loaded.model, parsed.events.iloc[answered], result["predictions"], top, loaded.entry)
+            return result
+        return explain_answers(loaded.model, parsed.events, result, top, loaded.entry)
 
     def example_request(self):
         return [event_to_request_record(event) for event in EXAMPLE_EVENTS]
