@@ -168,6 +168,12 @@ def _tail_index(shape: str, n: int) -> int:
 
 
 # -- the filters and the table ------------------------------------------------------------------
+def key_hashes(key: bytes) -> tuple[int, int]:
+    """Two stable 32-bit hashes for double hashing (crc32 and adler32: the same in every process,
+    unlike hash(), so a checkpoint means the same thing after a restart)."""
+    return zlib.crc32(key), zlib.adler32(key) | 1
+
+
 class BloomFilter:
     """A fixed-size set of names with false positives only (``add`` says whether the name was new)."""
 
@@ -180,9 +186,10 @@ class BloomFilter:
         self.array[:] = bytes(len(self.array))
 
     def add(self, key: bytes) -> bool:
-        # Double hashing from two stable 32-bit hashes (crc32 and adler32: stable across processes,
-        # unlike hash(), so a checkpoint means the same thing after a restart).
-        h1, h2 = zlib.crc32(key), zlib.adler32(key) | 1
+        return self.add_hashed(*key_hashes(key))
+
+    def add_hashed(self, h1: int, h2: int) -> bool:
+        """``add`` for a key already hashed by :func:`key_hashes` (one key, several filters)."""
         new = False
         array = self.array
         for i in range(self.hashes):
@@ -318,14 +325,14 @@ class DomainDetector:
         entry.last_seen = at
         if not sub:
             return None
-        key = f"{domain}|{sub.lower()}".encode("latin-1", errors="replace")
-        new_fast = self._fast_seen.add(key)
-        new_slow = self._slow_seen.add(key)
+        h1, h2 = key_hashes(f"{domain}|{sub.lower()}".encode("latin-1", errors="replace"))
+        new_fast = self._fast_seen.add_hashed(h1, h2)
+        new_slow = self._slow_seen.add_hashed(h1, h2)
         if not (new_fast or new_slow):
             return None
         bits = information_bits(novel_part(sub, entry.last_sub))
         entry.last_sub = sub[:255]
-        entry.max_label = max(entry.max_label, max(len(label) for label in sub.split(".")))
+        entry.max_label = max(entry.max_label, *map(len, sub.split(".")))
         entry.eight_bit += int(eight_bit)
         if new_fast:
             entry.fast_names += 1
