@@ -43,6 +43,7 @@ SLOW_MODULES = {
     "tests/test_service_live.py",
     "tests/test_active_learning_live.py",
     "tests/test_web_sessions_browser.py",
+    "tests/test_service_replicas.py",  # two live gunicorn replicas
 }
 SLOW_TESTS = {
     "tests/compat/test_alectio_compat.py::test_the_readme_quickstart_runs_as_written_on_the_demo",
@@ -99,6 +100,7 @@ SLOW_TESTS = {
     "tests/test_web_sessions.py::test_malformed_session_gets_success_false_and_400_naming_session_and_field",
     "tests/test_web_sessions.py::test_non_json_and_wrong_shapes_are_400_in_the_course_shape",
     "tests/test_web_sessions.py::test_too_many_sessions_is_refused",
+    "tests/test_web_sessions.py::test_dask_training_on_a_two_worker_local_cluster_saves_the_same_artifact",
     "tests/test_web_sessions.py::test_ui_pages_render_for_every_task",
 }
 

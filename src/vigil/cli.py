@@ -1,4 +1,4 @@
-"""``vigil``: the click root. ``serve``, ``bootstrap`` and ``models``, and one group per task.
+"""``vigil``: the click root. ``serve``, ``bootstrap``, ``models``, ``admin``, and one group per task.
 
 The root makes one :class:`~vigil.context.CliContext` (settings, artifact store) per run and mounts,
 under each task's slug, the click group ``commands`` of the modules the registry names for it
@@ -144,6 +144,31 @@ def cmd_models(context: CliContext) -> int:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in entry.get("metrics", {}).items() if isinstance(v, float))
         print(f"{entry['task']:<14} v{entry['version']:<4} {entry['created_at']}  {metrics}")
     return 0
+
+
+@cli.group("admin", help="Operate running servers (replicas: docs/deployment.md).", no_args_is_help=True)
+def cmd_admin() -> None:
+    pass
+
+
+@cmd_admin.command("reload", help="POST /admin/reload to every replica and report each answer")
+@click.option("--url", "urls", multiple=True, metavar="URL", help="a replica's base URL; repeat for each")
+@click.option("--all-of", "all_of", multiple=True, metavar="HOST:PORT", help="every address HOST resolves to")
+@click.option("--token", envvar="VIGIL_API_TOKEN", help="bearer token (default: VIGIL_API_TOKEN)")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="seconds per replica")
+def cmd_admin_reload(urls, all_of, token, timeout) -> int:
+    from vigil.replicas import addresses_of, reload_replicas
+
+    try:
+        targets = [*urls, *(url for host_port in all_of for url in addresses_of(host_port))]
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not targets:
+        raise click.UsageError("name the replicas: --url URL (repeat it) or --all-of HOST:PORT")
+    answers = reload_replicas(targets, token=token, timeout=timeout)
+    for answer in answers:
+        print(answer.line(), flush=True)
+    return 0 if all(answer.reloaded for answer in answers) else 1
 
 
 class StreamGroup(click.Group):

@@ -115,6 +115,7 @@ class WebSessionsTask(Task):
                 "seconds": report.seconds,
                 "feature_dims": model.feature_dims(pipeline),
                 "top_features": top,
+                **({"training": report.training} if report.training else {}),
             },
         )
         return entry, report
