@@ -283,6 +283,7 @@ def roc_figure(y: np.ndarray, scores: np.ndarray, threshold: float | None):
 @_clear_errors
 def cmd_classify(args) -> int:
     store = args.store
+    from vigil.tasks.ember.model import scores
     from vigil.tasks.ember.task import extraction_pool, is_parsed_pe, iter_input_files
     from vigil.tasks.ember.workers import WorkerFailure, oversized
 
@@ -301,7 +302,7 @@ def cmd_classify(args) -> int:
             print(f"{path}\terror: {reason}", file=sys.stderr)
             status = 1
             continue
-        probability = float(loaded.model.predict_proba([raw])[0, 1])
+        probability = float(scores(loaded, loaded.model[0].transform([raw]))[0])
         verdict = "malicious" if probability >= threshold else "benign"
         if not is_parsed_pe(raw):
             note = f"\t({note})" if note else "\t(not a PE file LIEF can read: byte-level features only)"
