@@ -134,8 +134,8 @@ def cmd_produce(args) -> int:
 
 def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle_timeout: float | None) -> dict:
     # Imported here so that `vigil --help` and the service need not load pandas and scikit-learn.
+    from vigil.drift import RetrainPolicy
     from vigil.streaming.consumer import WindowedConsumer
-    from vigil.streaming.decision import RetrainPolicy
     from vigil.streaming.dns_stream import DnsWindowProcessor
     from vigil.streaming.results import ResultsStore, plot_windows, summarize, write_summary
     from vigil.tasks.dns_exfil import TASK_NAME
@@ -166,6 +166,9 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
                 f"acc {record['dynamic_accuracy']:.3f}{flag}",
                 flush=True,
             )
+        for alert in record.get("alerts") or []:  # flagged domains: always printed, --quiet or not
+            reasons = "; ".join(r["text"] for r in alert["detail"]["reasons"])
+            print(f"window {record['window_index']:>4} DOMAIN {alert['key']} ({alert['kind']}): {reasons}", flush=True)
 
     consumer = WindowedConsumer(
         servers,
@@ -178,6 +181,7 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
         idle_timeout_s=idle_timeout,
         max_windows=args.max_windows,
         on_window=report,
+        on_reject=None if args.quiet else lambda r: print(f"rejected p{r['partition']}:{r['offset']}: {r['reason']}"),
         config_overrides=_session_overrides(getattr(args, "session_timeout_ms", 6000)),
     )
     stats = consumer.run()
@@ -191,6 +195,7 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
     plot = plot_windows(rows, results_dir / "windows.png", phases=phases) if rows else None
     summary = summarize(rows)
     rejected = results.rejected(consumer.run_key)
+    domain_alerts = results.alerts(consumer.run_key)
     write_summary(
         summary,
         results_dir / "summary.json",
@@ -205,6 +210,7 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
                 "left_in_partial_window": stats.left_in_partial_window,
             },
             "rejected_messages": len(rejected),
+            "domain_alerts": domain_alerts,
         },
     )
     results.close()
@@ -213,6 +219,8 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
         print(f"{stats.left_in_partial_window} messages of an incomplete window were left uncommitted")
     if rejected:
         print(f"{len(rejected)} messages rejected (offsets and reasons in {rejected_path})")
+    if domain_alerts:
+        print(f"{len(domain_alerts)} domains flagged: {', '.join(a['key'] for a in domain_alerts[:10])}")
     if summary.get("retrain_failed_windows"):
         print(f"retrain failed after windows {summary['retrain_failed_windows']}; the dynamic model was kept")
     print(
@@ -229,7 +237,9 @@ def _session_overrides(session_timeout_ms: int) -> dict:
     }
 
 
-@commands.command("stream", help="consume windows of 1,000, score static and dynamic, retrain on drift")
+@commands.command(
+    "stream", help="consume windows of 1,000, score static and dynamic, retrain on drift, flag tunnel domains"
+)
 @stream_options
 @click.option(
     "--csv",

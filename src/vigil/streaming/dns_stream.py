@@ -7,7 +7,14 @@ Accepted message values (JSON):
 - a string holding one raw CSV line (the assignment's producer); a line naming the columns is the
   header and sets the column order for the lines after it (default: the CIC order);
 - an object with ``query`` (a real DNS log event), featurised here; ``Target Attack`` or ``label``
-  gives the label when known.
+  gives the label when known, ``time`` or ``timestamp`` (seconds since the epoch) the event time
+  that the per-domain detector's windows use (else the time the message was read);
+- raw CSV bytes (a line not JSON-encoded) and a Python ``str(dict)`` of one record: read by
+  :func:`vigil.streaming.messages.lenient_message` (strict small parsers, never eval).
+
+Query names also feed the per-domain detector (:mod:`vigil.tasks.dns_exfil.domains`): the domains it
+flags in a window are the window's ``alerts`` (recorded in the results store's ``alerts`` table) and
+the newest are listed in the stream's heartbeat (``GET /dns/domains``).
 
 Rows without a label are scored but not used for metrics or retraining.
 
@@ -15,6 +22,11 @@ A message that cannot be used is rejected (see :mod:`vigil.streaming.messages`),
 field: a label other than 0/1 (``"abc"``, ``[1]``, a 401-digit integer), a feature that is not a
 finite number (NaN, infinity, beyond float32, a list), JSON that is not an object or nested too deep.
 A retrain that fails keeps the current dynamic model; the window's reason says why (``retrain failed``).
+
+Several consumers of one group (``stream_info`` names the group and topic): only the holder of the
+group's retrain lease (:mod:`vigil.streaming.coordination`) saves dynamic models; the others never
+retrain and, at the start of each window, take up the newest dynamic model the group published in the
+artifact store. So N consumers publish one line of dynamic versions, not N competing ones.
 """
 
 from __future__ import annotations
@@ -22,26 +34,32 @@ from __future__ import annotations
 import csv
 import io
 import math
+import time
 
 import numpy as np
 import pandas as pd
 
 from vigil.artifacts import ArtifactStore, LoadedModel
-from vigil.streaming.consumer import RejectedMessage
-from vigil.streaming.decision import RetrainPolicy
-from vigil.streaming.messages import json_message
+from vigil.drift import RetrainPolicy
+from vigil.streaming.consumer import RejectedMessage, safe_name
+from vigil.streaming.coordination import RetrainLease
+from vigil.streaming.messages import lenient_message
 from vigil.streaming.results import RETRAIN_FAILED
-from vigil.tasks.dns_exfil import DYNAMIC_TASK, write_stream_status
+from vigil.tasks.dns_exfil import DYNAMIC_TASK, STREAMS_FOLDER, write_stream_status
+from vigil.tasks.dns_exfil.domains import DomainDetector
+from vigil.tasks.dns_exfil.fast_features import cic_matrix_and_split, plain_labels
 from vigil.tasks.dns_exfil.features import (
     CSV_COLUMNS,
     FEATURE_COLUMNS,
     FEATURE_VERSION,
+    FLOAT32_MAX,
     LABEL_COLUMN,
     QueryFeatureExtractor,
     coerce_csv_value,
     shown,
 )
-from vigil.tasks.dns_exfil.model import predict_proba, refit, scores
+from vigil.tasks.dns_exfil.model import predict_proba, refit
+from vigil.tasks.dns_exfil.model import window_scores as scores
 
 
 def _label(obj: dict) -> float:
@@ -58,6 +76,27 @@ def _label(obj: dict) -> float:
     if label not in (0.0, 1.0):
         raise RejectedMessage(f"field '{field}' must be 0 or 1, got {shown(value)}")
     return label
+
+
+_TEXT_COLUMNS = frozenset({"longest_word", "sld"})  # may hold the word or label itself (coerce_csv_value)
+FLAGGED_IN_HEARTBEAT = 50  # the newest flagged domains a stream's heartbeat lists for GET /dns/domains
+
+
+def _event_time(obj: dict) -> float:
+    """The event's time in seconds: its ``time`` / ``timestamp`` when a finite number, else now (a
+    log shipper that sends events as they happen makes the two agree)."""
+    for field in ("time", "timestamp"):
+        value = obj.get(field)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                continue
+            if math.isfinite(number):
+                return number
+    return time.time()
 
 
 class DnsWindowProcessor:
@@ -79,11 +118,23 @@ class DnsWindowProcessor:
         self.recent: list[tuple[pd.DataFrame, np.ndarray]] = []
         self.dynamic: dict | None = None
         self.dynamic_version: str | None = None
+        self.domains = DomainDetector()
+        # One retrain lease per group and topic; a processor outside a group (tests, benchmarks) owns
+        # its own model.
+        group = self.stream_info.get("group")
+        self.lease = (
+            RetrainLease(
+                store.root / STREAMS_FOLDER, safe_name(f"{group}@{self.stream_info.get('topic')}"), consumer_id
+            )
+            if group
+            else None
+        )
 
     # -- messages ----------------------------------------------------------------------------------
     def parse(self, value: bytes | None):
-        """One message as (feature row, label), None for a CSV header; RejectedMessage naming the field."""
-        obj = json_message(value)
+        """One message as (feature row, label, query name or None, event time), None for a CSV header;
+        RejectedMessage naming the field."""
+        obj = lenient_message(value)
         if isinstance(obj, str):
             try:
                 cells = next(csv.reader(io.StringIO(obj)), [])
@@ -99,34 +150,84 @@ class DnsWindowProcessor:
             raise RejectedMessage(f"expected a JSON object or a CSV line, got {type(obj).__name__}")
         label = _label(obj)
         if "query" in obj:
+            if plain_labels(obj["query"]) is not None:
+                # a plain name cannot be refused: its features are computed with the window's (process)
+                return None, label, obj["query"], _event_time(obj)
             try:
                 features = self.extractor.features(obj["query"])
             except ValueError as exc:
                 raise RejectedMessage(f"query: {exc}") from exc
-            return [features[c] for c in FEATURE_COLUMNS], label
+            return [features[c] for c in FEATURE_COLUMNS], label, obj["query"], _event_time(obj)
         row = []
         for column in FEATURE_COLUMNS:
             if column not in obj:
                 raise RejectedMessage(f"missing field '{column}'")
+            value = obj[column]
+            if column not in _TEXT_COLUMNS and type(value) in (str, int, float):
+                # the common case, a plain number: what coerce_csv_value returns for it, without its
+                # checks of every other shape; anything unusual goes through it for the reason
+                try:
+                    number = float(value)
+                except (ValueError, OverflowError):
+                    number = math.nan
+                if math.isfinite(number) and abs(number) <= FLOAT32_MAX:
+                    row.append(number)
+                    continue
             try:
-                row.append(coerce_csv_value(column, obj[column]))
+                row.append(coerce_csv_value(column, value))
             except (TypeError, ValueError) as exc:
                 detail = str(exc)  # "entropy is not a number: 'abc'" -> "field 'entropy' is not a number: 'abc'"
                 detail = f" {detail[len(column) + 1 :]}" if detail.startswith(f"{column} ") else f": {detail}"
                 raise RejectedMessage(f"field '{column}'{detail}") from exc
-        return row, label
+        return row, label, None, None
 
     # -- state -------------------------------------------------------------------------------------
     def restore(self, checkpoint) -> None:
         if checkpoint:
             self.policy = checkpoint["policy"]
             self.recent = checkpoint["recent"]
-            loaded = self.store.load(DYNAMIC_TASK, checkpoint["dynamic_version"])
-            self.dynamic, self.dynamic_version = loaded.model, loaded.version
+            self.domains = checkpoint.get("domains") or DomainDetector()
+            if checkpoint["dynamic_version"] is not None:
+                loaded = self.store.load(DYNAMIC_TASK, checkpoint["dynamic_version"])
+                self.dynamic, self.dynamic_version = loaded.model, loaded.version
+            else:
+                self.dynamic, self.dynamic_version = {**self.static.model, "kind": "dynamic"}, None
+            self.pick_up_published()
             return
-        # A new stream: the dynamic model starts as a copy of the static one.
+        # A new stream: the dynamic model starts as a copy of the static one, saved by the lease
+        # holder only; the others take the group's published model, or the same copy unsaved.
         self.dynamic = {**self.static.model, "kind": "dynamic"}
-        self.dynamic_version = self._save_dynamic(f"copy of static v{self.static.version}", rows=0)
+        if self.owns_retrain():
+            self.dynamic_version = self._save_dynamic(f"copy of static v{self.static.version}", rows=0)
+        else:
+            self.dynamic_version = None
+            self.pick_up_published()
+
+    # -- several consumers -----------------------------------------------------------------------------
+    def owns_retrain(self) -> bool:
+        return self.lease is None or self.lease.acquire()
+
+    def published_entry(self) -> dict | None:
+        """The newest dynamic model saved by this processor's group and topic."""
+        group, topic = self.stream_info.get("group"), self.stream_info.get("topic")
+        mine = [
+            e
+            for e in self.store.entries(DYNAMIC_TASK)
+            if e.get("extra", {}).get("group") == group and e.get("extra", {}).get("topic") == topic
+        ]
+        return max(mine, key=lambda e: int(e["version"])) if mine else None
+
+    def pick_up_published(self) -> str | None:
+        """Load the group's newest published dynamic model when it is newer than ours; its version."""
+        if self.lease is None:
+            return None
+        entry = self.published_entry()
+        if entry is None or (self.dynamic_version is not None and int(entry["version"]) <= int(self.dynamic_version)):
+            return None
+        loaded = self.store.load(DYNAMIC_TASK, entry["version"])
+        self.dynamic, self.dynamic_version = loaded.model, loaded.version
+        self.policy.retrained()  # the error stream from here on is the new model's, as after a retrain
+        return loaded.version
 
     def _save_dynamic(self, origin: str, rows: int, metrics: dict | None = None, model: dict | None = None) -> str:
         model = self.dynamic if model is None else model
@@ -148,27 +249,68 @@ class DnsWindowProcessor:
         return entry["version"]
 
     def checkpoint(self) -> dict:
-        return {"policy": self.policy, "recent": self.recent, "dynamic_version": self.dynamic_version}
+        return {
+            "policy": self.policy,
+            "recent": self.recent,
+            "dynamic_version": self.dynamic_version,
+            "domains": self.domains,
+        }
 
     def heartbeat(self, state: str, **fields) -> None:
+        if self.lease is not None:
+            # renewed while running (every few seconds), handed back on the way out
+            if state == "running":
+                self.lease.acquire()
+            else:
+                self.lease.release()
         write_stream_status(
             self.store,
             self.consumer_id,
             state,
             dynamic_version=self.dynamic_version,
             static_version=self.static.version,
+            flagged_domains=self.domains.flagged()[-FLAGGED_IN_HEARTBEAT:],
             **self.stream_info,
             **fields,
         )
 
     # -- one window --------------------------------------------------------------------------------
     def process(self, rows: list) -> tuple[dict, dict]:
+        picked_up = self.pick_up_published()
+        deferred = [i for i, r in enumerate(rows) if r[0] is None]
+        split: dict[int, tuple[str, str]] = {}
+        if deferred:  # the plain names of the window, featurised together (fast_features.py)
+            matrix, splits = cic_matrix_and_split([rows[i][2] for i in deferred])
+            rows = list(rows)
+            for i, features, parts in zip(deferred, matrix.tolist(), splits):
+                rows[i] = (features, *rows[i][1:])
+                if parts is not None:
+                    split[i] = parts
         X = pd.DataFrame([r[0] for r in rows], columns=FEATURE_COLUMNS, dtype=float)
         y = np.array([r[1] for r in rows], dtype=float)
         labelled = ~np.isnan(y)
+        alerts = []
+        for i, row in enumerate(rows):  # the per-domain detector, in message order
+            if row[2] is None:
+                continue
+            parts = split.get(i)
+            if parts is None:
+                alerts += self.domains.observe([row[2]], [row[3]])
+            else:
+                alert = self.domains.observe_one(parts[0], parts[1], row[3])
+                if alert is not None:
+                    alerts.append(alert)
         p_static = predict_proba(self.static.model, X)
         p_dynamic = predict_proba(self.dynamic, X)
-        record = {"n_attacks": int(np.nansum(y)), "dynamic_version": self.dynamic_version, "retrained": 0, "reason": ""}
+        record = {
+            "n_attacks": int(np.nansum(y)),
+            "dynamic_version": self.dynamic_version,
+            "retrained": 0,
+            "reason": "",
+            "alerts": [{"key": a["domain"], "kind": f"domain/{a['rule']}", "at": a["at"], "detail": a} for a in alerts],
+        }
+        if picked_up:
+            record["reason"] = f"took up dynamic v{picked_up} published by the group's retrain lease holder"
         if not labelled.any():
             for prefix in ("static", "dynamic"):
                 record.update({f"{prefix}_f1": math.nan, f"{prefix}_accuracy": math.nan, f"{prefix}_roc_auc": math.nan})
@@ -190,8 +332,12 @@ class DnsWindowProcessor:
         decision = self.policy.observe(errors, dynamic_scores["f1"])
         self.recent.append((X[labelled].reset_index(drop=True), y_known))
         self.recent = self.recent[-self.policy.retrain_windows :]
-        record["reason"] = decision.reason
-        if decision.retrain:
+        reason = "; ".join(filter(None, [str(record["reason"]), decision.reason]))
+        record["reason"] = reason
+        if decision.retrain and not self.owns_retrain():
+            holder = self.lease.holder() if self.lease else None
+            record["reason"] = f"{reason}; retrain left to the group's lease holder {holder or '(none now)'}"
+        elif decision.retrain:
             X_train = pd.concat([x for x, _ in self.recent], ignore_index=True)
             y_train = np.concatenate([t for _, t in self.recent])
             if len(np.unique(y_train)) < 2:
