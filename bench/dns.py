@@ -191,8 +191,8 @@ def domain_bench(max_names: int = 1_000_000) -> dict:
 def _consume(servers: str, topic: str, store, static, windows: int) -> tuple[float, int]:
     from vigil.drift import RetrainPolicy
     from vigil.streaming.consumer import WindowedConsumer
-    from vigil.streaming.dns_stream import DnsWindowProcessor
     from vigil.streaming.results import ResultsStore
+    from vigil.tasks.dns_exfil.stream import DnsWindowProcessor
 
     stamps: list[float] = []
     folder = Path(tempfile.mkdtemp(prefix="vigil-bench-dns-"))

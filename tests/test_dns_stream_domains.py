@@ -12,7 +12,6 @@ from vigil.config import Settings
 from vigil.drift import RetrainPolicy
 from vigil.streaming.broker import EmbeddedBroker
 from vigil.streaming.consumer import RejectedMessage, WindowedConsumer
-from vigil.streaming.dns_stream import DnsWindowProcessor
 from vigil.streaming.kafka_io import csv_messages, ensure_topic, produce
 from vigil.streaming.messages import lenient_message, python_literal_record
 from vigil.streaming.results import ResultsStore
@@ -21,6 +20,7 @@ from vigil.tasks.dns_exfil import STREAMS_FOLDER
 from vigil.tasks.dns_exfil.benign import load_benign
 from vigil.tasks.dns_exfil.capture import load_captures
 from vigil.tasks.dns_exfil.generate import QueryGenerator, cic_rows, stream_phases
+from vigil.tasks.dns_exfil.stream import DnsWindowProcessor
 
 SESSION = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
 

@@ -20,11 +20,11 @@ from vigil.config import Settings
 from vigil.drift import RetrainPolicy
 from vigil.streaming.broker import EmbeddedBroker
 from vigil.streaming.coordination import RetrainLease
-from vigil.streaming.dns_stream import DnsWindowProcessor
 from vigil.streaming.kafka_io import csv_messages, ensure_topic, produce
 from vigil.tasks import get_task
 from vigil.tasks.dns_exfil import DYNAMIC_TASK, STREAMS_FOLDER
 from vigil.tasks.dns_exfil.generate import QueryGenerator, cic_rows, stream_phases
+from vigil.tasks.dns_exfil.stream import DnsWindowProcessor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,12 +25,12 @@ from vigil.config import Settings
 from vigil.streaming.broker import EmbeddedBroker
 from vigil.streaming.consumer import WindowedConsumer, parse_offsets
 from vigil.streaming.decision import RetrainPolicy
-from vigil.streaming.dns_stream import DnsWindowProcessor
 from vigil.streaming.kafka_io import csv_messages, ensure_topic, produce
 from vigil.streaming.results import ResultsStore
 from vigil.tasks import get_task
 from vigil.tasks.dns_exfil import STREAMS_FOLDER
 from vigil.tasks.dns_exfil.generate import QueryGenerator, cic_rows, stream_phases
+from vigil.tasks.dns_exfil.stream import DnsWindowProcessor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Tansu answers a group join after half the session timeout, and a killed member keeps its partitions
@@ -376,7 +376,7 @@ def test_poison_messages_are_rejected_with_offsets_and_the_stream_goes_on(broker
 def test_a_failed_retrain_keeps_the_dynamic_model_and_scoring_goes_on(
     broker, models, stream_csv, tmp_path, monkeypatch
 ):
-    import vigil.streaming.dns_stream as dns_stream
+    import vigil.tasks.dns_exfil.stream as dns_stream
 
     topic = "dns-retrain-fails"
     ensure_topic(broker.bootstrap_servers, topic, 1)

@@ -3,7 +3,7 @@
 The root makes one :class:`~vigil.context.CliContext` (settings, artifact store) per run and mounts,
 under each task's slug, the click group ``commands`` of the modules the registry names for it
 (:attr:`vigil.tasks.TaskSpec.command_modules`: the task's own ``cli.py``, then extras such as the
-DNS stream verbs). Those modules are imported only when their slug is used (or listed by
+stream verbs of a task with a stream). Those modules are imported only when their slug is used (or listed by
 ``vigil --help``) and import nothing heavy themselves, so help answers at once.
 """
 

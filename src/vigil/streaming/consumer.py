@@ -19,30 +19,18 @@ consumer killed mid-window likewise restarts from the last committed window boun
 
 from __future__ import annotations
 
-import re
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Callable
 
 from vigil.streaming.kafka_io import consumer_config
 from vigil.streaming.results import ResultsStore
+from vigil.windows import RejectedMessage, WindowProcessor, safe_name
 
 MAX_REASON = 500  # characters of a rejection's reason that are kept
 
-
-class RejectedMessage(ValueError):
-    """A message that cannot be turned into a row: recorded, never fatal."""
-
-
-class WindowProcessor(Protocol):
-    def parse(self, value: bytes | None) -> Any | None: ...  # a row, None for a control message
-
-    def restore(self, checkpoint: Any | None) -> None: ...
-
-    def process(self, rows: list) -> tuple[dict, Any]: ...  # the window record, the new checkpoint
-
-    def heartbeat(self, state: str, **fields) -> None: ...
+__all__ = ["RejectedMessage", "WindowProcessor", "WindowedConsumer", "StreamStats", "safe_name", "parse_offsets"]
 
 
 @dataclass
@@ -56,10 +44,6 @@ class StreamStats:
 
 def run_key_for(bootstrap_servers: str, topic: str, group: str) -> str:
     return f"{bootstrap_servers}|{topic}|{group}"
-
-
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
 class WindowedConsumer:

@@ -38,7 +38,7 @@ def producer_config(bootstrap_servers: str, **overrides) -> dict:
     return {"bootstrap.servers": bootstrap_servers, "linger.ms": 20, "acks": "all", **_QUIET, **overrides}
 
 
-BROKER_TIMEOUT_S = 10.0  # how long `vigil dns produce | stream` wait for a broker before giving up
+BROKER_TIMEOUT_S = 10.0  # how long `vigil <slug> produce | stream` wait for a broker before giving up
 
 
 def check_broker(bootstrap_servers: str, timeout_s: float = BROKER_TIMEOUT_S) -> None:

@@ -1,5 +1,10 @@
 """Per-window results in SQLite (the source of truth), exported as CSV, plotted, and summarised.
 
+Any task's windows: the columns are the consumer's (offsets, counts, timing), the static-vs-dynamic
+comparison every drift-retraining stream reports (F1, accuracy, ROC AUC of each, the dynamic version,
+retrains and why), and the fields a task's processor declares (``window_columns``); what a window
+flags goes to the ``alerts`` table (a key, a kind and the task's own detail as JSON).
+
 One transaction per window writes the window's row, its rejected messages (topic, partition, offset,
 reason, the value's first bytes), the next offset of every
 partition it covered, and the consumer's checkpoint (policy state, recent windows, dynamic model
@@ -17,6 +22,8 @@ import pickle
 import sqlite3
 import time
 from pathlib import Path
+
+from vigil.windows import RETRAIN_FAILED
 
 WINDOW_COLUMNS = [
     "run_key",
@@ -41,8 +48,6 @@ WINDOW_COLUMNS = [
 ]
 ALERT_COLUMNS = ["run_key", "window_index", "consumer", "key", "kind", "at", "detail"]
 REJECTED_COLUMNS = ["run_key", "topic", "partition", "offset", "reason", "excerpt", "window_index"]
-# A window whose retrain failed says so in its reason: "<why it retrained>; retrain failed, kept ...".
-RETRAIN_FAILED = "retrain failed"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS windows (
@@ -70,8 +75,14 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 
 class ResultsStore:
-    def __init__(self, path: Path):
+    """``extra_columns`` (``{name: SQL type}``): window-record fields a task's processor declares
+    (its ``window_columns``) beyond :data:`WINDOW_COLUMNS`, stored, read and exported after them."""
+
+    def __init__(self, path: Path, extra_columns: dict[str, str] | None = None):
         self.path = Path(path)
+        extra = {name: kind for name, kind in (extra_columns or {}).items() if name not in WINDOW_COLUMNS}
+        self.columns = [*WINDOW_COLUMNS, *extra]
+        self._extra_columns = extra
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) so consumers sharing the
         # file serialise their window commits instead of failing on a lock upgrade.
@@ -83,9 +94,11 @@ class ResultsStore:
     def _add_missing_columns(self) -> None:
         """Results files written before a column existed get it (empty): the rejected table's
         ``topic``, the windows table's ``n_alerts``."""
-        for table, column, kind in (("rejected", "topic", "TEXT"), ("windows", "n_alerts", "INTEGER")):
+        wanted = [("rejected", "topic", "TEXT"), ("windows", "n_alerts", "INTEGER")]
+        wanted += [("windows", f'"{name}"', kind) for name, kind in self._extra_columns.items()]
+        for table, column, kind in wanted:
             columns = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
-            if column not in columns:
+            if column.strip('"') not in columns:
                 try:
                     self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                 except sqlite3.OperationalError as exc:  # another consumer of the same file was first
@@ -116,7 +129,7 @@ class ResultsStore:
         return [dict(zip(columns, row)) for row in self.db.execute(f"{query} ORDER BY {order}", args)]
 
     def windows(self, run_key: str | None = None) -> list[dict]:
-        return self._select("windows", WINDOW_COLUMNS, run_key, "window_index")
+        return self._select("windows", self.columns, run_key, "window_index")
 
     def alerts(self, run_key: str | None = None) -> list[dict]:
         """The alerts windows raised (a task's own kind, e.g. a flagged domain), ``detail`` parsed."""
@@ -178,8 +191,9 @@ class ResultsStore:
                 "recorded_at": time.time(),
             }
             self.db.execute(
-                f"INSERT INTO windows ({', '.join(WINDOW_COLUMNS)}) VALUES ({', '.join('?' for _ in WINDOW_COLUMNS)})",
-                [row.get(c) for c in WINDOW_COLUMNS],
+                "INSERT INTO windows (" + ", ".join(f'"{c}"' for c in self.columns) + ") "
+                "VALUES (" + ", ".join("?" for _ in self.columns) + ")",
+                [row.get(c) for c in self.columns],
             )
             self._insert_rejected(run_key, rejected, index)
             self.db.executemany(
@@ -209,7 +223,7 @@ class ResultsStore:
     def export_csv(self, path: Path, run_key: str | None = None) -> Path:
         rows = self.windows(run_key)
         with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=WINDOW_COLUMNS)
+            writer = csv.DictWriter(handle, fieldnames=self.columns)
             writer.writeheader()
             writer.writerows(rows)
         return path

@@ -3,8 +3,9 @@
 Each line names the task's class and its slug (CLI group and URL segment). The CLI mounts the click
 group ``commands`` of the task's ``cli`` module (``<package>.cli``) under the slug, with the
 commands of any extra modules the line lists (verbs that live outside the task's package, such as
-the DNS stream verbs, which need the streaming layer the task must not import), all imported only
-when that slug's commands are used.
+the stream verbs of :mod:`vigil.streaming.cli`, for a task whose ``window_processor`` scores a
+Kafka stream: the task package must not import the streaming layer), all imported only when that
+slug's commands are used.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class TaskSpec(NamedTuple):
 TASKS: dict[str, TaskSpec] = {
     "ember": TaskSpec("vigil.tasks.ember.task:EmberTask", "ember", ("vigil.active_learning.cli",)),
     "web_events": TaskSpec("vigil.tasks.web_events.task:WebEventsTask", "web-events"),
-    "dns_exfil": TaskSpec("vigil.tasks.dns_exfil.task:DnsExfilTask", "dns", ("vigil.streaming.dns_cli",)),
+    "dns_exfil": TaskSpec("vigil.tasks.dns_exfil.task:DnsExfilTask", "dns", ("vigil.streaming.cli",)),
     "iot_anomaly": TaskSpec("vigil.tasks.iot_anomaly.task:IotAnomalyTask", "iot-anomaly"),
     "web_sessions": TaskSpec("vigil.tasks.web_sessions.task:WebSessionsTask", "web-sessions"),
 }

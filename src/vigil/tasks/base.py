@@ -2,7 +2,8 @@
 
 A task knows its data formats, featurizer, default estimator, metrics, and what its
 ``/predict/<slug>`` request and response look like. It never imports ``vigil.service``
-or ``vigil.streaming``: the service hands it a :class:`PredictInput` and gets JSON back.
+or ``vigil.streaming``: the service hands it a :class:`PredictInput` and gets JSON back, and a stream
+takes its :meth:`Task.window_processor` (written against :mod:`vigil.windows`).
 Nor does it know any CLI: a task's verbs are the click group in its package's ``cli.py``.
 """
 
@@ -89,10 +90,29 @@ class Task:
     # A "module:attribute" string is imported on first use, so importing a task (the CLI's start)
     # does not import pydantic.
     request_model: ClassVar[Any] = None
+    # (tasks with a stream) what ``vigil <slug> produce | stream | broker`` default to: ``topic``
+    # (default ``vigil-<slug>``), ``group`` (the consumer group, default ``vigil-<slug>``), ``help``
+    # (the ``stream`` verb's help line); the windows are :meth:`window_processor`'s.
+    stream_defaults: ClassVar[dict[str, str]] = {}
 
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:
         """Train the default model on the sample data shipped in the repo; return the manifest entry."""
         raise NotImplementedError
+
+    def window_processor(
+        self,
+        store: ArtifactStore,
+        consumer_id: str,
+        policy: Any = None,
+        stream_info: dict | None = None,
+    ) -> Any:
+        """(optional) the :class:`vigil.windows.WindowProcessor` that scores this task's Kafka stream
+        in windows (parses each message, scores a window, retrains by ``policy``, a
+        :class:`vigil.drift.RetrainPolicy`), or None: a task without a stream. ``consumer_id`` names
+        the consumer's heartbeat; ``stream_info`` holds the ``topic``, ``group`` and
+        ``bootstrap_servers``. The registry mounts the stream verbs (:mod:`vigil.streaming.cli`) for
+        a task that has one."""
+        return None
 
     def predict(self, loaded: LoadedModel, request: PredictInput) -> dict | list:
         """Answer one ``/predict/<slug>`` request; raise :class:`vigil.errors.InvalidInput` for bad input."""

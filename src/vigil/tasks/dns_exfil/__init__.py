@@ -1,7 +1,8 @@
 """DNS exfiltration: is this query name smuggling data out? (CIC-Bell-DNS-EXF-2021 features.)
 
 Modules: ``task`` (the Task, ``POST /predict/dns``, which model answers), ``cli`` (``vigil dns
-generate | train | evaluate-real``; the Kafka verbs are :mod:`vigil.streaming.dns_cli`), ``features``,
+generate | train | evaluate-real | demo``; the Kafka verbs are the streaming layer's, mounted by the
+registry), ``stream`` (the stream's windows, ``DnsExfilTask.window_processor``), ``features``,
 ``generate``, ``capture`` and ``benign`` (data), ``model``, ``report`` and ``query_model`` (training).
 Names are re-exported here on first use.
 """

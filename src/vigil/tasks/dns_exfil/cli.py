@@ -1,11 +1,13 @@
-"""``vigil dns generate | train | evaluate-real`` (a click group, mounted by the root under ``dns``).
+"""``vigil dns generate | train | evaluate-real | demo`` (a click group, mounted by the root under ``dns``).
 
-The Kafka verbs (``produce``, ``stream``, ``broker``, ``demo``) are :mod:`vigil.streaming.dns_cli`'s,
-joined to this group by the registry (:data:`vigil.tasks.TASKS`).
+The Kafka verbs (``produce``, ``stream``, ``broker``) are the streaming layer's generic ones
+(:mod:`vigil.streaming.cli`), joined to this group by the registry (:data:`vigil.tasks.TASKS`);
+``demo`` runs ``stream`` through click (found by name), never by importing it.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -104,4 +106,62 @@ def cmd_train(args) -> int:
     )
     print(summary)
     print(f"saved {entry['task']} v{entry['version']}; report: {out / 'report.md'}")
+    return 0
+
+
+@commands.command("demo", help="the whole story on the embedded broker: generate, train, stream, plot")
+@click.option("--out", type=click.Path(path_type=Path), help="folder for everything (default: runs/dns/demo)")
+@click.option("--windows-per-phase", type=int, default=10)
+@click.option("--static-rows", type=int, default=20_000)
+@click.option("--seed", type=int, default=7)
+@click.option("--idle-timeout", type=float, default=5.0, help="end of stream after this many idle seconds")
+@click.option("--session-timeout-ms", type=int, default=6000)
+@with_args
+def cmd_demo(args) -> int:
+    from vigil.tasks.dns_exfil.generate import generate
+    from vigil.tasks.dns_exfil.report import train_and_report
+
+    settings, store = args.settings, args.store
+    out = args.out or settings.work_dir / "dns" / "demo"
+    started = time.monotonic()
+    print(f"1/3 generating data from the shipped ingredients into {out / 'data'}", flush=True)
+    card = generate(
+        out / "data",
+        static_rows=args.static_rows,
+        windows_per_phase=args.windows_per_phase,
+        seed=args.seed,
+        data_dir=settings.data_dir / "dns_exfil",
+        progress=True,
+    )
+    for phase in card["phases"]:
+        print(
+            f"    windows {phase['first_window']:>3}-{phase['last_window']:<3} {phase['phase']:<5} {phase['description']}"
+        )
+    print("2/3 training the static model (report, feature selection and algorithm comparison)", flush=True)
+    entry, summary = train_and_report(out / "data" / "static_dataset.csv", out / "train", store)
+    print(summary, flush=True)
+    print(f"    saved dns_exfil v{entry['version']}; report {out / 'train' / 'report.md'}")
+    print("3/3 streaming through the embedded Kafka broker", flush=True)
+    # The stream verb mounted beside this one (vigil.streaming.cli, by the registry), found by name so
+    # that this package never imports the streaming layer; on the embedded broker, whatever
+    # VIGIL_KAFKA_BOOTSTRAP_SERVERS says.
+    ctx = click.get_current_context()
+    group = ctx.parent.command if ctx.parent is not None else None
+    stream = group.get_command(ctx.parent, "stream") if isinstance(group, click.Group) and ctx.parent else None
+    if not isinstance(stream, click.Command):
+        raise click.UsageError("`vigil dns demo` needs the stream verb mounted beside it (vigil dns stream)")
+    ctx.invoke(
+        stream,
+        csv=out / "data" / "stream_dataset.csv",
+        results=out / "stream",
+        group="vigil-dns-demo",
+        schedule=out / "data" / "drift_schedule.json",
+        idle_timeout=args.idle_timeout,
+        session_timeout_ms=args.session_timeout_ms,
+        embedded=True,
+    )
+    print(f"\ndemo finished in {time.monotonic() - started:.0f} s")
+    print(f"plot:    {out / 'stream' / 'windows.png'}")
+    print(f"summary: {out / 'stream' / 'summary.json'}")
+    print(f"report:  {out / 'train' / 'report.md'}")
     return 0

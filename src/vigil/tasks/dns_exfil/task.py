@@ -1,9 +1,11 @@
 """DNS exfiltration: is this query name smuggling data out? (CIC-Bell-DNS-EXF-2021 features.)
 
 This module holds the Task (``POST /predict/dns``, the default model) and which model answers.
-The verbs ``vigil dns generate``, ``train`` and ``evaluate-real`` are in :mod:`.cli`; the Kafka verbs
-(``produce``, ``stream``, ``broker``, ``demo``) in :mod:`vigil.streaming.dns_cli`, which the registry
-mounts under the same group, so this package never imports the streaming layer.
+The verbs ``vigil dns generate``, ``train``, ``evaluate-real`` and ``demo`` are in :mod:`.cli`; the
+Kafka verbs (``produce``, ``stream``, ``broker``) are the streaming layer's generic ones
+(:mod:`vigil.streaming.cli`), which the registry mounts under the same group and which score the
+windows with :meth:`DnsExfilTask.window_processor` (:mod:`.stream`), so this package never imports
+the streaming layer.
 
 A running stream saves each dynamic model under the artifact key :data:`DYNAMIC_TASK` and keeps a
 heartbeat file in the store (:func:`live_stream_status`); ``POST /predict/dns`` answers from the newest
@@ -17,6 +19,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -198,6 +201,26 @@ class DnsExfilTask(Task):
     slug = "dns"
     title = "DNS exfiltration: is this query name smuggling data out?"
     row_cost = 200.0  # µs per item: a name is featurized in Python (60 µs typical, 250 for 253 characters)
+    stream_defaults = {
+        "topic": "ml-raw-dns",
+        "group": "vigil-dns",
+        "help": "consume windows of 1,000, score static and dynamic, retrain on drift, flag tunnel domains",
+    }
+
+    # -- streaming ---------------------------------------------------------------------------------
+    def window_processor(
+        self,
+        store: ArtifactStore,
+        consumer_id: str,
+        policy: Any = None,
+        stream_info: dict | None = None,
+    ) -> Any:
+        """The stream's windows (:class:`~vigil.tasks.dns_exfil.stream.DnsWindowProcessor`), scored
+        by the static model (the newest ``dns_exfil``) against the dynamic one it keeps retraining."""
+        from vigil.tasks.dns_exfil.stream import DnsWindowProcessor
+
+        static = store.load(TASK_NAME)
+        return DnsWindowProcessor(store, static, consumer_id, policy, stream_info=stream_info)
 
     # -- training ----------------------------------------------------------------------------------
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:

@@ -1,10 +1,13 @@
-"""``vigil dns produce``, ``vigil dns stream``, ``vigil dns broker`` and ``vigil dns demo``.
+"""``vigil <slug> produce``, ``vigil <slug> stream`` and ``vigil <slug> broker`` for any task with a stream.
 
-A click group whose commands the root mounts under the dns task's group (the registry lists this
-module for ``dns``), so the task package never imports the streaming layer.
+A click group whose commands the root mounts under the group of each task whose registry line
+lists this module (:data:`vigil.tasks.TASKS`), so the task package never imports the streaming
+layer. The commands take the task from the click context (the slug of the group they run under, or
+of ``vigil stream <slug>``), its topic and group names from ``Task.stream_defaults``, and the windows'
+scoring from ``Task.window_processor``.
 
-Without ``--bootstrap-servers`` (or ``VIGIL_KAFKA_BOOTSTRAP_SERVERS``) ``stream`` and ``demo`` start the
-embedded Tansu broker on 127.0.0.1, produce the CSV into it, consume it, and stop the broker on exit.
+Without ``--bootstrap-servers`` (or ``VIGIL_KAFKA_BOOTSTRAP_SERVERS``) ``stream`` starts the embedded
+Tansu broker on 127.0.0.1, produces the CSV into it, consumes it, and stops the broker on exit.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import click
@@ -20,16 +22,75 @@ import click
 from vigil.context import with_args
 from vigil.errors import InvalidInput
 from vigil.streaming.broker import EmbeddedBroker
-from vigil.streaming.consumer import safe_name
 from vigil.streaming.kafka_io import BROKER_TIMEOUT_S, check_broker, count_csv_rows, csv_messages, ensure_topic, produce
+from vigil.windows import safe_name
 
 if TYPE_CHECKING:
     from vigil.artifacts import ArtifactStore
+    from vigil.tasks.base import Task
 
-DEFAULT_TOPIC = "ml-raw-dns"
+
+def stream_slug(ctx: click.Context | None = None) -> str:
+    """The slug of the task whose verb runs: ``vigil <slug> stream`` or ``vigil stream <slug>``."""
+    from vigil.tasks import TASKS
+
+    slugs = {spec.slug for spec in TASKS.values()}
+    ctx = ctx or click.get_current_context()
+    while ctx is not None:
+        if ctx.info_name in slugs:
+            return ctx.info_name
+        ctx = ctx.parent
+    raise click.UsageError("run this verb under a task: vigil <slug> stream, or vigil stream <slug>")
 
 
-@click.group(help="the DNS task's Kafka verbs", no_args_is_help=True)
+def stream_task() -> Task:
+    from vigil.tasks import get_task
+
+    return get_task(stream_slug())
+
+
+def stream_default(key: str) -> str:
+    """``Task.stream_defaults[key]`` of the running verb's task; ``vigil-<slug>`` when it names none."""
+    slug = stream_slug()
+    return stream_task().stream_defaults.get(key) or f"vigil-{slug}"
+
+
+def _default_topic() -> str:
+    return stream_default("topic")
+
+
+def _default_group() -> str:
+    return stream_default("group")
+
+
+class StreamCommand(click.Command):
+    """A ``stream`` verb whose help line is its task's (``Task.stream_defaults["help"]``) when it names one."""
+
+    def _task_help(self, ctx: click.Context | None = None) -> str | None:
+        from vigil.tasks import get_task
+
+        try:
+            return get_task(stream_slug(ctx)).stream_defaults.get("help")
+        except (RuntimeError, click.UsageError):  # no context, or not under a task
+            return None
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        text = self._task_help()
+        # click's own shortening of the task's line (as `vigil <slug> --help` lists it)
+        return (
+            click.Command(self.name, help=text).get_short_help_str(limit) if text else super().get_short_help_str(limit)
+        )
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        text = self._task_help(ctx)
+        if not text:
+            return super().format_help_text(ctx, formatter)
+        formatter.write_paragraph()
+        with formatter.indentation():
+            formatter.write_text(text)
+
+
+@click.group(help="a task's Kafka verbs", no_args_is_help=True)
 def commands() -> None:
     pass
 
@@ -37,16 +98,16 @@ def commands() -> None:
 def stream_options(function):
     """The consumer's flags (``stream``)."""
     options = [
-        click.option("--topic", default=DEFAULT_TOPIC),
+        click.option("--topic", default=_default_topic, help="Kafka topic (default: the task's)"),
         click.option(
             "--bootstrap-servers",
             help="Kafka to read (default: VIGIL_KAFKA_BOOTSTRAP_SERVERS, else an embedded Tansu broker)",
         ),
-        click.option("--group", default="vigil-dns", help="consumer group id"),
+        click.option("--group", default=_default_group, help="consumer group id (default: the task's)"),
         click.option(
             "--consumer-name",
             default="main",
-            help="names this consumer's checkpoint and heartbeat; give each group member its own",
+            help="names this consumer's checkpoint and heartbeat; give each consumer of the group its own",
         ),
         click.option(
             "--results",
@@ -90,7 +151,7 @@ def stream_options(function):
 
 @commands.command("produce", help="send CSV rows to a Kafka topic")
 @click.argument("csv", type=click.Path(path_type=Path))
-@click.option("--topic", default=DEFAULT_TOPIC)
+@click.option("--topic", default=_default_topic, help="Kafka topic (default: the task's)")
 @click.option("--bootstrap-servers", help="Kafka to send to (default: VIGIL_KAFKA_BOOTSTRAP_SERVERS)")
 @click.option(
     "--format",
@@ -113,7 +174,7 @@ def cmd_produce(args) -> int:
     if not servers:
         raise InvalidInput(
             "produce needs --bootstrap-servers (or VIGIL_KAFKA_BOOTSTRAP_SERVERS)",
-            "the embedded broker keeps messages in memory only: `vigil dns stream --csv FILE` "
+            f"the embedded broker keeps messages in memory only: `vigil {stream_slug()} stream --csv FILE` "
             "starts one, produces the file and consumes it in one go",
         )
     if not args.csv.is_file():
@@ -136,17 +197,19 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
     # Imported here so that `vigil --help` and the service need not load pandas and scikit-learn.
     from vigil.drift import RetrainPolicy
     from vigil.streaming.consumer import WindowedConsumer
-    from vigil.streaming.dns_stream import DnsWindowProcessor
     from vigil.streaming.results import ResultsStore, plot_windows, summarize, write_summary
-    from vigil.tasks.dns_exfil import TASK_NAME
 
-    static = store.load(TASK_NAME)
+    task = stream_task()
     consumer_id = safe_name(f"{args.group}.{args.consumer_name}")
     policy = RetrainPolicy(f1_floor=args.f1_floor, min_gap=args.min_gap, retrain_windows=args.retrain_windows)
     info = {"topic": args.topic, "group": args.group, "bootstrap_servers": servers}
-    processor = DnsWindowProcessor(store, static, consumer_id, policy, stream_info=info)
+    processor = task.window_processor(store, consumer_id, policy, stream_info=info)
+    if processor is None:
+        raise InvalidInput(f"the {task.slug} task has no stream (its Task.window_processor is None)")
+    noun = getattr(processor, "alert_noun", "alert")
+    describe_alert = getattr(processor, "describe_alert", lambda a: f"{noun.upper()} {a['key']} ({a['kind']})")
     results_dir.mkdir(parents=True, exist_ok=True)
-    results = ResultsStore(results_dir / "results.sqlite")
+    results = ResultsStore(results_dir / "results.sqlite", getattr(processor, "window_columns", None))
     csv_path = results_dir / "windows.csv"
     rejected_path = results_dir / "rejected.csv"
 
@@ -166,9 +229,8 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
                 f"acc {record['dynamic_accuracy']:.3f}{flag}",
                 flush=True,
             )
-        for alert in record.get("alerts") or []:  # flagged domains: always printed, --quiet or not
-            reasons = "; ".join(r["text"] for r in alert["detail"]["reasons"])
-            print(f"window {record['window_index']:>4} DOMAIN {alert['key']} ({alert['kind']}): {reasons}", flush=True)
+        for alert in record.get("alerts") or []:  # what the window flagged: always printed, --quiet or not
+            print(f"window {record['window_index']:>4} {describe_alert(alert)}", flush=True)
 
     consumer = WindowedConsumer(
         servers,
@@ -195,7 +257,7 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
     plot = plot_windows(rows, results_dir / "windows.png", phases=phases) if rows else None
     summary = summarize(rows)
     rejected = results.rejected(consumer.run_key)
-    domain_alerts = results.alerts(consumer.run_key)
+    alerts = results.alerts(consumer.run_key)
     write_summary(
         summary,
         results_dir / "summary.json",
@@ -210,7 +272,7 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
                 "left_in_partial_window": stats.left_in_partial_window,
             },
             "rejected_messages": len(rejected),
-            "domain_alerts": domain_alerts,
+            f"{noun}_alerts": alerts,
         },
     )
     results.close()
@@ -219,8 +281,8 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
         print(f"{stats.left_in_partial_window} messages of an incomplete window were left uncommitted")
     if rejected:
         print(f"{len(rejected)} messages rejected (offsets and reasons in {rejected_path})")
-    if domain_alerts:
-        print(f"{len(domain_alerts)} domains flagged: {', '.join(a['key'] for a in domain_alerts[:10])}")
+    if alerts:
+        print(f"{len(alerts)} {noun}s flagged: {', '.join(a['key'] for a in alerts[:10])}")
     if summary.get("retrain_failed_windows"):
         print(f"retrain failed after windows {summary['retrain_failed_windows']}; the dynamic model was kept")
     print(
@@ -238,7 +300,9 @@ def _session_overrides(session_timeout_ms: int) -> dict:
 
 
 @commands.command(
-    "stream", help="consume windows of 1,000, score static and dynamic, retrain on drift, flag tunnel domains"
+    "stream",
+    cls=StreamCommand,
+    help="consume windows of 1,000, score static and dynamic, retrain on drift",
 )
 @stream_options
 @click.option(
@@ -252,18 +316,24 @@ def _session_overrides(session_timeout_ms: int) -> dict:
     default=BROKER_TIMEOUT_S,
     help=f"give up when no broker answers within this many seconds (default {BROKER_TIMEOUT_S:g})",
 )
+@click.option(
+    "--embedded",
+    is_flag=True,
+    hidden=True,
+    help="always the embedded broker, whatever VIGIL_KAFKA_BOOTSTRAP_SERVERS says (a task's demo)",
+)
 @with_args
 def cmd_stream(args) -> int:
-    settings, store = args.settings, args.store
-    servers = args.bootstrap_servers or settings.kafka_bootstrap_servers
-    results_dir = args.results or settings.work_dir / "dns" / "stream" / safe_name(f"{args.topic}-{args.group}")
+    settings, store, slug = args.settings, args.store, stream_slug()
+    servers = args.bootstrap_servers or (None if args.embedded else settings.kafka_bootstrap_servers)
+    results_dir = args.results or settings.work_dir / slug / "stream" / safe_name(f"{args.topic}-{args.group}")
     if servers:
         check_broker(servers, args.broker_timeout)
         run_stream(args, servers, store, results_dir, args.idle_timeout)
         return 0
-    csv = args.csv or settings.work_dir / "dns" / "data" / "stream_dataset.csv"
+    csv = args.csv or settings.work_dir / slug / "data" / "stream_dataset.csv"
     if not Path(csv).is_file():
-        raise InvalidInput(f"no stream CSV at {csv}", "run `vigil dns generate` first or pass --csv")
+        raise InvalidInput(f"no stream CSV at {csv}", f"run `vigil {slug} generate` first or pass --csv")
     if args.schedule is None and (Path(csv).parent / "drift_schedule.json").is_file():
         args.schedule = Path(csv).parent / "drift_schedule.json"
     with EmbeddedBroker(
@@ -294,7 +364,7 @@ def cmd_stream(args) -> int:
     "the topic made first",
 )
 @click.option("--port", type=int, default=9092)
-@click.option("--topic", default=DEFAULT_TOPIC)
+@click.option("--topic", default=_default_topic, help="Kafka topic (default: the task's)")
 @click.option(
     "--partitions",
     type=int,
@@ -314,62 +384,4 @@ def cmd_broker(args) -> int:
                 time.sleep(0.5)
         except KeyboardInterrupt:
             pass
-    return 0
-
-
-@commands.command("demo", help="the whole story on the embedded broker: generate, train, stream, plot")
-@click.option("--out", type=click.Path(path_type=Path), help="folder for everything (default: runs/dns/demo)")
-@click.option("--windows-per-phase", type=int, default=10)
-@click.option("--static-rows", type=int, default=20_000)
-@click.option("--seed", type=int, default=7)
-@click.option("--idle-timeout", type=float, default=5.0, help="end of stream after this many idle seconds")
-@click.option("--session-timeout-ms", type=int, default=6000)
-@with_args
-def cmd_demo(args) -> int:
-    from vigil.tasks.dns_exfil.generate import generate
-    from vigil.tasks.dns_exfil.report import train_and_report
-
-    settings, store = args.settings, args.store
-    out = args.out or settings.work_dir / "dns" / "demo"
-    started = time.monotonic()
-    print(f"1/3 generating data from the shipped ingredients into {out / 'data'}", flush=True)
-    card = generate(
-        out / "data",
-        static_rows=args.static_rows,
-        windows_per_phase=args.windows_per_phase,
-        seed=args.seed,
-        data_dir=settings.data_dir / "dns_exfil",
-        progress=True,
-    )
-    for phase in card["phases"]:
-        print(
-            f"    windows {phase['first_window']:>3}-{phase['last_window']:<3} {phase['phase']:<5} {phase['description']}"
-        )
-    print("2/3 training the static model (report, feature selection and algorithm comparison)", flush=True)
-    entry, summary = train_and_report(out / "data" / "static_dataset.csv", out / "train", store)
-    print(summary, flush=True)
-    print(f"    saved dns_exfil v{entry['version']}; report {out / 'train' / 'report.md'}")
-    print("3/3 streaming through the embedded Kafka broker", flush=True)
-    stream_args = SimpleNamespace(
-        topic=DEFAULT_TOPIC,
-        group="vigil-dns-demo",
-        consumer_name="main",
-        window_size=1000,
-        max_windows=None,
-        f1_floor=0.90,
-        min_gap=2,
-        retrain_windows=3,
-        quiet=False,
-        schedule=out / "data" / "drift_schedule.json",
-        session_timeout_ms=args.session_timeout_ms,
-    )
-    with EmbeddedBroker(log_path=out / "tansu.log", topics={DEFAULT_TOPIC: 1}) as broker:
-        print(f"    embedded Tansu broker on {broker.bootstrap_servers} (memory only)", flush=True)
-        csv = out / "data" / "stream_dataset.csv"
-        produce(broker.bootstrap_servers, DEFAULT_TOPIC, csv_messages(csv), progress=True, total=count_csv_rows(csv))
-        run_stream(stream_args, broker.bootstrap_servers, store, out / "stream", idle_timeout=args.idle_timeout)
-    print(f"\ndemo finished in {time.monotonic() - started:.0f} s")
-    print(f"plot:    {out / 'stream' / 'windows.png'}")
-    print(f"summary: {out / 'stream' / 'summary.json'}")
-    print(f"report:  {out / 'train' / 'report.md'}")
     return 0

@@ -1,5 +1,8 @@
 """The DNS windows: parse messages, score the static and the dynamic model, retrain by the policy.
 
+A :class:`vigil.windows.WindowProcessor`, handed to the streaming layer by
+``DnsExfilTask.window_processor``; this module never imports :mod:`vigil.streaming`.
+
 Accepted message values (JSON):
 
 - an object with the CIC columns (what ``vigil dns produce`` sends by default; the label is
@@ -10,7 +13,7 @@ Accepted message values (JSON):
   gives the label when known, ``time`` or ``timestamp`` (seconds since the epoch) the event time
   that the per-domain detector's windows use (else the time the message was read);
 - raw CSV bytes (a line not JSON-encoded) and a Python ``str(dict)`` of one record: read by
-  :func:`vigil.streaming.messages.lenient_message` (strict small parsers, never eval).
+  :func:`vigil.messages.lenient_message` (strict small parsers, never eval).
 
 Query names also feed the per-domain detector (:mod:`vigil.tasks.dns_exfil.domains`): the domains it
 flags in a window are the window's ``alerts`` (recorded in the results store's ``alerts`` table) and
@@ -18,13 +21,13 @@ the newest are listed in the stream's heartbeat (``GET /dns/domains``).
 
 Rows without a label are scored but not used for metrics or retraining.
 
-A message that cannot be used is rejected (see :mod:`vigil.streaming.messages`), the reason naming the
+A message that cannot be used is rejected (see :mod:`vigil.messages`), the reason naming the
 field: a label other than 0/1 (``"abc"``, ``[1]``, a 401-digit integer), a feature that is not a
 finite number (NaN, infinity, beyond float32, a list), JSON that is not an object or nested too deep.
 A retrain that fails keeps the current dynamic model; the window's reason says why (``retrain failed``).
 
 Several consumers of one group (``stream_info`` names the group and topic): only the holder of the
-group's retrain lease (:mod:`vigil.streaming.coordination`) saves dynamic models; the others never
+group's retrain lease (:mod:`vigil.lease`) saves dynamic models; the others never
 retrain and, at the start of each window, take up the newest dynamic model the group published in the
 artifact store. So N consumers publish one line of dynamic versions, not N competing ones.
 """
@@ -41,10 +44,8 @@ import pandas as pd
 
 from vigil.artifacts import ArtifactStore, LoadedModel
 from vigil.drift import RetrainPolicy
-from vigil.streaming.consumer import RejectedMessage, safe_name
-from vigil.streaming.coordination import RetrainLease
-from vigil.streaming.messages import lenient_message
-from vigil.streaming.results import RETRAIN_FAILED
+from vigil.lease import RetrainLease
+from vigil.messages import lenient_message
 from vigil.tasks.dns_exfil import DYNAMIC_TASK, STREAMS_FOLDER, write_stream_status
 from vigil.tasks.dns_exfil.domains import DomainDetector
 from vigil.tasks.dns_exfil.fast_features import cic_matrix_and_split, plain_labels
@@ -60,6 +61,7 @@ from vigil.tasks.dns_exfil.features import (
 )
 from vigil.tasks.dns_exfil.model import predict_proba, refit
 from vigil.tasks.dns_exfil.model import window_scores as scores
+from vigil.windows import RETRAIN_FAILED, RejectedMessage, safe_name
 
 
 def _label(obj: dict) -> float:
@@ -100,6 +102,8 @@ def _event_time(obj: dict) -> float:
 
 
 class DnsWindowProcessor:
+    alert_noun = "domain"  # a window's alerts are flagged domains (summary.json: ``domain_alerts``)
+
     def __init__(
         self,
         store: ArtifactStore,
@@ -180,6 +184,11 @@ class DnsWindowProcessor:
                 detail = f" {detail[len(column) + 1 :]}" if detail.startswith(f"{column} ") else f": {detail}"
                 raise RejectedMessage(f"field '{column}'{detail}") from exc
         return row, label, None, None
+
+    def describe_alert(self, alert: dict) -> str:
+        """The line ``vigil dns stream`` prints for a flagged domain (--quiet or not)."""
+        reasons = "; ".join(r["text"] for r in alert["detail"]["reasons"])
+        return f"DOMAIN {alert['key']} ({alert['kind']}): {reasons}"
 
     # -- state -------------------------------------------------------------------------------------
     def restore(self, checkpoint) -> None:
