@@ -36,6 +36,7 @@ SLOW_MODULES = {
     "tests/test_service_live.py",
     "tests/test_active_learning_live.py",
     "tests/test_web_sessions_browser.py",
+    "tests/test_ui_browser.py",
 }
 SLOW_TESTS = {
     "tests/compat/test_alectio_compat.py::test_the_readme_quickstart_runs_as_written_on_the_demo",

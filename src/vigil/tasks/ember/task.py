@@ -386,6 +386,7 @@ class EmberTask(Task):
     primary_metric = "roc_auc"
     row_cost = 1000.0  # µs per JSON vector (parsing 2,381 floats) or raw record; a PE file is one row
     tensor_input = True  # x-npy bodies and V2 infer: a (rows, 2381) matrix (2351 for feature version 1)
+    ui_template, ui_label = "tasks/ember.html", "Malware"
 
     def add_cli(self, parser: argparse.ArgumentParser) -> None:
         verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")

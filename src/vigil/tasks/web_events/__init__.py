@@ -437,6 +437,8 @@ class WebEventsTask(Task):
     title = "Web-attack events (ML-PT): DBSCAN labels, tuned forest, ML-PT's /predict"
     primary_metric = "cv_f1_weighted"
     row_cost = 20.0  # µs per event
+    ui_template, ui_label = "tasks/web_events.html", "Web events"
+    model_facts = ("attack_clusters", "good_clusters", "clustering")
 
     def add_cli(self, parser: argparse.ArgumentParser) -> None:
         verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")

@@ -76,6 +76,8 @@ class WebSessionsTask(Task):
     title: ClassVar[str] = "Web-session intruders: is this browsing session Alice's? (Kaggle Catch Me If You Can)"
     primary_metric: ClassVar[str] = "roc_auc"
     row_cost: ClassVar[float] = 100.0  # µs per session
+    ui_template: ClassVar[str | None] = "tasks/web_sessions.html"
+    ui_label: ClassVar[str | None] = "Alice sessions"
 
     # -- CLI ------------------------------------------------------------------------------------
     def add_cli(self, parser: argparse.ArgumentParser) -> None:
