@@ -27,16 +27,24 @@
     return name.split("_").map((w) => ({ auc: "AUC", roc: "ROC", pr: "PR", fpr: "FPR", tpr: "TPR", f1: "F1", cv: "cross-validated" })[w] || w).join(" ");
   }
 
+  const base = (name) => { const at = name.match(/^(.*)_at_[\d.]+pct_fpr$/); return at ? at[1] : name; };
+  // the scores a person looks for first, then the rest in the manifest's order
+  const FIRST = ["roc_auc", "pr_auc", "f1", "cv_f1_weighted", "cv_roc_auc_mean", "detection_rate_at_1pct_fpr", "accuracy", "precision", "recall"];
+  const rank = (name) => (FIRST.includes(name) ? FIRST.indexOf(name) : FIRST.length);
+
   function show(name, value) {
     if (typeof value !== "number") return String(value);
+    const kind = base(name);
+    if (kind.startsWith("threshold")) return value.toFixed(4);
+    if (SHARES.has(kind) || /rate$/.test(kind)) return (100 * value).toFixed(2) + "%";
     if (Number.isInteger(value)) return value.toLocaleString("en");
-    if (SHARES.has(name) || /rate|fpr$/.test(name)) return (100 * value).toFixed(2) + "%";
     return value.toFixed(4);
   }
 
   function metricsList(metrics) {
     const list = el("ul", { className: "metrics" });
-    for (const [name, value] of Object.entries(metrics || {})) {
+    const entries = Object.entries(metrics || {}).sort((a, b) => rank(a[0]) - rank(b[0]));
+    for (const [name, value] of entries) {
       if (typeof value === "number" || typeof value === "string") {
         list.appendChild(el("li", { dataset: { metric: name }, title: name }, humane(name) + ": " + show(name, value)));
       } else if (value && typeof value === "object" && !Array.isArray(value)) {

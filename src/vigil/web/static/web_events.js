@@ -79,6 +79,9 @@
     return "The model's manifest does not say what cluster " + cluster + " is.";
   }
 
+  const KIND = { attack: ["attack", "alert"], good: ["ordinary", "ok"], noise: ["noise", "neutral"], unknown: ["unknown", "neutral"] };
+  const kindBadge = (kind) => el("span", { className: "verdict " + KIND[kind][1] }, KIND[kind][0]);
+
   const shorten = (value, n) => {
     const text = value === undefined || value === null ? "" : String(value);
     return text.length > n ? text.slice(0, n) + "…" : text;
@@ -117,19 +120,19 @@
           el("td", { className: "mono", title: String(source.MATCHED_VARIABLE_VALUE || "") },
             shorten(source.MATCHED_VARIABLE_NAME, 40), el("br"), shorten(source.MATCHED_VARIABLE_VALUE, 60)),
           el("td", { className: "cluster" }, cluster === -1 ? "noise (-1)" : cluster),
-          el("td", {}, el("span", { className: "verdict " + (kind === "attack" ? "alert" : "ok") },
-            kind === "attack" ? "attack" : kind === "good" ? "ordinary" : kind)),
+          el("td", {}, kindBadge(kind)),
           el("td", { className: "why" }, el("p", {}, why(cluster, kind)), reasonsList(prediction.reasons)),
         ),
       );
     }
     const clusters = document.querySelector("#clusters-table tbody");
     clusters.textContent = "";
-    for (const [cluster, count] of [...byCluster.entries()].sort((a, b) => b[1] - a[1])) {
+    for (const [cluster, count] of [...byCluster.entries()].sort((a, b) =>
+      (kindOf(b[0]) === "attack") - (kindOf(a[0]) === "attack") || b[1] - a[1])) {
       const kind = kindOf(cluster);
       clusters.appendChild(el("tr", { dataset: { cluster: cluster, kind: kind } },
         el("td", {}, cluster === -1 ? "noise (-1)" : cluster),
-        el("td", {}, el("span", { className: "verdict " + (kind === "attack" ? "alert" : "ok") }, kind)),
+        el("td", {}, kindBadge(kind)),
         el("td", {}, count)));
     }
     const bad = document.getElementById("bad-events");
