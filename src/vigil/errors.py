@@ -40,6 +40,16 @@ class UnprocessableInput(VigilError):
     status = 422
 
 
+def too_many_rows(rows: int, max_rows: int, what: str = "rows") -> VigilError:
+    """The one answer to a request over the row limit (VIGIL_MAX_ROWS or a task's cost budget): 413,
+    whichever route or task counts the rows, like a body over the size limit."""
+    return VigilError(
+        f"too many {what} in one request: {rows} > {max_rows}",
+        {"rows": rows, "max_rows": max_rows, "hint": "split the request, or raise VIGIL_MAX_ROWS"},
+        status=413,
+    )
+
+
 class ModelNotAvailable(VigilError):
     status = 503
 

@@ -24,17 +24,10 @@ import io
 
 import numpy as np
 
-from vigil.errors import InvalidInput, UnprocessableInput, VigilError
+from vigil.errors import InvalidInput, UnprocessableInput, too_many_rows
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def too_many_rows(rows: int, max_rows: int) -> VigilError:
-    return VigilError(
-        f"too many rows in one request: {rows} > {max_rows}",
-        {"rows": rows, "max_rows": max_rows, "hint": "split the request, or raise VIGIL_MAX_ROWS"},
-        status=413,
-    )
+__all__ = ["FLOAT32_MAX", "check_matrix", "read_npy", "too_many_rows"]
 
 
 def read_npy(data: bytes, max_rows: int) -> np.ndarray:

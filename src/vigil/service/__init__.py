@@ -38,6 +38,7 @@ def create_app(settings=None, store=None):
     from vigil.artifacts import ArtifactStore
     from vigil.config import Settings
     from vigil.service.errors import register_error_handlers
+    from vigil.service.jsonprovider import VigilJSONProvider
     from vigil.service.middleware import register_middleware
     from vigil.service.registry import ModelRegistry
 
@@ -48,7 +49,7 @@ def create_app(settings=None, store=None):
     app = Flask("vigil", template_folder="web/templates", static_folder="web/static")
     app.config["VIGIL_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
+    app.json = VigilJSONProvider(app)  # numpy values anywhere in an answer become JSON here, once
     generation_file = settings.runtime_dir / "reload-generation" if settings.runtime_dir else None
     registry = ModelRegistry(store, generation_file=generation_file, max_rows=settings.max_rows)
     registry.reload()

@@ -47,15 +47,15 @@ class RouteSpec:
     responses: dict[str, Any] = field(default_factory=dict)
     # Media type of the 200 answer ("text/html" for pages, Prometheus' "text/plain" for /metrics).
     produces: str = "application/json"
-    # False: the schema documents the body (OpenAPI, fuzzing) and the view checks it itself, naming
-    # the field in its own terms (Alectio's routes); the JSON is still parsed and size-checked here.
+    # False: the schema documents the body (OpenAPI, fuzzing) and the view or its task checks it
+    # itself with the same declaration (a task's request model, record by record, so it can answer
+    # the good records and name the bad ones); the JSON is still parsed, size- and row-checked here.
     validate: bool = True
     # True: the view reads the body itself (a JSON header followed by binary data, V2's binary-data
     # extension); the middleware checks only its size and content type, parsing nothing.
     raw_body: bool = False
-    # On a schema violation, let the view's task answer (its own 4xx naming record and field, or
-    # its partial answer keeping the good records); the schema's 422 only where it cannot (an
-    # unexpected exception, the time limit). A body the schema refuses never gets a 5xx.
+    # Accepted and ignored: the "schema says no, ask the task anyway" path is gone (tasks validate
+    # with their request model). Kept only so a blueprint still passing it (service/dns.py) loads.
     task_explains_errors: bool = False
     # Which token guards the route: "api", "predict", None, or "auto" (decided by path, see middleware).
     auth: str | None = "auto"
@@ -86,11 +86,16 @@ def schema_dict(body: Any, **path_params) -> dict | None:
         return None
     if isinstance(body, dict):
         return body
-    if isinstance(body, type) and hasattr(body, "model_json_schema"):
+    if is_model(body):
         return body.model_json_schema()
     if callable(body):
         return body(**path_params)
     raise TypeError(f"unsupported body schema {body!r}")
+
+
+def is_model(body: Any) -> bool:
+    """A pydantic model class: validated by pydantic itself (its errors name record and field)."""
+    return isinstance(body, type) and hasattr(body, "model_json_schema") and hasattr(body, "model_validate")
 
 
 def hoist_definitions(schema: dict, prefix: str) -> tuple[dict, dict]:

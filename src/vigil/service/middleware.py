@@ -16,11 +16,11 @@ import uuid
 from flask import Flask, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from vigil.errors import InvalidInput, UnprocessableInput, VigilError
+from vigil.errors import InvalidInput, VigilError
 from vigil.jsonlog import REQUEST_ID
 from vigil.service import metrics
-from vigil.service.api import spec_of
-from vigil.service.validation import check_rows, is_json_mimetype, parse_json, validate_body
+from vigil.service.api import is_model, spec_of
+from vigil.service.validation import check_rows, is_json_mimetype, parse_json, validate_body, validate_model
 
 log = logging.getLogger("vigil.service")
 
@@ -86,6 +86,12 @@ def _check_body() -> None:
     json_like = is_json_mimetype(mimetype) or (mimetype in ("", "text/plain") and data.lstrip()[:1] in (b"[", b"{"))
     if not data:
         if schema is not None and route.body_required:
+            if mimetype and not is_json_mimetype(mimetype) and mimetype in route.content_types:
+                # an empty upload (a PE file of 0 bytes, an empty CSV): say so in its own terms
+                raise InvalidInput(
+                    "request body is empty",
+                    {"content_type": mimetype, "hint": f"send the {mimetype} content itself"},
+                )
             raise InvalidInput("request body is empty", "send a JSON document matching the schema at /openapi.json")
         return
     if not json_like or route.raw_body:
@@ -109,12 +115,10 @@ def _check_body() -> None:
         g.vigil_rows = check_rows(body, settings.max_rows)
     if schema is not None and route.validate:
         g.vigil_validated = True
-        try:
+        if is_model(route.body):
+            validate_model(route.body, body)  # the declaration itself, not its schema: one set of rules
+        else:
             validate_body(schema, body)
-        except UnprocessableInput as exc:
-            if not route.task_explains_errors:
-                raise
-            g.vigil_schema_error = exc  # the view's task may name the fault better (see predict.py)
 
 
 def register_middleware(app: Flask) -> None:

@@ -16,10 +16,10 @@ from functools import partial
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from vigil.errors import PredictionTimeout, ServiceBusy, UnprocessableInput, VigilError
+from vigil.errors import InvalidInput, PredictionTimeout, ServiceBusy, UnprocessableInput, VigilError
 from vigil.service import metrics
 from vigil.service.api import spec
-from vigil.service.validation import count_rows, is_json_mimetype, parse_json
+from vigil.service.validation import count_rows, is_json_mimetype, parse_json, validate_body
 from vigil.tasks import PredictInput, all_tasks, get_task
 from vigil.tensors import read_npy
 
@@ -47,7 +47,13 @@ def predict_input_from_request(task=None) -> PredictInput:
         _check_takes_matrix(task)
         tensor = read_npy(body, settings.max_rows)
         g.vigil_rows = tensor.shape[0]
-    files = {name: storage.read() for name, storage in request.files.items()}
+    files: dict[str, bytes] = {}
+    filenames: dict[str, str] = {}
+    for field_name, storage in request.files.items(multi=True):
+        # several files under one form field (a multi-file drop) each count: "files", "files[1]", ...
+        key = field_name if field_name not in files else f"{field_name}[{sum(k.startswith(field_name) for k in files)}]"
+        files[key] = storage.read()
+        filenames[key] = storage.filename or key
     parsed = g.get("vigil_json")  # parsed and validated by the middleware when the route has a spec
     if parsed is None and body and not files:
         mimetype = request.mimetype or ""
@@ -62,6 +68,7 @@ def predict_input_from_request(task=None) -> PredictInput:
         body=body,
         content_type=request.mimetype or "",
         files=files,
+        filenames=filenames,
         args=request.args.to_dict(),
         max_rows=settings.max_rows,
         tensor=tensor,
@@ -268,37 +275,67 @@ def run_prediction(task_slug: str, loaded=None, answer=None, predict_input: Pred
         g.vigil_rows = rows
     check_cost(task, rows, settings)
     predict_input.max_rows = rows_within_budget(task, settings)  # the task's own count applies it too
-    schema_error = g.pop("vigil_schema_error", None)  # set by the middleware on routes with a spec
-    if schema_error is not None:
-        result = _answer_schema_violation(task, compute, predict_input, schema_error)
-    else:
+    top = explain_count(predict_input.args)
+    if top:
+        compute = partial(_explained, task, loaded, compute, top)
+    try:
         result = _call_with_time_limit(task, compute, predict_input)
+    except VigilError:
+        raise
+    except Exception:
+        # A crash on a body the task's declared schema refuses is the client's fault: its 422
+        # (naming record and field), never a 500. A crash on a valid body stays a 500.
+        refusal = _schema_refusal(task, predict_input)
+        if refusal is None:
+            raise
+        log.info("task failed on a body its schema refuses", exc_info=True)
+        raise refusal from None
     metrics.observe_prediction(task.name, loaded.version, rows, result)
     if isinstance(result, dict):
         result.setdefault("model_version", loaded.version)
     return result
 
 
-def _answer_schema_violation(task, compute, predict_input: PredictInput, schema_error: UnprocessableInput):
-    """The body fails the task's schema. The task still gets it, because it knows its records
-    better: its own 4xx (naming record and field in its terms, often with the good records'
-    results) or its partial answer (ML-PT's ``?partial=1``, DNS's per-item errors) is the answer.
-    Only if it cannot answer -- an unexpected exception or the time limit -- is the schema's 422:
-    a body the schema refuses never gets a 5xx."""
-    try:
-        result = _call_with_time_limit(task, compute, predict_input)
-    except VigilError as exc:
-        if 400 <= exc.status < 500:
-            raise
-        raise schema_error from None
-    except Exception:
-        log.info("task failed on a body its schema refuses; answering with the schema's errors", exc_info=True)
-        raise schema_error from None
-    log.info(
-        "task answered a body its schema refuses",
-        extra={"fields": {"task": task.name, "schema_errors": schema_error.detail[:3]}},
+MAX_EXPLAIN = 20
+
+
+def explain_count(args: dict) -> int:
+    """``?explain=N``: the N largest reasons per verdict (0 or absent: none; ``?explain`` alone: 3)."""
+    text = args.get("explain")
+    if text is None:
+        return 0
+    text = text.strip().lower()
+    if text in ("", "true", "yes"):
+        return 3
+    if text.isdigit() and int(text) <= MAX_EXPLAIN:
+        return int(text)
+    raise InvalidInput(
+        f"explain must be a whole number from 0 to {MAX_EXPLAIN}, got {text[:20]!r}",
+        {"field": "explain", "message": f"a whole number from 0 to {MAX_EXPLAIN}"},
     )
-    return result
+
+
+def _explained(task, loaded, compute, top: int, predict_input: PredictInput):
+    """The task's answer with its reasons (``Task.explain``), in the same slot and time limit."""
+    result = compute(predict_input)
+    try:
+        return task.explain(loaded, predict_input, result, top)
+    except NotImplementedError:
+        if isinstance(result, dict):
+            result["explained"] = False
+            result["explanation"] = f"task '{task.name}' gives no reasons for its verdicts"
+        return result
+
+
+def _schema_refusal(task, predict_input: PredictInput) -> UnprocessableInput | None:
+    schema = task.request_schema()
+    if schema is None or predict_input.json is None:
+        return None
+    try:
+        validate_body(schema, predict_input.json)
+    except UnprocessableInput as exc:
+        return exc
+    return None
 
 
 def _task_slugs() -> list[str]:
@@ -312,7 +349,7 @@ def _task_slugs() -> list[str]:
     body=lambda task_slug: get_task(task_slug).request_schema(),
     example=lambda task_slug: get_task(task_slug).example_request(),
     content_types=PREDICT_CONTENT_TYPES,
-    task_explains_errors=True,
+    validate=False,  # the task validates its records with its request model (and answers the good ones)
     expand={"task_slug": _task_slugs},
     tags=["predict"],
 )

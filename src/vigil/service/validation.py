@@ -18,7 +18,7 @@ from typing import Any
 
 import jsonschema_rs
 
-from vigil.errors import InvalidInput, UnprocessableInput, VigilError
+from vigil.errors import InvalidInput, UnprocessableInput, too_many_rows
 
 MAX_REPORTED_ERRORS = 20
 # Deepest JSON nesting a body may have. Every schema here is a few levels deep; jsonschema-rs (and
@@ -93,6 +93,24 @@ def validate_body(schema: dict, body: Any) -> None:
     raise UnprocessableInput("request body does not match the schema", detail)
 
 
+def validate_model(model, body: Any) -> None:
+    """Raise :class:`UnprocessableInput` (422) listing the first errors of ``model.model_validate(body)``
+    as ``{"index", "field", "path", "message"}``, like :func:`validate_body`."""
+    import pydantic
+
+    from vigil.records import errors_of, public
+
+    try:
+        model.model_validate(body)
+    except pydantic.ValidationError as exc:
+        paths = [json_path(e["loc"]) for e in exc.errors(include_url=False)]
+        detail = [
+            {"index": e["index"], "field": e["field"], "path": path, "message": e["message"]}
+            for e, path in zip(public(errors_of(exc)), paths)
+        ]
+        raise UnprocessableInput("request body does not match the schema", detail[:MAX_REPORTED_ERRORS]) from None
+
+
 def count_rows(body: Any) -> int:
     """Records in a JSON body: a top-level array, else the longest array among an object's values."""
     if isinstance(body, list):
@@ -106,11 +124,7 @@ def count_rows(body: Any) -> int:
 def check_rows(body: Any, max_rows: int) -> int:
     rows = count_rows(body)
     if rows > max_rows:
-        raise VigilError(
-            f"too many rows in one request: {rows} > {max_rows}",
-            {"rows": rows, "max_rows": max_rows, "hint": "split the request, or raise VIGIL_MAX_ROWS"},
-            status=413,
-        )
+        raise too_many_rows(rows, max_rows)
     return rows
 
 

@@ -27,7 +27,9 @@ class PredictInput:
     json: Any = None  # parsed JSON body, or None when the body is not JSON
     body: bytes = b""  # raw body (e.g. a PE file posted as application/octet-stream)
     content_type: str = ""
-    files: dict[str, bytes] = field(default_factory=dict)  # multipart uploads, name -> bytes
+    files: dict[str, bytes] = field(default_factory=dict)  # multipart uploads, form field -> bytes
+    # the uploaded files' own names (what the client's disk called them), form field -> file name
+    filenames: dict[str, str] = field(default_factory=dict)
     args: dict[str, str] = field(default_factory=dict)  # query-string parameters
     max_rows: int = 100_000
     # time.monotonic() past which the work must stop (set by the service from VIGIL_PREDICT_TIMEOUT_S)
@@ -36,6 +38,9 @@ class PredictInput:
     # a numeric matrix the service decoded from a binary body (application/x-npy), for tasks with
     # ``tensor_input``; unchecked: the task checks shape and values (vigil.tensors.check_matrix)
     tensor: Any = None
+    # what predict computed that explain may reuse (e.g. the feature vectors), so asking for
+    # reasons does not featurize twice; tasks choose their keys
+    computed: dict[str, Any] = field(default_factory=dict)
 
     def check_deadline(self) -> None:
         """Raise :class:`~vigil.errors.PredictionTimeout` once the deadline has passed."""
@@ -86,6 +91,11 @@ class Task:
     # Keys of the model manifest's ``extra`` that GET /models shows (as ``facts``), e.g. which
     # clusters are attacks: facts a page needs to explain a verdict, nothing else of the manifest.
     model_facts: ClassVar[tuple[str, ...]] = ()
+    # The JSON body ``/predict/<slug>`` takes, as a pydantic model or a type of them (e.g.
+    # ``list[Reading] | Reading``), declared in ``tasks/<task>/requests.py``: its JSON schema is the
+    # OpenAPI body (:meth:`request_schema`) and the task validates its records with it
+    # (:func:`vigil.records.validate_records`), naming each fault ``{"index", "field", "message"}``.
+    request_model: ClassVar[Any] = None
 
     def add_cli(self, parser: argparse.ArgumentParser) -> None:
         """Add this task's verbs (``vigil <slug> <verb>``) to ``parser``."""
@@ -113,8 +123,25 @@ class Task:
         raise NotImplementedError
 
     def request_schema(self) -> dict | None:
-        """JSON schema of the JSON body ``/predict/<slug>`` accepts (for validation and OpenAPI)."""
-        return None
+        """JSON schema of the JSON body ``/predict/<slug>`` accepts (OpenAPI), from :attr:`request_model`."""
+        if self.request_model is None:
+            return None
+        from vigil.records import json_schema
+
+        return json_schema(self.request_model)
+
+    def explain(self, loaded: LoadedModel, request: PredictInput, result: Any, top: int) -> Any:
+        """(optional) ``result`` (what :meth:`predict` answered for ``request``) with the ``top``
+        reasons of each verdict added: every result item gets ``"reasons": [{"feature", "value",
+        "contribution", "text"}, ...]``, the largest ``|contribution|`` first (see ``vigil.explain``).
+        The service calls it for ``/predict/<slug>?explain=N``; a task without explanations answers
+        as it is, and the service says so (``"explained": false``)."""
+        raise NotImplementedError
+
+    def sample_request(self, rng: Any) -> Any:
+        """A request body that works, drawn with ``rng`` (a ``random.Random``) from the task's sample
+        data where it has some (the UI's "try a real one" button); by default the example."""
+        return self.example_request()
 
     def example_request(self) -> Any:
         """A request body that works, for docs and the browser UI."""

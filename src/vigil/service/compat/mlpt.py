@@ -30,7 +30,7 @@ KEPT_STATUSES = {401, 405}
     summary='Label WAF events (ML-PT\'s API: a JSON array of {"data": "<event JSON>"})',
     body=lambda: get_task("web-events").request_schema(),
     example=lambda: get_task("web-events").example_request(),
-    task_explains_errors=True,
+    validate=False,  # the task validates each record (and answers the good ones with ?partial=1)
     tags=["predict"],
 )
 def predict_mlpt():

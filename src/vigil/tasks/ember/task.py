@@ -73,8 +73,24 @@ def _extract_or_422(content: bytes, feature_version: int, where: dict) -> tuple[
         raise UnprocessableInput(f"cannot extract features: {exc.reason}"[:300], where) from None
 
 
+def truncation_note(raw: dict) -> str | None:
+    """Why a file parsed as PE looks cut short: its sections claim more bytes than the file has, or
+    its section table is missing. Such a file is still scored on what could be read (``pe`` true)."""
+    if not is_parsed_pe(raw):
+        return None
+    sections = (raw.get("section") or {}).get("sections") or []
+    size = (raw.get("general") or {}).get("size", 0)
+    claimed = sum(int(s.get("size") or 0) for s in sections)
+    if not sections:
+        return "truncated: the PE headers parse but the file has no section table; PE blocks past the cut are empty"
+    if claimed > size:
+        return f"truncated: the sections claim {claimed} bytes of data but the file has {size}"
+    return None
+
+
 def _result(raw: dict, note: str | None, **fields) -> dict:
     result = {**fields, "sha256": raw["sha256"], "pe": is_parsed_pe(raw)}
+    note = note or truncation_note(raw)
     if note:
         result["note"] = note
     return result
@@ -514,23 +530,30 @@ class EmberTask(Task):
             vectors = check_matrix(request.tensor, self.tensor_features(loaded))
             scores = loaded.model[-1].predict_proba(vectors)[:, 1]
             results: list[dict[str, Any]] = [{"index": i} for i in range(len(vectors))]
+            request.computed["vectors"] = vectors
         elif request.files:
             items = self._items_from_files(request.files, feature_version)
             scores = loaded.model.predict_proba([raw for _, raw, _ in items])[:, 1]
-            results = [_result(raw, note, name=name) for name, raw, note in items]
+            # name: the form field (as before); filename: what the client's disk called the file
+            results = [
+                _result(raw, note, name=name, filename=request.filenames.get(name, name)) for name, raw, note in items
+            ]
+            request.computed["raws"] = [raw for _, raw, _ in items]
         elif request.json is not None and request.content_type != "application/octet-stream":
             vectors = self._vectors_from_json(request.json, feature_version, request.max_rows, request.body)
             scores = loaded.model[-1].predict_proba(vectors)[:, 1]
             results = [{"index": i} for i in range(len(vectors))]
+            request.computed["vectors"] = vectors
         else:
             if not request.body:
                 raise InvalidInput(
-                    "empty request body",
+                    "request body is empty",
                     "send a PE file (application/octet-stream), a multipart upload, or a JSON list of feature vectors",
                 )
             raw, note = _extract_or_422(request.body, feature_version, {"body": "application/octet-stream"})
             scores = loaded.model.predict_proba([raw])[:, 1]
             results = [_result(raw, note)]
+            request.computed["raws"] = [raw]
         for result, score in zip(results, scores):
             result["probability"] = float(score)
             result["malicious"] = bool(score >= threshold)
@@ -542,6 +565,22 @@ class EmberTask(Task):
             "threshold_fpr": 0.01,
             "results": results,
         }
+
+    def explain(self, loaded, request: PredictInput, result: dict, top: int) -> dict:
+        """Each result's top reasons from LightGBM's contributions (tasks/ember/explain.py)."""
+        from vigil.tasks.ember.explain import explain_results
+
+        feature_version = int(result["feature_version"])
+        raws = request.computed.get("raws")
+        if raws is not None:
+            vectors = loaded.model[0].transform(raws)
+        else:
+            vectors = request.computed["vectors"]
+            rows = request.json.get("vectors") if isinstance(request.json, dict) else request.json
+            raws = [row if isinstance(row, dict) else None for row in rows] if isinstance(rows, list) else None
+        raws = raws if raws is not None else [None] * len(vectors)
+        explain_results(loaded.model[-1], np.asarray(vectors), raws, result["results"], top, feature_version)
+        return result
 
     def tensor_features(self, loaded) -> tuple[int, ...]:
         return (DIMS[int(loaded.feature_version or 2)],)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -12,27 +11,17 @@ import pandas as pd
 
 from vigil.artifacts import ArtifactStore, LoadedModel, data_fingerprint
 from vigil.config import Settings
-from vigil.errors import InvalidInput, UnprocessableInput
+from vigil.errors import InvalidInput, UnprocessableInput, too_many_rows
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.iot_anomaly.data import DEFAULT_FILES, OddPointBox
 from vigil.tasks.iot_anomaly.plots import odd_scores, plot_decision_boundaries
+from vigil.tasks.iot_anomaly.requests import REQUEST, normalise_item, validate_item
 
 # scikit-learn is imported on first use (detector.py), so `vigil --help` and the service start fast.
 ESTIMATOR_KEYS = ("mlp", "adaboost", "forest", "svc")
 
 FEATURE_VERSION = "class-onehot+length+width-mm/v1"
-FLOAT32_MAX = 3.4028234663852886e38
 MALICIOUS, NON_MALICIOUS = "malicious", "non-malicious"
-CLASS_ALIASES = {
-    "pedestrian": "human",
-    "person": "human",
-    "people": "human",
-    "motorbike": "moto",
-    "motorcycle": "moto",
-    "bike": "moto",
-    "automobile": "car",
-    "cars": "car",
-}
 
 # The original's published scores on one split of its data (report.tex "Tableau récapitulatif des
 # performances des classeurs", the output of main.ipynb), each with the configuration in
@@ -76,6 +65,7 @@ class IotAnomalyTask(Task):
     slug = "iot-anomaly"
     title = "IoT anomalies: is this (class, length, width) reading an odd object?"
     primary_metric = "f1"
+    request_model = REQUEST  # tasks/iot_anomaly/requests.py: the OpenAPI body and the per-item checks
     row_cost = 20.0  # µs per reading (checked in Python, scored in one AdaBoost call)
     ui_template, ui_label = "tasks/iot_anomaly.html", "IoT"
     model_facts = ("classes", "odd_point_box", "estimator")
@@ -119,6 +109,7 @@ class IotAnomalyTask(Task):
                 "classes": detector.classes,
                 "odd_point_box": detector.box.as_dict(),
                 "odd_points": int(detector.df["odd"].sum()),
+                "typical_objects": typical_sizes(detector.df),  # the explanations' background
                 "seed": seed,
                 "split": "stratified 50/50",
             },
@@ -165,9 +156,7 @@ class IotAnomalyTask(Task):
                 "body must be a JSON list of {class, length, width} objects", {"example": self.example_request()}
             )
         if len(payload) > request.max_rows:
-            raise UnprocessableInput(
-                f"too many items: {len(payload)} > {request.max_rows}", {"max_rows": request.max_rows}
-            )
+            raise too_many_rows(len(payload), request.max_rows)
         classes = self.model_classes(loaded)
         rows: list = []
         errors: list = []
@@ -194,17 +183,19 @@ class IotAnomalyTask(Task):
             )
         return [{k: v for k, v in r.items() if k != "index"} for r in results]
 
-    def request_schema(self) -> dict:
-        item = {
-            "type": "object",
-            "required": ["class", "length", "width"],
-            "properties": {
-                "class": {"type": "string", "description": "object class the sensor reports (human, moto, car)"},
-                "length": {"type": "number", "minimum": 0, "description": "length in mm"},
-                "width": {"type": "number", "minimum": 0, "description": "width in mm"},
-            },
-        }
-        return {"oneOf": [{"type": "array", "items": item}, item]}
+    def explain(self, loaded: LoadedModel, request: PredictInput, result: list, top: int) -> list:
+        """Each reading's score split over class, length and width (tasks/iot_anomaly/explain.py)."""
+        from vigil.tasks.iot_anomaly.explain import explain_rows
+
+        payload = (
+            request.json.get("items") if isinstance(request.json, dict) and "items" in request.json else request.json
+        )
+        payload = [payload] if isinstance(payload, dict) else payload
+        classes = self.model_classes(loaded)
+        rows = [normalise_item(item, classes) for item in payload]
+        for answer, explained in zip(result, explain_rows(loaded.model, rows, classes, loaded.entry, top, odd_scores)):
+            answer.update(explained)
+        return result
 
     def example_request(self) -> list:
         return [{"class": "moto", "length": 2100, "width": 780}, {"class": "human", "length": 4200, "width": 300}]
@@ -368,6 +359,7 @@ class IotAnomalyTask(Task):
                     "classes": detector.classes,
                     "odd_point_box": detector.box.as_dict(),
                     "odd_points": int(detector.df["odd"].sum()),
+                    "typical_objects": typical_sizes(detector.df),  # the explanations' background
                     "seed": args.seed,
                     "split": "stratified 50/50",
                     "tuned_by": files.stem,
@@ -501,64 +493,11 @@ def comparison_table(
     return "\n".join(lines)
 
 
-# -- item validation (shared by the HTTP endpoint and `classify`) --------------------------------
-def resolve_class(value, classes: list[str]) -> str | None:
-    if not isinstance(value, str):
-        return None
-    key = value.strip().lower()
-    key = CLASS_ALIASES.get(key, key)
-    return key if key in classes else None
-
-
-def _number(value, strings_are_numbers: bool) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        try:
-            return float(value)
-        except OverflowError:  # an integer beyond the float range
-            return math.inf
-    if strings_are_numbers and isinstance(value, str):
-        try:
-            return float(value.strip().replace(",", "."))
-        except ValueError:
-            return None
-    return None
-
-
-def validate_item(item, classes: list[str], strings_are_numbers: bool = False) -> list[dict]:
-    """Problems of one {class, length, width} item: [{field, message, kind}] (empty when fine)."""
-    if not isinstance(item, dict):
-        return [{"field": "(item)", "message": "must be an object {class, length, width}", "kind": "malformed"}]
-    problems = []
-    if "class" not in item:
-        problems.append({"field": "class", "message": "missing", "kind": "malformed"})
-    elif resolve_class(item["class"], classes) is None:
-        problems.append(
-            {"field": "class", "message": f"unknown class {item['class']!r}; known: {classes}", "kind": "unknown"}
-        )
-    for name in ("length", "width"):
-        if name not in item:
-            problems.append({"field": name, "message": "missing", "kind": "malformed"})
-            continue
-        number = _number(item[name], strings_are_numbers)
-        if number is None:
-            problems.append(
-                {"field": name, "message": f"must be a number of mm, got {item[name]!r}", "kind": "malformed"}
-            )
-        elif not math.isfinite(number) or abs(number) > FLOAT32_MAX:  # the model computes in float32
-            problems.append({"field": name, "message": "must be finite (and below 3.4e38)", "kind": "malformed"})
-        elif number < 0:
-            problems.append({"field": name, "message": f"must not be negative, got {number:g}", "kind": "negative"})
-    return problems
-
-
-def normalise_item(item: dict, classes: list[str]) -> dict:
-    return {
-        "class": resolve_class(item["class"], classes),
-        "length": _number(item["length"], True),
-        "width": _number(item["width"], True),
-    }
+def typical_sizes(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Median length and width of each class's normal (not odd) objects."""
+    normal = frame[frame["odd"] == 0]
+    medians = normal.groupby("class")[["length", "width"]].median()
+    return {str(c): {"length": float(r["length"]), "width": float(r["width"])} for c, r in medians.iterrows()}
 
 
 __all__ = ["IotAnomalyTask", "comparison_table", "validate_item", "DEFAULT_FILES"]

@@ -524,6 +524,18 @@ class WebEventsTask(Task):
     def predict(self, loaded: LoadedModel, request: PredictInput):
         return predict_mlpt(loaded, request)
 
+    def explain(self, loaded: LoadedModel, request: PredictInput, result, top: int):
+        """Per event: attack cluster or not, and the top reasons (tasks/web_events/explain.py)."""
+        from vigil.tasks.web_events.explain import explain_answers
+
+        parsed = parse_request(request.json, request.max_rows)
+        if isinstance(result, dict):  # ?partial=1: the answered events carry their index
+            rows = {index: row for row, index in enumerate(parsed.indices)}
+            answered = [rows[answer["index"]] for answer in result["predictions"]]
+            explain_answers(loaded.model, parsed.events.iloc[answered], result["predictions"], top, loaded.entry)
+            return result
+        return explain_answers(loaded.model, parsed.events, result, top, loaded.entry)
+
     def request_schema(self) -> dict:
         return {
             "type": "array",
