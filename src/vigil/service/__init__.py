@@ -24,7 +24,7 @@ BLUEPRINTS = [
     "vigil.service.openapi",
     "vigil.service.compat.alectio",
     "vigil.service.compat.mlpt",
-    "vigil.service.dns",
+    "vigil.service.compat.dns",
     "vigil.service.compat.web_sessions",
     "vigil.service.ui",
 ]

@@ -41,6 +41,8 @@ class ModelRegistry:
         self._reload_lock = threading.Lock()
         self._seen_generation = self._generation_stamp()
         self.loaded_at: float | None = None
+        self._artifacts: dict[str, LoadedModel] = {}  # artifact key -> newest version, see artifact()
+        self._artifact_lock = threading.Lock()  # not _lock: a slow load must not hold up a reload's swap
 
     # -- loading ----------------------------------------------------------------------------
     def reload(self) -> dict[str, str]:
@@ -153,6 +155,25 @@ class ModelRegistry:
                 self._reload()
         finally:
             self._reload_lock.release()
+
+    # -- other artifact keys: a task's companion models, a stream's dynamic model ---------------------
+    def artifact(self, key: str) -> LoadedModel | None:
+        """The newest version of the artifact ``key`` in the store (None when it has none), loaded and
+        verified through the artifact store once per version and kept here, so that every route asks
+        the registry and no blueprint keeps its own cache. Used for what a task serves besides its
+        main model (the DNS real-traffic model, the dynamic model a running stream keeps saving)."""
+        entry = self.store.latest_entry(key)
+        if entry is None:
+            return None
+        held = self._artifacts.get(key)
+        if held is not None and held.entry == entry:
+            return held
+        with self._artifact_lock:
+            held = self._artifacts.get(key)
+            if held is None or held.entry != entry:
+                held = self.store.load(key, entry["version"])
+                self._artifacts = {**self._artifacts, key: held}  # swapped whole: readers never see a half
+        return held
 
     # -- access -----------------------------------------------------------------------------
     def get(self, task_name: str) -> LoadedModel:

@@ -3,7 +3,9 @@
 How windows are formed: a consumer collects the messages of the partitions assigned to it, in the
 order it receives them, until it holds ``window_size`` accepted messages. Messages that cannot be
 parsed are *rejected* (recorded with topic, partition, offset and reason, not counted, committed with
-the window they fall in; whatever ``parse`` raises is a rejection, never fatal); control messages
+the window they fall in; whatever ``parse`` raises is a rejection, never fatal; each is also written to
+the results store and counted at once, after the poll that read it, so a stream of nothing but
+unreadable messages reports them although no window completes); control messages
 (the CSV header of the raw-line format) are skipped. A window therefore spans, per partition, a
 contiguous offset range ``[first, last]``; the window is scored, recorded in SQLite (see
 :mod:`vigil.streaming.results`), and only then are ``last + 1`` offsets committed to Kafka.
@@ -74,6 +76,7 @@ class WindowedConsumer:
         max_windows: int | None = None,
         on_window: Callable[[dict], None] | None = None,
         config_overrides: dict | None = None,
+        on_reject: Callable[[dict], None] | None = None,
     ):
         self.bootstrap_servers, self.topic, self.group = bootstrap_servers, topic, group
         self.processor, self.results = processor, results
@@ -82,6 +85,7 @@ class WindowedConsumer:
         self.idle_timeout_s = idle_timeout_s
         self.max_windows = max_windows
         self.on_window = on_window
+        self.on_reject = on_reject
         self.config_overrides = config_overrides or {}
         self.run_key = run_key_for(bootstrap_servers, topic, group)
         self.stats = StreamStats()
@@ -93,6 +97,7 @@ class WindowedConsumer:
     def _reset_window(self) -> None:
         self.rows: list = []
         self.rejected: list[dict] = []
+        self._unreported = 0  # rejections of this window not yet written to the results store
         self.span: dict[int, list[int]] = {}
 
     def stop(self, *_args) -> None:
@@ -176,10 +181,12 @@ class WindowedConsumer:
                         continue
                     self._take(message)
                     if len(self.rows) == self.window_size:
+                        self._report_rejected()
                         self._close_window(consumer)
                         if self.max_windows is not None and self.stats.windows >= self.max_windows:
                             self._stop = True
                             break
+                self._report_rejected()
         finally:
             self.stats.left_in_partial_window = len(self.rows)
             self.processor.heartbeat("stopped", assigned=[], windows=self.stats.windows)
@@ -187,6 +194,18 @@ class WindowedConsumer:
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
         return self.stats
+
+    def _report_rejected(self) -> None:
+        """Write and count the rejections read since the last report (one transaction per poll)."""
+        fresh = self.rejected[len(self.rejected) - self._unreported :] if self._unreported else []
+        if not fresh:
+            return
+        self.results.record_rejected(self.run_key, fresh)
+        self.stats.rejected += len(fresh)
+        self._unreported = 0
+        if self.on_reject:
+            for rejection in fresh:
+                self.on_reject(rejection)
 
     def _take(self, message) -> None:
         partition, offset = message.partition(), message.offset()
@@ -206,6 +225,7 @@ class WindowedConsumer:
                     "excerpt": value[:120].decode("utf-8", errors="replace"),
                 }
             )
+            self._unreported += 1
             return
         if row is not None:
             self.rows.append(row)
@@ -229,7 +249,6 @@ class WindowedConsumer:
         self._commit(consumer, [TopicPartition(self.topic, p, o) for p, o in next_offsets.items()])
         self.stats.windows += 1
         self.stats.messages += len(self.rows)
-        self.stats.rejected += len(self.rejected)
         self.stats.window_indexes.append(index)
         record["window_index"] = index
         self._reset_window()

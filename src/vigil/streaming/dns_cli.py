@@ -178,6 +178,9 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
                 f"acc {record['dynamic_accuracy']:.3f}{flag}",
                 flush=True,
             )
+        for alert in record.get("alerts") or []:  # flagged domains: always printed, --quiet or not
+            reasons = "; ".join(r["text"] for r in alert["detail"]["reasons"])
+            print(f"window {record['window_index']:>4} DOMAIN {alert['key']} ({alert['kind']}): {reasons}", flush=True)
 
     consumer = WindowedConsumer(
         servers,
@@ -190,6 +193,7 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
         idle_timeout_s=idle_timeout,
         max_windows=args.max_windows,
         on_window=report,
+        on_reject=None if args.quiet else lambda r: print(f"rejected p{r['partition']}:{r['offset']}: {r['reason']}"),
         config_overrides=_session_overrides(getattr(args, "session_timeout_ms", 6000)),
     )
     stats = consumer.run()
@@ -217,6 +221,7 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
                 "left_in_partial_window": stats.left_in_partial_window,
             },
             "rejected_messages": len(rejected),
+            "domain_alerts": results.alerts(consumer.run_key),
         },
     )
     results.close()

@@ -7,7 +7,14 @@ Accepted message values (JSON):
 - a string holding one raw CSV line (the assignment's producer); a line naming the columns is the
   header and sets the column order for the lines after it (default: the CIC order);
 - an object with ``query`` (a real DNS log event), featurised here; ``Target Attack`` or ``label``
-  gives the label when known.
+  gives the label when known, ``time`` or ``timestamp`` (seconds since the epoch) the event time
+  that the per-domain detector's windows use (else the time the message was read);
+- raw CSV bytes (a line not JSON-encoded) and a Python ``str(dict)`` of one record: read by
+  :func:`vigil.streaming.messages.lenient_message` (strict small parsers, never eval).
+
+Query names also feed the per-domain detector (:mod:`vigil.tasks.dns_exfil.domains`): the domains it
+flags in a window are the window's ``alerts`` (recorded in the results store's ``alerts`` table) and
+the newest are listed in the stream's heartbeat (``GET /dns/domains``).
 
 Rows without a label are scored but not used for metrics or retraining.
 
@@ -22,6 +29,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import time
 
 import numpy as np
 import pandas as pd
@@ -29,9 +37,10 @@ import pandas as pd
 from vigil.artifacts import ArtifactStore, LoadedModel
 from vigil.streaming.consumer import RejectedMessage
 from vigil.streaming.decision import RetrainPolicy
-from vigil.streaming.messages import json_message
+from vigil.streaming.messages import lenient_message
 from vigil.streaming.results import RETRAIN_FAILED
 from vigil.tasks.dns_exfil import DYNAMIC_TASK, write_stream_status
+from vigil.tasks.dns_exfil.domains import DomainDetector
 from vigil.tasks.dns_exfil.features import (
     CSV_COLUMNS,
     FEATURE_COLUMNS,
@@ -60,6 +69,26 @@ def _label(obj: dict) -> float:
     return label
 
 
+FLAGGED_IN_HEARTBEAT = 50  # the newest flagged domains a stream's heartbeat lists for GET /dns/domains
+
+
+def _event_time(obj: dict) -> float:
+    """The event's time in seconds: its ``time`` / ``timestamp`` when a finite number, else now (a
+    log shipper that sends events as they happen makes the two agree)."""
+    for field in ("time", "timestamp"):
+        value = obj.get(field)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                continue
+            if math.isfinite(number):
+                return number
+    return time.time()
+
+
 class DnsWindowProcessor:
     def __init__(
         self,
@@ -79,11 +108,13 @@ class DnsWindowProcessor:
         self.recent: list[tuple[pd.DataFrame, np.ndarray]] = []
         self.dynamic: dict | None = None
         self.dynamic_version: str | None = None
+        self.domains = DomainDetector()
 
     # -- messages ----------------------------------------------------------------------------------
     def parse(self, value: bytes | None):
-        """One message as (feature row, label), None for a CSV header; RejectedMessage naming the field."""
-        obj = json_message(value)
+        """One message as (feature row, label, query name or None, event time), None for a CSV header;
+        RejectedMessage naming the field."""
+        obj = lenient_message(value)
         if isinstance(obj, str):
             try:
                 cells = next(csv.reader(io.StringIO(obj)), [])
@@ -103,7 +134,7 @@ class DnsWindowProcessor:
                 features = self.extractor.features(obj["query"])
             except ValueError as exc:
                 raise RejectedMessage(f"query: {exc}") from exc
-            return [features[c] for c in FEATURE_COLUMNS], label
+            return [features[c] for c in FEATURE_COLUMNS], label, obj["query"], _event_time(obj)
         row = []
         for column in FEATURE_COLUMNS:
             if column not in obj:
@@ -114,13 +145,14 @@ class DnsWindowProcessor:
                 detail = str(exc)  # "entropy is not a number: 'abc'" -> "field 'entropy' is not a number: 'abc'"
                 detail = f" {detail[len(column) + 1 :]}" if detail.startswith(f"{column} ") else f": {detail}"
                 raise RejectedMessage(f"field '{column}'{detail}") from exc
-        return row, label
+        return row, label, None, None
 
     # -- state -------------------------------------------------------------------------------------
     def restore(self, checkpoint) -> None:
         if checkpoint:
             self.policy = checkpoint["policy"]
             self.recent = checkpoint["recent"]
+            self.domains = checkpoint.get("domains") or DomainDetector()
             loaded = self.store.load(DYNAMIC_TASK, checkpoint["dynamic_version"])
             self.dynamic, self.dynamic_version = loaded.model, loaded.version
             return
@@ -148,7 +180,12 @@ class DnsWindowProcessor:
         return entry["version"]
 
     def checkpoint(self) -> dict:
-        return {"policy": self.policy, "recent": self.recent, "dynamic_version": self.dynamic_version}
+        return {
+            "policy": self.policy,
+            "recent": self.recent,
+            "dynamic_version": self.dynamic_version,
+            "domains": self.domains,
+        }
 
     def heartbeat(self, state: str, **fields) -> None:
         write_stream_status(
@@ -157,6 +194,7 @@ class DnsWindowProcessor:
             state,
             dynamic_version=self.dynamic_version,
             static_version=self.static.version,
+            flagged_domains=self.domains.flagged()[-FLAGGED_IN_HEARTBEAT:],
             **self.stream_info,
             **fields,
         )
@@ -166,9 +204,17 @@ class DnsWindowProcessor:
         X = pd.DataFrame([r[0] for r in rows], columns=FEATURE_COLUMNS, dtype=float)
         y = np.array([r[1] for r in rows], dtype=float)
         labelled = ~np.isnan(y)
+        named = [(r[2], r[3]) for r in rows if r[2] is not None]
+        alerts = self.domains.observe([n for n, _ in named], [t for _, t in named]) if named else []
         p_static = predict_proba(self.static.model, X)
         p_dynamic = predict_proba(self.dynamic, X)
-        record = {"n_attacks": int(np.nansum(y)), "dynamic_version": self.dynamic_version, "retrained": 0, "reason": ""}
+        record = {
+            "n_attacks": int(np.nansum(y)),
+            "dynamic_version": self.dynamic_version,
+            "retrained": 0,
+            "reason": "",
+            "alerts": [{"key": a["domain"], "kind": f"domain/{a['rule']}", "at": a["at"], "detail": a} for a in alerts],
+        }
         if not labelled.any():
             for prefix in ("static", "dynamic"):
                 record.update({f"{prefix}_f1": math.nan, f"{prefix}_accuracy": math.nan, f"{prefix}_roc_auc": math.nan})

@@ -88,3 +88,80 @@ def json_message(value: bytes | None, max_depth: int = MAX_JSON_DEPTH):
         raise
     except ValueError as exc:
         raise RejectedMessage(f"not JSON: {str(exc)[:200]}") from None
+
+
+# -- what producers send instead of JSON ------------------------------------------------------------
+MAX_LITERAL_BYTES = 16_384  # a str(dict) of one record is far smaller; longer is not parsed at all
+
+
+def python_literal_record(text: str) -> dict:
+    """A Python ``str(dict)`` of one flat record (``{'query': 'a.example', 'label': 1}``) as a dict.
+
+    Never evaluated: the text is parsed by :func:`ast.parse` (bounded by :data:`MAX_LITERAL_BYTES`) and
+    only a dict whose keys are strings and whose values are strings, numbers, booleans or None (a
+    leading minus allowed) is accepted; anything else (a call, a name, a nested container, a set) is a
+    :class:`RejectedMessage` naming what was found.
+
+        >>> python_literal_record("{'query': 'a.example.com', 'Target Attack': 1, 'x': -2.5}")
+        {'query': 'a.example.com', 'Target Attack': 1, 'x': -2.5}
+        >>> python_literal_record("{'query': __import__('os').getcwd()}")
+        Traceback (most recent call last):
+        ...
+        vigil.streaming.consumer.RejectedMessage: Python literal: field 'query' is a Call, not a string or number
+    """
+    import ast
+
+    if len(text) > MAX_LITERAL_BYTES:
+        raise RejectedMessage(f"Python literal of {len(text)} characters; at most {MAX_LITERAL_BYTES} are read")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
+        raise RejectedMessage(f"not JSON, nor a Python literal record: {str(exc)[:120]}") from None
+    node = tree.body
+    if not isinstance(node, ast.Dict):
+        raise RejectedMessage(f"Python literal: expected a dict, got {type(node).__name__}")
+    record: dict = {}
+    for key, value in zip(node.keys, node.values):
+        if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+            raise RejectedMessage("Python literal: every key must be a string")
+        record[key.value] = _literal_value(key.value, value)
+    return record
+
+
+def _literal_value(field: str, node):
+    import ast
+
+    negative = isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
+    if negative:
+        node = node.operand
+    if isinstance(node, ast.Constant) and (node.value is None or isinstance(node.value, (str, int, float, bool))):
+        value = node.value
+        if negative:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise RejectedMessage(f"Python literal: field {field[:60]!r} negates a non-number")
+            value = -value
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RejectedMessage(f"field {field[:60]!r}: {value} is not a finite number")
+        return value
+    raise RejectedMessage(f"Python literal: field {field[:60]!r} is a {type(node).__name__}, not a string or number")
+
+
+def lenient_message(value: bytes | None, max_depth: int = MAX_JSON_DEPTH):
+    """:func:`json_message`, and when the value is not JSON: a Python ``str(dict)`` of one record (as a
+    dict, :func:`python_literal_record`) or one raw CSV line (returned as the string, as if it had
+    been JSON-encoded). Anything else is rejected with the JSON parser's reason."""
+    try:
+        return json_message(value, max_depth)
+    except RejectedMessage as exc:
+        if not str(exc).startswith("not JSON") or value is None:
+            raise
+        error = exc
+    try:
+        text = value.decode("utf-8-sig").strip()
+    except UnicodeDecodeError:
+        raise error from None
+    if text.startswith("{") and text.endswith("}"):
+        return python_literal_record(text)
+    if "," in text and "\n" not in text and "\r" not in text:
+        return text
+    raise error

@@ -37,7 +37,9 @@ WINDOW_COLUMNS = [
     "reason",
     "seconds",
     "recorded_at",
+    "n_alerts",
 ]
+ALERT_COLUMNS = ["run_key", "window_index", "consumer", "key", "kind", "at", "detail"]
 REJECTED_COLUMNS = ["run_key", "topic", "partition", "offset", "reason", "excerpt", "window_index"]
 # A window whose retrain failed says so in its reason: "<why it retrained>; retrain failed, kept ...".
 RETRAIN_FAILED = "retrain failed"
@@ -54,6 +56,10 @@ CREATE TABLE IF NOT EXISTS rejected (
     run_key TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER NOT NULL,
     reason TEXT, excerpt TEXT, window_index INTEGER, topic TEXT,
     PRIMARY KEY (run_key, partition, "offset"));
+CREATE TABLE IF NOT EXISTS alerts (
+    run_key TEXT NOT NULL, window_index INTEGER NOT NULL, consumer TEXT NOT NULL,
+    key TEXT NOT NULL, kind TEXT NOT NULL, at REAL, detail TEXT,
+    PRIMARY KEY (run_key, window_index, key, kind));
 CREATE TABLE IF NOT EXISTS positions (
     run_key TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
     PRIMARY KEY (run_key, partition));
@@ -75,14 +81,16 @@ class ResultsStore:
         self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:
-        """Results files written before the rejected table had its ``topic`` column get it (empty)."""
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(rejected)")}
-        if "topic" not in columns:
-            try:
-                self.db.execute("ALTER TABLE rejected ADD COLUMN topic TEXT")
-            except sqlite3.OperationalError as exc:  # another consumer of the same file was first
-                if "duplicate column" not in str(exc):
-                    raise
+        """Results files written before a column existed get it (empty): the rejected table's
+        ``topic``, the windows table's ``n_alerts``."""
+        for table, column, kind in (("rejected", "topic", "TEXT"), ("windows", "n_alerts", "INTEGER")):
+            columns = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                try:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                except sqlite3.OperationalError as exc:  # another consumer of the same file was first
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def close(self) -> None:
         self.db.close()
@@ -106,6 +114,43 @@ class ResultsStore:
             args = (run_key,)
         return [dict(zip(WINDOW_COLUMNS, row)) for row in self.db.execute(query + " ORDER BY window_index", args)]
 
+    def alerts(self, run_key: str | None = None) -> list[dict]:
+        """The alerts windows raised (a task's own kind, e.g. a flagged domain), ``detail`` parsed."""
+        query = f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts"
+        args: tuple = ()
+        if run_key is not None:
+            query += " WHERE run_key=?"
+            args = (run_key,)
+        rows = [dict(zip(ALERT_COLUMNS, row)) for row in self.db.execute(query + " ORDER BY window_index, at", args)]
+        for row in rows:
+            row["detail"] = json.loads(row["detail"]) if row["detail"] else None
+        return rows
+
+    def record_rejected(self, run_key: str, rejected: list[dict]) -> None:
+        """Rejections recorded as soon as they are read (window index still unknown), so a stream of
+        nothing but unreadable messages is reported although no window completes; the window that
+        commits them later fills in its index."""
+        if not rejected:
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self._insert_rejected(run_key, rejected, None)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def _insert_rejected(self, run_key: str, rejected: list[dict], index: int | None) -> None:
+        self.db.executemany(
+            'INSERT INTO rejected (run_key, topic, partition, "offset", reason, excerpt, window_index) '
+            'VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_key, partition, "offset") DO UPDATE SET '
+            "window_index = COALESCE(window_index, excluded.window_index)",
+            [
+                (run_key, r.get("topic"), r["partition"], r["offset"], r["reason"], r["excerpt"], index)
+                for r in rejected
+            ],
+        )
+
     def rejected(self, run_key: str | None = None) -> list[dict]:
         query = "SELECT " + ", ".join(f'"{c}"' for c in REJECTED_COLUMNS) + " FROM rejected"
         args: tuple = ()
@@ -119,7 +164,13 @@ class ResultsStore:
     def record_window(
         self, run_key: str, consumer: str, record: dict, rejected: list[dict], next_offsets: dict[int, int], state
     ) -> int:
-        """Write one window atomically; returns its index (the next free one of this run)."""
+        """Write one window atomically; returns its index (the next free one of this run).
+
+        ``record["alerts"]`` (optional): ``[{"key", "kind", "at", "detail"}]``, what the window raised,
+        written to the ``alerts`` table in the same transaction."""
+        record = dict(record)
+        alerts = record.pop("alerts", None) or []
+        record["n_alerts"] = len(alerts)
         blob = pickle.dumps(state)
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -137,12 +188,13 @@ class ResultsStore:
                 f"INSERT INTO windows ({', '.join(WINDOW_COLUMNS)}) VALUES ({', '.join('?' for _ in WINDOW_COLUMNS)})",
                 [row.get(c) for c in WINDOW_COLUMNS],
             )
+            self._insert_rejected(run_key, rejected, index)
             self.db.executemany(
-                'INSERT OR IGNORE INTO rejected (run_key, topic, partition, "offset", reason, excerpt, window_index) '
+                "INSERT OR REPLACE INTO alerts (run_key, window_index, consumer, key, kind, at, detail) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (run_key, r.get("topic"), r["partition"], r["offset"], r["reason"], r["excerpt"], index)
-                    for r in rejected
+                    (run_key, index, consumer, str(a["key"]), str(a["kind"]), a.get("at"), json.dumps(a.get("detail")))
+                    for a in alerts
                 ],
             )
             self.db.executemany(

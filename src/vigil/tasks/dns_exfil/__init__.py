@@ -281,6 +281,8 @@ class DnsExfilTask(Task):
     def predict(self, loaded: LoadedModel, request: PredictInput) -> dict:
         """Query names from ``loaded``; CIC feature rows from the model it carries for rows
         (:func:`with_rows_model`) when it is the real-traffic model, each row validated per field."""
+        from vigil.tasks.dns_exfil.domains import request_domains
+        from vigil.tasks.dns_exfil.explain import explain_rows, explain_top
         from vigil.tasks.dns_exfil.model import predict_proba
 
         items = parse_items(request)
@@ -306,12 +308,14 @@ class DnsExfilTask(Task):
             errors += part_errors
             if good:
                 threshold = float(part_bundle.get("threshold", 0.5))
-                for index, query, p in zip(good, queries, predict_proba(part_bundle, frame)):
-                    scored.append((index, query, float(p), threshold, part_loaded))
+                probabilities = predict_proba(part_bundle, frame)
+                why = explain_rows(part_bundle, frame, probabilities >= threshold, explain_top(request.args))
+                for index, query, p, reasons in zip(good, queries, probabilities, why):
+                    scored.append((index, query, float(p), threshold, part_loaded, reasons))
         if not scored:
             raise InvalidInput("no valid query name or feature row in the request", {"errors": errors[:20]})
         results = []
-        for index, query, p, threshold, part_loaded in sorted(scored, key=lambda r: r[0]):
+        for index, query, p, threshold, part_loaded, reasons in sorted(scored, key=lambda r: r[0]):
             result = {"index": index}
             if query is not None:
                 result["query"] = query
@@ -322,6 +326,8 @@ class DnsExfilTask(Task):
                     "decision": "exfiltration" if p >= threshold else "benign",
                 }
             )
+            if reasons:  # the model's own contributions (tasks/dns_exfil/explain.py)
+                result["reasons"] = reasons
             if part_loaded is not loaded:
                 result["model"] = part_loaded.task
             results.append(result)
@@ -331,6 +337,9 @@ class DnsExfilTask(Task):
             "results": results,
             "errors": sorted(errors, key=lambda e: e["index"]),
         }
+        domains = request_domains(items, request.args)  # per registered domain (domains.py)
+        if domains is not None:
+            answer["domains"] = domains
         if rows_loaded is not None and any(r.get("model") for r in results):
             answer["rows_model"] = {
                 **_model_info(rows_loaded),

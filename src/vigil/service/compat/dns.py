@@ -1,12 +1,23 @@
-"""``POST /predict/dns`` from the current dynamic model while a stream runs, else the static one.
+"""The DNS routes: ``POST /predict/dns`` (a DNS-specific shape: names and CIC rows, model choice),
+``GET /dns/streams`` and ``GET /dns/domains``.
 
 A running ``vigil dns stream`` saves every dynamic model (its starting copy of the static model and
 each retrain) under the artifact key ``dns_exfil_dynamic`` and refreshes a heartbeat file in the model
 store (``models/dns_exfil_streams/<group>.<consumer>.json``) every few seconds. While some heartbeat
 says "running" and is younger than two minutes, this route answers from the newest dynamic version
-(loaded once per version through the artifact store, hash-checked like every model); otherwise from
-the static model the registry holds. The answer's ``model`` field says which one was used.
-``GET /dns/streams`` lists the live streams.
+(the registry loads it once per version through the artifact store, hash-checked like every model:
+:meth:`~vigil.service.registry.ModelRegistry.artifact`); otherwise from the static model the registry
+holds. The answer's ``model`` field says which one was used. ``GET /dns/streams`` lists the live
+streams; ``GET /dns/streams/windows`` adds each one's newest windows (static vs dynamic F1, retrains),
+read-only from its results.sqlite, for the browser's live view.
+
+With 20 names or more (or ``?domains=1``) the answer has ``domains``: per registered domain, the
+verdict of a per-domain detector that saw only this request (see
+:mod:`vigil.tasks.dns_exfil.domains`). ``GET /dns/domains`` lists the domains that running streams
+have flagged (their state, as each stream's heartbeat carries it: the newest 50 per consumer), with
+rule, evidence and reasons; it never holds a request's verdicts. ``?explain=N`` adds to every query
+result its N strongest reasons from the model's own contributions; flagged queries carry their 3
+strongest reasons in any case (:mod:`vigil.tasks.dns_exfil.explain`).
 
 Query names are answered by default from the real-traffic per-query model (artifact key
 ``dns_exfil_query``, trained on real tunnel captures and real benign names) when the store holds one;
@@ -17,8 +28,6 @@ The static route ``/predict/dns`` takes precedence over the generic ``/predict/<
 """
 
 from __future__ import annotations
-
-import threading
 
 from flask import Blueprint, current_app, jsonify, request
 
@@ -36,23 +45,10 @@ from vigil.tasks.dns_exfil import (
 )
 
 bp = Blueprint("dns", __name__)
-_cache: dict = {}
-_lock = threading.Lock()
 
 
-def _latest_model(store, task: str):
-    entry = store.latest_entry(task)
-    if entry is None:
-        return None
-    key = (str(store.root), task, entry["version"], entry["sha256"])
-    with _lock:
-        loaded = _cache.get(key)
-        if loaded is None:
-            loaded = store.load(task, entry["version"])
-            for old in [k for k in _cache if k[:2] == key[:2]]:
-                del _cache[old]
-            _cache[key] = loaded
-    return loaded
+def _latest_model(_store, task: str):
+    return current_app.extensions["vigil.registry"].artifact(task)
 
 
 def _only_feature_rows() -> bool:
@@ -121,6 +117,24 @@ def streams():
     return jsonify({"live": live_stream_status(store), "dynamic_version": entry["version"] if entry else None})
 
 
+@bp.get("/dns/domains")
+@spec(summary="Registered domains the running DNS streams have flagged, with their evidence", tags=["predict"])
+def domains():
+    store = current_app.extensions["vigil.store"]
+    flagged = []
+    for stream in live_stream_status(store):
+        for alert in stream.get("flagged_domains") or []:
+            flagged.append({**alert, "consumer": stream.get("consumer_id")})
+    flagged.sort(key=lambda a: a.get("at") or 0.0)
+    return jsonify(
+        {
+            "source": "running streams (vigil dns stream): each one's newest flagged domains",
+            "streams": len(live_stream_status(store)),
+            "domains": flagged,
+        }
+    )
+
+
 def _stream_windows(record: dict, work_dir, limit: int) -> list[dict]:
     """The newest ``limit`` windows of one live stream, read-only from its results.sqlite: the folder
     its heartbeat names (``results``), else `vigil dns stream`'s default under the work folder."""
@@ -163,5 +177,6 @@ def stream_windows():
     streams = []
     for record in live_stream_status(store):
         shown = {k: record.get(k) for k in ("consumer_id", "topic", "group", "dynamic_version", "static_version")}
-        streams.append({**shown, "windows": _stream_windows(record, work_dir, limit)})
+        flagged = (record.get("flagged_domains") or [])[-20:]
+        streams.append({**shown, "windows": _stream_windows(record, work_dir, limit), "flagged_domains": flagged})
     return jsonify({"streams": streams})

@@ -1,0 +1,522 @@
+r"""Per-domain detection of DNS tunnels over a stream of query names, in bounded memory.
+
+A per-query model sees one name at a time: a tunnel's polls and acks (about a third of its queries)
+carry no data, and low-and-slow exfiltration hides in short labels that look like any host name.
+What no tunnel can hide is the *rate of new information* under the one registered domain whose
+authoritative server it talks to. :class:`DomainDetector` keeps, per registered domain, how much new
+information its query names carried, over two tumbling windows of event time:
+
+- a **fast window** (60 s): a tunnel moving data sends tens to thousands of never-seen names a minute,
+  each carrying tens to hundreds of bits;
+- a **slow window** (1 h): a low-and-slow tunnel (one short label a minute) carries few bits per name
+  but never stops: new names in most minutes of every hour.
+
+**Information of a name.** The subdomain part (the labels left of the registered domain) is first
+compared with the previous subdomain seen for the same domain: the common prefix and suffix are
+dropped, since a structured benign name repeats them (``i1-js-14-3-01-10005-101304103-i.init`` then
+``i1-js-14-3-01-10005-101990267-i.init`` on cedexis-radar.net differ in 7 digits, not in 36
+characters). What remains is cut at the dots, and each piece counts ``length x Shannon entropy`` bits
+(its empirical entropy per character): the information a label of that length and alphabet can
+hold, at most. Single-character labels count 0 (``ip6.arpa`` reverse names are nibbles, one per
+label), a repeated name counts nothing (see *novelty*).
+
+**Novelty.** A name counts only the first time it is seen in a window: two Bloom filters of fixed
+size (one per window kind, cleared when the window rolls over) remember the names seen, lower-cased
+(resolvers that randomise case, "0x20", must not make a name new). A false positive of the filter
+makes a new name look old: it can only lower a domain's counts, never raise them.
+
+**Rules** (every threshold is a constructor argument, the defaults are the documented policy):
+
+- *fast*: in one fast window, at least 30 new names, at least 3,000 bits of new information, and on
+  average at least 40 bits per new name. The per-name floor is what spares the benign high-cardinality
+  zones: reverse lookups (``in-addr.arpa``, ``ip6.arpa``), CDN and cloud names (``amazonaws.com``,
+  ``cloudfront.net``, ``akamaiedge.net``) and beacon zones (``cedexis-radar.net``) produce many unique
+  names, but each is either short, or mostly shared with the previous one, or rare within a minute; a
+  raw count of unique subdomains would flag them all, which is why the unique count is never a rule
+  alone;
+- *slow*: in one slow window, new names carrying at least 8 bits in at least 50 distinct minutes,
+  at least 40 such names and 800 bits in all. Persistence is what separates a tunnel that must keep
+  sending from a benign zone whose names come in bursts (a page load, a probe run) and then stop.
+  In a day of the shipped benign names replayed as visits (:func:`benign_day`), the busiest benign
+  zone, cedexis-radar.net (6,213 unique names), reaches 33 active minutes in an hour and 1.4 kbit in
+  a minute (googlevideo.com); the tunnels of the shipped captures pass 3 kbit by their 30th query.
+
+There is no allow-list: the rules decide from the counters alone. An operator who knows a zone that
+is continuously busy with fresh high-entropy names (some telemetry services are) can pass
+``trusted=`` suffixes; they are then counted but never flagged, and the evidence says so.
+
+**Bounded memory.** Domains are tracked in a table of at most ``capacity`` entries (heavy hitters by
+information, in the manner of Misra-Gries / Space-Saving): when a new domain arrives in a full table,
+the half of the entries with the least information in the current windows is dropped at once (so
+eviction costs O(log capacity) per insertion, amortised), flagged domains last. A tunnel's domain
+gains information faster than any benign one and is never the one dropped; what a dropped domain had
+counted is lost, which can delay, never cause, a flag. The two Bloom filters have a fixed number of
+bits. Nothing grows with the number of distinct names or domains: ``len(detector)`` <= ``capacity``.
+
+    >>> detector = DomainDetector()
+    >>> names = [f"{i:04d}{'ab9x' * 12}q{i}.t.evil-zone.com" for i in range(200)]
+    >>> alerts = detector.observe(names, [i * 0.1 for i in range(200)])
+    >>> [(a["domain"], a["rule"], a["queries"]) for a in alerts]
+    [('evil-zone.com', 'fast', 30)]
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vigil.tasks.dns_exfil.features import QueryName, parse_query_name, registered_domain_index
+
+FAST_WINDOW_S = 60.0
+SLOW_WINDOW_S = 3600.0
+DEFAULT_CAPACITY = 4096
+DEFAULT_BLOOM_BITS = 1 << 23  # 1 MiB per filter: 1 M names a window at ~2 % false positives (k = 4)
+BLOOM_HASHES = 4
+MAX_FLAGGED_KEPT = 256  # alerts remembered for ``flagged()``: the newest, however many domains flag
+
+
+@dataclass
+class Thresholds:
+    fast_min_names: int = 30
+    fast_min_bits: float = 3000.0
+    fast_min_bits_per_name: float = 40.0
+    slow_min_minutes: int = 50
+    slow_min_names: int = 40
+    slow_min_bits: float = 800.0
+    slow_name_min_bits: float = 8.0  # a new name counts towards persistence when it carries this much
+
+
+def _entropy_bits(piece: str) -> float:
+    """length x empirical Shannon entropy per character: the bits a piece of this alphabet can hold."""
+    n = len(piece)
+    if n < 2:
+        return 0.0
+    return -sum(c * math.log2(c / n) for c in Counter(piece).values()) + 0.0
+
+
+def novel_part(sub: str, previous: str) -> str:
+    """``sub`` without the prefix and suffix it shares with ``previous`` (what is new in it).
+
+    >>> novel_part("i1-js-101990267-i.init", "i1-js-101304103-i.init")
+    '990267'
+    """
+    if not previous:
+        return sub
+    limit = min(len(sub), len(previous))
+    start = 0
+    while start < limit and sub[start] == previous[start]:
+        start += 1
+    end = 0
+    while end < limit - start and sub[-1 - end] == previous[-1 - end]:
+        end += 1
+    return sub[start : len(sub) - end]
+
+
+def information_bits(novel: str) -> float:
+    """Bits of the new part of a subdomain: each dot-separated piece counts length x entropy."""
+    return sum(_entropy_bits(piece) for piece in novel.split("."))
+
+
+# -- fast splitting of names into (registered domain, subdomain) ----------------------------------
+_SAFE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+_SUFFIX_TAIL = 5  # labels of a name's end that decide its public suffix (no ICANN rule is longer)
+
+
+def split_name(raw) -> tuple[str, str, bool]:
+    """(registered domain lower-cased, subdomain text, has an 8-bit byte) of a query name.
+
+    Plain ASCII names (nearly all) are split on their dots without the full parser; others (``\\DDD``
+    escapes, bytes) go through :func:`~vigil.tasks.dns_exfil.features.parse_query_name`. ValueError
+    for a name that cannot be on the wire.
+    """
+    if isinstance(raw, str) and "\\" not in raw and raw.isascii() and 0 < len(raw) <= 253:
+        text = raw.strip().rstrip(".")
+        labels = text.split(".")
+        if all(labels) and all(len(label) <= 63 for label in labels):
+            tail = labels[-_SUFFIX_TAIL:]
+            shape = ".".join(label if _SAFE_CHARS.issuperset(label) else "a" * len(label) for label in tail)
+            index = _tail_index(shape, len(tail))
+            if index >= 0:
+                offset = len(labels) - len(tail)
+                return ".".join(labels[offset + index :]).lower(), ".".join(labels[: offset + index]), False
+    name = parse_query_name(raw)
+    index = registered_domain_index(name)
+    if index < 0:
+        return ".", "", False
+    domain = QueryName(name.labels[index:]).presentation[:-1].lower()
+    sub = QueryName(name.labels[:index]).text
+    return domain, sub, any(b >= 0x80 for label in name.labels for b in label)
+
+
+def _tail_index(shape: str, n: int) -> int:
+    """Index of the sld label within the tail, -1 when the tail is all public suffix (use the parser)."""
+    from vigil.tasks.dns_exfil.features import _registered_split
+
+    has_sld, suffix_labels = _registered_split(shape)
+    if not has_sld:
+        return 0 if n < _SUFFIX_TAIL else -1
+    return n - suffix_labels - 1
+
+
+# -- the filters and the table ------------------------------------------------------------------
+class BloomFilter:
+    """A fixed-size set of names with false positives only (``add`` says whether the name was new)."""
+
+    def __init__(self, bits: int = DEFAULT_BLOOM_BITS, hashes: int = BLOOM_HASHES):
+        self.bits, self.hashes = int(bits), int(hashes)
+        # a bytearray, not numpy: one bit at a time, Python indexing of bytes is several times faster
+        self.array = bytearray((self.bits + 7) // 8)
+
+    def clear(self) -> None:
+        self.array[:] = bytes(len(self.array))
+
+    def add(self, key: bytes) -> bool:
+        # Double hashing from two stable 32-bit hashes (crc32 and adler32: stable across processes,
+        # unlike hash(), so a checkpoint means the same thing after a restart).
+        h1, h2 = zlib.crc32(key), zlib.adler32(key) | 1
+        new = False
+        array = self.array
+        for i in range(self.hashes):
+            position = (h1 + i * h2) % self.bits
+            byte, bit = position >> 3, 1 << (position & 7)
+            if not array[byte] & bit:
+                array[byte] |= bit
+                new = True
+        return new
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.array)
+
+
+@dataclass
+class DomainState:
+    """The counters of one tracked registered domain (a few hundred bytes, whatever it received)."""
+
+    domain: str
+    queries: int = 0  # since tracked
+    fast_window: int = -1
+    fast_queries: int = 0
+    fast_names: int = 0
+    fast_bits: float = 0.0
+    fast_started: float = 0.0
+    slow_window: int = -1
+    slow_names: int = 0
+    slow_bits: float = 0.0
+    slow_minutes: int = 0
+    last_minute: int = -1
+    max_label: int = 0
+    eight_bit: int = 0
+    last_sub: str = ""
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    alert: dict | None = None
+
+    def score(self) -> float:
+        return self.fast_bits + self.slow_bits
+
+
+@dataclass
+class DomainDetector:
+    capacity: int = DEFAULT_CAPACITY
+    fast_window_s: float = FAST_WINDOW_S
+    slow_window_s: float = SLOW_WINDOW_S
+    bloom_bits: int = DEFAULT_BLOOM_BITS
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    trusted: tuple[str, ...] = ()
+    entries: dict[str, DomainState] = field(default_factory=dict)
+    flagged_log: list[dict] = field(default_factory=list)
+    seen: int = 0
+    evicted: int = 0
+
+    def __post_init__(self):
+        self._fast_seen = BloomFilter(self.bloom_bits)
+        self._slow_seen = BloomFilter(self.bloom_bits)
+        self._fast_window = -1
+        self._slow_window = -1
+
+    # The filters are not checkpointed (2 MiB per window would dominate the results file): after a
+    # restart every name is new once more, which can only make a flag come sooner.
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_fast_seen", None)
+        state.pop("_slow_seen", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._fast_seen = BloomFilter(self.bloom_bits)
+        self._slow_seen = BloomFilter(self.bloom_bits)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the fixed parts (the filters); the table adds at most ``capacity`` small entries."""
+        return self._fast_seen.nbytes + self._slow_seen.nbytes
+
+    # -- feeding -------------------------------------------------------------------------------------
+    def observe(self, names: Sequence, times: Iterable[float] | None = None) -> list[dict]:
+        """Count each name at its event time (seconds; default: all at 0, one window); return the
+        alerts raised by these names (a domain alerts once, at the query that crossed a rule)."""
+        if times is None:
+            times = [0.0] * len(names)
+        alerts = []
+        for raw, at in zip(names, times):
+            try:
+                domain, sub, eight_bit = split_name(raw)
+            except ValueError:
+                continue  # the per-query path reports a name that cannot be on the wire
+            alert = self.observe_one(domain, sub, float(at), eight_bit)
+            if alert is not None:
+                alerts.append(alert)
+        return alerts
+
+    def _roll(self, at: float) -> None:
+        fast, slow = int(at // self.fast_window_s), int(at // self.slow_window_s)
+        if fast != self._fast_window:
+            self._fast_seen.clear()
+            self._fast_window = fast
+        if slow != self._slow_window:
+            self._slow_seen.clear()
+            self._slow_window = slow
+
+    def observe_one(self, domain: str, sub: str, at: float, eight_bit: bool = False) -> dict | None:
+        self.seen += 1
+        self._roll(at)
+        entry = self.entries.get(domain)
+        if entry is None:
+            if len(self.entries) >= self.capacity:
+                self._evict()
+            entry = self.entries[domain] = DomainState(domain, first_seen=at)
+        fast, slow = self._fast_window, self._slow_window
+        if entry.fast_window != fast:
+            entry.fast_window, entry.fast_started = fast, fast * self.fast_window_s
+            entry.fast_queries = entry.fast_names = 0
+            entry.fast_bits = 0.0
+        if entry.slow_window != slow:
+            entry.slow_window = slow
+            entry.slow_names = entry.slow_minutes = 0
+            entry.slow_bits = 0.0
+        entry.queries += 1
+        entry.fast_queries += 1
+        entry.last_seen = at
+        if not sub:
+            return None
+        key = f"{domain}|{sub.lower()}".encode("latin-1", errors="replace")
+        new_fast = self._fast_seen.add(key)
+        new_slow = self._slow_seen.add(key)
+        if not (new_fast or new_slow):
+            return None
+        bits = information_bits(novel_part(sub, entry.last_sub))
+        entry.last_sub = sub[:255]
+        entry.max_label = max(entry.max_label, max(len(label) for label in sub.split(".")))
+        entry.eight_bit += int(eight_bit)
+        if new_fast:
+            entry.fast_names += 1
+            entry.fast_bits += bits
+        if new_slow and bits >= self.thresholds.slow_name_min_bits:
+            entry.slow_names += 1
+            entry.slow_bits += bits
+            minute = int(at // 60)
+            if minute != entry.last_minute:
+                entry.slow_minutes += 1
+                entry.last_minute = minute
+        if entry.alert is None:
+            rule = self._rule(entry)
+            if rule is not None:
+                return self._raise(entry, rule, at)
+        return None
+
+    def _rule(self, e: DomainState) -> str | None:
+        t = self.thresholds
+        if (
+            e.fast_names >= t.fast_min_names
+            and e.fast_bits >= t.fast_min_bits
+            and e.fast_bits / e.fast_names >= t.fast_min_bits_per_name
+        ):
+            return "fast"
+        if e.slow_minutes >= t.slow_min_minutes and e.slow_names >= t.slow_min_names and e.slow_bits >= t.slow_min_bits:
+            return "slow"
+        return None
+
+    def _raise(self, e: DomainState, rule: str, at: float) -> dict | None:
+        trusted = any(e.domain == s or e.domain.endswith("." + s) for s in self.trusted)
+        alert = {
+            "domain": e.domain,
+            "rule": rule,
+            "at": at,
+            "queries": e.queries,
+            "trusted": trusted,
+            "evidence": self.evidence(e, rule),
+        }
+        alert["reasons"] = domain_reasons(alert)
+        e.alert = alert
+        if trusted:
+            return None
+        self.flagged_log.append(alert)
+        del self.flagged_log[:-MAX_FLAGGED_KEPT]
+        return alert
+
+    def evidence(self, e: DomainState, rule: str | None = None) -> dict:
+        if rule == "slow":
+            return {
+                "window_s": self.slow_window_s,
+                "window_start": e.slow_window * self.slow_window_s,
+                "new_names": e.slow_names,
+                "information_bits": round(e.slow_bits, 1),
+                "active_minutes": e.slow_minutes,
+                "max_label": e.max_label,
+                "eight_bit_names": e.eight_bit,
+            }
+        return {
+            "window_s": self.fast_window_s,
+            "window_start": e.fast_started,
+            "queries": e.fast_queries,
+            "new_names": e.fast_names,
+            "information_bits": round(e.fast_bits, 1),
+            "bits_per_new_name": round(e.fast_bits / e.fast_names, 1) if e.fast_names else 0.0,
+            "max_label": e.max_label,
+            "eight_bit_names": e.eight_bit,
+        }
+
+    def _evict(self) -> None:
+        """Drop the half of the table with the least information now (flagged domains last)."""
+        keep = self.capacity // 2
+        ranked = sorted(self.entries.values(), key=lambda e: (e.alert is not None, e.score(), e.last_seen))
+        for e in ranked[: len(ranked) - keep]:
+            del self.entries[e.domain]
+            self.evicted += 1
+
+    # -- reading -----------------------------------------------------------------------------------
+    def flagged(self) -> list[dict]:
+        """The domains flagged so far (newest last), each with the rule, evidence and reasons."""
+        return list(self.flagged_log)
+
+    def verdict(self, domain: str) -> dict:
+        """A domain's state as a verdict: flagged or not, its counters and reasons."""
+        e = self.entries.get(domain)
+        if e is None:
+            return {"domain": domain, "flagged": False, "tracked": False}
+        alert = e.alert
+        flagged = alert is not None and not alert["trusted"]
+        verdict = {
+            "domain": domain,
+            "flagged": flagged,
+            "queries": e.queries,
+            "rule": alert["rule"] if alert else None,
+            "evidence": alert["evidence"] if alert else self.evidence(e),
+        }
+        if alert and alert["trusted"]:
+            verdict["trusted"] = True
+        verdict["reasons"] = alert["reasons"] if flagged and alert else []
+        return verdict
+
+
+def domain_reasons(alert: dict) -> list[dict]:
+    """Sentences for a defender, each from one counter of the detector: ``{"text", "counter", "value"}``."""
+    ev = alert["evidence"]
+    window = f"{ev['window_s']:.0f} s" if ev["window_s"] < 120 else f"{ev['window_s'] / 3600:.0f} h"
+    bits = ev["information_bits"]
+    amount = f"{bits / 1000:.1f} kbit" if bits >= 1000 else f"{bits:.0f} bits"
+    reasons = [
+        {
+            "text": f"{ev['new_names']} unique subdomains in {window}",
+            "counter": "new_names",
+            "value": ev["new_names"],
+        },
+        {
+            "text": f"{amount} of new label information in {window}",
+            "counter": "information_bits",
+            "value": bits,
+        },
+    ]
+    if "bits_per_new_name" in ev:
+        reasons.append(
+            {
+                "text": f"{ev['bits_per_new_name']:.0f} bits of new information per name",
+                "counter": "bits_per_new_name",
+                "value": ev["bits_per_new_name"],
+            }
+        )
+    if "active_minutes" in ev:
+        reasons.append(
+            {
+                "text": f"new information in {ev['active_minutes']} distinct minutes of one hour",
+                "counter": "active_minutes",
+                "value": ev["active_minutes"],
+            }
+        )
+    if ev.get("max_label", 0) >= 40:
+        reasons.append(
+            {"text": f"labels up to {ev['max_label']} characters", "counter": "max_label", "value": ev["max_label"]}
+        )
+    if ev.get("eight_bit_names"):
+        reasons.append(
+            {
+                "text": f"{ev['eight_bit_names']} names with 8-bit bytes in a label",
+                "counter": "eight_bit_names",
+                "value": ev["eight_bit_names"],
+            }
+        )
+    return reasons
+
+
+def benign_day(names: Sequence[str], domains: Sequence[str], seed: int = 0, day_s: float = 86_400.0):
+    """Timestamps for replaying benign names as a day of traffic: each registered domain's names come
+    in visits (a page load, a probe run: 1-20 names within 30 s), each visit at a random time of the
+    day. Returns the names and times sorted by time."""
+    rng = np.random.default_rng(seed)
+    by_domain: dict[str, list[int]] = {}
+    for i, domain in enumerate(domains):
+        by_domain.setdefault(domain, []).append(i)
+    times = np.empty(len(names))
+    for indexes in by_domain.values():
+        order = rng.permutation(indexes)
+        start = 0
+        while start < len(order):
+            size = int(rng.integers(1, 21))
+            visit = order[start : start + size]
+            times[visit] = rng.uniform(0, day_s - 30) + np.sort(rng.uniform(0, 30, len(visit)))
+            start += size
+    order = np.argsort(times, kind="stable")
+    return [names[i] for i in order], times[order]
+
+
+DOMAIN_MIN_NAMES = 20  # a request holding this many names gets per-domain verdicts next to per-query ones
+MAX_DOMAIN_VERDICTS = 200
+
+
+def request_domains(items: list, args: dict | None = None) -> list[dict] | None:
+    """Per-domain verdicts for the query names of one request (None when it holds fewer than
+    :data:`DOMAIN_MIN_NAMES` names, unless ``?domains=1``), from a detector that sees only this
+    request: each item's ``time`` (seconds) when given, else every name in one fast window. Flagged
+    domains first, then by new information; at most :data:`MAX_DOMAIN_VERDICTS`."""
+    names, times = [], []
+    for item in items:
+        if isinstance(item, str):
+            names.append(item)
+            times.append(0.0)
+        elif isinstance(item, dict) and isinstance(item.get("query"), (str, bytes)):
+            at = item.get("time", 0.0)
+            names.append(item["query"])
+            times.append(
+                float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) and math.isfinite(at) else 0.0
+            )
+    forced = str((args or {}).get("domains", "")).lower() in ("1", "true", "yes")
+    if len(names) < DOMAIN_MIN_NAMES and not forced:
+        return None
+    if not names:
+        return []
+    order = sorted(range(len(names)), key=times.__getitem__)
+    detector = DomainDetector()
+    detector.observe([names[i] for i in order], [times[i] for i in order])
+    verdicts = [detector.verdict(domain) for domain in detector.entries]
+    verdicts.sort(key=lambda v: (not v["flagged"], -v["evidence"].get("information_bits", 0.0)))
+    return verdicts[:MAX_DOMAIN_VERDICTS]
