@@ -150,6 +150,10 @@ def test_malware_page_scores_real_pe_files_chosen_and_dropped(page, server, tmp_
         probability = float(row[3].rstrip("%")) / 100
         assert row[2] == ("malicious" if probability >= threshold else "benign")  # pip's launchers: benign
         assert row[2] == "benign"
+        reasons = page.eval_on_selector_all(
+            f"#files-table tr[data-file='{path.name}'] ul.reasons li", "items => items.map(i => i.innerText)"
+        )
+        assert len(reasons) == 3 and all("the score by" in r for r in reasons), reasons  # LightGBM pred_contrib
     assert page.inner_text("#summary") == "0 of 2 file(s) flagged as malicious."
     assert "1.0% false-positive rate" in page.inner_text("#result-detail")
     screenshot(page, "malware", tmp_path)
@@ -210,11 +214,13 @@ def test_web_events_page_labels_pasted_csv_and_uploaded_mlpt_json(page, server, 
         kind = "attack" if cluster in attack else "good" if cluster in good else "noise"
         assert row["kind"] == kind, row
         assert {"attack": "attack cluster", "good": "ordinary traffic", "noise": "no cluster"}[kind] in row["why"]
+        assert "component" in row["why"] and "the score by" in row["why"], row  # the forest's own reasons
     # the same labels as the API gives for these events
     from vigil.tasks.web_events.data import event_to_request_record
 
     records = [event_to_request_record(e) for e in events]
     answer = requests.post(f"{server.url}/predict/web-events", json=records, timeout=60).json()
+    assert [r["kind"] == "attack" for r in rows] == [a.get("attack", a["LABEL_PRED"] in attack) for a in answer]
     assert [str(-1 if r["cluster"].startswith("noise") else int(r["cluster"])) for r in rows] == [
         str(a["LABEL_PRED"]) for a in answer
     ]
@@ -248,7 +254,7 @@ def _real_names() -> tuple[list[str], list[str]]:
         tunnels = [r["qname"] for r in csv.DictReader(handle) if r["data_bearing"] == "1"]
     with gzip.open(DATA / "dns_exfil" / "benign_names.csv.gz", "rt", newline="") as handle:
         benign = [r["name"] for r in csv.DictReader(handle)]
-    return tunnels[::600][:8], ["www.wikipedia.org", "mail.google.com", *benign[::5000][:6]]
+    return tunnels[:40], ["www.wikipedia.org", "mail.google.com", *benign[::5000][:6]]
 
 
 def _write_windows(path: Path, run_key: str, windows: list[dict]) -> None:
@@ -295,6 +301,16 @@ def test_dns_page_names_log_upload_and_live_stream_view(page, server, console_mo
     verdicts = dict((r[0], r[1]) for r in rows)
     assert all(verdicts[name] == "exfiltration" for name in tunnels), rows  # real iodine/dns2tcp/... queries
     assert verdicts["www.wikipedia.org"] == verdicts["mail.google.com"] == "benign"
+    reasons = page.eval_on_selector_all(
+        "#names-table tbody tr", "rows => rows.map(r => r.querySelectorAll('td.why ul.reasons li').length)"
+    )
+    assert reasons == [3] * len(names)
+    assert "a label of" in page.inner_text(f"#names-table tr[data-name='{tunnels[0]}'] td.why")
+    # per domain: the tunnel's zone is flagged, with the detector's reasons; the benign ones are not
+    tunnel_domain = page.get_attribute("#domains-table tr[data-flagged=true]", "data-domain")
+    assert tunnels[0].endswith(tunnel_domain) and page.locator("#domains-table tr[data-flagged=true]").count() == 1
+    assert "unique subdomains" in page.inner_text("#domains-table tr[data-flagged=true] td.why")
+    assert page.get_attribute("#domains-table tr[data-domain='wikipedia.org']", "data-flagged") == "false"
     flagged = sum(1 for r in rows if r[1] == "exfiltration")
     assert page.inner_text("#summary").startswith(f"{flagged} of {len(names)} name(s) look like exfiltration")
     screenshot(page, "dns", tmp_path)
@@ -320,10 +336,18 @@ def test_dns_page_names_log_upload_and_live_stream_view(page, server, console_mo
     results = server.work_dir / "dns" / "stream" / safe_name("dns-live-ui") / "results.sqlite"
     run_key = run_key_for(info["bootstrap_servers"], info["topic"], info["group"])
     _write_windows(results, run_key, [_window(0, 0.95, 0.95), _window(1, 0.93, 0.94), _window(2, 0.61, 0.62, 1)])
+    from vigil.tasks.dns_exfil.domains import DomainDetector
+
+    detector = DomainDetector()
+    detector.observe(tunnels)  # the stream's per-domain detector on the real tunnel queries
+    alerts = detector.flagged()
+    assert alerts
+    info["flagged_domains"] = alerts
     write_stream_status(store, "ui.ui-test", "running", dynamic_version="2", static_version="1", windows=3, **info)
     page.wait_for_selector(".stream svg.chart polyline.dynamic")
     assert page.locator(".stream svg line.retrain").count() == 1 + 1  # the retrain, and its legend swatch
     line = page.inner_text(".stream-line")
+    assert "unique subdomains" in page.inner_text(".stream ul.flagged-domains")
     assert line.startswith("3 window(s); latest #2: static F1 0.610, dynamic F1 0.620; 1 retrain(s)")
     _write_windows(results, run_key, [_window(3, 0.58, 0.91), _window(4, 0.57, 0.93)])
     write_stream_status(store, "ui.ui-test", "running", dynamic_version="2", static_version="1", windows=5, **info)
@@ -346,6 +370,7 @@ def test_iot_page_marks_the_reading_on_the_decision_boundary(page, tmp_path):
     page.wait_for_selector("#result:not([hidden])")
     assert page.inner_text("#decision") == "Fits its class"  # a real car's size
     assert re.fullmatch(r"\d{1,3}\.\d%", page.inner_text("#probability"))
+    assert "length 4500 mm" in page.inner_text("#reasons ul.reasons")  # Shapley values of the reading
     page.wait_for_function("document.getElementById('boundary').dataset.loaded.includes('length=4500')")
     src = page.get_attribute("#boundary", "src")
     assert "class=car" in src and "width=1750" in src

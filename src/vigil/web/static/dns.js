@@ -34,7 +34,7 @@
     let body;
     try {
       if (!names.length) throw new Error("Paste some query names first (or upload a log).");
-      body = await postJSON("/predict/dns?explain=3", { queries: names });
+      body = await postJSON("/predict/dns?explain=3&domains=1", { queries: names });
     } catch (err) {
       showError(errorBox, err.message);
       document.getElementById("result").hidden = true;
@@ -57,13 +57,14 @@
     const dbody = document.querySelector("#domains-table tbody");
     dbody.textContent = "";
     for (const domain of domains) {
-      const flaggedDomain = domain.is_exfiltration !== undefined ? domain.is_exfiltration : domain.decision === "exfiltration";
-      const count = domain.names !== undefined ? domain.names : domain.queries !== undefined ? domain.queries : domain.count;
-      dbody.appendChild(el("tr", { dataset: { domain: domain.domain } },
+      const flaggedDomain = domain.flagged !== undefined ? domain.flagged : domain.is_exfiltration === true;
+      const count = domain.queries !== undefined ? domain.queries : domain.names;
+      const why = reasonsList(domain.reasons);
+      dbody.appendChild(el("tr", { dataset: { domain: domain.domain, flagged: String(flaggedDomain) } },
         el("td", { className: "mono" }, domain.domain),
         el("td", {}, verdict(flaggedDomain, "exfiltration", "benign")),
         el("td", {}, Array.isArray(count) ? count.length : count === undefined ? "–" : count),
-        el("td", { className: "why" }, reasonsList(domain.reasons))));
+        el("td", { className: "why" }, why || el("p", { className: "hint" }, flaggedDomain ? "" : "nothing unusual for its names"))));
     }
     document.getElementById("domains-section").hidden = !domains.length;
     const bad = document.getElementById("bad-names");
@@ -72,7 +73,7 @@
       bad.appendChild(el("li", {}, "Name " + (error.index + 1) + ": " + (error.error || error.message || JSON.stringify(error))));
     }
     document.getElementById("summary").textContent = flagged + " of " + body.results.length +
-      " name(s) look like exfiltration" + (domains.length ? ", in " + domains.filter((d) => d.is_exfiltration).length +
+      " name(s) look like exfiltration" + (domains.length ? ", in " + domains.filter((d) => d.flagged || d.is_exfiltration === true).length +
       " of " + domains.length + " domain(s)" : "") + ".";
     const model = body.model || {};
     document.getElementById("result-detail").textContent = "Answered by " + (model.task || "the DNS model") +
@@ -131,8 +132,20 @@
       el("h3", {}, "Topic " + stream.topic + ", group " + stream.group),
       el("p", { className: "stream-line" }, line),
       chart(windows),
-      last && last.reason ? el("p", { className: "hint" }, "Latest window: " + last.reason) : null);
+      last && last.reason ? el("p", { className: "hint" }, "Latest window: " + last.reason) : null,
+      flaggedList(stream.flagged_domains));
   }
+  // the domains the stream has flagged (its heartbeat's newest ones), with their reasons
+  function flaggedList(flagged) {
+    if (!Array.isArray(flagged) || !flagged.length) return null;
+    return el("div", { className: "flagged" }, el("h4", {}, "Domains this stream flagged"),
+      el("ul", { className: "flagged-domains" }, flagged.map((alert) => {
+        const name = alert.domain || alert.key || "?";
+        const reasons = alert.reasons || (alert.detail && alert.detail.reasons);
+        return el("li", { dataset: { domain: name } }, el("span", { className: "mono" }, name), reasonsList(reasons));
+      })));
+  }
+
   async function poll() {
     const box = document.getElementById("streams");
     try {
