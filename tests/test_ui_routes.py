@@ -3,7 +3,6 @@ IoT picture, and the live view's stream windows (the browser tests are tests/tes
 
 from __future__ import annotations
 
-import html
 import io
 
 import pytest
@@ -38,7 +37,7 @@ def test_every_task_has_a_page_and_the_home_page_links_it(api):
     for task in all_tasks():
         response = api.get(f"/ui/{task.slug}")
         assert response.status_code == 200 and response.mimetype == "text/html", task.slug
-        assert f'href="/ui/{task.slug}"' in home and html.escape(task.title) in home
+        assert f'href="/ui/{task.slug}"' in home and task.title.replace("'", "&#39;") in home
         assert "common.js" in response.get_data(as_text=True)
     assert api.get("/ui/no-such-task").status_code == 404
 
