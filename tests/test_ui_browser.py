@@ -242,6 +242,11 @@ def test_web_events_page_labels_pasted_csv_and_uploaded_mlpt_json(page, server, 
     again = page.eval_on_selector_all("#events-table tbody tr", "rows => rows.map(r => r.dataset.kind)")
     assert again == [r["kind"] for r in rows[:20]]
 
+    # the example of ML-PT's README (two events, one value missing), one click away
+    page.click("#example-events")
+    page.click("#check-events")
+    page.wait_for_function("document.querySelectorAll('#events-table tbody tr').length === 2")
+
     # a CSV without ML-PT's columns: one clear line, no request
     page.fill("#events", "ip,agent\n1.2.3.4,curl")
     page.click("#check-events")
@@ -325,6 +330,12 @@ def test_dns_page_names_log_upload_and_live_stream_view(page, server, console_mo
     assert page.input_value("#names").split("\n")[0] == "vaaaakarfbq.i.tun.vigil-test.net"
     page.click("#check-names")
     page.wait_for_function("document.querySelectorAll('#names-table tbody tr').length === 10")
+
+    # the example names, one click away
+    page.click("#example-names")
+    page.click("#check-names")
+    page.wait_for_function("document.querySelectorAll('#names-table tbody tr').length === 2")
+    assert [r[2] for r in cells(page, "#names-table tbody tr")] == ["benign", "exfiltration"]
 
     # the live view: a running stream's heartbeat and its results, as `vigil dns stream` writes them
     from vigil.streaming.consumer import run_key_for, safe_name

@@ -165,6 +165,10 @@
     const file = event.target.files[0];
     if (file) document.getElementById("names").value = namesFrom(await file.text()).join("\n");
   });
+  document.getElementById("example-names").addEventListener("click", (event) => {
+    const example = JSON.parse(event.target.dataset.example);
+    document.getElementById("names").value = (example.queries || example).join("\n");
+  });
   document.getElementById("clear-names").addEventListener("click", () => {
     document.getElementById("names").value = "";
     document.getElementById("log-file").value = "";

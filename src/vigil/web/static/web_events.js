@@ -152,6 +152,9 @@
     const file = event.target.files[0];
     if (file) document.getElementById("events").value = await file.text();
   });
+  document.getElementById("example-events").addEventListener("click", (event) => {
+    document.getElementById("events").value = JSON.stringify(JSON.parse(event.target.dataset.example), null, 1);
+  });
   document.getElementById("clear-events").addEventListener("click", () => {
     document.getElementById("events").value = "";
     document.getElementById("events-file").value = "";
