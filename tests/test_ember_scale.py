@@ -244,19 +244,18 @@ def test_dask_training_on_a_scheduler_and_workers_started_as_the_readme_says(tmp
     """`dask scheduler` + `dask worker tcp://...` (the README's commands, on 127.0.0.1), then --dask tcp://."""
     import os
     import shutil
-    import socket
     import subprocess
     import sys
     import time
     from pathlib import Path
 
+    from conftest import free_port
+
     pytest.importorskip("distributed")
     dask_cli = shutil.which("dask") or str(Path(sys.executable).with_name("dask"))
     if not Path(dask_cli).exists():
         pytest.skip("the dask command is not installed")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])))
     address = f"tcp://127.0.0.1:{port}"

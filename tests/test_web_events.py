@@ -29,7 +29,7 @@ from vigil.tasks.web_events.wrangling import DATA_DELIMITER, EventWrangler, clie
 
 DATA = PROJECT_ROOT / "data" / "web_events"
 SAMPLE = DATA / "events_sample.csv"
-README = PROJECT_ROOT / "README.md"
+README = PROJECT_ROOT / "docs" / "web-events.md"  # the deep dive that holds the curl example
 
 
 @pytest.fixture(scope="module")
@@ -358,7 +358,7 @@ def readme_curl() -> str:
     text = README.read_text()
     section = text[text.index("<!-- section: web-events -->") : text.index("<!-- /section: web-events -->")]
     match = re.search(r"```bash\n(curl -X 'POST'.*?)```", section, re.S)
-    assert match, "the web-events README section must hold the curl example"
+    assert match, "docs/web-events.md must hold the curl example"
     return match.group(1)
 
 

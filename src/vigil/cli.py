@@ -1,38 +1,72 @@
-"""``vigil <task> <verb>``, ``vigil serve``, ``vigil bootstrap`` and ``vigil models``."""
+"""``vigil``: the click root. ``serve``, ``bootstrap`` and ``models``, and one group per task.
+
+The root makes one :class:`~vigil.context.CliContext` (settings, artifact store) per run and mounts,
+under each task's slug, the click group ``commands`` of the modules the registry names for it
+(:attr:`vigil.tasks.TaskSpec.command_modules`: the task's own ``cli.py``, then extras such as the
+DNS stream verbs). Those modules are imported only when their slug is used (or listed by
+``vigil --help``) and import nothing heavy themselves, so help answers at once.
+"""
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import os
 import sys
 
-from vigil.artifacts import ArtifactStore
-from vigil.config import Settings
+import click
+
+from vigil.context import CliContext, pass_cli_context
 from vigil.errors import VigilError
-from vigil.tasks import all_tasks
+from vigil.tasks import TASKS
 
-# Verbs that live outside a task's package (tasks never import the streaming layer): slug -> modules
-# whose add_cli(task_parser) adds sub-commands to that task's parser.
-CLI_EXTENSIONS: dict[str, list[str]] = {
-    "dns": ["vigil.streaming.dns_cli"],
-}
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 120}
 
 
-def settings_and_store(args: argparse.Namespace | None = None) -> tuple[Settings, ArtifactStore]:
-    overrides = {}
-    if args is not None and getattr(args, "models_dir", None):
-        overrides["models_dir"] = args.models_dir
-    settings = Settings.from_env(**overrides)
-    return settings, ArtifactStore.from_settings(settings)
+def task_group(slug: str) -> click.Group | None:
+    """The commands of the task registered under ``slug``, gathered from its command modules."""
+    spec = next((spec for spec in TASKS.values() if spec.slug == slug), None)
+    if spec is None:
+        return None
+    groups = [importlib.import_module(module).commands for module in spec.command_modules]
+    own = groups[0]
+    return click.Group(
+        slug,
+        commands={name: command for group in groups for name, command in group.commands.items()},
+        help=own.help,
+        short_help=own.short_help,
+        no_args_is_help=True,
+    )
 
 
-def cmd_bootstrap(args: argparse.Namespace) -> int:
+class RootGroup(click.Group):
+    """The root's own verbs first, then each registered task's group, imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*self.commands, *(spec.slug for spec in TASKS.values())]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self.commands.get(cmd_name) or task_group(cmd_name)
+
+
+@click.group(
+    cls=RootGroup,
+    context_settings=CONTEXT_SETTINGS,
+    help="Security machine learning: train, evaluate, serve.",
+)
+@click.option("--models-dir", help="artifact store folder (default: models/, or VIGIL_MODELS_DIR)")
+@click.pass_context
+def cli(ctx: click.Context, models_dir: str | None) -> None:
+    ctx.obj = CliContext(models_dir)
+
+
+def bootstrap_models(context: CliContext, force: bool = False) -> int:
     """Train every task's default model on the shipped samples, unless one exists already."""
-    settings, store = settings_and_store(args)
+    from vigil.tasks import all_tasks
+
+    settings, store = context.settings, context.store
     for task in all_tasks():
-        if store.entries(task.name) and not args.force:
+        if store.entries(task.name) and not force:
             print(f"{task.slug}: model v{store.latest_entry(task.name)['version']} present, skipping")
             continue
         print(f"{task.slug}: training the default model on the shipped sample data ...", flush=True)
@@ -41,34 +75,36 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    _, store = settings_and_store(args)
-    for entry in store.entries():
-        metrics = ", ".join(f"{k}={v:.4f}" for k, v in entry.get("metrics", {}).items() if isinstance(v, float))
-        print(f"{entry['task']:<14} v{entry['version']:<4} {entry['created_at']}  {metrics}")
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    settings, _ = settings_and_store(args)
-    if args.train_missing:
-        cmd_bootstrap(argparse.Namespace(models_dir=args.models_dir, force=False))
+@cli.command("serve", help="serve every trained model with gunicorn")
+@click.option("--host")
+@click.option("--port", type=int)
+@click.option("--bind", help="gunicorn bind address, overrides --host/--port")
+@click.option("--workers", type=int)
+@click.option("--threads", type=int)
+@click.option("--bucket-root", help="folder holding the Alectio buckets (default: runs/bucket)")
+@click.option("--ui-port", type=int, help="also serve on this port (the browser UI is at /ui), e.g. 8181")
+@click.option("--train-missing", is_flag=True, help="train default models first where none exist")
+@pass_cli_context
+def cmd_serve(context: CliContext, host, port, bind, workers, threads, bucket_root, ui_port, train_missing) -> int:
+    settings = context.settings
+    if train_missing:
+        bootstrap_models(context, force=False)
     env = dict(os.environ)
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(variable, "1")  # one numeric thread per worker; workers x threads use the cores
     env["VIGIL_MODELS_DIR"] = str(settings.models_dir)
-    env["VIGIL_BIND"] = args.bind or f"{args.host or settings.host}:{args.port or settings.port}"
-    if args.ui_port:
+    env["VIGIL_BIND"] = bind or f"{host or settings.host}:{port or settings.port}"
+    if ui_port:
         # the same app on a second address, like the course's front end on :8181
-        ui_host = env["VIGIL_BIND"].rsplit(":", 1)[0] if ":" in env["VIGIL_BIND"] else args.host or settings.host
-        env["VIGIL_BIND"] += f",{ui_host}:{args.ui_port}"
-        print(f"browser UI on http://{ui_host}:{args.ui_port}/ui", flush=True)
-    if args.workers:
-        env["VIGIL_WORKERS"] = str(args.workers)
-    if args.threads:
-        env["VIGIL_THREADS"] = str(args.threads)
-    if args.bucket_root:
-        env["VIGIL_BUCKET_ROOT"] = str(args.bucket_root)
+        ui_host = env["VIGIL_BIND"].rsplit(":", 1)[0] if ":" in env["VIGIL_BIND"] else host or settings.host
+        env["VIGIL_BIND"] += f",{ui_host}:{ui_port}"
+        print(f"browser UI on http://{ui_host}:{ui_port}/ui", flush=True)
+    if workers:
+        env["VIGIL_WORKERS"] = str(workers)
+    if threads:
+        env["VIGIL_THREADS"] = str(threads)
+    if bucket_root:
+        env["VIGIL_BUCKET_ROOT"] = str(bucket_root)
     command = [sys.executable, "-m", "gunicorn", "-c", "python:vigil.service.gunicorn_conf", "vigil.service:app"]
     print(f"serving on http://{env['VIGIL_BIND'].split(',')[0]}", flush=True)
     # exec, not a child process: signals sent to `vigil serve` then reach gunicorn's master directly,
@@ -76,50 +112,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.execve(sys.executable, command, env)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vigil", description="Security machine learning: train, evaluate, serve.")
-    parser.add_argument("--models-dir", help="artifact store folder (default: models/, or VIGIL_MODELS_DIR)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+@cli.command("bootstrap", help="train default models on the shipped sample data")
+@click.option("--force", is_flag=True, help="train even where a model exists")
+@pass_cli_context
+def cmd_bootstrap(context: CliContext, force: bool) -> int:
+    return bootstrap_models(context, force)
 
-    serve = commands.add_parser("serve", help="serve every trained model with gunicorn")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--bind", help="gunicorn bind address, overrides --host/--port")
-    serve.add_argument("--workers", type=int)
-    serve.add_argument("--threads", type=int)
-    serve.add_argument("--bucket-root", help="folder holding the Alectio buckets (default: runs/bucket)")
-    serve.add_argument("--ui-port", type=int, help="also serve on this port (the browser UI is at /ui), e.g. 8181")
-    serve.add_argument("--train-missing", action="store_true", help="train default models first where none exist")
-    serve.set_defaults(handler=cmd_serve)
 
-    bootstrap = commands.add_parser("bootstrap", help="train default models on the shipped sample data")
-    bootstrap.add_argument("--force", action="store_true", help="train even where a model exists")
-    bootstrap.set_defaults(handler=cmd_bootstrap)
-
-    models = commands.add_parser("models", help="list the artifacts in the model store")
-    models.set_defaults(handler=cmd_models)
-
-    for task in all_tasks():
-        task_parser = commands.add_parser(task.slug, help=task.title)
-        task.add_cli(task_parser)
-        for module_name in CLI_EXTENSIONS.get(task.slug, []):
-            importlib.import_module(module_name).add_cli(task_parser)
-    return parser
+@cli.command("models", help="list the artifacts in the model store")
+@pass_cli_context
+def cmd_models(context: CliContext) -> int:
+    for entry in context.store.entries():
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in entry.get("metrics", {}).items() if isinstance(v, float))
+        print(f"{entry['task']:<14} v{entry['version']:<4} {entry['created_at']}  {metrics}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None)
-    if handler is None:
-        parser.parse_args([*(argv or sys.argv[1:]), "--help"])
-        return 2
+    """Run ``vigil ARGV``; the exit code: 0, a verb's own code, 2 for usage errors and VigilError."""
     try:
-        return int(handler(args) or 0)
+        result = cli.main(args=argv, prog_name="vigil", standalone_mode=False)
+    except click.ClickException as exc:  # usage errors: the message (and usage) on stderr, exit 2
+        exc.show()
+        return exc.exit_code
     except VigilError as exc:
         detail = f" ({exc.detail})" if exc.detail else ""
         print(f"vigil: error: {exc.error}{detail}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except OSError as exc:  # a file or a connection the user named: one line, not a traceback
+        print(f"vigil: error: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, click.Abort):
         print("vigil: interrupted", file=sys.stderr)
         return 130
+    return int(result or 0)

@@ -1,4 +1,4 @@
-"""Writing files so that a reader never sees half of one: one helper for every such write.
+"""Files: writing so that a reader never sees half of one, and reading a CSV with its columns checked.
 
 >>> import tempfile, pathlib
 >>> target = pathlib.Path(tempfile.mkdtemp()) / "sub" / "state.json"
@@ -13,7 +13,12 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+from vigil.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextlib.contextmanager
@@ -38,4 +43,42 @@ def atomic_write(path: Path | str, data: bytes | str) -> None:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
-__all__ = ["atomic_path", "atomic_write"]
+def read_csv_checked(
+    path: Path | str, required_columns: Iterable[str] = (), *, what: str = "CSV file", **read_csv: Any
+) -> pd.DataFrame:
+    """``pandas.read_csv(path, **read_csv)``, every user mistake as one :class:`InvalidInput` line:
+    a missing file, a file that is not a CSV (binary, wrong encoding, unparsable), a missing column.
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> (folder / "ok.csv").write_text("a,b\\n1,2\\n")
+    8
+    >>> read_csv_checked(folder / "ok.csv", ["a"]).to_dict("records")
+    [{'a': 1, 'b': 2}]
+    >>> read_csv_checked(folder / "ok.csv", ["a", "c"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    vigil.errors.InvalidInput: ... lacks the columns ['c']
+    >>> read_csv_checked(folder / "none.csv", what="events CSV")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    vigil.errors.InvalidInput: events CSV not found: ...none.csv
+    """
+    import pandas as pd
+
+    path, required = Path(path), list(required_columns)
+    if not path.is_file():
+        raise InvalidInput(f"{what} not found: {path}")
+    try:
+        frame = pd.read_csv(path, **read_csv)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InvalidInput(f"{path} is not a readable CSV file ({str(exc).splitlines()[0][:200]})") from None
+    except ValueError as exc:  # e.g. a dtype the values do not fit
+        raise InvalidInput(f"cannot read {what} {path}: {str(exc)[:200]}") from None
+    missing = [column for column in required if column not in frame.columns]
+    if missing:
+        raise InvalidInput(f"{path} lacks the columns {missing}", {"expected": required, "found": list(frame.columns)})
+    return frame
+
+
+__all__ = ["atomic_path", "atomic_write", "read_csv_checked"]

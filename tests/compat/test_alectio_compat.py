@@ -196,7 +196,7 @@ def test_end_exp_for_an_experiment_that_never_ran_is_404_and_leaves_the_id_usabl
 
 
 def _quickstart_calls() -> list[tuple[str, dict]]:
-    readme = (PROJECT_ROOT / "README.md").read_text()
+    readme = (PROJECT_ROOT / "docs" / "active-learning.md").read_text()  # the quickstart lives there
     block = readme.split("<!-- alectio-quickstart -->", 1)[1].split("<!-- /alectio-quickstart -->", 1)[0]
     calls = []
     for line in block.strip().splitlines():

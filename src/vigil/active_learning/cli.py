@@ -1,74 +1,36 @@
-"""``vigil ember active-learning``: a whole local experiment and its learning curve.
-
-The ember task's ``add_cli`` calls :func:`add_active_learning_cli` with its sub-command set.
+"""``vigil ember active-learning`` (a whole local experiment and its learning curve) and
+``vigil ember alectio-demo``: a click group whose commands the root mounts under the ember task's
+group (the registry lists this module for ``ember``).
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+import click
+
 from vigil.config import Settings
+from vigil.context import with_args
 
 
-def add_active_learning_cli(verbs) -> argparse.ArgumentParser:
-    parser = verbs.add_parser(
-        "active-learning",
-        help="run a local active-learning experiment and plot its learning curve",
-        description="Runs --loops Alectio loops per strategy through the same code as POST /one_loop "
-        "(local bucket, job files, checkpoints), then writes learning_curve.csv and .png.",
-    )
-    parser.add_argument(
-        "--strategy",
-        default="all",
-        help="least_confidence, margin, entropy, random, a comma-separated list, or all (default)",
-    )
-    parser.add_argument("--loops", type=int, default=5, help="loops per strategy (default 5)")
-    parser.add_argument("--n-rec", type=int, default=100, help="records labelled per loop (default 100)")
-    parser.add_argument("--initial", type=int, help="records labelled before loop 0 (default: --n-rec)")
-    parser.add_argument(
-        "--config", type=Path, help="Alectio config.yaml (default: VIGIL_ALECTIO_CONFIG or ./config.yaml)"
-    )
-    parser.add_argument("--data-dir", type=Path, help="vectorized ember folder (X_train.dat ...), overrides DATA_DIR")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument(
-        "--demo",
-        action="store_true",
-        help="the ember task's demo set (synthetic records derived from the shipped real ones), "
-        "vectorized into OUT/demo-data",
-    )
-    source.add_argument(
-        "--synthetic",
-        action="store_true",
-        help="generated vectors in ember's layout (not malware data) in OUT/synthetic-data",
-    )
-    parser.add_argument("--out", type=Path, help="output folder (default: runs/active-learning)")
-    parser.add_argument("--bucket-root", type=Path, help="local bucket folder (default: OUT/bucket)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-jobs", type=int, default=1, help="LightGBM threads (default 1)")
-    parser.set_defaults(handler=cmd_active_learning)
-    return parser
+@click.group(help="active learning on ember vectors", no_args_is_help=True)
+def commands() -> None:
+    pass
 
 
-def add_alectio_demo_cli(verbs) -> argparse.ArgumentParser:
-    parser = verbs.add_parser(
-        "alectio-demo",
-        help="write a demo data dir, config.yaml and bucket files for the Alectio endpoints",
-        description="Writes OUT/data (vectorized demo records), OUT/config.yaml and OUT/bucket (meta.json and "
-        "selected_indices_0.pkl of project p1, experiment e1 in bucket 'demo'), then prints how to "
-        "serve them.",
-    )
-    parser.add_argument(
-        "out", type=Path, nargs="?", default=Path("runs/alectio-demo"), help="output folder (default runs/alectio-demo)"
-    )
-    parser.add_argument("--train", type=int, default=2000, help="train records (default 2000)")
-    parser.add_argument("--test", type=int, default=500, help="test records (default 500)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(handler=cmd_alectio_demo)
-    return parser
-
-
-def cmd_alectio_demo(args: argparse.Namespace) -> int:
+@commands.command(
+    "alectio-demo",
+    short_help="write a demo data dir, config.yaml and bucket files for the Alectio endpoints",
+    help="Writes OUT/data (vectorized demo records), OUT/config.yaml and OUT/bucket (meta.json and "
+    "selected_indices_0.pkl of project p1, experiment e1 in bucket 'demo'), then prints how to "
+    "serve them. OUT defaults to runs/alectio-demo.",
+)
+@click.argument("out", type=click.Path(path_type=Path), required=False, default=Path("runs/alectio-demo"))
+@click.option("--train", type=int, default=2000, help="train records (default 2000)")
+@click.option("--test", type=int, default=500, help="test records (default 500)")
+@click.option("--seed", type=int, default=0)
+@with_args
+def cmd_alectio_demo(args) -> int:
     from vigil.active_learning.demo import write_alectio_demo
 
     made = write_alectio_demo(args.out, n_train=args.train, n_test=args.test, seed=args.seed)
@@ -80,7 +42,47 @@ def cmd_alectio_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_active_learning(args: argparse.Namespace) -> int:
+@commands.command(
+    "active-learning",
+    short_help="run a local active-learning experiment and plot its learning curve",
+    help="Runs --loops Alectio loops per strategy through the same code as POST /one_loop "
+    "(local bucket, job files, checkpoints), then writes learning_curve.csv and .png.",
+)
+@click.option(
+    "--strategy",
+    default="all",
+    help="least_confidence, margin, entropy, random, a comma-separated list, or all (default)",
+)
+@click.option("--loops", type=int, default=5, help="loops per strategy (default 5)")
+@click.option("--n-rec", type=int, default=100, help="records labelled per loop (default 100)")
+@click.option("--initial", type=int, help="records labelled before loop 0 (default: --n-rec)")
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    help="Alectio config.yaml (default: VIGIL_ALECTIO_CONFIG or ./config.yaml)",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help="vectorized ember folder (X_train.dat ...), overrides DATA_DIR",
+)
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="the ember task's demo set (synthetic records derived from the shipped real ones), "
+    "vectorized into OUT/demo-data",
+)
+@click.option(
+    "--synthetic",
+    is_flag=True,
+    help="generated vectors in ember's layout (not malware data) in OUT/synthetic-data (not with --demo)",
+)
+@click.option("--out", type=click.Path(path_type=Path), help="output folder (default: runs/active-learning)")
+@click.option("--bucket-root", type=click.Path(path_type=Path), help="local bucket folder (default: OUT/bucket)")
+@click.option("--seed", type=int, default=0)
+@click.option("--n-jobs", type=int, default=1, help="LightGBM threads (default 1)")
+@with_args
+def cmd_active_learning(args) -> int:
     from tqdm import tqdm
 
     from vigil.active_learning import processes
@@ -89,6 +91,8 @@ def cmd_active_learning(args: argparse.Namespace) -> int:
     from vigil.active_learning.strategies import STRATEGIES
     from vigil.active_learning.synthetic import write_synthetic_vectorized
 
+    if args.demo and args.synthetic:
+        raise click.UsageError("--demo and --synthetic exclude each other")
     settings = Settings.from_env()
     out = args.out or settings.work_dir / "active-learning"
     config = dict(processes.load_config(args.config) if args.config else default_args(settings))

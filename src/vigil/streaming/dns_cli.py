@@ -1,4 +1,7 @@
-"""``vigil dns produce``, ``vigil dns stream`` and ``vigil dns demo``, added to the dns task's parser.
+"""``vigil dns produce``, ``vigil dns stream``, ``vigil dns broker`` and ``vigil dns demo``.
+
+A click group whose commands the root mounts under the dns task's group (the registry lists this
+module for ``dns``), so the task package never imports the streaming layer.
 
 Without ``--bootstrap-servers`` (or ``VIGIL_KAFKA_BOOTSTRAP_SERVERS``) ``stream`` and ``demo`` start the
 embedded Tansu broker on 127.0.0.1, produce the CSV into it, consume it, and stop the broker on exit.
@@ -6,122 +9,103 @@ embedded Tansu broker on 127.0.0.1, produce the CSV into it, consume it, and sto
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
+
+import click
 
 from vigil.artifacts import ArtifactStore
-from vigil.config import Settings
+from vigil.context import with_args
 from vigil.errors import InvalidInput
 from vigil.streaming.broker import EmbeddedBroker
 from vigil.streaming.consumer import safe_name
-from vigil.streaming.kafka_io import count_csv_rows, csv_messages, ensure_topic, produce
+from vigil.streaming.kafka_io import BROKER_TIMEOUT_S, check_broker, count_csv_rows, csv_messages, ensure_topic, produce
 
 DEFAULT_TOPIC = "ml-raw-dns"
 
 
-def _settings_store(args) -> tuple[Settings, ArtifactStore]:
-    overrides = {"models_dir": args.models_dir} if getattr(args, "models_dir", None) else {}
-    settings = Settings.from_env(**overrides)
-    return settings, ArtifactStore.from_settings(settings)
+@click.group(help="the DNS task's Kafka verbs", no_args_is_help=True)
+def commands() -> None:
+    pass
 
 
-def add_cli(parser: argparse.ArgumentParser) -> None:
-    verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-
-    produce_parser = verbs.add_parser("produce", help="send CSV rows to a Kafka topic")
-    produce_parser.add_argument("csv", type=Path)
-    produce_parser.add_argument("--topic", default=DEFAULT_TOPIC)
-    produce_parser.add_argument("--bootstrap-servers", help="Kafka to send to (default: VIGIL_KAFKA_BOOTSTRAP_SERVERS)")
-    produce_parser.add_argument(
-        "--format",
-        choices=("json", "raw-lines"),
-        default="json",
-        help="json: one object per row; raw-lines: JSON-encoded raw CSV lines, header first "
-        "(the assignment's producer)",
-    )
-    produce_parser.add_argument("--partitions", type=int, default=1, help="create the topic with this many partitions")
-    produce_parser.add_argument("--limit", type=int, help="send at most this many rows")
-    produce_parser.set_defaults(handler=cmd_produce)
-
-    stream = verbs.add_parser("stream", help="consume windows of 1,000, score static and dynamic, retrain on drift")
-    _stream_arguments(stream)
-    stream.add_argument(
-        "--csv",
-        type=Path,
-        help="embedded broker only: the CSV to produce first (default: the generated stream_dataset.csv)",
-    )
-    stream.set_defaults(handler=cmd_stream)
-
-    broker = verbs.add_parser(
-        "broker",
-        help="run the embedded Kafka broker in the foreground (for the "
-        "assignment's own producer and consumer), the topic made first",
-    )
-    broker.add_argument("--port", type=int, default=9092)
-    broker.add_argument("--topic", default=DEFAULT_TOPIC)
-    broker.add_argument(
-        "--partitions",
-        type=int,
-        default=1,
-        help="partitions of the topic, created at start (Tansu would auto-create it with 4)",
-    )
-    broker.set_defaults(handler=cmd_broker)
-
-    demo = verbs.add_parser("demo", help="the whole story on the embedded broker: generate, train, stream, plot")
-    demo.add_argument("--out", type=Path, help="folder for everything (default: runs/dns/demo)")
-    demo.add_argument("--windows-per-phase", type=int, default=10)
-    demo.add_argument("--static-rows", type=int, default=20_000)
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--idle-timeout", type=float, default=5.0, help="end of stream after this many idle seconds")
-    demo.add_argument("--session-timeout-ms", type=int, default=6000)
-    demo.set_defaults(handler=cmd_demo)
-
-
-def _stream_arguments(stream: argparse.ArgumentParser) -> None:
-    stream.add_argument("--topic", default=DEFAULT_TOPIC)
-    stream.add_argument(
-        "--bootstrap-servers",
-        help="Kafka to read (default: VIGIL_KAFKA_BOOTSTRAP_SERVERS, else an embedded Tansu broker)",
-    )
-    stream.add_argument("--group", default="vigil-dns", help="consumer group id")
-    stream.add_argument(
-        "--consumer-name",
-        default="main",
-        help="names this consumer's checkpoint and heartbeat; give each group member its own",
-    )
-    stream.add_argument(
-        "--results", type=Path, help="folder for results.sqlite, windows.csv, rejected.csv, windows.png, summary.json"
-    )
-    stream.add_argument("--window-size", type=int, default=1000)
-    stream.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=None,
-        help="stop after this many seconds without messages (default: never; 5 with the embedded broker)",
-    )
-    stream.add_argument("--max-windows", type=int)
-    stream.add_argument("--f1-floor", type=float, default=0.90)
-    stream.add_argument("--min-gap", type=int, default=2)
-    stream.add_argument("--retrain-windows", type=int, default=3)
-    stream.add_argument(
-        "--format", choices=("json", "raw-lines"), default="json", help="embedded broker: how to produce"
-    )
-    stream.add_argument("--partitions", type=int, default=1, help="embedded broker: partitions of the topic")
-    stream.add_argument("--schedule", type=Path, help="drift_schedule.json to shade the phases in the plot")
-    stream.add_argument(
-        "--session-timeout-ms",
-        type=int,
-        default=6000,
-        help="consumer group session timeout: how long a dead consumer keeps its partitions "
-        "(6000 is the smallest a stock Kafka accepts; the embedded broker takes less)",
-    )
-    stream.add_argument("--quiet", action="store_true")
+def stream_options(function):
+    """The consumer's flags (``stream``)."""
+    options = [
+        click.option("--topic", default=DEFAULT_TOPIC),
+        click.option(
+            "--bootstrap-servers",
+            help="Kafka to read (default: VIGIL_KAFKA_BOOTSTRAP_SERVERS, else an embedded Tansu broker)",
+        ),
+        click.option("--group", default="vigil-dns", help="consumer group id"),
+        click.option(
+            "--consumer-name",
+            default="main",
+            help="names this consumer's checkpoint and heartbeat; give each group member its own",
+        ),
+        click.option(
+            "--results",
+            type=click.Path(path_type=Path),
+            help="folder for results.sqlite, windows.csv, rejected.csv, windows.png, summary.json",
+        ),
+        click.option("--window-size", type=int, default=1000),
+        click.option(
+            "--idle-timeout",
+            type=float,
+            default=None,
+            help="stop after this many seconds without messages (default: never; 5 with the embedded broker)",
+        ),
+        click.option("--max-windows", type=int),
+        click.option("--f1-floor", type=float, default=0.90),
+        click.option("--min-gap", type=int, default=2),
+        click.option("--retrain-windows", type=int, default=3),
+        click.option(
+            "--format",
+            type=click.Choice(("json", "raw-lines")),
+            default="json",
+            help="embedded broker: how to produce",
+        ),
+        click.option("--partitions", type=int, default=1, help="embedded broker: partitions of the topic"),
+        click.option(
+            "--schedule", type=click.Path(path_type=Path), help="drift_schedule.json to shade the phases in the plot"
+        ),
+        click.option(
+            "--session-timeout-ms",
+            type=int,
+            default=6000,
+            help="consumer group session timeout: how long a dead consumer keeps its partitions "
+            "(6000 is the smallest a stock Kafka accepts; the embedded broker takes less)",
+        ),
+        click.option("--quiet", is_flag=True),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
 
 
+@commands.command("produce", help="send CSV rows to a Kafka topic")
+@click.argument("csv", type=click.Path(path_type=Path))
+@click.option("--topic", default=DEFAULT_TOPIC)
+@click.option("--bootstrap-servers", help="Kafka to send to (default: VIGIL_KAFKA_BOOTSTRAP_SERVERS)")
+@click.option(
+    "--format",
+    type=click.Choice(("json", "raw-lines")),
+    default="json",
+    help="json: one object per row; raw-lines: JSON-encoded raw CSV lines, header first (the assignment's producer)",
+)
+@click.option("--partitions", type=int, default=1, help="create the topic with this many partitions")
+@click.option("--limit", type=int, help="send at most this many rows")
+@click.option(
+    "--broker-timeout",
+    type=float,
+    default=BROKER_TIMEOUT_S,
+    help=f"give up when no broker answers within this many seconds (default {BROKER_TIMEOUT_S:g})",
+)
+@with_args
 def cmd_produce(args) -> int:
-    settings, _ = _settings_store(args)
+    settings = args.settings
     servers = args.bootstrap_servers or settings.kafka_bootstrap_servers
     if not servers:
         raise InvalidInput(
@@ -131,6 +115,7 @@ def cmd_produce(args) -> int:
         )
     if not args.csv.is_file():
         raise InvalidInput(f"no such CSV: {args.csv}")
+    check_broker(servers, args.broker_timeout)
     ensure_topic(servers, args.topic, args.partitions)
     total = count_csv_rows(args.csv)
     sent = produce(
@@ -246,11 +231,26 @@ def _session_overrides(session_timeout_ms: int) -> dict:
     }
 
 
+@commands.command("stream", help="consume windows of 1,000, score static and dynamic, retrain on drift")
+@stream_options
+@click.option(
+    "--csv",
+    type=click.Path(path_type=Path),
+    help="embedded broker only: the CSV to produce first (default: the generated stream_dataset.csv)",
+)
+@click.option(
+    "--broker-timeout",
+    type=float,
+    default=BROKER_TIMEOUT_S,
+    help=f"give up when no broker answers within this many seconds (default {BROKER_TIMEOUT_S:g})",
+)
+@with_args
 def cmd_stream(args) -> int:
-    settings, store = _settings_store(args)
+    settings, store = args.settings, args.store
     servers = args.bootstrap_servers or settings.kafka_bootstrap_servers
     results_dir = args.results or settings.work_dir / "dns" / "stream" / safe_name(f"{args.topic}-{args.group}")
     if servers:
+        check_broker(servers, args.broker_timeout)
         run_stream(args, servers, store, results_dir, args.idle_timeout)
         return 0
     csv = args.csv or settings.work_dir / "dns" / "data" / "stream_dataset.csv"
@@ -280,6 +280,20 @@ def cmd_stream(args) -> int:
     return 0
 
 
+@commands.command(
+    "broker",
+    help="run the embedded Kafka broker in the foreground (for the assignment's own producer and consumer), "
+    "the topic made first",
+)
+@click.option("--port", type=int, default=9092)
+@click.option("--topic", default=DEFAULT_TOPIC)
+@click.option(
+    "--partitions",
+    type=int,
+    default=1,
+    help="partitions of the topic, created at start (Tansu would auto-create it with 4)",
+)
+@with_args
 def cmd_broker(args) -> int:
     with EmbeddedBroker(port=args.port, topics={args.topic: args.partitions}) as broker:
         print(
@@ -295,11 +309,19 @@ def cmd_broker(args) -> int:
     return 0
 
 
+@commands.command("demo", help="the whole story on the embedded broker: generate, train, stream, plot")
+@click.option("--out", type=click.Path(path_type=Path), help="folder for everything (default: runs/dns/demo)")
+@click.option("--windows-per-phase", type=int, default=10)
+@click.option("--static-rows", type=int, default=20_000)
+@click.option("--seed", type=int, default=7)
+@click.option("--idle-timeout", type=float, default=5.0, help="end of stream after this many idle seconds")
+@click.option("--session-timeout-ms", type=int, default=6000)
+@with_args
 def cmd_demo(args) -> int:
     from vigil.tasks.dns_exfil.generate import generate
     from vigil.tasks.dns_exfil.report import train_and_report
 
-    settings, store = _settings_store(args)
+    settings, store = args.settings, args.store
     out = args.out or settings.work_dir / "dns" / "demo"
     started = time.monotonic()
     print(f"1/3 generating data from the shipped ingredients into {out / 'data'}", flush=True)
@@ -320,7 +342,7 @@ def cmd_demo(args) -> int:
     print(summary, flush=True)
     print(f"    saved dns_exfil v{entry['version']}; report {out / 'train' / 'report.md'}")
     print("3/3 streaming through the embedded Kafka broker", flush=True)
-    stream_args = argparse.Namespace(
+    stream_args = SimpleNamespace(
         topic=DEFAULT_TOPIC,
         group="vigil-dns-demo",
         consumer_name="main",

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from vigil.errors import VigilError
+
 # The logs of librdkafka's idle-connection closes are noise here: the broker closes idle producers.
 _QUIET = {"log.connection.close": False}
 
@@ -34,6 +36,26 @@ def consumer_config(bootstrap_servers: str, group_id: str, **overrides) -> dict:
 
 def producer_config(bootstrap_servers: str, **overrides) -> dict:
     return {"bootstrap.servers": bootstrap_servers, "linger.ms": 20, "acks": "all", **_QUIET, **overrides}
+
+
+BROKER_TIMEOUT_S = 10.0  # how long `vigil dns produce | stream` wait for a broker before giving up
+
+
+def check_broker(bootstrap_servers: str, timeout_s: float = BROKER_TIMEOUT_S) -> None:
+    """Fail within ``timeout_s`` with one clear :class:`~vigil.errors.VigilError` when no broker of
+    ``bootstrap_servers`` answers a metadata request (librdkafka itself would retry forever)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0, **_QUIET})  # no retry log lines
+    try:
+        admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise VigilError(
+            f"no Kafka broker answered at {bootstrap_servers} within {timeout_s:g} s ({exc.args[0].str()})",
+            "check --bootstrap-servers (or VIGIL_KAFKA_BOOTSTRAP_SERVERS), or raise --broker-timeout",
+            status=503,
+        ) from None
 
 
 def ensure_topic(bootstrap_servers: str, topic: str, partitions: int = 1, timeout_s: float = 15.0) -> None:

@@ -1,5 +1,4 @@
-"""The small interface every task implements, so training, saving, serving and the CLI
-stay task-agnostic.
+"""The small interface every task implements, so training, saving and serving stay task-agnostic.
 
 A task knows its data formats, featurizer, default estimator, metrics, and what its
 ``/predict/<slug>`` request and response look like. It never imports ``vigil.service``
@@ -8,7 +7,6 @@ or ``vigil.streaming``: the service hands it a :class:`PredictInput` and gets JS
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Sequence
@@ -76,7 +74,6 @@ class Task:
     name: ClassVar[str]  # artifact key, snake_case ("web_events")
     slug: ClassVar[str]  # CLI verb and URL segment ("web-events")
     title: ClassVar[str]  # one line for humans
-    primary_metric: ClassVar[str] = "roc_auc"
     # Estimated CPU microseconds one record of a /predict request costs (measured on the 2-core
     # reference machine, rounded up). rows x row_cost is held against VIGIL_PREDICT_COST_BUDGET_S.
     row_cost: ClassVar[float] = 100.0
@@ -96,9 +93,6 @@ class Task:
     # OpenAPI body (:meth:`request_schema`) and the task validates its records with it
     # (:func:`vigil.records.validate_records`), naming each fault ``{"index", "field", "message"}``.
     request_model: ClassVar[Any] = None
-
-    def add_cli(self, parser: argparse.ArgumentParser) -> None:
-        """Add this task's verbs (``vigil <slug> <verb>``) to ``parser``."""
 
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:
         """Train the default model on the sample data shipped in the repo; return the manifest entry."""
@@ -146,6 +140,3 @@ class Task:
     def example_request(self) -> Any:
         """A request body that works, for docs and the browser UI."""
         return None
-
-    def describe(self) -> dict:
-        return {"task": self.name, "slug": self.slug, "title": self.title}

@@ -22,7 +22,7 @@ from sklearn.metrics import accuracy_score, average_precision_score, f1_score, r
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from vigil.errors import InvalidInput
+from vigil.files import read_csv_checked
 from vigil.tasks.dns_exfil.features import FEATURE_COLUMNS, LABEL_COLUMN, coerce_csv_value
 
 SELECTIONS = ("all_features", "mutual_info_k8", "tree_importance")
@@ -31,10 +31,13 @@ ALGORITHMS = ("lightgbm", "random_forest")
 
 def read_cic_csv(path: Path | str, max_rows: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """A static_dataset.csv / Kafka_dataset.csv (or ours) as (numeric feature frame, labels)."""
-    frame = pd.read_csv(path, nrows=max_rows, dtype={"longest_word": object, "sld": object})
-    missing = [c for c in [*FEATURE_COLUMNS, LABEL_COLUMN] if c not in frame.columns]
-    if missing:
-        raise InvalidInput(f"{path} lacks the CIC columns {missing}", {"columns": list(frame.columns)})
+    frame = read_csv_checked(
+        path,
+        [*FEATURE_COLUMNS, LABEL_COLUMN],
+        what="CIC CSV",
+        nrows=max_rows,
+        dtype={"longest_word": object, "sld": object},
+    )
     return cic_frame_to_features(frame), frame[LABEL_COLUMN].astype(int).to_numpy()
 
 

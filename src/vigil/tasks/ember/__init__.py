@@ -1,35 +1,41 @@
 """EMBER malware detection: PE feature blocks, ember's memmap vectorization, LightGBM, scoring.
 
-Stable entry points other code builds on::
+Modules: ``task`` (the Task, ``POST /predict/ember``, PE extraction), ``cli`` (``vigil ember ...``),
+``features`` (the feature blocks), ``vectorize``, ``model`` (training), ``workers``, ``demo_data``.
+Stable entry points other code builds on (re-exported here on first use, so importing the package
+loads no scikit-learn)::
 
     from vigil.tasks.ember import (FeatureExtractor, create_vectorized_features, read_vectorized,
                                    read_metadata, lgbm_params, make_estimator)
 """
 
-from vigil.tasks.ember.features import DIMS, FEATURE_VERSIONS, FeatureExtractor, block_slices, feature_blocks
-from vigil.tasks.ember.model import PRESETS, RawRecordVectorizer, build_pipeline, lgbm_params, make_estimator
-from vigil.tasks.ember.vectorize import (
-    create_vectorized_features,
-    raw_feature_paths,
-    read_metadata,
-    read_vectorized,
-    vectorize_subset,
-)
+from __future__ import annotations
 
-__all__ = [
-    "DIMS",
-    "FEATURE_VERSIONS",
-    "FeatureExtractor",
-    "block_slices",
-    "feature_blocks",
-    "PRESETS",
-    "RawRecordVectorizer",
-    "build_pipeline",
-    "lgbm_params",
-    "make_estimator",
-    "create_vectorized_features",
-    "raw_feature_paths",
-    "read_metadata",
-    "read_vectorized",
-    "vectorize_subset",
-]
+import importlib
+
+_EXPORTS = {
+    "DIMS": "features",
+    "FEATURE_VERSIONS": "features",
+    "FeatureExtractor": "features",
+    "block_slices": "features",
+    "feature_blocks": "features",
+    "PRESETS": "model",
+    "RawRecordVectorizer": "model",
+    "build_pipeline": "model",
+    "lgbm_params": "model",
+    "make_estimator": "model",
+    "create_vectorized_features": "vectorize",
+    "raw_feature_paths": "vectorize",
+    "read_metadata": "vectorize",
+    "read_vectorized": "vectorize",
+    "vectorize_subset": "vectorize",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = list(_EXPORTS)

@@ -150,6 +150,24 @@ def booster_of(classifier):
     return getattr(classifier, "booster_", None)
 
 
+def rounds_progress(desc: str):
+    """A LightGBM callback drawing a tqdm bar of the boosting rounds on stderr."""
+    import sys
+
+    from tqdm import tqdm
+
+    bars: list = []
+
+    def callback(env) -> None:
+        if not bars:
+            bars.append(tqdm(total=env.end_iteration - env.begin_iteration, desc=desc, unit="round", file=sys.stderr))
+        bars[0].update(1)
+        if env.iteration + 1 >= env.end_iteration:
+            bars[0].close()
+
+    return callback
+
+
 def train_and_save(
     store,
     data_dir: Path | str,
@@ -161,19 +179,21 @@ def train_and_save(
     histogram_pool_mb: int | None = None,
     binary_dataset: Path | str | None = None,
     dask: str | None = None,
+    progress: bool = False,
     **overrides,
 ) -> dict:
     """Fit LightGBM on the labelled train rows of a vectorized data dir, evaluate on its test rows,
-    and save the pipeline to ``store`` (task ``ember``) with the threshold at 1 % FPR.
+        and save the pipeline to ``store`` (task ``ember``) with the threshold at 1 % FPR.
 
-    By default the labelled rows are loaded into memory, as ember does. ``bounded=True`` trains from
-    the memmaps in bounded memory (``vigil.tasks.ember.bounded``: histogram pool capped at
-    ``histogram_pool_mb``, default 1,024 MB; the binned Dataset saved to / reused from
-    ``binary_dataset``); ``dask="tcp://host:8786"`` or ``"local:N"`` trains with LightGBM's Dask
-    interface (``vigil.tasks.ember.distributed``). All three save the same kind of artifact.
+        By default the labelled rows are loaded into memory, as ember does. ``bounded=True`` trains from
+        the memmaps in bounded memory (``vigil.tasks.ember.bounded``: histogram pool capped at
+        ``histogram_pool_mb``, default 1,024 MB; the binned Dataset saved to / reused from
+        ``binary_dataset``); ``dask="tcp://host:8786"`` or ``"local:N"`` trains with LightGBM's Dask
+        interface (``vigil.tasks.ember.distributed``). All three save the same kind of artifact.
+    ``progress=True`` shows a bar of the boosting rounds (in memory) on stderr.
 
-    Returns the manifest entry. Without a labelled test set of both classes the metrics and the
-    threshold come from the training rows, and the entry says so (``extra.metrics_on``).
+        Returns the manifest entry. Without a labelled test set of both classes the metrics and the
+        threshold come from the training rows, and the entry says so (``extra.metrics_on``).
     """
     from vigil.artifacts import data_fingerprint
     from vigil.tasks.ember.bounded import predict_rows
@@ -220,7 +240,8 @@ def train_and_save(
         )
     else:
         X, _ = load_labelled(X_train, y_train)
-        classifier = make_estimator(preset, n_jobs=n_jobs, **overrides).fit(X, y)
+        callbacks = [rounds_progress("LightGBM")] if progress else None
+        classifier = make_estimator(preset, n_jobs=n_jobs, **overrides).fit(X, y, callbacks=callbacks)
         del X
 
     metrics_on = "test"

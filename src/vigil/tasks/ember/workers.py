@@ -34,8 +34,6 @@ import signal
 import threading
 from typing import Any, Callable
 
-from vigil.tasks.ember.features import FeatureExtractor
-
 log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 64 << 20  # per file, uploads and `extract` (the service's default body limit)
@@ -268,6 +266,8 @@ class WorkerPool:
 def extract_bytes(job: tuple[bytes, int]) -> tuple[dict, str | None]:
     """(raw record, note) of one file's content; runs in the child."""
     content, feature_version = job
+    from vigil.tasks.ember.features import FeatureExtractor  # preloaded in the children (PRELOAD)
+
     return FeatureExtractor(feature_version).raw_features_and_note(content)
 
 
@@ -293,6 +293,8 @@ def extract_file(job: tuple[str, int, int, int]) -> tuple[str, Any, str | None]:
     if len(bytez) > status.st_size:
         return "skip", None, "the file grew while it was read"
     mtime = _dt.datetime.fromtimestamp(status.st_mtime, _dt.timezone.utc)
+    from vigil.tasks.ember.features import FeatureExtractor
+
     raw, note = FeatureExtractor(feature_version).raw_features_and_note(bytez)
     record = {"sha256": raw.pop("sha256"), "appeared": mtime.strftime("%Y-%m"), "label": label}
     if feature_version >= 2:

@@ -2,33 +2,31 @@
 
 Modules: ``data`` (readers of the original file formats, random odd points), ``detector``
 (``Detector``, ``confusion_ratios``, estimators and grids), ``tuning`` (score files and plots),
-``plots`` (decision boundaries), ``task`` (CLI verbs and ``/predict/iot-anomaly``), ``production``
-(the original's ``classify(class_, length, width)`` -> ``"malicious"`` / ``"non-malicous"``).
+``plots`` (decision boundaries), ``task`` (the Task, ``/predict/iot-anomaly``), ``cli`` (the verbs),
+``production`` (the original's ``classify(class_, length, width)`` -> ``"malicious"`` / ``"non-malicous"``).
+Names are re-exported here on first use, so importing the package loads neither pandas nor scikit-learn.
 """
 
-from vigil.tasks.iot_anomaly.data import OddPointBox, load_objects
-from vigil.tasks.iot_anomaly.production import classify
-from vigil.tasks.iot_anomaly.task import IotAnomalyTask
+from __future__ import annotations
 
-_DETECTOR_NAMES = ("ESTIMATORS", "Detector", "confusion_ratios", "make_estimator")
+import importlib
+
+_EXPORTS = {
+    "IotAnomalyTask": "task",
+    "Detector": "detector",
+    "confusion_ratios": "detector",
+    "make_estimator": "detector",
+    "ESTIMATORS": "detector",
+    "OddPointBox": "data",
+    "load_objects": "data",
+    "classify": "production",
+}
 
 
 def __getattr__(name: str):
-    # PEP 562: the detector (and scikit-learn with it) loads on first use, not on `vigil --help`.
-    if name in _DETECTOR_NAMES:
-        from vigil.tasks.iot_anomaly import detector
-
-        return getattr(detector, name)
-    raise AttributeError(name)
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [
-    "IotAnomalyTask",
-    "Detector",
-    "confusion_ratios",
-    "make_estimator",
-    "ESTIMATORS",
-    "OddPointBox",
-    "load_objects",
-    "classify",
-]
+__all__ = list(_EXPORTS)

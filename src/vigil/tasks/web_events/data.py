@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from vigil.errors import InvalidInput
+from vigil.files import read_csv_checked
 from vigil.tasks.web_events.wrangling import COLUMNS
 
 SAMPLE_CSV = "web_events/events_sample.csv"
@@ -20,16 +21,7 @@ SAMPLE_CSV = "web_events/events_sample.csv"
 
 def load_events_csv(path: Path | str, drop_duplicates: bool = True) -> pd.DataFrame:
     """The eight columns as text (missing = NaN, as pandas reads ML-PT's bare NaN tokens), duplicates dropped."""
-    path = Path(path)
-    if not path.exists():
-        raise InvalidInput(f"events file not found: {path}", str(path))
-    try:
-        frame = pd.read_csv(path, dtype=str)
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise InvalidInput(f"cannot read events CSV {path}", str(exc)) from exc
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise InvalidInput(f"{path} lacks the columns {missing}", {"expected": COLUMNS, "found": list(frame.columns)})
+    frame = read_csv_checked(path, COLUMNS, what="events file", dtype=str)
     frame = frame[COLUMNS].astype(object).where(frame[COLUMNS].notna(), np.nan)
     if drop_duplicates:
         frame = frame.drop_duplicates(ignore_index=True)

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from vigil.errors import InvalidInput
+from vigil.files import read_csv_checked
 from vigil.safe_pickle import loads_data
 
 N_SITES = 10
@@ -55,12 +56,7 @@ def find_file(folder: Path, names: tuple[str, ...]) -> Path:
 # -- readers --------------------------------------------------------------------------------------
 def read_sessions(path: Path | str) -> pd.DataFrame:
     """Read a Kaggle session file; sites stay nullable integers, times become datetimes."""
-    if not Path(path).is_file():
-        raise InvalidInput(f"no such session file: {path}", {"path": str(path)})
-    frame = pd.read_csv(path)
-    missing = [c for c in ["session_id", *SESSION_COLUMNS] if c not in frame.columns]
-    if missing:
-        raise InvalidInput(f"{path} is not in Kaggle's session format", {"missing_columns": missing})
+    frame = read_csv_checked(path, ["session_id", *SESSION_COLUMNS], what="session file")
     for column in SESSION_COLUMNS:
         given = frame[column].notna() & (frame[column].astype(str).str.strip() != "")
         if column.startswith("site"):

@@ -259,9 +259,12 @@ def train_and_evaluate(
         chosen = "blend"
     threshold = best_f1_threshold(y_train, oof[chosen])
 
+    final = tqdm(total=2 if refit_all else 1, desc="final fits", unit="fit", disable=not show_progress)
+    final.set_postfix_str(f"{chosen} on the earlier {1 - test_fraction:.0%}")
     started = time.perf_counter()
     fitted = clone(candidates[chosen]).fit(train, y_train)
     seconds["fit"] = time.perf_counter() - started
+    final.update(1)
     started = time.perf_counter()
     holdout_scores = fitted.predict_proba(holdout)[:, 1]
     seconds["predict_holdout"] = time.perf_counter() - started
@@ -279,9 +282,12 @@ def train_and_evaluate(
         importance=feature_importance(fitted, train, site_dic),
     )
     if refit_all:
+        final.set_postfix_str(f"{chosen} on all {len(labelled)} sessions")
         started = time.perf_counter()
         fitted = clone(candidates[chosen]).fit(labelled, _labels(labelled))
         seconds["refit_all"] = time.perf_counter() - started
+        final.update(1)
+    final.close()
     return fitted, report
 
 

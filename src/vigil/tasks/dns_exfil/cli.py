@@ -1,0 +1,101 @@
+"""``vigil dns generate | train | evaluate-real`` (a click group, mounted by the root under ``dns``).
+
+The Kafka verbs (``produce``, ``stream``, ``broker``, ``demo``) are :mod:`vigil.streaming.dns_cli`'s,
+joined to this group by the registry (:data:`vigil.tasks.TASKS`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vigil.context import with_args
+
+
+@click.group(help="DNS exfiltration: is this query name smuggling data out?", no_args_is_help=True)
+def commands() -> None:
+    pass
+
+
+@commands.command("generate", help="make static and stream CSVs (CIC columns) from real ingredients")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="folder (default: runs/dns/data)")
+@click.option("--static-rows", type=int, default=30_000)
+@click.option(
+    "--windows-per-phase", type=int, default=10, help="stream windows (of 1,000 rows) per drift phase; 4 phases"
+)
+@click.option("--seed", type=int, default=7)
+@click.option("--with-query", is_flag=True, help="add the query name as a 17th column")
+@with_args
+def cmd_generate(args) -> int:
+    from vigil.tasks.dns_exfil.generate import generate
+
+    settings = args.settings
+    out = args.out or settings.work_dir / "dns" / "data"
+    card = generate(
+        out,
+        static_rows=args.static_rows,
+        windows_per_phase=args.windows_per_phase,
+        seed=args.seed,
+        with_query=args.with_query,
+        data_dir=settings.data_dir / "dns_exfil",
+        progress=True,
+    )
+    print(f"static: {out / 'static_dataset.csv'} ({card['static_rows']} rows, {card['static_attacks']} attacks)")
+    print(f"stream: {out / 'stream_dataset.csv'} ({card['stream_rows']} rows, {card['stream_attacks']} attacks)")
+    for phase in card["phases"]:
+        print(
+            f"  windows {phase['first_window']:>3}-{phase['last_window']:<3} {phase['phase']:<5} {phase['description']}"
+        )
+    print(f"drift schedule: {out / 'drift_schedule.json'}")
+    return 0
+
+
+@commands.command(
+    "evaluate-real",
+    help="leave-one-tool-out evaluation of the per-query model on the "
+    "shipped real captures and benign names; then train and save it",
+)
+@click.option("--no-save", is_flag=True, help="evaluate only")
+@with_args
+def cmd_evaluate_real(args) -> int:
+    from vigil.tasks.dns_exfil.query_model import format_report, leave_one_tool_out, train_query_model
+
+    store = args.store
+    print(format_report(leave_one_tool_out()))
+    if not args.no_save:
+        entry = train_query_model(store)
+        print(f"saved {entry['task']} v{entry['version']} (served by POST /predict/dns for query names)")
+    return 0
+
+
+@commands.command(
+    "train",
+    help="analysis report, feature selection and algorithm comparison; save the better model as the static model",
+)
+@click.argument("csv", type=click.Path(path_type=Path), required=False)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="report folder (default: runs/dns/train)")
+@click.option("--max-rows", type=int, default=None)
+@click.option("--test-size", type=float, default=0.25)
+@click.option("--n-jobs", type=int, default=1)
+@with_args
+def cmd_train(args) -> int:
+    from vigil.tasks.dns_exfil.report import train_and_report
+
+    settings, store = args.settings, args.store
+    csv = args.csv
+    if csv is None:
+        from vigil.tasks.dns_exfil.generate import generate
+
+        data = settings.work_dir / "dns" / "data"
+        if not (data / "static_dataset.csv").exists():
+            print(f"no CSV given: generating one in {data}", flush=True)
+            generate(data, data_dir=settings.data_dir / "dns_exfil", progress=True)
+        csv = data / "static_dataset.csv"
+    out = args.out or settings.work_dir / "dns" / "train"
+    entry, summary = train_and_report(
+        csv, out, store, max_rows=args.max_rows, test_size=args.test_size, n_jobs=args.n_jobs
+    )
+    print(summary)
+    print(f"saved {entry['task']} v{entry['version']}; report: {out / 'report.md'}")
+    return 0
