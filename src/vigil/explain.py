@@ -43,14 +43,16 @@ MAX_SHAPLEY_FEATURES = 8
 
 def reason(feature: str, value: Any, contribution: float, text: str | None = None) -> dict:
     """One reason in the common shape; ``text`` defaults to "<feature> <value> (raises/lowers ...)"."""
-    contribution = float(contribution)
+    contribution = float(contribution)  # not rounded: the contributions must still add up
+    if isinstance(value, (float, np.floating)):
+        value = round(float(value), 6)  # float32 features read 0.6000000238 otherwise
     if text is None:
         text = f"{feature} {format_value(value)}".strip()
     direction = "raises" if contribution > 0 else "lowers"
     return {
         "feature": feature,
         "value": value,
-        "contribution": round(contribution, 6),
+        "contribution": contribution,
         "text": f"{text} ({direction} the score by {abs(contribution):.3g})",
     }
 

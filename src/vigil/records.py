@@ -34,35 +34,51 @@ def _adapter(kind: Any) -> pydantic.TypeAdapter:
     return pydantic.TypeAdapter(kind)
 
 
+@lru_cache(maxsize=None)
 def json_schema(kind: Any) -> dict:
-    """The JSON schema of a request type (a model class, or a union / list of them), for OpenAPI."""
+    """The JSON schema of a request type (a model class, or a union / list of them), for OpenAPI.
+    Built once per type (pydantic takes 1-7 ms, and the service asks on every request); callers
+    must not change the dict they get."""
     if isinstance(kind, type) and issubclass(kind, pydantic.BaseModel):
         return kind.model_json_schema()
     return _adapter(kind).json_schema()
 
 
-def error_of(error: Any, index: int | None = None) -> dict:
+def error_of(error: Any, index: int | None = None, root: Any = None) -> dict:
     """One pydantic error as ``{"index", "field", "message"}``: ``index`` the first integer of its
-    location (the record) unless given, ``field`` its last name (the missing or wrong key)."""
+    location (the record) unless given, ``field`` the last key of the body on that location (the
+    missing or wrong one). With ``root`` (the validated value) the location is walked through it,
+    so a union's branch tags in the location ("int", "constrained-str") are not taken for keys."""
     location = list(error.get("loc", ()))
     if index is None:
         index = next((part for part in location if isinstance(part, int)), None)
-    names = [part for part in location if isinstance(part, str)]
+    field = _field_on(root, location, error.get("type") == "missing") if root is not None else None
+    if field is None and root is None:
+        names = [part for part in location if isinstance(part, str)]
+        field = names[-1] if names else None
     message = error.get("msg", "invalid")
     if error.get("type") == "missing":
         message = "missing"
-    return {
-        "index": index,
-        "field": names[-1] if names else None,
-        "message": message[:MAX_MESSAGE],
-        "kind": error.get("type"),
-    }
+    return {"index": index, "field": field, "message": message[:MAX_MESSAGE], "kind": error.get("type")}
 
 
-def errors_of(exc: pydantic.ValidationError, index: int | None = None) -> list[dict]:
+def _field_on(root: Any, location: list, missing: bool) -> str | None:
+    field, node = None, root
+    for position, part in enumerate(location):
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            field, node = part, node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif missing and position == len(location) - 1 and isinstance(part, str):
+            field = part  # the key that is not there
+        # else: a branch tag of a union, not a key of the body
+    return field
+
+
+def errors_of(exc: pydantic.ValidationError, index: int | None = None, root: Any = None) -> list[dict]:
     """Every error of ``exc`` in the one shape (with pydantic's error ``kind``, for tasks that map
     kinds to statuses; strip it with :func:`public` before answering)."""
-    return [error_of(error, index) for error in exc.errors(include_url=False, include_context=False)]
+    return [error_of(error, index, root) for error in exc.errors(include_url=False, include_context=False)]
 
 
 def public(errors: list[dict]) -> list[dict]:
@@ -90,7 +106,7 @@ def validate_records(model: type[pydantic.BaseModel], items: list, context: dict
         try:
             result.valid.append((index, model.model_validate(item, context=context)))
         except pydantic.ValidationError as exc:
-            result.errors.extend(errors_of(exc, index))
+            result.errors.extend(errors_of(exc, index, root=item))
     return result
 
 

@@ -27,6 +27,7 @@ BLUEPRINTS = [
     "vigil.service.compat.dns",
     "vigil.service.compat.web_sessions",
     "vigil.service.ui",
+    "vigil.service.favicon",
 ]
 
 
@@ -65,7 +66,7 @@ def create_app(settings=None, store=None):
 def freeze_startup_heap() -> None:
     """Collect, then move every object alive now (modules, the loaded models, the app) into the
     garbage collector's permanent generation (``gc.freeze``), so the collections a large request
-    triggers scan only what it allocates, not the whole process (ML-PT's POST /predict at 10,000
+    triggers scan only what it allocates, not the whole process (a POST /predict of 10,000
     events spent a fifth of its time in such collections). Gunicorn's ``post_worker_init`` calls it
     once the worker has built the app; objects that later become garbage are still freed by
     reference counting."""

@@ -14,7 +14,7 @@ bp = Blueprint("admin", __name__)
 
 @bp.post("/admin/reload")
 @spec(
-    summary="Load the newest verified artifact of every task and swap it in atomically",
+    summary="Reload the models: each task's newest verified version, switched in at once",
     description=(
         "Requests in flight finish on the model they started with. Every gunicorn worker swaps on "
         "its next request. A task whose new artifact fails verification or warm-up keeps its "
@@ -32,7 +32,7 @@ def reload():
 
 
 @bp.get("/admin/runtime")
-@spec(summary="This worker's process, thread pools and limits", tags=["admin"])
+@spec(summary="This worker: its process, threads and limits", tags=["admin"])
 def runtime():
     import lightgbm  # noqa: F401  (loads OpenMP, so its thread pool shows below)
     import numpy  # noqa: F401  (loads BLAS, likewise)

@@ -27,7 +27,8 @@ JSON_TYPES = ("application/json",)
 
 @dataclass
 class RouteSpec:
-    summary: str = ""
+    # One line for a person reading /docs; a callable(**path_params) for a route listed per task.
+    summary: Any = ""
     description: str = ""
     # A JSON schema dict, a pydantic model class, or a callable taking the view's path
     # parameters (e.g. task_slug) and returning a schema dict or None.
@@ -37,7 +38,7 @@ class RouteSpec:
     # Content types the route accepts; JSON bodies are validated, others pass through to the view.
     content_types: tuple[str, ...] = JSON_TYPES
     body_required: bool = True
-    # Path parameters to enumerate in OpenAPI, e.g. {"task_slug": lambda: ["iot-anomaly", ...]}.
+    # Path parameters to enumerate in OpenAPI, e.g. {"task_slug": lambda: [every task's slug]}.
     expand: dict[str, Callable[[], list[str]]] = field(default_factory=dict)
     # Known values of a path parameter, documented as an enum (other values still reach the view).
     path_values: dict[str, Callable[[], list[str]]] = field(default_factory=dict)
@@ -55,13 +56,18 @@ class RouteSpec:
     # extension); the middleware checks only its size and content type, parsing nothing.
     raw_body: bool = False
     # Accepted and ignored: the "schema says no, ask the task anyway" path is gone (tasks validate
-    # with their request model). Kept only so a blueprint still passing it (service/dns.py) loads.
+    # with their request model). Kept only so a blueprint still passing it loads.
     task_explains_errors: bool = False
+    # Query parameters, as OpenAPI parameter objects without "in" (e.g. /predict's ``explain``).
+    query: list[dict] = field(default_factory=list)
     # Which token guards the route: "api", "predict", None, or "auto" (decided by path, see middleware).
     auth: str | None = "auto"
 
     def body_schema(self, **path_params) -> dict | None:
         return schema_dict(self.body, **path_params)
+
+    def summary_for(self, **path_params) -> str:
+        return self.summary(**path_params) if callable(self.summary) else self.summary
 
     def example_body(self, **path_params) -> Any:
         return self.example(**path_params) if callable(self.example) else self.example

@@ -29,6 +29,10 @@ _runtime_dir = Path(tempfile.mkdtemp(prefix="vigil-runtime-"))
 os.environ["VIGIL_RUNTIME_DIR"] = str(_runtime_dir)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_runtime_dir / "prometheus")
 
+# gunicorn 23+ opens a control socket, by default in the user's home (~/.gunicorn/gunicorn.ctl):
+# one per server, in this server's runtime folder, removed with it (and never shared by two servers).
+control_socket = str(_runtime_dir / "gunicorn.ctl")
+
 # comma-separated: `vigil serve --ui-port` adds the browser UI's address to the API's
 bind = (_settings.bind or f"{_settings.host}:{_settings.port}").split(",")
 workers = _settings.workers

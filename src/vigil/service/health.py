@@ -21,33 +21,33 @@ def _readiness() -> tuple[bool, dict]:
 
 
 @bp.get("/health")
-@spec(summary="Liveness: the process answers", tags=["health"])
+@spec(summary="Is the service up?", tags=["health"])
 def health():
     return jsonify({"status": "ok"})
 
 
 @bp.get("/ready")
-@spec(summary="Readiness: every configured model is loaded and warmed (503 otherwise)", tags=["health"])
+@spec(summary="Is every task's model loaded and answering? (503 if not)", tags=["health"])
 def ready():
     is_ready, body = _readiness()
     return jsonify(body), 200 if is_ready else 503
 
 
 @bp.get("/v2/health/live")
-@spec(summary="KServe V2 liveness", tags=["health"])
+@spec(summary="Is the service up? (KServe V2)", tags=["health"])
 def v2_live():
     return jsonify({"live": True})
 
 
 @bp.get("/v2/health/ready")
-@spec(summary="KServe V2 readiness (503 when not ready)", tags=["health"])
+@spec(summary="Is every model ready? (KServe V2; 503 if not)", tags=["health"])
 def v2_ready():
     is_ready, _ = _readiness()
     return jsonify({"ready": is_ready}), 200 if is_ready else 503
 
 
 @bp.get("/v2")
-@spec(summary="KServe V2 server metadata", tags=["health"])
+@spec(summary="Server name, version and extensions (KServe V2)", tags=["health"])
 def v2_metadata():
     import vigil
 
@@ -57,7 +57,7 @@ def v2_metadata():
 
 @bp.get("/v2/models/<task_name>/ready")
 @spec(
-    summary="KServe V2 model readiness: {name, ready} (404 for an unknown task)",
+    summary="Is this task's model ready? (KServe V2)",
     tags=["health"],
     path_values={"task_name": lambda: [t.name for t in all_tasks()]},
 )

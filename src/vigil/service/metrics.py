@@ -172,7 +172,7 @@ def _multiprocess_dir() -> Path | None:
 
 @bp.get("/metrics")
 @spec(
-    summary="Prometheus metrics, summed over all gunicorn workers",
+    summary="Request and prediction metrics for Prometheus, all workers together",
     tags=["metrics"],
     produces=CONTENT_TYPE_LATEST.split(";")[0],
 )

@@ -114,7 +114,6 @@ def _check_body() -> None:
     if route.counts_rows:
         g.vigil_rows = check_rows(body, settings.max_rows)
     if schema is not None and route.validate:
-        g.vigil_validated = True
         if is_model(route.body):
             validate_model(route.body, body)  # the declaration itself, not its schema: one set of rules
         else:

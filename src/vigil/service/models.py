@@ -23,7 +23,7 @@ def _describe(loaded) -> dict:
 
 
 @bp.get("/models")
-@spec(summary="Every loaded model: task, version, metrics, feature version, created-at, threshold", tags=["models"])
+@spec(summary="Which model serves each task: version, date, metrics, threshold", tags=["models"])
 def list_models():
     registry = current_app.extensions["vigil.registry"]
     return jsonify({"models": [_describe(m) for m in registry.models.values()], "missing": registry.errors})
@@ -31,7 +31,7 @@ def list_models():
 
 @bp.get("/models/<task_name>")
 @spec(
-    summary="One task's loaded model (by task name or slug)",
+    summary="The model serving one task",
     tags=["models"],
     path_values={"task_name": lambda: [t.name for t in all_tasks()]},
 )

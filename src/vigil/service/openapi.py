@@ -43,9 +43,21 @@ RETRY_AFTER = {
         "schema": {"type": "string"},
     }
 }
+# Tags as a person reads them in /docs, in this order; blueprints use the short keys.
+TAGS = {
+    "predict": ("Predictions", "Ask a task's current model for verdicts (add ?explain=3 for the reasons)"),
+    "v2": ("Open Inference Protocol", "KServe V2 inference for the tasks that score numeric matrices"),
+    "models": ("Models", "Which model version serves each task, with its metrics"),
+    "active learning": ("Active learning", "Alectio's train / test / infer / loop protocol"),
+    "health": ("Health", "Liveness and readiness, Vigil's and KServe V2's"),
+    "metrics": ("Monitoring", "Prometheus metrics"),
+    "admin": ("Administration", "Reload models, inspect a worker"),
+    "ui": ("Browser pages", "The analyst's pages and the data they fetch"),
+    "docs": ("Documentation", "This API description"),
+}
 _PARAM = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
 _CONVERTER_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"}}
-UNDOCUMENTED_ENDPOINTS = {"static", "openapi.docs"}
+UNDOCUMENTED_ENDPOINTS = {"static", "openapi.docs", "favicon.favicon"}
 
 
 def _expansions(rule_text: str, route: RouteSpec):
@@ -101,15 +113,19 @@ def build_openapi(app: Flask) -> dict:
         for path, params, parameters in _expansions(rule.rule, route):
             for method in methods:
                 if declared is None and method.lower() in paths.get(path, {}):
-                    # e.g. /predict/dns overriding /predict/<task_slug>: keep the documented schema
+                    # e.g. a spec-less /predict/<one slug> overriding /predict/<task_slug>: keep the documented schema
                     continue
                 operation = _operation(rule.endpoint, method, route, params, parameters, components)
                 kind = required_token(path, route.auth)
                 if kind:
                     operation["security"] = [{"apiToken" if kind == "api" else "predictToken": []}]
                 paths.setdefault(path, {})[method.lower()] = operation
+    used = {tag for operations in paths.values() for operation in operations.values() for tag in operation["tags"]}
+    tags = [{"name": name, "description": text} for name, text in TAGS.values() if name in used]
+    tags += [{"name": tag} for tag in sorted(used - {name for name, _ in TAGS.values()})]
     return {
         "openapi": "3.1.0",
+        "tags": tags,
         "info": {
             "title": "Vigil",
             "version": vigil.__version__,
@@ -123,12 +139,13 @@ def build_openapi(app: Flask) -> dict:
 def _operation(endpoint, method, route, params, parameters, components) -> dict:
     operation: dict = {
         "operationId": _operation_id(endpoint, method, params),
-        "summary": route.summary or endpoint,
-        "tags": route.tags or [endpoint.split(".")[0]],
+        "summary": route.summary_for(**params) or _fallback_summary(endpoint),
+        "tags": [TAGS.get(tag, (tag, ""))[0] for tag in route.tags or [endpoint.split(".")[0]]],
         "responses": {"200": {"description": "OK", "content": {route.produces: {"schema": {}}}}},
     }
     if route.description:
         operation["description"] = route.description
+    parameters = parameters + [{**query, "in": "query"} for query in route.query]
     if parameters:
         operation["parameters"] = parameters
     if method in BODY_METHODS:
@@ -156,8 +173,14 @@ def _operation(endpoint, method, route, params, parameters, components) -> dict:
     return operation
 
 
+def _fallback_summary(endpoint: str) -> str:
+    """A view without a summary: its function name as words ("list_models" -> "List models")."""
+    words = endpoint.rsplit(".", 1)[-1].replace("_", " ").strip()
+    return words[:1].upper() + words[1:]
+
+
 @bp.get("/openapi.json")
-@spec(summary="This OpenAPI document", tags=["docs"])
+@spec(summary="This API description (OpenAPI 3.1)", tags=["docs"])
 def openapi_json():
     app = current_app._get_current_object()
     document = app.extensions.get("vigil.openapi")

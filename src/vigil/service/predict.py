@@ -1,6 +1,6 @@
 """``POST /predict/<slug>`` for every task, through the task interface.
 
-Other blueprints that answer predictions in another shape (ML-PT's root ``/predict``) call
+Other blueprints that answer predictions in another shape (the compat routes, e.g. a root ``/predict``) call
 :func:`run_prediction` too, so they get the same limits, time limit, metrics and model version.
 """
 
@@ -86,7 +86,7 @@ def _check_takes_matrix(task) -> None:
 
 def request_rows(predict_input: PredictInput) -> int:
     """Records in a request: JSON as :func:`count_rows` counts them, one per uploaded file, one per
-    line of a text body (DNS takes one query name per line), a matrix's rows, else one."""
+    line of a text body (a task may take one record per line), a matrix's rows, else one."""
     if predict_input.tensor is not None:
         return int(predict_input.tensor.shape[0])
     if predict_input.json is not None:
@@ -342,10 +342,21 @@ def _task_slugs() -> list[str]:
     return [task.slug for task in all_tasks()]
 
 
+EXPLAIN_PARAMETER = {
+    "name": "explain",
+    "required": False,
+    "description": "Add each verdict's N strongest reasons (`reasons`: feature, value, contribution, text), "
+    f"0 to {MAX_EXPLAIN}; `?explain` alone means 3",
+    "schema": {"type": "string", "pattern": f"^(|true|yes|[0-9]{{1,{len(str(MAX_EXPLAIN))}}})$"},
+}
+
+
 @bp.post("/predict/<task_slug>")
 @spec(
-    summary="Predict with one task's current model",
-    description="The response carries the model version (field `model_version` in objects, header X-Model-Version).",
+    summary=lambda task_slug: get_task(task_slug).title,
+    description="The answer carries the model version (field `model_version` in objects, header "
+    "X-Model-Version). With `?explain=N` each verdict comes with its N strongest reasons.",
+    query=[EXPLAIN_PARAMETER],
     body=lambda task_slug: get_task(task_slug).request_schema(),
     example=lambda task_slug: get_task(task_slug).example_request(),
     content_types=PREDICT_CONTENT_TYPES,

@@ -313,7 +313,7 @@ def _infer(task_slug: str, version: str | None = None):
 
 
 _INFER_SPEC = dict(
-    summary="Open Inference Protocol (KServe V2) infer, JSON tensor or binary-data extension",
+    summary="Score a numeric matrix (KServe V2 infer: JSON tensor or binary data)",
     body=INFER_BODY,
     example=_infer_example,
     content_types=("application/json", "application/octet-stream"),
@@ -339,7 +339,7 @@ def infer_version(task_slug: str, version: str):
 
 
 @bp.get("/v2/models/<task_slug>")
-@spec(summary="V2 model metadata: versions, input and output tensors", tags=["v2"], expand={"task_slug": _tensor_tasks})
+@spec(summary="A model's versions, inputs and outputs (KServe V2)", tags=["v2"], expand={"task_slug": _tensor_tasks})
 def model_metadata(task_slug: str):
     task = _tensor_task(task_slug)
     loaded = _served(task)

@@ -106,7 +106,7 @@ def validate_model(model, body: Any) -> None:
         paths = [json_path(e["loc"]) for e in exc.errors(include_url=False)]
         detail = [
             {"index": e["index"], "field": e["field"], "path": path, "message": e["message"]}
-            for e, path in zip(public(errors_of(exc)), paths)
+            for e, path in zip(public(errors_of(exc, root=body)), paths)
         ]
         raise UnprocessableInput("request body does not match the schema", detail[:MAX_REPORTED_ERRORS]) from None
 
@@ -170,7 +170,7 @@ def check_json_limits(body: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
         if type(value) is list and _flat_numbers_in_float_range(value):
             continue  # a feature vector: nothing nested, no integer beyond the float range
         if type(value) is list and depth < max_depth and _records_of_plain_values(value):
-            continue  # records of strings and floats (ML-PT's events): nothing nested, no integer
+            continue  # records of strings and floats (WAF events): nothing nested, no integer
         for key, item in value.items() if type(value) is dict else enumerate(value):
             kind = type(item)
             if kind is list or kind is dict:

@@ -92,6 +92,8 @@ class Task:
     # ``list[Reading] | Reading``), declared in ``tasks/<task>/requests.py``: its JSON schema is the
     # OpenAPI body (:meth:`request_schema`) and the task validates its records with it
     # (:func:`vigil.records.validate_records`), naming each fault ``{"index", "field", "message"}``.
+    # A "module:attribute" string is imported on first use, so importing a task (the CLI's start)
+    # does not import pydantic.
     request_model: ClassVar[Any] = None
 
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:
@@ -118,11 +120,22 @@ class Task:
 
     def request_schema(self) -> dict | None:
         """JSON schema of the JSON body ``/predict/<slug>`` accepts (OpenAPI), from :attr:`request_model`."""
-        if self.request_model is None:
+        model = self.request_type()
+        if model is None:
             return None
         from vigil.records import json_schema
 
-        return json_schema(self.request_model)
+        return json_schema(model)
+
+    def request_type(self) -> Any:
+        """:attr:`request_model`, imported if it is given as "module:attribute"."""
+        model = self.request_model
+        if isinstance(model, str):
+            import importlib
+
+            module, _, attribute = model.partition(":")
+            model = getattr(importlib.import_module(module), attribute)
+        return model
 
     def explain(self, loaded: LoadedModel, request: PredictInput, result: Any, top: int) -> Any:
         """(optional) ``result`` (what :meth:`predict` answered for ``request``) with the ``top``

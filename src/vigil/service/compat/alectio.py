@@ -200,7 +200,7 @@ def _required(body: dict, field: str):
 
 
 @bp.post("/train")
-@_alectio("Alectio train: fit on the labelled pool indices and save ckpt_file", TrainRequest)
+@_alectio("Train on the labelled records and save a checkpoint", TrainRequest)
 def train():
     body = _body()
     args = _args(body)
@@ -214,7 +214,7 @@ def train():
 
 
 @bp.post("/test")
-@_alectio("Alectio test: predict the test set with ckpt_file", TestRequest)
+@_alectio("Score the test set with a checkpoint", TestRequest)
 def test():
     body = _body()
     ckpt_file = _required(body, "ckpt_file")
@@ -224,7 +224,7 @@ def test():
 
 
 @bp.post("/infer")
-@_alectio("Alectio infer: class probabilities of the unlabelled pool indices", InferRequest)
+@_alectio("Class probabilities of unlabelled records", InferRequest)
 def infer():
     body = _body()
     args = _args(body)
@@ -234,7 +234,7 @@ def infer():
 
 
 @bp.post("/one_loop")
-@_alectio("Alectio one_loop: start loop cur_loop as a background job (GET /jobs/<id> follows it)", LoopRequest)
+@_alectio("Start one active-learning loop in the background (follow it at /jobs/{id})", LoopRequest)
 def one_loop():
     answer = _pipeline().start_loop(_body())
     answer.pop("job")
@@ -242,13 +242,13 @@ def one_loop():
 
 
 @bp.post("/end_exp")
-@_alectio("Alectio end_exp: close the experiment (later loops and /train get 409)", EndRequest)
+@_alectio("End an experiment (later loops and training answer 409)", EndRequest)
 def end_exp():
     return jsonify(_pipeline().end_experiment(_body()))
 
 
 @bp.get("/jobs/<job_id>")
-@_alectio("A loop job's status, stage, progress and result or error")
+@_alectio("Follow a loop: its status, stage, progress, result or error")
 def job(job_id: str):
     return jsonify(public_job(_pipeline().jobs.get(job_id)))  # read from its JSON file: plain already
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from vigil.service.api import spec
-from vigil.service.predict import run_prediction
+from vigil.service.predict import EXPLAIN_PARAMETER, run_prediction
 from vigil.tasks import get_task
 
 bp = Blueprint("mlpt", __name__)
@@ -27,9 +27,10 @@ KEPT_STATUSES = {401, 405}
 
 @bp.post("/predict")
 @spec(
-    summary='Label WAF events (ML-PT\'s API: a JSON array of {"data": "<event JSON>"})',
+    summary="Label WAF events (ML-PT's own endpoint)",
     body=lambda: get_task("web-events").request_schema(),
     example=lambda: get_task("web-events").example_request(),
+    query=[EXPLAIN_PARAMETER],
     validate=False,  # the task validates each record (and answers the good ones with ?partial=1)
     tags=["predict"],
 )

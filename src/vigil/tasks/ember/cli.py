@@ -244,9 +244,17 @@ def cmd_evaluate(args) -> int:
 
 
 def plot_roc(y: np.ndarray, scores: np.ndarray, path: Path, threshold: float | None) -> None:
+    from vigil.plotting import save_figure
+
+    figure, _ = roc_figure(y, scores, threshold)
+    save_figure(figure, path)
+
+
+def roc_figure(y: np.ndarray, scores: np.ndarray, threshold: float | None):
+    """(figure, axis) of the ROC curve, FPR on a symlog axis from 0 to 1 (no negative rates)."""
     from sklearn.metrics import roc_curve
 
-    from vigil.plotting import pyplot, save_figure
+    from vigil.plotting import pyplot
 
     plt = pyplot()
 
@@ -255,11 +263,13 @@ def plot_roc(y: np.ndarray, scores: np.ndarray, path: Path, threshold: float | N
     axis.plot(fpr, tpr, label="ROC")
     axis.axvline(0.01, color="grey", linestyle=":", label="1% FPR")
     axis.set_xscale("symlog", linthresh=1e-3)
+    # symlog's autoscale pads below 0, which draws ticks at -10^-3 and less: a rate is never negative
+    axis.set_xlim(0, 1)
     axis.set_xlabel("false-positive rate")
     axis.set_ylabel("detection rate")
     axis.set_title("EMBER LightGBM" + (f" (threshold {threshold:.3f})" if threshold is not None else ""))
     axis.legend(loc="lower right")
-    save_figure(figure, path)
+    return figure, axis
 
 
 @commands.command("classify", help="malware probability of PE files")

@@ -192,8 +192,8 @@ def explain_results(
     names = feature_names(feature_version)
     extractor = FeatureExtractor(feature_version)
     for row, result in enumerate(results):
-        result["raw_score"] = round(float(contributions[row].sum()), 6)
-        result["expected_value"] = round(float(contributions[row, -1]), 6)
+        result["raw_score"] = float(contributions[row].sum())
+        result["expected_value"] = float(contributions[row, -1])
         result["reasons"] = reasons_of(contributions[row, :-1], vectors[row], names, top, raws[row], extractor)
 
 

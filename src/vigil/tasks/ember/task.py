@@ -214,6 +214,8 @@ class EmberTask(Task):
     row_cost = 1000.0  # µs per JSON vector (parsing 2,381 floats) or raw record; a PE file is one row
     tensor_input = True  # x-npy bodies and V2 infer: a (rows, 2381) matrix (2351 for feature version 1)
     ui_template, ui_label = "tasks/ember.html", "Malware"
+    # tasks/ember/requests.py (pydantic, imported on first use): documents the JSON body; numpy checks it
+    request_model = "vigil.tasks.ember.requests:REQUEST"
 
     # -- training ---------------------------------------------------------------------------
     def train_default(self, store, settings) -> dict:
@@ -391,25 +393,6 @@ class EmberTask(Task):
                 {"index": index, "position": position},
             )
         return vector
-
-    def request_schema(self) -> dict:
-        dim = DIMS[2]
-        vector = {"type": "array", "items": {"type": "number"}, "minItems": dim, "maxItems": dim}
-        return {
-            "description": "POST a PE file as application/octet-stream or multipart/form-data, or JSON "
-            "feature vectors (2381 floats for feature version 2, 2351 for version 1) "
-            "or ember raw records (objects with the feature-block keys).",
-            "oneOf": [
-                {"type": "array", "items": {"anyOf": [vector, {"type": "object"}]}, "minItems": 1},
-                {
-                    "type": "object",
-                    "properties": {
-                        "vectors": {"type": "array", "minItems": 1, "items": {"anyOf": [vector, {"type": "object"}]}}
-                    },
-                    "required": ["vectors"],
-                },
-            ],
-        }
 
     def example_request(self) -> Any:
         return [[0.0] * DIMS[2]]

@@ -52,8 +52,8 @@ def explain_rows(model, rows: list[dict], classes: list[str], entry: dict, top: 
 
         explained.append(
             {
-                "score": round(float(base + vector.sum()), 6),
-                "expected_value": round(float(base), 6),
+                "score": float(base + vector.sum()),
+                "expected_value": float(base),
                 "reasons": top_reasons(vector, top, describe),
             }
         )

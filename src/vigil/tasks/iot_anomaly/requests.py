@@ -97,7 +97,7 @@ def validate_item(item, classes: list[str], strings_are_numbers: bool = False) -
                 "message": e["message"],
                 "kind": e["kind"] if e["kind"] == "negative" else "malformed",
             }
-            for e in errors_of(exc)
+            for e in errors_of(exc, root=item)
         ]
         if "class" not in {p["field"] for p in problems}:
             problems[:0] = _class_problems(item["class"], classes)

@@ -9,7 +9,6 @@ from vigil.artifacts import ArtifactStore, LoadedModel, data_fingerprint
 from vigil.config import Settings
 from vigil.errors import InvalidInput, UnprocessableInput, too_many_rows
 from vigil.tasks.base import PredictInput, Task
-from vigil.tasks.iot_anomaly.requests import REQUEST, normalise_item, validate_item
 
 # scikit-learn and pandas are imported on first use (detector.py, plots.py), so `vigil --help` starts fast.
 ESTIMATOR_KEYS = ("mlp", "adaboost", "forest", "svc")
@@ -32,7 +31,8 @@ class IotAnomalyTask(Task):
     name = "iot_anomaly"
     slug = "iot-anomaly"
     title = "IoT anomalies: is this (class, length, width) reading an odd object?"
-    request_model = REQUEST  # tasks/iot_anomaly/requests.py: the OpenAPI body and the per-item checks
+    # tasks/iot_anomaly/requests.py, imported on first use (pydantic): the OpenAPI body and the checks
+    request_model = "vigil.tasks.iot_anomaly.requests:REQUEST"
     row_cost = 20.0  # µs per reading (checked in Python, scored in one AdaBoost call)
     ui_template, ui_label = "tasks/iot_anomaly.html", "IoT"
     model_facts = ("classes", "odd_point_box", "estimator")
@@ -159,9 +159,8 @@ class IotAnomalyTask(Task):
         from vigil.tasks.iot_anomaly.explain import explain_rows
         from vigil.tasks.iot_anomaly.plots import odd_scores
 
-        payload = (
-            request.json.get("items") if isinstance(request.json, dict) and "items" in request.json else request.json
-        )
+        payload = request.json
+        payload = payload.get("items") if isinstance(payload, dict) and "items" in payload else payload
         payload = [payload] if isinstance(payload, dict) else payload
         classes = self.model_classes(loaded)
         rows = [normalise_item(item, classes) for item in payload]
@@ -260,9 +259,22 @@ def comparison_table(
     return "\n".join(lines)
 
 
-# -- the explanations' background ---------------------------------------------------------------------
+# -- item validation (shared by the HTTP endpoint and `classify`): tasks/iot_anomaly/requests.py ----
+def validate_item(item, classes: list[str], strings_are_numbers: bool = False) -> list[dict]:
+    """Problems of one {class, length, width} item: [{field, message, kind}] (empty when fine)."""
+    from vigil.tasks.iot_anomaly import requests  # pydantic on first use: `vigil --help` stays fast
+
+    return requests.validate_item(item, classes, strings_are_numbers)
+
+
+def normalise_item(item: dict, classes: list[str]) -> dict:
+    from vigil.tasks.iot_anomaly import requests
+
+    return requests.normalise_item(item, classes)
+
+
 def typical_sizes(frame) -> dict[str, dict[str, float]]:
-    """Median length and width of each class's normal (not odd) objects."""
+    """Median length and width of each class's normal (not odd) objects: the explanations' background."""
     normal = frame[frame["odd"] == 0]
     medians = normal.groupby("class")[["length", "width"]].median()
     return {str(c): {"length": float(r["length"]), "width": float(r["width"])} for c, r in medians.iterrows()}

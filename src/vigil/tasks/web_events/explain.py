@@ -95,12 +95,12 @@ def explain_answers(pipeline, events, answers: list[dict], top: int, entry: dict
             leading = [int(j) for j in np.argsort(-np.abs(terms[k]), kind="stable")[:2] if terms[k][j] != 0]
             parts = [_text(names[j], human_name(names[j]), float(inputs[j])) for j in leading]
             feature = f"component {k}: " + ", ".join(human_name(names[j]) for j in leading)
-            return feature, round(float(components[k]), 6), f"component {k} = {components[k]:.3g} ({', '.join(parts)})"
+            return feature, float(components[k]), f"component {k} = {components[k]:.3g} ({', '.join(parts)})"
 
         cluster = int(explained["clusters"][row])
         answer["attack"] = cluster in attack_clusters
-        answer["probability"] = round(float(explained["probability"][row]), 6)
-        answer["expected_value"] = round(float(explained["base"][row]), 6)
+        answer["probability"] = float(explained["probability"][row])
+        answer["expected_value"] = float(explained["base"][row])
         answer["reasons"] = top_reasons(explained["contributions"][row], top, describe)
     return answers
 

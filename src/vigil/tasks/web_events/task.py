@@ -16,7 +16,7 @@ from vigil.errors import InvalidInput
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.web_events.data import SAMPLE_CSV, event_to_request_record, load_events_csv, parse_request
 from vigil.tasks.web_events.features import FEATURE_VERSION
-from vigil.tasks.web_events.wrangling import COLUMNS, to_text
+from vigil.tasks.web_events.wrangling import to_text
 
 EXAMPLE_EVENTS = [  # the two events of ML-PT's README curl example
     {
@@ -104,6 +104,7 @@ class WebEventsTask(Task):
     row_cost = 20.0  # µs per event
     ui_template, ui_label = "tasks/web_events.html", "Web events"
     model_facts = ("attack_clusters", "good_clusters", "clustering")
+    request_model = "vigil.tasks.web_events.requests:REQUEST"  # ML-PT's request, for OpenAPI (pydantic on first use)
 
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:
         from vigil.tasks.web_events.train import train_model
@@ -134,21 +135,6 @@ class WebEventsTask(Task):
             explain_answers(loaded.model, parsed.events.iloc[answered], result["predictions"], top, loaded.entry)
             return result
         return explain_answers(loaded.model, parsed.events, result, top, loaded.entry)
-
-    def request_schema(self) -> dict:
-        return {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["data"],
-                "properties": {
-                    "data": {
-                        "type": "string",
-                        "description": f"one event as a JSON object string; NaN allowed; fields {', '.join(COLUMNS)}",
-                    }
-                },
-            },
-        }
 
     def example_request(self):
         return [event_to_request_record(event) for event in EXAMPLE_EVENTS]

@@ -77,6 +77,8 @@ class WebSessionsTask(Task):
     row_cost: ClassVar[float] = 100.0  # µs per session
     ui_template: ClassVar[str | None] = "tasks/web_sessions.html"
     ui_label: ClassVar[str | None] = "Alice sessions"
+    # tasks/web_sessions/requests.py, for OpenAPI (imported on first use: pydantic)
+    request_model: ClassVar[Any] = "vigil.tasks.web_sessions.requests:REQUEST"
 
     # -- training -------------------------------------------------------------------------------
     def train_and_save(
@@ -143,39 +145,16 @@ class WebSessionsTask(Task):
             "model_version": loaded.version,
         }
 
-    def request_schema(self) -> dict:
-        session = {
-            "type": "object",
-            "properties": {
-                "sites": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": 10,
-                    "items": {"type": ["integer", "string"]},
-                    "description": "site ids or names, in visit order",
-                },
-                "times": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": 10,
-                    "items": {"type": "string", "format": "date-time"},
-                },
-                **{f"site{i}": {"type": ["integer", "string", "null"]} for i in range(1, 11)},
-                **{f"time{i}": {"type": ["string", "null"]} for i in range(1, 11)},
-            },
-        }
-        # anyOf, not oneOf: {"sessions": [...]} also matches the one-session object schema
-        return {
-            "anyOf": [
-                session,
-                {"type": "array", "items": session},
-                {
-                    "type": "object",
-                    "properties": {"sessions": {"type": "array", "items": session}},
-                    "required": ["sessions"],
-                },
-            ]
-        }
+    def explain(self, loaded: LoadedModel, request: PredictInput, result: dict, top: int) -> dict:
+        """Per session: reasons, raw score and expected value (tasks/web_sessions/explain.py)."""
+        from vigil.tasks.web_sessions.explain import explain_sessions
+        from vigil.tasks.web_sessions.model import site_names_of
+
+        bundle = loaded.model
+        sessions = api_input.sessions_frame(request.json, bundle["site_ids"], request.max_rows)
+        names = site_names_of(bundle["site_ids"]) if isinstance(bundle["site_ids"], dict) else {}
+        result.update(explain_sessions(bundle["pipeline"], sessions, names, top))
+        return result
 
     def example_request(self) -> dict:
         # one of Alice's real sessions from the shipped sample (moved into the test period)
@@ -225,6 +204,10 @@ class WebSessionsTask(Task):
                 }
             )
         return sessions
+
+    def sample_request(self, rng: random.Random) -> dict[str, Any]:
+        """The UI's "a real one" button: a random real session (``Task.sample_request``)."""
+        return self.random_session(rng)
 
     def random_session(self, rng: random.Random | None = None, alice_share: float = 0.5) -> dict[str, Any]:
         """A real session from the shipped sample, site names spelled out; half the time one of Alice's."""
