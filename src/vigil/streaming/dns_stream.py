@@ -22,6 +22,11 @@ A message that cannot be used is rejected (see :mod:`vigil.streaming.messages`),
 field: a label other than 0/1 (``"abc"``, ``[1]``, a 401-digit integer), a feature that is not a
 finite number (NaN, infinity, beyond float32, a list), JSON that is not an object or nested too deep.
 A retrain that fails keeps the current dynamic model; the window's reason says why (``retrain failed``).
+
+Several consumers of one group (``stream_info`` names the group and topic): only the holder of the
+group's retrain lease (:mod:`vigil.streaming.coordination`) saves dynamic models; the others never
+retrain and, at the start of each window, take up the newest dynamic model the group published in the
+artifact store. So N consumers publish one line of dynamic versions, not N competing ones.
 """
 
 from __future__ import annotations
@@ -35,11 +40,12 @@ import numpy as np
 import pandas as pd
 
 from vigil.artifacts import ArtifactStore, LoadedModel
-from vigil.streaming.consumer import RejectedMessage
+from vigil.streaming.consumer import RejectedMessage, safe_name
+from vigil.streaming.coordination import RetrainLease
 from vigil.streaming.decision import RetrainPolicy
 from vigil.streaming.messages import lenient_message
 from vigil.streaming.results import RETRAIN_FAILED
-from vigil.tasks.dns_exfil import DYNAMIC_TASK, write_stream_status
+from vigil.tasks.dns_exfil import DYNAMIC_TASK, STREAMS_FOLDER, write_stream_status
 from vigil.tasks.dns_exfil.domains import DomainDetector
 from vigil.tasks.dns_exfil.features import (
     CSV_COLUMNS,
@@ -109,6 +115,16 @@ class DnsWindowProcessor:
         self.dynamic: dict | None = None
         self.dynamic_version: str | None = None
         self.domains = DomainDetector()
+        # One retrain lease per group and topic; a processor outside a group (tests, benchmarks) owns
+        # its own model.
+        group = self.stream_info.get("group")
+        self.lease = (
+            RetrainLease(
+                store.root / STREAMS_FOLDER, safe_name(f"{group}@{self.stream_info.get('topic')}"), consumer_id
+            )
+            if group
+            else None
+        )
 
     # -- messages ----------------------------------------------------------------------------------
     def parse(self, value: bytes | None):
@@ -153,12 +169,47 @@ class DnsWindowProcessor:
             self.policy = checkpoint["policy"]
             self.recent = checkpoint["recent"]
             self.domains = checkpoint.get("domains") or DomainDetector()
-            loaded = self.store.load(DYNAMIC_TASK, checkpoint["dynamic_version"])
-            self.dynamic, self.dynamic_version = loaded.model, loaded.version
+            if checkpoint["dynamic_version"] is not None:
+                loaded = self.store.load(DYNAMIC_TASK, checkpoint["dynamic_version"])
+                self.dynamic, self.dynamic_version = loaded.model, loaded.version
+            else:
+                self.dynamic, self.dynamic_version = {**self.static.model, "kind": "dynamic"}, None
+            self.pick_up_published()
             return
-        # A new stream: the dynamic model starts as a copy of the static one.
+        # A new stream: the dynamic model starts as a copy of the static one, saved by the lease
+        # holder only; the others take the group's published model, or the same copy unsaved.
         self.dynamic = {**self.static.model, "kind": "dynamic"}
-        self.dynamic_version = self._save_dynamic(f"copy of static v{self.static.version}", rows=0)
+        if self.owns_retrain():
+            self.dynamic_version = self._save_dynamic(f"copy of static v{self.static.version}", rows=0)
+        else:
+            self.dynamic_version = None
+            self.pick_up_published()
+
+    # -- several consumers -----------------------------------------------------------------------------
+    def owns_retrain(self) -> bool:
+        return self.lease is None or self.lease.acquire()
+
+    def published_entry(self) -> dict | None:
+        """The newest dynamic model saved by this processor's group and topic."""
+        group, topic = self.stream_info.get("group"), self.stream_info.get("topic")
+        mine = [
+            e
+            for e in self.store.entries(DYNAMIC_TASK)
+            if e.get("extra", {}).get("group") == group and e.get("extra", {}).get("topic") == topic
+        ]
+        return max(mine, key=lambda e: int(e["version"])) if mine else None
+
+    def pick_up_published(self) -> str | None:
+        """Load the group's newest published dynamic model when it is newer than ours; its version."""
+        if self.lease is None:
+            return None
+        entry = self.published_entry()
+        if entry is None or (self.dynamic_version is not None and int(entry["version"]) <= int(self.dynamic_version)):
+            return None
+        loaded = self.store.load(DYNAMIC_TASK, entry["version"])
+        self.dynamic, self.dynamic_version = loaded.model, loaded.version
+        self.policy.retrained()  # the error stream from here on is the new model's, as after a retrain
+        return loaded.version
 
     def _save_dynamic(self, origin: str, rows: int, metrics: dict | None = None, model: dict | None = None) -> str:
         model = self.dynamic if model is None else model
@@ -188,6 +239,12 @@ class DnsWindowProcessor:
         }
 
     def heartbeat(self, state: str, **fields) -> None:
+        if self.lease is not None:
+            # renewed while running (every few seconds), handed back on the way out
+            if state == "running":
+                self.lease.acquire()
+            else:
+                self.lease.release()
         write_stream_status(
             self.store,
             self.consumer_id,
@@ -201,6 +258,7 @@ class DnsWindowProcessor:
 
     # -- one window --------------------------------------------------------------------------------
     def process(self, rows: list) -> tuple[dict, dict]:
+        picked_up = self.pick_up_published()
         X = pd.DataFrame([r[0] for r in rows], columns=FEATURE_COLUMNS, dtype=float)
         y = np.array([r[1] for r in rows], dtype=float)
         labelled = ~np.isnan(y)
@@ -215,6 +273,8 @@ class DnsWindowProcessor:
             "reason": "",
             "alerts": [{"key": a["domain"], "kind": f"domain/{a['rule']}", "at": a["at"], "detail": a} for a in alerts],
         }
+        if picked_up:
+            record["reason"] = f"took up dynamic v{picked_up} published by the group's retrain lease holder"
         if not labelled.any():
             for prefix in ("static", "dynamic"):
                 record.update({f"{prefix}_f1": math.nan, f"{prefix}_accuracy": math.nan, f"{prefix}_roc_auc": math.nan})
@@ -236,8 +296,12 @@ class DnsWindowProcessor:
         decision = self.policy.observe(errors, dynamic_scores["f1"])
         self.recent.append((X[labelled].reset_index(drop=True), y_known))
         self.recent = self.recent[-self.policy.retrain_windows :]
-        record["reason"] = decision.reason
-        if decision.retrain:
+        reason = "; ".join(filter(None, [str(record["reason"]), decision.reason]))
+        record["reason"] = reason
+        if decision.retrain and not self.owns_retrain():
+            holder = self.lease.holder() if self.lease else None
+            record["reason"] = f"{reason}; retrain left to the group's lease holder {holder or '(none now)'}"
+        elif decision.retrain:
             X_train = pd.concat([x for x, _ in self.recent], ignore_index=True)
             y_train = np.concatenate([t for _, t in self.recent])
             if len(np.unique(y_train)) < 2:

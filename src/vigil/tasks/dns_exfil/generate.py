@@ -8,22 +8,29 @@ Ingredients (all shipped in ``data/dns_exfil``, see its SOURCE.md):
   mixing letters and digits: CDN, beacon and storage names such as ``dqcn7lwn9t9h6.cloudfront.net``)
   are held out of the static set and of the first stream phases; they appear only in drift phase C.
 - exfiltrated content: the bytes of three files that ship with CPython 3.11.7 (``LICENSE.txt``,
-  ``Lib/csv.py``, ``Lib/idlelib/Icons/idle_48.png``), cut into chunks and encoded into subdomain
-  labels the way DNS tunnelling tools do (iodine: base32 / base64; dnscat2: hex), with a sequence
-  number label and a session label, under invented attacker domains; labels at most 63 characters,
-  names at most 253.
-- capture background: as in CIC, where every query of the attack capture is labelled an attack, 12 %
-  of attack rows are the infected host's ordinary queries (a third each: PTR names of private
-  addresses, DNS-SD service names under ``.local``, ordinary web host names), which caps how well
-  any model can do, as in the real data.
+  ``Lib/csv.py``, ``Lib/idlelib/Icons/idle_48.png``), zlib-compressed as real tools compress what
+  they send (iodine: zlib, dnsm: lzma, dns2tcp: optional), cut into chunks and encoded into subdomain
+  labels (base32, hex, base64-url) under invented attacker domains;
+- the shape of each attack query is a real one: the payload-label lengths of a data-bearing query
+  of the shipped real captures (``captures.csv.gz``) of the same encoding family, drawn at random
+  (tools fill their labels to 57-63 characters and their names to the 255-byte limit, which
+  hand-picked ranges missed). ``tests/test_dns_generator.py`` compares the attack rows' feature
+  distributions with the captures' (two-sample KS per feature). The low-and-slow phases B and C keep
+  their short single labels on purpose: no captured tool is low-and-slow;
+- LAN background: an infected host also sends ordinary infrastructure queries (PTR names of private
+  addresses, DNS-SD service names under ``.local``); CIC labelled them attacks because they were in
+  the attack capture. Here they are benign (a printer is no attacker): 12 % of the benign rows.
+  Their sld is digits only for PTR names ("192", as in the published CIC row), which the
+  assignment's consumer reads; no sld without a letter other than all digits is ever written (IP
+  strings such as ``88.159.162.66``, ``0-02``: hosts that have them are left out).
 
 Stream phases (window = 1,000 rows, positions in rows; written to ``<out>/drift_schedule.json``):
 
 ======  =================  ===========================================================================
 phase   windows (default)  what changes
 ======  =================  ===========================================================================
-base    0-9                same mix as the static set: base32 and hex tunnels with long labels
-A       10-19              encoding change: base64-url (mixed case, ``-_``) with 20-40 character labels
+base    0-9                same mix as the static set: base32 and hex tunnels shaped like captured queries
+A       10-19              encoding change: base64-url and base64 (mixed case, ``-_`` or ``+/``), captured shapes
 B       20-29              low and slow: one 6-12 character hex/base32 label per query, few queries
                            (30 % attacks), under benign-looking domains
 C       30-39              new benign names: half of the benign queries are the held-out
@@ -39,7 +46,9 @@ import base64
 import gzip
 import json
 import re
+import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +74,8 @@ DRIFT_B_DOMAINS = ("static-img.net", "fonts-cache.com", "weather-now.co.uk")
 WINDOW = 1000
 # CIC labels every query of the attack capture as an attack, including the infected host's ordinary
 # local traffic (both published attack rows are such names: a reverse-DNS PTR query and an mDNS
-# service name). A share of attack rows reproduces that: PTR names of private addresses and real
-# DNS-SD service types (IANA service-names registry) under .local.
+# service name). Such names are benign whoever sends them: they make a share of the *benign* rows
+# here (PTR names of private addresses, real DNS-SD service types of the IANA registry under .local).
 MDNS_SERVICES = (
     "_smb._tcp",
     "_ipp._tcp",
@@ -88,6 +97,11 @@ MDNS_SERVICES = (
     "_scanner._tcp",
 )
 CAPTURE_BACKGROUND_SHARE = 0.12
+# Share of tunnel sessions that send compressed data, per encoding, as in the captures: iodine
+# compresses (zlib) whatever encoding it uses, dnsm compresses (lzma); the dig loop's hex carries a
+# PNG (compressed image data between headers and runs of zero bytes: 0.8 gives its digit share);
+# dns2tcp sends the bytes as they are and makes 60 % of the base64 queries.
+COMPRESSED_SHARE = {"base32": 1.0, "hex": 0.8, "base64url": 1.0, "base64": 0.4}
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,7 @@ class Phase:
     attack_share: float
     cdn_share: float  # share of benign queries drawn from the held-out machine-generated names
     description: str
+    captured_shapes: bool = False  # payload-label lengths of real captured queries, not label_length
 
 
 def stream_phases(windows_per_phase: int = 10) -> list[Phase]:
@@ -114,18 +129,20 @@ def stream_phases(windows_per_phase: int = 10) -> list[Phase]:
             BASE_DOMAINS,
             0.5,
             0.0,
-            "same mix as the static set: base32 and hex tunnels with long labels",
+            "same mix as the static set: base32 and hex tunnels shaped like the captured tools' queries",
+            captured_shapes=True,
         ),
         Phase(
             "A",
             windows_per_phase,
-            ("base64url",),
+            ("base64url", "base64"),
             (20, 40),
             (1, 2),
             DRIFT_A_DOMAINS,
             0.5,
             0.0,
-            "encoding change: base64-url labels of 20-40 characters under new domains",
+            "encoding change: base64-url (mixed case, -_) under new domains, shaped like captured base64",
+            captured_shapes=True,
         ),
         Phase(
             "B",
@@ -162,7 +179,34 @@ STATIC_PHASE = Phase(
     0.55,
     0.0,
     "static training set: 55% attacks as in static_dataset.csv",
+    captured_shapes=True,
 )
+
+# Captured encodings of each encoding family the generator writes (captures.csv.gz ``encoding``).
+ENCODING_FAMILIES = {
+    "base32": ("base32", "Base32", "base32-lzma"),
+    "hex": ("hex",),
+    "base64url": ("Base64u",),
+    "base64": ("Base64", "base64-plain", "base64-compressed"),
+}
+
+
+@lru_cache(maxsize=4)
+def captured_shapes(data_dir: Path = DATA_DIR) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """Per encoding family, the payload-label lengths (bytes, left of the tunnel zone) of every
+    data-bearing query of the shipped captures; empty when the captures are not there."""
+    path = Path(data_dir) / "captures.csv.gz"
+    if not path.is_file():
+        return {}
+    frame = pd.read_csv(path, usecols=["encoding", "zone", "qname", "data_bearing"], keep_default_na=False)
+    frame = frame[frame.data_bearing == 1]
+    shapes: dict[str, list[tuple[int, ...]]] = {family: [] for family in ENCODING_FAMILIES}
+    for encoding, zone, qname in zip(frame.encoding, frame.zone, frame.qname):
+        for family, members in ENCODING_FAMILIES.items():
+            if encoding in members:
+                labels = parse_query_name(qname).labels[: -(zone.count(".") + 1)]
+                shapes[family].append(tuple(len(label) for label in labels))
+    return {family: tuple(found) for family, found in shapes.items() if found}
 
 
 def load_benign_hosts(data_dir: Path = DATA_DIR) -> list[str]:
@@ -190,26 +234,43 @@ def encode(chunk: bytes, encoding: str) -> str:
         return base64.b32encode(chunk).decode().rstrip("=").lower()
     if encoding == "base64url":
         return base64.urlsafe_b64encode(chunk).decode().rstrip("=")
+    if encoding == "base64":  # dns2tcp's: "/" and "+" are legal label bytes
+        return base64.b64encode(chunk).decode().rstrip("=")
     if encoding == "hex":
         return chunk.hex()
     raise ValueError(f"unknown encoding {encoding}")
 
 
-_BYTES_PER_CHAR = {"base32": 5 / 8, "base64url": 6 / 8, "hex": 1 / 2}
+_BYTES_PER_CHAR = {"base32": 5 / 8, "base64url": 6 / 8, "base64": 6 / 8, "hex": 1 / 2}
 
 
 class TunnelSession:
     """One exfiltration session: walks through the payload, one chunk per query."""
 
-    def __init__(self, payload: bytes, rng: np.random.Generator, phase: Phase):
+    def __init__(
+        self,
+        payload: bytes,
+        rng: np.random.Generator,
+        phase: Phase,
+        shapes: dict | None = None,
+        plain_payload: bytes | None = None,
+    ):
+        """``payload`` compressed; ``plain_payload`` (optional) the same bytes as they are, sent by
+        the sessions that do not compress (:data:`COMPRESSED_SHARE`)."""
         self.payload, self.rng, self.phase = payload, rng, phase
+        self.shapes = shapes or {}
         self.position = int(rng.integers(0, len(payload)))
         self.sequence = 0
         self.encoding = str(rng.choice(phase.encodings))
+        if plain_payload is not None and rng.random() >= COMPRESSED_SHARE.get(self.encoding, 1.0):
+            self.payload = plain_payload
         self.domain = str(rng.choice(phase.domains))
         self.session_id = f"{int(rng.integers(0, 16**4)):04x}"
 
     def next_query(self) -> str:
+        shapes = self.shapes.get(self.encoding) if self.phase.captured_shapes else None
+        if shapes:
+            return self._captured_shape_query(shapes[int(self.rng.integers(0, len(shapes)))])
         low, high = self.phase.label_length
         label_length = int(self.rng.integers(low, high + 1))
         n_labels = int(self.rng.integers(self.phase.labels_per_query[0], self.phase.labels_per_query[1] + 1))
@@ -223,6 +284,26 @@ class TunnelSession:
         labels = [text[i : i + label_length] for i in range(0, len(text), label_length)]
         self.sequence += 1
         return normalize_query(".".join(labels) + suffix)
+
+    def _captured_shape_query(self, shape: tuple[int, ...]) -> str:
+        """Payload labels of the lengths of one captured query (trimmed to fit under this domain)."""
+        budget = 253 - len(self.domain) - 1
+        lengths: list[int] = []
+        for length in shape:
+            room = budget - sum(lengths) - len(lengths)
+            if room <= 0:
+                break
+            lengths.append(min(length, room))
+        n_chars = sum(lengths)
+        text = ""
+        while len(text) < n_chars:
+            text += encode(self._take(int(n_chars * _BYTES_PER_CHAR[self.encoding]) + 2), self.encoding)
+        labels, at = [], 0
+        for length in lengths:
+            labels.append(text[at : at + length])
+            at += length
+        self.sequence += 1
+        return normalize_query(".".join(labels) + "." + self.domain)
 
     def _take(self, n: int) -> bytes:
         if self.position + n > len(self.payload):
@@ -246,13 +327,17 @@ class QueryGenerator:
         hosts = [h for h in load_benign_hosts(data_dir) if sld_is_readable(h)]
         self.machine_hosts = [h for h in hosts if is_machine_generated(h)]
         self.human_hosts = [h for h in hosts if not is_machine_generated(h)]
-        self.payload = load_payload(data_dir)
+        # Some tools compress what they send (iodine: zlib, dnsm: lzma), others send the bytes as they
+        # are (dns2tcp, dig loops): a session picks one of the two, see TunnelSession.
+        self.plain_payload = load_payload(data_dir)
+        self.payload = zlib.compress(self.plain_payload, 9)
+        self.shapes = captured_shapes(Path(data_dir))
         self.sessions: dict[str, list[TunnelSession]] = {}
 
     def _session(self, phase: Phase) -> TunnelSession:
         pool = self.sessions.setdefault(phase.name, [])
         if len(pool) < 4 or self.rng.random() < 0.01:  # a few concurrent sessions, occasionally a new one
-            pool.append(TunnelSession(self.payload, self.rng, phase))
+            pool.append(TunnelSession(self.payload, self.rng, phase, self.shapes, self.plain_payload))
             if len(pool) > 4:
                 pool.pop(0)
         return pool[int(self.rng.integers(0, len(pool)))]
@@ -271,10 +356,10 @@ class QueryGenerator:
         attack = self.rng.random(n) < phase.attack_share
         names = []
         for is_attack in attack:
-            if is_attack and self.rng.random() < CAPTURE_BACKGROUND_SHARE:
-                names.append(self.capture_background())
-            elif is_attack:
+            if is_attack:
                 names.append(self._session(phase).next_query())
+            elif self.rng.random() < CAPTURE_BACKGROUND_SHARE:  # the LAN's own infrastructure queries
+                names.append(self.capture_background())
             elif phase.cdn_share and self.rng.random() < phase.cdn_share:
                 names.append(self.machine_hosts[int(self.rng.integers(0, len(self.machine_hosts)))])
             else:
