@@ -67,6 +67,18 @@
     document.getElementById("result").hidden = false;
   }
 
+  // the model's manifest says whether it is the demo model (trained on a synthetic set)
+  api("/models/ember").then((model) => {
+    const facts = model.facts || {};
+    if (facts.demo) {
+      const warning = document.getElementById("demo-warning");
+      warning.textContent = "The model serving now (version " + model.version + ") is the demo model, trained on " +
+        (facts.data || "a synthetic set") + ": it shows the pipeline working and is not a malware detector. " +
+        "Train one on EMBER's data (vigil ember train) for real verdicts.";
+      warning.hidden = false;
+    }
+  }).catch((err) => showError(errorBox, err.message));
+
   dropZone(document.getElementById("drop"), input, choose);
   document.getElementById("ember-form").addEventListener("submit", check);
   document.getElementById("clear-files").addEventListener("click", () => {
