@@ -122,12 +122,14 @@ def cells(page, selector: str) -> list[list[str]]:
 
 def test_home_lists_every_task_with_a_working_link(page, tmp_path):
     page.goto("/ui")
+    page.wait_for_function("document.querySelector('#home-tasks .model-state').textContent !== ''")
     items = page.locator("#home-tasks li")
     assert items.count() == len(all_tasks())
     for task in all_tasks():
         item = page.locator(f"#home-tasks li[data-task='{task.slug}']")
         assert task.title in item.inner_text()
         assert item.locator("a").get_attribute("href") == f"/ui/{task.slug}"
+        assert item.locator(".model-state").inner_text() == "model version 1 answers"
     screenshot(page, "home", tmp_path)
     for task in all_tasks():  # every link leads to its page, which loads without a script error
         page.goto("/ui")
