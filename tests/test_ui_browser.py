@@ -371,7 +371,6 @@ def test_dns_page_names_log_upload_and_live_stream_view(page, server, console_mo
     page.wait_for_function("document.querySelector('.stream-line').textContent.startsWith('5 window(s)')")
     points = page.get_attribute(".stream svg polyline.dynamic", "points").split()
     assert len(points) == 5
-    screenshot(page, "dns-stream", tmp_path)
     write_stream_status(store, "ui.ui-test", "stopped", windows=5, **info)
     page.wait_for_selector("#streams-none")
 
@@ -440,3 +439,76 @@ def test_pages_of_every_task_name_their_template():
     for task in all_tasks():
         assert task.ui_template and (REPO_ROOT / "src" / "vigil" / "web" / "templates" / task.ui_template).is_file()
         assert get_task(task.slug).ui_label
+
+
+def test_dns_live_view_follows_a_real_stream(page, server, console_models, tmp_path):
+    """`vigil dns stream`'s own consumer on the embedded Kafka broker, fed real benign names and a real
+    dns2tcp capture (moved under another domain): the page draws its windows as they close, then
+    the tunnel's domain as the stream flags it, and says when the stream has stopped."""
+    import threading
+
+    from vigil.streaming.broker import EmbeddedBroker
+    from vigil.streaming.consumer import WindowedConsumer, safe_name
+    from vigil.streaming.decision import RetrainPolicy
+    from vigil.streaming.dns_stream import DnsWindowProcessor
+    from vigil.streaming.kafka_io import ensure_topic, produce
+    from vigil.streaming.results import ResultsStore
+    from vigil.tasks.dns_exfil.benign import load_benign
+    from vigil.tasks.dns_exfil.capture import load_captures
+
+    benign = load_benign().sample(1500, random_state=0).name.tolist()
+    captures = load_captures()
+    tunnel = captures[captures.tool == "dns2tcp"].head(400)
+    start = 1_700_000_000.0
+    events = [{"query": n, "time": start + i * 2.0, "label": 0} for i, n in enumerate(benign)]
+    events += [
+        {"query": q.replace("tun.vigil-test.net", "exfil-relay.net"), "time": start + 1000.0 + t, "label": 1}
+        for q, t in zip(tunnel.qname, tunnel.time)
+    ]
+    events.sort(key=lambda e: e["time"])
+    values = [json.dumps(e).encode() for e in events]
+    store = ArtifactStore(console_models)
+    topic, group = "dns-ui-live", "console"
+    results_path = server.work_dir / "dns" / "stream" / safe_name(f"{topic}-{group}") / "results.sqlite"
+    page.goto("/ui/dns")
+    page.wait_for_selector("#streams-none")
+    with EmbeddedBroker() as broker:
+        ensure_topic(broker.bootstrap_servers, topic, 1)
+        info = {"topic": topic, "group": group, "bootstrap_servers": broker.bootstrap_servers}
+        holder: dict = {}
+
+        def run() -> None:  # the consumer's SQLite connection belongs to this thread
+            processor = DnsWindowProcessor(store, store.load("dns_exfil"), f"{group}.main", RetrainPolicy(), info)
+            consumer = WindowedConsumer(
+                broker.bootstrap_servers,
+                topic,
+                group,
+                processor,
+                ResultsStore(results_path),
+                window_size=300,
+                idle_timeout_s=120,
+                config_overrides={"session.timeout.ms": 2000, "heartbeat.interval.ms": 500},
+            )
+            holder["consumer"] = consumer
+            holder["stats"] = consumer.run()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        produce(broker.bootstrap_servers, topic, values[:950])
+        page.wait_for_function("(document.querySelector('.stream-line') || {}).textContent?.startsWith('3 window(s)')")
+        assert page.locator(".stream h3").inner_text() == f"Topic {topic}, group {group}"
+        produce(broker.bootstrap_servers, topic, values[950:])
+        page.wait_for_function("document.querySelector('.stream-line').textContent.startsWith('6 window(s)')")
+        page.wait_for_selector(".stream ul.flagged-domains li[data-domain='exfil-relay.net']")
+        assert "unique subdomains" in page.inner_text(".stream ul.flagged-domains")
+        windows = ResultsStore(results_path).windows()
+        shown = len(page.get_attribute(".stream svg polyline.dynamic", "points").split())
+        assert shown == sum(
+            1 for w in windows if isinstance(w["dynamic_f1"], float) and w["dynamic_f1"] == w["dynamic_f1"]
+        )
+        assert page.locator(".stream svg line.retrain").count() == 1 + sum(w["retrained"] for w in windows)
+        screenshot(page, "dns-stream", tmp_path)
+        holder["consumer"].stop()
+        thread.join(timeout=60)
+        assert holder["stats"].windows == 6
+    page.wait_for_selector("#streams-none")

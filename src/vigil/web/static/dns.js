@@ -91,7 +91,7 @@
   }
 
   function chart(windows) {
-    const W = 860, H = 260, left = 44, right = 12, top = 14, bottom = 34;
+    const W = 860, H = 280, left = 44, right = 14, top = 34, bottom = 40;
     const root = svg("svg", { viewBox: "0 0 " + W + " " + H, class: "chart", role: "img" });
     const n = Math.max(windows.length, 2);
     const first = windows.length ? windows[0].window_index : 0;
@@ -102,6 +102,12 @@
       root.appendChild(svg("text", { x: left - 6, y: y(tick) + 4, "text-anchor": "end", class: "tick" }, tick.toFixed(2)));
     }
     root.appendChild(svg("text", { x: (W + left) / 2, y: H - 4, "text-anchor": "middle", class: "tick" }, "window"));
+    const every = Math.max(1, Math.ceil(windows.length / 20));
+    windows.forEach((w, i) => {
+      if (i % every === 0 || i === windows.length - 1) {
+        root.appendChild(svg("text", { x: x(w.window_index), y: H - bottom + 14, "text-anchor": "middle", class: "tick" }, w.window_index));
+      }
+    });
     for (const w of windows) {
       if (w.retrained) {
         root.appendChild(svg("line", { x1: x(w.window_index), x2: x(w.window_index), y1: top, y2: H - bottom, class: "retrain" }));
@@ -114,8 +120,8 @@
     const legend = [["static", "static model F1"], ["dynamic", "dynamic model F1"], ["retrain", "retrain"]];
     legend.forEach(([cls, label], i) => {
       const lx = left + 10 + i * 170;
-      root.appendChild(svg("line", { x1: lx, x2: lx + 22, y1: top + 6, y2: top + 6, class: (cls === "retrain" ? "retrain" : "series " + cls) }));
-      root.appendChild(svg("text", { x: lx + 28, y: top + 10, class: "tick" }, label));
+      root.appendChild(svg("line", { x1: lx, x2: lx + 22, y1: 12, y2: 12, class: (cls === "retrain" ? "retrain" : "series " + cls) }));
+      root.appendChild(svg("text", { x: lx + 28, y: 16, class: "tick" }, label));
     });
     return root;
   }
