@@ -112,6 +112,9 @@
       if (event.dataTransfer && event.dataTransfer.files.length) onFiles(Array.from(event.dataTransfer.files));
     });
     zone.addEventListener("click", (event) => { if (event.target === zone) input.click(); });
+    zone.addEventListener("keydown", (event) => {
+      if (event.target === zone && (event.key === "Enter" || event.key === " ")) { event.preventDefault(); input.click(); }
+    });
     input.addEventListener("change", () => onFiles(Array.from(input.files)));
   }
 
