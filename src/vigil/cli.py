@@ -10,7 +10,6 @@ DNS stream verbs). Those modules are imported only when their slug is used (or l
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 
@@ -34,7 +33,7 @@ def task_group(slug: str) -> click.Group | None:
         slug,
         commands={name: command for group in groups for name, command in group.commands.items()},
         help=own.help,
-        short_help=own.short_help,
+        short_help=own.short_help or own.help,  # the whole title in `vigil --help`
         no_args_is_help=True,
     )
 
@@ -60,6 +59,17 @@ def cli(ctx: click.Context, models_dir: str | None) -> None:
     ctx.obj = CliContext(models_dir)
 
 
+def headline_metrics(metrics: dict, limit: int = 6) -> str:
+    """The first ``limit`` scalar metrics as ``name=value`` (whole, never cut mid-value)::
+
+    >>> headline_metrics({"roc_auc": 0.98765, "confusion_matrix": [[1, 2], [3, 4]], "rows": 10})
+    'roc_auc=0.9877, rows=10'
+    """
+    scalars = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in scalars[:limit])
+    return shown + (f" (+{len(scalars) - limit} more in `vigil models`)" if len(scalars) > limit else "")
+
+
 def bootstrap_models(context: CliContext, force: bool = False) -> int:
     """Train every task's default model on the shipped samples, unless one exists already."""
     from vigil.tasks import all_tasks
@@ -71,7 +81,7 @@ def bootstrap_models(context: CliContext, force: bool = False) -> int:
             continue
         print(f"{task.slug}: training the default model on the shipped sample data ...", flush=True)
         entry = task.train_default(store, settings)
-        print(f"{task.slug}: saved v{entry['version']} {json.dumps(entry.get('metrics', {}))[:200]}")
+        print(f"{task.slug}: saved v{entry['version']} {headline_metrics(entry.get('metrics', {}))}")
     return 0
 
 
@@ -126,6 +136,29 @@ def cmd_models(context: CliContext) -> int:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in entry.get("metrics", {}).items() if isinstance(v, float))
         print(f"{entry['task']:<14} v{entry['version']:<4} {entry['created_at']}  {metrics}")
     return 0
+
+
+class StreamGroup(click.Group):
+    """``vigil stream <slug> ...``: the ``stream`` verb of each task that has one (imported on use)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [spec.slug for spec in TASKS.values() if self.get_command(ctx, spec.slug) is not None]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        group = task_group(cmd_name)
+        return None if group is None else group.commands.get("stream")
+
+
+@cli.group(
+    "stream",
+    cls=StreamGroup,
+    short_help="consume a task's records from Kafka",
+    help="Consume a task's records from Kafka: `vigil stream <slug>` is `vigil <slug> stream`, for the tasks "
+    "that have a stream.",
+    no_args_is_help=True,
+)
+def cmd_stream() -> None:
+    pass
 
 
 def main(argv: list[str] | None = None) -> int:

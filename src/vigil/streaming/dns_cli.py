@@ -13,15 +13,18 @@ import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import click
 
-from vigil.artifacts import ArtifactStore
 from vigil.context import with_args
 from vigil.errors import InvalidInput
 from vigil.streaming.broker import EmbeddedBroker
 from vigil.streaming.consumer import safe_name
 from vigil.streaming.kafka_io import BROKER_TIMEOUT_S, check_broker, count_csv_rows, csv_messages, ensure_topic, produce
+
+if TYPE_CHECKING:
+    from vigil.artifacts import ArtifactStore
 
 DEFAULT_TOPIC = "ml-raw-dns"
 

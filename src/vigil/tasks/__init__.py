@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import importlib
 from functools import lru_cache
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from vigil.errors import VigilError
-from vigil.tasks.base import PredictInput, Task
+
+if TYPE_CHECKING:
+    from vigil.tasks.base import PredictInput, Task
 
 
 class TaskSpec(NamedTuple):
@@ -57,6 +59,15 @@ def get_task(name_or_slug: str) -> Task:
 
 def all_tasks() -> list[Task]:
     return [get_task(name) for name in TASKS]
+
+
+def __getattr__(name: str):
+    # PEP 562: the Task interface (and numpy with it) loads on first use, not on `vigil --help`.
+    if name in ("PredictInput", "Task"):
+        from vigil.tasks import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["TASKS", "TaskSpec", "Task", "PredictInput", "get_task", "all_tasks", "task_name"]

@@ -3,6 +3,7 @@
 A task knows its data formats, featurizer, default estimator, metrics, and what its
 ``/predict/<slug>`` request and response look like. It never imports ``vigil.service``
 or ``vigil.streaming``: the service hands it a :class:`PredictInput` and gets JSON back.
+Nor does it know any CLI: a task's verbs are the click group in its package's ``cli.py``.
 """
 
 from __future__ import annotations

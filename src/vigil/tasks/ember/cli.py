@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
 
 from vigil.context import with_args
 from vigil.errors import InvalidInput
 from vigil.tasks.ember.workers import MAX_FILE_BYTES, MEMORY_BYTES
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @click.group(help="Malware detection on Windows PE files (EMBER features, LightGBM)", no_args_is_help=True)
@@ -227,6 +230,8 @@ def _headline(report: dict) -> dict:
 @with_args
 @_clear_errors
 def cmd_evaluate(args) -> int:
+    import numpy as np
+
     from vigil.tasks.ember.model import evaluate_classifier
     from vigil.tasks.ember.vectorize import read_vectorized
 

@@ -10,15 +10,8 @@ import click
 
 from vigil.context import with_args
 from vigil.errors import InvalidInput
-from vigil.tasks.iot_anomaly.task import (
-    ESTIMATOR_KEYS,
-    FEATURE_VERSION,
-    IotAnomalyTask,
-    comparison_table,
-    normalise_item,
-    typical_sizes,
-    validate_item,
-)
+
+ESTIMATOR_KEYS = ("mlp", "adaboost", "forest", "svc")  # the detector's estimators (detector.ESTIMATORS)
 
 
 @click.group(help="IoT anomalies: is this (class, length, width) reading an odd object?", no_args_is_help=True)
@@ -77,6 +70,8 @@ def _normalise_grid(grid: dict) -> dict:
 @click.option("--per-fold", is_flag=True, help="one scores row per fold, as the original's beautify.py wrote them")
 @with_args
 def cmd_tune(args) -> int:
+    from vigil.tasks.iot_anomaly.task import FEATURE_VERSION, IotAnomalyTask, typical_sizes
+
     task = IotAnomalyTask()
     from sklearn.model_selection import ParameterGrid
     from tqdm import tqdm
@@ -177,6 +172,8 @@ def cmd_tune(args) -> int:
 @click.option("--no-plots", is_flag=True)
 @with_args
 def cmd_train(args) -> int:
+    from vigil.tasks.iot_anomaly.task import IotAnomalyTask
+
     task = IotAnomalyTask()
     settings, store = args.settings, args.store
     params = _json_arg(args.params, "--params")
@@ -209,6 +206,8 @@ def cmd_train(args) -> int:
 @click.option("--json", "json_output", is_flag=True, help="print the answer as JSON")
 @with_args
 def cmd_classify(args) -> int:
+    from vigil.tasks.iot_anomaly.task import IotAnomalyTask, normalise_item, validate_item
+
     task = IotAnomalyTask()
     store = args.store
     loaded = store.load(task.name)
@@ -230,6 +229,8 @@ def cmd_classify(args) -> int:
 @click.option("--out", help="folder (default: runs/iot_anomaly)")
 @with_args
 def cmd_plot(args) -> int:
+    from vigil.tasks.iot_anomaly.task import IotAnomalyTask
+
     task = IotAnomalyTask()
     settings, store = args.settings, args.store
     from vigil.tasks.iot_anomaly.data import OddPointBox
@@ -258,6 +259,8 @@ def cmd_plot(args) -> int:
 @click.option("--seeds", type=int, default=1, help="also average over this many seeds")
 @with_args
 def cmd_compare(args) -> int:
+    from vigil.tasks.iot_anomaly.task import IotAnomalyTask, comparison_table
+
     task = IotAnomalyTask()
     settings = args.settings
     print(comparison_table(task, settings, args.data, args.odd_points, args.seed, args.seeds))

@@ -11,8 +11,6 @@ from vigil.errors import InvalidInput, UnprocessableInput, too_many_rows
 from vigil.tasks.base import PredictInput, Task
 
 # scikit-learn and pandas are imported on first use (detector.py, plots.py), so `vigil --help` starts fast.
-ESTIMATOR_KEYS = ("mlp", "adaboost", "forest", "svc")
-
 FEATURE_VERSION = "class-onehot+length+width-mm/v1"
 MALICIOUS, NON_MALICIOUS = "malicious", "non-malicious"
 
@@ -280,4 +278,4 @@ def typical_sizes(frame) -> dict[str, dict[str, float]]:
     return {str(c): {"length": float(r["length"]), "width": float(r["width"])} for c, r in medians.iterrows()}
 
 
-__all__ = ["IotAnomalyTask", "comparison_table", "validate_item", "normalise_item", "ESTIMATOR_KEYS"]
+__all__ = ["IotAnomalyTask", "comparison_table", "validate_item", "normalise_item"]

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
 
 from vigil.config import Settings
 from vigil.context import with_args
 from vigil.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @click.group(help="Web-attack events (ML-PT): DBSCAN labels, tuned forest, ML-PT's /predict", no_args_is_help=True)
@@ -99,6 +102,8 @@ def cmd_describe(args) -> int:
 @clustering_options(sensitivity=20.0)
 @with_args
 def cmd_cluster(args) -> int:
+    import numpy as np
+
     from vigil.tasks.web_events.clustering import cluster_events, plot_k_distance
     from vigil.tasks.web_events.data import load_events_csv
     from vigil.tasks.web_events.train import label_events
@@ -158,6 +163,8 @@ def cmd_cluster(args) -> int:
 
 
 def _load_npz_array(path, name: str) -> np.ndarray:
+    import numpy as np
+
     with np.load(path) as archive:
         if name not in archive:
             raise InvalidInput(f"{path} has no array named {name}", {"arrays": list(archive.keys())})
@@ -167,6 +174,7 @@ def _load_npz_array(path, name: str) -> np.ndarray:
 def train_on_features(args) -> int:
     """Compare and tune on an already featurized matrix (e.g. ML-PT's X.npz / y.npz); saves no model,
     because a model without its featurizer cannot label raw events."""
+    import numpy as np
     from tqdm import tqdm
 
     from vigil.tasks.web_events.clustering import cluster_events

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import numpy as np
 
 from vigil.context import with_args
 from vigil.errors import InvalidInput
@@ -100,6 +99,8 @@ def _labelled_from_args(args):
 @click.option("--n-jobs", type=int, default=1, help="LightGBM threads (1 on a shared 2-core machine)")
 @with_args
 def cmd_train(args) -> int:
+    import numpy as np
+
     from vigil.artifacts import data_fingerprint
     from vigil.tasks.web_sessions.task import WebSessionsTask
 
