@@ -227,7 +227,7 @@ def test_web_sessions_contributions_add_up_for_the_blend_and_each_member(client,
 # -- the service's part: parse ?explain, pass it on ------------------------------------------------
 def test_explain_parameter_is_checked_and_optional(client, monkeypatch):
     body = get_task("iot_anomaly").example_request()
-    for bad in ("abc", "-1", "999"):
+    for bad in ("abc", "-1", "999", "\u00b2", "1.5"):
         response = client.post(f"/predict/iot-anomaly?explain={bad}", json=body)
         assert response.status_code == 400 and response.get_json()["detail"]["field"] == "explain"
     assert "reasons" not in client.post("/predict/iot-anomaly?explain=0", json=body).get_json()[0]
@@ -248,3 +248,12 @@ def test_openapi_documents_the_explain_parameter(client):
     for path in ("/predict/iot-anomaly", "/predict/ember", "/predict"):
         parameters = document["paths"][path]["post"]["parameters"]
         assert [p["name"] for p in parameters if p["in"] == "query"] == ["explain"], path
+
+
+def test_explain_leaves_the_v2_protocol_alone(client):
+    body = {"inputs": [{"name": "input-0", "shape": [1, 2381], "datatype": "FP32", "data": [0.0] * 2381}]}
+    response = client.post("/v2/models/ember/infer?explain=3", json=body)
+    assert response.status_code == 200 and [o["name"] for o in response.get_json()["outputs"]] == [
+        "probability",
+        "malicious",
+    ]

@@ -10,6 +10,7 @@ import concurrent.futures
 import contextvars
 import logging
 import math
+import re
 import threading
 import time
 from functools import partial
@@ -275,7 +276,7 @@ def run_prediction(task_slug: str, loaded=None, answer=None, predict_input: Pred
         g.vigil_rows = rows
     check_cost(task, rows, settings)
     predict_input.max_rows = rows_within_budget(task, settings)  # the task's own count applies it too
-    top = explain_count(predict_input.args)
+    top = explain_count(predict_input.args) if answer is None else 0  # reasons explain task.predict's answer
     if top:
         compute = partial(_explained, task, loaded, compute, top)
     try:
@@ -307,7 +308,7 @@ def explain_count(args: dict) -> int:
     text = text.strip().lower()
     if text in ("", "true", "yes"):
         return 3
-    if text.isdigit() and int(text) <= MAX_EXPLAIN:
+    if re.fullmatch(r"[0-9]{1,3}", text) and int(text) <= MAX_EXPLAIN:  # ASCII digits only ("²" is a digit too)
         return int(text)
     raise InvalidInput(
         f"explain must be a whole number from 0 to {MAX_EXPLAIN}, got {text[:20]!r}",

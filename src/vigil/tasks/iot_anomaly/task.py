@@ -126,18 +126,12 @@ class IotAnomalyTask(Task):
             )
         if len(payload) > request.max_rows:
             raise too_many_rows(len(payload), request.max_rows)
+        from vigil.tasks.iot_anomaly.requests import check_items  # pydantic on first use
+
         classes = self.model_classes(loaded)
-        rows: list = []
-        errors: list = []
-        malformed = False
-        for index, item in enumerate(payload):
-            problems = validate_item(item, classes)
-            if problems:
-                errors.extend({"index": index, **problem} for problem in problems)
-                malformed |= any(p["kind"] == "malformed" for p in problems)
-            else:
-                rows.append((index, item))
-        answers = self.score_rows(loaded.model, [normalise_item(item, classes) for _, item in rows]) if rows else []
+        rows, errors = check_items(payload, classes)
+        malformed = any(e["kind"] == "malformed" for e in errors)
+        answers = self.score_rows(loaded.model, [row for _, row in rows]) if rows else []
         results = [{"index": index, **answer} for (index, _), answer in zip(rows, answers)]
         if errors:
             error_class = InvalidInput if malformed else UnprocessableInput
