@@ -47,16 +47,19 @@ from vigil.streaming.messages import lenient_message
 from vigil.streaming.results import RETRAIN_FAILED
 from vigil.tasks.dns_exfil import DYNAMIC_TASK, STREAMS_FOLDER, write_stream_status
 from vigil.tasks.dns_exfil.domains import DomainDetector
+from vigil.tasks.dns_exfil.fast_features import cic_matrix_and_split, plain_labels
 from vigil.tasks.dns_exfil.features import (
     CSV_COLUMNS,
     FEATURE_COLUMNS,
     FEATURE_VERSION,
+    FLOAT32_MAX,
     LABEL_COLUMN,
     QueryFeatureExtractor,
     coerce_csv_value,
     shown,
 )
-from vigil.tasks.dns_exfil.model import predict_proba, refit, scores
+from vigil.tasks.dns_exfil.model import predict_proba, refit
+from vigil.tasks.dns_exfil.model import window_scores as scores
 
 
 def _label(obj: dict) -> float:
@@ -75,6 +78,7 @@ def _label(obj: dict) -> float:
     return label
 
 
+_TEXT_COLUMNS = frozenset({"longest_word", "sld"})  # may hold the word or label itself (coerce_csv_value)
 FLAGGED_IN_HEARTBEAT = 50  # the newest flagged domains a stream's heartbeat lists for GET /dns/domains
 
 
@@ -146,6 +150,9 @@ class DnsWindowProcessor:
             raise RejectedMessage(f"expected a JSON object or a CSV line, got {type(obj).__name__}")
         label = _label(obj)
         if "query" in obj:
+            if plain_labels(obj["query"]) is not None:
+                # a plain name cannot be refused: its features are computed with the window's (process)
+                return None, label, obj["query"], _event_time(obj)
             try:
                 features = self.extractor.features(obj["query"])
             except ValueError as exc:
@@ -155,8 +162,19 @@ class DnsWindowProcessor:
         for column in FEATURE_COLUMNS:
             if column not in obj:
                 raise RejectedMessage(f"missing field '{column}'")
+            value = obj[column]
+            if column not in _TEXT_COLUMNS and type(value) in (str, int, float):
+                # the common case, a plain number: what coerce_csv_value returns for it, without its
+                # checks of every other shape; anything unusual goes through it for the reason
+                try:
+                    number = float(value)
+                except (ValueError, OverflowError):
+                    number = math.nan
+                if math.isfinite(number) and abs(number) <= FLOAT32_MAX:
+                    row.append(number)
+                    continue
             try:
-                row.append(coerce_csv_value(column, obj[column]))
+                row.append(coerce_csv_value(column, value))
             except (TypeError, ValueError) as exc:
                 detail = str(exc)  # "entropy is not a number: 'abc'" -> "field 'entropy' is not a number: 'abc'"
                 detail = f" {detail[len(column) + 1 :]}" if detail.startswith(f"{column} ") else f": {detail}"
@@ -259,11 +277,29 @@ class DnsWindowProcessor:
     # -- one window --------------------------------------------------------------------------------
     def process(self, rows: list) -> tuple[dict, dict]:
         picked_up = self.pick_up_published()
+        deferred = [i for i, r in enumerate(rows) if r[0] is None]
+        split: dict[int, tuple[str, str]] = {}
+        if deferred:  # the plain names of the window, featurised together (fast_features.py)
+            matrix, splits = cic_matrix_and_split([rows[i][2] for i in deferred])
+            rows = list(rows)
+            for i, features, parts in zip(deferred, matrix.tolist(), splits):
+                rows[i] = (features, *rows[i][1:])
+                if parts is not None:
+                    split[i] = parts
         X = pd.DataFrame([r[0] for r in rows], columns=FEATURE_COLUMNS, dtype=float)
         y = np.array([r[1] for r in rows], dtype=float)
         labelled = ~np.isnan(y)
-        named = [(r[2], r[3]) for r in rows if r[2] is not None]
-        alerts = self.domains.observe([n for n, _ in named], [t for _, t in named]) if named else []
+        alerts = []
+        for i, row in enumerate(rows):  # the per-domain detector, in message order
+            if row[2] is None:
+                continue
+            parts = split.get(i)
+            if parts is None:
+                alerts += self.domains.observe([row[2]], [row[3]])
+            else:
+                alert = self.domains.observe_one(parts[0], parts[1], row[3])
+                if alert is not None:
+                    alerts.append(alert)
         p_static = predict_proba(self.static.model, X)
         p_dynamic = predict_proba(self.dynamic, X)
         record = {

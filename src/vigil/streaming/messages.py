@@ -70,6 +70,10 @@ def _finite_fields(pairs: list) -> dict:
     return dict(pairs)
 
 
+# one decoder for every message: json.loads with a hook builds a new JSONDecoder per call
+_DECODER = json.JSONDecoder(object_pairs_hook=_finite_fields)
+
+
 def json_message(value: bytes | None, max_depth: int = MAX_JSON_DEPTH):
     """The parsed JSON of a message value; RejectedMessage with the reason when it cannot be used."""
     if value is None or not value.strip():
@@ -81,7 +85,7 @@ def json_message(value: bytes | None, max_depth: int = MAX_JSON_DEPTH):
     except UnicodeDecodeError as exc:
         raise RejectedMessage(f"not JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        return json.loads(text, object_pairs_hook=_finite_fields)
+        return _DECODER.decode(text)
     except RecursionError:  # not reached after the depth check; kept so that it can never be fatal
         raise RejectedMessage(f"JSON nested deeper than {max_depth} levels") from None
     except RejectedMessage:

@@ -70,7 +70,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vigil.tasks.dns_exfil.features import QueryName, parse_query_name, registered_domain_index
+from vigil.tasks.dns_exfil.features import (
+    QueryName,
+    _registered_split,
+    _terms,
+    parse_query_name,
+    registered_domain_index,
+)
 
 FAST_WINDOW_S = 60.0
 SLOW_WINDOW_S = 3600.0
@@ -96,7 +102,7 @@ def _entropy_bits(piece: str) -> float:
     n = len(piece)
     if n < 2:
         return 0.0
-    return -sum(c * math.log2(c / n) for c in Counter(piece).values()) + 0.0
+    return -n * sum(map(_terms(n).__getitem__, Counter(piece).values())) + 0.0
 
 
 def novel_part(sub: str, previous: str) -> str:
@@ -155,8 +161,6 @@ def split_name(raw) -> tuple[str, str, bool]:
 
 def _tail_index(shape: str, n: int) -> int:
     """Index of the sld label within the tail, -1 when the tail is all public suffix (use the parser)."""
-    from vigil.tasks.dns_exfil.features import _registered_split
-
     has_sld, suffix_labels = _registered_split(shape)
     if not has_sld:
         return 0 if n < _SUFFIX_TAIL else -1

@@ -311,11 +311,25 @@ class FeatureBlock:
         return [float(raw[column]) for column in self.columns]
 
 
+_TERMS: dict[int, list[float]] = {}  # n -> [c / n * log2(c / n) for c = 0..n], built on first use
+
+
+def _terms(n: int) -> list[float]:
+    terms = _TERMS.get(n)
+    if terms is None:
+        terms = [0.0] + [c / n * math.log2(c / n) for c in range(1, n + 1)]
+        if n <= 1024:  # names are at most 255 bytes: the table stays small
+            _TERMS[n] = terms
+    return terms
+
+
 def _entropy(data: bytes) -> float:
+    # The same terms, summed in the same order, as -sum(c / n * log2(c / n) for c in counts): the
+    # same float, bit for bit; looked up instead of computed (a third of a name's feature time).
     n = len(data)
     if not n:
         return 0.0
-    return -sum(c / n * math.log2(c / n) for c in Counter(data).values()) + 0.0
+    return -sum(map(_terms(n).__getitem__, Counter(data).values())) + 0.0
 
 
 class CharacterClasses(FeatureBlock):
