@@ -53,11 +53,15 @@ def home():
     return render_template("home.html", tasks=_nav_tasks(), page="home")
 
 
-@bp.get("/web-sessions/random")
-@spec(summary="A random real session from the shipped sample (JSON), for the form's button", tags=["ui"])
-def random_session():
-    """A random real session from the shipped sample, with site names, for the form's button."""
-    return jsonify(get_task("web-sessions").random_session(random.Random()))
+@bp.get("/<slug>/random")
+@spec(
+    summary="A random real request from the task's shipped sample (JSON), for its page's button",
+    tags=["ui"],
+    path_values={"slug": lambda: [t.slug for t in all_tasks() if type(t).sample_request is not Task.sample_request]},
+)
+def random_request(slug: str):
+    """``Task.sample_request``: e.g. a random real web session, with site names, for the form's button."""
+    return jsonify(get_task(slug).sample_request(random.Random()))
 
 
 @bp.get("/models")
