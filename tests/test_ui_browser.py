@@ -337,6 +337,19 @@ def test_dns_page_names_log_upload_and_live_stream_view(page, server, console_mo
     page.click("#check-names")
     page.wait_for_function("document.querySelectorAll('#names-table tbody tr').length === 10")
 
+    # BIND and dnsmasq query-log lines, pasted as they are
+    bind = (
+        f"01-Dec-2026 10:00:01.123 client @0x7f 10.0.0.5#53211 ({tunnels[1]}): query: {tunnels[1]} IN TXT +E(0) (10.0.0.1)\n"
+        "Dec  1 10:00:02 dnsmasq[812]: query[A] www.wikipedia.org from 10.0.0.7\n"
+    )
+    page.fill("#names", bind)
+    page.click("#check-names")
+    page.wait_for_function("document.querySelectorAll('#names-table tbody tr').length === 2")
+    assert [r[1:3] for r in cells(page, "#names-table tbody tr")] == [
+        [tunnels[1], "exfiltration"],
+        ["www.wikipedia.org", "benign"],
+    ]
+
     # the example names, one click away
     page.click("#example-names")
     page.click("#check-names")
