@@ -253,6 +253,14 @@ def test_web_events_page_labels_pasted_csv_and_uploaded_mlpt_json(page, server, 
     page.click("#check-events")
     page.wait_for_function("document.querySelectorAll('#events-table tbody tr').length === 2")
 
+    # one unreadable record among good ones: the good ones are labelled, the bad one is named
+    page.fill("#events", json.dumps([records[0], {"data": "{not json"}, records[1]]))
+    page.click("#check-events")
+    page.wait_for_selector("#bad-events li")
+    assert len(cells(page, "#events-table tbody tr")) == 2
+    assert page.inner_text("#bad-events").startswith("Event 2: ")
+    assert "1 could not be read" in page.inner_text("#summary")
+
     # a CSV without ML-PT's columns: one clear line, no request
     page.fill("#events", "ip,agent\n1.2.3.4,curl")
     page.click("#check-events")
@@ -351,9 +359,10 @@ def test_dns_page_names_log_upload_and_live_stream_view(page, server, console_mo
     ]
 
     # the example names, one click away
+    page.click("#clear-names")
     page.click("#example-names")
     page.click("#check-names")
-    page.wait_for_function("document.querySelectorAll('#names-table tbody tr').length === 2")
+    page.wait_for_selector("#result:not([hidden])")
     assert [r[2] for r in cells(page, "#names-table tbody tr")] == ["benign", "exfiltration"]
 
     # the live view: a running stream's heartbeat and its results, as `vigil dns stream` writes them
