@@ -25,7 +25,7 @@ WORKDIR /app
 # the pinned dependencies first, alone: editing the code or the README keeps this layer cached
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
-COPY pyproject.toml README.md main.py meta.json ./
+COPY pyproject.toml setup.py README.md main.py meta.json ./
 COPY src ./src
 COPY data ./data
 COPY scripts ./scripts
@@ -33,7 +33,7 @@ RUN pip install --no-cache-dir --no-deps -e . \
     && python -m compileall -q src \
     && groupadd --gid 10001 vigil \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin vigil \
-    && mkdir -p /app/models /app/runs && chown 10001:10001 /app/models /app/runs
+    && mkdir -p /app/models /app/runs /app/state && chown 10001:10001 /app/models /app/runs /app/state
 # numeric, so a runtime can check it is not root without reading /etc/passwd
 USER 10001:10001
 VOLUME ["/app/models", "/app/runs"]

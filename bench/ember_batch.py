@@ -6,14 +6,18 @@ One demo model (``train_default``), one matrix of --rows feature vectors (the de
 vectorized, repeated), and the time to score it:
 
 * ``bare Booster.predict``: ``lightgbm.Booster.predict`` on the float32 matrix (the baseline);
-* ``json.loads alone``: parsing the JSON body (the floor of any JSON transport);
-* ``POST /predict/ember`` with a JSON list of vectors, with an ``application/x-npy`` body;
+* ``ONNX Runtime scorer``: the checked ONNX model the service serves (``vigil.tasks.ember.runtime``);
+* ``json.loads alone`` / ``orjson.loads alone``: parsing the JSON body (the floor of any JSON
+  transport; the JSON target is 1.5x the orjson time);
+* ``POST /predict/ember`` with a JSON list of vectors, with an ``application/x-npy`` body (also with
+  the same model saved without its ONNX sidecars, so the Booster serves);
 * ``POST /v2/models/ember/infer`` (Open Inference Protocol) with the JSON tensor form and with the
   binary-data extension (``Inference-Header-Content-Length``, the tensor appended raw).
 
 The service paths go through the Flask test client (no sockets): middleware, validation, the task,
 the model, the JSON answer. Median of --repeats interleaved rounds; ratio = bare time / path time (1.00x = as fast as
-the bare model). Answers are checked equal to the bare model's probabilities.
+the bare model). Answers are checked within 1e-6 of the bare model's probabilities. A second table
+times the ONNX Runtime scorer against ``Booster.predict`` at batch 1, 10, 100 and --rows.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 
 def _interleaved_medians(runs: dict, repeats: int) -> dict[str, float]:
@@ -89,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from vigil.config import Settings
     from vigil.service import create_app
     from vigil.tasks import get_task
+    from vigil.tasks.ember import runtime
     from vigil.tasks.ember.model import booster_of
 
     X = matrix(args.rows)
@@ -97,9 +103,17 @@ def main(argv: list[str] | None = None) -> int:
         store = ArtifactStore(models)
         settings = Settings.from_env(models_dir=models)
         get_task("ember").train_default(store, settings)
-        booster = booster_of(store.load("ember").model)
+        loaded = store.load("ember")
+        booster = booster_of(loaded.model)
         expected = booster.predict(X)
         client = create_app(settings, store).test_client()
+        scorer = runtime.scorer_for(loaded, booster)
+        if scorer is None:
+            print("ONNX Runtime refused for this model: the service answers with the Booster")
+        # the same pipeline without its ONNX sidecars: the Booster serves
+        plain = ArtifactStore(Path(folder) / "plain")
+        plain.save("ember", loaded.model, threshold=loaded.threshold, feature_version=2)
+        plain_client = create_app(Settings.from_env(models_dir=plain.root), plain).test_client()
 
         json_body = json.dumps(X.tolist()).encode()
         npy = io.BytesIO()
@@ -110,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         ).encode()
         v2_binary, v2_headers = v2_binary_body(X)
 
-        def post(path, body, headers):
+        def post(path, body, headers, through=client):
             def run():
-                response = client.post(path, data=body, headers=headers)
+                response = through.post(path, data=body, headers=headers)
                 assert response.status_code == 200, response.get_data(as_text=True)[:300]
                 return response.get_json()
 
@@ -126,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         paths = {
             "POST /predict/ember, JSON": post("/predict/ember", json_body, {"Content-Type": "application/json"}),
             "POST /predict/ember, x-npy": post("/predict/ember", npy_body, {"Content-Type": "application/x-npy"}),
+            "x-npy, Booster serving": post(
+                "/predict/ember", npy_body, {"Content-Type": "application/x-npy"}, through=plain_client
+            ),
             "V2 infer, JSON tensor": post("/v2/models/ember/infer", v2_json, {"Content-Type": "application/json"}),
             "V2 infer, binary tensor": post("/v2/models/ember/infer", v2_binary, v2_headers),
         }
@@ -141,17 +158,38 @@ def main(argv: list[str] | None = None) -> int:
 
         runs = {
             "bare Booster.predict": lambda: booster.predict(X),
+            **({"ONNX Runtime scorer": lambda: scorer.predict(X)} if scorer is not None else {}),
             "json.loads alone": lambda: json.loads(json_body),
+            "orjson.loads alone": lambda: orjson.loads(json_body),
             **available,
         }
         timings = _interleaved_medians(runs, args.repeats)
-        bare = timings["bare Booster.predict"]
+        bare, parse = timings["bare Booster.predict"], timings["orjson.loads alone"]
+        batches = {}
+        if scorer is not None:
+            for size in sorted({1, 10, 100, args.rows}):
+                part = np.ascontiguousarray(X[:size])
+                batches[size] = _interleaved_medians(
+                    {"Booster": lambda p=part: booster.predict(p), "ONNX": lambda p=part: scorer.predict(p)},
+                    max(args.repeats, 15),
+                )
+                batches[size]["diff"] = float(np.abs(scorer.predict(part) - booster.predict(part)).max())
     print(
         f"bench.ember_batch: {args.rows} vectors x {X.shape[1]} floats; JSON body {len(json_body) / 1e6:.1f} MB, "
         f"npy {len(npy_body) / 1e6:.1f} MB; median of {args.repeats}; ratio = bare / path"
     )
     for name, seconds in timings.items():
-        print(f"{name:<30} {seconds * 1000:9.1f} ms {bare / seconds:8.3f}x")
+        over_parse = f"   {seconds / parse:5.2f}x orjson.loads" if "JSON" in name else ""
+        print(f"{name:<30} {seconds * 1000:9.1f} ms {bare / seconds:8.3f}x{over_parse}")
+    if batches:
+        print(
+            "ONNX Runtime vs Booster.predict (same process, median): batch, Booster ms, ONNX ms, speed-up, max |diff|"
+        )
+        for size, t in batches.items():
+            print(
+                f"  {size:>6} {t['Booster'] * 1000:9.3f} {t['ONNX'] * 1000:9.3f} "
+                f"{t['Booster'] / t['ONNX']:8.2f}x {t['diff']:.1e}"
+            )
     return 0
 
 

@@ -9,6 +9,9 @@ All in one process, one core, the same files, rounds interleaved (best round of 
   commit 7809f26 (before issue 17: regex strings, one entropy bin per distinct window in Python),
   loaded from git; issue 17 measured ember + LIEF 0.12.3 at 3.0x that code's time (20.0 s vs 6.6 s
   on 209 real PE files, 153 MB), so ``previous x 3.0`` stands in for ember, which is not installed;
+* ``read + sha256``: reading each file and hashing it, which every raw record includes (a floor
+  for any extractor of ember's record, next to LIEF's);
+* ``numpy blocks (7204570)``: main before the compiled byte passes (numpy byte-level blocks);
 * ``Vigil``: the same with the current code, whose raw records are checked equal to the previous.
 
 Files: the PE files under --dir (recursively), or else pip's distlib launchers and data/ember's real
@@ -21,6 +24,7 @@ A per-block split of Vigil's time follows.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import subprocess
@@ -31,6 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PREVIOUS = "7809f26"  # the merge before issue 17's extraction work
+NUMPY_BLOCKS = "7204570"  # main before the compiled (numba) byte passes: the numpy byte-level blocks
 EMBER_OVER_PREVIOUS = 20.0 / 6.6  # issue 17's side-by-side measurement (ember+LIEF 0.12.3 / Vigil)
 
 
@@ -53,16 +58,16 @@ def pe_files(folder: str | None, min_mb: float) -> list[Path]:
     return chosen
 
 
-def load_previous(folder: Path):
-    """The features module of commit PREVIOUS, or None where git cannot give it."""
+def load_previous(folder: Path, commit: str = PREVIOUS):
+    """The features module of ``commit``, or None where git cannot give it."""
     shown = subprocess.run(
-        ["git", "show", f"{PREVIOUS}:src/vigil/tasks/ember/features.py"], cwd=REPO, capture_output=True, text=True
+        ["git", "show", f"{commit}:src/vigil/tasks/ember/features.py"], cwd=REPO, capture_output=True, text=True
     )
     if shown.returncode != 0:
         return None
-    path = folder / "features_previous.py"
+    path = folder / f"features_{commit}.py"
     path.write_text(shown.stdout)
-    spec = importlib.util.spec_from_file_location("features_previous", path)
+    spec = importlib.util.spec_from_file_location(f"features_{commit}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -80,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as folder:
         previous = load_previous(Path(folder))
+        numpy_blocks = load_previous(Path(folder), NUMPY_BLOCKS)
         files = pe_files(args.dir, args.min_mb)
         if args.grow_kb:
             files = grown(files, args.grow_kb * 1024, Path(folder), args.min_mb)
-        return measure(args, features, previous, files)
+        return measure(args, features, previous, files, numpy_blocks)
 
 
 def grown(files: list[Path], size: int, folder: Path, min_mb: float) -> list[Path]:
@@ -101,7 +107,7 @@ def grown(files: list[Path], size: int, folder: Path, min_mb: float) -> list[Pat
     return pe_files(str(folder), min_mb)
 
 
-def measure(args, features, previous, files: list[Path]) -> int:
+def measure(args, features, previous, files: list[Path], numpy_blocks=None) -> int:
     total_mb = sum(p.stat().st_size for p in files) / 2**20
     current = features.FeatureExtractor(2)
     old = previous.FeatureExtractor(2) if previous else None
@@ -121,9 +127,19 @@ def measure(args, features, previous, files: list[Path]) -> int:
 
         return run
 
-    runs = {"read + LIEF parse": parse_and_read, "Vigil": extract(current)}
+    def read_and_hash():
+        for path in files:
+            hashlib.sha256(path.read_bytes()).hexdigest()
+
+    runs = {
+        "read + LIEF parse": parse_and_read,
+        "read + sha256 (in every record)": read_and_hash,
+        "Vigil": extract(current),
+    }
     if old is not None:
         runs["previous Vigil"] = extract(old)
+    if numpy_blocks is not None:
+        runs["numpy blocks (7204570)"] = extract(numpy_blocks.FeatureExtractor(2))
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(args.rounds):  # interleaved, so a busy moment of the shared machine hits all
         for name, run in runs.items():
@@ -145,6 +161,8 @@ def measure(args, features, previous, files: list[Path]) -> int:
             f"Vigil vs previous Vigil: {speedup:.2f}x faster; vs ember (previous x {EMBER_OVER_PREVIOUS:.2f}, "
             f"issue 17): ~{speedup * EMBER_OVER_PREVIOUS:.1f}x faster"
         )
+    if numpy_blocks is not None:
+        print(f"Vigil vs the numpy blocks of {NUMPY_BLOCKS}: {best['numpy blocks (7204570)'] / vigil:.2f}x faster")
 
     binaries = [(p.read_bytes(), None) for p in files]
     binaries = [(b, features.parse_pe(b)) for b, _ in binaries]

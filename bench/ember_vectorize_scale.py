@@ -12,7 +12,8 @@ the driver process's ``ru_maxrss`` and the largest worker's (``RUSAGE_CHILDREN``
 * ``resumable``: today's ``create_vectorized_features`` (at most 4 batches per worker in flight,
   metadata streamed to disk, rows written with pwrite, progress file).
 
-Ratios < 1 mean less memory / less time than the baseline at the same record count.
+Ratios < 1 mean less memory / less time than the baseline at the same record count; ``x parse`` is
+each run's time over reading and parsing the same lines with orjson alone (one process).
 """
 
 from __future__ import annotations
@@ -31,7 +32,26 @@ REPO = Path(__file__).resolve().parents[1]
 PREVIOUS = "60029ba"
 
 
+def parse_only(data_dir: str) -> dict:
+    """Reading the lines and parsing each with orjson, nothing kept: the floor of any vectorizer."""
+    import orjson
+
+    rows = 0
+    with open(Path(data_dir) / "train_features_0.jsonl", "rb") as handle:
+        for line in handle:
+            orjson.loads(line)
+            rows += 1
+    return {"rows": rows}
+
+
 def child(mode: str, data_dir: str, processes: int) -> None:
+    if mode == "parse":
+        started = time.perf_counter()
+        rows = parse_only(data_dir)["rows"]
+        seconds = time.perf_counter() - started
+        usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({"mode": mode, "seconds": seconds, "rows": rows, "driver_mb": usage, "worker_mb": 0.0}))
+        return
     if mode == "previous":
         import importlib.util
 
@@ -126,19 +146,30 @@ def main(argv: list[str] | None = None) -> int:
                 f"-- {count:,} records ({size / 2**20:,.0f} MB of JSON lines, X {count * 2381 * 4 / 2**20:,.0f} MB)",
                 flush=True,
             )
+            parsed = measure("parse", data_dir, 1)
+            print(
+                f"{'orjson parse alone (floor)':<28} {parsed['driver_mb']:6,.0f} MB {'-':>9} "
+                f"{parsed['seconds']:7.1f} s {parsed['rows'] / parsed['seconds']:7.0f}",
+                flush=True,
+            )
             baseline = None if skip_previous else measure("previous", data_dir, args.processes)
             for result in filter(None, [baseline, measure("resumable", data_dir, args.processes)]):
                 ratio = (
                     "    1.00x     1.00x   1.00x"
                     if result is baseline or baseline is None
                     else f"{result['driver_mb'] / baseline['driver_mb']:8.2f}x"
-                    f"{result['worker_mb'] / baseline['worker_mb']:9.2f}x"
-                    f"{result['seconds'] / baseline['seconds']:7.2f}x"
+                    + (
+                        f"{result['worker_mb'] / baseline['worker_mb']:9.2f}x"
+                        if baseline["worker_mb"]
+                        else f"{'-':>10}"
+                    )
+                    + f"{result['seconds'] / baseline['seconds']:7.2f}x"
                 )
                 label = "previous driver (baseline)" if result is baseline else "resumable, bounded"
                 print(
                     f"{label:<28} {result['driver_mb']:6,.0f} MB {result['worker_mb']:6,.0f} MB "
-                    f"{result['seconds']:7.1f} s {result['rows'] / result['seconds']:7.0f} {ratio}",
+                    f"{result['seconds']:7.1f} s {result['rows'] / result['seconds']:7.0f} {ratio}"
+                    f"   {result['seconds'] / parsed['seconds']:5.2f}x parse",
                     flush=True,
                 )
             for path in data_dir.iterdir():

@@ -113,3 +113,8 @@ def test_an_unknown_grid_key_is_one_line_naming_it(vigil):
 def test_a_usage_mistake_exits_2_without_a_traceback(vigil):
     done = vigil("web-events", "train", "--folds", "many")
     assert done.returncode == 2 and "Traceback" not in done.stderr and "'many' is not a valid integer" in done.stderr
+
+
+def test_bootstrap_of_an_unknown_task_is_one_line_naming_the_known_ones(vigil):
+    line = one_error_line(vigil("bootstrap", "no-such-task"))
+    assert "unknown task(s) no-such-task" in line and "iot-anomaly" in line

@@ -21,8 +21,6 @@ MODULES = sorted(
     if ">>> " in path.read_text(encoding="utf-8")
 )
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
-# Examples written as illustrations, not yet as doctests (their module is being reworked elsewhere):
-ILLUSTRATIVE = {"vigil.service.validation": "the example's expected output carries a '# detail:' comment line"}
 
 
 def runnable(test: doctest.DocTest) -> doctest.DocTest:
@@ -36,10 +34,7 @@ def runnable(test: doctest.DocTest) -> doctest.DocTest:
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(reason=ILLUSTRATIVE[name])) if name in ILLUSTRATIVE else name
-        for name in MODULES
-    ],
+    [name for name in MODULES],
 )
 def test_docstring_examples_run(name, monkeypatch):
     monkeypatch.chdir(REPO)  # examples name repository paths (data/...)

@@ -159,14 +159,8 @@ def test_a_child_past_the_time_limit_is_killed_and_the_next_job_answered():
 
 # -- the service --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def ember_models(tmp_path_factory) -> Path:
-    from vigil.artifacts import ArtifactStore
-    from vigil.config import Settings
-    from vigil.tasks import get_task
-
-    models = tmp_path_factory.mktemp("ember-models")
-    get_task("ember").train_default(ArtifactStore(models), Settings.from_env(models_dir=models))
-    return models
+def ember_models(ember_demo_models) -> Path:
+    return ember_demo_models
 
 
 def make_client(models: Path, **overrides):

@@ -353,6 +353,81 @@ def test_request_parser_keeps_good_records_in_order():
     assert parsed.errors[0]["index"] == 1
 
 
+# -- the service's scorer: pipeline.predict's labels, less overhead (issue 17) ---------------------------------
+def odd_events(sample: pd.DataFrame) -> pd.DataFrame:
+    """The sample's events plus every kind of value the wrangler has a rule for."""
+    base = EXAMPLE_EVENTS[1]
+    odd = [
+        {**base, "REQUEST_SIZE": "166", "RESPONSE_CODE": "404"},
+        {**base, "REQUEST_SIZE": 166.7, "RESPONSE_CODE": 302.0},
+        {**base, "REQUEST_SIZE": -5, "RESPONSE_CODE": 99, "EVENT_ID": 12},
+        {**base, "REQUEST_SIZE": 2**60, "RESPONSE_CODE": True, "CLIENT_IP": "fe80::1%eth0"},
+        {**base, "REQUEST_SIZE": math.nan, "RESPONSE_CODE": None, "CLIENT_USERAGENT": math.nan},
+        {**base, "CLIENT_IP": "not an address", "MATCHED_VARIABLE_SRC": "REQUEST_CONTE", "MATCHED_VARIABLE_NAME": "_"},
+        {**base, "MATCHED_VARIABLE_VALUE": "", "CLIENT_USERAGENT": "", "MATCHED_VARIABLE_NAME": math.nan},
+        {**base, "MATCHED_VARIABLE_VALUE": "ÀÉÎ ünïcode §§ 東京 union select", "EVENT_ID": math.nan},
+    ]
+    return pd.concat([sample, pd.DataFrame(odd)], ignore_index=True)
+
+
+def test_scorer_gives_pipeline_predicts_labels_on_every_path(trained, sample):
+    from vigil.tasks.web_events.scoring import EventScorer, scorer_for
+
+    pipeline = trained[2]
+    scorer = scorer_for(pipeline)
+    assert scorer is scorer_for(pipeline) and scorer.fast and scorer.trees is not None and len(scorer.tfidf) == 4
+    events = odd_events(sample)
+    expected = pipeline.predict(events)
+    np.testing.assert_array_equal(scorer.predict(events), expected)
+    # the features themselves are bit for bit the fitted steps' (TF-IDF norms summed term by term)
+    wrangle, features, project, _ = (step for _, step in pipeline.steps)
+    matrix = features.transform(wrangle.transform(events))
+    columns = {c: events[c].tolist() for c in events.columns}
+    assert np.array_equal(scorer.features(columns), matrix)
+    assert np.array_equal(scorer._projected(matrix), project.transform(matrix))
+    # one event at a time, and through the request parser's columns (JSON values, no frame)
+    for position in range(len(sample), len(events)):
+        np.testing.assert_array_equal(scorer.predict(events.iloc[[position]]), expected[[position]])
+    parsed = parse_request(json.loads(json.dumps(frame_to_request(events))))
+    assert parsed.indices == list(range(len(events)))
+    np.testing.assert_array_equal(scorer.predict(parsed), expected)
+    assert label_response(pipeline, parsed) == label_response(pipeline, events)
+    # a pipeline of another shape is scored by the pipeline itself
+    other = EventScorer(pipeline[1:])
+    assert not other.fast
+
+
+def test_scorer_hands_non_finite_features_to_the_fitted_steps(trained, sample):
+    """The fitted scaler, PCA and forest refuse a matrix with inf; the scorer's shortcut must too."""
+    from vigil.tasks.web_events.scoring import scorer_for
+
+    scorer = scorer_for(trained[2])
+    matrix = scorer.features({c: sample[c].tolist()[:3] for c in sample.columns})
+    matrix[1, 0] = np.inf
+    with pytest.raises(ValueError):
+        scorer._forest_predict(scorer._projected(matrix))
+
+
+def test_orjson_reads_the_records_as_json_does():
+    """orjson parses the events' strings where it reads them as json does; NaN, 1e400, lone
+    surrogates and integers past 64 bits (orjson: a float) are json's."""
+    texts = [
+        json.dumps({**EXAMPLE_EVENTS[1], "EVENT_ID": 2**64 + 1}),
+        json.dumps({**EXAMPLE_EVENTS[1], "EVENT_ID": -(2**63) - 1, "REQUEST_SIZE": 1e300}),
+        json.dumps(EXAMPLE_EVENTS[0]),  # NaN
+        json.dumps({**EXAMPLE_EVENTS[1], "MATCHED_VARIABLE_VALUE": "\ud800"}),
+        json.dumps({**EXAMPLE_EVENTS[1], "REQUEST_SIZE": 2**63 - 1}),
+        json.dumps(EXAMPLE_EVENTS[1]).replace("431", "1e400"),
+    ]
+    parsed = parse_request([{"data": text} for text in texts])
+    assert parsed.indices == list(range(len(texts)))
+    expected = [tuple(json.loads(text)[c] for c in parsed.events.columns) for text in texts]
+    for got, want in zip(parsed.rows, expected):
+        assert [type(v) for v in got] == [type(v) for v in want]
+        assert [v for v in got if v == v] == [v for v in want if v == v]  # NaN aside
+    assert parsed.columns["EVENT_ID"][:2] == [2**64 + 1, -(2**63) - 1]
+
+
 # -- the README's curl example and the replay check against a real gunicorn ------------------------------------------
 def readme_curl() -> str:
     text = README.read_text()
@@ -389,3 +464,27 @@ def test_readme_curl_and_replay_against_live_server(trained, live_server, capsys
     assert report["agreement"] == 1.0 and report["events"] == 2500 and report["batches"] == 4
     assert report["event_ids_in_order"] is True
     assert "replay" in stderr  # the tqdm progress bar
+
+
+def test_integer_columns_in_one_numpy_pass_keep_the_per_value_rules():
+    from vigil.tasks.web_events.wrangling import (
+        MAX_INT,
+        REQUEST_SIZE_DEFAULT,
+        RESPONSE_CODE_DEFAULT,
+        _bounded_ints,
+        request_size,
+        response_code,
+    )
+
+    sizes = [166, 0, -5, MAX_INT, MAX_INT + 1, 2**63 - 1, -(2**63)]
+    assert _bounded_ints(sizes, 0, MAX_INT, REQUEST_SIZE_DEFAULT, request_size).tolist() == list(
+        map(request_size, sizes)
+    )
+    beyond = [*sizes, 2**70]  # past int64: value by value
+    assert _bounded_ints(beyond, 0, MAX_INT, REQUEST_SIZE_DEFAULT, request_size).tolist() == list(
+        map(request_size, beyond)
+    )
+    codes = [100, 599, 99, 600, 404, -1]
+    assert _bounded_ints(codes, 100, 599, RESPONSE_CODE_DEFAULT, response_code).tolist() == list(
+        map(response_code, codes)
+    )

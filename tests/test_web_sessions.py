@@ -524,3 +524,54 @@ def test_ui_pages_render_for_every_task(api):
     answer = api.post("/predict/web-sessions", json={k: session[k] for k in ("sites", "times")}).get_json()
     assert answer["success"] is True
     assert api.get("/ui/tasks/no-such-task").status_code == 404
+
+
+def test_dask_training_on_a_two_worker_local_cluster_saves_the_same_artifact(tmp_path, labelled):
+    """Issue 18: `--dask local:2` runs the LightGBM fits of the protocol on a real LocalCluster; the saved
+    pipeline is the one-machine kind and scores like the one-machine model (LightGBM documents that
+    distributed training is not bit-identical, so ranks and AUC are compared, not bytes)."""
+    from lightgbm import LGBMClassifier
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    from vigil.tasks.web_sessions.data import time_split
+
+    frame, site_dic = labelled
+    settings = Settings.from_env(models_dir=tmp_path / "models", work_dir=tmp_path / "runs")
+    stores = {"single": ArtifactStore(tmp_path / "single"), "dask": ArtifactStore(tmp_path / "dask")}
+    entries = {
+        name: TASK.train_and_save(
+            store,
+            settings,
+            frame,
+            site_dic,
+            fingerprint="sample",
+            quick=True,
+            model="lightgbm",
+            **({"dask": "local:2"} if name == "dask" else {}),
+        )[0]
+        for name, store in stores.items()
+    }
+    training = entries["dask"]["extra"]["training"]
+    assert training["mode"] == "dask" and training["workers"] == 2 and training["address"] == "local:2 (127.0.0.1)"
+    assert training["dask_fits"] == 5  # 3 CV folds, the 80% fit, the refit on everything
+    assert "training" not in entries["single"]["extra"]
+
+    _, holdout = time_split(frame, 0.2)
+    y = holdout["target"].to_numpy()
+    scores = {}
+    for name, store in stores.items():
+        pipeline = store.load("web_sessions").model["pipeline"]  # through the artifact store's checks
+        assert type(pipeline[-1]) is LGBMClassifier and "client" not in pipeline[-1].get_params()
+        scores[name] = pipeline.predict_proba(holdout)[:, 1]
+    assert abs(roc_auc_score(y, scores["dask"]) - roc_auc_score(y, scores["single"])) <= 0.03
+    assert spearmanr(scores["dask"], scores["single"]).statistic >= 0.9
+    assert entries["dask"]["metrics"]["model"] == "lightgbm"
+    assert abs(entries["dask"]["metrics"]["roc_auc"] - entries["single"]["metrics"]["roc_auc"]) <= 0.03
+
+
+def test_a_bad_dask_address_is_refused_before_any_work(tmp_path, capsys):
+    code = vigil_main(["--models-dir", str(tmp_path / "models"), "web-sessions", "train", "--dask", "local:0"])
+    assert code != 0
+    assert "--dask local:N needs 1 <= N <= 256" in capsys.readouterr().err
+    assert not (tmp_path / "models").exists()

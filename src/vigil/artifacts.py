@@ -6,6 +6,9 @@ Layout of the store (``models/`` by default)::
     models/<task>/<task>-v<N>.skops      the fitted pipeline, in skops' format (no code runs on load)
     models/<task>/<task>-v<N>.txt        LightGBM's native text model, when the pipeline holds one
     models/<task>/<task>-v<N>.joblib     older artifacts (joblib pickles), still loaded when verified
+    models/<task>/<task>-v<N>.<name>     sidecar files a task made at training time (EMBER: the model
+                                         converted for ONNX Runtime, the rows it is checked on); each
+                                         listed in the entry's ``sidecars`` with its SHA-256
 
 Threat model. Whoever can write ``models/`` can replace files; the store makes that harmless:
 
@@ -16,6 +19,9 @@ Threat model. Whoever can write ``models/`` can replace files; the store makes t
   trusts an exact list of class names (:data:`TRUSTED_TYPES`) and refuses a file naming any other.
   No pickle, no import of a name the file chooses. ``.joblib`` (pickle) is loaded only after the
   hash check, for artifacts saved before the skops format.
+- Sidecar files are read once and hash-checked the same way at load; their verified bytes are
+  handed to the task (``LoadedModel.sidecars``) as data, never imported or unpickled. One that is
+  missing or does not match its hash is left out (logged), and the model is served without it.
 - With ``VIGIL_MODEL_KEY`` the signed manifest carries a ``sequence`` that grows with every save.
   The highest sequence this machine has accepted is kept outside the models folder
   (``VIGIL_STATE_DIR``); a manifest with a lower one (an old, validly signed manifest put back to
@@ -25,10 +31,10 @@ Threat model. Whoever can write ``models/`` can replace files; the store makes t
 
 Example::
 
-    >>> store = ArtifactStore(tmp_path)                      # doctest: +SKIP
-    >>> entry = store.save("iot_anomaly", pipeline, metrics={"f1": 0.93})
-    >>> loaded = store.load("iot_anomaly")
-    >>> loaded.model.predict(rows); loaded.version
+    store = ArtifactStore(tmp_path)
+    entry = store.save("iot_anomaly", pipeline, metrics={"f1": 0.93})
+    loaded = store.load("iot_anomaly")
+    loaded.model.predict(rows); loaded.version
 """
 
 from __future__ import annotations
@@ -40,7 +46,8 @@ import hashlib
 import hmac
 import io
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -50,6 +57,8 @@ import joblib
 from vigil.errors import ArtifactIntegrityError, ModelNotAvailable
 from vigil.files import atomic_write
 from vigil.plain import to_plain
+
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = ".skops"
@@ -175,6 +184,10 @@ class LoadedModel:
 
     model: Any
     entry: dict
+    # name -> verified bytes of the entry's sidecar files (data for the task, e.g. an ONNX model)
+    sidecars: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+    # what the task builds once per load from the sidecars (e.g. an ONNX Runtime session)
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def task(self) -> str:
@@ -321,8 +334,10 @@ class ArtifactStore:
         data_fingerprint: str | None = None,
         lightgbm_booster: Any = None,
         extra: dict | None = None,
+        sidecars: dict[str, bytes] | None = None,
     ) -> dict:
-        """Dump ``model`` as the next version of ``task`` and record it in the manifest."""
+        """Dump ``model`` as the next version of ``task`` and record it in the manifest; each of
+        ``sidecars`` (name -> bytes) is written as ``<task>-v<N>.<name>`` and listed with its hash."""
         with self._locked():
             artifacts = self.read_manifest()
             previous = [int(e["version"]) for e in artifacts if e["task"] == task]
@@ -349,6 +364,17 @@ class ArtifactStore:
                 native = folder / f"{task}-v{version}.txt"
                 lightgbm_booster.save_model(str(native))
                 entry["native_model"] = native.relative_to(self.root).as_posix()
+            if sidecars:
+                entry["sidecars"] = {}
+                for name, content in sidecars.items():
+                    if not name.replace("_", "").replace("-", "").isalnum() or name in ("skops", "txt", "joblib"):
+                        raise ValueError(f"sidecar name {name!r} is not a plain word")
+                    side = folder / f"{task}-v{version}.{name}"
+                    atomic_write(side, content)
+                    entry["sidecars"][name] = {
+                        "file": side.relative_to(self.root).as_posix(),
+                        "sha256": hashlib.sha256(content).hexdigest(),
+                    }
             artifacts.append(entry)
             self._write_manifest(artifacts)
         return entry
@@ -380,7 +406,19 @@ class ArtifactStore:
             raise ArtifactIntegrityError(
                 f"model file {entry['file']} could not be loaded", f"{type(exc).__name__}: {exc}"
             ) from None
-        return LoadedModel(model=model, entry=entry)
+        return LoadedModel(model=model, entry=entry, sidecars=self._verified_sidecars(entry))
+
+    def _verified_sidecars(self, entry: dict) -> dict[str, bytes]:
+        """The entry's sidecar files, each read once and checked against its listed hash; one that
+        is missing or does not match is left out (the model serves without it) and logged."""
+        verified = {}
+        listed = entry.get("sidecars") or {}
+        for name, side in listed.items() if isinstance(listed, dict) else ():
+            try:
+                verified[name] = self.verified_bytes(side if isinstance(side, dict) else {})
+            except ArtifactIntegrityError as exc:
+                log.error("sidecar %s of %s v%s refused: %s", name, entry.get("task"), entry.get("version"), exc.error)
+        return verified
 
     def verified_bytes(self, entry: dict) -> bytes:
         """The bytes of ``entry``'s model file, read once and checked against the manifest's SHA-256;

@@ -1,4 +1,4 @@
-"""``vigil``: the click root. ``serve``, ``bootstrap`` and ``models``, and one group per task.
+"""``vigil``: the click root. ``serve``, ``bootstrap``, ``models``, ``admin``, and one group per task.
 
 The root makes one :class:`~vigil.context.CliContext` (settings, artifact store) per run and mounts,
 under each task's slug, the click group ``commands`` of the modules the registry names for it
@@ -70,12 +70,19 @@ def headline_metrics(metrics: dict, limit: int = 6) -> str:
     return shown + (f" (+{len(scalars) - limit} more in `vigil models`)" if len(scalars) > limit else "")
 
 
-def bootstrap_models(context: CliContext, force: bool = False) -> int:
-    """Train every task's default model on the shipped samples, unless one exists already."""
+def bootstrap_models(context: CliContext, force: bool = False, slugs: tuple[str, ...] = ()) -> int:
+    """Train every task's default model (or only those of ``slugs``) on the shipped samples, unless one
+    exists already."""
     from vigil.tasks import all_tasks
 
     settings, store = context.settings, context.store
-    for task in all_tasks():
+    tasks = all_tasks()
+    unknown = sorted(set(slugs) - {task.slug for task in tasks})
+    if unknown:
+        raise VigilError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(t.slug for t in tasks)}")
+    for task in tasks:
+        if slugs and task.slug not in slugs:
+            continue
         if store.entries(task.name) and not force:
             print(f"{task.slug}: model v{store.latest_entry(task.name)['version']} present, skipping")
             continue
@@ -122,11 +129,12 @@ def cmd_serve(context: CliContext, host, port, bind, workers, threads, bucket_ro
     os.execve(sys.executable, command, env)
 
 
-@cli.command("bootstrap", help="train default models on the shipped sample data")
+@cli.command("bootstrap", help="train default models on the shipped sample data (every task, or the SLUGs given)")
+@click.argument("slugs", nargs=-1, metavar="[SLUG]...")
 @click.option("--force", is_flag=True, help="train even where a model exists")
 @pass_cli_context
-def cmd_bootstrap(context: CliContext, force: bool) -> int:
-    return bootstrap_models(context, force)
+def cmd_bootstrap(context: CliContext, slugs: tuple[str, ...], force: bool) -> int:
+    return bootstrap_models(context, force, slugs)
 
 
 @cli.command("models", help="list the artifacts in the model store")
@@ -136,6 +144,31 @@ def cmd_models(context: CliContext) -> int:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in entry.get("metrics", {}).items() if isinstance(v, float))
         print(f"{entry['task']:<14} v{entry['version']:<4} {entry['created_at']}  {metrics}")
     return 0
+
+
+@cli.group("admin", help="Operate running servers (replicas: docs/deployment.md).", no_args_is_help=True)
+def cmd_admin() -> None:
+    pass
+
+
+@cmd_admin.command("reload", help="POST /admin/reload to every replica and report each answer")
+@click.option("--url", "urls", multiple=True, metavar="URL", help="a replica's base URL; repeat for each")
+@click.option("--all-of", "all_of", multiple=True, metavar="HOST:PORT", help="every address HOST resolves to")
+@click.option("--token", envvar="VIGIL_API_TOKEN", help="bearer token (default: VIGIL_API_TOKEN)")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="seconds per replica")
+def cmd_admin_reload(urls, all_of, token, timeout) -> int:
+    from vigil.replicas import addresses_of, reload_replicas
+
+    try:
+        targets = [*urls, *(url for host_port in all_of for url in addresses_of(host_port))]
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not targets:
+        raise click.UsageError("name the replicas: --url URL (repeat it) or --all-of HOST:PORT")
+    answers = reload_replicas(targets, token=token, timeout=timeout)
+    for answer in answers:
+        print(answer.line(), flush=True)
+    return 0 if all(answer.reloaded for answer in answers) else 1
 
 
 class StreamGroup(click.Group):

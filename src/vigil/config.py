@@ -11,6 +11,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Running from a checkout (src/vigil/config.py is this file), or from an installed copy (site-packages).
+IN_CHECKOUT = (PROJECT_ROOT / "src" / "vigil" / "config.py").resolve() == Path(__file__).resolve()
+# Where the default models/, runs/ and config.yaml live: the checkout, or, installed, the working directory.
+RUN_ROOT = PROJECT_ROOT if IN_CHECKOUT else Path.cwd()
+
+
+def _sample_data() -> Path:
+    """The shipped samples: the checkout's data/ when present, else the installed package data
+    (``vigil.sample_data``, the same folder mapped in by pyproject.toml)."""
+    if IN_CHECKOUT and (PROJECT_ROOT / "data").is_dir():
+        return PROJECT_ROOT / "data"
+    from importlib.resources import files
+
+    return Path(str(files("vigil") / "sample_data"))
+
+
+SAMPLE_DATA = _sample_data()
 
 
 def _env_path(name: str, default: Path) -> Path:
@@ -34,10 +51,10 @@ def _env_str(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Settings:
-    models_dir: Path = PROJECT_ROOT / "models"  # VIGIL_MODELS_DIR
-    data_dir: Path = PROJECT_ROOT / "data"  # VIGIL_DATA_DIR
-    work_dir: Path = PROJECT_ROOT / "runs"  # VIGIL_WORK_DIR: reports, plots, experiment folders
-    bucket_root: Path = PROJECT_ROOT / "runs" / "bucket"  # VIGIL_BUCKET_ROOT: Alectio bucket as a local folder
+    models_dir: Path = RUN_ROOT / "models"  # VIGIL_MODELS_DIR
+    data_dir: Path = SAMPLE_DATA  # VIGIL_DATA_DIR: the shipped samples (checkout's data/ or package data)
+    work_dir: Path = RUN_ROOT / "runs"  # VIGIL_WORK_DIR: reports, plots, experiment folders
+    bucket_root: Path = RUN_ROOT / "runs" / "bucket"  # VIGIL_BUCKET_ROOT: Alectio bucket as a local folder
     max_body_bytes: int = 64 * 1024 * 1024  # VIGIL_MAX_BODY_BYTES
     max_rows: int = 100_000  # VIGIL_MAX_ROWS per prediction request
     predict_timeout_s: float = 60.0  # VIGIL_PREDICT_TIMEOUT_S: the work stops at its next chunk past it; 0 = none
@@ -57,7 +74,7 @@ class Settings:
     # <backend>/sdk/v2/end_of_task); VIGIL_ALECTIO_TOKEN: the bearer token sent with it
     alectio_callback_url: str | None = None
     alectio_token: str | None = None
-    alectio_config: Path = PROJECT_ROOT / "config.yaml"  # VIGIL_ALECTIO_CONFIG: Alectio args (DATA_DIR, EXPT_DIR...)
+    alectio_config: Path = RUN_ROOT / "config.yaml"  # VIGIL_ALECTIO_CONFIG: Alectio args (DATA_DIR, EXPT_DIR...)
     kafka_bootstrap_servers: str | None = None  # VIGIL_KAFKA_BOOTSTRAP_SERVERS
     host: str = "127.0.0.1"  # VIGIL_HOST
     port: int = 8080  # VIGIL_PORT

@@ -86,3 +86,26 @@ def with_args(function: Callable[[CommandArgs], int | None]) -> Callable[..., in
 
 
 __all__ = ["CliContext", "CommandArgs", "pass_cli_context", "with_args"]
+
+
+def _dask_address(ctx, param, value):
+    # checked before any work, so a typo fails at once (vigil.dask_training says what is accepted)
+    if value is None:
+        return None
+    from vigil.dask_training import parse_dask_address
+
+    try:
+        parse_dask_address(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def dask_option(what: str):
+    """``--dask ADDRESS`` for a train verb whose LightGBM fits can run on Dask (vigil.dask_training)."""
+    return click.option(
+        "--dask",
+        metavar="ADDRESS",
+        callback=_dask_address,
+        help=f"{what}: tcp://HOST:8786 (a running scheduler) or local:N (N workers on 127.0.0.1)",
+    )

@@ -5,10 +5,10 @@ Stdlib only, so gunicorn's master can use it for its own log (``logconfig_dict``
 
 Example::
 
-    >>> import logging
-    >>> handler = logging.StreamHandler(); handler.setFormatter(JsonFormatter())
-    >>> logging.getLogger("demo").addHandler(handler)      # doctest: +SKIP
-    >>> logging.getLogger("demo").info("ready", extra={"fields": {"models": 5}})
+    >>> import logging, sys
+    >>> handler = logging.StreamHandler(sys.stdout); handler.setFormatter(JsonFormatter())
+    >>> demo = logging.getLogger("demo"); demo.addHandler(handler); demo.setLevel(logging.INFO)
+    >>> demo.info("ready", extra={"fields": {"models": 5}})
     {"ts": "...", "level": "INFO", "logger": "demo", "msg": "ready", "models": 5}
 """
 

@@ -1,5 +1,6 @@
-"""Binary-detection metrics shared by every task: ROC AUC, PR AUC, detection rate at a fixed
-false-positive rate (with the threshold that achieves it), confusion matrix.
+"""Detection metrics shared by every task: ROC AUC, PR AUC, the ROC curve, detection rate at a fixed
+false-positive rate (with the threshold that achieves it), the binary confusion matrix and its ratios,
+weighted F1 for multi-class labels.
 
 Scores are "higher means more likely positive" (malicious, attack, anomalous). The threshold for a
 target FPR is found on the negatives' scores, as ember and the malware literature quote it.
@@ -10,6 +11,8 @@ Example::
     >>> report = binary_detection_report([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
     >>> round(report["roc_auc"], 2)
     0.75
+    >>> confusion_ratios(binary_confusion([0, 0, 1, 1], [0, 1, 1, 1]))["fpr"]
+    0.5
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score, roc_curve
+from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, roc_auc_score, roc_curve
+
+RATIO_NAMES = ("tpr", "fpr", "tnr", "fnr", "ppv", "f1")
 
 
 def _as_arrays(y_true, scores) -> tuple[np.ndarray, np.ndarray]:
@@ -64,10 +69,48 @@ def detection_rate_at_fpr(y_true, scores, target_fpr: float = 0.01) -> Detection
     return DetectionAtFpr(float(target_fpr), float(tpr[best]), threshold, float(fpr[best]))
 
 
+def roc_points(y_true, scores) -> tuple[np.ndarray, np.ndarray]:
+    """The ROC curve as (false-positive rates, true-positive rates), for plotting."""
+    y_true, scores = _as_arrays(y_true, scores)
+    fpr, tpr, _ = roc_curve(y_true, scores)
+    return fpr, tpr
+
+
+def binary_confusion(y_true, y_pred) -> np.ndarray:
+    """Confusion matrix ``[[tn, fp], [fn, tp]]`` of hard 0/1 predictions, both labels always present."""
+    return confusion_matrix(np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int), labels=[0, 1])
+
+
+def confusion_ratios(matrix) -> dict[str, float]:
+    """Ratios of a binary confusion matrix ``[[tn, fp], [fn, tp]]`` (positive = 1); 0/0 is 0.0.
+
+    >>> confusion_ratios([[90, 10], [5, 45]])["tpr"]
+    0.9
+    """
+    (tn, fp), (fn, tp) = np.asarray(matrix, dtype=float)
+
+    def ratio(num, den):
+        return float(num / den) if den else 0.0
+
+    return {
+        "tpr": ratio(tp, tp + fn),
+        "fpr": ratio(fp, fp + tn),
+        "tnr": ratio(tn, tn + fp),
+        "fnr": ratio(fn, fn + tp),
+        "ppv": ratio(tp, tp + fp),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+    }
+
+
+def weighted_f1(y_true, y_pred) -> float:
+    """F1 averaged over the labels, weighted by their support; a label never predicted scores 0."""
+    return float(f1_score(y_true, y_pred, average="weighted", zero_division=0))
+
+
 def confusion_at_threshold(y_true, scores, threshold: float) -> dict:
     """Confusion matrix ``[[tn, fp], [fn, tp]]`` of ``score >= threshold`` and its four cells."""
     y_true, scores = _as_arrays(y_true, scores)
-    matrix = confusion_matrix(y_true, (scores >= threshold).astype(int), labels=[0, 1])
+    matrix = binary_confusion(y_true, (scores >= threshold).astype(int))
     tn, fp, fn, tp = (int(v) for v in matrix.ravel())
     return {"matrix": matrix.tolist(), "tn": tn, "fp": fp, "fn": fn, "tp": tp}
 

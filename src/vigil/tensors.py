@@ -90,3 +90,46 @@ def check_matrix(matrix: np.ndarray, dims: tuple[int, ...], what: str = "vector"
             f"{what} {index}, value {position} is not a finite float32", {"index": index, "position": position}
         )
     return np.ascontiguousarray(wide, dtype=np.float32)
+
+
+def json_number_rows(body: bytes, width: int, key: str | None = None) -> np.ndarray | None:
+    """The float64 (rows, width) matrix of a JSON body that is exactly a non-empty list of lists of
+    ``width`` numbers (or, with ``key``, an object whose only member ``key`` is such a list), parsed
+    with orjson and converted by numpy in C; None for any other body, which then takes the general
+    path (Python's ``json``, the schema, the task's per-value checks) and gets the answers it always got.
+
+    Only bodies that path would accept unchanged come back: no ``true``/``false``/``null`` or string
+    (numpy would read them as numbers, the per-value check refuses them), no number orjson cannot read as a double (it
+    refuses NaN, Infinity and overflowing numbers, so those fall back too), nothing ragged or nested.
+    Values are the same doubles ``json`` reads (both round correctly); ints become doubles as
+    Python's ``float`` makes them. Finiteness in float32 is left to :func:`check_matrix`.
+
+    >>> json_number_rows(b'{"vectors": [[1, 2.5], [3, 4]]}', 2, key="vectors").tolist()
+    [[1.0, 2.5], [3.0, 4.0]]
+    >>> json_number_rows(b'[[1, true]]', 2) is None
+    True
+    """
+    import orjson
+
+    start = body.find(b"[")
+    # true / false / null / strings past the first "[" (the key's own letters come before it; numbers
+    # hold none of these bytes): numpy would read a bool as 1.0, null as NaN, "1.5" as 1.5
+    if start < 0 or any(body.find(byte, start) >= 0 for byte in (b"t", b"f", b"n", b'"')):
+        return None
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if key is not None and isinstance(parsed, dict):
+        if len(parsed) != 1 or key not in parsed:
+            return None
+        parsed = parsed[key]
+    if not isinstance(parsed, list) or not parsed or not isinstance(parsed[0], list):
+        return None
+    try:
+        matrix = np.array(parsed, dtype=np.float64)  # ragged rows or a non-number raise
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if matrix.ndim != 2 or matrix.shape[1] != width:
+        return None
+    return matrix

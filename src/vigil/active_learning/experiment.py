@@ -126,10 +126,9 @@ def run_experiment(
 
 
 def plot_learning_curve(curve: pd.DataFrame, path: Path, title: str = "") -> Path:
-    import matplotlib
+    from vigil.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for axis, metric, label in ((axes[0], "roc_auc", "ROC AUC"), (axes[1], "accuracy", "accuracy")):
@@ -143,7 +142,4 @@ def plot_learning_curve(curve: pd.DataFrame, path: Path, title: str = "") -> Pat
     axes[0].legend()
     if title:
         figure.suptitle(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=110, tight=False)  # constrained_layout does the layout

@@ -16,7 +16,7 @@ from vigil.active_learning import processes
 from vigil.active_learning.jobs import JobStore, _now, _write_json_atomically
 from vigil.active_learning.loop import LOOP_MESSAGE, experiment_args, preflight, run_one_loop, validate_payload
 from vigil.active_learning.storage import BucketStore, LocalBucketStore
-from vigil.config import PROJECT_ROOT, Settings
+from vigil.config import RUN_ROOT, Settings
 from vigil.errors import VigilError
 
 log = logging.getLogger("vigil.active_learning")
@@ -44,7 +44,7 @@ def default_args(settings: Settings) -> dict:
             "TEST_SIZE": None,
             "exp_name": "Ember",
         },
-        base_dir=PROJECT_ROOT,
+        base_dir=RUN_ROOT,
     )
 
 

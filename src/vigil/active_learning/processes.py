@@ -16,10 +16,10 @@ They are skops archives (see :mod:`vigil.artifacts`), not pickles: loading one r
 
 Example::
 
-    >>> args = load_config("config.yaml")                                  # doctest: +SKIP
-    >>> train(args, labeled=list(range(500)), resume_from=None, ckpt_file="ckpt_0.pkl")
-    >>> test(args, ckpt_file="ckpt_0.pkl")["predictions"][:5]
-    >>> infer(args, unlabeled=range(500, 1000), ckpt_file="ckpt_0.pkl")["outputs"][500]
+    args = load_config("config.yaml")
+    train(args, labeled=list(range(500)), resume_from=None, ckpt_file="ckpt_0.pkl")
+    test(args, ckpt_file="ckpt_0.pkl")["predictions"][:5]
+    infer(args, unlabeled=range(500, 1000), ckpt_file="ckpt_0.pkl")["outputs"][500]
     {'softmax': [0.93, 0.07], 'prediction': 0}
 """
 

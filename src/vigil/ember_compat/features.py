@@ -27,20 +27,6 @@ import lief
 
 from vigil.tasks.ember import features as _vigil
 
-__all__ = [
-    "PEFeatureExtractor",
-    "FeatureType",
-    "ByteHistogram",
-    "ByteEntropyHistogram",
-    "StringExtractor",
-    "GeneralFileInfo",
-    "HeaderFileInfo",
-    "SectionInfo",
-    "ImportsInfo",
-    "ExportsInfo",
-    "DataDirectories",
-]
-
 # The LIEF versions ember's two feature versions were computed with (ember's warning names them).
 _REFERENCE_LIEF = {1: "0.8.3-18d5b75", 2: "0.9.0-"}
 
@@ -109,6 +95,8 @@ _SELECTABLE = (
     "ImportsInfo",
     "ExportsInfo",
 )
+__all__ = ["PEFeatureExtractor", "FeatureType", *_SELECTABLE, "DataDirectories"]
+
 _COMPAT_CLASSES = {
     cls.__name__: cls
     for cls in (

@@ -58,6 +58,10 @@ class RouteSpec:
     # Accepted and ignored: the "schema says no, ask the task anyway" path is gone (tasks validate
     # with their request model). Kept only so a blueprint still passing it loads.
     task_explains_errors: bool = False
+    # callable(body_bytes, **path_params) -> numeric matrix or None: a JSON body that is only feature
+    # vectors, read fast (orjson + numpy) and handed to the view as a tensor instead of being parsed
+    # and schema-checked value by value (such a body matches the schema by construction).
+    json_tensor: Callable[..., Any] | None = None
     # Query parameters, as OpenAPI parameter objects without "in" (e.g. /predict's ``explain``).
     query: list[dict] = field(default_factory=list)
     # Which token guards the route: "api", "predict", None, or "auto" (decided by path, see middleware).

@@ -21,6 +21,7 @@ from vigil.jsonlog import REQUEST_ID
 from vigil.service import metrics
 from vigil.service.api import is_model, spec_of
 from vigil.service.validation import check_rows, is_json_mimetype, parse_json, validate_body, validate_model
+from vigil.tensors import too_many_rows
 
 log = logging.getLogger("vigil.service")
 
@@ -109,6 +110,12 @@ def _check_body() -> None:
         return
     if not any(is_json_mimetype(t) for t in route.content_types):
         raise VigilError("this endpoint does not take JSON", {"accepted": list(route.content_types)}, status=415)
+    matrix = route.json_tensor(data, **path_params) if route.json_tensor is not None else None
+    if matrix is not None:
+        if route.counts_rows and len(matrix) > settings.max_rows:
+            raise too_many_rows(len(matrix), settings.max_rows)
+        g.vigil_tensor, g.vigil_rows = matrix, len(matrix)
+        return
     body = parse_json(data)
     g.vigil_json = body
     if route.counts_rows:

@@ -43,7 +43,7 @@ _executor_lock = threading.Lock()
 def predict_input_from_request(task=None) -> PredictInput:
     settings = current_app.config["VIGIL_SETTINGS"]
     body = request.get_data(cache=True)
-    tensor = None
+    tensor = g.get("vigil_tensor")  # JSON feature vectors the middleware read as a matrix (json_tensor)
     if request.mimetype == NPY_MIMETYPE:
         _check_takes_matrix(task)
         tensor = read_npy(body, settings.max_rows)
@@ -56,7 +56,7 @@ def predict_input_from_request(task=None) -> PredictInput:
         files[key] = storage.read()
         filenames[key] = storage.filename or key
     parsed = g.get("vigil_json")  # parsed and validated by the middleware when the route has a spec
-    if parsed is None and body and not files:
+    if parsed is None and tensor is None and body and not files:
         mimetype = request.mimetype or ""
         if is_json_mimetype(mimetype) or (mimetype in ("", "text/plain") and body.lstrip()[:1] in (b"[", b"{")):
             # A route without a spec: JSON errors are still 400s; the row limit is left to the task
@@ -339,6 +339,15 @@ def _schema_refusal(task, predict_input: PredictInput) -> UnprocessableInput | N
     return None
 
 
+def _json_tensor(data: bytes, task_slug: str = ""):
+    """The task's fast read of a JSON body of feature vectors (Task.json_tensor), or None."""
+    try:
+        task = get_task(task_slug)
+    except Exception:  # an unknown slug: the view answers 404
+        return None
+    return task.json_tensor(data) if task.tensor_input else None
+
+
 def _task_slugs() -> list[str]:
     return [task.slug for task in all_tasks()]
 
@@ -362,6 +371,7 @@ EXPLAIN_PARAMETER = {
     example=lambda task_slug: get_task(task_slug).example_request(),
     content_types=PREDICT_CONTENT_TYPES,
     validate=False,  # the task validates its records with its request model (and answers the good ones)
+    json_tensor=_json_tensor,
     expand={"task_slug": _task_slugs},
     tags=["predict"],
 )

@@ -30,7 +30,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from vigil.errors import InvalidInput, UnprocessableInput, VigilError
 from vigil.service.api import spec
 from vigil.service.predict import run_prediction
-from vigil.service.validation import parse_json
+from vigil.service.validation import check_json_limits, parse_json
 from vigil.tasks import PredictInput, all_tasks, get_task
 from vigil.tensors import too_many_rows
 
@@ -94,6 +94,20 @@ def _parameters(node: dict) -> dict:
     return parameters if isinstance(parameters, dict) else {}
 
 
+def _parse_json(data: bytes) -> Any:
+    """``parse_json``'s document, read with orjson (3-4x faster on a JSON tensor's numbers) where
+    orjson can: what it refuses (NaN, overflowing numbers, lone surrogates, bad UTF-8, empty bodies)
+    goes to ``parse_json``, so the same bodies are accepted and refused with the same answers."""
+    import orjson
+
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return parse_json(data)
+    check_json_limits(document)  # nesting depth, integers beyond the float range
+    return document
+
+
 def parse_v2_request(body: bytes, header_length: str | None, max_rows: int) -> V2Request:
     """One numeric input tensor of a V2 ``infer`` body (JSON, or JSON + binary tensor data)."""
     if header_length is not None:
@@ -107,10 +121,10 @@ def parse_v2_request(body: bytes, header_length: str | None, max_rows: int) -> V
                 {"header_length": length, "body_bytes": len(body)},
             )
         header = body[:length]
-        document, binary = parse_json(header), memoryview(body)[length:]
+        document, binary = _parse_json(header), memoryview(body)[length:]
     else:
         header = body
-        document, binary = parse_json(body), memoryview(b"")
+        document, binary = _parse_json(body), memoryview(b"")
     if not isinstance(document, dict) or not isinstance(document.get("inputs"), list) or not document["inputs"]:
         raise InvalidInput("a V2 infer request needs a non-empty 'inputs' list", {"field": "inputs"})
     if len(document["inputs"]) != 1:

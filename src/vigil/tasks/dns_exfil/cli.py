@@ -10,7 +10,9 @@ from pathlib import Path
 
 import click
 
-from vigil.context import with_args
+from vigil.context import dask_option, with_args
+
+DASK_OPTION = dask_option("train the LightGBM models on a Dask cluster")
 
 
 @click.group(help="DNS exfiltration: is this query name smuggling data out?", no_args_is_help=True)
@@ -57,15 +59,18 @@ def cmd_generate(args) -> int:
     "shipped real captures and benign names; then train and save it",
 )
 @click.option("--no-save", is_flag=True, help="evaluate only")
+@DASK_OPTION
 @with_args
 def cmd_evaluate_real(args) -> int:
+    from vigil.dask_training import fitter
     from vigil.tasks.dns_exfil.query_model import format_report, leave_one_tool_out, train_query_model
 
     store = args.store
-    print(format_report(leave_one_tool_out()))
-    if not args.no_save:
-        entry = train_query_model(store)
-        print(f"saved {entry['task']} v{entry['version']} (served by POST /predict/dns for query names)")
+    with fitter(args.dask) as trainer:  # one cluster for the folds and the final fit
+        print(format_report(leave_one_tool_out(fit_with=trainer.fit if args.dask else None)))
+        if not args.no_save:
+            entry = train_query_model(store, trainer=trainer)
+            print(f"saved {entry['task']} v{entry['version']} (served by POST /predict/dns for query names)")
     return 0
 
 
@@ -78,6 +83,7 @@ def cmd_evaluate_real(args) -> int:
 @click.option("--max-rows", type=int, default=None)
 @click.option("--test-size", type=float, default=0.25)
 @click.option("--n-jobs", type=int, default=1)
+@DASK_OPTION
 @with_args
 def cmd_train(args) -> int:
     from vigil.tasks.dns_exfil.report import train_and_report
@@ -94,7 +100,7 @@ def cmd_train(args) -> int:
         csv = data / "static_dataset.csv"
     out = args.out or settings.work_dir / "dns" / "train"
     entry, summary = train_and_report(
-        csv, out, store, max_rows=args.max_rows, test_size=args.test_size, n_jobs=args.n_jobs
+        csv, out, store, max_rows=args.max_rows, test_size=args.test_size, n_jobs=args.n_jobs, dask=args.dask
     )
     print(summary)
     print(f"saved {entry['task']} v{entry['version']}; report: {out / 'report.md'}")

@@ -201,7 +201,13 @@ def compare_candidates(
     algorithms=ALGORITHMS,
     n_jobs: int = 1,
     progress: bool = False,
+    fit=None,
 ) -> list[CandidateResult]:
+    """Every selection x algorithm fitted on the training part and scored on the test part.
+
+    ``fit(pipeline, X, y)``: a :class:`~vigil.dask_training.DaskFitter`'s ``fit`` trains the
+    LightGBM candidates on a Dask cluster (the random forests stay here); default: on this machine.
+    """
     import time
 
     grid = [(s, a) for s in selections for a in algorithms]
@@ -212,7 +218,8 @@ def compare_candidates(
     results = []
     for selection, algorithm in grid:
         started = time.perf_counter()
-        pipeline = make_pipeline(selection, algorithm, n_jobs).fit(X_train, y_train)
+        candidate = make_pipeline(selection, algorithm, n_jobs)
+        pipeline = fit(candidate, X_train, y_train) if fit is not None else candidate.fit(X_train, y_train)
         seconds = time.perf_counter() - started
         probability = pipeline.predict_proba(X_test)[:, 1]
         results.append(

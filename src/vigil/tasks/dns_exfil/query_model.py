@@ -217,9 +217,13 @@ def training_frames(
     return captures.reset_index(drop=True), benign.reset_index(drop=True)
 
 
-def fit(tunnel_X: pd.DataFrame, benign_X: pd.DataFrame):
+def fit(tunnel_X: pd.DataFrame, benign_X: pd.DataFrame, fit_with=None):
+    """The classifier fitted on tunnel (1) and benign (0) rows; ``fit_with(estimator, X, y)`` is a
+    :class:`~vigil.dask_training.DaskFitter`'s ``fit`` for training on a Dask cluster."""
     X = pd.concat([tunnel_X, benign_X], ignore_index=True)
     y = np.r_[np.ones(len(tunnel_X), int), np.zeros(len(benign_X), int)]
+    if fit_with is not None:
+        return fit_with(make_classifier(), X, y)
     return make_classifier().fit(X, y)
 
 
@@ -235,9 +239,15 @@ def make_bundle(classifier, metrics: dict | None = None) -> dict:
     }
 
 
-def train_query_model(store, captures=None, benign=None) -> dict:
-    """Fit on every tool's data-bearing queries and the benign training sources; save as QUERY_TASK."""
+def train_query_model(store, captures=None, benign=None, dask: str | None = None, trainer=None) -> dict:
+    """Fit on every tool's data-bearing queries and the benign training sources; save as QUERY_TASK.
+
+    ``dask`` (``local:N`` or ``tcp://host:port``) trains the LightGBM on that Dask cluster; the
+    artifact is the same plain ``LGBMClassifier`` bundle. ``trainer``: an open
+    :class:`~vigil.dask_training.DaskFitter` to use instead (one cluster for several steps).
+    """
     from vigil.artifacts import data_fingerprint
+    from vigil.dask_training import fitter
     from vigil.tasks.dns_exfil.features import QUERY_FEATURE_VERSION
 
     captures, benign = training_frames(captures, benign)
@@ -245,7 +255,11 @@ def train_query_model(store, captures=None, benign=None) -> dict:
     tunnel = captures[captures.data_bearing == 1]
     train_benign = benign[benign.source.isin(TRAIN_SOURCES)]
     tunnel_X, benign_X = featurize(tunnel.qname), featurize(train_benign.name)
-    classifier = fit(tunnel_X, benign_X)
+    if trainer is not None:
+        classifier, training = fit(tunnel_X, benign_X, trainer.fit), trainer.summary()
+    else:
+        with fitter(dask) as own:
+            classifier, training = fit(tunnel_X, benign_X, own.fit), own.summary()
     X = pd.concat([tunnel_X, benign_X], ignore_index=True)
     y = np.r_[np.ones(len(tunnel_X), int), np.zeros(len(benign_X), int)]
     test = benign[benign.source.isin(TEST_SOURCES)]
@@ -264,12 +278,18 @@ def train_query_model(store, captures=None, benign=None) -> dict:
         threshold=QUERY_THRESHOLD,
         feature_version=QUERY_FEATURE_VERSION,
         data_fingerprint=data_fingerprint(X, y),
-        extra={"kind": "query-real", "tools": sorted(captures.tool.unique()), "benign_sources": list(TRAIN_SOURCES)},
+        extra={
+            "kind": "query-real",
+            "tools": sorted(captures.tool.unique()),
+            "benign_sources": list(TRAIN_SOURCES),
+            **({"training": training} if training else {}),
+        },
     )
 
 
-def leave_one_tool_out(captures=None, benign=None, threshold: float = QUERY_THRESHOLD) -> dict:
-    """Per held-out tool: AUC, detection of data-bearing (and of all) queries; benign FPR per source."""
+def leave_one_tool_out(captures=None, benign=None, threshold: float = QUERY_THRESHOLD, fit_with=None) -> dict:
+    """Per held-out tool: AUC, detection of data-bearing (and of all) queries; benign FPR per source.
+    ``fit_with``: a :class:`~vigil.dask_training.DaskFitter`'s ``fit`` (each fold on the cluster)."""
     captures, benign = training_frames(captures, benign)
     cap_X = featurize(rehome(captures, "train").qname)
     held_X = featurize(rehome(captures, "held-out", seed=1).qname)
@@ -281,7 +301,7 @@ def leave_one_tool_out(captures=None, benign=None, threshold: float = QUERY_THRE
     for tool in sorted(captures.tool.unique()):
         held = (captures.tool == tool).to_numpy()
         train_pos = (~held) & (captures.data_bearing == 1).to_numpy()
-        model = fit(cap_X[train_pos], ben_X[train_mask])
+        model = fit(cap_X[train_pos], ben_X[train_mask], fit_with)
         p_tool = model.predict_proba(held_X[held])[:, 1]
         p_benign = model.predict_proba(ben_X[test_mask])[:, 1]
         bearing = (captures.data_bearing[held] == 1).to_numpy()

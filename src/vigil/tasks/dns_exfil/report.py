@@ -22,6 +22,7 @@ from vigil.tasks.dns_exfil.model import (
     best_candidate,
     compare_candidates,
     make_bundle,
+    make_pipeline,
     read_cic_csv,
 )
 
@@ -115,8 +116,12 @@ def train_and_report(
     test_size: float = 0.25,
     n_jobs: int = 1,
     seed: int = 0,
+    dask: str | None = None,
 ) -> tuple[dict, str]:
+    """``dask`` (``local:N`` / ``tcp://host:port``): the LightGBM fits run on that Dask cluster."""
     from sklearn.model_selection import train_test_split
+
+    from vigil.dask_training import fitter
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +132,14 @@ def train_and_report(
     plot_skew(skew, out / "skew.png")
 
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=y)
-    results = compare_candidates(X_train, y_train, X_test, y_test, SELECTIONS, ALGORITHMS, n_jobs=n_jobs, progress=True)
+    with fitter(dask, threads_per_worker=max(1, n_jobs)) as trainer:
+        results = compare_candidates(
+            X_train, y_train, X_test, y_test, SELECTIONS, ALGORITHMS, n_jobs=n_jobs, progress=True, fit=trainer.fit
+        )
+        best = best_candidate(results)
+        # The held-out metrics decide; the saved model is then refitted on all rows with the same design.
+        pipeline = trainer.fit(make_pipeline(best.selection, best.algorithm, n_jobs), X, y)
+        training = trainer.summary()
     table = pd.DataFrame(
         [
             {
@@ -142,12 +154,6 @@ def train_and_report(
     )
     table.to_csv(out / "comparison.csv", index=False)
     plot_comparison(table, out / "comparison.png")
-    best = best_candidate(results)
-
-    # The held-out metrics decide; the saved model is then refitted on all rows with the same design.
-    from vigil.tasks.dns_exfil.model import make_pipeline
-
-    pipeline = make_pipeline(best.selection, best.algorithm, n_jobs).fit(X, y)
     bundle = make_bundle(pipeline, best.selection, best.algorithm)
     entry = store.save(
         "dns_exfil",
@@ -163,6 +169,7 @@ def train_and_report(
             "features": best.features,
             "training_rows": len(y),
             "csv": str(csv),
+            **({"training": training} if training else {}),
         },
     )
 

@@ -11,7 +11,7 @@ loads no scikit-learn)::
 
 from __future__ import annotations
 
-import importlib
+from vigil.lazy import lazy_exports
 
 _EXPORTS = {
     "DIMS": "features",
@@ -31,11 +31,4 @@ _EXPORTS = {
     "vectorize_subset": "vectorize",
 }
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = list(_EXPORTS)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

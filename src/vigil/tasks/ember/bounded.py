@@ -32,9 +32,9 @@ This module keeps the process's memory well below the data:
 
 Example::
 
-    >>> X, y = read_vectorized("data/ember2018", "train")                        # doctest: +SKIP
-    >>> classifier = fit_bounded(make_estimator("ember"), X, y, histogram_pool_mb=1024)
-    >>> scores = predict_rows(classifier, *read_vectorized("data/ember2018", "test"))
+    X, y = read_vectorized("data/ember2018", "train")
+    classifier = fit_bounded(make_estimator("ember"), X, y, histogram_pool_mb=1024)
+    scores = predict_rows(classifier, *read_vectorized("data/ember2018", "test"))
 """
 
 from __future__ import annotations

@@ -257,13 +257,12 @@ def plot_roc(y: np.ndarray, scores: np.ndarray, path: Path, threshold: float | N
 
 def roc_figure(y: np.ndarray, scores: np.ndarray, threshold: float | None):
     """(figure, axis) of the ROC curve, FPR on a symlog axis from 0 to 1 (no negative rates)."""
-    from sklearn.metrics import roc_curve
-
+    from vigil.metrics import roc_points
     from vigil.plotting import pyplot
 
     plt = pyplot()
 
-    fpr, tpr, _ = roc_curve(y.astype(int), scores)
+    fpr, tpr = roc_points(y, scores)
     figure, axis = plt.subplots(figsize=(5, 4))
     axis.plot(fpr, tpr, label="ROC")
     axis.axvline(0.01, color="grey", linestyle=":", label="1% FPR")
@@ -284,6 +283,7 @@ def roc_figure(y: np.ndarray, scores: np.ndarray, threshold: float | None):
 @_clear_errors
 def cmd_classify(args) -> int:
     store = args.store
+    from vigil.tasks.ember.model import scores
     from vigil.tasks.ember.task import extraction_pool, is_parsed_pe, iter_input_files
     from vigil.tasks.ember.workers import WorkerFailure, oversized
 
@@ -302,7 +302,7 @@ def cmd_classify(args) -> int:
             print(f"{path}\terror: {reason}", file=sys.stderr)
             status = 1
             continue
-        probability = float(loaded.model.predict_proba([raw])[0, 1])
+        probability = float(scores(loaded, loaded.model[0].transform([raw]))[0])
         verdict = "malicious" if probability >= threshold else "benign"
         if not is_parsed_pe(raw):
             note = f"\t({note})" if note else "\t(not a PE file LIEF can read: byte-level features only)"

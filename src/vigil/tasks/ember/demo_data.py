@@ -21,8 +21,8 @@ Test records come from base records the training set never saw. A model trained 
 
 Example::
 
-    >>> train, test = build_demo_records(seed=0)                       # doctest: +SKIP
-    >>> write_demo_data("runs/ember-demo")  # train_features_0.jsonl + test_features.jsonl
+    train, test = build_demo_records(seed=0)
+    write_demo_data("runs/ember-demo")  # train_features_0.jsonl + test_features.jsonl
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vigil.config import PROJECT_ROOT
+from vigil.config import SAMPLE_DATA
 
-SAMPLE_DIR = PROJECT_ROOT / "data" / "ember"
+SAMPLE_DIR = SAMPLE_DATA / "ember"
 EMBER_SAMPLE = "train_features_0_head.jsonl"
 LAUNCHER_SAMPLE = "reference_pip_launchers_raw.jsonl"
 STUB_IMPORTS = {"KERNEL32.DLL": ["LoadLibraryA", "GetProcAddress", "VirtualAlloc", "VirtualProtect", "ExitProcess"]}

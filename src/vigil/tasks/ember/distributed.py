@@ -8,8 +8,8 @@ the same place). Each worker then holds its share of the labelled rows (rows / w
 
 Example::
 
-    >>> X, y = read_vectorized("data/ember2018", "train")                          # doctest: +SKIP
-    >>> classifier, info = fit_on_dask(make_estimator("ember"), X, y, labelled_rows(y), "local:2")
+    X, y = read_vectorized("data/ember2018", "train")
+    classifier, info = fit_on_dask(make_estimator("ember"), X, y, labelled_rows(y), "local:2")
 """
 
 from __future__ import annotations

@@ -39,6 +39,8 @@ import hashlib
 import logging
 import struct
 import warnings
+from itertools import chain
+from operator import itemgetter
 from typing import Any, ClassVar
 
 import numpy as np
@@ -57,32 +59,18 @@ DIMS = {1: 2351, 2: 2381}
 _LEGACY_HEADER_CHARACTERISTICS = {"NEED_32BIT_MACHINE": "CHARA_32BIT_MACHINE"}
 
 
-# The byte-level blocks read files this many bytes at a time (a multiple of the byte-entropy step),
-# so their memory does not grow with the file; their values are the same as in one whole-file pass.
+# The byte-level blocks are compiled loops over the bytes (byte_kernels.py) that hold a few counters,
+# not copies of the data; what is still numpy (windows that are not whole steps) reads this many
+# bytes at a time, so no block's memory grows with the file.
 CHUNK_BYTES = 1 << 20
 
 
-def _byte_counts(data: np.ndarray, minlength: int) -> np.ndarray:
-    """``np.bincount(data, minlength)`` of a uint8 array, int64, CHUNK_BYTES at a time.
+def _byte_kernels():
+    """The compiled passes, imported (and so numba) only once a file is extracted: the CLI and the
+    service start without paying numba's import."""
+    from vigil.tasks.ember import byte_kernels
 
-    Counted as 16-bit pairs: one ``bincount`` of the bytes viewed as ``uint16`` (half as many
-    elements, 65,536 bins), then the pair table summed along each axis gives the counts of the first
-    and of the second byte of each pair; an odd last byte is added on its own. Integer counts, so
-    equal to the plain ``bincount`` (bincount makes an 8-byte integer copy of its input: CHUNK_BYTES
-    at a time keeps that bounded).
-    """
-    counts = np.zeros(max(minlength, 256), dtype=np.int64)
-    for start in range(0, len(data), CHUNK_BYTES):
-        piece = data[start : start + CHUNK_BYTES]
-        even = len(piece) & ~1
-        if even >= 1 << 17:  # below, the 65,536-bin table costs more than it saves
-            pairs = np.bincount(piece[:even].view(np.uint16), minlength=65536).reshape(256, 256)
-            counts[:256] += pairs.sum(axis=0) + pairs.sum(axis=1)
-            if even < len(piece):
-                counts[int(piece[-1])] += 1
-        else:
-            counts[:256] += np.bincount(piece, minlength=256)[:256]
-    return counts[:minlength]
+    return byte_kernels
 
 
 def _hasher(n_features: int, input_type: str) -> FeatureHasher:
@@ -96,6 +84,108 @@ def _hash_rows(hasher: FeatureHasher, samples: list) -> np.ndarray:
     hashing sample i alone; one call per batch saves FeatureHasher's per-call overhead.
     """
     return hasher.transform(samples).toarray()
+
+
+# Distinct tokens whose column a StringHasher remembers (EMBER's import names repeat across files;
+# past this many the others are hashed each time, so the memory stays bounded on any corpus).
+TOKEN_TABLE_LIMIT = 1 << 19
+
+
+class _TokenCodes(dict):
+    """token -> signed column code (column + 1 where FeatureHasher adds +1, -(column + 1) for -1);
+    a missing token is hashed as FeatureHasher hashes it (murmurhash3 of its UTF-8, seed 0)."""
+
+    def __init__(self, owner: StringHasher, prefix: str = ""):
+        super().__init__()
+        self.owner, self.prefix = owner, prefix
+
+    def __missing__(self, token):
+        code = self.owner.code(self.prefix + token if self.prefix else token)
+        if self.owner.room > 0:
+            self.owner.room -= 1
+            self[token] = code
+        return code
+
+
+class StringHasher:
+    """``FeatureHasher(n_features, input_type="string")`` over a batch, each distinct token hashed once.
+
+    FeatureHasher's values for string tokens are +1 / -1 (its alternate sign), summed per row: integer
+    sums, the same in any order, so the dense rows here (one ``bincount`` for the whole batch) equal
+    ``FeatureHasher.transform(samples).toarray()`` exactly. The columns come from a table of the
+    tokens seen before: a dict lookup (run by ``map`` in C) instead of encoding and hashing each
+    token again, which is most of the time for EMBER's ~160 import names a record.
+    """
+
+    def __init__(self, n_features: int):
+        self.n_features = n_features
+        self.room = TOKEN_TABLE_LIMIT
+        self.codes = _TokenCodes(self)
+        self._prefixed: dict[str, _TokenCodes] = {}
+
+    def code(self, token) -> int:
+        """FeatureHasher's column and sign of one token, as a signed code."""
+        from sklearn.utils import murmurhash3_32
+
+        if isinstance(token, str):
+            data = token.encode("utf-8")
+        elif isinstance(token, bytes):
+            data = token
+        else:
+            raise TypeError("feature names must be strings")
+        h = murmurhash3_32(data, seed=0)
+        # FeatureHasher's column: abs(h) % n, with abs(-2**31) taken as 2**31 - 1 - (n - 1) (its rule)
+        column = (2147483647 - (self.n_features - 1)) % self.n_features if h == -(2**31) else abs(h) % self.n_features
+        return column + 1 if h >= 0 else -(column + 1)
+
+    def prefixed(self, prefix: str) -> _TokenCodes:
+        """The table of ``prefix + token`` keyed by ``token`` (imports: ``"kernel32.dll:" + name``),
+        so the joined strings are built only for tokens not seen before."""
+        table = self._prefixed.get(prefix)
+        if table is None:
+            if self.room <= 0:
+                return _TokenCodes(self, prefix)
+            table = self._prefixed[prefix] = _TokenCodes(self, prefix)
+        return table
+
+    def rows(self, samples: list) -> np.ndarray:
+        """float64 (len(samples), n_features): row i = FeatureHasher on ``samples[i]`` alone."""
+        if samples and isinstance(samples[0], str):
+            raise ValueError(
+                "Samples can not be a single string. The input must be an iterable over iterables of strings."
+            )
+        lengths = np.fromiter(map(len, samples), dtype=np.intp, count=len(samples))
+        codes = np.fromiter(
+            map(self.codes.__getitem__, chain.from_iterable(samples)), dtype=np.int64, count=int(lengths.sum())
+        )
+        return self.from_codes(codes, lengths)
+
+    def transform(self, samples: list):
+        """FeatureHasher's sparse answer (CSR, float64) for code that asks which bin a token lands
+        in (``explain.py``); the same values, without the explicit zeros of cancelled tokens."""
+        from scipy import sparse
+
+        return sparse.csr_array(self.rows(samples))
+
+    def from_codes(self, codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Dense rows from signed codes, ``lengths[i]`` of them for row i, in order."""
+        n = len(lengths)
+        flat = np.repeat(np.arange(n, dtype=np.int64) * self.n_features, lengths) + (np.abs(codes) - 1)
+        weights = np.where(codes > 0, 1.0, -1.0)
+        return np.bincount(flat, weights=weights, minlength=n * self.n_features).reshape(n, self.n_features)
+
+
+def _number_rows(rows: list, dtype: type = np.float64, width: int | None = None) -> np.ndarray | None:
+    """A (n, width) matrix of the JSON numbers of ``rows`` (lists or tuples), or None where one is
+    not a plain number (None, a string, a nested list, a ragged row): the block then takes its
+    record-by-record path, so a malformed record gives exactly what it gave before."""
+    try:
+        matrix = np.array(rows)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if matrix.ndim != 2 or matrix.dtype.kind not in "biuf" or (width is not None and matrix.shape[1] != width):
+        return None
+    return matrix.astype(dtype, copy=False)
 
 
 def _enum_name(value: Any) -> str:
@@ -176,6 +266,19 @@ def _legacy_data_directories(bytez: bytes, binary: Any) -> list[tuple[int, int]]
     return directories
 
 
+def _normalised_counts(block: FeatureBlock, raws: list) -> np.ndarray:
+    """``counts / counts.sum()`` in float32 for every record at once (histogram, byteentropy).
+
+    A row sum of a C-ordered (n, 256) float32 matrix is numpy's pairwise sum of that row, the same
+    additions as ``np.sum`` of the record's own array, so the rows are ember's values bit for bit
+    (``tests/test_ember_vectorize.py`` checks it on counts too large for float32 to add exactly)."""
+    counts = _number_rows(raws, np.float32, block.dim)
+    if counts is None:
+        return FeatureBlock.process_raw_features_batch(block, raws)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an all-zero record: NaN, as in ember
+        return counts / counts.sum(axis=1, keepdims=True)
+
+
 class FeatureBlock:
     """One block of the EMBER vector."""
 
@@ -205,22 +308,27 @@ class ByteHistogram(FeatureBlock):
     dim = 256
 
     def raw_features(self, bytez, binary):
-        return _byte_counts(np.frombuffer(bytez, dtype=np.uint8), 256).tolist()
+        return _byte_kernels().byte_histogram(np.frombuffer(bytez, dtype=np.uint8)).tolist()
 
     def process_raw_features(self, raw):
         counts = np.array(raw, dtype=np.float32)
         return counts / counts.sum()
+
+    def process_raw_features_batch(self, raws):
+        return _normalised_counts(self, raws)
 
 
 class ByteEntropyHistogram(FeatureBlock):
     """Joint histogram of (local entropy bin, byte >> 4) over sliding windows (Saxe & Berlin 2015).
 
     ember computes one window at a time: the 16 nibble counts ``c``, ``p = c / window`` in float32,
-    ``H = 2 * np.sum(-p * log2(p))`` over the non-zero counts, bin ``min(int(2 * H), 15)``. Here all
-    the windows of a chunk at once, with the same float32 values: each term ``-p * log2(p)`` depends
-    only on its count, so it is looked up in a table computed with the same numpy operations, and
-    the sum is done in the order ``np.sum`` adds a float32 array of that many terms (see
-    :func:`_numpy_float32_sum16`), so every window lands in ember's bin.
+    ``H = 2 * np.sum(-p * log2(p))`` over the non-zero counts, bin ``min(int(2 * H), 15)``. Here with
+    the same float32 values: each term ``-p * log2(p)`` depends only on its count, so it is looked up
+    in a table computed with the same numpy operations, and the sum is done in the order ``np.sum``
+    adds a float32 array of that many terms (see :func:`_numpy_float32_sum16`), so every window lands
+    in ember's bin. When a window is whole steps (ember's 2048 / 1024), one compiled pass counts each
+    step's nibbles once and slides the window over them (``byte_kernels.byte_entropy_histogram``);
+    otherwise each window is counted with numpy and all of a chunk's windows binned at once.
     """
 
     name = "byteentropy"
@@ -238,15 +346,19 @@ class ByteEntropyHistogram(FeatureBlock):
         entropy = np.sum(-p[nonzero] * np.log2(p[nonzero])) * 2  # x2: 16 bins carry 4 of 8 bits
         return min(int(entropy * 2), 15)  # 16 bins; entropy 8.0 goes to the last one
 
-    def _entropy_bins(self, windows: np.ndarray) -> np.ndarray:
-        """``_entropy_bin`` of every row of ``windows`` (n, 16) of counts in 0..window, at once."""
+    def _term_table(self) -> np.ndarray:
+        """``-p * log2(p)`` in float32 for ``p = count / window``, count 0..window (ember's numpy ops)."""
         if self._terms is None:
             p = np.arange(self.window + 1, dtype=np.float32) / self.window
             with np.errstate(divide="ignore", invalid="ignore"):
                 terms = -p * np.log2(p)
             terms[0] = 0  # never summed: ember leaves zero counts out
             self._terms = terms
-        terms = self._terms[windows]
+        return self._terms
+
+    def _entropy_bins(self, windows: np.ndarray) -> np.ndarray:
+        """``_entropy_bin`` of every row of ``windows`` (n, 16) of counts in 0..window, at once."""
+        terms = self._term_table()[windows]
         nonzero = windows != 0
         # ember sums the non-zero terms only, in bin order: move them to the front of each row
         order = np.argsort(~nonzero, axis=1, kind="stable")
@@ -256,6 +368,9 @@ class ByteEntropyHistogram(FeatureBlock):
 
     def _step_counts(self, data: np.ndarray) -> np.ndarray:
         """Nibble counts of each whole step of ``data`` (at most ~CHUNK_BYTES), (n_steps, 16), int64.
+
+        numpy's way to the step counts the compiled pass makes byte by byte; kept as the tests'
+        second opinion on them.
 
         For each nibble value, the 0/1 bytes of ``nibble == value`` are read as uint64 words and the
         words of a step added: each of a word's 8 byte lanes counts at most step / 8 (<= 255, so no
@@ -280,33 +395,28 @@ class ByteEntropyHistogram(FeatureBlock):
             counts = np.bincount(data >> 4, minlength=16)
             output[self._entropy_bin(counts), :] += counts
             return output.flatten().tolist()
+        if self.window % self.step == 0:
+            kernels = _byte_kernels()
+            return kernels.byte_entropy_histogram(data, self._term_table(), self.step, self.window).ravel().tolist()
+        # windows that are not whole steps (not ember's): counted one by one, CHUNK_BYTES of them at a time
         n_windows = (data.shape[0] - self.window) // self.step + 1
-        if self.window % self.step:  # windows are not whole steps: count each one (not ember's)
+        per_chunk = max(1, CHUNK_BYTES // self.step)
+        for first in range(0, n_windows, per_chunk):
             windows = np.array(
                 [
                     np.bincount(data[s : s + self.window] >> 4, minlength=16)
-                    for s in range(0, n_windows * self.step, self.step)
+                    for s in range(first * self.step, min(n_windows, first + per_chunk) * self.step, self.step)
                 ]
             )
-            np.add.at(output, self._entropy_bins(windows), windows)
-            return output.flatten().tolist()
-        # A window is window/step whole steps: count each step once, add neighbours; CHUNK_BYTES of
-        # windows at a time (their last steps overlap the next chunk's first: counted again, so the
-        # memory stays ~10 x CHUNK_BYTES whatever the file). Integer counts: the same in any chunking.
-        per_window = self.window // self.step
-        per_chunk = max(1, CHUNK_BYTES // self.step)
-        for first in range(0, n_windows, per_chunk):
-            last = min(n_windows, first + per_chunk)
-            steps = self._step_counts(data[first * self.step : (last - 1 + per_window) * self.step])
-            windows = steps[: last - first].copy()
-            for offset in range(1, per_window):
-                windows += steps[offset : offset + last - first]
             np.add.at(output, self._entropy_bins(windows), windows)
         return output.flatten().tolist()
 
     def process_raw_features(self, raw):
         counts = np.array(raw, dtype=np.float32)
         return counts / counts.sum()
+
+    def process_raw_features_batch(self, raws):
+        return _normalised_counts(self, raws)
 
 
 def _numpy_float32_sum16(terms: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -337,88 +447,22 @@ class StringExtractor(FeatureBlock):
     """Statistics of printable strings (runs of >= 5 bytes in 0x20..0x7f) and a few indicators.
 
     ember finds the strings with ``re.findall(b"[\\x20-\\x7f]{5,}")`` and the indicators with four
-    more regular expressions. Here with numpy on a printable mask, with the same values: a byte is
-    in a string when one of the 5-byte windows that hold it is all printable (the property only
-    looks 4 bytes either side), a string starts at an all-printable window not preceded by a
-    printable byte, and an indicator is counted where it starts (none can overlap itself, nor the
-    two spellings of ``urls`` each other, so counting start positions is counting regex matches).
+    more regular expressions. Here one compiled pass over the bytes gives the same values
+    (``byte_kernels.strings_scan``): the printable run length is tracked per byte, a string is counted
+    when its run reaches 5 bytes and its bytes as they come, and an indicator is counted where it
+    starts (none can overlap itself, nor the two spellings of ``urls`` each other, so counting start
+    positions is counting regex matches).
     """
 
     name = "strings"
     dim = 1 + 1 + 1 + 96 + 1 + 1 + 1 + 1 + 1
 
-    min_length = 5
-    # key in the raw record -> (literal spellings, case-insensitive): ember's c:\\, https?://, ...
-    _indicators = {
-        "paths": ((b"c:\\",), True),  # occurrences of 'C:\', not whole paths
-        "urls": ((b"http://", b"https://"), True),
-        "registry": ((b"HKEY_",), False),
-        "MZ": ((b"MZ",), False),  # an embedded PE header (a dropper?)
-    }
-    _longest_indicator = len(b"https://")
-
-    @staticmethod
-    def _occurrences(data: np.ndarray, folded: np.ndarray, n_starts: int, literal: bytes, ignorecase: bool) -> int:
-        """How many times ``literal`` starts in ``data[:n_starts]`` (it may run past n_starts);
-        ``folded`` is ``data | 0x20``, where an ASCII letter of either case is its lower case."""
-
-        def matches(at: slice | np.ndarray, char: int) -> np.ndarray:
-            if ignorecase and 0x61 <= (char | 0x20) <= 0x7A:  # re.IGNORECASE on bytes: ASCII letters
-                return folded[at] == (char | 0x20)
-            return data[at] == char
-
-        n_starts = min(n_starts, len(data) - len(literal) + 1)
-        if n_starts <= 0:
-            return 0
-        # the first two characters over the whole range, then the rest at those few places only
-        candidates = matches(slice(0, n_starts), literal[0])
-        if len(literal) > 1:
-            candidates &= matches(slice(1, n_starts + 1), literal[1])
-        if len(literal) <= 2:
-            return int(np.count_nonzero(candidates))
-        positions = np.flatnonzero(candidates)
-        for offset, char in enumerate(literal[2:], 2):
-            positions = positions[matches(positions + offset, char)]
-        return len(positions)
-
     def raw_features(self, bytez, binary):
-        # CHUNK_BYTES at a time (and a few bytes either side), so the memory does not grow with the
-        # file; each string is counted in the chunk where it starts, its bytes where they lie, each
-        # indicator where it starts, so the sums over the chunks are the whole-file values exactly.
         data = np.frombuffer(bytez, dtype=np.uint8)
-        k, size = self.min_length, len(data)
-        numstrings, length, counts = 0, 0, np.zeros(96, dtype=np.int64)
-        indicators = dict.fromkeys(self._indicators, 0)
-        for start in range(0, size, CHUNK_BYTES):
-            end = min(size, start + CHUNK_BYTES)
-            low, high = max(0, start - (k - 1)), min(size, end + k - 1)
-            piece = data[low:high]
-            printable = (piece - np.uint8(0x20)) < 96  # 0x20..0x7f (uint8 arithmetic wraps)
-            if len(piece) >= k:
-                window = printable[: len(piece) - k + 1].copy()  # window[i]: piece[i:i+k] printable
-                for offset in range(1, k):
-                    window &= printable[offset : offset + len(window)]
-                in_string = np.zeros(len(piece), dtype=bool)
-                for offset in range(k):
-                    in_string[offset : offset + len(window)] |= window
-                first, last = start - low, min(end - low, len(window))  # windows starting in the chunk
-                if first < last:
-                    numstrings += int(
-                        np.count_nonzero(window[max(first, 1) : last] & ~printable[max(first, 1) - 1 : last - 1])
-                    )
-                    numstrings += int(first == 0 and window[0])  # a string at the file's start
-                chunk_in_string = in_string[start - low : end - low]
-                in_chunk = int(np.count_nonzero(chunk_in_string))
-                if in_chunk:
-                    length += in_chunk
-                    string_bytes = piece[start - low : end - low][chunk_in_string]
-                    counts += _byte_counts(string_bytes - np.uint8(0x20), 96)
-            tail = data[start : min(size, end + self._longest_indicator - 1)]
-            folded = tail | np.uint8(0x20)
-            for name, (literals, ignorecase) in self._indicators.items():
-                indicators[name] += sum(
-                    self._occurrences(tail, folded, end - start, literal, ignorecase) for literal in literals
-                )
+        numstrings, byte_counts, paths, urls, registry, mz = _byte_kernels().strings_scan(data)
+        counts = byte_counts[0x20:0x80]
+        length = int(counts.sum())  # every byte of every string is printable, and counted once
+        indicators = {"paths": paths, "urls": urls, "registry": registry, "MZ": mz}
         if numstrings:
             avlength = length / numstrings
             total = counts.sum()
@@ -435,6 +479,20 @@ class StringExtractor(FeatureBlock):
             "entropy": float(entropy),
             **indicators,
         }
+
+    _scalars_before = ("numstrings", "avlength", "printables")
+    _scalars_after = ("entropy", "paths", "urls", "registry", "MZ")
+
+    def process_raw_features_batch(self, raws):
+        # float64 matrices, then float32 once, as np.hstack(...).astype(np.float32) of each record
+        before = _number_rows(list(map(itemgetter(*self._scalars_before), raws)), np.float64, 3)
+        after = _number_rows(list(map(itemgetter(*self._scalars_after), raws)), np.float64, 5)
+        dist = _number_rows(list(map(itemgetter("printabledist"), raws)), np.float64, 96)
+        if before is None or after is None or dist is None:
+            return super().process_raw_features_batch(raws)
+        printables = before[:, 2:3]
+        divisor = np.where(printables > 0, printables, 1.0)
+        return np.hstack([before, dist / divisor, after]).astype(np.float32)
 
     def process_raw_features(self, raw):
         divisor = float(raw["printables"]) if raw["printables"] > 0 else 1.0
@@ -507,6 +565,10 @@ class GeneralFileInfo(FeatureBlock):
     def process_raw_features(self, raw):
         return np.asarray([raw[key] for key in self._order], dtype=np.float32)
 
+    def process_raw_features_batch(self, raws):
+        values = _number_rows(list(map(itemgetter(*self._order), raws)), np.float32, len(self._order))
+        return values if values is not None else super().process_raw_features_batch(raws)
+
 
 class HeaderFileInfo(FeatureBlock):
     """COFF and optional header: timestamp, hashed enums, 11 version and size numbers."""
@@ -526,7 +588,7 @@ class HeaderFileInfo(FeatureBlock):
         "sizeof_headers",
         "sizeof_heap_commit",
     )
-    _hasher = _hasher(10, "string")
+    _hasher = StringHasher(10)
 
     def raw_features(self, bytez, binary):
         raw = {
@@ -565,11 +627,11 @@ class HeaderFileInfo(FeatureBlock):
         return np.hstack(
             [
                 np.array([[c["timestamp"]] for c in coffs], dtype=np.float64).reshape(len(raws), 1),
-                _hash_rows(self._hasher, [[c["machine"]] for c in coffs]),
-                _hash_rows(self._hasher, [c["characteristics"] for c in coffs]),
-                _hash_rows(self._hasher, [[o["subsystem"]] for o in optionals]),
-                _hash_rows(self._hasher, [o["dll_characteristics"] for o in optionals]),
-                _hash_rows(self._hasher, [[o["magic"]] for o in optionals]),
+                self._hasher.rows([[c["machine"]] for c in coffs]),
+                self._hasher.rows([c["characteristics"] for c in coffs]),
+                self._hasher.rows([[o["subsystem"]] for o in optionals]),
+                self._hasher.rows([o["dll_characteristics"] for o in optionals]),
+                self._hasher.rows([[o["magic"]] for o in optionals]),
                 np.array([[o[key] for key in self._optional_numbers] for o in optionals], dtype=np.float64).reshape(
                     len(raws), len(self._optional_numbers)
                 ),
@@ -583,7 +645,7 @@ class SectionInfo(FeatureBlock):
     name = "section"
     dim = 5 + 50 + 50 + 50 + 50 + 50
     _pairs = _hasher(50, "pair")
-    _strings = _hasher(50, "string")
+    _strings = StringHasher(50)
 
     def raw_features(self, bytez, binary):
         if binary is None:
@@ -633,9 +695,8 @@ class SectionInfo(FeatureBlock):
                 _hash_rows(self._pairs, [[(s["name"], s["entropy"]) for s in secs] for secs in sections]),
                 _hash_rows(self._pairs, [[(s["name"], s["vsize"]) for s in secs] for secs in sections]),
                 # The quirk: one token per character of the entry name (what old scikit-learn did).
-                _hash_rows(self._strings, [list(entry) for entry in entries]),
-                _hash_rows(
-                    self._strings,
+                self._strings.rows([list(entry) for entry in entries]),
+                self._strings.rows(
                     [
                         [p for s in secs for p in s["props"] if s["name"] == entry]
                         for secs, entry in zip(sections, entries)
@@ -650,8 +711,8 @@ class ImportsInfo(FeatureBlock):
 
     name = "imports"
     dim = 256 + 1024
-    _libraries = _hasher(256, "string")
-    _functions = _hasher(1024, "string")
+    _libraries = StringHasher(256)
+    _functions = StringHasher(1024)
 
     def __init__(self, ordinal_names: bool = True):
         # Feature version 2 names ordinal imports "ordinal<N>"; version 1 kept LIEF's empty name.
@@ -675,10 +736,21 @@ class ImportsInfo(FeatureBlock):
 
     def process_raw_features_batch(self, raws):
         libraries = [list({library.lower() for library in raw}) for raw in raws]
-        functions = [[library.lower() + ":" + name for library, names in raw.items() for name in names] for raw in raws]
-        return np.hstack([_hash_rows(self._libraries, libraries), _hash_rows(self._functions, functions)]).astype(
-            np.float32
-        )
+        # "library:function" tokens, lower-case library: one table per library name as written, keyed
+        # by the function name, so a joined string is built only the first time it is seen
+        functions = self._functions
+        codes: list[int] = []
+        lengths = np.zeros(len(raws), dtype=np.intp)
+        for i, raw in enumerate(raws):
+            start = len(codes)
+            for library, names in raw.items():
+                codes.extend(map(functions.prefixed(library.lower() + ":").__getitem__, names))
+            lengths[i] = len(codes) - start
+        # float64 sums written into the float32 block: the same rounding as ember's .astype(np.float32)
+        out = np.empty((len(raws), self.dim), dtype=np.float32)
+        out[:, :256] = self._libraries.rows(libraries)
+        out[:, 256:] = functions.from_codes(np.array(codes, dtype=np.int64), lengths)
+        return out
 
 
 class ExportsInfo(FeatureBlock):
@@ -686,7 +758,7 @@ class ExportsInfo(FeatureBlock):
 
     name = "exports"
     dim = 128
-    _hasher = _hasher(128, "string")
+    _hasher = StringHasher(128)
 
     def raw_features(self, bytez, binary):
         if binary is None:
@@ -709,7 +781,7 @@ class ExportsInfo(FeatureBlock):
         return self.process_raw_features_batch([raw])[0]
 
     def process_raw_features_batch(self, raws):
-        return _hash_rows(self._hasher, [list(raw) for raw in raws]).astype(np.float32)
+        return self._hasher.rows([list(raw) for raw in raws]).astype(np.float32)
 
 
 class DataDirectories(FeatureBlock):
@@ -845,7 +917,7 @@ class FeatureExtractor:
                 parts.append(block.process_raw_features_batch([raw.get(block.name, []) for raw in raws]))
             else:
                 parts.append(block.process_raw_features_batch([raw[block.name] for raw in raws]))
-        return np.hstack(parts).astype(np.float32)
+        return np.concatenate(parts, axis=1).astype(np.float32, copy=False)  # the blocks are float32 already
 
     def feature_vector(self, bytez: bytes) -> np.ndarray:
         return self.process_raw_features(self.raw_features(bytez))

@@ -11,8 +11,8 @@ service featurizes exactly as training did; ``pipeline[-1]`` scores ready-made v
 
 Example::
 
-    >>> X, y = read_vectorized("data/ember2018", "train")                     # doctest: +SKIP
-    >>> estimator = make_estimator("alectio").fit(X[y != -1], y[y != -1])
+    X, y = read_vectorized("data/ember2018", "train")
+    estimator = make_estimator("alectio").fit(X[y != -1], y[y != -1])
 """
 
 from __future__ import annotations
@@ -143,6 +143,28 @@ def evaluate_classifier(classifier, X_test, y_test) -> tuple[dict, np.ndarray]:
     return binary_detection_report(np.asarray(y_test[rows]).astype(int), scores), scores
 
 
+VALIDATION_CHECK_ROWS = 10_000  # rows the ONNX model is checked on at training (evenly spread)
+
+
+def _validation_rows(X, rows: np.ndarray) -> np.ndarray:
+    """Up to VALIDATION_CHECK_ROWS of the given rows of X, evenly spread, in memory as float32."""
+    if len(rows) > VALIDATION_CHECK_ROWS:
+        rows = rows[np.linspace(0, len(rows) - 1, VALIDATION_CHECK_ROWS).astype(np.int64)]
+    return np.asarray(X[rows], dtype=np.float32)
+
+
+def scores(loaded, vectors: np.ndarray) -> np.ndarray:
+    """P(malicious) of checked float32 vectors by a loaded EMBER pipeline: ONNX Runtime when its
+    check against the Booster passed (``vigil.tasks.ember.runtime``), else the classifier itself."""
+    from vigil.tasks.ember.runtime import scorer_for
+
+    classifier = loaded.model[-1]
+    scorer = scorer_for(loaded, getattr(classifier, "booster_", None))
+    if scorer is not None:
+        return scorer.predict(vectors)
+    return classifier.predict_proba(vectors)[:, 1]
+
+
 def booster_of(classifier):
     """The native ``lightgbm.Booster`` inside an LGBMClassifier (or a Pipeline ending in one)."""
     if isinstance(classifier, Pipeline):
@@ -250,9 +272,15 @@ def train_and_save(
         report, _ = evaluate_classifier(classifier, X_test, y_test)
         if "threshold_at_1pct_fpr" not in report:
             raise ValueError("test set has one class only")
+        validation = _validation_rows(X_test, labelled_rows(y_test))
     except (FileNotFoundError, ValueError):
         metrics_on = "train"
         report = binary_detection_report(y, predict_rows(classifier, X_train, rows))
+        validation = _validation_rows(X_train, rows)
+    from vigil.tasks.ember.runtime import convert_checked
+
+    sidecars, runtime = convert_checked(classifier.booster_, validation)
+    del validation
     return store.save(
         "ember",
         build_pipeline(classifier, feature_version),
@@ -261,12 +289,14 @@ def train_and_save(
         feature_version=feature_version,
         data_fingerprint=fingerprint,
         lightgbm_booster=classifier.booster_,
+        sidecars=sidecars,
         extra={
             "preset": preset,
             "params": classifier.get_params(),
             "metrics_on": metrics_on,
             "train_rows": int(len(y)),
             "data_dir": str(data_dir),
+            "runtime": runtime,
             **({"training": training} if training else {}),
             **(extra or {}),
         },

@@ -9,8 +9,8 @@ rows in its files.
 
 Example::
 
-    >>> write_synthetic_vectors("runs/scale", "train", rows=100_000, seed=0)   # doctest: +SKIP
-    >>> X, y = read_vectorized("runs/scale", "train")
+    write_synthetic_vectors("runs/scale", "train", rows=100_000, seed=0)
+    X, y = read_vectorized("runs/scale", "train")
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from vigil.tasks.ember.workers import (
     extract_file,
     oversized,
 )
-from vigil.tensors import check_matrix
+from vigil.tensors import check_matrix, json_number_rows
 
 # The ember preset with fewer rounds (the demo set is tiny). num_leaves 16 instead of 2048 grows the
 # same trees here (min_data_in_leaf 50 on ~400 rows allows at most 8 leaves) without LightGBM
@@ -36,6 +36,14 @@ from vigil.tensors import check_matrix
 # choice is several times slower with 2381 features and few rows.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 DEMO_TRAIN_OVERRIDES: dict[str, Any] = {"n_estimators": 200, "num_leaves": 16, "force_col_wise": True}
+
+
+def model_scores(loaded, vectors: np.ndarray) -> np.ndarray:
+    """P(malicious) of checked vectors: the checked ONNX runtime or the classifier (model.scores),
+    imported where a prediction is made, so importing the task stays light."""
+    from vigil.tasks.ember.model import scores
+
+    return scores(loaded, vectors)
 
 
 def is_parsed_pe(raw: dict) -> bool:
@@ -243,13 +251,19 @@ class EmberTask(Task):
         feature_version = int(loaded.feature_version or 2)
         threshold = loaded.threshold if loaded.threshold is not None else 0.5
         if request.tensor is not None:
+            width, dim = request.tensor.shape[-1], DIMS[feature_version]
+            if width != dim and request.content_type.endswith("json"):  # JSON vectors (json_tensor)
+                raise UnprocessableInput(
+                    f"vector 0 has {width} values; feature version {feature_version} needs {dim}",
+                    {"index": 0, "length": width, "expected": dim},
+                )
             vectors = check_matrix(request.tensor, self.tensor_features(loaded))
-            scores = loaded.model[-1].predict_proba(vectors)[:, 1]
+            scores = model_scores(loaded, vectors)
             results: list[dict[str, Any]] = [{"index": i} for i in range(len(vectors))]
             request.computed["vectors"] = vectors
         elif request.files:
             items = self._items_from_files(request.files, feature_version)
-            scores = loaded.model.predict_proba([raw for _, raw, _ in items])[:, 1]
+            scores = model_scores(loaded, loaded.model[0].transform([raw for _, raw, _ in items]))
             # name: the form field (as before); filename: what the client's disk called the file
             results = [
                 _result(raw, note, name=name, filename=request.filenames.get(name, name)) for name, raw, note in items
@@ -257,7 +271,7 @@ class EmberTask(Task):
             request.computed["raws"] = [raw for _, raw, _ in items]
         elif request.json is not None and request.content_type != "application/octet-stream":
             vectors = self._vectors_from_json(request.json, feature_version, request.max_rows, request.body)
-            scores = loaded.model[-1].predict_proba(vectors)[:, 1]
+            scores = model_scores(loaded, vectors)
             results = [{"index": i} for i in range(len(vectors))]
             request.computed["vectors"] = vectors
         else:
@@ -267,7 +281,7 @@ class EmberTask(Task):
                     "send a PE file (application/octet-stream), a multipart upload, or a JSON list of feature vectors",
                 )
             raw, note = _extract_or_422(request.body, feature_version, {"body": "application/octet-stream"})
-            scores = loaded.model.predict_proba([raw])[:, 1]
+            scores = model_scores(loaded, loaded.model[0].transform([raw]))
             results = [_result(raw, note)]
             request.computed["raws"] = [raw]
         for result, score in zip(results, scores):
@@ -301,11 +315,15 @@ class EmberTask(Task):
     def tensor_features(self, loaded) -> tuple[int, ...]:
         return (DIMS[int(loaded.feature_version or 2)],)
 
+    def json_tensor(self, body: bytes) -> np.ndarray | None:
+        # the widths request_schema accepts: feature version 2's (a v1 model's 2351 go the general way)
+        return json_number_rows(body, DIMS[2], key="vectors")
+
     def predict_tensor(self, loaded, matrix, request: PredictInput) -> dict:
         """``probability`` (float64) and ``malicious`` (bool) per row of a feature-vector matrix."""
         vectors = check_matrix(matrix, self.tensor_features(loaded))
         threshold = loaded.threshold if loaded.threshold is not None else 0.5
-        scores = loaded.model[-1].predict_proba(vectors)[:, 1]
+        scores = model_scores(loaded, vectors)
         return {"probability": scores, "malicious": scores >= threshold}
 
     @staticmethod

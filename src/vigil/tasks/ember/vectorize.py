@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from vigil.tasks.ember.features import DIMS, FeatureExtractor
@@ -93,10 +94,26 @@ def iter_raw_lines(paths: list[Path]) -> Iterator[tuple[str, int, str]]:
                 yield str(path), number, line.decode("utf-8", errors="replace")
 
 
-def parse_record(line: str) -> tuple[dict, float, dict]:
+def load_json_line(line: bytes | str) -> Any:
+    """A JSON line as Python's ``json.loads`` reads it (of the line decoded as UTF-8, bad bytes
+    replaced), parsed with orjson (~2x faster on EMBER's number-heavy records).
+
+    orjson refuses a few things ``json`` accepts (NaN / Infinity, lone surrogates, invalid UTF-8
+    bytes, which the text decoding would have replaced); such a line is read again with ``json``, so
+    what is accepted is the same as before. One value differs: an integer past 64 bits comes back as
+    the nearest float (``json``: an int), which is what a vector holds of it either way.
+    """
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        text = line.decode("utf-8", errors="replace") if isinstance(line, (bytes, bytearray)) else line
+        return json.loads(text)
+
+
+def parse_record(line: bytes | str) -> tuple[dict, float, dict]:
     """One raw JSON line -> (record, label, metadata). Raises ValueError naming the problem."""
     try:
-        record = json.loads(line)
+        record = load_json_line(line)
     except ValueError as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
     if not isinstance(record, dict):
@@ -153,7 +170,7 @@ def _pwrite_all(fd: int, data: Any, offset: int) -> None:
         view, offset = view[written:], offset + written
 
 
-def _vectorize_batch(batch: list[tuple[int, str, int, str]]) -> tuple[list[tuple[int, dict]], list[BadLine]]:
+def _vectorize_batch(batch: list[tuple[int, str, int, bytes]]) -> tuple[list[tuple[int, dict]], list[BadLine]]:
     extractor = _worker_state["extractor"]
     metadata, bad, parsed = [], [], []
     first = batch[0][0]  # rows of a batch are consecutive
@@ -201,28 +218,24 @@ class _Position:
     line: int = 1
 
 
-def _lines_from(paths: list[Path], start: _Position) -> Iterator[tuple[str, int, str, _Position]]:
-    """(file, line number, text, position after the line) from ``start`` on, in order."""
+def _lines_from(paths: list[Path], start: _Position) -> Iterator[tuple[str, int, bytes, _Position]]:
+    """(file, line number, line's bytes, position after the line) from ``start`` on, in order (bytes:
+    orjson reads them without a decoded copy; :func:`load_json_line` decodes only what it refuses)."""
     for index in range(start.file, len(paths)):
         with open(paths[index], "rb") as handle:
             offset, number = (start.offset, start.line) if index == start.file else (0, 1)
             handle.seek(offset)
             for line in handle:
                 offset += len(line)
-                yield (
-                    str(paths[index]),
-                    number,
-                    line.decode("utf-8", errors="replace"),
-                    _Position(index, offset, number + 1),
-                )
+                yield str(paths[index]), number, line, _Position(index, offset, number + 1)
                 number += 1
 
 
 def _batches(
     paths: list[Path], size: int, first_row: int = 0, start: _Position | None = None
-) -> Iterator[tuple[list[tuple[int, str, int, str]], _Position]]:
-    """Batches of (row, file, line number, text), each with the position after its last line."""
-    batch: list[tuple[int, str, int, str]] = []
+) -> Iterator[tuple[list[tuple[int, str, int, bytes]], _Position]]:
+    """Batches of (row, file, line number, line), each with the position after its last line."""
+    batch: list[tuple[int, str, int, bytes]] = []
     position = start or _Position()
     for row, (path, number, line, after) in enumerate(_lines_from(paths, position), start=first_row):
         position = after

@@ -41,7 +41,9 @@ MEMORY_BYTES = 1 << 30  # per child, above its size at start (~0.45 GB of mostly
 MAX_JOBS = 200  # jobs per child before it is replaced
 PEAK_SLACK_BYTES = 32 << 20  # a job whose peak came this close to the limit (at most 1/8 of it) ran out
 EXIT_OUT_OF_MEMORY = 86  # a child that ran out of memory outside a job (receiving one) exits with this
-PRELOAD = ["vigil.tasks.ember.features", "vigil.tasks.ember.workers", "lief"]
+# byte_kernels: numba and the compiled byte passes are loaded in the fork server, before any child
+# sets its address-space limit (LLVM's library cannot be mapped under it), and inherited by the children
+PRELOAD = ["vigil.tasks.ember.features", "vigil.tasks.ember.workers", "vigil.tasks.ember.byte_kernels", "lief"]
 
 
 class WorkerFailure(Exception):

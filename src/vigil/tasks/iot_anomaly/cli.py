@@ -70,13 +70,12 @@ def _normalise_grid(grid: dict) -> dict:
 @click.option("--per-fold", is_flag=True, help="one scores row per fold, as the original's beautify.py wrote them")
 @with_args
 def cmd_tune(args) -> int:
-    from vigil.tasks.iot_anomaly.task import FEATURE_VERSION, IotAnomalyTask, typical_sizes
+    from vigil.tasks.iot_anomaly.task import IotAnomalyTask
 
     task = IotAnomalyTask()
     from sklearn.model_selection import ParameterGrid
     from tqdm import tqdm
 
-    from vigil.artifacts import data_fingerprint
     from vigil.tasks.iot_anomaly.detector import estimator_spec, resolve_grid
     from vigil.tasks.iot_anomaly.tuning import ScoreFiles, plot_scores
 
@@ -141,25 +140,7 @@ def cmd_tune(args) -> int:
     if args.save and best[1] is not None:
         _, spec, params, model = best
         evaluation = detector.evaluate(model)
-        entry = store.save(
-            task.name,
-            model,
-            metrics={k: v for k, v in evaluation.items()},
-            threshold=0.5,
-            feature_version=FEATURE_VERSION,
-            data_fingerprint=data_fingerprint(detector.df),
-            extra={
-                "estimator": spec.class_name,
-                "params": {k: repr(v) for k, v in params.items()},
-                "classes": detector.classes,
-                "odd_point_box": detector.box.as_dict(),
-                "odd_points": int(detector.df["odd"].sum()),
-                "typical_objects": typical_sizes(detector.df),  # the explanations' background
-                "seed": args.seed,
-                "split": "stratified 50/50",
-                "tuned_by": files.stem,
-            },
-        )
+        entry = task.save_model(store, detector, model, spec, params, dict(evaluation), args.seed, tuned_by=files.stem)
         print(f"saved {spec.class_name} as {task.name} v{entry['version']}: test F1 {evaluation['f1']:.4f}")
     return 0
 

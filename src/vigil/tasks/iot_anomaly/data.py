@@ -14,8 +14,10 @@ Every reader returns a DataFrame with the columns ``class`` (str), ``length`` an
 
 Example::
 
-    >>> objects = load_objects(Path("data/iot_anomaly"))          # doctest: +SKIP
+    >>> objects = load_objects(Path("data/iot_anomaly"))
     >>> odd = OddPointBox.around(objects).sample(objects["class"].unique(), 1000, seed=0)
+    >>> len(objects), len(odd)
+    (699, 1000)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from vigil.errors import InvalidInput
+from vigil.files import read_csv_checked
 
 COLUMNS = ["class", "length", "width"]
 HUMAN, MOTO, CAR = "human", "moto", "car"
@@ -56,10 +59,12 @@ def parse_number(value) -> float:
 def read_table(path: Path | str) -> pd.DataFrame:
     """Read a CSV as strings, guessing ``;`` or ``,`` from the header line."""
     path = Path(path)
+    if not path.is_file():
+        raise InvalidInput(f"table not found: {path}")
     with open(path, encoding="utf-8-sig", errors="replace") as handle:
         header = handle.readline()
     separator = ";" if header.count(";") >= header.count(",") and ";" in header else ","
-    return pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False)
+    return read_csv_checked(path, what="table", sep=separator, dtype=str, keep_default_na=False)
 
 
 def _pick(frame: pd.DataFrame, path: Path, *alternatives: tuple[str, str]) -> tuple[str, str]:

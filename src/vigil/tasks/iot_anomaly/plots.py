@@ -31,10 +31,9 @@ def plot_decision_boundaries(
     prefix: str = "boundary",
 ) -> list[Path]:
     """Write ``<prefix>-<class>.png`` for each class; ``points`` (class, length, width, odd) are overlaid."""
-    import matplotlib
+    from vigil.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -60,20 +59,15 @@ def plot_decision_boundaries(
         ax.set_xlabel("width (mm)")
         ax.set_ylabel("length (mm)")
         ax.set_title(f"{title} class = {label}".strip())
-        fig.tight_layout()
-        path = folder / f"{prefix}-{label}.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, folder / f"{prefix}-{label}.png", dpi=90))
     return written
 
 
 def plot_dataset(frame: pd.DataFrame, path: Path, title: str = "Input data set") -> Path:
     """Every row, one colour per class: real unique (triangles), real duplicates (circles), odd (squares)."""
-    import matplotlib
+    from vigil.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 8))
     for number, (label, rows) in enumerate(frame.groupby("class", sort=False)):
@@ -101,12 +95,7 @@ def plot_dataset(frame: pd.DataFrame, path: Path, title: str = "Input data set")
     ax.set_ylabel("length (mm)")
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8, ncol=3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
 
 
 def boundary_png(

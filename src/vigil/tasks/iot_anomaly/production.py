@@ -6,8 +6,8 @@ original's spelling, kept so code that compares against it keeps working). This 
 same strings from the latest ``iot_anomaly`` model of Vigil's artifact store (verified, no pickle),
 loaded once and reloaded when the store's manifest changes::
 
-    >>> from vigil.tasks.iot_anomaly import classify              # doctest: +SKIP
-    >>> classify("moto", 6000, 1000), classify("car", 5000, 2000)
+    from vigil.tasks.iot_anomaly import classify
+    classify("moto", 6000, 1000), classify("car", 5000, 2000)
     ('malicious', 'non-malicous')
 
 A class the model does not know, or a size that is not a non-negative number of mm, raises

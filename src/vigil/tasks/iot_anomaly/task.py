@@ -49,7 +49,8 @@ class IotAnomalyTask(Task):
     def fit_and_save(
         self, store: ArtifactStore, detector, estimator_key: str, params: dict | None = None, seed: int = 0
     ) -> tuple[dict, object]:
-        from vigil.tasks.iot_anomaly.detector import confusion_ratios, estimator_spec, make_estimator
+        from vigil.metrics import confusion_ratios
+        from vigil.tasks.iot_anomaly.detector import estimator_spec, make_estimator
 
         spec = estimator_spec(estimator_key)
         chosen = spec.best if params is None else params
@@ -61,7 +62,13 @@ class IotAnomalyTask(Task):
             "confusion_matrix": matrix.tolist(),
             "test_rows": int(len(detector.ytest)),
         }
-        entry = store.save(
+        return self.save_model(store, detector, model, spec, chosen, metrics, seed=seed), model
+
+    def save_model(
+        self, store: ArtifactStore, detector, model, spec, params: dict, metrics: dict, seed: int, **extra
+    ) -> dict:
+        """Save a fitted detector pipeline with its metrics, the 0.5 threshold and how it was made."""
+        return store.save(
             self.name,
             model,
             metrics=metrics,
@@ -70,16 +77,16 @@ class IotAnomalyTask(Task):
             data_fingerprint=data_fingerprint(detector.df),
             extra={
                 "estimator": spec.class_name,
-                "params": {k: repr(v) for k, v in chosen.items()},
+                "params": {k: repr(v) for k, v in params.items()},
                 "classes": detector.classes,
                 "odd_point_box": detector.box.as_dict(),
                 "odd_points": int(detector.df["odd"].sum()),
                 "typical_objects": typical_sizes(detector.df),  # the explanations' background
                 "seed": seed,
                 "split": "stratified 50/50",
+                **extra,
             },
         )
-        return entry, model
 
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:
         entry, _ = self.fit_and_save(store, self.detector(settings), "adaboost")
@@ -204,7 +211,8 @@ def comparison_table(
     """
     import numpy as np
 
-    from vigil.tasks.iot_anomaly.detector import ESTIMATORS, confusion_ratios, make_estimator
+    from vigil.metrics import confusion_ratios
+    from vigil.tasks.iot_anomaly.detector import ESTIMATORS, make_estimator
 
     names = {"adaboost": "AdaBoost", "forest": "random forest", "mlp": "MLP", "svc": "LinearSVC"}
     names = {key: names[key] for key in models}

@@ -15,9 +15,9 @@ flushed as soon as they are scored, so an interrupted run keeps every row alread
 
 Example::
 
-    >>> writer = ScoreFiles(Path("runs/iot_anomaly"), per_fold=True)   # doctest: +SKIP
-    >>> detector.tune_parameters(clf, grid, on_row=writer.write)
-    >>> writer.close(); plot_scores(writer.scores_path, writer.params_paths.values(), Path("runs/iot_anomaly"))
+    writer = ScoreFiles(Path("runs/iot_anomaly"), per_fold=True)
+    detector.tune_parameters(clf, grid, on_row=writer.write)
+    writer.close(); plot_scores(writer.scores_path, writer.params_paths.values(), Path("runs/iot_anomaly"))
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from vigil.tasks.iot_anomaly.detector import RATIO_NAMES, TuningRow
+from vigil.files import read_csv_checked
+from vigil.metrics import RATIO_NAMES
+from vigil.tasks.iot_anomaly.detector import TuningRow
 
 SCORE_HEADER = ["id", *RATIO_NAMES, "t"]
 
@@ -106,8 +108,8 @@ class ScoreFiles:
 
 def read_scores(scores_path: Path, params_path: Path) -> pd.DataFrame:
     """Join one estimator's params file with the scores file on ``id``."""
-    scores = pd.read_csv(scores_path, sep=";")
-    params = pd.read_csv(params_path, sep=";", dtype=str, keep_default_na=False)
+    scores = read_csv_checked(scores_path, ["id"], what="scores file", sep=";")
+    params = read_csv_checked(params_path, ["id"], what="params file", sep=";", dtype=str, keep_default_na=False)
     params["id"] = params["id"].astype(int)
     return params.merge(scores, on="id")
 
@@ -121,10 +123,9 @@ def plot_scores(
     ``parameters`` maps an estimator's class name to the parameters to plot (``ScoreFiles.grid_params``);
     without it, every parameter that takes more than one value in the file is plotted.
     """
-    import matplotlib
+    from vigil.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     written = []
     for params_path in params_paths:
@@ -166,9 +167,6 @@ def plot_scores(
             ax.set_title(f"{estimator}: {metric} against {parameter}")
             ax.grid(alpha=0.3)
             ax.legend(loc="lower right", fontsize=8)
-            fig.tight_layout()
             path = Path(folder) / f"{Path(scores_path).name.removesuffix('.scores.csv')}.{estimator}.{parameter}.png"
-            fig.savefig(path, dpi=100)
-            plt.close(fig)
-            written.append(path)
+            written.append(save_figure(fig, path, dpi=100))
     return written

@@ -8,7 +8,7 @@ Names are re-exported here on first use, so importing the package loads no sciki
 
 from __future__ import annotations
 
-import importlib
+from vigil.lazy import lazy_exports
 
 _EXPORTS = {
     "WebEventsTask": "task",
@@ -20,11 +20,4 @@ _EXPORTS = {
     "train_model": "train",
 }
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = list(_EXPORTS)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

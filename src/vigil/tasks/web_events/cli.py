@@ -227,10 +227,8 @@ def cmd_train(args) -> int:
     if args.features:
         return train_on_features(args)
     settings, store = args.settings, args.store
-    from vigil.artifacts import data_fingerprint
     from vigil.tasks.web_events.data import load_events_csv
-    from vigil.tasks.web_events.features import FEATURE_VERSION
-    from vigil.tasks.web_events.train import train_model
+    from vigil.tasks.web_events.train import save_trained, train_model
 
     path = _events_path(args, settings)
     frame = load_events_csv(path)
@@ -249,14 +247,7 @@ def cmd_train(args) -> int:
         jobs=args.jobs,
         seed=args.seed,
     )
-    entry = store.save(
-        "web_events",
-        pipeline,
-        metrics=info["metrics"],
-        feature_version=FEATURE_VERSION,
-        data_fingerprint=data_fingerprint(path),
-        extra={**info["extra"], "data": str(path)},
-    )
+    entry = save_trained(store, pipeline, info, path)
     out = _out_dir(args, settings)
     if table is not None:
         print(

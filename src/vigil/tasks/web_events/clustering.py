@@ -124,14 +124,11 @@ def cluster_events(
 
 def plot_k_distance(clustering: Clustering, path: Path | str, title: str = "") -> Path:
     """The sorted k-distance curve (log scale) with the knee and the chosen eps marked."""
-    import matplotlib
+    from vigil.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     knee = clustering.knee
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, (curve_ax, sizes_ax) = plt.subplots(2, 1, figsize=(10, 7))
     positive = np.where(knee.distances > 0, knee.distances, np.nan)
     curve_ax.plot(positive, lw=1.2, label="distance to nearest other event, sorted")
@@ -157,7 +154,4 @@ def plot_k_distance(clustering: Clustering, path: Path | str, title: str = "") -
         f"{summary['clusters']} clusters + noise {summary['noise']} "
         f"({100 * summary['noise_share']:.1f}%), eps {clustering.eps:.4f}"
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

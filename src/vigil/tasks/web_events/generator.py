@@ -33,10 +33,10 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from vigil.config import PROJECT_ROOT
+from vigil.config import SAMPLE_DATA
 from vigil.tasks.web_events.wrangling import COLUMNS, DATA_DELIMITER
 
-INGREDIENTS = PROJECT_ROOT / "data" / "web_events" / "ingredients"
+INGREDIENTS = SAMPLE_DATA / "web_events" / "ingredients"
 FULL_ROWS = 57_833
 
 # ML-PT's summary of part_10.csv after drop_duplicates (01_data_exploration.ipynb).

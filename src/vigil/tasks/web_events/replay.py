@@ -30,8 +30,9 @@ def replay(
     limit: int | None = None,
     progress: bool = True,
 ) -> dict:
-    from sklearn.metrics import f1_score
     from tqdm import tqdm
+
+    from vigil.metrics import weighted_f1
 
     frame = load_events_csv(csv)
     if limit:
@@ -74,7 +75,7 @@ def replay(
         "batches": int(-(-len(records) // batch_size)),
         "agreement": float((online == offline).mean()),
         "disagreements": int((online != offline).sum()),
-        "f1_weighted": float(f1_score(offline, online, average="weighted", zero_division=0)),
+        "f1_weighted": weighted_f1(offline, online),
         "event_ids_in_order": expected_ids == event_ids,
         "events_per_second": round(len(records) / seconds, 1),
     }

@@ -10,12 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vigil.artifacts import ArtifactStore, LoadedModel, data_fingerprint
+from vigil.artifacts import ArtifactStore, LoadedModel
 from vigil.config import Settings
 from vigil.errors import InvalidInput
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.web_events.data import SAMPLE_CSV, event_to_request_record, load_events_csv, parse_request
-from vigil.tasks.web_events.features import FEATURE_VERSION
 from vigil.tasks.web_events.wrangling import to_text
 
 EXAMPLE_EVENTS = [  # the two events of ML-PT's README curl example
@@ -43,12 +42,16 @@ EXAMPLE_EVENTS = [  # the two events of ML-PT's README curl example
 
 
 # -- serving ----------------------------------------------------------------------------------------
-def label_response(pipeline, events: pd.DataFrame) -> list[dict]:
-    """ML-PT's answer: [{"EVENT_ID": str, "LABEL_PRED": int}] in input order."""
-    if events.empty:
+def label_response(pipeline, events) -> list[dict]:
+    """ML-PT's answer: [{"EVENT_ID": str, "LABEL_PRED": int}] in input order (``events``: a frame or
+    a ParsedRequest, whose columns are scored without a frame: pipeline.predict's labels, less overhead)."""
+    from vigil.tasks.web_events.scoring import event_columns, scorer_for
+
+    columns = event_columns(events)
+    if not columns["EVENT_ID"]:
         return []
-    labels = np.asarray(pipeline.predict(events)).astype(np.int64).tolist()  # Python ints, in C
-    ids = [event_id if type(event_id) is str else to_text(event_id) for event_id in events["EVENT_ID"].tolist()]
+    labels = np.asarray(scorer_for(pipeline).predict(events)).astype(np.int64).tolist()  # Python ints
+    ids = [event_id if type(event_id) is str else to_text(event_id) for event_id in columns["EVENT_ID"]]
     return [{"EVENT_ID": event_id, "LABEL_PRED": label} for event_id, label in zip(ids, labels)]
 
 
@@ -62,7 +65,7 @@ def _safe_label_response(
         answers, kept, errors = [], [], []
         for position, index in enumerate(indices):
             try:
-                answers.extend(label_response(pipeline, events.iloc[[position]]))
+                answers.extend(label_response(pipeline, getattr(events, "events", events).iloc[[position]]))
                 kept.append(index)
             except Exception as exc:  # noqa: BLE001
                 errors.append({"index": index, "field": "data", "error": f"cannot featurize this event: {exc}"})
@@ -83,7 +86,7 @@ def predict_mlpt(loaded: LoadedModel, request: PredictInput):
             "(send ?partial=1 to label the good records and list the bad ones)",
             {"invalid_count": len(parsed.errors), "records": parsed.errors[:100]},
         )
-    answers, kept, failures = _safe_label_response(loaded.model, parsed.events, parsed.indices)
+    answers, kept, failures = _safe_label_response(loaded.model, parsed, parsed.indices)
     if not partial:
         if failures:
             raise InvalidInput(
@@ -107,19 +110,12 @@ class WebEventsTask(Task):
     request_model = "vigil.tasks.web_events.requests:REQUEST"  # ML-PT's request, for OpenAPI (pydantic on first use)
 
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:
-        from vigil.tasks.web_events.train import train_model
+        from vigil.tasks.web_events.train import save_trained, train_model
 
         path = settings.data_dir / SAMPLE_CSV
         frame = load_events_csv(path)
         pipeline, info, _ = train_model(frame, folds=0, tune=False, progress=False)
-        return store.save(
-            "web_events",
-            pipeline,
-            metrics=info["metrics"],
-            feature_version=FEATURE_VERSION,
-            data_fingerprint=data_fingerprint(path),
-            extra={**info["extra"], "data": SAMPLE_CSV},
-        )
+        return save_trained(store, pipeline, info, path, data_label=SAMPLE_CSV)
 
     def predict(self, loaded: LoadedModel, request: PredictInput):
         return predict_mlpt(loaded, request)

@@ -62,6 +62,7 @@ def train_model(
     """Cluster, compare classifiers, tune the forest; returns (pipeline, manifest metrics+extra, table)."""
     from tqdm import tqdm
 
+    from vigil.metrics import weighted_f1
     from vigil.tasks.web_events.training import (
         MLPT_FOREST,
         candidate_classifiers,
@@ -111,7 +112,7 @@ def train_model(
     steps.close()
     summary = clustering.summary()
     metrics = {
-        "train_f1_weighted": float(_weighted_f1(y, classifier.predict(X))),
+        "train_f1_weighted": weighted_f1(y, classifier.predict(X)),
         "noise_share": summary["noise_share"],
         "clusters": summary["clusters"],
     }
@@ -131,10 +132,21 @@ def train_model(
     return model_pipeline(featurizer, classifier), {"metrics": metrics, "extra": extra}, table
 
 
-def _weighted_f1(y_true, y_pred) -> float:
-    from sklearn.metrics import f1_score
+def save_trained(store, pipeline, info: dict, data_path, data_label: str | None = None) -> dict:
+    """Save a pipeline from :func:`train_model` with its metrics and training details; ``data_label``
+    names the data in the manifest (default: ``data_path``). The labels are classes (argmax), so the
+    manifest holds no threshold."""
+    from vigil.artifacts import data_fingerprint
+    from vigil.tasks.web_events.features import FEATURE_VERSION
 
-    return f1_score(y_true, y_pred, average="weighted", zero_division=0)
+    return store.save(
+        "web_events",
+        pipeline,
+        metrics=info["metrics"],
+        feature_version=FEATURE_VERSION,
+        data_fingerprint=data_fingerprint(data_path),
+        extra={**info["extra"], "data": data_label or str(data_path)},
+    )
 
 
-__all__ = ["label_events", "model_pipeline", "train_model"]
+__all__ = ["label_events", "model_pipeline", "save_trained", "train_model"]

@@ -158,6 +158,58 @@ def clean_variable_names(name: str, sources: list[str]) -> list[str]:
     return [NAME_RENAMES.get(part, part) for part in name.split(DATA_DELIMITER)]
 
 
+@lru_cache(maxsize=100_000)
+def clean_src_and_name(src: str, name: str) -> tuple[str, str]:
+    """``(MATCHED_VARIABLE_SRC, MATCHED_VARIABLE_NAME)`` wrangled; events repeat these pairs a lot."""
+    sources = normalise_src(src)
+    return DATA_DELIMITER.join(sources), DATA_DELIMITER.join(clean_variable_names(name, sources))
+
+
+def _texts(values: list) -> list[str]:
+    return [value if type(value) is str else to_text(value) for value in values]  # str: the usual case
+
+
+_NUMBER_TYPES = frozenset({int, float})
+
+
+def _bounded_ints(values: list, low: int, high: int, default: int, slow) -> np.ndarray:
+    # An int or float within [low, high] gives int(value), as to_bounded_int does for it (int() first,
+    # so 166.7 -> 166; NaN fails the comparison); anything else (text, bool, out of range) takes the long way.
+    if values and set(map(type, values)) == {int}:  # JSON's usual case: one numpy pass
+        try:
+            numbers = np.array(values, dtype=np.int64)
+        except OverflowError:  # beyond int64: value by value below
+            pass
+        else:  # an int out of range is the default (to_bounded_int's range check)
+            return np.where((numbers >= low) & (numbers <= high), numbers, default).astype(np.int64)
+    return np.array(
+        [int(value) if type(value) in _NUMBER_TYPES and low <= value <= high else slow(value) for value in values],
+        dtype=np.int64,
+    )
+
+
+def wrangle_columns(columns) -> dict:
+    """ML-PT's rules on column lists (``columns[name]``: the values of that column, any types) ->
+    the clean columns (lists of str, int64 / bool arrays). :class:`EventWrangler` and the service's
+    scorer (:mod:`vigil.tasks.web_events.scoring`) both go through here, so they cannot differ."""
+    texts = {c: _texts(list(columns[c])) for c in STRING_COLUMNS}
+    cleaned = [
+        clean_src_and_name(src, name)
+        for src, name in zip(texts["MATCHED_VARIABLE_SRC"], texts["MATCHED_VARIABLE_NAME"])
+    ]
+    return {
+        "CLIENT_IP": [client_ip_groups(ip) for ip in texts["CLIENT_IP"]],
+        "CLIENT_USERAGENT": texts["CLIENT_USERAGENT"],
+        "IS_USERAGENT_VALID": np.array([is_valid_user_agent(ua) for ua in texts["CLIENT_USERAGENT"]], dtype=bool),
+        "REQUEST_SIZE": _bounded_ints(list(columns["REQUEST_SIZE"]), 0, MAX_INT, REQUEST_SIZE_DEFAULT, request_size),
+        "RESPONSE_CODE": _bounded_ints(list(columns["RESPONSE_CODE"]), 100, 599, RESPONSE_CODE_DEFAULT, response_code),
+        "MATCHED_VARIABLE_SRC": [src for src, _ in cleaned],
+        "MATCHED_VARIABLE_NAME": [name for _, name in cleaned],
+        "MATCHED_VARIABLE_VALUE": texts["MATCHED_VARIABLE_VALUE"],
+        "EVENT_ID": texts["EVENT_ID"],
+    }
+
+
 class EventWrangler(TransformerMixin, BaseEstimator):
     """Raw event frame (the eight columns, any dtypes) -> clean frame plus ``IS_USERAGENT_VALID``."""
 
@@ -168,20 +220,62 @@ class EventWrangler(TransformerMixin, BaseEstimator):
         missing = [c for c in COLUMNS if c not in events.columns]
         if missing:
             raise ValueError(f"events lack columns {missing}")
-        texts = {c: [to_text(v) for v in events[c].tolist()] for c in STRING_COLUMNS}
-        sources = [normalise_src(src) for src in texts["MATCHED_VARIABLE_SRC"]]
-        names = [clean_variable_names(n, s) for n, s in zip(texts["MATCHED_VARIABLE_NAME"], sources)]
-        return pd.DataFrame(
-            {
-                "CLIENT_IP": [client_ip_groups(ip) for ip in texts["CLIENT_IP"]],
-                "CLIENT_USERAGENT": texts["CLIENT_USERAGENT"],
-                "IS_USERAGENT_VALID": np.array([is_valid_user_agent(ua) for ua in texts["CLIENT_USERAGENT"]]),
-                "REQUEST_SIZE": np.array([request_size(v) for v in events["REQUEST_SIZE"].tolist()], dtype=np.int64),
-                "RESPONSE_CODE": np.array([response_code(v) for v in events["RESPONSE_CODE"].tolist()], dtype=np.int64),
-                "MATCHED_VARIABLE_SRC": [DATA_DELIMITER.join(s) for s in sources],
-                "MATCHED_VARIABLE_NAME": [DATA_DELIMITER.join(n) for n in names],
-                "MATCHED_VARIABLE_VALUE": texts["MATCHED_VARIABLE_VALUE"],
-                "EVENT_ID": texts["EVENT_ID"],
-            },
-            index=events.index,
-        )
+        return pd.DataFrame(wrangle_columns({c: events[c].tolist() for c in COLUMNS}), index=events.index)
+
+
+def _all_texts(values: list) -> list[str]:
+    return values if set(map(type, values)) <= {str} else _texts(values)
+
+
+class DistinctWrangled:
+    """The columns :func:`wrangle_columns` gives, computed lazily, the per-text rules once per
+    distinct text: ``distinct(name)`` -> (the wrangled value of each distinct raw text, the index of
+    each row's text among them); ``values(name)`` -> one wrangled value per row. The same functions
+    as :func:`wrangle_columns`, so the same values (the ML-PT scorer's tests compare the features).
+
+    ``factorize(texts)`` -> (distinct texts in first-seen order, codes), e.g. pd.factorize's answer.
+    """
+
+    _PER_TEXT = {
+        "CLIENT_IP": client_ip_groups,
+        "CLIENT_USERAGENT": None,
+        "MATCHED_VARIABLE_VALUE": None,
+        "EVENT_ID": None,
+    }
+
+    def __init__(self, columns, factorize):
+        self.columns, self.factorize = columns, factorize
+        self._distinct: dict = {}
+        self._pairs: tuple[list, list] | None = None
+
+    def _texts_distinct(self, name: str):
+        if name not in self._distinct:
+            self._distinct[name] = self.factorize(_all_texts(list(self.columns[name])))
+        return self._distinct[name]
+
+    def distinct(self, name: str):
+        if name in self._PER_TEXT:
+            texts, codes = self._texts_distinct(name)
+            rule = self._PER_TEXT[name]
+            return (texts if rule is None else [rule(text) for text in texts]), codes
+        if name == "IS_USERAGENT_VALID":
+            texts, codes = self._texts_distinct("CLIENT_USERAGENT")
+            return np.array([is_valid_user_agent(text) for text in texts], dtype=bool), codes
+        return self.factorize(list(self.values(name)))
+
+    def values(self, name: str):
+        if name in self._PER_TEXT or name == "IS_USERAGENT_VALID":
+            uniques, codes = self.distinct(name)
+            return np.asarray(uniques)[codes] if isinstance(uniques, np.ndarray) else [uniques[i] for i in codes]
+        if name == "REQUEST_SIZE":
+            return _bounded_ints(list(self.columns[name]), 0, MAX_INT, REQUEST_SIZE_DEFAULT, request_size)
+        if name == "RESPONSE_CODE":
+            return _bounded_ints(list(self.columns[name]), 100, 599, RESPONSE_CODE_DEFAULT, response_code)
+        if name in ("MATCHED_VARIABLE_SRC", "MATCHED_VARIABLE_NAME"):
+            if self._pairs is None:
+                sources = _texts(list(self.columns["MATCHED_VARIABLE_SRC"]))
+                names = _texts(list(self.columns["MATCHED_VARIABLE_NAME"]))
+                cleaned = [clean_src_and_name(src, name) for src, name in zip(sources, names)]
+                self._pairs = [src for src, _ in cleaned], [name for _, name in cleaned]
+            return self._pairs[0] if name == "MATCHED_VARIABLE_SRC" else self._pairs[1]
+        raise KeyError(name)

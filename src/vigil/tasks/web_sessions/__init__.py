@@ -7,18 +7,11 @@ training protocol), ``api_input`` (request parsing). Names are re-exported here 
 
 from __future__ import annotations
 
-import importlib
+from vigil.lazy import lazy_exports
 
 _EXPORTS = {
     name: "task"
     for name in ("WebSessionsTask", "SHIPPED_SAMPLE", "build_from_folder", "default_source", "submission_frame")
 }
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = list(_EXPORTS)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from vigil.context import with_args
+from vigil.context import dask_option, with_args
 from vigil.errors import InvalidInput
 
 PATH = click.Path(path_type=Path)
@@ -97,6 +97,7 @@ def _labelled_from_args(args):
     help="save the model fitted on the earlier part instead of refitting on everything",
 )
 @click.option("--n-jobs", type=int, default=1, help="LightGBM threads (1 on a shared 2-core machine)")
+@dask_option("run every LightGBM fit of the protocol on a Dask cluster")
 @with_args
 def cmd_train(args) -> int:
     import numpy as np
@@ -119,6 +120,7 @@ def cmd_train(args) -> int:
         n_jobs=args.n_jobs,
         fingerprint=data_fingerprint(*fingerprint_parts),
         show_progress=True,
+        dask=args.dask,
     )
     print(
         f"cross-validated ROC AUC (expanding-window time-series CV on the earlier {1 - args.test_fraction:.0%}: "

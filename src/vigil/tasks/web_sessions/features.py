@@ -33,8 +33,8 @@ Alice (and the held-out months are months the training part never saw).
 
 Example::
 
-    >>> featurizer = SessionFeaturizer().fit(train_sessions, train_labels)   # doctest: +SKIP
-    >>> featurizer.transform(test_sessions).shape, featurizer.feature_dims()  # doctest: +SKIP
+    featurizer = SessionFeaturizer().fit(train_sessions, train_labels)
+    featurizer.transform(test_sessions).shape, featurizer.feature_dims()
 """
 
 from __future__ import annotations
@@ -127,11 +127,22 @@ class _CompactVocabulary:
         if terms is not None:
             self.vectorizer.vocabulary_ = {term: index for index, term in enumerate(terms.tolist())}
 
+    @property
+    def dim(self) -> int:
+        return len(self.vectorizer.vocabulary_)
+
 
 def split_on_spaces(text: str) -> list[str]:
     # A named function rather than str.split: the saved model refers to its tokenizer by name, and
     # the artifact store trusts module functions by exact name (method descriptors cannot be).
     return text.split()
+
+
+def token_tfidf(**options) -> TfidfVectorizer:
+    """Sublinear TF-IDF (float32) of space-separated tokens taken as they are (no case folding)."""
+    return TfidfVectorizer(
+        tokenizer=split_on_spaces, token_pattern=None, lowercase=False, sublinear_tf=True, dtype=np.float32, **options
+    )
 
 
 # second-level labels under which a country code registers names (co.uk, com.br, gouv.fr ...)
@@ -176,20 +187,7 @@ class SiteNgrams(_CompactVocabulary):
     name = "site_ngrams"
 
     def __init__(self, ngram_range=(1, 3), min_df: int = 2, max_features: int | None = 100_000):
-        self.vectorizer = TfidfVectorizer(
-            tokenizer=split_on_spaces,
-            token_pattern=None,
-            lowercase=False,
-            ngram_range=ngram_range,
-            min_df=min_df,
-            max_features=max_features,
-            sublinear_tf=True,
-            dtype=np.float32,
-        )
-
-    @property
-    def dim(self) -> int:
-        return len(self.vectorizer.vocabulary_)
+        self.vectorizer = token_tfidf(ngram_range=ngram_range, min_df=min_df, max_features=max_features)
 
     def feature_names(self) -> list[str]:
         return [f"sites {term}" for term in self.vectorizer.get_feature_names_out()]
@@ -228,18 +226,7 @@ class SiteNameTokens(_CompactVocabulary):
         self.site_ids = np.array([k for k, _ in pairs], dtype=str)
         self.site_name_list = np.array([v for _, v in pairs], dtype=str)
         self.only_rare_below = only_rare_below
-        self.vectorizer = TfidfVectorizer(
-            tokenizer=split_on_spaces,
-            token_pattern=None,
-            lowercase=False,
-            min_df=min_df,
-            sublinear_tf=True,
-            dtype=np.float32,
-        )
-
-    @property
-    def dim(self) -> int:
-        return len(self.vectorizer.vocabulary_)
+        self.vectorizer = token_tfidf(min_df=min_df)
 
     def feature_names(self) -> list[str]:
         return [f"name part {term}" for term in self.vectorizer.get_feature_names_out()]

@@ -12,6 +12,11 @@ Protocol (the README's figures come from it):
 4. The saved model is the winner refitted on all labelled sessions (``refit_all=False`` keeps the
    80% model instead).
 
+``dask="local:N"`` or ``"tcp://host:8786"`` runs every LightGBM fit of the protocol on a Dask
+cluster (:class:`~vigil.dask_training.DaskFitter`: featurizing here, boosting on the workers); the
+saved pipeline is the same plain ``LGBMClassifier`` pipeline, scoring to within LightGBM's
+documented distributed-training differences.
+
 :func:`learning_curve` refits candidates on growing windows of the earlier part (each ending where
 the held-out part begins) and scores them on the held-out part; :func:`feature_importance` says
 which features carry a fitted model (coefficient x value for the linear model, gains for LightGBM).
@@ -97,6 +102,7 @@ class TrainingReport:
     holdout_scores: np.ndarray | None = None
     holdout_labels: np.ndarray | None = None
     importance: dict[str, pd.DataFrame] = field(default_factory=dict)
+    training: dict | None = None  # where LightGBM ran: None on this machine, else DaskFitter.summary()
 
     def metrics(self) -> dict:
         return {
@@ -129,8 +135,11 @@ class MeanProbability(ClassifierMixin, BaseEstimator):
     def __init__(self, estimators: list[tuple[str, Pipeline]]):
         self.estimators = estimators
 
-    def fit(self, sessions: pd.DataFrame, y) -> "MeanProbability":
-        self.estimators_ = [clone(estimator).fit(sessions, y) for _, estimator in self.estimators]
+    def fit(self, sessions: pd.DataFrame, y, fit=None) -> "MeanProbability":
+        """``fit(estimator, X, y)`` fits each member (default ``clone(estimator).fit``; a
+        :class:`~vigil.dask_training.DaskFitter`'s ``fit`` sends LightGBM to a cluster)."""
+        fit = fit or (lambda estimator, X, labels: clone(estimator).fit(X, labels))
+        self.estimators_ = [fit(estimator, sessions, y) for _, estimator in self.estimators]
         self.classes_ = self.estimators_[0].classes_
         return self
 
@@ -161,12 +170,20 @@ def time_series_folds(n_rows: int, n_splits: int = 3, block_fraction: float | No
     return TimeSeriesSplit(n_splits=n_splits, test_size=block)
 
 
+def fit_candidate(candidate, X, y, fit=None):
+    """A fitted copy of ``candidate`` (a pipeline or the blend), each pipeline fitted by ``fit``."""
+    if isinstance(candidate, MeanProbability):
+        return clone(candidate).fit(X, y, fit=fit)
+    return fit(candidate, X, y) if fit is not None else clone(candidate).fit(X, y)
+
+
 def time_series_cv(
     frame: pd.DataFrame,
     candidates: dict[str, Pipeline],
     n_splits: int = 3,
     block_fraction: float | None = 0.2,
     progress=None,
+    fit=None,
 ):
     """ROC AUC per fold per candidate, plus each candidate's out-of-fold scores (NaN where unscored).
 
@@ -182,7 +199,7 @@ def time_series_cv(
         if len(np.unique(y[train_idx])) < 2 or len(np.unique(y[valid_idx])) < 2:
             continue  # a fold without Alice on one side has no AUC
         for name, pipeline in candidates.items():
-            fitted = clone(pipeline).fit(frame.iloc[train_idx], y[train_idx])
+            fitted = fit_candidate(pipeline, frame.iloc[train_idx], y[train_idx], fit)
             oof[name][valid_idx] = fitted.predict_proba(frame.iloc[valid_idx])[:, 1]
             if progress is not None:
                 progress.update(1)
@@ -234,8 +251,25 @@ def train_and_evaluate(
     quick: bool = False,
     site_dic: dict | None = None,
     show_progress: bool = False,
+    dask: str | None = None,
 ) -> tuple[Pipeline, TrainingReport]:
-    """Run the protocol in the module docstring; return the pipeline to save and the report."""
+    """Run the protocol in the module docstring; return the pipeline to save and the report.
+
+    ``dask``: a ``--dask`` address; every LightGBM fit then runs on that cluster (one client for all).
+    """
+    from vigil.dask_training import fitter
+
+    with fitter(dask, threads_per_worker=max(1, n_jobs)) as trainer:
+        fitted, report = _train_and_evaluate(
+            labelled, model, test_fraction, n_splits, refit_all, n_jobs, quick, site_dic, show_progress, trainer.fit
+        )
+        report.training = trainer.summary()
+    return fitted, report
+
+
+def _train_and_evaluate(
+    labelled, model, test_fraction, n_splits, refit_all, n_jobs, quick, site_dic, show_progress, fit
+) -> tuple[Pipeline, TrainingReport]:
     from tqdm import tqdm
 
     candidates = _candidates(model, site_dic, n_jobs, quick)
@@ -249,7 +283,9 @@ def train_and_evaluate(
     seconds = {}
     started = time.perf_counter()
     with tqdm(total=n_splits * len(candidates), desc="time-series CV", unit="fit", disable=not show_progress) as bar:
-        cv_scores, oof = time_series_cv(train, candidates, n_splits, block_fraction=test_fraction, progress=bar)
+        cv_scores, oof = time_series_cv(
+            train, candidates, n_splits, block_fraction=test_fraction, progress=bar, fit=fit
+        )
     seconds["cv"] = time.perf_counter() - started
     if "blend" in cv_scores:
         candidates = {**candidates, "blend": blend(candidates)}
@@ -262,7 +298,7 @@ def train_and_evaluate(
     final = tqdm(total=2 if refit_all else 1, desc="final fits", unit="fit", disable=not show_progress)
     final.set_postfix_str(f"{chosen} on the earlier {1 - test_fraction:.0%}")
     started = time.perf_counter()
-    fitted = clone(candidates[chosen]).fit(train, y_train)
+    fitted = fit_candidate(candidates[chosen], train, y_train, fit)
     seconds["fit"] = time.perf_counter() - started
     final.update(1)
     started = time.perf_counter()
@@ -284,7 +320,7 @@ def train_and_evaluate(
     if refit_all:
         final.set_postfix_str(f"{chosen} on all {len(labelled)} sessions")
         started = time.perf_counter()
-        fitted = clone(candidates[chosen]).fit(labelled, _labels(labelled))
+        fitted = fit_candidate(candidates[chosen], labelled, _labels(labelled), fit)
         seconds["refit_all"] = time.perf_counter() - started
         final.update(1)
     final.close()

@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 
 from vigil.artifacts import ArtifactStore, LoadedModel, data_fingerprint
-from vigil.config import PROJECT_ROOT, Settings
+from vigil.config import PROJECT_ROOT, SAMPLE_DATA, Settings
 from vigil.errors import InvalidInput
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.web_sessions import api_input, data
 from vigil.tasks.web_sessions.features import FEATURE_VERSION
 
-SHIPPED_SAMPLE = PROJECT_ROOT / "data" / "web_sessions"
+SHIPPED_SAMPLE = SAMPLE_DATA / "web_sessions"
 
 
 def default_source() -> Path | None:
@@ -117,6 +117,7 @@ class WebSessionsTask(Task):
                 "seconds": report.seconds,
                 "feature_dims": model.feature_dims(pipeline),
                 "top_features": top,
+                **({"training": report.training} if report.training else {}),
             },
         )
         return entry, report

@@ -1,0 +1,141 @@
+"""EMBER vectorization per core against parsing the lines alone and ember's per-line loop.
+
+    python -m bench.ember_vectorize [--records 8330] [--rounds 3]
+
+Input: the real raw records shipped in data/ember (EMBER2018's first train lines, the pip launchers'
+and the Debian PE files' records), repeated to --records lines. All in one process, one core, rounds
+interleaved (best round of each):
+
+* ``json.loads alone`` / ``orjson.loads alone``: every line parsed, nothing else (the floor);
+* ``ember-style loop (previous Vigil)``: ``process_raw_features(json.loads(line))`` line by line
+  with the features.py of commit 7204570 (before this work), loaded from git: one FeatureHasher call
+  per block per record, as ember's ``vectorize`` does (ember itself is not installed here);
+* ``previous Vigil batches``: the same old module's ``process_raw_features_batch`` on batches of
+  json.loads'ed lines; issue 17 measured ember at 1.9x that (5.9 s vs 3.1 s), hence the estimate;
+* ``Vigil``: ``vigil ember vectorize``'s own code in one process (``vectorize._vectorize_batch`` on
+  batches of BATCH_LINES lines: orjson, the whole-batch blocks, the rows written with pwrite).
+
+The vectors of both are checked equal. Figures: time, records/s, and the ratio to ``orjson.loads``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+PREVIOUS = "7204570"
+EMBER_OVER_PREVIOUS = 5.9 / 3.1  # issue 17: ember 5.9 s, Vigil's batches 3.1 s on the same 8,330 records
+
+
+def real_lines() -> list[bytes]:
+    lines = []
+    for name in ("train_features_0_head.jsonl", "reference_pip_launchers_raw.jsonl", "reference_debian_raw.jsonl"):
+        lines += [line for line in (REPO / "data" / "ember" / name).read_bytes().splitlines() if line.strip()]
+    return lines
+
+
+def load_previous(folder: Path):
+    shown = subprocess.run(
+        ["git", "show", f"{PREVIOUS}:src/vigil/tasks/ember/features.py"], cwd=REPO, capture_output=True, text=True
+    )
+    if shown.returncode != 0:
+        return None
+    path = folder / "features_previous.py"
+    path.write_text(shown.stdout)
+    spec = importlib.util.spec_from_file_location("features_previous", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.ember_vectorize", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=8330)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    import orjson
+
+    from vigil.tasks.ember import vectorize
+    from vigil.tasks.ember.features import FeatureExtractor
+
+    base = real_lines()
+    lines = [base[i % len(base)] for i in range(args.records)]
+    megabytes = sum(map(len, lines)) / 2**20
+    with tempfile.TemporaryDirectory() as folder:
+        previous = load_previous(Path(folder))
+        X_path, y_path = Path(folder) / "X.dat", Path(folder) / "y.dat"
+        dim = FeatureExtractor(2).dim
+        for path, size in ((X_path, len(lines) * dim * 4), (y_path, len(lines) * 4)):
+            with open(path, "wb") as handle:
+                handle.truncate(size)
+        batches = [
+            [
+                (row, "bench", row + 1, lines[row])
+                for row in range(start, min(len(lines), start + vectorize.BATCH_LINES))
+            ]
+            for start in range(0, len(lines), vectorize.BATCH_LINES)
+        ]
+
+        def vigil():
+            vectorize._worker_init(str(X_path), str(y_path), len(lines), 2)
+            try:
+                for batch in batches:
+                    vectorize._vectorize_batch(batch)
+            finally:
+                vectorize._worker_close()
+
+        runs = {
+            "json.loads alone": lambda: [json.loads(line) for line in lines],
+            "orjson.loads alone": lambda: [orjson.loads(line) for line in lines],
+            "Vigil": vigil,
+        }
+        if previous is not None:
+            old = previous.FeatureExtractor(2)
+            runs["ember-style loop (previous Vigil)"] = lambda: np.vstack(
+                [old.process_raw_features(json.loads(line)) for line in lines]
+            )
+            runs["previous Vigil batches"] = lambda: [
+                old.process_raw_features_batch([json.loads(line) for _, _, _, line in batch]) for batch in batches
+            ]
+        best = dict.fromkeys(runs, float("inf"))
+        for _ in range(args.rounds):
+            for name, run in runs.items():
+                started = time.perf_counter()
+                run()
+                best[name] = min(best[name], time.perf_counter() - started)
+        X = np.memmap(X_path, dtype=np.float32, mode="r", shape=(len(lines), dim))
+        if previous is not None:
+            reference = np.vstack([old.process_raw_features(json.loads(line)) for line in base])
+            assert np.array_equal(np.asarray(X[: len(base)]), reference), "vectors differ from the previous code"
+        del X
+    floor = best["orjson.loads alone"]
+    print(
+        f"bench.ember_vectorize: {len(lines)} real raw records ({len(base)} distinct), {megabytes:.1f} MB of JSON "
+        f"lines, 1 process (pid {os.getpid()}), best of {args.rounds} interleaved rounds"
+    )
+    print(f"{'path':<36} {'time':>9} {'rec/s':>8} {'x orjson parse':>15}")
+    for name, seconds in sorted(best.items(), key=lambda item: item[1]):
+        print(f"{name:<36} {seconds:7.3f} s {len(lines) / seconds:8.0f} {seconds / floor:14.2f}x")
+    if previous is not None:
+        batched = best["previous Vigil batches"] / best["Vigil"]
+        print(
+            f"Vigil vs the ember-style loop: {best['ember-style loop (previous Vigil)'] / best['Vigil']:.2f}x faster; "
+            f"vs previous Vigil batches {batched:.2f}x; vs ember (previous batches x {EMBER_OVER_PREVIOUS:.2f}, "
+            f"issue 17): ~{batched * EMBER_OVER_PREVIOUS:.1f}x"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

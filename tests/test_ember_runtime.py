@@ -1,0 +1,111 @@
+"""EMBER's ONNX Runtime scorer: converted and checked at training, stored as hashed sidecars, checked
+again at load; a model that disagrees with the Booster is refused and the Booster answers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vigil.artifacts import ArtifactStore
+from vigil.config import Settings
+from vigil.service import create_app
+from vigil.tasks import get_task
+from vigil.tasks.ember import runtime
+from vigil.tasks.ember.model import booster_of, scores
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "ember"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("ember-runtime")
+    get_task("ember").train_default(ArtifactStore(folder), Settings.from_env(models_dir=folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def vectors() -> np.ndarray:
+    return np.load(DATA / "reference_pip_launchers_v2.npy").astype(np.float32)
+
+
+def answer(models: Path, vectors: np.ndarray) -> np.ndarray:
+    app = create_app(Settings.from_env(models_dir=models), ArtifactStore(models))
+    app.config["TESTING"] = True
+    response = app.test_client().post("/predict/ember", json=vectors.tolist())
+    assert response.status_code == 200, response.get_json()
+    return np.array([r["probability"] for r in response.get_json()["results"]])
+
+
+def perturbed(onnx_bytes: bytes, delta: float) -> bytes:
+    """The ONNX model with every leaf weight moved by ``delta`` (a converter bug, a bad file)."""
+    import onnx
+
+    model = onnx.load_from_string(onnx_bytes)
+    (trees,) = [node for node in model.graph.node if node.op_type == "TreeEnsembleClassifier"]
+    (weights,) = [a for a in trees.attribute if a.name == "class_weights"]
+    weights.floats[:] = [w + delta for w in weights.floats]
+    return model.SerializeToString()
+
+
+def test_training_converts_checks_and_stores_the_onnx_model(models, vectors):
+    store = ArtifactStore(models)
+    entry = store.latest_entry("ember")
+    report = entry["extra"]["runtime"]
+    assert report["used"] is True and report["max_abs_diff"] <= runtime.TOLERANCE
+    assert set(entry["sidecars"]) == {runtime.SIDECAR_MODEL, runtime.SIDECAR_ROWS}
+    loaded = store.load("ember")
+    assert set(loaded.sidecars) == set(entry["sidecars"])
+    booster = booster_of(loaded.model)
+    assert isinstance(runtime.scorer_for(loaded, booster), runtime.OnnxScorer)
+    assert np.abs(scores(loaded, vectors) - booster.predict(vectors)).max() <= runtime.TOLERANCE
+    assert np.abs(answer(models, vectors) - booster.predict(vectors)).max() <= runtime.TOLERANCE
+
+
+def test_a_perturbed_onnx_model_is_refused_at_load_and_the_booster_answers(models, vectors, tmp_path, caplog):
+    good = ArtifactStore(models).load("ember")
+    folder = tmp_path / "models"
+    store = ArtifactStore(folder)
+    sidecars = dict(good.sidecars)
+    sidecars[runtime.SIDECAR_MODEL] = perturbed(sidecars[runtime.SIDECAR_MODEL], 1e-3)
+    store.save("ember", good.model, threshold=good.threshold, feature_version=2, sidecars=sidecars)
+    loaded = store.load("ember")
+    booster = booster_of(loaded.model)
+    with caplog.at_level(logging.WARNING, logger="vigil.tasks.ember.runtime"):
+        assert runtime.scorer_for(loaded, booster) is None
+    assert any("ONNX Runtime refused" in r.getMessage() and "Booster serves" in r.getMessage() for r in caplog.records)
+    assert np.array_equal(scores(loaded, vectors), booster.predict(vectors))
+    assert np.allclose(answer(folder, vectors), booster.predict(vectors), rtol=0, atol=1e-12)
+
+
+def test_a_sidecar_changed_on_disk_is_refused_by_its_hash_and_the_booster_answers(models, vectors, tmp_path, caplog):
+    good = ArtifactStore(models).load("ember")
+    folder = tmp_path / "models"
+    store = ArtifactStore(folder)
+    entry = store.save("ember", good.model, threshold=good.threshold, feature_version=2, sidecars=good.sidecars)
+    onnx_file = folder / entry["sidecars"][runtime.SIDECAR_MODEL]["file"]
+    onnx_file.write_bytes(perturbed(onnx_file.read_bytes(), 1e-3))  # written behind the store's back
+    with caplog.at_level(logging.ERROR, logger="vigil.artifacts"):
+        loaded = store.load("ember")
+    assert runtime.SIDECAR_MODEL not in loaded.sidecars and runtime.SIDECAR_ROWS in loaded.sidecars
+    assert any("sidecar onnx" in r.getMessage() and "does not match" in r.getMessage() for r in caplog.records)
+    booster = booster_of(loaded.model)
+    assert runtime.scorer_for(loaded, booster) is None
+    assert np.allclose(answer(folder, vectors), booster.predict(vectors), rtol=0, atol=1e-12)
+
+
+def test_conversion_outside_the_tolerance_is_refused_at_training(models, vectors, monkeypatch):
+    booster = booster_of(ArtifactStore(models).load("ember").model)
+    monkeypatch.setattr(runtime, "TOLERANCE", 0.0)  # no float32 model is exact to 0
+    sidecars, report = runtime.convert_checked(booster, vectors)
+    assert sidecars is None and report["used"] is False and "max |ONNX - Booster|" in report["refused"]
+    json.dumps(report)  # goes into the manifest
+
+
+def test_sidecar_names_are_plain_words(models, tmp_path):
+    good = ArtifactStore(models).load("ember")
+    with pytest.raises(ValueError, match="plain word"):
+        ArtifactStore(tmp_path).save("ember", good.model, sidecars={"../x": b""})
