@@ -138,3 +138,16 @@ def test_trusted_zones_are_counted_but_never_flagged(captures):
     assert detector.observe(names, times) == []
     verdict = detector.verdict(zone)
     assert verdict["flagged"] is False and verdict["trusted"] is True
+
+
+def test_a_checkpointed_detector_resumes_with_its_counters(captures):
+    import pickle
+
+    names, times, zone = _tool_queries(captures, "dns2tcp")
+    detector = DomainDetector()
+    detector.observe(names[:20], times[:20])
+    restored = pickle.loads(pickle.dumps(detector))
+    assert vars(restored.entries[zone]) == vars(detector.entries[zone])
+    alerts = restored.observe(names[20:], times[20:])
+    assert [a["domain"] for a in alerts] == [zone] and alerts[0]["queries"] <= 60
+    assert pickle.loads(pickle.dumps(restored)).flagged() == restored.flagged()

@@ -89,11 +89,17 @@ def test_flagged_queries_say_why_in_words(client, tunnel_names):
 def test_explain_n_gives_every_query_its_top_n(client):
     answer = client.post("/predict/dns?explain=4", json={"queries": ["www.wikipedia.org", "mail.example.com"]})
     assert answer.status_code == 200
-    for result in answer.get_json()["results"]:
+    body = answer.get_json()
+    assert body.get("explained", True) is True  # the service's generic ?explain path agrees
+    for result in body["results"]:
         assert len(result["reasons"]) == 4
+    alone = client.post("/predict/dns?explain", json={"queries": ["www.wikipedia.org"]}).get_json()
+    assert len(alone["results"][0]["reasons"]) == 3
+    none = client.post("/predict/dns?explain=0", json={"queries": ["www.wikipedia.org"]}).get_json()
+    assert "reasons" not in none["results"][0]
 
 
-@pytest.mark.parametrize("value", ["abc", "0", "-3", "1.5"])
+@pytest.mark.parametrize("value", ["abc", "-3", "1.5", "21"])
 def test_a_bad_explain_is_a_400_naming_the_parameter(client, value):
     answer = client.post(f"/predict/dns?explain={value}", json={"queries": ["www.wikipedia.org"]})
     assert answer.status_code == 400

@@ -9,9 +9,9 @@ import pytest
 
 from vigil.artifacts import ArtifactStore
 from vigil.config import Settings
+from vigil.drift import RetrainPolicy
 from vigil.streaming.broker import EmbeddedBroker
 from vigil.streaming.consumer import RejectedMessage, WindowedConsumer
-from vigil.streaming.decision import RetrainPolicy
 from vigil.streaming.dns_stream import DnsWindowProcessor
 from vigil.streaming.kafka_io import csv_messages, ensure_topic, produce
 from vigil.streaming.messages import lenient_message, python_literal_record
@@ -172,3 +172,38 @@ def test_lenient_reading_keeps_refusing_what_is_no_record():
             lenient_message(value)
     assert lenient_message(b"1,2,3") == "1,2,3"
     assert lenient_message(b"{'label': -1, 'x': None, 'ok': True}") == {"label": -1, "x": None, "ok": True}
+
+
+def test_vigil_dns_stream_records_the_generated_tunnels_domain_alerts(tmp_path, capsys):
+    """The CLI end to end on the embedded broker: a generated stream with its query names."""
+    from vigil.cli import main
+    from vigil.tasks.dns_exfil.generate import BASE_DOMAINS, generate
+
+    generate(tmp_path / "data", static_rows=600, windows_per_phase=1, seed=4, with_query=True)
+    models = tmp_path / "models"
+    assert main(["--models-dir", str(models), "dns", "train", str(tmp_path / "data" / "static_dataset.csv")]) == 0
+    code = main(
+        [
+            "--models-dir",
+            str(models),
+            "dns",
+            "stream",
+            "--csv",
+            str(tmp_path / "data" / "stream_dataset.csv"),
+            "--results",
+            str(tmp_path / "stream"),
+            "--idle-timeout",
+            "2",
+            "--session-timeout-ms",
+            "2000",
+            "--quiet",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    results = ResultsStore(tmp_path / "stream" / "results.sqlite")
+    flagged = {a["key"] for a in results.alerts()}
+    assert set(BASE_DOMAINS) <= flagged
+    assert " DOMAIN tunnel-relay.net (domain/fast): " in printed
+    summary = json.loads((tmp_path / "stream" / "summary.json").read_text())
+    assert {a["key"] for a in summary["domain_alerts"]} == flagged

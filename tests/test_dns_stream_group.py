@@ -17,9 +17,9 @@ import pytest
 
 from vigil.artifacts import ArtifactStore
 from vigil.config import Settings
+from vigil.drift import RetrainPolicy
 from vigil.streaming.broker import EmbeddedBroker
 from vigil.streaming.coordination import RetrainLease
-from vigil.streaming.decision import RetrainPolicy
 from vigil.streaming.dns_stream import DnsWindowProcessor
 from vigil.streaming.kafka_io import csv_messages, ensure_topic, produce
 from vigil.tasks import get_task

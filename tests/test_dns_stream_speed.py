@@ -60,3 +60,17 @@ def test_window_scores_equal_scikit_learns():
             assert ours[key] == pytest.approx(theirs[key], abs=1e-12)
     one_class = window_scores(np.zeros(10), np.linspace(0, 1, 10))
     assert np.isnan(one_class["roc_auc"]) and one_class["f1"] == 0.0
+
+
+def test_a_mutual_information_pipeline_saves_and_loads(tmp_path):
+    """vigil dns train / demo save whichever candidate wins; the mutual-information one names our
+    seeded score function, which the artifact store must accept."""
+    from vigil.tasks.dns_exfil.model import make_bundle, make_pipeline
+
+    names, labels = QueryGenerator(seed=6).queries(STATIC_PHASE, 600)
+    X = pd.DataFrame(cic_matrix(names), columns=FEATURE_COLUMNS)
+    bundle = make_bundle(make_pipeline("mutual_info_k8", "lightgbm").fit(X, labels), "mutual_info_k8", "lightgbm")
+    store = ArtifactStore(tmp_path)
+    entry = store.save("dns_exfil", bundle, threshold=0.5)
+    loaded = store.load("dns_exfil", entry["version"]).model
+    assert np.array_equal(predict_proba(loaded, X), predict_proba(bundle, X))

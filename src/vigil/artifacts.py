@@ -70,6 +70,7 @@ TRUSTED_TYPES = frozenset(
         "lightgbm.basic.Booster",
         "lightgbm.sklearn.LGBMClassifier",
         "sklearn.tree._tree.Tree",
+        "vigil.tasks.dns_exfil.model._mutual_info",  # the k-best score function of mutual_info_k8
         "vigil.tasks.ember.model.RawRecordVectorizer",
         "vigil.tasks.web_events.features.ClientIpGroups",
         "vigil.tasks.web_events.features.EventFeatures",

@@ -134,8 +134,8 @@ def cmd_produce(args) -> int:
 
 def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle_timeout: float | None) -> dict:
     # Imported here so that `vigil --help` and the service need not load pandas and scikit-learn.
+    from vigil.drift import RetrainPolicy
     from vigil.streaming.consumer import WindowedConsumer
-    from vigil.streaming.decision import RetrainPolicy
     from vigil.streaming.dns_stream import DnsWindowProcessor
     from vigil.streaming.results import ResultsStore, plot_windows, summarize, write_summary
     from vigil.tasks.dns_exfil import TASK_NAME
@@ -195,6 +195,7 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
     plot = plot_windows(rows, results_dir / "windows.png", phases=phases) if rows else None
     summary = summarize(rows)
     rejected = results.rejected(consumer.run_key)
+    domain_alerts = results.alerts(consumer.run_key)
     write_summary(
         summary,
         results_dir / "summary.json",
@@ -209,7 +210,7 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
                 "left_in_partial_window": stats.left_in_partial_window,
             },
             "rejected_messages": len(rejected),
-            "domain_alerts": results.alerts(consumer.run_key),
+            "domain_alerts": domain_alerts,
         },
     )
     results.close()
@@ -218,6 +219,8 @@ def run_stream(args, servers: str, store: ArtifactStore, results_dir: Path, idle
         print(f"{stats.left_in_partial_window} messages of an incomplete window were left uncommitted")
     if rejected:
         print(f"{len(rejected)} messages rejected (offsets and reasons in {rejected_path})")
+    if domain_alerts:
+        print(f"{len(domain_alerts)} domains flagged: {', '.join(a['key'] for a in domain_alerts[:10])}")
     if summary.get("retrain_failed_windows"):
         print(f"retrain failed after windows {summary['retrain_failed_windows']}; the dynamic model was kept")
     print(

@@ -40,9 +40,9 @@ import numpy as np
 import pandas as pd
 
 from vigil.artifacts import ArtifactStore, LoadedModel
+from vigil.drift import RetrainPolicy
 from vigil.streaming.consumer import RejectedMessage, safe_name
 from vigil.streaming.coordination import RetrainLease
-from vigil.streaming.decision import RetrainPolicy
 from vigil.streaming.messages import lenient_message
 from vigil.streaming.results import RETRAIN_FAILED
 from vigil.tasks.dns_exfil import DYNAMIC_TASK, STREAMS_FOLDER, write_stream_status

@@ -106,22 +106,21 @@ class ResultsStore:
         ).fetchone()
         return pickle.loads(row[0]) if row else None
 
-    def windows(self, run_key: str | None = None) -> list[dict]:
-        query = f"SELECT {', '.join(WINDOW_COLUMNS)} FROM windows"
+    def _select(self, table: str, columns: list[str], run_key: str | None, order: str) -> list[dict]:
+        """Rows of ``table`` as dicts (of one run, or every run), in ``order``."""
+        query = "SELECT " + ", ".join(f'"{c}"' for c in columns) + f" FROM {table}"
         args: tuple = ()
         if run_key is not None:
             query += " WHERE run_key=?"
             args = (run_key,)
-        return [dict(zip(WINDOW_COLUMNS, row)) for row in self.db.execute(query + " ORDER BY window_index", args)]
+        return [dict(zip(columns, row)) for row in self.db.execute(f"{query} ORDER BY {order}", args)]
+
+    def windows(self, run_key: str | None = None) -> list[dict]:
+        return self._select("windows", WINDOW_COLUMNS, run_key, "window_index")
 
     def alerts(self, run_key: str | None = None) -> list[dict]:
         """The alerts windows raised (a task's own kind, e.g. a flagged domain), ``detail`` parsed."""
-        query = f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts"
-        args: tuple = ()
-        if run_key is not None:
-            query += " WHERE run_key=?"
-            args = (run_key,)
-        rows = [dict(zip(ALERT_COLUMNS, row)) for row in self.db.execute(query + " ORDER BY window_index, at", args)]
+        rows = self._select("alerts", ALERT_COLUMNS, run_key, "window_index, at")
         for row in rows:
             row["detail"] = json.loads(row["detail"]) if row["detail"] else None
         return rows
@@ -152,13 +151,7 @@ class ResultsStore:
         )
 
     def rejected(self, run_key: str | None = None) -> list[dict]:
-        query = "SELECT " + ", ".join(f'"{c}"' for c in REJECTED_COLUMNS) + " FROM rejected"
-        args: tuple = ()
-        if run_key is not None:
-            query += " WHERE run_key=?"
-            args = (run_key,)
-        query += ' ORDER BY topic, partition, "offset"'
-        return [dict(zip(REJECTED_COLUMNS, row)) for row in self.db.execute(query, args)]
+        return self._select("rejected", REJECTED_COLUMNS, run_key, 'topic, partition, "offset"')
 
     # -- the per-window transaction --------------------------------------------------------------
     def record_window(

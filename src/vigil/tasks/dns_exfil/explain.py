@@ -149,25 +149,29 @@ def explain(bundle: dict, frame: pd.DataFrame, flagged: list[bool], top: int | N
     ]
 
 
-MAX_EXPLAIN = 24  # the real-traffic model's column count: asking for more gives them all
+MAX_EXPLAIN = 20  # as the service's ?explain=N (vigil.service.predict.explain_count)
 
 
 def explain_top(args: dict) -> int | None:
-    """``?explain=N`` (1 to 24) as N, None when absent; a 400 naming the parameter otherwise."""
+    """``?explain=N`` read as the service reads it for every task: absent or 0, None; alone (or
+    ``true``), 3; a whole number up to 20, that number; anything else a 400 naming the parameter
+    (the service refuses it first; this is the same rule for a caller without the service)."""
+    import re
+
     from vigil.errors import InvalidInput
 
     raw = (args or {}).get("explain")
-    if raw in (None, ""):
+    if raw is None:
         return None
-    try:
-        top = int(raw)
-    except (TypeError, ValueError):
-        raise InvalidInput(
-            f"explain must be a whole number of reasons, got {str(raw)[:40]!r}", {"field": "explain"}
-        ) from None
-    if top < 1:
-        raise InvalidInput(f"explain must be at least 1, got {top}", {"field": "explain"})
-    return min(top, MAX_EXPLAIN)
+    text = str(raw).strip().lower()
+    if text in ("", "true", "yes"):
+        return 3
+    if re.fullmatch(r"[0-9]{1,3}", text) and int(text) <= MAX_EXPLAIN:
+        return int(text) or None
+    raise InvalidInput(
+        f"explain must be a whole number from 0 to {MAX_EXPLAIN}, got {text[:20]!r}",
+        {"field": "explain", "message": f"a whole number from 0 to {MAX_EXPLAIN}"},
+    )
 
 
 def explain_rows(bundle: dict, frame: pd.DataFrame, flagged, top: int | None) -> list:

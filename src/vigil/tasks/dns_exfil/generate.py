@@ -141,7 +141,7 @@ def stream_phases(windows_per_phase: int = 10) -> list[Phase]:
             DRIFT_A_DOMAINS,
             0.5,
             0.0,
-            "encoding change: base64-url (mixed case, -_) under new domains, shaped like captured base64",
+            "encoding change: base64-url and base64 (mixed case, -_ or +/) under new domains, captured shapes",
             captured_shapes=True,
         ),
         Phase(

@@ -165,10 +165,12 @@ def featurize_items(
                     f"record {index} is neither a query name nor a feature row", {"index": index, "field": None}
                 )
         except InvalidInput as exc:
-            errors.append({"index": index, **(exc.detail if isinstance(exc.detail, dict) else {}), "error": exc.error})
+            detail = exc.detail if isinstance(exc.detail, dict) else {}
+            # "message": the per-record error shape of every task; "error" kept for existing clients
+            errors.append({"index": index, "field": None, **detail, "message": exc.error, "error": exc.error})
             continue
         except ValueError as exc:
-            errors.append({"index": index, "field": "query", "error": str(exc)})
+            errors.append({"index": index, "field": "query", "message": str(exc), "error": str(exc)})
             continue
         rows.append(row)
         good.append(index)
@@ -310,6 +312,11 @@ class DnsExfilTask(Task):
                 "threshold": float(rows_loaded.model.get("threshold", 0.5)),
             }
         return answer
+
+    def explain(self, loaded: LoadedModel, request: PredictInput, result, top: int):
+        """``?explain=N``: :meth:`predict` already gave every query its N strongest reasons (from the
+        same contributions it scored with, tasks/dns_exfil/explain.py), so the answer is as it is."""
+        return result
 
     def request_schema(self) -> dict:
         row = {
