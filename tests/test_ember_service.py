@@ -81,7 +81,8 @@ def test_multipart_upload_of_two_files(ember_client):
     response = ember_client.post("/predict/ember", data=data, content_type="multipart/form-data")
     assert response.status_code == 200, response.get_json()
     results = response.get_json()["results"]
-    assert [r["name"] for r in results] == ["first", "second"]
+    assert [r["name"] for r in results] == ["t32.exe", "w64-arm.exe"]  # the uploaded files' own names
+    assert [r["field"] for r in results] == ["first", "second"]
     assert results[1]["sha256"].startswith("c5dc9884") and all(r["pe"] for r in results)
 
 
@@ -106,8 +107,9 @@ def test_raw_records_as_json_score_like_their_vectors(ember_client):
     broken = dict(raws[0])
     del broken["section"]
     response = ember_client.post("/predict/ember", json=[raws[0], broken])
-    assert response.status_code == 422 and response.get_json()["detail"] == {"index": 1}
-    assert "section" in response.get_json()["error"]
+    answer = response.get_json()
+    assert response.status_code == 422 and answer["detail"]["index"] == 1
+    assert "section" in answer["error"] and answer["detail"]["message"] == answer["error"]
 
 
 def test_a_non_pe_body_is_scored_on_byte_features(ember_client):
@@ -133,7 +135,9 @@ def test_bad_vectors_get_4xx_naming_the_item(ember_client, body, status, detail)
     response = ember_client.post("/predict/ember", data=json.dumps(body), content_type="application/json")
     assert response.status_code == status
     answer = response.get_json()
-    assert answer["error"] and answer["detail"] == detail
+    # a record's fault always comes in the one per-record shape {"index", "field", "message"}, plus specifics
+    expected = {"field": None, "message": answer["error"], **detail} if "index" in detail else detail
+    assert answer["error"] and answer["detail"] == expected
 
 
 def test_empty_body_and_empty_upload_are_400(ember_client):
@@ -173,6 +177,11 @@ def test_real_gunicorn_scores_an_uploaded_pe_file(ember_models, live_server):
         response = requests.post(server.url + "/predict/ember", files={"file": ("t32.exe", handle)}, timeout=60)
     assert response.status_code == 200, response.text
     [result] = response.json()["results"]
-    assert result["name"] == "file" and result["pe"] is True and 0 <= result["probability"] <= 1
+    assert (
+        result["name"] == "t32.exe"
+        and result["field"] == "file"
+        and result["pe"] is True
+        and 0 <= result["probability"] <= 1
+    )
     response = requests.post(server.url + "/predict/ember", json=[[1.0] * 3], timeout=30)
     assert response.status_code == 422 and response.json()["detail"]["index"] == 0

@@ -88,7 +88,10 @@ def test_npy_faults_are_4xx_naming_the_fault(client, vectors):
         response = client.post("/predict/ember", data=body, content_type="application/x-npy")
         assert response.status_code == status, (status, response.get_json())
         if detail:
-            assert response.get_json()["detail"] == detail
+            answer = response.get_json()
+            # a record's fault comes in the one per-record shape {"index", "field", "message"}, plus specifics
+            expected = {"field": None, "message": answer["error"], **detail} if "index" in detail else detail
+            assert answer["detail"] == expected
 
 
 def test_npy_object_array_is_refused_and_never_unpickled(client, tmp_path):
@@ -122,7 +125,12 @@ def test_json_vector_faults_still_name_vector_and_position(client, vectors):
     response = client.post("/predict/ember", data=json.dumps(rows), content_type="application/json")
     assert response.status_code == 422
     assert response.get_json()["error"] == "vector 3, value 7 is not a finite float32"
-    assert response.get_json()["detail"] == {"index": 3, "position": 7}
+    assert response.get_json()["detail"] == {
+        "index": 3,
+        "field": None,
+        "message": response.get_json()["error"],
+        "position": 7,
+    }
     rows = vectors.tolist()
     rows[1][5] = True  # numpy would read 1.0: the value-by-value path names it
     response = client.post("/predict/ember", data=json.dumps(rows), content_type="application/json")
@@ -221,7 +229,13 @@ def test_v2_faults_are_4xx(client, vectors):
     bad[1, 99] = np.inf
     body, headers = triton_request(bad, True, [("probability", False)])
     response = client.post("/v2/models/ember/infer", data=body, headers=headers)
-    assert response.status_code == 422 and response.get_json()["detail"] == {"index": 1, "position": 99}
+    answer = response.get_json()
+    assert response.status_code == 422 and answer["detail"] == {
+        "index": 1,
+        "field": None,
+        "message": answer["error"],
+        "position": 99,
+    }
     body, headers = triton_request(vectors, True, None)
     assert client.post("/v2/models/ember/infer", data=body[:-4], headers=headers).status_code == 400  # short
     assert (

@@ -51,7 +51,8 @@ def test_uploaded_files_carry_their_own_names_and_several_under_one_field_count(
     assert response.status_code == 200, response.get_json()
     results = response.get_json()["results"]
     assert [r["filename"] for r in results] == ["launcher.exe", "cut.exe"]
-    assert [r["name"] for r in results] == ["files", "files[1]"]
+    assert [r["name"] for r in results] == ["launcher.exe", "cut.exe"]
+    assert [r["field"] for r in results] == ["files", "files[1]"]
 
 
 def test_an_empty_binary_body_says_it_is_empty_not_send_json(ember_models):

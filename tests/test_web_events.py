@@ -296,7 +296,7 @@ def test_bad_records_get_400_naming_their_index(api):
     assert "3 of 5 records are invalid" in error["error"]
     records = {item["index"]: item for item in error["detail"]["records"]}
     assert sorted(records) == [1, 3, 4]
-    assert "not valid JSON" in records[1]["error"]
+    assert "not valid JSON" in records[1]["message"]  # the one per-record shape {"index", "field", "message"}
     assert "REQUEST_SIZE" in records[3]["field"]
 
     partial = api.post("/predict/web-events?partial=1", json=body)
@@ -329,7 +329,7 @@ def test_odd_values_never_500(api):
         {
             "index": 4,
             "field": "MATCHED_VARIABLE_NAME",
-            "error": "must be a string, a number or NaN, not an object or array",
+            "message": "must be a string, a number or NaN, not an object or array",
         }
     ]
 

@@ -129,7 +129,7 @@ def test_a_bad_cell_in_a_session_file_is_named(tmp_path):
     frame.to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(InvalidInput) as caught:
         data.read_sessions(tmp_path / "bad.csv")
-    assert caught.value.detail == {"row": 2, "field": "site3", "got": "vk.com"}
+    assert caught.value.detail == {"index": 2, "field": "site3", "value": "vk.com"}  # row 2 of the file
 
 
 # -- features: every block's exact values on hand-made sessions ----------------------------------
@@ -478,7 +478,7 @@ def test_malformed_session_gets_success_false_and_400_naming_session_and_field(a
     body = response.get_json()
     assert response.status_code == 400
     assert body["success"] is False and body["error"].startswith("session 1")
-    assert body["detail"]["session"] == 1 and body["detail"]["field"] == field
+    assert body["detail"]["index"] == 1 and body["detail"]["field"] == field  # the one per-record shape
 
 
 def test_non_json_and_wrong_shapes_are_400_in_the_course_shape(api):
@@ -498,7 +498,7 @@ def test_too_many_sessions_is_refused(trained):
     settings, store, _ = trained
     app = create_app(Settings.from_env(models_dir=settings.models_dir, max_rows=2), store)
     response = app.test_client().post("/predict/web-sessions", json=[TASK.example_request()] * 3)
-    assert response.status_code == 400 and "too many sessions" in response.get_json()["error"]
+    assert response.status_code == 413 and "too many sessions" in response.get_json()["error"]  # one row-limit status
 
 
 def test_without_a_model_the_answer_is_503_in_the_course_shape(client):

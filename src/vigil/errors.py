@@ -25,7 +25,20 @@ class VigilError(Exception):
             self.headers = headers
 
     def to_json(self) -> dict:
-        return {"error": self.error, "detail": self.detail}
+        """``{"error", "detail"}``; a detail that names a record (has ``index``) always carries the
+        one per-record shape ``{"index", "field", "message"}`` (plus whatever else it says)::
+
+            >>> InvalidInput("vector 1 is not a list", {"index": 1}).to_json()["detail"]
+            {'index': 1, 'field': None, 'message': 'vector 1 is not a list'}
+        """
+        return {"error": self.error, "detail": record_error_shape(self.detail, self.error)}
+
+
+def record_error_shape(detail: Any, message: str) -> Any:
+    """``detail`` with ``field`` and ``message`` filled in where it names a record by ``index``."""
+    if isinstance(detail, dict) and "index" in detail:
+        return {"index": detail["index"], "field": detail.get("field"), "message": message, **detail}
+    return detail
 
 
 class InvalidInput(VigilError):

@@ -237,7 +237,9 @@ def _session_overrides(session_timeout_ms: int) -> dict:
     }
 
 
-@commands.command("stream", help="consume windows of 1,000, score static and dynamic, retrain on drift")
+@commands.command(
+    "stream", help="consume windows of 1,000, score static and dynamic, retrain on drift, flag tunnel domains"
+)
 @stream_options
 @click.option(
     "--csv",

@@ -264,9 +264,12 @@ class EmberTask(Task):
         elif request.files:
             items = self._items_from_files(request.files, feature_version)
             scores = model_scores(loaded, loaded.model[0].transform([raw for _, raw, _ in items]))
-            # name: the form field (as before); filename: what the client's disk called the file
+            # name (and filename): what the client's disk called the file; field: the multipart form field
             results = [
-                _result(raw, note, name=name, filename=request.filenames.get(name, name)) for name, raw, note in items
+                _result(
+                    raw, note, name=request.filenames.get(key, key), filename=request.filenames.get(key, key), field=key
+                )
+                for key, raw, note in items
             ]
             request.computed["raws"] = [raw for _, raw, _ in items]
         elif request.json is not None and request.content_type != "application/octet-stream":

@@ -72,7 +72,7 @@ class ParsedRequest:
     # column name -> the good records' values in input order, as JSON gave them (no pandas dtypes)
     columns: dict[str, list]
     indices: list[int]  # their positions in the request
-    errors: list[dict] = field(default_factory=list)  # {"index", "field", "error"} per bad record
+    errors: list[dict] = field(default_factory=list)  # {"index", "field", "message"} per bad record
 
     @cached_property
     def rows(self) -> list[tuple]:
@@ -91,7 +91,7 @@ class ParsedRequest:
 
 
 def _record_error(index: int, field_name: str, message: str) -> dict:
-    return {"index": index, "field": field_name, "error": message}
+    return {"index": index, "field": field_name, "message": message}
 
 
 _COLUMN_SET = frozenset(COLUMNS)

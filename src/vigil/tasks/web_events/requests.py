@@ -3,7 +3,7 @@
 A JSON array of ``{"data": "<one event as a JSON object string>"}`` (an object instead of the string
 is accepted too). The model documents the body; :func:`vigil.tasks.web_events.data.parse_request`
 checks the records in a few C-level passes (10,000 events in ~10 ms) and, where one is bad, record by
-record, naming its index and field (``{"index", "field", "error"}``, ML-PT's clients read ``error``).
+record, naming its index and field in the one per-record shape ``{"index", "field", "message"}``.
 """
 
 from __future__ import annotations

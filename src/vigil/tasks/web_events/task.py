@@ -68,7 +68,7 @@ def _safe_label_response(
                 answers.extend(label_response(pipeline, getattr(events, "events", events).iloc[[position]]))
                 kept.append(index)
             except Exception as exc:  # noqa: BLE001
-                errors.append({"index": index, "field": "data", "error": f"cannot featurize this event: {exc}"})
+                errors.append({"index": index, "field": "data", "message": f"cannot featurize this event: {exc}"})
         return answers, kept, errors
 
 

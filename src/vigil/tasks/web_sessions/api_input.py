@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from vigil.errors import InvalidInput
+from vigil.errors import InvalidInput, too_many_rows
 from vigil.tasks.web_sessions.data import N_SITES, SESSION_COLUMNS, SITE_COLUMNS, TIME_COLUMNS
 
 UNKNOWN_PREFIX = "?"  # token prefix for names missing from the site dictionary: never in the vocabulary
@@ -32,7 +32,8 @@ def session_list(body: Any) -> list:
         body = [body]
     if not isinstance(body, list):
         raise InvalidInput(
-            'body must be a session object, a list of sessions, or {"sessions": [...]}', {"got": type(body).__name__}
+            'body must be a session object, a list of sessions, or {"sessions": [...]}',
+            {"field": "body", "value": type(body).__name__},
         )
     if not body:
         raise InvalidInput("no sessions given", {"field": "sessions"})
@@ -41,22 +42,24 @@ def session_list(body: Any) -> list:
 
 def _visits(session: Any, index: int) -> tuple[list, list]:
     if not isinstance(session, dict):
-        raise InvalidInput(f"session {index} must be a JSON object", {"session": index, "got": type(session).__name__})
+        raise InvalidInput(
+            f"session {index} must be a JSON object", {"index": index, "field": None, "value": type(session).__name__}
+        )
     if "sites" in session or "times" in session:
         sites, times = session.get("sites"), session.get("times")
         for field, value in (("sites", sites), ("times", times)):
             if not isinstance(value, list):
-                raise InvalidInput(f"session {index}: '{field}' must be a list", {"session": index, "field": field})
+                raise InvalidInput(f"session {index}: '{field}' must be a list", {"index": index, "field": field})
         if len(sites) != len(times):
             raise InvalidInput(
-                f"session {index}: {len(sites)} sites but {len(times)} times", {"session": index, "field": "times"}
+                f"session {index}: {len(sites)} sites but {len(times)} times", {"index": index, "field": "times"}
             )
         return sites, times
     flat_keys = [k for k in session if k in SITE_COLUMNS or k in TIME_COLUMNS or k == "session_id"]
     if not flat_keys:
         raise InvalidInput(
             f"session {index} needs 'sites' and 'times' lists, or site1/time1 ... site10/time10",
-            {"session": index, "field": "sites"},
+            {"index": index, "field": "sites"},
         )
     sites, times = [], []
     for position in range(1, N_SITES + 1):
@@ -66,7 +69,7 @@ def _visits(session: Any, index: int) -> tuple[list, list]:
         if len(sites) != position - 1:
             raise InvalidInput(
                 f"session {index}: site{position} follows a missing visit",
-                {"session": index, "field": f"site{position}"},
+                {"index": index, "field": f"site{position}"},
             )
         sites.append(site)
         times.append(time)
@@ -77,18 +80,18 @@ def site_token(value: Any, site_ids: dict[str, int], index: int, field: str) -> 
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise InvalidInput(
             f"session {index}: {field} must be a site id or a site name",
-            {"session": index, "field": field, "got": value},
+            {"index": index, "field": field, "value": value},
         )
     if isinstance(value, int) or value.strip().isdigit():
         number = int(value)
         if number < 1:
-            raise InvalidInput(f"session {index}: {field} is not a valid site id", {"session": index, "field": field})
+            raise InvalidInput(f"session {index}: {field} is not a valid site id", {"index": index, "field": field})
         return str(number)
     name = value.strip().lower()
     if "://" in name:
         name = urlsplit(name).hostname or name
     if not name:
-        raise InvalidInput(f"session {index}: {field} is empty", {"session": index, "field": field})
+        raise InvalidInput(f"session {index}: {field} is empty", {"index": index, "field": field})
     known = site_ids.get(name)
     return str(known) if known is not None else UNKNOWN_PREFIX + name
 
@@ -97,16 +100,16 @@ def parse_time(value: Any, index: int, field: str) -> pd.Timestamp:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(
             f'session {index}: {field} must be an ISO time string like "2014-10-04 11:19:53"',
-            {"session": index, "field": field, "got": value},
+            {"index": index, "field": field, "value": value},
         )
     try:
         stamp = pd.Timestamp(value.strip())
     except (ValueError, TypeError) as exc:
         raise InvalidInput(
-            f"session {index}: {field} is not a valid time", {"session": index, "field": field, "got": value}
+            f"session {index}: {field} is not a valid time", {"index": index, "field": field, "value": value}
         ) from exc
     if pd.isna(stamp):
-        raise InvalidInput(f"session {index}: {field} is not a valid time", {"session": index, "field": field})
+        raise InvalidInput(f"session {index}: {field} is not a valid time", {"index": index, "field": field})
     # Kaggle's times are local wall-clock times: keep the wall clock, drop the zone
     return stamp.tz_localize(None) if stamp.tzinfo is not None else stamp
 
@@ -115,14 +118,14 @@ def sessions_frame(body: Any, site_ids: dict[str, int], max_rows: int) -> pd.Dat
     """Every session of ``body`` as one row in Kaggle's layout, or :class:`InvalidInput` for the first bad one."""
     sessions = session_list(body)
     if len(sessions) > max_rows:
-        raise InvalidInput(f"too many sessions in one request ({len(sessions)} > {max_rows})", {"max_rows": max_rows})
+        raise too_many_rows(len(sessions), max_rows, "sessions")  # 413, as every task's row limit
     rows = []
     for index, session in enumerate(sessions):
         sites, times = _visits(session, index)
         if not 1 <= len(sites) <= N_SITES:
             raise InvalidInput(
                 f"session {index} has {len(sites)} visits; a session has 1 to {N_SITES}",
-                {"session": index, "field": "sites"},
+                {"index": index, "field": "sites"},
             )
         tokens = [site_token(site, site_ids, index, f"sites[{i}]") for i, site in enumerate(sites)]
         stamps = [parse_time(time, index, f"times[{i}]") for i, time in enumerate(times)]
@@ -130,7 +133,7 @@ def sessions_frame(body: Any, site_ids: dict[str, int], max_rows: int) -> pd.Dat
             if stamps[i] < stamps[i - 1]:
                 raise InvalidInput(
                     f"session {index}: times[{i}] is earlier than times[{i - 1}]; list visits in order",
-                    {"session": index, "field": f"times[{i}]"},
+                    {"index": index, "field": f"times[{i}]"},
                 )
         row = []
         for position in range(N_SITES):

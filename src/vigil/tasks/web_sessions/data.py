@@ -70,13 +70,13 @@ def read_sessions(path: Path | str) -> pd.DataFrame:
             kind = "a site id" if column.startswith("site") else "a time"
             raise InvalidInput(
                 f"{path}: row {int(bad[0])} {column} is not {kind}",
-                {"row": int(bad[0]), "field": column, "got": str(frame.at[bad[0], column])},
+                {"index": int(bad[0]), "field": column, "value": str(frame.at[bad[0], column])},
             )
         frame[column] = converted.astype("Int64") if column.startswith("site") else converted
     bad = frame.index[frame["site1"].isna() | frame["time1"].isna()]
     if len(bad):
         raise InvalidInput(
-            f"{path}: session without a first site or time", {"row": int(bad[0]), "field": "site1/time1"}
+            f"{path}: session without a first site or time", {"index": int(bad[0]), "field": "site1/time1"}
         )
     if "target" in frame.columns:
         frame["target"] = pd.to_numeric(frame["target"], errors="raise").astype(int)

@@ -59,12 +59,12 @@ def submission_frame(sessions: pd.DataFrame, pipeline) -> pd.DataFrame:
     ids = pd.to_numeric(sessions["session_id"], errors="coerce").to_numpy(dtype=float)
     bad = np.flatnonzero(np.isnan(ids) | (ids % 1 != 0))
     if len(bad):
-        raise InvalidInput(f"row {bad[0]}: session_id is not an integer", {"row": int(bad[0]), "field": "session_id"})
+        raise InvalidInput(f"row {bad[0]}: session_id is not an integer", {"index": int(bad[0]), "field": "session_id"})
     twice = np.flatnonzero(pd.Series(ids).duplicated().to_numpy())
     if len(twice):
         raise InvalidInput(
             f"row {twice[0]}: session_id {int(ids[twice[0]])} appears twice",
-            {"row": int(twice[0]), "field": "session_id"},
+            {"index": int(twice[0]), "field": "session_id"},
         )
     scores = pipeline.predict_proba(sessions[data.SESSION_COLUMNS])[:, 1]
     return pd.DataFrame({"session_id": ids.astype(np.int64), "target": scores})
