@@ -43,6 +43,7 @@ SLOW_MODULES = {
     "tests/test_service_live.py",
     "tests/test_active_learning_live.py",
     "tests/test_web_sessions_browser.py",
+    "tests/test_ui_browser.py",
     "tests/test_service_replicas.py",  # two live gunicorn replicas
     "tests/test_stream_generic.py",  # the embedded broker, twice
 }

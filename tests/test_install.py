@@ -96,12 +96,7 @@ def test_installed_copy_finds_its_sample_data(installed):
         "web-sessions",
         "web-events",
         "ember",
-        pytest.param(
-            "dns",
-            marks=pytest.mark.xfail(
-                strict=True, reason="tasks/dns_exfil/features.py still reads PROJECT_ROOT / 'data' (issue 14)"
-            ),
-        ),
+        "dns",
     ],
 )
 def test_installed_copy_trains_the_default_model(installed, slug, tmp_path):

@@ -133,7 +133,7 @@ def test_openapi_documents_the_real_content_types(client):
     for path in ("/ui", "/ui/models", "/ui/tasks", "/ui/tasks/{slug}"):
         assert list(paths[path]["get"]["responses"]["200"]["content"]) == ["text/html"], path
     assert client.get("/ui/tasks/dns").mimetype == "text/html"
-    assert list(paths["/ui/web-sessions/random"]["get"]["responses"]["200"]["content"]) == ["application/json"]
+    assert list(paths["/ui/{slug}/random"]["get"]["responses"]["200"]["content"]) == ["application/json"]
     assert "Retry-After" in paths["/predict/dns"]["post"]["responses"]["503"]["headers"]
 
 

@@ -508,7 +508,14 @@ def test_without_a_model_the_answer_is_503_in_the_course_shape(client):
 
 
 def test_ui_pages_render_for_every_task(api):
-    for path in ("/ui", "/ui/models", "/ui/tasks", "/ui/tasks/web-sessions", "/static/session.js", "/static/ui.css"):
+    for path in (
+        "/ui",
+        "/ui/models",
+        "/ui/tasks",
+        "/ui/tasks/web-sessions",
+        "/static/web_sessions.js",
+        "/static/ui.css",
+    ):
         assert api.get(path).status_code == 200, path
     page = api.get("/ui/tasks/web-sessions").get_data(as_text=True)
     assert "www.google.fr" in page  # the example request is prefilled

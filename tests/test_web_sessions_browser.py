@@ -48,7 +48,7 @@ def test_session_form_models_page_and_try_page_in_a_browser(browser, live_server
     page.set_default_timeout(20_000)
 
     # the session form, on the UI port: a random real session, then the answer
-    page.goto(f"{ui}/ui")
+    page.goto(f"{ui}/ui/web-sessions")
     page.click("#random-session")
     page.wait_for_function("document.getElementById('site1').value !== ''")
     assert "it came from" in page.text_content("#random-origin")
@@ -85,7 +85,7 @@ def test_session_form_models_page_and_try_page_in_a_browser(browser, live_server
     # the loaded models, through GET /models, on the API port
     page.goto(f"{server.url}/ui/models")
     row = page.wait_for_selector("#models tr[data-task=web_sessions]")
-    assert "roc_auc" in row.text_content()
+    assert "ROC AUC" in row.text_content()
     page.screenshot(path=str(tmp_path / "models_page.png"), full_page=True)
 
     # every task has a page to try /predict; the example request works as it stands

@@ -12,7 +12,14 @@ bp = Blueprint("models", __name__)
 def _describe(loaded) -> dict:
     entry = loaded.entry
     keys = ("task", "version", "created_at", "feature_version", "metrics", "threshold", "data_fingerprint", "sha256")
-    return {key: entry.get(key) for key in keys}
+    described = {key: entry.get(key) for key in keys}
+    extra = entry.get("extra") or {}
+    try:
+        shown = get_task(loaded.task).model_facts
+    except VigilError:  # a model of no registered task (e.g. a dynamic copy)
+        shown = ()
+    described["facts"] = {key: extra[key] for key in shown if key in extra}
+    return described
 
 
 @bp.get("/models")

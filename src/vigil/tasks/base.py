@@ -83,6 +83,13 @@ class Task:
     # application/x-npy bodies on /predict/<slug> (as PredictInput.tensor) and serves the Open
     # Inference Protocol's POST /v2/models/<slug>/infer through tensor_features / predict_tensor.
     tensor_input: ClassVar[bool] = False
+    # The browser page for a person (/ui/<slug>): a template under web/templates/tasks/ and its short
+    # name in the menu; None keeps the task on the generic "try the API" page only.
+    ui_template: ClassVar[str | None] = None
+    ui_label: ClassVar[str | None] = None
+    # Keys of the model manifest's ``extra`` that GET /models shows (as ``facts``), e.g. which
+    # clusters are attacks: facts a page needs to explain a verdict, nothing else of the manifest.
+    model_facts: ClassVar[tuple[str, ...]] = ()
     # The JSON body ``/predict/<slug>`` takes, as a pydantic model or a type of them (e.g.
     # ``list[Reading] | Reading``), declared in ``tasks/<task>/requests.py``: its JSON schema is the
     # OpenAPI body (:meth:`request_schema`) and the task validates its records with it
@@ -125,6 +132,11 @@ class Task:
     def predict_tensor(self, loaded: LoadedModel, matrix: Any, request: PredictInput) -> dict:
         """(tensor_input tasks) named output arrays, first axis the rows, for a numeric matrix
         (unchecked; see :func:`vigil.tensors.check_matrix`), e.g. ``{"probability": (n,) float64}``."""
+        raise NotImplementedError
+
+    def ui_picture(self, loaded: LoadedModel, args: dict[str, str]) -> tuple[bytes, str]:
+        """(optional) a picture of ``loaded`` for the task's browser page, e.g. a decision boundary with
+        the reading in ``args`` marked: ``(bytes, mimetype)``; raise InvalidInput for bad ``args``."""
         raise NotImplementedError
 
     def json_tensor(self, body: bytes) -> Any:

@@ -8,7 +8,8 @@ says "running" and is younger than two minutes, this route answers from the newe
 (the registry loads it once per version through the artifact store, hash-checked like every model:
 :meth:`~vigil.service.registry.ModelRegistry.artifact`); otherwise from the static model the registry
 holds. The answer's ``model`` field says which one was used. ``GET /dns/streams`` lists the live
-streams.
+streams; ``GET /dns/streams/windows`` adds each one's newest windows (static vs dynamic F1, retrains),
+read-only from its results.sqlite, for the browser's live view.
 
 With 20 names or more (or ``?domains=1``) the answer has ``domains``: per registered domain, the
 verdict of a per-domain detector that saw only this request (see
@@ -134,3 +135,50 @@ def domains():
             "domains": flagged,
         }
     )
+
+
+def _stream_windows(record: dict, work_dir, limit: int) -> list[dict]:
+    """The newest ``limit`` windows of one live stream, read-only from its results.sqlite: the folder
+    its heartbeat names (``results``), else `vigil dns stream`'s default under the work folder."""
+    import sqlite3
+    from pathlib import Path
+
+    from vigil.streaming.consumer import run_key_for, safe_name
+    from vigil.streaming.results import WINDOW_COLUMNS
+
+    topic, group = str(record.get("topic", "")), str(record.get("group", ""))
+    folder = record.get("results") or Path(work_dir) / "dns" / "stream" / safe_name(f"{topic}-{group}")
+    path = Path(folder) / "results.sqlite"
+    if not path.is_file():
+        return []
+    wanted = [c for c in WINDOW_COLUMNS if c not in ("offsets", "run_key")]
+    run_key = run_key_for(str(record.get("bootstrap_servers", "")), topic, group)
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            rows = db.execute(
+                f"SELECT {', '.join(wanted)} FROM windows WHERE run_key=? ORDER BY window_index DESC LIMIT ?",
+                (run_key, limit),
+            ).fetchall()
+    except sqlite3.Error:  # being created, or locked for longer than the timeout: no windows this time
+        return []
+    return [dict(zip(wanted, row)) for row in reversed(rows)]
+
+
+@bp.get("/dns/streams/windows")
+@spec(
+    summary="Live DNS streams with their newest windows (static vs dynamic F1, retrains), for the live view",
+    tags=["predict"],
+)
+def stream_windows():
+    store = current_app.extensions["vigil.store"]
+    work_dir = current_app.config["VIGIL_SETTINGS"].work_dir
+    try:
+        limit = max(1, min(1000, int(request.args.get("limit", 200))))
+    except ValueError:
+        limit = 200
+    streams = []
+    for record in live_stream_status(store):
+        shown = {k: record.get(k) for k in ("consumer_id", "topic", "group", "dynamic_version", "static_version")}
+        flagged = (record.get("flagged_domains") or [])[-20:]
+        streams.append({**shown, "windows": _stream_windows(record, work_dir, limit), "flagged_domains": flagged})
+    return jsonify({"streams": streams})

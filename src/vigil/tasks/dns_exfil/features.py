@@ -92,7 +92,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vigil.config import PROJECT_ROOT
+from vigil.config import SAMPLE_DATA
 
 FEATURE_COLUMNS = [
     "FQDN_count",
@@ -127,7 +127,7 @@ LABEL_COLUMN = "Target Attack"
 CSV_COLUMNS = ["timestamp", *FEATURE_COLUMNS, LABEL_COLUMN]
 FEATURE_VERSION = "cic-dns-exf-2021-stateless/1"
 QUERY_FEATURE_VERSION = "dns-query-wire/1"
-DATA_DIR = PROJECT_ROOT / "data" / "dns_exfil"
+DATA_DIR = SAMPLE_DATA / "dns_exfil"
 MAX_WIRE_LENGTH = 255
 MAX_LABEL_LENGTH = 63
 MAX_NAME_LENGTH = 253  # presentation characters of an all-ASCII name of MAX_WIRE_LENGTH wire bytes

@@ -200,6 +200,7 @@ class DnsExfilTask(Task):
     name = TASK_NAME
     slug = "dns"
     title = "DNS exfiltration: is this query name smuggling data out?"
+    ui_template, ui_label = "tasks/dns.html", "DNS"
     row_cost = 200.0  # µs per item: a name is featurized in Python (60 µs typical, 250 for 253 characters)
     stream_defaults = {
         "topic": "ml-raw-dns",

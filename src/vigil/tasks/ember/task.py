@@ -221,6 +221,8 @@ class EmberTask(Task):
     title = "Malware detection on Windows PE files (EMBER features, LightGBM)"
     row_cost = 1000.0  # µs per JSON vector (parsing 2,381 floats) or raw record; a PE file is one row
     tensor_input = True  # x-npy bodies and V2 infer: a (rows, 2381) matrix (2351 for feature version 1)
+    ui_template, ui_label = "tasks/ember.html", "Malware"
+    model_facts = ("demo", "data")  # the page warns when the model is the synthetic demo
     # tasks/ember/requests.py (pydantic, imported on first use): documents the JSON body; numpy checks it
     request_model = "vigil.tasks.ember.requests:REQUEST"
 

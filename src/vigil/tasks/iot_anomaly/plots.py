@@ -96,3 +96,42 @@ def plot_dataset(frame: pd.DataFrame, path: Path, title: str = "Input data set")
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8, ncol=3)
     return save_figure(fig, path, dpi=90)
+
+
+def boundary_png(
+    model,
+    label: str,
+    box: OddPointBox,
+    reading: tuple[float, float] | None = None,
+    title: str = "",
+    steps: int = 120,
+) -> bytes:
+    """One class's decision-boundary picture as PNG bytes, with ``reading`` (length, width) marked."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    max_length = max(box.max_length, reading[0] * 1.1 if reading else 0)
+    max_width = max(box.max_width, reading[1] * 1.1 if reading else 0)
+    grid_w, grid_l = np.meshgrid(np.linspace(0, max_width, steps), np.linspace(0, max_length, steps))
+    frame = pd.DataFrame({"class": label, "length": grid_l.ravel(), "width": grid_w.ravel()})
+    z = odd_scores(model, frame).reshape(grid_w.shape)
+    fig, ax = plt.subplots(figsize=(5.6, 5))
+    filled = ax.contourf(grid_w, grid_l, z, levels=np.linspace(0, 1, 11), cmap="RdYlGn_r", alpha=0.6)
+    ax.contour(grid_w, grid_l, z, levels=[0.5], colors="black", linewidths=1.2)
+    fig.colorbar(filled, ax=ax, label="P(odd)  (black line: decision boundary)")
+    if reading is not None:
+        length, width = reading
+        ax.scatter([width], [length], s=140, c="white", edgecolors="black", marker="*", zorder=5, label="this reading")
+        ax.legend(loc="upper left", fontsize=8)
+    ax.set_xlabel("width (mm)")
+    ax.set_ylabel("length (mm)")
+    ax.set_title(f"{title} class = {label}".strip())
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    return buffer.getvalue()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from vigil.artifacts import ArtifactStore, LoadedModel, data_fingerprint
@@ -31,6 +32,8 @@ class IotAnomalyTask(Task):
     # tasks/iot_anomaly/requests.py, imported on first use (pydantic): the OpenAPI body and the checks
     request_model = "vigil.tasks.iot_anomaly.requests:REQUEST"
     row_cost = 20.0  # µs per reading (checked in Python, scored in one AdaBoost call)
+    ui_template, ui_label = "tasks/iot_anomaly.html", "IoT"
+    model_facts = ("classes", "odd_point_box", "estimator")
 
     # -- data -------------------------------------------------------------------------------
     @staticmethod
@@ -166,6 +169,28 @@ class IotAnomalyTask(Task):
 
     def example_request(self) -> list:
         return [{"class": "moto", "length": 2100, "width": 780}, {"class": "human", "length": 4200, "width": 300}]
+
+    def ui_picture(self, loaded: LoadedModel, args: dict[str, str]) -> tuple[bytes, str]:
+        """The decision boundary of ``loaded`` for ``args["class"]``, the reading (length, width) marked."""
+        from vigil.tasks.iot_anomaly.data import OddPointBox
+        from vigil.tasks.iot_anomaly.plots import boundary_png
+
+        classes = self.model_classes(loaded)
+        label = args.get("class") or classes[0]
+        if label not in classes:
+            raise InvalidInput(f"class must be one of {', '.join(classes)}", {"field": "class", "value": label})
+        reading = None
+        if args.get("length") or args.get("width"):
+            try:
+                reading = (float(args.get("length", "")), float(args.get("width", "")))
+            except ValueError as exc:
+                raise InvalidInput("length and width must be numbers (mm)", {"field": "length/width"}) from exc
+            if not all(math.isfinite(v) and 0 <= v <= 1e6 for v in reading):
+                raise InvalidInput("length and width must be between 0 and 1,000,000 mm", {"field": "length/width"})
+        box = loaded.entry.get("extra", {}).get("odd_point_box") or {}
+        odd_box = OddPointBox(int(box.get("length_mm", [0, 6000])[1]), int(box.get("width_mm", [0, 2500])[1]))
+        title = f"model v{loaded.version}:"
+        return boundary_png(loaded.model, label, odd_box, reading, title=title), "image/png"
 
 
 def comparison_table(

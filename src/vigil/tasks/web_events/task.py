@@ -105,6 +105,8 @@ class WebEventsTask(Task):
     slug = "web-events"
     title = "Web-attack events (ML-PT): DBSCAN labels, tuned forest, ML-PT's /predict"
     row_cost = 20.0  # µs per event
+    ui_template, ui_label = "tasks/web_events.html", "Web events"
+    model_facts = ("attack_clusters", "good_clusters", "clustering")
     request_model = "vigil.tasks.web_events.requests:REQUEST"  # ML-PT's request, for OpenAPI (pydantic on first use)
 
     def train_default(self, store: ArtifactStore, settings: Settings) -> dict:

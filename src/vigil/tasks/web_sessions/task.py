@@ -75,6 +75,8 @@ class WebSessionsTask(Task):
     slug: ClassVar[str] = "web-sessions"
     title: ClassVar[str] = "Web-session intruders: is this browsing session Alice's? (Kaggle Catch Me If You Can)"
     row_cost: ClassVar[float] = 100.0  # µs per session
+    ui_template: ClassVar[str | None] = "tasks/web_sessions.html"
+    ui_label: ClassVar[str | None] = "Alice sessions"
     # tasks/web_sessions/requests.py, for OpenAPI (imported on first use: pydantic)
     request_model: ClassVar[Any] = "vigil.tasks.web_sessions.requests:REQUEST"
 

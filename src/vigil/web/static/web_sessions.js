@@ -37,7 +37,7 @@
     show("error", false);
     let response, body;
     try {
-      response = await fetch("/predict/web-sessions", {
+      response = await fetch("/predict/web-sessions?explain=3", {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(collect()),
       });
       body = await response.json();
@@ -55,6 +55,10 @@
     const decision = document.getElementById("decision");
     decision.textContent = alice ? "Alice: flag this session" : "Not Alice";
     decision.className = "decision " + (alice ? "alert" : "ok");
+    const reasons = document.getElementById("reasons");
+    reasons.textContent = "";
+    const list = window.Vigil.reasonsList(body.reasons ? body.reasons[0] : p && p.reasons);
+    if (list) reasons.appendChild(list);
     document.getElementById("result-detail").textContent =
       "Decision threshold " + (100 * body.threshold).toFixed(1) + "%, model version " + body.model_version + ".";
     show("result", true);
