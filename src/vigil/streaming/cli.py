@@ -64,7 +64,9 @@ def _default_group() -> str:
 
 
 class StreamCommand(click.Command):
-    """A ``stream`` verb whose help line is its task's (``Task.stream_defaults["help"]``) when it names one."""
+    """A ``stream`` verb whose help is its task's (``Task.stream_defaults["help"]``) when it names one; a
+    task group's listing shows the generic line (shortened alike), so ``vigil <slug> --help`` imports
+    no task."""
 
     def _task_help(self, ctx: click.Context | None = None) -> str | None:
         from vigil.tasks import get_task
@@ -73,13 +75,6 @@ class StreamCommand(click.Command):
             return get_task(stream_slug(ctx)).stream_defaults.get("help")
         except (RuntimeError, click.UsageError):  # no context, or not under a task
             return None
-
-    def get_short_help_str(self, limit: int = 45) -> str:
-        text = self._task_help()
-        # click's own shortening of the task's line (as `vigil <slug> --help` lists it)
-        return (
-            click.Command(self.name, help=text).get_short_help_str(limit) if text else super().get_short_help_str(limit)
-        )
 
     def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         text = self._task_help(ctx)
