@@ -24,11 +24,11 @@ setup-dev: $(VENV)/.dev
 run: setup
 	$(VENV)/bin/vigil serve --train-missing
 
-test: setup-dev
-	$(PY) -m pytest -q
+test: setup-dev   # one pytest worker per core (pytest-xdist), each test module kept on one worker
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 test-fast: setup-dev   # the fast lane: tests marked slow (servers, brokers, browsers, long fits) left out
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n auto --dist loadfile
 
 lint: setup-dev
 	$(VENV)/bin/ruff check src tests bench scripts

@@ -200,6 +200,7 @@ class DnsExfilTask(Task):
     name = TASK_NAME
     slug = "dns"
     title = "DNS exfiltration: is this query name smuggling data out?"
+    request_model = "vigil.tasks.dns_exfil.requests:REQUEST"  # names and/or CIC rows (pydantic on first use)
     ui_template, ui_label = "tasks/dns.html", "DNS"
     row_cost = 200.0  # µs per item: a name is featurized in Python (60 µs typical, 250 for 253 characters)
     stream_defaults = {
@@ -340,28 +341,6 @@ class DnsExfilTask(Task):
         """``?explain=N``: :meth:`predict` already gave every query its N strongest reasons (from the
         same contributions it scored with, tasks/dns_exfil/explain.py), so the answer is as it is."""
         return result
-
-    def request_schema(self) -> dict:
-        row = {
-            "type": "object",
-            "properties": {c: {"type": ["number", "string"]} for c in FEATURE_COLUMNS},
-            "required": list(FEATURE_COLUMNS),
-        }
-        return {
-            "oneOf": [
-                {
-                    "type": "object",
-                    "properties": {
-                        "queries": {"type": "array", "items": {"type": "string"}},
-                        "rows": {"type": "array", "items": row},
-                    },
-                },
-                {
-                    "type": "array",
-                    "items": {"anyOf": [{"type": "string"}, row, {"type": "object", "required": ["query"]}]},
-                },
-            ]
-        }
 
     def example_request(self) -> dict:
         return {

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from vigil.explain import format_value, top_reasons
-from vigil.tasks.ember.features import FeatureExtractor, block_slices
+from vigil.tasks.ember.features import DataDirectories, FeatureExtractor, block_slices
 
 _STRING_STATS_HEAD = ("number of strings", "average string length", "printable characters")
 _STRING_STATS_TAIL = ("string entropy", "paths (C:\\)", "URLs", "registry keys (HKEY_)", "'MZ' markers")
@@ -28,23 +28,6 @@ _SECTION_COUNTS = (
     "sections without a name",
     "readable and executable sections",
     "writable sections",
-)
-_DIRECTORY_NAMES = (
-    "EXPORT_TABLE",
-    "IMPORT_TABLE",
-    "RESOURCE_TABLE",
-    "EXCEPTION_TABLE",
-    "CERTIFICATE_TABLE",
-    "BASE_RELOCATION_TABLE",
-    "DEBUG",
-    "ARCHITECTURE",
-    "GLOBAL_PTR",
-    "TLS_TABLE",
-    "LOAD_CONFIG_TABLE",
-    "BOUND_IMPORT",
-    "IAT",
-    "DELAY_IMPORT_DESCRIPTOR",
-    "CLR_RUNTIME_HEADER",
 )
 
 
@@ -90,7 +73,7 @@ def _block_names(block) -> list[str]:
     if name == "exports":
         return [f"exports: function hash bin {i}" for i in range(128)]
     if name == "datadirectories":
-        return [f"data directory {d}: {part}" for d in _DIRECTORY_NAMES for part in ("size", "virtual address")]
+        return [f"data directory {d}: {part}" for d in DataDirectories.names for part in ("size", "virtual address")]
     return [f"{name} [{i}]" for i in range(block.dim)]
 
 
