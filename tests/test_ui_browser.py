@@ -472,11 +472,11 @@ def test_dns_live_view_follows_a_real_stream(page, server, console_models, tmp_p
     from vigil.streaming.broker import EmbeddedBroker
     from vigil.streaming.consumer import WindowedConsumer, safe_name
     from vigil.streaming.decision import RetrainPolicy
-    from vigil.streaming.dns_stream import DnsWindowProcessor
     from vigil.streaming.kafka_io import ensure_topic, produce
     from vigil.streaming.results import ResultsStore
     from vigil.tasks.dns_exfil.benign import load_benign
     from vigil.tasks.dns_exfil.capture import load_captures
+    from vigil.tasks.dns_exfil.stream import DnsWindowProcessor
 
     benign = load_benign().sample(1500, random_state=0).name.tolist()
     captures = load_captures()
