@@ -72,43 +72,21 @@ def parse_wrk(output: str) -> dict:
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "requests": total, "errors": errors}
 
 
+def wrk(url: str, connections: int, seconds: int, *extra: str) -> dict:
+    """One wrk run against ``url`` (``extra``: e.g. ``-s post.lua``), parsed."""
+    command = ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s"]
+    command += ["--timeout", "30s", "--latency", *extra, url]
+    return parse_wrk(subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout)
+
+
 def run_wrk(url: str, body_file: Path, connections: int, seconds: int, script_dir: Path) -> dict:
     script = script_dir / "post.lua"
     script.write_text(LUA.format(body=body_file))
-    command = [
-        "wrk",
-        "-t",
-        str(min(connections, 2)),
-        "-c",
-        str(connections),
-        "-d",
-        f"{seconds}s",
-        "--timeout",
-        "30s",
-        "--latency",
-        "-s",
-        str(script),
-        url,
-    ]
-    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
-    return parse_wrk(output)
+    return wrk(url, connections, seconds, "-s", str(script))
 
 
 def run_wrk_get(url: str, connections: int, seconds: int) -> dict:
-    command = [
-        "wrk",
-        "-t",
-        str(min(connections, 2)),
-        "-c",
-        str(connections),
-        "-d",
-        f"{seconds}s",
-        "--timeout",
-        "30s",
-        "--latency",
-        url,
-    ]
-    return parse_wrk(subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout)
+    return wrk(url, connections, seconds)
 
 
 class Server:

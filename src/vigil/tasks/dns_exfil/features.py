@@ -110,19 +110,6 @@ FEATURE_COLUMNS = [
     "len",
     "subdomain",
 ]
-EXTRA_COLUMNS = [
-    "wire_length",
-    "eight_bit",
-    "non_hostname",
-    "sub_labels",
-    "sub_entropy",
-    "sub_digit_ratio",
-    "sub_upper_ratio",
-    "case_switches",
-    "sub_vowel_ratio",
-    "max_consonant_run",
-]
-QUERY_COLUMNS = [*FEATURE_COLUMNS, *EXTRA_COLUMNS]
 LABEL_COLUMN = "Target Attack"
 CSV_COLUMNS = ["timestamp", *FEATURE_COLUMNS, LABEL_COLUMN]
 FEATURE_VERSION = "cic-dns-exf-2021-stateless/1"
@@ -449,6 +436,11 @@ class SubdomainShape(FeatureBlock):
             "sub_vowel_ratio": sum(b in _VOWELS for b in data) / letters if letters else 0.0,
             "max_consonant_run": max((len(r) for r in runs), default=0),
         }
+
+
+# the per-query model's columns past the CIC ones: the two real-traffic blocks' own, in their order
+EXTRA_COLUMNS = [*WireBytes.columns, *SubdomainShape.columns]
+QUERY_COLUMNS = [*FEATURE_COLUMNS, *EXTRA_COLUMNS]
 
 
 def cic_blocks() -> list[FeatureBlock]:
