@@ -86,10 +86,5 @@ class RetrainPolicy:
         self._detector = self._new_detector()
 
     def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "delta": self.delta,
-            "f1_floor": self.f1_floor,
-            "min_gap": self.min_gap,
-            "retrain_windows": self.retrain_windows,
-        }
+        """The rule's name and settings (not its state)."""
+        return {key: getattr(self, key) for key in ("name", "delta", "f1_floor", "min_gap", "retrain_windows")}

@@ -87,6 +87,13 @@ def spec(**kwargs) -> Callable:
     return decorate
 
 
+def task_names() -> list[str]:
+    """Every registered task's name: the documented values of a ``<task_name>`` path segment."""
+    from vigil.tasks import all_tasks
+
+    return [task.name for task in all_tasks()]
+
+
 def spec_of(view: Callable | None) -> RouteSpec | None:
     return getattr(view, "vigil_spec", None)
 
@@ -139,4 +146,3 @@ def hoist_definitions(schema: dict, prefix: str) -> tuple[dict, dict]:
         rewrite(definition)
         components[prefix + name] = definition
     return schema, components
-
