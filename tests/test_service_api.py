@@ -235,4 +235,3 @@ def test_validation_helpers():
     with pytest.raises(UnprocessableInput) as error:
         validate_body({"type": "object", "additionalProperties": False, "properties": {"a": {}}}, {"a": 1, "b": 2})
     assert error.value.detail[0]["field"] == "b"
-

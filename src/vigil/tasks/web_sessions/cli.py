@@ -17,7 +17,6 @@ import click
 from vigil.context import PATH, dask_option, with_args
 from vigil.errors import InvalidInput
 
-
 test_fraction_option = click.option(
     "--test-fraction", type=float, default=0.2, help="latest share of sessions held out"
 )
