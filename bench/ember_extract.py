@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.common import REPO, best_of_rounds, module_at, print_best
+
 PREVIOUS = "7809f26"  # the merge before issue 17's extraction work
 NUMPY_BLOCKS = "7204570"  # main before the compiled (numba) byte passes: the numpy byte-level blocks
 EMBER_OVER_PREVIOUS = 20.0 / 6.6  # issue 17's side-by-side measurement (ember+LIEF 0.12.3 / Vigil)
@@ -60,17 +59,7 @@ def pe_files(folder: str | None, min_mb: float) -> list[Path]:
 
 def load_previous(folder: Path, commit: str = PREVIOUS):
     """The features module of ``commit``, or None where git cannot give it."""
-    shown = subprocess.run(
-        ["git", "show", f"{commit}:src/vigil/tasks/ember/features.py"], cwd=REPO, capture_output=True, text=True
-    )
-    if shown.returncode != 0:
-        return None
-    path = folder / f"features_{commit}.py"
-    path.write_text(shown.stdout)
-    spec = importlib.util.spec_from_file_location(f"features_{commit}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return module_at(commit, "src/vigil/tasks/ember/features.py", folder, f"features_{commit}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,21 +129,13 @@ def measure(args, features, previous, files: list[Path], numpy_blocks=None) -> i
         runs["previous Vigil"] = extract(old)
     if numpy_blocks is not None:
         runs["numpy blocks (7204570)"] = extract(numpy_blocks.FeatureExtractor(2))
-    best = dict.fromkeys(runs, float("inf"))
-    for _ in range(args.rounds):  # interleaved, so a busy moment of the shared machine hits all
-        for name, run in runs.items():
-            started = time.perf_counter()
-            run()
-            best[name] = min(best[name], time.perf_counter() - started)
-
-    floor, vigil = best["read + LIEF parse"], best["Vigil"]
+    best = best_of_rounds(runs, args.rounds)
+    vigil = best["Vigil"]
     print(
         f"bench.ember_extract: {len(files)} files ({len(set(files))} distinct), {total_mb:.1f} MB, "
         f"1 process, best of {args.rounds} interleaved rounds"
     )
-    print(f"{'path':<34} {'time':>9} {'MB/s':>8} {'x LIEF parse+read':>18}")
-    for name, seconds in sorted(best.items(), key=lambda item: item[1]):
-        print(f"{name:<34} {seconds:7.3f} s {total_mb / seconds:8.1f} {seconds / floor:17.2f}x")
+    print_best(best, "read + LIEF parse", "LIEF parse+read", width=34, amount=total_mb, unit="MB/s", digits=1)
     if old is not None:
         speedup = best["previous Vigil"] / vigil
         print(

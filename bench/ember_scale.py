@@ -25,13 +25,13 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.common import run_child
+
 DIM = 2381
 
 
@@ -73,24 +73,9 @@ def child(mode: str, data_dir: str, rounds: int, leaves: int, pool_mb: float | N
 
 
 def measure(mode: str, data_dir: Path, rounds: int, leaves: int, pool_mb: float | None = None) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), str(REPO), env.get("PYTHONPATH")]))
-    command = [
-        sys.executable,
-        "-m",
-        "bench.ember_scale",
-        "--child",
-        mode,
-        str(data_dir),
-        "--rounds",
-        str(rounds),
-        "--leaves",
-        str(leaves),
-    ] + (["--pool-mb", str(pool_mb)] if pool_mb is not None else [])
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=3600)
-    if result.returncode != 0:
-        raise RuntimeError(f"{mode} on {data_dir} failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    args = [mode, str(data_dir), "--rounds", str(rounds), "--leaves", str(leaves)]
+    args += ["--pool-mb", str(pool_mb)] if pool_mb is not None else []
+    return run_child("bench.ember_scale", args, timeout=3600, what=f"{mode} on {data_dir}")
 
 
 def _row(label: str, result: dict, baseline: dict | None, note: str = "") -> str:

@@ -21,18 +21,16 @@ The vectors of both are checked equal. Figures: time, records/s, and the ratio t
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.common import REPO, best_of_rounds, module_at, print_best
+
 PREVIOUS = "7204570"
 EMBER_OVER_PREVIOUS = 5.9 / 3.1  # issue 17: ember 5.9 s, Vigil's batches 3.1 s on the same 8,330 records
 
@@ -45,17 +43,7 @@ def real_lines() -> list[bytes]:
 
 
 def load_previous(folder: Path):
-    shown = subprocess.run(
-        ["git", "show", f"{PREVIOUS}:src/vigil/tasks/ember/features.py"], cwd=REPO, capture_output=True, text=True
-    )
-    if shown.returncode != 0:
-        return None
-    path = folder / "features_previous.py"
-    path.write_text(shown.stdout)
-    spec = importlib.util.spec_from_file_location("features_previous", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return module_at(PREVIOUS, "src/vigil/tasks/ember/features.py", folder, "features_previous")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,25 +96,17 @@ def main(argv: list[str] | None = None) -> int:
             runs["previous Vigil batches"] = lambda: [
                 old.process_raw_features_batch([json.loads(line) for _, _, _, line in batch]) for batch in batches
             ]
-        best = dict.fromkeys(runs, float("inf"))
-        for _ in range(args.rounds):
-            for name, run in runs.items():
-                started = time.perf_counter()
-                run()
-                best[name] = min(best[name], time.perf_counter() - started)
+        best = best_of_rounds(runs, args.rounds)
         X = np.memmap(X_path, dtype=np.float32, mode="r", shape=(len(lines), dim))
         if previous is not None:
             reference = np.vstack([old.process_raw_features(json.loads(line)) for line in base])
             assert np.array_equal(np.asarray(X[: len(base)]), reference), "vectors differ from the previous code"
         del X
-    floor = best["orjson.loads alone"]
     print(
         f"bench.ember_vectorize: {len(lines)} real raw records ({len(base)} distinct), {megabytes:.1f} MB of JSON "
         f"lines, 1 process (pid {os.getpid()}), best of {args.rounds} interleaved rounds"
     )
-    print(f"{'path':<36} {'time':>9} {'rec/s':>8} {'x orjson parse':>15}")
-    for name, seconds in sorted(best.items(), key=lambda item: item[1]):
-        print(f"{name:<36} {seconds:7.3f} s {len(lines) / seconds:8.0f} {seconds / floor:14.2f}x")
+    print_best(best, "orjson.loads alone", "orjson parse", width=36, amount=len(lines), unit="rec/s", digits=0)
     if previous is not None:
         batched = best["previous Vigil batches"] / best["Vigil"]
         print(

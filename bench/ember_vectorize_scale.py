@@ -22,13 +22,13 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.common import run_child, source_at
+
 PREVIOUS = "60029ba"
 
 
@@ -80,22 +80,8 @@ def child(mode: str, data_dir: str, processes: int) -> None:
 
 
 def measure(mode: str, data_dir: Path, processes: int) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), str(REPO), env.get("PYTHONPATH")]))
-    command = [
-        sys.executable,
-        "-m",
-        "bench.ember_vectorize_scale",
-        "--child",
-        mode,
-        str(data_dir),
-        "--processes",
-        str(processes),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=7200)
-    if result.returncode != 0:
-        raise RuntimeError(f"{mode} failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    args = [mode, str(data_dir), "--processes", str(processes)]
+    return run_child("bench.ember_vectorize_scale", args, timeout=7200, what=mode)
 
 
 def write_records(path: Path, count: int, base: list[str]) -> int:
@@ -132,12 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{'x time':>7}"
     )
     with tempfile.TemporaryDirectory(prefix="vigil-vectorize-scale-", dir=os.environ.get("VIGIL_BENCH_TMP")) as tmp:
-        previous = subprocess.run(
-            ["git", "show", f"{PREVIOUS}:src/vigil/tasks/ember/vectorize.py"], cwd=REPO, capture_output=True, text=True
-        )
-        if previous.returncode == 0:
-            (Path(tmp) / "vectorize_previous.py").write_text(previous.stdout)
-        skip_previous = args.skip_previous or previous.returncode != 0
+        previous = source_at(PREVIOUS, "src/vigil/tasks/ember/vectorize.py")
+        if previous is not None:
+            (Path(tmp) / "vectorize_previous.py").write_text(previous)
+        skip_previous = args.skip_previous or previous is None
         for count in (int(x) for x in args.records.split(",")):
             data_dir = Path(tmp) / f"records{count}"
             data_dir.mkdir()

@@ -29,25 +29,35 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-# (package, arch, version). arch "all" packages are downloaded without an arch qualifier.
+# Versions that several binary packages of one source package share.
+WINE = "8.0~repack-4"
+NSIS = "3.08-3+deb12u1"
+MINGW_RUNTIME = "12.2.0-14+deb12u1+25.2+b1"
+MONO = "6.8.0.105+dfsg-3.3+deb12u1"
+GRUB = "2.06-13+deb12u2"
+PIP = "23.0.1+dfsg-1"
+SETUPTOOLS = "66.1.1-1+deb12u2"
+
+# (package, arch, version), in the order the manifest lists them. arch "all" packages are downloaded
+# without an arch qualifier.
 PACKAGES = [
-    ("libwine", "amd64", "8.0~repack-4"),  # wine's builtin DLLs/EXEs, PE32+
-    ("libwine", "i386", "8.0~repack-4"),  # the same, PE32
-    ("nsis", "amd64", "3.08-3+deb12u1"),  # NSIS installer stubs and plugins
-    ("nsis-common", "all", "3.08-3+deb12u1"),
-    ("gcc-mingw-w64-x86-64-posix-runtime", "amd64", "12.2.0-14+deb12u1+25.2+b1"),
-    ("gcc-mingw-w64-i686-posix-runtime", "amd64", "12.2.0-14+deb12u1+25.2+b1"),
-    ("gcc-mingw-w64-x86-64-win32-runtime", "amd64", "12.2.0-14+deb12u1+25.2+b1"),
-    ("gcc-mingw-w64-i686-win32-runtime", "amd64", "12.2.0-14+deb12u1+25.2+b1"),
+    ("libwine", "amd64", WINE),  # wine's builtin DLLs/EXEs, PE32+
+    ("libwine", "i386", WINE),  # the same, PE32
+    ("nsis", "amd64", NSIS),  # NSIS installer stubs and plugins
+    ("nsis-common", "all", NSIS),
+    ("gcc-mingw-w64-x86-64-posix-runtime", "amd64", MINGW_RUNTIME),
+    ("gcc-mingw-w64-i686-posix-runtime", "amd64", MINGW_RUNTIME),
+    ("gcc-mingw-w64-x86-64-win32-runtime", "amd64", MINGW_RUNTIME),
+    ("gcc-mingw-w64-i686-win32-runtime", "amd64", MINGW_RUNTIME),
     ("libz-mingw-w64", "all", "1.2.13+dfsg-1"),
-    ("libmono-corlib4.5-dll", "all", "6.8.0.105+dfsg-3.3+deb12u1"),  # .NET assemblies
-    ("libmono-system4.0-cil", "all", "6.8.0.105+dfsg-3.3+deb12u1"),
-    ("libmono-system-core4.0-cil", "all", "6.8.0.105+dfsg-3.3+deb12u1"),
-    ("libmono-system-xml4.0-cil", "all", "6.8.0.105+dfsg-3.3+deb12u1"),
-    ("libmono-system-data4.0-cil", "all", "6.8.0.105+dfsg-3.3+deb12u1"),
-    ("libmono-microsoft-csharp4.0-cil", "all", "6.8.0.105+dfsg-3.3+deb12u1"),
-    ("grub-efi-amd64-bin", "amd64", "2.06-13+deb12u2"),  # EFI binaries
-    ("grub-efi-ia32-bin", "amd64", "2.06-13+deb12u2"),
+    ("libmono-corlib4.5-dll", "all", MONO),  # .NET assemblies
+    ("libmono-system4.0-cil", "all", MONO),
+    ("libmono-system-core4.0-cil", "all", MONO),
+    ("libmono-system-xml4.0-cil", "all", MONO),
+    ("libmono-system-data4.0-cil", "all", MONO),
+    ("libmono-microsoft-csharp4.0-cil", "all", MONO),
+    ("grub-efi-amd64-bin", "amd64", GRUB),  # EFI binaries
+    ("grub-efi-ia32-bin", "amd64", GRUB),
     ("grub-efi-amd64-signed", "amd64", "1+2.06+13+deb12u2"),
     ("shim-signed", "amd64", "1.51~1+deb12u1+16.1-2~deb12u1"),
     ("shim-unsigned", "amd64", "16.1-2~deb12u1"),
@@ -56,10 +66,10 @@ PACKAGES = [
     ("syslinux-efi", "all", "3:6.04~git20190206.bf6db5b4+dfsg1-3"),
     ("memtest86+", "amd64", "6.10-4"),
     ("clamav-testfiles", "all", "1.4.6+dfsg-0+deb12u1"),  # small (packed) test executables
-    ("python3-pip-whl", "all", "23.0.1+dfsg-1"),  # wheels: distlib launchers
-    ("python3-setuptools-whl", "all", "66.1.1-1+deb12u2"),  # wheels: cli/gui launchers
-    ("python3-pip", "all", "23.0.1+dfsg-1"),
-    ("python3-setuptools", "all", "66.1.1-1+deb12u2"),
+    ("python3-pip-whl", "all", PIP),  # wheels: distlib launchers
+    ("python3-setuptools-whl", "all", SETUPTOOLS),  # wheels: cli/gui launchers
+    ("python3-pip", "all", PIP),
+    ("python3-setuptools", "all", SETUPTOOLS),
 ]
 MAX_FILE_BYTES = 64 << 20
 

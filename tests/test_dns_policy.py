@@ -6,8 +6,8 @@ import pickle
 
 import numpy as np
 
-from vigil.streaming.decision import RetrainPolicy
-from vigil.streaming.results import summarize
+from vigil.drift import RetrainPolicy
+from vigil.streaming.results import load_checkpoint, summarize
 
 
 def _errors(rate: float, rng) -> np.ndarray:
@@ -37,6 +37,17 @@ def test_f1_floor_and_checkpointing():
     assert decision.retrain and "floor" in decision.reason
     restored = pickle.loads(pickle.dumps(policy))  # the policy travels in the consumer's checkpoint
     assert restored.error_history == policy.error_history
+
+
+def test_a_checkpoint_pickled_before_the_policy_moved_to_vigil_drift_still_loads():
+    policy = RetrainPolicy(f1_floor=0.9)
+    policy.observe(np.zeros(1000), f1=0.85)
+    # protocols up to 3 name each class as text, so the old module name can be written in place of the new
+    blob = pickle.dumps({"policy": policy}, protocol=2)
+    old = blob.replace(b"cvigil.drift\n", b"cvigil.streaming.decision\n")
+    assert old != blob
+    restored = load_checkpoint(old)["policy"]
+    assert isinstance(restored, RetrainPolicy) and restored.error_history == policy.error_history
 
 
 def test_summary_names_the_windows_where_dynamic_won():

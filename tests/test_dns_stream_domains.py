@@ -10,10 +10,10 @@ import pytest
 from vigil.artifacts import ArtifactStore
 from vigil.config import Settings
 from vigil.drift import RetrainPolicy
+from vigil.messages import lenient_message, python_literal_record
 from vigil.streaming.broker import EmbeddedBroker
 from vigil.streaming.consumer import RejectedMessage, WindowedConsumer
 from vigil.streaming.kafka_io import csv_messages, ensure_topic, produce
-from vigil.streaming.messages import lenient_message, python_literal_record
 from vigil.streaming.results import ResultsStore
 from vigil.tasks import get_task
 from vigil.tasks.dns_exfil import STREAMS_FOLDER

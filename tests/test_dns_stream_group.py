@@ -18,8 +18,8 @@ import pytest
 from vigil.artifacts import ArtifactStore
 from vigil.config import Settings
 from vigil.drift import RetrainPolicy
+from vigil.lease import RetrainLease
 from vigil.streaming.broker import EmbeddedBroker
-from vigil.streaming.coordination import RetrainLease
 from vigil.streaming.kafka_io import csv_messages, ensure_topic, produce
 from vigil.tasks import get_task
 from vigil.tasks.dns_exfil import DYNAMIC_TASK, STREAMS_FOLDER

@@ -22,9 +22,9 @@ import pytest
 
 from vigil.artifacts import ArtifactStore
 from vigil.config import Settings
+from vigil.drift import RetrainPolicy
 from vigil.streaming.broker import EmbeddedBroker
 from vigil.streaming.consumer import WindowedConsumer, parse_offsets
-from vigil.streaming.decision import RetrainPolicy
 from vigil.streaming.kafka_io import csv_messages, ensure_topic, produce
 from vigil.streaming.results import ResultsStore
 from vigil.tasks import get_task
@@ -429,7 +429,7 @@ def test_each_poison_shape_is_a_rejection_naming_the_field(models, stream_csv, i
 
 
 def test_the_depth_check_counts_only_brackets_outside_strings():
-    from vigil.streaming.messages import json_depth_exceeds, json_message
+    from vigil.messages import json_depth_exceeds, json_message
 
     assert not json_depth_exceeds(b'{"a": "' + b"[" * 1000 + b'"}')
     assert not json_depth_exceeds(b'{"a": "\\"' + b"[" * 1000 + b'"}')  # an escaped quote does not end it

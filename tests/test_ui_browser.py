@@ -469,9 +469,9 @@ def test_dns_live_view_follows_a_real_stream(page, server, console_models, tmp_p
     the tunnel's domain as the stream flags it, and says when the stream has stopped."""
     import threading
 
+    from vigil.drift import RetrainPolicy
     from vigil.streaming.broker import EmbeddedBroker
     from vigil.streaming.consumer import WindowedConsumer, safe_name
-    from vigil.streaming.decision import RetrainPolicy
     from vigil.streaming.kafka_io import ensure_topic, produce
     from vigil.streaming.results import ResultsStore
     from vigil.tasks.dns_exfil.benign import load_benign

@@ -85,7 +85,34 @@ def with_args(function: Callable[[CommandArgs], int | None]) -> Callable[..., in
     return callback
 
 
-__all__ = ["CliContext", "CommandArgs", "pass_cli_context", "with_args"]
+PATH = click.Path(path_type=Path)
+"""The type of a path option or argument: its value arrives as a :class:`pathlib.Path`."""
+
+
+def option_group(*options: Callable[[Callable], Callable]) -> Callable[[Callable], Callable]:
+    """One decorator for several click options that verbs share, shown in ``--help`` in the order given."""
+
+    def decorate(function: Callable) -> Callable:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+model_version_option = click.option("--version", help="model version (default: latest)")
+"""``--version N`` of a verb that loads a saved model (None: the latest)."""
+
+
+__all__ = [
+    "PATH",
+    "CliContext",
+    "CommandArgs",
+    "model_version_option",
+    "option_group",
+    "pass_cli_context",
+    "with_args",
+]
 
 
 def _dask_address(ctx, param, value):

@@ -1,5 +1,6 @@
 """When does a dynamic model retrain? :class:`RetrainPolicy`, a named and documented rule (any task's
-stream can use it; :mod:`vigil.streaming.decision` re-exports it).
+stream can use it; checkpoints that pickled it as ``vigil.streaming.decision.RetrainPolicy`` still load,
+see :meth:`vigil.streaming.results.ResultsStore.checkpoint`).
 
 Rule "adwin-or-floor, min gap": after a window has been scored (prequentially: the dynamic model
 predicts the window before it may learn from its labels),
@@ -85,10 +86,5 @@ class RetrainPolicy:
         self._detector = self._new_detector()
 
     def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "delta": self.delta,
-            "f1_floor": self.f1_floor,
-            "min_gap": self.min_gap,
-            "retrain_windows": self.retrain_windows,
-        }
+        """The rule's name and settings (not its state)."""
+        return {key: getattr(self, key) for key in ("name", "delta", "f1_floor", "min_gap", "retrain_windows")}

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from vigil.config import Settings
-from vigil.context import with_args
+from vigil.context import PATH, with_args
 
 
 @click.group(help="active learning on ember vectors", no_args_is_help=True)
@@ -25,7 +25,7 @@ def commands() -> None:
     "selected_indices_0.pkl of project p1, experiment e1 in bucket 'demo'), then prints how to "
     "serve them. OUT defaults to runs/alectio-demo.",
 )
-@click.argument("out", type=click.Path(path_type=Path), required=False, default=Path("runs/alectio-demo"))
+@click.argument("out", type=PATH, required=False, default=Path("runs/alectio-demo"))
 @click.option("--train", type=int, default=2000, help="train records (default 2000)")
 @click.option("--test", type=int, default=500, help="test records (default 500)")
 @click.option("--seed", type=int, default=0)
@@ -56,16 +56,8 @@ def cmd_alectio_demo(args) -> int:
 @click.option("--loops", type=int, default=5, help="loops per strategy (default 5)")
 @click.option("--n-rec", type=int, default=100, help="records labelled per loop (default 100)")
 @click.option("--initial", type=int, help="records labelled before loop 0 (default: --n-rec)")
-@click.option(
-    "--config",
-    type=click.Path(path_type=Path),
-    help="Alectio config.yaml (default: VIGIL_ALECTIO_CONFIG or ./config.yaml)",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    help="vectorized ember folder (X_train.dat ...), overrides DATA_DIR",
-)
+@click.option("--config", type=PATH, help="Alectio config.yaml (default: VIGIL_ALECTIO_CONFIG or ./config.yaml)")
+@click.option("--data-dir", type=PATH, help="vectorized ember folder (X_train.dat ...), overrides DATA_DIR")
 @click.option(
     "--demo",
     is_flag=True,
@@ -77,8 +69,8 @@ def cmd_alectio_demo(args) -> int:
     is_flag=True,
     help="generated vectors in ember's layout (not malware data) in OUT/synthetic-data (not with --demo)",
 )
-@click.option("--out", type=click.Path(path_type=Path), help="output folder (default: runs/active-learning)")
-@click.option("--bucket-root", type=click.Path(path_type=Path), help="local bucket folder (default: OUT/bucket)")
+@click.option("--out", type=PATH, help="output folder (default: runs/active-learning)")
+@click.option("--bucket-root", type=PATH, help="local bucket folder (default: OUT/bucket)")
 @click.option("--seed", type=int, default=0)
 @click.option("--n-jobs", type=int, default=1, help="LightGBM threads (default 1)")
 @with_args

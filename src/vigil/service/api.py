@@ -87,6 +87,13 @@ def spec(**kwargs) -> Callable:
     return decorate
 
 
+def task_names() -> list[str]:
+    """Every registered task's name: the documented values of a ``<task_name>`` path segment."""
+    from vigil.tasks import all_tasks
+
+    return [task.name for task in all_tasks()]
+
+
 def spec_of(view: Callable | None) -> RouteSpec | None:
     return getattr(view, "vigil_spec", None)
 
@@ -139,20 +146,3 @@ def hoist_definitions(schema: dict, prefix: str) -> tuple[dict, dict]:
         rewrite(definition)
         components[prefix + name] = definition
     return schema, components
-
-
-def path_under(root, name: str, field: str = "path"):
-    """``root / name`` for a file name that came in a request, refused (400) unless it stays
-    under ``root``: no absolute paths, no ``..``, no drive or NUL tricks (werkzeug's safe_join)."""
-    from pathlib import Path
-
-    from werkzeug.security import safe_join
-
-    from vigil.errors import InvalidInput
-
-    joined = safe_join(str(root), name) if isinstance(name, str) and name and "\x00" not in name else None
-    if joined is None:
-        raise InvalidInput(
-            f"{field} '{name}' is not allowed", {"field": field, "hint": "a relative path under the server's folder"}
-        )
-    return Path(joined)

@@ -2,8 +2,8 @@
 
 from flask import Blueprint, current_app, jsonify
 
-from vigil.service.api import spec
-from vigil.tasks import all_tasks, get_task
+from vigil.service.api import spec, task_names
+from vigil.tasks import get_task
 
 bp = Blueprint("health", __name__)
 
@@ -56,11 +56,7 @@ def v2_metadata():
 
 
 @bp.get("/v2/models/<task_name>/ready")
-@spec(
-    summary="Is this task's model ready? (KServe V2)",
-    tags=["health"],
-    path_values={"task_name": lambda: [t.name for t in all_tasks()]},
-)
+@spec(summary="Is this task's model ready? (KServe V2)", tags=["health"], path_values={"task_name": task_names})
 def v2_model_ready(task_name: str):
     task = get_task(task_name)
     registry = current_app.extensions["vigil.registry"]

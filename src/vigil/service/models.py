@@ -3,8 +3,8 @@
 from flask import Blueprint, current_app, jsonify
 
 from vigil.errors import VigilError
-from vigil.service.api import spec
-from vigil.tasks import all_tasks, get_task
+from vigil.service.api import spec, task_names
+from vigil.tasks import get_task
 
 bp = Blueprint("models", __name__)
 
@@ -30,11 +30,7 @@ def list_models():
 
 
 @bp.get("/models/<task_name>")
-@spec(
-    summary="The model serving one task",
-    tags=["models"],
-    path_values={"task_name": lambda: [t.name for t in all_tasks()]},
-)
+@spec(summary="The model serving one task", tags=["models"], path_values={"task_name": task_names})
 def show_model(task_name: str):
     task = get_task(task_name)
     registry = current_app.extensions["vigil.registry"]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from vigil.context import with_args
+from vigil.context import PATH, option_group, with_args
 from vigil.errors import InvalidInput
 from vigil.streaming.broker import EmbeddedBroker
 from vigil.streaming.kafka_io import BROKER_TIMEOUT_S, check_broker, count_csv_rows, csv_messages, ensure_topic, produce
@@ -90,62 +90,56 @@ def commands() -> None:
     pass
 
 
-def stream_options(function):
-    """The consumer's flags (``stream``)."""
-    options = [
-        click.option("--topic", default=_default_topic, help="Kafka topic (default: the task's)"),
-        click.option(
-            "--bootstrap-servers",
-            help="Kafka to read (default: VIGIL_KAFKA_BOOTSTRAP_SERVERS, else an embedded Tansu broker)",
-        ),
-        click.option("--group", default=_default_group, help="consumer group id (default: the task's)"),
-        click.option(
-            "--consumer-name",
-            default="main",
-            help="names this consumer's checkpoint and heartbeat; give each consumer of the group its own",
-        ),
-        click.option(
-            "--results",
-            type=click.Path(path_type=Path),
-            help="folder for results.sqlite, windows.csv, rejected.csv, windows.png, summary.json",
-        ),
-        click.option("--window-size", type=int, default=1000),
-        click.option(
-            "--idle-timeout",
-            type=float,
-            default=None,
-            help="stop after this many seconds without messages (default: never; 5 with the embedded broker)",
-        ),
-        click.option("--max-windows", type=int),
-        click.option("--f1-floor", type=float, default=0.90),
-        click.option("--min-gap", type=int, default=2),
-        click.option("--retrain-windows", type=int, default=3),
-        click.option(
-            "--format",
-            type=click.Choice(("json", "raw-lines")),
-            default="json",
-            help="embedded broker: how to produce",
-        ),
-        click.option("--partitions", type=int, default=1, help="embedded broker: partitions of the topic"),
-        click.option(
-            "--schedule", type=click.Path(path_type=Path), help="drift_schedule.json to shade the phases in the plot"
-        ),
-        click.option(
-            "--session-timeout-ms",
-            type=int,
-            default=6000,
-            help="consumer group session timeout: how long a dead consumer keeps its partitions "
-            "(6000 is the smallest a stock Kafka accepts; the embedded broker takes less)",
-        ),
-        click.option("--quiet", is_flag=True),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+stream_options = option_group(
+    click.option("--topic", default=_default_topic, help="Kafka topic (default: the task's)"),
+    click.option(
+        "--bootstrap-servers",
+        help="Kafka to read (default: VIGIL_KAFKA_BOOTSTRAP_SERVERS, else an embedded Tansu broker)",
+    ),
+    click.option("--group", default=_default_group, help="consumer group id (default: the task's)"),
+    click.option(
+        "--consumer-name",
+        default="main",
+        help="names this consumer's checkpoint and heartbeat; give each consumer of the group its own",
+    ),
+    click.option(
+        "--results",
+        type=PATH,
+        help="folder for results.sqlite, windows.csv, rejected.csv, windows.png, summary.json",
+    ),
+    click.option("--window-size", type=int, default=1000),
+    click.option(
+        "--idle-timeout",
+        type=float,
+        default=None,
+        help="stop after this many seconds without messages (default: never; 5 with the embedded broker)",
+    ),
+    click.option("--max-windows", type=int),
+    click.option("--f1-floor", type=float, default=0.90),
+    click.option("--min-gap", type=int, default=2),
+    click.option("--retrain-windows", type=int, default=3),
+    click.option(
+        "--format",
+        type=click.Choice(("json", "raw-lines")),
+        default="json",
+        help="embedded broker: how to produce",
+    ),
+    click.option("--partitions", type=int, default=1, help="embedded broker: partitions of the topic"),
+    click.option("--schedule", type=PATH, help="drift_schedule.json to shade the phases in the plot"),
+    click.option(
+        "--session-timeout-ms",
+        type=int,
+        default=6000,
+        help="consumer group session timeout: how long a dead consumer keeps its partitions "
+        "(6000 is the smallest a stock Kafka accepts; the embedded broker takes less)",
+    ),
+    click.option("--quiet", is_flag=True),
+)
+"""The consumer's flags (``stream``)."""
 
 
 @commands.command("produce", help="send CSV rows to a Kafka topic")
-@click.argument("csv", type=click.Path(path_type=Path))
+@click.argument("csv", type=PATH)
 @click.option("--topic", default=_default_topic, help="Kafka topic (default: the task's)")
 @click.option("--bootstrap-servers", help="Kafka to send to (default: VIGIL_KAFKA_BOOTSTRAP_SERVERS)")
 @click.option(
@@ -302,7 +296,7 @@ def _session_overrides(session_timeout_ms: int) -> dict:
 @stream_options
 @click.option(
     "--csv",
-    type=click.Path(path_type=Path),
+    type=PATH,
     help="embedded broker only: the CSV to produce first (default: the generated stream_dataset.csv)",
 )
 @click.option(

@@ -35,6 +35,9 @@ __all__ = ["RejectedMessage", "WindowProcessor", "WindowedConsumer", "StreamStat
 
 @dataclass
 class StreamStats:
+    """What a run did: windows recorded (and their indexes), messages in them, messages rejected, and
+    the accepted messages of the last, incomplete window, left uncommitted."""
+
     windows: int = 0
     messages: int = 0
     rejected: int = 0

@@ -16,6 +16,7 @@ count a window twice, and a crash before the first loses nothing (the window was
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import pickle
@@ -48,6 +49,21 @@ WINDOW_COLUMNS = [
 ]
 ALERT_COLUMNS = ["run_key", "window_index", "consumer", "key", "kind", "at", "detail"]
 REJECTED_COLUMNS = ["run_key", "topic", "partition", "offset", "reason", "excerpt", "window_index"]
+
+# Modules a checkpoint's classes were pickled from before they moved, and where they live now.
+MOVED_MODULES = {"vigil.streaming.decision": "vigil.drift"}
+
+
+class _CheckpointUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        return super().find_class(MOVED_MODULES.get(module, module), name)
+
+
+def load_checkpoint(blob: bytes):
+    """A consumer's checkpoint from the pickle it wrote into its own results file; a class pickled
+    under a module it has since left (``MOVED_MODULES``) is found at its new home."""
+    return _CheckpointUnpickler(io.BytesIO(blob)).load()
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS windows (
@@ -117,7 +133,7 @@ class ResultsStore:
         row = self.db.execute(
             "SELECT state FROM checkpoints WHERE run_key=? AND consumer=?", (run_key, consumer)
         ).fetchone()
-        return pickle.loads(row[0]) if row else None
+        return load_checkpoint(row[0]) if row else None
 
     def _select(self, table: str, columns: list[str], run_key: str | None, order: str) -> list[dict]:
         """Rows of ``table`` as dicts (of one run, or every run), in ``order``."""

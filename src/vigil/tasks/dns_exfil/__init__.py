@@ -9,7 +9,7 @@ Names are re-exported here on first use.
 
 from __future__ import annotations
 
-import importlib
+from vigil.lazy import lazy_exports
 
 _EXPORTS = {
     name: "task"
@@ -32,11 +32,4 @@ _EXPORTS = {
     )
 }
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = list(_EXPORTS)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -8,11 +8,10 @@ The Kafka verbs (``produce``, ``stream``, ``broker``) are the streaming layer's 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import click
 
-from vigil.context import dask_option, with_args
+from vigil.context import PATH, dask_option, with_args
 
 DASK_OPTION = dask_option("train the LightGBM models on a Dask cluster")
 
@@ -23,7 +22,7 @@ def commands() -> None:
 
 
 @commands.command("generate", help="make static and stream CSVs (CIC columns) from real ingredients")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="folder (default: runs/dns/data)")
+@click.option("--out", type=PATH, default=None, help="folder (default: runs/dns/data)")
 @click.option("--static-rows", type=int, default=30_000)
 @click.option(
     "--windows-per-phase", type=int, default=10, help="stream windows (of 1,000 rows) per drift phase; 4 phases"
@@ -80,8 +79,8 @@ def cmd_evaluate_real(args) -> int:
     "train",
     help="analysis report, feature selection and algorithm comparison; save the better model as the static model",
 )
-@click.argument("csv", type=click.Path(path_type=Path), required=False)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="report folder (default: runs/dns/train)")
+@click.argument("csv", type=PATH, required=False)
+@click.option("--out", type=PATH, default=None, help="report folder (default: runs/dns/train)")
 @click.option("--max-rows", type=int, default=None)
 @click.option("--test-size", type=float, default=0.25)
 @click.option("--n-jobs", type=int, default=1)
@@ -110,7 +109,7 @@ def cmd_train(args) -> int:
 
 
 @commands.command("demo", help="the whole story on the embedded broker: generate, train, stream, plot")
-@click.option("--out", type=click.Path(path_type=Path), help="folder for everything (default: runs/dns/demo)")
+@click.option("--out", type=PATH, help="folder for everything (default: runs/dns/demo)")
 @click.option("--windows-per-phase", type=int, default=10)
 @click.option("--static-rows", type=int, default=20_000)
 @click.option("--seed", type=int, default=7)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from vigil.context import with_args
+from vigil.context import model_version_option, option_group, with_args
 from vigil.errors import InvalidInput
 from vigil.tasks.ember.workers import MAX_FILE_BYTES, MEMORY_BYTES
 
@@ -47,11 +47,12 @@ def feature_version_option(function):
     return click.option("-v", "--feature-version", type=FeatureVersion(), default=2, show_default=True)(function)
 
 
-def parallel_options(function):
-    """Flags shared by the verbs that process many files or lines in worker processes."""
-    function = click.option("-q", "--quiet", is_flag=True, help="no progress bar")(function)
-    function = click.option("-j", "--processes", type=int, help="worker processes (default: 2)")(function)
-    return feature_version_option(function)
+parallel_options = option_group(
+    feature_version_option,
+    click.option("-j", "--processes", type=int, help="worker processes (default: 2)"),
+    click.option("-q", "--quiet", is_flag=True, help="no progress bar"),
+)
+"""Flags shared by the verbs that process many files or lines in worker processes."""
 
 
 def _clear_errors(handler):
@@ -219,13 +220,19 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _saved_model(args):
+    """The ember model ``--version`` names (the latest by default) and the feature version it reads."""
+    loaded = args.store.load("ember", args.version)
+    return loaded, int(loaded.feature_version or 2)
+
+
 def _headline(report: dict) -> dict:
     return {k: v for k, v in report.items() if not k.startswith("fpr_at")}
 
 
 @commands.command("evaluate", help="re-score a saved model on DATA_DIR's test rows")
 @click.argument("data_dir", metavar="DATA_DIR")
-@click.option("--version", help="model version (default: latest)")
+@model_version_option
 @click.option("--plot", metavar="PNG", help="also draw the ROC curve to this file")
 @with_args
 @_clear_errors
@@ -235,9 +242,7 @@ def cmd_evaluate(args) -> int:
     from vigil.tasks.ember.model import evaluate_classifier
     from vigil.tasks.ember.vectorize import read_vectorized
 
-    store = args.store
-    loaded = store.load("ember", args.version)
-    feature_version = int(loaded.feature_version or 2)
+    loaded, feature_version = _saved_model(args)
     X_test, y_test = read_vectorized(args.data_dir, "test", feature_version)
     report, scores = evaluate_classifier(loaded.model[-1], X_test, y_test)
     print(f"ember v{loaded.version} on {args.data_dir} (test, feature version {feature_version})")
@@ -278,17 +283,15 @@ def roc_figure(y: np.ndarray, scores: np.ndarray, threshold: float | None):
 
 @commands.command("classify", help="malware probability of PE files")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@click.option("--version", help="model version (default: latest)")
+@model_version_option
 @with_args
 @_clear_errors
 def cmd_classify(args) -> int:
-    store = args.store
     from vigil.tasks.ember.model import scores
     from vigil.tasks.ember.task import extraction_pool, is_parsed_pe, iter_input_files
     from vigil.tasks.ember.workers import WorkerFailure, oversized
 
-    loaded = store.load("ember", args.version)
-    feature_version = int(loaded.feature_version or 2)
+    loaded, feature_version = _saved_model(args)
     threshold = loaded.threshold if loaded.threshold is not None else 0.5
     status = 0
     for path in iter_input_files(args.files):

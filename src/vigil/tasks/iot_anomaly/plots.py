@@ -20,6 +20,21 @@ def odd_scores(model, frame: pd.DataFrame) -> np.ndarray:
     return model.predict(frame).astype(float)
 
 
+def boundary_figure(plt, model, label, grid_w: np.ndarray, grid_l: np.ndarray, title: str, figsize: tuple):
+    """(figure, axis): ``model``'s odd probability for class ``label`` over the (width, length) grid,
+    the 0.5 boundary as a black line, axes named and titled."""
+    frame = pd.DataFrame({"class": label, "length": grid_l.ravel(), "width": grid_w.ravel()})
+    z = odd_scores(model, frame).reshape(grid_w.shape)
+    fig, ax = plt.subplots(figsize=figsize)
+    filled = ax.contourf(grid_w, grid_l, z, levels=np.linspace(0, 1, 11), cmap="RdYlGn_r", alpha=0.6)
+    ax.contour(grid_w, grid_l, z, levels=[0.5], colors="black", linewidths=1.2)
+    fig.colorbar(filled, ax=ax, label="P(odd)  (black line: decision boundary)")
+    ax.set_xlabel("width (mm)")
+    ax.set_ylabel("length (mm)")
+    ax.set_title(f"{title} class = {label}".strip())
+    return fig, ax
+
+
 def plot_decision_boundaries(
     model,
     classes,
@@ -42,12 +57,7 @@ def plot_decision_boundaries(
     grid_w, grid_l = np.meshgrid(widths, lengths)
     written = []
     for label in classes:
-        frame = pd.DataFrame({"class": label, "length": grid_l.ravel(), "width": grid_w.ravel()})
-        z = odd_scores(model, frame).reshape(grid_w.shape)
-        fig, ax = plt.subplots(figsize=(7, 7))
-        filled = ax.contourf(grid_w, grid_l, z, levels=np.linspace(0, 1, 11), cmap="RdYlGn_r", alpha=0.6)
-        ax.contour(grid_w, grid_l, z, levels=[0.5], colors="black", linewidths=1.2)
-        fig.colorbar(filled, ax=ax, label="P(odd)  (black line: decision boundary)")
+        fig, ax = boundary_figure(plt, model, label, grid_w, grid_l, title, figsize=(7, 7))
         if points is not None:
             mine = points[points["class"] == label]
             real, odd = mine[mine["odd"] == 0], mine[mine["odd"] == 1]
@@ -56,9 +66,6 @@ def plot_decision_boundaries(
                 odd["width"], odd["length"], s=8, c="darkred", marker="s", alpha=0.5, label=f"odd points ({len(odd)})"
             )
             ax.legend(loc="upper left", fontsize=8)
-        ax.set_xlabel("width (mm)")
-        ax.set_ylabel("length (mm)")
-        ax.set_title(f"{title} class = {label}".strip())
         written.append(save_figure(fig, folder / f"{prefix}-{label}.png", dpi=90))
     return written
 
@@ -117,19 +124,11 @@ def boundary_png(
     max_length = max(box.max_length, reading[0] * 1.1 if reading else 0)
     max_width = max(box.max_width, reading[1] * 1.1 if reading else 0)
     grid_w, grid_l = np.meshgrid(np.linspace(0, max_width, steps), np.linspace(0, max_length, steps))
-    frame = pd.DataFrame({"class": label, "length": grid_l.ravel(), "width": grid_w.ravel()})
-    z = odd_scores(model, frame).reshape(grid_w.shape)
-    fig, ax = plt.subplots(figsize=(5.6, 5))
-    filled = ax.contourf(grid_w, grid_l, z, levels=np.linspace(0, 1, 11), cmap="RdYlGn_r", alpha=0.6)
-    ax.contour(grid_w, grid_l, z, levels=[0.5], colors="black", linewidths=1.2)
-    fig.colorbar(filled, ax=ax, label="P(odd)  (black line: decision boundary)")
+    fig, ax = boundary_figure(plt, model, label, grid_w, grid_l, title, figsize=(5.6, 5))
     if reading is not None:
         length, width = reading
         ax.scatter([width], [length], s=140, c="white", edgecolors="black", marker="*", zorder=5, label="this reading")
         ax.legend(loc="upper left", fontsize=8)
-    ax.set_xlabel("width (mm)")
-    ax.set_ylabel("length (mm)")
-    ax.set_title(f"{title} class = {label}".strip())
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from vigil.config import Settings
-from vigil.context import with_args
+from vigil.context import option_group, with_args
 from vigil.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ def commands() -> None:
 
 def clustering_options(sensitivity: float | None = None):
     """The DBSCAN and output flags ``cluster`` and ``train`` share."""
-    options = [
+    return option_group(
         click.option("--min-samples", type=int, help="DBSCAN min_samples (default 2 x n_features)"),
         click.option("--eps", type=float, help="DBSCAN eps (default: the knee of the k-distance curve)"),
         click.option(
@@ -40,14 +40,17 @@ def clustering_options(sensitivity: float | None = None):
         ),
         click.option("--jobs", type=int, default=1, help="parallel jobs (default 1)"),
         click.option("--out-dir", help="where plots and reports go (default runs/web_events)"),
-    ]
+    )
 
-    def decorate(function):
-        for option in reversed(options):
-            function = option(function)
-        return function
 
-    return decorate
+def _dbscan_params(args) -> dict[str, Any]:
+    """The labelling flags of :func:`clustering_options` by the names the clustering functions take."""
+    return {
+        "min_samples": args.min_samples,
+        "eps": args.eps,
+        "sensitivity": args.sensitivity,
+        "attack_clusters": args.attack_clusters,
+    }
 
 
 def _out_dir(args, settings: Settings) -> Path:
@@ -116,21 +119,12 @@ def cmd_cluster(args) -> int:
                 raise InvalidInput(f"{args.features} has no array named X", {"arrays": list(archive.keys())})
             X = archive["X"]
         source = str(args.features)
-        clustering = cluster_events(
-            X,
-            min_samples=args.min_samples,
-            eps=args.eps,
-            sensitivity=args.sensitivity,
-            attack_clusters=args.attack_clusters,
-            n_jobs=args.jobs,
-        )
+        clustering = cluster_events(X, **_dbscan_params(args), n_jobs=args.jobs)
     else:
         path = _events_path(args, settings)
         frame = load_events_csv(path)
         source = str(path)
-        _, X, clustering = label_events(
-            frame, args.min_samples, args.eps, args.sensitivity, args.attack_clusters, n_jobs=args.jobs
-        )
+        _, X, clustering = label_events(frame, **_dbscan_params(args), n_jobs=args.jobs)
     summary = clustering.summary()
     summary["features"] = int(X.shape[1])
     summary["source"] = source
@@ -234,10 +228,7 @@ def cmd_train(args) -> int:
     frame = load_events_csv(path)
     pipeline, info, table = train_model(
         frame,
-        min_samples=args.min_samples,
-        eps=args.eps,
-        sensitivity=args.sensitivity,
-        attack_clusters=args.attack_clusters,
+        **_dbscan_params(args),
         folds=args.folds,
         repeats=args.repeats,
         n_iter=args.n_iter,

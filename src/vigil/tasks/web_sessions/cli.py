@@ -14,10 +14,13 @@ from pathlib import Path
 
 import click
 
-from vigil.context import dask_option, with_args
+from vigil.context import PATH, dask_option, with_args
 from vigil.errors import InvalidInput
 
-PATH = click.Path(path_type=Path)
+test_fraction_option = click.option(
+    "--test-fraction", type=float, default=0.2, help="latest share of sessions held out"
+)
+"""The held-out share of ``train`` and ``learning-curve``: the latest sessions, never fitted on."""
 
 
 @click.group(
@@ -89,7 +92,7 @@ def _labelled_from_args(args):
     default="auto",
     help="auto: the best cross-validated of logreg, lightgbm and their blend",
 )
-@click.option("--test-fraction", type=float, default=0.2, help="latest share of sessions held out")
+@test_fraction_option
 @click.option("--cv-folds", type=int, default=3, help="TimeSeriesSplit folds on the earlier part")
 @click.option(
     "--keep-split-model",
@@ -153,7 +156,7 @@ def cmd_train(args) -> int:
     help="shares of the earlier part to fit on, each the latest sessions before the held-out part",
 )
 @click.option("--models", default="logreg,lightgbm", help="comma-separated: logreg, lightgbm")
-@click.option("--test-fraction", type=float, default=0.2, help="latest share of sessions held out")
+@test_fraction_option
 @click.option(
     "--output",
     type=PATH,

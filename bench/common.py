@@ -1,0 +1,73 @@
+"""What several benchmarks share: the code of an earlier commit as the baseline, a measurement in a child
+process of its own, and the best of interleaved rounds with its table. (No ``main``: ``python -m bench``
+passes over this module.)"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def source_at(commit: str, path: str) -> str | None:
+    """The text of ``path`` (relative to the repository) at ``commit``; None where git cannot give it
+    (a copy without history, a commit it does not have)."""
+    shown = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=REPO, capture_output=True, text=True)
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def module_at(commit: str, path: str, folder: Path, name: str) -> ModuleType | None:
+    """The module ``path`` as it was at ``commit``, imported as ``name`` from a copy in ``folder``."""
+    source = source_at(commit, path)
+    if source is None:
+        return None
+    copy = folder / f"{name}.py"
+    copy.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, copy)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_child(module: str, args: list[str], timeout: float, what: str) -> dict:
+    """``python -m <module> --child ARGS`` in a process of its own (so its peak memory is its own), this
+    checkout's ``src`` first on its path; the JSON object its last line of output holds."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), str(REPO), env.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", module, "--child", *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def best_of_rounds(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """The fastest of ``rounds`` timings of each run, in seconds; the rounds are interleaved, so a busy
+    moment of the shared machine slows every run alike."""
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):
+        for name, run in runs.items():
+            started = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - started)
+    return best
+
+
+def print_best(best: dict[str, float], floor: str, floor_label: str, width: int, amount: float, unit: str, digits: int):
+    """``best`` as a table, fastest first: seconds, ``amount`` per second (``unit``, ``digits`` decimals),
+    and the time as a multiple of the run named ``floor`` (the column ``x <floor_label>``)."""
+    ratio = f"x {floor_label}"
+    print(f"{'path':<{width}} {'time':>9} {unit:>8} {ratio:>{len(ratio) + 1}}")
+    for name, seconds in sorted(best.items(), key=lambda item: item[1]):
+        print(
+            f"{name:<{width}} {seconds:7.3f} s {amount / seconds:8.{digits}f} {seconds / best[floor]:{len(ratio)}.2f}x"
+        )
