@@ -112,3 +112,15 @@ def test_installed_copy_trains_the_default_model(installed, slug, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{slug}: saved v1" in result.stdout
     assert any((tmp_path / "models").rglob("*")), "nothing saved in VIGIL_MODELS_DIR"
+
+
+def test_installed_copy_has_every_page_template_and_static_file(installed):
+    """The console's pages render from the installed copy: every non-Python file under src/vigil is in it."""
+    package = REPO_ROOT / "src" / "vigil"
+    shipped = {
+        p.relative_to(package)
+        for p in package.rglob("*")
+        if p.is_file() and p.suffix not in {".py", ".pyc", ".typed"} and "__pycache__" not in p.parts
+    }
+    installed_files = {p.relative_to(installed / "vigil") for p in (installed / "vigil").rglob("*") if p.is_file()}
+    assert shipped - installed_files == set()
