@@ -392,7 +392,7 @@ def test_predict_writes_kaggles_submission_format(tmp_path, trained):
     assert answer["session_id"].tolist() == sessions["session_id"].tolist() and answer["session_id"].is_unique
     assert answer["target"].between(0, 1).all() and answer["target"].nunique() > 10
     # the same scores as the API gives for the same sessions
-    pipeline = trained[1].load("web_sessions").model["pipeline"]
+    pipeline = trained[1].load("web_sessions").model
     assert answer["target"].to_numpy() == pytest.approx(pipeline.predict_proba(sessions)[:, 1], rel=1e-9, abs=1e-12)
     twice = pd.concat([sessions.head(2), sessions.head(1)])
     with pytest.raises(InvalidInput, match="appears twice"):
@@ -561,7 +561,7 @@ def test_dask_training_on_a_two_worker_local_cluster_saves_the_same_artifact(tmp
     y = holdout["target"].to_numpy()
     scores = {}
     for name, store in stores.items():
-        pipeline = store.load("web_sessions").model["pipeline"]  # through the artifact store's checks
+        pipeline = store.load("web_sessions").model  # through the artifact store's checks
         assert type(pipeline[-1]) is LGBMClassifier and "client" not in pipeline[-1].get_params()
         scores[name] = pipeline.predict_proba(holdout)[:, 1]
     assert abs(roc_auc_score(y, scores["dask"]) - roc_auc_score(y, scores["single"])) <= 0.03

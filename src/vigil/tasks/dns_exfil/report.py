@@ -21,7 +21,6 @@ from vigil.tasks.dns_exfil.model import (
     SELECTIONS,
     best_candidate,
     compare_candidates,
-    make_bundle,
     make_pipeline,
     read_cic_csv,
 )
@@ -154,10 +153,9 @@ def train_and_report(
     )
     table.to_csv(out / "comparison.csv", index=False)
     plot_comparison(table, out / "comparison.png")
-    bundle = make_bundle(pipeline, best.selection, best.algorithm)
     entry = store.save(
         "dns_exfil",
-        bundle,
+        pipeline,
         metrics=best.metrics,
         threshold=0.5,
         feature_version=FEATURE_VERSION,

@@ -37,7 +37,7 @@ from sklearn.pipeline import Pipeline
 
 from vigil.errors import InvalidInput
 from vigil.tasks.web_sessions.data import time_split
-from vigil.tasks.web_sessions.features import FEATURE_VERSION, SessionFeaturizer, default_blocks, tree_blocks
+from vigil.tasks.web_sessions.features import SessionFeaturizer, SiteDictionary, default_blocks, tree_blocks
 
 
 def site_names_of(site_dic: dict[str, int] | None) -> dict[str, str]:
@@ -459,9 +459,12 @@ def learning_curve(
     return pd.DataFrame(rows)
 
 
-def make_bundle(pipeline: Pipeline, site_dic: dict[str, int] | None) -> dict:
-    """What the artifact holds: the fitted pipeline and the site dictionary the API maps names with."""
-    return {"pipeline": pipeline, "site_ids": dict(site_dic or {}), "feature_version": FEATURE_VERSION}
+def with_site_dictionary(fitted, site_dic: dict[str, int] | None) -> Pipeline:
+    """What the artifact holds: one pipeline, the site dictionary the API maps names with
+    (:class:`~vigil.tasks.web_sessions.features.SiteDictionary`) first, then the fitted model's
+    steps (the featurizer and the classifier, or the blend of two such pipelines)."""
+    steps = fitted.steps if isinstance(fitted, Pipeline) else [("model", fitted)]
+    return Pipeline([("site_ids", SiteDictionary.from_mapping(site_dic)), *steps])
 
 
 def _pyplot():
