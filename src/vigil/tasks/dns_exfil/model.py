@@ -19,11 +19,11 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.feature_selection import SelectFromModel, SelectKBest, mutual_info_classif
-from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from vigil.files import read_csv_checked
+from vigil.metrics import accuracy, binary_confusion, confusion_ratios, pr_auc, roc_auc
 from vigil.tasks.dns_exfil.features import FEATURE_COLUMNS, LABEL_COLUMN, coerce_csv_value
 
 SELECTIONS = ("all_features", "mutual_info_k8", "tree_importance")
@@ -126,10 +126,10 @@ def scores(y_true, probability, threshold: float = 0.5) -> dict[str, float]:
     predicted = (np.asarray(probability) >= threshold).astype(int)
     both = len(np.unique(y_true)) == 2
     return {
-        "f1": float(f1_score(y_true, predicted, zero_division=0)),
-        "accuracy": float(accuracy_score(y_true, predicted)),
-        "roc_auc": float(roc_auc_score(y_true, probability)) if both else math.nan,
-        "pr_auc": float(average_precision_score(y_true, probability)) if both else math.nan,
+        "f1": confusion_ratios(binary_confusion(y_true, predicted))["f1"],
+        "accuracy": accuracy(y_true, predicted),
+        "roc_auc": roc_auc(y_true, probability),
+        "pr_auc": pr_auc(y_true, probability) if both else math.nan,
     }
 
 

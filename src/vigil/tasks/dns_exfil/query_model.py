@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from vigil.boosting import bagged_lightgbm
 from vigil.metrics import roc_auc
 from vigil.tasks.dns_exfil.benign import TEST_SOURCES, TRAIN_SOURCES, load_benign
 from vigil.tasks.dns_exfil.capture import load_captures
@@ -186,21 +187,7 @@ def featurize(names) -> pd.DataFrame:
 
 
 def make_classifier():
-    from lightgbm import LGBMClassifier
-
-    return LGBMClassifier(
-        n_estimators=300,
-        learning_rate=0.05,
-        num_leaves=15,
-        min_child_samples=20,
-        subsample=0.8,
-        subsample_freq=1,
-        colsample_bytree=0.8,
-        class_weight="balanced",
-        random_state=0,
-        n_jobs=1,
-        verbose=-1,
-    )
+    return bagged_lightgbm(300, 0.05, 15, class_weight="balanced")
 
 
 def training_frames(

@@ -20,7 +20,6 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -224,15 +223,10 @@ class DnsExfilTask(Task):
     }
 
     # -- streaming ---------------------------------------------------------------------------------
-    def window_processor(
-        self,
-        store: ArtifactStore,
-        consumer_id: str,
-        policy: Any = None,
-        stream_info: dict | None = None,
-    ) -> Any:
+    def window_processor(self, store, consumer_id, policy=None, stream_info=None):
         """The stream's windows (:class:`~vigil.tasks.dns_exfil.stream.DnsWindowProcessor`), scored
-        by the static model (the newest ``dns_exfil``) against the dynamic one it keeps retraining."""
+        by the static model (the newest ``dns_exfil``) against the dynamic one it keeps retraining
+        (the arguments are :meth:`Task.window_processor`'s)."""
         from vigil.tasks.dns_exfil.stream import DnsWindowProcessor
 
         static = store.load(TASK_NAME)
