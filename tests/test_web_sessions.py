@@ -16,7 +16,7 @@ from vigil.cli import main as vigil_main
 from vigil.config import Settings
 from vigil.errors import InvalidInput
 from vigil.service import create_app
-from vigil.tasks import get_task
+from vigil.tasks import PredictInput, get_task
 from vigil.tasks.web_sessions import SHIPPED_SAMPLE, build_from_folder, data, submission_frame
 from vigil.tasks.web_sessions.features import (
     SessionFeaturizer,
@@ -427,6 +427,14 @@ def test_cli_train_on_a_labelled_csv(tmp_path, monkeypatch, capsys):
     entry = ArtifactStore(tmp_path / "models").latest_entry("web_sessions")
     assert entry["metrics"]["model"] == "logreg" and entry["metrics"]["n_holdout"] == round(len(frame) * 0.2)
     assert len(entry["metrics"]["cv_roc_auc_folds"]["logreg"]) == 2
+    # a single model is saved as one flat pipeline behind the site dictionary, and explained as such
+    loaded = ArtifactStore(tmp_path / "models").load("web_sessions")
+    assert [name for name, _ in loaded.model.steps] == ["site_ids", "features", "model"]
+    request = PredictInput(json=[TASK.example_request()], content_type="application/json")
+    answer = TASK.explain(loaded, request, TASK.predict(loaded, request), top=3)
+    assert len(answer["reasons"][0]) == 3 and answer["threshold"] == entry["threshold"]
+    probability = answer["predictions"][0]
+    assert abs(1 / (1 + math.exp(-answer["raw_scores"][0])) - probability) < 1e-5  # the logit, explained
 
 
 # -- API ------------------------------------------------------------------------------------------
