@@ -58,7 +58,7 @@ def test_contributions_and_the_expected_value_add_up_to_the_raw_score(trained, t
         assert contrib.shape == frame.shape
         np.testing.assert_allclose(contrib.sum(axis=1) + expected, raw, rtol=1e-6, atol=1e-6)
         p = 1 / (1 + np.exp(-raw))
-        model = bundle["pipeline"]
+        model = bundle
         np.testing.assert_allclose(p, model.predict_proba(frame)[:, 1], rtol=1e-6, atol=1e-9)
 
 

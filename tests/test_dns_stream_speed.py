@@ -45,7 +45,7 @@ def static(tmp_path_factory):
 def test_the_cached_feature_selection_scores_as_the_pipeline(static):
     names, _ = QueryGenerator(seed=8).queries(STATIC_PHASE, 1500)
     X = pd.DataFrame(cic_matrix(names), columns=FEATURE_COLUMNS)
-    expected = static["pipeline"].predict_proba(X[static["feature_columns"]])[:, 1]
+    expected = static.predict_proba(X)[:, 1]
     assert np.array_equal(predict_proba(static, X), expected)
     assert np.array_equal(predict_proba(static, X), expected)  # cached the second time
 
@@ -65,11 +65,11 @@ def test_window_scores_equal_scikit_learns():
 def test_a_mutual_information_pipeline_saves_and_loads(tmp_path):
     """vigil dns train / demo save whichever candidate wins; the mutual-information one names our
     seeded score function, which the artifact store must accept."""
-    from vigil.tasks.dns_exfil.model import make_bundle, make_pipeline
+    from vigil.tasks.dns_exfil.model import make_pipeline
 
     names, labels = QueryGenerator(seed=6).queries(STATIC_PHASE, 600)
     X = pd.DataFrame(cic_matrix(names), columns=FEATURE_COLUMNS)
-    bundle = make_bundle(make_pipeline("mutual_info_k8", "lightgbm").fit(X, labels), "mutual_info_k8", "lightgbm")
+    bundle = make_pipeline("mutual_info_k8", "lightgbm").fit(X, labels)
     store = ArtifactStore(tmp_path)
     entry = store.save("dns_exfil", bundle, threshold=0.5)
     loaded = store.load("dns_exfil", entry["version"]).model

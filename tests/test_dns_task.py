@@ -14,6 +14,7 @@ from vigil.tasks import get_task
 from vigil.tasks.dns_exfil import DYNAMIC_TASK, write_stream_status
 from vigil.tasks.dns_exfil.features import CSV_COLUMNS, FEATURE_COLUMNS
 from vigil.tasks.dns_exfil.generate import generate
+from vigil.tasks.dns_exfil.model import feature_columns
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_generate_is_seeded_and_has_the_cic_columns(tmp_path):
 def test_default_model_is_saved_with_metrics(trained):
     _, store, entry = trained
     assert entry["task"] == "dns_exfil" and entry["metrics"]["f1"] > 0.9
-    assert store.load("dns_exfil").model["feature_columns"] == FEATURE_COLUMNS
+    assert feature_columns(store.load("dns_exfil").model) == FEATURE_COLUMNS
 
 
 def test_predict_names_and_rows(dns_client):
@@ -93,7 +94,7 @@ def test_bad_items_are_named_and_good_ones_kept(dns_client):
 def test_service_prefers_the_dynamic_model_of_a_live_stream(trained, dns_client):
     _, store, _ = trained
     static = store.load("dns_exfil").model
-    store.save(DYNAMIC_TASK, {**static, "kind": "dynamic"}, threshold=0.5, extra={"kind": "dynamic"})
+    store.save(DYNAMIC_TASK, static, threshold=0.5, extra={"kind": "dynamic"})
 
     def ask():
         return dns_client.post("/predict/dns?model=cic", json={"queries": ["www.wikipedia.org"]}).get_json()["model"]
@@ -189,7 +190,7 @@ def test_dask_training_of_both_lightgbm_trainers_on_a_two_worker_local_cluster(t
     scores = {}
     for name, store in stores.items():
         bundle = store.load(QUERY_TASK).model
-        classifier = bundle["pipeline"]
+        classifier = bundle[-1]
         assert type(classifier) is LGBMClassifier and "client" not in classifier.get_params()
         # as on one machine: the DataFrame's column names, and the weights it was given
         assert list(classifier.feature_names_in_) == list(QUERY_COLUMNS)
@@ -250,10 +251,7 @@ def test_dns_train_cli_with_dask_runs_the_lightgbm_candidates_on_the_cluster(tmp
     assert set(dask) == set(single)
     assert all(abs(dask[s] - single[s]) <= 0.02 for s in single), (dask, single)
     loaded = ArtifactStore(tmp_path / "models").load("dns_exfil")
-    assert (
-        type(loaded.model["pipeline"][-1]).__name__
-        == {True: "LGBMClassifier", False: "RandomForestClassifier"}[lightgbm_won]
-    )
+    assert type(loaded.model[-1]).__name__ == {True: "LGBMClassifier", False: "RandomForestClassifier"}[lightgbm_won]
 
 
 @pytest.mark.parametrize("verb", [["dns", "train"], ["dns", "evaluate-real", "--no-save"]])

@@ -213,11 +213,11 @@ def test_web_sessions_contributions_add_up_for_the_blend_and_each_member(client,
         assert_reasons(reasons, 3)
     bundle = loaded(store, "web_sessions").model
     sessions = api_input.sessions_frame([task.example_request()], bundle["site_ids"], 10)
-    everything = explain_sessions(bundle["pipeline"], sessions, {}, top=10**6)
+    everything = explain_sessions(bundle, sessions, {}, top=10**6)
     total = everything["expected_values"][0] + sum(r["contribution"] for r in everything["reasons"][0])
-    probability = bundle["pipeline"].predict_proba(sessions)[0, 1]
+    probability = bundle.predict_proba(sessions)[0, 1]
     assert abs(total - probability) < 1e-6 and abs(everything["raw_scores"][0] - probability) < 1e-6
-    for member in getattr(bundle["pipeline"], "estimators_", [bundle["pipeline"]]):
+    for member in getattr(bundle[-1], "estimators_", [bundle[1:]]):  # the steps after the site dictionary
         part = member_contributions(member, sessions)
         raw = part["base"] + np.asarray(part["contributions"].sum(axis=1)).ravel()
         logit = member.steps[-1][1].predict_proba(member.steps[0][1].transform(sessions))[:, 1]

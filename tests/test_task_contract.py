@@ -2,8 +2,9 @@
 
 Every task trains its default model on the shipped sample into a fresh store, its example request
 validates against its schema and gets an answer, the saved artifact answers the same after a fresh
-load, and ``vigil <slug> --help`` exits 0. The sixth task is a package in a temporary folder with
-``task.py`` and ``cli.py`` only, registered with one line; the CLI mounts it without naming it.
+load and is one fitted estimator (no dict bundle), and ``vigil <slug> --help`` exits 0. The sixth
+task is a package in a temporary folder with ``task.py`` and ``cli.py`` only, registered with one
+line; the CLI mounts it without naming it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import textwrap
 
 import jsonschema_rs
 import pytest
+from sklearn.base import BaseEstimator
 
 from vigil.artifacts import ArtifactStore
 from vigil.cli import main
@@ -47,6 +49,12 @@ def check_contract(task: Task, settings: Settings) -> None:
     reloaded = fresh.load(task.name)  # read, verified and unpickled again from the bytes on disk
     assert reloaded.version == entry["version"]
     assert task.predict(reloaded, request) == answer
+    for saved in fresh.entries():  # every artifact the task saved (DNS: the CIC and the real-traffic model)
+        model = fresh.load(saved["task"], saved["version"]).model
+        assert isinstance(model, BaseEstimator) and hasattr(model, "predict"), (
+            f"{saved['task']} is saved as one fitted estimator (threshold and metrics in the manifest), "
+            f"not a {type(model).__name__}"
+        )
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from vigil.cli import main as vigil_main
 from vigil.config import Settings
 from vigil.errors import InvalidInput
 from vigil.service import create_app
-from vigil.tasks import get_task
+from vigil.tasks import PredictInput, get_task
 from vigil.tasks.web_sessions import SHIPPED_SAMPLE, build_from_folder, data, submission_frame
 from vigil.tasks.web_sessions.features import (
     SessionFeaturizer,
@@ -392,7 +392,7 @@ def test_predict_writes_kaggles_submission_format(tmp_path, trained):
     assert answer["session_id"].tolist() == sessions["session_id"].tolist() and answer["session_id"].is_unique
     assert answer["target"].between(0, 1).all() and answer["target"].nunique() > 10
     # the same scores as the API gives for the same sessions
-    pipeline = trained[1].load("web_sessions").model["pipeline"]
+    pipeline = trained[1].load("web_sessions").model
     assert answer["target"].to_numpy() == pytest.approx(pipeline.predict_proba(sessions)[:, 1], rel=1e-9, abs=1e-12)
     twice = pd.concat([sessions.head(2), sessions.head(1)])
     with pytest.raises(InvalidInput, match="appears twice"):
@@ -427,6 +427,14 @@ def test_cli_train_on_a_labelled_csv(tmp_path, monkeypatch, capsys):
     entry = ArtifactStore(tmp_path / "models").latest_entry("web_sessions")
     assert entry["metrics"]["model"] == "logreg" and entry["metrics"]["n_holdout"] == round(len(frame) * 0.2)
     assert len(entry["metrics"]["cv_roc_auc_folds"]["logreg"]) == 2
+    # a single model is saved as one flat pipeline behind the site dictionary, and explained as such
+    loaded = ArtifactStore(tmp_path / "models").load("web_sessions")
+    assert [name for name, _ in loaded.model.steps] == ["site_ids", "features", "model"]
+    request = PredictInput(json=[TASK.example_request()], content_type="application/json")
+    answer = TASK.explain(loaded, request, TASK.predict(loaded, request), top=3)
+    assert len(answer["reasons"][0]) == 3 and answer["threshold"] == entry["threshold"]
+    probability = answer["predictions"][0]
+    assert abs(1 / (1 + math.exp(-answer["raw_scores"][0])) - probability) < 1e-5  # the logit, explained
 
 
 # -- API ------------------------------------------------------------------------------------------
@@ -561,7 +569,7 @@ def test_dask_training_on_a_two_worker_local_cluster_saves_the_same_artifact(tmp
     y = holdout["target"].to_numpy()
     scores = {}
     for name, store in stores.items():
-        pipeline = store.load("web_sessions").model["pipeline"]  # through the artifact store's checks
+        pipeline = store.load("web_sessions").model  # through the artifact store's checks
         assert type(pipeline[-1]) is LGBMClassifier and "client" not in pipeline[-1].get_params()
         scores[name] = pipeline.predict_proba(holdout)[:, 1]
     assert abs(roc_auc_score(y, scores["dask"]) - roc_auc_score(y, scores["single"])) <= 0.03

@@ -70,6 +70,7 @@ TRUSTED_TYPES = frozenset(
         "lightgbm.basic.Booster",
         "lightgbm.sklearn.LGBMClassifier",
         "sklearn.tree._tree.Tree",
+        "vigil.tasks.dns_exfil.model.FeatureColumns",
         "vigil.tasks.dns_exfil.model._mutual_info",  # the k-best score function of mutual_info_k8
         "vigil.tasks.ember.model.RawRecordVectorizer",
         "vigil.tasks.web_events.features.ClientIpGroups",
@@ -82,6 +83,7 @@ TRUSTED_TYPES = frozenset(
         "vigil.tasks.web_sessions.features.SessionShape",
         "vigil.tasks.web_sessions.features.SiteNameTokens",
         "vigil.tasks.web_sessions.features.SiteNgrams",
+        "vigil.tasks.web_sessions.features.SiteDictionary",
         "vigil.tasks.web_sessions.features.SiteScore",
         "vigil.tasks.web_sessions.features.StartClock",
         "vigil.tasks.web_sessions.features.StartHour",
@@ -181,7 +183,7 @@ def _array_bytes(array) -> bytes:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A verified artifact: the unpickled bundle and its manifest entry."""
+    """A verified artifact: the model (one fitted estimator) and its manifest entry."""
 
     model: Any
     entry: dict
@@ -205,6 +207,11 @@ class LoadedModel:
     @property
     def threshold(self) -> float | None:
         return self.entry.get("threshold")
+
+    def decision_threshold(self, default: float = 0.5) -> float:
+        """The manifest's threshold, or ``default`` for an artifact saved without one."""
+        threshold = self.threshold
+        return float(threshold) if threshold is not None else default
 
     @property
     def feature_version(self):

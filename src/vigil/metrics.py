@@ -1,6 +1,6 @@
 """Detection metrics shared by every task: ROC AUC, PR AUC, the ROC curve, detection rate at a fixed
-false-positive rate (with the threshold that achieves it), the binary confusion matrix and its ratios,
-weighted F1 for multi-class labels.
+false-positive rate (with the threshold that achieves it), the threshold of the best F1, the binary
+confusion matrix and its ratios, accuracy, weighted F1 for multi-class labels.
 
 Scores are "higher means more likely positive" (malicious, attack, anomalous). The threshold for a
 target FPR is found on the negatives' scores, as ember and the malware literature quote it.
@@ -20,7 +20,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
 RATIO_NAMES = ("tpr", "fpr", "tnr", "fnr", "ppv", "f1")
 
@@ -74,6 +82,27 @@ def roc_points(y_true, scores) -> tuple[np.ndarray, np.ndarray]:
     y_true, scores = _as_arrays(y_true, scores)
     fpr, tpr, _ = roc_curve(y_true, scores)
     return fpr, tpr
+
+
+def best_f1_threshold(y_true, scores, default: float = 0.5) -> float:
+    """The score threshold (``score >= threshold`` is positive) with the highest F1; NaN scores
+    (rows not scored) are left out, and without both classes the answer is ``default``.
+
+    >>> best_f1_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.35
+    """
+    y_true, scores = _as_arrays(y_true, scores)
+    scored = ~np.isnan(scores)
+    if not scored.any() or len(np.unique(y_true[scored])) < 2:
+        return default
+    precision, recall, thresholds = precision_recall_curve(y_true[scored], scores[scored])
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    return float(thresholds[int(np.argmax(f1[:-1]))])
+
+
+def accuracy(y_true, y_pred) -> float:
+    """Share of hard predictions equal to their labels."""
+    return float(accuracy_score(np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int)))
 
 
 def binary_confusion(y_true, y_pred) -> np.ndarray:

@@ -38,6 +38,7 @@ from vigil.tasks.dns_exfil.features import DATA_DIR
 TRAIN_SOURCES = ("alice", "psl-private", "infrastructure")
 TEST_SOURCES = ("hsts", "disposable", "infrastructure-test")
 BENIGN_FILE = "benign_names.csv.gz"
+BENIGN_COLUMNS = ["name", "source", "kind"]
 
 INSTANCE_NAMES = (
     "Office Printer",
@@ -273,7 +274,7 @@ def build(
     out.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(out, "wt", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["name", "source", "kind"])
+        writer.writerow(BENIGN_COLUMNS)
         writer.writerows(rows)
     counts: dict[str, int] = {}
     for _, source, _ in rows:
@@ -285,7 +286,11 @@ def load_benign(path: Path | str | None = None):
     """All benign names: the file's rows plus the alice host names, as (name, source, kind)."""
     import pandas as pd
 
-    frame = pd.read_csv(path or DATA_DIR / BENIGN_FILE, dtype=str, keep_default_na=False)
+    from vigil.files import read_csv_checked
+
+    frame = read_csv_checked(
+        path or DATA_DIR / BENIGN_FILE, BENIGN_COLUMNS, what="benign names CSV", dtype=str, keep_default_na=False
+    )
     with gzip.open(DATA_DIR / "benign_hosts.txt.gz", "rt", encoding="utf-8") as handle:
         alice = [line.strip() for line in handle if line.strip()]
     return pd.concat([pd.DataFrame({"name": alice, "source": "alice", "kind": "web"}), frame], ignore_index=True)

@@ -190,12 +190,15 @@ def label_captures(folder: Path, out: Path) -> dict:
 
 def load_captures(path: Path | str | None = None):
     """The shipped (or given) capture CSV as a DataFrame."""
-    import pandas as pd
-
+    from vigil.files import read_csv_checked
     from vigil.tasks.dns_exfil.features import DATA_DIR
 
-    return pd.read_csv(
-        path or DATA_DIR / "captures.csv.gz", dtype={"qname": str, "encoding": str, "qtype": str}, keep_default_na=False
+    return read_csv_checked(
+        path or DATA_DIR / "captures.csv.gz",
+        CAPTURE_COLUMNS,
+        what="capture CSV",
+        dtype={"qname": str, "encoding": str, "qtype": str},
+        keep_default_na=False,
     )
 
 

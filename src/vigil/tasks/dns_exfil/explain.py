@@ -10,8 +10,8 @@ The sentence says what the feature measured on this name; the contribution says 
 the score towards exfiltration (positive) or benign (negative). Nothing here is a second rule set:
 the reasons are the model's contributions, ordered, with the feature's value put in words.
 
-For a CIC pipeline (feature selection, then the classifier), the contributions are those of the
-selected columns; the others took no part and contribute 0. A classifier without TreeSHAP (the
+For a saved pipeline (its feature columns, a feature selection, then the classifier), the
+contributions are those of the columns the classifier saw; the others took no part and contribute 0. A classifier without TreeSHAP (the
 random forest alternative of ``vigil dns train``) gives no reasons (``explain`` returns None).
 """
 
@@ -92,12 +92,12 @@ def _booster_and_matrix(pipeline, frame: pd.DataFrame):
     return model, X, [str(c) for c in columns]
 
 
-def contributions(bundle: dict, frame: pd.DataFrame):
+def contributions(pipeline, frame: pd.DataFrame):
     """(contributions: n x len(frame.columns), expected values: n, raw scores: n) or None.
 
     The model's own TreeSHAP values, expanded to every column of ``frame`` (0 for the columns a
     feature selection left out)."""
-    found = _booster_and_matrix(bundle["pipeline"], frame)
+    found = _booster_and_matrix(pipeline, frame)
     if found is None:
         return None
     model, X, seen = found
@@ -133,11 +133,11 @@ def reasons(frame: pd.DataFrame, contrib: np.ndarray, row: int, top: int, positi
     return out
 
 
-def explain(bundle: dict, frame: pd.DataFrame, flagged: list[bool], top: int | None) -> list[list[dict]] | None:
+def explain(pipeline, frame: pd.DataFrame, flagged: list[bool], top: int | None) -> list[list[dict]] | None:
     """Per row: its reasons (``top`` by absolute contribution for every row when ``top`` is given;
     else the 3 strongest towards exfiltration for flagged rows, none for the others); None when the
     model gives no contributions."""
-    found = contributions(bundle, frame)
+    found = contributions(pipeline, frame)
     if found is None:
         return None
     contrib = found[0]
@@ -174,7 +174,7 @@ def explain_top(args: dict) -> int | None:
     )
 
 
-def explain_rows(bundle: dict, frame: pd.DataFrame, flagged, top: int | None) -> list:
+def explain_rows(pipeline, frame: pd.DataFrame, flagged, top: int | None) -> list:
     """:func:`explain`, or one ``None`` per row when the model gives no contributions."""
-    found = explain(bundle, frame, [bool(f) for f in flagged], top) if len(frame) else []
+    found = explain(pipeline, frame, [bool(f) for f in flagged], top) if len(frame) else []
     return found if found is not None else [None] * len(frame)

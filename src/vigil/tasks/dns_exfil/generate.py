@@ -47,7 +47,7 @@ import gzip
 import json
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -119,6 +119,17 @@ class Phase:
 
 
 def stream_phases(windows_per_phase: int = 10) -> list[Phase]:
+    low_and_slow = Phase(
+        "B",
+        windows_per_phase,
+        ("hex", "base32"),
+        (6, 12),
+        (1, 1),
+        DRIFT_B_DOMAINS,
+        0.3,
+        0.0,
+        "low and slow: one short label per query, 30% attacks, benign-looking domains",
+    )
     return [
         Phase(
             "base",
@@ -144,27 +155,12 @@ def stream_phases(windows_per_phase: int = 10) -> list[Phase]:
             "encoding change: base64-url and base64 (mixed case, -_ or +/) under new domains, captured shapes",
             captured_shapes=True,
         ),
-        Phase(
-            "B",
-            windows_per_phase,
-            ("hex", "base32"),
-            (6, 12),
-            (1, 1),
-            DRIFT_B_DOMAINS,
-            0.3,
-            0.0,
-            "low and slow: one short label per query, 30% attacks, benign-looking domains",
-        ),
-        Phase(
-            "C",
-            windows_per_phase,
-            ("hex", "base32"),
-            (6, 12),
-            (1, 1),
-            DRIFT_B_DOMAINS,
-            0.3,
-            0.5,
-            "new benign CDN/beacon names (held out until now) make half of the benign queries",
+        low_and_slow,
+        replace(  # the same attacks as B; what changes is the benign side
+            low_and_slow,
+            name="C",
+            cdn_share=0.5,
+            description="new benign CDN/beacon names (held out until now) make half of the benign queries",
         ),
     ]
 

@@ -1,10 +1,9 @@
 """Reading the CIC CSVs, the candidate pipelines, and their comparison.
 
-A model is one sklearn :class:`~sklearn.pipeline.Pipeline` (feature selection, then the classifier)
-taking the 14 columns of :data:`FEATURE_COLUMNS`; the saved bundle is a dict::
-
-    {"pipeline": Pipeline, "feature_columns": [...], "threshold": 0.5,
-     "selection": "mutual_info_k8", "algorithm": "lightgbm", "kind": "static" | "dynamic"}
+A model is one sklearn :class:`~sklearn.pipeline.Pipeline`, saved as it is: the columns it reads
+(:class:`FeatureColumns`, the 14 of :data:`FEATURE_COLUMNS`), the feature selection, then the
+classifier. The decision threshold, the metrics and the design (``selection``, ``algorithm``,
+``kind``: static, dynamic or query-real) are in the artifact's manifest entry, not in the model.
 """
 
 from __future__ import annotations
@@ -17,14 +16,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.feature_selection import SelectFromModel, SelectKBest, mutual_info_classif
-from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from vigil.files import read_csv_checked
+from vigil.metrics import accuracy, binary_confusion, confusion_ratios, pr_auc, roc_auc
 from vigil.tasks.dns_exfil.features import FEATURE_COLUMNS, LABEL_COLUMN, coerce_csv_value
 
 SELECTIONS = ("all_features", "mutual_info_k8", "tree_importance")
@@ -51,6 +50,41 @@ def cic_frame_to_features(frame: pd.DataFrame) -> pd.DataFrame:
         else:
             out[column] = pd.to_numeric(frame[column], errors="raise").astype(float)
     return out
+
+
+class FeatureColumns(TransformerMixin, BaseEstimator):
+    """The first step of every DNS pipeline: the model's feature columns, in its order, taken from
+    a frame that may hold more (a frame lacking one is a ``KeyError`` naming it).
+
+    >>> import pandas as pd
+    >>> FeatureColumns(["b", "a"]).fit_transform(pd.DataFrame({"a": [1], "b": [2], "c": [3]})).columns.tolist()
+    ['b', 'a']
+    """
+
+    def __init__(self, columns=()):
+        self.columns = columns
+
+    def fit(self, X=None, y=None) -> "FeatureColumns":
+        return self  # nothing to learn: the columns are given
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        return X[list(self.columns)]
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return np.asarray(list(self.columns), dtype=object)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+
+def feature_columns(pipeline: Pipeline) -> list[str]:
+    """The columns a saved DNS pipeline reads (its :class:`FeatureColumns` step)."""
+    return list(pipeline.named_steps["columns"].columns)
+
+
+def with_feature_columns(columns, *steps: tuple[str, Any]) -> Pipeline:
+    """``steps`` (fitted or not) behind a :class:`FeatureColumns` step reading ``columns``."""
+    return Pipeline([("columns", FeatureColumns(list(columns))), *steps])
 
 
 def _mutual_info(X, y):
@@ -81,7 +115,9 @@ def make_classifier(algorithm: str, n_jobs: int = 1):
 
 
 def make_pipeline(selection: str, algorithm: str, n_jobs: int = 1) -> Pipeline:
-    return Pipeline([("select", make_selector(selection)), ("model", make_classifier(algorithm, n_jobs))])
+    return with_feature_columns(
+        FEATURE_COLUMNS, ("select", make_selector(selection)), ("model", make_classifier(algorithm, n_jobs))
+    )
 
 
 def scores(y_true, probability, threshold: float = 0.5) -> dict[str, float]:
@@ -90,10 +126,10 @@ def scores(y_true, probability, threshold: float = 0.5) -> dict[str, float]:
     predicted = (np.asarray(probability) >= threshold).astype(int)
     both = len(np.unique(y_true)) == 2
     return {
-        "f1": float(f1_score(y_true, predicted, zero_division=0)),
-        "accuracy": float(accuracy_score(y_true, predicted)),
-        "roc_auc": float(roc_auc_score(y_true, probability)) if both else math.nan,
-        "pr_auc": float(average_precision_score(y_true, probability)) if both else math.nan,
+        "f1": confusion_ratios(binary_confusion(y_true, predicted))["f1"],
+        "accuracy": accuracy(y_true, predicted),
+        "roc_auc": roc_auc(y_true, probability),
+        "pr_auc": pr_auc(y_true, probability) if both else math.nan,
     }
 
 
@@ -127,59 +163,45 @@ def window_scores(y_true, probability, threshold: float = 0.5) -> dict[str, floa
 _SELECTED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _selected_columns(pipeline) -> tuple[np.ndarray, Any] | None:
-    """(kept column mask, final estimator) of a fitted select-then-classify pipeline, cached per
-    pipeline object. SelectFromModel.transform recomputes its forest's feature importances on every
-    call (50 trees walked in joblib: 25 ms, more than the classifier's own predict on a 1,000-row
-    window); the mask is fixed once fitted, so it is taken once and the same columns are sliced."""
-    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
+def _selected_columns(pipeline) -> tuple[list[str], np.ndarray, Any] | None:
+    """(columns read, kept column mask, final estimator) of a fitted columns-select-classify
+    pipeline, cached per pipeline object. SelectFromModel.transform recomputes its forest's feature
+    importances on every call (50 trees walked in joblib: 25 ms, more than the classifier's own
+    predict on a 1,000-row window); the mask is fixed once fitted, so it is taken once and the same
+    columns are sliced."""
+    if not isinstance(pipeline, Pipeline) or [name for name, _ in pipeline.steps] != ["columns", "select", "model"]:
         return None
     try:
         return _SELECTED[pipeline]
     except KeyError:
         pass
-    select, model = pipeline.steps[0][1], pipeline.steps[1][1]
+    select, model = pipeline.named_steps["select"], pipeline.named_steps["model"]
     if not hasattr(select, "get_support"):
         return None
-    found = (np.asarray(select.get_support()), model)
+    found = (feature_columns(pipeline), np.asarray(select.get_support()), model)
     _SELECTED[pipeline] = found
     return found
 
 
-def predict_proba(bundle: dict, X: pd.DataFrame) -> np.ndarray:
-    pipeline = bundle["pipeline"]
-    X = X[bundle["feature_columns"]]
+def predict_proba(pipeline: Pipeline, X: pd.DataFrame) -> np.ndarray:
+    """The probability of exfiltration per row of ``X`` (a frame holding the pipeline's columns)."""
     fast = _selected_columns(pipeline)
     if fast is not None:  # the same numbers as pipeline.predict_proba (checked in tests/test_dns_stream_speed.py)
-        mask, model = fast
-        return model.predict_proba(X.to_numpy(dtype=float)[:, mask])[:, 1]
+        columns, mask, model = fast
+        return model.predict_proba(X[columns].to_numpy(dtype=float)[:, mask])[:, 1]
     return pipeline.predict_proba(X)[:, 1]
 
 
-def make_bundle(
-    pipeline: Pipeline, selection: str, algorithm: str, kind: str = "static", threshold: float = 0.5
-) -> dict:
-    return {
-        "pipeline": pipeline,
-        "feature_columns": list(FEATURE_COLUMNS),
-        "threshold": threshold,
-        "selection": selection,
-        "algorithm": algorithm,
-        "kind": kind,
-    }
-
-
-def refit(bundle: dict, X: pd.DataFrame, y: np.ndarray, kind: str = "dynamic") -> dict:
+def refit(pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray) -> Pipeline:
     """A fresh pipeline of the same design fitted on (X, y): what the stream's retrain does."""
-    pipeline = clone(bundle["pipeline"]).fit(X[bundle["feature_columns"]], y)
-    return {**bundle, "pipeline": pipeline, "kind": kind}
+    return clone(pipeline).fit(X, y)
 
 
 def selected_features(pipeline: Pipeline) -> list[str]:
     support = pipeline.named_steps["select"]
     if hasattr(support, "get_support"):
-        return [c for c, keep in zip(FEATURE_COLUMNS, support.get_support()) if keep]
-    return list(FEATURE_COLUMNS)
+        return [c for c, keep in zip(feature_columns(pipeline), support.get_support()) if keep]
+    return feature_columns(pipeline)
 
 
 @dataclass

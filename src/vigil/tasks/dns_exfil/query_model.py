@@ -20,8 +20,10 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline
 
+from vigil.boosting import bagged_lightgbm
+from vigil.metrics import roc_auc
 from vigil.tasks.dns_exfil.benign import TEST_SOURCES, TRAIN_SOURCES, load_benign
 from vigil.tasks.dns_exfil.capture import load_captures
 from vigil.tasks.dns_exfil.features import (
@@ -31,6 +33,7 @@ from vigil.tasks.dns_exfil.features import (
     QueryName,
     parse_query_name,
 )
+from vigil.tasks.dns_exfil.model import with_feature_columns
 
 QUERY_TASK = "dns_exfil_query"
 QUERY_THRESHOLD = 0.5
@@ -184,21 +187,7 @@ def featurize(names) -> pd.DataFrame:
 
 
 def make_classifier():
-    from lightgbm import LGBMClassifier
-
-    return LGBMClassifier(
-        n_estimators=300,
-        learning_rate=0.05,
-        num_leaves=15,
-        min_child_samples=20,
-        subsample=0.8,
-        subsample_freq=1,
-        colsample_bytree=0.8,
-        class_weight="balanced",
-        random_state=0,
-        n_jobs=1,
-        verbose=-1,
-    )
+    return bagged_lightgbm(300, 0.05, 15, class_weight="balanced")
 
 
 def training_frames(
@@ -227,23 +216,16 @@ def fit(tunnel_X: pd.DataFrame, benign_X: pd.DataFrame, fit_with=None):
     return make_classifier().fit(X, y)
 
 
-def make_bundle(classifier, metrics: dict | None = None) -> dict:
-    return {
-        "pipeline": classifier,
-        "feature_columns": list(QUERY_COLUMNS),
-        "threshold": QUERY_THRESHOLD,
-        "selection": "all_features",
-        "algorithm": "lightgbm",
-        "kind": "query-real",
-        "data": "captures.csv.gz (real tools) + benign_names.csv.gz + alice hosts",
-    }
+def query_pipeline(classifier) -> Pipeline:
+    """What the artifact holds: the fitted classifier behind the :data:`QUERY_COLUMNS` it reads."""
+    return with_feature_columns(QUERY_COLUMNS, ("model", classifier))
 
 
 def train_query_model(store, captures=None, benign=None, dask: str | None = None, trainer=None) -> dict:
     """Fit on every tool's data-bearing queries and the benign training sources; save as QUERY_TASK.
 
     ``dask`` (``local:N`` or ``tcp://host:port``) trains the LightGBM on that Dask cluster; the
-    artifact is the same plain ``LGBMClassifier`` bundle. ``trainer``: an open
+    artifact is the same plain ``LGBMClassifier`` pipeline. ``trainer``: an open
     :class:`~vigil.dask_training.DaskFitter` to use instead (one cluster for several steps).
     """
     from vigil.artifacts import data_fingerprint
@@ -273,13 +255,16 @@ def train_query_model(store, captures=None, benign=None, dask: str | None = None
     }
     return store.save(
         QUERY_TASK,
-        make_bundle(classifier),
+        query_pipeline(classifier),
         metrics=metrics,
         threshold=QUERY_THRESHOLD,
         feature_version=QUERY_FEATURE_VERSION,
         data_fingerprint=data_fingerprint(X, y),
         extra={
             "kind": "query-real",
+            "selection": "all_features",
+            "algorithm": "lightgbm",
+            "data": "captures.csv.gz (real tools) + benign_names.csv.gz + alice hosts",
             "tools": sorted(captures.tool.unique()),
             "benign_sources": list(TRAIN_SOURCES),
             **({"training": training} if training else {}),
@@ -306,7 +291,7 @@ def leave_one_tool_out(captures=None, benign=None, threshold: float = QUERY_THRE
         p_benign = model.predict_proba(ben_X[test_mask])[:, 1]
         bearing = (captures.data_bearing[held] == 1).to_numpy()
         y = np.r_[np.ones(bearing.sum(), int), np.zeros(len(p_benign), int)]
-        auc = roc_auc_score(y, np.r_[p_tool[bearing], p_benign]) if bearing.any() else float("nan")
+        auc = roc_auc(y, np.r_[p_tool[bearing], p_benign])
         per_encoding = {}
         held_rows = captures[held]
         for encoding in sorted(held_rows.encoding.unique()):

@@ -15,29 +15,20 @@ import numpy as np
 import pandas as pd
 
 from vigil.artifacts import ArtifactStore, data_fingerprint
+from vigil.plotting import pyplot, save_figure
 from vigil.tasks.dns_exfil.features import FEATURE_COLUMNS, FEATURE_VERSION
 from vigil.tasks.dns_exfil.model import (
     ALGORITHMS,
     SELECTIONS,
     best_candidate,
     compare_candidates,
-    make_bundle,
     make_pipeline,
     read_cic_csv,
 )
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_class_balance(y: np.ndarray, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     counts = np.bincount(y, minlength=2)
     fig, ax = plt.subplots(figsize=(4, 3))
     ax.bar(["benign (0)", "exfiltration (1)"], counts, color=["#4c72b0", "#c44e52"])
@@ -45,13 +36,11 @@ def plot_class_balance(y: np.ndarray, path: Path) -> None:
         ax.text(i, c, f"{c:,} ({c / counts.sum():.0%})", ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("rows")
     ax.set_title("Class balance")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_distributions(X: pd.DataFrame, y: np.ndarray, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(4, 4, figsize=(13, 10))
     for ax, column in zip(axes.ravel(), FEATURE_COLUMNS):
         ax.set_title(column, fontsize=9)
@@ -73,25 +62,22 @@ def plot_distributions(X: pd.DataFrame, y: np.ndarray, path: Path) -> None:
     axes[0, 0].legend(title="Target Attack", fontsize=7)
     fig.suptitle("Feature distributions by class (log counts)")
     fig.subplots_adjust(hspace=0.45, wspace=0.3, left=0.05, right=0.98, top=0.93, bottom=0.04)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100, tight=False)  # the layout is the subplots_adjust above
 
 
 def plot_skew(skew: pd.Series, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     skew.plot.bar(ax=ax, color=["#c44e52" if abs(v) > 1 else "#4c72b0" for v in skew])
     ax.axhline(1, color="grey", lw=0.8, ls="--")
     ax.axhline(-1, color="grey", lw=0.8, ls="--")
     ax.set_ylabel("sample skewness")
     ax.set_title("Skew of each feature (|skew| > 1 in red)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_comparison(table: pd.DataFrame, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     metrics = ["f1", "roc_auc", "pr_auc", "accuracy"]
     labels = [f"{s}\n{a}" for s, a in zip(table["selection"], table["algorithm"])]
     x = np.arange(len(table))
@@ -103,9 +89,7 @@ def plot_comparison(table: pd.DataFrame, path: Path) -> None:
     ax.set_xticks(x, labels, fontsize=7)
     ax.legend(fontsize=8, ncol=4)
     ax.set_title("Held-out metrics: feature selection x algorithm")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def train_and_report(
@@ -154,10 +138,9 @@ def train_and_report(
     )
     table.to_csv(out / "comparison.csv", index=False)
     plot_comparison(table, out / "comparison.png")
-    bundle = make_bundle(pipeline, best.selection, best.algorithm)
     entry = store.save(
         "dns_exfil",
-        bundle,
+        pipeline,
         metrics=best.metrics,
         threshold=0.5,
         feature_version=FEATURE_VERSION,

@@ -41,6 +41,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from vigil.artifacts import ArtifactStore, LoadedModel
 from vigil.drift import RetrainPolicy
@@ -120,7 +121,8 @@ class DnsWindowProcessor:
         self.extractor = QueryFeatureExtractor()
         self.header = list(CSV_COLUMNS)
         self.recent: list[tuple[pd.DataFrame, np.ndarray]] = []
-        self.dynamic: dict | None = None
+        self.dynamic: Pipeline | None = None  # the dynamic model; its threshold is the manifest's
+        self.dynamic_threshold = static.decision_threshold()
         self.dynamic_version: str | None = None
         self.domains = DomainDetector()
         # One retrain lease per group and topic; a processor outside a group (tests, benchmarks) owns
@@ -197,15 +199,14 @@ class DnsWindowProcessor:
             self.recent = checkpoint["recent"]
             self.domains = checkpoint.get("domains") or DomainDetector()
             if checkpoint["dynamic_version"] is not None:
-                loaded = self.store.load(DYNAMIC_TASK, checkpoint["dynamic_version"])
-                self.dynamic, self.dynamic_version = loaded.model, loaded.version
+                self._take_up(self.store.load(DYNAMIC_TASK, checkpoint["dynamic_version"]))
             else:
-                self.dynamic, self.dynamic_version = {**self.static.model, "kind": "dynamic"}, None
+                self.dynamic, self.dynamic_version = self.static.model, None
             self.pick_up_published()
             return
         # A new stream: the dynamic model starts as a copy of the static one, saved by the lease
         # holder only; the others take the group's published model, or the same copy unsaved.
-        self.dynamic = {**self.static.model, "kind": "dynamic"}
+        self.dynamic = self.static.model  # retraining fits a clone, never this object
         if self.owns_retrain():
             self.dynamic_version = self._save_dynamic(f"copy of static v{self.static.version}", rows=0)
         else:
@@ -234,20 +235,26 @@ class DnsWindowProcessor:
         if entry is None or (self.dynamic_version is not None and int(entry["version"]) <= int(self.dynamic_version)):
             return None
         loaded = self.store.load(DYNAMIC_TASK, entry["version"])
-        self.dynamic, self.dynamic_version = loaded.model, loaded.version
+        self._take_up(loaded)
         self.policy.retrained()  # the error stream from here on is the new model's, as after a retrain
         return loaded.version
 
-    def _save_dynamic(self, origin: str, rows: int, metrics: dict | None = None, model: dict | None = None) -> str:
-        model = self.dynamic if model is None else model
+    def _take_up(self, loaded: LoadedModel) -> None:
+        """Score with a saved dynamic model from here on."""
+        self.dynamic, self.dynamic_version = loaded.model, loaded.version
+        self.dynamic_threshold = loaded.decision_threshold()
+
+    def _save_dynamic(self, origin: str, rows: int, metrics: dict | None = None, model: Pipeline | None = None) -> str:
+        static_extra = self.static.entry.get("extra", {})
         entry = self.store.save(
             DYNAMIC_TASK,
-            model,
+            self.dynamic if model is None else model,
             metrics=metrics or {},
-            threshold=model.get("threshold"),
+            threshold=self.dynamic_threshold,
             feature_version=FEATURE_VERSION,
             extra={
                 "kind": "dynamic",
+                **{key: static_extra[key] for key in ("selection", "algorithm") if key in static_extra},
                 "origin": origin,
                 "training_rows": rows,
                 "static_version": self.static.version,
@@ -326,8 +333,8 @@ class DnsWindowProcessor:
             record["reason"] = "no labels in this window"
             return record, self.checkpoint()
         y_known = y[labelled].astype(int)
-        static_scores = scores(y_known, p_static[labelled], self.static.model.get("threshold", 0.5))
-        dynamic_threshold = self.dynamic.get("threshold", 0.5)
+        static_scores = scores(y_known, p_static[labelled], self.static.decision_threshold())
+        dynamic_threshold = self.dynamic_threshold
         dynamic_scores = scores(y_known, p_dynamic[labelled], dynamic_threshold)
         for prefix, values in (("static", static_scores), ("dynamic", dynamic_scores)):
             record.update(
@@ -361,7 +368,7 @@ class DnsWindowProcessor:
         The policy is not told of a failed retrain, so the next window that calls for one tries again.
         """
         try:
-            model = refit(self.dynamic, X_train, y_train, kind="dynamic")
+            model = refit(self.dynamic, X_train, y_train)
             version = self._save_dynamic(
                 f"retrained on {len(self.recent)} windows: {why}",
                 rows=len(y_train),

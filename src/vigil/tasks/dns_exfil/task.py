@@ -18,8 +18,8 @@ import json
 import os
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -184,16 +184,29 @@ def featurize_items(
     return frame, good, queries, errors
 
 
+@dataclass(frozen=True)
+class NamesAndRowsModel(LoadedModel):
+    """The real-traffic model (``model``, ``entry``) with the CIC model for the feature rows."""
+
+    rows_model: LoadedModel | None = None
+
+
 def with_rows_model(names_model: LoadedModel, rows_model: LoadedModel | None) -> LoadedModel:
     """The real-traffic model answering a request's query names, carrying the CIC model (static, or
     the dynamic one of a live stream) that answers the CIC feature rows of the same request."""
     if rows_model is None:
         return names_model
-    return LoadedModel(model={**names_model.model, "rows_model": rows_model}, entry=names_model.entry)
+    return NamesAndRowsModel(
+        model=names_model.model,
+        entry=names_model.entry,
+        sidecars=names_model.sidecars,
+        cache=names_model.cache,
+        rows_model=rows_model,
+    )
 
 
 def _model_info(loaded: LoadedModel) -> dict:
-    return {"task": loaded.task, "version": loaded.version, "kind": loaded.model.get("kind", "static")}
+    return {"task": loaded.task, "version": loaded.version, "kind": loaded.entry.get("extra", {}).get("kind", "static")}
 
 
 class DnsExfilTask(Task):
@@ -210,15 +223,10 @@ class DnsExfilTask(Task):
     }
 
     # -- streaming ---------------------------------------------------------------------------------
-    def window_processor(
-        self,
-        store: ArtifactStore,
-        consumer_id: str,
-        policy: Any = None,
-        stream_info: dict | None = None,
-    ) -> Any:
+    def window_processor(self, store, consumer_id, policy=None, stream_info=None):
         """The stream's windows (:class:`~vigil.tasks.dns_exfil.stream.DnsWindowProcessor`), scored
-        by the static model (the newest ``dns_exfil``) against the dynamic one it keeps retraining."""
+        by the static model (the newest ``dns_exfil``) against the dynamic one it keeps retraining
+        (the arguments are :meth:`Task.window_processor`'s)."""
         from vigil.tasks.dns_exfil.stream import DnsWindowProcessor
 
         static = store.load(TASK_NAME)
@@ -229,23 +237,16 @@ class DnsExfilTask(Task):
         from sklearn.model_selection import train_test_split
 
         from vigil.tasks.dns_exfil.generate import STATIC_PHASE, QueryGenerator, cic_rows
-        from vigil.tasks.dns_exfil.model import (
-            cic_frame_to_features,
-            make_bundle,
-            make_pipeline,
-            predict_proba,
-            scores,
-        )
+        from vigil.tasks.dns_exfil.model import cic_frame_to_features, make_pipeline, predict_proba, scores
 
         generator = QueryGenerator(seed=7, data_dir=settings.data_dir / "dns_exfil")
         names, labels = generator.queries(STATIC_PHASE, 8_000)
         frame = cic_rows(names, labels)
         X, y = cic_frame_to_features(frame), labels
         X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
-        pipeline = make_pipeline(DEFAULT_SELECTION, DEFAULT_ALGORITHM).fit(X_train, y_train)
-        bundle = make_bundle(pipeline, DEFAULT_SELECTION, DEFAULT_ALGORITHM)
-        metrics = scores(y_test, predict_proba(bundle, X_test))
-        bundle["pipeline"] = make_pipeline(DEFAULT_SELECTION, DEFAULT_ALGORITHM).fit(X, y)
+        held_out = make_pipeline(DEFAULT_SELECTION, DEFAULT_ALGORITHM).fit(X_train, y_train)
+        metrics = scores(y_test, predict_proba(held_out, X_test))
+        pipeline = make_pipeline(DEFAULT_SELECTION, DEFAULT_ALGORITHM).fit(X, y)
         if (settings.data_dir / "dns_exfil" / "captures.csv.gz").is_file():
             # The served default for query names: real tool captures + real benign names.
             from vigil.tasks.dns_exfil.query_model import train_query_model
@@ -253,7 +254,7 @@ class DnsExfilTask(Task):
             train_query_model(store)
         return store.save(
             self.name,
-            bundle,
+            pipeline,
             metrics=metrics,
             threshold=0.5,
             feature_version=FEATURE_VERSION,
@@ -273,33 +274,33 @@ class DnsExfilTask(Task):
         (:func:`with_rows_model`) when it is the real-traffic model, each row validated per field."""
         from vigil.tasks.dns_exfil.domains import request_domains
         from vigil.tasks.dns_exfil.explain import explain_rows, explain_top
-        from vigil.tasks.dns_exfil.model import predict_proba
+        from vigil.tasks.dns_exfil.model import feature_columns, predict_proba
 
         items = parse_items(request)
-        bundle = loaded.model
-        rows_loaded = bundle.get("rows_model")
-        parts = [(bundle, loaded, list(range(len(items))))]
+        rows_loaded = getattr(loaded, "rows_model", None)
+        parts = [(loaded, list(range(len(items))))]
         if rows_loaded is not None:
             row_indexes = [i for i, item in enumerate(items) if is_feature_row(item)]
             parts = [
-                (bundle, loaded, [i for i in range(len(items)) if not is_feature_row(items[i])]),
-                (rows_loaded.model, rows_loaded, row_indexes),
+                (loaded, [i for i in range(len(items)) if not is_feature_row(items[i])]),
+                (rows_loaded, row_indexes),
             ]
         scored, errors = [], []
-        for part_bundle, part_loaded, indexes in parts:
+        for part_loaded, indexes in parts:
             if not indexes:
                 continue
+            pipeline = part_loaded.model
             frame, good, queries, part_errors = featurize_items(
                 [items[i] for i in indexes],
-                columns=part_bundle.get("feature_columns"),
+                columns=feature_columns(pipeline),
                 indexes=indexes,
                 request=request,
             )
             errors += part_errors
             if good:
-                threshold = float(part_bundle.get("threshold", 0.5))
-                probabilities = predict_proba(part_bundle, frame)
-                why = explain_rows(part_bundle, frame, probabilities >= threshold, explain_top(request.args))
+                threshold = part_loaded.decision_threshold()
+                probabilities = predict_proba(pipeline, frame)
+                why = explain_rows(pipeline, frame, probabilities >= threshold, explain_top(request.args))
                 for index, query, p, reasons in zip(good, queries, probabilities, why):
                     scored.append((index, query, float(p), threshold, part_loaded, reasons))
         if not scored:
@@ -323,7 +324,7 @@ class DnsExfilTask(Task):
             results.append(result)
         answer = {
             "model": _model_info(loaded),
-            "threshold": float(bundle.get("threshold", 0.5)),
+            "threshold": loaded.decision_threshold(),
             "results": results,
             "errors": sorted(errors, key=lambda e: e["index"]),
         }
@@ -333,7 +334,7 @@ class DnsExfilTask(Task):
         if rows_loaded is not None and any(r.get("model") for r in results):
             answer["rows_model"] = {
                 **_model_info(rows_loaded),
-                "threshold": float(rows_loaded.model.get("threshold", 0.5)),
+                "threshold": rows_loaded.decision_threshold(),
             }
         return answer
 

@@ -12,6 +12,7 @@ name it does not know stays a distinct, unseen site. Times are ISO-8601 strings,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -76,7 +77,7 @@ def _visits(session: Any, index: int) -> tuple[list, list]:
     return sites, times
 
 
-def site_token(value: Any, site_ids: dict[str, int], index: int, field: str) -> str:
+def site_token(value: Any, site_ids: Mapping[str, int], index: int, field: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise InvalidInput(
             f"session {index}: {field} must be a site id or a site name",
@@ -114,7 +115,7 @@ def parse_time(value: Any, index: int, field: str) -> pd.Timestamp:
     return stamp.tz_localize(None) if stamp.tzinfo is not None else stamp
 
 
-def sessions_frame(body: Any, site_ids: dict[str, int], max_rows: int) -> pd.DataFrame:
+def sessions_frame(body: Any, site_ids: Mapping[str, int], max_rows: int) -> pd.DataFrame:
     """Every session of ``body`` as one row in Kaggle's layout, or :class:`InvalidInput` for the first bad one."""
     sessions = session_list(body)
     if len(sessions) > max_rows:

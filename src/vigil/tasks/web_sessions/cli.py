@@ -211,7 +211,7 @@ def cmd_predict(args) -> int:
     store = args.store
     loaded = store.load(task.name, args.version)
     sessions = data.read_sessions(args.input)
-    submission = submission_frame(sessions, loaded.model["pipeline"])
+    submission = submission_frame(sessions, loaded.model)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     submission.to_csv(args.output, index=False)
     print(

@@ -31,9 +31,10 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def member_contributions(pipeline, sessions) -> dict[str, Any]:
-    """One pipeline (featurizer, then LogisticRegression or LGBMClassifier): the names, values and
-    contributions of its features, its base value and raw score (logit / log-odds), per session."""
-    featurizer, model = pipeline.steps[0][1], pipeline.steps[-1][1]
+    """One pipeline (its ``features`` step, then LogisticRegression or LGBMClassifier): the names,
+    values and contributions of its features, its base value and raw score (logit / log-odds), per
+    session."""
+    featurizer, model = pipeline.named_steps["features"], pipeline.steps[-1][1]
     X = featurizer.transform(sessions)
     names = featurizer.feature_names()
     if hasattr(model, "coef_"):
@@ -51,10 +52,13 @@ def member_contributions(pipeline, sessions) -> dict[str, Any]:
     return {"names": names, "values": X, "contributions": contributions, "base": base, "raw": raw}
 
 
-def explain_sessions(model, sessions, site_names: dict[str, str], top: int) -> dict[str, list]:
-    """``{"reasons", "raw_scores", "expected_values"}``, one entry per session."""
-    members = getattr(model, "estimators_", None)
-    parts = [member_contributions(m, sessions) for m in members] if members else [member_contributions(model, sessions)]
+def explain_sessions(pipeline, sessions, site_names: dict[str, str], top: int) -> dict[str, list]:
+    """``{"reasons", "raw_scores", "expected_values"}``, one entry per session, for the saved
+    pipeline (its last step a classifier after the featurizer, or the blend of two pipelines)."""
+    members = getattr(pipeline.steps[-1][1], "estimators_", None)
+    parts = (
+        [member_contributions(m, sessions) for m in members] if members else [member_contributions(pipeline, sessions)]
+    )
     n = sessions.shape[0]
     reasons, raw_scores, expected = [], [], []
     for row in range(n):

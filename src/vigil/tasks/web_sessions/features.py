@@ -43,6 +43,7 @@ import copy
 import re
 import warnings
 from collections import Counter
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -563,6 +564,60 @@ def default_blocks(site_names: dict | None = None) -> list:
 def tree_blocks(site_names: dict | None = None) -> list:
     """The blocks of the tree model: the sites as one out-of-fold score, the rest as plain numbers."""
     return [SiteScore(site_names), TopSitesShare(), VisitGaps(), SessionShape(), StartClock()]
+
+
+class SiteDictionary(Mapping, TransformerMixin, BaseEstimator):
+    """The site dictionary (site name -> Kaggle site id) the model was trained with: the first step
+    of the saved pipeline, so the artifact is one estimator that carries its own dictionary.
+
+    Sessions in Kaggle's layout already hold site ids, so ``transform`` passes them on unchanged;
+    the request parser (:func:`~vigil.tasks.web_sessions.api_input.sessions_frame`) reads this step
+    as the mapping it turns the API's site names into ids with. The dictionary is kept as two
+    arrays (names, ids), which a saved model loads far faster than a 48,000-entry dict; the lookup
+    dict is built on first use and never saved.
+
+    >>> sites = SiteDictionary.from_mapping({"vk.com": 7, "www.google.fr": 21})
+    >>> sites["vk.com"], len(sites), "mail.ru" in sites
+    (7, 2, False)
+    """
+
+    def __init__(self, names=(), ids=()):
+        self.names = names
+        self.ids = ids
+
+    @classmethod
+    def from_mapping(cls, site_dic: Mapping[str, int] | None) -> "SiteDictionary":
+        pairs = sorted((str(name), int(site_id)) for name, site_id in (site_dic or {}).items())
+        return cls(
+            names=np.array([name for name, _ in pairs], dtype=str),
+            ids=np.array([site_id for _, site_id in pairs], dtype=np.int64),
+        )
+
+    def __getstate__(self) -> dict:
+        return {key: value for key, value in self.__dict__.items() if not key.startswith("_cache")}
+
+    def _lookup(self) -> dict[str, int]:
+        if "_cache_lookup" not in self.__dict__:
+            self._cache_lookup = dict(zip(np.asarray(self.names).tolist(), np.asarray(self.ids).tolist()))
+        return self._cache_lookup
+
+    def __getitem__(self, name: str) -> int:
+        return self._lookup()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lookup())
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def fit(self, sessions=None, y=None) -> "SiteDictionary":
+        return self  # nothing to learn: the dictionary is given
+
+    def transform(self, sessions: pd.DataFrame) -> pd.DataFrame:
+        return sessions
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
 
 
 class SessionFeaturizer(BaseEstimator, TransformerMixin):

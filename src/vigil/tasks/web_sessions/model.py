@@ -31,13 +31,15 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 from sklearn.model_selection import TimeSeriesSplit
 from sklearn.pipeline import Pipeline
 
+from vigil.boosting import bagged_lightgbm
 from vigil.errors import InvalidInput
+from vigil.metrics import best_f1_threshold, pr_auc, roc_auc, roc_points
+from vigil.plotting import pyplot, save_figure
 from vigil.tasks.web_sessions.data import time_split
-from vigil.tasks.web_sessions.features import FEATURE_VERSION, SessionFeaturizer, default_blocks, tree_blocks
+from vigil.tasks.web_sessions.features import SessionFeaturizer, SiteDictionary, default_blocks, tree_blocks
 
 
 def site_names_of(site_dic: dict[str, int] | None) -> dict[str, str]:
@@ -55,8 +57,6 @@ def candidate_models(
       blocks (:func:`~vigil.tasks.web_sessions.features.tree_blocks`), where trees can cut time
       windows and interactions a sum of weights cannot.
     """
-    from lightgbm import LGBMClassifier
-
     names = site_names_of(site_dic)
     return {
         "logreg": Pipeline(
@@ -70,19 +70,7 @@ def candidate_models(
                 ("features", SessionFeaturizer(tree_blocks(names))),
                 (
                     "model",
-                    LGBMClassifier(
-                        n_estimators=60 if quick else 300,
-                        learning_rate=0.1 if quick else 0.03,
-                        num_leaves=15,
-                        min_child_samples=20,
-                        colsample_bytree=0.8,
-                        subsample=0.8,
-                        subsample_freq=1,
-                        reg_lambda=1.0,
-                        n_jobs=n_jobs,
-                        verbose=-1,
-                        random_state=0,
-                    ),
+                    bagged_lightgbm(60 if quick else 300, 0.1 if quick else 0.03, 15, n_jobs=n_jobs, reg_lambda=1.0),
                 ),
             ]
         ),
@@ -206,25 +194,17 @@ def time_series_cv(
         if "blend" in oof:
             oof["blend"][valid_idx] = np.mean([oof[name][valid_idx] for name in candidates], axis=0)
         for name in names:
-            scores[name].append(float(roc_auc_score(y[valid_idx], oof[name][valid_idx])))
+            scores[name].append(roc_auc(y[valid_idx], oof[name][valid_idx]))
     return scores, oof
-
-
-def best_f1_threshold(y: np.ndarray, scores: np.ndarray) -> float:
-    mask = ~np.isnan(scores)
-    if mask.sum() == 0 or len(np.unique(y[mask])) < 2:
-        return 0.5
-    precision, recall, thresholds = precision_recall_curve(y[mask], scores[mask])
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
 def evaluate(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
     decided = scores >= threshold
     true_positives = int((decided & (y == 1)).sum())
+    both_classes = len(np.unique(y)) == 2
     return {
-        "roc_auc": float(roc_auc_score(y, scores)) if len(np.unique(y)) == 2 else None,
-        "pr_auc": float(average_precision_score(y, scores)) if len(np.unique(y)) == 2 else None,
+        "roc_auc": roc_auc(y, scores) if both_classes else None,
+        "pr_auc": pr_auc(y, scores) if both_classes else None,
         "precision": true_positives / max(int(decided.sum()), 1),
         "recall": true_positives / max(int((y == 1).sum()), 1),
         "positives": int((y == 1).sum()),
@@ -438,7 +418,7 @@ def learning_curve(
                     "alice_train": int(y_window.sum()),
                     "first_day": f"{window['time1'].min():%Y-%m-%d}",
                     "model": name,
-                    "roc_auc": float(roc_auc_score(y_holdout, scores[name])),
+                    "roc_auc": roc_auc(y_holdout, scores[name]),
                     "fit_s": time.perf_counter() - started,
                 }
             )
@@ -452,35 +432,27 @@ def learning_curve(
                     "alice_train": int(y_window.sum()),
                     "first_day": f"{window['time1'].min():%Y-%m-%d}",
                     "model": "blend",
-                    "roc_auc": float(roc_auc_score(y_holdout, np.mean(list(scores.values()), axis=0))),
+                    "roc_auc": roc_auc(y_holdout, np.mean(list(scores.values()), axis=0)),
                     "fit_s": sum(r["fit_s"] for r in rows[-len(scores) :]),
                 }
             )
     return pd.DataFrame(rows)
 
 
-def make_bundle(pipeline: Pipeline, site_dic: dict[str, int] | None) -> dict:
-    """What the artifact holds: the fitted pipeline and the site dictionary the API maps names with."""
-    return {"pipeline": pipeline, "site_ids": dict(site_dic or {}), "feature_version": FEATURE_VERSION}
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+def with_site_dictionary(fitted, site_dic: dict[str, int] | None) -> Pipeline:
+    """What the artifact holds: one pipeline, the site dictionary the API maps names with
+    (:class:`~vigil.tasks.web_sessions.features.SiteDictionary`) first, then the fitted model's
+    steps (the featurizer and the classifier, or the blend of two such pipelines)."""
+    steps = fitted.steps if isinstance(fitted, Pipeline) else [("model", fitted)]
+    return Pipeline([("site_ids", SiteDictionary.from_mapping(site_dic)), *steps])
 
 
 def plot_report(report: TrainingReport, path) -> None:
     """Held-out ROC curve and CV AUC per fold, one PNG."""
-    from sklearn.metrics import roc_curve
-
-    plt = _pyplot()
+    plt = pyplot()
     figure, (roc_axes, cv_axes) = plt.subplots(1, 2, figsize=(10, 4))
     if report.holdout["roc_auc"] is not None:
-        fpr, tpr, _ = roc_curve(report.holdout_labels, report.holdout_scores)
+        fpr, tpr = roc_points(report.holdout_labels, report.holdout_scores)
         roc_axes.plot(fpr, tpr, label=f"{report.chosen} (AUC {report.holdout['roc_auc']:.4f})")
         held_scores, labels = np.asarray(report.holdout_scores), np.asarray(report.holdout_labels)
         false_positive_rate = ((held_scores >= report.threshold) & (labels == 0)).sum() / max(
@@ -505,14 +477,12 @@ def plot_report(report: TrainingReport, path) -> None:
     cv_axes.set(xlabel="time-series fold (later = larger)", ylabel="ROC AUC", title="cross-validation")
     cv_axes.set_xticks(range(1, 1 + max((len(s) for s in report.cv_roc_auc.values()), default=0)))
     cv_axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path, dpi=100)
 
 
 def plot_importance(importance: dict[str, pd.DataFrame], path, top: int = 20) -> None:
     """Which features carry the model: per member, the importance summed by block and the top features."""
-    plt = _pyplot()
+    plt = pyplot()
     members = list(importance)
     figure, axes = plt.subplots(len(members), 2, figsize=(13, 4.5 * max(len(members), 1)), squeeze=False)
     for row, name in enumerate(members):
@@ -532,13 +502,11 @@ def plot_importance(importance: dict[str, pd.DataFrame], path, top: int = 20) ->
             title=f"{name}: top {top} features" + (" (red: towards Alice)" if "coefficient" in head else ""),
         )
         top_axes.tick_params(axis="y", labelsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path, dpi=100)
 
 
 def plot_learning_curve(curve: pd.DataFrame, path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(6.5, 4))
     for name, rows in curve.groupby("model", sort=False):
         axes.plot(rows["n_train"], rows["roc_auc"], marker="o", label=name)
@@ -553,6 +521,4 @@ def plot_learning_curve(curve: pd.DataFrame, path) -> None:
     )
     axes.grid(alpha=0.3)
     axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path, dpi=100)

@@ -106,7 +106,7 @@ class WebSessionsTask(Task):
         }
         entry = store.save(
             self.name,
-            model.make_bundle(pipeline, site_dic),
+            model.with_site_dictionary(pipeline, site_dic),
             metrics=report.metrics(),
             threshold=report.threshold,
             feature_version=FEATURE_VERSION,
@@ -134,10 +134,10 @@ class WebSessionsTask(Task):
     def predict(self, loaded: LoadedModel, request: PredictInput) -> dict:
         if request.json is None:
             raise InvalidInput("send the session(s) as JSON", {"content_type": request.content_type})
-        bundle = loaded.model
-        sessions = api_input.sessions_frame(request.json, bundle["site_ids"], request.max_rows)
-        scores = bundle["pipeline"].predict_proba(sessions)[:, 1]
-        threshold = loaded.threshold if loaded.threshold is not None else 0.5
+        pipeline = loaded.model
+        sessions = api_input.sessions_frame(request.json, pipeline["site_ids"], request.max_rows)
+        scores = pipeline.predict_proba(sessions)[:, 1]
+        threshold = loaded.decision_threshold()
         return {
             "success": True,
             "predictions": [round(float(s), 6) for s in scores],
@@ -151,10 +151,9 @@ class WebSessionsTask(Task):
         from vigil.tasks.web_sessions.explain import explain_sessions
         from vigil.tasks.web_sessions.model import site_names_of
 
-        bundle = loaded.model
-        sessions = api_input.sessions_frame(request.json, bundle["site_ids"], request.max_rows)
-        names = site_names_of(bundle["site_ids"]) if isinstance(bundle["site_ids"], dict) else {}
-        result.update(explain_sessions(bundle["pipeline"], sessions, names, top))
+        pipeline = loaded.model
+        sessions = api_input.sessions_frame(request.json, pipeline["site_ids"], request.max_rows)
+        result.update(explain_sessions(pipeline, sessions, site_names_of(pipeline["site_ids"]), top))
         return result
 
     def example_request(self) -> dict:
