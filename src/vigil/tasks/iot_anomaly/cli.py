@@ -244,5 +244,6 @@ def cmd_compare(args) -> int:
 
     task = IotAnomalyTask()
     settings = args.settings
-    print(comparison_table(task, settings, args.data, args.odd_points, args.seed, args.seeds))
+    seeds = range(args.seed, args.seed + max(args.seeds, 1))
+    print(comparison_table(task, settings, args.data, args.odd_points, seeds))
     return 0
