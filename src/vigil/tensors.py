@@ -81,10 +81,10 @@ def check_matrix(matrix: np.ndarray, dims: tuple[int, ...], what: str = "vector"
     if matrix.shape[0] == 0:
         raise InvalidInput(f"no {what}s in the request", {"rows": 0})
     wide = matrix if matrix.dtype.kind == "f" and matrix.dtype.itemsize >= 4 else matrix.astype(np.float64)
-    ok = np.isfinite(wide)
-    if wide.dtype != np.float32:
-        ok &= np.abs(wide) <= FLOAT32_MAX
-    if not ok.all():
+    # two reductions and no temporary array: a NaN comes out of max/min and fails its comparison, as
+    # do +-inf and doubles past float32's range; only a refused matrix is looked at value by value
+    if not (wide.max() <= FLOAT32_MAX and wide.min() >= -FLOAT32_MAX):
+        ok = np.isfinite(wide) & (np.abs(wide) <= FLOAT32_MAX)
         index, position = divmod(int(np.argmin(ok.ravel(order="C"))), matrix.shape[1])
         raise UnprocessableInput(
             f"{what} {index}, value {position} is not a finite float32", {"index": index, "position": position}
