@@ -48,7 +48,8 @@ class VigilRequest(Request):
         limit = self.max_content_length
         untouched = "stream" not in self.__dict__ and getattr(self, "_cached_data", None) is None
         if not cache or parse_form_data or not untouched or not length or (limit is not None and length > limit):
-            return super().get_data(cache=cache, as_text=as_text, parse_form_data=parse_form_data)
-        data = read_declared_body(self.environ, length)
-        self._cached_data = data  # where werkzeug keeps it: form parsing and later get_data read it there
-        return data.decode(errors="replace") if as_text else data
+            data = super().get_data(cache=cache, parse_form_data=parse_form_data)
+        else:
+            data = read_declared_body(self.environ, length)
+            self._cached_data = data  # where werkzeug keeps it: form parsing and later get_data read it there
+        return data.decode(errors="replace") if as_text else data  # as werkzeug decodes it
