@@ -12,7 +12,9 @@ vectorized, repeated), and the time to score it:
 * ``POST /predict/ember`` with a JSON list of vectors, with an ``application/x-npy`` body (also with
   the same model saved without its ONNX sidecars, so the Booster serves);
 * ``POST /v2/models/ember/infer`` (Open Inference Protocol) with the JSON tensor form and with the
-  binary-data extension (``Inference-Header-Content-Length``, the tensor appended raw).
+  binary-data extension (``Inference-Header-Content-Length``, the tensor appended raw);
+* the two ``/predict/ember`` bodies again through an app on Flask's own request class (werkzeug's
+  body read, 64 KiB at a time: what the service did before ``vigil.service.request``).
 
 The service paths go through the Flask test client (no sockets): middleware, validation, the task,
 the model, the JSON answer. Median of --repeats interleaved rounds; ratio = bare time / path time (1.00x = as fast as
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.getLogger("vigil.service").setLevel(logging.WARNING)  # one JSON log line per request otherwise
 
+    import flask
+
     from vigil.artifacts import ArtifactStore
     from vigil.config import Settings
     from vigil.service import create_app
@@ -114,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         plain = ArtifactStore(Path(folder) / "plain")
         plain.save("ember", loaded.model, threshold=loaded.threshold, feature_version=2)
         plain_client = create_app(Settings.from_env(models_dir=plain.root), plain).test_client()
+        chunked_app = create_app(settings, store)
+        chunked_app.request_class = flask.Request  # werkzeug's get_data, for the same-run comparison
+        chunked_client = chunked_app.test_client()
 
         json_body = json.dumps(X.tolist()).encode()
         npy = io.BytesIO()
@@ -142,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
             "POST /predict/ember, x-npy": post("/predict/ember", npy_body, {"Content-Type": "application/x-npy"}),
             "x-npy, Booster serving": post(
                 "/predict/ember", npy_body, {"Content-Type": "application/x-npy"}, through=plain_client
+            ),
+            "JSON, werkzeug body read": post(
+                "/predict/ember", json_body, {"Content-Type": "application/json"}, through=chunked_client
+            ),
+            "x-npy, werkzeug body read": post(
+                "/predict/ember", npy_body, {"Content-Type": "application/x-npy"}, through=chunked_client
             ),
             "V2 infer, JSON tensor": post("/v2/models/ember/infer", v2_json, {"Content-Type": "application/json"}),
             "V2 infer, binary tensor": post("/v2/models/ember/infer", v2_binary, v2_headers),
