@@ -5,7 +5,9 @@
 One demo model (``train_default``), one matrix of --rows feature vectors (the demo records
 vectorized, repeated), and the time to score it:
 
-* ``bare Booster.predict``: ``lightgbm.Booster.predict`` on the float32 matrix (the baseline);
+* ``bare Booster.predict``: ``lightgbm.Booster.predict`` on the float32 matrix (the baseline; it runs
+  on OpenMP's default number of threads, all the cores), and the same with ``num_threads`` = the
+  model's ``n_jobs``, the threads the service's scorers get;
 * ``ONNX Runtime scorer``: the checked ONNX model the service serves (``vigil.tasks.ember.runtime``);
 * ``json.loads alone`` / ``orjson.loads alone``: parsing the JSON body (the floor of any JSON
   transport; the JSON target is 1.5x the orjson time);
@@ -169,8 +171,12 @@ def main(argv: list[str] | None = None) -> int:
             assert np.allclose(got, expected, rtol=0, atol=1e-6), name
             available[name] = run
 
+        threads = runtime.model_threads(booster)
         runs = {
             "bare Booster.predict": lambda: booster.predict(X),
+            # the bare call runs on OpenMP's default thread count; the service's scorers (ONNX
+            # Runtime, the classifier) on the model's own n_jobs: this row is that like for like
+            f"Booster.predict, {threads} thread(s)": lambda: booster.predict(X, num_threads=threads),
             **({"ONNX Runtime scorer": lambda: scorer.predict(X)} if scorer is not None else {}),
             "json.loads alone": lambda: json.loads(json_body),
             "orjson.loads alone": lambda: orjson.loads(json_body),
