@@ -5,14 +5,18 @@
 One demo model (``train_default``), one matrix of --rows feature vectors (the demo records
 vectorized, repeated), and the time to score it:
 
-* ``bare Booster.predict``: ``lightgbm.Booster.predict`` on the float32 matrix (the baseline);
+* ``bare Booster.predict``: ``lightgbm.Booster.predict`` on the float32 matrix (the baseline; it runs
+  on OpenMP's default number of threads, all the cores), and the same with ``num_threads`` = the
+  model's ``n_jobs``, the threads the service's scorers get;
 * ``ONNX Runtime scorer``: the checked ONNX model the service serves (``vigil.tasks.ember.runtime``);
 * ``json.loads alone`` / ``orjson.loads alone``: parsing the JSON body (the floor of any JSON
   transport; the JSON target is 1.5x the orjson time);
 * ``POST /predict/ember`` with a JSON list of vectors, with an ``application/x-npy`` body (also with
   the same model saved without its ONNX sidecars, so the Booster serves);
 * ``POST /v2/models/ember/infer`` (Open Inference Protocol) with the JSON tensor form and with the
-  binary-data extension (``Inference-Header-Content-Length``, the tensor appended raw).
+  binary-data extension (``Inference-Header-Content-Length``, the tensor appended raw);
+* the two ``/predict/ember`` bodies again through an app on Flask's own request class (werkzeug's
+  body read, 64 KiB at a time: what the service did before ``vigil.service.request``).
 
 The service paths go through the Flask test client (no sockets): middleware, validation, the task,
 the model, the JSON answer. Median of --repeats interleaved rounds; ratio = bare time / path time (1.00x = as fast as
@@ -90,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.getLogger("vigil.service").setLevel(logging.WARNING)  # one JSON log line per request otherwise
 
+    import flask
+
     from vigil.artifacts import ArtifactStore
     from vigil.config import Settings
     from vigil.service import create_app
@@ -114,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         plain = ArtifactStore(Path(folder) / "plain")
         plain.save("ember", loaded.model, threshold=loaded.threshold, feature_version=2)
         plain_client = create_app(Settings.from_env(models_dir=plain.root), plain).test_client()
+        chunked_app = create_app(settings, store)
+        chunked_app.request_class = flask.Request  # werkzeug's get_data, for the same-run comparison
+        chunked_client = chunked_app.test_client()
 
         json_body = json.dumps(X.tolist()).encode()
         npy = io.BytesIO()
@@ -143,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
             "x-npy, Booster serving": post(
                 "/predict/ember", npy_body, {"Content-Type": "application/x-npy"}, through=plain_client
             ),
+            "JSON, werkzeug body read": post(
+                "/predict/ember", json_body, {"Content-Type": "application/json"}, through=chunked_client
+            ),
+            "x-npy, werkzeug body read": post(
+                "/predict/ember", npy_body, {"Content-Type": "application/x-npy"}, through=chunked_client
+            ),
             "V2 infer, JSON tensor": post("/v2/models/ember/infer", v2_json, {"Content-Type": "application/json"}),
             "V2 infer, binary tensor": post("/v2/models/ember/infer", v2_binary, v2_headers),
         }
@@ -156,8 +171,12 @@ def main(argv: list[str] | None = None) -> int:
             assert np.allclose(got, expected, rtol=0, atol=1e-6), name
             available[name] = run
 
+        threads = runtime.model_threads(booster)
         runs = {
             "bare Booster.predict": lambda: booster.predict(X),
+            # the bare call runs on OpenMP's default thread count; the service's scorers (ONNX
+            # Runtime, the classifier) on the model's own n_jobs: this row is that like for like
+            f"Booster.predict, {threads} thread(s)": lambda: booster.predict(X, num_threads=threads),
             **({"ONNX Runtime scorer": lambda: scorer.predict(X)} if scorer is not None else {}),
             "json.loads alone": lambda: json.loads(json_body),
             "orjson.loads alone": lambda: orjson.loads(json_body),

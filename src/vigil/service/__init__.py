@@ -42,6 +42,7 @@ def create_app(settings=None, store=None):
     from vigil.service.jsonprovider import VigilJSONProvider
     from vigil.service.middleware import register_middleware
     from vigil.service.registry import ModelRegistry
+    from vigil.service.request import VigilRequest
 
     jsonlog.configure("vigil", logging.INFO)
     settings = settings or Settings.from_env()
@@ -50,6 +51,7 @@ def create_app(settings=None, store=None):
     app = Flask("vigil", template_folder="web/templates", static_folder="web/static")
     app.config["VIGIL_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.request_class = VigilRequest  # bodies of declared length read in one call (service/request.py)
     app.json = VigilJSONProvider(app)  # numpy values anywhere in an answer become JSON here, once
     generation_file = settings.runtime_dir / "reload-generation" if settings.runtime_dir else None
     registry = ModelRegistry(store, generation_file=generation_file, max_rows=settings.max_rows)

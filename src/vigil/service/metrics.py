@@ -74,6 +74,8 @@ MAX_OBSERVED_SCORES = 1000  # per request, evenly strided: looking at 100k recor
 
 
 def _number(value) -> float | None:
+    if type(value) is float:  # what answers hold nearly always: no abstract-class check (1,000 rows: ~1 ms)
+        return value
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
     return None

@@ -65,7 +65,9 @@ def max_difference(scorer: OnnxScorer, booster: Any, rows: np.ndarray) -> float:
     return float(np.max(np.abs(scorer.predict(rows) - booster.predict(rows))))
 
 
-def _threads(booster: Any) -> int:
+def model_threads(booster: Any) -> int:
+    """The threads the model was given (LightGBM's ``num_threads``, the classifier's ``n_jobs``), at
+    least 1: what the ONNX session gets, as the classifier's own ``predict_proba`` would use."""
     threads = booster.params.get("num_threads") if hasattr(booster, "params") else None
     return int(threads) if isinstance(threads, int) and threads > 0 else 1
 
@@ -84,7 +86,7 @@ def convert_checked(booster: Any, validation: np.ndarray) -> tuple[dict[str, byt
         )
         onnx_bytes = model.SerializeToString()
         validation = np.ascontiguousarray(validation, dtype=np.float32)
-        difference = max_difference(OnnxScorer(onnx_bytes, _threads(booster)), booster, validation)
+        difference = max_difference(OnnxScorer(onnx_bytes, model_threads(booster)), booster, validation)
     except Exception as exc:  # a converter or runtime limitation: Booster serves
         report.update(used=False, refused=f"{type(exc).__name__}: {exc}"[:300])
         log.warning("EMBER model not converted for ONNX Runtime, Booster serves: %s", report["refused"])
@@ -120,7 +122,7 @@ def _checked_scorer(loaded: Any, booster: Any) -> OnnxScorer | None:
     where = f"EMBER model v{loaded.version}"
     try:
         rows = read_npy(sidecars[SIDECAR_ROWS], max_rows=CHECK_ROWS)  # no pickle: dtype and shape checked
-        scorer = OnnxScorer(sidecars[SIDECAR_MODEL], _threads(booster))
+        scorer = OnnxScorer(sidecars[SIDECAR_MODEL], model_threads(booster))
         difference = max_difference(scorer, booster, rows)
     except Exception as exc:
         log.warning("%s: ONNX Runtime refused (%s: %s); Booster serves", where, type(exc).__name__, exc)

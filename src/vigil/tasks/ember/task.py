@@ -287,9 +287,11 @@ class EmberTask(Task):
             scores = model_scores(loaded, loaded.model[0].transform([raw]))
             results = [_result(raw, note)]
             request.computed["raws"] = [raw]
-        for result, score in zip(results, scores):
-            result["probability"] = float(score)
-            result["malicious"] = bool(score >= threshold)
+        scores = np.asarray(scores, dtype=np.float64)
+        # Python floats and bools from numpy in one call each, not a numpy scalar per row (1,000 rows: ~1 ms)
+        for result, score, malicious in zip(results, scores.tolist(), (scores >= threshold).tolist()):
+            result["probability"] = score
+            result["malicious"] = malicious
         return {
             "task": self.name,
             "model_version": loaded.version,

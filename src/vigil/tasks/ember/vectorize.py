@@ -458,19 +458,11 @@ def _sync(*paths: Path) -> None:
             os.close(fd)
 
 
-def vectorize_subset(
-    X_path: Path,
-    y_path: Path,
-    paths: list[Path],
-    feature_version: int = 2,
-    processes: int | None = None,
-    progress: bool = True,
-    subset: str = "",
-) -> tuple[SubsetReport, list[dict]]:
-    """Vectorize ``paths`` into the two memmap files afresh; returns the report and per-row metadata."""
-    report, tracker = vectorize_subset_resumable(
-        X_path, y_path, paths, feature_version, processes, progress, subset, resume=False
-    )
+def vectorize_subset(X_path: Path, y_path: Path, paths: list[Path], **options: Any) -> tuple[SubsetReport, list[dict]]:
+    """Vectorize ``paths`` into the two memmap files afresh; returns the report and per-row metadata.
+    ``options``: :func:`vectorize_subset_resumable`'s (``feature_version``, ``processes``,
+    ``progress``, ``subset``), passed on as they are, so the two cannot drift apart."""
+    report, tracker = vectorize_subset_resumable(X_path, y_path, paths, **options, resume=False)
     metadata = [{k: v for k, v in meta.items() if k != "bad"} for meta in tracker.iter_metadata()]
     tracker.remove()
     return report, metadata
