@@ -56,9 +56,8 @@ def main(argv=None) -> int:
         unlabelled = np.arange(options.labelled, pool)
 
         def in_memory():
-            import joblib
-
-            model = joblib.load(Path(args["EXPT_DIR"]) / "ckpt_0.pkl")
+            # the checkpoint is a skops archive (processes.train), read through the trusted-type check
+            model = processes.load_checkpoint(Path(args["EXPT_DIR"]) / "ckpt_0.pkl")
             split, rows = processes.train_pool(args)
             X = np.asarray(split.X[rows[unlabelled]], dtype=np.float32)  # the whole pool at once
             return model.predict_proba(X)

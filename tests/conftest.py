@@ -112,6 +112,9 @@ SLOW_TESTS = {
     "tests/test_web_sessions.py::test_too_many_sessions_is_refused",
     "tests/test_web_sessions.py::test_dask_training_on_a_two_worker_local_cluster_saves_the_same_artifact",
     "tests/test_web_sessions.py::test_ui_pages_render_for_every_task",
+    # the DNS default model (dns_default_store) and the windows scored with it
+    "tests/test_stream_checkpoint.py::test_a_restored_processor_goes_on_as_the_one_that_never_stopped",
+    "tests/test_stream_checkpoint.py::test_an_altered_checkpoint_is_logged_and_the_processor_starts_afresh",
     # the per-domain detector over a million names, a replayed day, the captures
     "tests/test_dns_domains.py::test_memory_is_bounded_whatever_the_number_of_distinct_names",
     "tests/test_dns_domains.py::test_a_day_of_real_benign_names_flags_no_domain",
@@ -240,6 +243,19 @@ def ember_demo_models(tmp_path_factory) -> Path:
     models = tmp_path_factory.mktemp("ember-demo-models")
     get_task("ember").train_default(ArtifactStore(models), Settings.from_env(models_dir=models))
     return models
+
+
+@pytest.fixture(scope="session")
+def dns_default_store(tmp_path_factory) -> ArtifactStore:
+    """An artifact store holding the DNS default model, trained once per run; read-only for its users
+    (dynamic models a stream saves next to it are theirs to ignore)."""
+    from vigil.tasks import get_task
+
+    root = tmp_path_factory.mktemp("dns-default")
+    settings = Settings.from_env(models_dir=root / "models", work_dir=root / "runs")
+    store = ArtifactStore(settings.models_dir)
+    get_task("dns_exfil").train_default(store, settings)
+    return store
 
 
 @pytest.fixture(scope="session")

@@ -210,3 +210,51 @@ def test_the_state_file_is_outside_the_models_folder():
     settings = Settings(models_dir=Path("/srv/models"), work_dir=Path("/srv/runs"), model_key="k")
     store = ArtifactStore.from_settings(settings)
     assert store.state_dir == Path("/srv/runs/state") and store.model_key == "k"
+
+
+# ----------------------------------------------------------------------------- legacy .joblib artifacts
+
+
+def _list_legacy_joblib(store: ArtifactStore, model) -> str:
+    """Add ``model`` as a .joblib version of "demo" the way releases before skops saved it (the
+    manifest rewritten by the store, so signed when the store has a key); its version."""
+    import hashlib
+    import io
+
+    import joblib
+
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    with store._locked():
+        artifacts = store.read_manifest()
+        version = str(len(artifacts) + 1)
+        path = store.root / "demo" / f"demo-v{version}.joblib"
+        path.write_bytes(buffer.getvalue())
+        sha = hashlib.sha256(buffer.getvalue()).hexdigest()
+        artifacts.append({**artifacts[0], "version": version, "file": f"demo/{path.name}", "sha256": sha})
+        store._write_manifest(artifacts)
+    return version
+
+
+def test_a_joblib_artifact_under_an_unsigned_manifest_is_refused_and_never_unpickled(tmp_path):
+    store = ArtifactStore(tmp_path / "models")
+    store.save("demo", _fitted())
+    version = _list_legacy_joblib(store, Payload(tmp_path / "pwned"))  # its hash matches the manifest
+    with pytest.raises(ArtifactIntegrityError, match=r"joblib \(pickle\) format.*not signed") as refused:
+        store.load("demo", version)
+    assert "vigil bootstrap --force" in refused.value.detail and "VIGIL_MODEL_KEY" in refused.value.detail
+    with pytest.raises(ArtifactIntegrityError, match="joblib"):
+        store.load_file(tmp_path / "models" / "demo" / f"demo-v{version}.joblib")
+    assert not (tmp_path / "pwned").exists()
+    assert store.load("demo", "1").version == "1"  # the .skops artifact still loads
+
+
+def test_a_joblib_artifact_under_a_verified_manifest_signature_loads(tmp_path):
+    store = ArtifactStore(tmp_path / "models", model_key="secret")
+    store.save("demo", _fitted())
+    version = _list_legacy_joblib(store, _fitted())
+    loaded = store.load("demo", version)
+    assert loaded.version == version and loaded.model.predict([[3.0]]).tolist() == [1]
+    # the same files read without the key: the pickle is refused, whatever the hashes say
+    with pytest.raises(ArtifactIntegrityError, match="not signed"):
+        ArtifactStore(tmp_path / "models").load("demo", version)

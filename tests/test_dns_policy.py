@@ -5,9 +5,11 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pytest
 
 from vigil.drift import RetrainPolicy
-from vigil.streaming.results import load_checkpoint, summarize
+from vigil.safe_pickle import UnsafePickle
+from vigil.streaming.results import dump_checkpoint, load_checkpoint, summarize
 
 
 def _errors(rate: float, rng) -> np.ndarray:
@@ -39,15 +41,18 @@ def test_f1_floor_and_checkpointing():
     assert restored.error_history == policy.error_history
 
 
-def test_a_checkpoint_pickled_before_the_policy_moved_to_vigil_drift_still_loads():
+def test_a_checkpoint_that_pickled_the_policy_object_is_refused_under_its_old_module_or_new():
     policy = RetrainPolicy(f1_floor=0.9)
     policy.observe(np.zeros(1000), f1=0.85)
-    # protocols up to 3 name each class as text, so the old module name can be written in place of the new
+    # what releases before plain-data checkpoints wrote; protocols up to 3 name each class as text
     blob = pickle.dumps({"policy": policy}, protocol=2)
     old = blob.replace(b"cvigil.drift\n", b"cvigil.streaming.decision\n")
     assert old != blob
-    restored = load_checkpoint(old)["policy"]
-    assert isinstance(restored, RetrainPolicy) and restored.error_history == policy.error_history
+    for written in (blob, old):
+        with pytest.raises(UnsafePickle, match="refusing to unpickle vigil"):
+            load_checkpoint(written)
+    restored = RetrainPolicy.from_state(load_checkpoint(dump_checkpoint({"policy": policy.to_state()}))["policy"])
+    assert restored.error_history == policy.error_history
 
 
 def test_summary_names_the_windows_where_dynamic_won():

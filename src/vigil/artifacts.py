@@ -5,7 +5,8 @@ Layout of the store (``models/`` by default)::
     models/manifest.json                 every artifact: task, version, sha256, metrics, ...; a sequence
     models/<task>/<task>-v<N>.skops      the fitted pipeline, in skops' format (no code runs on load)
     models/<task>/<task>-v<N>.txt        LightGBM's native text model, when the pipeline holds one
-    models/<task>/<task>-v<N>.joblib     older artifacts (joblib pickles), still loaded when verified
+    models/<task>/<task>-v<N>.joblib     older artifacts (joblib pickles): loaded only from a manifest
+                                         signed with VIGIL_MODEL_KEY, refused otherwise
     models/<task>/<task>-v<N>.<name>     sidecar files a task made at training time (EMBER: the model
                                          converted for ONNX Runtime, the rows it is checked on); each
                                          listed in the entry's ``sidecars`` with its SHA-256
@@ -17,8 +18,11 @@ Threat model. Whoever can write ``models/`` can replace files; the store makes t
   those same bytes, so swapping the file between check and load changes nothing.
 - ``.skops`` files are loaded by skops, which builds only the types it is told to trust; the store
   trusts an exact list of class names (:data:`TRUSTED_TYPES`) and refuses a file naming any other.
-  No pickle, no import of a name the file chooses. ``.joblib`` (pickle) is loaded only after the
-  hash check, for artifacts saved before the skops format.
+  No pickle, no import of a name the file chooses. A ``.joblib`` file (a pickle: loading it runs
+  whatever code it names) is loaded only when the store has ``VIGIL_MODEL_KEY`` and the manifest's
+  HMAC verified, so a signature made with the key covers the SHA-256 of the very bytes unpickled;
+  without a key it is refused (``ArtifactIntegrityError``: retrain to get a ``.skops`` file, or set
+  the key). Nothing saves ``.joblib`` any more; the path is for artifacts saved before skops.
 - Sidecar files are read once and hash-checked the same way at load; their verified bytes are
   handed to the task (``LoadedModel.sidecars``) as data, never imported or unpickled. One that is
   missing or does not match its hash is left out (logged), and the model is served without it.
@@ -26,8 +30,8 @@ Threat model. Whoever can write ``models/`` can replace files; the store makes t
   The highest sequence this machine has accepted is kept outside the models folder
   (``VIGIL_STATE_DIR``); a manifest with a lower one (an old, validly signed manifest put back to
   roll a model back to a known-bad version) is refused. Without a key the manifest is trusted as
-  found: write access to ``models/`` then means control of what is served, short of running code
-  through a ``.skops`` file.
+  found: write access to ``models/`` then means control of which trusted-type model is served, never
+  code execution (no ``.joblib`` is loaded, and a ``.skops`` file builds only trusted types).
 
 Example::
 
@@ -62,6 +66,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = ".skops"
+LEGACY_FORMAT = ".joblib"  # pickles saved before skops: loaded only under a verified manifest signature
 # The exact classes (beyond skops' own trusted numpy/scipy/scikit-learn types) that a .skops
 # artifact may name. A file naming anything else is refused before it is built.
 TRUSTED_TYPES = frozenset(
@@ -401,13 +406,25 @@ class ArtifactStore:
             if not matches:
                 raise ModelNotAvailable(f"task '{task}' has no model version {version}")
             entry = matches[0]
+        pickled = str(entry.get("file", "")).endswith(LEGACY_FORMAT)
+        if not pickled and not str(entry.get("file", "")).endswith(FORMAT):
+            raise ArtifactIntegrityError(f"model file {entry.get('file')} is in no format the store loads")
+        # read_manifest refuses a manifest whose HMAC does not verify whenever the store has a key, so
+        # with a key this entry, and the hash checked below, are covered by a signature made with it
+        if pickled and not self.model_key:
+            raise ArtifactIntegrityError(
+                f"model file {entry['file']} is in the joblib (pickle) format, which runs code when loaded, "
+                "and the manifest is not signed; refusing it",
+                "retrain to save it as .skops (`vigil bootstrap --force`, or `vigil <task> train`), "
+                "or set VIGIL_MODEL_KEY to the key that signed this manifest",
+            )
         data = self.verified_bytes(entry)
         try:
-            if entry["file"].endswith(FORMAT):
-                model = loads_model(data)
-            else:
-                # joblib runs code on load: only ever on bytes that just passed the hash check
+            if pickled:
+                # joblib runs code on load: only on bytes whose hash a verified signature covers
                 model = joblib.load(io.BytesIO(data))
+            else:
+                model = loads_model(data)
         except ArtifactIntegrityError:
             raise
         except Exception as exc:
@@ -451,7 +468,7 @@ class ArtifactStore:
         return data
 
     def load_file(self, path: Path) -> Any:
-        """Load a joblib file only if the manifest lists it with a matching hash."""
+        """The model in ``path``, only if the manifest lists it (then loaded as :meth:`load` loads it)."""
         path = Path(path).resolve()
         for entry in self.read_manifest():
             if (self.root / entry["file"]).resolve() == path:

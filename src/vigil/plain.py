@@ -1,4 +1,5 @@
-"""numpy values as plain Python values: one helper for JSON answers, manifests and bucket pickles.
+"""numpy values as plain Python values: one helper for JSON answers, manifests and bucket pickles;
+and :func:`checked`, the one check of a field read back from plain data (a stream's checkpoint).
 
 >>> import numpy as np
 >>> to_plain({np.int64(1): np.array([0.5, 1.0]), "n": (np.int32(3),)})
@@ -9,7 +10,34 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+from vigil.errors import InvalidInput
+
+
+class InvalidState(InvalidInput):
+    """A saved state that is not what its ``to_state`` writes (altered, or of another layout)."""
+
+
+def checked(value: Any, kinds: type | tuple[type, ...], what: str) -> Any:
+    """``value`` when it is an instance of ``kinds`` (a bool counts as an int only where ``kinds``
+    names bool; floats must be finite), else :class:`InvalidState` naming the field ``what``.
+
+    >>> checked(3, int, "min_gap")
+    3
+    >>> checked(True, int, "min_gap")
+    Traceback (most recent call last):
+    ...
+    vigil.plain.InvalidState: state field 'min_gap': expected int, got bool
+    """
+    allowed = kinds if isinstance(kinds, tuple) else (kinds,)
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        expected = " or ".join(k.__name__ for k in allowed)
+        raise InvalidState(f"state field {what!r}: expected {expected}, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidState(f"state field {what!r} is not finite: {value}")
+    return value
 
 
 def to_plain(value: Any, str_keys: bool = False) -> Any:
@@ -24,4 +52,4 @@ def to_plain(value: Any, str_keys: bool = False) -> Any:
     return value
 
 
-__all__ = ["to_plain"]
+__all__ = ["InvalidState", "checked", "to_plain"]

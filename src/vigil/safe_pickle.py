@@ -202,6 +202,45 @@ def _check_sizes(value: Any, max_items: int) -> None:
                 stack.extend(item)
 
 
+class _DataPickler(pickle.Pickler):
+    """Writes only what :func:`loads_data` reads back: numpy arrays and scalars of numbers,
+    booleans or strings besides the types pickle writes without a reducer."""
+
+    def reducer_override(self, obj):
+        # Called for every object but None, bools and exact ints, floats, bytes, str, dicts, sets,
+        # frozensets, lists and tuples (pickled natively); a subclass of those comes here and is refused.
+        if isinstance(obj, (np.ndarray, np.generic, np.dtype)):
+            dtype = obj if isinstance(obj, np.dtype) else obj.dtype
+            plain_type = type(obj) is np.ndarray or isinstance(obj, np.dtype) or type(obj) is dtype.type
+            if plain_type and dtype.kind in _PLAIN_DTYPE_KINDS:
+                return NotImplemented  # numpy's own reducer: the names it writes are the loader's
+            raise UnsafePickle(f"{type(obj).__module__}.{type(obj).__qualname__} of {dtype} is not plain data")
+        elif type(obj) is range or _global_name(obj) in _LOADABLE_GLOBALS:
+            return NotImplemented
+        raise UnsafePickle(f"{type(obj).__module__}.{type(obj).__qualname__} is not plain data")
+
+
+_PLAIN_DTYPE_KINDS = frozenset("biufcSU")  # booleans, numbers, byte and text strings
+_LOADABLE_GLOBALS = frozenset(_guards(0))
+
+
+def _global_name(obj: Any) -> tuple[str, str] | None:
+    """(module, qualified name) of a class or function pickle would write by name."""
+    module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    return (module, name) if isinstance(module, str) and isinstance(name, str) else None
+
+
+def dumps_data(value: Any) -> bytes:
+    """``value`` pickled if it is plain data (what :func:`loads_data` accepts), else :class:`UnsafePickle`.
+
+    >>> loads_data(dumps_data({"n": [1, 2.5], "x": np.arange(3)}), max_items=10)["x"]
+    array([0, 1, 2])
+    """
+    buffer = io.BytesIO()
+    _DataPickler(buffer, protocol=4).dump(value)
+    return buffer.getvalue()
+
+
 def max_pickle_bytes(max_items: int) -> int:
     return max(MIN_BYTES, BYTES_PER_ITEM * max_items)
 
@@ -243,4 +282,4 @@ def loads_data(data: bytes, *, max_items: int, numpy: bool = True) -> Any:
     return value
 
 
-__all__ = ["UnsafePickle", "loads_data", "max_pickle_bytes"]
+__all__ = ["UnsafePickle", "dumps_data", "loads_data", "max_pickle_bytes"]

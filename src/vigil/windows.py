@@ -23,7 +23,12 @@ class WindowProcessor(Protocol):
     """One task's window logic. Optional members the stream verbs use when present:
     ``window_columns`` (``{name: SQL type}``: fields of its window record stored as results columns
     beyond the generic ones of :mod:`vigil.streaming.results`), ``alert_noun`` (what a window's ``alerts`` flag, e.g. ``"host"``: names the summary's
-    ``<noun>_alerts``) and ``describe_alert(alert) -> str`` (the line printed for each alert)."""
+    ``<noun>_alerts``) and ``describe_alert(alert) -> str`` (the line printed for each alert).
+
+    A checkpoint is plain data (numbers, strings, bytes, lists, tuples, dicts, sets, numeric numpy
+    arrays): the results store refuses to write anything else, and reads it back through
+    :func:`vigil.safe_pickle.loads_data`. ``restore`` gets None for a new stream, and also when the
+    stored checkpoint was refused (not plain data: an older release's pickle, or altered)."""
 
     def parse(self, value: bytes | None) -> Any | None: ...  # a row, None for a control message
 

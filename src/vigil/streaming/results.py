@@ -8,7 +8,10 @@ flags goes to the ``alerts`` table (a key, a kind and the task's own detail as J
 One transaction per window writes the window's row, its rejected messages (topic, partition, offset,
 reason, the value's first bytes), the next offset of every
 partition it covered, and the consumer's checkpoint (policy state, recent windows, dynamic model
-version). Only after that commit does the consumer commit the offsets to Kafka; on start it seeks to
+version: plain data only, written by :func:`vigil.safe_pickle.dumps_data` and read back by
+:func:`vigil.safe_pickle.loads_data`, so a results file cannot make a consumer run code; one that is
+not plain data, such as a checkpoint pickled by an older Vigil, is logged and the consumer starts its
+model state afresh). Only after that commit does the consumer commit the offsets to Kafka; on start it seeks to
 the positions recorded here when they are ahead of Kafka's, so a crash between the two commits cannot
 count a window twice, and a crash before the first loses nothing (the window was never committed).
 """
@@ -16,15 +19,18 @@ count a window twice, and a crash before the first loses nothing (the window was
 from __future__ import annotations
 
 import csv
-import io
 import json
+import logging
 import math
-import pickle
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
+from vigil.safe_pickle import UnsafePickle, dumps_data, loads_data
 from vigil.windows import RETRAIN_FAILED
+
+log = logging.getLogger(__name__)
 
 WINDOW_COLUMNS = [
     "run_key",
@@ -50,19 +56,24 @@ WINDOW_COLUMNS = [
 ALERT_COLUMNS = ["run_key", "window_index", "consumer", "key", "kind", "at", "detail"]
 REJECTED_COLUMNS = ["run_key", "topic", "partition", "offset", "reason", "excerpt", "window_index"]
 
-# Modules a checkpoint's classes were pickled from before they moved, and where they live now.
-MOVED_MODULES = {"vigil.streaming.decision": "vigil.drift"}
+# The most elements any one list, dict or array of a checkpoint may hold when it is read back (a
+# recent window's feature matrix: window size x features, 14,000 values at the default 1,000).
+CHECKPOINT_MAX_ITEMS = 1 << 24
 
 
-class _CheckpointUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        return super().find_class(MOVED_MODULES.get(module, module), name)
+def dump_checkpoint(state: Any) -> bytes:
+    """A processor's checkpoint as bytes; TypeError when it holds more than plain data (numbers,
+    strings, bytes, lists, tuples, dicts, sets, numeric numpy arrays), which could not be read back."""
+    try:
+        return dumps_data(state)
+    except UnsafePickle as exc:
+        raise TypeError(f"a window processor's checkpoint must be plain data: {exc}") from None
 
 
-def load_checkpoint(blob: bytes):
-    """A consumer's checkpoint from the pickle it wrote into its own results file; a class pickled
-    under a module it has since left (``MOVED_MODULES``) is found at its new home."""
-    return _CheckpointUnpickler(io.BytesIO(blob)).load()
+def load_checkpoint(blob: bytes) -> Any:
+    """A checkpoint :func:`dump_checkpoint` wrote; :class:`~vigil.safe_pickle.UnsafePickle` for any
+    other bytes (a pickle of classes, as older releases wrote, is refused before anything is built)."""
+    return loads_data(bytes(blob), max_items=CHECKPOINT_MAX_ITEMS)
 
 
 SCHEMA = """
@@ -130,10 +141,25 @@ class ResultsStore:
         return {int(p): int(o) for p, o in rows}
 
     def checkpoint(self, run_key: str, consumer: str):
+        """The consumer's last checkpoint, None when it has none or when what the file holds is not
+        a plain-data checkpoint (logged: the consumer then starts its model state afresh and resumes
+        from the positions recorded here, and its next window overwrites the checkpoint)."""
         row = self.db.execute(
             "SELECT state FROM checkpoints WHERE run_key=? AND consumer=?", (run_key, consumer)
         ).fetchone()
-        return load_checkpoint(row[0]) if row else None
+        if row is None:
+            return None
+        try:
+            return load_checkpoint(row[0])
+        except UnsafePickle as exc:
+            log.warning(
+                "%s: the checkpoint of consumer %r was refused (%s); it was written by an older release or "
+                "altered, so this consumer's model state starts afresh from the recorded offsets",
+                self.path,
+                consumer,
+                exc,
+            )
+            return None
 
     def _select(self, table: str, columns: list[str], run_key: str | None, order: str) -> list[dict]:
         """Rows of ``table`` as dicts (of one run, or every run), in ``order``."""
@@ -193,7 +219,7 @@ class ResultsStore:
         record = dict(record)
         alerts = record.pop("alerts", None) or []
         record["n_alerts"] = len(alerts)
-        blob = pickle.dumps(state)
+        blob = dump_checkpoint(state)
         self.db.execute("BEGIN IMMEDIATE")
         try:
             index = self.db.execute(

@@ -62,6 +62,7 @@ bits. Nothing grows with the number of distinct names or domains: ``len(detector
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
 from collections import Counter
@@ -70,6 +71,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vigil.plain import InvalidState, checked
 from vigil.tasks.dns_exfil.features import (
     QueryName,
     _registered_split,
@@ -232,6 +234,30 @@ class DomainState:
         return self.fast_bits + self.slow_bits
 
 
+ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(DomainState))
+# what each field of a checkpointed row may hold (the annotations are strings: postponed evaluation)
+_KINDS_OF = {"str": (str,), "int": (int,), "float": (float, int), "dict | None": (dict, type(None))}
+ENTRY_KINDS = tuple((f.name, _KINDS_OF[str(f.type)]) for f in dataclasses.fields(DomainState))
+ALERT_KEYS = frozenset({"domain", "rule", "at", "queries", "trusted", "evidence", "reasons"})
+MAX_BLOOM_BITS = 1 << 33  # 1 GiB per filter: a checkpoint asking for more is not one this code wrote
+
+
+def _check_alert(alert) -> dict:
+    """A checkpointed alert: a dict with the keys :meth:`DomainDetector._raise` writes."""
+    if not isinstance(alert, dict) or not ALERT_KEYS <= alert.keys():
+        raise InvalidState("domains: an alert without the fields the detector writes")
+    checked(alert["evidence"], dict, "domains.alert.evidence")
+    for reason in checked(alert["reasons"], list, "domains.alert.reasons"):
+        checked(checked(reason, dict, "domains.alert.reasons").get("text"), str, "domains.alert.reasons.text")
+    return alert
+
+
+def _in_range(value: int, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise InvalidState(f"state value {value} outside [{low}, {high}]")
+    return value
+
+
 @dataclass
 class DomainDetector:
     capacity: int = DEFAULT_CAPACITY
@@ -255,19 +281,79 @@ class DomainDetector:
     # restart every name is new once more, which can only make a flag come sooner.
     # The table goes as rows of plain values: pickling 4,096 dataclass objects at every window cost
     # 19 ms, a fifth of a window's time.
+    def to_state(self) -> dict:
+        """Settings, counters and the table as plain data (numbers, strings, lists, the alerts' dicts)."""
+        return {
+            "capacity": self.capacity,
+            "fast_window_s": self.fast_window_s,
+            "slow_window_s": self.slow_window_s,
+            "bloom_bits": self.bloom_bits,
+            "thresholds": dataclasses.asdict(self.thresholds),
+            "trusted": list(self.trusted),
+            "entry_fields": list(ENTRY_FIELDS),
+            "entries": [tuple(vars(e).values()) for e in self.entries.values()],
+            "flagged_log": list(self.flagged_log),
+            "seen": self.seen,
+            "evicted": self.evicted,
+            "fast_window": self._fast_window,
+            "slow_window": self._slow_window,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> DomainDetector:
+        """The detector :meth:`to_state` described (empty filters); :class:`~vigil.plain.InvalidState`
+        for anything else: another table layout, a field of the wrong type, more rows than capacity.
+
+        >>> detector = DomainDetector()
+        >>> _ = detector.observe(["a1b2c3.example.com"], [5.0])
+        >>> DomainDetector.from_state(detector.to_state()).verdict("example.com")["queries"]
+        1
+        """
+        checked(state, dict, "domains")
+        numbers = (int, float)
+        thresholds = checked(state.get("thresholds"), dict, "domains.thresholds")
+        if set(thresholds) != {f.name for f in dataclasses.fields(Thresholds)}:
+            raise InvalidState(f"domains.thresholds: unexpected fields {sorted(thresholds)}")
+        detector = cls(
+            capacity=checked(state.get("capacity"), int, "domains.capacity"),
+            fast_window_s=float(checked(state.get("fast_window_s"), numbers, "domains.fast_window_s")),
+            slow_window_s=float(checked(state.get("slow_window_s"), numbers, "domains.slow_window_s")),
+            bloom_bits=_in_range(checked(state.get("bloom_bits"), int, "domains.bloom_bits"), 8, MAX_BLOOM_BITS),
+            thresholds=Thresholds(**{k: checked(v, numbers, f"domains.thresholds.{k}") for k, v in thresholds.items()}),
+            trusted=tuple(
+                checked(s, str, "domains.trusted") for s in checked(state.get("trusted"), list, "domains.trusted")
+            ),
+        )
+        if detector.capacity < 2 or detector.fast_window_s <= 0 or detector.slow_window_s <= 0:
+            raise InvalidState("domains: capacity and windows must be positive")
+        if checked(state.get("entry_fields"), list, "domains.entry_fields") != list(ENTRY_FIELDS):
+            raise InvalidState(f"domains.entries: another table layout ({state['entry_fields']})")
+        rows = checked(state.get("entries"), list, "domains.entries")
+        if len(rows) > detector.capacity:
+            raise InvalidState(f"domains.entries: {len(rows)} rows in a table of capacity {detector.capacity}")
+        for row in rows:
+            if not isinstance(row, tuple) or len(row) != len(ENTRY_FIELDS):
+                raise InvalidState("domains.entries: a row is not one value per field")
+            entry = DomainState(
+                *(checked(v, kinds, f"domains.entries.{name}") for v, (name, kinds) in zip(row, ENTRY_KINDS))
+            )
+            if entry.alert is not None:
+                _check_alert(entry.alert)
+            detector.entries[entry.domain] = entry
+        flagged = checked(state.get("flagged_log"), list, "domains.flagged_log")
+        detector.flagged_log = [_check_alert(alert) for alert in flagged[-MAX_FLAGGED_KEPT:]]
+        detector.seen = checked(state.get("seen"), int, "domains.seen")
+        detector.evicted = checked(state.get("evicted"), int, "domains.evicted")
+        detector._fast_window = checked(state.get("fast_window"), int, "domains.fast_window")
+        detector._slow_window = checked(state.get("slow_window"), int, "domains.slow_window")
+        return detector
+
+    # pickle (a detector copied between processes) goes through the same plain form
     def __getstate__(self):
-        state = dict(self.__dict__)
-        state.pop("_fast_seen", None)
-        state.pop("_slow_seen", None)
-        state["entries"] = [tuple(vars(e).values()) for e in self.entries.values()]
-        return state
+        return self.to_state()
 
     def __setstate__(self, state):
-        rows = state.pop("entries")
-        state["entries"] = {row[0]: DomainState(*row) for row in rows}
-        self.__dict__.update(state)
-        self._fast_seen = BloomFilter(self.bloom_bits)
-        self._slow_seen = BloomFilter(self.bloom_bits)
+        self.__dict__.update(vars(DomainDetector.from_state(state)))
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import time
 
@@ -47,6 +48,7 @@ from vigil.artifacts import ArtifactStore, LoadedModel
 from vigil.drift import RetrainPolicy
 from vigil.lease import RetrainLease
 from vigil.messages import lenient_message
+from vigil.plain import InvalidState, checked
 from vigil.tasks.dns_exfil import DYNAMIC_TASK, STREAMS_FOLDER, write_stream_status
 from vigil.tasks.dns_exfil.domains import DomainDetector
 from vigil.tasks.dns_exfil.fast_features import cic_matrix_and_split, plain_labels
@@ -63,6 +65,8 @@ from vigil.tasks.dns_exfil.features import (
 from vigil.tasks.dns_exfil.model import predict_proba, refit
 from vigil.tasks.dns_exfil.model import window_scores as scores
 from vigil.windows import RETRAIN_FAILED, RejectedMessage, safe_name
+
+log = logging.getLogger(__name__)
 
 
 def _label(obj: dict) -> float:
@@ -194,12 +198,22 @@ class DnsWindowProcessor:
 
     # -- state -------------------------------------------------------------------------------------
     def restore(self, checkpoint) -> None:
+        """Resume from ``checkpoint`` (what :meth:`checkpoint` returned, read back as plain data), or
+        start a new stream. A checkpoint that is not one (altered, or of another layout) is logged and
+        the stream starts afresh from the offsets the results file recorded: no window is counted twice
+        or lost, only the model state (policy, recent windows, domain counters) starts over."""
+        resumed = None
         if checkpoint:
-            self.policy = checkpoint["policy"]
-            self.recent = checkpoint["recent"]
-            self.domains = checkpoint.get("domains") or DomainDetector()
-            if checkpoint["dynamic_version"] is not None:
-                self._take_up(self.store.load(DYNAMIC_TASK, checkpoint["dynamic_version"]))
+            try:
+                resumed = self._read_checkpoint(checkpoint)
+            except InvalidState as exc:
+                log.warning(
+                    "consumer %s: checkpoint refused (%s); its model state starts afresh", self.consumer_id, exc
+                )
+        if resumed is not None:
+            self.policy, self.recent, self.domains, dynamic_version = resumed
+            if dynamic_version is not None:
+                self._take_up(self.store.load(DYNAMIC_TASK, dynamic_version))
             else:
                 self.dynamic, self.dynamic_version = self.static.model, None
             self.pick_up_published()
@@ -212,6 +226,33 @@ class DnsWindowProcessor:
         else:
             self.dynamic_version = None
             self.pick_up_published()
+
+    @staticmethod
+    def _read_checkpoint(checkpoint) -> tuple[RetrainPolicy, list, DomainDetector, str | None]:
+        """The parts of a checkpoint, each checked; InvalidState for anything :meth:`checkpoint` does not write."""
+        checked(checkpoint, dict, "checkpoint")
+        if checkpoint.get("feature_columns") != list(FEATURE_COLUMNS):
+            raise InvalidState("the recent windows hold other feature columns than this version's")
+        recent = []
+        for window in checked(checkpoint.get("recent"), list, "recent"):
+            if len(checked(window, tuple, "recent")) != 2:
+                raise InvalidState("a recent window is not (features, labels)")
+            X, y = (checked(part, np.ndarray, "recent") for part in window)
+            if X.ndim != 2 or X.shape[1] != len(FEATURE_COLUMNS) or y.shape != (len(X),) or X.dtype.kind != "f":
+                raise InvalidState(f"recent window of shape {X.shape} with labels {y.shape}")
+            if y.dtype.kind not in "iu" or not np.isin(y, (0, 1)).all():
+                raise InvalidState("recent window labels must be 0 or 1")
+            recent.append((pd.DataFrame(X, columns=FEATURE_COLUMNS), y.astype(int)))
+        version = checkpoint.get("dynamic_version")
+        if version is not None and not (isinstance(version, str) and version.isdigit()):
+            raise InvalidState(f"dynamic_version must be a version number, got {version!r}")
+        domains = checkpoint.get("domains")
+        return (
+            RetrainPolicy.from_state(checkpoint.get("policy")),
+            recent,
+            DomainDetector() if domains is None else DomainDetector.from_state(domains),
+            version,
+        )
 
     # -- several consumers -----------------------------------------------------------------------------
     def owns_retrain(self) -> bool:
@@ -265,11 +306,14 @@ class DnsWindowProcessor:
         return entry["version"]
 
     def checkpoint(self) -> dict:
+        """The state a restart resumes from, as plain data (numbers, strings, lists, numpy arrays):
+        the results store keeps it in a format that runs no code when read back."""
         return {
-            "policy": self.policy,
-            "recent": self.recent,
+            "policy": self.policy.to_state(),
+            "feature_columns": list(FEATURE_COLUMNS),
+            "recent": [(X.to_numpy(dtype=float), y) for X, y in self.recent],
             "dynamic_version": self.dynamic_version,
-            "domains": self.domains,
+            "domains": self.domains.to_state(),
         }
 
     def heartbeat(self, state: str, **fields) -> None:
