@@ -91,8 +91,6 @@ def test_a_file_swapped_between_hash_check_and_load_never_runs(tmp_path):
     """The swap race that beat the old store (hash the path, then joblib.load the path again): a thread
     keeps replacing a legacy joblib artifact with an attacker's pickle while the store loads it."""
     import io
-    import os
-    import threading
 
     import joblib
 
@@ -114,12 +112,22 @@ def test_a_file_swapped_between_hash_check_and_load_never_runs(tmp_path):
     )
     store.manifest_path.write_text(json.dumps(manifest))
 
+    outcomes = _load_while_swapping(store, "2", legacy, good.getvalue(), evil.getvalue(), tmp_path)
+    assert not (tmp_path / "pwned").exists()
+    assert outcomes["loaded"] + outcomes["refused"] == 200
+
+
+def _load_while_swapping(store, version: str, legacy: Path, good: bytes, evil: bytes, tmp_path: Path) -> dict:
+    """Load ``version`` 200 times while a thread keeps replacing its file with ``evil`` and back."""
+    import os
+    import threading
+
     stop = threading.Event()
 
     def swap():
         staged = {name: tmp_path / name for name in ("good", "evil")}
-        staged["good"].write_bytes(good.getvalue())
-        staged["evil"].write_bytes(evil.getvalue())
+        staged["good"].write_bytes(good)
+        staged["evil"].write_bytes(evil)
         while not stop.is_set():
             for name in ("evil", "good"):
                 tmp = legacy.with_suffix(".swap")
@@ -132,7 +140,7 @@ def test_a_file_swapped_between_hash_check_and_load_never_runs(tmp_path):
     try:
         for _ in range(200):
             try:
-                loaded = store.load("demo", "2")
+                loaded = store.load("demo", version)
                 assert hasattr(loaded.model, "predict")  # the genuine model, never the payload
                 outcomes["loaded"] += 1
             except ArtifactIntegrityError:
@@ -140,8 +148,24 @@ def test_a_file_swapped_between_hash_check_and_load_never_runs(tmp_path):
     finally:
         stop.set()
         swapper.join()
+    return outcomes
+
+
+def test_a_signed_joblib_swapped_between_hash_check_and_load_never_runs(tmp_path):
+    """The same race where a .joblib is still loaded (a signed manifest): only the verified bytes are unpickled."""
+    import io
+
+    import joblib
+
+    store = ArtifactStore(tmp_path / "models", model_key="secret")
+    store.save("demo", _fitted())
+    version = _list_legacy_joblib(store, _fitted())
+    evil = io.BytesIO()
+    joblib.dump(Payload(tmp_path / "pwned"), evil)
+    legacy = tmp_path / "models" / "demo" / f"demo-v{version}.joblib"
+    outcomes = _load_while_swapping(store, version, legacy, legacy.read_bytes(), evil.getvalue(), tmp_path)
     assert not (tmp_path / "pwned").exists()
-    assert outcomes["loaded"] + outcomes["refused"] == 200
+    assert outcomes["loaded"] > 0 and outcomes["loaded"] + outcomes["refused"] == 200
 
 
 def test_new_artifacts_are_skops_and_name_only_trusted_types(tmp_path):
