@@ -141,6 +141,7 @@ def _no_huge_float(column: list) -> bool:
 
 
 _COLUMN_GETTERS = [operator.itemgetter(column) for column in COLUMNS]
+_record_data = operator.itemgetter("data")
 
 
 def _plain_columns(body: list) -> dict[str, list] | None:
@@ -149,7 +150,7 @@ def _plain_columns(body: list) -> dict[str, list] | None:
     list per column, no tuple per event); None where any record needs the record-by-record look
     (which names the fault)."""
     try:
-        events = [_event(record["data"]) for record in body]
+        events = list(map(_event, map(_record_data, body)))  # KeyError / TypeError: not {"data": ...}
         if not set(map(type, events)) <= {dict}:
             return None
         columns = [list(map(getter, events)) for getter in _COLUMN_GETTERS]  # KeyError: a field missing

@@ -223,7 +223,8 @@ class EventWrangler(TransformerMixin, BaseEstimator):
         return pd.DataFrame(wrangle_columns({c: events[c].tolist() for c in COLUMNS}), index=events.index)
 
 
-def _all_texts(values: list) -> list[str]:
+def texts_of(values: list) -> list[str]:
+    """``values`` as text, by :func:`to_text`; the list itself when it holds only strings (one C-level look)."""
     return values if set(map(type, values)) <= {str} else _texts(values)
 
 
@@ -250,7 +251,7 @@ class DistinctWrangled:
 
     def _texts_distinct(self, name: str):
         if name not in self._distinct:
-            self._distinct[name] = self.factorize(_all_texts(list(self.columns[name])))
+            self._distinct[name] = self.factorize(texts_of(list(self.columns[name])))
         return self._distinct[name]
 
     def distinct(self, name: str):
