@@ -68,14 +68,15 @@ def only_plain_values(document: Any) -> bool:
             return False
         values: Any = value.values() if kind is dict else value
         types = set(map(type, values))
-        if kind is list and types == {dict}:  # records: all their values at once
-            values = list(itertools.chain.from_iterable(map(dict.values, value)))
-            types = set(map(type, values))
-            depth += 1
+        records = kind is list and types == {dict}
+        if records:  # all their values at once
+            types = set(map(type, itertools.chain.from_iterable(map(dict.values, value))))
         if types <= _PLAIN_TYPES:
             continue
         if not types <= _PLAIN_TYPES | _CONTAINER_TYPES:
             return False
+        if records:
+            values, depth = itertools.chain.from_iterable(map(dict.values, value)), depth + 1
         pending.extend((item, depth + 1) for item in values if type(item) in _CONTAINER_TYPES)
     return True
 
