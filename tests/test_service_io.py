@@ -1,16 +1,19 @@
-"""The JSON provider writes every answer byte for byte as the stdlib encoder does, whether orjson
-(plain documents) or the stdlib (everything else) writes it."""
+"""Answers written and bodies read byte for byte as before: the JSON provider as the stdlib encoder
+writes them, whether orjson (plain documents) or the stdlib (everything else) does; request bodies
+as werkzeug reads them, in one read or many."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
-from flask import Flask
+from flask import Flask, request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vigil.service.jsonprovider import COMPACT_SEPARATORS, VigilJSONProvider, only_plain_values
+from vigil.service.middleware import WholeBodyRequest, read_length
 
 app = Flask("json-test")
 app.json = VigilJSONProvider(app)
@@ -62,3 +65,39 @@ def test_documents_orjson_refuses_or_writes_otherwise_go_to_the_stdlib():
 def _plain(document):
     """``document`` as the stdlib reads it back: numpy values as Python numbers, keys as strings."""
     return json.loads(json.dumps(document, default=lambda value: value.tolist()))
+
+
+class Trickle(io.RawIOBase):
+    """A socket-like stream: at most ``step`` bytes a read."""
+
+    def __init__(self, data: bytes, step: int):
+        self.data, self.step, self.position = data, step, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        chunk = self.data[self.position : self.position + min(self.step, len(buffer))]
+        buffer[: len(chunk)] = chunk
+        self.position += len(chunk)
+        return len(chunk)
+
+
+def test_a_body_is_read_whole_however_the_stream_hands_it_out():
+    data = bytes(range(256)) * 1000
+    assert read_length(io.BytesIO(data), len(data)) == data
+    assert read_length(Trickle(data, 999), len(data)) == data
+    assert read_length(Trickle(data, 999), 1000) == data[:1000]  # never past the length
+    assert read_length(Trickle(data[:500], 64), 1000) == data[:500]  # a stream that ends early
+
+
+def test_the_request_caches_the_body_where_werkzeug_does():
+    body_app = Flask("body-test")
+    body_app.request_class = WholeBodyRequest
+    data = json.dumps([{"data": "x" * 100_000}]).encode()
+    with body_app.test_request_context("/", method="POST", data=data, content_type="application/json"):
+        assert request.get_data() == data and request.get_data() is request.get_data()
+        assert request.get_json() == json.loads(data)
+    with body_app.test_request_context("/", method="POST", data={"field": "value"}):
+        assert request.get_data()  # read before the form, as the middleware does
+        assert request.form["field"] == "value"
