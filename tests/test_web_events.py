@@ -488,3 +488,26 @@ def test_integer_columns_in_one_numpy_pass_keep_the_per_value_rules():
     assert _bounded_ints(codes, 100, 599, RESPONSE_CODE_DEFAULT, response_code).tolist() == list(
         map(response_code, codes)
     )
+
+
+def test_column_rules_in_c_level_passes_give_the_per_value_rules():
+    """The integer and text columns' fast paths (a few odd values among ints or strings) against
+    the per-value rules, on random mixes of every kind of value JSON gives."""
+    import random
+
+    from vigil.tasks.web_events import wrangling
+
+    odd = [0, 99, 100, 599, 600, -5, 2**53, 2**53 + 1, 2**63, -(2**70), 166.7, 404.0, math.nan, math.inf]
+    odd += [True, None, "404", "abc", "", 3.5e20]
+    rules = [
+        (0, wrangling.MAX_INT, wrangling.REQUEST_SIZE_DEFAULT, wrangling.request_size),
+        (100, 599, wrangling.RESPONSE_CODE_DEFAULT, wrangling.response_code),
+    ]
+    rng = random.Random(7)
+    for _ in range(2000):
+        values = [rng.choice(odd) if rng.random() < 0.3 else rng.randint(-10, 700) for _ in range(rng.randint(0, 12))]
+        for low, high, default, slow in rules:
+            per_value = [wrangling._bounded_int(value, low, high, slow) for value in values]
+            assert wrangling._bounded_ints(list(values), low, high, default, slow).tolist() == per_value
+        texts = [rng.choice(odd) if rng.random() < 0.3 else f"t{rng.randint(0, 9)}" for _ in range(len(values))]
+        assert wrangling.texts_of(texts) == [t if type(t) is str else wrangling.to_text(t) for t in texts]

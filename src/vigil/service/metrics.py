@@ -13,6 +13,7 @@ scores a request are observed, evenly strided over its records, in one call per 
 
 from __future__ import annotations
 
+import itertools
 import numbers
 from pathlib import Path
 
@@ -68,6 +69,7 @@ TIMEOUTS = Counter(
 )
 
 SCORE_KEYS = ("score", "probability", "proba", "anomaly_score", "malicious_probability")
+_SCORE_KEY_SET = frozenset(SCORE_KEYS)
 LIST_KEYS = ("scores", "probabilities")
 RECORD_LIST_KEYS = ("predictions", "results", "records", "outputs")
 MAX_OBSERVED_SCORES = 1000  # per request, evenly strided: looking at 100k records would cost more than the prediction
@@ -117,8 +119,13 @@ def extract_scores(result, limit: int = MAX_OBSERVED_SCORES) -> list[float]:
                 return [value]
         return []
     if isinstance(result, list):
+        sampled = result[:: _stride(len(result), limit)]
+        if set(map(type, sampled)) == {dict} and _SCORE_KEY_SET.isdisjoint(
+            itertools.chain.from_iterable(map(dict.keys, sampled))
+        ):
+            return []  # records without a score (labels only, ML-PT's answer): one C-level look
         scores = []
-        for item in result[:: _stride(len(result), limit)]:
+        for item in sampled:
             if isinstance(item, dict):
                 for key in SCORE_KEYS:
                     value = _number(item.get(key))

@@ -15,7 +15,7 @@ from vigil.config import Settings
 from vigil.errors import InvalidInput
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.web_events.data import SAMPLE_CSV, event_to_request_record, load_events_csv, parse_request
-from vigil.tasks.web_events.wrangling import to_text
+from vigil.tasks.web_events.wrangling import texts_of
 
 EXAMPLE_EVENTS = [  # the two events of ML-PT's README curl example
     {
@@ -51,7 +51,7 @@ def label_response(pipeline, events) -> list[dict]:
     if not columns["EVENT_ID"]:
         return []
     labels = np.asarray(scorer_for(pipeline).predict(events)).astype(np.int64).tolist()  # Python ints
-    ids = [event_id if type(event_id) is str else to_text(event_id) for event_id in columns["EVENT_ID"]]
+    ids = texts_of(columns["EVENT_ID"])  # as they are when all strings (the usual case)
     return [{"EVENT_ID": event_id, "LABEL_PRED": label} for event_id, label in zip(ids, labels)]
 
 

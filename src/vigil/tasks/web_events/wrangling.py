@@ -15,7 +15,9 @@ and those source prefixes stripped from ``MATCHED_VARIABLE_NAME``.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import math
+import operator
 import re
 from functools import lru_cache
 
@@ -166,26 +168,58 @@ def clean_src_and_name(src: str, name: str) -> tuple[str, str]:
 
 
 def _texts(values: list) -> list[str]:
-    return [value if type(value) is str else to_text(value) for value in values]  # str: the usual case
+    """:func:`to_text` of every value; the strings (the usual case) are found and kept in C-level
+    passes, only the others (NaN for a missing value, numbers) go through ``to_text``."""
+    texts = list(values)
+    for position in _positions_not_of_type(values, str):
+        texts[position] = to_text(values[position])
+    return texts
+
+
+def _positions_not_of_type(values: list, kind: type):
+    """The positions of the values whose type is not exactly ``kind``, in order (C-level passes)."""
+    return itertools.compress(itertools.count(), map(operator.is_not, map(type, values), itertools.repeat(kind)))
 
 
 _NUMBER_TYPES = frozenset({int, float})
+_first, _second = operator.itemgetter(0), operator.itemgetter(1)
 
 
 def _bounded_ints(values: list, low: int, high: int, default: int, slow) -> np.ndarray:
     # An int or float within [low, high] gives int(value), as to_bounded_int does for it (int() first,
     # so 166.7 -> 166; NaN fails the comparison); anything else (text, bool, out of range) takes the long way.
-    if values and set(map(type, values)) == {int}:  # JSON's usual case: one numpy pass
+    kinds = set(map(type, values))
+    if kinds == {int}:  # JSON's usual case: one numpy pass
         try:
             numbers = np.array(values, dtype=np.int64)
         except OverflowError:  # beyond int64: value by value below
             pass
         else:  # an int out of range is the default (to_bounded_int's range check)
             return np.where((numbers >= low) & (numbers <= high), numbers, default).astype(np.int64)
-    return np.array(
-        [int(value) if type(value) in _NUMBER_TYPES and low <= value <= high else slow(value) for value in values],
-        dtype=np.int64,
-    )
+    elif int in kinds:  # ints and a few others (NaN for a missing value): the ints in one numpy pass
+        try:
+            return _mostly_bounded_ints(values, low, high, slow)
+        except OverflowError:  # an int beyond int64: value by value below
+            pass
+    return np.array([_bounded_int(value, low, high, slow) for value in values], dtype=np.int64)
+
+
+def _bounded_int(value, low: int, high: int, slow) -> int:
+    return int(value) if type(value) in _NUMBER_TYPES and low <= value <= high else slow(value)
+
+
+def _mostly_bounded_ints(values: list, low: int, high: int, slow) -> np.ndarray:
+    """:func:`_bounded_int` of every value: the ints within [low, high] as they are, in numpy, every
+    other value (the few) one by one."""
+    is_int = np.fromiter(map(operator.is_, map(type, values), itertools.repeat(int)), dtype=bool, count=len(values))
+    numbers = np.array(list(itertools.compress(values, is_int)), dtype=np.int64)  # OverflowError past int64
+    bounded = np.empty(len(values), dtype=np.int64)
+    int_positions = np.flatnonzero(is_int)
+    bounded[int_positions] = numbers
+    outside = int_positions[(numbers < low) | (numbers > high)]
+    for position in itertools.chain(outside.tolist(), _positions_not_of_type(values, int)):
+        bounded[position] = _bounded_int(values[position], low, high, slow)
+    return bounded
 
 
 def wrangle_columns(columns) -> dict:
@@ -223,7 +257,8 @@ class EventWrangler(TransformerMixin, BaseEstimator):
         return pd.DataFrame(wrangle_columns({c: events[c].tolist() for c in COLUMNS}), index=events.index)
 
 
-def _all_texts(values: list) -> list[str]:
+def texts_of(values: list) -> list[str]:
+    """``values`` as text, by :func:`to_text`; the list itself when it holds only strings (one C-level look)."""
     return values if set(map(type, values)) <= {str} else _texts(values)
 
 
@@ -250,7 +285,7 @@ class DistinctWrangled:
 
     def _texts_distinct(self, name: str):
         if name not in self._distinct:
-            self._distinct[name] = self.factorize(_all_texts(list(self.columns[name])))
+            self._distinct[name] = self.factorize(texts_of(list(self.columns[name])))
         return self._distinct[name]
 
     def distinct(self, name: str):
@@ -275,7 +310,7 @@ class DistinctWrangled:
             if self._pairs is None:
                 sources = _texts(list(self.columns["MATCHED_VARIABLE_SRC"]))
                 names = _texts(list(self.columns["MATCHED_VARIABLE_NAME"]))
-                cleaned = [clean_src_and_name(src, name) for src, name in zip(sources, names)]
-                self._pairs = [src for src, _ in cleaned], [name for _, name in cleaned]
+                cleaned = list(map(clean_src_and_name, sources, names))  # C-level calls of the cached rule
+                self._pairs = (list(map(_first, cleaned)), list(map(_second, cleaned)))
             return self._pairs[0] if name == "MATCHED_VARIABLE_SRC" else self._pairs[1]
         raise KeyError(name)

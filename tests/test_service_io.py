@@ -1,0 +1,103 @@
+"""Answers written and bodies read byte for byte as before: the JSON provider as the stdlib encoder
+writes them, whether orjson (plain documents) or the stdlib (everything else) does; request bodies
+as werkzeug reads them, in one read or many."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+from flask import Flask, request
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vigil.service.jsonprovider import COMPACT_SEPARATORS, VigilJSONProvider, only_plain_values
+from vigil.service.middleware import WholeBodyRequest, read_length
+
+app = Flask("json-test")
+app.json = VigilJSONProvider(app)
+
+scalars = st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.text() | st.floats()
+documents = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=30,
+)
+
+
+def stdlib(document) -> str:
+    return json.dumps(document, separators=COMPACT_SEPARATORS, ensure_ascii=True, sort_keys=False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(documents)
+def test_compact_answers_are_the_stdlibs_bytes(document):
+    assert app.json.dumps(document, separators=COMPACT_SEPARATORS) == stdlib(document)
+
+
+def test_the_characters_orjson_writes_differently_are_the_stdlibs():
+    every_ascii = "".join(map(chr, range(128)))
+    for text in (every_ascii, "\x7f", "é", "\u2028", "\U0001f600", "\ud800", "<script>&'"):
+        document = [{"EVENT_ID": text, "LABEL_PRED": 1}, {text: [text, None, True]}]
+        assert app.json.dumps(document, separators=COMPACT_SEPARATORS) == stdlib(document)
+
+
+def test_documents_orjson_refuses_or_writes_otherwise_go_to_the_stdlib():
+    for document in (
+        [{"n": 2**64}, {"n": -(2**63) - 1}],  # past 64 bits
+        {1: "int key"},
+        [{"p": 1e16, "q": float("nan")}],  # exponent and NaN spelled differently
+        [{"label": np.int64(3)}],  # numpy scalars go through ``default``
+        [[[[[[]]]]]] * 2,
+    ):
+        assert app.json.dumps(document, separators=COMPACT_SEPARATORS) == stdlib(_plain(document))
+    deep: list = []
+    for _ in range(300):
+        deep = [deep]
+    assert not only_plain_values(deep)
+    assert app.json.dumps(deep, separators=COMPACT_SEPARATORS) == stdlib(deep)
+    cyclic: list = []
+    cyclic.append(cyclic)
+    assert not only_plain_values(cyclic)
+
+
+def _plain(document):
+    """``document`` as the stdlib reads it back: numpy values as Python numbers, keys as strings."""
+    return json.loads(json.dumps(document, default=lambda value: value.tolist()))
+
+
+class Trickle(io.RawIOBase):
+    """A socket-like stream: at most ``step`` bytes a read."""
+
+    def __init__(self, data: bytes, step: int):
+        self.data, self.step, self.position = data, step, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        chunk = self.data[self.position : self.position + min(self.step, len(buffer))]
+        buffer[: len(chunk)] = chunk
+        self.position += len(chunk)
+        return len(chunk)
+
+
+def test_a_body_is_read_whole_however_the_stream_hands_it_out():
+    data = bytes(range(256)) * 1000
+    assert read_length(io.BytesIO(data), len(data)) == data
+    assert read_length(Trickle(data, 999), len(data)) == data
+    assert read_length(Trickle(data, 999), 1000) == data[:1000]  # never past the length
+    assert read_length(Trickle(data[:500], 64), 1000) == data[:500]  # a stream that ends early
+
+
+def test_the_request_caches_the_body_where_werkzeug_does():
+    body_app = Flask("body-test")
+    body_app.request_class = WholeBodyRequest
+    data = json.dumps([{"data": "x" * 100_000}]).encode()
+    with body_app.test_request_context("/", method="POST", data=data, content_type="application/json"):
+        assert request.get_data() == data and request.get_data() is request.get_data()
+        assert request.get_json() == json.loads(data)
+    with body_app.test_request_context("/", method="POST", data={"field": "value"}):
+        assert request.get_data()  # read before the form, as the middleware does
+        assert request.form["field"] == "value"
