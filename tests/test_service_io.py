@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vigil.service.jsonprovider import COMPACT_SEPARATORS, VigilJSONProvider, only_plain_values
-from vigil.service.middleware import WholeBodyRequest, read_length
+from vigil.service.request import VigilRequest, read_declared_body
 
 app = Flask("json-test")
 app.json = VigilJSONProvider(app)
@@ -85,15 +85,20 @@ class Trickle(io.RawIOBase):
 
 def test_a_body_is_read_whole_however_the_stream_hands_it_out():
     data = bytes(range(256)) * 1000
-    assert read_length(io.BytesIO(data), len(data)) == data
-    assert read_length(Trickle(data, 999), len(data)) == data
-    assert read_length(Trickle(data, 999), 1000) == data[:1000]  # never past the length
-    assert read_length(Trickle(data[:500], 64), 1000) == data[:500]  # a stream that ends early
+
+    def environ(stream, terminated=False):
+        return {"wsgi.input": stream, **({"wsgi.input_terminated": True} if terminated else {})}
+
+    assert read_declared_body(environ(io.BytesIO(data)), len(data)) == data
+    assert read_declared_body(environ(Trickle(data, 999)), len(data)) == data
+    assert read_declared_body(environ(Trickle(data, 999)), 1000) == data[:1000]  # never past the length
+    # a stream that ends early: kept only where the server ends the stream itself
+    assert read_declared_body(environ(Trickle(data[:500], 64), terminated=True), 1000) == data[:500]
 
 
 def test_the_request_caches_the_body_where_werkzeug_does():
     body_app = Flask("body-test")
-    body_app.request_class = WholeBodyRequest
+    body_app.request_class = VigilRequest
     data = json.dumps([{"data": "x" * 100_000}]).encode()
     with body_app.test_request_context("/", method="POST", data=data, content_type="application/json"):
         assert request.get_data() == data and request.get_data() is request.get_data()

@@ -40,7 +40,7 @@ def create_app(settings=None, store=None):
     from vigil.config import Settings
     from vigil.service.errors import register_error_handlers
     from vigil.service.jsonprovider import VigilJSONProvider
-    from vigil.service.middleware import WholeBodyRequest, register_middleware
+    from vigil.service.middleware import register_middleware
     from vigil.service.registry import ModelRegistry
     from vigil.service.request import VigilRequest
 
@@ -49,7 +49,6 @@ def create_app(settings=None, store=None):
     store = store or ArtifactStore.from_settings(settings)
     # relative to the package folder (src/vigil), so the UI files are src/vigil/web/{templates,static}
     app = Flask("vigil", template_folder="web/templates", static_folder="web/static")
-    app.request_class = WholeBodyRequest  # a body of known length read in one go, not 64 KiB at a time
     app.config["VIGIL_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.request_class = VigilRequest  # bodies of declared length read in one call (service/request.py)

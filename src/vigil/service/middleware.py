@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 
-from flask import Flask, Request, current_app, g, request
+from flask import Flask, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from vigil.errors import InvalidInput, VigilError
@@ -30,33 +30,6 @@ API_TOKEN_PATHS = ("/train", "/test", "/infer", "/one_loop", "/end_exp", "/jobs/
 PREDICT_TOKEN_PATHS = ("/predict", "/predict/")
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:\-]{1,128}", re.ASCII)  # used with fullmatch
 BODY_METHODS = ("POST", "PUT", "PATCH")
-
-
-class WholeBodyRequest(Request):
-    """Flask's request, reading a body whose length is known in reads of the whole remaining length
-    instead of werkzeug's 64 KiB chunks gathered in a bytearray (a 4.6 MB body, 10,000 ML-PT events:
-    ~0.7 ms instead of ~8 under load). The bytes are the same, cached where werkzeug caches them, so
-    ``get_json``, ``files`` and ``form`` read them as before; a body without a length (chunked) and
-    every limit are werkzeug's as before."""
-
-    def get_data(self, cache: bool = True, as_text: bool = False, parse_form_data: bool = False):  # type: ignore[override]
-        length = self.content_length
-        if cache and not parse_form_data and length and getattr(self, "_cached_data", None) is None:
-            self._cached_data = read_length(self.stream, length)  # werkzeug's own cache (get_data, form parsing)
-        return super().get_data(cache=cache, as_text=as_text, parse_form_data=parse_form_data)  # type: ignore[call-overload]
-
-
-def read_length(stream, length: int) -> bytes:
-    """Up to ``length`` bytes of ``stream``: fewer where it ends first (what werkzeug's read to the
-    end gives), in as few reads as the stream allows."""
-    chunks, remaining = [], length
-    while remaining > 0:
-        chunk = stream.read(remaining)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _matches(path: str, patterns: tuple[str, ...]) -> bool:
