@@ -2,10 +2,11 @@
 
 Most names in a DNS stream are plain ASCII host names with no ``\\DDD`` escape. For those the
 per-byte Python loops of the feature blocks (parsing the presentation form, counting character
-classes, shaping labels for the suffix lookup) are replaced by C-level string methods: ``split``,
-``bytes.translate`` to count classes, one ``Counter`` for the entropy, the suffix lookup on the last
-labels only (cached: a stream repeats its zones). Every value is computed by the same formula as the
-blocks, in the same order of operations, so rows are *equal*, not close (tests/test_dns_stream_speed.py
+classes, shaping labels for the suffix lookup) are replaced by one numpy pass over the bytes of all
+the plain names of a window (character classes by a lookup table and one ``bincount``, the entropy
+from per-name byte histograms), ``split`` for the labels, and the suffix lookup on the last labels only
+(cached: a stream repeats its zones). Every value is computed by the same formula as the blocks, from
+the same floats added in the same order, so rows are *equal*, not close (tests/test_dns_stream_speed.py
 checks it on the shipped captures and benign names). A name that is not plain (an escape, a
 non-ASCII character, an empty or over-long label) goes through the extractor as before.
 
@@ -18,22 +19,31 @@ non-ASCII character, an empty or over-long label) goes through the extractor as 
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
+
 import numpy as np
 
-from vigil.tasks.dns_exfil.domains import _SAFE_CHARS, _SUFFIX_TAIL, _tail_index
+from vigil.tasks.dns_exfil.domains import _SUFFIX_TAIL, _tail_index, suffix_shape
 from vigil.tasks.dns_exfil.features import (
-    _LETTER_RUN,
     FEATURE_COLUMNS,
+    MAX_NAME_LENGTH,
     QueryFeatureExtractor,
-    _entropy,
+    _terms,
     english_words,
     parse_query_name,
     registered_domain_index,
 )
 
-_UPPER = bytes(range(65, 91))
-_LOWER = bytes(range(97, 123))
-_DIGITS = bytes(range(48, 58))
+# byte classes of the CIC counts, in one lookup table: upper, lower, digit, dot, anything else
+_OTHER, _UPPER, _LOWER, _DIGIT, _DOT = range(5)
+_N_CLASSES = 5
+_CLASS_OF_BYTE = np.full(256, _OTHER, dtype=np.int64)
+_CLASS_OF_BYTE[ord("A") : ord("Z") + 1] = _UPPER
+_CLASS_OF_BYTE[ord("a") : ord("z") + 1] = _LOWER
+_CLASS_OF_BYTE[ord("0") : ord("9") + 1] = _DIGIT
+_CLASS_OF_BYTE[ord(".")] = _DOT
+_LOWER_RUN = re.compile(r"[a-z]+")  # the letter runs of a lower-cased ASCII name: the same runs, lowered
 
 
 def plain_labels(raw) -> list[str] | None:
@@ -54,42 +64,85 @@ def plain_labels(raw) -> list[str] | None:
 
 def _sld_index(labels: list[str]) -> int:
     tail = labels[-_SUFFIX_TAIL:]
-    shape = ".".join(label if _SAFE_CHARS.issuperset(label) else "a" * len(label) for label in tail)
-    index = _tail_index(shape, len(tail))
+    index = _tail_index(suffix_shape(tail), len(tail))
     if index < 0:  # the tail is all public suffix: the full lookup decides
         return registered_domain_index(parse_query_name(".".join(labels)))
     return len(labels) - len(tail) + index
 
 
-def cic_row(labels: list[str], words: frozenset[str], index: int | None = None) -> list[float]:
-    text = ".".join(labels)
-    data = text.encode("ascii")
-    n = len(data)
-    upper = n - len(data.translate(None, _UPPER))
-    lower = n - len(data.translate(None, _LOWER))
-    numeric = n - len(data.translate(None, _DIGITS))
-    lengths = [len(label) for label in labels]
-    found = [t for t in (t.lower() for t in _LETTER_RUN.findall(text)) if t in words]
-    longest = max(found, key=len) if found else ""
-    index = _sld_index(labels) if index is None else index
-    sub = len(".".join(labels[:index])) if index > 0 else 0
-    sld = len(labels[index]) if index >= 0 else 0
-    return [
-        float(n),
-        float(sub),
-        float(upper),
-        float(lower),
-        float(numeric),
-        float(_entropy(data)),
-        float(n - upper - lower - numeric),
-        float(len(labels)),
-        float(max(lengths)),
-        float(sum(lengths) / len(lengths)),
-        float(len(longest)),
-        float(sld),
-        float(sub + 1 + sld if sub else sld),
-        float(bool(sub)),
-    ]
+@lru_cache(maxsize=1)
+def _term_table() -> np.ndarray:
+    """``_term_table()[n, c]`` is ``_terms(n)[c]``: the very floats the feature block sums, for every
+    name length a plain name can have."""
+    table = np.zeros((MAX_NAME_LENGTH + 1, MAX_NAME_LENGTH + 1))
+    for n in range(1, MAX_NAME_LENGTH + 1):
+        table[n, : n + 1] = _terms(n)
+    return table
+
+
+def _entropies(data: np.ndarray, name_of: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """:func:`~vigil.tasks.dns_exfil.features._entropy` of every name of ``data`` (the names' bytes one
+    after another, ``name_of`` the name of each byte): per name, the byte histogram's terms summed in
+    the order the bytes first appear (a Counter's order), left to right, so each value is the same float."""
+    n_names, positions = len(lengths), np.arange(len(data))
+    keys = name_of * 256 + data
+    first = np.full(n_names * 256, len(data))
+    np.minimum.at(first, keys, positions)
+    counts = np.bincount(keys, minlength=n_names * 256)
+    at_first = first[keys] == positions  # each distinct byte of a name, where it first appears
+    owner = name_of[at_first]
+    terms = _term_table()[lengths[owner], counts[keys[at_first]]]
+    distinct = np.bincount(owner, minlength=n_names)
+    rank = np.arange(len(owner)) - (np.cumsum(distinct) - distinct)[owner]
+    padded = np.zeros((n_names, int(distinct.max())))  # a name's terms in a row, zeros after them
+    padded[owner, rank] = terms
+    total = np.zeros(n_names)
+    for column in padded.T:
+        total = total + column
+    return -total + 0.0
+
+
+def _plain_block(labels_of: list[list[str]], indexes: list[int], words: frozenset[str]) -> np.ndarray:
+    """The rows of plain names (their labels and sld indexes): the counts and the entropy in one numpy
+    pass over the window's bytes, the words and label lengths per name."""
+    texts = [".".join(labels) for labels in labels_of]
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    data = np.frombuffer("".join(texts).encode("ascii"), dtype=np.uint8)
+    name_of = np.repeat(np.arange(len(texts)), lengths)
+    classes = np.bincount(name_of * _N_CLASSES + _CLASS_OF_BYTE[data], minlength=_N_CLASSES * len(texts))
+    classes = classes.reshape(-1, _N_CLASSES).astype(float)
+    upper, lower, numeric, dots = classes[:, _UPPER], classes[:, _LOWER], classes[:, _DIGIT], classes[:, _DOT]
+    per_name = np.array(
+        [
+            (
+                max(map(len, labels)),
+                max((len(t) for t in _LOWER_RUN.findall(text.lower()) if t in words), default=0),
+                sum(map(len, labels[:index])) + index - 1 if index > 0 else 0,  # the subdomain's bytes
+                len(labels[index]),
+            )
+            for labels, text, index in zip(labels_of, texts, indexes)
+        ],
+        dtype=float,
+    ).reshape(-1, 4)
+    labels_max, longest, sub, sld = per_name.T
+    n = lengths.astype(float)
+    columns = {
+        "FQDN_count": n,
+        "subdomain_length": sub,
+        "upper": upper,
+        "lower": lower,
+        "numeric": numeric,
+        "entropy": _entropies(data, name_of, lengths),
+        "special": n - upper - lower - numeric,
+        "labels": dots + 1.0,  # a plain name has no empty label
+        "labels_max": labels_max,
+        "labels_average": (n - dots) / (dots + 1.0),  # the labels' bytes / their number
+        "longest_word": longest,
+        "sld": sld,
+        "len": np.where(sub > 0, sub + 1 + sld, sld),
+        "subdomain": (sub > 0).astype(float),
+    }
+    return np.column_stack([columns[c] for c in FEATURE_COLUMNS])
 
 
 def cic_matrix(names, extractor: QueryFeatureExtractor | None = None) -> np.ndarray:
@@ -100,17 +153,22 @@ def cic_matrix(names, extractor: QueryFeatureExtractor | None = None) -> np.ndar
 def cic_matrix_and_split(names, extractor: QueryFeatureExtractor | None = None):
     """:func:`cic_matrix`, and per name its (registered domain, subdomain) from the same split
     (None for a name that is not plain): what the per-domain detector needs, not computed twice."""
-    words = english_words()
-    rows, splits = [], []
-    for raw in names:
+    names = list(names)
+    matrix = np.empty((len(names), len(FEATURE_COLUMNS)))
+    splits: list[tuple[str, str] | None] = [None] * len(names)
+    plain, labels_of, indexes = [], [], []
+    for i, raw in enumerate(names):
         labels = plain_labels(raw)
-        if labels is not None:
-            index = _sld_index(labels)
-            rows.append(cic_row(labels, words, index))
-            splits.append((".".join(labels[index:]).lower(), ".".join(labels[:index])))
-        else:
+        if labels is None:
             extractor = extractor or QueryFeatureExtractor()
             features = extractor.features(raw)
-            rows.append([features[c] for c in FEATURE_COLUMNS])
-            splits.append(None)
-    return np.asarray(rows, dtype=float).reshape(-1, len(FEATURE_COLUMNS)), splits
+            matrix[i] = [features[c] for c in FEATURE_COLUMNS]
+            continue
+        index = _sld_index(labels)
+        plain.append(i)
+        labels_of.append(labels)
+        indexes.append(index)
+        splits[i] = (".".join(labels[index:]).lower(), ".".join(labels[:index]))
+    if plain:
+        matrix[plain] = _plain_block(labels_of, indexes, english_words())
+    return matrix, splits

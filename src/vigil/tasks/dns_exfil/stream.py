@@ -290,12 +290,16 @@ class DnsWindowProcessor:
         split: dict[int, tuple[str, str]] = {}
         if deferred:  # the plain names of the window, featurised together (fast_features.py)
             matrix, splits = cic_matrix_and_split([rows[i][2] for i in deferred])
-            rows = list(rows)
-            for i, features, parts in zip(deferred, matrix.tolist(), splits):
-                rows[i] = (features, *rows[i][1:])
-                if parts is not None:
-                    split[i] = parts
-        X = pd.DataFrame([r[0] for r in rows], columns=FEATURE_COLUMNS, dtype=float)
+            split = {i: parts for i, parts in zip(deferred, splits) if parts is not None}
+            if len(deferred) < len(rows):
+                built = [i for i, r in enumerate(rows) if r[0] is not None]
+                values = np.empty((len(rows), len(FEATURE_COLUMNS)))
+                values[deferred] = matrix
+                values[built] = [rows[i][0] for i in built]
+                matrix = values
+        else:
+            matrix = np.array([r[0] for r in rows], dtype=float).reshape(-1, len(FEATURE_COLUMNS))
+        X = pd.DataFrame(matrix, columns=FEATURE_COLUMNS, copy=False)
         y = np.array([r[1] for r in rows], dtype=float)
         labelled = ~np.isnan(y)
         alerts = []
