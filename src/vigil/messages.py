@@ -24,6 +24,8 @@ import json
 import math
 import re
 
+import orjson
+
 from vigil.windows import RejectedMessage
 
 MAX_JSON_DEPTH = 32
@@ -74,12 +76,24 @@ def _finite_fields(pairs: list) -> dict:
 _DECODER = json.JSONDecoder(object_pairs_hook=_finite_fields)
 
 
+# orjson gives the standard parser's values for what it accepts, except integers beyond 64 bits (as
+# floats, from -2**63 - 1 down): a value with a run of 19 digits, and whatever orjson refuses (NaN,
+# 1e400, a BOM, a lone surrogate, any error), go to the standard parser, which reads it or says why
+# not, as before.
+_LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
+
+
 def json_message(value: bytes | None, max_depth: int = MAX_JSON_DEPTH):
     """The parsed JSON of a message value; RejectedMessage with the reason when it cannot be used."""
     if value is None or not value.strip():
         raise RejectedMessage("empty message")
     if json_depth_exceeds(value, max_depth):
         raise RejectedMessage(f"JSON nested deeper than {max_depth} levels")
+    if not _LONG_DIGIT_RUN.search(value):
+        try:
+            return orjson.loads(value)  # never NaN or an infinity: those are errors to orjson
+        except orjson.JSONDecodeError:
+            pass
     try:
         text = value.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -81,6 +81,32 @@ def _label(obj: dict) -> float:
 
 
 _TEXT_COLUMNS = frozenset({"longest_word", "sld"})  # may hold the word or label itself (coerce_csv_value)
+_NUMBER_COLUMNS = [c for c in FEATURE_COLUMNS if c not in _TEXT_COLUMNS]
+_WORD_AT, _SLD_AT = sorted(FEATURE_COLUMNS.index(c) for c in ("longest_word", "sld"))
+_FLOAT_WORDS = frozenset({"nan", "inf", "infinity"})  # the letters-only texts float() reads as a number
+
+
+def _plain_row(obj: dict) -> list[float] | None:
+    """The row of a message whose fields are all plain (numbers or number texts, a word and a label
+    text), as the checking loop of ``parse`` builds it; None for anything else, which that loop then
+    reads or rejects with the reason. The checks are over the whole row at once: within the float32
+    range both ways, and no NaN (which the sum would carry)."""
+    try:
+        row = list(map(float, map(obj.__getitem__, _NUMBER_COLUMNS)))
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+    total = sum(row)
+    if not (max(row) <= FLOAT32_MAX and min(row) >= -FLOAT32_MAX and total == total):
+        return None
+    word, sld = obj.get("longest_word"), obj.get("sld")
+    if type(word) is not str or type(sld) is not str:
+        return None
+    word = word.strip()
+    if word and not (word.isalpha() and word.lower() not in _FLOAT_WORDS):
+        return None  # a number, or a text float() could read: coerce_csv_value decides
+    row.insert(_WORD_AT, float(len(word)))
+    row.insert(_SLD_AT, float(len(sld.strip())))
+    return row
 FLAGGED_IN_HEARTBEAT = 50  # the newest flagged domains a stream's heartbeat lists for GET /dns/domains
 
 
@@ -162,6 +188,9 @@ class DnsWindowProcessor:
             except ValueError as exc:
                 raise RejectedMessage(f"query: {exc}") from exc
             return [features[c] for c in FEATURE_COLUMNS], label, obj["query"], _event_time(obj)
+        plain = _plain_row(obj)
+        if plain is not None:
+            return plain, label, None, None
         row = []
         for column in FEATURE_COLUMNS:
             if column not in obj:
