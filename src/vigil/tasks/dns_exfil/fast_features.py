@@ -19,7 +19,6 @@ non-ASCII character, an empty or over-long label) goes through the extractor as 
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 import numpy as np
@@ -43,7 +42,8 @@ _CLASS_OF_BYTE[ord("A") : ord("Z") + 1] = _UPPER
 _CLASS_OF_BYTE[ord("a") : ord("z") + 1] = _LOWER
 _CLASS_OF_BYTE[ord("0") : ord("9") + 1] = _DIGIT
 _CLASS_OF_BYTE[ord(".")] = _DOT
-_LOWER_RUN = re.compile(r"[a-z]+")  # the letter runs of a lower-cased ASCII name: the same runs, lowered
+# every ASCII character but a letter as a space: str.split() then gives the letter runs (_LETTER_RUN's)
+_NON_LETTER_TO_SPACE = str.maketrans({chr(code): " " for code in range(128) if not chr(code).isalpha()})
 
 
 def plain_labels(raw) -> list[str] | None:
@@ -84,22 +84,41 @@ def _entropies(data: np.ndarray, name_of: np.ndarray, lengths: np.ndarray) -> np
     """:func:`~vigil.tasks.dns_exfil.features._entropy` of every name of ``data`` (the names' bytes one
     after another, ``name_of`` the name of each byte): per name, the byte histogram's terms summed in
     the order the bytes first appear (a Counter's order), left to right, so each value is the same float."""
-    n_names, positions = len(lengths), np.arange(len(data))
-    keys = name_of * 256 + data
-    first = np.full(n_names * 256, len(data))
+    n_names, positions = len(lengths), np.arange(len(data), dtype=np.int32)
+    # (name, byte) as one key, the bytes renumbered to those present: tables of a few hundred kB, not
+    # names x 256 (fresh megabytes each window cost more in page faults than the counting itself)
+    present = np.bincount(data, minlength=256) > 0
+    width = int(present.sum())
+    keys = name_of * width + (np.cumsum(present, dtype=np.int32) - 1)[data]
+    first = np.full(n_names * width, len(data), dtype=np.int32)
     np.minimum.at(first, keys, positions)
-    counts = np.bincount(keys, minlength=n_names * 256)
+    counts = np.bincount(keys, minlength=n_names * width)
     at_first = first[keys] == positions  # each distinct byte of a name, where it first appears
     owner = name_of[at_first]
     terms = _term_table()[lengths[owner], counts[keys[at_first]]]
     distinct = np.bincount(owner, minlength=n_names)
     rank = np.arange(len(owner)) - (np.cumsum(distinct) - distinct)[owner]
-    padded = np.zeros((n_names, int(distinct.max())))  # a name's terms in a row, zeros after them
-    padded[owner, rank] = terms
+    by_rank = np.zeros((int(distinct.max()), n_names))  # a name's terms down its column, zeros after them
+    by_rank[rank, owner] = terms
     total = np.zeros(n_names)
-    for column in padded.T:
-        total = total + column
+    for terms_of_rank in by_rank:  # left to right within each name, every name at once
+        total += terms_of_rank
     return -total + 0.0
+
+
+def _longest_words(texts: list[str], data: np.ndarray, name_of: np.ndarray, words: frozenset[str]) -> np.ndarray:
+    """Per name, the length of its longest letter run that is an English word (0 if none): the runs of
+    all the names by one split, looked up in one ``map``, the longest per name by numpy."""
+    runs = ".".join(texts).lower().translate(_NON_LETTER_TO_SPACE).split()  # the dots part two names' runs
+    letter = (data | 0x20) - ord("a") < 26  # uint8 arithmetic: ``a-z`` and ``A-Z`` only
+    starts = letter.copy()
+    starts[1:] &= ~letter[:-1] | (name_of[1:] != name_of[:-1])  # a run starts after a non-letter or a name
+    owner = name_of[starts]  # the name of each run, in the order findall gives them
+    found = np.fromiter(map(words.__contains__, runs), dtype=bool, count=len(runs))
+    lengths = np.fromiter(map(len, runs), dtype=np.int64, count=len(runs))
+    longest = np.zeros(len(texts), dtype=np.int64)
+    np.maximum.at(longest, owner, np.where(found, lengths, 0))
+    return longest.astype(float)
 
 
 def _plain_block(labels_of: list[list[str]], indexes: list[int], words: frozenset[str]) -> np.ndarray:
@@ -108,7 +127,7 @@ def _plain_block(labels_of: list[list[str]], indexes: list[int], words: frozense
     texts = [".".join(labels) for labels in labels_of]
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     data = np.frombuffer("".join(texts).encode("ascii"), dtype=np.uint8)
-    name_of = np.repeat(np.arange(len(texts)), lengths)
+    name_of = np.repeat(np.arange(len(texts), dtype=np.int32), lengths)
     classes = np.bincount(name_of * _N_CLASSES + _CLASS_OF_BYTE[data], minlength=_N_CLASSES * len(texts))
     classes = classes.reshape(-1, _N_CLASSES).astype(float)
     upper, lower, numeric, dots = classes[:, _UPPER], classes[:, _LOWER], classes[:, _DIGIT], classes[:, _DOT]
@@ -116,15 +135,14 @@ def _plain_block(labels_of: list[list[str]], indexes: list[int], words: frozense
         [
             (
                 max(map(len, labels)),
-                max((len(t) for t in _LOWER_RUN.findall(text.lower()) if t in words), default=0),
                 sum(map(len, labels[:index])) + index - 1 if index > 0 else 0,  # the subdomain's bytes
                 len(labels[index]),
             )
-            for labels, text, index in zip(labels_of, texts, indexes)
+            for labels, index in zip(labels_of, indexes)
         ],
         dtype=float,
-    ).reshape(-1, 4)
-    labels_max, longest, sub, sld = per_name.T
+    ).reshape(-1, 3)
+    labels_max, sub, sld = per_name.T
     n = lengths.astype(float)
     columns = {
         "FQDN_count": n,
@@ -137,7 +155,7 @@ def _plain_block(labels_of: list[list[str]], indexes: list[int], words: frozense
         "labels": dots + 1.0,  # a plain name has no empty label
         "labels_max": labels_max,
         "labels_average": (n - dots) / (dots + 1.0),  # the labels' bytes / their number
-        "longest_word": longest,
+        "longest_word": _longest_words(texts, data, name_of, words),
         "sld": sld,
         "len": np.where(sub > 0, sub + 1 + sld, sld),
         "subdomain": (sub > 0).astype(float),
