@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -101,9 +102,7 @@ def _entropy_bits(piece: str) -> float:
     n = len(piece)
     if n < 2:
         return 0.0
-    # each distinct character's count in the order it first appears, as Counter(piece).values() gives
-    # them (so the same sum), without building a Counter (most of a new name's cost in the detector)
-    return -n * sum(map(_terms(n).__getitem__, map(piece.count, dict.fromkeys(piece)))) + 0.0
+    return -n * sum(map(_terms(n).__getitem__, Counter(piece).values())) + 0.0
 
 
 def novel_part(sub: str, previous: str) -> str:

@@ -19,20 +19,17 @@ non-ASCII character, an empty or over-long label) goes through the extractor as 
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 from vigil.tasks.dns_exfil.domains import _SUFFIX_TAIL, _tail_index, suffix_shape
 from vigil.tasks.dns_exfil.features import (
     FEATURE_COLUMNS,
-    MAX_NAME_LENGTH,
     QueryFeatureExtractor,
-    _terms,
     english_words,
     parse_query_name,
     registered_domain_index,
 )
+from vigil.tasks.dns_exfil.histograms import byte_entropies, texts_bytes
 
 # byte classes of the CIC counts, in one lookup table: upper, lower, digit, dot, anything else
 _OTHER, _UPPER, _LOWER, _DIGIT, _DOT = range(5)
@@ -70,42 +67,6 @@ def _sld_index(labels: list[str]) -> int:
     return len(labels) - len(tail) + index
 
 
-@lru_cache(maxsize=1)
-def _term_table() -> np.ndarray:
-    """``_term_table()[n, c]`` is ``_terms(n)[c]``: the very floats the feature block sums, for every
-    name length a plain name can have."""
-    table = np.zeros((MAX_NAME_LENGTH + 1, MAX_NAME_LENGTH + 1))
-    for n in range(1, MAX_NAME_LENGTH + 1):
-        table[n, : n + 1] = _terms(n)
-    return table
-
-
-def _entropies(data: np.ndarray, name_of: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """:func:`~vigil.tasks.dns_exfil.features._entropy` of every name of ``data`` (the names' bytes one
-    after another, ``name_of`` the name of each byte): per name, the byte histogram's terms summed in
-    the order the bytes first appear (a Counter's order), left to right, so each value is the same float."""
-    n_names, positions = len(lengths), np.arange(len(data), dtype=np.int32)
-    # (name, byte) as one key, the bytes renumbered to those present: tables of a few hundred kB, not
-    # names x 256 (fresh megabytes each window cost more in page faults than the counting itself)
-    present = np.bincount(data, minlength=256) > 0
-    width = int(present.sum())
-    keys = name_of * width + (np.cumsum(present, dtype=np.int32) - 1)[data]
-    first = np.full(n_names * width, len(data), dtype=np.int32)
-    np.minimum.at(first, keys, positions)
-    counts = np.bincount(keys, minlength=n_names * width)
-    at_first = first[keys] == positions  # each distinct byte of a name, where it first appears
-    owner = name_of[at_first]
-    terms = _term_table()[lengths[owner], counts[keys[at_first]]]
-    distinct = np.bincount(owner, minlength=n_names)
-    rank = np.arange(len(owner)) - (np.cumsum(distinct) - distinct)[owner]
-    by_rank = np.zeros((int(distinct.max()), n_names))  # a name's terms down its column, zeros after them
-    by_rank[rank, owner] = terms
-    total = np.zeros(n_names)
-    for terms_of_rank in by_rank:  # left to right within each name, every name at once
-        total += terms_of_rank
-    return -total + 0.0
-
-
 def _longest_words(texts: list[str], data: np.ndarray, name_of: np.ndarray, words: frozenset[str]) -> np.ndarray:
     """Per name, the length of its longest letter run that is an English word (0 if none): the runs of
     all the names by one split, looked up in one ``map``, the longest per name by numpy."""
@@ -125,9 +86,7 @@ def _plain_block(labels_of: list[list[str]], indexes: list[int], words: frozense
     """The rows of plain names (their labels and sld indexes): the counts and the entropy in one numpy
     pass over the window's bytes, the words and label lengths per name."""
     texts = [".".join(labels) for labels in labels_of]
-    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-    data = np.frombuffer("".join(texts).encode("ascii"), dtype=np.uint8)
-    name_of = np.repeat(np.arange(len(texts), dtype=np.int32), lengths)
+    data, name_of, lengths = texts_bytes(texts)
     classes = np.bincount(name_of * _N_CLASSES + _CLASS_OF_BYTE[data], minlength=_N_CLASSES * len(texts))
     classes = classes.reshape(-1, _N_CLASSES).astype(float)
     upper, lower, numeric, dots = classes[:, _UPPER], classes[:, _LOWER], classes[:, _DIGIT], classes[:, _DOT]
@@ -150,7 +109,7 @@ def _plain_block(labels_of: list[list[str]], indexes: list[int], words: frozense
         "upper": upper,
         "lower": lower,
         "numeric": numeric,
-        "entropy": _entropies(data, name_of, lengths),
+        "entropy": byte_entropies(data, name_of, lengths),
         "special": n - upper - lower - numeric,
         "labels": dots + 1.0,  # a plain name has no empty label
         "labels_max": labels_max,

@@ -107,6 +107,8 @@ def _plain_row(obj: dict) -> list[float] | None:
     row.insert(_WORD_AT, float(len(word)))
     row.insert(_SLD_AT, float(len(sld.strip())))
     return row
+
+
 FLAGGED_IN_HEARTBEAT = 50  # the newest flagged domains a stream's heartbeat lists for GET /dns/domains
 
 
@@ -322,10 +324,10 @@ class DnsWindowProcessor:
             split = {i: parts for i, parts in zip(deferred, splits) if parts is not None}
             if len(deferred) < len(rows):
                 built = [i for i, r in enumerate(rows) if r[0] is not None]
-                values = np.empty((len(rows), len(FEATURE_COLUMNS)))
-                values[deferred] = matrix
-                values[built] = [rows[i][0] for i in built]
-                matrix = values
+                window = np.empty((len(rows), len(FEATURE_COLUMNS)))
+                window[deferred] = matrix
+                window[built] = [rows[i][0] for i in built]
+                matrix = window
         else:
             matrix = np.array([r[0] for r in rows], dtype=float).reshape(-1, len(FEATURE_COLUMNS))
         X = pd.DataFrame(matrix, columns=FEATURE_COLUMNS, copy=False)
