@@ -76,11 +76,21 @@ def _finite_fields(pairs: list) -> dict:
 _DECODER = json.JSONDecoder(object_pairs_hook=_finite_fields)
 
 
-# orjson gives the standard parser's values for what it accepts, except integers beyond 64 bits (as
-# floats, from -2**63 - 1 down): a value with a run of 19 digits, and whatever orjson refuses (NaN,
-# 1e400, a BOM, a lone surrogate, any error), go to the standard parser, which reads it or says why
-# not, as before.
-_LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
+_PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
+_BEYOND_64_BITS = float(2**63)
+
+
+def _as_standard_parser_reads(parsed) -> bool:
+    """Whether orjson's value is the standard parser's. They differ only on integers beyond 64 bits,
+    which orjson gives as floats (of magnitude 2**63 or more); a nested value is left to the standard
+    parser. Checked on the parsed values, by type first (a message of texts is one set of types)."""
+    values = parsed.values() if isinstance(parsed, dict) else parsed if isinstance(parsed, list) else (parsed,)
+    kinds = set(map(type, values))
+    if kinds <= _PLAIN_SCALARS:
+        return True
+    if kinds - _PLAIN_SCALARS != {float}:
+        return False
+    return max(abs(v) for v in values if type(v) is float) < _BEYOND_64_BITS
 
 
 def json_message(value: bytes | None, max_depth: int = MAX_JSON_DEPTH):
@@ -89,11 +99,13 @@ def json_message(value: bytes | None, max_depth: int = MAX_JSON_DEPTH):
         raise RejectedMessage("empty message")
     if json_depth_exceeds(value, max_depth):
         raise RejectedMessage(f"JSON nested deeper than {max_depth} levels")
-    if not _LONG_DIGIT_RUN.search(value):
-        try:
-            return orjson.loads(value)  # never NaN or an infinity: those are errors to orjson
-        except orjson.JSONDecodeError:
-            pass
+    try:
+        parsed = orjson.loads(value)  # never NaN or an infinity: those are errors to orjson
+    except orjson.JSONDecodeError:
+        pass  # the standard parser says why, or reads what orjson refuses (a BOM, a lone surrogate)
+    else:
+        if _as_standard_parser_reads(parsed):
+            return parsed
     try:
         text = value.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -38,6 +38,7 @@ import csv
 import io
 import math
 import time
+from operator import itemgetter
 
 import numpy as np
 import pandas as pd
@@ -81,7 +82,7 @@ def _label(obj: dict) -> float:
 
 
 _TEXT_COLUMNS = frozenset({"longest_word", "sld"})  # may hold the word or label itself (coerce_csv_value)
-_NUMBER_COLUMNS = [c for c in FEATURE_COLUMNS if c not in _TEXT_COLUMNS]
+_NUMBER_FIELDS = itemgetter(*(c for c in FEATURE_COLUMNS if c not in _TEXT_COLUMNS))
 _WORD_AT, _SLD_AT = sorted(FEATURE_COLUMNS.index(c) for c in ("longest_word", "sld"))
 _FLOAT_WORDS = frozenset({"nan", "inf", "infinity"})  # the letters-only texts float() reads as a number
 
@@ -92,7 +93,7 @@ def _plain_row(obj: dict) -> list[float] | None:
     reads or rejects with the reason. The checks are over the whole row at once: within the float32
     range both ways, and no NaN (which the sum would carry)."""
     try:
-        row = list(map(float, map(obj.__getitem__, _NUMBER_COLUMNS)))
+        row = list(map(float, _NUMBER_FIELDS(obj)))
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
     total = sum(row)
