@@ -34,12 +34,17 @@ def test_batch_features_of_real_and_generated_names_equal_the_feature_blocks():
 
 
 @pytest.fixture(scope="module")
-def static(tmp_path_factory):
+def default_store(tmp_path_factory):
     root = tmp_path_factory.mktemp("dns_speed")
     settings = Settings.from_env(models_dir=root / "models", work_dir=root / "runs")
     store = ArtifactStore(settings.models_dir)
     get_task("dns_exfil").train_default(store, settings)
-    return store.load("dns_exfil").model
+    return store
+
+
+@pytest.fixture(scope="module")
+def static(default_store):
+    return default_store.load("dns_exfil").model
 
 
 def test_the_cached_feature_selection_scores_as_the_pipeline(static):
@@ -100,7 +105,7 @@ def test_orjson_messages_read_as_the_standard_parser_reads_them():
         assert parsed == expected and repr(parsed) == repr(expected), value
 
 
-def test_a_row_of_plain_fields_is_the_checking_loops_row(monkeypatch, tmp_path):
+def test_a_row_of_plain_fields_is_the_checking_loops_row(monkeypatch, default_store):
     """parse's fast path for a row gives the row the field-by-field checks give, or leaves the message
     to them (which then reject it with the reason naming the field)."""
     import json
@@ -108,7 +113,7 @@ def test_a_row_of_plain_fields_is_the_checking_loops_row(monkeypatch, tmp_path):
     from vigil.tasks.dns_exfil import stream
     from vigil.windows import RejectedMessage
 
-    processor = stream.DnsWindowProcessor(ArtifactStore(tmp_path), None, "t")
+    processor = stream.DnsWindowProcessor(default_store, default_store.load("dns_exfil"), "t")
     odd = ["1", " 2.5 ", "-0", "3.5e38", "nan", "-Infinity", "", "abc", True, None, 7, 10**40, [1], "1_0"]
     words = ["pdf", "", " local ", "nan", "inf", "2", 3, None]
 
