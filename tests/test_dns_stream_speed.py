@@ -34,12 +34,17 @@ def test_batch_features_of_real_and_generated_names_equal_the_feature_blocks():
 
 
 @pytest.fixture(scope="module")
-def static(tmp_path_factory):
+def default_store(tmp_path_factory):
     root = tmp_path_factory.mktemp("dns_speed")
     settings = Settings.from_env(models_dir=root / "models", work_dir=root / "runs")
     store = ArtifactStore(settings.models_dir)
     get_task("dns_exfil").train_default(store, settings)
-    return store.load("dns_exfil").model
+    return store
+
+
+@pytest.fixture(scope="module")
+def static(default_store):
+    return default_store.load("dns_exfil").model
 
 
 def test_the_cached_feature_selection_scores_as_the_pipeline(static):
@@ -74,3 +79,60 @@ def test_a_mutual_information_pipeline_saves_and_loads(tmp_path):
     entry = store.save("dns_exfil", bundle, threshold=0.5)
     loaded = store.load("dns_exfil", entry["version"]).model
     assert np.array_equal(predict_proba(loaded, X), predict_proba(bundle, X))
+
+
+def test_batch_features_of_names_with_odd_bytes_in_their_last_labels_equal_the_feature_blocks():
+    """The suffix lookup sees each odd byte as ``a`` (a label ``a0*`` is ``a0a``, not the TLD ``aaa``)."""
+    names = ["7qzR-.a0*", "~kA.0B-tAb--zLC.a.0!2", "x_y.co_uk", "a.b=c.com", "h.x/y.example.org", "p+q.local"]
+    assert np.array_equal(cic_matrix(names), QueryFeatureExtractor().transform(names))
+
+
+def test_orjson_messages_read_as_the_standard_parser_reads_them():
+    import json
+
+    from vigil.messages import json_message
+
+    values = [
+        b'{"a": 1, "b": -0, "c": 1.5, "d": "x"}',
+        b'{"a": 9223372036854775807, "b": -9223372036854775808}',
+        b'{"a": 9223372036854775808, "b": -9223372036854775809, "c": 18446744073709551616}',
+        b'{"a": 1e19, "b": [1, 184467440737095516160]}',
+        b'\xef\xbb\xbf{"a": "\\ud800"}',
+        b'"0.1,2,x"',
+    ]
+    for value in values:
+        parsed, expected = json_message(value), json.loads(value.decode("utf-8-sig"))
+        assert parsed == expected and repr(parsed) == repr(expected), value
+
+
+def test_a_row_of_plain_fields_is_the_checking_loops_row(monkeypatch, default_store):
+    """parse's fast path for a row gives the row the field-by-field checks give, or leaves the message
+    to them (which then reject it with the reason naming the field)."""
+    import json
+
+    from vigil.tasks.dns_exfil import stream
+    from vigil.windows import RejectedMessage
+
+    processor = stream.DnsWindowProcessor(default_store, default_store.load("dns_exfil"), "t")
+    odd = ["1", " 2.5 ", "-0", "3.5e38", "nan", "-Infinity", "", "abc", True, None, 7, 10**40, [1], "1_0"]
+    words = ["pdf", "", " local ", "nan", "inf", "2", 3, None]
+
+    def parse(message):
+        try:
+            return processor.parse(json.dumps(message).encode())
+        except RejectedMessage as exc:
+            return str(exc)
+
+    rng = np.random.default_rng(0)
+    messages = []
+    for _ in range(400):
+        message = {c: str(rng.integers(0, 60)) for c in FEATURE_COLUMNS}
+        column = FEATURE_COLUMNS[rng.integers(len(FEATURE_COLUMNS))]
+        message[column] = odd[rng.integers(len(odd))]
+        message["longest_word"] = words[rng.integers(len(words))]
+        message["Target Attack"] = "1"
+        messages.append(message)
+    fast = [parse(m) for m in messages]
+    monkeypatch.setattr(stream, "_plain_row", lambda obj: None)
+    assert fast == [parse(m) for m in messages]
+    assert any(isinstance(f, str) for f in fast) and any(isinstance(f, tuple) for f in fast)

@@ -24,6 +24,8 @@ import json
 import math
 import re
 
+import orjson
+
 from vigil.windows import RejectedMessage
 
 MAX_JSON_DEPTH = 32
@@ -74,12 +76,36 @@ def _finite_fields(pairs: list) -> dict:
 _DECODER = json.JSONDecoder(object_pairs_hook=_finite_fields)
 
 
+_PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
+_BEYOND_64_BITS = float(2**63)
+
+
+def _as_standard_parser_reads(parsed) -> bool:
+    """Whether orjson's value is the standard parser's. They differ only on integers beyond 64 bits,
+    which orjson gives as floats (of magnitude 2**63 or more); a nested value is left to the standard
+    parser. Checked on the parsed values, by type first (a message of texts is one set of types)."""
+    values = parsed.values() if isinstance(parsed, dict) else parsed if isinstance(parsed, list) else (parsed,)
+    kinds = set(map(type, values))
+    if kinds <= _PLAIN_SCALARS:
+        return True
+    if kinds - _PLAIN_SCALARS != {float}:
+        return False
+    return max(abs(v) for v in values if type(v) is float) < _BEYOND_64_BITS
+
+
 def json_message(value: bytes | None, max_depth: int = MAX_JSON_DEPTH):
     """The parsed JSON of a message value; RejectedMessage with the reason when it cannot be used."""
     if value is None or not value.strip():
         raise RejectedMessage("empty message")
     if json_depth_exceeds(value, max_depth):
         raise RejectedMessage(f"JSON nested deeper than {max_depth} levels")
+    try:
+        parsed = orjson.loads(value)  # never NaN or an infinity: those are errors to orjson
+    except orjson.JSONDecodeError:
+        pass  # the standard parser says why, or reads what orjson refuses (a BOM, a lone surrogate)
+    else:
+        if _as_standard_parser_reads(parsed):
+            return parsed
     try:
         text = value.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -147,8 +147,7 @@ def split_name(raw) -> tuple[str, str, bool]:
         labels = text.split(".")
         if all(labels) and all(len(label) <= 63 for label in labels):
             tail = labels[-_SUFFIX_TAIL:]
-            shape = ".".join(label if _SAFE_CHARS.issuperset(label) else "a" * len(label) for label in tail)
-            index = _tail_index(shape, len(tail))
+            index = _tail_index(suffix_shape(tail), len(tail))
             if index >= 0:
                 offset = len(labels) - len(tail)
                 return ".".join(labels[offset + index :]).lower(), ".".join(labels[: offset + index]), False
@@ -159,6 +158,19 @@ def split_name(raw) -> tuple[str, str, bool]:
     domain = QueryName(name.labels[index:]).presentation[:-1].lower()
     sub = QueryName(name.labels[:index]).text
     return domain, sub, any(b >= 0x80 for label in name.labels for b in label)
+
+
+_UNSAFE_TO_A = str.maketrans({chr(code): "a" for code in range(128) if chr(code) not in _SAFE_CHARS | {"."}})
+
+
+def suffix_shape(labels: list[str]) -> str:
+    """The shape the suffix lookup sees of ASCII labels: each character outside ``[A-Za-z0-9-]`` as
+    ``a``, as :func:`~vigil.tasks.dns_exfil.features.registered_domain_index` shapes them.
+
+    >>> suffix_shape(["x_y", "a0*"])
+    'xay.a0a'
+    """
+    return ".".join(labels).translate(_UNSAFE_TO_A)  # the labels of a plain name hold no dot
 
 
 def _tail_index(shape: str, n: int) -> int:

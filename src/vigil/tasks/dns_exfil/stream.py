@@ -39,6 +39,7 @@ import io
 import logging
 import math
 import time
+from operator import itemgetter
 
 import numpy as np
 import pandas as pd
@@ -86,6 +87,34 @@ def _label(obj: dict) -> float:
 
 
 _TEXT_COLUMNS = frozenset({"longest_word", "sld"})  # may hold the word or label itself (coerce_csv_value)
+_NUMBER_FIELDS = itemgetter(*(c for c in FEATURE_COLUMNS if c not in _TEXT_COLUMNS))
+_WORD_AT, _SLD_AT = sorted(FEATURE_COLUMNS.index(c) for c in ("longest_word", "sld"))
+_FLOAT_WORDS = frozenset({"nan", "inf", "infinity"})  # the letters-only texts float() reads as a number
+
+
+def _plain_row(obj: dict) -> list[float] | None:
+    """The row of a message whose fields are all plain (numbers or number texts, a word and a label
+    text), as the checking loop of ``parse`` builds it; None for anything else, which that loop then
+    reads or rejects with the reason. The checks are over the whole row at once: within the float32
+    range both ways, and no NaN (which the sum would carry)."""
+    try:
+        row = list(map(float, _NUMBER_FIELDS(obj)))
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+    total = sum(row)
+    if not (max(row) <= FLOAT32_MAX and min(row) >= -FLOAT32_MAX and total == total):
+        return None
+    word, sld = obj.get("longest_word"), obj.get("sld")
+    if type(word) is not str or type(sld) is not str:
+        return None
+    word = word.strip()
+    if word and not (word.isalpha() and word.lower() not in _FLOAT_WORDS):
+        return None  # a number, or a text float() could read: coerce_csv_value decides
+    row.insert(_WORD_AT, float(len(word)))
+    row.insert(_SLD_AT, float(len(sld.strip())))
+    return row
+
+
 FLAGGED_IN_HEARTBEAT = 50  # the newest flagged domains a stream's heartbeat lists for GET /dns/domains
 
 
@@ -168,6 +197,9 @@ class DnsWindowProcessor:
             except ValueError as exc:
                 raise RejectedMessage(f"query: {exc}") from exc
             return [features[c] for c in FEATURE_COLUMNS], label, obj["query"], _event_time(obj)
+        plain = _plain_row(obj)
+        if plain is not None:
+            return plain, label, None, None
         row = []
         for column in FEATURE_COLUMNS:
             if column not in obj:
@@ -341,12 +373,16 @@ class DnsWindowProcessor:
         split: dict[int, tuple[str, str]] = {}
         if deferred:  # the plain names of the window, featurised together (fast_features.py)
             matrix, splits = cic_matrix_and_split([rows[i][2] for i in deferred])
-            rows = list(rows)
-            for i, features, parts in zip(deferred, matrix.tolist(), splits):
-                rows[i] = (features, *rows[i][1:])
-                if parts is not None:
-                    split[i] = parts
-        X = pd.DataFrame([r[0] for r in rows], columns=FEATURE_COLUMNS, dtype=float)
+            split = {i: parts for i, parts in zip(deferred, splits) if parts is not None}
+            if len(deferred) < len(rows):
+                built = [i for i, r in enumerate(rows) if r[0] is not None]
+                window = np.empty((len(rows), len(FEATURE_COLUMNS)))
+                window[deferred] = matrix
+                window[built] = [rows[i][0] for i in built]
+                matrix = window
+        else:
+            matrix = np.array([r[0] for r in rows], dtype=float).reshape(-1, len(FEATURE_COLUMNS))
+        X = pd.DataFrame(matrix, columns=FEATURE_COLUMNS, copy=False)
         y = np.array([r[1] for r in rows], dtype=float)
         labelled = ~np.isnan(y)
         alerts = []
