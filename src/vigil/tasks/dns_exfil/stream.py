@@ -397,7 +397,8 @@ class DnsWindowProcessor:
                 if alert is not None:
                     alerts.append(alert)
         p_static = predict_proba(self.static.model, X)
-        p_dynamic = predict_proba(self.dynamic, X)
+        # until its first retrain the dynamic model is the static one: the same scores, computed once
+        p_dynamic = p_static if self.dynamic is self.static.model else predict_proba(self.dynamic, X)
         record = {
             "n_attacks": int(np.nansum(y)),
             "dynamic_version": self.dynamic_version,
