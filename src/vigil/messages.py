@@ -97,15 +97,17 @@ def json_message(value: bytes | None, max_depth: int = MAX_JSON_DEPTH):
     """The parsed JSON of a message value; RejectedMessage with the reason when it cannot be used."""
     if value is None or not value.strip():
         raise RejectedMessage("empty message")
-    if json_depth_exceeds(value, max_depth):
-        raise RejectedMessage(f"JSON nested deeper than {max_depth} levels")
     try:
-        parsed = orjson.loads(value)  # never NaN or an infinity: those are errors to orjson
+        # never NaN or an infinity: those are errors to orjson; nor deeper than its own limit (1,024,
+        # without recursion), so the depth check can wait until the value is known not to be flat
+        parsed = orjson.loads(value)
     except orjson.JSONDecodeError:
         pass  # the standard parser says why, or reads what orjson refuses (a BOM, a lone surrogate)
     else:
-        if _as_standard_parser_reads(parsed):
-            return parsed
+        if max_depth >= 1 and _as_standard_parser_reads(parsed):
+            return parsed  # flat (scalars in one object or array): one level deep at most
+    if json_depth_exceeds(value, max_depth):
+        raise RejectedMessage(f"JSON nested deeper than {max_depth} levels")
     try:
         text = value.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -96,14 +96,16 @@ def _plain_row(obj: dict) -> list[float] | None:
     """The row of a message whose fields are all plain (numbers or number texts, a word and a label
     text), as the checking loop of ``parse`` builds it; None for anything else, which that loop then
     reads or rejects with the reason. The checks are over the whole row at once: within the float32
-    range both ways, and no NaN (which the sum would carry)."""
+    range both ways, and no NaN."""
     try:
         row = list(map(float, _NUMBER_FIELDS(obj)))
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
-    total = sum(row)
-    if not (max(row) <= FLOAT32_MAX and min(row) >= -FLOAT32_MAX and total == total):
-        return None
+    # one pass for the common row: a NaN fails the comparison, and the sum of the magnitudes bounds each
+    if not sum(map(abs, row)) <= FLOAT32_MAX:
+        total = sum(row)
+        if not (max(row) <= FLOAT32_MAX and min(row) >= -FLOAT32_MAX and total == total):
+            return None
     word, sld = obj.get("longest_word"), obj.get("sld")
     if type(word) is not str or type(sld) is not str:
         return None
