@@ -55,20 +55,6 @@ def test_the_cached_feature_selection_scores_as_the_pipeline(static):
     assert np.array_equal(predict_proba(static, X), expected)  # cached the second time
 
 
-def test_the_booster_call_scores_as_the_lightgbm_wrapper(static):
-    """predict_proba calls a LightGBM classifier's booster as its predict_proba would: the same numbers
-    for the static model, a refit one (the stream's retrain) and rows holding NaN; other models and
-    other shapes go through the wrapper."""
-    from vigil.tasks.dns_exfil.model import make_pipeline, refit
-
-    names, labels = QueryGenerator(seed=9).queries(STATIC_PHASE, 1200)
-    X = pd.DataFrame(cic_matrix(names), columns=FEATURE_COLUMNS)
-    X.iloc[::7, 3] = np.nan
-    for model in (static, refit(static, X, labels), make_pipeline("tree_importance", "random_forest").fit(X, labels)):
-        assert np.array_equal(predict_proba(model, X), model.predict_proba(X)[:, 1])
-        assert np.array_equal(predict_proba(model, X.iloc[:1]), model.predict_proba(X.iloc[:1])[:, 1])
-
-
 def test_window_scores_equal_scikit_learns():
     rng = np.random.default_rng(0)
     for _ in range(30):

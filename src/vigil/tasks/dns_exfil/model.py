@@ -183,58 +183,12 @@ def _selected_columns(pipeline) -> tuple[list[str], np.ndarray, Any] | None:
     return found
 
 
-_BOOSTER_CALLS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _booster_call(model) -> tuple[Any, dict, int] | None:
-    """For a fitted binary LGBMClassifier with a built-in objective: (booster, keyword arguments,
-    feature count) of the very ``Booster.predict`` call its ``predict_proba`` makes, cached per model
-    (the booster does not refer back to the model, so the cache lets models go); None for any other
-    model. The wrapper rebuilds those arguments from ``get_params`` (deep copies, signature
-    inspection) and validates the matrix on every call: about 0.4 ms of a 1,000-row window's 4.7 ms
-    predict (lightgbm 4.7, pinned)."""
-    try:
-        return _BOOSTER_CALLS[model]
-    except (KeyError, TypeError):
-        pass
-    try:
-        from lightgbm import LGBMClassifier
-        from lightgbm.basic import _choose_param_value, _ConfigAliases
-    except ImportError:
-        return None
-    if type(model) is not LGBMClassifier or not model.__sklearn_is_fitted__():
-        return None
-    if len(model.classes_) != 2 or callable(model._objective):
-        return None
-    # what LGBMModel.predict does with its arguments before it calls the booster
-    params = model._process_params(stage="predict")
-    for alias in _ConfigAliases.get_by_alias(
-        "data", "X", "raw_score", "start_iteration", "num_iteration", "pred_leaf", "pred_contrib"
-    ):
-        params.pop(alias, None)
-    params = _choose_param_value("num_threads", params, model.n_jobs)
-    params["num_threads"] = model._process_n_jobs(params["num_threads"])
-    params.update(raw_score=False, start_iteration=0, num_iteration=None, pred_leaf=False, pred_contrib=False)
-    found = (model.booster_, params, int(model.n_features_in_))
-    _BOOSTER_CALLS[model] = found
-    return found
-
-
-def _positive_class(model, matrix: np.ndarray) -> np.ndarray:
-    """``model.predict_proba(matrix)[:, 1]``, for a LightGBM classifier by its booster directly."""
-    call = _booster_call(model)
-    if call is None or matrix.ndim != 2 or matrix.shape[1] != call[2] or not len(matrix):
-        return model.predict_proba(matrix)[:, 1]  # another model, or the wrapper's checks say what is wrong
-    booster, params, _ = call
-    return booster.predict(matrix, validate_features=False, **params)
-
-
 def predict_proba(pipeline: Pipeline, X: pd.DataFrame) -> np.ndarray:
     """The probability of exfiltration per row of ``X`` (a frame holding the pipeline's columns)."""
     fast = _selected_columns(pipeline)
     if fast is not None:  # the same numbers as pipeline.predict_proba (checked in tests/test_dns_stream_speed.py)
         columns, mask, model = fast
-        return _positive_class(model, X[columns].to_numpy(dtype=float)[:, mask])
+        return model.predict_proba(X[columns].to_numpy(dtype=float)[:, mask])[:, 1]
     return pipeline.predict_proba(X)[:, 1]
 
 
