@@ -9,8 +9,6 @@ import pandas as pd
 import pytest
 
 from vigil.artifacts import ArtifactStore
-from vigil.config import Settings
-from vigil.tasks import get_task
 from vigil.tasks.dns_exfil.benign import load_benign
 from vigil.tasks.dns_exfil.capture import load_captures
 from vigil.tasks.dns_exfil.fast_features import cic_matrix, plain_labels
@@ -34,17 +32,8 @@ def test_batch_features_of_real_and_generated_names_equal_the_feature_blocks():
 
 
 @pytest.fixture(scope="module")
-def default_store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dns_speed")
-    settings = Settings.from_env(models_dir=root / "models", work_dir=root / "runs")
-    store = ArtifactStore(settings.models_dir)
-    get_task("dns_exfil").train_default(store, settings)
-    return store
-
-
-@pytest.fixture(scope="module")
-def static(default_store):
-    return default_store.load("dns_exfil").model
+def static(dns_default_store):
+    return dns_default_store.load("dns_exfil").model
 
 
 def test_the_cached_feature_selection_scores_as_the_pipeline(static):
@@ -105,7 +94,7 @@ def test_orjson_messages_read_as_the_standard_parser_reads_them():
         assert parsed == expected and repr(parsed) == repr(expected), value
 
 
-def test_a_row_of_plain_fields_is_the_checking_loops_row(monkeypatch, default_store):
+def test_a_row_of_plain_fields_is_the_checking_loops_row(monkeypatch, dns_default_store):
     """parse's fast path for a row gives the row the field-by-field checks give, or leaves the message
     to them (which then reject it with the reason naming the field)."""
     import json
@@ -113,7 +102,7 @@ def test_a_row_of_plain_fields_is_the_checking_loops_row(monkeypatch, default_st
     from vigil.tasks.dns_exfil import stream
     from vigil.windows import RejectedMessage
 
-    processor = stream.DnsWindowProcessor(default_store, default_store.load("dns_exfil"), "t")
+    processor = stream.DnsWindowProcessor(dns_default_store, dns_default_store.load("dns_exfil"), "t")
     odd = ["1", " 2.5 ", "-0", "3.5e38", "nan", "-Infinity", "", "abc", True, None, 7, 10**40, [1], "1_0"]
     words = ["pdf", "", " local ", "nan", "inf", "2", 3, None]
 

@@ -292,7 +292,7 @@ def cmd_classify(args) -> int:
     from vigil.tasks.ember.workers import WorkerFailure, oversized
 
     loaded, feature_version = _saved_model(args)
-    threshold = loaded.threshold if loaded.threshold is not None else 0.5
+    threshold = loaded.decision_threshold()
     status = 0
     for path in iter_input_files(args.files):
         try:

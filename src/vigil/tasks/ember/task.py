@@ -249,7 +249,7 @@ class EmberTask(Task):
     # -- serving ----------------------------------------------------------------------------
     def predict(self, loaded, request: PredictInput) -> dict:
         feature_version = int(loaded.feature_version or 2)
-        threshold = loaded.threshold if loaded.threshold is not None else 0.5
+        threshold = loaded.decision_threshold()
         if request.tensor is not None:
             width, dim = request.tensor.shape[-1], DIMS[feature_version]
             if width != dim and request.content_type.endswith("json"):  # JSON vectors (json_tensor)
@@ -327,7 +327,7 @@ class EmberTask(Task):
     def predict_tensor(self, loaded, matrix, request: PredictInput) -> dict:
         """``probability`` (float64) and ``malicious`` (bool) per row of a feature-vector matrix."""
         vectors = check_matrix(matrix, self.tensor_features(loaded))
-        threshold = loaded.threshold if loaded.threshold is not None else 0.5
+        threshold = loaded.decision_threshold()
         scores = model_scores(loaded, vectors)
         return {"probability": scores, "malicious": scores >= threshold}
 
