@@ -120,10 +120,16 @@ def extract_scores(result, limit: int = MAX_OBSERVED_SCORES) -> list[float]:
         return []
     if isinstance(result, list):
         sampled = result[:: _stride(len(result), limit)]
-        if set(map(type, sampled)) == {dict} and _SCORE_KEY_SET.isdisjoint(
-            itertools.chain.from_iterable(map(dict.keys, sampled))
-        ):
-            return []  # records without a score (labels only, ML-PT's answer): one C-level look
+        if set(map(type, sampled)) == {dict}:
+            keys = set(itertools.chain.from_iterable(map(dict.keys, sampled)))
+            if _SCORE_KEY_SET.isdisjoint(keys):
+                return []  # records without a score (labels only, ML-PT's answer): one C-level look
+            # the first score key any record has; where every record holds a float under it, each
+            # record's first numeric score is that float (no record has an earlier key): C-level too
+            key = next(key for key in SCORE_KEYS if key in keys)
+            values = list(map(dict.get, sampled, itertools.repeat(key)))
+            if set(map(type, values)) == {float}:
+                return values
         scores = []
         for item in sampled:
             if isinstance(item, dict):
