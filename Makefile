@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-fast lint setup setup-dev bench clean
+.PHONY: run test test-fast lint setup setup-dev bench ember-baseline clean
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,15 @@ lint: setup-dev
 
 bench: setup-dev
 	$(PY) -m bench
+
+# Only for bench.ember_baseline (ember's own code timed beside Vigil's): elastic/ember's features.py
+# (AGPL-3.0, kept outside git under runs/) and LIEF 0.12.3 in a venv of their own. Fetches from GitHub.
+EMBER_COMMIT ?= d97a0b523de02f3fe5ea6089d080abacab6ee931
+ember-baseline:
+	test -x runs/ember-ref-venv/bin/python || $(PYTHON) -m venv runs/ember-ref-venv
+	runs/ember-ref-venv/bin/pip install --quiet lief==0.12.3 $$(grep -E '^(numpy|scikit-learn)==' requirements.txt)
+	test -f runs/ember-src/ember/features.py || git clone --quiet https://github.com/elastic/ember runs/ember-src
+	test ! -d runs/ember-src/.git || git -C runs/ember-src checkout --quiet $(EMBER_COMMIT)
 
 clean:
 	rm -rf $(VENV) runs
