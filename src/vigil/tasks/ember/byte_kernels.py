@@ -144,16 +144,6 @@ def _lowest_bit(typingctx, x):  # pragma: no cover - compiled
     return types.int64(types.uint64), codegen
 
 
-@intrinsic
-def _leading_zeros(typingctx, x):  # pragma: no cover - compiled
-    """The number of leading zero bits of a uint64 (64 for 0; LLVM's ctlz)."""
-
-    def codegen(context, builder, signature, args):
-        return builder.ctlz(args[0], context.get_constant(types.boolean, False))
-
-    return types.int64(types.uint64), codegen
-
-
 # SWAR constants (uint64 throughout: numba turns uint64 mixed with int64 into float64)
 _U = np.uint64
 _EACH = 0x0101010101010101  # times a byte value: that byte in all 8 lanes
@@ -333,88 +323,6 @@ def strings_scan(data: np.ndarray) -> tuple:
     tail = np.zeros(72, dtype=np.uint8)
     tail[: data.shape[0] - whole * 64] = data[whole * 64 :]
     return _strings_scan_words(data, data[: whole * 64].view(np.uint64), tail.view(np.uint64))
-
-
-@njit(inline="always")
-def _bit_length(x):  # pragma: no cover - compiled
-    """The number of bits of a uint64 (0 for 0)."""
-    return 64 - _leading_zeros(x)
-
-
-@njit(inline="always")
-def _round_to_bits(mantissa, exponent, bits):  # pragma: no cover - compiled
-    """``mantissa * 2**exponent`` (uint64 mantissa) rounded to ``bits`` significant bits, to nearest,
-    ties to even, as (mantissa < 2**bits, exponent)."""
-    extra = _bit_length(mantissa) - bits
-    if extra <= 0:
-        return mantissa, exponent
-    rest = mantissa & ((_U(1) << _U(extra)) - _U(1))
-    half = _U(1) << _U(extra - 1)
-    mantissa >>= _U(extra)
-    if rest > half or (rest == half and mantissa & _U(1)):
-        mantissa += _U(1)
-        if mantissa >> _U(bits):  # carried into a new top bit
-            mantissa >>= _U(1)
-            exponent += 1
-    return mantissa, exponent + extra
-
-
-@njit(inline="always")
-def _long_double_sum_as_double(a, a_exp, b, b_exp):  # pragma: no cover - compiled
-    """``double(long double(A) + B)`` for A = a * 2**a_exp (a double, a < 2**53) and B = b * 2**b_exp
-    (a long double, b < 2**64), both >= 0: the exact sum rounded to 64 significant bits (x87's long
-    double add), then to 53 (the store to a double), each to nearest-even; as (mantissa, exponent)."""
-    if b == 0:
-        return a, a_exp
-    if a == 0:
-        return _round_to_bits(b, b_exp, 53)
-    if a_exp - b_exp >= 76:  # B < a quarter of A's last bit / 2**10: below half the sum's 64-bit ulp
-        return a, a_exp
-    if b_exp - a_exp >= 54:  # A below half of B's last bit
-        return _round_to_bits(b, b_exp, 53)
-    # the exact sum as a 128-bit integer (high, low) times 2**low_exp
-    if a_exp >= b_exp:
-        shift, small, big, low_exp = a_exp - b_exp, b, a, b_exp
-    else:
-        shift, small, big, low_exp = b_exp - a_exp, a, b, a_exp
-    if shift == 0:
-        high, low = _U(0), big
-    elif shift < 64:
-        high, low = big >> _U(64 - shift), big << _U(shift)
-    else:
-        high, low = big << _U(shift - 64), _U(0)
-    low += small
-    if low < small:
-        high += _U(1)
-    if high == 0:
-        mantissa, exponent = low, low_exp
-    else:  # round the 65..128-bit sum to 64 bits
-        extra = _bit_length(high)
-        rest = low & ((_U(1) << _U(extra)) - _U(1)) if extra < 64 else low
-        half = _U(1) << _U(extra - 1)
-        mantissa = (high << _U(64 - extra)) | (low >> _U(extra)) if extra < 64 else high
-        exponent = low_exp + extra
-        if rest > half or (rest == half and mantissa & _U(1)):
-            mantissa += _U(1)
-            if mantissa == 0:  # 2**64: one bit more
-                mantissa, exponent = _U(1) << _U(63), exponent + 1
-    return _round_to_bits(mantissa, exponent, 53)
-
-
-@njit(cache=False, nogil=True)
-def lief_entropy_sums(
-    mantissas: np.ndarray, exponents: np.ndarray, starts: np.ndarray
-) -> np.ndarray:  # pragma: no cover
-    """For each group ``starts[g] : starts[g + 1]`` of long double terms ``mantissas * 2**exponents``
-    (their magnitudes: uint64, int64), LIEF's ``double entropy = 0; entropy += term`` over them in
-    order, each ``+=`` a long double add rounded to a double; returns the sums' magnitudes (float64)."""
-    out = np.zeros(starts.shape[0] - 1, dtype=np.float64)
-    for g in range(starts.shape[0] - 1):
-        a, a_exp = _U(0), 0
-        for j in range(starts[g], starts[g + 1]):
-            a, a_exp = _long_double_sum_as_double(a, a_exp, mantissas[j], exponents[j])
-        out[g] = np.ldexp(np.float64(a), a_exp)
-    return out
 
 
 def _compile() -> None:

@@ -641,34 +641,6 @@ class HeaderFileInfo(FeatureBlock):
         ).astype(np.float32)
 
 
-def lief_section_entropies(binary: Any) -> list[float]:
-    """``section.entropy`` of each of the binary's sections, bit for bit, computed here.
-
-    LIEF 1.0 (``Section::entropy``, src/Abstract/Section.cpp) counts the bytes of ``content()``
-    (what ``section.content`` gives), returns 0.0 for none, else ``-entropy`` for ``double entropy =
-    0; entropy += freq * std::log2l(freq)`` over the non-zero counts in byte order, ``freq`` the
-    double ``count / size``. Here: the counts with the compiled histogram; the terms with numpy's
-    long double (the same x87 product, glibc's ``log2l``); the ``+=`` chain, where each step is a long
-    double add rounded to a double, emulated exactly in integers (``byte_kernels.lief_entropy_sums``).
-    A section of one byte value gives -0.0, as LIEF's ``-(0.0 + 1 * log2l(1))``.
-    """
-    kernels = _byte_kernels()
-    contents = [np.frombuffer(section.content, dtype=np.uint8) for section in binary.sections]
-    if not contents:
-        return []
-    counts = np.array([kernels.byte_histogram(content) for content in contents], dtype=np.int64).reshape(-1, 256)
-    sizes = np.array([content.shape[0] for content in contents], dtype=np.float64)
-    rows, _ = np.nonzero(counts)
-    freq = (counts[counts > 0].astype(np.float64) / sizes[rows]).astype(np.longdouble)
-    fractions, exponents = np.frexp(-(freq * np.log2(freq)))  # magnitudes; 0 for a count of the whole size
-    starts = np.zeros(len(contents) + 1, dtype=np.int64)
-    np.cumsum(np.count_nonzero(counts, axis=1), out=starts[1:])
-    sums = kernels.lief_entropy_sums(
-        (fractions * np.longdouble(2.0**64)).astype(np.uint64), exponents.astype(np.int64) - 64, starts
-    )
-    return [0.0 if size == 0 else (value if value else -0.0) for size, value in zip(sizes, sums.tolist())]
-
-
 class SectionInfo(FeatureBlock):
     """Section counts, then (name, size/entropy/vsize) pairs, entry name and entry properties, hashed."""
 
