@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vigil.tasks.ember import byte_kernels
 from vigil.tasks.ember.features import ByteEntropyHistogram, ByteHistogram, StringExtractor
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ember"
@@ -150,6 +151,10 @@ def test_strings_on_an_unaligned_view_and_a_long_run_across_many_chunks():
     for offset in range(1, 9):
         view = memoryview(data)[offset:]
         assert json.dumps(StringExtractor().raw_features(bytes(view), None)) == json.dumps(embers_strings(bytes(view)))
+        # the kernel itself on a numpy view off an 8-byte boundary: the same as on an aligned copy
+        unaligned, aligned = np.frombuffer(data, dtype=np.uint8)[offset:], np.frombuffer(bytes(view), dtype=np.uint8)
+        got, expected = byte_kernels.strings_scan(unaligned), byte_kernels.strings_scan(aligned)
+        assert got[0] == expected[0] and got[1].tolist() == expected[1].tolist() and got[2:] == expected[2:]
     text = rng.integers(0x20, 0x80, 64 * 40 + 3, dtype=np.uint8).tobytes()
     for cut in (b"", b"\x00", b"\x00" * 64):
         assert_strings_equal_embers(cut + text + cut + text[:4] + cut + text[:5])

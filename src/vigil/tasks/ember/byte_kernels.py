@@ -322,7 +322,11 @@ def strings_scan(data: np.ndarray) -> tuple:
     whole = data.shape[0] // 64
     tail = np.zeros(72, dtype=np.uint8)
     tail[: data.shape[0] - whole * 64] = data[whole * 64 :]
-    return _strings_scan_words(data, data[: whole * 64].view(np.uint64), tail.view(np.uint64))
+    body = data[: whole * 64].view(np.uint64)
+    if not body.flags.aligned:  # a view into a buffer off an 8-byte boundary (``bytes`` never are): the
+        # words are copied, so the pass compiled at import (aligned, read-only) is the one that runs
+        body = np.frombuffer(body.tobytes(), dtype=np.uint64)
+    return _strings_scan_words(data, body, tail.view(np.uint64))
 
 
 def _compile() -> None:
