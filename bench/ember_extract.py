@@ -1,6 +1,7 @@
 """EMBER raw-feature extraction per core against LIEF's own parse + read and the previous Vigil code.
 
     python -m bench.ember_extract [--dir FOLDER_OF_PE_FILES] [--rounds 3] [--min-mb 4] [--grow-kb 0]
+                                  [--baseline COMMIT]
 
 All in one process, one core, the same files, rounds interleaved (best round of each):
 
@@ -12,7 +13,9 @@ All in one process, one core, the same files, rounds interleaved (best round of 
 * ``read + sha256``: reading each file and hashing it, which every raw record includes (a floor
   for any extractor of ember's record, next to LIEF's);
 * ``numpy blocks (7204570)``: main before the compiled byte passes (numpy byte-level blocks);
-* ``Vigil``: the same with the current code, whose raw records are checked equal to the previous.
+* ``Vigil``: the same with the current code, whose raw records are checked equal to the previous;
+* ``Vigil at COMMIT`` (with ``--baseline COMMIT``): features.py and byte_kernels.py of that commit,
+  for a before / after of the compiled passes in the same rounds (its records are checked equal too).
 
 Files: the PE files under --dir (recursively), or else pip's distlib launchers and data/ember's real
 PE files; the list is repeated until it holds --min-mb. The shipped files are small (2-170 KB, where
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--min-mb", type=float, default=4.0, help="repeat the files up to this many MB")
     parser.add_argument("--grow-kb", type=int, default=0, help="append an overlay to each file up to this size")
+    parser.add_argument("--baseline", help="also time the features.py and byte_kernels.py of this commit")
     args = parser.parse_args(argv)
 
     from vigil.tasks.ember import features
@@ -76,10 +80,21 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         previous = load_previous(Path(folder))
         numpy_blocks = load_previous(Path(folder), NUMPY_BLOCKS)
+        baseline = load_baseline(Path(folder), args.baseline) if args.baseline else None
         files = pe_files(args.dir, args.min_mb)
         if args.grow_kb:
             files = grown(files, args.grow_kb * 1024, Path(folder), args.min_mb)
-        return measure(args, features, previous, files, numpy_blocks)
+        return measure(args, features, previous, files, numpy_blocks, baseline)
+
+
+def load_baseline(folder: Path, commit: str):
+    """features.py of ``commit`` calling the byte_kernels.py of the same commit (not the current one)."""
+    baseline = load_previous(folder, commit)
+    kernels = module_at(commit, "src/vigil/tasks/ember/byte_kernels.py", folder, f"byte_kernels_{commit}")
+    if baseline is None or kernels is None:
+        raise SystemExit(f"git cannot give the EMBER features of {commit}")
+    baseline._byte_kernels = lambda: kernels
+    return baseline
 
 
 def grown(files: list[Path], size: int, folder: Path, min_mb: float) -> list[Path]:
@@ -97,7 +112,7 @@ def grown(files: list[Path], size: int, folder: Path, min_mb: float) -> list[Pat
     return pe_files(str(folder), min_mb)
 
 
-def measure(args, features, previous, files: list[Path], numpy_blocks=None) -> int:
+def measure(args, features, previous, files: list[Path], numpy_blocks=None, baseline=None) -> int:
     total_mb = sum(p.stat().st_size for p in files) / 2**20
     current = features.FeatureExtractor(2)
     old = previous.FeatureExtractor(2) if previous else None
@@ -130,6 +145,11 @@ def measure(args, features, previous, files: list[Path], numpy_blocks=None) -> i
         runs["previous Vigil"] = extract(old)
     if numpy_blocks is not None:
         runs["numpy blocks (7204570)"] = extract(numpy_blocks.FeatureExtractor(2))
+    before = baseline.FeatureExtractor(2) if baseline is not None else None
+    if before is not None:
+        for path in sorted(set(files)):
+            assert before.raw_features(path.read_bytes()) == current.raw_features(path.read_bytes()), path
+        runs[f"Vigil at {args.baseline}"] = extract(before)
     best = best_of_rounds(runs, args.rounds)
     vigil = best["Vigil"]
     print(
@@ -148,16 +168,20 @@ def measure(args, features, previous, files: list[Path], numpy_blocks=None) -> i
 
     binaries = [(p.read_bytes(), None) for p in files]
     binaries = [(b, features.parse_pe(b)) for b, _ in binaries]
-    split = {}
-    for block in current.blocks:
-        started = time.perf_counter()
-        for bytez, binary in binaries:
-            try:
-                block.raw_features(bytez, binary)
-            except Exception:
-                block.raw_features(bytez, None)
-        split[block.name] = time.perf_counter() - started
-    print("Vigil per block (s): " + ", ".join(f"{name} {seconds:.3f}" for name, seconds in split.items()))
+    extractors = {"Vigil": current, **({f"Vigil at {args.baseline}": before} if before is not None else {})}
+    split: dict[str, dict[str, float]] = {name: {} for name in extractors}
+    for block_index in range(len(current.blocks)):  # each block of each extractor, one after the other
+        for name, extractor in extractors.items():
+            block = extractor.blocks[block_index]
+            started = time.perf_counter()
+            for bytez, binary in binaries:
+                try:
+                    block.raw_features(bytez, binary)
+                except Exception:
+                    block.raw_features(bytez, None)
+            split[name][block.name] = time.perf_counter() - started
+    for name, seconds_of in split.items():
+        print(f"{name} per block (s): " + ", ".join(f"{block} {seconds:.3f}" for block, seconds in seconds_of.items()))
     # LIEF computes a section's entropy when it is asked (a pass over the section's bytes in C++), so
     # that is LIEF's work inside the section block, outside "read + LIEF parse"
     started = time.perf_counter()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vigil.tasks.ember import byte_kernels
 from vigil.tasks.ember.features import ByteEntropyHistogram, ByteHistogram, StringExtractor
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ember"
@@ -98,3 +99,62 @@ def test_other_window_shapes_equal_the_plain_loop(step, window):
 def test_indicators_at_the_very_end_of_the_file_and_split_spellings():
     for bytez in [b"MZ", b"xM", b"HKEY_", b"HKEY", b"c:\\", b"c:", b"http://", b"https:/", b"https://", b"hTTps://"]:
         assert json.dumps(StringExtractor().raw_features(bytez, None)) == json.dumps(embers_strings(bytez))
+
+
+def assert_strings_equal_embers(bytez: bytes) -> None:
+    assert json.dumps(StringExtractor().raw_features(bytez, None)) == json.dumps(embers_strings(bytez)), bytez
+
+
+def test_strings_on_random_bytes_of_every_length_around_the_64_byte_chunks():
+    """The scan reads 64-byte chunks and looks 4 bytes ahead: every length up to 3 chunks + 1, random
+    bytes and bytes drawn from a few printable / non-printable / indicator letters."""
+    rng = np.random.default_rng(17)
+    letters = np.frombuffer(b"\x00\x1f\x20\x7f\x80\xffaMZc:\\hHtTpPsS:/KEY_", dtype=np.uint8)
+    for n in range(0, 3 * 64 + 2):
+        assert_strings_equal_embers(rng.integers(0, 256, n, dtype=np.uint8).tobytes())
+        assert_strings_equal_embers(rng.choice(letters, n).tobytes())
+    for _ in range(300):
+        n = int(rng.integers(0, 2000))
+        assert_strings_equal_embers(rng.choice(letters[: int(rng.integers(2, len(letters)))], n).tobytes())
+
+
+def test_strings_all_printable_and_runs_of_4_and_5_at_every_position():
+    for n in (0, 1, 4, 5, 63, 64, 65, 68, 69, 128, 1000):
+        assert_strings_equal_embers(b"A" * n)
+        assert_strings_equal_embers(bytes(range(0x20, 0x80)) * (n // 96 + 1))
+    for length in (3, 4, 5, 6):
+        for size in (64, 65, 128, 133):
+            for at in range(size - length + 1):
+                run = bytearray(size)
+                run[at : at + length] = b"x" * length
+                assert_strings_equal_embers(bytes(run))  # a run alone, at the start, end, across a chunk
+                printable_rest = bytearray(b"\x80" * size)
+                printable_rest[at : at + length] = b"y" * length
+                assert_strings_equal_embers(bytes(printable_rest))
+
+
+def test_strings_runs_and_indicators_across_chunk_boundaries():
+    indicators = [b"MZ", b"c:\\", b"C:\\", b"HKEY_", b"http://", b"HTTPS://", b"hTtPs://", b"https:/", b"HKEY"]
+    for word in indicators:
+        for at in range(50, 80):
+            for filler in (b"\x00", b"a", b"\x80"):
+                bytez = bytearray(filler * 140)
+                bytez[at : at + len(word)] = word
+                assert_strings_equal_embers(bytes(bytez))
+                assert_strings_equal_embers(bytes(bytez[: at + len(word)]))  # the indicator ends the file
+                assert_strings_equal_embers(bytes(bytez[: at + len(word) - 1]))  # cut one byte short
+
+
+def test_strings_on_an_unaligned_view_and_a_long_run_across_many_chunks():
+    rng = np.random.default_rng(5)
+    data = mixed_file(11, 20_000)
+    for offset in range(1, 9):
+        view = memoryview(data)[offset:]
+        assert json.dumps(StringExtractor().raw_features(bytes(view), None)) == json.dumps(embers_strings(bytes(view)))
+        # the kernel itself on a numpy view off an 8-byte boundary: the same as on an aligned copy
+        unaligned, aligned = np.frombuffer(data, dtype=np.uint8)[offset:], np.frombuffer(bytes(view), dtype=np.uint8)
+        got, expected = byte_kernels.strings_scan(unaligned), byte_kernels.strings_scan(aligned)
+        assert got[0] == expected[0] and got[1].tolist() == expected[1].tolist() and got[2:] == expected[2:]
+    text = rng.integers(0x20, 0x80, 64 * 40 + 3, dtype=np.uint8).tobytes()
+    for cut in (b"", b"\x00", b"\x00" * 64):
+        assert_strings_equal_embers(cut + text + cut + text[:4] + cut + text[:5])

@@ -18,17 +18,11 @@ so the CLI and the service start without numba.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import intrinsic
 
 # printable = 0x20..0x7f, ember's b"[\x20-\x7f]{5,}"
 _MIN_STRING = 5
-_PRINTABLE = np.zeros(256, dtype=np.int64)
-_PRINTABLE[0x20:0x80] = 1
-# first bytes of the indicators: 1 = M (MZ), 2 = c/C (c:\\), 3 = h/H (http(s)://, and HKEY_ for H)
-_INDICATOR_START = np.zeros(256, dtype=np.int64)
-_INDICATOR_START[ord("M")] = 1
-_INDICATOR_START[[ord("c"), ord("C")]] = 2
-_INDICATOR_START[[ord("h"), ord("H")]] = 3
 
 
 @njit(cache=False, nogil=True)
@@ -130,63 +124,209 @@ def byte_entropy_histogram(
     return output
 
 
+@intrinsic
+def _popcount(typingctx, x):  # pragma: no cover - compiled
+    """The number of set bits of a uint64 (LLVM's ctpop: one instruction)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return types.int64(types.uint64), codegen
+
+
+@intrinsic
+def _lowest_bit(typingctx, x):  # pragma: no cover - compiled
+    """The index of the lowest set bit of a non-zero uint64 (LLVM's cttz: one instruction)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], context.get_constant(types.boolean, True))
+
+    return types.int64(types.uint64), codegen
+
+
+# SWAR constants (uint64 throughout: numba turns uint64 mixed with int64 into float64)
+_U = np.uint64
+_EACH = 0x0101010101010101  # times a byte value: that byte in all 8 lanes
+_LOW_BITS = _U(_EACH)
+_HIGH_BITS = _U(0x80 * _EACH)
+_BITS_5_6 = _U(0x60 * _EACH)
+_GATHER = _U(0x0102040810204080)  # moves bit 8k to bit 56 + k
+_ALL = _U(0xFFFFFFFFFFFFFFFF)
+_CASE = _U(0x20 * _EACH)
+_M, _Z, _C, _COLON = _U(0x4D * _EACH), _U(0x5A * _EACH), _U(0x63 * _EACH), _U(0x3A * _EACH)
+_H, _T, _UPPER_H, _K = _U(0x68 * _EACH), _U(0x74 * _EACH), _U(0x48 * _EACH), _U(0x4B * _EACH)
+# TRAILING_RUN[t]: printable bytes ending a chunk, from its top 5 mask bits t (bit 4 = last byte), capped at 5
+_TRAILING_RUN = np.array(
+    [next((k for k in range(5) if not (t >> (4 - k)) & 1), _MIN_STRING) for t in range(32)], dtype=np.int64
+)
+# LONG_ENOUGH[run] & lead: bit (4 - run) of the chunk's leading printable bits, set when the run carried
+# in (run bytes, 0..4; 5 = already a string) and the lead together reach 5 bytes
+_LONG_ENOUGH = np.array([0, 1 << 3, 1 << 2, 1 << 1, 1, (1 << 64) - 1], dtype=np.uint64)
+
+
+@njit(inline="always")
+def _zero_byte_in(v):  # pragma: no cover - compiled
+    """Non-zero iff one of the 8 bytes of v is 0 (exact as a whole, not per byte)."""
+    return (v - _LOW_BITS) & ~v & _HIGH_BITS
+
+
+@njit(inline="always")
+def _printable_bits(word):  # pragma: no cover - compiled
+    """8 bits, bit k set iff byte k of the word is in 0x20..0x7f (bit 7 clear, bit 5 or 6 set)."""
+    flags = ((word & _BITS_5_6) + _BITS_5_6) & ~word & _HIGH_BITS
+    return ((flags >> _U(7)) * _GATHER) >> _U(56)
+
+
+@njit(inline="always")
+def _chunk_mask(words, first):  # pragma: no cover - compiled
+    """64 bits, bit k set iff byte k of the 64-byte chunk ``words[first : first + 8]`` is printable."""
+    mask = _U(0)
+    for j in range(8):
+        mask |= _printable_bits(words[first + j]) << _U(8 * j)
+    return mask
+
+
+@njit(inline="always")
+def _may_start_indicator(word, following):  # pragma: no cover - compiled
+    """Non-zero where some byte k of ``word`` and byte k of ``following`` (the next byte of the
+    file) are the first two letters of an indicator: MZ, c:/C:, h or H + t or T, HK (no false
+    negatives; the letters are then checked one by one)."""
+    folded, folded_following = word | _CASE, following | _CASE
+    found = _zero_byte_in((word ^ _M) | (following ^ _Z))
+    found |= _zero_byte_in((folded ^ _C) | (following ^ _COLON))
+    found |= _zero_byte_in((folded ^ _H) | (folded_following ^ _T))
+    return found | _zero_byte_in((word ^ _UPPER_H) | (following ^ _K))
+
+
+@njit(inline="always")
+def _count_indicator_at(data, i, found):  # pragma: no cover - compiled
+    """Adds to ``found`` (paths, urls, registry, MZ) the indicator that starts at byte i, if any."""
+    n = data.shape[0]
+    b = data[i]
+    if b == 0x4D:  # MZ
+        if i + 1 < n and data[i + 1] == 0x5A:
+            found[3] += 1
+    elif b | 0x20 == 0x63:  # c:\ or C:\
+        if i + 2 < n and data[i + 1] == 0x3A and data[i + 2] == 0x5C:
+            found[0] += 1
+    elif b | 0x20 == 0x68:  # h or H: HKEY_ for H, and http:// or https://
+        if (
+            b == 0x48
+            and i + 4 < n
+            and data[i + 1] == 0x4B
+            and data[i + 2] == 0x45
+            and data[i + 3] == 0x59
+            and data[i + 4] == 0x5F
+        ):
+            found[2] += 1
+        elif (
+            i + 6 < n and (data[i + 1] | 0x20) == 0x74 and (data[i + 2] | 0x20) == 0x74 and (data[i + 3] | 0x20) == 0x70
+        ):
+            at = i + 4
+            if (data[at] | 0x20) == 0x73:
+                at += 1
+            if at + 2 < n and data[at] == 0x3A and data[at + 1] == 0x2F and data[at + 2] == 0x2F:
+                found[1] += 1
+
+
+@njit(inline="always")
+def _scan_chunk(data, base, words, first, mask, next_mask, next_word, run, counts, found):  # pragma: no cover
+    """One 64-byte chunk (``data[base:]``, its words ``words[first : first + 8]``, printable ``mask``;
+    the next chunk's mask and first word, 0 past the end): adds its indicators to ``found`` and the
+    bytes of its strings to ``counts``; returns (strings starting in it, printable run it ends with)."""
+    maybe = _U(0)
+    for j in range(7):
+        word = words[first + j]
+        maybe |= _may_start_indicator(word, (word >> _U(8)) | (words[first + j + 1] << _U(56)))
+    word = words[first + 7]
+    maybe |= _may_start_indicator(word, (word >> _U(8)) | (next_word << _U(56)))
+    if maybe:  # rare: one chunk in ~100 of a PE file
+        for i in range(base, min(base + 64, data.shape[0])):
+            _count_indicator_at(data, i, found)
+    if mask == 0 and run == 0:
+        return 0, 0
+    # bit k: bytes k..k+4 printable (looking 4 bytes into the next chunk), so byte k starts a 5-byte window
+    window = mask
+    for shift in range(1, _MIN_STRING):
+        window &= (mask >> _U(shift)) | (next_mask << _U(64 - shift))
+    in_string = window
+    for shift in range(1, _MIN_STRING):
+        in_string |= window << _U(shift)
+    # the chunk's leading printable bytes continue the run carried in: a string if together >= 5
+    lead = (~mask & (mask + _U(1))) - _U(1)
+    if lead & _LONG_ENOUGH[run]:
+        in_string |= lead
+    # a string starts where a string byte follows a non-string byte (the carried run's string started before)
+    started = _popcount(in_string & ~((in_string << _U(1)) | _U(run > 0)))
+    run = _MIN_STRING if mask == _ALL else _TRAILING_RUN[mask >> _U(59)]
+    if in_string == _ALL:  # a chunk of text: four count tables, so repeated letters do not wait on each other
+        for k in range(base, base + 64, 4):
+            counts[0, data[k]] += 1
+            counts[1, data[k + 1]] += 1
+            counts[2, data[k + 2]] += 1
+            counts[3, data[k + 3]] += 1
+    else:
+        while in_string:
+            counts[0, data[base + _lowest_bit(in_string)]] += 1
+            in_string &= in_string - _U(1)
+    return started, run
+
+
 @njit(cache=False, nogil=True)
-def strings_scan(data: np.ndarray) -> tuple:  # pragma: no cover - compiled
+def _strings_scan_words(data: np.ndarray, body: np.ndarray, tail: np.ndarray) -> tuple:  # pragma: no cover
+    """``strings_scan`` of ``data``, given its whole 64-byte chunks as uint64 words (``body``) and the
+    rest zero-padded to 9 words (``tail``; zero bytes are neither printable nor an indicator's letter,
+    so the padding changes nothing)."""
+    n = data.shape[0]
+    whole = body.shape[0] // 8
+    counts = np.zeros((4, 256), dtype=np.int64)
+    found = np.zeros(4, dtype=np.int64)
+    numstrings = 0
+    run = 0
+    tail_mask = _chunk_mask(tail, 0)
+    next_mask = _chunk_mask(body, 0) if whole else tail_mask
+    for c in range(whole):
+        first = c * 8
+        mask = next_mask
+        if c + 1 < whole:
+            next_mask, next_word = _chunk_mask(body, first + 8), body[first + 8]
+        else:
+            next_mask, next_word = tail_mask, tail[0]
+        started, run = _scan_chunk(data, c * 64, body, first, mask, next_mask, next_word, run, counts, found)
+        numstrings += started
+    if n > whole * 64:
+        started, run = _scan_chunk(data, whole * 64, tail, 0, tail_mask, _U(0), tail[8], run, counts, found)
+        numstrings += started
+    out = np.zeros(256, dtype=np.int64)
+    for t in range(4):
+        for v in range(256):
+            out[v] += counts[t, v]
+    return numstrings, out, found[0], found[1], found[2], found[3]
+
+
+def strings_scan(data: np.ndarray) -> tuple:
     """ember's strings statistics in one pass: (numstrings, counts of each byte value inside the
     strings (256, int64; only 0x20..0x7f can be non-zero), paths, urls, registry, MZ).
 
     A string is a maximal run of >= 5 printable bytes (``re.findall(b"[\\x20-\\x7f]{5,}")`` takes
-    maximal runs, as the class is greedy and a match cannot start inside a run it skipped). The run
-    length is tracked per byte; when it reaches 5 one string starts and its first 4 bytes are counted,
-    every further byte of the run is counted as it comes. The indicators (``c:\\`` and ``https?://``
-    case-insensitive, ``HKEY_``, ``MZ``) are counted where they start: none can overlap itself, so
-    that is the number of non-overlapping regex matches.
+    maximal runs, as the class is greedy and a match cannot start inside a run it skipped). The
+    bytes are read 64 at a time: a word trick gives the chunk's printable bytes as a 64-bit mask,
+    and shifts of it the bytes that lie in some 5-byte printable window (looking 4 bytes into the
+    next chunk, and at the run carried in), i.e. the string bytes; a string starts at each string
+    byte that follows a non-string byte. Only those bytes are counted, so a chunk of zeros or of
+    random bytes (no 5-byte run) writes nothing. The indicators (``c:\\`` and ``https?://``
+    case-insensitive, ``HKEY_``, ``MZ``) are counted where they start, none can overlap itself, so
+    that is the number of non-overlapping regex matches; their letters are checked one by one only
+    in chunks where a word trick finds one of their first two letters in place.
     """
-    n = data.shape[0]
-    counts = np.zeros(256, dtype=np.int64)
-    numstrings = 0
-    run = 0
-    paths = urls = registry = mz = 0
-    for i in range(n):
-        b = data[i]
-        # branch-free on printability (random-looking data mispredicts a branch on it every few bytes)
-        run = (run + 1) * _PRINTABLE[b]
-        counts[b] += run >= _MIN_STRING
-        if run == _MIN_STRING:  # a string starts: its first 4 bytes were not counted yet
-            numstrings += 1
-            for back in range(1, _MIN_STRING):
-                counts[data[i - back]] += 1
-        first = _INDICATOR_START[b]
-        if first == 0:
-            continue
-        if first == 1:  # M
-            if i + 1 < n and data[i + 1] == 0x5A:
-                mz += 1
-        elif first == 2:  # c or C
-            if i + 2 < n and data[i + 1] == 0x3A and data[i + 2] == 0x5C:
-                paths += 1
-        else:  # h or H: http:// or https://, and H: HKEY_
-            if (
-                b == 0x48
-                and i + 4 < n
-                and data[i + 1] == 0x4B
-                and data[i + 2] == 0x45
-                and data[i + 3] == 0x59
-                and data[i + 4] == 0x5F
-            ):
-                registry += 1
-            elif (
-                i + 6 < n
-                and (data[i + 1] | 0x20) == 0x74
-                and (data[i + 2] | 0x20) == 0x74
-                and (data[i + 3] | 0x20) == 0x70
-            ):
-                at = i + 4
-                if (data[at] | 0x20) == 0x73:
-                    at += 1
-                if at + 2 < n and data[at] == 0x3A and data[at + 1] == 0x2F and data[at + 2] == 0x2F:
-                    urls += 1
-    return numstrings, counts, paths, urls, registry, mz
+    whole = data.shape[0] // 64
+    tail = np.zeros(72, dtype=np.uint8)
+    tail[: data.shape[0] - whole * 64] = data[whole * 64 :]
+    body = data[: whole * 64].view(np.uint64)
+    if not body.flags.aligned:  # a view into a buffer off an 8-byte boundary (``bytes`` never are): the
+        # words are copied, so the pass compiled at import (aligned, read-only) is the one that runs
+        body = np.frombuffer(body.tobytes(), dtype=np.uint64)
+    return _strings_scan_words(data, body, tail.view(np.uint64))
 
 
 def _compile() -> None:
