@@ -68,6 +68,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -75,10 +76,12 @@ from vigil.plain import InvalidState, checked
 from vigil.tasks.dns_exfil.features import (
     QueryName,
     _registered_split,
+    _suffix_extractor,
     _terms,
     parse_query_name,
     registered_domain_index,
 )
+from vigil.tasks.dns_exfil.histograms import byte_entropies, ordered_sums, texts_bytes
 
 FAST_WINDOW_S = 60.0
 SLOW_WINDOW_S = 3600.0
@@ -130,6 +133,41 @@ def information_bits(novel: str) -> float:
     return sum(_entropy_bits(piece) for piece in novel.split("."))
 
 
+def window_information_bits(items: Sequence[tuple], entries: dict) -> list[tuple[str, float] | None]:
+    """Per (domain, subdomain, ...) of ``items``: (the previous subdomain assumed, the information bits
+    of the subdomain after it), the previous one being the domain's ``last_sub`` in ``entries`` or the
+    domain's last subdomain before it in ``items``; None for an empty subdomain. The bits are
+    :func:`information_bits`' floats (the same terms added in the same order: per piece by
+    :func:`~vigil.tasks.dns_exfil.histograms.byte_entropies`, then the pieces left to right); a
+    subdomain that is not ASCII is computed by :func:`information_bits` itself."""
+    last: dict[str, str] = {}
+    guesses: list[tuple[str, float] | None] = [None] * len(items)
+    batched, pieces, owners = [], [], []
+    for i, (domain, sub, *_) in enumerate(items):
+        if not sub:
+            continue
+        previous = last.get(domain)
+        if previous is None:
+            entry = entries.get(domain)
+            previous = entry.last_sub if entry is not None else ""
+        last[domain] = sub[:255]
+        novel = novel_part(sub, previous)
+        if not novel.isascii():
+            guesses[i] = (previous, information_bits(novel))
+            continue
+        split = novel.split(".")
+        owners.append(len(split))
+        pieces += split
+        batched.append((i, previous))
+    if batched:
+        data, piece_of, lengths = texts_bytes(pieces)
+        piece_bits = lengths * byte_entropies(data, piece_of, lengths)
+        owner = np.repeat(np.arange(len(batched)), owners)
+        for (i, previous), bits in zip(batched, ordered_sums(piece_bits, owner, len(batched)).tolist()):
+            guesses[i] = (previous, bits)
+    return guesses
+
+
 # -- fast splitting of names into (registered domain, subdomain) ----------------------------------
 _SAFE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 _SUFFIX_TAIL = 5  # labels of a name's end that decide its public suffix (no ICANN rule is longer)
@@ -146,11 +184,9 @@ def split_name(raw) -> tuple[str, str, bool]:
         text = raw.strip().rstrip(".")
         labels = text.split(".")
         if all(labels) and all(len(label) <= 63 for label in labels):
-            tail = labels[-_SUFFIX_TAIL:]
-            index = _tail_index(suffix_shape(tail), len(tail))
+            index = plain_sld_index(labels)
             if index >= 0:
-                offset = len(labels) - len(tail)
-                return ".".join(labels[offset + index :]).lower(), ".".join(labels[: offset + index]), False
+                return ".".join(labels[index:]).lower(), ".".join(labels[:index]), False
     name = parse_query_name(raw)
     index = registered_domain_index(name)
     if index < 0:
@@ -171,6 +207,46 @@ def suffix_shape(labels: list[str]) -> str:
     'xay.a0a'
     """
     return ".".join(labels).translate(_UNSAFE_TO_A)  # the labels of a plain name hold no dot
+
+
+@lru_cache(maxsize=1)
+def _suffix_rule_tails() -> frozenset[str]:
+    """Every right-hand part of every public suffix rule the lookup uses, lower-case (``*.kawasaki.jp``
+    gives ``jp``, ``kawasaki.jp`` and ``*.kawasaki.jp``)."""
+    tails = set()
+    for rule in _suffix_extractor().tlds:
+        labels = rule.lower().split(".")
+        tails.update(".".join(labels[-k:]) for k in range(1, len(labels) + 1))
+    return frozenset(tails)
+
+
+@lru_cache(maxsize=65536)
+def _last_two_suffix_labels(shape: str) -> int | None:
+    """For the shape of the last two labels of a name of three or more: how many of the two are public
+    suffix (0 or 1) when they alone decide the lookup, else None. They decide when no rule goes on
+    from them (``x.y`` and ``*.y`` are no rule's right-hand part, so the lookup stops at ``x`` whatever
+    lies left of it) and neither is punycode nor the last all digits (an IPv4 address is read as a
+    whole). A stream's names then share one cached lookup per zone (``mzxw6y.0.1f3a.tunnel-relay.net``
+    and every other name under it: ``tunnel-relay.net``) instead of one per name."""
+    x, y = shape.lower().split(".")
+    tails = _suffix_rule_tails()
+    if y.isdigit() or x.startswith("xn--") or y.startswith("xn--") or "*" in tails:
+        return None
+    if f"{x}.{y}" in tails or f"*.{y}" in tails:
+        return None
+    return _registered_split(shape)[1]
+
+
+def plain_sld_index(labels: list[str]) -> int:
+    """Index of the sld label among a plain name's labels; -1 when its last labels are all public
+    suffix (the full parser decides)."""
+    if len(labels) >= 3:
+        suffix_labels = _last_two_suffix_labels(suffix_shape(labels[-2:]))
+        if suffix_labels is not None:
+            return len(labels) - suffix_labels - 1
+    tail = labels[-_SUFFIX_TAIL:]
+    index = _tail_index(suffix_shape(tail), len(tail))
+    return index if index < 0 else len(labels) - len(tail) + index
 
 
 def _tail_index(shape: str, n: int) -> int:
@@ -217,6 +293,25 @@ class BloomFilter:
     @property
     def nbytes(self) -> int:
         return len(self.array)
+
+
+def add_to_both(first: BloomFilter, second: BloomFilter, h1: int, h2: int) -> tuple[bool, bool]:
+    """``(first.add_hashed(h1, h2), second.add_hashed(h1, h2))``: for two filters of one size, the
+    positions are computed once (the fast and the slow window's filters are checked for every name)."""
+    if first.bits != second.bits or first.hashes != second.hashes:
+        return first.add_hashed(h1, h2), second.add_hashed(h1, h2)
+    one, two, bits = first.array, second.array, first.bits
+    new_one = new_two = False
+    for i in range(first.hashes):
+        position = (h1 + i * h2) % bits
+        byte, bit = position >> 3, 1 << (position & 7)
+        if not one[byte] & bit:
+            one[byte] |= bit
+            new_one = True
+        if not two[byte] & bit:
+            two[byte] |= bit
+            new_two = True
+    return new_one, new_two
 
 
 @dataclass
@@ -392,6 +487,21 @@ class DomainDetector:
                 alerts.append(alert)
         return alerts
 
+    def observe_split(self, items: Sequence[tuple[str, str, float, bool]]) -> list[dict]:
+        """:meth:`observe_one` of each (domain, subdomain, time, has an 8-bit byte), in order; the alerts.
+
+        The information bits of every name are computed first, in one numpy pass
+        (:func:`window_information_bits`), against the previous subdomain of its domain as the window
+        would leave it if every name were new; a name whose domain's previous subdomain turns out
+        otherwise (a repeated name in between, an evicted domain) is computed on its own as before."""
+        guesses = window_information_bits(items, self.entries)
+        alerts = []
+        for (domain, sub, at, eight_bit), guess in zip(items, guesses):
+            alert = self.observe_one(domain, sub, at, eight_bit, guess)
+            if alert is not None:
+                alerts.append(alert)
+        return alerts
+
     def _roll(self, at: float) -> None:
         fast, slow = int(at // self.fast_window_s), int(at // self.slow_window_s)
         if fast != self._fast_window:
@@ -401,7 +511,12 @@ class DomainDetector:
             self._slow_seen.clear()
             self._slow_window = slow
 
-    def observe_one(self, domain: str, sub: str, at: float, eight_bit: bool = False) -> dict | None:
+    def observe_one(
+        self, domain: str, sub: str, at: float, eight_bit: bool = False, guess: tuple[str, float] | None = None
+    ) -> dict | None:
+        """Count one name (split by :func:`split_name`); its alert when it made its domain cross a rule.
+        ``guess``: (a previous subdomain, the information bits of ``sub`` after it), used when that
+        previous subdomain is the domain's (:meth:`observe_split` computes them a window at a time)."""
         self.seen += 1
         self._roll(at)
         entry = self.entries.get(domain)
@@ -424,11 +539,13 @@ class DomainDetector:
         if not sub:
             return None
         h1, h2 = key_hashes(f"{domain}|{sub.lower()}".encode("latin-1", errors="replace"))
-        new_fast = self._fast_seen.add_hashed(h1, h2)
-        new_slow = self._slow_seen.add_hashed(h1, h2)
+        new_fast, new_slow = add_to_both(self._fast_seen, self._slow_seen, h1, h2)
         if not (new_fast or new_slow):
             return None
-        bits = information_bits(novel_part(sub, entry.last_sub))
+        if guess is not None and guess[0] == entry.last_sub:
+            bits = guess[1]  # the previous subdomain is the one the window's batch assumed
+        else:
+            bits = information_bits(novel_part(sub, entry.last_sub))
         entry.last_sub = sub[:255]
         entry.max_label = max(entry.max_label, *map(len, sub.split(".")))
         entry.eight_bit += int(eight_bit)

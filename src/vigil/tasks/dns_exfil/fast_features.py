@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vigil.tasks.dns_exfil.domains import _SUFFIX_TAIL, _tail_index, suffix_shape
+from vigil.tasks.dns_exfil.domains import plain_sld_index
 from vigil.tasks.dns_exfil.features import (
     FEATURE_COLUMNS,
     QueryFeatureExtractor,
@@ -60,11 +60,10 @@ def plain_labels(raw) -> list[str] | None:
 
 
 def _sld_index(labels: list[str]) -> int:
-    tail = labels[-_SUFFIX_TAIL:]
-    index = _tail_index(suffix_shape(tail), len(tail))
+    index = plain_sld_index(labels)
     if index < 0:  # the tail is all public suffix: the full lookup decides
         return registered_domain_index(parse_query_name(".".join(labels)))
-    return len(labels) - len(tail) + index
+    return index
 
 
 def _longest_words(texts: list[str], data: np.ndarray, name_of: np.ndarray, words: frozenset[str]) -> np.ndarray:
