@@ -213,7 +213,7 @@ def suffix_shape(labels: list[str]) -> str:
 def _suffix_rule_tails() -> frozenset[str]:
     """Every right-hand part of every public suffix rule the lookup uses, lower-case (``*.kawasaki.jp``
     gives ``jp``, ``kawasaki.jp`` and ``*.kawasaki.jp``)."""
-    tails = set()
+    tails: set[str] = set()
     for rule in _suffix_extractor().tlds:
         labels = rule.lower().split(".")
         tails.update(".".join(labels[-k:]) for k in range(1, len(labels) + 1))
@@ -378,7 +378,7 @@ class DomainDetector:
     seen: int = 0
     evicted: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self._fast_seen = BloomFilter(self.bloom_bits)
         self._slow_seen = BloomFilter(self.bloom_bits)
         self._fast_window = -1
