@@ -264,6 +264,11 @@ def key_hashes(key: bytes) -> tuple[int, int]:
     return zlib.crc32(key), zlib.adler32(key) | 1
 
 
+def name_hashes(domain: str, sub: str) -> tuple[int, int]:
+    """:func:`key_hashes` of a name as the filters remember it: domain and subdomain, lower-cased."""
+    return key_hashes(f"{domain}|{sub.lower()}".encode("latin-1", errors="replace"))
+
+
 class BloomFilter:
     """A fixed-size set of names with false positives only (``add`` says whether the name was new)."""
 
@@ -312,6 +317,28 @@ def add_to_both(first: BloomFilter, second: BloomFilter, h1: int, h2: int) -> tu
             two[byte] |= bit
             new_two = True
     return new_one, new_two
+
+
+def window_novelty(first: BloomFilter, second: BloomFilter, hashes: list[tuple[int, int]]) -> list[tuple[bool, bool]]:
+    """What :func:`add_to_both` returns for each (h1, h2) of ``hashes`` in turn, the filters left as
+    those calls leave them, in one numpy pass: a key is new to a filter when one of its bits was
+    unset before the window and no earlier key of the window set it. For two filters of one size."""
+    if first.bits != second.bits or first.hashes != second.hashes:
+        return [add_to_both(first, second, h1, h2) for h1, h2 in hashes]
+    if not hashes:
+        return []
+    pairs = np.array(hashes, dtype=np.int64)
+    positions = (pairs[:, :1] + np.arange(first.hashes, dtype=np.int64) * pairs[:, 1:]) % first.bits
+    _, first_at, inverse = np.unique(positions.ravel(), return_index=True, return_inverse=True)
+    # the bits this key is the window's first to set
+    own = (first_at // first.hashes)[inverse].reshape(positions.shape) == np.arange(len(hashes))[:, None]
+    byte, bit = positions >> 3, (1 << (positions & 7)).astype(np.uint8)
+    news = []
+    for bloom in (first, second):
+        array = np.frombuffer(bloom.array, dtype=np.uint8)  # a view: the filter itself is updated
+        news.append((((array[byte] & bit) == 0) & own).any(axis=1).tolist())
+        np.bitwise_or.at(array, byte.ravel(), bit.ravel())
+    return list(zip(*news))
 
 
 @dataclass
@@ -383,10 +410,10 @@ class DomainDetector:
         self._slow_seen = BloomFilter(self.bloom_bits)
         self._fast_window = -1
         self._slow_window = -1
-        # to_state's row of each entry, kept until observe_one changes that entry (a window touches a
-        # few hundred of the 4,096 rows, and every window's checkpoint holds all of them)
-        self._rows: dict[str, tuple[DomainState, tuple]] = {}
-        self._changed: set[str] = set()
+        # to_state's row of each entry, dropped when observe_one changes that entry (a window touches
+        # a few hundred of the 4,096 rows, and every window's checkpoint holds all of them); it holds
+        # the entries of the last to_state, so it is bounded as the table is
+        self._rows: dict[str, tuple] = {}
 
     # The filters are not checkpointed (2 MiB per window would dominate the results file): after a
     # restart every name is new once more, which can only make a flag come sooner.
@@ -411,17 +438,14 @@ class DomainDetector:
         }
 
     def _entry_rows(self) -> list[tuple]:
-        """One tuple of field values per entry, in table order; rebuilt for the entries changed since
-        the last call only."""
-        cached, changed = self._rows, self._changed
-        rows = {}
+        """One tuple of field values per entry, in table order; built anew for the entries changed
+        since the last call only."""
+        cached, rows = self._rows, {}
         for domain, entry in self.entries.items():
-            known = cached.get(domain)
-            if known is None or known[0] is not entry or domain in changed:
-                known = (entry, tuple(vars(entry).values()))
-            rows[domain] = known
-        self._rows, self._changed = rows, set()
-        return [row for _, row in rows.values()]
+            row = cached.get(domain)
+            rows[domain] = tuple(vars(entry).values()) if row is None else row
+        self._rows = rows
+        return list(rows.values())
 
     @classmethod
     def from_state(cls, state: dict) -> DomainDetector:
@@ -513,10 +537,28 @@ class DomainDetector:
         otherwise (a repeated name in between, an evicted domain) is computed on its own as before."""
         guesses = window_information_bits(items, self.entries)
         alerts = []
-        for (domain, sub, at, eight_bit), guess in zip(items, guesses):
-            alert = self.observe_one(domain, sub, at, eight_bit, guess)
-            if alert is not None:
-                alerts.append(alert)
+        start = 0
+        while start < len(items):
+            # a run of names in one fast and one slow window: their filters' answers in one pass
+            at = items[start][2]
+            fast, slow = int(at // self.fast_window_s), int(at // self.slow_window_s)
+            end = start + 1
+            while (
+                end < len(items)
+                and int(items[end][2] // self.fast_window_s) == fast
+                and int(items[end][2] // self.slow_window_s) == slow
+            ):
+                end += 1
+            self._roll(at)
+            run = items[start:end]
+            novelties = iter(
+                window_novelty(self._fast_seen, self._slow_seen, [name_hashes(d, s) for d, s, *_ in run if s])
+            )
+            for (domain, sub, at, eight_bit), guess in zip(run, guesses[start:end]):
+                alert = self.observe_one(domain, sub, at, eight_bit, guess, next(novelties) if sub else None)
+                if alert is not None:
+                    alerts.append(alert)
+            start = end
         return alerts
 
     def _roll(self, at: float) -> None:
@@ -529,14 +571,21 @@ class DomainDetector:
             self._slow_window = slow
 
     def observe_one(
-        self, domain: str, sub: str, at: float, eight_bit: bool = False, guess: tuple[str, float] | None = None
+        self,
+        domain: str,
+        sub: str,
+        at: float,
+        eight_bit: bool = False,
+        guess: tuple[str, float] | None = None,
+        novelty: tuple[bool, bool] | None = None,
     ) -> dict | None:
         """Count one name (split by :func:`split_name`); its alert when it made its domain cross a rule.
-        ``guess``: (a previous subdomain, the information bits of ``sub`` after it), used when that
-        previous subdomain is the domain's (:meth:`observe_split` computes them a window at a time)."""
+        :meth:`observe_split` computes two things a window at a time: ``guess``, (a previous subdomain,
+        the information bits of ``sub`` after it), used when that previous subdomain is the domain's;
+        ``novelty``, whether the name was new to the fast and the slow filter (already added to both)."""
         self.seen += 1
         self._roll(at)
-        self._changed.add(domain)
+        self._rows.pop(domain, None)  # its checkpoint row changes
         entry = self.entries.get(domain)
         if entry is None:
             if len(self.entries) >= self.capacity:
@@ -556,8 +605,10 @@ class DomainDetector:
         entry.last_seen = at
         if not sub:
             return None
-        h1, h2 = key_hashes(f"{domain}|{sub.lower()}".encode("latin-1", errors="replace"))
-        new_fast, new_slow = add_to_both(self._fast_seen, self._slow_seen, h1, h2)
+        if novelty is None:
+            new_fast, new_slow = add_to_both(self._fast_seen, self._slow_seen, *name_hashes(domain, sub))
+        else:
+            new_fast, new_slow = novelty
         if not (new_fast or new_slow):
             return None
         if guess is not None and guess[0] == entry.last_sub:

@@ -174,7 +174,8 @@ class DnsWindowProcessor:
     # -- messages ----------------------------------------------------------------------------------
     def parse(self, value: bytes | None):
         """One message as (feature row, label, query name or None, event time), None for a CSV header;
-        RejectedMessage naming the field."""
+        RejectedMessage naming the field. A plain query name's row is None, its features computed with
+        the window's in :meth:`process`, and its labels follow the event time."""
         obj = lenient_message(value)
         if isinstance(obj, str):
             try:
@@ -191,9 +192,10 @@ class DnsWindowProcessor:
             raise RejectedMessage(f"expected a JSON object or a CSV line, got {type(obj).__name__}")
         label = _label(obj)
         if "query" in obj:
-            if plain_labels(obj["query"]) is not None:
+            labels = plain_labels(obj["query"])
+            if labels is not None:
                 # a plain name cannot be refused: its features are computed with the window's (process)
-                return None, label, obj["query"], _event_time(obj)
+                return None, label, obj["query"], _event_time(obj), labels
             try:
                 features = self.extractor.features(obj["query"])
             except ValueError as exc:
@@ -374,7 +376,7 @@ class DnsWindowProcessor:
         deferred = [i for i, r in enumerate(rows) if r[0] is None]
         split: dict[int, tuple[str, str]] = {}
         if deferred:  # the plain names of the window, featurised together (fast_features.py)
-            matrix, splits = cic_matrix_and_split([rows[i][2] for i in deferred])
+            matrix, splits = cic_matrix_and_split([rows[i][2] for i in deferred], None, [rows[i][4] for i in deferred])
             split = {i: parts for i, parts in zip(deferred, splits) if parts is not None}
             if len(deferred) < len(rows):
                 built = [i for i, r in enumerate(rows) if r[0] is not None]
