@@ -229,20 +229,23 @@ class WindowedConsumer:
 
     def _take(self, message) -> None:
         partition, offset = message.partition(), message.offset()
-        first_last = self.span.setdefault(partition, [offset, offset])
-        first_last[1] = offset
+        first_last = self.span.get(partition)
+        if first_last is None:
+            self.span[partition] = [offset, offset]
+        else:
+            first_last[1] = offset
+        value = message.value()
         try:
-            row = self.processor.parse(message.value())
+            row = self.processor.parse(value)
         except Exception as exc:  # a poison message must not stop the stream: every parse failure is recorded
             reason = str(exc) if isinstance(exc, RejectedMessage) else f"cannot parse ({type(exc).__name__}): {exc}"
-            value = message.value() or b""
             self.rejected.append(
                 {
                     "topic": message.topic(),
                     "partition": partition,
                     "offset": offset,
                     "reason": reason[:MAX_REASON],
-                    "excerpt": value[:120].decode("utf-8", errors="replace"),
+                    "excerpt": (value or b"")[:120].decode("utf-8", errors="replace"),
                 }
             )
             self._unreported += 1
