@@ -8,7 +8,9 @@ the results store and counted at once, after the poll that read it, so a stream 
 unreadable messages reports them although no window completes); control messages
 (the CSV header of the raw-line format) are skipped. A window therefore spans, per partition, a
 contiguous offset range ``[first, last]``; the window is scored, recorded in SQLite (see
-:mod:`vigil.streaming.results`), and only then are ``last + 1`` offsets committed to Kafka.
+:mod:`vigil.streaming.results`), and only then are ``last + 1`` offsets committed to Kafka. The SQLite
+transaction runs in a writer thread while the next window is read (one window in flight at most,
+finished before a rebalance, a write of rejections or the end), so that its fsync is not waited for.
 
 With two consumers of one group on a two-partition topic, each gets one partition and forms its own
 windows from it; window indexes are numbered in the order windows are recorded in the shared results
