@@ -8,7 +8,9 @@ the results store and counted at once, after the poll that read it, so a stream 
 unreadable messages reports them although no window completes); control messages
 (the CSV header of the raw-line format) are skipped. A window therefore spans, per partition, a
 contiguous offset range ``[first, last]``; the window is scored, recorded in SQLite (see
-:mod:`vigil.streaming.results`), and only then are ``last + 1`` offsets committed to Kafka.
+:mod:`vigil.streaming.results`), and only then are ``last + 1`` offsets committed to Kafka. The SQLite
+transaction runs in a writer thread while the next window is read (one window in flight at most,
+finished before a rebalance, a write of rejections or the end), so that its fsync is not waited for.
 
 With two consumers of one group on a two-partition topic, each gets one partition and forms its own
 windows from it; window indexes are numbered in the order windows are recorded in the shared results
@@ -21,14 +23,19 @@ from __future__ import annotations
 
 import signal
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
 from vigil.streaming.kafka_io import consumer_config
-from vigil.streaming.results import ResultsStore
+from vigil.streaming.results import ResultsStore, dump_checkpoint
 from vigil.windows import RejectedMessage, WindowProcessor, safe_name
 
 MAX_REASON = 500  # characters of a rejection's reason that are kept
+HEARTBEAT_EVERY_S = 2.0  # between polls, the processor's heartbeat is refreshed this often
+# After a window, the heartbeat is refreshed when the last one is this old: at 30+ windows a second a
+# heartbeat (a status file, a lease renewal) per window cost 1-2 ms of each; the one at exit stays.
+WINDOW_HEARTBEAT_GAP_S = 1.0
 
 __all__ = ["RejectedMessage", "WindowProcessor", "WindowedConsumer", "StreamStats", "safe_name", "parse_offsets"]
 
@@ -43,6 +50,17 @@ class StreamStats:
     rejected: int = 0
     left_in_partial_window: int = 0
     window_indexes: list = field(default_factory=list)
+
+
+@dataclass
+class _RecordingWindow:
+    """A closed window whose results transaction runs in the writer thread (its checkpoint already
+    dumped); its offsets go to Kafka once that transaction is committed."""
+
+    written: Future  # the window's index in the results file
+    offsets: list  # TopicPartition of each partition's next offset
+    record: dict
+    messages: int
 
 
 def run_key_for(bootstrap_servers: str, topic: str, group: str) -> str:
@@ -79,6 +97,9 @@ class WindowedConsumer:
         self.assigned: list[int] = []
         self._stop = False
         self._callback_error: Exception | None = None
+        self._last_heartbeat = 0.0  # time.monotonic() of the last heartbeat of the main loop or a window
+        self._recording: _RecordingWindow | None = None
+        self._writer: ThreadPoolExecutor | None = None
         self._reset_window()
 
     def _reset_window(self) -> None:
@@ -99,6 +120,7 @@ class WindowedConsumer:
             raise
 
     def _assign(self, consumer, partitions) -> None:
+        self._finish_recording(consumer)
         recorded = self.results.positions(self.run_key)
         committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=30)}
         for tp in partitions:
@@ -118,8 +140,10 @@ class WindowedConsumer:
             raise
 
     def _revoke(self, consumer, partitions) -> None:
-        # Eager rebalancing revokes everything: the partial window was never committed, so the next
-        # owner of each partition re-reads it from the last window boundary.
+        # Eager rebalancing revokes everything: the window being recorded is finished (results, then
+        # Kafka) while the partitions are still ours; the partial window was never committed, so the
+        # next owner of each partition re-reads it from the last window boundary.
+        self._finish_recording(consumer)
         self._reset_window()
         self.assigned = []
         consumer.unassign()
@@ -139,7 +163,7 @@ class WindowedConsumer:
         consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         self.processor.heartbeat("running", assigned=[])
         last_message_at = time.monotonic()
-        last_heartbeat = 0.0
+        self._last_heartbeat = 0.0
         try:
             while not self._stop:
                 wanted = max(1, self.window_size - len(self.rows))
@@ -149,10 +173,11 @@ class WindowedConsumer:
                     if self._callback_error is not None:
                         raise self._callback_error from None  # the delivery callback's own error
                     raise
+                self._finish_recording(consumer, wait=False)
                 now = time.monotonic()
-                if now - last_heartbeat > 2:
+                if now - self._last_heartbeat > HEARTBEAT_EVERY_S:
                     self.processor.heartbeat("running", assigned=self.assigned, windows=self.stats.windows)
-                    last_heartbeat = now
+                    self._last_heartbeat = now
                 if not self.assigned:
                     last_message_at = now  # joining the group is not idleness
                 if not messages:
@@ -170,16 +195,24 @@ class WindowedConsumer:
                     if len(self.rows) == self.window_size:
                         self._report_rejected()
                         self._close_window(consumer)
-                        if self.max_windows is not None and self.stats.windows >= self.max_windows:
+                        closed = self.stats.windows + (self._recording is not None)
+                        if self.max_windows is not None and closed >= self.max_windows:
+                            self._finish_recording(consumer)
                             self._stop = True
                             break
                 self._report_rejected()
         finally:
-            self.stats.left_in_partial_window = len(self.rows)
-            self.processor.heartbeat("stopped", assigned=[], windows=self.stats.windows)
-            consumer.close()
-            for sig, handler in previous_handlers.items():
-                signal.signal(sig, handler)
+            try:
+                self._finish_recording(consumer)
+            finally:
+                if self._writer is not None:
+                    self._writer.shutdown(wait=True)
+                    self._writer = None
+                self.stats.left_in_partial_window = len(self.rows)
+                self.processor.heartbeat("stopped", assigned=[], windows=self.stats.windows)
+                consumer.close()
+                for sig, handler in previous_handlers.items():
+                    signal.signal(sig, handler)
         return self.stats
 
     def _report_rejected(self) -> None:
@@ -187,6 +220,8 @@ class WindowedConsumer:
         fresh = self.rejected[len(self.rejected) - self._unreported :] if self._unreported else []
         if not fresh:
             return
+        if self._recording is not None:
+            self._recording.written.result()  # one transaction at a time on the results file
         self.results.record_rejected(self.run_key, fresh)
         self.stats.rejected += len(fresh)
         self._unreported = 0
@@ -196,20 +231,23 @@ class WindowedConsumer:
 
     def _take(self, message) -> None:
         partition, offset = message.partition(), message.offset()
-        first_last = self.span.setdefault(partition, [offset, offset])
-        first_last[1] = offset
+        first_last = self.span.get(partition)
+        if first_last is None:
+            self.span[partition] = [offset, offset]
+        else:
+            first_last[1] = offset
+        value = message.value()
         try:
-            row = self.processor.parse(message.value())
+            row = self.processor.parse(value)
         except Exception as exc:  # a poison message must not stop the stream: every parse failure is recorded
             reason = str(exc) if isinstance(exc, RejectedMessage) else f"cannot parse ({type(exc).__name__}): {exc}"
-            value = message.value() or b""
             self.rejected.append(
                 {
                     "topic": message.topic(),
                     "partition": partition,
                     "offset": offset,
                     "reason": reason[:MAX_REASON],
-                    "excerpt": value[:120].decode("utf-8", errors="replace"),
+                    "excerpt": (value or b"")[:120].decode("utf-8", errors="replace"),
                 }
             )
             self._unreported += 1
@@ -218,6 +256,9 @@ class WindowedConsumer:
             self.rows.append(row)
 
     def _close_window(self, consumer) -> None:
+        """Score the window and hand its results transaction to the writer thread, after the window
+        before it is finished (recorded, then committed to Kafka): at most one window is in flight,
+        and Kafka's offsets never pass what the results file holds."""
         from confluent_kafka import TopicPartition
 
         started = time.perf_counter()
@@ -232,16 +273,38 @@ class WindowedConsumer:
             }
         )
         next_offsets = {p: span[1] + 1 for p, span in self.span.items()}
-        index = self.results.record_window(self.run_key, self.consumer_name, record, self.rejected, next_offsets, state)
-        self._commit(consumer, [TopicPartition(self.topic, p, o) for p, o in next_offsets.items()])
-        self.stats.windows += 1
-        self.stats.messages += len(self.rows)
-        self.stats.window_indexes.append(index)
-        record["window_index"] = index
+        blob = dump_checkpoint(state)  # here: the processor's state may change once the next window is read
+        self._finish_recording(consumer)
+        if self._writer is None:
+            # One window's results transaction (its fsync mostly waits on the disk) runs in this
+            # thread while the next window is read; windows are still recorded, then committed, in turn.
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-results")
+        written = self._writer.submit(
+            self.results.write_window, self.run_key, self.consumer_name, record, self.rejected, next_offsets, blob
+        )
+        topic_offsets = [TopicPartition(self.topic, p, o) for p, o in next_offsets.items()]
+        self._recording = _RecordingWindow(written, topic_offsets, record, len(self.rows))
         self._reset_window()
-        self.processor.heartbeat("running", assigned=self.assigned, windows=self.stats.windows)
+
+    def _finish_recording(self, consumer, wait: bool = True) -> None:
+        """The window being recorded: once its results transaction is committed (at once, or only if
+        it is already with ``wait=False``), its offsets are committed to Kafka and it is counted."""
+        recording = self._recording
+        if recording is None or (not wait and not recording.written.done()):
+            return
+        self._recording = None
+        index = recording.written.result()  # what the transaction raised, if it failed
+        self._commit(consumer, recording.offsets)
+        self.stats.windows += 1
+        self.stats.messages += recording.messages
+        self.stats.window_indexes.append(index)
+        recording.record["window_index"] = index
+        now = time.monotonic()
+        if now - self._last_heartbeat >= WINDOW_HEARTBEAT_GAP_S:
+            self.processor.heartbeat("running", assigned=self.assigned, windows=self.stats.windows)
+            self._last_heartbeat = now
         if self.on_window:
-            self.on_window(record)
+            self.on_window(recording.record)
 
     def _commit(self, consumer, offsets) -> None:
         consumer.commit(offsets=offsets, asynchronous=False)

@@ -113,7 +113,9 @@ class ResultsStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) so consumers sharing the
         # file serialise their window commits instead of failing on a lock upgrade.
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        # check_same_thread=False: the consumer writes a window's transaction in its writer thread,
+        # never while it uses the connection itself (it waits for that write first)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
         self._add_missing_columns()
@@ -216,10 +218,16 @@ class ResultsStore:
 
         ``record["alerts"]`` (optional): ``[{"key", "kind", "at", "detail"}]``, what the window raised,
         written to the ``alerts`` table in the same transaction."""
+        return self.write_window(run_key, consumer, record, rejected, next_offsets, dump_checkpoint(state))
+
+    def write_window(
+        self, run_key: str, consumer: str, record: dict, rejected: list[dict], next_offsets: dict[int, int], blob: bytes
+    ) -> int:
+        """:meth:`record_window` of a checkpoint already dumped by :func:`dump_checkpoint` (so that the
+        processor's state is read in its own thread, and only this transaction runs in another)."""
         record = dict(record)
         alerts = record.pop("alerts", None) or []
         record["n_alerts"] = len(alerts)
-        blob = dump_checkpoint(state)
         self.db.execute("BEGIN IMMEDIATE")
         try:
             index = self.db.execute(

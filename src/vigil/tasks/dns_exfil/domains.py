@@ -68,6 +68,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -75,10 +76,12 @@ from vigil.plain import InvalidState, checked
 from vigil.tasks.dns_exfil.features import (
     QueryName,
     _registered_split,
+    _suffix_extractor,
     _terms,
     parse_query_name,
     registered_domain_index,
 )
+from vigil.tasks.dns_exfil.histograms import byte_entropies, ordered_sums, texts_bytes
 
 FAST_WINDOW_S = 60.0
 SLOW_WINDOW_S = 3600.0
@@ -130,6 +133,41 @@ def information_bits(novel: str) -> float:
     return sum(_entropy_bits(piece) for piece in novel.split("."))
 
 
+def window_information_bits(items: Sequence[tuple], entries: dict) -> list[tuple[str, float] | None]:
+    """Per (domain, subdomain, ...) of ``items``: (the previous subdomain assumed, the information bits
+    of the subdomain after it), the previous one being the domain's ``last_sub`` in ``entries`` or the
+    domain's last subdomain before it in ``items``; None for an empty subdomain. The bits are
+    :func:`information_bits`' floats (the same terms added in the same order: per piece by
+    :func:`~vigil.tasks.dns_exfil.histograms.byte_entropies`, then the pieces left to right); a
+    subdomain that is not ASCII is computed by :func:`information_bits` itself."""
+    last: dict[str, str] = {}
+    guesses: list[tuple[str, float] | None] = [None] * len(items)
+    batched, pieces, owners = [], [], []
+    for i, (domain, sub, *_) in enumerate(items):
+        if not sub:
+            continue
+        previous = last.get(domain)
+        if previous is None:
+            entry = entries.get(domain)
+            previous = entry.last_sub if entry is not None else ""
+        last[domain] = sub[:255]
+        novel = novel_part(sub, previous)
+        if not novel.isascii():
+            guesses[i] = (previous, information_bits(novel))
+            continue
+        split = novel.split(".")
+        owners.append(len(split))
+        pieces += split
+        batched.append((i, previous))
+    if batched:
+        data, piece_of, lengths = texts_bytes(pieces)
+        piece_bits = lengths * byte_entropies(data, piece_of, lengths)
+        owner = np.repeat(np.arange(len(batched)), owners)
+        for (i, previous), bits in zip(batched, ordered_sums(piece_bits, owner, len(batched)).tolist()):
+            guesses[i] = (previous, bits)
+    return guesses
+
+
 # -- fast splitting of names into (registered domain, subdomain) ----------------------------------
 _SAFE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 _SUFFIX_TAIL = 5  # labels of a name's end that decide its public suffix (no ICANN rule is longer)
@@ -146,11 +184,9 @@ def split_name(raw) -> tuple[str, str, bool]:
         text = raw.strip().rstrip(".")
         labels = text.split(".")
         if all(labels) and all(len(label) <= 63 for label in labels):
-            tail = labels[-_SUFFIX_TAIL:]
-            index = _tail_index(suffix_shape(tail), len(tail))
+            index = plain_sld_index(labels)
             if index >= 0:
-                offset = len(labels) - len(tail)
-                return ".".join(labels[offset + index :]).lower(), ".".join(labels[: offset + index]), False
+                return ".".join(labels[index:]).lower(), ".".join(labels[:index]), False
     name = parse_query_name(raw)
     index = registered_domain_index(name)
     if index < 0:
@@ -173,6 +209,46 @@ def suffix_shape(labels: list[str]) -> str:
     return ".".join(labels).translate(_UNSAFE_TO_A)  # the labels of a plain name hold no dot
 
 
+@lru_cache(maxsize=1)
+def _suffix_rule_tails() -> frozenset[str]:
+    """Every right-hand part of every public suffix rule the lookup uses, lower-case (``*.kawasaki.jp``
+    gives ``jp``, ``kawasaki.jp`` and ``*.kawasaki.jp``)."""
+    tails: set[str] = set()
+    for rule in _suffix_extractor().tlds:
+        labels = rule.lower().split(".")
+        tails.update(".".join(labels[-k:]) for k in range(1, len(labels) + 1))
+    return frozenset(tails)
+
+
+@lru_cache(maxsize=65536)
+def _last_two_suffix_labels(shape: str) -> int | None:
+    """For the shape of the last two labels of a name of three or more: how many of the two are public
+    suffix (0 or 1) when they alone decide the lookup, else None. They decide when no rule goes on
+    from them (``x.y`` and ``*.y`` are no rule's right-hand part, so the lookup stops at ``x`` whatever
+    lies left of it) and neither is punycode nor the last all digits (an IPv4 address is read as a
+    whole). A stream's names then share one cached lookup per zone (``mzxw6y.0.1f3a.tunnel-relay.net``
+    and every other name under it: ``tunnel-relay.net``) instead of one per name."""
+    x, y = shape.lower().split(".")
+    tails = _suffix_rule_tails()
+    if y.isdigit() or x.startswith("xn--") or y.startswith("xn--") or "*" in tails:
+        return None
+    if f"{x}.{y}" in tails or f"*.{y}" in tails:
+        return None
+    return _registered_split(shape)[1]
+
+
+def plain_sld_index(labels: list[str]) -> int:
+    """Index of the sld label among a plain name's labels; -1 when its last labels are all public
+    suffix (the full parser decides)."""
+    if len(labels) >= 3:
+        suffix_labels = _last_two_suffix_labels(suffix_shape(labels[-2:]))
+        if suffix_labels is not None:
+            return len(labels) - suffix_labels - 1
+    tail = labels[-_SUFFIX_TAIL:]
+    index = _tail_index(suffix_shape(tail), len(tail))
+    return index if index < 0 else len(labels) - len(tail) + index
+
+
 def _tail_index(shape: str, n: int) -> int:
     """Index of the sld label within the tail, -1 when the tail is all public suffix (use the parser)."""
     has_sld, suffix_labels = _registered_split(shape)
@@ -186,6 +262,11 @@ def key_hashes(key: bytes) -> tuple[int, int]:
     """Two stable 32-bit hashes for double hashing (crc32 and adler32: the same in every process,
     unlike hash(), so a checkpoint means the same thing after a restart)."""
     return zlib.crc32(key), zlib.adler32(key) | 1
+
+
+def name_hashes(domain: str, sub: str) -> tuple[int, int]:
+    """:func:`key_hashes` of a name as the filters remember it: domain and subdomain, lower-cased."""
+    return key_hashes(f"{domain}|{sub.lower()}".encode("latin-1", errors="replace"))
 
 
 class BloomFilter:
@@ -217,6 +298,47 @@ class BloomFilter:
     @property
     def nbytes(self) -> int:
         return len(self.array)
+
+
+def add_to_both(first: BloomFilter, second: BloomFilter, h1: int, h2: int) -> tuple[bool, bool]:
+    """``(first.add_hashed(h1, h2), second.add_hashed(h1, h2))``: for two filters of one size, the
+    positions are computed once (the fast and the slow window's filters are checked for every name)."""
+    if first.bits != second.bits or first.hashes != second.hashes:
+        return first.add_hashed(h1, h2), second.add_hashed(h1, h2)
+    one, two, bits = first.array, second.array, first.bits
+    new_one = new_two = False
+    for i in range(first.hashes):
+        position = (h1 + i * h2) % bits
+        byte, bit = position >> 3, 1 << (position & 7)
+        if not one[byte] & bit:
+            one[byte] |= bit
+            new_one = True
+        if not two[byte] & bit:
+            two[byte] |= bit
+            new_two = True
+    return new_one, new_two
+
+
+def window_novelty(first: BloomFilter, second: BloomFilter, hashes: list[tuple[int, int]]) -> list[tuple[bool, bool]]:
+    """What :func:`add_to_both` returns for each (h1, h2) of ``hashes`` in turn, the filters left as
+    those calls leave them, in one numpy pass: a key is new to a filter when one of its bits was
+    unset before the window and no earlier key of the window set it. For two filters of one size."""
+    if first.bits != second.bits or first.hashes != second.hashes:
+        return [add_to_both(first, second, h1, h2) for h1, h2 in hashes]
+    if not hashes:
+        return []
+    pairs = np.array(hashes, dtype=np.int64)
+    positions = (pairs[:, :1] + np.arange(first.hashes, dtype=np.int64) * pairs[:, 1:]) % first.bits
+    _, first_at, inverse = np.unique(positions.ravel(), return_index=True, return_inverse=True)
+    # the bits this key is the window's first to set
+    own = (first_at // first.hashes)[inverse].reshape(positions.shape) == np.arange(len(hashes))[:, None]
+    byte, bit = positions >> 3, (1 << (positions & 7)).astype(np.uint8)
+    news = []
+    for bloom in (first, second):
+        array = np.frombuffer(bloom.array, dtype=np.uint8)  # a view: the filter itself is updated
+        news.append((((array[byte] & bit) == 0) & own).any(axis=1).tolist())
+        np.bitwise_or.at(array, byte.ravel(), bit.ravel())
+    return list(zip(*news))
 
 
 @dataclass
@@ -283,11 +405,15 @@ class DomainDetector:
     seen: int = 0
     evicted: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self._fast_seen = BloomFilter(self.bloom_bits)
         self._slow_seen = BloomFilter(self.bloom_bits)
         self._fast_window = -1
         self._slow_window = -1
+        # to_state's row of each entry, dropped when observe_one changes that entry (a window touches
+        # a few hundred of the 4,096 rows, and every window's checkpoint holds all of them); it holds
+        # the entries of the last to_state, so it is bounded as the table is
+        self._rows: dict[str, tuple] = {}
 
     # The filters are not checkpointed (2 MiB per window would dominate the results file): after a
     # restart every name is new once more, which can only make a flag come sooner.
@@ -303,13 +429,23 @@ class DomainDetector:
             "thresholds": dataclasses.asdict(self.thresholds),
             "trusted": list(self.trusted),
             "entry_fields": list(ENTRY_FIELDS),
-            "entries": [tuple(vars(e).values()) for e in self.entries.values()],
+            "entries": self._entry_rows(),
             "flagged_log": list(self.flagged_log),
             "seen": self.seen,
             "evicted": self.evicted,
             "fast_window": self._fast_window,
             "slow_window": self._slow_window,
         }
+
+    def _entry_rows(self) -> list[tuple]:
+        """One tuple of field values per entry, in table order; built anew for the entries changed
+        since the last call only."""
+        cached, rows = self._rows, {}
+        for domain, entry in self.entries.items():
+            row = cached.get(domain)
+            rows[domain] = tuple(vars(entry).values()) if row is None else row
+        self._rows = rows
+        return list(rows.values())
 
     @classmethod
     def from_state(cls, state: dict) -> DomainDetector:
@@ -392,6 +528,39 @@ class DomainDetector:
                 alerts.append(alert)
         return alerts
 
+    def observe_split(self, items: Sequence[tuple[str, str, float, bool]]) -> list[dict]:
+        """:meth:`observe_one` of each (domain, subdomain, time, has an 8-bit byte), in order; the alerts.
+
+        The information bits of every name are computed first, in one numpy pass
+        (:func:`window_information_bits`), against the previous subdomain of its domain as the window
+        would leave it if every name were new; a name whose domain's previous subdomain turns out
+        otherwise (a repeated name in between, an evicted domain) is computed on its own as before."""
+        guesses = window_information_bits(items, self.entries)
+        alerts = []
+        start = 0
+        while start < len(items):
+            # a run of names in one fast and one slow window: their filters' answers in one pass
+            at = items[start][2]
+            fast, slow = int(at // self.fast_window_s), int(at // self.slow_window_s)
+            end = start + 1
+            while (
+                end < len(items)
+                and int(items[end][2] // self.fast_window_s) == fast
+                and int(items[end][2] // self.slow_window_s) == slow
+            ):
+                end += 1
+            self._roll(at)
+            run = items[start:end]
+            novelties = iter(
+                window_novelty(self._fast_seen, self._slow_seen, [name_hashes(d, s) for d, s, *_ in run if s])
+            )
+            for (domain, sub, at, eight_bit), guess in zip(run, guesses[start:end]):
+                alert = self.observe_one(domain, sub, at, eight_bit, guess, next(novelties) if sub else None)
+                if alert is not None:
+                    alerts.append(alert)
+            start = end
+        return alerts
+
     def _roll(self, at: float) -> None:
         fast, slow = int(at // self.fast_window_s), int(at // self.slow_window_s)
         if fast != self._fast_window:
@@ -401,9 +570,22 @@ class DomainDetector:
             self._slow_seen.clear()
             self._slow_window = slow
 
-    def observe_one(self, domain: str, sub: str, at: float, eight_bit: bool = False) -> dict | None:
+    def observe_one(
+        self,
+        domain: str,
+        sub: str,
+        at: float,
+        eight_bit: bool = False,
+        guess: tuple[str, float] | None = None,
+        novelty: tuple[bool, bool] | None = None,
+    ) -> dict | None:
+        """Count one name (split by :func:`split_name`); its alert when it made its domain cross a rule.
+        :meth:`observe_split` computes two things a window at a time: ``guess``, (a previous subdomain,
+        the information bits of ``sub`` after it), used when that previous subdomain is the domain's;
+        ``novelty``, whether the name was new to the fast and the slow filter (already added to both)."""
         self.seen += 1
         self._roll(at)
+        self._rows.pop(domain, None)  # its checkpoint row changes
         entry = self.entries.get(domain)
         if entry is None:
             if len(self.entries) >= self.capacity:
@@ -423,12 +605,16 @@ class DomainDetector:
         entry.last_seen = at
         if not sub:
             return None
-        h1, h2 = key_hashes(f"{domain}|{sub.lower()}".encode("latin-1", errors="replace"))
-        new_fast = self._fast_seen.add_hashed(h1, h2)
-        new_slow = self._slow_seen.add_hashed(h1, h2)
+        if novelty is None:
+            new_fast, new_slow = add_to_both(self._fast_seen, self._slow_seen, *name_hashes(domain, sub))
+        else:
+            new_fast, new_slow = novelty
         if not (new_fast or new_slow):
             return None
-        bits = information_bits(novel_part(sub, entry.last_sub))
+        if guess is not None and guess[0] == entry.last_sub:
+            bits = guess[1]  # the previous subdomain is the one the window's batch assumed
+        else:
+            bits = information_bits(novel_part(sub, entry.last_sub))
         entry.last_sub = sub[:255]
         entry.max_label = max(entry.max_label, *map(len, sub.split(".")))
         entry.eight_bit += int(eight_bit)

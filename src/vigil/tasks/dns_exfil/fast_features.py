@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vigil.tasks.dns_exfil.domains import _SUFFIX_TAIL, _tail_index, suffix_shape
+from vigil.tasks.dns_exfil.domains import plain_sld_index
 from vigil.tasks.dns_exfil.features import (
     FEATURE_COLUMNS,
     QueryFeatureExtractor,
@@ -60,11 +60,10 @@ def plain_labels(raw) -> list[str] | None:
 
 
 def _sld_index(labels: list[str]) -> int:
-    tail = labels[-_SUFFIX_TAIL:]
-    index = _tail_index(suffix_shape(tail), len(tail))
+    index = plain_sld_index(labels)
     if index < 0:  # the tail is all public suffix: the full lookup decides
         return registered_domain_index(parse_query_name(".".join(labels)))
-    return len(labels) - len(tail) + index
+    return index
 
 
 def _longest_words(texts: list[str], data: np.ndarray, name_of: np.ndarray, words: frozenset[str]) -> np.ndarray:
@@ -127,15 +126,17 @@ def cic_matrix(names, extractor: QueryFeatureExtractor | None = None) -> np.ndar
     return cic_matrix_and_split(names, extractor)[0]
 
 
-def cic_matrix_and_split(names, extractor: QueryFeatureExtractor | None = None):
+def cic_matrix_and_split(names, extractor: QueryFeatureExtractor | None = None, labels_of_names=None):
     """:func:`cic_matrix`, and per name its (registered domain, subdomain) from the same split
-    (None for a name that is not plain): what the per-domain detector needs, not computed twice."""
+    (None for a name that is not plain): what the per-domain detector needs, not computed twice.
+    ``labels_of_names``: :func:`plain_labels` of each name when the caller has them already."""
     names = list(names)
+    if labels_of_names is None:
+        labels_of_names = [plain_labels(raw) for raw in names]
     matrix = np.empty((len(names), len(FEATURE_COLUMNS)))
     splits: list[tuple[str, str] | None] = [None] * len(names)
     plain, labels_of, indexes = [], [], []
-    for i, raw in enumerate(names):
-        labels = plain_labels(raw)
+    for i, (raw, labels) in enumerate(zip(names, labels_of_names)):
         if labels is None:
             extractor = extractor or QueryFeatureExtractor()
             features = extractor.features(raw)

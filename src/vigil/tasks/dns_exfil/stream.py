@@ -51,7 +51,7 @@ from vigil.lease import RetrainLease
 from vigil.messages import lenient_message
 from vigil.plain import InvalidState, checked
 from vigil.tasks.dns_exfil import DYNAMIC_TASK, STREAMS_FOLDER, write_stream_status
-from vigil.tasks.dns_exfil.domains import DomainDetector
+from vigil.tasks.dns_exfil.domains import DomainDetector, split_name
 from vigil.tasks.dns_exfil.fast_features import cic_matrix_and_split, plain_labels
 from vigil.tasks.dns_exfil.features import (
     CSV_COLUMNS,
@@ -174,7 +174,8 @@ class DnsWindowProcessor:
     # -- messages ----------------------------------------------------------------------------------
     def parse(self, value: bytes | None):
         """One message as (feature row, label, query name or None, event time), None for a CSV header;
-        RejectedMessage naming the field."""
+        RejectedMessage naming the field. A plain query name's row is None, its features computed with
+        the window's in :meth:`process`, and its labels follow the event time."""
         obj = lenient_message(value)
         if isinstance(obj, str):
             try:
@@ -191,9 +192,10 @@ class DnsWindowProcessor:
             raise RejectedMessage(f"expected a JSON object or a CSV line, got {type(obj).__name__}")
         label = _label(obj)
         if "query" in obj:
-            if plain_labels(obj["query"]) is not None:
+            labels = plain_labels(obj["query"])
+            if labels is not None:
                 # a plain name cannot be refused: its features are computed with the window's (process)
-                return None, label, obj["query"], _event_time(obj)
+                return None, label, obj["query"], _event_time(obj), labels
             try:
                 features = self.extractor.features(obj["query"])
             except ValueError as exc:
@@ -374,7 +376,7 @@ class DnsWindowProcessor:
         deferred = [i for i, r in enumerate(rows) if r[0] is None]
         split: dict[int, tuple[str, str]] = {}
         if deferred:  # the plain names of the window, featurised together (fast_features.py)
-            matrix, splits = cic_matrix_and_split([rows[i][2] for i in deferred])
+            matrix, splits = cic_matrix_and_split([rows[i][2] for i in deferred], None, [rows[i][4] for i in deferred])
             split = {i: parts for i, parts in zip(deferred, splits) if parts is not None}
             if len(deferred) < len(rows):
                 built = [i for i, r in enumerate(rows) if r[0] is not None]
@@ -387,17 +389,20 @@ class DnsWindowProcessor:
         X = pd.DataFrame(matrix, columns=FEATURE_COLUMNS, copy=False)
         y = np.array([r[1] for r in rows], dtype=float)
         labelled = ~np.isnan(y)
-        alerts = []
-        for i, row in enumerate(rows):  # the per-domain detector, in message order
+        named = []  # the per-domain detector's (domain, subdomain, time, 8-bit), in message order
+        for i, row in enumerate(rows):
             if row[2] is None:
                 continue
             parts = split.get(i)
-            if parts is None:
-                alerts += self.domains.observe([row[2]], [row[3]])
-            else:
-                alert = self.domains.observe_one(parts[0], parts[1], row[3])
-                if alert is not None:
-                    alerts.append(alert)
+            if parts is not None:
+                named.append((parts[0], parts[1], row[3], False))
+                continue
+            try:
+                domain, sub, eight_bit = split_name(row[2])
+            except ValueError:
+                continue  # the per-query path reports a name that cannot be on the wire
+            named.append((domain, sub, float(row[3]), eight_bit))
+        alerts = self.domains.observe_split(named)
         p_static = predict_proba(self.static.model, X)
         # until its first retrain the dynamic model is the static one: the same scores, computed once
         p_dynamic = p_static if self.dynamic is self.static.model else predict_proba(self.dynamic, X)

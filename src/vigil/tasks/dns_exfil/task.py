@@ -51,7 +51,8 @@ def stream_status_path(store: ArtifactStore, consumer_id: str) -> Path:
 
 
 def write_stream_status(store: ArtifactStore, consumer_id: str, state: str, **fields) -> None:
-    """The stream's heartbeat: written at start, after every poll round and window, and at exit."""
+    """The stream's heartbeat: written at start, every 2 s between polls, after a window when the last
+    one is a second old, and at exit."""
     path = stream_status_path(store, consumer_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
