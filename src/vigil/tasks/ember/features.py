@@ -122,6 +122,12 @@ class _LibraryTables(dict):
         return table
 
 
+def _signs(codes: np.ndarray) -> np.ndarray:
+    """+1.0 / -1.0, the value FeatureHasher gives each token of these signed codes (never 0); np.sign
+    then a cast is ~2x faster than np.where with two float scalars."""
+    return np.sign(codes).astype(np.float64)
+
+
 class StringHasher:
     """``FeatureHasher(n_features, input_type="string")`` over a batch, each distinct token hashed once.
 
@@ -207,14 +213,14 @@ class StringHasher:
         flat = np.concatenate(
             [rows * width + (k * self.n_features - 1) + np.abs(codes) for k, (rows, codes) in enumerate(parts)]
         )
-        weights = np.where(np.concatenate([codes for _, codes in parts]) > 0, 1.0, -1.0)
+        weights = _signs(np.concatenate([codes for _, codes in parts]))
         return np.bincount(flat, weights=weights, minlength=n * width).reshape(n, width)
 
     def from_codes(self, codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Dense rows from signed codes, ``lengths[i]`` of them for row i, in order."""
         n = len(lengths)
         flat = np.repeat(np.arange(n, dtype=np.int64) * self.n_features, lengths) + (np.abs(codes) - 1)
-        weights = np.where(codes > 0, 1.0, -1.0)
+        weights = _signs(codes)
         return np.bincount(flat, weights=weights, minlength=n * self.n_features).reshape(n, self.n_features)
 
 
@@ -1195,13 +1201,16 @@ class FeatureExtractor:
         """float32 matrix (len(raws), dim), row i = ``process_raw_features(raws[i])``, faster in bulk."""
         if not raws:
             return np.zeros((0, self.dim), dtype=np.float32)
-        parts = []
+        out = np.empty((len(raws), self.dim), dtype=np.float32)
+        start = 0
         for block in self.blocks:
             if block.name == "datadirectories":
-                parts.append(block.process_raw_features_batch([raw.get(block.name, []) for raw in raws]))
+                part = block.process_raw_features_batch([raw.get(block.name, []) for raw in raws])
             else:
-                parts.append(block.process_raw_features_batch([raw[block.name] for raw in raws]))
-        return np.concatenate(parts, axis=1).astype(np.float32, copy=False)  # the blocks are float32 already
+                part = block.process_raw_features_batch(list(map(itemgetter(block.name), raws)))
+            out[:, start : start + block.dim] = part  # the blocks are float32 already
+            start += block.dim
+        return out
 
     def feature_vector(self, bytez: bytes) -> np.ndarray:
         return self.process_raw_features(self.raw_features(bytez))
