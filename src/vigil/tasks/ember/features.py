@@ -744,6 +744,10 @@ class HeaderFileInfo(FeatureBlock):
             return None
         hasher = self._hasher
         try:
+            timestamps_array, numbers_array = (
+                np.array(timestamps, dtype=np.float64),
+                np.array(numbers, dtype=np.float64),
+            )
             hashed = hasher.from_parts(
                 [
                     hasher.single_part(machines),
@@ -754,12 +758,12 @@ class HeaderFileInfo(FeatureBlock):
                 ],
                 n,
             )
-        except TypeError:  # a name that is not a string
+        except (TypeError, OverflowError):  # a name that is not a string, a number past float64
             return None
         out = np.empty((n, self.dim), dtype=np.float32)
-        out[:, 0] = np.array(timestamps, dtype=np.float64)
+        out[:, 0] = timestamps_array
         out[:, 1:51] = hashed
-        out[:, 51:] = np.array(numbers, dtype=np.float64)
+        out[:, 51:] = numbers_array
         return out
 
     def _any_batch(self, raws: list) -> np.ndarray:
