@@ -40,7 +40,7 @@ import logging
 import struct
 import warnings
 from itertools import chain, compress, repeat
-from operator import attrgetter, eq, itemgetter, not_
+from operator import eq, itemgetter, not_
 from typing import Any, ClassVar, Iterable, Sequence
 
 import numpy as np
@@ -105,21 +105,6 @@ class _TokenCodes(dict):
             self.owner.room -= 1
             self[token] = code
         return code
-
-
-class _LibraryTables(dict):
-    """library name as written -> the ``"<library in lower case>:"`` table of a StringHasher (imports)."""
-
-    def __init__(self, owner: StringHasher):
-        super().__init__()
-        self.owner = owner
-
-    def __missing__(self, library):
-        table = self.owner.prefixed(library.lower() + ":")
-        if self.owner.room > 0:
-            self.owner.room -= 1
-            self[library] = table
-        return table
 
 
 def _signs(codes: np.ndarray) -> np.ndarray:
@@ -938,7 +923,6 @@ class ImportsInfo(FeatureBlock):
     dim = 256 + 1024
     _libraries = StringHasher(256)
     _functions = StringHasher(1024)
-    _function_tables = _LibraryTables(_functions)
 
     def __init__(self, ordinal_names: bool = True):
         # Feature version 2 names ordinal imports "ordinal<N>"; version 1 kept LIEF's empty name.
@@ -961,48 +945,7 @@ class ImportsInfo(FeatureBlock):
         return self.process_raw_features_batch([raw])[0]
 
     def process_raw_features_batch(self, raws):
-        values = self._well_formed_batch(raws)
-        return values if values is not None else self._any_batch(raws)
-
-    def _well_formed_batch(self, raws: list) -> np.ndarray | None:
-        """The batch where every record maps library names to lists of names, else None.
-
-        Every "library:function" code is looked up in one C-level pass (``map`` over the library's
-        table, keyed by the library as written, chained into ``np.fromiter``), no Python loop a
-        library."""
-        if not set(map(type, raws)) <= {dict}:
-            return None
-        listed = list(chain.from_iterable(map(dict.items, raws)))
-        libraries, names = zip(*listed) if listed else ((), ())
-        if not set(map(type, names)) <= {list}:
-            return None
-        counts = np.fromiter(map(len, names), dtype=np.intp, count=len(names))
-        tables = map(self._function_tables.__getitem__, libraries)
-        try:
-            codes = np.fromiter(
-                chain.from_iterable(map(map, map(attrgetter("__getitem__"), tables), names)),
-                dtype=np.int64,
-                count=int(counts.sum()),
-            )
-        except TypeError:  # a name that is not a string: the general path raises it
-            return None
-        record_of_library = np.repeat(np.arange(len(raws)), np.fromiter(map(len, raws), dtype=np.intp, count=len(raws)))
-        lengths = np.bincount(record_of_library, weights=counts, minlength=len(raws)).astype(np.intp)
-        return self._hashed(self._libraries_of(raws), codes, lengths)
-
-    @staticmethod
-    def _libraries_of(raws: list) -> list:
-        return [list({library.lower() for library in raw}) for raw in raws]
-
-    def _hashed(self, libraries: list, codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        # float64 sums written into the float32 block: the same rounding as ember's .astype(np.float32)
-        out = np.empty((len(libraries), self.dim), dtype=np.float32)
-        out[:, :256] = self._libraries.rows(libraries)
-        out[:, 256:] = self._functions.from_codes(codes, lengths)
-        return out
-
-    def _any_batch(self, raws: list) -> np.ndarray:
-        libraries = self._libraries_of(raws)
+        libraries = [list({library.lower() for library in raw}) for raw in raws]
         # "library:function" tokens, lower-case library: one table per library name as written, keyed
         # by the function name, so a joined string is built only the first time it is seen
         functions = self._functions
@@ -1013,7 +956,11 @@ class ImportsInfo(FeatureBlock):
             for library, names in raw.items():
                 codes.extend(map(functions.prefixed(library.lower() + ":").__getitem__, names))
             lengths[i] = len(codes) - start
-        return self._hashed(libraries, np.array(codes, dtype=np.int64), lengths)
+        # float64 sums written into the float32 block: the same rounding as ember's .astype(np.float32)
+        out = np.empty((len(raws), self.dim), dtype=np.float32)
+        out[:, :256] = self._libraries.rows(libraries)
+        out[:, 256:] = functions.from_codes(np.array(codes, dtype=np.int64), lengths)
+        return out
 
 
 class ExportsInfo(FeatureBlock):
@@ -1086,37 +1033,6 @@ class DataDirectories(FeatureBlock):
         for i, directory in enumerate(raw[: len(self.names)]):
             features[2 * i] = directory["size"]
             features[2 * i + 1] = directory["virtual_address"]
-        return features
-
-    def process_raw_features_batch(self, raws):
-        values = self._listed_batch(raws)
-        return values if values is not None else super().process_raw_features_batch(raws)
-
-    def _listed_batch(self, raws: list) -> np.ndarray | None:
-        """The batch at once where every record is a list of directories (dicts) with numeric
-        ``size`` and ``virtual_address``, else None (then record by record, as before). Each number
-        goes to float32 through its float64 value, as numpy's item assignment in ember's loop does."""
-        if not set(map(type, raws)) <= {list}:
-            return None
-        listed = [raw[: len(self.names)] for raw in raws]
-        try:
-            pairs = list(map(itemgetter("size", "virtual_address"), chain.from_iterable(listed)))
-            numbers = list(chain.from_iterable(pairs))
-            sum(numbers)  # raises TypeError unless every one is a number (np.fromiter would read "5" or None)
-            values = np.fromiter(numbers, dtype=np.float64, count=len(numbers))
-        except (KeyError, TypeError, OverflowError):  # the record-by-record path raises what it raised before
-            return None
-        features = np.zeros((len(raws), 2 * len(self.names)), dtype=np.float32)
-        if len(pairs) == len(raws) * len(self.names):  # every record lists all 15 (or more): as they come
-            features.reshape(-1)[:] = values
-            return features
-        # the i-th listed directory of row r: values 2i, 2i + 1 of the row
-        counts = np.fromiter(map(len, listed), dtype=np.intp, count=len(listed))
-        row_starts = np.arange(len(raws)) * features.shape[1]
-        sizes_at = np.repeat(row_starts - 2 * (np.cumsum(counts) - counts), counts) + 2 * np.arange(len(pairs))
-        flat = features.reshape(-1)
-        flat[sizes_at] = values[0::2]
-        flat[sizes_at + 1] = values[1::2]
         return features
 
 
