@@ -827,7 +827,7 @@ class SectionInfo(FeatureBlock):
 
         The sections of all records in flat lists, each field read once; the counts, the entry's
         properties and the entry's characters from numpy arrays, the names' columns from the
-        string table (a pair's column is its name's, FeatureHasher's value times its sign)."""
+        string table (a pair's column and sign are its name's, see :func:`_pair_rows`)."""
         n = len(raws)
         try:
             sections, entries = list(map(itemgetter("sections"), raws)), list(map(itemgetter("entry"), raws))
