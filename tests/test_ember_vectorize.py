@@ -16,7 +16,9 @@ from vigil.tasks.ember.features import (
     FeatureBlock,
     FeatureExtractor,
     GeneralFileInfo,
+    HeaderFileInfo,
     ImportsInfo,
+    SectionInfo,
     StringExtractor,
     StringHasher,
 )
@@ -148,3 +150,119 @@ def test_broken_lines_are_still_named_not_valid_json():
     for line in (b"", b"{", b"\n", b"[1,"):
         with pytest.raises(ValueError, match="not valid JSON"):
             parse_record(line)
+
+
+def _bits(matrix: np.ndarray) -> bytes:
+    """The float32 bytes, so NaNs compare by their sign and payload too."""
+    assert matrix.dtype == np.float32
+    return matrix.tobytes()
+
+
+def _outcome(run):
+    try:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return _bits(run())
+    except Exception as exc:
+        return type(exc), str(exc)
+
+
+def _embers_section_vector(raw: dict) -> np.ndarray:
+    """ember's SectionInfo.process_raw_features, one FeatureHasher call per part."""
+    sections = raw["sections"]
+    general = [
+        len(sections),
+        sum(1 for s in sections if s["size"] == 0),
+        sum(1 for s in sections if s["name"] == ""),
+        sum(1 for s in sections if "MEM_READ" in s["props"] and "MEM_EXECUTE" in s["props"]),
+        sum(1 for s in sections if "MEM_WRITE" in s["props"]),
+    ]
+    pairs = [
+        FeatureHasher(50, input_type="pair").transform([[(s["name"], s[key]) for s in sections]]).toarray()[0]
+        for key in ("size", "entropy", "vsize")
+    ]
+    entry = FeatureHasher(50, input_type="string").transform([list(raw["entry"])]).toarray()[0]
+    properties = [p for s in sections for p in s["props"] if s["name"] == raw["entry"]]
+    hashed = FeatureHasher(50, input_type="string").transform([properties]).toarray()[0]
+    return np.hstack([general, *pairs, entry, hashed]).astype(np.float32)
+
+
+def test_section_block_equals_embers_feature_hasher_on_float_pairs_sharing_columns():
+    """Up to 60 sections over 6 names: floats added three and more to a column, in the order scipy's
+    sort of a row leaves them (past 16 entries std::sort is not stable), zeros, NaN, huge numbers."""
+    rng = np.random.default_rng(11)
+    names = [".text", ".data", ".rsrc", "", "UPX0", ".t\\xe9xt"]
+    odd = [0, 0.0, -0.0, float("nan"), 1e300, 2**60 + 1, -7]
+    raws = [r["section"] for r in records()]
+    for _ in range(80):
+        sections = []
+        for _ in range(int(rng.integers(0, 60))):
+            sections.append(
+                {
+                    "name": names[rng.integers(len(names))],
+                    "size": int(rng.integers(0, 3)) * int(rng.integers(1, 2**20)),
+                    "entropy": float(rng.random() * 8) if rng.random() < 0.9 else odd[rng.integers(len(odd))],
+                    "vsize": odd[rng.integers(len(odd))] if rng.random() < 0.1 else int(rng.integers(0, 2**32)),
+                    "props": [
+                        str(p)
+                        for p in rng.choice(["MEM_READ", "MEM_WRITE", "MEM_EXECUTE", "CNT_CODE"], rng.integers(0, 4))
+                    ],
+                }
+            )
+        raws.append({"entry": names[rng.integers(len(names))], "sections": sections})
+    with np.errstate(over="ignore"):  # 1e300 is inf in float32, in ember too
+        expected = np.vstack([_embers_section_vector(raw) for raw in raws])
+    block = SectionInfo()
+    with np.errstate(over="ignore"):
+        assert block._well_formed_batch(raws) is not None  # the fast path is the one tested
+        assert _bits(block.process_raw_features_batch(raws)) == _bits(expected)
+        assert _bits(block._any_batch(raws)) == _bits(expected)
+
+
+@pytest.mark.parametrize(
+    "block,change",
+    [
+        # a string where FeatureHasher wanted a list, past the first record: read as its characters
+        (HeaderFileInfo(), lambda raw: raw["coff"].update(characteristics="EXECUTABLE_IMAGE")),
+        (HeaderFileInfo(), lambda raw: raw["optional"].update(sizeof_code="12")),
+        (HeaderFileInfo(), lambda raw: raw["coff"].update(machine=None)),
+        (HeaderFileInfo(), lambda raw: raw["optional"].pop("magic")),
+        (
+            SectionInfo(),
+            lambda raw: raw["sections"].append({"name": 3, "size": 0, "entropy": 0, "vsize": 0, "props": []}),
+        ),
+        (
+            SectionInfo(),
+            lambda raw: raw["sections"].append({"name": ".x", "size": "7", "entropy": 1, "vsize": 1, "props": []}),
+        ),
+        (
+            SectionInfo(),
+            lambda raw: raw["sections"].append(
+                {"name": ".x", "size": 1, "entropy": 1, "vsize": 1, "props": "MEM_READ"}
+            ),
+        ),
+        (
+            SectionInfo(),
+            lambda raw: raw["sections"].append({"name": ".x", "size": True, "entropy": None, "vsize": 1, "props": []}),
+        ),
+        (SectionInfo(), lambda raw: raw.update(entry=["."])),
+        (SectionInfo(), lambda raw: raw["sections"][0].pop("vsize")),
+        (SectionInfo(), lambda raw: raw["sections"][0].update(name=None, size=5)),
+        (HeaderFileInfo(), lambda raw: raw["coff"].update(timestamp=10**400)),
+    ],
+)
+def test_records_that_are_not_well_formed_get_what_the_general_path_gives(block, change):
+    """The fast batch paths take only well-formed records; anything else gives the general path's
+    values or error, exactly as before."""
+    raws = [json.loads(json.dumps(r[block.name])) for r in records() if r.get(block.name)][:6]
+    change(raws[3])
+    general = block._any_batch
+    assert _outcome(lambda: block.process_raw_features_batch(raws)) == _outcome(lambda: general(raws))
+    assert _outcome(lambda: block.process_raw_features_batch(raws[3:4])) == _outcome(lambda: general(raws[3:4]))
+
+
+def test_fast_and_general_paths_agree_on_every_shipped_record():
+    raws = records() + [json.loads(line) for line in (DATA / "reference_debian_raw.jsonl").read_text().splitlines()]
+    for block in (HeaderFileInfo(), SectionInfo()):
+        part = [raw[block.name] for raw in raws]
+        assert block._well_formed_batch(part) is not None
+        assert _bits(block.process_raw_features_batch(part)) == _bits(block._any_batch(part))

@@ -188,7 +188,6 @@ def _vectorize_lines(batch: list[tuple[int, str, int, bytes]]) -> tuple[list[tup
     extractor = _worker_state["extractor"]
     metadata, bad, parsed = [], [], []
     first = batch[0][0]  # rows of a batch are consecutive
-    X = np.zeros((len(batch), extractor.dim), dtype=np.float32)  # a bad line's row: zeros, label -1
     y = np.full(len(batch), -1.0, dtype=np.float32)
     for row, path, number, line in batch:
         try:
@@ -211,8 +210,13 @@ def _vectorize_lines(batch: list[tuple[int, str, int, bytes]]) -> tuple[list[tup
                     parsed[i] = (row, path, number, record, -1.0)
                     metadata = [(r, {"label": -1}) if r == row else (r, m) for r, m in metadata]
         positions = np.array([item[0] for item in parsed]) - first
-        X[positions] = vectors
         y[positions] = np.array([item[4] for item in parsed], dtype=np.float32)
+    if len(parsed) == len(batch):  # every line read (the usual batch): the vectors are the rows, no copy
+        X = vectors
+    else:
+        X = np.zeros((len(batch), extractor.dim), dtype=np.float32)  # a bad line's row: zeros, label -1
+        if parsed:
+            X[positions] = vectors
     _pwrite_all(_worker_state["X"], X, first * extractor.dim * 4)
     _pwrite_all(_worker_state["y"], y, first * 4)
     return metadata, bad
