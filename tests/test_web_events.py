@@ -397,6 +397,47 @@ def test_scorer_gives_pipeline_predicts_labels_on_every_path(trained, sample):
     assert not other.fast
 
 
+def test_scorer_scaled_per_block_is_the_fitted_projection_bit_for_bit(trained, sample):
+    """The served path scales each block's distinct rows and gathers them (no unscaled matrix), with
+    the column types the request parser found; the projection is still the fitted steps', bit for bit."""
+    from vigil.tasks.web_events.scoring import _distinct, scorer_for
+    from vigil.tasks.web_events.wrangling import DistinctWrangled, wrangle_columns
+
+    pipeline = trained[2]
+    scorer = scorer_for(pipeline)
+    wrangle, features, project, _ = (step for _, step in pipeline.steps)
+    events = odd_events(sample)
+    expected = project.transform(features.transform(wrangle.transform(events)))
+    columns = {c: events[c].tolist() for c in events.columns}
+    assert np.array_equal(scorer._projected_columns(columns), expected)
+    parsed = parse_request(json.loads(json.dumps(frame_to_request(events))))
+    assert parsed.column_types == {c: frozenset(map(type, parsed.columns[c])) for c in parsed.columns}
+    assert np.array_equal(scorer._projected_columns(parsed.columns, parsed.column_types), expected)
+    # sources and names wrangled once per distinct raw pair: every row's value is wrangle_columns'
+    wrangled = DistinctWrangled(parsed.columns, _distinct, parsed.column_types)
+    clean = wrangle_columns(parsed.columns)
+    for name in ("MATCHED_VARIABLE_SRC", "MATCHED_VARIABLE_NAME"):
+        uniques, codes = wrangled.distinct(name)
+        assert [uniques[code] for code in codes] == clean[name] == wrangled.values(name)
+
+
+def test_scorer_scaled_per_block_hands_non_finite_features_to_the_fitted_steps(trained, sample, monkeypatch):
+    from vigil.tasks.web_events.scoring import EventScorer
+
+    scorer = EventScorer(trained[2])
+    block_rows = scorer._block_rows
+
+    def with_inf(block, wrangled, n_rows):
+        rows, codes = block_rows(block, wrangled, n_rows)
+        return (np.full_like(rows, np.inf) if block is scorer.blocks[0] else rows), codes
+
+    monkeypatch.setattr(scorer, "_block_rows", with_inf)
+    columns = {c: sample[c].tolist()[:3] for c in sample.columns}
+    assert scorer._scaled_features(columns) is None
+    with pytest.raises(ValueError):
+        scorer._projected_columns(columns)
+
+
 def test_scorer_hands_non_finite_features_to_the_fitted_steps(trained, sample):
     """The fitted scaler, PCA and forest refuse a matrix with inf; the scorer's shortcut must too."""
     from vigil.tasks.web_events.scoring import scorer_for

@@ -160,33 +160,70 @@ class EventScorer:
         return [tree for tree in classifier.estimators_]
 
     # -- the steps ---------------------------------------------------------------------------------
-    def _block(self, block: FeatureBlock, wrangled: DistinctWrangled, n_rows: int) -> np.ndarray:
+    def _block_rows(self, block: FeatureBlock, wrangled: DistinctWrangled, n_rows: int):
+        """(the block's feature rows, the index of each event's row among them): one row per
+        distinct value for the blocks that featurize distinct values, else one per event (None)."""
         if type(block) is TextTfidf and block.vectorizer is None:
-            return np.zeros((n_rows, 0))
+            return np.zeros((n_rows, 0)), None
         if not block.distinct_values_once:
-            return block.process_raw_features(wrangled.values(block.column))
+            return block.process_raw_features(wrangled.values(block.column)), None
         uniques, codes = wrangled.distinct(block.column)
         uniques = list(uniques)
         tfidf = self.tfidf.get(id(block))
-        rows = tfidf.rows(uniques) if tfidf is not None else block.process_raw_features(uniques)
-        return rows[codes]
+        return (tfidf.rows(uniques) if tfidf is not None else block.process_raw_features(uniques)), codes
 
-    def features(self, columns) -> np.ndarray:
+    def _block(self, block: FeatureBlock, wrangled: DistinctWrangled, n_rows: int) -> np.ndarray:
+        rows, codes = self._block_rows(block, wrangled, n_rows)
+        return rows if codes is None else rows[codes]
+
+    def features(self, columns, types=None) -> np.ndarray:
         """EventFeatures.transform of the wrangled events: the blocks side by side. Text columns are
         wrangled and featurized once per distinct raw text (the blocks featurize distinct values)."""
-        wrangled = DistinctWrangled(columns, _distinct)
+        wrangled = DistinctWrangled(columns, _distinct, types)
         n_rows = len(columns[COLUMNS[0]])
         return np.hstack([self._block(block, wrangled, n_rows) for block in self.blocks])
+
+    def _scaled_features(self, columns, types=None) -> np.ndarray | None:
+        """StandardScaler's output on :meth:`features`, bit for bit, without the unscaled matrix:
+        each block's rows scaled where they are distinct (``(x - mean_) / scale_`` is elementwise,
+        so the same numbers wherever it runs), then gathered into the one matrix. None where a
+        feature is not finite or the widths disagree: the fitted steps then judge the raw matrix."""
+        mean, scale, _, _ = self.linear
+        wrangled = DistinctWrangled(columns, _distinct, types)
+        n_rows = len(columns[COLUMNS[0]])
+        scaled = np.empty((n_rows, len(mean)), dtype=np.float64)
+        start = 0
+        for block in self.blocks:
+            rows, codes = self._block_rows(block, wrangled, n_rows)
+            stop = start + rows.shape[1]
+            if stop > len(mean) or not np.isfinite(rows).all():
+                return None
+            rows = rows - mean[start:stop]
+            rows /= scale[start:stop]
+            scaled[:, start:stop] = rows if codes is None else rows[codes]
+            start = stop
+        return scaled if start == len(mean) else None
 
     def _projected(self, features: np.ndarray) -> np.ndarray:
         if self.linear is None or not np.isfinite(features).all():
             return self.project.transform(features)  # its own checks (and errors)
-        mean, scale, components_t, offset = self.linear
+        mean, scale, _, _ = self.linear
         X = features - mean  # StandardScaler: X -= mean_; X /= scale_ (on its copy of X)
         X /= scale
-        projected = X @ components_t  # PCA._transform: X @ components_.T, then the centring
+        return self._pca(X)
+
+    def _pca(self, scaled: np.ndarray) -> np.ndarray:
+        _, _, components_t, offset = self.linear
+        projected = scaled @ components_t  # PCA._transform: X @ components_.T, then the centring
         projected -= offset
         return projected
+
+    def _projected_columns(self, columns, types=None) -> np.ndarray:
+        """:meth:`_projected` of :meth:`features`, the same numbers, the scaling done per block."""
+        scaled = self._scaled_features(columns, types) if self.linear is not None else None
+        if scaled is None:
+            return self._projected(self.features(columns, types))
+        return self._pca(scaled)
 
     def _forest_predict(self, X: np.ndarray) -> np.ndarray:
         forest = self.classifier
@@ -201,14 +238,15 @@ class EventScorer:
         return forest.classes_.take(np.argmax(proba, axis=1), axis=0)
 
     # -- entry points ------------------------------------------------------------------------------
-    def predict_columns(self, columns) -> np.ndarray:
-        """Labels of the events given column-wise: ``columns[name]`` lists that column's values."""
+    def predict_columns(self, columns, types=None) -> np.ndarray:
+        """Labels of the events given column-wise: ``columns[name]`` lists that column's values
+        (``types[name]``, where given: the types of those values)."""
         n_rows = len(columns[COLUMNS[0]])
         if not self.fast:
             return np.asarray(self.pipeline.predict(pd.DataFrame({c: list(columns[c]) for c in COLUMNS})))
         if n_rows == 0:
             return np.zeros(0, dtype=np.int64)
-        X = self._projected(self.features(columns))
+        X = self._projected_columns(columns, types)
         if self.trees is None:
             return np.asarray(self.classifier.predict(X))
         return self._forest_predict(X)
@@ -217,7 +255,7 @@ class EventScorer:
         """``pipeline.predict(events)``, the same labels; ``events``: a frame or a ParsedRequest."""
         if not self.fast:
             return np.asarray(self.pipeline.predict(getattr(events, "events", events)))
-        return self.predict_columns(event_columns(events))
+        return self.predict_columns(event_columns(events), getattr(events, "column_types", None))
 
 
 def event_columns(events) -> dict:

@@ -185,10 +185,11 @@ _NUMBER_TYPES = frozenset({int, float})
 _first, _second = operator.itemgetter(0), operator.itemgetter(1)
 
 
-def _bounded_ints(values: list, low: int, high: int, default: int, slow) -> np.ndarray:
+def _bounded_ints(values: list, low: int, high: int, default: int, slow, kinds=None) -> np.ndarray:
     # An int or float within [low, high] gives int(value), as to_bounded_int does for it (int() first,
     # so 166.7 -> 166; NaN fails the comparison); anything else (text, bool, out of range) takes the long way.
-    kinds = set(map(type, values))
+    # ``kinds``: the types of ``values`` where the caller knows them already.
+    kinds = set(map(type, values)) if kinds is None else kinds
     if kinds == {int}:  # JSON's usual case: one numpy pass
         try:
             numbers = np.array(values, dtype=np.int64)
@@ -257,9 +258,10 @@ class EventWrangler(TransformerMixin, BaseEstimator):
         return pd.DataFrame(wrangle_columns({c: events[c].tolist() for c in COLUMNS}), index=events.index)
 
 
-def texts_of(values: list) -> list[str]:
-    """``values`` as text, by :func:`to_text`; the list itself when it holds only strings (one C-level look)."""
-    return values if set(map(type, values)) <= {str} else _texts(values)
+def texts_of(values: list, kinds=None) -> list[str]:
+    """``values`` as text, by :func:`to_text`; the list itself when it holds only strings (one C-level
+    look, none where ``kinds``, the types of ``values``, is given)."""
+    return values if (set(map(type, values)) if kinds is None else kinds) <= {str} else _texts(values)
 
 
 class DistinctWrangled:
@@ -268,7 +270,12 @@ class DistinctWrangled:
     each row's text among them); ``values(name)`` -> one wrangled value per row. The same functions
     as :func:`wrangle_columns`, so the same values (the ML-PT scorer's tests compare the features).
 
-    ``factorize(texts)`` -> (distinct texts in first-seen order, codes), e.g. pd.factorize's answer.
+    ``factorize(texts)`` -> (distinct texts in first-seen order, codes), e.g. pd.factorize's answer;
+    ``types``: column name -> the types of its values, where the caller knows them (a parsed request).
+
+    The source and variable-name columns are wrangled together (the name's rule depends on the
+    source): once per distinct raw (source, name) pair, so ``distinct`` of either may list a value
+    more than once (one per pair), which changes no row's value.
     """
 
     _PER_TEXT = {
@@ -278,15 +285,28 @@ class DistinctWrangled:
         "EVENT_ID": None,
     }
 
-    def __init__(self, columns, factorize):
-        self.columns, self.factorize = columns, factorize
+    def __init__(self, columns, factorize, types=None):
+        self.columns, self.factorize, self.types = columns, factorize, types or {}
         self._distinct: dict = {}
-        self._pairs: tuple[list, list] | None = None
+        self._distinct_pairs: tuple[list, list, np.ndarray] | None = None
 
     def _texts_distinct(self, name: str):
         if name not in self._distinct:
-            self._distinct[name] = self.factorize(texts_of(list(self.columns[name])))
+            self._distinct[name] = self.factorize(texts_of(list(self.columns[name]), self.types.get(name)))
         return self._distinct[name]
+
+    def _source_name_pairs(self) -> tuple[list, list, np.ndarray]:
+        """(the wrangled source of each distinct raw (source, name) pair, its wrangled name, the
+        index of each row's pair among them): the raw texts factorized, and their codes paired."""
+        if self._distinct_pairs is None:
+            sources, source_codes = self._texts_distinct("MATCHED_VARIABLE_SRC")
+            names, name_codes = self._texts_distinct("MATCHED_VARIABLE_NAME")
+            codes, pairs = pd.factorize(np.asarray(source_codes, dtype=np.int64) * len(names) + name_codes)
+            cleaned = [
+                clean_src_and_name(sources[pair // len(names)], names[pair % len(names)]) for pair in pairs.tolist()
+            ]
+            self._distinct_pairs = (list(map(_first, cleaned)), list(map(_second, cleaned)), codes)
+        return self._distinct_pairs
 
     def distinct(self, name: str):
         if name in self._PER_TEXT:
@@ -296,21 +316,18 @@ class DistinctWrangled:
         if name == "IS_USERAGENT_VALID":
             texts, codes = self._texts_distinct("CLIENT_USERAGENT")
             return np.array([is_valid_user_agent(text) for text in texts], dtype=bool), codes
+        if name in ("MATCHED_VARIABLE_SRC", "MATCHED_VARIABLE_NAME"):
+            sources, names, codes = self._source_name_pairs()
+            return (sources if name == "MATCHED_VARIABLE_SRC" else names), codes
         return self.factorize(list(self.values(name)))
 
     def values(self, name: str):
-        if name in self._PER_TEXT or name == "IS_USERAGENT_VALID":
+        if name in self._PER_TEXT or name in ("IS_USERAGENT_VALID", "MATCHED_VARIABLE_SRC", "MATCHED_VARIABLE_NAME"):
             uniques, codes = self.distinct(name)
             return np.asarray(uniques)[codes] if isinstance(uniques, np.ndarray) else [uniques[i] for i in codes]
+        kinds = self.types.get(name)
         if name == "REQUEST_SIZE":
-            return _bounded_ints(list(self.columns[name]), 0, MAX_INT, REQUEST_SIZE_DEFAULT, request_size)
+            return _bounded_ints(list(self.columns[name]), 0, MAX_INT, REQUEST_SIZE_DEFAULT, request_size, kinds)
         if name == "RESPONSE_CODE":
-            return _bounded_ints(list(self.columns[name]), 100, 599, RESPONSE_CODE_DEFAULT, response_code)
-        if name in ("MATCHED_VARIABLE_SRC", "MATCHED_VARIABLE_NAME"):
-            if self._pairs is None:
-                sources = _texts(list(self.columns["MATCHED_VARIABLE_SRC"]))
-                names = _texts(list(self.columns["MATCHED_VARIABLE_NAME"]))
-                cleaned = list(map(clean_src_and_name, sources, names))  # C-level calls of the cached rule
-                self._pairs = (list(map(_first, cleaned)), list(map(_second, cleaned)))
-            return self._pairs[0] if name == "MATCHED_VARIABLE_SRC" else self._pairs[1]
+            return _bounded_ints(list(self.columns[name]), 100, 599, RESPONSE_CODE_DEFAULT, response_code, kinds)
         raise KeyError(name)
