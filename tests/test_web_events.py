@@ -552,3 +552,25 @@ def test_column_rules_in_c_level_passes_give_the_per_value_rules():
             assert wrangling._bounded_ints(list(values), low, high, default, slow).tolist() == per_value
         texts = [rng.choice(odd) if rng.random() < 0.3 else f"t{rng.randint(0, 9)}" for _ in range(len(values))]
         assert wrangling.texts_of(texts) == [t if type(t) is str else wrangling.to_text(t) for t in texts]
+
+
+def test_scorer_cuts_ascii_tokens_as_the_vectorizers_regex_does(trained):
+    """ASCII texts are tokenized by bytes.translate + split instead of the token regex: the TF-IDF
+    rows stay the vectorizers' own, bit for bit, on every ASCII character and on non-ASCII texts."""
+    import random
+
+    from vigil.tasks.web_events.scoring import scorer_for
+
+    scorer = scorer_for(trained[2])
+    rng = random.Random(17)
+    for block in scorer.blocks:
+        tfidf = scorer.tfidf.get(id(block))
+        if tfidf is None:
+            continue
+        assert tfidf.utf8_vocabulary is not None
+        terms = list(block.vectorizer.vocabulary_)
+        pieces = [chr(code) for code in range(128)] + terms + ["_", "__", "a1", "ÀÉ", "東京", "ünï", "ß"]
+        texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(400)]
+        texts += ["", " ", "x", "\x00\x7f", "\u00e9t\u00e9 " + terms[0], terms[0].upper(), "\ud800 " + terms[0]]
+        expected = block.vectorizer.transform(texts).toarray()
+        assert np.array_equal(tfidf.rows(texts), expected)

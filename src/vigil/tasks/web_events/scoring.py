@@ -45,11 +45,31 @@ def _distinct(values: list) -> tuple[list, np.ndarray]:
     """(distinct values in first-seen order, the index of each value among them): pd.factorize's answer,
     which the blocks use; a dict is quicker for a few values, pandas' hash table for many."""
     if len(values) > 32:
-        codes, uniques = pd.factorize(np.array(values, dtype=object), use_na_sentinel=False)
+        array = np.array(values, dtype=object)
+        # With its sentinel for nulls pandas skips the null mask it builds otherwise (one more pass
+        # over the values): the answer is the same where there is no null (the texts scored here
+        # hold none), and a -1 shows one, when it is done as before.
+        codes, uniques = pd.factorize(array)
+        if codes.size and codes.min() < 0:
+            codes, uniques = pd.factorize(array, use_na_sentinel=False)
         return list(uniques), codes
     positions: dict = {}
     codes = [positions.setdefault(value, len(positions)) for value in values]
     return list(positions), np.fromiter(codes, dtype=np.intp, count=len(codes))
+
+
+# scikit-learn's default token_pattern. On ASCII text its tokens are exactly the runs of two or more
+# of [0-9A-Za-z_] (what ``\w`` matches there), so they are cut in C by bytes.translate (every other
+# byte to a space) and bytes.split, ~5x quicker than the regex; a run of one character is cut too,
+# and found in no vocabulary (whose terms are tokens of the same pattern), so it counts nowhere.
+DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+_WORD_BYTES = bytes(
+    code if chr(code).isascii() and (chr(code).isalnum() or chr(code) == "_") else 32 for code in range(256)
+)
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
 
 
 class _Tfidf:
@@ -72,6 +92,12 @@ class _Tfidf:
         )
         self.tokenize = vectorizer.build_tokenizer() if plain else None
         self.vocabulary = vectorizer.vocabulary_
+        # the terms as UTF-8, for the tokens cut from ASCII texts as bytes (the encoding is one to one)
+        self.utf8_vocabulary = (
+            {_utf8(term): column for term, column in self.vocabulary.items()}
+            if plain and vectorizer.token_pattern == DEFAULT_TOKEN_PATTERN
+            else None
+        )
         self.idf = vectorizer.idf_
         self.norm = vectorizer.norm
         self.exact = (
@@ -84,7 +110,16 @@ class _Tfidf:
 
     def rows(self, texts: list[str]) -> np.ndarray:
         n_rows, width = len(texts), len(self.vocabulary)
-        if self.tokenize is not None:
+        vocabulary = self.vocabulary
+        if self.utf8_vocabulary is not None:
+            tokenize, vocabulary = self.tokenize, self.utf8_vocabulary
+            token_lists = [
+                text.encode().lower().translate(_WORD_BYTES).split()
+                if text.isascii()
+                else list(map(_utf8, tokenize(text.lower())))
+                for text in texts
+            ]
+        elif self.tokenize is not None:
             tokenize = self.tokenize
             token_lists = [tokenize(text.lower()) for text in texts]
         else:
@@ -92,7 +127,7 @@ class _Tfidf:
         # Every term of every text looked up at once; the counts per (text, term) by one bincount.
         lengths = np.fromiter(map(len, token_lists), dtype=np.intp, count=n_rows)
         terms = list(itertools.chain.from_iterable(token_lists))
-        columns = np.fromiter(map(self.vocabulary.get, terms, itertools.repeat(-1)), dtype=np.intp, count=len(terms))
+        columns = np.fromiter(map(vocabulary.get, terms, itertools.repeat(-1)), dtype=np.intp, count=len(terms))
         rows = np.repeat(np.arange(n_rows, dtype=np.intp), lengths)
         known = columns >= 0
         counts = np.bincount(rows[known] * width + columns[known], minlength=n_rows * width)
