@@ -574,3 +574,42 @@ def test_scorer_cuts_ascii_tokens_as_the_vectorizers_regex_does(trained):
         texts += ["", " ", "x", "\x00\x7f", "\u00e9t\u00e9 " + terms[0], terms[0].upper(), "\ud800 " + terms[0]]
         expected = block.vectorizer.transform(texts).toarray()
         assert np.array_equal(tfidf.rows(texts), expected)
+
+
+def test_scorer_reads_exploded_addresses_as_the_block_does():
+    """Exploded addresses' groups are read off their bytes at once; anything else is the block's loop."""
+    from vigil.tasks.web_events.features import ClientIpGroups
+    from vigil.tasks.web_events.scoring import _ip_group_rows
+    from vigil.tasks.web_events.wrangling import client_ip_groups
+
+    addresses = [client_ip_groups(a) for a in ("188.138.92.55", "fe80::1%eth0", "::", "FFFF::1", "not an address")]
+    addresses += ["ABCD:ef01:2345:6789:0000:ffff:FfFf:0001"]
+    assert np.array_equal(_ip_group_rows(addresses), ClientIpGroups().process_raw_features(addresses))
+    for odd in (
+        "12345:0:0:0:0:0:0:0",
+        "abcd:ef01:2345:6789:0000:ffff:ffff:000g",
+        "abcd:ef01:2345:6789:0000:ffff:ffff;0001",
+    ):
+        assert _ip_group_rows([addresses[0], odd]) is None
+    assert _ip_group_rows([]) is None
+
+
+def test_number_columns_through_float64_keep_the_per_value_rules():
+    """Ints and floats (NaN for a missing value) are bounded through one float64 array: the same
+    answers as the per-value rule at the edges of the ranges and of float64's exact integers."""
+    import random
+
+    from vigil.tasks.web_events import wrangling
+
+    odd = [math.nan, math.inf, -math.inf, -0.0, 0.5, -0.5, 99.9, 100.0, 599.9, 600.0, 166.7, 2.0**53, 2.0**53 + 2]
+    odd += [2**53 - 1, 2**53, 2**53 + 1, -(2**53) - 1, 2**63, -(2**64), 1e300, 10**400]
+    rules = [
+        (0, wrangling.MAX_INT, wrangling.REQUEST_SIZE_DEFAULT, wrangling.request_size),
+        (100, 599, wrangling.RESPONSE_CODE_DEFAULT, wrangling.response_code),
+    ]
+    rng = random.Random(11)
+    for _ in range(3000):
+        values = [rng.choice(odd) if rng.random() < 0.4 else rng.randint(-10, 700) for _ in range(rng.randint(1, 12))]
+        for low, high, default, slow in rules:
+            per_value = [wrangling._bounded_int(value, low, high, slow) for value in values]
+            assert wrangling._bounded_ints(list(values), low, high, default, slow).tolist() == per_value

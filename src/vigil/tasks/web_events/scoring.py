@@ -37,7 +37,7 @@ import weakref
 import numpy as np
 import pandas as pd
 
-from vigil.tasks.web_events.features import EventFeatures, FeatureBlock, ScaledPCA, TextTfidf
+from vigil.tasks.web_events.features import ClientIpGroups, EventFeatures, FeatureBlock, ScaledPCA, TextTfidf
 from vigil.tasks.web_events.wrangling import COLUMNS, DistinctWrangled, EventWrangler
 
 
@@ -66,6 +66,31 @@ DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 _WORD_BYTES = bytes(
     code if chr(code).isascii() and (chr(code).isalnum() or chr(code) == "_") else 32 for code in range(256)
 )
+
+
+# An exploded IPv6 address, as client_ip_groups writes every address it can read: 8 groups of 4 hex
+# digits, colons between. ClientIpGroups' int(group, 16) of each group is then read off the bytes.
+_EXPLODED_LENGTH = 39
+_HEX_VALUES = np.full(256, 16, dtype=np.int64)
+for _digit in "0123456789abcdefABCDEF":
+    _HEX_VALUES[ord(_digit)] = int(_digit, 16)
+_GROUP_DIGITS = [position for position in range(_EXPLODED_LENGTH) if position % 5 != 4]
+
+
+def _ip_group_rows(addresses: list[str]) -> np.ndarray | None:
+    """ClientIpGroups' rows of ``addresses`` (the same float64 values) when every one is an exploded
+    address, its 32 hex digits turned into numbers at once; else None (the block's own loop then)."""
+    if not addresses or set(map(len, addresses)) != {_EXPLODED_LENGTH}:
+        return None
+    joined = "".join(addresses)
+    if not joined.isascii():
+        return None
+    chars = np.frombuffer(joined.encode(), dtype=np.uint8).reshape(len(addresses), _EXPLODED_LENGTH)
+    digits = _HEX_VALUES[chars[:, _GROUP_DIGITS]].reshape(len(addresses), 8, 4)
+    if not (chars[:, 4::5] == ord(":")).all() or (digits > 15).any():
+        return None
+    groups = ((digits[:, :, 0] * 16 + digits[:, :, 1]) * 16 + digits[:, :, 2]) * 16 + digits[:, :, 3]
+    return groups.astype(np.float64)
 
 
 def _utf8(text: str) -> bytes:
@@ -205,7 +230,10 @@ class EventScorer:
         uniques, codes = wrangled.distinct(block.column)
         uniques = list(uniques)
         tfidf = self.tfidf.get(id(block))
-        return (tfidf.rows(uniques) if tfidf is not None else block.process_raw_features(uniques)), codes
+        rows = tfidf.rows(uniques) if tfidf is not None else None
+        if rows is None and type(block) is ClientIpGroups:
+            rows = _ip_group_rows(uniques)
+        return (block.process_raw_features(uniques) if rows is None else rows), codes
 
     def _block(self, block: FeatureBlock, wrangled: DistinctWrangled, n_rows: int) -> np.ndarray:
         rows, codes = self._block_rows(block, wrangled, n_rows)

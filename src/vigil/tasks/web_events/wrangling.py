@@ -197,7 +197,12 @@ def _bounded_ints(values: list, low: int, high: int, default: int, slow, kinds=N
             pass
         else:  # an int out of range is the default (to_bounded_int's range check)
             return np.where((numbers >= low) & (numbers <= high), numbers, default).astype(np.int64)
-    elif int in kinds:  # ints and a few others (NaN for a missing value): the ints in one numpy pass
+    elif kinds <= _NUMBER_TYPES:  # ints and floats (NaN for a missing value): in float64
+        try:
+            return _numbers_bounded(values, low, high, slow)
+        except OverflowError:  # an int beyond the float range: value by value below
+            pass
+    elif int in kinds:  # ints and a few others (text, bool): the ints in one numpy pass
         try:
             return _mostly_bounded_ints(values, low, high, slow)
         except OverflowError:  # an int beyond int64: value by value below
@@ -209,6 +214,27 @@ def _bounded_int(value, low: int, high: int, slow) -> int:
     return int(value) if type(value) in _NUMBER_TYPES and low <= value <= high else slow(value)
 
 
+_EXACT_IN_FLOAT = 2.0**53  # every int of smaller magnitude is exactly a float64
+
+
+def _numbers_bounded(values: list, low: int, high: int, slow) -> np.ndarray:
+    """:func:`_bounded_int` of every value, all ints or floats (``low`` and ``high`` exact as floats):
+    those within [low, high] and below 2**53 in magnitude through one float64 array (exact there,
+    and ``astype`` truncates toward zero as ``int()`` does), the others (NaN, out of range, larger)
+    one by one; a NaN gets the rule's answer for NaN, asked once."""
+    numbers = np.array(values, dtype=np.float64)  # OverflowError for an int beyond the float range
+    inside = (numbers >= low) & (numbers <= high) & (np.abs(numbers) < _EXACT_IN_FLOAT)
+    bounded = np.zeros(len(values), dtype=np.int64)
+    bounded[inside] = numbers[inside].astype(np.int64)
+    positions = np.flatnonzero(~inside).tolist()
+    missing = slow(math.nan)
+    bounded[positions] = [
+        missing if value != value else _bounded_int(value, low, high, slow)
+        for value in map(values.__getitem__, positions)
+    ]
+    return bounded
+
+
 def _mostly_bounded_ints(values: list, low: int, high: int, slow) -> np.ndarray:
     """:func:`_bounded_int` of every value: the ints within [low, high] as they are, in numpy, every
     other value (the few) one by one."""
@@ -218,8 +244,8 @@ def _mostly_bounded_ints(values: list, low: int, high: int, slow) -> np.ndarray:
     int_positions = np.flatnonzero(is_int)
     bounded[int_positions] = numbers
     outside = int_positions[(numbers < low) | (numbers > high)]
-    for position in itertools.chain(outside.tolist(), _positions_not_of_type(values, int)):
-        bounded[position] = _bounded_int(values[position], low, high, slow)
+    positions = outside.tolist() + np.flatnonzero(~is_int).tolist()  # the types looked at once
+    bounded[positions] = [_bounded_int(value, low, high, slow) for value in map(values.__getitem__, positions)]
     return bounded
 
 
