@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -603,13 +604,9 @@ def test_number_columns_through_float64_keep_the_per_value_rules():
 
     odd = [math.nan, math.inf, -math.inf, -0.0, 0.5, -0.5, 99.9, 100.0, 599.9, 600.0, 166.7, 2.0**53, 2.0**53 + 2]
     odd += [2**53 - 1, 2**53, 2**53 + 1, -(2**53) - 1, 2**63, -(2**64), 1e300, 10**400]
-    rules = [
-        (0, wrangling.MAX_INT, wrangling.REQUEST_SIZE_DEFAULT, wrangling.request_size),
-        (100, 599, wrangling.RESPONSE_CODE_DEFAULT, wrangling.response_code),
-    ]
     rng = random.Random(11)
-    for _ in range(3000):
-        values = [rng.choice(odd) if rng.random() < 0.4 else rng.randint(-10, 700) for _ in range(rng.randint(1, 12))]
-        for low, high, default, slow in rules:
-            per_value = [wrangling._bounded_int(value, low, high, slow) for value in values]
-            assert wrangling._bounded_ints(list(values), low, high, default, slow).tolist() == per_value
+    mixes = [[rng.choice(odd) if rng.random() < 0.4 else rng.randint(-10, 700) for _ in range(12)] for _ in range(3000)]
+    bounds = {wrangling.request_size: (0, wrangling.MAX_INT), wrangling.response_code: (100, 599)}
+    for (rule, (low, high)), values in itertools.product(bounds.items(), mixes):
+        bounded = wrangling._bounded_ints(list(values), low, high, rule(None), rule)
+        assert bounded.tolist() == [wrangling._bounded_int(value, low, high, rule) for value in values], values
