@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -397,6 +398,47 @@ def test_scorer_gives_pipeline_predicts_labels_on_every_path(trained, sample):
     assert not other.fast
 
 
+def test_scorer_scaled_per_block_is_the_fitted_projection_bit_for_bit(trained, sample):
+    """The served path scales each block's distinct rows and gathers them (no unscaled matrix), with
+    the column types the request parser found; the projection is still the fitted steps', bit for bit."""
+    from vigil.tasks.web_events.scoring import _distinct, scorer_for
+    from vigil.tasks.web_events.wrangling import DistinctWrangled, wrangle_columns
+
+    pipeline = trained[2]
+    scorer = scorer_for(pipeline)
+    wrangle, features, project, _ = (step for _, step in pipeline.steps)
+    events = odd_events(sample)
+    expected = project.transform(features.transform(wrangle.transform(events)))
+    columns = {c: events[c].tolist() for c in events.columns}
+    assert np.array_equal(scorer._projected_columns(columns), expected)
+    parsed = parse_request(json.loads(json.dumps(frame_to_request(events))))
+    assert parsed.column_types == {c: frozenset(map(type, parsed.columns[c])) for c in parsed.columns}
+    assert np.array_equal(scorer._projected_columns(parsed.columns, parsed.column_types), expected)
+    # sources and names wrangled once per distinct raw pair: every row's value is wrangle_columns'
+    wrangled = DistinctWrangled(parsed.columns, _distinct, parsed.column_types)
+    clean = wrangle_columns(parsed.columns)
+    for name in ("MATCHED_VARIABLE_SRC", "MATCHED_VARIABLE_NAME"):
+        uniques, codes = wrangled.distinct(name)
+        assert [uniques[code] for code in codes] == clean[name] == wrangled.values(name)
+
+
+def test_scorer_scaled_per_block_hands_non_finite_features_to_the_fitted_steps(trained, sample, monkeypatch):
+    from vigil.tasks.web_events.scoring import EventScorer
+
+    scorer = EventScorer(trained[2])
+    block_rows = scorer._block_rows
+
+    def with_inf(block, wrangled, n_rows):
+        rows, codes = block_rows(block, wrangled, n_rows)
+        return (np.full_like(rows, np.inf) if block is scorer.blocks[0] else rows), codes
+
+    monkeypatch.setattr(scorer, "_block_rows", with_inf)
+    columns = {c: sample[c].tolist()[:3] for c in sample.columns}
+    assert scorer._scaled_features(columns) is None
+    with pytest.raises(ValueError):
+        scorer._projected_columns(columns)
+
+
 def test_scorer_hands_non_finite_features_to_the_fitted_steps(trained, sample):
     """The fitted scaler, PCA and forest refuse a matrix with inf; the scorer's shortcut must too."""
     from vigil.tasks.web_events.scoring import scorer_for
@@ -511,3 +553,60 @@ def test_column_rules_in_c_level_passes_give_the_per_value_rules():
             assert wrangling._bounded_ints(list(values), low, high, default, slow).tolist() == per_value
         texts = [rng.choice(odd) if rng.random() < 0.3 else f"t{rng.randint(0, 9)}" for _ in range(len(values))]
         assert wrangling.texts_of(texts) == [t if type(t) is str else wrangling.to_text(t) for t in texts]
+
+
+def test_scorer_cuts_ascii_tokens_as_the_vectorizers_regex_does(trained):
+    """ASCII texts are tokenized by bytes.translate + split instead of the token regex: the TF-IDF
+    rows stay the vectorizers' own, bit for bit, on every ASCII character and on non-ASCII texts."""
+    import random
+
+    from vigil.tasks.web_events.scoring import scorer_for
+
+    scorer = scorer_for(trained[2])
+    rng = random.Random(17)
+    for block in scorer.blocks:
+        tfidf = scorer.tfidf.get(id(block))
+        if tfidf is None:
+            continue
+        assert tfidf.utf8_vocabulary is not None
+        terms = list(block.vectorizer.vocabulary_)
+        pieces = [chr(code) for code in range(128)] + terms + ["_", "__", "a1", "ÀÉ", "東京", "ünï", "ß"]
+        texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(400)]
+        texts += ["", " ", "x", "\x00\x7f", "\u00e9t\u00e9 " + terms[0], terms[0].upper(), "\ud800 " + terms[0]]
+        expected = block.vectorizer.transform(texts).toarray()
+        assert np.array_equal(tfidf.rows(texts), expected)
+
+
+def test_scorer_reads_exploded_addresses_as_the_block_does():
+    """Exploded addresses' groups are read off their bytes at once; anything else is the block's loop."""
+    from vigil.tasks.web_events.features import ClientIpGroups
+    from vigil.tasks.web_events.scoring import _ip_group_rows
+    from vigil.tasks.web_events.wrangling import client_ip_groups
+
+    addresses = [client_ip_groups(a) for a in ("188.138.92.55", "fe80::1%eth0", "::", "FFFF::1", "not an address")]
+    addresses += ["ABCD:ef01:2345:6789:0000:ffff:FfFf:0001"]
+    assert np.array_equal(_ip_group_rows(addresses), ClientIpGroups().process_raw_features(addresses))
+    for odd in (
+        "12345:0:0:0:0:0:0:0",
+        "abcd:ef01:2345:6789:0000:ffff:ffff:000g",
+        "abcd:ef01:2345:6789:0000:ffff:ffff;0001",
+    ):
+        assert _ip_group_rows([addresses[0], odd]) is None
+    assert _ip_group_rows([]) is None
+
+
+def test_number_columns_through_float64_keep_the_per_value_rules():
+    """Ints and floats (NaN for a missing value) are bounded through one float64 array: the same
+    answers as the per-value rule at the edges of the ranges and of float64's exact integers."""
+    import random
+
+    from vigil.tasks.web_events import wrangling
+
+    odd = [math.nan, math.inf, -math.inf, -0.0, 0.5, -0.5, 99.9, 100.0, 599.9, 600.0, 166.7, 2.0**53, 2.0**53 + 2]
+    odd += [2**53 - 1, 2**53, 2**53 + 1, -(2**53) - 1, 2**63, -(2**64), 1e300, 10**400]
+    rng = random.Random(11)
+    mixes = [[rng.choice(odd) if rng.random() < 0.4 else rng.randint(-10, 700) for _ in range(12)] for _ in range(3000)]
+    bounds = {wrangling.request_size: (0, wrangling.MAX_INT), wrangling.response_code: (100, 599)}
+    for (rule, (low, high)), values in itertools.product(bounds.items(), mixes):
+        bounded = wrangling._bounded_ints(list(values), low, high, rule(None), rule)
+        assert bounded.tolist() == [wrangling._bounded_int(value, low, high, rule) for value in values], values

@@ -73,6 +73,9 @@ class ParsedRequest:
     columns: dict[str, list]
     indices: list[int]  # their positions in the request
     errors: list[dict] = field(default_factory=list)  # {"index", "field", "message"} per bad record
+    # column name -> the types of its values, where the parse already looked (the scorer's text and
+    # integer rules then need not look again); None: not known
+    column_types: dict[str, frozenset] | None = None
 
     @cached_property
     def rows(self) -> list[tuple]:
@@ -147,25 +150,31 @@ def _no_huge_float(column: list) -> bool:
 _record_data = operator.itemgetter("data")
 
 
-def _plain_columns(body: list) -> dict[str, list] | None:
-    """The events' columns when every record is ``{"data": "<one JSON object>"}`` whose eight
-    fields are all there and none an object or array, in a few C-level passes over the records;
-    None where any record needs the record-by-record look (which names the fault).
+def _plain_columns(body: list) -> tuple[dict[str, list], dict[str, frozenset]] | None:
+    """The events' columns, and the types of each column's values, when every record is
+    ``{"data": "<one JSON object>"}`` whose eight fields are all there and none an object or array,
+    in a few C-level passes over the records; None where any record needs the record-by-record
+    look (which names the fault).
 
     Each event's eight values are taken as soon as it is parsed, so its dict is read and freed
     while still in the CPU's cache (10,000 events: ~30 % faster than parsing them all, then
-    walking them once per column)."""
+    walking them once per column), and go straight into one flat list, every event's values one
+    after another, which strided slices cut into the columns: the per-event tuples are freed as
+    soon as they are made, so the garbage collector never walks 10,000 of them (~5 ms of ~30)."""
     try:
         # TypeError: a record not {"data": ...}, or an event that is not an object; KeyError: a field missing
-        rows = list(map(_column_values, map(_event, map(_record_data, body))))
+        values = list(itertools.chain.from_iterable(map(_column_values, map(_event, map(_record_data, body)))))
     except (TypeError, KeyError, IndexError, ValueError, StopIteration, RuntimeError, _NotOneValue):
         return None
-    columns = columns_of_rows(rows)
-    for column in columns.values():  # type by column: only a column holding floats needs a closer look
-        types = set(map(type, column))
-        if not types <= _SCALAR_TYPES or (float in types and not _no_huge_float(column)):
+    width = len(COLUMNS)
+    columns = {column: values[position::width] for position, column in enumerate(COLUMNS)}
+    types = {}
+    for name, column in columns.items():  # type by column: only a column holding floats needs a closer look
+        kinds = frozenset(map(type, column))
+        if not kinds <= _SCALAR_TYPES or (float in kinds and not _no_huge_float(column)):
             return None
-    return columns
+        types[name] = kinds
+    return columns, types
 
 
 def parse_request(body, max_rows: int = 100_000) -> ParsedRequest:
@@ -187,7 +196,8 @@ def parse_request(body, max_rows: int = 100_000) -> ParsedRequest:
         )
     plain = _plain_columns(body)
     if plain is not None:  # every record well formed: all at once
-        return ParsedRequest(columns=plain, indices=list(range(len(body))), errors=[])
+        columns, types = plain
+        return ParsedRequest(columns=columns, indices=list(range(len(body))), errors=[], column_types=types)
     good, indices, errors = [], [], []
     for index, record in enumerate(body):
         if not isinstance(record, dict) or "data" not in record:

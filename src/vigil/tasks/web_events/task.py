@@ -51,7 +51,8 @@ def label_response(pipeline, events) -> list[dict]:
     if not columns["EVENT_ID"]:
         return []
     labels = np.asarray(scorer_for(pipeline).predict(events)).astype(np.int64).tolist()  # Python ints
-    ids = texts_of(columns["EVENT_ID"])  # as they are when all strings (the usual case)
+    kinds = (getattr(events, "column_types", None) or {}).get("EVENT_ID")  # known to a parsed request
+    ids = texts_of(columns["EVENT_ID"], kinds)  # as they are when all strings (the usual case)
     return [{"EVENT_ID": event_id, "LABEL_PRED": label} for event_id, label in zip(ids, labels)]
 
 

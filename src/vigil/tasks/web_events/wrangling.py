@@ -185,10 +185,11 @@ _NUMBER_TYPES = frozenset({int, float})
 _first, _second = operator.itemgetter(0), operator.itemgetter(1)
 
 
-def _bounded_ints(values: list, low: int, high: int, default: int, slow) -> np.ndarray:
+def _bounded_ints(values: list, low: int, high: int, default: int, slow, kinds=None) -> np.ndarray:
     # An int or float within [low, high] gives int(value), as to_bounded_int does for it (int() first,
     # so 166.7 -> 166; NaN fails the comparison); anything else (text, bool, out of range) takes the long way.
-    kinds = set(map(type, values))
+    # ``kinds``: the types of ``values`` where the caller knows them already.
+    kinds = set(map(type, values)) if kinds is None else kinds
     if kinds == {int}:  # JSON's usual case: one numpy pass
         try:
             numbers = np.array(values, dtype=np.int64)
@@ -196,7 +197,12 @@ def _bounded_ints(values: list, low: int, high: int, default: int, slow) -> np.n
             pass
         else:  # an int out of range is the default (to_bounded_int's range check)
             return np.where((numbers >= low) & (numbers <= high), numbers, default).astype(np.int64)
-    elif int in kinds:  # ints and a few others (NaN for a missing value): the ints in one numpy pass
+    elif kinds <= _NUMBER_TYPES:  # ints and floats (NaN for a missing value): in float64
+        try:
+            return _numbers_bounded(values, low, high, slow)
+        except OverflowError:  # an int beyond the float range: value by value below
+            pass
+    elif int in kinds:  # ints and a few others (text, bool): the ints in one numpy pass
         try:
             return _mostly_bounded_ints(values, low, high, slow)
         except OverflowError:  # an int beyond int64: value by value below
@@ -208,6 +214,27 @@ def _bounded_int(value, low: int, high: int, slow) -> int:
     return int(value) if type(value) in _NUMBER_TYPES and low <= value <= high else slow(value)
 
 
+_EXACT_IN_FLOAT = 2.0**53  # every int of smaller magnitude is exactly a float64
+
+
+def _numbers_bounded(values: list, low: int, high: int, slow) -> np.ndarray:
+    """:func:`_bounded_int` of every value, all ints or floats (``low`` and ``high`` exact as floats):
+    those within [low, high] and below 2**53 in magnitude through one float64 array (exact there,
+    and ``astype`` truncates toward zero as ``int()`` does), the others (NaN, out of range, larger)
+    one by one; a NaN gets the rule's answer for NaN, asked once."""
+    numbers = np.array(values, dtype=np.float64)  # OverflowError for an int beyond the float range
+    inside = (numbers >= low) & (numbers <= high) & (np.abs(numbers) < _EXACT_IN_FLOAT)
+    bounded = np.zeros(len(values), dtype=np.int64)
+    bounded[inside] = numbers[inside].astype(np.int64)
+    positions = np.flatnonzero(~inside).tolist()
+    missing = slow(math.nan)
+    bounded[positions] = [
+        missing if value != value else _bounded_int(value, low, high, slow)
+        for value in map(values.__getitem__, positions)
+    ]
+    return bounded
+
+
 def _mostly_bounded_ints(values: list, low: int, high: int, slow) -> np.ndarray:
     """:func:`_bounded_int` of every value: the ints within [low, high] as they are, in numpy, every
     other value (the few) one by one."""
@@ -217,8 +244,8 @@ def _mostly_bounded_ints(values: list, low: int, high: int, slow) -> np.ndarray:
     int_positions = np.flatnonzero(is_int)
     bounded[int_positions] = numbers
     outside = int_positions[(numbers < low) | (numbers > high)]
-    for position in itertools.chain(outside.tolist(), _positions_not_of_type(values, int)):
-        bounded[position] = _bounded_int(values[position], low, high, slow)
+    positions = outside.tolist() + np.flatnonzero(~is_int).tolist()  # the types looked at once
+    bounded[positions] = [_bounded_int(value, low, high, slow) for value in map(values.__getitem__, positions)]
     return bounded
 
 
@@ -257,9 +284,10 @@ class EventWrangler(TransformerMixin, BaseEstimator):
         return pd.DataFrame(wrangle_columns({c: events[c].tolist() for c in COLUMNS}), index=events.index)
 
 
-def texts_of(values: list) -> list[str]:
-    """``values`` as text, by :func:`to_text`; the list itself when it holds only strings (one C-level look)."""
-    return values if set(map(type, values)) <= {str} else _texts(values)
+def texts_of(values: list, kinds=None) -> list[str]:
+    """``values`` as text, by :func:`to_text`; the list itself when it holds only strings (one C-level
+    look, none where ``kinds``, the types of ``values``, is given)."""
+    return values if (set(map(type, values)) if kinds is None else kinds) <= {str} else _texts(values)
 
 
 class DistinctWrangled:
@@ -268,7 +296,12 @@ class DistinctWrangled:
     each row's text among them); ``values(name)`` -> one wrangled value per row. The same functions
     as :func:`wrangle_columns`, so the same values (the ML-PT scorer's tests compare the features).
 
-    ``factorize(texts)`` -> (distinct texts in first-seen order, codes), e.g. pd.factorize's answer.
+    ``factorize(texts)`` -> (distinct texts in first-seen order, codes), e.g. pd.factorize's answer;
+    ``types``: column name -> the types of its values, where the caller knows them (a parsed request).
+
+    The source and variable-name columns are wrangled together (the name's rule depends on the
+    source): once per distinct raw (source, name) pair, so ``distinct`` of either may list a value
+    more than once (one per pair), which changes no row's value.
     """
 
     _PER_TEXT = {
@@ -278,15 +311,28 @@ class DistinctWrangled:
         "EVENT_ID": None,
     }
 
-    def __init__(self, columns, factorize):
-        self.columns, self.factorize = columns, factorize
+    def __init__(self, columns, factorize, types=None):
+        self.columns, self.factorize, self.types = columns, factorize, types or {}
         self._distinct: dict = {}
-        self._pairs: tuple[list, list] | None = None
+        self._distinct_pairs: tuple[list, list, np.ndarray] | None = None
 
     def _texts_distinct(self, name: str):
         if name not in self._distinct:
-            self._distinct[name] = self.factorize(texts_of(list(self.columns[name])))
+            self._distinct[name] = self.factorize(texts_of(list(self.columns[name]), self.types.get(name)))
         return self._distinct[name]
+
+    def _source_name_pairs(self) -> tuple[list, list, np.ndarray]:
+        """(the wrangled source of each distinct raw (source, name) pair, its wrangled name, the
+        index of each row's pair among them): the raw texts factorized, and their codes paired."""
+        if self._distinct_pairs is None:
+            sources, source_codes = self._texts_distinct("MATCHED_VARIABLE_SRC")
+            names, name_codes = self._texts_distinct("MATCHED_VARIABLE_NAME")
+            codes, pairs = pd.factorize(np.asarray(source_codes, dtype=np.int64) * len(names) + name_codes)
+            cleaned = [
+                clean_src_and_name(sources[pair // len(names)], names[pair % len(names)]) for pair in pairs.tolist()
+            ]
+            self._distinct_pairs = (list(map(_first, cleaned)), list(map(_second, cleaned)), codes)
+        return self._distinct_pairs
 
     def distinct(self, name: str):
         if name in self._PER_TEXT:
@@ -296,21 +342,18 @@ class DistinctWrangled:
         if name == "IS_USERAGENT_VALID":
             texts, codes = self._texts_distinct("CLIENT_USERAGENT")
             return np.array([is_valid_user_agent(text) for text in texts], dtype=bool), codes
+        if name in ("MATCHED_VARIABLE_SRC", "MATCHED_VARIABLE_NAME"):
+            sources, names, codes = self._source_name_pairs()
+            return (sources if name == "MATCHED_VARIABLE_SRC" else names), codes
         return self.factorize(list(self.values(name)))
 
     def values(self, name: str):
-        if name in self._PER_TEXT or name == "IS_USERAGENT_VALID":
+        if name in self._PER_TEXT or name in ("IS_USERAGENT_VALID", "MATCHED_VARIABLE_SRC", "MATCHED_VARIABLE_NAME"):
             uniques, codes = self.distinct(name)
             return np.asarray(uniques)[codes] if isinstance(uniques, np.ndarray) else [uniques[i] for i in codes]
+        kinds = self.types.get(name)
         if name == "REQUEST_SIZE":
-            return _bounded_ints(list(self.columns[name]), 0, MAX_INT, REQUEST_SIZE_DEFAULT, request_size)
+            return _bounded_ints(list(self.columns[name]), 0, MAX_INT, REQUEST_SIZE_DEFAULT, request_size, kinds)
         if name == "RESPONSE_CODE":
-            return _bounded_ints(list(self.columns[name]), 100, 599, RESPONSE_CODE_DEFAULT, response_code)
-        if name in ("MATCHED_VARIABLE_SRC", "MATCHED_VARIABLE_NAME"):
-            if self._pairs is None:
-                sources = _texts(list(self.columns["MATCHED_VARIABLE_SRC"]))
-                names = _texts(list(self.columns["MATCHED_VARIABLE_NAME"]))
-                cleaned = list(map(clean_src_and_name, sources, names))  # C-level calls of the cached rule
-                self._pairs = (list(map(_first, cleaned)), list(map(_second, cleaned)))
-            return self._pairs[0] if name == "MATCHED_VARIABLE_SRC" else self._pairs[1]
+            return _bounded_ints(list(self.columns[name]), 100, 599, RESPONSE_CODE_DEFAULT, response_code, kinds)
         raise KeyError(name)
