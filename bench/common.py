@@ -71,3 +71,30 @@ def print_best(best: dict[str, float], floor: str, floor_label: str, width: int,
         print(
             f"{name:<{width}} {seconds:7.3f} s {amount / seconds:8.{digits}f} {seconds / best[floor]:{len(ratio)}.2f}x"
         )
+
+
+def vectorize_run(lines: list[bytes], folder: Path, dim: int) -> Callable[[], None]:
+    """``vigil ember vectorize``'s own code in this process, as a run: ``lines`` in batches of
+    BATCH_LINES through ``vectorize._vectorize_batch`` (orjson, the whole-batch blocks, the rows
+    written with pwrite) into ``folder/X.dat`` (float32, (len(lines), dim)) and ``folder/y.dat``."""
+    from vigil.tasks.ember import vectorize
+
+    X_path, y_path = folder / "X.dat", folder / "y.dat"
+    for path, size in ((X_path, len(lines) * dim * 4), (y_path, len(lines) * 4)):
+        with open(path, "wb") as handle:
+            handle.truncate(size)
+    step = vectorize.BATCH_LINES
+    batches = [
+        [(row, "bench", row + 1, lines[row]) for row in range(start, min(len(lines), start + step))]
+        for start in range(0, len(lines), step)
+    ]
+
+    def run() -> None:
+        vectorize._worker_init(str(X_path), str(y_path), len(lines), 2)
+        try:
+            for batch in batches:
+                vectorize._vectorize_batch(batch)
+        finally:
+            vectorize._worker_close()
+
+    return run

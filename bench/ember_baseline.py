@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO
+from bench.common import REPO, vectorize_run
 
 EMBER_PYTHON = REPO / "runs" / "ember-ref-venv" / "bin" / "python"
 EMBER_FEATURES = REPO / "runs" / "ember-src" / "ember" / "features.py"
@@ -132,28 +132,10 @@ def _records(args, child: EmberChild, folder: Path, files: list[Path]) -> tuple[
 def _measure(args, child: EmberChild, folder: Path, files: list[Path], lines: list[bytes], extractor) -> dict:
     """Best seconds of ember's and Vigil's extraction and vectorization, rounds alternating. Vigil's
     matrix is left in folder/X.dat, ember's in folder/ember_X.npy."""
-    from vigil.tasks.ember import vectorize
-
-    X_path, y_path = folder / "X.dat", folder / "y.dat"
-    for path, size in ((X_path, len(lines) * extractor.dim * 4), (y_path, len(lines) * 4)):
-        with open(path, "wb") as handle:
-            handle.truncate(size)
-    batches = [
-        [(row, "bench", row + 1, lines[row]) for row in range(start, min(len(lines), start + vectorize.BATCH_LINES))]
-        for start in range(0, len(lines), vectorize.BATCH_LINES)
-    ]
 
     def vigil_extract() -> None:
         for path in files:
             json.dumps(extractor.raw_features(path.read_bytes()))
-
-    def vigil_vectorize() -> None:
-        vectorize._worker_init(str(X_path), str(y_path), len(lines), 2)
-        try:
-            for batch in batches:
-                vectorize._vectorize_batch(batch)
-        finally:
-            vectorize._worker_close()
 
     ember_runs = {
         "ember extract": {"op": "extract", "files": [str(p) for p in files]},
@@ -163,7 +145,7 @@ def _measure(args, child: EmberChild, folder: Path, files: list[Path], lines: li
             "out": str(folder / "ember_X.npy"),
         },
     }
-    vigil_runs = {"Vigil extract": vigil_extract, "Vigil vectorize": vigil_vectorize}
+    vigil_runs = {"Vigil extract": vigil_extract, "Vigil vectorize": vectorize_run(lines, folder, extractor.dim)}
     vigil_extract()  # warm up: LIEF's first parse, the compiled byte passes
     best = dict.fromkeys([*ember_runs, *vigil_runs], float("inf"))
     for _ in range(args.rounds):

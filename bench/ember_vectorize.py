@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO, best_of_rounds, module_at, print_best
+from bench.common import REPO, best_of_rounds, module_at, print_best, vectorize_run
 
 PREVIOUS = "7204570"
 EMBER_OVER_PREVIOUS = 5.9 / 3.1  # issue 17: ember 5.9 s, Vigil's batches 3.1 s on the same 8,330 records
@@ -62,26 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     megabytes = sum(map(len, lines)) / 2**20
     with tempfile.TemporaryDirectory() as folder:
         previous = load_previous(Path(folder))
-        X_path, y_path = Path(folder) / "X.dat", Path(folder) / "y.dat"
+        X_path = Path(folder) / "X.dat"
         dim = FeatureExtractor(2).dim
-        for path, size in ((X_path, len(lines) * dim * 4), (y_path, len(lines) * 4)):
-            with open(path, "wb") as handle:
-                handle.truncate(size)
-        batches = [
-            [
-                (row, "bench", row + 1, lines[row])
-                for row in range(start, min(len(lines), start + vectorize.BATCH_LINES))
-            ]
-            for start in range(0, len(lines), vectorize.BATCH_LINES)
-        ]
-
-        def vigil():
-            vectorize._worker_init(str(X_path), str(y_path), len(lines), 2)
-            try:
-                for batch in batches:
-                    vectorize._vectorize_batch(batch)
-            finally:
-                vectorize._worker_close()
+        vigil = vectorize_run(lines, Path(folder), dim)
+        step = vectorize.BATCH_LINES
+        batches = [lines[start : start + step] for start in range(0, len(lines), step)]
 
         runs = {
             "json.loads alone": lambda: [json.loads(line) for line in lines],
@@ -94,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 [old.process_raw_features(json.loads(line)) for line in lines]
             )
             runs["previous Vigil batches"] = lambda: [
-                old.process_raw_features_batch([json.loads(line) for _, _, _, line in batch]) for batch in batches
+                old.process_raw_features_batch([json.loads(line) for line in batch]) for batch in batches
             ]
         best = best_of_rounds(runs, args.rounds)
         X = np.memmap(X_path, dtype=np.float32, mode="r", shape=(len(lines), dim))
