@@ -160,11 +160,7 @@ class StringHasher:
             raise ValueError(
                 "Samples can not be a single string. The input must be an iterable over iterables of strings."
             )
-        lengths = np.fromiter(map(len, samples), dtype=np.intp, count=len(samples))
-        codes = np.fromiter(
-            map(self.codes.__getitem__, chain.from_iterable(samples)), dtype=np.int64, count=int(lengths.sum())
-        )
-        return self.from_codes(codes, lengths)
+        return self.from_parts([self.listed_part(samples)], len(samples))
 
     def transform(self, samples: list):
         """FeatureHasher's sparse answer (CSR, float64) for code that asks which bin a token lands
@@ -203,10 +199,7 @@ class StringHasher:
 
     def from_codes(self, codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Dense rows from signed codes, ``lengths[i]`` of them for row i, in order."""
-        n = len(lengths)
-        flat = np.repeat(np.arange(n, dtype=np.int64) * self.n_features, lengths) + (np.abs(codes) - 1)
-        weights = _signs(codes)
-        return np.bincount(flat, weights=weights, minlength=n * self.n_features).reshape(n, self.n_features)
+        return self.from_parts([(np.repeat(np.arange(len(lengths)), lengths), codes)], len(lengths))
 
 
 def _integer_rows(rows: list, width: int) -> np.ndarray | None:
