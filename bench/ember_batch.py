@@ -6,9 +6,9 @@ One demo model (``train_default``), one matrix of --rows feature vectors (the de
 vectorized, repeated), and the time to score it:
 
 * ``bare Booster.predict``: ``lightgbm.Booster.predict`` on the float32 matrix (the baseline; it runs
-  on OpenMP's default number of threads, all the cores), and the same with ``num_threads`` = the
-  model's ``n_jobs``, the threads the service's scorers get;
-* ``ONNX Runtime scorer``: the checked ONNX model the service serves (``vigil.tasks.ember.runtime``);
+  on OpenMP's default pool, all the cores) and the ``ONNX Runtime scorer`` the service serves
+  (``vigil.tasks.ember.runtime``), which gets the same pool (``runtime.process_threads``); both again
+  on 1 thread, a gunicorn worker's budget (``OMP_NUM_THREADS=1``);
 * ``json.loads alone`` / ``orjson.loads alone``: parsing the JSON body (the floor of any JSON
   transport; the JSON target is 1.5x the orjson time);
 * ``POST /predict/ember`` with a JSON list of vectors, with an ``application/x-npy`` body (also with
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         scorer = runtime.scorer_for(loaded, booster)
         if scorer is None:
             print("ONNX Runtime refused for this model: the service answers with the Booster")
+        one_thread = runtime.OnnxScorer(loaded.sidecars[runtime.SIDECAR_MODEL], 1) if scorer is not None else None
         # the same pipeline without its ONNX sidecars: the Booster serves
         plain = ArtifactStore(Path(folder) / "plain")
         plain.save("ember", loaded.model, threshold=loaded.threshold, feature_version=2)
@@ -171,19 +172,21 @@ def main(argv: list[str] | None = None) -> int:
             assert np.allclose(got, expected, rtol=0, atol=1e-6), name
             available[name] = run
 
-        threads = runtime.model_threads(booster)
+        threads = runtime.process_threads()
         runs = {
-            "bare Booster.predict": lambda: booster.predict(X),
-            # the bare call runs on OpenMP's default thread count; the service's scorers (ONNX
-            # Runtime, the classifier) on the model's own n_jobs: this row is that like for like
-            f"Booster.predict, {threads} thread(s)": lambda: booster.predict(X, num_threads=threads),
-            **({"ONNX Runtime scorer": lambda: scorer.predict(X)} if scorer is not None else {}),
+            # OpenMP's default pool, all the cores: the service's scorers get the same pool
+            # (runtime.process_threads), so the bare rows and the service rows share one thread budget
+            f"bare Booster.predict, {threads} thr": lambda: booster.predict(X),
+            **({f"ONNX Runtime scorer, {threads} thr": lambda: scorer.predict(X)} if scorer is not None else {}),
+            # a gunicorn worker's budget (OMP_NUM_THREADS=1, set by gunicorn_conf), like for like
+            "Booster.predict, 1 thread": lambda: booster.predict(X, num_threads=1),
+            **({"ONNX Runtime, 1 thread": lambda: one_thread.predict(X)} if one_thread is not None else {}),
             "json.loads alone": lambda: json.loads(json_body),
             "orjson.loads alone": lambda: orjson.loads(json_body),
             **available,
         }
         timings = _interleaved_medians(runs, args.repeats)
-        bare, parse = timings["bare Booster.predict"], timings["orjson.loads alone"]
+        bare, parse = timings[f"bare Booster.predict, {threads} thr"], timings["orjson.loads alone"]
         batches = {}
         if scorer is not None:
             for size in sorted({1, 10, 100, args.rows}):

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +112,26 @@ def test_sidecar_names_are_plain_words(models, tmp_path):
     good = ArtifactStore(models).load("ember")
     with pytest.raises(ValueError, match="plain word"):
         ArtifactStore(tmp_path).save("ember", good.model, sidecars={"../x": b""})
+
+
+SCORER_THREADS = """
+import sys
+from vigil.artifacts import ArtifactStore
+from vigil.tasks.ember import runtime
+from vigil.tasks.ember.model import booster_of, scores
+loaded = ArtifactStore(sys.argv[1]).load("ember")
+scorer = runtime.scorer_for(loaded, booster_of(loaded.model))
+print(runtime.process_threads(), scorer.session.get_session_options().intra_op_num_threads)
+"""
+
+
+@pytest.mark.parametrize("omp_threads", ["1", "2"])
+def test_the_scorer_runs_on_the_process_thread_budget_not_the_training_n_jobs(models, omp_threads):
+    # the demo model is trained with n_jobs=1; a gunicorn worker (OMP_NUM_THREADS=1) and a process
+    # given 2 threads each score on what they were given, as a bare Booster.predict there would
+    env = {**os.environ, "OMP_NUM_THREADS": omp_threads}
+    done = subprocess.run(
+        [sys.executable, "-c", SCORER_THREADS, str(models)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [omp_threads, omp_threads]

@@ -9,9 +9,9 @@ over their verified bytes; the session is built from them and checked again agai
 Booster on the same rows. A model that fails either check, or cannot be converted or loaded, is
 refused with a log line and the Booster serves, so answers never move by more than the tolerance.
 
-Why ONNX Runtime: it installs from PyPI as a wheel, scores the demo EMBER model 1.5-2x faster than
-``Booster.predict`` at batch 1,000 and 20-70x at batch 1 (the Booster's per-call overhead;
-``python -m bench.ember_batch``), and its file is data; tl2cgen would compile a shared library
+Why ONNX Runtime: it installs from PyPI as a wheel, scores the demo EMBER model 1.2-1.3x faster than
+``Booster.predict`` at batch 1,000 on the same threads and 1.4-1.6x at batch 1 (the Booster's
+per-call overhead; ``python -m bench.ember_batch``), and its file is data; tl2cgen would compile a shared library
 (code to dlopen, which would need its own hash check) and needs a C compiler at training time.
 
 Example::
@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import threading
@@ -46,6 +47,9 @@ class OnnxScorer:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = max(1, int(threads))
         options.inter_op_num_threads = 1
+        # Idle pool threads sleep rather than spin: a spinning thread takes a core from the other
+        # workers and sessions between requests (the bench's shared 2 cores: 2-3x slower with spinning)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # the converter declares the label output 1-long: a warning per call
         self.session = onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
@@ -65,11 +69,18 @@ def max_difference(scorer: OnnxScorer, booster: Any, rows: np.ndarray) -> float:
     return float(np.max(np.abs(scorer.predict(rows) - booster.predict(rows))))
 
 
-def model_threads(booster: Any) -> int:
-    """The threads the model was given (LightGBM's ``num_threads``, the classifier's ``n_jobs``), at
-    least 1: what the ONNX session gets, as the classifier's own ``predict_proba`` would use."""
-    threads = booster.params.get("num_threads") if hasattr(booster, "params") else None
-    return int(threads) if isinstance(threads, int) and threads > 0 else 1
+@functools.cache
+def process_threads() -> int:
+    """The threads a bare ``Booster.predict`` runs on in this process: the size of LightGBM's OpenMP
+    pool, i.e. the cores unless OMP_NUM_THREADS says fewer (gunicorn_conf and ``vigil serve`` give
+    each worker 1, so the workers share the cores). The scorers run on exactly that many, ONNX
+    Runtime and the classifier alike, whatever ``n_jobs`` the model was trained with: the deployment
+    sets the thread budget, not the training run. Asked once per process (threadpoolctl, ~10 ms)."""
+    import lightgbm  # noqa: F401  (loads the OpenMP runtime whose pool is asked about)
+    from threadpoolctl import threadpool_info
+
+    sizes = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "openmp"]
+    return max(1, min(sizes)) if sizes else 1
 
 
 def convert_checked(booster: Any, validation: np.ndarray) -> tuple[dict[str, bytes] | None, dict]:
@@ -86,7 +97,7 @@ def convert_checked(booster: Any, validation: np.ndarray) -> tuple[dict[str, byt
         )
         onnx_bytes = model.SerializeToString()
         validation = np.ascontiguousarray(validation, dtype=np.float32)
-        difference = max_difference(OnnxScorer(onnx_bytes, model_threads(booster)), booster, validation)
+        difference = max_difference(OnnxScorer(onnx_bytes, process_threads()), booster, validation)
     except Exception as exc:  # a converter or runtime limitation: Booster serves
         report.update(used=False, refused=f"{type(exc).__name__}: {exc}"[:300])
         log.warning("EMBER model not converted for ONNX Runtime, Booster serves: %s", report["refused"])
@@ -122,7 +133,7 @@ def _checked_scorer(loaded: Any, booster: Any) -> OnnxScorer | None:
     where = f"EMBER model v{loaded.version}"
     try:
         rows = read_npy(sidecars[SIDECAR_ROWS], max_rows=CHECK_ROWS)  # no pickle: dtype and shape checked
-        scorer = OnnxScorer(sidecars[SIDECAR_MODEL], model_threads(booster))
+        scorer = OnnxScorer(sidecars[SIDECAR_MODEL], process_threads())
         difference = max_difference(scorer, booster, rows)
     except Exception as exc:
         log.warning("%s: ONNX Runtime refused (%s: %s); Booster serves", where, type(exc).__name__, exc)
