@@ -137,15 +137,21 @@ def _skip_space(data, i):  # pragma: no cover - compiled
 
 
 @njit(cache=False, nogil=True)
-def _parse_rows(data, width, out):  # pragma: no cover - compiled
-    """Rows read into ``out`` (float64, rows x width), or -1 where the body is not that plain form."""
+def _parse_rows(data, width, out, start=-1):  # pragma: no cover - compiled
+    """Rows read into ``out`` (float64, rows x width): their number, or -1 where the body is not
+    that plain form. With ``start``: the one row (a list of ``width`` numbers) at data[start] read
+    into ``out[0]``, and the index past its ``]``, or -1."""
     n = data.shape[0]
     bits = np.zeros(1, dtype=np.uint64)
     as_double = bits.view(np.float64)
-    i = _skip_space(data, 0)
-    if i >= n or data[i] != 0x5B:  # [
-        return -1
-    i = _skip_space(data, i + 1)
+    one_row = start >= 0
+    if one_row:
+        i = start
+    else:
+        i = _skip_space(data, 0)
+        if i >= n or data[i] != 0x5B:  # [
+            return -1
+        i = _skip_space(data, i + 1)
     rows = 0
     while True:
         if i >= n or data[i] != 0x5B or rows >= out.shape[0]:
@@ -215,6 +221,8 @@ def _parse_rows(data, width, out):  # pragma: no cover - compiled
                 i += 1
         if i >= n or data[i] != 0x5D:  # ]
             return -1
+        if one_row:
+            return i + 1
         rows += 1
         i = _skip_space(data, i + 1)
         if i < n and data[i] == 0x2C:
@@ -238,4 +246,14 @@ def read_number_rows(body: bytes, width: int, start: int = 0, end: int | None = 
     return out if read == rows else None
 
 
-read_number_rows(b"[[0, 1.5, 2e-400]]", 3)  # compiled now, on import, for the types every call has
+def read_number_list(body: bytes, count: int, start: int) -> tuple[np.ndarray, int] | None:
+    """(float64 array, index past its ``]``) of the list of exactly ``count`` numbers at
+    ``body[start]`` (read in place), or None where it is not that list in the plain form."""
+    out = np.empty((1, count), dtype=np.float64)
+    end = _parse_rows(np.frombuffer(body, dtype=np.uint8), count, out, start)
+    return (out[0], end) if end >= 0 else None
+
+
+# compiled now, on import, for the types every call has
+read_number_rows(b"[[0, 1.5, 2e-400]]", 3)
+read_number_list(b"[0, 1.5, 2e-400]", 3, 0)

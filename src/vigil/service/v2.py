@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +109,62 @@ def _parse_json(data: bytes) -> Any:
     return document
 
 
+_DATA_KEY = b'"data"'
+_TO_LIST = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*\[")  # JSON's whitespace, the colon, the list
+_STAND_IN = b'"\\u0000"'  # a JSON string; parsed, "\x00"
+_INT64_LIMIT = 2.0**63
+
+
+def _with_number_data(body: bytes) -> tuple[dict, bytes] | None:
+    """(document, its text with the list replaced) of a JSON V2 body whose ``inputs[0].data`` is a
+    flat list of plain JSON numbers, the list read by the compiled reader
+    (:func:`vigil.json_matrix.read_number_list`) into a float64 array that stands in the document
+    for it: no Python float per number, ~3x faster. None for any other body, which takes the orjson
+    path and gets the answers it always got.
+
+    Made sure of thus: ``"data"`` occurs once in the text; the list is replaced by the string
+    ``"\\u0000"``, which the rest of the text may not hold, and orjson must then find that string at
+    ``inputs[0].data`` (a list found anywhere else, or inside a string, gives another document or no
+    JSON at all: None). The numbers are the doubles orjson reads; a list with a value outside
+    +-2**63 is left to the general path, whose numpy reading refuses some integers there."""
+    import orjson
+
+    from vigil.json_matrix import read_number_list
+
+    at = body.find(_DATA_KEY)
+    found = _TO_LIST.match(body, at + len(_DATA_KEY)) if at >= 0 else None
+    if found is None:
+        return None
+    start = found.end() - 1
+    end = body.find(b"]", start)
+    if end < 0 or body.find(b"[", start + 1, end) >= 0:  # nested rows: the general path reads them
+        return None
+    read = read_number_list(body, body.count(b",", start, end) + 1, start)
+    if read is None:
+        return None
+    values, past = read
+    if (
+        body.find(_DATA_KEY, past) >= 0
+        or len(values)
+        and not -_INT64_LIMIT <= values.min() <= values.max() < _INT64_LIMIT
+    ):
+        return None
+    text = body[:start] + _STAND_IN + body[past:]
+    if text.count(_STAND_IN[1:-1]) != 1:
+        return None
+    try:
+        document = orjson.loads(text)
+        check_json_limits(document)
+    except (orjson.JSONDecodeError, VigilError):
+        return None
+    inputs = document.get("inputs") if type(document) is dict else None
+    first = inputs[0] if type(inputs) is list and inputs else None
+    if type(first) is not dict or first.get("data") != "\x00":
+        return None
+    first["data"] = values
+    return document, text
+
+
 def parse_v2_request(body: bytes, header_length: str | None, max_rows: int) -> V2Request:
     """One numeric input tensor of a V2 ``infer`` body (JSON, or JSON + binary tensor data)."""
     if header_length is not None:
@@ -123,8 +180,9 @@ def parse_v2_request(body: bytes, header_length: str | None, max_rows: int) -> V
         header = body[:length]
         document, binary = _parse_json(header), memoryview(body)[length:]
     else:
-        header = body
-        document, binary = _parse_json(body), memoryview(b"")
+        read = _with_number_data(body)
+        header, document = (read[1], read[0]) if read is not None else (body, _parse_json(body))
+        binary = memoryview(b"")
     if not isinstance(document, dict) or not isinstance(document.get("inputs"), list) or not document["inputs"]:
         raise InvalidInput("a V2 infer request needs a non-empty 'inputs' list", {"field": "inputs"})
     if len(document["inputs"]) != 1:
@@ -191,6 +249,10 @@ def parse_v2_request(body: bytes, header_length: str | None, max_rows: int) -> V
 def _json_tensor(data: Any, shape: list[int], count: int, may_hold_bools: bool = True) -> np.ndarray:
     """The 'data' of a JSON tensor (flat or nested, row-major) as a numeric array of ``shape``,
     converted by numpy in C; true/false are refused (numpy would read them as 1 and 0)."""
+    if isinstance(data, np.ndarray):  # read by the compiled reader: numbers only, flat
+        if data.size != count:
+            raise _not_the_numbers(shape, count)
+        return data.reshape(shape)
     if not isinstance(data, list):
         raise InvalidInput(
             "inputs[0] needs 'data' (a list of numbers) or parameters.binary_data_size", {"field": "inputs[0].data"}
@@ -200,13 +262,17 @@ def _json_tensor(data: Any, shape: list[int], count: int, may_hold_bools: bool =
     except (ValueError, TypeError, OverflowError):
         array = None  # ragged nesting, a huge integer
     if array is None or array.dtype.kind not in "fiu" or array.size != count:
-        raise InvalidInput(
-            f"inputs[0].data is not {count} numbers (shape {shape})",
-            {"field": "inputs[0].data", "expected_values": count},
-        )
+        raise _not_the_numbers(shape, count)
     if may_hold_bools and _has_bools(data):
         raise InvalidInput("inputs[0].data holds true/false, not numbers", {"field": "inputs[0].data"})
     return array.reshape(shape)
+
+
+def _not_the_numbers(shape: list[int], count: int) -> InvalidInput:
+    return InvalidInput(
+        f"inputs[0].data is not {count} numbers (shape {shape})",
+        {"field": "inputs[0].data", "expected_values": count},
+    )
 
 
 def _has_bools(data: list) -> bool:
