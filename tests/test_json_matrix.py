@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 import pytest
 
-from vigil.json_matrix import read_number_rows
+from vigil.json_matrix import read_number_list, read_number_rows
 from vigil.tensors import json_number_rows
 
 
@@ -107,3 +107,15 @@ def test_a_real_vector_body_is_read_in_place():
     body = orjson.dumps({"vectors": rows.astype(np.float64).tolist()})
     matrix = json_number_rows(body, 2381, key="vectors")
     assert matrix is not None and matrix.tobytes() == np.array(orjson.loads(body)["vectors"]).tobytes()
+
+
+def test_one_flat_list_is_read_as_float_reads_it_and_only_in_the_plain_form():
+    numbers = [n for n in _numbers(5)[:3000] if np.isfinite(float(n))]
+    body = ('{"data": [' + ",".join(numbers) + "], 1]").encode()
+    start = body.index(b"[")
+    values, end = read_number_list(body, len(numbers), start)
+    assert [_bits(v) for v in values] == [_bits(float(n)) for n in numbers]
+    assert body[end:] == b", 1]"
+    for text in (b"[1, 2", b"[1, 2,]", b"[1, [2]]", b"[1 2]", b"[1, true]", b"[-0, 1]", b" [1, 2]", b"[1, 2, 3]"):
+        assert read_number_list(text, 2, 0) is None, text
+    assert read_number_list(b"[]", 0, 0)[1] == 2

@@ -24,6 +24,9 @@ its first JSON-vectors request, never at start-up.
 [[1.0, 2.5], [300.0, -0.4]]
 >>> read_number_rows(b"[[1, 2], [3]]", 2) is None
 True
+
+:func:`read_number_list` reads one flat list the same way, where a caller has found it inside a
+bigger document (the V2 JSON tensor's ``data``: ``vigil.service.v2``).
 """
 
 from __future__ import annotations
