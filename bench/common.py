@@ -1,6 +1,6 @@
 """What several benchmarks share: the code of an earlier commit as the baseline, a measurement in a child
-process of its own, and the best of interleaved rounds with its table. (No ``main``: ``python -m bench``
-passes over this module.)"""
+process of its own, the best of interleaved rounds with its table, and issue 17's targets checked
+against what the run measured. (No ``main``: ``python -m bench`` passes over this module.)"""
 
 from __future__ import annotations
 
@@ -10,11 +10,38 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    """One row of issue 17's table as a run measured it: ``measured`` and ``target`` in words."""
+
+    path: str
+    measured: str
+    target: str
+    met: bool
+
+
+TARGET_CHECKS: list[TargetCheck] = []  # this process's checks, for ``python -m bench``'s closing table
+
+
+def check_target(path: str, measured: str, target: str, met: bool) -> None:
+    """Print whether this run met issue 17's target for ``path``, and keep it for the summary."""
+    TARGET_CHECKS.append(TargetCheck(path, measured, target, bool(met)))
+    print(f"target, {path}: {measured}; target {target}: {'met' if met else 'NOT met'}")
+
+
+def print_target_table(checks: list[TargetCheck]) -> None:
+    width = max(len(check.path) for check in checks)
+    print(f"{'path':<{width}}  {'met':<3}  measured (target)")
+    for check in checks:
+        print(f"{check.path:<{width}}  {'yes' if check.met else 'NO':<3}  {check.measured} ({check.target})")
 
 
 def source_at(commit: str, path: str) -> str | None:

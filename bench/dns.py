@@ -39,6 +39,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from bench.common import check_target
+
 
 class DictOfSets:
     """The baseline per-domain detector: every subdomain of every domain in the window, in sets."""
@@ -341,6 +343,9 @@ def main(argv=None) -> dict:
             f"kafka {label:<8} via {where:<14} {rate:>10,.0f} events/s  = {rate / bare_rate:.3f} x base "
             f"({windows} windows; parse, 2 models, SQLite, commit)"
         )
+    for label, what, floor in (("rows", "CIC feature rows", 50_000), ("queries", "raw query names", 30_000)):
+        rate = results[label][0]
+        check_target(f"DNS stream through Kafka, {what}", f"{rate:,.0f} events/s", f">= {floor:,}/s", rate >= floor)
     print(
         f"retrain on 3 windows: {retrain_s * 1000:,.0f} ms = {retrain_s / score_window_s:,.0f} x scoring one window "
         f"({score_window_s * 1000:.1f} ms)"

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO, vectorize_run
+from bench.common import REPO, check_target, vectorize_run
 
 EMBER_PYTHON = REPO / "runs" / "ember-ref-venv" / "bin" / "python"
 EMBER_FEATURES = REPO / "runs" / "ember-src" / "ember" / "features.py"
@@ -111,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     ):
         ember, vigil = best[f"ember {what}"], best[f"Vigil {what}"]
         print(f"{label:<48} {ember:7.3f} s {vigil:7.3f} s {ember / vigil:12.1f}x")
+    for what, times in (("extract", 10), ("vectorize", 8)):
+        faster = best[f"ember {what}"] / best[f"Vigil {what}"]
+        check_target(
+            f"EMBER {what}, 1 process, vs ember itself", f"{faster:.1f}x faster", f">= {times}x", faster >= times
+        )
     print(f"vectors bit for bit equal to ember's: {'yes' if same else 'NO'}")
     return 0 if same else 1
 

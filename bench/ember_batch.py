@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from bench.common import check_target
+
 
 def _interleaved_medians(runs: dict, repeats: int) -> dict[str, float]:
     """Median seconds of each run, the runs taken in turn (one round = each once), so a busy moment
@@ -203,6 +205,21 @@ def main(argv: list[str] | None = None) -> int:
     for name, seconds in timings.items():
         over_parse = f"   {seconds / parse:5.2f}x orjson.loads" if "JSON" in name else ""
         print(f"{name:<30} {seconds * 1000:9.1f} ms {bare / seconds:8.3f}x{over_parse}")
+    for name in ("POST /predict/ember, JSON", "V2 infer, JSON tensor"):
+        if name in timings:
+            over_parse = timings[name] / parse
+            check_target(
+                f"{name} (1,000 vectors) vs orjson's parse",
+                f"{over_parse:.2f}x its time",
+                "within 1.5x",
+                over_parse <= 1.5,
+            )
+    for name in ("POST /predict/ember, x-npy", "V2 infer, binary tensor"):
+        if name in timings:
+            rate = bare / timings[name]
+            check_target(f"{name} (1,000 vectors) vs bare Booster", f"{rate:.2f}x its rate", ">= 0.75x", rate >= 0.75)
+            if scorer is not None and name.endswith("x-npy"):  # the compiled runtime's own target
+                check_target(f"{name}, ONNX Runtime serving, vs bare Booster", f"{rate:.2f}x", "faster: > 1x", rate > 1)
     if batches:
         print(
             "ONNX Runtime vs Booster.predict (same process, median): batch, Booster ms, ONNX ms, speed-up, max |diff|"

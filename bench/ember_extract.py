@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import REPO, best_of_rounds, module_at, print_best
+from bench.common import REPO, best_of_rounds, check_target, module_at, print_best
 
 PREVIOUS = "7809f26"  # the merge before issue 17's extraction work
 NUMPY_BLOCKS = "7204570"  # main before the compiled (numba) byte passes: the numpy byte-level blocks
@@ -157,6 +157,8 @@ def measure(args, features, previous, files: list[Path], numpy_blocks=None, base
         f"1 process, best of {args.rounds} interleaved rounds"
     )
     print_best(best, "read + LIEF parse", "LIEF parse+read", width=34, amount=total_mb, unit="MB/s", digits=1)
+    over_lief = vigil / best["read + LIEF parse"]
+    check_target("EMBER extraction vs LIEF's parse + read", f"{over_lief:.1f}x its time", "within 3x", over_lief <= 3)
     if old is not None:
         speedup = best["previous Vigil"] / vigil
         print(

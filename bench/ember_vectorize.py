@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO, best_of_rounds, module_at, print_best, vectorize_run
+from bench.common import REPO, best_of_rounds, check_target, module_at, print_best, vectorize_run
 
 PREVIOUS = "7204570"
 EMBER_OVER_PREVIOUS = 5.9 / 3.1  # issue 17: ember 5.9 s, Vigil's batches 3.1 s on the same 8,330 records
@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         f"lines, 1 process (pid {os.getpid()}), best of {args.rounds} interleaved rounds"
     )
     print_best(best, "orjson.loads alone", "orjson parse", width=36, amount=len(lines), unit="rec/s", digits=0)
+    over_parse = best["Vigil"] / best["orjson.loads alone"]
+    check_target("EMBER vectorization vs orjson's parse", f"{over_parse:.2f}x its time", "within 2x", over_parse <= 2)
     if previous is not None:
         batched = best["previous Vigil batches"] / best["Vigil"]
         print(
