@@ -74,6 +74,7 @@ import numpy as np
 
 from vigil.plain import InvalidState, checked
 from vigil.tasks.dns_exfil.features import (
+    MAX_WIRE_LENGTH,
     QueryName,
     _registered_split,
     _suffix_extractor,
@@ -81,7 +82,6 @@ from vigil.tasks.dns_exfil.features import (
     parse_query_name,
     registered_domain_index,
 )
-from vigil.tasks.dns_exfil.histograms import byte_entropies, ordered_sums, texts_bytes
 
 FAST_WINDOW_S = 60.0
 SLOW_WINDOW_S = 3600.0
@@ -137,12 +137,12 @@ def window_information_bits(items: Sequence[tuple], entries: dict) -> list[tuple
     """Per (domain, subdomain, ...) of ``items``: (the previous subdomain assumed, the information bits
     of the subdomain after it), the previous one being the domain's ``last_sub`` in ``entries`` or the
     domain's last subdomain before it in ``items``; None for an empty subdomain. The bits are
-    :func:`information_bits`' floats (the same terms added in the same order: per piece by
-    :func:`~vigil.tasks.dns_exfil.histograms.byte_entropies`, then the pieces left to right); a
-    subdomain that is not ASCII is computed by :func:`information_bits` itself."""
+    :func:`information_bits` of :func:`novel_part`'s floats, for ASCII subdomains by one compiled pass
+    (:func:`~vigil.tasks.dns_exfil.name_kernels.novel_bits`: the same terms added in the same order);
+    any other subdomain is computed by those two functions themselves."""
     last: dict[str, str] = {}
     guesses: list[tuple[str, float] | None] = [None] * len(items)
-    batched, pieces, owners = [], [], []
+    batched, subs, previous_subs = [], [], []
     for i, (domain, sub, *_) in enumerate(items):
         if not sub:
             continue
@@ -151,20 +151,18 @@ def window_information_bits(items: Sequence[tuple], entries: dict) -> list[tuple
             entry = entries.get(domain)
             previous = entry.last_sub if entry is not None else ""
         last[domain] = sub[:255]
-        novel = novel_part(sub, previous)
-        if not novel.isascii():
-            guesses[i] = (previous, information_bits(novel))
+        if len(sub) > MAX_WIRE_LENGTH or not (sub.isascii() and previous.isascii()):
+            guesses[i] = (previous, information_bits(novel_part(sub, previous)))
             continue
-        split = novel.split(".")
-        owners.append(len(split))
-        pieces += split
-        batched.append((i, previous))
+        batched.append(i)
+        subs.append(sub)
+        previous_subs.append(previous)
     if batched:
-        data, piece_of, lengths = texts_bytes(pieces)
-        piece_bits = lengths * byte_entropies(data, piece_of, lengths)
-        owner = np.repeat(np.arange(len(batched)), owners)
-        for (i, previous), bits in zip(batched, ordered_sums(piece_bits, owner, len(batched)).tolist()):
-            guesses[i] = (previous, bits)
+        from vigil.tasks.dns_exfil import name_kernels  # numba, once the first window of names comes
+
+        bits = name_kernels.novel_bits(*name_kernels.ascii_bytes(subs), *name_kernels.ascii_bytes(previous_subs))
+        for i, previous, value in zip(batched, previous_subs, bits.tolist()):
+            guesses[i] = (previous, value)
     return guesses
 
 
