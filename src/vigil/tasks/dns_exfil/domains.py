@@ -319,24 +319,17 @@ def add_to_both(first: BloomFilter, second: BloomFilter, h1: int, h2: int) -> tu
 
 def window_novelty(first: BloomFilter, second: BloomFilter, hashes: list[tuple[int, int]]) -> list[tuple[bool, bool]]:
     """What :func:`add_to_both` returns for each (h1, h2) of ``hashes`` in turn, the filters left as
-    those calls leave them, in one numpy pass: a key is new to a filter when one of its bits was
-    unset before the window and no earlier key of the window set it. For two filters of one size."""
+    those calls leave them: for two filters of one size, the same loop compiled
+    (:func:`~vigil.tasks.dns_exfil.name_kernels.add_to_both`)."""
     if first.bits != second.bits or first.hashes != second.hashes:
         return [add_to_both(first, second, h1, h2) for h1, h2 in hashes]
     if not hashes:
         return []
-    pairs = np.array(hashes, dtype=np.int64)
-    positions = (pairs[:, :1] + np.arange(first.hashes, dtype=np.int64) * pairs[:, 1:]) % first.bits
-    _, first_at, inverse = np.unique(positions.ravel(), return_index=True, return_inverse=True)
-    # the bits this key is the window's first to set
-    own = (first_at // first.hashes)[inverse].reshape(positions.shape) == np.arange(len(hashes))[:, None]
-    byte, bit = positions >> 3, (1 << (positions & 7)).astype(np.uint8)
-    news = []
-    for bloom in (first, second):
-        array = np.frombuffer(bloom.array, dtype=np.uint8)  # a view: the filter itself is updated
-        news.append((((array[byte] & bit) == 0) & own).any(axis=1).tolist())
-        np.bitwise_or.at(array, byte.ravel(), bit.ravel())
-    return list(zip(*news))
+    from vigil.tasks.dns_exfil import name_kernels  # numba, once the first window of names comes
+
+    pairs = np.array(hashes, dtype=np.int64).reshape(-1, 2)
+    news = name_kernels.add_to_both(first.array, second.array, first.bits, first.hashes, pairs[:, 0], pairs[:, 1])
+    return list(map(tuple, news.tolist()))
 
 
 @dataclass

@@ -232,3 +232,28 @@ def novel_bits(subs: np.ndarray, sub_starts: np.ndarray, previous: np.ndarray, p
     """Per ASCII subdomain ``subs[sub_starts[t]:sub_starts[t + 1]]``, against the previous one of its
     domain (the same layout), ``information_bits(novel_part(sub, previous))``."""
     return _novel_bits(subs, sub_starts, previous, previous_starts, term_table())
+
+
+@njit(cache=False, nogil=True)
+def _add_to_both(first, second, bits, hashes, h1s, h2s):  # pragma: no cover - compiled
+    news = np.zeros((len(h1s), 2), dtype=np.bool_)
+    for k in range(len(h1s)):
+        h1, h2 = h1s[k], h2s[k]
+        for i in range(hashes):
+            position = (h1 + i * h2) % bits
+            byte, bit = position >> 3, np.uint8(1 << (position & 7))
+            if not first[byte] & bit:
+                first[byte] |= bit
+                news[k, 0] = True
+            if not second[byte] & bit:
+                second[byte] |= bit
+                news[k, 1] = True
+    return news
+
+
+def add_to_both(first: bytearray, second: bytearray, bits: int, hashes: int, h1s: np.ndarray, h2s: np.ndarray):
+    """``domains.add_to_both`` of each (h1, h2) in turn, on two Bloom filters' arrays of one size
+    (updated in place): per key, whether it was new to the first and to the second."""
+    return _add_to_both(
+        np.frombuffer(first, dtype=np.uint8), np.frombuffer(second, dtype=np.uint8), bits, hashes, h1s, h2s
+    )
