@@ -28,6 +28,7 @@ from vigil.tasks.dns_exfil.features import (
     registered_domain_index,
 )
 
+
 def plain_labels(raw) -> list[str] | None:
     """The labels of a plain ASCII name (no escape, 1-63 characters each, at most 253 in all), else None."""
     if not isinstance(raw, str) or "\\" in raw or not raw.isascii():
