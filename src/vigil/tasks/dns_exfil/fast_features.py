@@ -4,10 +4,11 @@ Most names in a DNS stream are plain ASCII host names with no ``\\DDD`` escape. 
 per-byte Python loops of the feature blocks (parsing the presentation form, counting character
 classes, the entropy, the letter runs looked up in the word list) are replaced by one compiled pass
 over each name's bytes (:mod:`~vigil.tasks.dns_exfil.name_kernels`), ``split`` for the labels, and
-the suffix lookup on the last labels only (cached: a stream repeats its zones). Every value is computed by the same formula as the blocks, from
-the same floats added in the same order, so rows are *equal*, not close (tests/test_dns_stream_speed.py
-checks it on the shipped captures and benign names). A name that is not plain (an escape, a
-non-ASCII character, an empty or over-long label) goes through the extractor as before.
+the suffix lookup on the last labels only (cached: a stream repeats its zones). Every value is
+computed by the same formula as the blocks, from the same floats added in the same order, so rows
+are *equal*, not close (tests/test_dns_stream_speed.py checks it on the shipped captures and benign
+names, tests/test_dns_name_kernels.py on adversarial and generated ones). A name that is not plain
+(an escape, a non-ASCII character, an empty or over-long label) goes through the extractor as before.
 
     >>> import numpy as np
     >>> from vigil.tasks.dns_exfil.features import QueryFeatureExtractor
