@@ -65,19 +65,6 @@ def create_app(settings=None, store=None):
     return app
 
 
-def freeze_startup_heap() -> None:
-    """Collect, then move every object alive now (modules, the loaded models, the app) into the
-    garbage collector's permanent generation (``gc.freeze``), so the collections a large request
-    triggers scan only what it allocates, not the whole process (a POST /predict of 10,000
-    events spent a fifth of its time in such collections). Gunicorn's ``post_worker_init`` calls it
-    once the worker has built the app; objects that later become garbage are still freed by
-    reference counting."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
-
-
 def __getattr__(name: str):
     # PEP 562: build the gunicorn app lazily, so importing this package has no side effects.
     if name == "app":

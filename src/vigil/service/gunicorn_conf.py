@@ -64,7 +64,7 @@ logconfig_dict = {
 
 def post_worker_init(worker):
     # The worker has built the app and loaded its models: out of the collector's way (gc.freeze).
-    from vigil.service import freeze_startup_heap
+    from vigil.heap import freeze_startup_heap
 
     freeze_startup_heap()
 

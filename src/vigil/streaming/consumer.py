@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
+from vigil.heap import freeze_startup_heap
 from vigil.streaming.kafka_io import consumer_config
 from vigil.streaming.results import ResultsStore, dump_checkpoint
 from vigil.windows import RejectedMessage, WindowProcessor, safe_name
@@ -153,6 +154,7 @@ class WindowedConsumer:
         from confluent_kafka import Consumer, KafkaError
 
         self.processor.restore(self.results.checkpoint(self.run_key, self.consumer_name))
+        freeze_startup_heap()  # the models and modules just loaded: no collection scans them per window
         consumer = Consumer(consumer_config(self.bootstrap_servers, self.group, **self.config_overrides))
         previous_handlers = {}
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -74,6 +74,7 @@ import numpy as np
 
 from vigil.plain import InvalidState, checked
 from vigil.tasks.dns_exfil.features import (
+    MAX_WIRE_LENGTH,
     QueryName,
     _registered_split,
     _suffix_extractor,
@@ -81,7 +82,6 @@ from vigil.tasks.dns_exfil.features import (
     parse_query_name,
     registered_domain_index,
 )
-from vigil.tasks.dns_exfil.histograms import byte_entropies, ordered_sums, texts_bytes
 
 FAST_WINDOW_S = 60.0
 SLOW_WINDOW_S = 3600.0
@@ -137,12 +137,12 @@ def window_information_bits(items: Sequence[tuple], entries: dict) -> list[tuple
     """Per (domain, subdomain, ...) of ``items``: (the previous subdomain assumed, the information bits
     of the subdomain after it), the previous one being the domain's ``last_sub`` in ``entries`` or the
     domain's last subdomain before it in ``items``; None for an empty subdomain. The bits are
-    :func:`information_bits`' floats (the same terms added in the same order: per piece by
-    :func:`~vigil.tasks.dns_exfil.histograms.byte_entropies`, then the pieces left to right); a
-    subdomain that is not ASCII is computed by :func:`information_bits` itself."""
+    :func:`information_bits` of :func:`novel_part`'s floats, for ASCII subdomains by one compiled pass
+    (:func:`~vigil.tasks.dns_exfil.name_kernels.novel_bits`: the same terms added in the same order);
+    any other subdomain is computed by those two functions themselves."""
     last: dict[str, str] = {}
     guesses: list[tuple[str, float] | None] = [None] * len(items)
-    batched, pieces, owners = [], [], []
+    batched, subs, previous_subs = [], [], []
     for i, (domain, sub, *_) in enumerate(items):
         if not sub:
             continue
@@ -151,20 +151,18 @@ def window_information_bits(items: Sequence[tuple], entries: dict) -> list[tuple
             entry = entries.get(domain)
             previous = entry.last_sub if entry is not None else ""
         last[domain] = sub[:255]
-        novel = novel_part(sub, previous)
-        if not novel.isascii():
-            guesses[i] = (previous, information_bits(novel))
+        if len(sub) > MAX_WIRE_LENGTH or not (sub.isascii() and previous.isascii()):
+            guesses[i] = (previous, information_bits(novel_part(sub, previous)))
             continue
-        split = novel.split(".")
-        owners.append(len(split))
-        pieces += split
-        batched.append((i, previous))
+        batched.append(i)
+        subs.append(sub)
+        previous_subs.append(previous)
     if batched:
-        data, piece_of, lengths = texts_bytes(pieces)
-        piece_bits = lengths * byte_entropies(data, piece_of, lengths)
-        owner = np.repeat(np.arange(len(batched)), owners)
-        for (i, previous), bits in zip(batched, ordered_sums(piece_bits, owner, len(batched)).tolist()):
-            guesses[i] = (previous, bits)
+        from vigil.tasks.dns_exfil import name_kernels  # numba, once the first window of names comes
+
+        bits = name_kernels.novel_bits(*name_kernels.ascii_bytes(subs), *name_kernels.ascii_bytes(previous_subs))
+        for i, previous, value in zip(batched, previous_subs, bits.tolist()):
+            guesses[i] = (previous, value)
     return guesses
 
 
@@ -321,24 +319,17 @@ def add_to_both(first: BloomFilter, second: BloomFilter, h1: int, h2: int) -> tu
 
 def window_novelty(first: BloomFilter, second: BloomFilter, hashes: list[tuple[int, int]]) -> list[tuple[bool, bool]]:
     """What :func:`add_to_both` returns for each (h1, h2) of ``hashes`` in turn, the filters left as
-    those calls leave them, in one numpy pass: a key is new to a filter when one of its bits was
-    unset before the window and no earlier key of the window set it. For two filters of one size."""
+    those calls leave them: for two filters of one size, the same loop compiled
+    (:func:`~vigil.tasks.dns_exfil.name_kernels.add_to_both`)."""
     if first.bits != second.bits or first.hashes != second.hashes:
         return [add_to_both(first, second, h1, h2) for h1, h2 in hashes]
     if not hashes:
         return []
-    pairs = np.array(hashes, dtype=np.int64)
-    positions = (pairs[:, :1] + np.arange(first.hashes, dtype=np.int64) * pairs[:, 1:]) % first.bits
-    _, first_at, inverse = np.unique(positions.ravel(), return_index=True, return_inverse=True)
-    # the bits this key is the window's first to set
-    own = (first_at // first.hashes)[inverse].reshape(positions.shape) == np.arange(len(hashes))[:, None]
-    byte, bit = positions >> 3, (1 << (positions & 7)).astype(np.uint8)
-    news = []
-    for bloom in (first, second):
-        array = np.frombuffer(bloom.array, dtype=np.uint8)  # a view: the filter itself is updated
-        news.append((((array[byte] & bit) == 0) & own).any(axis=1).tolist())
-        np.bitwise_or.at(array, byte.ravel(), bit.ravel())
-    return list(zip(*news))
+    from vigil.tasks.dns_exfil import name_kernels  # numba, once the first window of names comes
+
+    pairs = np.array(hashes, dtype=np.int64).reshape(-1, 2)
+    news = name_kernels.add_to_both(first.array, second.array, first.bits, first.hashes, pairs[:, 0], pairs[:, 1])
+    return list(map(tuple, news.tolist()))
 
 
 @dataclass

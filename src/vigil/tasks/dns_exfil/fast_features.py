@@ -2,13 +2,13 @@
 
 Most names in a DNS stream are plain ASCII host names with no ``\\DDD`` escape. For those the
 per-byte Python loops of the feature blocks (parsing the presentation form, counting character
-classes, shaping labels for the suffix lookup) are replaced by one numpy pass over the bytes of all
-the plain names of a window (character classes by a lookup table and one ``bincount``, the entropy
-from per-name byte histograms), ``split`` for the labels, and the suffix lookup on the last labels only
-(cached: a stream repeats its zones). Every value is computed by the same formula as the blocks, from
-the same floats added in the same order, so rows are *equal*, not close (tests/test_dns_stream_speed.py
-checks it on the shipped captures and benign names). A name that is not plain (an escape, a
-non-ASCII character, an empty or over-long label) goes through the extractor as before.
+classes, the entropy, the letter runs looked up in the word list) are replaced by one compiled pass
+over each name's bytes (:mod:`~vigil.tasks.dns_exfil.name_kernels`), ``split`` for the labels, and
+the suffix lookup on the last labels only (cached: a stream repeats its zones). Every value is
+computed by the same formula as the blocks, from the same floats added in the same order, so rows
+are *equal*, not close (tests/test_dns_stream_speed.py checks it on the shipped captures and benign
+names, tests/test_dns_name_kernels.py on adversarial and generated ones). A name that is not plain
+(an escape, a non-ASCII character, an empty or over-long label) goes through the extractor as before.
 
     >>> import numpy as np
     >>> from vigil.tasks.dns_exfil.features import QueryFeatureExtractor
@@ -25,22 +25,9 @@ from vigil.tasks.dns_exfil.domains import plain_sld_index
 from vigil.tasks.dns_exfil.features import (
     FEATURE_COLUMNS,
     QueryFeatureExtractor,
-    english_words,
     parse_query_name,
     registered_domain_index,
 )
-from vigil.tasks.dns_exfil.histograms import byte_entropies, texts_bytes
-
-# byte classes of the CIC counts, in one lookup table: upper, lower, digit, dot, anything else
-_OTHER, _UPPER, _LOWER, _DIGIT, _DOT = range(5)
-_N_CLASSES = 5
-_CLASS_OF_BYTE = np.full(256, _OTHER, dtype=np.int64)
-_CLASS_OF_BYTE[ord("A") : ord("Z") + 1] = _UPPER
-_CLASS_OF_BYTE[ord("a") : ord("z") + 1] = _LOWER
-_CLASS_OF_BYTE[ord("0") : ord("9") + 1] = _DIGIT
-_CLASS_OF_BYTE[ord(".")] = _DOT
-# every ASCII character but a letter as a space: str.split() then gives the letter runs (_LETTER_RUN's)
-_NON_LETTER_TO_SPACE = str.maketrans({chr(code): " " for code in range(128) if not chr(code).isalpha()})
 
 
 def plain_labels(raw) -> list[str] | None:
@@ -66,54 +53,35 @@ def _sld_index(labels: list[str]) -> int:
     return index
 
 
-def _longest_words(texts: list[str], data: np.ndarray, name_of: np.ndarray, words: frozenset[str]) -> np.ndarray:
-    """Per name, the length of its longest letter run that is an English word (0 if none): the runs of
-    all the names by one split, looked up in one ``map``, the longest per name by numpy."""
-    runs = ".".join(texts).lower().translate(_NON_LETTER_TO_SPACE).split()  # the dots part two names' runs
-    letter = (data | 0x20) - ord("a") < 26  # uint8 arithmetic: ``a-z`` and ``A-Z`` only
-    starts = letter.copy()
-    starts[1:] &= ~letter[:-1] | (name_of[1:] != name_of[:-1])  # a run starts after a non-letter or a name
-    owner = name_of[starts]  # the name of each run, in the order findall gives them
-    found = np.fromiter(map(words.__contains__, runs), dtype=bool, count=len(runs))
-    lengths = np.fromiter(map(len, runs), dtype=np.int64, count=len(runs))
-    longest = np.zeros(len(texts), dtype=np.int64)
-    np.maximum.at(longest, owner, np.where(found, lengths, 0))
-    return longest.astype(float)
+def _name_kernels():
+    """The compiled passes, imported (and so numba) when the first window of names is featurised."""
+    from vigil.tasks.dns_exfil import name_kernels
+
+    return name_kernels
 
 
-def _plain_block(labels_of: list[list[str]], indexes: list[int], words: frozenset[str]) -> np.ndarray:
-    """The rows of plain names (their labels and sld indexes): the counts and the entropy in one numpy
-    pass over the window's bytes, the words and label lengths per name."""
+def _plain_block(labels_of: list[list[str]], indexes: list[int]) -> np.ndarray:
+    """The rows of plain names (their labels and sld indexes), from one compiled pass over each
+    name's bytes (``name_kernels.py``)."""
+    kernels = _name_kernels()
     texts = [".".join(labels) for labels in labels_of]
-    data, name_of, lengths = texts_bytes(texts)
-    classes = np.bincount(name_of * _N_CLASSES + _CLASS_OF_BYTE[data], minlength=_N_CLASSES * len(texts))
-    classes = classes.reshape(-1, _N_CLASSES).astype(float)
-    upper, lower, numeric, dots = classes[:, _UPPER], classes[:, _LOWER], classes[:, _DIGIT], classes[:, _DOT]
-    per_name = np.array(
-        [
-            (
-                max(map(len, labels)),
-                sum(map(len, labels[:index])) + index - 1 if index > 0 else 0,  # the subdomain's bytes
-                len(labels[index]),
-            )
-            for labels, index in zip(labels_of, indexes)
-        ],
-        dtype=float,
-    ).reshape(-1, 3)
-    labels_max, sub, sld = per_name.T
-    n = lengths.astype(float)
+    data, starts = kernels.ascii_bytes(texts)
+    counted = kernels.name_columns(data, starts, np.array(indexes, dtype=np.int64))
+    upper, lower, numeric, dots = (counted[:, k] for k in (kernels.UPPER, kernels.LOWER, kernels.DIGIT, kernels.DOTS))
+    sub, sld = counted[:, kernels.SUBDOMAIN], counted[:, kernels.SLD]
+    n = np.diff(starts).astype(float)
     columns = {
         "FQDN_count": n,
         "subdomain_length": sub,
         "upper": upper,
         "lower": lower,
         "numeric": numeric,
-        "entropy": byte_entropies(data, name_of, lengths),
+        "entropy": counted[:, kernels.ENTROPY],
         "special": n - upper - lower - numeric,
         "labels": dots + 1.0,  # a plain name has no empty label
-        "labels_max": labels_max,
+        "labels_max": counted[:, kernels.LABELS_MAX],
         "labels_average": (n - dots) / (dots + 1.0),  # the labels' bytes / their number
-        "longest_word": _longest_words(texts, data, name_of, words),
+        "longest_word": counted[:, kernels.LONGEST_WORD],
         "sld": sld,
         "len": np.where(sub > 0, sub + 1 + sld, sld),
         "subdomain": (sub > 0).astype(float),
@@ -148,5 +116,5 @@ def cic_matrix_and_split(names, extractor: QueryFeatureExtractor | None = None, 
         indexes.append(index)
         splits[i] = (".".join(labels[index:]).lower(), ".".join(labels[:index]))
     if plain:
-        matrix[plain] = _plain_block(labels_of, indexes, english_words())
+        matrix[plain] = _plain_block(labels_of, indexes)
     return matrix, splits
