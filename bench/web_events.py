@@ -81,7 +81,8 @@ def main(argv=None) -> int:
 
             where = endpoint
         else:
-            from vigil.service import create_app, freeze_startup_heap
+            from vigil.heap import freeze_startup_heap
+            from vigil.service import create_app
 
             app = create_app(Settings.from_env(models_dir=models_dir), store)
             freeze_startup_heap()  # what gunicorn's post_worker_init does in each worker
