@@ -15,7 +15,6 @@ first. Each block's matrices are checked bit for bit equal on every batch.
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import module_at
+from vigil.heap import collector_paused
 
 BASE = "43aa1d7"  # main before branch vecspeed2 (issue 17 item 2)
 
@@ -52,9 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     sides = {f"at {args.base}": previous.FeatureExtractor(2), "now": FeatureExtractor(2)}
     names = [block.name for block in sides["now"].blocks]
     totals: dict[tuple[str, str], list[float]] = {(side, name): [] for side in sides for name in [*names, "all"]}
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         for round_ in range(args.rounds):
             spent = dict.fromkeys(totals, 0.0)
             order = list(sides) if round_ % 2 == 0 else list(sides)[::-1]
@@ -75,9 +73,6 @@ def main(argv: list[str] | None = None) -> int:
                 spent[side, "all"] = sum(spent[side, name] for name in names)
             for key, seconds in spent.items():
                 totals[key].append(seconds)
-    finally:
-        if collecting:
-            gc.enable()
     before, now = sides
     print(
         f"bench.ember_blocks: {len(lines)} records ({len(distinct)} distinct), batches of {BATCH_LINES}, "

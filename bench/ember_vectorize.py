@@ -6,7 +6,8 @@ Input: the real raw records shipped in data/ember (EMBER2018's first train lines
 and the Debian PE files' records), repeated to --records lines. All in one process, one core, rounds
 interleaved (best round of each):
 
-* ``json.loads alone`` / ``orjson.loads alone``: every line parsed, nothing else (the floor);
+* ``json.loads alone`` / ``orjson.loads alone``: every line parsed, nothing else, a batch at a time
+  with the collector paused, as Vigil's batches parse them (the floor);
 * ``ember-style loop (previous Vigil)``: ``process_raw_features(json.loads(line))`` line by line
   with the features.py of commit 7204570 (before this work), loaded from git: one FeatureHasher call
   per block per record, as ember's ``vectorize`` does (ember itself is not installed here);
@@ -21,7 +22,6 @@ The vectors of both are checked equal. Figures: time, records/s, and the ratio t
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import sys
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import REPO, best_of_rounds, check_target, module_at, print_best, vectorize_run
+from vigil.heap import collector_paused
 
 PREVIOUS = "7204570"
 EMBER_OVER_PREVIOUS = 5.9 / 3.1  # issue 17: ember 5.9 s, Vigil's batches 3.1 s on the same 8,330 records
@@ -43,15 +44,17 @@ def real_lines() -> list[bytes]:
     return lines
 
 
-def _collector_paused(run):
-    def paused():
-        gc.disable()
-        try:
-            return run()
-        finally:
-            gc.enable()
+def _parse_run(parse, batches: list[list[bytes]]):
+    """Every line parsed as Vigil's batches parse them: a batch at a time, the collector paused,
+    each batch's records let go before the next (kept alive, 8,330 parsed records would have the
+    collector walk them again and again, and the allocator grow the heap: up to 3x the parse)."""
 
-    return paused
+    def run() -> None:
+        with collector_paused():
+            for batch in batches:
+                [parse(line) for line in batch]
+
+    return run
 
 
 def load_previous(folder: Path):
@@ -81,10 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         batches = [lines[start : start + step] for start in range(0, len(lines), step)]
 
         runs = {
-            # the parses as Vigil's batches run, with the cyclic collector paused: kept alive, 8,330
-            # parsed records would otherwise have it walk them again and again (up to 3x the parse)
-            "json.loads alone": _collector_paused(lambda: [json.loads(line) for line in lines]),
-            "orjson.loads alone": _collector_paused(lambda: [orjson.loads(line) for line in lines]),
+            "json.loads alone": _parse_run(json.loads, batches),
+            "orjson.loads alone": _parse_run(orjson.loads, batches),
             "Vigil": vigil,
         }
         if previous is not None:

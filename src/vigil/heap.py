@@ -1,8 +1,11 @@
-"""The garbage collector kept off the objects a long-running process loads once at start-up."""
+"""The cyclic garbage collector kept out of the way: off the objects a long-running process loads once at
+start-up, and paused while work builds many objects that cannot form cycles."""
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def freeze_startup_heap() -> None:
@@ -15,3 +18,17 @@ def freeze_startup_heap() -> None:
     still freed by reference counting."""
     gc.collect()
     gc.freeze()
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic collector off for the block (and on again after it, if it was on): for work that
+    builds many objects with no reference cycles (parsed JSON cannot make one), which reference
+    counting frees and which the collector would otherwise walk again and again as they grow."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()

@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import gc
 import json
 import multiprocessing
 import os
@@ -29,6 +28,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from vigil.heap import collector_paused
 from vigil.tasks.ember.features import DIMS, FeatureExtractor
 
 SUBSETS = ("train", "test")
@@ -175,13 +175,8 @@ def _vectorize_batch(batch: list[tuple[int, str, int, bytes]]) -> tuple[list[tup
     # A batch's parsed records are many small lists and dicts with no reference cycles (JSON cannot make
     # one), freed by reference counting when the batch ends; the cyclic collector would walk them
     # again and again while they are built: 20-30 % of a batch's time (python -m bench.ember_baseline)
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         return _vectorize_lines(batch)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _vectorize_lines(batch: list[tuple[int, str, int, bytes]]) -> tuple[list[tuple[int, dict]], list[BadLine]]:
