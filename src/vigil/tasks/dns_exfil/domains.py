@@ -133,6 +133,14 @@ def information_bits(novel: str) -> float:
     return sum(_entropy_bits(piece) for piece in novel.split("."))
 
 
+def compiled_name_passes():
+    """:mod:`~vigil.tasks.dns_exfil.name_kernels`, imported (and so numba) when the first window of
+    names is featurised or scored, not when the task is."""
+    from vigil.tasks.dns_exfil import name_kernels
+
+    return name_kernels
+
+
 def window_information_bits(items: Sequence[tuple], entries: dict) -> list[tuple[str, float] | None]:
     """Per (domain, subdomain, ...) of ``items``: (the previous subdomain assumed, the information bits
     of the subdomain after it), the previous one being the domain's ``last_sub`` in ``entries`` or the
@@ -158,8 +166,7 @@ def window_information_bits(items: Sequence[tuple], entries: dict) -> list[tuple
         subs.append(sub)
         previous_subs.append(previous)
     if batched:
-        from vigil.tasks.dns_exfil import name_kernels  # numba, once the first window of names comes
-
+        name_kernels = compiled_name_passes()
         bits = name_kernels.novel_bits(*name_kernels.ascii_bytes(subs), *name_kernels.ascii_bytes(previous_subs))
         for i, previous, value in zip(batched, previous_subs, bits.tolist()):
             guesses[i] = (previous, value)
@@ -325,8 +332,7 @@ def window_novelty(first: BloomFilter, second: BloomFilter, hashes: list[tuple[i
         return [add_to_both(first, second, h1, h2) for h1, h2 in hashes]
     if not hashes:
         return []
-    from vigil.tasks.dns_exfil import name_kernels  # numba, once the first window of names comes
-
+    name_kernels = compiled_name_passes()
     pairs = np.array(hashes, dtype=np.int64).reshape(-1, 2)
     news = name_kernels.add_to_both(first.array, second.array, first.bits, first.hashes, pairs[:, 0], pairs[:, 1])
     return list(map(tuple, news.tolist()))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vigil.tasks.dns_exfil.domains import plain_sld_index
+from vigil.tasks.dns_exfil.domains import compiled_name_passes, plain_sld_index
 from vigil.tasks.dns_exfil.features import (
     FEATURE_COLUMNS,
     QueryFeatureExtractor,
@@ -53,17 +53,10 @@ def _sld_index(labels: list[str]) -> int:
     return index
 
 
-def _name_kernels():
-    """The compiled passes, imported (and so numba) when the first window of names is featurised."""
-    from vigil.tasks.dns_exfil import name_kernels
-
-    return name_kernels
-
-
 def _plain_block(labels_of: list[list[str]], indexes: list[int]) -> np.ndarray:
     """The rows of plain names (their labels and sld indexes), from one compiled pass over each
     name's bytes (``name_kernels.py``)."""
-    kernels = _name_kernels()
+    kernels = compiled_name_passes()
     texts = [".".join(labels) for labels in labels_of]
     data, starts = kernels.ascii_bytes(texts)
     counted = kernels.name_columns(data, starts, np.array(indexes, dtype=np.int64))
