@@ -7,7 +7,7 @@ vectorized, repeated), and the time to score it:
 
 * ``bare Booster.predict``: ``lightgbm.Booster.predict`` on the float32 matrix (the baseline; it runs
   on OpenMP's default pool, all the cores) and the ``ONNX Runtime scorer`` the service serves
-  (``vigil.tasks.ember.runtime``), which gets the same pool (``runtime.process_threads``); both again
+  (``vigil.tasks.ember.runtime``), which gets the same pool (``vigil.boosting.process_threads``); both again
   on 1 thread, a gunicorn worker's budget (``OMP_NUM_THREADS=1``);
 * ``json.loads alone`` / ``orjson.loads alone``: parsing the JSON body (the floor of any JSON
   transport; the JSON target is 1.5x the orjson time);
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     import flask
 
     from vigil.artifacts import ArtifactStore
+    from vigil.boosting import process_threads
     from vigil.config import Settings
     from vigil.heap import freeze_startup_heap
     from vigil.service import create_app
@@ -177,10 +178,10 @@ def main(argv: list[str] | None = None) -> int:
             available[name] = run
         freeze_startup_heap()  # the apps are built and their models loaded: what gunicorn's post_worker_init does
 
-        threads = runtime.process_threads()
+        threads = process_threads()
         runs = {
             # OpenMP's default pool, all the cores: the service's scorers get the same pool
-            # (runtime.process_threads), so the bare rows and the service rows share one thread budget
+            # (vigil.boosting.process_threads), so the bare rows and the service rows share one thread budget
             f"bare Booster.predict, {threads} thr": lambda: booster.predict(X),
             **({f"ONNX Runtime scorer, {threads} thr": lambda: scorer.predict(X)} if scorer is not None else {}),
             # a gunicorn worker's budget (OMP_NUM_THREADS=1, set by gunicorn_conf), like for like

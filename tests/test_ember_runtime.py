@@ -117,11 +117,12 @@ def test_sidecar_names_are_plain_words(models, tmp_path):
 SCORER_THREADS = """
 import sys
 from vigil.artifacts import ArtifactStore
+from vigil.boosting import process_threads
 from vigil.tasks.ember import runtime
 from vigil.tasks.ember.model import booster_of, scores
 loaded = ArtifactStore(sys.argv[1]).load("ember")
 scorer = runtime.scorer_for(loaded, booster_of(loaded.model))
-print(runtime.process_threads(), scorer.session.get_session_options().intra_op_num_threads)
+print(process_threads(), scorer.session.get_session_options().intra_op_num_threads)
 """
 
 

@@ -22,6 +22,7 @@ from sklearn.feature_selection import SelectFromModel, SelectKBest, mutual_info_
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from vigil.boosting import positive_probability
 from vigil.files import read_csv_checked
 from vigil.metrics import accuracy, binary_confusion, confusion_ratios, pr_auc, roc_auc
 from vigil.tasks.dns_exfil.features import FEATURE_COLUMNS, LABEL_COLUMN, coerce_csv_value
@@ -188,7 +189,7 @@ def predict_proba(pipeline: Pipeline, X: pd.DataFrame) -> np.ndarray:
     fast = _selected_columns(pipeline)
     if fast is not None:  # the same numbers as pipeline.predict_proba (checked in tests/test_dns_stream_speed.py)
         columns, mask, model = fast
-        return model.predict_proba(X[columns].to_numpy(dtype=float)[:, mask])[:, 1]
+        return positive_probability(model, X[columns].to_numpy(dtype=float)[:, mask])
     return pipeline.predict_proba(X)[:, 1]
 
 

@@ -156,13 +156,14 @@ def _validation_rows(X, rows: np.ndarray) -> np.ndarray:
 def scores(loaded, vectors: np.ndarray) -> np.ndarray:
     """P(malicious) of checked float32 vectors by a loaded EMBER pipeline: ONNX Runtime when its
     check against the Booster passed (``vigil.tasks.ember.runtime``), else the classifier itself."""
-    from vigil.tasks.ember.runtime import process_threads, scorer_for
+    from vigil.boosting import positive_probability
+    from vigil.tasks.ember.runtime import scorer_for
 
     classifier = loaded.model[-1]
     scorer = scorer_for(loaded, getattr(classifier, "booster_", None))
     if scorer is not None:
         return scorer.predict(vectors)
-    return classifier.predict_proba(vectors, num_threads=process_threads())[:, 1]
+    return positive_probability(classifier, vectors)
 
 
 def booster_of(classifier):

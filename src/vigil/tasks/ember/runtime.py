@@ -22,13 +22,14 @@ Example::
 
 from __future__ import annotations
 
-import functools
 import io
 import logging
 import threading
 from typing import Any
 
 import numpy as np
+
+from vigil.boosting import process_threads
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +68,6 @@ def max_difference(scorer: OnnxScorer, booster: Any, rows: np.ndarray) -> float:
     if len(rows) == 0:
         return float("inf")
     return float(np.max(np.abs(scorer.predict(rows) - booster.predict(rows))))
-
-
-@functools.cache
-def process_threads() -> int:
-    """The threads a bare ``Booster.predict`` runs on in this process: the size of LightGBM's OpenMP
-    pool, i.e. the cores unless OMP_NUM_THREADS says fewer (gunicorn_conf and ``vigil serve`` give
-    each worker 1, so the workers share the cores). The scorers run on exactly that many, ONNX
-    Runtime and the classifier alike, whatever ``n_jobs`` the model was trained with: the deployment
-    sets the thread budget, not the training run. Asked once per process (threadpoolctl, ~10 ms)."""
-    import lightgbm  # noqa: F401  (loads the OpenMP runtime whose pool is asked about)
-    from threadpoolctl import threadpool_info
-
-    sizes = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "openmp"]
-    return max(1, min(sizes)) if sizes else 1
 
 
 def convert_checked(booster: Any, validation: np.ndarray) -> tuple[dict[str, bytes] | None, dict]:
