@@ -8,6 +8,7 @@ fatal, and a failed retrain keeps the dynamic model.
 
 from __future__ import annotations
 
+import csv
 import gc
 import json
 import os
@@ -20,13 +21,15 @@ import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer
 
 from vigil.artifacts import ArtifactStore
+from vigil.cli import main
 from vigil.config import Settings
 from vigil.drift import RetrainPolicy
 from vigil.streaming.broker import EmbeddedBroker
 from vigil.streaming.consumer import WindowedConsumer, parse_offsets
-from vigil.streaming.kafka_io import csv_messages, ensure_topic, produce
+from vigil.streaming.kafka_io import consumer_config, csv_messages, ensure_topic, produce
 from vigil.streaming.results import ResultsStore
 from vigil.tasks import get_task
 from vigil.tasks.dns_exfil import STREAMS_FOLDER
@@ -188,6 +191,38 @@ def test_malformed_messages_are_recorded_with_offsets(broker, models, stream_csv
     reasons = {r["offset"]: r["reason"] for r in rejected}
     assert reasons[10].startswith("not JSON") and "empty label" in reasons[500] and "cells" in reasons[1200]
     assert stats.left_in_partial_window == 0
+
+
+def test_produce_sends_every_name_of_a_domain_to_one_partition(broker, models, tmp_path):
+    # each consumer of a group keeps its own per-domain evidence: a domain's names must not be spread
+    domains = [f"relay{i}.com" for i in range(8)] + ["tunnel.co.uk", "Other.ORG"]
+    csv_path = tmp_path / "queries.csv"
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["query", "label"])
+        writer.writerows([[f"n{i}x{i * 7}.t.{domains[i % len(domains)]}", 1] for i in range(400)])
+        writer.writerow(["FQDN_count-like row without a query", 0])
+    topic = "dns-keyed"
+    argv = ["--models-dir", str(models), "dns", "produce", str(csv_path), "--bootstrap-servers"]
+    assert main([*argv, broker.bootstrap_servers, "--topic", topic, "--partitions", "2"]) == 0
+
+    consumer = Consumer(consumer_config(broker.bootstrap_servers, "keyed-check"))
+    consumer.subscribe([topic])
+    partitions_of: dict[str, set[int]] = {}
+    seen, deadline = 0, time.monotonic() + 30
+    while seen < 401 and time.monotonic() < deadline:
+        for message in consumer.consume(num_messages=500, timeout=1.0):
+            if message.error() is None:
+                seen += 1
+                query = json.loads(message.value()).get("query", "")
+                if "." in query:
+                    domain = ".".join(query.lower().split(".")[-3 if query.lower().endswith(".co.uk") else -2 :])
+                    partitions_of.setdefault(domain, set()).add(message.partition())
+                    assert message.key() == domain.encode()
+    consumer.close()
+    assert seen == 401 and len(partitions_of) == len(domains)
+    assert all(len(parts) == 1 for parts in partitions_of.values())  # each domain in one partition
+    assert set().union(*partitions_of.values()) == {0, 1}  # and the domains spread over both
 
 
 class _CollectorWatch(DnsWindowProcessor):

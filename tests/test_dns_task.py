@@ -262,3 +262,12 @@ def test_a_bad_dask_address_is_refused_before_any_work(tmp_path, verb, capsys):
     assert code != 0
     assert "--dask must be tcp://HOST:PORT" in capsys.readouterr().err
     assert not (tmp_path / "models").exists()
+
+
+def test_a_stream_message_is_keyed_by_the_registered_domain_of_its_query():
+    task = get_task("dns_exfil")
+    assert task.message_key(b'{"query": "a1b2.T.Example.co.uk.", "label": 1}') == b"example.co.uk"
+    assert task.message_key(b"{'query': 'x.y.example.com'}") == b"example.com"  # a Python str(dict)
+    # no key, so no partition is forced: CIC rows, names that cannot be on the wire, anything unreadable
+    for value in (b'{"FQDN_count": 27, "label": 0}', b'{"query": "a..b.com"}', b'{"query": 5}', b"\xff\xfe", b""):
+        assert task.message_key(value) is None

@@ -177,6 +177,7 @@ def cmd_produce(args) -> int:
         csv_messages(args.csv, args.format, args.limit),
         progress=True,
         total=min(total, args.limit or total),
+        key_of=stream_task().message_key,
     )
     print(f"sent {sent} messages to {args.topic} on {servers}")
     return 0
@@ -336,6 +337,7 @@ def cmd_stream(args) -> int:
             csv_messages(csv, args.format),
             progress=not args.quiet,
             total=count_csv_rows(csv),
+            key_of=stream_task().message_key,
         )
         run_stream(
             args,

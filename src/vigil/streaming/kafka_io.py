@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from vigil.errors import VigilError
 
@@ -35,7 +35,16 @@ def consumer_config(bootstrap_servers: str, group_id: str, **overrides) -> dict:
 
 
 def producer_config(bootstrap_servers: str, **overrides) -> dict:
-    return {"bootstrap.servers": bootstrap_servers, "linger.ms": 20, "acks": "all", **_QUIET, **overrides}
+    """Batched (20 ms), acknowledged by all replicas; a keyed message goes to the partition a Java
+    client's default partitioner picks (murmur2), so Vigil and other producers of a topic agree."""
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        "linger.ms": 20,
+        "acks": "all",
+        "partitioner": "murmur2_random",
+        **_QUIET,
+        **overrides,
+    }
 
 
 BROKER_TIMEOUT_S = 10.0  # how long `vigil <slug> produce | stream` wait for a broker before giving up
@@ -101,8 +110,11 @@ def produce(
     partitions: int | None = None,
     progress: bool = False,
     total: int | None = None,
+    key_of: Callable[[bytes], bytes | None] | None = None,
 ) -> int:
-    """Send ``values`` to ``topic``; with ``partitions`` set, round-robin over them explicitly."""
+    """Send ``values`` to ``topic``. ``key_of(value)``: the message's key, where it has one (Kafka sends
+    every message of one key to one partition, so one consumer of a group sees them all); a message
+    without one goes round-robin over ``partitions`` when that is set, else where the client puts it."""
     from confluent_kafka import Producer
 
     producer = Producer(producer_config(bootstrap_servers))
@@ -119,7 +131,8 @@ def produce(
         iterator = tqdm(values, total=total, desc=f"producing to {topic}", unit="msg")
     count = 0
     for value in iterator:
-        kwargs: dict = {"partition": count % partitions} if partitions else {}
+        key = key_of(value) if key_of is not None else None
+        kwargs: dict = {"key": key} if key is not None else {"partition": count % partitions} if partitions else {}
         while True:
             try:
                 producer.produce(topic, value=value, on_delivery=delivered, **kwargs)

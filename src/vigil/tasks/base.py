@@ -121,6 +121,13 @@ class Task:
         a task that has one."""
         return None
 
+    def message_key(self, value: bytes) -> bytes | None:
+        """(optional, tasks with a stream) the Kafka key ``vigil <slug> produce`` gives one message of
+        this task's stream, or None. Messages of one key go to one partition, so one consumer of a
+        group sees them all: what a processor that keeps state per key (a DNS domain's evidence)
+        needs when several consumers share the topic."""
+        return None
+
     def predict(self, loaded: LoadedModel, request: PredictInput) -> dict | list:
         """Answer one ``/predict/<slug>`` request; raise :class:`vigil.errors.InvalidInput` for bad input."""
         raise NotImplementedError

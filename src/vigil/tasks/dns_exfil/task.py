@@ -344,6 +344,22 @@ class DnsExfilTask(Task):
         same contributions it scored with, tasks/dns_exfil/explain.py), so the answer is as it is."""
         return result
 
+    def message_key(self, value: bytes) -> bytes | None:
+        """The registered domain of a ``{"query": ...}`` message (``a1b2.t.example.co.uk`` ->
+        ``example.co.uk``): every name of a domain then goes to one partition, so the one consumer
+        reading it holds all of that domain's evidence (with names spread over the consumers, each
+        would see a share and flag later, or never). None for a CIC row or an unreadable message."""
+        from vigil.messages import lenient_message
+        from vigil.tasks.dns_exfil.domains import split_name
+        from vigil.windows import RejectedMessage
+
+        try:
+            obj = lenient_message(value)
+            query = obj.get("query") if isinstance(obj, dict) else None
+            return split_name(query)[0].encode() if isinstance(query, str) else None
+        except (RejectedMessage, ValueError):
+            return None
+
     def example_request(self) -> dict:
         return {
             "queries": [
