@@ -4,6 +4,8 @@ by a name's last two labels finds the sld the full parser finds."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from vigil.tasks.dns_exfil.benign import load_benign
@@ -56,7 +58,7 @@ def test_a_window_at_a_time_leaves_the_detector_as_name_by_name_does(stream, cap
     for items in _batches(names, times):
         alerts += batched.observe_split(items)
         # the checkpoint's rows, partly cached, are what the table holds now
-        assert batched.to_state()["entries"] == [tuple(vars(e).values()) for e in batched.entries.values()]
+        assert batched.to_state()["entries"] == [dataclasses.astuple(e) for e in batched.entries.values()]
     assert alerts == expected
     assert batched.to_state() == one_by_one.to_state()
     assert batched._fast_seen.array == one_by_one._fast_seen.array

@@ -147,7 +147,7 @@ def test_a_checkpointed_detector_resumes_with_its_counters(captures):
     detector = DomainDetector()
     detector.observe(names[:20], times[:20])
     restored = pickle.loads(pickle.dumps(detector))
-    assert vars(restored.entries[zone]) == vars(detector.entries[zone])
+    assert restored.entries[zone] == detector.entries[zone]
     alerts = restored.observe(names[20:], times[20:])
     assert [a["domain"] for a in alerts] == [zone] and alerts[0]["queries"] <= 60
     assert pickle.loads(pickle.dumps(restored)).flagged() == restored.flagged()

@@ -69,6 +69,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import attrgetter
 
 import numpy as np
 
@@ -338,7 +339,7 @@ def window_novelty(first: BloomFilter, second: BloomFilter, hashes: list[tuple[i
     return list(map(tuple, news.tolist()))
 
 
-@dataclass
+@dataclass(slots=True)  # slots: each name reads and writes a dozen of these counters
 class DomainState:
     """The counters of one tracked registered domain (a few hundred bytes, whatever it received)."""
 
@@ -366,6 +367,7 @@ class DomainState:
 
 
 ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(DomainState))
+_ENTRY_ROW = attrgetter(*ENTRY_FIELDS)  # an entry's values, in field order, as one tuple
 # what each field of a checkpointed row may hold (the annotations are strings: postponed evaluation)
 _KINDS_OF = {"str": (str,), "int": (int,), "float": (float, int), "dict | None": (dict, type(None))}
 ENTRY_KINDS = tuple((f.name, _KINDS_OF[str(f.type)]) for f in dataclasses.fields(DomainState))
@@ -440,7 +442,7 @@ class DomainDetector:
         cached, rows = self._rows, {}
         for domain, entry in self.entries.items():
             row = cached.get(domain)
-            rows[domain] = tuple(vars(entry).values()) if row is None else row
+            rows[domain] = _ENTRY_ROW(entry) if row is None else row
         self._rows = rows
         return list(rows.values())
 
