@@ -136,3 +136,21 @@ def test_the_scorer_runs_on_the_process_thread_budget_not_the_training_n_jobs(mo
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [omp_threads, omp_threads]
+
+
+def test_positive_probability_is_predict_probas_second_column_for_lightgbm_and_the_rest():
+    from lightgbm import LGBMClassifier
+    from sklearn.ensemble import RandomForestClassifier
+
+    from vigil.boosting import positive_probability
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 6))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int)
+    boosted = LGBMClassifier(n_estimators=30, n_jobs=1, verbose=-1).fit(X, y)
+    forest = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y)
+    for classifier in (boosted, forest):
+        # the Booster's own output for LightGBM (on the process's threads): the same floats, not close ones
+        assert np.array_equal(positive_probability(classifier, X), classifier.predict_proba(X)[:, 1])
+    three = LGBMClassifier(n_estimators=5, verbose=-1).fit(X, y + (X[:, 3] > 1))  # three classes
+    assert np.array_equal(positive_probability(three, X), three.predict_proba(X)[:, 1])
