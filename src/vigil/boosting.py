@@ -54,7 +54,9 @@ def positive_probability(classifier: Any, X: Any) -> Any:
     A binary ``LGBMClassifier``'s is its Booster's own output, so the Booster is asked directly, on
     :func:`process_threads` threads: the scikit-learn wrapper's checks cost ~1 ms a call, and a model
     trained with ``n_jobs=1`` would score on one core of two (a DNS window of 1,000 rows: 2.1 ms
-    this way, 3.9 ms through ``predict_proba``)."""
+    this way, 3.9 ms through ``predict_proba``). Prediction parameters set on the classifier itself
+    (``pred_early_stop`` and the like), which ``predict_proba`` would pass on, are not: none of
+    Vigil's models sets any."""
     if (
         type(classifier).__module__.startswith("lightgbm.")
         and len(getattr(classifier, "classes_", ())) == 2

@@ -132,7 +132,11 @@ def produce(
     count = 0
     for value in iterator:
         key = key_of(value) if key_of is not None else None
-        kwargs: dict = {"key": key} if key is not None else {"partition": count % partitions} if partitions else {}
+        kwargs: dict = {}
+        if key is not None:
+            kwargs["key"] = key
+        elif partitions:
+            kwargs["partition"] = count % partitions
         while True:
             try:
                 producer.produce(topic, value=value, on_delivery=delivered, **kwargs)
