@@ -26,7 +26,8 @@ domain -> set of its subdomains per 60 s window, the detector anyone would write
 
 The throughput is taken between the first and the last recorded window, so joining the consumer group
 is not counted; each stream goes through ``--passes`` times (rows and queries alternating), and the
-median pass is the figure, the others printed beside it. Nothing is read from ../shared (the rows are generated from data/dns_exfil).
+median pass is the figure, the others printed beside it. Nothing is read from ../shared (the rows are
+generated from data/dns_exfil).
 
     python -m bench.dns [--windows 20] [--passes 3] [--bootstrap-servers HOST:PORT] [--max-names 1000000] [--no-kafka]
 """

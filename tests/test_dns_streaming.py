@@ -33,6 +33,7 @@ from vigil.streaming.kafka_io import consumer_config, csv_messages, ensure_topic
 from vigil.streaming.results import ResultsStore
 from vigil.tasks import get_task
 from vigil.tasks.dns_exfil import STREAMS_FOLDER
+from vigil.tasks.dns_exfil.domains import split_name
 from vigil.tasks.dns_exfil.generate import QueryGenerator, cic_rows, stream_phases
 from vigil.tasks.dns_exfil.stream import DnsWindowProcessor
 
@@ -216,7 +217,7 @@ def test_produce_sends_every_name_of_a_domain_to_one_partition(broker, models, t
                 seen += 1
                 query = json.loads(message.value()).get("query", "")
                 if "." in query:
-                    domain = ".".join(query.lower().split(".")[-3 if query.lower().endswith(".co.uk") else -2 :])
+                    domain = split_name(query)[0]
                     partitions_of.setdefault(domain, set()).add(message.partition())
                     assert message.key() == domain.encode()
     consumer.close()
