@@ -41,7 +41,7 @@ import struct
 import warnings
 from itertools import chain, compress, repeat
 from operator import eq, itemgetter, not_
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 import numpy as np
 from sklearn.feature_extraction import FeatureHasher
@@ -326,6 +326,11 @@ def _normalised_counts(block: FeatureBlock, raws: list) -> np.ndarray:
     counts = _number_rows(raws, np.float32, block.dim)
     if counts is None:
         return FeatureBlock.process_raw_features_batch(block, raws)
+    return _normalised(counts)
+
+
+def _normalised(counts: np.ndarray) -> np.ndarray:
+    """Each row of a float32 count matrix over its sum (see :func:`_normalised_counts`)."""
     with np.errstate(invalid="ignore", divide="ignore"):  # an all-zero record: NaN, as in ember
         return counts / counts.sum(axis=1, keepdims=True)
 
@@ -367,6 +372,11 @@ class FeatureBlock:
         """float32 matrix (len(raws), dim); row i equals ``process_raw_features(raws[i])`` exactly."""
         return np.vstack([self.process_raw_features(raw) for raw in raws]).reshape(len(raws), self.dim)
 
+    def process_scanned_batch(self, rows: np.ndarray) -> np.ndarray:
+        """The same matrix from the rows :mod:`vigil.tasks.ember.line_scanner` read for this block
+        straight from the JSON text (only the blocks it reads have this)."""
+        raise NotImplementedError(f"{type(self).__name__} is not read by the line scanner")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name}, {self.dim})"
 
@@ -386,6 +396,9 @@ class ByteHistogram(FeatureBlock):
 
     def process_raw_features_batch(self, raws):
         return _normalised_counts(self, raws)
+
+    def process_scanned_batch(self, rows):
+        return _normalised(rows.astype(np.float32))  # int64 counts, cast as _number_rows casts them
 
 
 class ByteEntropyHistogram(FeatureBlock):
@@ -487,6 +500,9 @@ class ByteEntropyHistogram(FeatureBlock):
 
     def process_raw_features_batch(self, raws):
         return _normalised_counts(self, raws)
+
+    def process_scanned_batch(self, rows):
+        return _normalised(rows.astype(np.float32))  # int64 counts, cast as _number_rows casts them
 
 
 def _numpy_float32_sum16(terms: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -955,6 +971,9 @@ class ImportsInfo(FeatureBlock):
         out[:, 256:] = functions.from_codes(np.array(codes, dtype=np.int64), lengths)
         return out
 
+    def process_scanned_batch(self, rows):
+        return rows  # the scanner's sums, already float32 (exact: they are integers)
+
 
 class ExportsInfo(FeatureBlock):
     """Exported function names, hashed to 128."""
@@ -1027,6 +1046,32 @@ class DataDirectories(FeatureBlock):
             features[2 * i] = directory["size"]
             features[2 * i + 1] = directory["virtual_address"]
         return features
+
+    def process_raw_features_batch(self, raws):
+        """The batch at once where every record is a list of directories whose size and address are
+        JSON integers below 2**53 (exact as doubles, so the float32 cast rounds them once, as the
+        record-by-record assignment does); anything else record by record."""
+        slots = len(self.names)
+        try:
+            if not all(type(raw) is list for raw in raws):
+                raise TypeError("not a list")
+            listed = [raw[:slots] for raw in raws]
+            pairs = np.array([(d["size"], d["virtual_address"]) for raw in listed for d in raw])
+        except (TypeError, KeyError, IndexError, ValueError, OverflowError):
+            return super().process_raw_features_batch(raws)
+        # ints (bools among them: 1 and 0, as assigned one by one) give int64; anything else does not
+        if pairs.size and (
+            pairs.dtype != np.int64 or pairs.ndim != 2 or np.any((pairs >= 2**53) | (pairs <= -(2**53)))
+        ):
+            return super().process_raw_features_batch(raws)
+        lengths = np.fromiter(map(len, listed), dtype=np.intp, count=len(raws))
+        rows = np.repeat(np.arange(len(raws)), lengths)
+        slot = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        out = np.zeros((len(raws), self.dim), dtype=np.float32)
+        if pairs.size:
+            out[rows, 2 * slot] = pairs[:, 0]
+            out[rows, 2 * slot + 1] = pairs[:, 1]
+        return out
 
 
 def feature_blocks(feature_version: int = 2) -> list[FeatureBlock]:
@@ -1110,14 +1155,21 @@ class FeatureExtractor:
         """float32 vector of length ``dim``. A v1 record vectorized as v2 gets zero data directories."""
         return self.process_raw_features_batch([raw])[0]
 
-    def process_raw_features_batch(self, raws: list[dict]) -> np.ndarray:
-        """float32 matrix (len(raws), dim), row i = ``process_raw_features(raws[i])``, faster in bulk."""
+    def process_raw_features_batch(
+        self, raws: list[dict], scanned: Mapping[str, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """float32 matrix (len(raws), dim), row i = ``process_raw_features(raws[i])``, faster in bulk.
+
+        ``scanned``: rows that :mod:`vigil.tasks.ember.line_scanner` read for some blocks (by name),
+        one a record; those blocks take them instead of the records' values."""
         if not raws:
             return np.zeros((0, self.dim), dtype=np.float32)
         out = np.empty((len(raws), self.dim), dtype=np.float32)
         start = 0
         for block in self.blocks:
-            if block.name == "datadirectories":
+            if scanned is not None and block.name in scanned:
+                part = block.process_scanned_batch(scanned[block.name])
+            elif block.name == "datadirectories":
                 part = block.process_raw_features_batch([raw.get(block.name, []) for raw in raws])
             else:
                 part = block.process_raw_features_batch(list(map(itemgetter(block.name), raws)))

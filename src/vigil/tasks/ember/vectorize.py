@@ -30,6 +30,7 @@ import pandas as pd
 
 from vigil.heap import collector_paused
 from vigil.tasks.ember.features import DIMS, FeatureExtractor
+from vigil.tasks.ember.line_scanner import ScannedLines, scan_lines
 
 SUBSETS = ("train", "test")
 METADATA_COLUMNS = ["sha256", "appeared", "label", "avclass", "subset"]
@@ -113,12 +114,23 @@ def load_json_line(line: bytes | str) -> Any:
 
 def parse_record(line: bytes | str) -> tuple[dict, float, dict]:
     """One raw JSON line -> (record, label, metadata). Raises ValueError naming the problem."""
+    record = load_record(line)
+    return (record, *label_and_metadata(record))
+
+
+def load_record(line: bytes | str) -> dict:
+    """One raw JSON line -> its record (a dict). Raises ValueError naming the problem."""
     try:
         record = load_json_line(line)
     except ValueError as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
     if not isinstance(record, dict):
         raise ValueError("a raw record must be a JSON object")
+    return record
+
+
+def label_and_metadata(record: dict) -> tuple[float, dict]:
+    """A record's label (1, 0 or -1, as a float) and metadata. Raises ValueError on a bad label."""
     label = record.get("label", -1)
     label = -1 if label is None else label
     try:
@@ -127,13 +139,17 @@ def parse_record(line: bytes | str) -> tuple[dict, float, dict]:
         raise ValueError(f"label must be 1, 0 or -1, not {label!r}") from None
     metadata = {key: record.get(key) for key in ("sha256", "appeared", "avclass")}
     metadata["label"] = int(label)
-    return record, label, metadata
+    return label, metadata
 
 
-def vectorize_records(extractor: FeatureExtractor, records: list[dict]) -> np.ndarray:
-    """Vectors of parsed records; raises ValueError naming the block when one is missing or malformed."""
+def vectorize_records(
+    extractor: FeatureExtractor, records: list[dict], scanned: dict[str, np.ndarray] | None = None
+) -> np.ndarray:
+    """Vectors of parsed records (``scanned``: blocks the line scanner read, see
+    ``FeatureExtractor.process_raw_features_batch``); raises ValueError naming the block when one is
+    missing or malformed."""
     try:
-        return extractor.process_raw_features_batch(records)
+        return extractor.process_raw_features_batch(records, scanned)
     except KeyError as exc:
         raise ValueError(f"missing feature block {exc}") from None
     except (TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -181,28 +197,33 @@ def _vectorize_batch(batch: list[tuple[int, str, int, bytes]]) -> tuple[list[tup
 
 def _vectorize_lines(batch: list[tuple[int, str, int, bytes]]) -> tuple[list[tuple[int, dict]], list[BadLine]]:
     extractor = _worker_state["extractor"]
+    lines = [item[3] for item in batch]
+    scan = scan_lines(lines)  # the three biggest blocks of most lines read by a compiled pass
     metadata, bad, parsed = [], [], []
     first = batch[0][0]  # rows of a batch are consecutive
     y = np.full(len(batch), -1.0, dtype=np.float32)
-    for row, path, number, line in batch:
+    for k, (row, path, number, line) in enumerate(batch):
         try:
-            record, label, meta = parse_record(line)
-            parsed.append((row, path, number, record, label))
+            record = scan.records[k]
+            if record is None:  # not scanned: parsed as it is
+                record = load_record(line)
+            label, meta = label_and_metadata(record)
+            parsed.append((row, path, number, record, label, k))
         except ValueError as exc:
             meta = {"label": -1}
             bad.append(BadLine(path, number, str(exc)))
         metadata.append((row, meta))
     if parsed:
         try:  # the whole batch at once (FeatureHasher is much faster in bulk) ...
-            vectors = vectorize_records(extractor, [item[3] for item in parsed])
+            vectors = _vectorize_scanned(extractor, [item[3] for item in parsed], [item[5] for item in parsed], scan)
         except ValueError:  # ... unless a record is broken: then one by one, to name the line
             vectors = np.zeros((len(parsed), extractor.dim), dtype=np.float32)
-            for i, (row, path, number, record, _) in enumerate(parsed):
-                try:
-                    vectors[i] = vectorize_records(extractor, [record])[0]
+            for i, (row, path, number, _, _label, k) in enumerate(parsed):
+                try:  # the line parsed afresh, as it is: read and reported as without the scanner
+                    vectors[i] = vectorize_records(extractor, [load_record(lines[k])])[0]
                 except ValueError as exc:
                     bad.append(BadLine(path, number, str(exc)))
-                    parsed[i] = (row, path, number, record, -1.0)
+                    parsed[i] = (row, path, number, None, -1.0, k)
                     metadata = [(r, {"label": -1}) if r == row else (r, m) for r, m in metadata]
         positions = np.array([item[0] for item in parsed]) - first
         y[positions] = np.array([item[4] for item in parsed], dtype=np.float32)
@@ -215,6 +236,23 @@ def _vectorize_lines(batch: list[tuple[int, str, int, bytes]]) -> tuple[list[tup
     _pwrite_all(_worker_state["X"], X, first * extractor.dim * 4)
     _pwrite_all(_worker_state["y"], y, first * 4)
     return metadata, bad
+
+
+def _vectorize_scanned(
+    extractor: FeatureExtractor, records: list[dict], lines: list[int], scan: ScannedLines
+) -> np.ndarray:
+    """Vectors of records parsed from ``lines`` (their indices in the scanned batch): the scanned
+    records with the scanner's rows, the others from their own values, each row in its place."""
+    taken = [i for i, k in enumerate(lines) if scan.records[k] is records[i]]
+    if len(taken) == len(records):  # the usual batch
+        return vectorize_records(extractor, records, scan.rows_of(lines))
+    vectors = np.empty((len(records), extractor.dim), dtype=np.float32)
+    if taken:
+        taken_lines = [lines[i] for i in taken]
+        vectors[taken] = vectorize_records(extractor, [records[i] for i in taken], scan.rows_of(taken_lines))
+    plain = sorted(set(range(len(records))) - set(taken))
+    vectors[plain] = vectorize_records(extractor, [records[i] for i in plain])
+    return vectors
 
 
 # -- resumable, bounded-memory driver ---------------------------------------------------------

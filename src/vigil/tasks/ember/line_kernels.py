@@ -1,0 +1,301 @@
+"""Compiled (numba) reading of the three biggest blocks of a batch of raw EMBER JSON lines.
+
+``histogram`` and ``byteentropy`` (256 integer counts each) and ``imports`` (an object of library
+name -> list of function names) are ~60 % of a record's text and ~60 % of its Python objects; orjson
+makes an int or a str of each value, and the blocks then walk them one at a time. Here each value is
+read from the line's bytes straight into what its block needs: the counts into an int64 row, the
+imports into FeatureHasher's two dense rows (murmurhash3 of each library name and of each
+``"library:function"``, as :class:`vigil.tasks.ember.features.StringHasher` hashes them), and the
+line is rewritten with a placeholder string in each value's place for orjson to parse the rest.
+
+Only the plainest form of each value is taken, and anything else leaves the line to the general path
+(orjson and the blocks' own code), so a record is never read differently from how that path reads it:
+
+* counts: exactly 256 JSON integers of at most 18 digits, no sign, no fraction, no exponent;
+* imports: strings of printable ASCII with no escape (``str.lower`` is then ASCII's), each library
+  written once (JSON's last-one-wins for a repeated key is left to orjson), lists of strings only.
+
+Compiled when this module is first imported (a few seconds, once a process; no on-disk cache, which
+numba would read back with pickle); ``line_scanner`` imports it when the first batch is vectorized.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+COUNTS = 256  # values in a histogram / byteentropy list
+LIBRARY_BINS, FUNCTION_BINS = 256, 1024  # ImportsInfo's two FeatureHasher widths
+# powers of two, so a column is a mask of the hash, not a 64-bit division (~40 cycles, 2/3 of the time)
+assert not LIBRARY_BINS & (LIBRARY_BINS - 1) and not FUNCTION_BINS & (FUNCTION_BINS - 1)
+MAX_DIGITS = 18  # an integer of up to 18 digits fits int64 exactly
+# What each value is replaced by (JSON text of "\x00h", "\x00b", "\x00i"); a line is scanned only if
+# it holds no \u0000 escape, so a string equal to one of these can only be its placeholder.
+PLACEHOLDERS = (b'"\\u0000h"', b'"\\u0000b"', b'"\\u0000i"')
+_PLACEHOLDER_TEXT = np.array([list(text) for text in PLACEHOLDERS], dtype=np.uint8)
+_MASK = np.uint64(0xFFFFFFFF)
+
+
+@njit(cache=False, nogil=True, inline="always")
+def _rotl(x, r):  # pragma: no cover - compiled
+    return ((x << np.uint64(r)) | (x >> np.uint64(32 - r))) & _MASK
+
+
+@njit(cache=False, nogil=True)
+def murmurhash3_32(data, start, length):  # pragma: no cover - compiled
+    """sklearn's ``murmurhash3_32(bytes, seed=0)`` (MurmurHash3 x86_32), signed, of data[start:start+length]."""
+    c1, c2 = np.uint64(0xCC9E2D51), np.uint64(0x1B873593)
+    h = np.uint64(0)
+    blocks = length // 4
+    for b in range(blocks):
+        p = start + 4 * b
+        k = (
+            np.uint64(data[p])
+            | (np.uint64(data[p + 1]) << np.uint64(8))
+            | (np.uint64(data[p + 2]) << np.uint64(16))
+            | (np.uint64(data[p + 3]) << np.uint64(24))
+        )
+        k = (k * c1) & _MASK
+        k = _rotl(k, 15)
+        k = (k * c2) & _MASK
+        h ^= k
+        h = _rotl(h, 13)
+        h = (h * np.uint64(5) + np.uint64(0xE6546B64)) & _MASK
+    tail = start + 4 * blocks
+    rest = length & 3
+    k = np.uint64(0)
+    if rest >= 3:
+        k ^= np.uint64(data[tail + 2]) << np.uint64(16)
+    if rest >= 2:
+        k ^= np.uint64(data[tail + 1]) << np.uint64(8)
+    if rest >= 1:
+        k ^= np.uint64(data[tail])
+        k = (k * c1) & _MASK
+        k = _rotl(k, 15)
+        k = (k * c2) & _MASK
+        h ^= k
+    h ^= np.uint64(length)
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x85EBCA6B)) & _MASK
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & _MASK
+    h ^= h >> np.uint64(16)
+    signed = np.int64(h)
+    return signed - np.int64(1 << 32) if signed >= np.int64(1 << 31) else signed
+
+
+@njit(cache=False, nogil=True, inline="always")
+def _add_hashed(row, data, start, length, width):  # pragma: no cover - compiled
+    """FeatureHasher's +1 / -1 of one string token, added to its column (StringHasher.code's rule)."""
+    h = murmurhash3_32(data, start, length)
+    if h == -(1 << 31):
+        column = (2147483647 - (width - 1)) % width
+    else:
+        column = abs(h) & (width - 1)  # abs(h) % width, width a power of two
+    row[column] += 1.0 if h >= 0 else -1.0
+
+
+@njit(cache=False, nogil=True, inline="always")
+def _skip(data, i, end):  # pragma: no cover - compiled
+    while i < end and (data[i] == 0x20 or data[i] == 0x0A or data[i] == 0x0D or data[i] == 0x09):
+        i += 1
+    return i
+
+
+@njit(cache=False, nogil=True)
+def _counts(data, i, end, row):  # pragma: no cover - compiled
+    """A JSON list of COUNTS plain integers at data[i] into ``row``: the index after its ``]``, or -1."""
+    if i >= end or data[i] != 0x5B:  # [
+        return -1
+    i = _skip(data, i + 1, end)
+    n = 0
+    while True:
+        if i >= end or n == COUNTS:
+            return -1
+        c = data[i]
+        if c < 0x30 or c > 0x39:
+            return -1
+        value = np.int64(c - 0x30)
+        j = i + 1
+        if c != 0x30:  # a leading 0 is the whole number in JSON ("01" is refused below)
+            while j < end and 0x30 <= data[j] <= 0x39:
+                if j - i >= MAX_DIGITS:
+                    return -1
+                value = value * 10 + (data[j] - 0x30)
+                j += 1
+        row[n] = value
+        n += 1
+        i = _skip(data, j, end)
+        if i >= end:
+            return -1
+        if data[i] == 0x2C:  # ,
+            i = _skip(data, i + 1, end)
+        elif data[i] == 0x5D:  # ]
+            return i + 1 if n == COUNTS else -1
+        else:  # a fraction, an exponent, a second zero, anything else
+            return -1
+
+
+@njit(cache=False, nogil=True)
+def _string_end(data, i, end):  # pragma: no cover - compiled
+    """Index of the closing quote of the plain string at data[i] (printable ASCII, no escape), or -1."""
+    if i >= end or data[i] != 0x22:
+        return -1
+    i += 1
+    while i < end:
+        c = data[i]
+        if c == 0x22:
+            return i
+        if c < 0x20 or c > 0x7F or c == 0x5C:  # control, non-ASCII, backslash
+            return -1
+        i += 1
+    return -1
+
+
+@njit(cache=False, nogil=True, inline="always")
+def _lower(c):  # pragma: no cover - compiled
+    return c + 32 if 0x41 <= c <= 0x5A else c
+
+
+@njit(cache=False, nogil=True)
+def _same(data, a, b, length, folded):  # pragma: no cover - compiled
+    for k in range(length):
+        x, y = data[a + k], data[b + k]
+        if folded:
+            x, y = _lower(x), _lower(y)
+        if x != y:
+            return False
+    return True
+
+
+@njit(cache=False, nogil=True)
+def _imports(data, i, end, libraries, functions, scratch, keys):  # pragma: no cover - compiled
+    """The imports object at data[i] hashed into the two rows: the index after its ``}``, or -1.
+
+    ``scratch`` holds ``lower(library) + ":" + function`` while it is hashed; ``keys`` the (start,
+    length) of the libraries read so far, to find one written twice."""
+    if i >= end or data[i] != 0x7B:  # {
+        return -1
+    i = _skip(data, i + 1, end)
+    if i < end and data[i] == 0x7D:
+        return i + 1
+    count = 0
+    while True:
+        close = _string_end(data, i, end)
+        if close < 0 or count == keys.shape[0]:
+            return -1
+        start, length = i + 1, close - i - 1
+        new_library = True
+        for k in range(count):
+            if keys[k, 1] == length:
+                if _same(data, keys[k, 0], start, length, False):
+                    return -1  # a repeated key: orjson keeps the last list only
+                if new_library and _same(data, keys[k, 0], start, length, True):
+                    new_library = False  # the same library in other case: one entry of the set
+        keys[count, 0], keys[count, 1] = start, length
+        count += 1
+        for k in range(length):
+            scratch[k] = _lower(data[start + k])
+        scratch[length] = 0x3A  # :
+        if new_library:
+            _add_hashed(libraries, scratch, 0, length, LIBRARY_BINS)
+        i = _skip(data, close + 1, end)
+        if i >= end or data[i] != 0x3A:
+            return -1
+        i = _skip(data, i + 1, end)
+        if i >= end or data[i] != 0x5B:  # [
+            return -1
+        i = _skip(data, i + 1, end)
+        if i < end and data[i] == 0x5D:
+            i += 1
+        else:
+            while True:
+                close = _string_end(data, i, end)
+                if close < 0:
+                    return -1
+                name = close - i - 1
+                scratch[length + 1 : length + 1 + name] = data[i + 1 : close]
+                _add_hashed(functions, scratch, 0, length + 1 + name, FUNCTION_BINS)
+                i = _skip(data, close + 1, end)
+                if i >= end:
+                    return -1
+                if data[i] == 0x2C:
+                    i = _skip(data, i + 1, end)
+                elif data[i] == 0x5D:
+                    i += 1
+                    break
+                else:
+                    return -1
+        i = _skip(data, i, end)
+        if i >= end:
+            return -1
+        if data[i] == 0x2C:
+            i = _skip(data, i + 1, end)
+        elif data[i] == 0x7D:
+            return i + 1
+        else:
+            return -1
+
+
+@njit(cache=False, nogil=True)
+def scan_lines(data, bounds, values, histogram, byteentropy, imports, text, text_bounds):  # pragma: no cover - compiled
+    """Read the three values of each line and write the line with placeholders in their place
+    (the caller has left out, with values -1, every line holding a ``\\u0000`` escape).
+
+    ``bounds[k]``: line k's (start, end) in ``data``; ``values[k]``: where each value starts (after
+    its key's colon: histogram, byteentropy, imports), -1 where its key was not found. Line k is
+    taken when all three read: its rows are filled
+    (``imports``: the 256 library then the 1,024 function bins) and its rewritten text is
+    ``text[text_bounds[k, 0]:text_bounds[k, 1]]``; otherwise its rows stay zero and its text bounds
+    are (0, 0). Returns how many lines were taken."""
+    longest = 1
+    for k in range(bounds.shape[0]):
+        longest = max(longest, bounds[k, 1] - bounds[k, 0])
+    scratch = np.empty(longest + 1, dtype=np.uint8)
+    keys = np.empty((4096, 2), dtype=np.int64)
+    spans = np.empty((3, 2), dtype=np.int64)
+    # the line's sums, kept small and hot (a row of the batch's output is cold: a miss an addition)
+    hashed = np.zeros(LIBRARY_BINS + FUNCTION_BINS, dtype=np.int64)
+    out = 0
+    taken = 0
+    for k in range(bounds.shape[0]):
+        start, end = bounds[k, 0], bounds[k, 1]
+        text_bounds[k, 0], text_bounds[k, 1] = 0, 0
+        if values[k, 0] < 0 or values[k, 1] < 0 or values[k, 2] < 0:
+            continue
+        spans[0, 0] = _skip(data, start + values[k, 0], end)
+        spans[0, 1] = _counts(data, spans[0, 0], end, histogram[k])
+        spans[1, 0] = _skip(data, start + values[k, 1], end)
+        spans[1, 1] = _counts(data, spans[1, 0], end, byteentropy[k])
+        spans[2, 0] = _skip(data, start + values[k, 2], end)
+        spans[2, 1] = _imports(data, spans[2, 0], end, hashed[:LIBRARY_BINS], hashed[LIBRARY_BINS:], scratch, keys)
+        ok = spans[0, 1] >= 0 and spans[1, 1] >= 0 and spans[2, 1] >= 0
+        order = np.argsort(spans[:, 0])
+        for m in range(2):  # the values must not overlap (a key found inside another value)
+            if spans[order[m], 1] > spans[order[m + 1], 0]:
+                ok = False
+        at, line_start = start, out
+        if ok:
+            for m in range(3):
+                v = order[m]
+                gap = spans[v, 0] - at
+                text[out : out + gap] = data[at : spans[v, 0]]  # a memmove; a byte loop is 3x slower
+                out += gap
+                text[out : out + _PLACEHOLDER_TEXT.shape[1]] = _PLACEHOLDER_TEXT[v]
+                out += _PLACEHOLDER_TEXT.shape[1]
+                at = spans[v, 1]
+            text[out : out + end - at] = data[at:end]
+            out += end - at
+        if not ok:
+            histogram[k, :] = 0
+            byteentropy[k, :] = 0
+            imports[k, :] = 0
+            hashed[:] = 0
+            out = line_start  # the next line's text goes where this one's began
+            continue
+        for c in range(hashed.shape[0]):
+            imports[k, c] = hashed[c]
+        hashed[:] = 0
+        text_bounds[k, 0], text_bounds[k, 1] = line_start, out
+        taken += 1
+    return taken

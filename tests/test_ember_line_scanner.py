@@ -1,0 +1,163 @@
+"""The line scanner reads histogram, byteentropy and imports straight from the JSON text: every line
+gives the vector the general path (orjson, then the blocks' own code) gives it, bit for bit, whether
+the scanner takes the line or leaves it; lines it cannot prove it reads right are left."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.utils import murmurhash3_32
+
+from vigil.tasks.ember.features import FeatureExtractor
+from vigil.tasks.ember.line_scanner import scan_lines
+from vigil.tasks.ember.vectorize import _vectorize_scanned, load_record, vectorize_records
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "ember"
+EXTRACTOR = {version: FeatureExtractor(version) for version in (1, 2)}
+
+
+def shipped_lines() -> list[bytes]:
+    lines = []
+    for name in ("train_features_0_head.jsonl", "reference_pip_launchers_raw.jsonl", "reference_debian_raw.jsonl"):
+        lines += [line for line in (DATA / name).read_bytes().splitlines() if line.strip()]
+    return lines
+
+
+def scanned_vectors(lines: list[bytes], version: int = 2) -> tuple[np.ndarray, list[bool]]:
+    scan = scan_lines(lines)
+    records = [scan.records[k] if scan.records[k] is not None else load_record(line) for k, line in enumerate(lines)]
+    taken = [record is not None for record in scan.records]
+    return _vectorize_scanned(EXTRACTOR[version], records, list(range(len(lines))), scan), taken
+
+
+def general_vectors(lines: list[bytes], version: int = 2) -> np.ndarray:
+    return vectorize_records(EXTRACTOR[version], [orjson.loads(line) for line in lines])
+
+
+def assert_same_outcome(lines: list[bytes]) -> list[bool]:
+    """Both paths give the same vectors, or the same error; returns which lines were taken."""
+    try:
+        expected = general_vectors(lines)
+    except ValueError:  # then each line alone, as the vectorizer retries a batch that fails
+        for line in lines:
+            try:
+                expected = general_vectors([line])
+            except ValueError as exc:
+                with pytest.raises(ValueError) as raised:
+                    scanned_vectors([line])
+                assert str(raised.value) == str(exc)
+            else:
+                np.testing.assert_array_equal(scanned_vectors([line])[0], expected)
+        return [record is not None for record in scan_lines(lines).records]
+    got, taken = scanned_vectors(lines)
+    np.testing.assert_array_equal(got, expected)  # NaN (an all-zero histogram) equal to NaN
+    return taken
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_every_shipped_real_record_is_scanned_and_gives_the_general_paths_vector(version):
+    lines = shipped_lines()
+    got, taken = scanned_vectors(lines, version)
+    assert all(taken)
+    np.testing.assert_array_equal(got, general_vectors(lines, version))  # NaN (empty file) equal to NaN
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=80))
+def test_the_compiled_murmurhash_is_sklearns(data):
+    from vigil.tasks.ember.line_kernels import murmurhash3_32 as compiled
+
+    assert compiled(np.frombuffer(data, dtype=np.uint8), 0, len(data)) == murmurhash3_32(data, seed=0)
+
+
+def _base() -> dict:
+    return json.loads(shipped_lines()[0])
+
+
+def _line(record: dict, compact: bool = False) -> bytes:
+    return orjson.dumps(record) if compact else json.dumps(record).encode()
+
+
+def _variants() -> dict[str, tuple[bytes, bool | None]]:
+    """name -> (line, whether the scanner takes it: True, False, or None where either is right)."""
+    base = _base()
+    out: dict[str, tuple[bytes, bool]] = {"ember's own form": (_line(base), True)}
+    out["compact separators"] = (_line(base, compact=True), True)
+    spaced = _line(base).replace(b'"histogram": [', b'"histogram":\n\t [ ').replace(b", ", b" ,\r\n  ")
+    out["other JSON whitespace"] = (spaced, True)
+    out["a space before a colon (the key is not found)"] = (
+        _line(base).replace(b'"histogram":', b'"histogram" :'),
+        False,
+    )
+    cased = dict(base, imports={"KERNEL32.dll": ["A", "B"], "kernel32.DLL": ["A"], "x.dll": [], "": [""]})
+    out["one library in two cases, an empty list, empty names"] = (_line(cased), True)
+    out["no imports"] = (_line(dict(base, imports={})), True)
+    twice = _line(dict(base, imports={"a.dll": ["F"]})).replace(
+        b'{"a.dll": ["F"]}', b'{"a.dll": ["F"], "a.dll": ["G", "H"]}'
+    )
+    out["a library written twice (JSON keeps the last)"] = (twice, False)
+    out["a non-ASCII name"] = (_line(dict(base, imports={"k.dll": ["Créer"]})), False)
+    out["an escaped quote in a name"] = (_line(dict(base, imports={"k.dll": ['say "hi"']})), False)
+    out["a name that is not a string"] = (_line(dict(base, imports={"k.dll": [7]})), False)
+    nul = dict(base, general=dict(base["general"], note="\u0000h"))
+    out["a string equal to a placeholder"] = (_line(nul), False)
+    out["a float count"] = (_line(dict(base, histogram=[1.0] + base["histogram"][1:])), False)
+    exponent = "[1e2, " + ", ".join(map(str, base["histogram"][1:])) + "]"
+    out["an exponent"] = (_line(dict(base, histogram="@")).replace(b'"@"', exponent.encode()), False)
+    out["255 counts"] = (_line(dict(base, histogram=base["histogram"][:255])), False)
+    out["a 19-digit count"] = (_line(dict(base, histogram=[10**18] + base["histogram"][1:])), False)
+    out["a negative count"] = (_line(dict(base, byteentropy=[-1] + base["byteentropy"][1:])), False)
+    decoy = dict(base, imports={"histogram": ["GetProcAddress"], **base["imports"]})
+    out["a library named histogram"] = (_line(decoy), True)
+    out['a key ending in \\"histogram'] = (_line(dict(base, **{'x"histogram': [1] * 256})), True)
+    reordered = {key: base[key] for key in reversed(list(base))}
+    out["the blocks in another order"] = (_line(reordered), None)
+    repeated = _line(base)[:-1] + b', "histogram": ' + json.dumps([0] * 255 + [7]).encode() + b"}"
+    out["histogram written twice (JSON keeps the last)"] = (repeated, None)
+    return out
+
+
+VARIANTS = _variants()
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_each_line_gives_the_general_paths_vector_taken_or_left(name):
+    line, expected = VARIANTS[name]
+    lines = [shipped_lines()[1], line, shipped_lines()[2]]  # in a batch with records it takes
+    taken = assert_same_outcome(lines)
+    assert taken[0] and taken[2]
+    if expected is not None:
+        assert taken[1] == expected, "the scanner took a line it cannot read exactly" if taken[1] else "left"
+
+
+def test_a_repeated_histogram_is_read_as_json_reads_it():
+    line, _ = VARIANTS["histogram written twice (JSON keeps the last)"]
+    got, _ = scanned_vectors([line])
+    assert got[0, 255] == 1.0 and got[0, :255].sum() == 0.0
+
+
+_ascii = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7F), max_size=12)
+_any = st.text(max_size=6)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    imports=st.dictionaries(st.one_of(_ascii, _any), st.lists(st.one_of(_ascii, _any), max_size=6), max_size=5),
+    counts=st.lists(st.integers(0, 2**40), min_size=256, max_size=256),
+    compact=st.booleans(),
+)
+def test_random_imports_and_counts_give_the_general_paths_vector(imports, counts, compact):
+    record = dict(_base(), imports=imports, histogram=counts)
+    assert_same_outcome([_line(record, compact)])
+
+
+def test_broken_lines_are_left_and_reported_as_before():
+    lines = [b"{not json", b"[1, 2]", b'{"histogram": [1]}', shipped_lines()[0]]
+    scan = scan_lines(lines)
+    assert [record is None for record in scan.records] == [True, True, True, False]
