@@ -29,6 +29,7 @@ LIBRARY_BINS, FUNCTION_BINS = 256, 1024  # ImportsInfo's two FeatureHasher width
 # powers of two, so a column is a mask of the hash, not a 64-bit division (~40 cycles, 2/3 of the time)
 assert not LIBRARY_BINS & (LIBRARY_BINS - 1) and not FUNCTION_BINS & (FUNCTION_BINS - 1)
 MAX_DIGITS = 18  # an integer of up to 18 digits fits int64 exactly
+MAX_LINE = 1 << 24  # longer lines are left to the general path (see ``hashed`` in scan_lines)
 # What each value is replaced by (JSON text of "\x00h", "\x00b", "\x00i"); a line is scanned only if
 # it holds no \u0000 escape, so a string equal to one of these can only be its placeholder.
 PLACEHOLDERS = (b'"\\u0000h"', b'"\\u0000b"', b'"\\u0000i"')
@@ -41,40 +42,26 @@ def _rotl(x, r):  # pragma: no cover - compiled
     return ((x << np.uint64(r)) | (x >> np.uint64(32 - r))) & _MASK
 
 
-@njit(cache=False, nogil=True)
-def murmurhash3_32(data, start, length):  # pragma: no cover - compiled
-    """sklearn's ``murmurhash3_32(bytes, seed=0)`` (MurmurHash3 x86_32), signed, of data[start:start+length]."""
-    c1, c2 = np.uint64(0xCC9E2D51), np.uint64(0x1B873593)
-    h = np.uint64(0)
-    blocks = length // 4
-    for b in range(blocks):
-        p = start + 4 * b
-        k = (
-            np.uint64(data[p])
-            | (np.uint64(data[p + 1]) << np.uint64(8))
-            | (np.uint64(data[p + 2]) << np.uint64(16))
-            | (np.uint64(data[p + 3]) << np.uint64(24))
-        )
-        k = (k * c1) & _MASK
+@njit(cache=False, nogil=True, inline="always")
+def _mix(h, k):  # pragma: no cover - compiled
+    """MurmurHash3 x86_32's step for one 4-byte block ``k`` (as a little-endian word)."""
+    k = (k * np.uint64(0xCC9E2D51)) & _MASK
+    k = _rotl(k, 15)
+    k = (k * np.uint64(0x1B873593)) & _MASK
+    h ^= k
+    h = _rotl(h, 13)
+    return (h * np.uint64(5) + np.uint64(0xE6546B64)) & _MASK
+
+
+@njit(cache=False, nogil=True, inline="always")
+def _finish(h, tail, tail_length, length):  # pragma: no cover - compiled
+    """The last 0-3 bytes and the finalisation, as a signed int (sklearn's ``positive=False``)."""
+    if tail_length:
+        k = (tail * np.uint64(0xCC9E2D51)) & _MASK
         k = _rotl(k, 15)
-        k = (k * c2) & _MASK
+        k = (k * np.uint64(0x1B873593)) & _MASK
         h ^= k
-        h = _rotl(h, 13)
-        h = (h * np.uint64(5) + np.uint64(0xE6546B64)) & _MASK
-    tail = start + 4 * blocks
-    rest = length & 3
-    k = np.uint64(0)
-    if rest >= 3:
-        k ^= np.uint64(data[tail + 2]) << np.uint64(16)
-    if rest >= 2:
-        k ^= np.uint64(data[tail + 1]) << np.uint64(8)
-    if rest >= 1:
-        k ^= np.uint64(data[tail])
-        k = (k * c1) & _MASK
-        k = _rotl(k, 15)
-        k = (k * c2) & _MASK
-        h ^= k
-    h ^= np.uint64(length)
+    h ^= np.uint64(length) & _MASK
     h ^= h >> np.uint64(16)
     h = (h * np.uint64(0x85EBCA6B)) & _MASK
     h ^= h >> np.uint64(13)
@@ -84,10 +71,46 @@ def murmurhash3_32(data, start, length):  # pragma: no cover - compiled
     return signed - np.int64(1 << 32) if signed >= np.int64(1 << 31) else signed
 
 
+@njit(cache=False, nogil=True)
+def _continue(h, carry, carried, data, start, length):  # pragma: no cover - compiled
+    """(state, carry, carried) after hashing data[start:start+length] on from a state that holds
+    ``carried`` (0-3) bytes not yet mixed, little-endian in ``carry``."""
+    i, end = start, start + length
+    while carried and i < end:  # complete the carried block
+        carry |= np.uint64(data[i]) << np.uint64(8 * carried)
+        carried += 1
+        i += 1
+        if carried == 4:
+            h = _mix(h, carry)
+            carry, carried = np.uint64(0), 0
+    if carried == 0:
+        while i + 4 <= end:
+            word = (
+                np.uint64(data[i])
+                | (np.uint64(data[i + 1]) << np.uint64(8))
+                | (np.uint64(data[i + 2]) << np.uint64(16))
+                | (np.uint64(data[i + 3]) << np.uint64(24))
+            )
+            h = _mix(h, word)
+            i += 4
+        while i < end:
+            carry |= np.uint64(data[i]) << np.uint64(8 * carried)
+            carried += 1
+            i += 1
+    return h, carry, carried
+
+
+@njit(cache=False, nogil=True)
+def murmurhash3_32(data, start, length):  # pragma: no cover - compiled
+    """sklearn's ``murmurhash3_32(bytes, seed=0)`` (MurmurHash3 x86_32), signed, of data[start:start+length]."""
+    h, tail, tail_length = _continue(np.uint64(0), np.uint64(0), 0, data, start, length)
+    return _finish(h, tail, tail_length, length)
+
+
 @njit(cache=False, nogil=True, inline="always")
-def _add_hashed(row, data, start, length, width):  # pragma: no cover - compiled
-    """FeatureHasher's +1 / -1 of one string token, added to its column (StringHasher.code's rule)."""
-    h = murmurhash3_32(data, start, length)
+def _add_hashed(row, h, width):  # pragma: no cover - compiled
+    """FeatureHasher's +1 / -1 of one string token of hash ``h``, added to its column
+    (StringHasher.code's rule)."""
     if h == -(1 << 31):
         column = (2147483647 - (width - 1)) % width
     else:
@@ -172,7 +195,7 @@ def _same(data, a, b, length, folded):  # pragma: no cover - compiled
 def _imports(data, i, end, libraries, functions, scratch, keys):  # pragma: no cover - compiled
     """The imports object at data[i] hashed into the two rows: the index after its ``}``, or -1.
 
-    ``scratch`` holds ``lower(library) + ":" + function`` while it is hashed; ``keys`` the (start,
+    ``scratch`` holds ``lower(library) + ":"`` while its names are hashed; ``keys`` the (start,
     length) of the libraries read so far, to find one written twice."""
     if i >= end or data[i] != 0x7B:  # {
         return -1
@@ -198,7 +221,9 @@ def _imports(data, i, end, libraries, functions, scratch, keys):  # pragma: no c
             scratch[k] = _lower(data[start + k])
         scratch[length] = 0x3A  # :
         if new_library:
-            _add_hashed(libraries, scratch, 0, length, LIBRARY_BINS)
+            _add_hashed(libraries, murmurhash3_32(scratch, 0, length), LIBRARY_BINS)
+        # "library:" hashed once; each function's hash goes on from there (no joined copy a name)
+        prefix = _continue(np.uint64(0), np.uint64(0), 0, scratch, 0, length + 1)
         i = _skip(data, close + 1, end)
         if i >= end or data[i] != 0x3A:
             return -1
@@ -214,8 +239,8 @@ def _imports(data, i, end, libraries, functions, scratch, keys):  # pragma: no c
                 if close < 0:
                     return -1
                 name = close - i - 1
-                scratch[length + 1 : length + 1 + name] = data[i + 1 : close]
-                _add_hashed(functions, scratch, 0, length + 1 + name, FUNCTION_BINS)
+                h, tail, tail_length = _continue(prefix[0], prefix[1], prefix[2], data, i + 1, name)
+                _add_hashed(functions, _finish(h, tail, tail_length, length + 1 + name), FUNCTION_BINS)
                 i = _skip(data, close + 1, end)
                 if i >= end:
                     return -1
@@ -255,13 +280,15 @@ def scan_lines(data, bounds, values, histogram, byteentropy, imports, text, text
     keys = np.empty((4096, 2), dtype=np.int64)
     spans = np.empty((3, 2), dtype=np.int64)
     # the line's sums, kept small and hot (a row of the batch's output is cold: a miss an addition)
-    hashed = np.zeros(LIBRARY_BINS + FUNCTION_BINS, dtype=np.int64)
+    # in float32, as the block holds them: exact, since a line of at most MAX_LINE bytes holds fewer
+    # than 2**24 names, so every sum is an integer float32 represents
+    hashed = np.zeros(LIBRARY_BINS + FUNCTION_BINS, dtype=np.float32)
     out = 0
     taken = 0
     for k in range(bounds.shape[0]):
         start, end = bounds[k, 0], bounds[k, 1]
         text_bounds[k, 0], text_bounds[k, 1] = 0, 0
-        if values[k, 0] < 0 or values[k, 1] < 0 or values[k, 2] < 0:
+        if values[k, 0] < 0 or values[k, 1] < 0 or values[k, 2] < 0 or end - start > MAX_LINE:
             continue
         spans[0, 0] = _skip(data, start + values[k, 0], end)
         spans[0, 1] = _counts(data, spans[0, 0], end, histogram[k])
@@ -293,8 +320,7 @@ def scan_lines(data, bounds, values, histogram, byteentropy, imports, text, text
             hashed[:] = 0
             out = line_start  # the next line's text goes where this one's began
             continue
-        for c in range(hashed.shape[0]):
-            imports[k, c] = hashed[c]
+        imports[k, :] = hashed
         hashed[:] = 0
         text_bounds[k, 0], text_bounds[k, 1] = line_start, out
         taken += 1

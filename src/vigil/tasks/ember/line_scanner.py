@@ -63,6 +63,12 @@ def _value_offsets(line: bytes) -> tuple[int, int, int]:
     )
 
 
+def compile_kernels() -> None:
+    """Compile the scanner now (a few seconds): a parent that forks workers calls it first, so each
+    worker inherits the compiled code instead of compiling it again."""
+    scan_lines([b"{}"])
+
+
 def _lines_with_nul_escape(data: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """Indices of the lines holding a ``\\u0000`` escape, found with numpy over the whole batch
     (``bytes.find`` is slow on this needle: JSON numbers are full of its zeros)."""

@@ -30,7 +30,7 @@ import pandas as pd
 
 from vigil.heap import collector_paused
 from vigil.tasks.ember.features import DIMS, FeatureExtractor
-from vigil.tasks.ember.line_scanner import ScannedLines, scan_lines
+from vigil.tasks.ember.line_scanner import ScannedLines, compile_kernels, scan_lines
 
 SUBSETS = ("train", "test")
 METADATA_COLUMNS = ["sha256", "appeared", "label", "avclass", "subset"]
@@ -457,6 +457,8 @@ def _vectorize_rows(
         _worker_init(*init_args)
         pool = None
     else:
+        if sys.platform != "win32":
+            compile_kernels()  # once here, inherited by the forked workers
         pool = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn").Pool(
             processes, initializer=_worker_init, initargs=init_args
         )
