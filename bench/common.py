@@ -100,10 +100,13 @@ def print_best(best: dict[str, float], floor: str, floor_label: str, width: int,
         )
 
 
-def vectorize_run(lines: list[bytes], folder: Path, dim: int) -> Callable[[], None]:
+def vectorize_run(lines: list[bytes], folder: Path, dim: int, scan: bool = True) -> Callable[[], None]:
     """``vigil ember vectorize``'s own code in this process, as a run: ``lines`` in batches of
     BATCH_LINES through ``vectorize._vectorize_batch`` (orjson, the whole-batch blocks, the rows
-    written with pwrite) into ``folder/X.dat`` (float32, (len(lines), dim)) and ``folder/y.dat``."""
+    written with pwrite) into ``folder/X.dat`` (float32, (len(lines), dim)) and ``folder/y.dat``.
+    ``scan``: with the line scanner, as a run of ``vectorize.SCANNER_MIN_LINES`` lines or more reads
+    them (compile it first, or take the best of several rounds: its compilation is not the steady
+    state), or without, as smaller runs do."""
     from vigil.tasks.ember import vectorize
 
     X_path, y_path = folder / "X.dat", folder / "y.dat"
@@ -117,7 +120,7 @@ def vectorize_run(lines: list[bytes], folder: Path, dim: int) -> Callable[[], No
     ]
 
     def run() -> None:
-        vectorize._worker_init(str(X_path), str(y_path), len(lines), 2)
+        vectorize._worker_init(str(X_path), str(y_path), len(lines), 2, scan)
         try:
             for batch in batches:
                 vectorize._vectorize_batch(batch)

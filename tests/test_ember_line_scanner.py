@@ -161,3 +161,36 @@ def test_broken_lines_are_left_and_reported_as_before():
     lines = [b"{not json", b"[1, 2]", b'{"histogram": [1]}', shipped_lines()[0]]
     scan = scan_lines(lines)
     assert [record is None for record in scan.records] == [True, True, True, False]
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_the_vectorizer_scans_from_its_threshold_and_writes_the_same_files(tmp_path, monkeypatch, processes):
+    from vigil.tasks.ember import vectorize
+
+    lines = shipped_lines() + [
+        b"{not json",
+        b'{"histogram": [1]}',
+        shipped_lines()[0].replace(b'"label": 0', b'"label": "x"'),
+    ]
+    outputs, calls = {}, []
+    real_scan = vectorize.scan_lines
+    monkeypatch.setattr(vectorize, "scan_lines", lambda batch: calls.append(len(batch)) or real_scan(batch))
+    monkeypatch.setattr(vectorize, "scanner_compiled", lambda: False)  # earlier tests here compiled it
+    for threshold in (10**9, 1):  # the general path, then the scanner
+        monkeypatch.setattr(vectorize, "SCANNER_MIN_LINES", threshold)
+        folder = tmp_path / str(threshold)
+        folder.mkdir()
+        (folder / "train_features_0.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+        (report,) = vectorize.create_vectorized_features(folder, processes=processes, progress=False)
+        outputs[threshold] = (
+            (folder / "X_train.dat").read_bytes(),
+            (folder / "y_train.dat").read_bytes(),
+            (folder / "metadata.csv").read_text(),
+            [str(bad) for bad in report.bad_lines],
+        )
+        if processes == 1:
+            assert bool(calls) == (threshold == 1)
+    general, scanned = outputs[10**9], outputs[1]
+    assert scanned[0] == general[0] and scanned[1] == general[1] and scanned[2] == general[2]
+    assert [bad.split(":", 1)[1] for bad in scanned[3]] == [bad.split(":", 1)[1] for bad in general[3]]
+    assert len(general[3]) == 3

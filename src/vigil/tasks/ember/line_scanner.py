@@ -38,6 +38,11 @@ class ScannedLines:
     records: list[dict | None]
     rows: dict[str, np.ndarray]
 
+    @classmethod
+    def unscanned(cls, n: int) -> ScannedLines:
+        """n lines left to the general path."""
+        return cls([None] * n, {})
+
     def taken(self) -> list[int]:
         return [k for k, record in enumerate(self.records) if record is not None]
 
@@ -63,10 +68,18 @@ def _value_offsets(line: bytes) -> tuple[int, int, int]:
     )
 
 
+_compiled = False
+
+
 def compile_kernels() -> None:
-    """Compile the scanner now (a few seconds): a parent that forks workers calls it first, so each
-    worker inherits the compiled code instead of compiling it again."""
+    """Compile the scanner now (~5 s): a parent that forks workers calls it first, so each worker
+    inherits the compiled code instead of compiling it again."""
     scan_lines([b"{}"])
+
+
+def scanner_compiled() -> bool:
+    """Whether this process has compiled the scanner (using it is then free of that cost)."""
+    return _compiled
 
 
 def _lines_with_nul_escape(data: np.ndarray, bounds: np.ndarray) -> np.ndarray:
@@ -80,6 +93,7 @@ def _lines_with_nul_escape(data: np.ndarray, bounds: np.ndarray) -> np.ndarray:
 
 def scan_lines(lines: list[bytes]) -> ScannedLines:
     """Scan a batch of raw JSON lines (bytes): see the module's docstring."""
+    global _compiled
     from vigil.tasks.ember import line_kernels
 
     n = len(lines)
@@ -106,6 +120,7 @@ def scan_lines(lines: list[bytes]) -> ScannedLines:
         text,
         text_bounds,
     )
+    _compiled = True
     view = memoryview(text.data)  # orjson reads a memoryview without a copy
     records: list[dict | None] = []
     for start, end in text_bounds.tolist():

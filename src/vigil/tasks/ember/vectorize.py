@@ -30,7 +30,7 @@ import pandas as pd
 
 from vigil.heap import collector_paused
 from vigil.tasks.ember.features import DIMS, FeatureExtractor
-from vigil.tasks.ember.line_scanner import ScannedLines, compile_kernels, scan_lines
+from vigil.tasks.ember.line_scanner import ScannedLines, compile_kernels, scan_lines, scanner_compiled
 
 SUBSETS = ("train", "test")
 METADATA_COLUMNS = ["sha256", "appeared", "label", "avclass", "subset"]
@@ -168,9 +168,22 @@ def vectorize_record(extractor: FeatureExtractor, line: str) -> tuple[np.ndarray
 _worker_state: dict = {}
 
 
-def _worker_init(X_path: str, y_path: str, rows: int, feature_version: int) -> None:
+# The line scanner saves ~17 us a line (bench.ember_vectorize: 2.9x -> 1.85x orjson's parse) but its
+# compilation costs ~5.5 s a process (numba; no on-disk cache, which would be read back with pickle):
+# it pays from ~320k lines, so a run uses it from this many lines (EMBER2018's 1 M), or once compiled.
+SCANNER_MIN_LINES = 400_000
+
+
+def use_scanner(lines: int) -> bool:
+    """Whether a run of this many lines reads its records with the line scanner."""
+    return lines >= SCANNER_MIN_LINES or scanner_compiled()
+
+
+def _worker_init(X_path: str, y_path: str, rows: int, feature_version: int, scan: bool = False) -> None:
     extractor = FeatureExtractor(feature_version)
-    _worker_state.update(extractor=extractor, rows=rows, X=os.open(X_path, os.O_WRONLY), y=os.open(y_path, os.O_WRONLY))
+    _worker_state.update(
+        extractor=extractor, rows=rows, scan=scan, X=os.open(X_path, os.O_WRONLY), y=os.open(y_path, os.O_WRONLY)
+    )
 
 
 def _worker_close() -> None:
@@ -198,7 +211,8 @@ def _vectorize_batch(batch: list[tuple[int, str, int, bytes]]) -> tuple[list[tup
 def _vectorize_lines(batch: list[tuple[int, str, int, bytes]]) -> tuple[list[tuple[int, dict]], list[BadLine]]:
     extractor = _worker_state["extractor"]
     lines = [item[3] for item in batch]
-    scan = scan_lines(lines)  # the three biggest blocks of most lines read by a compiled pass
+    # the three biggest blocks of most lines read by a compiled pass, or every line parsed as it is
+    scan = scan_lines(lines) if _worker_state["scan"] else ScannedLines.unscanned(len(lines))
     metadata, bad, parsed = [], [], []
     first = batch[0][0]  # rows of a batch are consecutive
     y = np.full(len(batch), -1.0, dtype=np.float32)
@@ -246,6 +260,8 @@ def _vectorize_scanned(
     taken = [i for i, k in enumerate(lines) if scan.records[k] is records[i]]
     if len(taken) == len(records):  # the usual batch
         return vectorize_records(extractor, records, scan.rows_of(lines))
+    if not taken:
+        return vectorize_records(extractor, records)
     vectors = np.empty((len(records), extractor.dim), dtype=np.float32)
     if taken:
         taken_lines = [lines[i] for i in taken]
@@ -442,8 +458,9 @@ def _vectorize_rows(
 ) -> None:
     rows = int(state["rows"])
     processes = processes or min(2, os.cpu_count() or 1)
-    init_args = (str(X_path), str(y_path), rows, feature_version)
     done = int(state["done_rows"])
+    scan = use_scanner(rows - done)
+    init_args = (str(X_path), str(y_path), rows, feature_version, scan)
     position = _Position(*state["position"])
     bar = tqdm(
         total=rows,
@@ -457,7 +474,7 @@ def _vectorize_rows(
         _worker_init(*init_args)
         pool = None
     else:
-        if sys.platform != "win32":
+        if scan and sys.platform != "win32":
             compile_kernels()  # once here, inherited by the forked workers
         pool = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn").Pool(
             processes, initializer=_worker_init, initargs=init_args
