@@ -4,7 +4,9 @@
 blocks need (:mod:`vigil.tasks.ember.line_kernels`); orjson parses the rest of the line, in which each
 of the three values is a placeholder string. orjson then has a third of the text to read and the
 blocks no Python objects to walk for these three: ``bench.ember_vectorize``'s whole batch time fell
-from ~2.9x to ~1.6x the time of parsing the lines with orjson alone.
+from ~2.9x to 1.84-1.95x the time of parsing the lines with orjson alone. Its kernels compile in
+~5.5 s once a process, so ``vectorize`` uses it only for runs long enough to pay that back
+(``vectorize.SCANNER_MIN_LINES``).
 
 Why the rows belong to the record: a line is scanned only if it holds no ``\\u0000`` escape, so a
 string equal to a placeholder can only be the one written in place of its value. If orjson finds
