@@ -266,3 +266,33 @@ def test_fast_and_general_paths_agree_on_every_shipped_record():
         part = [raw[block.name] for raw in raws]
         assert block._well_formed_batch(part) is not None
         assert _bits(block.process_raw_features_batch(part)) == _bits(block._any_batch(part))
+
+
+@pytest.mark.parametrize(
+    "raws",
+    [
+        [[], [{"name": "EXPORT_TABLE", "size": 5, "virtual_address": 4096}]],
+        [[{"size": True, "virtual_address": False}], [{"size": 2**31, "virtual_address": 2**32 + 1}]],
+        [[{"size": 2**53 + 1, "virtual_address": 0}]],  # past a double's integers: one by one
+        [[{"size": 1.5, "virtual_address": 2}], [{"size": 3, "virtual_address": -7}]],
+        [[{"size": i, "virtual_address": 3 * i} for i in range(20)]],  # only the first 15 count
+        [[{"size": 16777217, "virtual_address": 123456789}]],  # float32 rounds them
+    ],
+)
+def test_data_directories_in_a_batch_equal_one_by_one(raws):
+    from vigil.tasks.ember.features import DataDirectories
+
+    block = DataDirectories()
+    expected = np.vstack([block.process_raw_features(raw) for raw in raws])
+    np.testing.assert_array_equal(block.process_raw_features_batch(raws), expected)
+
+
+@pytest.mark.parametrize("raws", [[[{"size": 1}]], [["a"]], [{"size": 1}], [[None]]])
+def test_malformed_data_directories_fail_in_a_batch_as_one_by_one(raws):
+    from vigil.tasks.ember.features import DataDirectories
+
+    block = DataDirectories()
+    with pytest.raises(Exception) as one:
+        block.process_raw_features(raws[0])
+    with pytest.raises(type(one.value)):
+        block.process_raw_features_batch(raws)

@@ -381,14 +381,8 @@ class FeatureBlock:
         return f"{type(self).__name__}({self.name}, {self.dim})"
 
 
-class ByteHistogram(FeatureBlock):
-    """Byte value counts over the whole file, normalised to sum 1."""
-
-    name = "histogram"
-    dim = 256
-
-    def raw_features(self, bytez, binary):
-        return _byte_kernels().byte_histogram(np.frombuffer(bytez, dtype=np.uint8)).tolist()
+class _NormalisedCounts(FeatureBlock):
+    """A block of counts normalised to sum 1 (ember: ``counts / counts.sum()`` in float32)."""
 
     def process_raw_features(self, raw):
         counts = np.array(raw, dtype=np.float32)
@@ -401,7 +395,17 @@ class ByteHistogram(FeatureBlock):
         return _normalised(rows.astype(np.float32))  # int64 counts, cast as _number_rows casts them
 
 
-class ByteEntropyHistogram(FeatureBlock):
+class ByteHistogram(_NormalisedCounts):
+    """Byte value counts over the whole file, normalised to sum 1."""
+
+    name = "histogram"
+    dim = 256
+
+    def raw_features(self, bytez, binary):
+        return _byte_kernels().byte_histogram(np.frombuffer(bytez, dtype=np.uint8)).tolist()
+
+
+class ByteEntropyHistogram(_NormalisedCounts):
     """Joint histogram of (local entropy bin, byte >> 4) over sliding windows (Saxe & Berlin 2015).
 
     ember computes one window at a time: the 16 nibble counts ``c``, ``p = c / window`` in float32,
@@ -493,16 +497,6 @@ class ByteEntropyHistogram(FeatureBlock):
             )
             np.add.at(output, self._entropy_bins(windows), windows)
         return output.flatten().tolist()
-
-    def process_raw_features(self, raw):
-        counts = np.array(raw, dtype=np.float32)
-        return counts / counts.sum()
-
-    def process_raw_features_batch(self, raws):
-        return _normalised_counts(self, raws)
-
-    def process_scanned_batch(self, rows):
-        return _normalised(rows.astype(np.float32))  # int64 counts, cast as _number_rows casts them
 
 
 def _numpy_float32_sum16(terms: np.ndarray, n: np.ndarray) -> np.ndarray:

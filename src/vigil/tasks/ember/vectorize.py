@@ -263,9 +263,8 @@ def _vectorize_scanned(
     if not taken:
         return vectorize_records(extractor, records)
     vectors = np.empty((len(records), extractor.dim), dtype=np.float32)
-    if taken:
-        taken_lines = [lines[i] for i in taken]
-        vectors[taken] = vectorize_records(extractor, [records[i] for i in taken], scan.rows_of(taken_lines))
+    taken_lines = [lines[i] for i in taken]
+    vectors[taken] = vectorize_records(extractor, [records[i] for i in taken], scan.rows_of(taken_lines))
     plain = sorted(set(range(len(records))) - set(taken))
     vectors[plain] = vectorize_records(extractor, [records[i] for i in plain])
     return vectors
