@@ -24,15 +24,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from vigil.tasks.ember.line_scanner import PLACEHOLDERS
+
 COUNTS = 256  # values in a histogram / byteentropy list
 LIBRARY_BINS, FUNCTION_BINS = 256, 1024  # ImportsInfo's two FeatureHasher widths
 # powers of two, so a column is a mask of the hash, not a 64-bit division (~40 cycles, 2/3 of the time)
 assert not LIBRARY_BINS & (LIBRARY_BINS - 1) and not FUNCTION_BINS & (FUNCTION_BINS - 1)
 MAX_DIGITS = 18  # an integer of up to 18 digits fits int64 exactly
 MAX_LINE = 1 << 24  # longer lines are left to the general path (see ``hashed`` in scan_lines)
-# What each value is replaced by (JSON text of "\x00h", "\x00b", "\x00i"); a line is scanned only if
-# it holds no \u0000 escape, so a string equal to one of these can only be its placeholder.
-PLACEHOLDERS = (b'"\\u0000h"', b'"\\u0000b"', b'"\\u0000i"')
 _PLACEHOLDER_TEXT = np.array([list(text) for text in PLACEHOLDERS], dtype=np.uint8)
 _MASK = np.uint64(0xFFFFFFFF)
 

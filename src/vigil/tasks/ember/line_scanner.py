@@ -27,15 +27,19 @@ import numpy as np
 import orjson
 
 SCANNED_BLOCKS = ("histogram", "byteentropy", "imports")
-_PLACEHOLDER_VALUES = ("\x00h", "\x00b", "\x00i")  # what orjson makes of line_kernels.PLACEHOLDERS
+# What each value is replaced by (JSON text; line_kernels writes it) and what orjson reads of it. A line
+# is scanned only if it holds no \u0000 escape, so a string equal to one of these is its placeholder.
+PLACEHOLDERS = (b'"\\u0000h"', b'"\\u0000b"', b'"\\u0000i"')
+_PLACEHOLDER_VALUES = tuple(orjson.loads(text) for text in PLACEHOLDERS)
+_KEYS = tuple(f'"{name}":'.encode() for name in SCANNED_BLOCKS)
 
 
 @dataclass
 class ScannedLines:
     """``records[k]``: line k's record with placeholders in the three blocks, or None where line k
     was not scanned (the caller parses it as it is); ``rows[name]``: that block's rows for every
-    line, valid where ``records[k]`` is not None (counts as int64, imports as FeatureHasher's float64
-    sums of the 256 library and 1,024 function bins, side by side)."""
+    line, valid where ``records[k]`` is not None (counts as int64, imports as FeatureHasher's sums
+    of the 256 library and 1,024 function bins side by side, in float32 as the block holds them)."""
 
     records: list[dict | None]
     rows: dict[str, np.ndarray]
@@ -44,9 +48,6 @@ class ScannedLines:
     def unscanned(cls, n: int) -> ScannedLines:
         """n lines left to the general path."""
         return cls([None] * n, {})
-
-    def taken(self) -> list[int]:
-        return [k for k, record in enumerate(self.records) if record is not None]
 
     def rows_of(self, lines: list[int]) -> dict[str, np.ndarray]:
         """The blocks' rows of these lines, in this order (the rows themselves where it is all of them)."""
@@ -60,14 +61,10 @@ def _value_offsets(line: bytes) -> tuple[int, int, int]:
     there. ember writes histogram and byteentropy first and imports near the end, after the general
     block's own "imports" count: so the first two are looked for from the start and imports from the
     end (a key found elsewhere only leaves the line to the general path)."""
-    histogram = line.find(b'"histogram":')
-    byteentropy = line.find(b'"byteentropy":')
-    imports = line.rfind(b'"imports":')
-    return (
-        histogram + 12 if histogram >= 0 else -1,
-        byteentropy + 14 if byteentropy >= 0 else -1,
-        imports + 10 if imports >= 0 else -1,
-    )
+    histogram, byteentropy, imports = _KEYS
+    found = (line.find(histogram), line.find(byteentropy), line.rfind(imports))
+    offsets = [at + len(key) if at >= 0 else -1 for at, key in zip(found, _KEYS)]
+    return offsets[0], offsets[1], offsets[2]
 
 
 _compiled = False
@@ -110,7 +107,7 @@ def scan_lines(lines: list[bytes]) -> ScannedLines:
     byteentropy = np.zeros((n, line_kernels.COUNTS), dtype=np.int64)
     imports = np.empty((n, line_kernels.LIBRARY_BINS + line_kernels.FUNCTION_BINS), dtype=np.float32)
     # a placeholder can be longer than the value it replaces ("{}"): room for three a line
-    text = np.empty(len(data) + n * 3 * len(line_kernels.PLACEHOLDERS[0]), dtype=np.uint8)
+    text = np.empty(len(data) + n * 3 * len(PLACEHOLDERS[0]), dtype=np.uint8)
     text_bounds = np.empty((n, 2), dtype=np.int64)
     line_kernels.scan_lines(
         data,
