@@ -6,9 +6,11 @@ One demo model (``train_default``), one matrix of --rows feature vectors (the de
 vectorized, repeated), and the time to score it:
 
 * ``bare Booster.predict``: ``lightgbm.Booster.predict`` on the float32 matrix (the baseline; it runs
-  on OpenMP's default pool, all the cores) and the ``ONNX Runtime scorer`` the service serves
-  (``vigil.tasks.ember.runtime``), which gets the same pool (``vigil.boosting.process_threads``); both again
-  on 1 thread, a gunicorn worker's budget (``OMP_NUM_THREADS=1``);
+  on OpenMP's default pool, all the cores), the ``compiled trees`` the service serves
+  (``vigil.boosting.CompiledTrees``, chosen by ``vigil.tasks.ember.runtime``) and the model's checked
+  ``ONNX Runtime`` session (the service's second choice), both given the same threads
+  (``vigil.boosting.process_threads``); all three again on 1 thread, a gunicorn worker's budget
+  (``OMP_NUM_THREADS=1``);
 * ``json.loads alone`` / ``orjson.loads alone``: parsing the JSON body (the floor of any JSON
   transport; the JSON target is 1.5x the orjson time);
 * ``POST /predict/ember`` with a JSON list of vectors, with an ``application/x-npy`` body (also with
@@ -21,7 +23,7 @@ vectorized, repeated), and the time to score it:
 The service paths go through the Flask test client (no sockets): middleware, validation, the task,
 the model, the JSON answer. Median of --repeats interleaved rounds; ratio = bare time / path time (1.00x = as fast as
 the bare model). Answers are checked within 1e-6 of the bare model's probabilities. A second table
-times the ONNX Runtime scorer against ``Booster.predict`` at batch 1, 10, 100 and --rows.
+times the compiled trees and ONNX Runtime against ``Booster.predict`` at batch 1, 10, 100 and --rows.
 """
 
 from __future__ import annotations
@@ -98,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import flask
 
+    from vigil import boosting
     from vigil.artifacts import ArtifactStore
-    from vigil.boosting import process_threads
+    from vigil.boosting import CompiledTrees, process_threads
     from vigil.config import Settings
     from vigil.heap import freeze_startup_heap
     from vigil.service import create_app
@@ -113,18 +116,21 @@ def main(argv: list[str] | None = None) -> int:
         store = ArtifactStore(models)
         settings = Settings.from_env(models_dir=models)
         get_task("ember").train_default(store, settings)
-        loaded = store.load("ember")
+        loaded = store.load("ember", long_lived=True)  # as the service's registry loads it
         booster = booster_of(loaded.model)
         expected = booster.predict(X)
         client = create_app(settings, store).test_client()
         scorer = runtime.scorer_for(loaded, booster)
-        if scorer is None:
-            print("ONNX Runtime refused for this model: the service answers with the Booster")
-        one_thread = runtime.OnnxScorer(loaded.sidecars[runtime.SIDECAR_MODEL], 1) if scorer is not None else None
-        # the same pipeline without its ONNX sidecars: the Booster serves
+        onnx = runtime.onnx_scorer(loaded, booster)
+        if not isinstance(scorer, CompiledTrees) or onnx is None:
+            print(f"this model is served by {type(scorer).__name__}; ONNX Runtime checked: {onnx is not None}")
+        one_thread = runtime.OnnxScorer(loaded.sidecars[runtime.SIDECAR_MODEL], 1) if onnx is not None else None
+        # the same pipeline without its ONNX sidecars, and its checked scorer set to none: the Booster serves
         plain = ArtifactStore(Path(folder) / "plain")
         plain.save("ember", loaded.model, threshold=loaded.threshold, feature_version=2)
-        plain_client = create_app(Settings.from_env(models_dir=plain.root), plain).test_client()
+        plain_app = create_app(Settings.from_env(models_dir=plain.root), plain)
+        plain_app.extensions["vigil.registry"].get("ember").cache["scorer"] = None  # runtime.scorer_for's cache
+        plain_client = plain_app.test_client()
         chunked_app = create_app(settings, store)
         chunked_app.request_class = flask.Request  # werkzeug's get_data, for the same-run comparison
         chunked_client = chunked_app.test_client()
@@ -179,13 +185,25 @@ def main(argv: list[str] | None = None) -> int:
         freeze_startup_heap()  # the apps are built and their models loaded: what gunicorn's post_worker_init does
 
         threads = process_threads()
+        compiled = isinstance(scorer, CompiledTrees)
+
+        def one_thread_trees(rows):  # the kernel on the calling thread alone
+            saved, runtime_threads = boosting.process_threads, 1
+            boosting.process_threads = lambda: runtime_threads
+            try:
+                return scorer.predict(rows)
+            finally:
+                boosting.process_threads = saved
+
         runs = {
             # OpenMP's default pool, all the cores: the service's scorers get the same pool
             # (vigil.boosting.process_threads), so the bare rows and the service rows share one thread budget
             f"bare Booster.predict, {threads} thr": lambda: booster.predict(X),
-            **({f"ONNX Runtime scorer, {threads} thr": lambda: scorer.predict(X)} if scorer is not None else {}),
+            **({f"compiled trees, {threads} thr": lambda: scorer.predict(X)} if compiled else {}),
+            **({f"ONNX Runtime, {threads} thr": lambda: onnx.predict(X)} if onnx is not None else {}),
             # a gunicorn worker's budget (OMP_NUM_THREADS=1, set by gunicorn_conf), like for like
             "Booster.predict, 1 thread": lambda: booster.predict(X, num_threads=1),
+            **({"compiled trees, 1 thread": lambda: one_thread_trees(X)} if compiled else {}),
             **({"ONNX Runtime, 1 thread": lambda: one_thread.predict(X)} if one_thread is not None else {}),
             "json.loads alone": lambda: json.loads(json_body),
             "orjson.loads alone": lambda: orjson.loads(json_body),
@@ -194,14 +212,17 @@ def main(argv: list[str] | None = None) -> int:
         timings = _interleaved_medians(runs, args.repeats)
         bare, parse = timings[f"bare Booster.predict, {threads} thr"], timings["orjson.loads alone"]
         batches = {}
-        if scorer is not None:
-            for size in sorted({1, 10, 100, args.rows}):
-                part = np.ascontiguousarray(X[:size])
-                batches[size] = _interleaved_medians(
-                    {"Booster": lambda p=part: booster.predict(p), "ONNX": lambda p=part: scorer.predict(p)},
-                    max(args.repeats, 15),
-                )
-                batches[size]["diff"] = float(np.abs(scorer.predict(part) - booster.predict(part)).max())
+        scorers = {"compiled": scorer if compiled else None, "ONNX": onnx}
+        scorers = {name: model for name, model in scorers.items() if model is not None}
+        for size in sorted({1, 10, 100, args.rows}) if scorers else ():
+            part = np.ascontiguousarray(X[:size])
+            batches[size] = _interleaved_medians(
+                {"Booster": lambda p=part: booster.predict(p)}
+                | {name: lambda p=part, m=model: m.predict(p) for name, model in scorers.items()},
+                max(args.repeats, 15),
+            )
+            for name, model in scorers.items():
+                batches[size][f"{name} diff"] = float(np.abs(model.predict(part) - booster.predict(part)).max())
     print(
         f"bench.ember_batch: {args.rows} vectors x {X.shape[1]} floats; JSON body {len(json_body) / 1e6:.1f} MB, "
         f"npy {len(npy_body) / 1e6:.1f} MB; median of {args.repeats}; ratio = bare / path"
@@ -223,16 +244,19 @@ def main(argv: list[str] | None = None) -> int:
             rate = bare / timings[name]
             check_target(f"{name} (1,000 vectors) vs bare Booster", f"{rate:.2f}x its rate", ">= 0.75x", rate >= 0.75)
             if scorer is not None and name.endswith("x-npy"):  # the compiled runtime's own target
-                check_target(f"{name}, ONNX Runtime serving, vs bare Booster", f"{rate:.2f}x", "faster: > 1x", rate > 1)
+                served = "compiled trees" if compiled else "ONNX Runtime"
+                check_target(f"{name}, {served} serving, vs bare Booster", f"{rate:.2f}x", "faster: > 1x", rate > 1)
     if batches:
+        names = [name for name in ("compiled", "ONNX") if name in scorers]
         print(
-            "ONNX Runtime vs Booster.predict (same process, median): batch, Booster ms, ONNX ms, speed-up, max |diff|"
+            "Scorers vs Booster.predict (same process, median): batch, Booster ms, then per scorer: ms, speed-up, max |diff|"
         )
         for size, t in batches.items():
-            print(
-                f"  {size:>6} {t['Booster'] * 1000:9.3f} {t['ONNX'] * 1000:9.3f} "
-                f"{t['Booster'] / t['ONNX']:8.2f}x {t['diff']:.1e}"
+            cells = "".join(
+                f" | {name} {t[name] * 1000:8.3f} {t['Booster'] / t[name]:6.2f}x {t[f'{name} diff']:.1e}"
+                for name in names
             )
+            print(f"  {size:>6} {t['Booster'] * 1000:9.3f}{cells}")
     return 0
 
 

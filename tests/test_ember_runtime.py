@@ -1,5 +1,6 @@
-"""EMBER's ONNX Runtime scorer: converted and checked at training, stored as hashed sidecars, checked
-again at load; a model that disagrees with the Booster is refused and the Booster answers."""
+"""EMBER's scorers: the compiled trees serve (the Booster's own bits); the ONNX Runtime model is
+converted and checked at training, stored as hashed sidecars, checked again at load; a scorer that
+disagrees with the Booster is refused and the next one (in the end the Booster) answers."""
 
 from __future__ import annotations
 
@@ -63,9 +64,54 @@ def test_training_converts_checks_and_stores_the_onnx_model(models, vectors):
     loaded = store.load("ember")
     assert set(loaded.sidecars) == set(entry["sidecars"])
     booster = booster_of(loaded.model)
+    onnx = runtime.onnx_scorer(loaded, booster)
+    assert isinstance(onnx, runtime.OnnxScorer)
+    assert np.abs(onnx.predict(vectors) - booster.predict(vectors)).max() <= runtime.TOLERANCE
+
+
+def test_the_compiled_trees_serve_with_the_boosters_own_bits(models, vectors):
+    from vigil.boosting import CompiledTrees
+
+    loaded = ArtifactStore(models).load("ember", long_lived=True)  # as the service's registry loads it
+    booster = booster_of(loaded.model)
+    assert isinstance(runtime.scorer_for(loaded, booster), CompiledTrees)
+    assert np.array_equal(scores(loaded, vectors), booster.predict(vectors))
+    assert np.array_equal(answer(models, vectors), booster.predict(vectors))  # through the service's JSON
+
+
+def test_a_one_shot_load_is_served_by_onnx_runtime_without_compiling(models, vectors):
+    # compiling takes ~1.5 s once a process: worth it for the service, not for `vigil ember predict`
+    loaded = ArtifactStore(models).load("ember")
+    booster = booster_of(loaded.model)
     assert isinstance(runtime.scorer_for(loaded, booster), runtime.OnnxScorer)
     assert np.abs(scores(loaded, vectors) - booster.predict(vectors)).max() <= runtime.TOLERANCE
-    assert np.abs(answer(models, vectors) - booster.predict(vectors)).max() <= runtime.TOLERANCE
+
+
+@pytest.fixture
+def trees_rounded_to_nearest(monkeypatch):
+    """Compiled trees whose float32 thresholds are rounded to the nearest float32, not down: some
+    float32 values just above a threshold go left. The probe rows, made from the model's
+    thresholds, must catch it."""
+    from vigil import boosting
+
+    build = boosting.CompiledTrees.__init__
+
+    def rounded_to_nearest(self, booster):
+        build(self, booster)
+        self.compared32 = self.compared.astype(np.float32)
+
+    monkeypatch.setattr(boosting.CompiledTrees, "__init__", rounded_to_nearest)
+
+
+def test_compiled_trees_that_disagree_with_the_booster_are_refused_and_onnx_serves(
+    models, vectors, trees_rounded_to_nearest, caplog
+):
+    loaded = ArtifactStore(models).load("ember", long_lived=True)
+    booster = booster_of(loaded.model)
+    with caplog.at_level(logging.WARNING, logger="vigil.boosting"):
+        assert isinstance(runtime.scorer_for(loaded, booster), runtime.OnnxScorer)
+    assert any("compiled trees refused" in r.getMessage() for r in caplog.records)
+    assert np.abs(scores(loaded, vectors) - booster.predict(vectors)).max() <= runtime.TOLERANCE
 
 
 def test_a_perturbed_onnx_model_is_refused_at_load_and_the_booster_answers(models, vectors, tmp_path, caplog):
@@ -78,10 +124,21 @@ def test_a_perturbed_onnx_model_is_refused_at_load_and_the_booster_answers(model
     loaded = store.load("ember")
     booster = booster_of(loaded.model)
     with caplog.at_level(logging.WARNING, logger="vigil.tasks.ember.runtime"):
-        assert runtime.scorer_for(loaded, booster) is None
+        assert runtime.onnx_scorer(loaded, booster) is None
     assert any("ONNX Runtime refused" in r.getMessage() and "Booster serves" in r.getMessage() for r in caplog.records)
     assert np.array_equal(scores(loaded, vectors), booster.predict(vectors))
-    assert np.allclose(answer(folder, vectors), booster.predict(vectors), rtol=0, atol=1e-12)
+
+
+def test_with_both_scorers_refused_the_booster_answers(models, vectors, tmp_path, trees_rounded_to_nearest):
+    good = ArtifactStore(models).load("ember")
+    store = ArtifactStore(tmp_path / "models")
+    sidecars = {**good.sidecars, runtime.SIDECAR_MODEL: perturbed(good.sidecars[runtime.SIDECAR_MODEL], 1e-3)}
+    store.save("ember", good.model, threshold=good.threshold, feature_version=2, sidecars=sidecars)
+    loaded = store.load("ember", long_lived=True)
+    booster = booster_of(loaded.model)
+    assert runtime.scorer_for(loaded, booster) is None
+    assert np.array_equal(scores(loaded, vectors), booster.predict(vectors))
+    assert np.array_equal(answer(tmp_path / "models", vectors), booster.predict(vectors))  # the service too
 
 
 def test_a_sidecar_changed_on_disk_is_refused_by_its_hash_and_the_booster_answers(models, vectors, tmp_path, caplog):
@@ -96,8 +153,8 @@ def test_a_sidecar_changed_on_disk_is_refused_by_its_hash_and_the_booster_answer
     assert runtime.SIDECAR_MODEL not in loaded.sidecars and runtime.SIDECAR_ROWS in loaded.sidecars
     assert any("sidecar onnx" in r.getMessage() and "does not match" in r.getMessage() for r in caplog.records)
     booster = booster_of(loaded.model)
-    assert runtime.scorer_for(loaded, booster) is None
-    assert np.allclose(answer(folder, vectors), booster.predict(vectors), rtol=0, atol=1e-12)
+    assert runtime.onnx_scorer(loaded, booster) is None
+    assert np.array_equal(answer(folder, vectors), booster.predict(vectors))
 
 
 def test_conversion_outside_the_tolerance_is_refused_at_training(models, vectors, monkeypatch):
@@ -121,7 +178,7 @@ from vigil.boosting import process_threads
 from vigil.tasks.ember import runtime
 from vigil.tasks.ember.model import booster_of, scores
 loaded = ArtifactStore(sys.argv[1]).load("ember")
-scorer = runtime.scorer_for(loaded, booster_of(loaded.model))
+scorer = runtime.onnx_scorer(loaded, booster_of(loaded.model))
 print(process_threads(), scorer.session.get_session_options().intra_op_num_threads)
 """
 

@@ -196,6 +196,9 @@ class LoadedModel:
     sidecars: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
     # what the task builds once per load from the sidecars (e.g. an ONNX Runtime session)
     cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # kept for many calls (the service's registry): a task may then spend a second or two once to make
+    # each call faster (EMBER compiles its trees); a one-shot command does not pay for that
+    long_lived: bool = field(default=False, compare=False)
 
     @property
     def task(self) -> str:
@@ -392,7 +395,7 @@ class ArtifactStore:
             self._write_manifest(artifacts)
         return entry
 
-    def load(self, task: str, version: str | None = None) -> LoadedModel:
+    def load(self, task: str, version: str | None = None, long_lived: bool = False) -> LoadedModel:
         entries = self.entries(task)
         if not entries:
             raise ModelNotAvailable(
@@ -431,7 +434,7 @@ class ArtifactStore:
             raise ArtifactIntegrityError(
                 f"model file {entry['file']} could not be loaded", f"{type(exc).__name__}: {exc}"
             ) from None
-        return LoadedModel(model=model, entry=entry, sidecars=self._verified_sidecars(entry))
+        return LoadedModel(model=model, entry=entry, sidecars=self._verified_sidecars(entry), long_lived=long_lived)
 
     def _verified_sidecars(self, entry: dict) -> dict[str, bytes]:
         """The entry's sidecar files, each read once and checked against its listed hash; one that

@@ -101,7 +101,7 @@ class ModelRegistry:
         """The verified model of ``entry`` once it has answered its task's example, or why not.
         A model that cannot answer its own example is broken: it is never served."""
         try:
-            loaded = self.store.load(task.name, entry["version"])
+            loaded = self.store.load(task.name, entry["version"], long_lived=True)
         except VigilError as exc:
             return exc.error
         except Exception as exc:  # a broken artifact must not take the service down

@@ -154,8 +154,9 @@ def _validation_rows(X, rows: np.ndarray) -> np.ndarray:
 
 
 def scores(loaded, vectors: np.ndarray) -> np.ndarray:
-    """P(malicious) of checked float32 vectors by a loaded EMBER pipeline: ONNX Runtime when its
-    check against the Booster passed (``vigil.tasks.ember.runtime``), else the classifier itself."""
+    """P(malicious) of checked float32 vectors by a loaded EMBER pipeline: its compiled trees or its
+    ONNX session, whichever first passed its check against the Booster
+    (``vigil.tasks.ember.runtime``), else the classifier itself."""
     from vigil.boosting import positive_probability
     from vigil.tasks.ember.runtime import scorer_for
 

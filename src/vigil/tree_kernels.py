@@ -1,0 +1,68 @@
+"""Compiled (numba) scoring of a binary LightGBM model's trees: the kernel of :mod:`vigil.boosting`.
+
+One pass per row: each tree is walked from its root to a leaf, the leaf values are summed in tree
+order in float64 (LightGBM's own order, so the sum has the same bits) and the sum goes through the
+objective's sigmoid. Each split decides as LightGBM's ``Tree::NumericalDecision`` does on a row of a
+dense numpy matrix, with what :class:`vigil.boosting.CompiledTrees` worked out per split beforehand:
+
+* a NaN goes ``nan_left`` (its default way where the split treats NaN or zero as missing, else the
+  way a 0 goes: LightGBM reads NaN as 0 there);
+* where the split treats zero as missing (``zero_missing``), a value within LightGBM's zero
+  threshold (the float 1e-35; LightGBM sets such values to 0 when it reads a dense row) goes
+  ``default_left``;
+* anything else is compared with the threshold, which CompiledTrees has already moved where needed
+  so that a value within the zero threshold goes where a 0 would.
+
+The common split costs one comparison: its two extra tests are the same for almost every row, so
+the branch predictor hides them. Compiled on first use, once per process and dtype (about a second;
+no on-disk cache, which numba would read back with pickle).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+ZERO_THRESHOLD = float(np.float32(1e-35))  # LightGBM's kZeroThreshold, a C float
+
+
+@njit(cache=False, nogil=True, boundscheck=False)
+def probabilities(
+    X,
+    start,
+    stop,
+    used,
+    position,
+    threshold,
+    left,
+    right,
+    nan_left,
+    zero_missing,
+    default_left,
+    leaf_value,
+    roots,
+    sigmoid,
+    out,
+):  # pragma: no cover - compiled
+    """``out[r]`` = P(class 1) of rows ``start:stop`` of ``X``. ``position`` indexes ``used``, the
+    columns the splits read. A child index below 0 is the leaf ``-child - 1``; ``roots`` holds each
+    tree's first node (a one-leaf tree: its leaf, coded alike)."""
+    zero = X.dtype.type(ZERO_THRESHOLD)
+    row = np.empty(used.shape[0], dtype=X.dtype)
+    for r in range(start, stop):
+        for k in range(used.shape[0]):  # independent loads, in address order: the memory works in parallel
+            row[k] = X[r, used[k]]
+        total = 0.0
+        for tree in range(roots.shape[0]):
+            node = roots[tree]
+            while node >= 0:
+                value = row[position[node]]
+                if value != value:
+                    goes_left = nan_left[node]
+                elif zero_missing[node] and not abs(value) > zero:
+                    goes_left = default_left[node]
+                else:
+                    goes_left = value <= threshold[node]
+                node = left[node] if goes_left else right[node]
+            total += leaf_value[-node - 1]
+        out[r] = 1.0 / (1.0 + np.exp(-sigmoid * total))
