@@ -42,6 +42,7 @@ def test_the_cached_feature_selection_scores_as_the_pipeline(static):
     expected = static.predict_proba(X)[:, 1]
     assert np.array_equal(predict_proba(static, X), expected)
     assert np.array_equal(predict_proba(static, X), expected)  # cached the second time
+    assert np.array_equal(predict_proba(static, X, compiled=True), expected)  # the stream's: compiled trees
 
 
 def test_window_scores_equal_scikit_learns():

@@ -74,9 +74,10 @@ class CompiledTrees:
     ``python -m bench.ember_batch``). The first call of a process compiles the kernel (~1 s, and
     ~0.4 s more for the other float type).
 
-    The trees are read from ``booster.dump_model()`` (the same iterations ``predict`` uses) into flat
-    arrays: data, not code. Their thresholds come from ``model_to_string()``, LightGBM's own save
-    format, because the JSON dump writes an infinite threshold as 1e300. What each split does with
+    The trees are read from ``booster.model_to_string()`` (LightGBM's own save format, numbers
+    written to round-trip, the same iterations ``predict`` uses) into flat arrays: data, not code
+    (``dump_model``'s JSON would be 20x slower to read, and writes an infinite threshold as 1e300).
+    What each split does with
     NaN and with values near zero is worked out here, once (see :mod:`vigil.tree_kernels`). The
     thresholds compared are kept in float64 and, for float32 rows, as the largest float32 not above
     each one: for a float32 value ``v`` and a double ``t``, ``double(v) <= t`` exactly when
@@ -89,60 +90,63 @@ class CompiledTrees:
     """
 
     def __init__(self, booster: Any):
-        model = booster.dump_model()
-        objective = str(model.get("objective", "")).split()
+        header, trees = _model_text(booster.model_to_string())
+        objective = header.get("objective", "").split()
         if not objective or objective[0] != "binary":
-            raise UnsupportedModel(f"objective {model.get('objective')!r}: only binary models are compiled")
-        parameters = dict(part.split(":", 1) for part in objective[1:] if ":" in part)
-        if model.get("num_tree_per_iteration", 1) != 1 or model.get("average_output"):
+            raise UnsupportedModel(f"objective {header.get('objective')!r}: only binary models are compiled")
+        if header.get("num_tree_per_iteration", "1") != "1" or "average_output" in header:
             raise UnsupportedModel("more than one tree per iteration, or averaged output")
+        parameters = dict(part.split(":", 1) for part in objective[1:] if ":" in part)
         self.sigmoid = float(parameters.get("sigmoid", 1.0))
-        self.features = int(model["max_feature_idx"]) + 1
-        trees = model["tree_info"]
-        thresholds = _saved_thresholds(booster.model_to_string())
-        if len(thresholds) != len(trees):
-            raise UnsupportedModel(f"{len(trees)} trees dumped but {len(thresholds)} saved")
-        # per split: feature, threshold, left, right, missing type, default left
-        nodes: list[tuple[int, float, int, int, str, bool]] = []
-        leaves: list[float] = []
+        self.features = int(header["max_feature_idx"]) + 1
+        columns: dict[str, list[np.ndarray]] = {key: [] for key in ("feature", "threshold", "kind", "left", "right")}
+        leaves: list[np.ndarray] = []
+        roots: list[int] = []
+        nodes = 0
+        for tree in trees:
+            if tree.get("is_linear", "0") != "0":
+                raise UnsupportedModel("linear trees are not compiled")
+            if tree.get("num_cat", "0") != "0":
+                raise UnsupportedModel("categorical splits are not compiled")
+            leaf_value = np.array(tree["leaf_value"].split(), dtype=np.float64)
+            first_leaf = sum(map(len, leaves))
+            splits = int(tree["num_leaves"]) - 1
+            roots.append(nodes if splits else -first_leaf - 1)
+            if splits:
+                for key, name, dtype in (
+                    ("feature", "split_feature", np.int32),
+                    ("threshold", "threshold", np.float64),  # as saved: "inf" included, 17 digits
+                    ("kind", "decision_type", np.int32),
+                ):
+                    columns[key].append(np.array(tree[name].split(), dtype=dtype))
+                for key, name in (("left", "left_child"), ("right", "right_child")):
+                    child = np.array(tree[name].split(), dtype=np.int32)
+                    # a split: its index in this tree; a leaf: -(its index) - 1, here both made global
+                    columns[key].append(np.where(child >= 0, child + nodes, child - first_leaf))
+            leaves.append(leaf_value)
+            nodes += splits
 
-        def add(tree: dict, tree_thresholds: list[float]) -> int:  # the node's index, or -(leaf index) - 1
-            if "leaf_value" in tree:
-                if "leaf_coeff" in tree:
-                    raise UnsupportedModel("linear trees are not compiled")
-                leaves.append(float(tree["leaf_value"]))
-                return -len(leaves)
-            if tree.get("decision_type") != "<=":
-                raise UnsupportedModel(f"split {tree.get('decision_type')!r}: only numerical splits are compiled")
-            if tree["missing_type"] not in ("None", "Zero", "NaN"):
-                raise UnsupportedModel(f"missing type {tree['missing_type']!r}")
-            index = len(nodes)
-            nodes.append((0, 0.0, 0, 0, "", False))  # children are added before this node is complete
-            left, right = add(tree["left_child"], tree_thresholds), add(tree["right_child"], tree_thresholds)
-            split = (int(tree["split_feature"]), tree_thresholds[int(tree["split_index"])], left, right)
-            nodes[index] = (*split, tree["missing_type"], bool(tree["default_left"]))
-            return index
+        def joined(key: str, dtype: Any) -> np.ndarray:
+            return np.concatenate(columns[key]).astype(dtype) if columns[key] else np.zeros(0, dtype=dtype)
 
-        if any(tree.get("is_linear") for tree in trees):
-            raise UnsupportedModel("linear trees are not compiled")
-        self.roots = np.array(
-            [add(tree["tree_structure"], saved) for tree, saved in zip(trees, thresholds)], dtype=np.int32
-        )
-        columns = list(zip(*nodes)) if nodes else [()] * 6
+        kind = joined("kind", np.int32)
+        if np.any(kind & 1):  # LightGBM's kCategoricalMask
+            raise UnsupportedModel("categorical splits are not compiled")
+        self.roots = np.array(roots, dtype=np.int32)
+        self.feature, self.threshold = joined("feature", np.int32), joined("threshold", np.float64)
+        self.left, self.right = joined("left", np.int32), joined("right", np.int32)
+        self.leaf_value = np.concatenate(leaves) if leaves else np.zeros(0)
+        self.default_left = (kind & 2) != 0  # kDefaultLeftMask
+        missing = (kind >> 2) & 3  # MissingType: 0 None, 1 Zero, 2 NaN
+        if np.any(missing == 3):
+            raise UnsupportedModel("an unknown missing-value type")
         # each split reads its column from a copy of the row's used columns, gathered first: the walk's
         # loads depend on each other, and on the 9.5 KB EMBER row each would be a cache miss of its own
-        self.used, feature = np.unique(np.array(columns[0], dtype=np.int32), return_inverse=True)
-        self.used = self.used.astype(np.int32)
-        self.position = feature.astype(np.int32).reshape(-1)  # each split's place among the used columns
-        self.feature = self.used[self.position]  # and its column
-        self.threshold = np.array(columns[1], dtype=np.float64)  # LightGBM's own (probe rows are made from them)
-        self.left, self.right = (np.array(column, dtype=np.int32) for column in columns[2:4])
-        missing = np.array(columns[4], dtype=object)
-        self.default_left = np.array(columns[5], dtype=np.bool_)
-        self.leaf_value = np.array(leaves, dtype=np.float64)
-        self.zero_missing = missing == "Zero"
+        used, position = np.unique(self.feature, return_inverse=True)
+        self.used, self.position = used.astype(np.int32), position.astype(np.int32).reshape(-1)
+        self.zero_missing = missing == 1
         zero_goes_left = 0.0 <= self.threshold  # where LightGBM's 0 goes (values within the zero threshold too)
-        self.nan_left = np.where(missing == "None", zero_goes_left, self.default_left)
+        self.nan_left = np.where(missing == 0, zero_goes_left, self.default_left)
         self.compared = _zero_band_moved(self.threshold, zero_goes_left)
         with np.errstate(over="ignore"):  # past float32's range: +-inf, then the largest float32 below
             below = self.compared.astype(np.float32)
@@ -181,21 +185,21 @@ class CompiledTrees:
         return out
 
     def probe_rows(self, rows: int = PROBE_ROWS, seed: int = 0) -> np.ndarray:
-        """float64 rows whose values sit on and next to the model's thresholds (and at 0, the zero
-        threshold and NaN), so that every split is tried on both sides of its boundary."""
+        """float64 rows whose values sit on and next to the model's thresholds, in float64 and in
+        float32 (and at 0, the zero threshold and NaN), so every split is tried on both sides of its
+        boundary, as a float64 or a float32 row would see it."""
         rng = np.random.default_rng(seed)
-        candidates: dict[int, list[float]] = {}
-        for feature, threshold in zip(self.feature.tolist(), self.threshold.tolist()):
-            near = np.array([threshold, np.nextafter(threshold, np.inf), np.nextafter(threshold, -np.inf)])
-            with np.errstate(over="ignore"):  # and the float32 values around it (a float32 row's)
-                near32 = near.astype(np.float32)
-            around32 = [near32, np.nextafter(near32, np.float32(np.inf)), np.nextafter(near32, np.float32(-np.inf))]
-            candidates.setdefault(feature, []).extend([*near.tolist(), *np.concatenate(around32).tolist()])
-        specials = [0.0, 5e-36, -5e-36, 1e-35, -1e-35, float(np.float32(1e-35)), np.nan]
+        t = self.threshold
+        with np.errstate(over="ignore"):
+            t32 = t.astype(np.float32)
+        near = [t, np.nextafter(t, np.inf), np.nextafter(t, -np.inf)]
+        near += [t32, np.nextafter(t32, np.float32(np.inf)), np.nextafter(t32, np.float32(-np.inf))]
+        values = np.stack([np.asarray(v, dtype=np.float64) for v in near], axis=1)  # (splits, 6)
+        specials = np.array([0.0, 5e-36, -5e-36, 1e-35, -1e-35, float(np.float32(1e-35)), np.nan])
         X = np.zeros((rows, self.features))
-        for feature, values in candidates.items():
-            pool = np.array(values + specials)
-            X[:, feature] = pool[rng.integers(0, len(pool), rows)]
+        for column, position in zip(self.used.tolist(), range(len(self.used))):
+            pool = np.concatenate([values[self.position == position].ravel(), specials])
+            X[:, column] = pool[rng.integers(0, len(pool), rows)]
         return X
 
 
@@ -211,17 +215,20 @@ def _zero_band_moved(threshold: np.ndarray, zero_goes_left: np.ndarray) -> np.nd
     return np.where(in_band, moved, threshold)
 
 
-def _saved_thresholds(model_text: str) -> list[list[float]]:
-    """Each tree's split thresholds, in split order, as LightGBM saves them (``inf`` included)."""
-    trees: list[list[float]] = []
-    for line in model_text.splitlines():
-        if line.startswith("Tree="):
-            trees.append([])
-        elif line.startswith("threshold=") and trees:
-            trees[-1] = [float(value) for value in line[len("threshold=") :].split()]
-        elif line.startswith("end of trees"):
+def _model_text(text: str) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """LightGBM's saved model (``model_to_string``) as its header's ``key=value`` lines and each
+    tree's; a bare word in the header (``average_output``) is a key with an empty value."""
+    header: dict[str, str] = {}
+    trees: list[dict[str, str]] = []
+    for line in text.splitlines():
+        if line.startswith("end of trees"):
             break
-    return trees
+        if line.startswith("Tree="):
+            trees.append({})
+            continue
+        key, _, value = line.partition("=")
+        (trees[-1] if trees else header)[key] = value
+    return header, trees
 
 
 @functools.cache

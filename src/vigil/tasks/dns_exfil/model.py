@@ -184,12 +184,14 @@ def _selected_columns(pipeline) -> tuple[list[str], np.ndarray, Any] | None:
     return found
 
 
-def predict_proba(pipeline: Pipeline, X: pd.DataFrame) -> np.ndarray:
-    """The probability of exfiltration per row of ``X`` (a frame holding the pipeline's columns)."""
+def predict_proba(pipeline: Pipeline, X: pd.DataFrame, compiled: bool = False) -> np.ndarray:
+    """The probability of exfiltration per row of ``X`` (a frame holding the pipeline's columns);
+    ``compiled``: a caller that scores many windows with the pipeline (the stream) has its LightGBM
+    trees compiled (``vigil.boosting.positive_probability``)."""
     fast = _selected_columns(pipeline)
     if fast is not None:  # the same numbers as pipeline.predict_proba (checked in tests/test_dns_stream_speed.py)
         columns, mask, model = fast
-        return positive_probability(model, X[columns].to_numpy(dtype=float)[:, mask])
+        return positive_probability(model, X[columns].to_numpy(dtype=float)[:, mask], compiled=compiled)
     return pipeline.predict_proba(X)[:, 1]
 
 

@@ -403,9 +403,9 @@ class DnsWindowProcessor:
                 continue  # the per-query path reports a name that cannot be on the wire
             named.append((domain, sub, float(row[3]), eight_bit))
         alerts = self.domains.observe_split(named)
-        p_static = predict_proba(self.static.model, X)
+        p_static = predict_proba(self.static.model, X, compiled=True)
         # until its first retrain the dynamic model is the static one: the same scores, computed once
-        p_dynamic = p_static if self.dynamic is self.static.model else predict_proba(self.dynamic, X)
+        p_dynamic = p_static if self.dynamic is self.static.model else predict_proba(self.dynamic, X, compiled=True)
         record = {
             "n_attacks": int(np.nansum(y)),
             "dynamic_version": self.dynamic_version,
