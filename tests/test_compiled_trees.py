@@ -41,19 +41,25 @@ MISSING_KINDS = {"missing NaN": {}, "missing Zero": {"zero_as_missing": True}, "
 def test_probabilities_are_the_boosters_own_bits(params):
     model = fitted(params)
     booster = model.booster_
-    trees = CompiledTrees(booster)
+    scorers = {dtype: CompiledTrees(booster, dtype) for dtype in (np.float64, np.float32)}
     X, _ = training_rows(seed=1)
-    probes = trees.probe_rows()
+    probes = scorers[np.float64].probe_rows()
     edges = np.array([[value] * X.shape[1] for value in (0.0, ZERO, -ZERO, 5e-36, np.nan, np.inf, -np.inf, 1e300)])
     for rows in (X, probes, edges):
-        for dtype in (np.float64, np.float32):
+        for dtype, trees in scorers.items():
             with np.errstate(over="ignore"):
                 typed = rows.astype(dtype)
             assert np.array_equal(trees.predict(typed), booster.predict(typed)), dtype
+    # a float64 scorer reads float32 rows as doubles, as LightGBM does; a float32 one takes float32 only
+    assert np.array_equal(scorers[np.float64].predict(X.astype(np.float32)), booster.predict(X.astype(np.float32)))
+    with pytest.raises(ValueError, match="float32 rows"):
+        scorers[np.float32].predict(X)
     # the saved and reloaded Booster (what an artifact holds) gives the same trees
     again = CompiledTrees(pickle.loads(pickle.dumps(booster)))
     assert np.array_equal(again.predict(probes), booster.predict(probes))
     assert np.array_equal(positive_probability(model, X, compiled=True), model.predict_proba(X)[:, 1])
+    X32 = X.astype(np.float32)
+    assert np.array_equal(positive_probability(model, X32, compiled=True), model.predict_proba(X32)[:, 1])
 
 
 @settings(max_examples=25, deadline=None)
@@ -67,7 +73,7 @@ def test_random_models_and_rows_score_alike(seed, leaves, params, float32):
     X, y = training_rows(seed, rows=400, features=4)
     booster = lgb.LGBMClassifier(n_estimators=8, num_leaves=leaves, min_child_samples=5, verbose=-1, **params)
     booster = booster.fit(X, y).booster_
-    trees = CompiledTrees(booster)
+    trees = CompiledTrees(booster, np.float32 if float32 else np.float64)
     rows = np.concatenate([trees.probe_rows(64, seed), training_rows(seed + 1, rows=64, features=4)[0]])
     with np.errstate(over="ignore"):
         rows = rows.astype(np.float32) if float32 else rows
@@ -135,8 +141,8 @@ def test_trees_that_disagree_with_the_booster_are_refused_and_the_booster_serves
     model = fitted({})
     build = CompiledTrees.__init__
 
-    def one_leaf_moved(self, booster):
-        build(self, booster)
+    def one_leaf_moved(self, booster, dtype=np.float64):
+        build(self, booster, dtype)
         self.leaf_value = self.leaf_value.copy()
         self.leaf_value[3] += 1e-3  # a reader bug, a changed file: the check on the probe rows sees it
 
@@ -148,6 +154,9 @@ def test_trees_that_disagree_with_the_booster_are_refused_and_the_booster_serves
     assert np.array_equal(positive_probability(model, X, compiled=True), model.booster_.predict(X))  # the Booster's
 
 
-def test_checked_trees_are_built_once_per_booster():
+def test_checked_trees_are_built_once_per_booster_and_row_type():
     booster = fitted({}).booster_
     assert checked_trees(booster) is checked_trees(booster) is not None
+    float32 = checked_trees(booster, dtype=np.float32)
+    assert float32 is checked_trees(booster, dtype=np.float32) and float32.dtype == np.float32
+    assert float32 is not checked_trees(booster)

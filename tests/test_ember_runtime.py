@@ -96,8 +96,8 @@ def trees_rounded_to_nearest(monkeypatch):
 
     build = boosting.CompiledTrees.__init__
 
-    def rounded_to_nearest(self, booster):
-        build(self, booster)
+    def rounded_to_nearest(self, booster, dtype=np.float64):
+        build(self, booster, dtype)
         self.compared32 = self.compared.astype(np.float32)
 
     monkeypatch.setattr(boosting.CompiledTrees, "__init__", rounded_to_nearest)

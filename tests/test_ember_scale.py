@@ -132,7 +132,7 @@ def test_dask_local_cluster_training_saves_the_same_artifact_and_it_serves(tmp_p
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
     assert body["model_version"] == "1"
-    # ONNX Runtime serves once checked against the Booster (vigil.tasks.ember.runtime.TOLERANCE)
+    # the checked compiled trees serve (the Booster's bits; ONNX Runtime within vigil.tasks.ember.runtime.TOLERANCE)
     np.testing.assert_allclose(
         [r["probability"] for r in body["results"]],
         loaded.model[-1].predict_proba(np.asarray(X[:3]))[:, 1],

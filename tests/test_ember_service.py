@@ -94,7 +94,7 @@ def test_feature_vectors_as_json(ember_client, ember_models):
     model = ArtifactStore(ember_models).load("ember").model
     expected = model[-1].predict_proba(vectors)[:, 1]
     assert [r["index"] for r in results] == list(range(6))
-    # ONNX Runtime serves once checked against the Booster (vigil.tasks.ember.runtime.TOLERANCE)
+    # the checked compiled trees serve (the Booster's bits; ONNX Runtime within vigil.tasks.ember.runtime.TOLERANCE)
     assert np.allclose([r["probability"] for r in results], expected, rtol=0, atol=1e-6)
 
 

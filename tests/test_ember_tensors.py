@@ -29,9 +29,10 @@ def served(ember_demo_models):
 
 
 def served_scores(served, vectors: np.ndarray) -> np.ndarray:
-    """What the service's model answers (ONNX Runtime once checked against the Booster, see
-    vigil.tasks.ember.runtime), itself within TOLERANCE of the bare Booster."""
-    answer = scores(served[1].load("ember"), vectors)
+    """What the service's model answers (its compiled trees once checked against the Booster, see
+    vigil.tasks.ember.runtime: the registry loads it long-lived), itself within TOLERANCE of the bare
+    Booster."""
+    answer = scores(served[1].load("ember", long_lived=True), vectors)
     assert np.abs(answer - served[2].predict(vectors)).max() <= TOLERANCE
     return answer
 

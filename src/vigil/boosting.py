@@ -89,7 +89,10 @@ class CompiledTrees:
     trees, averaged (random forest) output.
     """
 
-    def __init__(self, booster: Any):
+    def __init__(self, booster: Any, dtype: Any = np.float64):
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"rows of float32 or float64, not {self.dtype}")
         header, trees = _model_text(booster.model_to_string())
         objective = header.get("objective", "").split()
         if not objective or objective[0] != "binary":
@@ -155,16 +158,18 @@ class CompiledTrees:
 
     def predict(self, X: Any) -> np.ndarray:
         """P(class 1) per row (float64) of a 2-D array of ``self.features`` columns, on
-        :func:`process_threads` threads; float32 rows stay float32, anything else becomes float64."""
+        :func:`process_threads` threads. A float64 scorer takes any numbers (as doubles, as LightGBM
+        reads them); a float32 one only float32 rows, since rounding others to float32 would change
+        their answers."""
         from vigil import tree_kernels
 
         X = np.asarray(X)
-        if X.dtype != np.float32:
-            X = np.asarray(X, dtype=np.float64)
-        X = np.ascontiguousarray(X)
+        if self.dtype == np.float32 and X.dtype != np.float32:
+            raise ValueError(f"this scorer takes float32 rows, not {X.dtype}")
+        X = np.ascontiguousarray(X, dtype=self.dtype)
         if X.ndim != 2 or X.shape[1] != self.features:
             raise ValueError(f"expected rows of {self.features} features, got shape {X.shape}")
-        threshold = self.compared32 if X.dtype == np.float32 else self.compared
+        threshold = self.compared32 if self.dtype == np.float32 else self.compared
         out = np.empty(len(X), dtype=np.float64)
 
         def score(start: int, stop: int) -> None:
@@ -238,29 +243,33 @@ def _pool() -> Any:
     return ThreadPoolExecutor(max_workers=max(1, process_threads() - 1), thread_name_prefix="vigil-trees")
 
 
-_checked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Booster -> CompiledTrees | None
+_checked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Booster -> {dtype: CompiledTrees | None}
 _checked_lock = threading.Lock()
 
 
-def checked_trees(booster: Any, rows: Any = None, where: str = "LightGBM model") -> CompiledTrees | None:
-    """The Booster's :class:`CompiledTrees` if they give its own probabilities within TOLERANCE on
-    the probe rows (float64 and float32) and on ``rows`` (e.g. validation rows kept with the model);
-    else None, with a log line saying why. Built once per Booster and process, then cached."""
+def checked_trees(
+    booster: Any, rows: Any = None, where: str = "LightGBM model", dtype: Any = np.float64
+) -> CompiledTrees | None:
+    """The Booster's :class:`CompiledTrees` for rows of ``dtype`` if they give its own
+    probabilities within TOLERANCE on the probe rows (in that type) and on ``rows`` (e.g.
+    validation rows kept with the model); else None, with a log line saying why. Built once per
+    Booster, row type and process, then cached; each row type compiles the kernel once a process
+    (~1 s for float64, less for the second), so a caller asks only for the type it scores."""
     with _checked_lock:
-        if booster in _checked:
-            return _checked[booster]
-        _checked[booster] = scorer = _build_checked(booster, rows, where)
-    return scorer
+        built = _checked.setdefault(booster, {})
+        key = np.dtype(dtype).str
+        if key not in built:
+            built[key] = _build_checked(booster, rows, where, dtype)
+        return built[key]
 
 
-def _build_checked(booster: Any, rows: Any, where: str) -> CompiledTrees | None:
+def _build_checked(booster: Any, rows: Any, where: str, dtype: Any) -> CompiledTrees | None:
     try:
-        trees = CompiledTrees(booster)
-        probes = trees.probe_rows()
+        trees = CompiledTrees(booster, dtype)
         with np.errstate(over="ignore"):
-            checks = [probes, probes.astype(np.float32)]
+            checks = [trees.probe_rows().astype(dtype)]
         if rows is not None and len(rows):
-            checks.append(np.asarray(rows))
+            checks.append(np.asarray(rows, dtype=dtype))
         difference = max(
             float(np.max(np.abs(trees.predict(check) - booster.predict(check)))) if len(check) else 0.0
             for check in checks
@@ -294,7 +303,8 @@ def positive_probability(classifier: Any, X: Any, compiled: bool = False) -> Any
         and not callable(classifier.objective)
     ):
         booster = classifier.booster_
-        trees = checked_trees(booster) if compiled else None
+        row_type = np.float32 if getattr(X, "dtype", None) == np.float32 else np.float64
+        trees = checked_trees(booster, dtype=row_type) if compiled else None
         if trees is not None:
             return trees.predict(X)
         return booster.predict(X, num_threads=process_threads())

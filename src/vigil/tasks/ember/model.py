@@ -163,7 +163,7 @@ def scores(loaded, vectors: np.ndarray) -> np.ndarray:
     classifier = loaded.model[-1]
     scorer = scorer_for(loaded, getattr(classifier, "booster_", None))
     if scorer is not None:
-        return scorer.predict(vectors)
+        return scorer.predict(np.asarray(vectors, dtype=np.float32))  # both scorers take float32 rows
     return positive_probability(classifier, vectors)
 
 

@@ -125,7 +125,9 @@ def _compiled_trees(loaded: Any, booster: Any) -> Any:
 
     if booster is None or not loaded.long_lived:
         return None
-    return checked_trees(booster, rows=_stored_rows(loaded), where=f"EMBER model v{loaded.version}")
+    # the service's vectors are float32 (vigil.tensors.check_matrix): only that row type is compiled
+    where = f"EMBER model v{loaded.version}"
+    return checked_trees(booster, rows=_stored_rows(loaded), where=where, dtype=np.float32)
 
 
 def _stored_rows(loaded: Any) -> np.ndarray | None:
