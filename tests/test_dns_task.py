@@ -76,6 +76,24 @@ def test_predict_names_and_rows(dns_client):
     assert [r["query"] for r in text.get_json()["results"]] == ["www.bbc.co.uk", tunnel]
 
 
+def test_served_feature_rows_score_as_the_pipeline_does(dns_client, trained):
+    # the service's models are long-lived: their LightGBM trees are compiled, with the same numbers
+    import pandas as pd
+
+    from vigil.tasks.dns_exfil.generate import STATIC_PHASE, QueryGenerator, cic_rows
+
+    _, store, _ = trained
+    names, labels = QueryGenerator(seed=5).queries(STATIC_PHASE, 40)
+    frame = cic_rows(names, labels)[FEATURE_COLUMNS]
+    from vigil import boosting
+
+    boosting._checked.clear()  # rebuilt on demand: only what this request compiles is left
+    answer = dns_client.post("/predict/dns", json={"rows": frame.to_dict(orient="records")}).get_json()
+    expected = store.load("dns_exfil").model.predict_proba(pd.DataFrame(frame, columns=FEATURE_COLUMNS))[:, 1]
+    assert [r["probability"] for r in answer["results"]] == [round(float(p), 6) for p in expected]
+    assert any(built.get("<f8") is not None for built in boosting._checked.values())  # compiled trees scored them
+
+
 def test_bad_items_are_named_and_good_ones_kept(dns_client):
     response = dns_client.post("/predict/dns", json=["www.example.com", "a..b", {"FQDN_count": 3}, 7])
     assert response.status_code == 200

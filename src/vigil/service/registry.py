@@ -171,7 +171,7 @@ class ModelRegistry:
         with self._artifact_lock:
             held = self._artifacts.get(key)
             if held is None or held.entry != entry:
-                held = self.store.load(key, entry["version"])
+                held = self.store.load(key, entry["version"], long_lived=True)
                 self._artifacts = {**self._artifacts, key: held}  # swapped whole: readers never see a half
         return held
 

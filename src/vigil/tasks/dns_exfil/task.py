@@ -202,6 +202,7 @@ def with_rows_model(names_model: LoadedModel, rows_model: LoadedModel | None) ->
         entry=names_model.entry,
         sidecars=names_model.sidecars,
         cache=names_model.cache,
+        long_lived=names_model.long_lived,
         rows_model=rows_model,
     )
 
@@ -300,7 +301,7 @@ class DnsExfilTask(Task):
             errors += part_errors
             if good:
                 threshold = part_loaded.decision_threshold()
-                probabilities = predict_proba(pipeline, frame)
+                probabilities = predict_proba(pipeline, frame, compiled=part_loaded.long_lived)
                 why = explain_rows(pipeline, frame, probabilities >= threshold, explain_top(request.args))
                 for index, query, p, reasons in zip(good, queries, probabilities, why):
                     scored.append((index, query, float(p), threshold, part_loaded, reasons))
