@@ -267,25 +267,40 @@ def _build_checked(booster: Any, rows: Any, where: str, dtype: Any) -> CompiledT
     try:
         trees = CompiledTrees(booster, dtype)
         with np.errstate(over="ignore"):
-            checks = [trees.probe_rows().astype(dtype)]
-        if rows is not None and len(rows):
-            checks.append(np.asarray(rows, dtype=dtype))
-        difference = max(
-            float(np.max(np.abs(trees.predict(check) - booster.predict(check)))) if len(check) else 0.0
-            for check in checks
-        )
+            probes = trees.probe_rows().astype(dtype)
+        checks = [probes] if rows is None else [probes, np.asarray(rows, dtype=dtype)]
+        difference = max_difference(trees, booster, *checks)
     except Exception as exc:  # unsupported, or anything the compiler refuses: the Booster serves
         log.info("%s: compiled trees not used (%s: %s); the Booster serves", where, type(exc).__name__, exc)
         return None
-    if not difference <= TOLERANCE:
-        log.warning(
-            "%s: compiled trees refused, max |compiled - Booster| %.3g > %g; the Booster serves",
-            where,
-            difference,
-            TOLERANCE,
-        )
-        return None
-    return trees
+    return trees if agrees(difference, where, "compiled trees", sum(map(len, checks))) else None
+
+
+def max_difference(scorer: Any, booster: Any, *checks: Any) -> float:
+    """max |``scorer.predict`` - ``booster.predict``| over the rows of every check (inf if there are
+    no rows: nothing was checked)."""
+    checks = tuple(rows for rows in checks if len(rows))
+    if not checks:
+        return float("inf")
+    return max(float(np.max(np.abs(scorer.predict(rows) - booster.predict(rows)))) for rows in checks)
+
+
+def agrees(difference: float, where: str, scorer: str, rows: int, tolerance: float = TOLERANCE) -> bool:
+    """Whether a scorer checked against its Booster (``difference``: :func:`max_difference` on
+    ``rows`` rows) may serve; if not, a warning saying so (the next scorer, in the end the Booster,
+    serves)."""
+    if difference <= tolerance:
+        return True
+    log.warning(
+        "%s: %s refused, max |%s - Booster| %.3g > %g on %d rows; it is not used (the Booster serves where no other scorer does)",
+        where,
+        scorer,
+        scorer,
+        difference,
+        tolerance,
+        rows,
+    )
+    return False
 
 
 def positive_probability(classifier: Any, X: Any, compiled: bool = False) -> Any:
@@ -314,8 +329,10 @@ def positive_probability(classifier: Any, X: Any, compiled: bool = False) -> Any
 __all__ = [
     "CompiledTrees",
     "UnsupportedModel",
+    "agrees",
     "bagged_lightgbm",
     "checked_trees",
+    "max_difference",
     "positive_probability",
     "process_threads",
 ]

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from vigil.boosting import process_threads
+from vigil.boosting import agrees, max_difference, process_threads
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +68,6 @@ class OnnxScorer:
         X = np.ascontiguousarray(X, dtype=np.float32)
         (probabilities,) = self.session.run([self.output_name], {self.input_name: X})
         return np.asarray(probabilities[:, 1], dtype=np.float64)
-
-
-def max_difference(scorer: OnnxScorer, booster: Any, rows: np.ndarray) -> float:
-    """max |ONNX - Booster.predict| over ``rows`` (inf if there are none: nothing was checked)."""
-    if len(rows) == 0:
-        return float("inf")
-    return float(np.max(np.abs(scorer.predict(rows) - booster.predict(rows))))
 
 
 def convert_checked(booster: Any, validation: np.ndarray) -> tuple[dict[str, bytes] | None, dict]:
@@ -145,27 +138,17 @@ def _stored_rows(loaded: Any) -> np.ndarray | None:
 
 def onnx_scorer(loaded: Any, booster: Any) -> OnnxScorer | None:
     """The loaded model's ONNX session if it matches the Booster on the stored rows, else None (logged)."""
-    from vigil.tensors import read_npy
-
-    sidecars = loaded.sidecars
-    if booster is None or SIDECAR_MODEL not in sidecars or SIDECAR_ROWS not in sidecars:
+    rows = _stored_rows(loaded)
+    if booster is None or SIDECAR_MODEL not in loaded.sidecars or rows is None:
         return None
     where = f"EMBER model v{loaded.version}"
     try:
-        rows = read_npy(sidecars[SIDECAR_ROWS], max_rows=CHECK_ROWS)  # no pickle: dtype and shape checked
-        scorer = OnnxScorer(sidecars[SIDECAR_MODEL], process_threads())
+        scorer = OnnxScorer(loaded.sidecars[SIDECAR_MODEL], process_threads())
         difference = max_difference(scorer, booster, rows)
     except Exception as exc:
         log.warning("%s: ONNX Runtime refused (%s: %s); Booster serves", where, type(exc).__name__, exc)
         return None
-    if not difference <= TOLERANCE:
-        log.warning(
-            "%s: ONNX Runtime refused, max |ONNX - Booster| %.3g > %g on %d rows; Booster serves",
-            where,
-            difference,
-            TOLERANCE,
-            len(rows),
-        )
+    if not agrees(difference, where, "ONNX Runtime", len(rows), TOLERANCE):
         return None
     log.info("%s: ONNX Runtime serves (max |ONNX - Booster| %.3g on %d rows)", where, difference, len(rows))
     return scorer
