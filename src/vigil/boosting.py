@@ -69,16 +69,16 @@ class UnsupportedModel(ValueError):
 
 class CompiledTrees:
     """P(class 1) of a binary LightGBM Booster, scored by a compiled walk of its trees
-    (:mod:`vigil.tree_kernels`) instead of ``Booster.predict``: on the demo EMBER model 1.3-2.5x
-    faster at batch 1,000 on the same threads and ~5x at batch 1 (no per-call setup;
-    ``python -m bench.ember_batch``). The first call of a process compiles the kernel (~1 s, and
-    ~0.4 s more for the other float type).
+    (:mod:`vigil.tree_kernels`) instead of ``Booster.predict``, for rows of one float type
+    (``dtype``): on the demo EMBER model 2.2-2.4x faster at batch 1,000 on the same threads and
+    6-10x at batch 1 (no per-call setup; ``python -m bench.ember_batch``). The first call of a
+    process compiles the kernel for its row type (~1 s; ~0.4 s for the second type).
 
     The trees are read from ``booster.model_to_string()`` (LightGBM's own save format, numbers
     written to round-trip, the same iterations ``predict`` uses) into flat arrays: data, not code
-    (``dump_model``'s JSON would be 20x slower to read, and writes an infinite threshold as 1e300).
-    What each split does with
-    NaN and with values near zero is worked out here, once (see :mod:`vigil.tree_kernels`). The
+    (``dump_model``'s JSON is 5x slower to read, and writes an infinite threshold as 1e300). What
+    each split does with NaN and with values near zero is worked out here, once (see
+    :mod:`vigil.tree_kernels`). The
     thresholds compared are kept in float64 and, for float32 rows, as the largest float32 not above
     each one: for a float32 value ``v`` and a double ``t``, ``double(v) <= t`` exactly when
     ``v <= t32`` (any float32 at most ``t`` is at most the largest such float32), so float32 rows
@@ -116,12 +116,12 @@ class CompiledTrees:
             splits = int(tree["num_leaves"]) - 1
             roots.append(nodes if splits else -first_leaf - 1)
             if splits:
-                for key, name, dtype in (
+                for key, name, number in (
                     ("feature", "split_feature", np.int32),
                     ("threshold", "threshold", np.float64),  # as saved: "inf" included, 17 digits
                     ("kind", "decision_type", np.int32),
                 ):
-                    columns[key].append(np.array(tree[name].split(), dtype=dtype))
+                    columns[key].append(np.array(tree[name].split(), dtype=number))
                 for key, name in (("left", "left_child"), ("right", "right_child")):
                     child = np.array(tree[name].split(), dtype=np.int32)
                     # a split: its index in this tree; a leaf: -(its index) - 1, here both made global
