@@ -93,12 +93,8 @@ def test_a_one_leaf_tree_and_a_sigmoid_other_than_one():
 def test_many_rows_are_split_over_the_threads_with_the_same_answers(monkeypatch):
     model = fitted({})
     X, _ = training_rows(seed=2, rows=5000)
-    monkeypatch.setattr(boosting, "process_threads", lambda: 3)
-    boosting._pool.cache_clear()
-    try:
-        assert np.array_equal(CompiledTrees(model.booster_).predict(X), model.booster_.predict(X))
-    finally:
-        boosting._pool.cache_clear()
+    monkeypatch.setattr(boosting, "process_threads", lambda: 3)  # vigil.parallel's pool of 3 workers
+    assert np.array_equal(CompiledTrees(model.booster_).predict(X), model.booster_.predict(X))
 
 
 def test_rows_of_the_wrong_width_are_an_error():

@@ -162,6 +162,7 @@ class CompiledTrees:
         reads them); a float32 one only float32 rows, since rounding others to float32 would change
         their answers."""
         from vigil import tree_kernels
+        from vigil.parallel import in_parts
 
         X = np.asarray(X)
         if self.dtype == np.float32 and X.dtype != np.float32:
@@ -178,15 +179,7 @@ class CompiledTrees:
                 self.zero_missing, self.default_left, self.leaf_value, self.roots, self.sigmoid, out,
             )  # fmt: skip
 
-        parts = min(process_threads(), len(X) // _PARALLEL_ROWS)
-        if parts <= 1:
-            score(0, len(X))
-            return out
-        bounds = np.linspace(0, len(X), parts + 1).astype(int)
-        futures = [_pool().submit(score, start, stop) for start, stop in zip(bounds[1:-1], bounds[2:])]
-        score(0, int(bounds[1]))  # the first part on this thread (the kernel lets go of the GIL)
-        for future in futures:
-            future.result()
+        in_parts(score, len(X), process_threads(), _PARALLEL_ROWS)
         return out
 
     def probe_rows(self, rows: int = PROBE_ROWS, seed: int = 0) -> np.ndarray:
@@ -234,13 +227,6 @@ def _model_text(text: str) -> tuple[dict[str, str], list[dict[str, str]]]:
         key, _, value = line.partition("=")
         (trees[-1] if trees else header)[key] = value
     return header, trees
-
-
-@functools.cache
-def _pool() -> Any:
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(max_workers=max(1, process_threads() - 1), thread_name_prefix="vigil-trees")
 
 
 _checked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Booster -> {dtype: CompiledTrees | None}

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import io
 import re
+from functools import partial
 
 import numpy as np
 
 from vigil.errors import InvalidInput, UnprocessableInput, too_many_rows
+from vigil.parallel import in_parts
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 __all__ = ["FLOAT32_MAX", "check_matrix", "read_npy", "too_many_rows"]
@@ -65,9 +67,10 @@ def read_npy(data: bytes, max_rows: int) -> np.ndarray:
     return array.reshape(shape, order="F" if fortran else "C")
 
 
-def check_matrix(matrix: np.ndarray, dims: tuple[int, ...], what: str = "vector") -> np.ndarray:
+def check_matrix(matrix: np.ndarray, dims: tuple[int, ...], what: str = "vector", threads: int = 1) -> np.ndarray:
     """``matrix`` as a C-contiguous float32 (rows, d) array, d one of ``dims``, every value a finite
-    float32; else a 422 naming the first bad row and position (numpy, no loop per value)::
+    float32; else a 422 naming the first bad row and position (numpy, no loop per value; a large
+    matrix is looked at in parts on up to ``threads`` threads, :func:`vigil.parallel.in_parts`)::
 
         >>> check_matrix(np.array([[1.0, 2.0], [3.0, np.inf]]), (2,))
         Traceback (most recent call last):
@@ -82,15 +85,26 @@ def check_matrix(matrix: np.ndarray, dims: tuple[int, ...], what: str = "vector"
     if matrix.shape[0] == 0:
         raise InvalidInput(f"no {what}s in the request", {"rows": 0})
     wide = matrix if matrix.dtype.kind == "f" and matrix.dtype.itemsize >= 4 else matrix.astype(np.float64)
-    # two reductions and no temporary array: a NaN comes out of max/min and fails its comparison, as
-    # do +-inf and doubles past float32's range; only a refused matrix is looked at value by value
-    if not (wide.max() <= FLOAT32_MAX and wide.min() >= -FLOAT32_MAX):
+    if not all(in_parts(partial(_within_float32, wide), len(wide), threads, _PART_VALUES // wide.shape[1] + 1)):
         ok = np.isfinite(wide) & (np.abs(wide) <= FLOAT32_MAX)
         index, position = divmod(int(np.argmin(ok.ravel(order="C"))), matrix.shape[1])
         raise UnprocessableInput(
             f"{what} {index}, value {position} is not a finite float32", {"index": index, "position": position}
         )
     return np.ascontiguousarray(wide, dtype=np.float32)
+
+
+_PART_VALUES = 500_000  # fewer values than this per thread are looked at on the calling thread alone
+
+
+def _within_float32(matrix: np.ndarray, start: int, stop: int) -> bool:
+    """Every value of rows ``start:stop`` a finite float32. A float32 matrix: one isfinite pass (~1.4x
+    faster than max and min; finite is in range). Wider: two reductions and no temporary array (a
+    NaN comes out of max/min and fails its comparison, as do +-inf and doubles past float32's range)."""
+    rows = matrix[start:stop]
+    if rows.dtype == np.float32:
+        return bool(np.isfinite(rows).all())
+    return bool(rows.max() <= FLOAT32_MAX and rows.min() >= -FLOAT32_MAX)
 
 
 def json_number_rows(body: bytes, width: int, key: str | None = None) -> np.ndarray | None:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from vigil.boosting import process_threads
 from vigil.errors import InvalidInput, UnprocessableInput
 from vigil.tasks.base import PredictInput, Task
 from vigil.tasks.ember.features import DIMS, FeatureExtractor
@@ -257,9 +258,9 @@ class EmberTask(Task):
                     f"vector 0 has {width} values; feature version {feature_version} needs {dim}",
                     {"index": 0, "length": width, "expected": dim},
                 )
-            vectors = check_matrix(request.tensor, self.tensor_features(loaded))
+            vectors = check_matrix(request.tensor, self.tensor_features(loaded), threads=process_threads())
             scores = model_scores(loaded, vectors)
-            results: list[dict[str, Any]] = [{"index": i} for i in range(len(vectors))]
+            results: list[dict[str, Any]] | None = None  # one record per vector, made with its answer below
             request.computed["vectors"] = vectors
         elif request.files:
             items = self._items_from_files(request.files, feature_version)
@@ -275,7 +276,7 @@ class EmberTask(Task):
         elif request.json is not None and request.content_type != "application/octet-stream":
             vectors = self._vectors_from_json(request.json, feature_version, request.max_rows, request.body)
             scores = model_scores(loaded, vectors)
-            results = [{"index": i} for i in range(len(vectors))]
+            results = None
             request.computed["vectors"] = vectors
         else:
             if not request.body:
@@ -289,9 +290,16 @@ class EmberTask(Task):
             request.computed["raws"] = [raw]
         scores = np.asarray(scores, dtype=np.float64)
         # Python floats and bools from numpy in one call each, not a numpy scalar per row (1,000 rows: ~1 ms)
-        for result, score, malicious in zip(results, scores.tolist(), (scores >= threshold).tolist()):
-            result["probability"] = score
-            result["malicious"] = malicious
+        probabilities, flags = scores.tolist(), (scores >= threshold).tolist()
+        if results is None:  # vectors: each record made whole in one pass (1,000 rows: ~0.15 ms less)
+            results = [
+                {"index": index, "probability": score, "malicious": malicious}
+                for index, score, malicious in zip(itertools.count(), probabilities, flags)
+            ]
+        else:
+            for result, score, malicious in zip(results, probabilities, flags):
+                result["probability"] = score
+                result["malicious"] = malicious
         return {
             "task": self.name,
             "model_version": loaded.version,
@@ -326,7 +334,7 @@ class EmberTask(Task):
 
     def predict_tensor(self, loaded, matrix, request: PredictInput) -> dict:
         """``probability`` (float64) and ``malicious`` (bool) per row of a feature-vector matrix."""
-        vectors = check_matrix(matrix, self.tensor_features(loaded))
+        vectors = check_matrix(matrix, self.tensor_features(loaded), threads=process_threads())
         threshold = loaded.decision_threshold()
         scores = model_scores(loaded, vectors)
         return {"probability": scores, "malicious": scores >= threshold}
@@ -356,7 +364,7 @@ class EmberTask(Task):
             )
         fast = EmberTask._numeric_matrix(rows, dim, raw_body)
         if fast is not None:
-            return check_matrix(fast, (dim,))
+            return check_matrix(fast, (dim,), threads=process_threads())
         # value by value (raw records, or a body with a fault to name exactly)
         matrix = np.empty((len(rows), dim), dtype=np.float32)
         extractor = FeatureExtractor(feature_version)

@@ -1,0 +1,74 @@
+"""vigil.parallel: numeric work in parts on workers kept to one core each, and the matrix check that
+uses it (vigil.tensors.check_matrix with threads): same answers, same refusals, whichever part the
+bad value falls in."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from vigil.errors import UnprocessableInput
+from vigil.parallel import in_parts
+from vigil.tensors import check_matrix
+
+
+def test_parts_cover_the_rows_in_order_on_worker_threads():
+    seen: list[tuple[int, int, str]] = []
+    lock = threading.Lock()
+
+    def part(start: int, stop: int) -> tuple[int, int]:
+        with lock:
+            seen.append((start, stop, threading.current_thread().name))
+        return start, stop
+
+    assert in_parts(part, 1000, threads=3, minimum=100) == [(0, 333), (333, 666), (666, 1000)]
+    assert all(name.startswith("vigil-parts") for _, _, name in seen)  # the caller only waits
+
+
+def test_a_small_batch_stays_on_the_calling_thread():
+    names = in_parts(lambda start, stop: threading.current_thread().name, 150, threads=4, minimum=100)
+    assert names == [threading.current_thread().name]
+    assert in_parts(lambda start, stop: (start, stop), 0, threads=2, minimum=1) == [(0, 0)]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this system")
+def test_each_worker_is_kept_to_one_core_of_the_process():
+    own = os.sched_getaffinity(0)
+    cores = in_parts(lambda start, stop: os.sched_getaffinity(0), 4, threads=2, minimum=1)
+    assert all(len(allowed) == 1 and allowed <= own for allowed in cores)
+    assert os.sched_getaffinity(0) == own  # the caller's own affinity is left as it was
+
+
+def test_an_exception_in_a_part_reaches_the_caller():
+    def part(start: int, stop: int) -> None:
+        if start:
+            raise ValueError(f"part at {start}")
+
+    with pytest.raises(ValueError, match="part at 50"):
+        in_parts(part, 100, threads=2, minimum=10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("row", [0, 499, 500, 999])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e39])
+def test_split_check_names_the_first_bad_value_in_any_part(dtype, row, bad):
+    matrix = np.ones((1000, 1200), dtype=dtype)
+    if dtype == np.float32 and bad == 1e39:
+        bad = np.inf  # past float32's range is inf once in float32
+    matrix[row, 7] = bad
+    matrix[999, 11] = np.nan  # a later bad value: the first one is named
+    first = (row, 7) if row < 999 else (999, 7)
+    for threads in (1, 2, 3):
+        with pytest.raises(UnprocessableInput, match=f"vector {first[0]}, value {first[1]} is not a finite float32"):
+            check_matrix(matrix, (1200,), threads=threads)
+
+
+def test_split_check_passes_what_the_one_thread_check_passes():
+    rng = np.random.default_rng(0)
+    matrix = (rng.standard_normal((900, 2381)) * 1e30).astype(np.float32)
+    matrix[5, :] = np.finfo(np.float32).max  # the largest finite values pass
+    one, split = check_matrix(matrix, (2381,)), check_matrix(matrix, (2381,), threads=2)
+    assert np.array_equal(one, split) and split.dtype == np.float32 and split.flags.c_contiguous
