@@ -89,6 +89,9 @@ class Settings:
     # "mlpt" (POST /predict: ML-PT's 415 / 500 error bodies), "course" (POST /predict/web-sessions:
     # errors as HTTP 200 {"success": false}, a single session's prediction as a number)
     compat: frozenset = frozenset()
+    # VIGIL_KERNEL_CACHE_DIR: where compiled numba kernels are kept, signed (vigil.kernel_cache);
+    # "off": compiled in each process; default <work_dir>/kernels
+    kernel_cache_dir: str | None = None
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -120,6 +123,7 @@ class Settings:
             bind=_env_str("VIGIL_BIND"),
             worker_timeout_s=_env_int("VIGIL_WORKER_TIMEOUT", cls.worker_timeout_s),
             runtime_dir=Path(os.environ["VIGIL_RUNTIME_DIR"]) if os.environ.get("VIGIL_RUNTIME_DIR") else None,
+            kernel_cache_dir=_env_str("VIGIL_KERNEL_CACHE_DIR"),
             compat=frozenset(
                 part.strip().lower() for part in os.environ.get("VIGIL_COMPAT", "").split(",") if part.strip()
             ),
@@ -129,3 +133,12 @@ class Settings:
     @property
     def state_path(self) -> Path:
         return self.state_dir if self.state_dir is not None else self.work_dir / "state"
+
+    @property
+    def kernel_cache_path(self) -> Path | None:
+        """The kernel cache's folder, None where it is off."""
+        if self.kernel_cache_dir is None:
+            return self.work_dir / "kernels"
+        if self.kernel_cache_dir.strip().lower() in ("off", "0", "false", "no", "none"):
+            return None
+        return Path(self.kernel_cache_dir).expanduser()

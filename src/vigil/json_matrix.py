@@ -34,6 +34,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from vigil.kernel_cache import cached
+
 _U64 = np.uint64
 _MASK32 = _U64(0xFFFFFFFF)
 _PRECISION_MASK = _U64(0xFFFFFFFFFFFFFFFF >> 55)  # 52 explicit mantissa bits + 3
@@ -80,6 +82,7 @@ def _multiply(a, b):  # pragma: no cover - compiled
     return high, low
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _leading_zeros(w):  # pragma: no cover - compiled
     count = 0
@@ -90,6 +93,7 @@ def _leading_zeros(w):  # pragma: no cover - compiled
     return count
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _bits_of(w, q):  # pragma: no cover - compiled
     """The IEEE bits of the double nearest w * 10**q (w > 0, 19 digits at most), or 0x7FF << 52
@@ -131,6 +135,7 @@ def _bits_of(w, q):  # pragma: no cover - compiled
     return (mantissa & ~_IMPLICIT_BIT) | (_U64(power2) << _U64(52))
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _skip_space(data, i):  # pragma: no cover - compiled
     n = data.shape[0]
@@ -139,6 +144,7 @@ def _skip_space(data, i):  # pragma: no cover - compiled
     return i
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _parse_rows(data, width, out, start=-1):  # pragma: no cover - compiled
     """Rows read into ``out`` (float64, rows x width): their number, or -1 where the body is not

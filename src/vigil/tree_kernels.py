@@ -14,8 +14,8 @@ dense numpy matrix, with what :class:`vigil.boosting.CompiledTrees` worked out p
   so that a value within the zero threshold goes where a 0 would.
 
 The common split costs one comparison: its two extra tests are the same for almost every row, so
-the branch predictor hides them. Compiled on first use, once per process and dtype (about a second;
-no on-disk cache, which numba would read back with pickle).
+the branch predictor hides them. Compiled on first use, once per dtype (about a second), and kept
+in the signed on-disk cache (:mod:`vigil.kernel_cache`) for the next processes.
 """
 
 from __future__ import annotations
@@ -23,9 +23,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from vigil.kernel_cache import cached
+
 ZERO_THRESHOLD = float(np.float32(1e-35))  # LightGBM's kZeroThreshold, a C float
 
 
+@cached
 @njit(cache=False, nogil=True, boundscheck=False)
 def probabilities(
     X,

@@ -9,8 +9,8 @@ do (no fast-math: the additions are not reordered); counts are integers; a lette
 in a hash table of the English word list, compared byte by byte (``tests/test_dns_name_kernels.py``
 checks every value against the per-name code).
 
-Compiled when first called (about 2 s, once a process; no on-disk cache, which numba would read back
-with pickle): ``fast_features.py`` and ``domains.py`` import this module when the first window of
+Compiled when first called (about 2 s, then kept in the signed kernel cache, :mod:`vigil.kernel_cache`,
+for later processes): ``fast_features.py`` and ``domains.py`` import this module when the first window of
 names comes, so the CLI and the service start without numba.
 """
 
@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
+from vigil.kernel_cache import cached
 from vigil.tasks.dns_exfil.features import MAX_WIRE_LENGTH, _terms, english_words
 
 # the columns of name_columns' result, in order
@@ -46,6 +47,7 @@ def ascii_bytes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.frombuffer("".join(texts).encode("ascii"), dtype=np.uint8), starts
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _hash(data, start, end):  # pragma: no cover - compiled
     """FNV-1a of ``data[start:end]`` lower-cased (ASCII letters only reach it)."""
@@ -55,6 +57,7 @@ def _hash(data, start, end):  # pragma: no cover - compiled
     return h
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _build_word_table(words, starts, slots):  # pragma: no cover - compiled
     """Open addressing: ``table[slot]`` is a word's index, -1 for an empty slot."""
@@ -68,6 +71,7 @@ def _build_word_table(words, starts, slots):  # pragma: no cover - compiled
     return table
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _is_word(data, start, end, table, words, starts):  # pragma: no cover - compiled
     """Whether ``data[start:end]`` lower-cased (letters) is one of the words."""
@@ -109,6 +113,7 @@ def word_table() -> WordTable:
     return WordTable(english_words())
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _entropy_of(data, start, end, terms, counts, order):  # pragma: no cover - compiled
     """The byte entropy of ``data[start:end]`` as ``features._entropy`` computes it (``counts`` all
@@ -129,6 +134,7 @@ def _entropy_of(data, start, end, terms, counts, order):  # pragma: no cover - c
     return -total + 0.0
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _name_columns(
     data, starts, sld_labels, terms, table, words, word_starts, shortest, longest
@@ -200,6 +206,7 @@ def name_columns(data: np.ndarray, starts: np.ndarray, sld_labels: np.ndarray) -
     )
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _novel_bits(subs, sub_starts, previous, previous_starts, terms):  # pragma: no cover - compiled
     n_items = len(sub_starts) - 1
@@ -234,6 +241,7 @@ def novel_bits(subs: np.ndarray, sub_starts: np.ndarray, previous: np.ndarray, p
     return _novel_bits(subs, sub_starts, previous, previous_starts, term_table())
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _add_to_both(first, second, bits, hashes, h1s, h2s):  # pragma: no cover - compiled
     news = np.zeros((len(h1s), 2), dtype=np.bool_)

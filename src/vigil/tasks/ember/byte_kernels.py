@@ -10,8 +10,8 @@ regex / per-window code and against the numpy versions kept in ``features.py``).
 Memory does not grow with the file: the loops keep a few hundred counters (the entropy pass holds the
 nibble counts of the last ``window / step`` steps), never a copy of the data.
 
-Compiled when this module is first imported (about a second, once a process; no on-disk cache,
-which numba would read back with pickle); ``features.py`` imports it only when a file is extracted,
+Compiled when first called (about a second, then kept in the signed kernel cache,
+:mod:`vigil.kernel_cache`, for later processes); ``features.py`` imports it only when a file is extracted,
 so the CLI and the service start without numba.
 """
 
@@ -21,10 +21,13 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
+from vigil.kernel_cache import cached
+
 # printable = 0x20..0x7f, ember's b"[\x20-\x7f]{5,}"
 _MIN_STRING = 5
 
 
+@cached
 @njit(cache=False, nogil=True)
 def byte_histogram(data: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """``np.bincount(data, minlength=256)`` (int64). Four tables, so consecutive equal bytes do not
@@ -46,6 +49,7 @@ def byte_histogram(data: np.ndarray) -> np.ndarray:  # pragma: no cover - compil
     return out
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _entropy_bin(counts: np.ndarray, terms: np.ndarray) -> int:  # pragma: no cover - compiled
     """ember's bin of one window's 16 nibble counts, with ember's float32 arithmetic in its order.
@@ -85,6 +89,7 @@ def _entropy_bin(counts: np.ndarray, terms: np.ndarray) -> int:  # pragma: no co
     return value if value < 15 else 15
 
 
+@cached
 @njit(cache=False, nogil=True)
 def byte_entropy_histogram(
     data: np.ndarray, terms: np.ndarray, step: int, window: int
@@ -272,6 +277,7 @@ def _scan_chunk(data, base, words, first, mask, next_mask, next_word, run, count
     return started, run
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _strings_scan_words(data: np.ndarray, body: np.ndarray, tail: np.ndarray) -> tuple:  # pragma: no cover
     """``strings_scan`` of ``data``, given its whole 64-byte chunks as uint64 words (``body``) and the

@@ -15,8 +15,8 @@ Only the plainest form of each value is taken, and anything else leaves the line
 * imports: strings of printable ASCII with no escape (``str.lower`` is then ASCII's), each library
   written once (JSON's last-one-wins for a repeated key is left to orjson), lists of strings only.
 
-Compiled when this module is first imported (a few seconds, once a process; no on-disk cache, which
-numba would read back with pickle); ``line_scanner`` imports it when the first batch is vectorized.
+Compiled when first called (~5.5 s, then kept in the signed kernel cache, :mod:`vigil.kernel_cache`,
+for later processes); ``line_scanner`` imports it when the first batch is vectorized.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from vigil.kernel_cache import cached
 from vigil.tasks.ember.line_scanner import PLACEHOLDERS
 
 COUNTS = 256  # values in a histogram / byteentropy list
@@ -70,6 +71,7 @@ def _finish(h, tail, tail_length, length):  # pragma: no cover - compiled
     return signed - np.int64(1 << 32) if signed >= np.int64(1 << 31) else signed
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _continue(h, carry, carried, data, start, length):  # pragma: no cover - compiled
     """(state, carry, carried) after hashing data[start:start+length] on from a state that holds
@@ -99,6 +101,7 @@ def _continue(h, carry, carried, data, start, length):  # pragma: no cover - com
     return h, carry, carried
 
 
+@cached
 @njit(cache=False, nogil=True)
 def murmurhash3_32(data, start, length):  # pragma: no cover - compiled
     """sklearn's ``murmurhash3_32(bytes, seed=0)`` (MurmurHash3 x86_32), signed, of data[start:start+length]."""
@@ -124,6 +127,7 @@ def _skip(data, i, end):  # pragma: no cover - compiled
     return i
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _counts(data, i, end, row):  # pragma: no cover - compiled
     """A JSON list of COUNTS plain integers at data[i] into ``row``: the index after its ``]``, or -1."""
@@ -158,6 +162,7 @@ def _counts(data, i, end, row):  # pragma: no cover - compiled
             return -1
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _string_end(data, i, end):  # pragma: no cover - compiled
     """Index of the closing quote of the plain string at data[i] (printable ASCII, no escape), or -1."""
@@ -179,6 +184,7 @@ def _lower(c):  # pragma: no cover - compiled
     return c + 32 if 0x41 <= c <= 0x5A else c
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _same(data, a, b, length, folded):  # pragma: no cover - compiled
     for k in range(length):
@@ -190,6 +196,7 @@ def _same(data, a, b, length, folded):  # pragma: no cover - compiled
     return True
 
 
+@cached
 @njit(cache=False, nogil=True)
 def _imports(data, i, end, libraries, functions, scratch, keys):  # pragma: no cover - compiled
     """The imports object at data[i] hashed into the two rows: the index after its ``}``, or -1.
@@ -261,6 +268,7 @@ def _imports(data, i, end, libraries, functions, scratch, keys):  # pragma: no c
             return -1
 
 
+@cached
 @njit(cache=False, nogil=True)
 def scan_lines(data, bounds, values, histogram, byteentropy, imports, text, text_bounds):  # pragma: no cover - compiled
     """Read the three values of each line and write the line with placeholders in their place

@@ -5,8 +5,9 @@ blocks need (:mod:`vigil.tasks.ember.line_kernels`); orjson parses the rest of t
 of the three values is a placeholder string. orjson then has a third of the text to read and the
 blocks no Python objects to walk for these three: ``bench.ember_vectorize``'s whole batch time fell
 from ~2.9x to 1.84-1.95x the time of parsing the lines with orjson alone. Its kernels compile in
-~5.5 s once a process, so ``vectorize`` uses it only for runs long enough to pay that back
-(``vectorize.SCANNER_MIN_LINES``).
+~5.5 s, once a machine (the signed kernel cache, :mod:`vigil.kernel_cache`, keeps them), so
+``vectorize`` uses it for runs long enough to pay that back (``vectorize.SCANNER_MIN_LINES``) and for
+every run once they are compiled.
 
 Why the rows belong to the record: a line is scanned only if it holds no ``\\u0000`` escape, so a
 string equal to a placeholder can only be the one written in place of its value. If orjson finds
@@ -77,8 +78,14 @@ def compile_kernels() -> None:
 
 
 def scanner_compiled() -> bool:
-    """Whether this process has compiled the scanner (using it is then free of that cost)."""
-    return _compiled
+    """Whether this process has compiled the scanner, or the signed kernel cache holds it
+    (:mod:`vigil.kernel_cache`): using it is then free of the compilation's cost."""
+    if _compiled:
+        return True
+    from vigil.kernel_cache import holds
+    from vigil.tasks.ember import line_kernels
+
+    return holds(line_kernels.scan_lines)
 
 
 def _lines_with_nul_escape(data: np.ndarray, bounds: np.ndarray) -> np.ndarray:

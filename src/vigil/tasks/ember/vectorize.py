@@ -169,8 +169,8 @@ _worker_state: dict = {}
 
 
 # The line scanner saves ~17 us a line (bench.ember_vectorize: 2.9x -> 1.85x orjson's parse) but its
-# compilation costs ~5.5 s a process (numba; no on-disk cache, which would be read back with pickle):
-# it pays from ~320k lines, so a run uses it from this many lines (EMBER2018's 1 M), or once compiled.
+# compilation costs ~5.5 s (numba): it pays from ~320k lines, so a run uses it from this many lines
+# (EMBER2018's 1 M), or once compiled: in this process, or earlier on this machine (the signed kernel cache).
 SCANNER_MIN_LINES = 400_000
 
 
