@@ -194,3 +194,21 @@ def test_the_vectorizer_scans_from_its_threshold_and_writes_the_same_files(tmp_p
     assert scanned[0] == general[0] and scanned[1] == general[1] and scanned[2] == general[2]
     assert [bad.split(":", 1)[1] for bad in scanned[3]] == [bad.split(":", 1)[1] for bad in general[3]]
     assert len(general[3]) == 3
+
+
+@pytest.mark.parametrize(
+    "lines, compiled, cached, scanned",
+    [
+        (5_000, False, True, False),  # loading it (~0.2 s) would cost more than it saves
+        (20_000, False, True, True),
+        (20_000, False, False, False),  # compiling it (~5.5 s) would
+        (20_000, True, False, True),
+        (400_000, False, False, True),
+    ],
+)
+def test_a_run_uses_the_scanner_where_having_it_pays(monkeypatch, lines, compiled, cached, scanned):
+    from vigil.tasks.ember import vectorize
+
+    monkeypatch.setattr(vectorize, "scanner_compiled", lambda: compiled)
+    monkeypatch.setattr(vectorize, "scanner_cached", lambda: cached)
+    assert vectorize.use_scanner(lines) is scanned

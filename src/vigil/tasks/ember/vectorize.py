@@ -30,7 +30,7 @@ import pandas as pd
 
 from vigil.heap import collector_paused
 from vigil.tasks.ember.features import DIMS, FeatureExtractor
-from vigil.tasks.ember.line_scanner import ScannedLines, compile_kernels, scan_lines, scanner_compiled
+from vigil.tasks.ember.line_scanner import ScannedLines, compile_kernels, scan_lines, scanner_cached, scanner_compiled
 
 SUBSETS = ("train", "test")
 METADATA_COLUMNS = ["sha256", "appeared", "label", "avclass", "subset"]
@@ -168,15 +168,19 @@ def vectorize_record(extractor: FeatureExtractor, line: str) -> tuple[np.ndarray
 _worker_state: dict = {}
 
 
-# The line scanner saves ~17 us a line (bench.ember_vectorize: 2.9x -> 1.85x orjson's parse) but its
-# compilation costs ~5.5 s (numba): it pays from ~320k lines, so a run uses it from this many lines
-# (EMBER2018's 1 M), or once compiled: in this process, or earlier on this machine (the signed kernel cache).
+# The line scanner saves ~17-25 us a line (bench.ember_vectorize: 3.1x -> 2.0x orjson's parse). Its
+# compilation costs ~5.5-6 s (numba), paid back from ~320k lines: a run uses it from this many lines
+# (EMBER2018's 1 M) or once this process compiled it. Loading it from the signed kernel cache, where
+# an earlier process left it, costs ~0.2 s, paid back from ~9k lines: then from CACHED_SCANNER_MIN_LINES.
 SCANNER_MIN_LINES = 400_000
+CACHED_SCANNER_MIN_LINES = 10_000
 
 
 def use_scanner(lines: int) -> bool:
     """Whether a run of this many lines reads its records with the line scanner."""
-    return lines >= SCANNER_MIN_LINES or scanner_compiled()
+    if lines >= SCANNER_MIN_LINES or scanner_compiled():
+        return True
+    return lines >= CACHED_SCANNER_MIN_LINES and scanner_cached()
 
 
 def _worker_init(X_path: str, y_path: str, rows: int, feature_version: int, scan: bool = False) -> None:
