@@ -5,7 +5,9 @@ bad value falls in."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -72,3 +74,23 @@ def test_split_check_passes_what_the_one_thread_check_passes():
     matrix[5, :] = np.finfo(np.float32).max  # the largest finite values pass
     one, split = check_matrix(matrix, (2381,)), check_matrix(matrix, (2381,), threads=2)
     assert np.array_equal(one, split) and split.dtype == np.float32 and split.flags.c_contiguous
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this system")
+def test_a_forked_child_scores_in_parts_on_threads_of_its_own():
+    in_parts(lambda start, stop: None, 4, threads=2, minimum=1)  # the parent's pool exists
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's outcome is its exit status
+        code = 1
+        try:
+            code = 0 if in_parts(lambda start, stop: stop - start, 4, threads=2, minimum=1) == [2, 2] else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 60  # with the parent's dead pool the child would wait for ever
+    while (done := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        pytest.fail("the forked child never got its parts scored")
+    assert os.waitstatus_to_exitcode(done[1]) == 0

@@ -37,12 +37,13 @@ def in_parts(function: Callable[[int, int], T], count: int, threads: int, minimu
     if parts <= 1:
         return [function(0, count)]
     bounds = np.linspace(0, count, parts + 1).astype(int).tolist()
-    futures = [_pool(threads).submit(function, start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
+    pool = _pool(threads, os.getpid())  # a forked child makes its own: its parent's threads are not in it
+    futures = [pool.submit(function, start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
     return [future.result() for future in futures]
 
 
 @functools.cache
-def _pool(threads: int) -> ThreadPoolExecutor:
+def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     turn = itertools.count()
 
