@@ -123,8 +123,21 @@ def test_off_means_compiled_in_each_process_and_nothing_written(probe, tmp_path)
     assert not (tmp_path / "kernels").exists() and not (tmp_path / "state").exists()
 
 
-def test_signed_content_verifies_only_whole_and_with_its_key():
+def test_a_signed_file_under_another_name_is_a_miss(probe, tmp_path):
+    probe()
+    (index,) = cache_files(tmp_path, ".nbi")
+    (data,) = cache_files(tmp_path, ".nbc")
+    index.write_bytes(data.read_bytes())  # signed with this key, but for another file
+    result, stderr = probe()
+    assert result == {"answer": 90.0, "held": False, "hits": 0, "misses": 1}
+    assert "not signed with this machine's key" in stderr
+
+
+def test_signed_content_verifies_only_whole_with_its_key_and_context():
     key, other = b"k" * 32, b"o" * 32
+    content = sign(key, b"payload", b"folder/name.nbc")
+    assert verified(key, content, b"folder/name.nbc") == b"payload"
+    assert verified(key, content, b"folder/other.nbc") is None and verified(key, content) is None
     content = sign(key, b"payload")
     assert verified(key, content) == b"payload"
     assert verified(other, content) is None

@@ -5,8 +5,10 @@ numba can keep what it compiled on disk (``cache=True``), but it reads those fil
 ``pickle`` and runs the machine code in them, and a file is untrusted bytes to Vigil. Here every
 cache file is written with an HMAC-SHA256 of its exact bytes, and read back only when that tag
 verifies: a file that is missing, cut short, tampered with or signed with another key is a cache
-miss (the kernel compiles, as it would without a cache, and the file is written again). Nothing
-of it is unpickled before its tag verified.
+miss (the kernel compiles, as it would without a cache, and the file is written again). The tag
+also covers the file's name and the stamp of the source it was compiled from, so a signed file
+moved to another kernel's name, or left from an older build, does not verify either. Nothing of a
+file is unpickled before its tag verified.
 
 * **Where:** ``VIGIL_KERNEL_CACHE_DIR`` (default ``<work_dir>/kernels``, i.e. ``runs/kernels``), one
   folder per source folder of the kernels. numba's own checks still apply on top: a file is used only for the same
@@ -79,7 +81,10 @@ def cache_location() -> tuple[Path, bytes] | None:
         key = _new_key(path)
     except OSError:
         return None
-    return (folder, key) if key is not None and len(key) >= 32 else None
+    if key is None or len(key) < 32:
+        log.warning("kernel cache off: %s is not a key of 32 bytes or more (remove it to make a new one)", path)
+        return None
+    return folder, key
 
 
 def _new_key(path: Path) -> bytes | None:
@@ -99,17 +104,25 @@ def _new_key(path: Path) -> bytes | None:
     return key
 
 
-def sign(key: bytes, payload: bytes) -> bytes:
-    return MAGIC + hmac.new(key, payload, hashlib.sha256).digest() + payload
+def _tag(key: bytes, payload: bytes, context: bytes) -> bytes:
+    return hmac.new(key, len(context).to_bytes(4, "big") + context + payload, hashlib.sha256).digest()
 
 
-def verified(key: bytes, content: bytes) -> bytes | None:
-    """The payload of a signed file's ``content``, or None unless its tag verifies with ``key``."""
+def sign(key: bytes, payload: bytes, context: bytes = b"") -> bytes:
+    """A file's content: ``payload`` with its tag, which also covers ``context`` (what the file is:
+    its name and the stamp of the source it was compiled from, so that a signed file moved to
+    another kernel's name, or one of an older build, does not verify)."""
+    return MAGIC + _tag(key, payload, context) + payload
+
+
+def verified(key: bytes, content: bytes, context: bytes = b"") -> bytes | None:
+    """The payload of a signed file's ``content``, or None unless its tag verifies with ``key`` and
+    ``context``."""
     head = len(MAGIC) + TAG_BYTES
     if len(content) < head or not content.startswith(MAGIC):
         return None
     tag, payload = content[len(MAGIC) : head], content[head:]
-    return payload if hmac.compare_digest(tag, hmac.new(key, payload, hashlib.sha256).digest()) else None
+    return payload if hmac.compare_digest(tag, _tag(key, payload, context)) else None
 
 
 def _signed_cache_class(root: Path) -> type:
@@ -133,12 +146,16 @@ def _signed_cache_class(root: Path) -> type:
     class SignedFiles(caching.IndexDataCacheFile):  # type: ignore[misc]
         key: bytes = b""
 
+        def _context(self, path: str) -> bytes:
+            where = Path(path)
+            return f"{where.parent.name}/{where.name}\n{self._source_stamp!r}".encode()
+
         def _read(self, path: str) -> bytes | None:
             try:
                 content = Path(path).read_bytes()
             except FileNotFoundError:
                 return None
-            payload = verified(self.key, content)
+            payload = verified(self.key, content, self._context(path))
             if payload is None:
                 log.warning("kernel cache file %s is not signed with this machine's key: not read, recompiling", path)
             return payload
@@ -156,7 +173,7 @@ def _signed_cache_class(root: Path) -> type:
         def _save_index(self, overloads: dict) -> None:
             payload = pickle.dumps(self._version, protocol=-1) + self._dump((self._source_stamp, overloads))
             with self._open_for_write(self._index_path) as file:
-                file.write(sign(self.key, payload))
+                file.write(sign(self.key, payload, self._context(self._index_path)))
 
         def _load_data(self, name: str) -> Any:
             payload = self._read(self._data_path(name))
@@ -165,8 +182,9 @@ def _signed_cache_class(root: Path) -> type:
             return pickle.loads(payload)  # verified bytes
 
         def _save_data(self, name: str, data: Any) -> None:
-            with self._open_for_write(self._data_path(name)) as file:
-                file.write(sign(self.key, self._dump(data)))
+            path = self._data_path(name)
+            with self._open_for_write(path) as file:
+                file.write(sign(self.key, self._dump(data), self._context(path)))
 
     class SignedImpl(caching.CompileResultCacheImpl):  # type: ignore[misc]
         _locator_classes = [SignedLocator]
