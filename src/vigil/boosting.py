@@ -70,9 +70,12 @@ class UnsupportedModel(ValueError):
 class CompiledTrees:
     """P(class 1) of a binary LightGBM Booster, scored by a compiled walk of its trees
     (:mod:`vigil.tree_kernels`) instead of ``Booster.predict``, for rows of one float type
-    (``dtype``): on the demo EMBER model 2.2-2.4x faster at batch 1,000 on the same threads and
+    (``dtype``): on the demo EMBER model 1.8-2.4x faster at batch 1,000 on the same threads and
     6-10x at batch 1 (no per-call setup; ``python -m bench.ember_batch``). The first call of a
-    process compiles the kernel for its row type (~1 s; ~0.4 s for the second type).
+    process compiles the kernel for its row type (~0.5-1 s; ~0.25-0.4 s for the second type), or
+    loads it from the signed kernel cache (:mod:`vigil.kernel_cache`) where an earlier process
+    compiled it. A batch of at least 256 rows a thread is scored in parts, on the process's
+    thread budget (:func:`vigil.parallel.in_parts`).
 
     The trees are read from ``booster.model_to_string()`` (LightGBM's own save format, numbers
     written to round-trip, the same iterations ``predict`` uses) into flat arrays: data, not code
@@ -239,8 +242,9 @@ def checked_trees(
     """The Booster's :class:`CompiledTrees` for rows of ``dtype`` if they give its own
     probabilities within TOLERANCE on the probe rows (in that type) and on ``rows`` (e.g.
     validation rows kept with the model); else None, with a log line saying why. Built once per
-    Booster, row type and process, then cached; each row type compiles the kernel once a process
-    (~1 s for float64, less for the second), so a caller asks only for the type it scores."""
+    Booster, row type and process, then cached; each row type compiles the kernel (~0.5-1 s for
+    float64, less for the second; loaded from the signed kernel cache, :mod:`vigil.kernel_cache`,
+    once an earlier process compiled it), so a caller asks only for the type it scores."""
     with _checked_lock:
         built = _checked.setdefault(booster, {})
         key = np.dtype(dtype).str
