@@ -143,3 +143,15 @@ def test_signed_content_verifies_only_whole_with_its_key_and_context():
     assert verified(other, content) is None
     assert verified(key, content[:-1]) is None and verified(key, content[: len(MAGIC) + 5]) is None
     assert verified(key, b"payload") is None  # no tag at all
+
+
+def test_processes_racing_for_the_first_key_all_get_the_same_whole_key(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vigil.kernel_cache import _new_key
+
+    path = tmp_path / "state" / "kernel-cache.key"
+    with ThreadPoolExecutor(8) as pool:
+        keys = list(pool.map(lambda _: _new_key(path), range(32)))
+    assert len(set(keys)) == 1 and len(keys[0]) == 32 and path.read_bytes() == keys[0]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["kernel-cache.key"]  # no temporary file left

@@ -88,19 +88,23 @@ def cache_location() -> tuple[Path, bytes] | None:
 
 
 def _new_key(path: Path) -> bytes | None:
+    """A new random key at ``path``, written whole before it appears there (a temporary file linked
+    into place), so a process racing this one reads either no key or the whole of it."""
     key = secrets.token_bytes(32)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first: use that one
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(key)
         try:
+            os.link(temporary, path)
+        except FileExistsError:  # another process made it first: use that one
             return path.read_bytes()
-        except OSError:
-            return None
+        finally:
+            temporary.unlink()
     except OSError:
         return None
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(key)
     return key
 
 
