@@ -28,6 +28,7 @@ calls are compiled into it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import io
@@ -129,6 +130,7 @@ def verified(key: bytes, content: bytes, context: bytes = b"") -> bytes | None:
     return payload if hmac.compare_digest(tag, _tag(key, payload, context)) else None
 
 
+@functools.cache
 def _signed_cache_class(root: Path) -> type:
     """numba's function cache with signed files in ``root`` (built on first compilation, so that
     importing this module does not import numba)."""

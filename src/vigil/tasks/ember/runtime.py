@@ -3,7 +3,7 @@
 First choice: :class:`vigil.boosting.CompiledTrees`, the Booster's own trees walked by a numba kernel,
 checked at load against ``Booster.predict`` on rows made from the model's thresholds and on the
 validation rows stored with the model (below). They give the Booster's own bits on every model
-Vigil trains, and score batch 1,000 2.2-2.4x faster than the Booster, batch 1 6-10x
+Vigil trains, and score batch 1,000 1.8-2.4x faster than the Booster, batch 1 6-10x
 (``python -m bench.ember_batch``). Importing numba and compiling them for float32 rows takes ~1.4 s
 (a few tenths of a second where the signed kernel cache, :mod:`vigil.kernel_cache`, already holds
 them), so they serve long-lived models only (``LoadedModel.long_lived``: the
@@ -104,9 +104,9 @@ def convert_checked(booster: Any, validation: np.ndarray) -> tuple[dict[str, byt
 
 def scorer_for(loaded: Any, booster: Any) -> Any:
     """The checked scorer of a loaded EMBER model (built once per load, then cached on it): its
-    compiled trees where the model is long-lived (compiling takes ~1.4 s, loading from the kernel
-    cache a few tenths: the service's models, not a one-shot command's), else its ONNX session, else None (the Booster
-    serves); each refusal is logged."""
+    compiled trees where the model is long-lived (compiling takes ~1.4 s, loading them from the
+    kernel cache a few tenths: the service's models, not a one-shot command's), else its ONNX
+    session, else None (the Booster serves); each refusal is logged."""
     if "scorer" in loaded.cache:
         return loaded.cache["scorer"]
     with _lock:
