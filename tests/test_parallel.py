@@ -12,9 +12,17 @@ import time
 import numpy as np
 import pytest
 
+from vigil import tensors
 from vigil.errors import UnprocessableInput
 from vigil.parallel import in_parts
 from vigil.tensors import check_matrix
+
+
+@pytest.fixture
+def small_parts(monkeypatch):
+    """Parts of 200,000 values: these test matrices (1.2-2.1M values) are looked at in 2-3 parts,
+    where the service's threshold would look at them on the calling thread alone."""
+    monkeypatch.setattr(tensors, "_PART_VALUES", 200_000)
 
 
 def test_parts_cover_the_rows_in_order_on_worker_threads():
@@ -56,7 +64,7 @@ def test_an_exception_in_a_part_reaches_the_caller():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("row", [0, 499, 500, 999])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e39])
-def test_split_check_names_the_first_bad_value_in_any_part(dtype, row, bad):
+def test_split_check_names_the_first_bad_value_in_any_part(dtype, row, bad, small_parts):
     matrix = np.ones((1000, 1200), dtype=dtype)
     if dtype == np.float32 and bad == 1e39:
         bad = np.inf  # past float32's range is inf once in float32
@@ -68,11 +76,17 @@ def test_split_check_names_the_first_bad_value_in_any_part(dtype, row, bad):
             check_matrix(matrix, (1200,), threads=threads)
 
 
-def test_split_check_passes_what_the_one_thread_check_passes():
+def test_split_check_passes_what_the_one_thread_check_passes(small_parts, monkeypatch):
     rng = np.random.default_rng(0)
     matrix = (rng.standard_normal((900, 2381)) * 1e30).astype(np.float32)
     matrix[5, :] = np.finfo(np.float32).max  # the largest finite values pass
+    parts: list[tuple[int, int]] = []
+    look = tensors._within_float32
+    monkeypatch.setattr(
+        tensors, "_within_float32", lambda m, start, stop: parts.append((start, stop)) or look(m, start, stop)
+    )
     one, split = check_matrix(matrix, (2381,)), check_matrix(matrix, (2381,), threads=2)
+    assert parts == [(0, 900), (0, 450), (450, 900)]  # one part on one thread, then two
     assert np.array_equal(one, split) and split.dtype == np.float32 and split.flags.c_contiguous
 
 
