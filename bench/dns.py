@@ -225,6 +225,88 @@ def _consume(servers: str, topic: str, store, static, windows: int) -> tuple[flo
     return (len(stamps) - 1) * 1000 / (stamps[-1] - stamps[0]), len(stamps)
 
 
+def _group_member(servers: str, topic: str, group: str, models_dir: str, name: str, out: str) -> None:
+    """One consumer of a group, in a process of its own (spawned: the parent's OpenMP threads are not
+    forked): the stream's window processor over its share of the partitions until the topic goes
+    idle; the monotonic time of each recorded window goes to ``out`` as JSON."""
+    from vigil.artifacts import ArtifactStore
+    from vigil.drift import RetrainPolicy
+    from vigil.streaming.consumer import WindowedConsumer
+    from vigil.streaming.results import ResultsStore
+    from vigil.tasks.dns_exfil.stream import DnsWindowProcessor
+
+    store = ArtifactStore(Path(models_dir))
+    stamps: list[float] = []
+    processor = DnsWindowProcessor(
+        store,
+        store.load("dns_exfil"),
+        f"{group}.{name}",  # its heartbeat file says when it holds its partitions
+        RetrainPolicy(delta=1e-12, f1_floor=0.0),  # never retrains: only the steady path is timed
+        stream_info={"group": group, "topic": topic},
+    )
+    WindowedConsumer(
+        servers,
+        topic,
+        group,
+        processor,
+        ResultsStore(Path(out).with_suffix(".sqlite")),
+        idle_timeout_s=4,
+        on_window=lambda _record: stamps.append(time.monotonic()),
+    ).run()
+    Path(out).write_text(json.dumps(stamps))
+
+
+def _group_pass(servers: str, topic: str, models_dir: Path, messages: list[bytes], members: int = 2) -> dict:
+    """Query names keyed by registered domain (as ``vigil dns produce`` keys them) through a group of
+    ``members`` consumer processes, one partition each: the rate while all of them are working, from
+    the last one's first window to the first one's last (their windows in between, counted)."""
+    import multiprocessing
+
+    from vigil.streaming.kafka_io import ensure_topic, produce
+    from vigil.tasks import get_task
+    from vigil.tasks.dns_exfil import STREAMS_FOLDER
+
+    group = f"group-{topic}"
+    folder = Path(tempfile.mkdtemp(prefix="vigil-bench-dns-group-"))
+    ensure_topic(servers, topic, members)
+    context = multiprocessing.get_context("spawn")
+    outs = [folder / f"member-{k}.json" for k in range(members)]
+    processes = [
+        context.Process(target=_group_member, args=(servers, topic, group, str(models_dir), f"m{k}", str(out)))
+        for k, out in enumerate(outs)
+    ]
+    for process in processes:
+        process.start()
+    statuses = [models_dir / STREAMS_FOLDER / f"{group}.m{k}.json" for k in range(members)]
+    deadline = time.monotonic() + 120
+    while not all(_holds_one_partition(path) for path in statuses):  # the group settled: then the names come
+        if time.monotonic() > deadline or not all(process.is_alive() for process in processes):
+            for process in processes:
+                process.kill()
+            raise RuntimeError(f"the {members} consumers of {topic} did not each get a partition")
+        time.sleep(0.2)
+    shares = [0] * members
+    produce(servers, topic, messages, key_of=get_task("dns_exfil").message_key)
+    for process in processes:
+        process.join(timeout=300)
+    stamps = [json.loads(out.read_text()) for out in outs]
+    for k, member in enumerate(stamps):
+        shares[k] = len(member) * 1000
+    if any(len(member) < 2 for member in stamps):
+        raise RuntimeError(f"a consumer of {topic} recorded fewer than 2 windows: {[len(m) for m in stamps]}")
+    start, end = max(member[0] for member in stamps), min(member[-1] for member in stamps)
+    inside = sum(start < stamp <= end for member in stamps for stamp in member)
+    rate = inside * 1000 / (end - start) if end > start else float("nan")
+    return {"rate": rate, "windows": inside, "shares": shares}
+
+
+def _holds_one_partition(status: Path) -> bool:
+    try:
+        return len(json.loads(status.read_text()).get("assigned") or []) == 1
+    except (OSError, ValueError):
+        return False
+
+
 def _median_pass(runs: list[tuple[float, int]]) -> tuple[float, int]:
     """The median pass by rate (the lower middle one of an even number): on a shared 2-core host one
     pass's rate moves by a third from one minute to the next."""
@@ -291,6 +373,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--max-names", type=int, default=1_000_000, help="largest distinct-name count for memory")
     parser.add_argument("--no-kafka", action="store_true", help="the per-domain detector's figures only")
     parser.add_argument(
+        "--group-passes", type=int, default=1, help="passes of query names through a group of 2 consumer processes"
+    )
+    parser.add_argument(
         "--passes", type=int, default=3, help="passes of each stream through Kafka; the median is the figure"
     )
     args = parser.parse_args(argv)
@@ -340,6 +425,12 @@ def main(argv=None) -> dict:
                 produce(servers, topic, messages)
                 passes[label].append(_consume(servers, topic, store, static, args.windows))
         results = {label: _median_pass(runs) for label, runs in passes.items()}
+        group_names, _ = QueryGenerator(seed=6).queries(stream_phases(1)[0], 2 * n)  # fresh names: none seen before
+        group_messages = [json.dumps({"query": q}).encode() for q in group_names]
+        group_runs = [
+            _group_pass(servers, f"bench-dns-group-{suffix}-{number}", settings.models_dir, group_messages)
+            for number in range(args.group_passes)
+        ]
     finally:
         if broker is not None:
             broker.stop()
@@ -362,6 +453,15 @@ def main(argv=None) -> dict:
             f"kafka {label:<8} via {where:<14} {rate:>10,.0f} events/s  = {rate / bare_rate:.3f} x base "
             f"({windows} windows; parse, 2 models, SQLite, commit; median of {len(passes[label])} passes: {spread})"
         )
+    group = sorted(group_runs, key=lambda run: run["rate"])[(len(group_runs) - 1) // 2] if group_runs else None
+    if group is not None:
+        spread = ", ".join(f"{run['rate'] / 1000:,.1f}k" for run in group_runs)
+        print(
+            f"kafka queries, group of 2 consumer processes (2 partitions, keyed by domain) {group['rate']:>10,.0f} events/s"
+            f" = {group['rate'] / results['queries'][0]:.2f} x one consumer ({group['windows']} windows while both"
+            f" worked; names per consumer {', '.join(f'{share:,}' for share in group['shares'])};"
+            f" median of {len(group_runs)} passes: {spread})"
+        )
     for label, what, floor in (("rows", "CIC feature rows", 50_000), ("queries", "raw query names", 30_000)):
         rate = results[label][0]
         check_target(f"DNS stream through Kafka, {what}", f"{rate:,.0f} events/s", f">= {floor:,}/s", rate >= floor)
@@ -375,6 +475,7 @@ def main(argv=None) -> dict:
         "kafka_rows_per_s": results["rows"][0],
         "kafka_queries_per_s": results["queries"][0],
         "kafka_passes_per_s": {label: [rate for rate, _ in runs] for label, runs in passes.items()},
+        "kafka_group_queries_per_s": [run["rate"] for run in group_runs],
         "retrain_s": retrain_s,
         "score_window_s": score_window_s,
         "cpu_us_per_event": cpu,

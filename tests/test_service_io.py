@@ -12,7 +12,13 @@ from flask import Flask, request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vigil.service.jsonprovider import COMPACT_SEPARATORS, VigilJSONProvider, only_plain_values
+from vigil.service.jsonprovider import (
+    COMPACT_SEPARATORS,
+    RECORDS_MIN,
+    VigilJSONProvider,
+    only_plain_values,
+    records_text,
+)
 from vigil.service.request import VigilRequest, read_declared_body
 
 app = Flask("json-test")
@@ -34,6 +40,54 @@ def stdlib(document) -> str:
 @given(documents)
 def test_compact_answers_are_the_stdlibs_bytes(document):
     assert app.json.dumps(document, separators=COMPACT_SEPARATORS) == stdlib(document)
+
+
+column_values = {
+    "float": st.floats(),  # NaN, the infinities, subnormals, -0.0, every exponent
+    "small float": st.floats(min_value=-1e-3, max_value=1e-3),  # around orjson's switch at 1e-4
+    "probability": st.floats(min_value=0, max_value=1),
+    "int": st.integers(min_value=-(2**70), max_value=2**70),
+    "bool": st.booleans(),
+    "text": st.text(max_size=6),
+    "none": st.none(),
+}
+
+
+@st.composite
+def record_lists(draw):
+    """A list of records the column writer takes: one key order, one type per key (or, one time in
+    five, a record out of line: another type, a key missing or moved, a numpy float)."""
+    keys = draw(st.lists(st.text(max_size=4), min_size=1, max_size=4, unique=True))
+    kinds = [draw(st.sampled_from(sorted(column_values))) for _ in keys]
+    count = draw(st.integers(min_value=RECORDS_MIN, max_value=RECORDS_MIN + 40))
+    records = [{key: draw(column_values[kind]) for key, kind in zip(keys, kinds)} for _ in range(count)]
+    if draw(st.integers(0, 4)) == 0:
+        odd = records[draw(st.integers(0, count - 1))]
+        change = draw(st.sampled_from(["type", "missing", "moved", "numpy"]))
+        key = keys[0]
+        if change == "type":
+            odd[key] = [odd[key]]
+        elif change == "missing":
+            del odd[key]
+        elif change == "moved":
+            odd[key] = odd.pop(key)
+        else:
+            odd[key] = np.float64(0.25)
+    return records
+
+
+@settings(max_examples=200, deadline=None)
+@given(record_lists(), st.booleans())
+def test_records_written_by_column_are_the_stdlibs_bytes(records, wrapped):
+    document = {"task": "t", "threshold": 0.5, "results": records, "n": len(records)} if wrapped else records
+    assert app.json.dumps(document, separators=COMPACT_SEPARATORS) == stdlib(_plain(document))
+
+
+def test_ember_shaped_answers_go_by_column():
+    scores = np.random.default_rng(0).random(500) ** 8  # a third of them below 1e-4
+    records = [{"index": i, "probability": p, "malicious": p > 0.5} for i, p in enumerate(scores.tolist())]
+    assert records_text(records) == stdlib(records)
+    assert records_text(records[: RECORDS_MIN - 1]) is None  # short lists: the stdlib writes them
 
 
 def test_the_characters_orjson_writes_differently_are_the_stdlibs():

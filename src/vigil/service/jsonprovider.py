@@ -14,6 +14,15 @@ DEL as they are), and a document orjson refuses (an int past 64 bits, a lone sur
 is not a string, nesting past 255) goes to the stdlib. Floats always go to the stdlib: the two write
 exponents and NaN differently.
 
+A compact answer that holds records with floats (EMBER's 1,000 ``{"index", "probability",
+"malicious"}``), as the document itself or as a value of its top-level object, has each such list
+written a column at a time (:func:`records_text`), ~1.7x faster than the stdlib's record by record,
+in the stdlib's bytes: records of one key order whose every column holds one type (float, int,
+bool, str or None). A float column's values in [1e-4, 1e16) are written by one orjson call (it
+writes there the digits and form ``float.__repr__`` does; outside, its exponents differ), the
+others by ``float.__repr__`` or as the stdlib spells NaN and the infinities. Anything else is
+written as before.
+
 >>> import numpy as np
 >>> from flask import Flask
 >>> app = Flask("demo"); app.json = VigilJSONProvider(app)
@@ -21,14 +30,20 @@ exponents and NaN differently.
 '{"p": 0.5, "rows": [0, 1], "3": "key"}'
 >>> app.json.dumps([{"EVENT_ID": "a\\u00e9", "LABEL_PRED": 1}], separators=(",", ":"))
 '[{"EVENT_ID":"a\\\\u00e9","LABEL_PRED":1}]'
+>>> records_text([{"i": i, "p": p} for i, p in enumerate([0.5, 1.5e-05, float("nan")])], minimum=1)
+'[{"i":0,"p":0.5},{"i":1,"p":1.5e-05},{"i":2,"p":NaN}]'
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from typing import Any
+import math
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]  # the stdlib encoder's own, in C
+from operator import itemgetter
+from typing import Any, Callable
 
+import numpy as np
 import orjson
 from flask.json.provider import DefaultJSONProvider
 
@@ -88,6 +103,8 @@ class VigilJSONProvider(DefaultJSONProvider):
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         if kwargs == {"separators": COMPACT_SEPARATORS} and self.ensure_ascii and not self.sort_keys:
             written = _orjson_as_stdlib(obj)
+            if written is None:
+                written = self._with_records_by_column(obj)
             if written is not None:
                 return written
         kwargs.setdefault("default", self.default)
@@ -99,6 +116,79 @@ class VigilJSONProvider(DefaultJSONProvider):
             # numpy dict keys (e.g. per-class metrics keyed by label): the stdlib takes only str,
             # int, float, bool and None as keys, and never asks ``default`` about them
             return json.dumps(to_plain(obj, str_keys=True), **kwargs)
+
+    def _with_records_by_column(self, document: Any) -> str | None:
+        """The compact text of a list of records, or of an object with string keys some of whose
+        values are such lists, those lists by :func:`records_text` and its other values as
+        :meth:`dumps` writes them (compact JSON is written alike nested or alone); None where there
+        is no such list."""
+        if type(document) is list:
+            return records_text(document)
+        if type(document) is not dict or set(map(type, document)) != {str}:
+            return None
+        texts = {key: records_text(value) for key, value in document.items() if type(value) is list}
+        if not any(text is not None for text in texts.values()):
+            return None
+        members = (
+            f"{encode_basestring_ascii(key)}:" + (texts.get(key) or self.dumps(value, separators=COMPACT_SEPARATORS))
+            for key, value in document.items()
+        )
+        return "{" + ",".join(members) + "}"
+
+
+RECORDS_MIN = 64  # shorter lists of records: the stdlib alone is about as fast
+
+
+def _stdlib_float(value: float) -> str:
+    """A float as the stdlib encoder writes it (``allow_nan``: NaN and the infinities as JavaScript spells them)."""
+    if math.isfinite(value):
+        return float.__repr__(value)
+    return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+
+
+def _float_column(values: list) -> list[str]:
+    texts = orjson.dumps(values)[1:-1].decode("ascii").split(",")  # orjson writes NaN and inf as null
+    magnitudes = np.abs(np.asarray(values, dtype=np.float64))
+    for index in np.flatnonzero(~((magnitudes >= 1e-4) & (magnitudes < 1e16))).tolist():
+        texts[index] = _stdlib_float(values[index])
+    return texts
+
+
+def _int_column(values: list) -> list[str]:
+    try:  # orjson writes ints as the stdlib does; it refuses those past 64 bits
+        return orjson.dumps(values)[1:-1].decode("ascii").split(",")
+    except orjson.JSONEncodeError:
+        return list(map(int.__repr__, values))
+
+
+_COLUMN_WRITERS: dict[type, Callable[[list], list[str]]] = {
+    float: _float_column,
+    int: _int_column,
+    bool: lambda values: orjson.dumps(values)[1:-1].decode("ascii").split(","),
+    str: lambda values: list(map(encode_basestring_ascii, values)),
+    type(None): lambda values: ["null"] * len(values),
+}
+
+
+def records_text(records: list, minimum: int = RECORDS_MIN) -> str | None:
+    """``json.dumps(records, separators=(",", ":"))`` written a column at a time, for a list of at
+    least ``minimum`` dicts with the same string keys in the same order and one exact type per key
+    (float, int, bool, str or None in every record); None for any other list."""
+    if len(records) < minimum or set(map(type, records)) != {dict}:
+        return None
+    keys = tuple(records[0])
+    if not keys or set(map(type, keys)) != {str} or set(map(tuple, map(dict.keys, records))) != {keys}:
+        return None
+    streams: list = []
+    for position, key in enumerate(keys):
+        column = list(map(itemgetter(key), records))
+        kinds = set(map(type, column))
+        writer = _COLUMN_WRITERS.get(kinds.pop()) if len(kinds) == 1 else None
+        if writer is None:
+            return None
+        separator = "},{" if position == 0 else ","  # a record's first key closes the record before it
+        streams += [itertools.repeat(f"{separator}{encode_basestring_ascii(key)}:", len(records)), writer(column)]
+    return "[{" + "".join(itertools.chain.from_iterable(zip(*streams)))[3:] + "}]"
 
 
 def _orjson_as_stdlib(document: Any) -> str | None:
