@@ -8,6 +8,7 @@ import io
 import json
 
 import numpy as np
+import pytest
 from flask import Flask, request
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -83,9 +84,11 @@ def test_records_written_by_column_are_the_stdlibs_bytes(records, wrapped):
     assert app.json.dumps(document, separators=COMPACT_SEPARATORS) == stdlib(_plain(document))
 
 
-def test_ember_shaped_answers_go_by_column():
-    scores = np.random.default_rng(0).random(500) ** 8  # a third of them below 1e-4
+@pytest.mark.parametrize("power", [1, 8, 40])  # a third, then nearly all, of the scores below 1e-4
+def test_ember_shaped_answers_go_by_column(power):
+    scores = np.random.default_rng(0).random(500) ** power
     records = [{"index": i, "probability": p, "malicious": p > 0.5} for i, p in enumerate(scores.tolist())]
+    records[7]["probability"] = float("nan")
     assert records_text(records) == stdlib(records)
     assert records_text(records[: RECORDS_MIN - 1]) is None  # short lists: the stdlib writes them
 
