@@ -141,6 +141,9 @@ class CompiledTrees:
         self.roots = np.array(roots, dtype=np.int32)
         self.feature, self.threshold = joined("feature", np.int32), joined("threshold", np.float64)
         self.left, self.right = joined("left", np.int32), joined("right", np.int32)
+        self.children = (
+            np.column_stack([self.left, self.right]).astype(np.int32).reshape(-1)
+        )  # the walk's pick by index
         self.leaf_value = np.concatenate(leaves) if leaves else np.zeros(0)
         self.default_left = (kind & 2) != 0  # kDefaultLeftMask
         missing = (kind >> 2) & 3  # MissingType: 0 None, 1 Zero, 2 NaN
@@ -151,6 +154,7 @@ class CompiledTrees:
         used, position = np.unique(self.feature, return_inverse=True)
         self.used, self.position = used.astype(np.int32), position.astype(np.int32).reshape(-1)
         self.zero_missing = missing == 1
+        self.any_zero_missing = bool(self.zero_missing.any())  # none (LightGBM's default): the kernel's short walk
         zero_goes_left = 0.0 <= self.threshold  # where LightGBM's 0 goes (values within the zero threshold too)
         self.nan_left = np.where(missing == 0, zero_goes_left, self.default_left)
         self.compared = _zero_band_moved(self.threshold, zero_goes_left)
@@ -178,8 +182,9 @@ class CompiledTrees:
 
         def score(start: int, stop: int) -> None:
             tree_kernels.probabilities(
-                X, start, stop, self.used, self.position, threshold, self.left, self.right, self.nan_left,
-                self.zero_missing, self.default_left, self.leaf_value, self.roots, self.sigmoid, out,
+                X, start, stop, self.used, self.position, threshold, self.left, self.right, self.children,
+                self.nan_left, self.zero_missing, self.any_zero_missing, self.default_left,
+                self.leaf_value, self.roots, self.sigmoid, out,
             )  # fmt: skip
 
         in_parts(score, len(X), process_threads(), _PARALLEL_ROWS)

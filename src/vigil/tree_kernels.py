@@ -13,9 +13,13 @@ dense numpy matrix, with what :class:`vigil.boosting.CompiledTrees` worked out p
 * anything else is compared with the threshold, which CompiledTrees has already moved where needed
   so that a value within the zero threshold goes where a 0 would.
 
-The common split costs one comparison: its two extra tests are the same for almost every row, so
-the branch predictor hides them. Compiled on first use, once per dtype (about a second), and kept
-in the signed on-disk cache (:mod:`vigil.kernel_cache`) for the next processes.
+Most rows take a shorter walk. Where no split of the model treats zero as missing (LightGBM's
+default, ``zero_as_missing=false``) and none of the row's used columns is NaN (checked while they
+are gathered), each split is only the comparison, and its answer picks the child by index
+(``children[2 * node + (value > threshold)]``): no branch to mispredict, 2.2x faster on the demo
+EMBER model. Other rows walk with the three tests above, so every row decides as LightGBM does.
+Compiled on first use, once per dtype (about a second), and kept in the signed on-disk cache
+(:mod:`vigil.kernel_cache`) for the next processes.
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ def probabilities(
     threshold,
     left,
     right,
+    children,
     nan_left,
     zero_missing,
+    any_zero_missing,
     default_left,
     leaf_value,
     roots,
@@ -49,13 +55,25 @@ def probabilities(
 ):  # pragma: no cover - compiled
     """``out[r]`` = P(class 1) of rows ``start:stop`` of ``X``. ``position`` indexes ``used``, the
     columns the splits read. A child index below 0 is the leaf ``-child - 1``; ``roots`` holds each
-    tree's first node (a one-leaf tree: its leaf, coded alike)."""
+    tree's first node (a one-leaf tree: its leaf, coded alike). ``children`` holds each split's left
+    and right child side by side; ``any_zero_missing``: whether any split treats zero as missing."""
     zero = X.dtype.type(ZERO_THRESHOLD)
     row = np.empty(used.shape[0], dtype=X.dtype)
     for r in range(start, stop):
+        no_nan = True
         for k in range(used.shape[0]):  # independent loads, in address order: the memory works in parallel
-            row[k] = X[r, used[k]]
+            value = X[r, used[k]]
+            row[k] = value
+            no_nan &= value == value
         total = 0.0
+        if no_nan and not any_zero_missing:  # every split is its comparison alone
+            for tree in range(roots.shape[0]):
+                node = roots[tree]
+                while node >= 0:
+                    node = children[2 * node + (row[position[node]] > threshold[node])]
+                total += leaf_value[-node - 1]
+            out[r] = 1.0 / (1.0 + np.exp(-sigmoid * total))
+            continue
         for tree in range(roots.shape[0]):
             node = roots[tree]
             while node >= 0:
