@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from vigil import boosting
 from vigil.boosting import CompiledTrees, UnsupportedModel, checked_trees, positive_probability
+from vigil.errors import UnprocessableInput
 
 ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold
 
@@ -95,6 +96,25 @@ def test_many_rows_are_split_over_the_threads_with_the_same_answers(monkeypatch)
     X, _ = training_rows(seed=2, rows=5000)
     monkeypatch.setattr(boosting, "process_threads", lambda: 3)  # vigil.parallel's pool of 3 workers
     assert np.array_equal(CompiledTrees(model.booster_).predict(X), model.booster_.predict(X))
+
+
+@pytest.mark.parametrize("row", [0, 1300, 4999])  # the first part, the second, the last row
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_checked_pass_refuses_the_first_value_that_is_not_a_finite_float32(monkeypatch, row, bad):
+    X, _ = training_rows(seed=2, rows=5000, features=7)  # column 6 is no split's: it is checked too
+    X = np.nan_to_num(X).astype(np.float32)
+    monkeypatch.setattr(boosting, "process_threads", lambda: 2)
+    trees = CompiledTrees(lgb.LGBMClassifier(n_estimators=20, verbose=-1).fit(X, _labels(X)).booster_, np.float32)
+    assert np.array_equal(trees.predict(X, check_finite=True), trees.predict(X))
+    X[row, 6] = bad
+    X[4999, 2] = np.nan  # a later bad value: the first one is named
+    first = (row, 6) if row < 4999 else (4999, 2)
+    with pytest.raises(UnprocessableInput, match=f"^vector {first[0]}, value {first[1]} is not a finite float32$"):
+        trees.predict(X, check_finite=True)
+
+
+def _labels(X: np.ndarray) -> np.ndarray:
+    return (X[:, 0] + X[:, 1] ** 2 > 0.4).astype(int)
 
 
 def test_rows_of_the_wrong_width_are_an_error():

@@ -15,6 +15,7 @@ import pytest
 
 from vigil.artifacts import ArtifactStore
 from vigil.config import Settings
+from vigil.errors import UnprocessableInput
 from vigil.service import create_app
 from vigil.tasks.ember.model import booster_of, scores
 from vigil.tasks.ember.runtime import TOLERANCE
@@ -72,6 +73,22 @@ def test_npy_body_scores_like_the_bare_model(client, served, vectors, dtype, ord
     assert np.allclose(probabilities(response.get_json()), served_scores(served, vectors), rtol=0, atol=1e-12)
     json_answer = client.post("/predict/ember", json=vectors.tolist()).get_json()
     assert probabilities(response.get_json()).tolist() == probabilities(json_answer).tolist()
+
+
+@pytest.mark.parametrize("serving", ["compiled trees", "ONNX Runtime", "Booster"])
+def test_each_scorer_refuses_the_first_bad_value_alike(served, vectors, serving):
+    from vigil.tasks.ember import runtime
+
+    loaded = served[1].load("ember", long_lived=serving == "compiled trees")  # one-shot: no compiled trees
+    if serving == "Booster":
+        loaded.cache["scorer"] = None  # what runtime.scorer_for caches when no scorer passed its check
+    expected = {"compiled trees": "CompiledTrees", "ONNX Runtime": "OnnxScorer", "Booster": "NoneType"}[serving]
+    assert type(runtime.scorer_for(loaded, served[2])).__name__ == expected
+    bad = vectors.copy()
+    bad[3, 2000], bad[5, 1] = np.inf, np.nan
+    with pytest.raises(UnprocessableInput, match="^vector 3, value 2000 is not a finite float32$"):
+        scores(loaded, bad, check_finite=True)
+    assert np.abs(scores(loaded, vectors, check_finite=True) - served[2].predict(vectors)).max() <= TOLERANCE
 
 
 def test_npy_faults_are_4xx_naming_the_fault(client, vectors):

@@ -163,13 +163,16 @@ class CompiledTrees:
         above = below.astype(np.float64) > self.compared  # rounded up (or to +inf): one float32 down
         self.compared32 = np.where(above, np.nextafter(below, np.float32(-np.inf)), below).astype(np.float32)
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: Any, check_finite: bool = False) -> np.ndarray:
         """P(class 1) per row (float64) of a 2-D array of ``self.features`` columns, on
         :func:`process_threads` threads. A float64 scorer takes any numbers (as doubles, as LightGBM
         reads them); a float32 one only float32 rows, since rounding others to float32 would change
-        their answers."""
+        their answers. ``check_finite``: every value must be a finite float32, checked in the pass
+        that scores the row (a request's matrix is read once, not twice); the first that is not is
+        refused as :func:`vigil.tensors.check_matrix` refuses it."""
         from vigil import tree_kernels
         from vigil.parallel import in_parts
+        from vigil.tensors import FLOAT32_MAX, non_finite_value
 
         X = np.asarray(X)
         if self.dtype == np.float32 and X.dtype != np.float32:
@@ -180,14 +183,20 @@ class CompiledTrees:
         threshold = self.compared32 if self.dtype == np.float32 else self.compared
         out = np.empty(len(X), dtype=np.float64)
 
-        def score(start: int, stop: int) -> None:
+        largest = FLOAT32_MAX if check_finite else 0.0
+
+        def score(start: int, stop: int) -> tuple[int, int]:
+            bad = np.full(2, -1, dtype=np.int64)
             tree_kernels.probabilities(
                 X, start, stop, self.used, self.position, threshold, self.left, self.right, self.children,
                 self.nan_left, self.zero_missing, self.any_zero_missing, self.default_left,
-                self.leaf_value, self.roots, self.sigmoid, out,
+                self.leaf_value, self.roots, self.sigmoid, largest, bad, out,
             )  # fmt: skip
+            return int(bad[0]), int(bad[1])
 
-        in_parts(score, len(X), process_threads(), _PARALLEL_ROWS)
+        for row, column in in_parts(score, len(X), process_threads(), _PARALLEL_ROWS):
+            if row >= 0:  # the parts in row order: the first part's bad value is the first of all
+                raise non_finite_value(row, column)
         return out
 
     def probe_rows(self, rows: int = PROBE_ROWS, seed: int = 0) -> np.ndarray:

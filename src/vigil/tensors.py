@@ -30,7 +30,7 @@ from vigil.errors import InvalidInput, UnprocessableInput, too_many_rows
 from vigil.parallel import in_parts
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-__all__ = ["FLOAT32_MAX", "check_matrix", "read_npy", "too_many_rows"]
+__all__ = ["FLOAT32_MAX", "check_matrix", "non_finite_value", "read_npy", "require_finite", "too_many_rows"]
 
 
 def read_npy(data: bytes, max_rows: int) -> np.ndarray:
@@ -67,7 +67,9 @@ def read_npy(data: bytes, max_rows: int) -> np.ndarray:
     return array.reshape(shape, order="F" if fortran else "C")
 
 
-def check_matrix(matrix: np.ndarray, dims: tuple[int, ...], what: str = "vector", threads: int = 1) -> np.ndarray:
+def check_matrix(
+    matrix: np.ndarray, dims: tuple[int, ...], what: str = "vector", threads: int = 1, finite: bool = True
+) -> np.ndarray:
     """``matrix`` as a C-contiguous float32 (rows, d) array, d one of ``dims``, every value a finite
     float32; else a 422 naming the first bad row and position (numpy, no loop per value; a large
     matrix is looked at in parts on up to ``threads`` threads, :func:`vigil.parallel.in_parts`)::
@@ -75,6 +77,10 @@ def check_matrix(matrix: np.ndarray, dims: tuple[int, ...], what: str = "vector"
         >>> check_matrix(np.array([[1.0, 2.0], [3.0, np.inf]]), (2,))
         Traceback (most recent call last):
         vigil.errors.UnprocessableInput: vector 1, value 1 is not a finite float32
+
+    ``finite=False`` leaves the values of a float32 matrix to the caller, who checks them where it
+    reads them anyway (``CompiledTrees.predict(check_finite=True)``, :func:`require_finite`); a
+    matrix of another type is checked here whatever, since it is made float32 here.
     """
     if matrix.ndim != 2 or matrix.shape[1] not in dims:
         needs = " or ".join(map(str, dims))
@@ -85,13 +91,25 @@ def check_matrix(matrix: np.ndarray, dims: tuple[int, ...], what: str = "vector"
     if matrix.shape[0] == 0:
         raise InvalidInput(f"no {what}s in the request", {"rows": 0})
     wide = matrix if matrix.dtype.kind == "f" and matrix.dtype.itemsize >= 4 else matrix.astype(np.float64)
-    if not all(in_parts(partial(_within_float32, wide), len(wide), threads, _PART_VALUES // wide.shape[1] + 1)):
-        ok = np.isfinite(wide) & (np.abs(wide) <= FLOAT32_MAX)
-        index, position = divmod(int(np.argmin(ok.ravel(order="C"))), matrix.shape[1])
-        raise UnprocessableInput(
-            f"{what} {index}, value {position} is not a finite float32", {"index": index, "position": position}
-        )
+    if finite or wide.dtype != np.float32:
+        require_finite(wide, what, threads)
     return np.ascontiguousarray(wide, dtype=np.float32)
+
+
+def require_finite(matrix: np.ndarray, what: str = "vector", threads: int = 1) -> None:
+    """Every value of a 2-D float matrix a finite float32, else :func:`non_finite_value` of the first
+    that is not (in parts on up to ``threads`` threads for a large matrix)."""
+    if not all(in_parts(partial(_within_float32, matrix), len(matrix), threads, _PART_VALUES // matrix.shape[1] + 1)):
+        ok = np.isfinite(matrix) & (np.abs(matrix) <= FLOAT32_MAX)
+        index, position = divmod(int(np.argmin(ok.ravel(order="C"))), matrix.shape[1])
+        raise non_finite_value(index, position, what)
+
+
+def non_finite_value(index: int, position: int, what: str = "vector") -> UnprocessableInput:
+    """The 422 for a value that is not a finite float32, at row ``index``, column ``position``."""
+    return UnprocessableInput(
+        f"{what} {index}, value {position} is not a finite float32", {"index": index, "position": position}
+    )
 
 
 # Fewer values than this per thread are looked at on the calling thread alone. One isfinite pass

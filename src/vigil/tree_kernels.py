@@ -51,15 +51,32 @@ def probabilities(
     leaf_value,
     roots,
     sigmoid,
+    largest,
+    bad,
     out,
 ):  # pragma: no cover - compiled
     """``out[r]`` = P(class 1) of rows ``start:stop`` of ``X``. ``position`` indexes ``used``, the
     columns the splits read. A child index below 0 is the leaf ``-child - 1``; ``roots`` holds each
     tree's first node (a one-leaf tree: its leaf, coded alike). ``children`` holds each split's left
-    and right child side by side; ``any_zero_missing``: whether any split treats zero as missing."""
+    and right child side by side; ``any_zero_missing``: whether any split treats zero as missing.
+
+    With ``largest`` above 0, every value of each row (not only the used columns) must be at most
+    ``largest`` in magnitude (so not NaN) before the row is scored, in the same pass over it: at the
+    first that is not, its row and column go to ``bad`` and the kernel stops."""
     zero = X.dtype.type(ZERO_THRESHOLD)
+    limit = X.dtype.type(largest)
+    width = X.shape[1]
     row = np.empty(used.shape[0], dtype=X.dtype)
     for r in range(start, stop):
+        if largest > 0:
+            within = True
+            for c in range(width):  # no branch per value: the row is read once, in order
+                within &= abs(X[r, c]) <= limit
+            if not within:
+                for c in range(width):
+                    if not abs(X[r, c]) <= limit:
+                        bad[0], bad[1] = r, c
+                        return
         no_nan = True
         for k in range(used.shape[0]):  # independent loads, in address order: the memory works in parallel
             value = X[r, used[k]]

@@ -153,17 +153,21 @@ def _validation_rows(X, rows: np.ndarray) -> np.ndarray:
     return np.asarray(X[rows], dtype=np.float32)
 
 
-def scores(loaded, vectors: np.ndarray) -> np.ndarray:
-    """P(malicious) of checked float32 vectors by a loaded EMBER pipeline: its compiled trees or its
-    ONNX session, whichever first passed its check against the Booster
-    (``vigil.tasks.ember.runtime``), else the classifier itself."""
-    from vigil.boosting import positive_probability
+def scores(loaded, vectors: np.ndarray, check_finite: bool = False) -> np.ndarray:
+    """P(malicious) of float32 vectors by a loaded EMBER pipeline: its compiled trees or its ONNX
+    session, whichever first passed its check against the Booster (``vigil.tasks.ember.runtime``),
+    else the classifier itself. ``check_finite``: the vectors' values are not checked yet; every one
+    must be a finite float32 (the compiled trees check them in their scoring pass)."""
+    from vigil.boosting import positive_probability, process_threads
     from vigil.tasks.ember.runtime import scorer_for
+    from vigil.tensors import require_finite
 
     classifier = loaded.model[-1]
     scorer = scorer_for(loaded, getattr(classifier, "booster_", None))
-    if scorer is not None:
-        return scorer.predict(np.asarray(vectors, dtype=np.float32))  # both scorers take float32 rows
+    if scorer is not None:  # both scorers take float32 rows
+        return scorer.predict(np.asarray(vectors, dtype=np.float32), check_finite=check_finite)
+    if check_finite:
+        require_finite(vectors, threads=process_threads())
     return positive_probability(classifier, vectors)
 
 

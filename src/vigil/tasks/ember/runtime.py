@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from vigil.boosting import agrees, max_difference, process_threads
+from vigil.tensors import require_finite
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,11 @@ class OnnxScorer:
         outputs = [o.name for o in self.session.get_outputs()]
         self.output_name = "probabilities" if "probabilities" in outputs else outputs[-1]
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray, check_finite: bool = False) -> np.ndarray:
+        """P(class 1) per float32 row; ``check_finite`` as :meth:`vigil.boosting.CompiledTrees.predict`."""
         X = np.ascontiguousarray(X, dtype=np.float32)
+        if check_finite:
+            require_finite(X, threads=process_threads())
         (probabilities,) = self.session.run([self.output_name], {self.input_name: X})
         return np.asarray(probabilities[:, 1], dtype=np.float64)
 

@@ -39,12 +39,12 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 DEMO_TRAIN_OVERRIDES: dict[str, Any] = {"n_estimators": 200, "num_leaves": 16, "force_col_wise": True}
 
 
-def model_scores(loaded, vectors: np.ndarray) -> np.ndarray:
-    """P(malicious) of checked vectors: the checked ONNX runtime or the classifier (model.scores),
-    imported where a prediction is made, so importing the task stays light."""
+def model_scores(loaded, vectors: np.ndarray, check_finite: bool = False) -> np.ndarray:
+    """P(malicious) of vectors (model.scores: the compiled trees, the checked ONNX runtime or the
+    classifier), imported where a prediction is made, so importing the task stays light."""
     from vigil.tasks.ember.model import scores
 
-    return scores(loaded, vectors)
+    return scores(loaded, vectors, check_finite)
 
 
 def is_parsed_pe(raw: dict) -> bool:
@@ -258,8 +258,11 @@ class EmberTask(Task):
                     f"vector 0 has {width} values; feature version {feature_version} needs {dim}",
                     {"index": 0, "length": width, "expected": dim},
                 )
-            vectors = check_matrix(request.tensor, self.tensor_features(loaded), threads=process_threads())
-            scores = model_scores(loaded, vectors)
+            # the values are checked by the scoring pass itself (one read of the matrix, not two)
+            vectors = check_matrix(
+                request.tensor, self.tensor_features(loaded), threads=process_threads(), finite=False
+            )
+            scores = model_scores(loaded, vectors, check_finite=True)
             results: list[dict[str, Any]] | None = None  # one record per vector, made with its answer below
             request.computed["vectors"] = vectors
         elif request.files:
@@ -334,9 +337,9 @@ class EmberTask(Task):
 
     def predict_tensor(self, loaded, matrix, request: PredictInput) -> dict:
         """``probability`` (float64) and ``malicious`` (bool) per row of a feature-vector matrix."""
-        vectors = check_matrix(matrix, self.tensor_features(loaded), threads=process_threads())
+        vectors = check_matrix(matrix, self.tensor_features(loaded), threads=process_threads(), finite=False)
         threshold = loaded.decision_threshold()
-        scores = model_scores(loaded, vectors)
+        scores = model_scores(loaded, vectors, check_finite=True)
         return {"probability": scores, "malicious": scores >= threshold}
 
     @staticmethod
