@@ -1,20 +1,35 @@
-"""Run every benchmark module in bench/ (``python -m bench``), then the table of issue 17's targets
+"""Run every benchmark module in bench/ (``python -m bench``), each in a process of its own as its
+own command line runs it (``python -m bench.<module>``: no module inherits another's threads, heap
+or compiled kernels, and one that fails does not stop the rest), then the table of issue 17's targets
 as this run measured them (each module prints its own rows as it goes: ``bench.common.check_target``)."""
 
-import importlib
+import os
 import pkgutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
-from bench.common import TARGET_CHECKS, print_target_table
+from bench.common import REPO, TARGETS_FILE_VARIABLE, print_target_table, read_target_checks
 
-for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
-    if info.name.startswith("_"):
-        continue
-    module = importlib.import_module(f"bench.{info.name}")
-    if hasattr(module, "main"):
-        print(f"== bench.{info.name}")
-        module.main([])
+checks = []
+failed = []
+with tempfile.TemporaryDirectory(prefix="vigil-bench-") as folder:
+    for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
+        if info.name.startswith("_") or info.name == "common":
+            continue
+        print(f"== bench.{info.name}", flush=True)
+        targets = Path(folder) / f"{info.name}.jsonl"
+        env = dict(os.environ, **{TARGETS_FILE_VARIABLE: str(targets)})
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), str(REPO), env.get("PYTHONPATH")]))
+        done = subprocess.run([sys.executable, "-m", f"bench.{info.name}"], cwd=REPO, env=env)
+        if done.returncode != 0:
+            failed.append(f"bench.{info.name} (exit status {done.returncode})")
+        checks += read_target_checks(targets)
 
-if TARGET_CHECKS:
+if checks:
     print("== issue 17's targets, as this run measured them (ratios against baselines timed in the same run)")
-    print_target_table(TARGET_CHECKS)
+    print_target_table(checks)
+if failed:
+    print("failed: " + ", ".join(failed))
+    sys.exit(1)

@@ -31,10 +31,26 @@ class TargetCheck:
 TARGET_CHECKS: list[TargetCheck] = []  # this process's checks, for ``python -m bench``'s closing table
 
 
+TARGETS_FILE_VARIABLE = "VIGIL_BENCH_TARGETS_FILE"  # set by ``python -m bench`` for each module's process
+
+
 def check_target(path: str, measured: str, target: str, met: bool) -> None:
-    """Print whether this run met issue 17's target for ``path``, and keep it for the summary."""
-    TARGET_CHECKS.append(TargetCheck(path, measured, target, bool(met)))
-    print(f"target, {path}: {measured}; target {target}: {'met' if met else 'NOT met'}")
+    """Print whether this run met issue 17's target for ``path``, and keep it for the summary (in
+    this process, and as a JSON line in $VIGIL_BENCH_TARGETS_FILE where ``python -m bench`` set it)."""
+    check = TargetCheck(path, measured, target, bool(met))
+    TARGET_CHECKS.append(check)
+    print(f"target, {path}: {measured}; target {target}: {'met' if met else 'NOT met'}", flush=True)
+    targets_file = os.environ.get(TARGETS_FILE_VARIABLE)
+    if targets_file:
+        with open(targets_file, "a", encoding="utf-8") as out:
+            out.write(json.dumps(check.__dict__) + "\n")
+
+
+def read_target_checks(path: Path) -> list[TargetCheck]:
+    """The checks a module's process wrote with :func:`check_target` (none if it wrote no file)."""
+    if not path.exists():
+        return []
+    return [TargetCheck(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def print_target_table(checks: list[TargetCheck]) -> None:
