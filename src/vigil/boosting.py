@@ -70,8 +70,8 @@ class UnsupportedModel(ValueError):
 class CompiledTrees:
     """P(class 1) of a binary LightGBM Booster, scored by a compiled walk of its trees
     (:mod:`vigil.tree_kernels`) instead of ``Booster.predict``, for rows of one float type
-    (``dtype``): on the demo EMBER model 4.6-4.8x faster at batch 1,000 on the same threads and
-    11-13x at batch 1 (no per-call setup; ``python -m bench.ember_batch``). The first call of a
+    (``dtype``): on the demo EMBER model 3.2-5.3x faster at batch 1,000 on the same threads and
+    7-13x at batch 1 (no per-call setup; ``python -m bench.ember_batch``). The first call of a
     process compiles the kernel for its row type (~0.5-1 s; ~0.25-0.4 s for the second type), or
     loads it from the signed kernel cache (:mod:`vigil.kernel_cache`) where an earlier process
     compiled it. A batch of at least 256 rows a thread is scored in parts, on the process's
