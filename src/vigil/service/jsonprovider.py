@@ -183,7 +183,7 @@ def records_text(records: list, minimum: int = RECORDS_MIN) -> str | None:
     """``json.dumps(records, separators=(",", ":"))`` written a column at a time, for a list of at
     least ``minimum`` dicts with the same string keys in the same order and one exact type per key
     (float, int, bool, str or None in every record); None for any other list."""
-    if len(records) < minimum or set(map(type, records)) != {dict}:
+    if len(records) < minimum or type(records[0]) is not dict or set(map(type, records)) != {dict}:
         return None
     keys = tuple(records[0])
     if not keys or set(map(type, keys)) != {str} or set(map(tuple, map(dict.keys, records))) != {keys}:
