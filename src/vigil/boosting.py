@@ -141,9 +141,8 @@ class CompiledTrees:
         self.roots = np.array(roots, dtype=np.int32)
         self.feature, self.threshold = joined("feature", np.int32), joined("threshold", np.float64)
         self.left, self.right = joined("left", np.int32), joined("right", np.int32)
-        self.children = (
-            np.column_stack([self.left, self.right]).astype(np.int32).reshape(-1)
-        )  # the walk's pick by index
+        # each split's two children side by side: the short walk picks one by index, without a branch
+        self.children = np.column_stack([self.left, self.right]).astype(np.int32).reshape(-1)
         self.leaf_value = np.concatenate(leaves) if leaves else np.zeros(0)
         self.default_left = (kind & 2) != 0  # kDefaultLeftMask
         missing = (kind >> 2) & 3  # MissingType: 0 None, 1 Zero, 2 NaN

@@ -4,10 +4,10 @@ First choice: :class:`vigil.boosting.CompiledTrees`, the Booster's own trees wal
 checked at load against ``Booster.predict`` on rows made from the model's thresholds and on the
 validation rows stored with the model (below). They give the Booster's own bits on every model
 Vigil trains, and score batch 1,000 3.2-5.3x faster than the Booster, batch 1 7-13x
-(``python -m bench.ember_batch``, busy), checking a request's values in the same pass. Importing numba and compiling them for float32 rows takes ~1.4 s
-(a few tenths of a second where the signed kernel cache, :mod:`vigil.kernel_cache`, already holds
-them), so they serve long-lived models only (``LoadedModel.long_lived``: the
-service's registry); a one-shot command gets the ONNX session.
+(``python -m bench.ember_batch``, busy), checking a request's values in the same pass. Importing
+numba and compiling them for float32 rows takes ~1.4 s (a few tenths of a second where the signed
+kernel cache, :mod:`vigil.kernel_cache`, already holds them), so they serve long-lived models only
+(``LoadedModel.long_lived``: the service's registry); a one-shot command gets the ONNX session.
 
 Second choice, for a model the compiled trees refuse (categorical or linear trees, say): at training
 time the fitted Booster is converted to ONNX (``onnxmltools.convert_lightgbm``: a
