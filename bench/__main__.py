@@ -3,14 +3,13 @@ own command line runs it (``python -m bench.<module>``: no module inherits anoth
 or compiled kernels, and one that fails does not stop the rest), then the table of issue 17's targets
 as this run measured them (each module prints its own rows as it goes: ``bench.common.check_target``)."""
 
-import os
 import pkgutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import REPO, TARGETS_FILE_VARIABLE, print_target_table, read_target_checks
+from bench.common import REPO, TARGETS_FILE_VARIABLE, child_env, print_target_table, read_target_checks
 
 checks = []
 failed = []
@@ -20,8 +19,7 @@ with tempfile.TemporaryDirectory(prefix="vigil-bench-") as folder:
             continue
         print(f"== bench.{info.name}", flush=True)
         targets = Path(folder) / f"{info.name}.jsonl"
-        env = dict(os.environ, **{TARGETS_FILE_VARIABLE: str(targets)})
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), str(REPO), env.get("PYTHONPATH")]))
+        env = child_env(**{TARGETS_FILE_VARIABLE: str(targets)})
         done = subprocess.run([sys.executable, "-m", f"bench.{info.name}"], cwd=REPO, env=env)
         if done.returncode != 0:
             failed.append(f"bench.{info.name} (exit status {done.returncode})")

@@ -28,17 +28,13 @@ class TargetCheck:
     met: bool
 
 
-TARGET_CHECKS: list[TargetCheck] = []  # this process's checks, for ``python -m bench``'s closing table
-
-
 TARGETS_FILE_VARIABLE = "VIGIL_BENCH_TARGETS_FILE"  # set by ``python -m bench`` for each module's process
 
 
 def check_target(path: str, measured: str, target: str, met: bool) -> None:
-    """Print whether this run met issue 17's target for ``path``, and keep it for the summary (in
-    this process, and as a JSON line in $VIGIL_BENCH_TARGETS_FILE where ``python -m bench`` set it)."""
+    """Print whether this run met issue 17's target for ``path``, and keep it for ``python -m bench``'s
+    summary: a JSON line in $VIGIL_BENCH_TARGETS_FILE, where that set it."""
     check = TargetCheck(path, measured, target, bool(met))
-    TARGET_CHECKS.append(check)
     print(f"target, {path}: {measured}; target {target}: {'met' if met else 'NOT met'}", flush=True)
     targets_file = os.environ.get(TARGETS_FILE_VARIABLE)
     if targets_file:
@@ -81,11 +77,18 @@ def module_at(commit: str, path: str, folder: Path, name: str) -> ModuleType | N
     return module
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child Python (plus ``extra``): this checkout's ``src`` and
+    the repository itself first on its path, so it imports this code and ``bench``."""
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
 def run_child(module: str, args: list[str], timeout: float, what: str) -> dict:
     """``python -m <module> --child ARGS`` in a process of its own (so its peak memory is its own), this
     checkout's ``src`` first on its path; the JSON object its last line of output holds."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), str(REPO), env.get("PYTHONPATH")]))
+    env = child_env()
     command = [sys.executable, "-m", module, "--child", *args]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
     if result.returncode != 0:

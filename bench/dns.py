@@ -198,28 +198,32 @@ def domain_bench(max_names: int = 1_000_000) -> dict:
     }
 
 
-def _consume(servers: str, topic: str, store, static, windows: int) -> tuple[float, int]:
+def _window_stamps(
+    servers: str, topic: str, group: str, store, static, consumer: str, stream_info: dict | None = None, **options
+) -> list[float]:
+    """The stream's window processor as a consumer of ``group`` (never retraining: a tiny delta and
+    no floor, so only the steady path is timed) until ``options`` stop it (``max_windows``, the topic
+    idle): the monotonic time of each recorded window."""
     from vigil.drift import RetrainPolicy
     from vigil.streaming.consumer import WindowedConsumer
     from vigil.streaming.results import ResultsStore
     from vigil.tasks.dns_exfil.stream import DnsWindowProcessor
 
     stamps: list[float] = []
-    folder = Path(tempfile.mkdtemp(prefix="vigil-bench-dns-"))
-    # delta tiny and no floor: the consumer never retrains here, so only the steady path is timed.
-    policy = RetrainPolicy(delta=1e-12, f1_floor=0.0)
-    processor = DnsWindowProcessor(store, static, f"bench-{topic}", policy)
-    consumer = WindowedConsumer(
-        servers,
-        topic,
-        f"bench-{topic}",
-        processor,
-        ResultsStore(folder / "r.sqlite"),
-        idle_timeout_s=5,
-        max_windows=windows,
-        on_window=lambda _record: stamps.append(time.perf_counter()),
+
+    def on_window(_record) -> None:
+        stamps.append(time.monotonic())
+
+    processor = DnsWindowProcessor(store, static, consumer, RetrainPolicy(delta=1e-12, f1_floor=0.0), stream_info)
+    results = ResultsStore(Path(tempfile.mkdtemp(prefix="vigil-bench-dns-")) / "r.sqlite")
+    WindowedConsumer(servers, topic, group, processor, results, on_window=on_window, **options).run()
+    return stamps
+
+
+def _consume(servers: str, topic: str, store, static, windows: int) -> tuple[float, int]:
+    stamps = _window_stamps(
+        servers, topic, f"bench-{topic}", store, static, f"bench-{topic}", idle_timeout_s=5, max_windows=windows
     )
-    consumer.run()
     if len(stamps) < 2:
         raise RuntimeError(f"only {len(stamps)} windows came back from {topic}")
     return (len(stamps) - 1) * 1000 / (stamps[-1] - stamps[0]), len(stamps)
@@ -227,32 +231,21 @@ def _consume(servers: str, topic: str, store, static, windows: int) -> tuple[flo
 
 def _group_member(servers: str, topic: str, group: str, models_dir: str, name: str, out: str) -> None:
     """One consumer of a group, in a process of its own (spawned: the parent's OpenMP threads are not
-    forked): the stream's window processor over its share of the partitions until the topic goes
-    idle; the monotonic time of each recorded window goes to ``out`` as JSON."""
+    forked), over its share of the partitions until the topic goes idle; its window times go to
+    ``out`` as JSON. Its heartbeat file (``<group>.<name>``) says when it holds its partitions."""
     from vigil.artifacts import ArtifactStore
-    from vigil.drift import RetrainPolicy
-    from vigil.streaming.consumer import WindowedConsumer
-    from vigil.streaming.results import ResultsStore
-    from vigil.tasks.dns_exfil.stream import DnsWindowProcessor
 
     store = ArtifactStore(Path(models_dir))
-    stamps: list[float] = []
-    processor = DnsWindowProcessor(
-        store,
-        store.load("dns_exfil"),
-        f"{group}.{name}",  # its heartbeat file says when it holds its partitions
-        RetrainPolicy(delta=1e-12, f1_floor=0.0),  # never retrains: only the steady path is timed
-        stream_info={"group": group, "topic": topic},
-    )
-    WindowedConsumer(
+    stamps = _window_stamps(
         servers,
         topic,
         group,
-        processor,
-        ResultsStore(Path(out).with_suffix(".sqlite")),
+        store,
+        store.load("dns_exfil"),
+        f"{group}.{name}",
         idle_timeout_s=4,
-        on_window=lambda _record: stamps.append(time.monotonic()),
-    ).run()
+        stream_info={"group": group, "topic": topic},
+    )
     Path(out).write_text(json.dumps(stamps))
 
 
@@ -285,13 +278,11 @@ def _group_pass(servers: str, topic: str, models_dir: Path, messages: list[bytes
                 process.kill()
             raise RuntimeError(f"the {members} consumers of {topic} did not each get a partition")
         time.sleep(0.2)
-    shares = [0] * members
     produce(servers, topic, messages, key_of=get_task("dns_exfil").message_key)
     for process in processes:
         process.join(timeout=300)
     stamps = [json.loads(out.read_text()) for out in outs]
-    for k, member in enumerate(stamps):
-        shares[k] = len(member) * 1000
+    shares = [len(member) * 1000 for member in stamps]
     if any(len(member) < 2 for member in stamps):
         raise RuntimeError(f"a consumer of {topic} recorded fewer than 2 windows: {[len(m) for m in stamps]}")
     start, end = max(member[0] for member in stamps), min(member[-1] for member in stamps)

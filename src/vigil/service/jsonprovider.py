@@ -147,6 +147,11 @@ def _stdlib_float(value: float) -> str:
     return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
 
 
+def _orjson_texts(values: list) -> list[str]:
+    """Each value of a flat list as orjson writes it."""
+    return orjson.dumps(values)[1:-1].decode("ascii").split(",")
+
+
 def _float_column(values: list) -> list[str]:
     """Each float as the stdlib writes it: those in [1e-4, 1e16) by one orjson call (its text there
     is ``float.__repr__``'s), the others by ``float.__repr__``; a column mostly outside that range (a
@@ -157,7 +162,7 @@ def _float_column(values: list) -> list[str]:
     spell = float.__repr__ if np.isfinite(array).all() else _stdlib_float
     if 2 * len(outside) > len(values):
         return list(map(spell, values))
-    texts = orjson.dumps(values)[1:-1].decode("ascii").split(",")  # orjson writes NaN and inf as null
+    texts = _orjson_texts(values)  # NaN and inf come out as null: they are among ``outside``
     for index, text in zip(outside, map(spell, map(values.__getitem__, outside))):
         texts[index] = text
     return texts
@@ -165,7 +170,7 @@ def _float_column(values: list) -> list[str]:
 
 def _int_column(values: list) -> list[str]:
     try:  # orjson writes ints as the stdlib does; it refuses those past 64 bits
-        return orjson.dumps(values)[1:-1].decode("ascii").split(",")
+        return _orjson_texts(values)
     except orjson.JSONEncodeError:
         return list(map(int.__repr__, values))
 
@@ -173,7 +178,7 @@ def _int_column(values: list) -> list[str]:
 _COLUMN_WRITERS: dict[type, Callable[[list], list[str]]] = {
     float: _float_column,
     int: _int_column,
-    bool: lambda values: orjson.dumps(values)[1:-1].decode("ascii").split(","),
+    bool: _orjson_texts,
     str: lambda values: list(map(encode_basestring_ascii, values)),
     type(None): lambda values: ["null"] * len(values),
 }
