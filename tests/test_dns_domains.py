@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import random
 
+import numpy as np
 import pytest
 
 from vigil.tasks.dns_exfil.benign import load_benign
 from vigil.tasks.dns_exfil.capture import load_captures
 from vigil.tasks.dns_exfil.domains import (
+    BLOOM_HASHES,
     DomainDetector,
     benign_day,
     information_bits,
@@ -104,6 +106,17 @@ def test_repeated_names_carry_no_new_information():
     assert detector.observe([name] * 5000, [i * 0.01 for i in range(5000)]) == []
     entry = detector.entries["example.com"]
     assert entry.queries == 5000 and entry.fast_names == 1
+
+
+def test_a_name_is_new_again_in_the_next_window_and_only_there():
+    detector = DomainDetector()
+    name = "q7x2k9m4p1z8.t.example.com"
+    detector.observe([name, name], [1.0, 2.0])  # one fast window: new once
+    detector.observe([name, name], [61.0, 62.0])  # the fast window rolled (its filter cleared): new once more
+    entry = detector.entries["example.com"]
+    assert (entry.queries, entry.fast_names, entry.slow_names) == (4, 1, 1)  # the slow window still knows it
+    # the cleared filter holds the new window's one name only: at most BLOOM_HASHES bits set
+    assert 1 <= np.unpackbits(np.frombuffer(detector._fast_seen.array, dtype=np.uint8)).sum() <= BLOOM_HASHES
 
 
 def test_a_structured_name_counts_only_what_changed():
