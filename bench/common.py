@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -16,6 +17,12 @@ from types import ModuleType
 from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def quiet_request_log() -> None:
+    """The service's request log down to warnings: a bench's in-process app answers thousands of
+    requests, each one JSON line on stderr otherwise."""
+    logging.getLogger("vigil.service").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)

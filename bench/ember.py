@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.common import REPO, quiet_request_log
 
 
 def _rate(count: int, seconds: float) -> float:
@@ -142,6 +142,7 @@ def bench_predict(n_requests: int, with_server: bool) -> None:
             f"predict      baseline in-process    {baseline * 1000:8.2f} ms        1.00x   (t32.exe, {len(body)} bytes)"
         )
 
+        quiet_request_log()
         client = create_app(Settings.from_env(models_dir=models), store).test_client()
 
         def via_client():

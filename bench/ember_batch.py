@@ -40,7 +40,6 @@ import argparse
 import gc
 import io
 import json
-import logging
 import statistics
 import sys
 import tempfile
@@ -50,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from bench.common import check_target
+from bench.common import check_target, quiet_request_log
 
 SETTLE_S = 0.05  # past the spin of LightGBM's OpenMP threads after a parallel region (5-30 ms seen here)
 
@@ -123,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "--settle-ms", type=float, default=SETTLE_S * 1000, help="pause before each run of the from-idle tables"
     )
     args = parser.parse_args(argv)
-    logging.getLogger("vigil.service").setLevel(logging.WARNING)  # one JSON log line per request otherwise
+    quiet_request_log()
 
     import flask
 

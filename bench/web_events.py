@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.common import check_target
+from bench.common import check_target, quiet_request_log
 from vigil.artifacts import ArtifactStore
 from vigil.config import PROJECT_ROOT, Settings
 from vigil.tasks.web_events import train_model
@@ -84,6 +84,7 @@ def main(argv=None) -> int:
             from vigil.heap import freeze_startup_heap
             from vigil.service import create_app
 
+            quiet_request_log()
             app = create_app(Settings.from_env(models_dir=models_dir), store)
             freeze_startup_heap()  # what gunicorn's post_worker_init does in each worker
             client = app.test_client()
