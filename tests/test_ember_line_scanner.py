@@ -80,6 +80,11 @@ def _base() -> dict:
     return json.loads(shipped_lines()[0])
 
 
+def _directories_record() -> dict:
+    """A shipped feature version 2 record (a pip launcher's: it has data directories)."""
+    return json.loads(shipped_lines()[10])
+
+
 def _line(record: dict, compact: bool = False) -> bytes:
     return orjson.dumps(record) if compact else json.dumps(record).encode()
 
@@ -116,6 +121,37 @@ def _variants() -> dict[str, tuple[bytes, bool | None]]:
     decoy = dict(base, imports={"histogram": ["GetProcAddress"], **base["imports"]})
     out["a library named histogram"] = (_line(decoy), True)
     out['a key ending in \\"histogram'] = (_line(dict(base, **{'x"histogram': [1] * 256})), True)
+    directories = _directories_record()
+    out["ember's directories"] = (_line(directories), True)
+    out["no directories key (a v1 record)"] = (
+        _line({k: v for k, v in directories.items() if k != "datadirectories"}),
+        True,
+    )
+    out["an empty directories list"] = (_line(dict(directories, datadirectories=[])), True)
+    more = directories["datadirectories"] + [{"name": "EXTRA", "size": 7, "virtual_address": 9}] * 3
+    out["more directories than slots"] = (_line(dict(directories, datadirectories=more)), True)
+    first = directories["datadirectories"][0]
+    swapped = [{"size": first["size"], "name": first["name"], "virtual_address": first["virtual_address"]}]
+    out["a directory's keys in another order"] = (_line(dict(directories, datadirectories=swapped)), False)
+    out["a directory size of 2**53"] = (_line(dict(directories, datadirectories=[dict(first, size=2**53)])), False)
+    out["a directory size just below 2**53"] = (
+        _line(dict(directories, datadirectories=[dict(first, size=2**53 - 1)])),
+        True,
+    )
+    out["a float directory size"] = (_line(dict(directories, datadirectories=[dict(first, size=4.0)])), False)
+    out["a boolean directory address"] = (
+        _line(dict(directories, datadirectories=[dict(first, virtual_address=True)])),
+        False,
+    )
+    out["an escaped directory name"] = (_line(dict(directories, datadirectories=[dict(first, name="A\tB")])), False)
+    out["a directory with a fourth key"] = (_line(dict(directories, datadirectories=[dict(first, x=1)])), False)
+    out["a directory that is not an object"] = (_line(dict(directories, datadirectories=[[1, 2]])), False)
+    out["a space before the directories' colon (the key is not found)"] = (
+        _line(directories).replace(b'"datadirectories":', b'"datadirectories" :'),
+        False,
+    )
+    directories_twice = _line(directories)[:-1] + b', "datadirectories": []}'
+    out["directories written twice (JSON keeps the last)"] = (directories_twice, None)
     reordered = {key: base[key] for key in reversed(list(base))}
     out["the blocks in another order"] = (_line(reordered), None)
     repeated = _line(base)[:-1] + b', "histogram": ' + json.dumps([0] * 255 + [7]).encode() + b"}"
@@ -155,6 +191,17 @@ _any = st.text(max_size=6)
 def test_random_imports_and_counts_give_the_general_paths_vector(imports, counts, compact):
     record = dict(_base(), imports=imports, histogram=counts)
     assert_same_outcome([_line(record, compact)])
+
+
+_directory = st.fixed_dictionaries(
+    {"name": st.one_of(_ascii, _any), "size": st.integers(0, 2**60), "virtual_address": st.integers(0, 2**54)}
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(directories=st.lists(_directory, max_size=18), compact=st.booleans())
+def test_random_directories_give_the_general_paths_vector(directories, compact):
+    assert_same_outcome([_line(dict(_directories_record(), datadirectories=directories), compact)])
 
 
 def test_broken_lines_are_left_and_reported_as_before():

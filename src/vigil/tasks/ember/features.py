@@ -1067,6 +1067,9 @@ class DataDirectories(FeatureBlock):
             out[rows, 2 * slot + 1] = pairs[:, 1]
         return out
 
+    def process_scanned_batch(self, rows):
+        return rows  # the scanner's float32 row of each record: its integers below 2**53, rounded once
+
 
 def feature_blocks(feature_version: int = 2) -> list[FeatureBlock]:
     """The ordered blocks of one feature version."""

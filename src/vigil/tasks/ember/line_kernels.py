@@ -1,19 +1,25 @@
-"""Compiled (numba) reading of the three biggest blocks of a batch of raw EMBER JSON lines.
+"""Compiled (numba) reading of the four biggest blocks of a batch of raw EMBER JSON lines.
 
-``histogram`` and ``byteentropy`` (256 integer counts each) and ``imports`` (an object of library
-name -> list of function names) are ~60 % of a record's text and ~60 % of its Python objects; orjson
-makes an int or a str of each value, and the blocks then walk them one at a time. Here each value is
-read from the line's bytes straight into what its block needs: the counts into an int64 row, the
-imports into FeatureHasher's two dense rows (murmurhash3 of each library name and of each
-``"library:function"``, as :class:`vigil.tasks.ember.features.StringHasher` hashes them), and the
-line is rewritten with a placeholder string in each value's place for orjson to parse the rest.
+``histogram`` and ``byteentropy`` (256 integer counts each), ``imports`` (an object of library
+name -> list of function names) and ``datadirectories`` (a list of 15-16 small objects) are ~70 % of
+a record's text and ~70 % of its Python objects; orjson makes an int, a str or a dict of each value,
+and the blocks then walk them one at a time. Here each value is read from the line's bytes straight
+into what its block needs: the counts into an int64 row, the imports into FeatureHasher's two dense
+rows (murmurhash3 of each library name and of each ``"library:function"``, as
+:class:`vigil.tasks.ember.features.StringHasher` hashes them), the directories' sizes and addresses
+into their float32 row, and the line is rewritten with a placeholder string in each value's place for
+orjson to parse the rest.
 
 Only the plainest form of each value is taken, and anything else leaves the line to the general path
 (orjson and the blocks' own code), so a record is never read differently from how that path reads it:
 
 * counts: exactly 256 JSON integers of at most 18 digits, no sign, no fraction, no exponent;
 * imports: strings of printable ASCII with no escape (``str.lower`` is then ASCII's), each library
-  written once (JSON's last-one-wins for a repeated key is left to orjson), lists of strings only.
+  written once (JSON's last-one-wins for a repeated key is left to orjson), lists of strings only;
+* data directories: objects of exactly ``"name"`` (a plain string), ``"size"`` and
+  ``"virtual_address"`` in that order (ember's form), the two numbers plain integers below 2**53
+  (exact as doubles, so float32 rounds them once, as the block's own cast does). The key may be
+  absent (feature version 1 records): the row is then zero, as the block reads a missing list.
 
 Compiled when first called (~5.5 s, then kept in the signed kernel cache, :mod:`vigil.kernel_cache`,
 for later processes); ``line_scanner`` imports it when the first batch is vectorized.
@@ -33,6 +39,9 @@ LIBRARY_BINS, FUNCTION_BINS = 256, 1024  # ImportsInfo's two FeatureHasher width
 assert not LIBRARY_BINS & (LIBRARY_BINS - 1) and not FUNCTION_BINS & (FUNCTION_BINS - 1)
 MAX_DIGITS = 18  # an integer of up to 18 digits fits int64 exactly
 MAX_LINE = 1 << 24  # longer lines are left to the general path (see ``hashed`` in scan_lines)
+DIRECTORY_SLOTS = 15  # DataDirectories' slots: the i-th listed directory fills slot i, later ones are read, not kept
+MAX_EXACT = 1 << 53  # a directory's numbers below this are exact as doubles (the block's own condition)
+_DIRECTORY_KEYS = tuple(np.array(list(key), dtype=np.uint8) for key in (b'"name"', b'"size"', b'"virtual_address"'))
 _PLACEHOLDER_TEXT = np.array([list(text) for text in PLACEHOLDERS], dtype=np.uint8)
 _MASK = np.uint64(0xFFFFFFFF)
 
@@ -127,6 +136,26 @@ def _skip(data, i, end):  # pragma: no cover - compiled
     return i
 
 
+@njit(cache=False, nogil=True, inline="always")
+def _integer(data, i, end):  # pragma: no cover - compiled
+    """(value, index after it) of the plain JSON integer at data[i] (no sign, at most MAX_DIGITS
+    digits; what follows is the caller's to check), or (0, -1)."""
+    if i >= end:
+        return np.int64(0), -1
+    c = data[i]
+    if c < 0x30 or c > 0x39:
+        return np.int64(0), -1
+    value = np.int64(c - 0x30)
+    j = i + 1
+    if c != 0x30:  # a leading 0 is the whole number in JSON ("01" is refused by the caller)
+        while j < end and 0x30 <= data[j] <= 0x39:
+            if j - i >= MAX_DIGITS:
+                return np.int64(0), -1
+            value = value * 10 + (data[j] - 0x30)
+            j += 1
+    return value, j
+
+
 @cached
 @njit(cache=False, nogil=True)
 def _counts(data, i, end, row):  # pragma: no cover - compiled
@@ -136,19 +165,11 @@ def _counts(data, i, end, row):  # pragma: no cover - compiled
     i = _skip(data, i + 1, end)
     n = 0
     while True:
-        if i >= end or n == COUNTS:
+        if n == COUNTS:
             return -1
-        c = data[i]
-        if c < 0x30 or c > 0x39:
+        value, j = _integer(data, i, end)
+        if j < 0:
             return -1
-        value = np.int64(c - 0x30)
-        j = i + 1
-        if c != 0x30:  # a leading 0 is the whole number in JSON ("01" is refused below)
-            while j < end and 0x30 <= data[j] <= 0x39:
-                if j - i >= MAX_DIGITS:
-                    return -1
-                value = value * 10 + (data[j] - 0x30)
-                j += 1
         row[n] = value
         n += 1
         i = _skip(data, j, end)
@@ -268,24 +289,97 @@ def _imports(data, i, end, libraries, functions, scratch, keys):  # pragma: no c
             return -1
 
 
+@njit(cache=False, nogil=True, inline="always")
+def _key_then_colon(data, i, end, key):  # pragma: no cover - compiled
+    """The index of the value after ``key`` (its quoted bytes) and a colon at data[i], or -1."""
+    if i + key.shape[0] > end:
+        return -1
+    for k in range(key.shape[0]):
+        if data[i + k] != key[k]:
+            return -1
+    i = _skip(data, i + key.shape[0], end)
+    if i >= end or data[i] != 0x3A:  # :
+        return -1
+    return _skip(data, i + 1, end)
+
+
+@njit(cache=False, nogil=True, inline="always")
+def _exact_number(data, i, end, key):  # pragma: no cover - compiled
+    """(value, index after it and the blank after it) of ``key: <integer below MAX_EXACT>`` at data[i], or (0, -1)."""
+    i = _key_then_colon(data, i, end, key)
+    if i < 0:
+        return np.int64(0), -1
+    value, j = _integer(data, i, end)
+    if j < 0 or value >= MAX_EXACT:
+        return np.int64(0), -1
+    return value, _skip(data, j, end)
+
+
 @cached
 @njit(cache=False, nogil=True)
-def scan_lines(data, bounds, values, histogram, byteentropy, imports, text, text_bounds):  # pragma: no cover - compiled
-    """Read the three values of each line and write the line with placeholders in their place
+def _directories(data, i, end, row):  # pragma: no cover - compiled
+    """The data directories list at data[i] into ``row`` (size, address of slot 0, then slot 1, ...;
+    the caller has zeroed it): the index after its ``]``, or -1."""
+    if i >= end or data[i] != 0x5B:  # [
+        return -1
+    i = _skip(data, i + 1, end)
+    if i < end and data[i] == 0x5D:
+        return i + 1
+    name_key, size_key, address_key = _DIRECTORY_KEYS
+    slot = 0
+    while True:
+        if i >= end or data[i] != 0x7B:  # {
+            return -1
+        i = _key_then_colon(data, _skip(data, i + 1, end), end, name_key)
+        if i < 0:
+            return -1
+        close = _string_end(data, i, end)
+        if close < 0:
+            return -1
+        i = _skip(data, close + 1, end)
+        if i >= end or data[i] != 0x2C:
+            return -1
+        size, i = _exact_number(data, _skip(data, i + 1, end), end, size_key)
+        if i < 0 or i >= end or data[i] != 0x2C:
+            return -1
+        address, i = _exact_number(data, _skip(data, i + 1, end), end, address_key)
+        if i < 0 or i >= end or data[i] != 0x7D:  # }
+            return -1
+        if slot < DIRECTORY_SLOTS:
+            row[2 * slot] = np.float32(size)
+            row[2 * slot + 1] = np.float32(address)
+        slot += 1
+        i = _skip(data, i + 1, end)
+        if i >= end:
+            return -1
+        if data[i] == 0x2C:
+            i = _skip(data, i + 1, end)
+        elif data[i] == 0x5D:
+            return i + 1
+        else:
+            return -1
+
+
+@cached
+@njit(cache=False, nogil=True)
+def scan_lines(
+    data, bounds, values, histogram, byteentropy, imports, directories, text, text_bounds
+):  # pragma: no cover - compiled
+    """Read the four values of each line and write the line with placeholders in their place
     (the caller has left out, with values -1, every line holding a ``\\u0000`` escape).
 
     ``bounds[k]``: line k's (start, end) in ``data``; ``values[k]``: where each value starts (after
-    its key's colon: histogram, byteentropy, imports), -1 where its key was not found. Line k is
-    taken when all three read: its rows are filled
-    (``imports``: the 256 library then the 1,024 function bins) and its rewritten text is
-    ``text[text_bounds[k, 0]:text_bounds[k, 1]]``; otherwise its rows stay zero and its text bounds
-    are (0, 0). Returns how many lines were taken."""
+    its key's colon: histogram, byteentropy, imports, datadirectories), -1 where its key was not
+    found (allowed for datadirectories alone: its row stays zero and no placeholder is written). Line
+    k is taken when all its values read: its rows are filled (``imports``: the 256 library then the
+    1,024 function bins) and its rewritten text is ``text[text_bounds[k, 0]:text_bounds[k, 1]]``;
+    otherwise its rows stay zero and its text bounds are (0, 0). Returns how many lines were taken."""
     longest = 1
     for k in range(bounds.shape[0]):
         longest = max(longest, bounds[k, 1] - bounds[k, 0])
     scratch = np.empty(longest + 1, dtype=np.uint8)
     keys = np.empty((4096, 2), dtype=np.int64)
-    spans = np.empty((3, 2), dtype=np.int64)
+    spans = np.empty((4, 2), dtype=np.int64)
     # the line's sums, kept small and hot (a row of the batch's output is cold: a miss an addition)
     # in float32, as the block holds them: exact, since a line of at most MAX_LINE bytes holds fewer
     # than 2**24 names, so every sum is an integer float32 represents
@@ -303,14 +397,22 @@ def scan_lines(data, bounds, values, histogram, byteentropy, imports, text, text
         spans[1, 1] = _counts(data, spans[1, 0], end, byteentropy[k])
         spans[2, 0] = _skip(data, start + values[k, 2], end)
         spans[2, 1] = _imports(data, spans[2, 0], end, hashed[:LIBRARY_BINS], hashed[LIBRARY_BINS:], scratch, keys)
-        ok = spans[0, 1] >= 0 and spans[1, 1] >= 0 and spans[2, 1] >= 0
-        order = np.argsort(spans[:, 0])
-        for m in range(2):  # the values must not overlap (a key found inside another value)
+        present = 3
+        if values[k, 3] >= 0:
+            present = 4
+            spans[3, 0] = _skip(data, start + values[k, 3], end)
+            spans[3, 1] = _directories(data, spans[3, 0], end, directories[k])
+        ok = True
+        for m in range(present):
+            if spans[m, 1] < 0:
+                ok = False
+        order = np.argsort(spans[:present, 0])
+        for m in range(present - 1):  # the values must not overlap (a key found inside another value)
             if spans[order[m], 1] > spans[order[m + 1], 0]:
                 ok = False
         at, line_start = start, out
         if ok:
-            for m in range(3):
+            for m in range(present):
                 v = order[m]
                 gap = spans[v, 0] - at
                 text[out : out + gap] = data[at : spans[v, 0]]  # a memmove; a byte loop is 3x slower
@@ -324,6 +426,7 @@ def scan_lines(data, bounds, values, histogram, byteentropy, imports, text, text
             histogram[k, :] = 0
             byteentropy[k, :] = 0
             imports[k, :] = 0
+            directories[k, :] = 0
             hashed[:] = 0
             out = line_start  # the next line's text goes where this one's began
             continue

@@ -1,17 +1,20 @@
-"""A batch of raw EMBER JSON lines parsed with its three biggest blocks read by a compiled pass.
+"""A batch of raw EMBER JSON lines parsed with its four biggest blocks read by a compiled pass.
 
-``histogram``, ``byteentropy`` and ``imports`` are read from each line's bytes into the rows their
-blocks need (:mod:`vigil.tasks.ember.line_kernels`); orjson parses the rest of the line, in which each
-of the three values is a placeholder string. orjson then has a third of the text to read and the
-blocks no Python objects to walk for these three: ``bench.ember_vectorize``'s whole batch time fell
-from ~2.9x to 1.84-1.95x the time of parsing the lines with orjson alone. Its kernels compile in
+``histogram``, ``byteentropy``, ``imports`` and ``datadirectories`` are read from each line's bytes
+into the rows their blocks need (:mod:`vigil.tasks.ember.line_kernels`); orjson parses the rest of
+the line, in which each of the four values is a placeholder string. orjson then has a third of the
+text to read and the blocks no Python objects to walk for these four: ``bench.ember_vectorize``'s
+whole batch time fell from ~2.9x to 1.84-1.95x the time of parsing the lines with orjson alone with
+the first three, and by another 1-8 % of its CPU time with the directories (their 15 small objects a
+line were a third of the Python objects orjson still made; an in-process A/B, least of 11 rounds). Its kernels compile in
 ~5.5 s, once a machine: the signed kernel cache (:mod:`vigil.kernel_cache`) keeps them, and a later
 process loads them in ~0.2 s. ``vectorize`` uses it for runs long enough to pay back what it costs
 to have it (``vectorize.use_scanner``).
 
 Why the rows belong to the record: a line is scanned only if it holds no ``\\u0000`` escape, so a
 string equal to a placeholder can only be the one written in place of its value. If orjson finds
-each placeholder under its own top-level key, each value replaced was that key's value in the
+each placeholder under its own top-level key (and no ``datadirectories`` key where none was found
+and replaced: a v1 record, read as an empty list), each value replaced was that key's value in the
 original line (the text before it is the same, so the parser was at the same place, and each was read
 in full as a plain JSON value), and the original line parses to the same record with the values the
 kernel read. Where anything differs (a key not found, or found inside another value, a value in
@@ -27,20 +30,22 @@ from itertools import accumulate
 import numpy as np
 import orjson
 
-SCANNED_BLOCKS = ("histogram", "byteentropy", "imports")
+SCANNED_BLOCKS = ("histogram", "byteentropy", "imports", "datadirectories")
+OPTIONAL = "datadirectories"  # absent from feature version 1 records: its row is then zero
 # What each value is replaced by (JSON text; line_kernels writes it) and what orjson reads of it. A line
 # is scanned only if it holds no \u0000 escape, so a string equal to one of these is its placeholder.
-PLACEHOLDERS = (b'"\\u0000h"', b'"\\u0000b"', b'"\\u0000i"')
+PLACEHOLDERS = (b'"\\u0000h"', b'"\\u0000b"', b'"\\u0000i"', b'"\\u0000d"')
 _PLACEHOLDER_VALUES = tuple(orjson.loads(text) for text in PLACEHOLDERS)
 _KEYS = tuple(f'"{name}":'.encode() for name in SCANNED_BLOCKS)
 
 
 @dataclass
 class ScannedLines:
-    """``records[k]``: line k's record with placeholders in the three blocks, or None where line k
+    """``records[k]``: line k's record with placeholders in the scanned blocks, or None where line k
     was not scanned (the caller parses it as it is); ``rows[name]``: that block's rows for every
     line, valid where ``records[k]`` is not None (counts as int64, imports as FeatureHasher's sums
-    of the 256 library and 1,024 function bins side by side, in float32 as the block holds them)."""
+    of the 256 library and 1,024 function bins side by side, directories as (size, address) of each
+    slot, both in float32 as the blocks hold them)."""
 
     records: list[dict | None]
     rows: dict[str, np.ndarray]
@@ -57,15 +62,15 @@ class ScannedLines:
         return {name: rows[lines] for name, rows in self.rows.items()}
 
 
-def _value_offsets(line: bytes) -> tuple[int, int, int]:
+def _value_offsets(line: bytes) -> tuple[int, int, int, int]:
     """Where each scanned key's value starts in the line (after the colon), -1 where the key is not
-    there. ember writes histogram and byteentropy first and imports near the end, after the general
-    block's own "imports" count: so the first two are looked for from the start and imports from the
-    end (a key found elsewhere only leaves the line to the general path)."""
-    histogram, byteentropy, imports = _KEYS
-    found = (line.find(histogram), line.find(byteentropy), line.rfind(imports))
+    there. ember writes histogram and byteentropy first, imports near the end, after the general
+    block's own "imports" count, and datadirectories last: so the first two are looked for from the
+    start and the others from the end (a key found elsewhere only leaves the line to the general path)."""
+    histogram, byteentropy, imports, directories = _KEYS
+    found = (line.find(histogram), line.find(byteentropy), line.rfind(imports), line.rfind(directories))
     offsets = [at + len(key) if at >= 0 else -1 for at, key in zip(found, _KEYS)]
-    return offsets[0], offsets[1], offsets[2]
+    return offsets[0], offsets[1], offsets[2], offsets[3]
 
 
 _compiled = False
@@ -110,14 +115,15 @@ def scan_lines(lines: list[bytes]) -> ScannedLines:
     bounds = np.empty((n, 2), dtype=np.int64)
     bounds[:, 1] = np.fromiter(accumulate(lengths), dtype=np.int64, count=n)
     bounds[:, 0] = bounds[:, 1] - lengths
-    values = np.array([_value_offsets(line) for line in lines], dtype=np.int64).reshape(n, 3)
+    values = np.array([_value_offsets(line) for line in lines], dtype=np.int64).reshape(n, len(SCANNED_BLOCKS))
     data = np.frombuffer(b"".join(lines), dtype=np.uint8)
     values[_lines_with_nul_escape(data, bounds)] = -1
     histogram = np.zeros((n, line_kernels.COUNTS), dtype=np.int64)
     byteentropy = np.zeros((n, line_kernels.COUNTS), dtype=np.int64)
     imports = np.empty((n, line_kernels.LIBRARY_BINS + line_kernels.FUNCTION_BINS), dtype=np.float32)
-    # a placeholder can be longer than the value it replaces ("{}"): room for three a line
-    text = np.empty(len(data) + n * 3 * len(PLACEHOLDERS[0]), dtype=np.uint8)
+    directories = np.zeros((n, 2 * line_kernels.DIRECTORY_SLOTS), dtype=np.float32)
+    # a placeholder can be longer than the value it replaces ("{}", "[]"): room for all of them a line
+    text = np.empty(len(data) + n * len(PLACEHOLDERS) * len(PLACEHOLDERS[0]), dtype=np.uint8)
     text_bounds = np.empty((n, 2), dtype=np.int64)
     line_kernels.scan_lines(
         data,
@@ -126,19 +132,23 @@ def scan_lines(lines: list[bytes]) -> ScannedLines:
         histogram,
         byteentropy,
         imports,
+        directories,
         text,
         text_bounds,
     )
     _compiled = True
     view = memoryview(text.data)  # orjson reads a memoryview without a copy
     records: list[dict | None] = []
-    for start, end in text_bounds.tolist():
-        records.append(_placeheld_record(view[start:end]) if end > start else None)
-    return ScannedLines(records, {"histogram": histogram, "byteentropy": byteentropy, "imports": imports})
+    without_directories = (values[:, SCANNED_BLOCKS.index(OPTIONAL)] < 0).tolist()
+    for (start, end), absent in zip(text_bounds.tolist(), without_directories):
+        records.append(_placeheld_record(view[start:end], absent) if end > start else None)
+    rows: dict[str, np.ndarray] = dict(zip(SCANNED_BLOCKS, (histogram, byteentropy, imports, directories)))
+    return ScannedLines(records, rows)
 
 
-def _placeheld_record(text: memoryview) -> dict | None:
-    """The record of a rewritten line if orjson reads it and finds each placeholder under its key."""
+def _placeheld_record(text: memoryview, without_directories: bool) -> dict | None:
+    """The record of a rewritten line if orjson reads it and finds each placeholder under its key
+    (and no directories key where the line had none to replace)."""
     try:
         record = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -146,6 +156,9 @@ def _placeheld_record(text: memoryview) -> dict | None:
     if type(record) is not dict:
         return None
     for name, placeholder in zip(SCANNED_BLOCKS, _PLACEHOLDER_VALUES):
-        if record.get(name) != placeholder:
+        if name == OPTIONAL and without_directories:
+            if name in record:
+                return None
+        elif record.get(name) != placeholder:
             return None
     return record
