@@ -204,6 +204,28 @@ def test_random_directories_give_the_general_paths_vector(directories, compact):
     assert_same_outcome([_line(dict(_directories_record(), datadirectories=directories), compact)])
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet='\\u0a"', max_size=24), min_size=1, max_size=6))
+def test_lines_with_a_nul_escape_are_found_alike_by_both_searches(texts):
+    from vigil.tasks.ember import line_scanner
+
+    lines = [text.encode() for text in texts]
+    joined = b"".join(lines)
+    ends = np.cumsum([len(line) for line in lines])
+    bounds = np.stack([ends - [len(line) for line in lines], ends], axis=1)
+    data = np.frombuffer(joined, dtype=np.uint8)
+    by_find = line_scanner._lines_with_nul_escape(joined, data, bounds)
+    original = line_scanner.BACKSLASHES_LOOKED_AT
+    try:
+        line_scanner.BACKSLASHES_LOOKED_AT = -1  # every batch searched by numpy
+        by_numpy = line_scanner._lines_with_nul_escape(joined, data, bounds)
+    finally:
+        line_scanner.BACKSLASHES_LOOKED_AT = original
+    np.testing.assert_array_equal(by_find, by_numpy)
+    # every line holding the escape whole is among them
+    assert {k for k, line in enumerate(lines) if b"\\u0000" in line} <= set(by_find.tolist())
+
+
 def test_broken_lines_are_left_and_reported_as_before():
     lines = [b"{not json", b"[1, 2]", b'{"histogram": [1]}', shipped_lines()[0]]
     scan = scan_lines(lines)
