@@ -151,6 +151,21 @@ def _variants() -> dict[str, tuple[bytes, bool | None]]:
         False,
     )
     directories_twice = _line(directories)[:-1] + b', "datadirectories": []}'
+    strings = base["strings"]
+    out["95 printable counts"] = (_line(dict(base, strings=dict(strings, printabledist=[1] * 95))), False)
+    out["a float printable count"] = (
+        _line(dict(base, strings=dict(strings, printabledist=[0.5] + strings["printabledist"][1:]))),
+        False,
+    )
+    moved = dict(base, strings={k: v for k, v in strings.items() if k != "printabledist"})
+    out["printabledist outside the strings block"] = (_line(dict(moved, printabledist=strings["printabledist"])), False)
+    decoy_first = {"general": dict(base["general"], printabledist=[2] * 96)}
+    decoy_first.update((key, value) for key, value in base.items() if key != "general")
+    out["a printabledist in a block before strings"] = (_line(decoy_first), False)
+    out["a strings scalar as text (the block reads the record by record)"] = (
+        _line(dict(base, strings=dict(strings, numstrings="12"))),
+        True,
+    )
     out["directories written twice (JSON keeps the last)"] = (directories_twice, None)
     reordered = {key: base[key] for key in reversed(list(base))}
     out["the blocks in another order"] = (_line(reordered), None)
@@ -186,10 +201,12 @@ _any = st.text(max_size=6)
 @given(
     imports=st.dictionaries(st.one_of(_ascii, _any), st.lists(st.one_of(_ascii, _any), max_size=6), max_size=5),
     counts=st.lists(st.integers(0, 2**40), min_size=256, max_size=256),
+    printable=st.lists(st.integers(0, 2**62), min_size=96, max_size=96),
     compact=st.booleans(),
 )
-def test_random_imports_and_counts_give_the_general_paths_vector(imports, counts, compact):
-    record = dict(_base(), imports=imports, histogram=counts)
+def test_random_imports_and_counts_give_the_general_paths_vector(imports, counts, printable, compact):
+    base = _base()
+    record = dict(base, imports=imports, histogram=counts, strings=dict(base["strings"], printabledist=printable))
     assert_same_outcome([_line(record, compact)])
 
 

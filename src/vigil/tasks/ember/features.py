@@ -372,9 +372,10 @@ class FeatureBlock:
         """float32 matrix (len(raws), dim); row i equals ``process_raw_features(raws[i])`` exactly."""
         return np.vstack([self.process_raw_features(raw) for raw in raws]).reshape(len(raws), self.dim)
 
-    def process_scanned_batch(self, rows: np.ndarray) -> np.ndarray:
+    def process_scanned_batch(self, rows: np.ndarray, raws: list) -> np.ndarray:
         """The same matrix from the rows :mod:`vigil.tasks.ember.line_scanner` read for this block
-        straight from the JSON text (only the blocks it reads have this)."""
+        straight from the JSON text, and the block's values in the records (where the scanner read
+        a value, its placeholder); only the blocks it reads have this."""
         raise NotImplementedError(f"{type(self).__name__} is not read by the line scanner")
 
     def __repr__(self) -> str:
@@ -391,7 +392,7 @@ class _NormalisedCounts(FeatureBlock):
     def process_raw_features_batch(self, raws):
         return _normalised_counts(self, raws)
 
-    def process_scanned_batch(self, rows):
+    def process_scanned_batch(self, rows, raws):
         return _normalised(rows.astype(np.float32))  # int64 counts, cast as _number_rows casts them
 
 
@@ -564,12 +565,29 @@ class StringExtractor(FeatureBlock):
     _scalars_after = ("entropy", "paths", "urls", "registry", "MZ")
 
     def process_raw_features_batch(self, raws):
+        dist = _number_rows(list(map(itemgetter("printabledist"), raws)), np.float64, 96)
+        values = self._plain_batch(raws, dist)
+        return values if values is not None else super().process_raw_features_batch(raws)
+
+    def process_scanned_batch(self, rows, raws):
+        """``rows``: the 96 counts of each record's printabledist (int64), which the records hold as
+        a placeholder; the other values are the records'."""
+        values = self._plain_batch(raws, rows.astype(np.float64))  # rounded as JSON's integers to float64
+        if values is not None:
+            return values
+        # an odd scalar: record by record, with the counts as JSON gave them
+        return super().process_raw_features_batch(
+            [dict(raw, printabledist=counts) for raw, counts in zip(raws, rows.tolist())]
+        )
+
+    def _plain_batch(self, raws, dist: np.ndarray | None) -> np.ndarray | None:
+        """The block from ``dist`` (float64 printabledist rows) and the records' scalars, or None
+        where a value is not a plain number."""
         # float64 matrices, then float32 once, as np.hstack(...).astype(np.float32) of each record
         before = _number_rows(list(map(itemgetter(*self._scalars_before), raws)), np.float64, 3)
         after = _number_rows(list(map(itemgetter(*self._scalars_after), raws)), np.float64, 5)
-        dist = _number_rows(list(map(itemgetter("printabledist"), raws)), np.float64, 96)
         if before is None or after is None or dist is None:
-            return super().process_raw_features_batch(raws)
+            return None
         printables = before[:, 2:3]
         divisor = np.where(printables > 0, printables, 1.0)
         return np.hstack([before, dist / divisor, after]).astype(np.float32)
@@ -965,7 +983,7 @@ class ImportsInfo(FeatureBlock):
         out[:, 256:] = functions.from_codes(np.array(codes, dtype=np.int64), lengths)
         return out
 
-    def process_scanned_batch(self, rows):
+    def process_scanned_batch(self, rows, raws):
         return rows  # the scanner's sums, already float32 (exact: they are integers)
 
 
@@ -1067,7 +1085,7 @@ class DataDirectories(FeatureBlock):
             out[rows, 2 * slot + 1] = pairs[:, 1]
         return out
 
-    def process_scanned_batch(self, rows):
+    def process_scanned_batch(self, rows, raws):
         return rows  # the scanner's float32 row of each record: its integers below 2**53, rounded once
 
 
@@ -1164,12 +1182,14 @@ class FeatureExtractor:
         out = np.empty((len(raws), self.dim), dtype=np.float32)
         start = 0
         for block in self.blocks:
-            if scanned is not None and block.name in scanned:
-                part = block.process_scanned_batch(scanned[block.name])
-            elif block.name == "datadirectories":
-                part = block.process_raw_features_batch([raw.get(block.name, []) for raw in raws])
+            if block.name == "datadirectories":  # a v1 record has none: an empty list
+                values = [raw.get(block.name, []) for raw in raws]
             else:
-                part = block.process_raw_features_batch(list(map(itemgetter(block.name), raws)))
+                values = list(map(itemgetter(block.name), raws))
+            if scanned is not None and block.name in scanned:
+                part = block.process_scanned_batch(scanned[block.name], values)
+            else:
+                part = block.process_raw_features_batch(values)
             out[:, start : start + block.dim] = part  # the blocks are float32 already
             start += block.dim
         return out

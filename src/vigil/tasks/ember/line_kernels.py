@@ -1,10 +1,10 @@
-"""Compiled (numba) reading of the four biggest blocks of a batch of raw EMBER JSON lines.
+"""Compiled (numba) reading of the biggest values of a batch of raw EMBER JSON lines.
 
-``histogram`` and ``byteentropy`` (256 integer counts each), ``imports`` (an object of library
-name -> list of function names) and ``datadirectories`` (a list of 15-16 small objects) are ~70 % of
-a record's text and ~70 % of its Python objects; orjson makes an int, a str or a dict of each value,
-and the blocks then walk them one at a time. Here each value is read from the line's bytes straight
-into what its block needs: the counts into an int64 row, the imports into FeatureHasher's two dense
+``histogram`` and ``byteentropy`` (256 integer counts each), the strings block's ``printabledist``
+(96), ``imports`` (an object of library name -> list of function names) and ``datadirectories`` (a
+list of 15-16 small objects) are ~75 % of a record's text and of its Python objects; orjson makes an
+int, a str or a dict of each value, and the blocks then walk them one at a time. Here each value is
+read from the line's bytes straight into what its block needs: the counts into an int64 row, the imports into FeatureHasher's two dense
 rows (murmurhash3 of each library name and of each ``"library:function"``, as
 :class:`vigil.tasks.ember.features.StringHasher` hashes them), the directories' sizes and addresses
 into their float32 row, and the line is rewritten with a placeholder string in each value's place for
@@ -13,7 +13,8 @@ orjson to parse the rest.
 Only the plainest form of each value is taken, and anything else leaves the line to the general path
 (orjson and the blocks' own code), so a record is never read differently from how that path reads it:
 
-* counts: exactly 256 JSON integers of at most 18 digits, no sign, no fraction, no exponent;
+* counts: exactly 256 (96 for printabledist) JSON integers of at most 18 digits, no sign, no
+  fraction, no exponent;
 * imports: strings of printable ASCII with no escape (``str.lower`` is then ASCII's), each library
   written once (JSON's last-one-wins for a repeated key is left to orjson), lists of strings only;
 * data directories: objects of exactly ``"name"`` (a plain string), ``"size"`` and
@@ -34,6 +35,7 @@ from vigil.kernel_cache import cached
 from vigil.tasks.ember.line_scanner import PLACEHOLDERS
 
 COUNTS = 256  # values in a histogram / byteentropy list
+PRINTABLE_COUNTS = 96  # values in the strings block's printabledist list (0x20..0x7f)
 LIBRARY_BINS, FUNCTION_BINS = 256, 1024  # ImportsInfo's two FeatureHasher widths
 # powers of two, so a column is a mask of the hash, not a 64-bit division (~40 cycles, 2/3 of the time)
 assert not LIBRARY_BINS & (LIBRARY_BINS - 1) and not FUNCTION_BINS & (FUNCTION_BINS - 1)
@@ -159,13 +161,13 @@ def _integer(data, i, end):  # pragma: no cover - compiled
 @cached
 @njit(cache=False, nogil=True)
 def _counts(data, i, end, row):  # pragma: no cover - compiled
-    """A JSON list of COUNTS plain integers at data[i] into ``row``: the index after its ``]``, or -1."""
+    """A JSON list of ``len(row)`` plain integers at data[i] into ``row``: the index after its ``]``, or -1."""
     if i >= end or data[i] != 0x5B:  # [
         return -1
     i = _skip(data, i + 1, end)
     n = 0
     while True:
-        if n == COUNTS:
+        if n == row.shape[0]:
             return -1
         value, j = _integer(data, i, end)
         if j < 0:
@@ -178,7 +180,7 @@ def _counts(data, i, end, row):  # pragma: no cover - compiled
         if data[i] == 0x2C:  # ,
             i = _skip(data, i + 1, end)
         elif data[i] == 0x5D:  # ]
-            return i + 1 if n == COUNTS else -1
+            return i + 1 if n == row.shape[0] else -1
         else:  # a fraction, an exponent, a second zero, anything else
             return -1
 
@@ -363,13 +365,13 @@ def _directories(data, i, end, row):  # pragma: no cover - compiled
 @cached
 @njit(cache=False, nogil=True)
 def scan_lines(
-    data, bounds, values, histogram, byteentropy, imports, directories, text, text_bounds
+    data, bounds, values, histogram, byteentropy, imports, directories, printable, text, text_bounds
 ):  # pragma: no cover - compiled
-    """Read the four values of each line and write the line with placeholders in their place
+    """Read the five values of each line and write the line with placeholders in their place
     (the caller has left out, with values -1, every line holding a ``\\u0000`` escape).
 
     ``bounds[k]``: line k's (start, end) in ``data``; ``values[k]``: where each value starts (after
-    its key's colon: histogram, byteentropy, imports, datadirectories), -1 where its key was not
+    its key's colon: histogram, byteentropy, imports, datadirectories, printabledist), -1 where its key was not
     found (allowed for datadirectories alone: its row stays zero and no placeholder is written). Line
     k is taken when all its values read: its rows are filled (``imports``: the 256 library then the
     1,024 function bins) and its rewritten text is ``text[text_bounds[k, 0]:text_bounds[k, 1]]``;
@@ -379,7 +381,7 @@ def scan_lines(
         longest = max(longest, bounds[k, 1] - bounds[k, 0])
     scratch = np.empty(longest + 1, dtype=np.uint8)
     keys = np.empty((4096, 2), dtype=np.int64)
-    spans = np.empty((4, 2), dtype=np.int64)
+    spans = np.empty((5, 2), dtype=np.int64)
     # the line's sums, kept small and hot (a row of the batch's output is cold: a miss an addition)
     # in float32, as the block holds them: exact, since a line of at most MAX_LINE bytes holds fewer
     # than 2**24 names, so every sum is an integer float32 represents
@@ -389,7 +391,7 @@ def scan_lines(
     for k in range(bounds.shape[0]):
         start, end = bounds[k, 0], bounds[k, 1]
         text_bounds[k, 0], text_bounds[k, 1] = 0, 0
-        if values[k, 0] < 0 or values[k, 1] < 0 or values[k, 2] < 0 or end - start > MAX_LINE:
+        if values[k, 0] < 0 or values[k, 1] < 0 or values[k, 2] < 0 or values[k, 4] < 0 or end - start > MAX_LINE:
             continue
         spans[0, 0] = _skip(data, start + values[k, 0], end)
         spans[0, 1] = _counts(data, spans[0, 0], end, histogram[k])
@@ -397,16 +399,20 @@ def scan_lines(
         spans[1, 1] = _counts(data, spans[1, 0], end, byteentropy[k])
         spans[2, 0] = _skip(data, start + values[k, 2], end)
         spans[2, 1] = _imports(data, spans[2, 0], end, hashed[:LIBRARY_BINS], hashed[LIBRARY_BINS:], scratch, keys)
-        present = 3
+        spans[4, 0] = _skip(data, start + values[k, 4], end)
+        spans[4, 1] = _counts(data, spans[4, 0], end, printable[k])
+        present = 5
         if values[k, 3] >= 0:
-            present = 4
             spans[3, 0] = _skip(data, start + values[k, 3], end)
             spans[3, 1] = _directories(data, spans[3, 0], end, directories[k])
+        else:  # no directories: a span past the line's end, sorted last and left out
+            present = 4
+            spans[3, 0], spans[3, 1] = end + 1, end + 1
         ok = True
-        for m in range(present):
+        for m in range(5):
             if spans[m, 1] < 0:
                 ok = False
-        order = np.argsort(spans[:present, 0])
+        order = np.argsort(spans[:, 0])
         for m in range(present - 1):  # the values must not overlap (a key found inside another value)
             if spans[order[m], 1] > spans[order[m + 1], 0]:
                 ok = False
@@ -427,6 +433,7 @@ def scan_lines(
             byteentropy[k, :] = 0
             imports[k, :] = 0
             directories[k, :] = 0
+            printable[k, :] = 0
             hashed[:] = 0
             out = line_start  # the next line's text goes where this one's began
             continue

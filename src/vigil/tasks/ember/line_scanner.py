@@ -1,20 +1,22 @@
-"""A batch of raw EMBER JSON lines parsed with its four biggest blocks read by a compiled pass.
+"""A batch of raw EMBER JSON lines parsed with its biggest values read by a compiled pass.
 
-``histogram``, ``byteentropy``, ``imports`` and ``datadirectories`` are read from each line's bytes
-into the rows their blocks need (:mod:`vigil.tasks.ember.line_kernels`); orjson parses the rest of
-the line, in which each of the four values is a placeholder string. orjson then has a third of the
-text to read and the blocks no Python objects to walk for these four: ``bench.ember_vectorize``'s
-whole batch time fell from ~2.9x to 1.84-1.95x the time of parsing the lines with orjson alone with
-the first three, and by another 1-8 % of its CPU time with the directories (their 15 small objects a
-line were a third of the Python objects orjson still made; an in-process A/B, least of 11 rounds). Its kernels compile in
-~5.5 s, once a machine: the signed kernel cache (:mod:`vigil.kernel_cache`) keeps them, and a later
-process loads them in ~0.2 s. ``vectorize`` uses it for runs long enough to pay back what it costs
-to have it (``vectorize.use_scanner``).
+``histogram``, ``byteentropy``, ``imports``, ``datadirectories`` and the strings block's
+``printabledist`` are read from each line's bytes into the rows their blocks need
+(:mod:`vigil.tasks.ember.line_kernels`); orjson parses the rest of the line, in which each of these
+values is a placeholder string. orjson then has a quarter of the text to read and the blocks no
+Python objects to walk for these: ``bench.ember_vectorize``'s whole batch time fell from ~2.9x to
+1.84-1.95x the time of parsing the lines with orjson alone with the first three, then by 1-8 % of its
+CPU time with the directories (their 15 small objects a line were a third of the Python objects
+orjson still made) and by 3-9 % with printabledist (in-process A/Bs, least of 11 rounds). Its kernels
+compile in ~6-10 s, once a machine: the signed kernel cache (:mod:`vigil.kernel_cache`) keeps them,
+and a later process loads them in ~0.2-0.5 s. ``vectorize`` uses it for runs long enough to pay back
+what it costs to have it (``vectorize.use_scanner``).
 
 Why the rows belong to the record: a line is scanned only if it holds no ``\\u0000`` escape, so a
 string equal to a placeholder can only be the one written in place of its value. If orjson finds
-each placeholder under its own top-level key (and no ``datadirectories`` key where none was found
-and replaced: a v1 record, read as an empty list), each value replaced was that key's value in the
+each placeholder under its own key (printabledist's in the strings object, the others at the top
+level; and no ``datadirectories`` key where none was found and replaced: a v1 record, read as an
+empty list), each value replaced was that key's value in the
 original line (the text before it is the same, so the parser was at the same place, and each was read
 in full as a plain JSON value), and the original line parses to the same record with the values the
 kernel read. Where anything differs (a key not found, or found inside another value, a value in
@@ -30,13 +32,17 @@ from itertools import accumulate, repeat
 import numpy as np
 import orjson
 
-SCANNED_BLOCKS = ("histogram", "byteentropy", "imports", "datadirectories")
+# The keys whose values are read, and the block each value is for: top-level keys but printabledist,
+# which is the strings block's (the one value of it read: the block takes its other values from the record)
+SCANNED_KEYS = ("histogram", "byteentropy", "imports", "datadirectories", "printabledist")
+SCANNED_BLOCKS = ("histogram", "byteentropy", "imports", "datadirectories", "strings")
+NESTED = {"printabledist": "strings"}  # key -> the top-level key whose object holds it
 OPTIONAL = "datadirectories"  # absent from feature version 1 records: its row is then zero
 # What each value is replaced by (JSON text; line_kernels writes it) and what orjson reads of it. A line
 # is scanned only if it holds no \u0000 escape, so a string equal to one of these is its placeholder.
-PLACEHOLDERS = (b'"\\u0000h"', b'"\\u0000b"', b'"\\u0000i"', b'"\\u0000d"')
+PLACEHOLDERS = (b'"\\u0000h"', b'"\\u0000b"', b'"\\u0000i"', b'"\\u0000d"', b'"\\u0000p"')
 _PLACEHOLDER_VALUES = tuple(orjson.loads(text) for text in PLACEHOLDERS)
-_KEYS = tuple(f'"{name}":'.encode() for name in SCANNED_BLOCKS)
+_KEYS = tuple(f'"{name}":'.encode() for name in SCANNED_KEYS)
 
 
 @dataclass
@@ -62,10 +68,11 @@ class ScannedLines:
         return {name: rows[lines] for name, rows in self.rows.items()}
 
 
-# ember writes histogram and byteentropy first, imports near the end (after the general block's own
-# "imports" count) and datadirectories last: the first two are looked for from the start, the others
-# from the end (a key found elsewhere only leaves the line to the general path)
-_SEARCHES = (bytes.find, bytes.find, bytes.rfind, bytes.rfind)
+# ember writes histogram, byteentropy and strings first, imports near the end (after the general
+# block's own "imports" count) and datadirectories last: histogram, byteentropy and printabledist are
+# looked for from the start, the others from the end (a key found elsewhere only leaves the line to
+# the general path)
+_SEARCHES = (bytes.find, bytes.find, bytes.rfind, bytes.rfind, bytes.find)
 
 
 def _value_offsets(lines: list[bytes]) -> np.ndarray:
@@ -141,6 +148,7 @@ def scan_lines(lines: list[bytes]) -> ScannedLines:
     byteentropy = np.zeros((n, line_kernels.COUNTS), dtype=np.int64)
     imports = np.empty((n, line_kernels.LIBRARY_BINS + line_kernels.FUNCTION_BINS), dtype=np.float32)
     directories = np.zeros((n, 2 * line_kernels.DIRECTORY_SLOTS), dtype=np.float32)
+    printable = np.zeros((n, line_kernels.PRINTABLE_COUNTS), dtype=np.int64)
     # a placeholder can be longer than the value it replaces ("{}", "[]"): room for all of them a line
     text = np.empty(len(data) + n * len(PLACEHOLDERS) * len(PLACEHOLDERS[0]), dtype=np.uint8)
     text_bounds = np.empty((n, 2), dtype=np.int64)
@@ -152,16 +160,17 @@ def scan_lines(lines: list[bytes]) -> ScannedLines:
         byteentropy,
         imports,
         directories,
+        printable,
         text,
         text_bounds,
     )
     _compiled = True
     view = memoryview(text.data)  # orjson reads a memoryview without a copy
     records: list[dict | None] = []
-    without_directories = (values[:, SCANNED_BLOCKS.index(OPTIONAL)] < 0).tolist()
+    without_directories = (values[:, SCANNED_KEYS.index(OPTIONAL)] < 0).tolist()
     for (start, end), absent in zip(text_bounds.tolist(), without_directories):
         records.append(_placeheld_record(view[start:end], absent) if end > start else None)
-    rows: dict[str, np.ndarray] = dict(zip(SCANNED_BLOCKS, (histogram, byteentropy, imports, directories)))
+    rows: dict[str, np.ndarray] = dict(zip(SCANNED_BLOCKS, (histogram, byteentropy, imports, directories, printable)))
     return ScannedLines(records, rows)
 
 
@@ -174,10 +183,13 @@ def _placeheld_record(text: memoryview, without_directories: bool) -> dict | Non
         return None
     if type(record) is not dict:
         return None
-    for name, placeholder in zip(SCANNED_BLOCKS, _PLACEHOLDER_VALUES):
+    for name, placeholder in zip(SCANNED_KEYS, _PLACEHOLDER_VALUES):
+        holder = record.get(NESTED[name]) if name in NESTED else record
+        if type(holder) is not dict:
+            return None
         if name == OPTIONAL and without_directories:
-            if name in record:
+            if name in holder:
                 return None
-        elif record.get(name) != placeholder:
+        elif holder.get(name) != placeholder:
             return None
     return record
