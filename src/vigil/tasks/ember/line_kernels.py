@@ -22,7 +22,7 @@ Only the plainest form of each value is taken, and anything else leaves the line
   (exact as doubles, so float32 rounds them once, as the block's own cast does). The key may be
   absent (feature version 1 records): the row is then zero, as the block reads a missing list.
 
-Compiled when first called (~5.5 s, then kept in the signed kernel cache, :mod:`vigil.kernel_cache`,
+Compiled when first called (10-15 s, then kept in the signed kernel cache, :mod:`vigil.kernel_cache`,
 for later processes); ``line_scanner`` imports it when the first batch is vectorized.
 """
 

@@ -89,8 +89,8 @@ _compiled = False
 
 
 def compile_kernels() -> None:
-    """Compile the scanner now (~5 s): a parent that forks workers calls it first, so each worker
-    inherits the compiled code instead of compiling it again."""
+    """Compile the scanner now (10-15 s on the reference machine): a parent that forks workers
+    calls it first, so each worker inherits the compiled code instead of compiling it again."""
     scan_lines([b"{}"])
 
 
@@ -101,7 +101,7 @@ def scanner_compiled() -> bool:
 
 def scanner_cached() -> bool:
     """Whether the signed kernel cache holds the scanner (:mod:`vigil.kernel_cache`): a process
-    then has it in ~0.2 s instead of ~5.5 s."""
+    then has it in 0.2-0.5 s instead of 10-15 s."""
     from vigil.kernel_cache import holds
     from vigil.tasks.ember import line_kernels
 
