@@ -158,6 +158,19 @@ def _integer(data, i, end):  # pragma: no cover - compiled
     return value, j
 
 
+@njit(cache=False, nogil=True, inline="always")
+def _after_member(data, i, end, closer):  # pragma: no cover - compiled
+    """After a member of a list or an object at data[i] (blanks first): (the next member's index,
+    False) at a comma, (the index after ``closer``, True) at it, (-1, True) at anything else."""
+    i = _skip(data, i, end)
+    if i < end:
+        if data[i] == 0x2C:  # ,
+            return _skip(data, i + 1, end), False
+        if data[i] == closer:
+            return i + 1, True
+    return -1, True
+
+
 @cached
 @njit(cache=False, nogil=True)
 def _counts(data, i, end, row):  # pragma: no cover - compiled
@@ -174,15 +187,10 @@ def _counts(data, i, end, row):  # pragma: no cover - compiled
             return -1
         row[n] = value
         n += 1
-        i = _skip(data, j, end)
-        if i >= end:
-            return -1
-        if data[i] == 0x2C:  # ,
-            i = _skip(data, i + 1, end)
-        elif data[i] == 0x5D:  # ]
-            return i + 1 if n == row.shape[0] else -1
-        else:  # a fraction, an exponent, a second zero, anything else
-            return -1
+        # after the number: a comma, or the list's end; a fraction, an exponent, a second zero are refused
+        i, closed = _after_member(data, j, end, 0x5D)
+        if closed:
+            return i if n == row.shape[0] else -1
 
 
 @cached
@@ -270,25 +278,14 @@ def _imports(data, i, end, libraries, functions, scratch, keys):  # pragma: no c
                 name = close - i - 1
                 h, tail, tail_length = _continue(prefix[0], prefix[1], prefix[2], data, i + 1, name)
                 _add_hashed(functions, _finish(h, tail, tail_length, length + 1 + name), FUNCTION_BINS)
-                i = _skip(data, close + 1, end)
-                if i >= end:
+                i, closed = _after_member(data, close + 1, end, 0x5D)
+                if i < 0:
                     return -1
-                if data[i] == 0x2C:
-                    i = _skip(data, i + 1, end)
-                elif data[i] == 0x5D:
-                    i += 1
+                if closed:
                     break
-                else:
-                    return -1
-        i = _skip(data, i, end)
-        if i >= end:
-            return -1
-        if data[i] == 0x2C:
-            i = _skip(data, i + 1, end)
-        elif data[i] == 0x7D:
-            return i + 1
-        else:
-            return -1
+        i, closed = _after_member(data, i, end, 0x7D)
+        if closed:
+            return i
 
 
 @njit(cache=False, nogil=True, inline="always")
@@ -351,15 +348,9 @@ def _directories(data, i, end, row):  # pragma: no cover - compiled
             row[2 * slot] = np.float32(size)
             row[2 * slot + 1] = np.float32(address)
         slot += 1
-        i = _skip(data, i + 1, end)
-        if i >= end:
-            return -1
-        if data[i] == 0x2C:
-            i = _skip(data, i + 1, end)
-        elif data[i] == 0x5D:
-            return i + 1
-        else:
-            return -1
+        i, closed = _after_member(data, i + 1, end, 0x5D)
+        if closed:
+            return i
 
 
 @cached
