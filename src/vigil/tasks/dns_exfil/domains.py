@@ -284,8 +284,8 @@ class BloomFilter:
         self.array = bytearray((self.bits + 7) // 8)
 
     def clear(self) -> None:
-        # in place (a memset through a numpy view): copying in a fresh 1 MiB of zeros took ~0.75 ms,
-        # a quarter of the time of a day's names replayed at speed (its fast window rolls 1,440 times)
+        # in place (a memset through a numpy view, ~12 us): copying in a fresh 1 MiB of zeros took
+        # ~0.8 ms, about half the time of a day's names replayed at speed (its fast window rolls 1,440 times)
         np.frombuffer(self.array, dtype=np.uint8).fill(0)
 
     def add(self, key: bytes) -> bool:

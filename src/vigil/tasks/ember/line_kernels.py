@@ -4,11 +4,11 @@
 (96), ``imports`` (an object of library name -> list of function names) and ``datadirectories`` (a
 list of 15-16 small objects) are ~75 % of a record's text and of its Python objects; orjson makes an
 int, a str or a dict of each value, and the blocks then walk them one at a time. Here each value is
-read from the line's bytes straight into what its block needs: the counts into an int64 row, the imports into FeatureHasher's two dense
-rows (murmurhash3 of each library name and of each ``"library:function"``, as
-:class:`vigil.tasks.ember.features.StringHasher` hashes them), the directories' sizes and addresses
-into their float32 row, and the line is rewritten with a placeholder string in each value's place for
-orjson to parse the rest.
+read from the line's bytes straight into what its block needs: the counts into an int64 row, the
+imports into FeatureHasher's two dense rows (murmurhash3 of each library name and of each
+``"library:function"``, as :class:`vigil.tasks.ember.features.StringHasher` hashes them), the
+directories' sizes and addresses into their float32 row, and the line is rewritten with a
+placeholder string in each value's place for orjson to parse the rest.
 
 Only the plainest form of each value is taken, and anything else leaves the line to the general path
 (orjson and the blocks' own code), so a record is never read differently from how that path reads it:
@@ -362,8 +362,9 @@ def scan_lines(
     (the caller has left out, with values -1, every line holding a ``\\u0000`` escape).
 
     ``bounds[k]``: line k's (start, end) in ``data``; ``values[k]``: where each value starts (after
-    its key's colon: histogram, byteentropy, imports, datadirectories, printabledist), -1 where its key was not
-    found (allowed for datadirectories alone: its row stays zero and no placeholder is written). Line
+    its key's colon: histogram, byteentropy, imports, datadirectories, printabledist), -1 where its
+    key was not found (allowed for datadirectories alone: its row stays zero and no placeholder is
+    written). Line
     k is taken when all its values read: its rows are filled (``imports``: the 256 library then the
     1,024 function bins) and its rewritten text is ``text[text_bounds[k, 0]:text_bounds[k, 1]]``;
     otherwise its rows stay zero and its text bounds are (0, 0). Returns how many lines were taken."""

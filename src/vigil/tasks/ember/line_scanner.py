@@ -8,8 +8,8 @@ Python objects to walk for these: ``bench.ember_vectorize``'s whole batch time f
 1.84-1.95x the time of parsing the lines with orjson alone with the first three, then by 1-8 % of its
 CPU time with the directories (their 15 small objects a line were a third of the Python objects
 orjson still made) and by 3-9 % with printabledist (in-process A/Bs, least of 11 rounds). Its kernels
-compile in ~6-10 s, once a machine: the signed kernel cache (:mod:`vigil.kernel_cache`) keeps them,
-and a later process loads them in ~0.2-0.5 s. ``vectorize`` uses it for runs long enough to pay back
+compile in 10-15 s, once a machine: the signed kernel cache (:mod:`vigil.kernel_cache`) keeps them,
+and a later process loads them in 0.2-0.5 s. ``vectorize`` uses it for runs long enough to pay back
 what it costs to have it (``vectorize.use_scanner``).
 
 Why the rows belong to the record: a line is scanned only if it holds no ``\\u0000`` escape, so a
@@ -76,7 +76,7 @@ _SEARCHES = (bytes.find, bytes.find, bytes.rfind, bytes.rfind, bytes.find)
 
 
 def _value_offsets(lines: list[bytes]) -> np.ndarray:
-    """(len(lines), 4) int64: where each scanned key's value starts in each line (after the colon),
+    """(len(lines), len(SCANNED_KEYS)) int64: where each scanned key's value starts in each line (after the colon),
     -1 where the key is not there; each key looked for in every line by one C-level map."""
     values = np.empty((len(lines), len(_KEYS)), dtype=np.int64)
     for column, (search, key) in enumerate(zip(_SEARCHES, _KEYS)):
