@@ -120,7 +120,7 @@ def best_of_rounds_by_clock(runs: dict[str, Callable[[], object]], rounds: int) 
     are interleaved, so a busy moment of the shared machine slows every run alike; for runs on one
     thread the CPU time is what the code costs a core, without the time the machine's other jobs took
     the core away (the two agree on a quiet machine)."""
-    best: dict[str, dict[str, float]] = {clock: dict.fromkeys(runs, float("inf")) for clock in ("wall", "cpu")}
+    best: dict[str, dict[str, float]] = {clock: dict.fromkeys(runs, float("inf")) for clock in CLOCK_NAMES}
     for _ in range(rounds):
         for name, run in runs.items():
             started, started_cpu = time.perf_counter(), time.thread_time()

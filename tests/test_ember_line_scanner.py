@@ -230,12 +230,11 @@ def test_lines_with_a_nul_escape_are_found_alike_by_both_searches(texts):
     joined = b"".join(lines)
     ends = np.cumsum([len(line) for line in lines])
     bounds = np.stack([ends - [len(line) for line in lines], ends], axis=1)
-    data = np.frombuffer(joined, dtype=np.uint8)
-    by_find = line_scanner._lines_with_nul_escape(joined, data, bounds)
+    by_find = line_scanner._lines_with_nul_escape(joined, bounds)
     original = line_scanner.BACKSLASHES_LOOKED_AT
     try:
         line_scanner.BACKSLASHES_LOOKED_AT = -1  # every batch searched by numpy
-        by_numpy = line_scanner._lines_with_nul_escape(joined, data, bounds)
+        by_numpy = line_scanner._lines_with_nul_escape(joined, bounds)
     finally:
         line_scanner.BACKSLASHES_LOOKED_AT = original
     np.testing.assert_array_equal(by_find, by_numpy)

@@ -36,7 +36,8 @@ import orjson
 # which is the strings block's (the one value of it read: the block takes its other values from the record)
 SCANNED_KEYS = ("histogram", "byteentropy", "imports", "datadirectories", "printabledist")
 SCANNED_BLOCKS = ("histogram", "byteentropy", "imports", "datadirectories", "strings")
-NESTED = {"printabledist": "strings"}  # key -> the top-level key whose object holds it
+# key -> the top-level key whose object holds it, for a key read inside its block's object
+NESTED = {key: block for key, block in zip(SCANNED_KEYS, SCANNED_BLOCKS) if key != block}
 OPTIONAL = "datadirectories"  # absent from feature version 1 records: its row is then zero
 # What each value is replaced by (JSON text; line_kernels writes it) and what orjson reads of it. A line
 # is scanned only if it holds no \u0000 escape, so a string equal to one of these is its placeholder.
@@ -111,8 +112,8 @@ def scanner_cached() -> bool:
 BACKSLASHES_LOOKED_AT = 4096  # a batch with more backslashes than this is searched by numpy
 
 
-def _lines_with_nul_escape(joined: bytes, data: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """Indices of the lines holding a ``\\u0000`` escape (``data``: ``joined`` as uint8). ember's
+def _lines_with_nul_escape(joined: bytes, bounds: np.ndarray) -> np.ndarray:
+    """Indices of the lines of ``joined`` holding a ``\\u0000`` escape. ember's
     records hold few backslashes (~1 line in 20, tens a line), so each is found by ``bytes.find``
     (memchr) and the 5 bytes after it compared: ~30x less than numpy's compare of every byte.
     (``bytes.find`` of the whole needle is slow: JSON numbers are full of its zeros.) A batch of
@@ -124,6 +125,7 @@ def _lines_with_nul_escape(joined: bytes, data: np.ndarray, bounds: np.ndarray) 
         at, looked = joined.find(b"\\", at + 1), looked + 1
     starts = np.array(found, dtype=np.int64)
     if at >= 0:  # more than BACKSLASHES_LOOKED_AT: all of them by numpy
+        data = np.frombuffer(joined, dtype=np.uint8)
         starts = np.flatnonzero(data[: max(len(data) - 5, 0)] == 0x5C)
         for offset, byte in enumerate(b"u0000", start=1):
             starts = starts[data[starts + offset] == byte]
@@ -143,7 +145,7 @@ def scan_lines(lines: list[bytes]) -> ScannedLines:
     values = _value_offsets(lines)
     joined = b"".join(lines)
     data = np.frombuffer(joined, dtype=np.uint8)
-    values[_lines_with_nul_escape(joined, data, bounds)] = -1
+    values[_lines_with_nul_escape(joined, bounds)] = -1
     histogram = np.zeros((n, line_kernels.COUNTS), dtype=np.int64)
     byteentropy = np.zeros((n, line_kernels.COUNTS), dtype=np.int64)
     imports = np.empty((n, line_kernels.LIBRARY_BINS + line_kernels.FUNCTION_BINS), dtype=np.float32)
