@@ -1,4 +1,5 @@
-"""The line scanner reads histogram, byteentropy and imports straight from the JSON text: every line
+"""The line scanner reads histogram, byteentropy, imports, datadirectories, the strings block's
+printabledist and the section block straight from the JSON text: every line
 gives the vector the general path (orjson, then the blocks' own code) gives it, bit for bit, whether
 the scanner takes the line or leaves it; lines it cannot prove it reads right are left."""
 
@@ -37,7 +38,8 @@ def scanned_vectors(lines: list[bytes], version: int = 2) -> tuple[np.ndarray, l
 
 
 def general_vectors(lines: list[bytes], version: int = 2) -> np.ndarray:
-    return vectorize_records(EXTRACTOR[version], [orjson.loads(line) for line in lines])
+    """The vectors of the lines read as the vectorizer reads a line it does not scan."""
+    return vectorize_records(EXTRACTOR[version], [load_record(line) for line in lines])
 
 
 def assert_same_outcome(lines: list[bytes]) -> list[bool]:
@@ -87,6 +89,77 @@ def _directories_record() -> dict:
 
 def _line(record: dict, compact: bool = False) -> bytes:
     return orjson.dumps(record) if compact else json.dumps(record).encode()
+
+
+def _with_sections(base: dict, sections: list[dict], entry: str | None = None, **block) -> dict:
+    entry = sections[0]["name"] if entry is None and sections else (entry or "")
+    return dict(base, section={"entry": entry, "sections": sections, **block})
+
+
+def _section_variants(base: dict) -> dict[str, tuple[bytes, bool | None]]:
+    """Lines whose section block is in ember's form or near it (see line_kernels._section)."""
+    first = base["section"]["sections"][0]
+    one = [dict(first)]
+    out: dict[str, tuple[bytes, bool | None]] = {}
+
+    def varied(variant: str, taken: bool | None, **fields) -> None:
+        out[variant] = (_line(_with_sections(base, [dict(first, **fields), *base["section"]["sections"][1:]])), taken)
+
+    varied("a section name with backslash escapes (LIEF's \\x..)", True, name="PS\\xff\\xd5")
+    varied("a section name with an escaped quote, slash and tab", True, name='a"b/c\td')
+    varied("a section name with a \\u escape", False, name="\u00e9t\u00e9")
+    varied("a non-ASCII section name", False, name="Données")
+    varied("an empty section name", True, name="")
+    varied("an integer entropy", True, entropy=7)
+    varied("an entropy with an exponent", True, entropy=1.5e-07)
+    varied("a negative entropy and a zero size", True, entropy=-0.5, size=0)
+    varied("a boolean entropy", False, entropy=True)
+    varied("a string entropy", False, entropy="7.1")
+    varied("a float size", False, size=512.0)
+    varied("a size of 2**53", False, size=2**53)
+    varied("a vsize just below 2**53", True, vsize=2**53 - 1)
+    varied("a negative size", False, size=-1)
+    varied("no properties", True, props=[])
+    varied("unknown and repeated properties", True, props=["MEM_READ", "MEM_READ", "X", "MEM_EXECUTE", "mem_write"])
+    varied("a property that is not a string", False, props=["MEM_READ", 4])
+    varied("a property with an escape", True, props=["MEM_\\READ", "MEM_WRITE"])
+    out["an entropy past float64's range (orjson refuses it, json reads inf)"] = (
+        _line(_with_sections(base, [dict(first, entropy=1.0)])).replace(b'"entropy": 1.0', b'"entropy": 1e400'),
+        False,
+    )
+    out["an entropy of 19 digits"] = (
+        _line(_with_sections(base, [dict(first, entropy=1.0)])).replace(
+            b'"entropy": 1.0', b'"entropy": 1234567890123456789'
+        ),
+        True,
+    )
+    out["an entropy of -0"] = (
+        _line(_with_sections(base, [dict(first, entropy=1.0)])).replace(b'"entropy": 1.0', b'"entropy": -0'),
+        True,
+    )
+    reordered = [{key: first[key] for key in ("name", "entropy", "size", "vsize", "props")}]
+    out["a section's keys in another order"] = (_line(_with_sections(base, reordered)), False)
+    out["a section with a sixth key"] = (_line(_with_sections(base, [dict(first, x=1)])), False)
+    out["a section block with a third key"] = (_line(_with_sections(base, one, note=1)), False)
+    out["sections before entry"] = (
+        _line(dict(base, section={"sections": one, "entry": first["name"]})),
+        False,
+    )
+    out["no sections"] = (_line(_with_sections(base, [])), True)
+    out["an entry no section is named"] = (_line(_with_sections(base, one, entry=".nothere")), True)
+    out["an entry written with escapes a name is written without"] = (
+        _line(_with_sections(base, [dict(first, name="a/b")], entry="a/b")).replace(
+            b'"entry": "a/b"', b'"entry": "a\\/b"'
+        ),
+        True,
+    )
+    many = [dict(first, name=f".s{k}") for k in range(33)]
+    out["32 sections"] = (_line(_with_sections(base, many[:32])), True)
+    out["33 sections (more than its slots)"] = (_line(_with_sections(base, many)), False)
+    out["sections that are not objects"] = (_line(_with_sections(base, [[1, 2]], entry="")), False)
+    decoy = dict(base, imports={"section": ["GetProcAddress"], **base["imports"]})
+    out["a library named section"] = (_line(decoy), True)
+    return out
 
 
 def _variants() -> dict[str, tuple[bytes, bool | None]]:
@@ -167,6 +240,7 @@ def _variants() -> dict[str, tuple[bytes, bool | None]]:
         True,
     )
     out["directories written twice (JSON keeps the last)"] = (directories_twice, None)
+    out.update(_section_variants(base))
     reordered = {key: base[key] for key in reversed(list(base))}
     out["the blocks in another order"] = (_line(reordered), None)
     repeated = _line(base)[:-1] + b', "histogram": ' + json.dumps([0] * 255 + [7]).encode() + b"}"
@@ -297,3 +371,22 @@ def test_a_run_uses_the_scanner_where_having_it_pays(monkeypatch, lines, compile
     monkeypatch.setattr(vectorize, "scanner_compiled", lambda: compiled)
     monkeypatch.setattr(vectorize, "scanner_cached", lambda: cached)
     assert vectorize.use_scanner(lines) is scanned
+
+
+_section = st.fixed_dictionaries(
+    {
+        "name": st.one_of(_ascii, _any, st.sampled_from([".text", ".rsrc", ""])),
+        "size": st.one_of(st.integers(0, 2**60), st.sampled_from([0, 512])),
+        "entropy": st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(0, 10)),
+        "vsize": st.integers(0, 2**54),
+        "props": st.lists(st.one_of(st.sampled_from(["MEM_READ", "MEM_EXECUTE", "MEM_WRITE", "CNT_CODE"]), _any)),
+    }
+)
+
+
+# an entropy near float64's largest overflows float32 in the block (to inf, on both paths alike)
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sections=st.lists(_section, max_size=8), entry=st.one_of(st.none(), _ascii), compact=st.booleans())
+def test_random_sections_give_the_general_paths_vector(sections, entry, compact):
+    assert_same_outcome([_line(_with_sections(_base(), sections, entry), compact)])

@@ -916,6 +916,25 @@ class SectionInfo(FeatureBlock):
         )
         return out
 
+    def process_scanned_batch(self, rows, raws):
+        """``rows``: the scanner's float64 row of each record (``line_scanner.SectionRow``): the
+        counts and the entry's two hashed parts as they are, the sections' (name, number) pairs in
+        slots, hashed here as in :meth:`_well_formed_batch`."""
+        from vigil.tasks.ember.line_scanner import SectionRow
+
+        n = len(rows)
+        codes = rows[:, SectionRow.CODES : SectionRow.SIZES]
+        filled = codes != 0  # the slots in order, so each record's sections in order (row-major)
+        record_of_section = np.nonzero(filled)[0]
+        name_codes = codes[filled].astype(np.int64)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        out[:, :5] = rows[:, SectionRow.COUNTS : SectionRow.ENTRY_NAME]
+        for start, column in ((5, SectionRow.SIZES), (55, SectionRow.ENTROPIES), (105, SectionRow.VSIZES)):
+            values = rows[:, column : column + codes.shape[1]][filled]
+            out[:, start : start + 50] = _pair_rows(n, 50, record_of_section, name_codes, values)
+        out[:, 155:] = rows[:, SectionRow.ENTRY_NAME : SectionRow.CODES]
+        return out
+
     def _any_batch(self, raws: list) -> np.ndarray:
         sections = [r["sections"] for r in raws]
         entries = [r["entry"] for r in raws]

@@ -1,14 +1,18 @@
 """Compiled (numba) reading of the biggest values of a batch of raw EMBER JSON lines.
 
 ``histogram`` and ``byteentropy`` (256 integer counts each), the strings block's ``printabledist``
-(96), ``imports`` (an object of library name -> list of function names) and ``datadirectories`` (a
-list of 15-16 small objects) are ~75 % of a record's text and of its Python objects; orjson makes an
-int, a str or a dict of each value, and the blocks then walk them one at a time. Here each value is
-read from the line's bytes straight into what its block needs: the counts into an int64 row, the
-imports into FeatureHasher's two dense rows (murmurhash3 of each library name and of each
-``"library:function"``, as :class:`vigil.tasks.ember.features.StringHasher` hashes them), the
-directories' sizes and addresses into their float32 row, and the line is rewritten with a
-placeholder string in each value's place for orjson to parse the rest.
+(96), ``imports`` (an object of library name -> list of function names), ``datadirectories`` (a
+list of 15-16 small objects) and ``section`` (the entry's name and a small object a section) are
+~85 % of a record's text and of its Python objects; orjson makes an int, a str or a dict of each
+value, and the blocks then walk them one at a time. Here each value is read from the line's bytes
+straight into what its block needs: the counts into an int64 row, the imports into FeatureHasher's
+two dense rows (murmurhash3 of each library name and of each ``"library:function"``, as
+:class:`vigil.tasks.ember.features.StringHasher` hashes them), the directories' sizes and addresses
+into their float32 row, the sections into their float64 row (``line_scanner.SectionRow``: the
+counts and the entry's hashed parts whole, each section's name code and numbers in a slot; each
+entropy's text is copied out for one orjson call a batch, so its float is parsed as the general
+path parses it), and the line is rewritten with a placeholder string in each value's place for
+orjson to parse the rest.
 
 Only the plainest form of each value is taken, and anything else leaves the line to the general path
 (orjson and the blocks' own code), so a record is never read differently from how that path reads it:
@@ -20,9 +24,14 @@ Only the plainest form of each value is taken, and anything else leaves the line
 * data directories: objects of exactly ``"name"`` (a plain string), ``"size"`` and
   ``"virtual_address"`` in that order (ember's form), the two numbers plain integers below 2**53
   (exact as doubles, so float32 rounds them once, as the block's own cast does). The key may be
-  absent (feature version 1 records): the row is then zero, as the block reads a missing list.
+  absent (feature version 1 records): the row is then zero, as the block reads a missing list;
+* section: exactly ``{"entry": s, "sections": [...]}`` with objects of exactly ``"name"``,
+  ``"size"``, ``"entropy"``, ``"vsize"`` and ``"props"`` in that order (ember's form), at most
+  ``SECTION_SLOTS`` of them; strings of ASCII whose escapes are one letter (LIEF's ``\\xff`` in a
+  name is JSON's ``\\\\``; ``\\u....`` is left), sizes plain integers below 2**53, the entropy
+  any JSON number (orjson reads it), props a list of strings.
 
-Compiled when first called (10-15 s, then kept in the signed kernel cache, :mod:`vigil.kernel_cache`,
+Compiled when first called (15-25 s, then kept in the signed kernel cache, :mod:`vigil.kernel_cache`,
 for later processes); ``line_scanner`` imports it when the first batch is vectorized.
 """
 
@@ -32,18 +41,34 @@ import numpy as np
 from numba import njit
 
 from vigil.kernel_cache import cached
-from vigil.tasks.ember.line_scanner import PLACEHOLDERS
+from vigil.tasks.ember.line_scanner import PLACEHOLDERS, SECTION_SLOTS, SectionRow
 
 COUNTS = 256  # values in a histogram / byteentropy list
 PRINTABLE_COUNTS = 96  # values in the strings block's printabledist list (0x20..0x7f)
 LIBRARY_BINS, FUNCTION_BINS = 256, 1024  # ImportsInfo's two FeatureHasher widths
-# powers of two, so a column is a mask of the hash, not a 64-bit division (~40 cycles, 2/3 of the time)
+# powers of two, so a column is a mask of the hash, not a 64-bit division (2/3 of the imports' time)
 assert not LIBRARY_BINS & (LIBRARY_BINS - 1) and not FUNCTION_BINS & (FUNCTION_BINS - 1)
 MAX_DIGITS = 18  # an integer of up to 18 digits fits int64 exactly
 MAX_LINE = 1 << 24  # longer lines are left to the general path (see ``hashed`` in scan_lines)
 DIRECTORY_SLOTS = 15  # DataDirectories' slots: the i-th listed directory fills slot i, later ones are read, not kept
 MAX_EXACT = 1 << 53  # a directory's numbers below this are exact as doubles (the block's own condition)
-_DIRECTORY_KEYS = tuple(np.array(list(key), dtype=np.uint8) for key in (b'"name"', b'"size"', b'"virtual_address"'))
+
+
+def _quoted(*keys: bytes) -> tuple[np.ndarray, ...]:
+    """Each key's quoted bytes, as the kernels compare them."""
+    return tuple(np.array(list(b'"%s"' % key), dtype=np.uint8) for key in keys)
+
+
+_DIRECTORY_KEYS = _quoted(b"name", b"size", b"virtual_address")
+_SECTION_BLOCK_KEYS = _quoted(b"entry", b"sections")
+_SECTION_KEYS = _quoted(b"name", b"size", b"entropy", b"vsize", b"props")
+# the section properties the counts look at, and their bits (SectionInfo._property_bits)
+_PROPERTIES = tuple(np.array(list(name), dtype=np.uint8) for name in (b"MEM_READ", b"MEM_EXECUTE", b"MEM_WRITE"))
+SECTION_BINS = 50  # SectionInfo's FeatureHasher width (not a power of two: its columns are a modulo)
+assert SectionRow.ENTRY_PROPERTIES - SectionRow.ENTRY_NAME == SECTION_BINS
+# the row's layout as constants the compiled code folds in
+_COUNTS, _ENTRY_NAME, _ENTRY_PROPERTIES = SectionRow.COUNTS, SectionRow.ENTRY_NAME, SectionRow.ENTRY_PROPERTIES
+_CODES, _SIZES, _ENTROPIES, _VSIZES = SectionRow.CODES, SectionRow.SIZES, SectionRow.ENTROPIES, SectionRow.VSIZES
 _PLACEHOLDER_TEXT = np.array([list(text) for text in PLACEHOLDERS], dtype=np.uint8)
 _MASK = np.uint64(0xFFFFFFFF)
 
@@ -120,15 +145,22 @@ def murmurhash3_32(data, start, length):  # pragma: no cover - compiled
     return _finish(h, tail, tail_length, length)
 
 
-@njit(cache=False, nogil=True, inline="always")
-def _add_hashed(row, h, width):  # pragma: no cover - compiled
-    """FeatureHasher's +1 / -1 of one string token of hash ``h``, added to its column
-    (StringHasher.code's rule)."""
+@cached
+@njit(cache=False, nogil=True)
+def _column(h, width):  # pragma: no cover - compiled
+    """FeatureHasher's column of a string token of hash ``h`` (StringHasher.code's rule)."""
     if h == -(1 << 31):
-        column = (2147483647 - (width - 1)) % width
-    else:
-        column = abs(h) & (width - 1)  # abs(h) % width, width a power of two
-    row[column] += 1.0 if h >= 0 else -1.0
+        return (2147483647 - (width - 1)) % width
+    if width & (width - 1) == 0:  # a power of two: a mask, not a 64-bit division (~40 cycles)
+        return abs(h) & (width - 1)
+    return abs(h) % width
+
+
+@cached
+@njit(cache=False, nogil=True)
+def _add_hashed(row, h, width):  # pragma: no cover - compiled
+    """FeatureHasher's +1 / -1 of one string token of hash ``h``, added to its column."""
+    row[_column(h, width)] += 1.0 if h >= 0 else -1.0
 
 
 @njit(cache=False, nogil=True, inline="always")
@@ -158,7 +190,8 @@ def _integer(data, i, end):  # pragma: no cover - compiled
     return value, j
 
 
-@njit(cache=False, nogil=True, inline="always")
+@cached
+@njit(cache=False, nogil=True)
 def _after_member(data, i, end, closer):  # pragma: no cover - compiled
     """After a member of a list or an object at data[i] (blanks first): (the next member's index,
     False) at a comma, (the index after ``closer``, True) at it, (-1, True) at anything else."""
@@ -288,10 +321,12 @@ def _imports(data, i, end, libraries, functions, scratch, keys):  # pragma: no c
             return i
 
 
-@njit(cache=False, nogil=True, inline="always")
+@cached
+@njit(cache=False, nogil=True)
 def _key_then_colon(data, i, end, key):  # pragma: no cover - compiled
-    """The index of the value after ``key`` (its quoted bytes) and a colon at data[i], or -1."""
-    if i + key.shape[0] > end:
+    """The index of the value after ``key`` (its quoted bytes) and a colon at data[i], or -1 (also
+    where i is -1, a failed step before)."""
+    if i < 0 or i + key.shape[0] > end:
         return -1
     for k in range(key.shape[0]):
         if data[i + k] != key[k]:
@@ -302,7 +337,20 @@ def _key_then_colon(data, i, end, key):  # pragma: no cover - compiled
     return _skip(data, i + 1, end)
 
 
-@njit(cache=False, nogil=True, inline="always")
+@cached
+@njit(cache=False, nogil=True)
+def _after_comma(data, i, end):  # pragma: no cover - compiled
+    """The index of what follows the comma at data[i] (blanks before and after it), or -1."""
+    if i < 0:
+        return -1
+    i = _skip(data, i, end)
+    if i >= end or data[i] != 0x2C:  # ,
+        return -1
+    return _skip(data, i + 1, end)
+
+
+@cached
+@njit(cache=False, nogil=True)
 def _exact_number(data, i, end, key):  # pragma: no cover - compiled
     """(value, index after it and the blank after it) of ``key: <integer below MAX_EXACT>`` at data[i], or (0, -1)."""
     i = _key_then_colon(data, i, end, key)
@@ -335,13 +383,8 @@ def _directories(data, i, end, row):  # pragma: no cover - compiled
         close = _string_end(data, i, end)
         if close < 0:
             return -1
-        i = _skip(data, close + 1, end)
-        if i >= end or data[i] != 0x2C:
-            return -1
-        size, i = _exact_number(data, _skip(data, i + 1, end), end, size_key)
-        if i < 0 or i >= end or data[i] != 0x2C:
-            return -1
-        address, i = _exact_number(data, _skip(data, i + 1, end), end, address_key)
+        size, i = _exact_number(data, _after_comma(data, close + 1, end), end, size_key)
+        address, i = _exact_number(data, _after_comma(data, i, end), end, address_key)
         if i < 0 or i >= end or data[i] != 0x7D:  # }
             return -1
         if slot < DIRECTORY_SLOTS:
@@ -353,38 +396,252 @@ def _directories(data, i, end, row):  # pragma: no cover - compiled
             return i
 
 
+@njit(cache=False, nogil=True, inline="always")
+def _digits_end(data, i, end):  # pragma: no cover - compiled
+    while i < end and 0x30 <= data[i] <= 0x39:
+        i += 1
+    return i
+
+
+@cached
+@njit(cache=False, nogil=True)
+def _number_end(data, i, end):  # pragma: no cover - compiled
+    """The index after the JSON number at data[i] (its grammar exactly: ``-? (0 | [1-9][0-9]*)
+    (. [0-9]+)? ([eE] [+-]? [0-9]+)?``), or -1; its value is orjson's to read."""
+    if i < end and data[i] == 0x2D:  # -
+        i += 1
+    if i >= end or not 0x30 <= data[i] <= 0x39:
+        return -1
+    i = i + 1 if data[i] == 0x30 else _digits_end(data, i, end)
+    if i < end and data[i] == 0x2E:  # .
+        after = _digits_end(data, i + 1, end)
+        if after == i + 1:
+            return -1
+        i = after
+    if i < end and (data[i] == 0x65 or data[i] == 0x45):  # e E
+        i += 1
+        if i < end and (data[i] == 0x2B or data[i] == 0x2D):
+            i += 1
+        after = _digits_end(data, i, end)
+        if after == i:
+            return -1
+        i = after
+    return i
+
+
+def _escape_table() -> np.ndarray:
+    """ESCAPED[c]: the character a JSON escape of the letter c stands for, 0 where c is not a
+    one-letter escape (\\u.... is left to the general path: its UTF-8 is orjson's to make)."""
+    table = np.zeros(128, dtype=np.uint8)
+    for letter, value in zip(b'"\\/bfnrt', b'"\\/\b\f\n\r\t'):
+        table[letter] = value
+    return table
+
+
+_ESCAPED = _escape_table()
+
+
+@cached
+@njit(cache=False, nogil=True)
+def _decoded_string(data, i, end, out):  # pragma: no cover - compiled
+    """The string at data[i] (ASCII, one-letter escapes) decoded into ``out``: (the index after its
+    closing quote, its length), or (-1, 0)."""
+    if i < 0 or i >= end or data[i] != 0x22:
+        return -1, 0
+    i += 1
+    length = 0
+    while i < end:
+        c = data[i]
+        if c == 0x22:
+            return i + 1, length
+        if c < 0x20 or c > 0x7F:  # control, non-ASCII
+            return -1, 0
+        if c == 0x5C:  # backslash
+            i += 1
+            if i >= end or data[i] > 0x7F or _ESCAPED[data[i]] == 0:
+                return -1, 0
+            c = _ESCAPED[data[i]]
+        out[length] = c
+        length += 1
+        i += 1
+    return -1, 0
+
+
+@cached
+@njit(cache=False, nogil=True)
+def _after_key(data, i, end, key):  # pragma: no cover - compiled
+    """The value's index after ``, key:`` at data[i] (blanks first), or -1."""
+    return _key_then_colon(data, _after_comma(data, i, end), end, key)
+
+
+@cached
+@njit(cache=False, nogil=True)
+def _property_bit(name, length):  # pragma: no cover - compiled
+    """The bit of a section property the counts look at (READ 1, EXECUTE 2, WRITE 4), else 0."""
+    for b in range(len(_PROPERTIES)):
+        known = _PROPERTIES[b]
+        if length == known.shape[0]:
+            same = True
+            for k in range(length):
+                if name[k] != known[k]:
+                    same = False
+                    break
+            if same:
+                return 1 << b
+    return 0
+
+
+@cached
+@njit(cache=False, nogil=True)
+def _code(h, width):  # pragma: no cover - compiled
+    """StringHasher's signed code of a token of hash ``h``: column + 1, negated where FeatureHasher adds -1."""
+    return _column(h, width) + 1 if h >= 0 else -(_column(h, width) + 1)
+
+
+@cached
+@njit(cache=False, nogil=True)
+def _section(data, i, end, row, line, entropies, written, targets, count, decoded):  # pragma: no cover - compiled
+    """The section block's object at data[i] into ``row`` (the line's float64 row, laid out as
+    ``line_scanner.SectionRow``; the caller has zeroed it), each entropy's text appended to
+    ``entropies`` after ``written`` bytes (comma separated) and its cell in ``targets[count]``
+    (line, column): (the index after its ``}``, written, count), or -1 first where it is not in
+    ember's form: ``{"entry": s, "sections": [{"name": s, "size": n, "entropy": x, "vsize": n,
+    "props": [s, ...]}, ...]}``, every string ASCII with one-letter escapes at most (decoded in
+    ``decoded``'s three rows: entry, name, property), sizes integers below 2**53, at most
+    SECTION_SLOTS sections."""
+    entry_key, sections_key = _SECTION_BLOCK_KEYS
+    name_key, size_key, entropy_key, vsize_key, props_key = _SECTION_KEYS
+    entry, name, prop = decoded[0], decoded[1], decoded[2]
+    if i >= end or data[i] != 0x7B:  # {
+        return -1, written, count
+    i, entry_length = _decoded_string(data, _key_then_colon(data, _skip(data, i + 1, end), end, entry_key), end, entry)
+    i = _after_key(data, i, end, sections_key)
+    if i < 0 or i >= end or data[i] != 0x5B:  # [
+        return -1, written, count
+    i = _skip(data, i + 1, end)
+    slot = 0
+    closed = i < end and data[i] == 0x5D
+    if closed:
+        i += 1
+    while not closed:
+        if slot == SECTION_SLOTS or i >= end or data[i] != 0x7B:
+            return -1, written, count
+        i, name_length = _decoded_string(data, _key_then_colon(data, _skip(data, i + 1, end), end, name_key), end, name)
+        size, i = _exact_number(data, _after_comma(data, i, end), end, size_key)
+        entropy = _after_key(data, i, end, entropy_key)
+        entropy_end = _number_end(data, entropy, end) if entropy >= 0 else -1
+        vsize, i = _exact_number(data, _after_comma(data, entropy_end, end), end, vsize_key)
+        i = _after_key(data, i, end, props_key)
+        if i < 0 or i >= end or data[i] != 0x5B:  # [
+            return -1, written, count
+        in_entry = name_length == entry_length
+        for k in range(name_length if in_entry else 0):
+            if name[k] != entry[k]:
+                in_entry = False
+                break
+        bits = 0
+        i = _skip(data, i + 1, end)
+        listed = i < end and data[i] == 0x5D
+        if listed:
+            i += 1
+        while not listed:
+            i, length = _decoded_string(data, i, end, prop)
+            if i < 0:
+                return -1, written, count
+            bits |= _property_bit(prop, length)
+            if in_entry:
+                h = murmurhash3_32(prop, 0, length)
+                _add_hashed(row[_ENTRY_PROPERTIES : _ENTRY_PROPERTIES + SECTION_BINS], h, SECTION_BINS)
+            i, listed = _after_member(data, i, end, 0x5D)
+            if i < 0:
+                return -1, written, count
+        i = _skip(data, i, end)
+        if i >= end or data[i] != 0x7D:  # }
+            return -1, written, count
+        row[_COUNTS] += 1
+        row[_COUNTS + 1] += size == 0
+        row[_COUNTS + 2] += name_length == 0
+        row[_COUNTS + 3] += bits & 3 == 3
+        row[_COUNTS + 4] += bits & 4 != 0
+        row[_CODES + slot] = _code(murmurhash3_32(name, 0, name_length), SECTION_BINS)
+        row[_SIZES + slot] = size
+        row[_VSIZES + slot] = vsize
+        if count:
+            entropies[written] = 0x2C  # ,
+            written += 1
+        entropies[written : written + entropy_end - entropy] = data[entropy:entropy_end]
+        written += entropy_end - entropy
+        targets[count, 0], targets[count, 1] = line, _ENTROPIES + slot
+        count += 1
+        slot += 1
+        i, closed = _after_member(data, i + 1, end, 0x5D)
+        if i < 0:
+            return -1, written, count
+    i = _skip(data, i, end)
+    if i >= end or data[i] != 0x7D:  # }
+        return -1, written, count
+    for k in range(entry_length):  # the quirk: one token per character of the entry's name
+        h = murmurhash3_32(entry, k, 1)
+        _add_hashed(row[_ENTRY_NAME : _ENTRY_NAME + SECTION_BINS], h, SECTION_BINS)
+    return i + 1, written, count
+
+
 @cached
 @njit(cache=False, nogil=True)
 def scan_lines(
-    data, bounds, values, histogram, byteentropy, imports, directories, printable, text, text_bounds
+    data,
+    bounds,
+    values,
+    histogram,
+    byteentropy,
+    imports,
+    directories,
+    printable,
+    section,
+    entropies,
+    targets,
+    text,
+    text_bounds,
 ):  # pragma: no cover - compiled
-    """Read the five values of each line and write the line with placeholders in their place
+    """Read the six values of each line and write the line with placeholders in their place
     (the caller has left out, with values -1, every line holding a ``\\u0000`` escape).
 
     ``bounds[k]``: line k's (start, end) in ``data``; ``values[k]``: where each value starts (after
-    its key's colon: histogram, byteentropy, imports, datadirectories, printabledist), -1 where its
-    key was not found (allowed for datadirectories alone: its row stays zero and no placeholder is
-    written). Line
-    k is taken when all its values read: its rows are filled (``imports``: the 256 library then the
-    1,024 function bins) and its rewritten text is ``text[text_bounds[k, 0]:text_bounds[k, 1]]``;
-    otherwise its rows stay zero and its text bounds are (0, 0). Returns how many lines were taken."""
+    its key's colon: histogram, byteentropy, imports, datadirectories, printabledist, section), -1
+    where its key was not found (allowed for datadirectories alone: its row stays zero and no
+    placeholder is written). Line k is taken when all its values read: its rows are filled
+    (``imports``: the 256 library then the 1,024 function bins; ``section``: see ``_section``, its
+    entropies' texts in ``entropies``, which starts with ``[``, their cells in ``targets``) and its
+    rewritten text is ``text[text_bounds[k, 0]:text_bounds[k, 1]]``; otherwise its rows stay zero,
+    it adds no entropy and its text bounds are (0, 0). Returns (lines taken, bytes of ``entropies``
+    written, entropies)."""
     longest = 1
     for k in range(bounds.shape[0]):
         longest = max(longest, bounds[k, 1] - bounds[k, 0])
     scratch = np.empty(longest + 1, dtype=np.uint8)
+    decoded = np.empty((3, longest + 1), dtype=np.uint8)  # the section block's entry, name and property
     keys = np.empty((4096, 2), dtype=np.int64)
-    spans = np.empty((5, 2), dtype=np.int64)
+    spans = np.empty((6, 2), dtype=np.int64)
     # the line's sums, kept small and hot (a row of the batch's output is cold: a miss an addition)
     # in float32, as the block holds them: exact, since a line of at most MAX_LINE bytes holds fewer
     # than 2**24 names, so every sum is an integer float32 represents
     hashed = np.zeros(LIBRARY_BINS + FUNCTION_BINS, dtype=np.float32)
     out = 0
     taken = 0
+    written, count = 1, 0  # entropies[0] is the caller's "["
     for k in range(bounds.shape[0]):
         start, end = bounds[k, 0], bounds[k, 1]
         text_bounds[k, 0], text_bounds[k, 1] = 0, 0
-        if values[k, 0] < 0 or values[k, 1] < 0 or values[k, 2] < 0 or values[k, 4] < 0 or end - start > MAX_LINE:
+        if (
+            values[k, 0] < 0
+            or values[k, 1] < 0
+            or values[k, 2] < 0
+            or values[k, 4] < 0
+            or values[k, 5] < 0
+            or end - start > MAX_LINE
+        ):
             continue
+        line_written, line_count = written, count
         spans[0, 0] = _skip(data, start + values[k, 0], end)
         spans[0, 1] = _counts(data, spans[0, 0], end, histogram[k])
         spans[1, 0] = _skip(data, start + values[k, 1], end)
@@ -393,15 +650,19 @@ def scan_lines(
         spans[2, 1] = _imports(data, spans[2, 0], end, hashed[:LIBRARY_BINS], hashed[LIBRARY_BINS:], scratch, keys)
         spans[4, 0] = _skip(data, start + values[k, 4], end)
         spans[4, 1] = _counts(data, spans[4, 0], end, printable[k])
-        present = 5
+        spans[5, 0] = _skip(data, start + values[k, 5], end)
+        spans[5, 1], written, count = _section(
+            data, spans[5, 0], end, section[k], k, entropies, written, targets, count, decoded
+        )
+        present = 6
         if values[k, 3] >= 0:
             spans[3, 0] = _skip(data, start + values[k, 3], end)
             spans[3, 1] = _directories(data, spans[3, 0], end, directories[k])
         else:  # no directories: a span past the line's end, sorted last and left out
-            present = 4
+            present = 5
             spans[3, 0], spans[3, 1] = end + 1, end + 1
         ok = True
-        for m in range(5):
+        for m in range(6):
             if spans[m, 1] < 0:
                 ok = False
         order = np.argsort(spans[:, 0])
@@ -426,6 +687,8 @@ def scan_lines(
             imports[k, :] = 0
             directories[k, :] = 0
             printable[k, :] = 0
+            section[k, :] = 0
+            written, count = line_written, line_count
             hashed[:] = 0
             out = line_start  # the next line's text goes where this one's began
             continue
@@ -433,4 +696,4 @@ def scan_lines(
         hashed[:] = 0
         text_bounds[k, 0], text_bounds[k, 1] = line_start, out
         taken += 1
-    return taken
+    return taken, written, count

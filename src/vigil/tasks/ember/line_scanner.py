@@ -1,15 +1,15 @@
 """A batch of raw EMBER JSON lines parsed with its biggest values read by a compiled pass.
 
-``histogram``, ``byteentropy``, ``imports``, ``datadirectories`` and the strings block's
-``printabledist`` are read from each line's bytes into the rows their blocks need
+``histogram``, ``byteentropy``, ``imports``, ``datadirectories``, ``section`` and the strings
+block's ``printabledist`` are read from each line's bytes into the rows their blocks need
 (:mod:`vigil.tasks.ember.line_kernels`); orjson parses the rest of the line, in which each of these
 values is a placeholder string. orjson then has a quarter of the text to read and the blocks no
 Python objects to walk for these: ``bench.ember_vectorize``'s whole batch time fell from ~2.9x to
 1.84-1.95x the time of parsing the lines with orjson alone with the first three, then by 1-8 % of its
 CPU time with the directories (their 15 small objects a line were a third of the Python objects
-orjson still made) and by 3-9 % with printabledist (in-process A/Bs, least of 11 rounds). Its kernels
-compile in 10-15 s, once a machine: the signed kernel cache (:mod:`vigil.kernel_cache`) keeps them,
-and a later process loads them in 0.2-0.5 s. ``vectorize`` uses it for runs long enough to pay back
+orjson still made), by 3-9 % with printabledist and by 13-22 % with the section block (in-process
+A/Bs, least of 11 rounds). Its kernels compile in 15-25 s, once a machine: the signed kernel cache
+(:mod:`vigil.kernel_cache`) keeps them, and a later process loads them in 0.2-0.5 s. ``vectorize`` uses it for runs long enough to pay back
 what it costs to have it (``vectorize.use_scanner``).
 
 Why the rows belong to the record: a line is scanned only if it holds no ``\\u0000`` escape, so a
@@ -34,16 +34,33 @@ import orjson
 
 # The keys whose values are read, and the block each value is for: top-level keys but printabledist,
 # which is the strings block's (the one value of it read: the block takes its other values from the record)
-SCANNED_KEYS = ("histogram", "byteentropy", "imports", "datadirectories", "printabledist")
-SCANNED_BLOCKS = ("histogram", "byteentropy", "imports", "datadirectories", "strings")
+SCANNED_KEYS = ("histogram", "byteentropy", "imports", "datadirectories", "printabledist", "section")
+SCANNED_BLOCKS = ("histogram", "byteentropy", "imports", "datadirectories", "strings", "section")
 # key -> the top-level key whose object holds it, for a key read inside its block's object
 NESTED = {key: block for key, block in zip(SCANNED_KEYS, SCANNED_BLOCKS) if key != block}
 OPTIONAL = "datadirectories"  # absent from feature version 1 records: its row is then zero
 # What each value is replaced by (JSON text; line_kernels writes it) and what orjson reads of it. A line
 # is scanned only if it holds no \u0000 escape, so a string equal to one of these is its placeholder.
-PLACEHOLDERS = (b'"\\u0000h"', b'"\\u0000b"', b'"\\u0000i"', b'"\\u0000d"', b'"\\u0000p"')
+PLACEHOLDERS = (b'"\\u0000h"', b'"\\u0000b"', b'"\\u0000i"', b'"\\u0000d"', b'"\\u0000p"', b'"\\u0000s"')
 _PLACEHOLDER_VALUES = tuple(orjson.loads(text) for text in PLACEHOLDERS)
 _KEYS = tuple(f'"{name}":'.encode() for name in SCANNED_KEYS)
+SECTION_SLOTS = 32  # sections read a line (ember's files have 1-10); a line with more is left to the general path
+
+
+class SectionRow:
+    """The columns of a line's float64 row for the section block, as the scanner fills it: the
+    block's five counts, its two hashed parts over the entry (exact sums of +1 / -1), then each
+    section's name (its StringHasher code, 0 in a slot past the last section), size, entropy and
+    vsize in slots, for the block to hash the (name, number) pairs as FeatureHasher adds them."""
+
+    COUNTS = 0  # sections, of size 0, unnamed, readable and executable, writable
+    ENTRY_NAME = 5  # 50: one token per character of the entry's name
+    ENTRY_PROPERTIES = 55  # 50: the properties of the sections named as the entry
+    CODES = 105
+    SIZES = CODES + SECTION_SLOTS
+    ENTROPIES = SIZES + SECTION_SLOTS
+    VSIZES = ENTROPIES + SECTION_SLOTS
+    WIDTH = VSIZES + SECTION_SLOTS
 
 
 @dataclass
@@ -69,11 +86,14 @@ class ScannedLines:
         return {name: rows[lines] for name, rows in self.rows.items()}
 
 
-# ember writes histogram, byteentropy and strings first, imports near the end (after the general
-# block's own "imports" count) and datadirectories last: histogram, byteentropy and printabledist are
-# looked for from the start, the others from the end (a key found elsewhere only leaves the line to
-# the general path)
-_SEARCHES = (bytes.find, bytes.find, bytes.rfind, bytes.rfind, bytes.find)
+# ember writes histogram, byteentropy and strings first, then general, header and section, imports
+# near the end (after the general block's own "imports" count) and datadirectories last: imports and
+# datadirectories are looked for from the end, histogram, byteentropy and printabledist from the
+# start, and section from printabledist's value on (past the ~4 KB of counts before it; from the
+# end it would meet a library named so first). A key found elsewhere only leaves the line to the
+# general path.
+_SEARCHES = (bytes.find, bytes.find, bytes.rfind, bytes.rfind, bytes.find, bytes.find)
+_SEARCHED_AFTER = {SCANNED_KEYS.index("section"): SCANNED_KEYS.index("printabledist")}
 
 
 def _value_offsets(lines: list[bytes]) -> np.ndarray:
@@ -81,7 +101,11 @@ def _value_offsets(lines: list[bytes]) -> np.ndarray:
     -1 where the key is not there; each key looked for in every line by one C-level map."""
     values = np.empty((len(lines), len(_KEYS)), dtype=np.int64)
     for column, (search, key) in enumerate(zip(_SEARCHES, _KEYS)):
-        found = np.fromiter(map(search, lines, repeat(key)), dtype=np.int64, count=len(lines))
+        if column in _SEARCHED_AFTER:
+            starts = np.maximum(values[:, _SEARCHED_AFTER[column]], 0).tolist()
+            found = np.fromiter(map(search, lines, repeat(key), starts), dtype=np.int64, count=len(lines))
+        else:
+            found = np.fromiter(map(search, lines, repeat(key)), dtype=np.int64, count=len(lines))
         values[:, column] = np.where(found >= 0, found + len(key), -1)
     return values
 
@@ -90,7 +114,7 @@ _compiled = False
 
 
 def compile_kernels() -> None:
-    """Compile the scanner now (10-15 s on the reference machine): a parent that forks workers
+    """Compile the scanner now (15-25 s on the reference machine): a parent that forks workers
     calls it first, so each worker inherits the compiled code instead of compiling it again."""
     scan_lines([b"{}"])
 
@@ -102,7 +126,7 @@ def scanner_compiled() -> bool:
 
 def scanner_cached() -> bool:
     """Whether the signed kernel cache holds the scanner (:mod:`vigil.kernel_cache`): a process
-    then has it in 0.2-0.5 s instead of 10-15 s."""
+    then has it in 0.2-0.5 s instead of 15-25 s."""
     from vigil.kernel_cache import holds
     from vigil.tasks.ember import line_kernels
 
@@ -151,10 +175,16 @@ def scan_lines(lines: list[bytes]) -> ScannedLines:
     imports = np.empty((n, line_kernels.LIBRARY_BINS + line_kernels.FUNCTION_BINS), dtype=np.float32)
     directories = np.zeros((n, 2 * line_kernels.DIRECTORY_SLOTS), dtype=np.float32)
     printable = np.zeros((n, line_kernels.PRINTABLE_COUNTS), dtype=np.int64)
+    section = np.zeros((n, SectionRow.WIDTH), dtype=np.float64)
+    # every entropy's text, comma separated, for one orjson call (exact float parsing is orjson's):
+    # at most the batch's bytes, a comma and a cell each
+    entropies = np.empty(len(data) + n * SECTION_SLOTS + 2, dtype=np.uint8)
+    entropies[0] = ord("[")
+    targets = np.empty((n * SECTION_SLOTS, 2), dtype=np.int64)
     # a placeholder can be longer than the value it replaces ("{}", "[]"): room for all of them a line
     text = np.empty(len(data) + n * len(PLACEHOLDERS) * len(PLACEHOLDERS[0]), dtype=np.uint8)
     text_bounds = np.empty((n, 2), dtype=np.int64)
-    line_kernels.scan_lines(
+    _, written, count = line_kernels.scan_lines(
         data,
         bounds,
         values,
@@ -163,17 +193,45 @@ def scan_lines(lines: list[bytes]) -> ScannedLines:
         imports,
         directories,
         printable,
+        section,
+        entropies,
+        targets,
         text,
         text_bounds,
     )
     _compiled = True
+    if count:
+        entropies[written] = ord("]")
+        _place_entropies(memoryview(entropies.data)[: written + 1], targets[:count], section, text_bounds)
     view = memoryview(text.data)  # orjson reads a memoryview without a copy
     records: list[dict | None] = []
     without_directories = (values[:, SCANNED_KEYS.index(OPTIONAL)] < 0).tolist()
     for (start, end), absent in zip(text_bounds.tolist(), without_directories):
         records.append(_placeheld_record(view[start:end], absent) if end > start else None)
-    rows: dict[str, np.ndarray] = dict(zip(SCANNED_BLOCKS, (histogram, byteentropy, imports, directories, printable)))
+    rows: dict[str, np.ndarray] = dict(
+        zip(SCANNED_BLOCKS, (histogram, byteentropy, imports, directories, printable, section))
+    )
     return ScannedLines(records, rows)
+
+
+def _place_entropies(text: memoryview, targets: np.ndarray, section: np.ndarray, text_bounds: np.ndarray) -> None:
+    """The sections' entropies (a JSON list of the numbers as written) parsed by orjson, as the
+    general path parses them, into their cells. Where orjson refuses the list (a number past
+    float64's range, which the general path reads with ``json``), each number is parsed alone and the
+    lines of those it refuses are left to the general path."""
+    try:
+        numbers = np.fromiter(orjson.loads(text), dtype=np.float64, count=len(targets))
+    except orjson.JSONDecodeError:
+        parsed: list[float | None] = []
+        for number in bytes(text[1:-1]).split(b","):
+            try:
+                parsed.append(float(orjson.loads(number)))
+            except orjson.JSONDecodeError:
+                parsed.append(None)
+        refused = np.array([value is None for value in parsed])
+        text_bounds[np.unique(targets[refused, 0])] = 0
+        numbers = np.array([0.0 if value is None else value for value in parsed])
+    section[targets[:, 0], targets[:, 1]] = numbers
 
 
 def _placeheld_record(text: memoryview, without_directories: bool) -> dict | None:

@@ -216,7 +216,7 @@ def _vectorize_batch(batch: list[tuple[int, str, int, bytes]]) -> tuple[list[tup
 def _vectorize_lines(batch: list[tuple[int, str, int, bytes]]) -> tuple[list[tuple[int, dict]], list[BadLine]]:
     extractor = _worker_state["extractor"]
     lines = [item[3] for item in batch]
-    # the four biggest blocks of most lines read by a compiled pass, or every line parsed as it is
+    # the six biggest values of most lines read by a compiled pass, or every line parsed as it is
     scan = scan_lines(lines) if _worker_state["scan"] else ScannedLines.unscanned(len(lines))
     metadata, bad, parsed = [], [], []
     first = batch[0][0]  # rows of a batch are consecutive
