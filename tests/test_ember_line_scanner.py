@@ -1,5 +1,5 @@
 """The line scanner reads histogram, byteentropy, imports, datadirectories, the strings block's
-printabledist and the section block straight from the JSON text: every line
+printabledist, the section and the header blocks straight from the JSON text: every line
 gives the vector the general path (orjson, then the blocks' own code) gives it, bit for bit, whether
 the scanner takes the line or leaves it; lines it cannot prove it reads right are left."""
 
@@ -162,6 +162,43 @@ def _section_variants(base: dict) -> dict[str, tuple[bytes, bool | None]]:
     return out
 
 
+def _with_header(base: dict, coff: dict | None = None, optional: dict | None = None) -> dict:
+    header = base["header"]
+    return dict(base, header={"coff": coff or header["coff"], "optional": optional or header["optional"]})
+
+
+def _header_variants(base: dict) -> dict[str, tuple[bytes, bool | None]]:
+    """Lines whose header block is in ember's form or near it (see line_kernels._header)."""
+    coff, optional = base["header"]["coff"], base["header"]["optional"]
+    out: dict[str, tuple[bytes, bool | None]] = {}
+    out["escaped header names, empty lists"] = (
+        _line(_with_header(base, dict(coff, machine='I\\386"', characteristics=[]), dict(optional, magic="\t"))),
+        True,
+    )
+    out["a header name with a \\u escape"] = (_line(_with_header(base, dict(coff, machine="é"))), False)
+    out["a header name that is not a string"] = (_line(_with_header(base, dict(coff, machine=332))), False)
+    out["a characteristic that is not a string"] = (
+        _line(_with_header(base, dict(coff, characteristics=["EXECUTABLE_IMAGE", None]))),
+        False,
+    )
+    out["a timestamp of 2**53"] = (_line(_with_header(base, dict(coff, timestamp=2**53))), False)
+    out["a timestamp just below 2**53"] = (_line(_with_header(base, dict(coff, timestamp=2**53 - 1))), True)
+    out["a negative timestamp"] = (_line(_with_header(base, dict(coff, timestamp=-1))), False)
+    out["a float header number"] = (_line(_with_header(base, optional=dict(optional, sizeof_code=1.5))), False)
+    out["a header number as a string"] = (_line(_with_header(base, optional=dict(optional, sizeof_code="7"))), False)
+    out["a header number missing"] = (
+        _line(_with_header(base, optional={k: v for k, v in optional.items() if k != "sizeof_heap_commit"})),
+        False,
+    )
+    out["an optional header with one more key"] = (_line(_with_header(base, optional=dict(optional, x=1))), False)
+    out["coff keys in another order"] = (
+        _line(_with_header(base, {key: coff[key] for key in ("machine", "timestamp", "characteristics")})),
+        False,
+    )
+    out["optional before coff"] = (_line(dict(base, header={"optional": optional, "coff": coff})), False)
+    return out
+
+
 def _variants() -> dict[str, tuple[bytes, bool | None]]:
     """name -> (line, whether the scanner takes it: True, False, or None where either is right)."""
     base = _base()
@@ -241,6 +278,7 @@ def _variants() -> dict[str, tuple[bytes, bool | None]]:
     )
     out["directories written twice (JSON keeps the last)"] = (directories_twice, None)
     out.update(_section_variants(base))
+    out.update(_header_variants(base))
     reordered = {key: base[key] for key in reversed(list(base))}
     out["the blocks in another order"] = (_line(reordered), None)
     repeated = _line(base)[:-1] + b', "histogram": ' + json.dumps([0] * 255 + [7]).encode() + b"}"
@@ -390,3 +428,22 @@ _section = st.fixed_dictionaries(
 @given(sections=st.lists(_section, max_size=8), entry=st.one_of(st.none(), _ascii), compact=st.booleans())
 def test_random_sections_give_the_general_paths_vector(sections, entry, compact):
     assert_same_outcome([_line(_with_sections(_base(), sections, entry), compact)])
+
+
+_header_number = st.one_of(st.integers(0, 2**60), st.sampled_from([0, 4096]))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    names=st.lists(st.one_of(_ascii, _any), min_size=3, max_size=3),
+    lists=st.lists(st.lists(st.one_of(_ascii, _any), max_size=5), min_size=2, max_size=2),
+    numbers=st.lists(_header_number, min_size=12, max_size=12),
+    compact=st.booleans(),
+)
+def test_random_headers_give_the_general_paths_vector(names, lists, numbers, compact):
+    from vigil.tasks.ember.features import HeaderFileInfo
+
+    coff = {"timestamp": numbers[0], "machine": names[0], "characteristics": lists[0]}
+    optional = {"subsystem": names[1], "dll_characteristics": lists[1], "magic": names[2]}
+    optional.update(zip(HeaderFileInfo._optional_numbers, numbers[1:]))
+    assert_same_outcome([_line(_with_header(_base(), coff, optional), compact)])

@@ -772,6 +772,10 @@ class HeaderFileInfo(FeatureBlock):
         out[:, 51:] = numbers_array
         return out
 
+    def process_scanned_batch(self, rows, raws):
+        """``rows``: the scanner's float64 row of each record, the block's values before its float32 cast."""
+        return rows.astype(np.float32)
+
     def _any_batch(self, raws: list) -> np.ndarray:
         # float64 throughout, then float32 once, as ember's np.hstack(...).astype(np.float32)
         coffs, optionals = [r["coff"] for r in raws], [r["optional"] for r in raws]

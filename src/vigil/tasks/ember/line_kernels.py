@@ -41,6 +41,7 @@ import numpy as np
 from numba import njit
 
 from vigil.kernel_cache import cached
+from vigil.tasks.ember.features import HeaderFileInfo
 from vigil.tasks.ember.line_scanner import PLACEHOLDERS, SECTION_SLOTS, SectionRow
 
 COUNTS = 256  # values in a histogram / byteentropy list
@@ -64,6 +65,13 @@ _SECTION_BLOCK_KEYS = _quoted(b"entry", b"sections")
 _SECTION_KEYS = _quoted(b"name", b"size", b"entropy", b"vsize", b"props")
 # the section properties the counts look at, and their bits (SectionInfo._property_bits)
 _PROPERTIES = tuple(np.array(list(name), dtype=np.uint8) for name in (b"MEM_READ", b"MEM_EXECUTE", b"MEM_WRITE"))
+_HEADER_KEYS = _quoted(b"coff", b"optional")
+_COFF_KEYS = _quoted(b"timestamp", b"machine", b"characteristics")
+_OPTIONAL_KEYS = _quoted(b"subsystem", b"dll_characteristics", b"magic")
+_OPTIONAL_NUMBERS = _quoted(*(key.encode() for key in HeaderFileInfo._optional_numbers))
+HEADER_BINS = 10  # HeaderFileInfo's FeatureHasher width, for each of its five hashed parts
+HEADER_WIDTH = HeaderFileInfo.dim  # timestamp, the five hashed parts, the optional header's numbers
+assert HEADER_WIDTH == 1 + 5 * HEADER_BINS + len(_OPTIONAL_NUMBERS)
 SECTION_BINS = 50  # SectionInfo's FeatureHasher width (not a power of two: its columns are a modulo)
 assert SectionRow.ENTRY_PROPERTIES - SectionRow.ENTRY_NAME == SECTION_BINS
 # the row's layout as constants the compiled code folds in
@@ -588,6 +596,80 @@ def _section(data, i, end, row, line, entropies, written, targets, count, decode
 
 @cached
 @njit(cache=False, nogil=True)
+def _hashed_string(data, i, end, part, decoded):  # pragma: no cover - compiled
+    """The string at data[i] (as ``_decoded_string`` takes it) hashed into ``part`` (a
+    FeatureHasher row of string tokens): the index after it, or -1."""
+    i, length = _decoded_string(data, i, end, decoded)
+    if i >= 0:
+        _add_hashed(part, murmurhash3_32(decoded, 0, length), part.shape[0])
+    return i
+
+
+@cached
+@njit(cache=False, nogil=True)
+def _hashed_strings(data, i, end, part, decoded):  # pragma: no cover - compiled
+    """The list of strings at data[i] hashed into ``part``: the index after its ``]``, or -1."""
+    if i < 0 or i >= end or data[i] != 0x5B:  # [
+        return -1
+    i = _skip(data, i + 1, end)
+    if i < end and data[i] == 0x5D:
+        return i + 1
+    closed = False
+    while not closed:
+        i = _hashed_string(data, i, end, part, decoded)
+        if i < 0:
+            return -1
+        i, closed = _after_member(data, i, end, 0x5D)
+    return i
+
+
+@cached
+@njit(cache=False, nogil=True)
+def _header(data, i, end, row, decoded):  # pragma: no cover - compiled
+    """The header block's object at data[i] into ``row`` (HeaderFileInfo's 62 values in float64,
+    before its float32 cast; the caller has zeroed it): the index after its ``}``, or -1 where it
+    is not in ember's form: ``{"coff": {"timestamp": n, "machine": s, "characteristics": [s, ...]},
+    "optional": {"subsystem": s, "dll_characteristics": [s, ...], "magic": s, "major_image_version":
+    n, ... "sizeof_heap_commit": n}}`` (the numbers integers below 2**53, the strings as
+    ``_decoded_string`` takes them)."""
+    coff_key, optional_key = _HEADER_KEYS
+    timestamp_key, machine_key, characteristics_key = _COFF_KEYS
+    subsystem_key, dll_key, magic_key = _OPTIONAL_KEYS
+    parts = row[1 : 1 + 5 * HEADER_BINS]
+    if i >= end or data[i] != 0x7B:  # {
+        return -1
+    i = _key_then_colon(data, _skip(data, i + 1, end), end, coff_key)
+    if i < 0 or i >= end or data[i] != 0x7B:
+        return -1
+    timestamp, i = _exact_number(data, _skip(data, i + 1, end), end, timestamp_key)
+    row[0] = timestamp
+    i = _hashed_string(data, _after_key(data, i, end, machine_key), end, parts[:HEADER_BINS], decoded)
+    i = _hashed_strings(
+        data, _after_key(data, i, end, characteristics_key), end, parts[HEADER_BINS : 2 * HEADER_BINS], decoded
+    )
+    i = _skip(data, i, end) if i >= 0 else -1
+    if i < 0 or i >= end or data[i] != 0x7D:  # }
+        return -1
+    i = _after_key(data, i + 1, end, optional_key)
+    if i < 0 or i >= end or data[i] != 0x7B:
+        return -1
+    i = _key_then_colon(data, _skip(data, i + 1, end), end, subsystem_key)
+    i = _hashed_string(data, i, end, parts[2 * HEADER_BINS : 3 * HEADER_BINS], decoded)
+    i = _hashed_strings(data, _after_key(data, i, end, dll_key), end, parts[3 * HEADER_BINS : 4 * HEADER_BINS], decoded)
+    i = _hashed_string(data, _after_key(data, i, end, magic_key), end, parts[4 * HEADER_BINS :], decoded)
+    for k in range(len(_OPTIONAL_NUMBERS)):
+        value, i = _exact_number(data, _after_comma(data, i, end), end, _OPTIONAL_NUMBERS[k])
+        row[1 + 5 * HEADER_BINS + k] = value
+    for _ in range(2):  # the optional object's }, then the block's
+        i = _skip(data, i, end) if i >= 0 else -1
+        if i < 0 or i >= end or data[i] != 0x7D:
+            return -1
+        i += 1
+    return i
+
+
+@cached
+@njit(cache=False, nogil=True)
 def scan_lines(
     data,
     bounds,
@@ -600,18 +682,21 @@ def scan_lines(
     section,
     entropies,
     targets,
+    header,
     text,
     text_bounds,
 ):  # pragma: no cover - compiled
-    """Read the six values of each line and write the line with placeholders in their place
+    """Read the seven values of each line and write the line with placeholders in their place
     (the caller has left out, with values -1, every line holding a ``\\u0000`` escape).
 
     ``bounds[k]``: line k's (start, end) in ``data``; ``values[k]``: where each value starts (after
-    its key's colon: histogram, byteentropy, imports, datadirectories, printabledist, section), -1
+    its key's colon: histogram, byteentropy, imports, datadirectories, printabledist, section,
+    header), -1
     where its key was not found (allowed for datadirectories alone: its row stays zero and no
     placeholder is written). Line k is taken when all its values read: its rows are filled
     (``imports``: the 256 library then the 1,024 function bins; ``section``: see ``_section``, its
-    entropies' texts in ``entropies``, which starts with ``[``, their cells in ``targets``) and its
+    entropies' texts in ``entropies``, which starts with ``[``, their cells in ``targets``;
+    ``header``: see ``_header``) and its
     rewritten text is ``text[text_bounds[k, 0]:text_bounds[k, 1]]``; otherwise its rows stay zero,
     it adds no entropy and its text bounds are (0, 0). Returns (lines taken, bytes of ``entropies``
     written, entropies)."""
@@ -621,7 +706,7 @@ def scan_lines(
     scratch = np.empty(longest + 1, dtype=np.uint8)
     decoded = np.empty((3, longest + 1), dtype=np.uint8)  # the section block's entry, name and property
     keys = np.empty((4096, 2), dtype=np.int64)
-    spans = np.empty((6, 2), dtype=np.int64)
+    spans = np.empty((len(_PLACEHOLDER_TEXT), 2), dtype=np.int64)
     # the line's sums, kept small and hot (a row of the batch's output is cold: a miss an addition)
     # in float32, as the block holds them: exact, since a line of at most MAX_LINE bytes holds fewer
     # than 2**24 names, so every sum is an integer float32 represents
@@ -638,6 +723,7 @@ def scan_lines(
             or values[k, 2] < 0
             or values[k, 4] < 0
             or values[k, 5] < 0
+            or values[k, 6] < 0
             or end - start > MAX_LINE
         ):
             continue
@@ -654,15 +740,17 @@ def scan_lines(
         spans[5, 1], written, count = _section(
             data, spans[5, 0], end, section[k], k, entropies, written, targets, count, decoded
         )
-        present = 6
+        spans[6, 0] = _skip(data, start + values[k, 6], end)
+        spans[6, 1] = _header(data, spans[6, 0], end, header[k], decoded[0])
+        present = 7
         if values[k, 3] >= 0:
             spans[3, 0] = _skip(data, start + values[k, 3], end)
             spans[3, 1] = _directories(data, spans[3, 0], end, directories[k])
         else:  # no directories: a span past the line's end, sorted last and left out
-            present = 5
+            present = 6
             spans[3, 0], spans[3, 1] = end + 1, end + 1
         ok = True
-        for m in range(6):
+        for m in range(spans.shape[0]):
             if spans[m, 1] < 0:
                 ok = False
         order = np.argsort(spans[:, 0])
@@ -688,6 +776,7 @@ def scan_lines(
             directories[k, :] = 0
             printable[k, :] = 0
             section[k, :] = 0
+            header[k, :] = 0
             written, count = line_written, line_count
             hashed[:] = 0
             out = line_start  # the next line's text goes where this one's began

@@ -34,14 +34,14 @@ import orjson
 
 # The keys whose values are read, and the block each value is for: top-level keys but printabledist,
 # which is the strings block's (the one value of it read: the block takes its other values from the record)
-SCANNED_KEYS = ("histogram", "byteentropy", "imports", "datadirectories", "printabledist", "section")
-SCANNED_BLOCKS = ("histogram", "byteentropy", "imports", "datadirectories", "strings", "section")
+SCANNED_KEYS = ("histogram", "byteentropy", "imports", "datadirectories", "printabledist", "section", "header")
+SCANNED_BLOCKS = ("histogram", "byteentropy", "imports", "datadirectories", "strings", "section", "header")
 # key -> the top-level key whose object holds it, for a key read inside its block's object
 NESTED = {key: block for key, block in zip(SCANNED_KEYS, SCANNED_BLOCKS) if key != block}
 OPTIONAL = "datadirectories"  # absent from feature version 1 records: its row is then zero
 # What each value is replaced by (JSON text; line_kernels writes it) and what orjson reads of it. A line
 # is scanned only if it holds no \u0000 escape, so a string equal to one of these is its placeholder.
-PLACEHOLDERS = (b'"\\u0000h"', b'"\\u0000b"', b'"\\u0000i"', b'"\\u0000d"', b'"\\u0000p"', b'"\\u0000s"')
+PLACEHOLDERS = (b'"\\u0000h"', b'"\\u0000b"', b'"\\u0000i"', b'"\\u0000d"', b'"\\u0000p"', b'"\\u0000s"', b'"\\u0000r"')
 _PLACEHOLDER_VALUES = tuple(orjson.loads(text) for text in PLACEHOLDERS)
 _KEYS = tuple(f'"{name}":'.encode() for name in SCANNED_KEYS)
 SECTION_SLOTS = 32  # sections read a line (ember's files have 1-10); a line with more is left to the general path
@@ -89,11 +89,11 @@ class ScannedLines:
 # ember writes histogram, byteentropy and strings first, then general, header and section, imports
 # near the end (after the general block's own "imports" count) and datadirectories last: imports and
 # datadirectories are looked for from the end, histogram, byteentropy and printabledist from the
-# start, and section from printabledist's value on (past the ~4 KB of counts before it; from the
-# end it would meet a library named so first). A key found elsewhere only leaves the line to the
-# general path.
-_SEARCHES = (bytes.find, bytes.find, bytes.rfind, bytes.rfind, bytes.find, bytes.find)
-_SEARCHED_AFTER = {SCANNED_KEYS.index("section"): SCANNED_KEYS.index("printabledist")}
+# start, header and section from printabledist's value on (past the ~4 KB of counts before it;
+# section from the end would meet a library named so first). A key found elsewhere only leaves the
+# line to the general path.
+_SEARCHES = (bytes.find, bytes.find, bytes.rfind, bytes.rfind, bytes.find, bytes.find, bytes.find)
+_SEARCHED_AFTER = {SCANNED_KEYS.index(key): SCANNED_KEYS.index("printabledist") for key in ("section", "header")}
 
 
 def _value_offsets(lines: list[bytes]) -> np.ndarray:
@@ -181,6 +181,7 @@ def scan_lines(lines: list[bytes]) -> ScannedLines:
     entropies = np.empty(len(data) + n * SECTION_SLOTS + 2, dtype=np.uint8)
     entropies[0] = ord("[")
     targets = np.empty((n * SECTION_SLOTS, 2), dtype=np.int64)
+    header = np.zeros((n, line_kernels.HEADER_WIDTH), dtype=np.float64)
     # a placeholder can be longer than the value it replaces ("{}", "[]"): room for all of them a line
     text = np.empty(len(data) + n * len(PLACEHOLDERS) * len(PLACEHOLDERS[0]), dtype=np.uint8)
     text_bounds = np.empty((n, 2), dtype=np.int64)
@@ -196,6 +197,7 @@ def scan_lines(lines: list[bytes]) -> ScannedLines:
         section,
         entropies,
         targets,
+        header,
         text,
         text_bounds,
     )
@@ -209,7 +211,7 @@ def scan_lines(lines: list[bytes]) -> ScannedLines:
     for (start, end), absent in zip(text_bounds.tolist(), without_directories):
         records.append(_placeheld_record(view[start:end], absent) if end > start else None)
     rows: dict[str, np.ndarray] = dict(
-        zip(SCANNED_BLOCKS, (histogram, byteentropy, imports, directories, printable, section))
+        zip(SCANNED_BLOCKS, (histogram, byteentropy, imports, directories, printable, section, header))
     )
     return ScannedLines(records, rows)
 
