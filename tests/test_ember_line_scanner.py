@@ -447,3 +447,13 @@ def test_random_headers_give_the_general_paths_vector(names, lists, numbers, com
     optional = {"subsystem": names[1], "dll_characteristics": lists[1], "magic": names[2]}
     optional.update(zip(HeaderFileInfo._optional_numbers, numbers[1:]))
     assert_same_outcome([_line(_with_header(_base(), coff, optional), compact)])
+
+
+def test_the_kernels_hash_widths_and_property_names_are_the_blocks():
+    from vigil.tasks.ember import line_kernels
+    from vigil.tasks.ember.features import HeaderFileInfo, SectionInfo
+
+    assert line_kernels.HEADER_BINS == HeaderFileInfo._hasher.n_features
+    assert line_kernels.SECTION_BINS == SectionInfo._strings.n_features
+    kernel_bits = {bytes(name).decode(): 1 << bit for bit, name in enumerate(line_kernels._PROPERTIES)}
+    assert kernel_bits == SectionInfo._property_bits

@@ -1,6 +1,6 @@
 """numba's on-disk cache of compiled kernels, read back only through a verified signature.
 
-A kernel compiles once per process and row type (the line scanner 10-15 s, the tree walk ~1 s).
+A kernel compiles once per process and row type (the line scanner 15-25 s, the tree walk ~1 s).
 numba can keep what it compiled on disk (``cache=True``), but it reads those files back with
 ``pickle`` and runs the machine code in them, and a file is untrusted bytes to Vigil. Here every
 cache file is written with an HMAC-SHA256 of its exact bytes, and read back only when that tag

@@ -71,7 +71,8 @@ class ScannedLines:
     was not scanned (the caller parses it as it is); ``rows[name]``: that block's rows for every
     line, valid where ``records[k]`` is not None (counts as int64, imports as FeatureHasher's sums
     of the 256 library and 1,024 function bins side by side, directories as (size, address) of each
-    slot, both in float32 as the blocks hold them)."""
+    slot, both in float32 as the blocks hold them; the header's 62 values and the section block's
+    ``SectionRow`` in float64, as the blocks have them before their float32 cast)."""
 
     records: list[dict | None]
     rows: dict[str, np.ndarray]

@@ -168,11 +168,11 @@ def vectorize_record(extractor: FeatureExtractor, line: str) -> tuple[np.ndarray
 _worker_state: dict = {}
 
 
-# The line scanner saves ~35-55 us a line (bench.ember_vectorize, 3 December: 2.7-4.0x -> 1.7-2.0x
-# orjson's parse). Its compilation costs 10-15 s (numba), paid back from ~200-400k lines: a run uses it
-# from this many lines (EMBER2018's 1 M) or once this process compiled it. Loading it from the signed
-# kernel cache, where an earlier process left it, costs 0.3-0.5 s, paid back from ~6-14k lines: then
-# from CACHED_SCANNER_MIN_LINES.
+# The line scanner saves ~60-110 us a line (bench.ember_vectorize, 3 December, with the section and
+# header blocks: 2.9-3.4x -> 1.05-1.6x orjson's parse). Its compilation costs 15-25 s (numba), paid
+# back from ~150-400k lines: a run uses it from this many lines (EMBER2018's 1 M) or once this
+# process compiled it. Loading it from the signed kernel cache, where an earlier process left it,
+# costs 0.25-0.5 s, paid back from ~3-8k lines: then from CACHED_SCANNER_MIN_LINES.
 SCANNER_MIN_LINES = 400_000
 CACHED_SCANNER_MIN_LINES = 10_000
 
