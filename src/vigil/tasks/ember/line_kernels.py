@@ -343,6 +343,14 @@ def _after_comma(data, i, end):  # pragma: no cover - compiled
 
 
 @njit(cache=False, nogil=True)
+def _in_object(data, i, end):  # pragma: no cover - compiled
+    """The index of the first member of the object at data[i] (blanks after its ``{``), or -1."""
+    if i < 0 or i >= end or data[i] != 0x7B:  # {
+        return -1
+    return _skip(data, i + 1, end)
+
+
+@njit(cache=False, nogil=True)
 def _exact_number(data, i, end, key):  # pragma: no cover - compiled
     """(value, index after it and the blank after it) of ``key: <integer below MAX_EXACT>`` at data[i], or (0, -1)."""
     i = _key_then_colon(data, i, end, key)
@@ -366,9 +374,7 @@ def _directories(data, i, end, row):  # pragma: no cover - compiled
     name_key, size_key, address_key = _DIRECTORY_KEYS
     slot = 0
     while True:
-        if i >= end or data[i] != 0x7B:  # {
-            return -1
-        i = _key_then_colon(data, _skip(data, i + 1, end), end, name_key)
+        i = _key_then_colon(data, _in_object(data, i, end), end, name_key)
         if i < 0:
             return -1
         close = _string_end(data, i, end)
@@ -497,9 +503,7 @@ def _section(data, i, end, row, line, entropies, written, targets, count, decode
     entry_key, sections_key = _SECTION_BLOCK_KEYS
     name_key, size_key, entropy_key, vsize_key, props_key = _SECTION_KEYS
     entry, name, prop = decoded[0], decoded[1], decoded[2]
-    if i >= end or data[i] != 0x7B:  # {
-        return -1, written, count
-    i, entry_length = _decoded_string(data, _key_then_colon(data, _skip(data, i + 1, end), end, entry_key), end, entry)
+    i, entry_length = _decoded_string(data, _key_then_colon(data, _in_object(data, i, end), end, entry_key), end, entry)
     i = _after_key(data, i, end, sections_key)
     if i < 0 or i >= end or data[i] != 0x5B:  # [
         return -1, written, count
@@ -509,9 +513,11 @@ def _section(data, i, end, row, line, entropies, written, targets, count, decode
     if closed:
         i += 1
     while not closed:
-        if slot == SECTION_SLOTS or i >= end or data[i] != 0x7B:
+        if slot == SECTION_SLOTS:
             return -1, written, count
-        i, name_length = _decoded_string(data, _key_then_colon(data, _skip(data, i + 1, end), end, name_key), end, name)
+        i, name_length = _decoded_string(
+            data, _key_then_colon(data, _in_object(data, i, end), end, name_key), end, name
+        )
         size, i = _exact_number(data, _after_comma(data, i, end), end, size_key)
         entropy = _after_key(data, i, end, entropy_key)
         entropy_end = _number_end(data, entropy, end) if entropy >= 0 else -1
@@ -610,12 +616,8 @@ def _header(data, i, end, row, decoded, number_keys):  # pragma: no cover - comp
     timestamp_key, machine_key, characteristics_key = _COFF_KEYS
     subsystem_key, dll_key, magic_key = _OPTIONAL_KEYS
     parts = row[1 : 1 + 5 * HEADER_BINS]
-    if i >= end or data[i] != 0x7B:  # {
-        return -1
-    i = _key_then_colon(data, _skip(data, i + 1, end), end, coff_key)
-    if i < 0 or i >= end or data[i] != 0x7B:
-        return -1
-    timestamp, i = _exact_number(data, _skip(data, i + 1, end), end, timestamp_key)
+    i = _key_then_colon(data, _in_object(data, i, end), end, coff_key)
+    timestamp, i = _exact_number(data, _in_object(data, i, end), end, timestamp_key)
     row[0] = timestamp
     i = _hashed_string(data, _after_key(data, i, end, machine_key), end, parts[:HEADER_BINS], decoded)
     i = _hashed_strings(
@@ -624,10 +626,7 @@ def _header(data, i, end, row, decoded, number_keys):  # pragma: no cover - comp
     i = _skip(data, i, end) if i >= 0 else -1
     if i < 0 or i >= end or data[i] != 0x7D:  # }
         return -1
-    i = _after_key(data, i + 1, end, optional_key)
-    if i < 0 or i >= end or data[i] != 0x7B:
-        return -1
-    i = _key_then_colon(data, _skip(data, i + 1, end), end, subsystem_key)
+    i = _key_then_colon(data, _in_object(data, _after_key(data, i + 1, end, optional_key), end), end, subsystem_key)
     i = _hashed_string(data, i, end, parts[2 * HEADER_BINS : 3 * HEADER_BINS], decoded)
     i = _hashed_strings(data, _after_key(data, i, end, dll_key), end, parts[3 * HEADER_BINS : 4 * HEADER_BINS], decoded)
     i = _hashed_string(data, _after_key(data, i, end, magic_key), end, parts[4 * HEADER_BINS :], decoded)
