@@ -344,6 +344,7 @@ def processor_costs(store, static, names, row_messages, query_messages) -> dict:
     costs = {
         "predict_proba (base)": lambda: predict_proba(static.model, features),
         "parse a JSON CIC row": lambda: [processor.parse(m) for m in row_messages[:1000]],
+        "parse CIC rows, a window": lambda: processor.parse_batch(row_messages[:1000]),  # the consumer's path
         "parse a query message": lambda: [processor.parse(m) for m in query_messages[:1000]],
         "features of the names": lambda: cic_matrix_and_split(names[:1000]),
         "per-domain detector": detector,

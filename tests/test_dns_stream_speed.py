@@ -12,7 +12,7 @@ from vigil.artifacts import ArtifactStore
 from vigil.tasks.dns_exfil.benign import load_benign
 from vigil.tasks.dns_exfil.capture import load_captures
 from vigil.tasks.dns_exfil.fast_features import cic_matrix, plain_labels
-from vigil.tasks.dns_exfil.features import FEATURE_COLUMNS, QueryFeatureExtractor
+from vigil.tasks.dns_exfil.features import CSV_COLUMNS, FEATURE_COLUMNS, QueryFeatureExtractor
 from vigil.tasks.dns_exfil.generate import STATIC_PHASE, QueryGenerator
 from vigil.tasks.dns_exfil.model import predict_proba, scores, window_scores
 
@@ -126,3 +126,63 @@ def test_a_row_of_plain_fields_is_the_checking_loops_row(monkeypatch, dns_defaul
     monkeypatch.setattr(stream, "_plain_row", lambda obj: None)
     assert fast == [parse(m) for m in messages]
     assert any(isinstance(f, str) for f in fast) and any(isinstance(f, tuple) for f in fast)
+
+
+def _outcomes(processor, values):
+    """parse of each value one at a time: its row (repr, so -0.0 and 0.0 differ) or its exception."""
+    outcomes = []
+    for value in values:
+        try:
+            outcomes.append(repr(processor.parse(value)))
+        except Exception as exc:
+            outcomes.append((type(exc).__name__, str(exc)))
+    return outcomes
+
+
+def test_a_window_parsed_at_once_is_each_message_parsed_alone(dns_default_store):
+    """parse_batch, which converts the CIC rows' number texts of a poll together, gives each message
+    what parse gives it alone: the same row to the bit, or the same rejection with its reason. The
+    odd texts are those one joined JSON parse could misread or read differently (commas, brackets, quotes, the integer
+    -0, numbers beyond float64 or float32) next to plain ones, JSON numbers, and the other formats."""
+    import json
+
+    from vigil.tasks.dns_exfil import stream
+
+    processor = stream.DnsWindowProcessor(dns_default_store, dns_default_store.load("dns_exfil"), "t")
+    # texts one JSON parse reads as numbers (or values that are not texts), then texts it cannot read
+    joinable = [
+        " 3 ", "\t4\n", "-0", "-0.0", "-0e0", "1e-0", "1e-400", "18446744073709551616", "1" * 30, "3.5e38",
+        1, 1.5, -0.0, True, None, [1], 10**40,
+    ]  # fmt: skip
+    breaking = ["1,2", "[1]", '"a', 'b"', "{}", "1e400", "-1e400", "0x10", "01", ".5", "+1", "nan", "Infinity", "١", "true", "null", "", "1_0"]  # fmt: skip
+    rng = np.random.default_rng(1)
+
+    def message(odd_fields: int, odd: list) -> bytes:
+        record = {c: str(rng.integers(0, 60)) for c in FEATURE_COLUMNS}
+        record["entropy"] = f"{rng.uniform(0, 4):.6f}"
+        record["longest_word"], record["sld"] = "www", "example"
+        for column in rng.choice(FEATURE_COLUMNS, size=odd_fields):
+            record[column] = odd[rng.integers(len(odd))]
+        record["Target Attack"] = ["0", "1", 1, "", "2"][rng.integers(5)]
+        return json.dumps(record).encode()
+
+    others = [
+        b'{"query": "a.example.com", "Target Attack": 1, "time": 5}',
+        json.dumps(",".join(["1"] * len(CSV_COLUMNS))).encode(),  # a raw CSV line, JSON-encoded
+        b"{'FQDN_count': '3'}",
+        b"[1, 2]",
+        b"not json",
+        None,
+    ]
+    clean = [message(0, []) for _ in range(300)]
+    assert len(stream._window_of_number_texts([json.loads(v) for v in clean])[1]) == 300  # all taken together
+    assert _batch_outcomes(processor, clean) == _outcomes(processor, clean)
+    for window in range(60):
+        odd = joinable if window % 2 else joinable + breaking  # the odd windows' joined parse succeeds
+        values = [message(int(rng.integers(1, 3)) if rng.random() < 0.2 else 0, odd) for _ in range(50)]
+        values[int(rng.integers(50))] = others[window % len(others)]
+        assert _batch_outcomes(processor, values) == _outcomes(processor, values), window
+
+
+def _batch_outcomes(processor, values):
+    return [(type(o).__name__, str(o)) if isinstance(o, Exception) else repr(o) for o in processor.parse_batch(values)]

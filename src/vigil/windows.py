@@ -23,7 +23,9 @@ class WindowProcessor(Protocol):
     """One task's window logic. Optional members the stream verbs use when present:
     ``window_columns`` (``{name: SQL type}``: fields of its window record stored as results columns
     beyond the generic ones of :mod:`vigil.streaming.results`), ``alert_noun`` (what a window's ``alerts`` flag, e.g. ``"host"``: names the summary's
-    ``<noun>_alerts``) and ``describe_alert(alert) -> str`` (the line printed for each alert).
+    ``<noun>_alerts``), ``describe_alert(alert) -> str`` (the line printed for each alert) and
+    ``parse_batch(values) -> list`` (:meth:`parse` of each value in order, the exception it raised in
+    place of a row: for a processor that reads a poll's messages faster together).
 
     A checkpoint is plain data (numbers, strings, bytes, lists, tuples, dicts, sets, numeric numpy
     arrays): the results store refuses to write anything else, and reads it back through

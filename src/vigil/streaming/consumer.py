@@ -21,6 +21,7 @@ consumer killed mid-window likewise restarts from the last committed window boun
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +32,8 @@ from vigil.heap import collector_paused, freeze_startup_heap
 from vigil.streaming.kafka_io import consumer_config
 from vigil.streaming.results import ResultsStore, dump_checkpoint
 from vigil.windows import RejectedMessage, WindowProcessor, safe_name
+
+log = logging.getLogger(__name__)
 
 MAX_REASON = 500  # characters of a rejection's reason that are kept
 HEARTBEAT_EVERY_S = 2.0  # between polls, the processor's heartbeat is refreshed this often
@@ -212,13 +215,15 @@ class WindowedConsumer:
         times a window (a sixth of a window's time, in the stream benchmarks); it runs once after
         the batch instead. After the first window the heap is frozen again: what a
         processor loads when its first window comes (compiled kernels, caches) is start-up too."""
+        readable = [message for message in messages if message.error() is None]
+        outcomes = iter(self._parsed([message.value() for message in readable]))
         for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() != partition_eof:
                     self.processor.heartbeat("running", assigned=self.assigned, last_error=str(error))
                 continue
-            self._take(message)
+            self._take(message, next(outcomes))
             if len(self.rows) == self.window_size:
                 self._report_rejected()
                 first = self.stats.windows == 0 and self._recording is None
@@ -246,31 +251,59 @@ class WindowedConsumer:
             for rejection in fresh:
                 self.on_reject(rejection)
 
-    def _take(self, message) -> None:
+    def _parsed(self, values: list) -> list:
+        """Each value's parse: a row, None for a control message, or the exception its parse raised.
+        A processor's ``parse_batch`` reads them together; a batch is never more than the current
+        window still needs, so no window closes before the last of them is parsed."""
+        parse_batch = getattr(self.processor, "parse_batch", None)
+        if parse_batch is not None:
+            try:
+                outcomes = parse_batch(values)
+            except Exception:  # a fault of the batch path itself: each message is parsed alone instead
+                log.exception("parse_batch failed on %d messages; parsing them one at a time", len(values))
+            else:
+                if len(outcomes) == len(values):
+                    return outcomes
+                log.error(
+                    "parse_batch gave %d outcomes for %d messages; parsing them one at a time",
+                    len(outcomes),
+                    len(values),
+                )
+        outcomes = []
+        for value in values:
+            try:
+                outcomes.append(self.processor.parse(value))
+            except Exception as exc:  # a poison message must not stop the stream: every parse failure is recorded
+                outcomes.append(exc)
+        return outcomes
+
+    def _take(self, message, outcome) -> None:
+        """One readable message and its parse (:meth:`_parsed`): a row of the window, a rejection, or
+        nothing (a control message); its offset is within the window's span either way."""
         partition, offset = message.partition(), message.offset()
         first_last = self.span.get(partition)
         if first_last is None:
             self.span[partition] = [offset, offset]
         else:
             first_last[1] = offset
-        value = message.value()
-        try:
-            row = self.processor.parse(value)
-        except Exception as exc:  # a poison message must not stop the stream: every parse failure is recorded
-            reason = str(exc) if isinstance(exc, RejectedMessage) else f"cannot parse ({type(exc).__name__}): {exc}"
+        if isinstance(outcome, Exception):
+            reason = (
+                str(outcome)
+                if isinstance(outcome, RejectedMessage)
+                else f"cannot parse ({type(outcome).__name__}): {outcome}"
+            )
             self.rejected.append(
                 {
                     "topic": message.topic(),
                     "partition": partition,
                     "offset": offset,
                     "reason": reason[:MAX_REASON],
-                    "excerpt": (value or b"")[:120].decode("utf-8", errors="replace"),
+                    "excerpt": (message.value() or b"")[:120].decode("utf-8", errors="replace"),
                 }
             )
             self._unreported += 1
-            return
-        if row is not None:
-            self.rows.append(row)
+        elif outcome is not None:
+            self.rows.append(outcome)
 
     def _close_window(self, consumer) -> None:
         """Score the window and hand its results transaction to the writer thread, after the window
